@@ -1,0 +1,194 @@
+import { createHash } from "node:crypto";
+
+/**
+ * Mixpanel's per-event rules (reference/mixpanel-api.md §4), applied at the edge
+ * so a record that Mixpanel would refuse never reaches the queue. Pure: the clock
+ * comes in as `nowMs`.
+ */
+
+export const MIN_EVENT_TIME_MS = Date.UTC(1971, 0, 1);
+export const MAX_FUTURE_SKEW_MS = 60 * 60 * 1000;
+/** "< 255 properties": the cap is 254. */
+export const MAX_PROPERTIES = 254;
+/** Objects < 255 keys, arrays < 255 items, nesting depth ≤ 3. */
+export const MAX_NESTED_KEYS = 254;
+export const MAX_ARRAY_ITEMS = 254;
+export const MAX_NESTING_DEPTH = 3;
+/** "< 1 MB per event"; measured on the serialized record. */
+export const MAX_EVENT_BYTES = 1_000_000;
+/** Values below this are seconds, above it milliseconds (reference/adobe-forwarding.md §5). */
+const SECONDS_THRESHOLD = 1e11;
+
+const BANNED_IDS = new Set([
+  "00000000-0000-0000-0000-000000000000",
+  "anon",
+  "anonymous",
+  "nil",
+  "none",
+  "null",
+  "n/a",
+  "na",
+  "undefined",
+  "unknown",
+  "<nil>",
+  "0",
+  "-1",
+  "true",
+  "false",
+  "[]",
+  "{}",
+]);
+
+const INSERT_ID_PATTERN = /^[A-Za-z0-9-]{1,36}$/;
+
+/** Case-insensitivity of Mixpanel's list is unverified; we refuse every casing to be safe. */
+export function isBannedId(id: string): boolean {
+  return BANNED_IDS.has(id.trim().toLowerCase());
+}
+
+export function isValidInsertId(id: string): boolean {
+  return INSERT_ID_PATTERN.test(id) && !isBannedId(id);
+}
+
+/** JSON with object keys sorted, so equal content always hashes the same. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
+  if (value !== null && typeof value === "object") {
+    const entries = Object.entries(value)
+      .filter(([, v]) => v !== undefined)
+      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  }
+  return JSON.stringify(value) ?? "null";
+}
+
+/**
+ * The fallback `$insert_id`: the first 36 hex characters of a SHA-256 over the
+ * event's content, so a client that resends the same event gets the same id and
+ * Mixpanel dedupes it.
+ */
+export function deriveInsertId(content: unknown): string {
+  return createHash("sha256").update(canonicalJson(content)).digest("hex").slice(0, 36);
+}
+
+export type TimeResult = { ok: true; ms: number } | { ok: false; reason: string };
+
+/** Accepts seconds or milliseconds, as a number or a numeric string; answers integer ms. */
+export function normalizeEventTime(value: unknown, nowMs: number): TimeResult {
+  const numeric = typeof value === "string" && value.trim() !== "" ? Number(value) : value;
+  if (typeof numeric !== "number" || !Number.isFinite(numeric)) {
+    return { ok: false, reason: "time must be seconds or milliseconds since the epoch" };
+  }
+  const ms = Math.trunc(numeric < SECONDS_THRESHOLD ? numeric * 1000 : numeric);
+  if (ms < MIN_EVENT_TIME_MS) return { ok: false, reason: "time is before 1971-01-01" };
+  if (ms > nowMs + MAX_FUTURE_SKEW_MS) return { ok: false, reason: "time is more than 1 hour in the future" };
+  return { ok: true, ms };
+}
+
+export interface RuleViolation {
+  readonly code: string;
+  readonly reason: string;
+}
+
+function checkNested(value: unknown, depth: number, path: string): RuleViolation | undefined {
+  if (Array.isArray(value)) {
+    if (value.length > MAX_ARRAY_ITEMS) {
+      return { code: "too_many_items", reason: `${path} has ${value.length} items (max ${MAX_ARRAY_ITEMS})` };
+    }
+    for (const item of value) {
+      const violation = checkNested(item, depth, path);
+      if (violation) return violation;
+    }
+    return undefined;
+  }
+  if (value !== null && typeof value === "object") {
+    if (depth > MAX_NESTING_DEPTH) {
+      return { code: "too_deep", reason: `${path} nests objects deeper than ${MAX_NESTING_DEPTH} levels` };
+    }
+    const entries = Object.entries(value);
+    if (entries.length > MAX_NESTED_KEYS) {
+      return { code: "too_many_keys", reason: `${path} has ${entries.length} keys (max ${MAX_NESTED_KEYS})` };
+    }
+    for (const [key, inner] of entries) {
+      const violation = checkNested(inner, depth + 1, `${path}.${key}`);
+      if (violation) return violation;
+    }
+  }
+  return undefined;
+}
+
+export interface ImportEvent {
+  readonly event: string;
+  readonly properties: Record<string, unknown>;
+}
+
+export type EventRuleResult = { ok: true; line: string } | ({ ok: false } & RuleViolation);
+
+export interface EventRuleOptions {
+  /** Add `ip: "0"` when the event has no ip, so Mixpanel does not geolocate it to the Lambda's region (§5). */
+  readonly defaultIpZero: boolean;
+}
+
+/**
+ * Validates an event against Mixpanel's documented rules and returns it
+ * serialized for /import: `time` in integer ms, `distinct_id` a string,
+ * `$insert_id` present and well-formed (derived from content when missing).
+ */
+export function applyEventRules(
+  input: ImportEvent,
+  nowMs: number,
+  options: EventRuleOptions = { defaultIpZero: true },
+): EventRuleResult {
+  const { event, properties } = input;
+  if (event.trim() === "") return { ok: false, code: "missing_event", reason: "event name is empty" };
+
+  if (properties.time === undefined || properties.time === null) {
+    return { ok: false, code: "missing_time", reason: "properties.time is required" };
+  }
+  const time = normalizeEventTime(properties.time, nowMs);
+  if (!time.ok) return { ok: false, code: "invalid_time", reason: time.reason };
+
+  const rawDistinctId = properties.distinct_id;
+  if (rawDistinctId === undefined || rawDistinctId === null) {
+    // Without it Mixpanel hashes the request IP: every event would become one synthetic user.
+    return { ok: false, code: "missing_distinct_id", reason: "properties.distinct_id is required (use \"\" for user-less events)" };
+  }
+  if (typeof rawDistinctId !== "string" && typeof rawDistinctId !== "number") {
+    return { ok: false, code: "invalid_distinct_id", reason: "properties.distinct_id must be a string or a number" };
+  }
+  const distinctId = String(rawDistinctId);
+  if (distinctId !== "" && isBannedId(distinctId)) {
+    return { ok: false, code: "banned_distinct_id", reason: `distinct_id "${distinctId}" is a placeholder Mixpanel refuses` };
+  }
+
+  const rawInsertId = properties.$insert_id;
+  let insertId: string;
+  if (rawInsertId === undefined || rawInsertId === null || rawInsertId === "") {
+    const { $insert_id: _omit, ...content } = properties;
+    insertId = deriveInsertId({ event, properties: { ...content, time: time.ms, distinct_id: distinctId } });
+  } else if (typeof rawInsertId === "string" && isValidInsertId(rawInsertId)) {
+    insertId = rawInsertId;
+  } else {
+    // Keep the sender's dedup intent: the same bad id always maps to the same valid one.
+    insertId = deriveInsertId({ insert_id: rawInsertId });
+  }
+
+  const normalized: Record<string, unknown> = { ...properties, time: time.ms, distinct_id: distinctId, $insert_id: insertId };
+  if (options.defaultIpZero && normalized.ip === undefined) normalized.ip = "0";
+
+  const propertyCount = Object.keys(normalized).length;
+  if (propertyCount > MAX_PROPERTIES) {
+    return { ok: false, code: "too_many_properties", reason: `event has ${propertyCount} properties (max ${MAX_PROPERTIES})` };
+  }
+  for (const [key, value] of Object.entries(normalized)) {
+    const violation = checkNested(value, 1, `properties.${key}`);
+    if (violation) return { ok: false, ...violation };
+  }
+
+  const line = JSON.stringify({ event, properties: normalized });
+  const bytes = Buffer.byteLength(line);
+  if (bytes >= MAX_EVENT_BYTES) {
+    return { ok: false, code: "event_too_large", reason: `event is ${bytes} bytes (must be under ${MAX_EVENT_BYTES})` };
+  }
+  return { ok: true, line };
+}

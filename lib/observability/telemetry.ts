@@ -1,0 +1,20 @@
+import { Logger } from "@aws-lambda-powertools/logger";
+import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
+
+/**
+ * Structured JSON logs and CloudWatch Embedded Metric Format metrics via
+ * Powertools. One instance per container; handlers add the correlation id with
+ * `logger.appendKeys({ correlationId })` and call `metrics.publishStoredMetrics()`.
+ */
+export const SERVICE_NAME = "mixpanel-relay";
+
+export const logger = new Logger({ serviceName: SERVICE_NAME });
+
+export const metrics = new Metrics({ namespace: "MixpanelRelay", serviceName: SERVICE_NAME });
+
+export { MetricUnit };
+
+/** Counter helper so call sites read as the metric they bump. */
+export function count(name: string, value: number): void {
+  if (value > 0) metrics.addMetric(name, MetricUnit.Count, value);
+}

@@ -1,0 +1,78 @@
+import { z } from "zod";
+
+/**
+ * What sits on the events queue: records already mapped to Mixpanel's shape,
+ * each serialized once as a JSON line, with `$insert_id` and `time` fixed at the
+ * edge so no retry, split or redelivery can change them (reference/mixpanel-api.md §5).
+ * Versioned so a queue can drain across a deploy that changes the envelope.
+ */
+export const recordKindSchema = z.enum(["event", "profile", "group"]);
+export type RecordKind = z.infer<typeof recordKindSchema>;
+
+export const envelopeSchema = z.object({
+  v: z.literal(1),
+  kind: recordKindSchema,
+  /** Which intake route or reader produced the records (native, braze, adobe, …). */
+  source: z.string().min(1),
+  /** Follows the records from intake to Mixpanel in every log line. */
+  correlationId: z.string().min(1),
+  /** One serialized Mixpanel record per entry (an /import event, /engage or /groups update). */
+  records: z.array(z.string().min(2)).min(1),
+});
+
+export type Envelope = z.infer<typeof envelopeSchema>;
+
+export function serializeEnvelope(envelope: Envelope): string {
+  return JSON.stringify(envelope);
+}
+
+export function parseEnvelope(body: string): Envelope {
+  return envelopeSchema.parse(JSON.parse(body));
+}
+
+/** Byte length of an envelope once serialized, without building it: used to pack messages. */
+export function envelopeOverheadBytes(kind: RecordKind, source: string, correlationId: string): number {
+  return Buffer.byteLength(serializeEnvelope({ v: 1, kind, source, correlationId, records: ["{}"] })) - 4;
+}
+
+/** A record line inside an envelope costs its JSON-string encoding plus a comma. */
+export function recordCostBytes(line: string): number {
+  return Buffer.byteLength(JSON.stringify(line)) + 1;
+}
+
+/**
+ * Packs serialized records into as few envelopes as fit under `maxMessageBytes`
+ * each (the SQS message cap). A single record bigger than that cannot be queued
+ * and is returned in `oversized` for the caller to reject.
+ */
+export function packEnvelopes(
+  kind: RecordKind,
+  source: string,
+  correlationId: string,
+  lines: readonly string[],
+  maxMessageBytes: number,
+): { bodies: string[]; oversizedIndexes: number[] } {
+  const overhead = envelopeOverheadBytes(kind, source, correlationId);
+  const bodies: string[] = [];
+  const oversizedIndexes: number[] = [];
+  let current: string[] = [];
+  let currentBytes = overhead;
+  const flush = () => {
+    if (current.length === 0) return;
+    bodies.push(serializeEnvelope({ v: 1, kind, source, correlationId, records: current }));
+    current = [];
+    currentBytes = overhead;
+  };
+  lines.forEach((line, index) => {
+    const cost = recordCostBytes(line);
+    if (overhead + cost > maxMessageBytes) {
+      oversizedIndexes.push(index);
+      return;
+    }
+    if (currentBytes + cost > maxMessageBytes) flush();
+    current.push(line);
+    currentBytes += cost;
+  });
+  flush();
+  return { bodies, oversizedIndexes };
+}
