@@ -1,0 +1,50 @@
+import { z } from "zod";
+import { ValidationError } from "../errors.js";
+import { applyEventRules } from "../mixpanel/event-rules.js";
+import type { MapContext, MappedItem } from "./types.js";
+
+/**
+ * Native Mixpanel events: `[{event, properties}]` or `{"events": [...]}`.
+ * The envelope is checked as a whole (a wrong shape is a 400); each event is
+ * checked on its own so one bad event never fails the batch.
+ */
+const nativeEventSchema = z.object({
+  event: z.string(),
+  properties: z.record(z.string(), z.unknown()),
+});
+
+const nativeBatchSchema = z.union([
+  z.array(z.unknown()),
+  z.object({ events: z.array(z.unknown()) }).transform((body) => body.events),
+]);
+
+export function unwrapNativeBatch(body: unknown): unknown[] {
+  const parsed = nativeBatchSchema.safeParse(body);
+  if (!parsed.success) {
+    throw new ValidationError('body must be a JSON array of events or an object {"events": [...]}');
+  }
+  return parsed.data;
+}
+
+export function mapNativeEvent(item: unknown, index: number, ctx: MapContext): MappedItem {
+  const parsed = nativeEventSchema.safeParse(item);
+  if (!parsed.success) {
+    const where = parsed.error.issues[0]?.path.join(".") || "(event)";
+    return {
+      ok: false,
+      index,
+      code: "invalid_shape",
+      reason: `${where}: ${parsed.error.issues[0]?.message ?? "must be {event, properties}"}`,
+      payload: item,
+    };
+  }
+  const { event, properties } = parsed.data;
+  const renamed = ctx.config.event_mapping[event] ?? event;
+  const result = applyEventRules({ event: renamed, properties }, ctx.nowMs);
+  if (!result.ok) return { ok: false, index, code: result.code, reason: result.reason, payload: item };
+  return { ok: true, index, kind: "event", line: result.line };
+}
+
+export function mapNativeEvents(body: unknown, ctx: MapContext): MappedItem[] {
+  return unwrapNativeBatch(body).map((item, index) => mapNativeEvent(item, index, ctx));
+}
