@@ -1,4 +1,133 @@
 import { z } from "zod";
 
-/** Cohort sync declarations of the stage config (issue #4 fills these in). */
-export const cohortSyncsSchema = z.array(z.object({ id: z.string().min(1) }).strict());
+/**
+ * Cohort sync declarations of the stage config (`cohort_syncs`), issue #4.
+ * Secrets are referenced by Secrets Manager *name* only; their values never
+ * appear in config or logs. See README "Cohort export and delivery".
+ */
+
+/** Secrets Manager names: letters, digits and /_+=.@- (AWS rule). */
+const secretName = z
+  .string()
+  .min(1)
+  .max(512)
+  .regex(/^[A-Za-z0-9/_+=.@-]+$/, "must be a Secrets Manager secret name (letters, digits, /_+=.@-)");
+
+const RATE = /^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$/;
+const UNIT_MS = { minute: 60_000, hour: 3_600_000, day: 86_400_000 } as const;
+
+/** `rate(30 minutes)` → 1 800 000. EventBridge syntax, but only `rate(...)`: the export ticks and decides what is due. */
+export function rateToMs(expression: string): number | undefined {
+  const match = RATE.exec(expression);
+  if (!match) return undefined;
+  const value = Number(match[1]);
+  const word = match[2] ?? "";
+  // EventBridge: "1 hour" but "2 hours".
+  if ((value === 1) === word.endsWith("s")) return undefined;
+  const unit = word.replace(/s$/, "");
+  if (unit !== "minute" && unit !== "hour" && unit !== "day") return undefined;
+  return value * UNIT_MS[unit];
+}
+
+const rateExpression = z
+  .string()
+  .refine((value) => rateToMs(value) !== undefined && (rateToMs(value) ?? 0) > 0, {
+    message: 'must be an interval like "rate(30 minutes)", "rate(2 hours)" or "rate(7 days)"',
+  });
+
+const webhookDestinationSchema = z
+  .object({
+    type: z.literal("webhook"),
+    url: z.url({ protocol: /^https?$/ }),
+    /** Secret JSON `{"secret": "..."}`: key of the HMAC-SHA256 signature header. */
+    signing_secret: secretName,
+    /** Optional secret JSON `{"username": "...", "password": "..."}` for Basic auth. */
+    basic_auth_secret: secretName.optional(),
+    /** Send Mixpanel's empty `add_members`/`remove_members` calls when nothing changed. */
+    empty_diff_calls: z.boolean().default(true),
+  })
+  .strict();
+
+const brevoDestinationSchema = z
+  .object({
+    type: z.literal("brevo"),
+    list_id: z.number().int().positive(),
+    /** Mixpanel profile property → Brevo attribute (UPPERCASE), e.g. {"$first_name": "FIRSTNAME"}. */
+    attributes: z
+      .record(z.string().min(1), z.string().regex(/^[A-Z0-9_]+$/, "Brevo attribute names are UPPERCASE"))
+      .default({ $first_name: "FIRSTNAME", $last_name: "LASTNAME" }),
+    /** Secret JSON `{"api_key": "xkeysib-..."}`. */
+    api_key_secret: secretName,
+    base_url: z.url().default("https://api.brevo.com/v3"),
+  })
+  .strict();
+
+const brazeDestinationSchema = z
+  .object({
+    type: z.literal("braze"),
+    /** Instance REST endpoint, e.g. https://rest.iad-01.braze.com */
+    rest_endpoint: z.url(),
+    /** Array custom attribute the cohort value is added to / removed from. */
+    attribute: z.string().min(1).default("mixpanel_cohorts"),
+    /** Value put in the array; default the Mixpanel cohort name. */
+    value: z.string().min(1).optional(),
+    /** Profile property holding the Braze external_id; default the Mixpanel distinct_id. */
+    external_id_property: z.string().min(1).optional(),
+    /** Sent explicitly on every attribute object (Braze's default is unverified). */
+    update_existing_only: z.boolean().default(true),
+    /** Secret JSON `{"api_key": "..."}` (REST key with users.track). */
+    api_key_secret: secretName,
+  })
+  .strict();
+
+export const destinationSchema = z.discriminatedUnion("type", [
+  webhookDestinationSchema,
+  brevoDestinationSchema,
+  brazeDestinationSchema,
+]);
+
+export const cohortSyncSchema = z
+  .object({
+    id: z
+      .string()
+      .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, "must be lowercase letters, digits, - or _ (used in S3 keys)"),
+    cohort_id: z.number().int().positive(),
+    destination: destinationSchema,
+    /** Extra profile properties exported (webhook: extra member keys; Brevo: needs a mapping). */
+    properties: z.array(z.string().min(1)).default([]),
+    mode: z.enum(["diff", "full"]).default("diff"),
+    schedule: rateExpression.default("rate(30 minutes)"),
+    /** Periodic full `members` resync even when a snapshot is fresh; unset = never (only the window below). */
+    full_resync_every: rateExpression.optional(),
+    /** A snapshot older than this forces a full sync (Mixpanel: 3 days). */
+    resync_window: rateExpression.default("rate(3 days)"),
+    /** Mixpanel's /engage default (true) also returns ids without a profile (no $email). */
+    include_all_users: z.boolean().default(true),
+    enabled: z.boolean().default(true),
+  })
+  .strict();
+
+export const cohortSyncsSchema = z.array(cohortSyncSchema).superRefine((syncs, ctx) => {
+  const seen = new Set<string>();
+  syncs.forEach((sync, index) => {
+    if (seen.has(sync.id)) {
+      ctx.addIssue({ code: "custom", path: [index, "id"], message: `duplicate sync id "${sync.id}"` });
+    }
+    seen.add(sync.id);
+  });
+});
+
+export type CohortSync = z.infer<typeof cohortSyncSchema>;
+export type Destination = z.infer<typeof destinationSchema>;
+export type WebhookDestination = z.infer<typeof webhookDestinationSchema>;
+export type BrevoDestination = z.infer<typeof brevoDestinationSchema>;
+export type BrazeDestination = z.infer<typeof brazeDestinationSchema>;
+
+/** Profile properties requested from /engage for one sync (webhook member fields + extras + mapping). */
+export function outputPropertiesFor(sync: CohortSync): string[] {
+  const wanted = new Set<string>(["$email", "$first_name", "$last_name", "$phone", ...sync.properties]);
+  const dest = sync.destination;
+  if (dest.type === "brevo") for (const property of Object.keys(dest.attributes)) wanted.add(property);
+  if (dest.type === "braze" && dest.external_id_property) wanted.add(dest.external_id_property);
+  return [...wanted].sort();
+}

@@ -16,6 +16,8 @@ export const envSchema = z.object({
   /** Endpoint override for every AWS SDK client (the local stack's in-process SQS/S3). */
   AWS_ENDPOINT_URL: optionalUrl,
   AWS_REGION: z.string().min(1).default("us-east-1"),
+  /** Endpoint override for Secrets Manager only (tests run a local Secrets Manager server). */
+  SECRETS_ENDPOINT_URL: optionalUrl,
 
   EVENTS_QUEUE_URL: z.string().min(1).optional(),
   DELIVERIES_QUEUE_URL: z.string().min(1).optional(),

@@ -1,10 +1,55 @@
 import { z } from "zod";
+import { BRAZE_EVENT_TYPES, normalizeBrazeEventType } from "../sources/braze-labels.js";
 
 /**
- * Mapping keys of the stage config (issue #3 fills these in: event renames,
- * profile property renames, Braze allow-list, identity mode).
+ * Mapping keys of the stage config (issue #3): event renames, profile property
+ * renames, the Braze event allow-list, the ID-merge mode and Adobe settings.
+ * Every object is `.strict()` so a misspelt key is named in the error, like the
+ * stage schema it is merged into (lib/config/stage.ts). Documented in README
+ * "Configuration keys".
  */
-export const mappingConfigSchema = z.object({
-  /** Event renames applied to every source, e.g. {"Sign Up": "customer_created"}. */
-  event_mapping: z.record(z.string().min(1), z.string().min(1)).default({}),
+
+/**
+ * Simplified ID Merge (Mixpanel's default since April 2024) links identities through
+ * `$device_id`/`$user_id` on ordinary events and ignores `$identify`/`$create_alias`/`$merge`;
+ * Original ID Merge uses those identity events (reference/mixpanel-api.md §7).
+ */
+export const identityModeSchema = z.enum(["simplified", "original"]);
+export type IdentityMode = z.infer<typeof identityModeSchema>;
+
+const brazeEventTypeName = z.string().refine((name) => normalizeBrazeEventType(name) !== undefined, {
+  error: (issue) =>
+    `unknown Braze event type ${JSON.stringify(issue.input)} (expected one of the ${BRAZE_EVENT_TYPES.length} types in lib/sources/braze-labels.ts, e.g. "users.messages.email.Send")`,
 });
+
+export const brazeConfigSchema = z
+  .object({
+    /**
+     * Which Braze event types to forward, like the event picker in Braze's own connector:
+     * "all" (default) or a list. Legacy underscore names are accepted and normalised.
+     */
+    event_types: z.union([z.literal("all"), z.array(brazeEventTypeName).min(1)]).default("all"),
+  })
+  .strict();
+
+export const adobeConfigSchema = z
+  .object({
+    /**
+     * When set, Adobe events whose `properties.token` differs are rejected (`token_mismatch`);
+     * when unset the token is ignored. It is never forwarded (reference/adobe-forwarding.md §5).
+     */
+    project_token: z.string().min(1).optional(),
+  })
+  .strict();
+
+export const mappingConfigSchema = z.object({
+  /** Event renames applied to every source after its own naming, e.g. {"Sign Up": "customer_created"}. */
+  event_mapping: z.record(z.string().min(1), z.string().min(1)).default({}),
+  /** Profile property renames applied to the keys inside every /engage operation, e.g. {"email": "$email"}. */
+  property_mapping: z.record(z.string().min(1), z.string().min(1)).default({}),
+  braze: brazeConfigSchema.default({ event_types: "all" }),
+  identity_mode: identityModeSchema.default("simplified"),
+  adobe: adobeConfigSchema.default({}),
+});
+
+export type MappingConfig = z.infer<typeof mappingConfigSchema>;

@@ -1,0 +1,30 @@
+import { realRetryDeps } from "../http/retry.js";
+import { mixpanelCredentialsSource } from "../mixpanel/credentials.js";
+import { ingestionBaseUrl } from "../mixpanel/hosts.js";
+import { createIngestionClient } from "../mixpanel/ingestion.js";
+import { logger } from "../observability/telemetry.js";
+import { type RuntimeContext, rejectedStoreFor } from "../runtime/context.js";
+import type { ForwarderDeps } from "./process.js";
+
+/** Stop retrying this long before the Lambda deadline so failures can still be reported. */
+export const DEADLINE_MARGIN_MS = 5_000;
+
+export function forwarderDepsFrom(runtime: RuntimeContext, remainingMs: () => number): ForwarderDeps {
+  const { env, config } = runtime;
+  const credentials = mixpanelCredentialsSource(env, runtime.secrets);
+  return {
+    client: createIngestionClient({
+      fetch: globalThis.fetch,
+      baseUrl: ingestionBaseUrl(config.residency, env.MIXPANEL_API_URL),
+      credentials,
+      importMaxBytes: env.IMPORT_MAX_BYTES,
+      concurrency: env.IMPORT_CONCURRENCY,
+      timeoutMs: env.HTTP_TIMEOUT_MS,
+      retryDeps: realRetryDeps(() => remainingMs() - DEADLINE_MARGIN_MS),
+      nowMs: Date.now,
+      onRetry: (endpoint, error, delayMs) =>
+        logger.warn("Mixpanel call will be retried", { endpoint, status: error.status, delayMs: Math.round(delayMs) }),
+    }),
+    rejected: rejectedStoreFor(runtime),
+  };
+}

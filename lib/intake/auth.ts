@@ -1,0 +1,46 @@
+import { createHash, timingSafeEqual } from "node:crypto";
+import { z } from "zod";
+import type { Env } from "../config/env.js";
+import { ConfigError } from "../errors.js";
+import type { SecretReader } from "../secrets/secrets.js";
+
+/** Intake tokens secret: `{"tokens": ["…", "…"]}` (several, so tokens can be rotated without downtime). */
+export const intakeTokensSecretSchema = z.object({ tokens: z.array(z.string().min(16)).min(1) });
+
+export type TokenSource = () => Promise<readonly string[]>;
+
+export function intakeTokenSource(env: Env, secrets: SecretReader): TokenSource {
+  const secretId = env.INTAKE_TOKEN_SECRET_ID;
+  if (secretId) return async () => (await secrets.getJson(secretId, intakeTokensSecretSchema)).tokens;
+  const local = (env.INTAKE_TOKEN ?? "")
+    .split(",")
+    .map((token) => token.trim())
+    .filter((token) => token !== "");
+  return async () => {
+    if (local.length === 0) throw new ConfigError("no intake token configured: set INTAKE_TOKEN_SECRET_ID or INTAKE_TOKEN");
+    return local;
+  };
+}
+
+/**
+ * Reads `Authorization: Bearer <token>`. Braze may switch to a custom RFC 7235
+ * scheme later (reference/braze-currents.md §1), so parse defensively: scheme
+ * case-insensitive, surrounding spaces ignored.
+ */
+export function bearerToken(header: string | undefined): string | undefined {
+  if (!header) return undefined;
+  const match = /^\s*bearer\s+(\S+)\s*$/i.exec(header);
+  return match?.[1];
+}
+
+const digest = (value: string) => createHash("sha256").update(value).digest();
+
+/** Constant-time comparison against every configured token (hashing first equalises lengths). */
+export function tokenMatches(presented: string, accepted: readonly string[]): boolean {
+  const presentedDigest = digest(presented);
+  let matched = false;
+  for (const token of accepted) {
+    if (timingSafeEqual(presentedDigest, digest(token))) matched = true;
+  }
+  return matched;
+}

@@ -1,0 +1,190 @@
+import type { StageConfig } from "../config/stage.js";
+import { ConfigError, RetryableError, ValidationError, describeError } from "../errors.js";
+import type { QueueSender } from "../queue/sqs-sender.js";
+import type { RejectedStore } from "../queue/rejected-store.js";
+import { type RecordKind, packEnvelopes } from "../records/envelope.js";
+import type { MappedItem, RejectedItem } from "../sources/types.js";
+import { bearerToken, tokenMatches, type TokenSource } from "./auth.js";
+import { findRoute, type IntakeRequest } from "./routes.js";
+
+/**
+ * The intake's whole behaviour, independent of API Gateway: auth, body limits,
+ * parsing, mapping, queueing and the rejected store, and the status codes the
+ * senders' retry rules expect (reference/braze-currents.md §2):
+ * 2xx only once records are durably queued; 400 only for an unparseable body;
+ * 401 bad token; 413 body too big; 503 when SQS, S3 or secrets fail.
+ */
+export interface HttpRequest extends IntakeRequest {
+  readonly method: string;
+  readonly path: string;
+  /** Raw body bytes as received. */
+  readonly body: Buffer | undefined;
+}
+
+export interface HttpResponse {
+  readonly statusCode: number;
+  readonly headers: Record<string, string>;
+  readonly body: string;
+}
+
+export interface IntakeDeps {
+  readonly config: StageConfig;
+  readonly tokens: TokenSource;
+  readonly queue: QueueSender;
+  readonly queueUrl: string;
+  readonly rejected: RejectedStore;
+  readonly maxMessageBytes: number;
+  readonly maxBodyBytes: number;
+  readonly nowMs: () => number;
+  readonly newCorrelationId: () => string;
+}
+
+export interface IntakeSummary {
+  readonly accepted: number;
+  readonly rejected: number;
+  readonly dropped: number;
+}
+
+export interface IntakeResult {
+  readonly response: HttpResponse;
+  readonly correlationId: string;
+  readonly summary?: IntakeSummary;
+  readonly source?: string;
+}
+
+function json(statusCode: number, correlationId: string, body: unknown): HttpResponse {
+  return {
+    statusCode,
+    headers: { "content-type": "application/json", "x-correlation-id": correlationId },
+    body: JSON.stringify(body),
+  };
+}
+
+function errorResponse(statusCode: number, correlationId: string, error: string, message: string): IntakeResult {
+  return { correlationId, response: json(statusCode, correlationId, { error, message, correlationId }) };
+}
+
+export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Promise<IntakeResult> {
+  const correlationId = request.headers["x-correlation-id"]?.slice(0, 128) || deps.newCorrelationId();
+
+  if (request.path === "/healthz") {
+    if (request.method !== "GET" && request.method !== "HEAD") return errorResponse(405, correlationId, "method_not_allowed", "use GET");
+    return { correlationId, response: json(200, correlationId, { status: "ok" }) };
+  }
+  const route = findRoute(request.path);
+  if (!route) return errorResponse(404, correlationId, "not_found", `no route ${request.path}`);
+  if (request.method !== "POST") return errorResponse(405, correlationId, "method_not_allowed", "use POST");
+
+  let accepted: readonly string[];
+  try {
+    accepted = await deps.tokens();
+  } catch (error) {
+    // Braze and other senders retry 5xx; a 401 here would mark their connector failed.
+    return errorResponse(503, correlationId, "unavailable", `cannot verify tokens right now: ${error instanceof ConfigError ? "intake tokens are not configured" : "secret store unavailable"}`);
+  }
+  const presented = bearerToken(request.headers.authorization);
+  if (!presented || !tokenMatches(presented, accepted)) {
+    return errorResponse(401, correlationId, "unauthorized", "missing or invalid Authorization: Bearer token");
+  }
+
+  const bodyBytes = request.body?.length ?? 0;
+  if (bodyBytes > deps.maxBodyBytes) {
+    return errorResponse(413, correlationId, "payload_too_large", `body is ${bodyBytes} bytes; the limit is ${deps.maxBodyBytes}`);
+  }
+  const text = request.body?.toString("utf8").trim() ?? "";
+  let parsed: unknown;
+  if (text === "") {
+    if (!route.allowEmptyBody) return errorResponse(400, correlationId, "invalid_body", "body is empty");
+    parsed = undefined;
+  } else {
+    try {
+      parsed = JSON.parse(text);
+    } catch (error) {
+      return errorResponse(400, correlationId, "invalid_json", `body is not valid JSON: ${describeError(error)}`);
+    }
+  }
+
+  const nowMs = deps.nowMs();
+  let items: MappedItem[];
+  try {
+    items = route.map(parsed, { nowMs, config: deps.config }, request);
+  } catch (error) {
+    if (error instanceof ValidationError) return errorResponse(400, correlationId, "invalid_body", error.message);
+    throw error;
+  }
+
+  const linesByKind = new Map<RecordKind, { lines: string[]; indexes: number[] }>();
+  const rejections: RejectedItem[] = [];
+  for (const item of items) {
+    if (!item.ok) {
+      rejections.push(item);
+      continue;
+    }
+    const group = linesByKind.get(item.kind) ?? { lines: [], indexes: [] };
+    group.lines.push(item.line);
+    group.indexes.push(item.index);
+    linesByKind.set(item.kind, group);
+  }
+
+  const bodies: string[] = [];
+  let acceptedCount = 0;
+  for (const [kind, group] of linesByKind) {
+    const packed = packEnvelopes(kind, route.source, correlationId, group.lines, deps.maxMessageBytes);
+    bodies.push(...packed.bodies);
+    const oversized = new Set(packed.oversizedIndexes);
+    acceptedCount += group.lines.length - oversized.size;
+    for (const position of packed.oversizedIndexes) {
+      rejections.push({
+        ok: false,
+        index: group.indexes[position] ?? -1,
+        code: "record_too_large_for_queue",
+        reason: `record does not fit in one SQS message of ${deps.maxMessageBytes} bytes`,
+        payload: group.lines[position],
+      });
+    }
+  }
+  rejections.sort((a, b) => a.index - b.index);
+
+  try {
+    await Promise.all([
+      bodies.length > 0 ? deps.queue.send(deps.queueUrl, bodies) : Promise.resolve(),
+      rejections.length > 0
+        ? deps.rejected.put({
+            source: route.source,
+            correlationId,
+            stageOfFailure: "intake",
+            items: rejections.map(({ index, code, reason, payload, dropped }) => ({
+              index,
+              code,
+              reason,
+              payload,
+              ...(dropped ? { dropped } : {}),
+            })),
+          })
+        : Promise.resolve(""),
+    ]);
+  } catch (error) {
+    if (error instanceof RetryableError || error instanceof ConfigError) {
+      return errorResponse(503, correlationId, "unavailable", "could not queue the batch; retry later");
+    }
+    throw error;
+  }
+
+  const dropped = rejections.filter((item) => item.dropped).length;
+  const summary = { accepted: acceptedCount, rejected: rejections.length - dropped, dropped };
+  return {
+    correlationId,
+    source: route.source,
+    summary,
+    response: json(acceptedCount > 0 ? 202 : 200, correlationId, {
+      ...summary,
+      errors: rejections
+        .filter((item) => !item.dropped)
+        .map(({ index, code, reason }) => ({ index, code, reason })),
+      ...(dropped > 0
+        ? { dropped_items: rejections.filter((item) => item.dropped).map(({ index, code }) => ({ index, code })) }
+        : {}),
+      correlationId,
+    }),
+  };
+}

@@ -1,0 +1,22 @@
+import { randomUUID } from "node:crypto";
+import { requireSetting } from "../config/env.js";
+import { createQueueSender } from "../queue/sqs-sender.js";
+import { type RuntimeContext, rejectedStoreFor } from "../runtime/context.js";
+import { intakeTokenSource } from "./auth.js";
+import type { IntakeDeps } from "./process.js";
+
+/** Wires the intake's dependencies from the runtime context (once per container). */
+export function intakeDepsFrom(runtime: RuntimeContext): IntakeDeps {
+  const { env } = runtime;
+  return {
+    config: runtime.config,
+    tokens: intakeTokenSource(env, runtime.secrets),
+    queue: createQueueSender(runtime.sqs, env.SQS_MAX_MESSAGE_BYTES),
+    queueUrl: requireSetting(env, "EVENTS_QUEUE_URL"),
+    rejected: rejectedStoreFor(runtime),
+    maxMessageBytes: env.SQS_MAX_MESSAGE_BYTES,
+    maxBodyBytes: env.INTAKE_MAX_BODY_BYTES,
+    nowMs: Date.now,
+    newCorrelationId: randomUUID,
+  };
+}

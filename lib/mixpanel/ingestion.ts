@@ -1,0 +1,245 @@
+import { promisify } from "node:util";
+import { gzip as gzipCallback, constants as zlibConstants } from "node:zlib";
+import { z } from "zod";
+import { ConfigError, RetryableError, describeError } from "../errors.js";
+import { type FetchLike, type HttpResult, fetchText, throwForStatus } from "../http/fetch.js";
+import { DEFAULT_RETRY_POLICY, type RetryDeps, type RetryPolicy, withRetry } from "../http/retry.js";
+import { mapWithConcurrency } from "../util/concurrency.js";
+import { type CredentialsSource, authorizationFor } from "./credentials.js";
+
+const gzip = promisify(gzipCallback);
+
+/**
+ * Writers for Mixpanel's ingestion endpoints (reference/mixpanel-api.md §3, §6).
+ * They never throw for a per-record problem: every input line gets an outcome,
+ * and the caller turns outcomes into rejected-store writes and SQS batchItemFailures.
+ */
+export type LineOutcome =
+  | { readonly status: "imported" }
+  /** Mixpanel refused the record for good; never resend it. */
+  | { readonly status: "rejected"; readonly reason: string }
+  /** Transient failure that outlived the retries we could afford; SQS should redeliver. */
+  | { readonly status: "retry"; readonly reason: string }
+  /** Credentials or settings are wrong; kept for redelivery and the DLQ, never dropped. */
+  | { readonly status: "config"; readonly reason: string };
+
+/** /import: at most 2000 events per request (§3). */
+export const IMPORT_MAX_RECORDS = 2000;
+/** /engage and /groups: at most 2000 updates per request (§6). */
+export const ENGAGE_MAX_RECORDS = 2000;
+
+export interface IngestionClientOptions {
+  readonly fetch: FetchLike;
+  readonly baseUrl: string;
+  readonly credentials: CredentialsSource;
+  /** Byte cap per /import request, uncompressed (the caps count uncompressed bytes). */
+  readonly importMaxBytes: number;
+  readonly concurrency: number;
+  readonly timeoutMs: number;
+  readonly retryDeps: RetryDeps;
+  readonly retryPolicy?: RetryPolicy;
+  readonly nowMs: () => number;
+  readonly onRetry?: (endpoint: string, error: RetryableError, delayMs: number) => void;
+}
+
+export interface IngestionClient {
+  importEvents(lines: readonly string[]): Promise<LineOutcome[]>;
+  updateProfiles(lines: readonly string[]): Promise<LineOutcome[]>;
+  updateGroups(lines: readonly string[]): Promise<LineOutcome[]>;
+}
+
+const importFailureSchema = z.object({
+  failed_records: z.array(
+    z.object({
+      index: z.number().int().nonnegative(),
+      insert_id: z.string().optional(),
+      $insert_id: z.string().optional(),
+      field: z.string().optional(),
+      message: z.string().optional(),
+    }),
+  ),
+});
+
+const engageVerboseSchema = z.object({
+  status: z.union([z.number(), z.string()]),
+  error: z.string().nullable().optional(),
+});
+
+/** Splits line indexes into requests under both caps; the caps are independent (§3). */
+export function chunkByCaps(lines: readonly string[], maxRecords: number, maxBytes: number): number[][] {
+  const chunks: number[][] = [];
+  let current: number[] = [];
+  let bytes = 0;
+  lines.forEach((line, index) => {
+    const cost = Buffer.byteLength(line) + 1;
+    if (current.length > 0 && (current.length >= maxRecords || bytes + cost > maxBytes)) {
+      chunks.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(index);
+    bytes += cost;
+  });
+  if (current.length > 0) chunks.push(current);
+  return chunks;
+}
+
+/** Adds `$token` to an already-serialized update object without re-parsing it. */
+export function withToken(line: string, token: string): string {
+  const rest = line.slice(1).trimStart();
+  return `{"$token":${JSON.stringify(token)}${rest.startsWith("}") ? "" : ","}${rest}`;
+}
+
+function halves(indexes: number[]): [number[], number[]] {
+  const middle = Math.ceil(indexes.length / 2);
+  return [indexes.slice(0, middle), indexes.slice(middle)];
+}
+
+function outcomeForError(error: unknown): LineOutcome {
+  if (error instanceof RetryableError) return { status: "retry", reason: error.message };
+  // Any other non-2xx from an ingestion endpoint (401/403, 404 from a wrong host, …)
+  // is a setup problem, not the records' fault: keep them for redelivery and the DLQ.
+  if (error instanceof ConfigError) return { status: "config", reason: error.message };
+  return { status: "config", reason: describeError(error) };
+}
+
+export function createIngestionClient(options: IngestionClientOptions): IngestionClient {
+  const policy = options.retryPolicy ?? DEFAULT_RETRY_POLICY;
+
+  async function post(path: string, query: Record<string, string>, init: RequestInit, accept: number[]): Promise<HttpResult> {
+    const credentials = await options.credentials();
+    const auth = authorizationFor(credentials);
+    const url = new URL(`${options.baseUrl}${path}`);
+    for (const [key, value] of Object.entries({ ...query, ...auth.query })) url.searchParams.set(key, value);
+    const headers = new Headers(init.headers);
+    headers.set("Authorization", auth.authorization);
+    headers.set("Accept", "application/json");
+    return withRetry(
+      async () => {
+        const result = await fetchText(options.fetch, url, { ...init, method: "POST", headers }, options.timeoutMs);
+        if (!accept.includes(result.status)) throwForStatus(result, `Mixpanel ${path}`, options.nowMs());
+        return result;
+      },
+      options.retryDeps,
+      policy,
+      (error, delayMs) => options.onRetry?.(path, error, delayMs),
+    );
+  }
+
+  async function importChunk(lines: readonly string[], indexes: number[], outcomes: LineOutcome[]): Promise<void> {
+    const body = `${indexes.map((i) => lines[i]).join("\n")}\n`;
+    let result: HttpResult;
+    try {
+      const compressed = await gzip(body, { level: zlibConstants.Z_BEST_SPEED });
+      result = await post(
+        "/import",
+        { strict: "1" },
+        { body: compressed, headers: { "Content-Type": "application/x-ndjson", "Content-Encoding": "gzip" } },
+        [200, 400, 413],
+      );
+    } catch (error) {
+      const outcome = outcomeForError(error);
+      for (const index of indexes) outcomes[index] = outcome;
+      return;
+    }
+    if (result.status === 200) {
+      for (const index of indexes) outcomes[index] = { status: "imported" };
+      return;
+    }
+    if (result.status === 413) {
+      // The documented byte cap disagrees between pages (10 MB vs 2 MB): halve and resend.
+      if (indexes.length === 1) {
+        outcomes[indexes[0] as number] = { status: "rejected", reason: "Mixpanel answered 413: a single event is too large" };
+        return;
+      }
+      const [left, right] = halves(indexes);
+      await importChunk(lines, left, outcomes);
+      await importChunk(lines, right, outcomes);
+      return;
+    }
+    // 400 with strict=1: the valid events were ingested; only failed_records are bad (§3).
+    let parsedJson: unknown;
+    try {
+      parsedJson = JSON.parse(result.body);
+    } catch {
+      parsedJson = undefined;
+    }
+    const failures = importFailureSchema.safeParse(parsedJson);
+    if (!failures.success) {
+      const reason = `Mixpanel /import answered 400 without failed_records: ${result.body.slice(0, 300)}`;
+      for (const index of indexes) outcomes[index] = { status: "rejected", reason };
+      return;
+    }
+    for (const index of indexes) outcomes[index] = { status: "imported" };
+    for (const failure of failures.data.failed_records) {
+      const lineIndex = indexes[failure.index];
+      if (lineIndex === undefined) continue;
+      const field = failure.field ? `${failure.field}: ` : "";
+      outcomes[lineIndex] = { status: "rejected", reason: `${field}${failure.message ?? "failed validation"}` };
+    }
+  }
+
+  async function engageChunk(
+    path: "/engage" | "/groups",
+    lines: readonly string[],
+    indexes: number[],
+    outcomes: LineOutcome[],
+  ): Promise<void> {
+    let result: HttpResult;
+    try {
+      const credentials = await options.credentials();
+      const token = credentials.project_token;
+      if (!token) throw new ConfigError(`Mixpanel ${path} needs the project token ($token) in the credentials`);
+      const body = `[${indexes.map((i) => withToken(lines[i] as string, token)).join(",")}]`;
+      // No gzip on /engage and /groups (§6); verbose=1 because they answer 200 even on failure.
+      result = await post(path, { verbose: "1" }, { body, headers: { "Content-Type": "application/json" } }, [200, 400, 413]);
+    } catch (error) {
+      const outcome = outcomeForError(error);
+      for (const index of indexes) outcomes[index] = outcome;
+      return;
+    }
+    let verdict: { ok: boolean; error: string } = { ok: false, error: result.body.slice(0, 300) };
+    if (result.status === 200) {
+      let parsedJson: unknown;
+      try {
+        parsedJson = JSON.parse(result.body);
+      } catch {
+        parsedJson = undefined;
+      }
+      const verbose = engageVerboseSchema.safeParse(parsedJson);
+      if (verbose.success) verdict = { ok: Number(verbose.data.status) === 1, error: verbose.data.error ?? "status 0" };
+      else verdict = { ok: result.body.trim() === "1", error: result.body.slice(0, 300) };
+    }
+    if (verdict.ok) {
+      for (const index of indexes) outcomes[index] = { status: "imported" };
+      return;
+    }
+    // The answer is per request, not per update: bisect to find the bad ones.
+    if (indexes.length === 1) {
+      outcomes[indexes[0] as number] = { status: "rejected", reason: `Mixpanel ${path}: ${verdict.error}` };
+      return;
+    }
+    const [left, right] = halves(indexes);
+    await engageChunk(path, lines, left, outcomes);
+    await engageChunk(path, lines, right, outcomes);
+  }
+
+  async function run(
+    lines: readonly string[],
+    maxRecords: number,
+    send: (indexes: number[], outcomes: LineOutcome[]) => Promise<void>,
+  ): Promise<LineOutcome[]> {
+    const outcomes = new Array<LineOutcome>(lines.length);
+    const chunks = chunkByCaps(lines, maxRecords, options.importMaxBytes);
+    await mapWithConcurrency(chunks, options.concurrency, (chunk) => send(chunk, outcomes));
+    return outcomes;
+  }
+
+  return {
+    importEvents: (lines) => run(lines, IMPORT_MAX_RECORDS, (chunk, outcomes) => importChunk(lines, chunk, outcomes)),
+    updateProfiles: (lines) =>
+      run(lines, ENGAGE_MAX_RECORDS, (chunk, outcomes) => engageChunk("/engage", lines, chunk, outcomes)),
+    updateGroups: (lines) =>
+      run(lines, ENGAGE_MAX_RECORDS, (chunk, outcomes) => engageChunk("/groups", lines, chunk, outcomes)),
+  };
+}

@@ -1,0 +1,196 @@
+import { z } from "zod";
+import { RetryableError, UpstreamRejectedError, ValidationError } from "../errors.js";
+import { type FetchLike, fetchText, throwForStatus } from "../http/fetch.js";
+import { type RetryDeps, type RetryPolicy, DEFAULT_RETRY_POLICY, withRetry } from "../http/retry.js";
+import { formatZodIssues } from "../config/env.js";
+
+/**
+ * Mixpanel Query API reader for cohort export (reference/mixpanel-api.md §8):
+ * `POST {base}/cohorts/list` and `POST {base}/engage` (form-encoded) with
+ * service-account Basic auth + `project_id`. The base defaults to
+ * `https://{,eu.,in.}mixpanel.com/api/query` and is overridden by MIXPANEL_QUERY_URL.
+ *
+ * Every HTTP call (retries included) takes one token from the caller's
+ * QueryBudget first: 60 queries/hour and 5 concurrent are per project.
+ */
+
+export interface QueryCredentials {
+  readonly projectId: string;
+  readonly username: string;
+  readonly secret: string;
+  /** With Data Views. */
+  readonly workspaceId?: string;
+}
+
+/** Per-run budget shared by every sync: a call count and a concurrency cap. */
+export interface QueryBudget {
+  /** Takes one call from the budget; false = budget spent, do not call. */
+  tryTake(): boolean;
+  remaining(): number;
+  /** Runs `task` when fewer than `concurrency` calls are in flight. */
+  run<T>(task: () => Promise<T>): Promise<T>;
+}
+
+export class BudgetExhaustedError extends Error {
+  override readonly name = "BudgetExhaustedError";
+}
+
+export function createQueryBudget(calls: number, concurrency: number): QueryBudget {
+  let left = Math.max(0, Math.floor(calls));
+  let active = 0;
+  const waiting: (() => void)[] = [];
+  const limit = Math.min(5, Math.max(1, Math.floor(concurrency)));
+  return {
+    tryTake() {
+      if (left <= 0) return false;
+      left -= 1;
+      return true;
+    },
+    remaining: () => left,
+    async run<T>(task: () => Promise<T>): Promise<T> {
+      if (active >= limit) await new Promise<void>((resolve) => waiting.push(resolve));
+      active += 1;
+      try {
+        return await task();
+      } finally {
+        active -= 1;
+        waiting.shift()?.();
+      }
+    },
+  };
+}
+
+const cohortSchema = z.object({
+  id: z.coerce.number().int(),
+  name: z.string(),
+  count: z.number().nullish(),
+  description: z.string().nullish(),
+  created: z.string().nullish(),
+  is_visible: z.union([z.number(), z.boolean()]).nullish(),
+  project_id: z.coerce.number().nullish(),
+});
+const cohortListSchema = z.array(cohortSchema);
+export type CohortInfo = z.infer<typeof cohortSchema>;
+
+const engageResultSchema = z.object({
+  $distinct_id: z.union([z.string(), z.number()]).transform(String),
+  $properties: z.record(z.string(), z.unknown()).default({}),
+});
+const engagePageSchema = z.object({
+  page: z.number().int().min(0),
+  page_size: z.number().int().positive().default(1000),
+  session_id: z.string().min(1).optional(),
+  status: z.string().optional(),
+  total: z.number().int().optional(),
+  results: z.array(engageResultSchema),
+});
+export type EngagePage = z.infer<typeof engagePageSchema>;
+export type EngageMember = z.infer<typeof engageResultSchema>;
+
+export interface EngageRequest {
+  readonly cohortId: number;
+  readonly outputProperties: readonly string[];
+  readonly includeAllUsers: boolean;
+  /** Absent for page 0; from the first response afterwards. */
+  readonly sessionId?: string;
+  readonly page: number;
+}
+
+export interface QueryClientOptions {
+  readonly baseUrl: string;
+  readonly credentials: QueryCredentials;
+  readonly fetch: FetchLike;
+  readonly timeoutMs: number;
+  readonly retryDeps: RetryDeps;
+  readonly retryPolicy?: RetryPolicy;
+  readonly budget: QueryBudget;
+  readonly now: () => number;
+  /** Called after every HTTP call (for metrics / the local sandbox log). */
+  readonly onQuery?: (info: { path: string; status: number }) => void;
+}
+
+export interface QueryClient {
+  listCohorts(): Promise<CohortInfo[]>;
+  engagePage(request: EngageRequest): Promise<EngagePage>;
+}
+
+/** Query API retries: 429 means the hourly budget is gone; a few quick tries, then stop the run. */
+export const QUERY_RETRY_POLICY: RetryPolicy = { ...DEFAULT_RETRY_POLICY, maxAttempts: 3 };
+
+/** The form body for /engage (pure; exported for tests). */
+export function engageForm(request: EngageRequest): URLSearchParams {
+  const form = new URLSearchParams();
+  form.set("filter_by_cohort", JSON.stringify({ id: request.cohortId }));
+  form.set("output_properties", JSON.stringify(request.outputProperties));
+  form.set("include_all_users", String(request.includeAllUsers));
+  if (request.sessionId !== undefined) {
+    form.set("session_id", request.sessionId);
+    form.set("page", String(request.page));
+  }
+  return form;
+}
+
+function parseJson<T>(body: string, schema: z.ZodType<T>, what: string): T {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(body);
+  } catch {
+    throw new RetryableError(`${what} answered with non-JSON: ${body.slice(0, 200)}`);
+  }
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) throw new ValidationError(`${what} answered an unexpected shape: ${formatZodIssues(parsed.error)}`);
+  return parsed.data;
+}
+
+export function createQueryClient(options: QueryClientOptions): QueryClient {
+  const { credentials } = options;
+  const base = options.baseUrl.replace(/\/+$/, "");
+  const authorization = `Basic ${Buffer.from(`${credentials.username}:${credentials.secret}`).toString("base64")}`;
+
+  async function call(path: string, form: URLSearchParams): Promise<string> {
+    const url = new URL(`${base}${path}`);
+    url.searchParams.set("project_id", credentials.projectId);
+    if (credentials.workspaceId) url.searchParams.set("workspace_id", credentials.workspaceId);
+    const what = `Mixpanel Query API ${path}`;
+    return withRetry(
+      async () => {
+        if (!options.budget.tryTake()) throw new BudgetExhaustedError(`query budget for this run is spent (${path})`);
+        const result = await options.budget.run(() =>
+          fetchText(
+            options.fetch,
+            url,
+            {
+              method: "POST",
+              headers: {
+                authorization,
+                accept: "application/json",
+                "content-type": "application/x-www-form-urlencoded",
+              },
+              body: form.toString(),
+            },
+            options.timeoutMs,
+          ),
+        );
+        options.onQuery?.({ path, status: result.status });
+        throwForStatus(result, what, options.now());
+        return result.body;
+      },
+      options.retryDeps,
+      options.retryPolicy ?? QUERY_RETRY_POLICY,
+    );
+  }
+
+  return {
+    async listCohorts() {
+      return parseJson(await call("/cohorts/list", new URLSearchParams()), cohortListSchema, "/cohorts/list");
+    },
+    async engagePage(request) {
+      return parseJson(await call("/engage", engageForm(request)), engagePageSchema, "/engage");
+    },
+  };
+}
+
+/** Session errors (expired/unknown session_id) restart the export from page 0. */
+export function isSessionError(error: unknown): boolean {
+  return error instanceof UpstreamRejectedError && /session/i.test(error.body);
+}

@@ -1,0 +1,82 @@
+import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
+import { z } from "zod";
+import { RetryableError } from "../errors.js";
+import { recordKindSchema } from "../records/envelope.js";
+
+/**
+ * The rejected-events store: every record the relay could not send, with its
+ * reason, as one JSON object per rejection batch under `rejected/` in S3, where an
+ * operator can read it and `npm run replay` can send it again after a fix.
+ * Key: <prefix><source>/<yyyy-mm-dd>/<iso time>-<correlation id>-<stage>.json
+ */
+export const rejectedItemSchema = z.object({
+  /** Position in the original request or batch. */
+  index: z.number().int().nonnegative(),
+  code: z.string(),
+  reason: z.string(),
+  /** The Mixpanel record as it was (or would have been) sent: replayable as is. */
+  line: z.string().optional(),
+  /** The input as received, when it never became a Mixpanel record. */
+  payload: z.unknown().optional(),
+  /** Expected skips (e.g. Braze users without an external id) rather than errors. */
+  dropped: z.boolean().optional(),
+});
+
+export const rejectedBatchSchema = z.object({
+  v: z.literal(1),
+  stage: z.string(),
+  source: z.string(),
+  kind: recordKindSchema.optional(),
+  correlationId: z.string(),
+  rejectedAt: z.string(),
+  /** Which step refused the items: intake validation, Mixpanel, an envelope we could not read… */
+  stageOfFailure: z.enum(["intake", "forwarder", "reader"]),
+  items: z.array(rejectedItemSchema).min(1),
+});
+
+export type RejectedItemRecord = z.infer<typeof rejectedItemSchema>;
+export type RejectedBatch = z.infer<typeof rejectedBatchSchema>;
+
+export interface RejectedStore {
+  put(batch: Omit<RejectedBatch, "v" | "rejectedAt" | "stage">): Promise<string>;
+}
+
+export function createS3Client(region: string, endpoint?: string): S3Client {
+  return new S3Client({ region, ...(endpoint ? { endpoint, forcePathStyle: true } : {}) });
+}
+
+export function rejectedKey(prefix: string, source: string, at: Date, correlationId: string, suffix: string): string {
+  const iso = at.toISOString();
+  return `${prefix}${source}/${iso.slice(0, 10)}/${iso.replace(/[:.]/g, "-")}-${correlationId}-${suffix}.json`;
+}
+
+export function createRejectedStore(options: {
+  s3: S3Client;
+  bucket: string;
+  prefix: string;
+  stage: string;
+  now: () => Date;
+}): RejectedStore {
+  let sequence = 0;
+  return {
+    async put(batch) {
+      const at = options.now();
+      const key = rejectedKey(options.prefix, batch.source, at, batch.correlationId, `${batch.stageOfFailure}-${sequence++}`);
+      const body: RejectedBatch = { v: 1, stage: options.stage, rejectedAt: at.toISOString(), ...batch };
+      try {
+        await options.s3.send(
+          new PutObjectCommand({
+            Bucket: options.bucket,
+            Key: key,
+            Body: JSON.stringify(body),
+            ContentType: "application/json",
+          }),
+        );
+      } catch (error) {
+        // Nothing may be lost: if the store is down, the caller must not acknowledge.
+        throw new RetryableError(`cannot write to the rejected store s3://${options.bucket}/${key}: ${String(error)}`);
+      }
+      return key;
+    },
+  };
+}

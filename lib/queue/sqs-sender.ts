@@ -1,0 +1,68 @@
+import { SQSClient, SendMessageBatchCommand, type SendMessageBatchRequestEntry } from "@aws-sdk/client-sqs";
+import { RetryableError } from "../errors.js";
+
+/** SendMessageBatch takes at most 10 entries, and their total size counts against the message cap. */
+const MAX_BATCH_ENTRIES = 10;
+const MAX_ATTEMPTS = 3;
+
+export interface QueueSender {
+  /** Sends every body or throws RetryableError; partial sends are retried entry by entry. */
+  send(queueUrl: string, bodies: readonly string[]): Promise<void>;
+}
+
+export function createSqsClient(region: string, endpoint?: string): SQSClient {
+  return new SQSClient({
+    region,
+    ...(endpoint ? { endpoint } : {}),
+    // The queue URL's host is not an endpoint we want the SDK to dial: the local stack serves
+    // every queue from one in-process server.
+    useQueueUrlAsEndpoint: false,
+  });
+}
+
+/** Groups bodies into SendMessageBatch calls under both the entry count and the total byte cap. */
+export function planBatches(bodies: readonly string[], maxBatchBytes: number): string[][] {
+  const batches: string[][] = [];
+  let current: string[] = [];
+  let bytes = 0;
+  for (const body of bodies) {
+    const size = Buffer.byteLength(body);
+    if (current.length > 0 && (current.length >= MAX_BATCH_ENTRIES || bytes + size > maxBatchBytes)) {
+      batches.push(current);
+      current = [];
+      bytes = 0;
+    }
+    current.push(body);
+    bytes += size;
+  }
+  if (current.length > 0) batches.push(current);
+  return batches;
+}
+
+export function createQueueSender(client: SQSClient, maxBatchBytes: number): QueueSender {
+  async function sendBatch(queueUrl: string, bodies: string[]): Promise<void> {
+    let pending: SendMessageBatchRequestEntry[] = bodies.map((body, i) => ({ Id: String(i), MessageBody: body }));
+    for (let attempt = 1; pending.length > 0; attempt++) {
+      let failedIds: Set<string>;
+      try {
+        const result = await client.send(new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: pending }));
+        failedIds = new Set((result.Failed ?? []).map((failure) => failure.Id ?? ""));
+        if (failedIds.size > 0 && attempt >= MAX_ATTEMPTS) {
+          const reasons = (result.Failed ?? []).map((f) => `${f.Code ?? "?"}: ${f.Message ?? ""}`).join("; ");
+          throw new RetryableError(`SQS refused ${failedIds.size} message(s): ${reasons}`);
+        }
+      } catch (error) {
+        if (error instanceof RetryableError) throw error;
+        if (attempt >= MAX_ATTEMPTS) throw new RetryableError(`SQS SendMessageBatch failed: ${String(error)}`);
+        failedIds = new Set(pending.map((entry) => entry.Id ?? ""));
+      }
+      pending = pending.filter((entry) => failedIds.has(entry.Id ?? ""));
+    }
+  }
+
+  return {
+    async send(queueUrl, bodies) {
+      for (const batch of planBatches(bodies, maxBatchBytes)) await sendBatch(queueUrl, batch);
+    },
+  };
+}

@@ -1,0 +1,186 @@
+import { z } from "zod";
+import { ValidationError } from "../errors.js";
+import { applyEventRules } from "../mixpanel/event-rules.js";
+import {
+  CUSTOM_EVENT_TYPE,
+  PURCHASE_EVENT_TYPE,
+  brazeEventLabel,
+  normalizeBrazeEventType,
+  type BrazeEventType,
+} from "./braze-labels.js";
+import type { MapContext, MappedItem, RejectedItem } from "./types.js";
+
+/**
+ * Braze Currents → Mixpanel /import records, mirroring Braze's own Mixpanel connector
+ * so dashboards built on it keep working (reference/braze-currents.md §6, §7).
+ * Shared by the custom-HTTP intake (`{"events":[...]}`) and the Avro/S3 reader, which
+ * first reshapes its flat records into this layout (lib/sources/braze-avro.ts).
+ */
+
+export const BRAZE_PARTNER_ID = "braze";
+export const CUSTOM_EVENT_PROPERTY_PREFIX = "[Custom event property] ";
+export const PURCHASE_PROPERTY_PREFIX = "[Purchase property] ";
+
+/** Field renames of Braze's Mixpanel connector (§6). */
+const FIELD_RENAMES: Readonly<Record<string, string>> = {
+  device_model: "$device",
+  os_version: "$os",
+  content_card_id: "card_id",
+};
+
+/** Not sent by Braze's Mixpanel connector (§6); `external_user_id` becomes distinct_id. */
+const FIELDS_NOT_SENT = new Set(["user_id", "timezone", "external_user_id"]);
+
+/** Fields of the event itself, handled explicitly rather than copied. */
+const EVENT_ENVELOPE_FIELDS = new Set(["event_type", "id", "time", "user", "properties"]);
+
+/**
+ * One Currents event in the custom-HTTP layout. Loose on purpose: Braze adds fields
+ * and event types without notice and the contract is to pass them through (§1).
+ */
+const brazeUserSchema = z.looseObject({
+  external_user_id: z.string().nullish(),
+  device_id: z.unknown(),
+});
+
+const brazeEventSchema = z.looseObject({
+  event_type: z.string().min(1),
+  id: z.string().nullish(),
+  time: z.unknown(),
+  user: brazeUserSchema.nullish(),
+  properties: z.record(z.string(), z.unknown()).nullish(),
+});
+
+export type BrazeEvent = z.infer<typeof brazeEventSchema>;
+
+const brazeBatchSchema = z.looseObject({ events: z.array(z.unknown()) });
+
+/**
+ * Custom-event and purchase properties: an object in the HTTP layout, a JSON-encoded
+ * string in the Avro layout (§3). Either is accepted here.
+ */
+const customPropertiesSchema = z.union([
+  z.record(z.string(), z.unknown()),
+  z.string().transform((text, context) => {
+    try {
+      const parsed: unknown = JSON.parse(text);
+      const asObject = z.record(z.string(), z.unknown()).safeParse(parsed);
+      if (asObject.success) return asObject.data;
+    } catch {
+      // reported below
+    }
+    context.addIssue({ code: "custom", message: "is not a JSON object" });
+    return z.NEVER;
+  }),
+]);
+
+/**
+ * Unwraps `{"events":[...]}`. No body, `null` and `[]` are the empty no-op Braze uses to
+ * check the token (§1); anything else that is not the envelope is unusable as a whole.
+ */
+export function unwrapBrazeBatch(body: unknown): unknown[] {
+  if (body === undefined || body === null || body === "") return [];
+  if (Array.isArray(body) && body.length === 0) return [];
+  const parsed = brazeBatchSchema.safeParse(body);
+  if (!parsed.success) throw new ValidationError('Braze Currents body must be an object {"events": [...]}');
+  return parsed.data.events;
+}
+
+export function mapBrazeCurrentsBatch(body: unknown, ctx: MapContext): MappedItem[] {
+  return unwrapBrazeBatch(body).map((event, index) => mapBrazeEvent(event, index, ctx));
+}
+
+function reject(index: number, payload: unknown, code: string, reason: string, dropped = false): RejectedItem {
+  return dropped ? { ok: false, index, code, reason, payload, dropped } : { ok: false, index, code, reason, payload };
+}
+
+function isEventTypeEnabled(eventType: BrazeEventType, ctx: MapContext): boolean {
+  const allowed = ctx.config.braze.event_types;
+  if (allowed === "all") return true;
+  return allowed.some((name) => normalizeBrazeEventType(name) === eventType);
+}
+
+/** Copies Braze fields onto the Mixpanel properties with the connector's renames and omissions. */
+function copyFields(target: Record<string, unknown>, source: Readonly<Record<string, unknown>>, skip: ReadonlySet<string>): void {
+  for (const [key, value] of Object.entries(source)) {
+    if (skip.has(key) || FIELDS_NOT_SENT.has(key)) continue;
+    target[FIELD_RENAMES[key] ?? key] = value;
+  }
+}
+
+/** Maps one Currents event (custom-HTTP layout) to an /import record or a typed rejection. */
+export function mapBrazeEvent(item: unknown, index: number, ctx: MapContext): MappedItem {
+  const parsed = brazeEventSchema.safeParse(item);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    const where = issue?.path.join(".") || "(event)";
+    return reject(index, item, "invalid_shape", `${where}: ${issue?.message ?? "not a Braze Currents event"}`);
+  }
+  const event = parsed.data;
+
+  const eventType = normalizeBrazeEventType(event.event_type);
+  if (eventType === undefined) {
+    // Kept in the rejected store for replay once the type is mapped; never fails the batch (§1).
+    return reject(index, item, "unsupported_event_type", `Braze event type "${event.event_type}" has no Mixpanel label yet`);
+  }
+  if (!isEventTypeEnabled(eventType, ctx)) {
+    return reject(index, item, "event_type_not_enabled", `${eventType} is not in this stage's braze.event_types`, true);
+  }
+
+  const externalUserId = event.user?.external_user_id;
+  if (externalUserId === undefined || externalUserId === null || externalUserId.trim() === "") {
+    // Braze's connector does not send events of users without an external id (§6).
+    return reject(index, item, "no_external_user_id", "user.external_user_id is missing: Braze's Mixpanel connector skips such users", true);
+  }
+
+  const brazeProperties = event.properties ?? {};
+  let customEventName = "";
+  if (eventType === CUSTOM_EVENT_TYPE) {
+    const name = brazeProperties.name;
+    if (typeof name !== "string" || name.trim() === "") {
+      return reject(index, item, "missing_custom_event_name", "properties.name (the custom event name) is required");
+    }
+    customEventName = name;
+  }
+
+  const properties: Record<string, unknown> = {};
+  const skipInProperties = new Set<string>();
+  // The custom event name lives in the event label; Braze's glossary lists no `name` property in its Mixpanel tab.
+  if (eventType === CUSTOM_EVENT_TYPE) skipInProperties.add("name");
+
+  const prefixed: Record<string, unknown> = {};
+  for (const [eventTypeWithProps, field, prefix] of [
+    [CUSTOM_EVENT_TYPE, "custom_properties", CUSTOM_EVENT_PROPERTY_PREFIX],
+    [PURCHASE_EVENT_TYPE, "purchase_properties", PURCHASE_PROPERTY_PREFIX],
+  ] as const) {
+    if (eventType !== eventTypeWithProps) continue;
+    skipInProperties.add(field);
+    const raw = brazeProperties[field];
+    if (raw === undefined || raw === null) continue;
+    const custom = customPropertiesSchema.safeParse(raw);
+    if (!custom.success) {
+      return reject(index, item, "invalid_custom_properties", `properties.${field} must be an object or a JSON-encoded object`);
+    }
+    for (const [key, value] of Object.entries(custom.data)) prefixed[`${prefix}${key}`] = value;
+  }
+
+  // Unknown top-level and user fields are passed through like every other field (§1, §6).
+  copyFields(properties, Object.fromEntries(Object.entries(event).filter(([key]) => !EVENT_ENVELOPE_FIELDS.has(key))), new Set());
+  copyFields(properties, event.user ?? {}, new Set(["device_id"]));
+  copyFields(properties, brazeProperties, skipInProperties);
+  Object.assign(properties, prefixed);
+
+  const deviceId = event.user?.device_id;
+  if (deviceId !== undefined && deviceId !== null) properties.device_id = deviceId;
+  properties.$partner_id = BRAZE_PARTNER_ID;
+  properties.distinct_id = externalUserId;
+  if (event.id !== undefined && event.id !== null) properties.$insert_id = event.id;
+  // Seconds as Braze sends them; applyEventRules turns them into integer ms (project decision, mixpanel-api.md §4).
+  properties.time = event.time;
+
+  const label = brazeEventLabel(eventType, customEventName);
+  const name = ctx.config.event_mapping[label] ?? label;
+  const result = applyEventRules({ event: name, properties }, ctx.nowMs);
+  if (!result.ok) return reject(index, item, result.code, result.reason);
+  return { ok: true, index, kind: "event", line: result.line };
+}
