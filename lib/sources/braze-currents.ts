@@ -40,13 +40,13 @@ const EVENT_ENVELOPE_FIELDS = new Set(["event_type", "id", "time", "user", "prop
  */
 const brazeUserSchema = z.looseObject({
   external_user_id: z.string().nullish(),
-  device_id: z.unknown(),
+  device_id: z.unknown().optional(),
 });
 
 const brazeEventSchema = z.looseObject({
   event_type: z.string().min(1),
   id: z.string().nullish(),
-  time: z.unknown(),
+  time: z.unknown().optional(),
   user: brazeUserSchema.nullish(),
   properties: z.record(z.string(), z.unknown()).nullish(),
 });
