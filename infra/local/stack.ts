@@ -1,0 +1,325 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+import { randomUUID } from "node:crypto";
+import { CreateBucketCommand, type S3Client } from "@aws-sdk/client-s3";
+import { CreateQueueCommand, GetQueueAttributesCommand, type SQSClient } from "@aws-sdk/client-sqs";
+import type {
+  APIGatewayProxyEventV2,
+  APIGatewayProxyStructuredResultV2,
+  Context,
+  SQSBatchResponse,
+  SQSEvent,
+} from "aws-lambda";
+import { buildApp } from "fauxqs";
+import { createS3Client } from "../../lib/queue/rejected-store.js";
+import { createSqsClient } from "../../lib/queue/sqs-sender.js";
+import { MixpanelSandbox, type ExtraRouteHandler, type SandboxCredentials } from "../../test/support/mixpanel-server.js";
+import { SqsPoller } from "./sqs-poller.js";
+
+/**
+ * The whole pipeline on one machine: an in-process SQS/S3 server (fauxqs, bound
+ * to 127.0.0.1 only), the same queues/DLQs/redrive as production, the real
+ * handlers invoked with real API Gateway v2 and SQS event shapes, and a strict
+ * local Mixpanel unless MIXPANEL_API_URL points elsewhere. Used by `npm start`
+ * and by the integration tests.
+ */
+export const LOCAL_REGION = "us-east-1";
+export const LOCAL_MIXPANEL_CREDENTIALS: SandboxCredentials = {
+  projectId: "424242",
+  projectToken: "local-project-token",
+  serviceAccountUsername: "relay-local.sa",
+  serviceAccountSecret: "local-service-account-secret",
+};
+export const DEFAULT_LOCAL_INTAKE_TOKEN = "local-intake-token-change-me";
+/** The queues' MaximumMessageSize; the intake packs envelopes up to it (AWS's default is now 1 MiB). */
+export const LOCAL_MAX_MESSAGE_BYTES = 262_144;
+
+export interface LocalStackOptions {
+  /** Intake port; 0 picks a free one. */
+  readonly intakePort?: number;
+  readonly sqsPort?: number;
+  readonly mixpanelPort?: number;
+  /** Send to a real (or other) Mixpanel instead of the sandbox. */
+  readonly mixpanelApiUrl?: string;
+  readonly intakeToken?: string;
+  readonly stage?: string;
+  readonly configFile?: string;
+  /** Redrive: receives before a message moves to the DLQ. */
+  readonly maxReceiveCount?: number;
+  readonly visibilityTimeoutSeconds?: number;
+  /** The simulated forwarder Lambda timeout. */
+  readonly forwarderTimeoutMs?: number;
+  readonly forwarderBatchSize?: number;
+  /** Start the SQS pollers (tests may prefer to drive `pollOnce` themselves). */
+  readonly startPollers?: boolean;
+  readonly sandboxRoutes?: ExtraRouteHandler[];
+  /** Extra environment for the handlers (e.g. IMPORT_MAX_BYTES). */
+  readonly env?: Record<string, string>;
+  readonly log?: (line: string) => void;
+}
+
+export interface QueuePair {
+  readonly url: string;
+  readonly arn: string;
+  readonly dlqUrl: string;
+  readonly dlqArn: string;
+}
+
+export interface LocalStack {
+  readonly intakeUrl: string;
+  readonly awsEndpoint: string;
+  readonly mixpanelUrl: string;
+  readonly sandbox: MixpanelSandbox | undefined;
+  readonly sqs: SQSClient;
+  readonly s3: S3Client;
+  readonly events: QueuePair;
+  readonly deliveries: QueuePair;
+  readonly rejectedBucket: string;
+  readonly snapshotBucket: string;
+  readonly intakeToken: string;
+  readonly forwarderPoller: SqsPoller;
+  readonly env: Record<string, string>;
+  /** Adds another SQS-driven function (e.g. webhook delivery) on a queue of this stack. */
+  addConsumer(options: {
+    queue: QueuePair;
+    functionName: string;
+    handler: (event: SQSEvent, context: Context) => Promise<SQSBatchResponse>;
+    batchSize: number;
+    timeoutMs: number;
+  }): SqsPoller;
+  stop(): Promise<void>;
+}
+
+async function createQueuePair(
+  sqs: SQSClient,
+  name: string,
+  options: { maxReceiveCount: number; visibilityTimeoutSeconds: number },
+): Promise<QueuePair> {
+  const dlq = await sqs.send(
+    new CreateQueueCommand({
+      QueueName: `${name}-dlq`,
+      Attributes: { MessageRetentionPeriod: "1209600", MaximumMessageSize: String(LOCAL_MAX_MESSAGE_BYTES) },
+    }),
+  );
+  const dlqUrl = dlq.QueueUrl ?? "";
+  const dlqAttributes = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: dlqUrl, AttributeNames: ["QueueArn"] }));
+  const dlqArn = dlqAttributes.Attributes?.QueueArn ?? "";
+  const queue = await sqs.send(
+    new CreateQueueCommand({
+      QueueName: name,
+      Attributes: {
+        VisibilityTimeout: String(options.visibilityTimeoutSeconds),
+        MaximumMessageSize: String(LOCAL_MAX_MESSAGE_BYTES),
+        RedrivePolicy: JSON.stringify({ deadLetterTargetArn: dlqArn, maxReceiveCount: options.maxReceiveCount }),
+      },
+    }),
+  );
+  const url = queue.QueueUrl ?? "";
+  const attributes = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ["QueueArn"] }));
+  return { url, arn: attributes.Attributes?.QueueArn ?? "", dlqUrl, dlqArn };
+}
+
+function listen(server: Server, port: number): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, "127.0.0.1", () => resolve((server.address() as AddressInfo).port));
+  });
+}
+
+const MAX_LOCAL_BODY_BYTES = 10 * 1024 * 1024;
+
+async function readBody(request: IncomingMessage): Promise<Buffer | "too_large"> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of request) {
+    const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk);
+    size += buffer.length;
+    // API Gateway HTTP APIs stop at 10 MB before Lambda ever runs.
+    if (size > MAX_LOCAL_BODY_BYTES) return "too_large";
+    chunks.push(buffer);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Builds the API Gateway HTTP API (payload v2) event Lambda would receive. */
+export function toApiGatewayEvent(request: IncomingMessage, body: Buffer): APIGatewayProxyEventV2 {
+  const url = new URL(request.url ?? "/", "http://local");
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(request.headers)) {
+    if (value !== undefined) headers[name.toLowerCase()] = Array.isArray(value) ? value.join(",") : value;
+  }
+  const now = new Date();
+  const contentType = headers["content-type"] ?? "";
+  const textual = contentType === "" || /json|text|x-www-form-urlencoded/.test(contentType);
+  return {
+    version: "2.0",
+    routeKey: "$default",
+    rawPath: url.pathname,
+    rawQueryString: url.searchParams.toString(),
+    headers,
+    queryStringParameters: url.searchParams.size > 0 ? Object.fromEntries(url.searchParams) : undefined,
+    requestContext: {
+      accountId: "000000000000",
+      apiId: "local",
+      domainName: headers.host ?? "127.0.0.1",
+      domainPrefix: "local",
+      http: {
+        method: request.method ?? "GET",
+        path: url.pathname,
+        protocol: "HTTP/1.1",
+        sourceIp: request.socket.remoteAddress ?? "127.0.0.1",
+        userAgent: headers["user-agent"] ?? "",
+      },
+      requestId: randomUUID(),
+      routeKey: "$default",
+      stage: "$default",
+      time: now.toUTCString(),
+      timeEpoch: now.getTime(),
+    },
+    ...(body.length > 0 ? { body: body.toString(textual ? "utf8" : "base64") } : {}),
+    isBase64Encoded: body.length > 0 && !textual,
+  };
+}
+
+function writeResult(response: ServerResponse, result: APIGatewayProxyStructuredResultV2): void {
+  const headers: Record<string, string> = {};
+  for (const [name, value] of Object.entries(result.headers ?? {})) headers[name] = String(value);
+  response.writeHead(result.statusCode ?? 200, headers);
+  response.end(result.isBase64Encoded && result.body ? Buffer.from(result.body, "base64") : (result.body ?? ""));
+}
+
+export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
+  const log = options.log ?? (() => undefined);
+  const app = buildApp({ logger: false });
+  const awsEndpoint = await app.listen({ port: options.sqsPort ?? 0, host: "127.0.0.1" });
+
+  // The SDK insists on credentials even for a local endpoint; these never leave the machine.
+  process.env.AWS_ACCESS_KEY_ID ??= "local";
+  process.env.AWS_SECRET_ACCESS_KEY ??= "local";
+  const sqs = createSqsClient(LOCAL_REGION, awsEndpoint);
+  const s3 = createS3Client(LOCAL_REGION, awsEndpoint);
+
+  const queueOptions = {
+    maxReceiveCount: options.maxReceiveCount ?? 3,
+    visibilityTimeoutSeconds: options.visibilityTimeoutSeconds ?? 30,
+  };
+  const events = await createQueuePair(sqs, "mixpanel-relay-local-events", queueOptions);
+  const deliveries = await createQueuePair(sqs, "mixpanel-relay-local-deliveries", queueOptions);
+  const rejectedBucket = "mixpanel-relay-local-rejected";
+  const snapshotBucket = "mixpanel-relay-local-snapshots";
+  await s3.send(new CreateBucketCommand({ Bucket: rejectedBucket }));
+  await s3.send(new CreateBucketCommand({ Bucket: snapshotBucket }));
+
+  let sandbox: MixpanelSandbox | undefined;
+  let mixpanelUrl = options.mixpanelApiUrl ?? "";
+  if (!options.mixpanelApiUrl) {
+    sandbox = new MixpanelSandbox({
+      credentials: LOCAL_MIXPANEL_CREDENTIALS,
+      port: options.mixpanelPort ?? 0,
+      extraRoutes: options.sandboxRoutes ?? [],
+      onImport: (imported) => log(`mixpanel  /import received ${imported.length} event(s): ${[...new Set(imported.map((e) => e.event))].slice(0, 5).join(", ")}`),
+    });
+    mixpanelUrl = await sandbox.start();
+  }
+
+  const intakeToken = options.intakeToken ?? DEFAULT_LOCAL_INTAKE_TOKEN;
+  const env: Record<string, string> = {
+    RELAY_STAGE: options.stage ?? "local",
+    ...(options.configFile ? { RELAY_CONFIG_FILE: options.configFile } : {}),
+    AWS_REGION: LOCAL_REGION,
+    AWS_ENDPOINT_URL: awsEndpoint,
+    EVENTS_QUEUE_URL: events.url,
+    DELIVERIES_QUEUE_URL: deliveries.url,
+    REJECTED_BUCKET: rejectedBucket,
+    SNAPSHOT_BUCKET: snapshotBucket,
+    SQS_MAX_MESSAGE_BYTES: String(LOCAL_MAX_MESSAGE_BYTES),
+    MIXPANEL_API_URL: mixpanelUrl,
+    MIXPANEL_QUERY_URL: mixpanelUrl,
+    INTAKE_TOKEN: intakeToken,
+    POWERTOOLS_DEV: "true",
+    ...(sandbox
+      ? {
+          MIXPANEL_PROJECT_ID: LOCAL_MIXPANEL_CREDENTIALS.projectId,
+          MIXPANEL_PROJECT_TOKEN: LOCAL_MIXPANEL_CREDENTIALS.projectToken,
+          MIXPANEL_SERVICE_ACCOUNT_USERNAME: LOCAL_MIXPANEL_CREDENTIALS.serviceAccountUsername,
+          MIXPANEL_SERVICE_ACCOUNT_SECRET: LOCAL_MIXPANEL_CREDENTIALS.serviceAccountSecret,
+        }
+      : {}),
+    ...options.env,
+  };
+  // The handlers read their configuration once, at their first invocation, from process.env.
+  Object.assign(process.env, env);
+  const intake = await import("../../functions/intake/handler.js");
+  const forwarder = await import("../../functions/forwarder/handler.js");
+
+  const intakeServer = createServer((request, response) => {
+    void (async () => {
+      const body = await readBody(request);
+      if (body === "too_large") {
+        response.writeHead(413, { "content-type": "application/json" });
+        response.end(JSON.stringify({ error: "payload_too_large", message: "API Gateway limit is 10 MB" }));
+        return;
+      }
+      const result = await intake.handler(toApiGatewayEvent(request, body));
+      writeResult(response, result);
+      log(`intake    ${request.method} ${request.url} → ${result.statusCode} ${result.body ?? ""}`.slice(0, 300));
+    })().catch((error: unknown) => {
+      response.writeHead(502, { "content-type": "application/json" });
+      response.end(JSON.stringify({ error: "local_invoke_failed", message: String(error) }));
+    });
+  });
+  const intakePort = await listen(intakeServer, options.intakePort ?? 0);
+
+  const pollers: SqsPoller[] = [];
+  const addConsumer: LocalStack["addConsumer"] = (consumer) => {
+    const poller = new SqsPoller({
+      sqs,
+      queueUrl: consumer.queue.url,
+      queueArn: consumer.queue.arn,
+      region: LOCAL_REGION,
+      functionName: consumer.functionName,
+      handler: consumer.handler,
+      batchSize: consumer.batchSize,
+      timeoutMs: consumer.timeoutMs,
+      onBatch: ({ received, failed, functionName }) =>
+        log(`${functionName.padEnd(9)} took ${received} message(s), ${failed} handed back to SQS`),
+      onError: (error) => log(`${consumer.functionName} poller error: ${String(error)}`),
+    });
+    pollers.push(poller);
+    if (options.startPollers ?? true) poller.start();
+    return poller;
+  };
+  const forwarderPoller = addConsumer({
+    queue: events,
+    functionName: "forwarder",
+    handler: forwarder.handler,
+    batchSize: options.forwarderBatchSize ?? 10,
+    timeoutMs: options.forwarderTimeoutMs ?? 60_000,
+  });
+
+  return {
+    intakeUrl: `http://127.0.0.1:${intakePort}`,
+    awsEndpoint,
+    mixpanelUrl,
+    sandbox,
+    sqs,
+    s3,
+    events,
+    deliveries,
+    rejectedBucket,
+    snapshotBucket,
+    intakeToken,
+    forwarderPoller,
+    env,
+    addConsumer,
+    async stop() {
+      await Promise.all(pollers.map((poller) => poller.stop()));
+      intakeServer.closeAllConnections();
+      await new Promise<void>((resolve) => intakeServer.close(() => resolve()));
+      await sandbox?.stop();
+      await app.close();
+      sqs.destroy();
+      s3.destroy();
+    },
+  };
+}

@@ -1,0 +1,52 @@
+import { startLocalStack } from "./stack.js";
+
+/**
+ * `npm start`: the whole pipeline locally with embedded defaults. Nothing to
+ * install or start by hand; everything binds to 127.0.0.1.
+ * Env: PORT (intake, default 3000), MIXPANEL_API_URL (send to a real Mixpanel
+ * instead of the local sandbox; then also set the MIXPANEL_* credentials),
+ * INTAKE_TOKEN (default below), RELAY_STAGE / RELAY_CONFIG_FILE.
+ */
+const timestamp = () => new Date().toISOString().slice(11, 19);
+const log = (line: string) => console.log(`${timestamp()}  ${line}`);
+
+const stack = await startLocalStack({
+  intakePort: Number(process.env.PORT ?? 3000),
+  mixpanelPort: Number(process.env.MIXPANEL_SANDBOX_PORT ?? 3001),
+  ...(process.env.MIXPANEL_API_URL ? { mixpanelApiUrl: process.env.MIXPANEL_API_URL } : {}),
+  ...(process.env.INTAKE_TOKEN ? { intakeToken: process.env.INTAKE_TOKEN } : {}),
+  ...(process.env.RELAY_CONFIG_FILE ? { configFile: process.env.RELAY_CONFIG_FILE } : {}),
+  stage: process.env.RELAY_STAGE ?? "local",
+  log,
+});
+
+const now = Math.floor(Date.now() / 1000);
+console.log(`
+mixpanel-relay local stack is up
+  intake            ${stack.intakeUrl}        (POST /v1/events, GET /healthz)
+  mixpanel sandbox  ${stack.mixpanelUrl}${stack.sandbox ? "        (GET / shows what arrived; /_sandbox/events, /_sandbox/profiles)" : "  (your MIXPANEL_API_URL)"}
+  sqs + s3          ${stack.awsEndpoint}        (fauxqs; GET /_fauxqs/queues)
+  events queue      ${stack.events.url}
+  events DLQ        ${stack.events.dlqUrl}
+  rejected store    s3://${stack.rejectedBucket}/rejected/
+  intake token      ${stack.intakeToken}
+
+Try it:
+  curl -s -X POST ${stack.intakeUrl}/v1/events \\
+    -H 'Authorization: Bearer ${stack.intakeToken}' -H 'Content-Type: application/json' \\
+    -d '[{"event":"Signed Up","properties":{"distinct_id":"user-1","time":${now},"plan":"pro"}}]'
+  curl -s ${stack.mixpanelUrl}/_sandbox/events
+
+Ctrl-C stops everything.
+`);
+
+let stopping = false;
+const shutdown = async () => {
+  if (stopping) return;
+  stopping = true;
+  log("stopping…");
+  await stack.stop();
+  process.exit(0);
+};
+process.on("SIGINT", () => void shutdown());
+process.on("SIGTERM", () => void shutdown());
