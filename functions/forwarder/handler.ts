@@ -9,6 +9,7 @@ const runtime = once(() => createRuntimeContext());
 
 export async function handler(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
   const messages = event.Records.map((record) => ({ messageId: record.messageId, body: record.body }));
+  count("MessagesReceived", messages.length);
   try {
     const deps = forwarderDepsFrom(runtime(), () => context.getRemainingTimeInMillis());
     const summary = await forwardMessages(messages, deps);

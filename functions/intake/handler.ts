@@ -25,6 +25,7 @@ export async function handler(event: APIGatewayProxyEventV2): Promise<APIGateway
   try {
     const result = await handleIntake(toRequest(event), deps());
     logger.appendKeys({ correlationId: result.correlationId });
+    count("IntakeRequests", 1);
     if (result.summary) {
       count("EventsAccepted", result.summary.accepted);
       count("EventsRejected", result.summary.rejected);

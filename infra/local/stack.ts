@@ -236,7 +236,9 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     MIXPANEL_API_URL: mixpanelUrl,
     MIXPANEL_QUERY_URL: mixpanelUrl,
     INTAKE_TOKEN: intakeToken,
-    POWERTOOLS_DEV: "true",
+    // The stack prints its own one-line summaries; the handlers' JSON logs stay for warnings.
+    POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? "WARN",
+    POWERTOOLS_METRICS_DISABLED: process.env.POWERTOOLS_METRICS_DISABLED ?? "true",
     ...(sandbox
       ? {
           MIXPANEL_PROJECT_ID: LOCAL_MIXPANEL_CREDENTIALS.projectId,

@@ -96,6 +96,16 @@ export class MixpanelSandbox {
     this.faults.push(...faults);
   }
 
+  /** Forgets what arrived and any scripted faults not yet used. */
+  reset(): void {
+    this.events.length = 0;
+    this.requests.length = 0;
+    this.faults.length = 0;
+    this.dedupKeys.clear();
+    this.profiles.clear();
+    this.groups.clear();
+  }
+
   async start(): Promise<string> {
     this.server = createServer((request, response) => {
       this.route(request, response).catch((error: unknown) => {
