@@ -1,0 +1,102 @@
+import { Readable } from "node:stream";
+import avro from "avsc";
+import * as z from "zod";
+import { ValidationError } from "../errors.js";
+import { mapBrazeEvent } from "./braze-currents.js";
+import { CUSTOM_EVENT_TYPE, PURCHASE_EVENT_TYPE, normalizeBrazeEventType } from "./braze-labels.js";
+import type { MapContext, MappedItem } from "./types.js";
+
+/**
+ * Braze Currents' storage transport: Avro object-container files in S3, one event type
+ * per file, flat records (reference/braze-currents.md §3). Each record is reshaped into
+ * the custom-HTTP layout and handed to the same per-event mapper, so both transports
+ * produce identical Mixpanel records, and a rejected Avro event can be replayed through
+ * POST /v1/braze/currents as is.
+ */
+
+/** `…/event_type=<type>/date=…/…` (§3). The type lives only in the key, not in the records. */
+const EVENT_TYPE_SEGMENT = /(?:^|\/)event_type=([^/]+)\//;
+
+export function brazeEventTypeFromKey(key: string): string | undefined {
+  const match = EVENT_TYPE_SEGMENT.exec(key);
+  return match?.[1];
+}
+
+/** Fields that sit under `user` in the custom-HTTP layout. */
+const USER_FIELDS = new Set(["user_id", "external_user_id", "device_id", "timezone"]);
+
+const avroRecordSchema = z.record(z.string(), z.unknown());
+
+/**
+ * One flat Avro record → one HTTP-layout event. Optional Avro fields are unions with
+ * null that default to null, so a null here means "absent" and is left out, as the
+ * HTTP layout omits absent keys. `properties` (a JSON-encoded string on CustomEvent and
+ * Purchase) becomes `custom_properties` / `purchase_properties`; the mapper parses it.
+ */
+export function brazeAvroRecordToEvent(record: unknown, eventType: string): unknown {
+  const plain = toPlain(record);
+  const parsed = avroRecordSchema.safeParse(plain);
+  // Not a record: the mapper rejects it as invalid_shape with the value as payload.
+  if (!parsed.success) return plain;
+  const fields = parsed.data;
+  const user: Record<string, unknown> = {};
+  const properties: Record<string, unknown> = {};
+  const event: Record<string, unknown> = { event_type: eventType };
+  const normalizedType = normalizeBrazeEventType(eventType);
+  for (const [key, value] of Object.entries(fields)) {
+    if (value === null || value === undefined) continue;
+    if (key === "id" || key === "time") event[key] = value;
+    else if (USER_FIELDS.has(key)) user[key] = value;
+    else if (key === "properties" && normalizedType === CUSTOM_EVENT_TYPE) properties.custom_properties = value;
+    else if (key === "properties" && normalizedType === PURCHASE_EVENT_TYPE) properties.purchase_properties = value;
+    else properties[key] = value;
+  }
+  event.user = user;
+  event.properties = properties;
+  return event;
+}
+
+/**
+ * avsc returns record-class instances, Buffers for `bytes`/`fixed` and plain numbers for
+ * `long` (within 2^53). Turn them into JSON-safe plain values: bytes become base64.
+ */
+function toPlain(value: unknown): unknown {
+  if (Buffer.isBuffer(value)) return value.toString("base64");
+  if (Array.isArray(value)) return value.map(toPlain);
+  if (value !== null && typeof value === "object") {
+    return Object.fromEntries(Object.entries(value).map(([key, inner]) => [key, toPlain(inner)]));
+  }
+  return value;
+}
+
+/**
+ * Decodes a whole Avro object-container file with its embedded writer schema.
+ * avsc ships the `null` and `deflate` codecs; the production codec is unverified (§3),
+ * so any other codec fails here with a message naming it. A corrupt or non-Avro file
+ * is a ValidationError: reading it again can never succeed.
+ */
+export async function decodeAvroContainer(bytes: Uint8Array): Promise<unknown[]> {
+  const records: unknown[] = [];
+  const decoder = new avro.streams.BlockDecoder();
+  try {
+    await new Promise<void>((resolve, reject) => {
+      decoder.on("data", (record: unknown) => records.push(record));
+      decoder.on("end", resolve);
+      decoder.on("error", reject);
+      Readable.from([Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)]).on("error", reject).pipe(decoder);
+    });
+  } catch (error) {
+    throw new ValidationError(`not a readable Avro object-container file: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  return records;
+}
+
+/** Decodes one Currents Avro file and maps every record; indexes are record positions in the file. */
+export async function mapBrazeAvroFile(bytes: Uint8Array, key: string, ctx: MapContext): Promise<MappedItem[]> {
+  const eventType = brazeEventTypeFromKey(key);
+  if (eventType === undefined) {
+    throw new ValidationError(`S3 key ${key} has no event_type=<type>/ segment, so its events cannot be named`);
+  }
+  const records = await decodeAvroContainer(bytes);
+  return records.map((record, index) => mapBrazeEvent(brazeAvroRecordToEvent(record, eventType), index, ctx));
+}
