@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import type { Env } from "../config/env.js";
 import { ConfigError } from "../errors.js";
 import type { SecretReader } from "../secrets/secrets.js";

@@ -1,6 +1,6 @@
 import { promisify } from "node:util";
 import { gzip as gzipCallback, constants as zlibConstants } from "node:zlib";
-import { z } from "zod";
+import * as z from "zod";
 import { ConfigError, RetryableError, describeError } from "../errors.js";
 import { type FetchLike, type HttpResult, fetchText, throwForStatus } from "../http/fetch.js";
 import { DEFAULT_RETRY_POLICY, type RetryDeps, type RetryPolicy, withRetry } from "../http/retry.js";

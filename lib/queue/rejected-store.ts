@@ -1,5 +1,5 @@
 import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
-import { z } from "zod";
+import * as z from "zod";
 import { RetryableError } from "../errors.js";
 import { recordKindSchema } from "../records/envelope.js";
 

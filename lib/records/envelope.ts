@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 
 /**
  * What sits on the events queue: records already mapped to Mixpanel's shape,

@@ -1,6 +1,6 @@
 import { SecretsManagerClient } from "@aws-sdk/client-secrets-manager";
 import { SecretsProvider } from "@aws-lambda-powertools/parameters/secrets";
-import type { z } from "zod";
+import type * as z from "zod";
 import { ConfigError, RetryableError } from "../errors.js";
 import { formatZodIssues } from "../config/env.js";
 

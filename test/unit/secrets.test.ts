@@ -1,5 +1,5 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { z } from "zod";
+import * as z from "zod";
 import { ConfigError, RetryableError } from "../../lib/errors.js";
 import { mixpanelCredentialsSource } from "../../lib/mixpanel/credentials.js";
 import { readEnv } from "../../lib/config/env.js";

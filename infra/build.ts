@@ -1,0 +1,66 @@
+import { readdirSync, existsSync, statSync, writeFileSync, rmSync, mkdirSync } from "node:fs";
+import { join } from "node:path";
+import { gzipSync } from "node:zlib";
+import { readFileSync } from "node:fs";
+import { build, type Metafile } from "esbuild";
+import { loadStageConfig } from "../lib/config/stage.js";
+
+/**
+ * `npm run build`: validates every stage config file, then bundles each
+ * functions/<name>/handler.ts into dist/<name>/index.mjs (ESM, minified, with a
+ * source map) for serverless.yml to package individually. Prints each bundle's
+ * size and its heaviest inputs so a new dependency's cost is visible.
+ */
+const functionsDir = "functions";
+const outDir = "dist";
+
+for (const file of readdirSync("config").filter((name) => name.endsWith(".json"))) {
+  loadStageConfig(join("config", file));
+  console.log(`config/${file}: valid`);
+}
+
+const names = readdirSync(functionsDir).filter((name) => existsSync(join(functionsDir, name, "handler.ts")));
+rmSync(outDir, { recursive: true, force: true });
+
+function heaviestPackages(metafile: Metafile, top: number): string {
+  const byPackage = new Map<string, number>();
+  for (const output of Object.values(metafile.outputs)) {
+    for (const [input, { bytesInOutput }] of Object.entries(output.inputs)) {
+      const match = /node_modules\/((?:@[^/]+\/)?[^/]+)/.exec(input);
+      const key = match?.[1] ?? "(project)";
+      byPackage.set(key, (byPackage.get(key) ?? 0) + bytesInOutput);
+    }
+  }
+  return [...byPackage.entries()]
+    .sort((a, b) => b[1] - a[1])
+    .slice(0, top)
+    .map(([name, bytes]) => `${name} ${(bytes / 1024).toFixed(0)} KiB`)
+    .join(", ");
+}
+
+for (const name of names) {
+  const outfile = join(outDir, name, "index.mjs");
+  mkdirSync(join(outDir, name), { recursive: true });
+  const result = await build({
+    entryPoints: [join(functionsDir, name, "handler.ts")],
+    outfile,
+    bundle: true,
+    platform: "node",
+    // Valid on the machine's Node 20 and on Lambda's nodejs24.x.
+    target: "node20",
+    format: "esm",
+    minify: true,
+    sourcemap: true,
+    metafile: true,
+    legalComments: "none",
+    // CommonJS dependencies bundled into ESM still call require() for Node built-ins.
+    banner: { js: "import { createRequire as __relayCreateRequire } from 'node:module'; const require = __relayCreateRequire(import.meta.url);" },
+    logLevel: "warning",
+  });
+  writeFileSync(join(outDir, name, "meta.json"), JSON.stringify(result.metafile));
+  const bytes = statSync(outfile).size;
+  const gzipped = gzipSync(readFileSync(outfile)).length;
+  console.log(
+    `${name.padEnd(17)} ${(bytes / 1024).toFixed(0).padStart(5)} KiB (${(gzipped / 1024).toFixed(0)} KiB gzipped)  heaviest: ${heaviestPackages(result.metafile, 5)}`,
+  );
+}
