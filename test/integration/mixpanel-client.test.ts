@@ -157,6 +157,30 @@ describe("/import", () => {
   });
 });
 
+describe("every /import status code", () => {
+  const cases: [number, string][] = [
+    [401, "config"],
+    [403, "config"],
+    [404, "config"],
+    [408, "retry"],
+    [429, "retry"],
+    [500, "retry"],
+    [502, "retry"],
+    [503, "retry"],
+    [504, "retry"],
+  ];
+  for (const [status, expected] of cases) {
+    it(`${status} → ${expected}`, async () => {
+      // One try only, so the scripted answer is the final word.
+      const { instance } = client({ retryPolicy: { baseDelayMs: 1, maxDelayMs: 1, jitterMinMs: 0, jitterMaxMs: 0, maxAttempts: 1 } });
+      sandbox.failNext({ status, path: "/import" });
+      const [outcome] = await instance.importEvents([event(1)]);
+      expect(outcome?.status).toBe(expected);
+      expect(sandbox.events).toHaveLength(0);
+    });
+  }
+});
+
 describe("/engage and /groups", () => {
   const profile = (id: string, op: Record<string, unknown>) => JSON.stringify({ $distinct_id: id, $ip: "0", ...op });
 
