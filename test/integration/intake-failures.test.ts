@@ -1,0 +1,94 @@
+import { CreateBucketCommand } from "@aws-sdk/client-s3";
+import { CreateQueueCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
+import { buildApp } from "fauxqs";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { parseStageConfig } from "../../lib/config/stage.js";
+import { ConfigError, RetryableError } from "../../lib/errors.js";
+import { handleIntake, type HttpRequest, type IntakeDeps } from "../../lib/intake/process.js";
+import { createRejectedStore, createS3Client } from "../../lib/queue/rejected-store.js";
+import { createQueueSender, createSqsClient } from "../../lib/queue/sqs-sender.js";
+import { envelopeSchema } from "../../lib/records/envelope.js";
+
+/** The intake's status codes when its peers fail, against a real SQS/S3 protocol server. */
+const app = buildApp({ logger: false });
+let endpoint = "";
+let queueUrl = "";
+const TOKEN = "intake-token-for-failure-tests";
+
+beforeAll(async () => {
+  endpoint = await app.listen({ port: 0, host: "127.0.0.1" });
+  process.env.AWS_ACCESS_KEY_ID ??= "test";
+  process.env.AWS_SECRET_ACCESS_KEY ??= "test";
+  const sqs = createSqsClient("us-east-1", endpoint);
+  queueUrl = (await sqs.send(new CreateQueueCommand({ QueueName: "intake-failures", Attributes: { MaximumMessageSize: "262144" } }))).QueueUrl ?? "";
+  await createS3Client("us-east-1", endpoint).send(new CreateBucketCommand({ Bucket: "rejected-ok" }));
+});
+afterAll(() => app.close());
+
+function deps(overrides: Partial<IntakeDeps> = {}): IntakeDeps {
+  const sqs = createSqsClient("us-east-1", endpoint);
+  return {
+    config: parseStageConfig({}, "test"),
+    tokens: async () => [TOKEN],
+    queue: createQueueSender(sqs, 262_144),
+    queueUrl,
+    rejected: createRejectedStore({ s3: createS3Client("us-east-1", endpoint), bucket: "rejected-ok", prefix: "rejected/", stage: "test", now: () => new Date() }),
+    maxMessageBytes: 262_144,
+    maxBodyBytes: 1_000_000,
+    nowMs: Date.now,
+    newCorrelationId: () => "corr-1",
+    ...overrides,
+  };
+}
+
+const request = (body: unknown): HttpRequest => ({
+  method: "POST",
+  path: "/v1/events",
+  headers: { authorization: `Bearer ${TOKEN}` },
+  query: {},
+  body: Buffer.from(JSON.stringify(body)),
+});
+const good = () => [{ event: "E", properties: { distinct_id: "u", time: Math.floor(Date.now() / 1000) } }];
+
+describe("intake when its peers fail", () => {
+  it("answers 503 when SQS refuses the send, so the sender retries", async () => {
+    const result = await handleIntake(request(good()), deps({ queueUrl: `${endpoint}/000000000000/no-such-queue` }));
+    expect(result.response.statusCode).toBe(503);
+    expect(JSON.parse(result.response.body).error).toBe("unavailable");
+  });
+
+  it("answers 503 when the rejected store cannot be written, rather than losing the rejected events", async () => {
+    const rejected = createRejectedStore({ s3: createS3Client("us-east-1", endpoint), bucket: "no-such-bucket", prefix: "rejected/", stage: "test", now: () => new Date() });
+    const result = await handleIntake(request([{ event: "E", properties: { distinct_id: "null", time: 1 } }]), deps({ rejected }));
+    expect(result.response.statusCode).toBe(503);
+  });
+
+  it("answers 503, not 401, when the token secret cannot be read", async () => {
+    const retryable = await handleIntake(request(good()), deps({ tokens: async () => Promise.reject(new RetryableError("throttled")) }));
+    expect(retryable.response.statusCode).toBe(503);
+    const missing = await handleIntake(request(good()), deps({ tokens: async () => Promise.reject(new ConfigError("missing")) }));
+    expect(missing.response.statusCode).toBe(503);
+  });
+
+  it("packs many events per SQS message, each message under the cap", async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const events = Array.from({ length: 3000 }, (_, i) => ({ event: "Packed", properties: { distinct_id: `u${i}`, time: now, pad: "z".repeat(200) } }));
+    const result = await handleIntake(request(events), deps({ maxMessageBytes: 65_536 }));
+    expect(result.response.statusCode).toBe(202);
+    const sqs = createSqsClient("us-east-1", endpoint);
+    let records = 0;
+    let messages = 0;
+    for (;;) {
+      const received = await sqs.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 0 }));
+      if (!received.Messages?.length) break;
+      for (const message of received.Messages) {
+        expect(Buffer.byteLength(message.Body ?? "")).toBeLessThanOrEqual(65_536);
+        records += envelopeSchema.parse(JSON.parse(message.Body ?? "")).records.length;
+        messages++;
+      }
+    }
+    expect(records).toBe(3000);
+    expect(messages).toBeGreaterThan(10);
+    expect(messages).toBeLessThan(3000 / 50);
+  });
+});
