@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 
 /**
  * Cohort sync declarations of the stage config (`cohort_syncs`), issue #4.

@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { RetryableError, UpstreamRejectedError, ValidationError } from "../errors.js";
 import { type FetchLike, fetchText, throwForStatus } from "../http/fetch.js";
 import { type RetryDeps, type RetryPolicy, DEFAULT_RETRY_POLICY, withRetry } from "../http/retry.js";

@@ -1,0 +1,195 @@
+import {
+  CopyObjectCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListObjectsV2Command,
+  NoSuchKey,
+  NotFound,
+  PutObjectCommand,
+  type S3Client,
+} from "@aws-sdk/client-s3";
+import { gunzipSync, gzipSync } from "node:zlib";
+import type * as z from "zod";
+import { formatZodIssues } from "../config/env.js";
+import { RetryableError, ValidationError } from "../errors.js";
+import {
+  type DeliveryPage,
+  type FailureRecord,
+  type StagedPage,
+  type SyncAction,
+  type SyncState,
+  budgetStateSchema,
+  deliveryPageSchema,
+  failureRecordSchema,
+  initialSyncState,
+  stagedPageSchema,
+  syncStateSchema,
+} from "./messages.js";
+
+/**
+ * S3 layout of cohort state (bucket SNAPSHOT_BUCKET, prefix `cohorts/`):
+ *
+ *   cohorts/_budget.json                                 Query API calls of the last hour
+ *   cohorts/<sync>/state.json                            checkpoint + snapshot pointer + health
+ *   cohorts/<sync>/snapshot.jsonl.gz                     last delivered snapshot
+ *   cohorts/<sync>/runs/<run>/pages/<n>.json.gz          staged /engage pages (export checkpoint)
+ *   cohorts/<sync>/runs/<run>/snapshot.jsonl.gz          pending snapshot (promoted when the ledger is complete)
+ *   cohorts/<sync>/runs/<run>/out/<action>-<p>.json.gz   delivery page objects (SQS claim check)
+ *   cohorts/<sync>/runs/<run>/delivered/<action>-<p>     delivery ledger: page delivered
+ *   cohorts/<sync>/runs/<run>/failed/<action>-<p>.json   delivery ledger: permanent refusal + response body
+ *
+ * `runs/` can expire by lifecycle rule after a week; the live snapshot is copied out of it.
+ */
+export const COHORT_PREFIX = "cohorts/";
+
+export const keys = {
+  budget: () => `${COHORT_PREFIX}_budget.json`,
+  state: (sync: string) => `${COHORT_PREFIX}${sync}/state.json`,
+  snapshot: (sync: string) => `${COHORT_PREFIX}${sync}/snapshot.jsonl.gz`,
+  run: (sync: string, run: string) => `${COHORT_PREFIX}${sync}/runs/${run}/`,
+  staged: (sync: string, run: string, n: number) => `${keys.run(sync, run)}pages/${String(n).padStart(6, "0")}.json.gz`,
+  pendingSnapshot: (sync: string, run: string) => `${keys.run(sync, run)}snapshot.jsonl.gz`,
+  page: (sync: string, run: string, action: SyncAction, page: number) =>
+    `${keys.run(sync, run)}out/${action}-${String(page).padStart(6, "0")}.json.gz`,
+  delivered: (sync: string, run: string, action: SyncAction, page: number) =>
+    `${keys.run(sync, run)}delivered/${action}-${String(page).padStart(6, "0")}`,
+  failed: (sync: string, run: string, action: SyncAction, page: number) =>
+    `${keys.run(sync, run)}failed/${action}-${String(page).padStart(6, "0")}.json`,
+};
+
+export interface CohortStore {
+  readState(sync: string): Promise<SyncState>;
+  writeState(sync: string, state: SyncState): Promise<void>;
+  readBudget(): Promise<number[]>;
+  writeBudget(calls: number[]): Promise<void>;
+  putStaged(sync: string, run: string, n: number, page: StagedPage): Promise<void>;
+  getStaged(sync: string, run: string, n: number): Promise<StagedPage>;
+  putBytes(key: string, body: Uint8Array): Promise<void>;
+  /** undefined when absent. */
+  getBytes(key: string): Promise<Uint8Array | undefined>;
+  copy(from: string, to: string): Promise<void>;
+  putPage(key: string, page: DeliveryPage): Promise<void>;
+  getPage(key: string): Promise<DeliveryPage>;
+  exists(key: string): Promise<boolean>;
+  /** Count of keys under a prefix (ledger checks). */
+  list(prefix: string): Promise<string[]>;
+  markDelivered(sync: string, run: string, action: SyncAction, page: number): Promise<void>;
+  isDelivered(sync: string, run: string, action: SyncAction, page: number): Promise<boolean>;
+  markFailed(sync: string, run: string, action: SyncAction, page: number, record: FailureRecord): Promise<void>;
+  readFailure(key: string): Promise<FailureRecord | undefined>;
+}
+
+function isMissing(error: unknown): boolean {
+  if (error instanceof NoSuchKey || error instanceof NotFound) return true;
+  const name = error instanceof Error ? error.name : "";
+  return name === "NoSuchKey" || name === "NotFound";
+}
+
+function s3Error(what: string, error: unknown): RetryableError {
+  return new RetryableError(`S3 ${what} failed: ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}`);
+}
+
+function parse<T>(schema: z.ZodType<T>, raw: unknown, what: string): T {
+  const parsed = schema.safeParse(raw);
+  if (!parsed.success) throw new ValidationError(`${what} has the wrong shape: ${formatZodIssues(parsed.error)}`);
+  return parsed.data;
+}
+
+export function createCohortStore(s3: S3Client, bucket: string): CohortStore {
+  async function getBytes(key: string): Promise<Uint8Array | undefined> {
+    try {
+      const result = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+      if (!result.Body) return new Uint8Array();
+      return await result.Body.transformToByteArray();
+    } catch (error) {
+      if (isMissing(error)) return undefined;
+      throw s3Error(`get ${key}`, error);
+    }
+  }
+  async function putBytes(key: string, body: Uint8Array, contentType = "application/octet-stream"): Promise<void> {
+    try {
+      await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: contentType }));
+    } catch (error) {
+      throw s3Error(`put ${key}`, error);
+    }
+  }
+  async function getJson<T>(key: string, schema: z.ZodType<T>, gz: boolean): Promise<T | undefined> {
+    const bytes = await getBytes(key);
+    if (bytes === undefined) return undefined;
+    const text = (gz ? gunzipSync(bytes) : Buffer.from(bytes)).toString("utf8");
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      throw new ValidationError(`s3://${bucket}/${key} is not JSON`);
+    }
+    return parse(schema, raw, `s3://${bucket}/${key}`);
+  }
+  const putJson = (key: string, value: unknown, gz: boolean) =>
+    putBytes(key, gz ? gzipSync(JSON.stringify(value)) : Buffer.from(JSON.stringify(value)), "application/json");
+
+  async function exists(key: string): Promise<boolean> {
+    try {
+      await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
+      return true;
+    } catch (error) {
+      if (isMissing(error)) return false;
+      const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+      if (status === 404) return false;
+      throw s3Error(`head ${key}`, error);
+    }
+  }
+
+  return {
+    async readState(sync) {
+      return (await getJson(keys.state(sync), syncStateSchema, false)) ?? initialSyncState();
+    },
+    writeState: (sync, state) => putJson(keys.state(sync), state, false),
+    async readBudget() {
+      return (await getJson(keys.budget(), budgetStateSchema, false))?.calls ?? [];
+    },
+    writeBudget: (calls) => putJson(keys.budget(), { calls }, false),
+    putStaged: (sync, run, n, page) => putJson(keys.staged(sync, run, n), page, true),
+    async getStaged(sync, run, n) {
+      const page = await getJson(keys.staged(sync, run, n), stagedPageSchema, true);
+      if (!page) throw new RetryableError(`staged page ${keys.staged(sync, run, n)} is missing`);
+      return page;
+    },
+    putBytes: (key, body) => putBytes(key, body),
+    getBytes,
+    async copy(from, to) {
+      try {
+        await s3.send(new CopyObjectCommand({ Bucket: bucket, Key: to, CopySource: `${bucket}/${from}` }));
+      } catch (error) {
+        throw s3Error(`copy ${from}`, error);
+      }
+    },
+    putPage: (key, page) => putJson(key, page, true),
+    async getPage(key) {
+      const page = await getJson(key, deliveryPageSchema, true);
+      if (!page) throw new ValidationError(`delivery page s3://${bucket}/${key} is missing`);
+      return page;
+    },
+    exists,
+    async list(prefix) {
+      const found: string[] = [];
+      let token: string | undefined;
+      try {
+        do {
+          const result = await s3.send(
+            new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
+          );
+          for (const item of result.Contents ?? []) if (item.Key) found.push(item.Key);
+          token = result.IsTruncated ? result.NextContinuationToken : undefined;
+        } while (token);
+      } catch (error) {
+        throw s3Error(`list ${prefix}`, error);
+      }
+      return found;
+    },
+    markDelivered: (sync, run, action, page) => putBytes(keys.delivered(sync, run, action, page), new Uint8Array()),
+    isDelivered: (sync, run, action, page) => exists(keys.delivered(sync, run, action, page)),
+    markFailed: (sync, run, action, page, record) => putJson(keys.failed(sync, run, action, page), record, false),
+    readFailure: (key) => getJson(key, failureRecordSchema, false),
+  };
+}

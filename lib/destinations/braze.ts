@@ -1,0 +1,84 @@
+import * as z from "zod";
+import { fetchText, throwForStatus } from "../http/fetch.js";
+import { withRetry } from "../http/retry.js";
+import type { DeliveryPage, PageMember } from "../cohorts/messages.js";
+import type { BrazeDestination } from "../cohorts/sync-config.js";
+import { type SenderDeps, apiKeySecretSchema, chunkOf, text } from "./http.js";
+
+/**
+ * Braze (reference/cohort-sync.md §4): `POST {rest_endpoint}/users/track` with
+ * 75 attribute objects per call, each `{external_id, <attribute>: {add|remove: [value]},
+ * _update_existing_only}`; `_update_existing_only` is always sent explicitly.
+ */
+export const BRAZE_ATTRIBUTES_PER_CALL = 75;
+
+export interface BrazeAttributeObject {
+  external_id: string;
+  _update_existing_only: boolean;
+  [attribute: string]: unknown;
+}
+
+export function brazeExternalId(member: PageMember, destination: BrazeDestination): string | undefined {
+  if (!destination.external_id_property) return member.id;
+  const value = text(member.props[destination.external_id_property]);
+  return value === "" ? undefined : value;
+}
+
+/** Pure builder: the attribute objects of one page. */
+export function brazeAttributeObjects(page: DeliveryPage, destination: BrazeDestination): BrazeAttributeObject[] {
+  const value = destination.value ?? page.cohort.name;
+  const op = page.action === "remove_members" ? "remove" : "add";
+  const out: BrazeAttributeObject[] = [];
+  const seen = new Set<string>();
+  for (const member of page.members) {
+    const externalId = brazeExternalId(member, destination);
+    if (externalId === undefined || seen.has(externalId)) continue;
+    seen.add(externalId);
+    out.push({
+      external_id: externalId,
+      [destination.attribute]: { [op]: [value] },
+      _update_existing_only: destination.update_existing_only,
+    });
+  }
+  return out;
+}
+
+const brazeReplySchema = z.object({
+  message: z.string().optional(),
+  errors: z.array(z.unknown()).optional(),
+});
+
+export async function sendBrazePage(page: DeliveryPage, destination: BrazeDestination, deps: SenderDeps): Promise<void> {
+  const { api_key: apiKey } = await deps.secrets.getJson(destination.api_key_secret, apiKeySecretSchema);
+  const url = `${destination.rest_endpoint.replace(/\/+$/, "")}/users/track`;
+  const objects = brazeAttributeObjects(page, destination);
+  const skipped = page.members.length - objects.length;
+  if (skipped > 0) deps.warn("braze: members without external id skipped", { skipped, page: page.page });
+  for (const attributes of chunkOf(objects, BRAZE_ATTRIBUTES_PER_CALL)) {
+    const body = JSON.stringify({ attributes });
+    await withRetry(
+      async () => {
+        const result = await fetchText(
+          deps.fetch,
+          url,
+          { method: "POST", headers: { authorization: `Bearer ${apiKey}`, "content-type": "application/json" }, body },
+          deps.timeoutMs,
+        );
+        throwForStatus(result, "Braze /users/track", deps.now());
+        let raw: unknown = undefined;
+        try {
+          raw = JSON.parse(result.body);
+        } catch {
+          // 2xx without JSON: delivered
+        }
+        const reply = brazeReplySchema.safeParse(raw);
+        if (reply.success && reply.data.errors && reply.data.errors.length > 0) {
+          // Partial success: Braze applied the rest; per-object errors are logged, not retried.
+          deps.warn("braze: /users/track reported object errors", { errors: reply.data.errors.slice(0, 5) });
+        }
+      },
+      deps.retryDeps,
+      deps.retryPolicy,
+    );
+  }
+}

@@ -1,0 +1,37 @@
+import * as z from "zod";
+import type { FetchLike } from "../http/fetch.js";
+import type { RetryDeps, RetryPolicy } from "../http/retry.js";
+import type { SecretReader } from "../secrets/secrets.js";
+
+/** What every destination sender needs: HTTP, the one retry policy, clock, secrets. */
+export interface SenderDeps {
+  readonly fetch: FetchLike;
+  readonly timeoutMs: number;
+  readonly retryDeps: RetryDeps;
+  readonly retryPolicy?: RetryPolicy;
+  /** Milliseconds since epoch. */
+  readonly now: () => number;
+  readonly secrets: SecretReader;
+  readonly warn: (message: string, extra?: Record<string, unknown>) => void;
+}
+
+export const apiKeySecretSchema = z.object({ api_key: z.string().min(1) });
+export const signingSecretSchema = z.object({ secret: z.string().min(16) });
+export const basicAuthSecretSchema = z.object({ username: z.string().min(1), password: z.string() });
+
+export const basicAuth = (username: string, password: string) =>
+  `Basic ${Buffer.from(`${username}:${password}`).toString("base64")}`;
+
+/** Small helper: string value of a profile property, or "". */
+export function text(value: unknown): string {
+  if (value === undefined || value === null) return "";
+  if (typeof value === "string") return value;
+  if (typeof value === "number" || typeof value === "boolean") return String(value);
+  return JSON.stringify(value);
+}
+
+export function chunkOf<T>(items: readonly T[], size: number): T[][] {
+  const out: T[][] = [];
+  for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
+  return out;
+}

@@ -1,0 +1,160 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import type { AddressInfo } from "node:net";
+
+/**
+ * Strict local Brevo (reference/cohort-sync.md §3): `api-key` header; POST /v3/contacts
+ * (400 duplicate_parameter for an existing contact without updateEnabled:true; attribute
+ * names must be UPPERCASE); list add/remove with ≤150 emails, contacts must exist;
+ * /v3/contacts/batch refused (deprecated); a rate limit of `limit` calls per `windowMs`
+ * with x-sib-ratelimit-{limit,remaining,reset} on every answer and 429 beyond.
+ * The clock is injectable so tests can advance time instead of sleeping.
+ */
+export interface BrevoServerOptions {
+  readonly apiKey: string;
+  readonly listIds: readonly number[];
+  readonly limit?: number;
+  readonly windowMs?: number;
+  readonly now?: () => number;
+}
+
+export interface BrevoCall {
+  readonly path: string;
+  readonly status: number;
+  readonly body: unknown;
+}
+
+const MAX_LIST_EMAILS = 150;
+
+export class BrevoServer {
+  readonly contacts = new Map<string, Record<string, unknown>>();
+  readonly lists = new Map<number, Set<string>>();
+  readonly calls: BrevoCall[] = [];
+  private readonly faults: { status: number; body?: string; path?: string }[] = [];
+  private windowStart = 0;
+  private used = 0;
+  private server: Server | undefined;
+  url = "";
+
+  constructor(private readonly options: BrevoServerOptions) {
+    for (const id of options.listIds) this.lists.set(id, new Set());
+  }
+
+  failNext(...faults: { status: number; body?: string; path?: string }[]): void {
+    this.faults.push(...faults);
+  }
+
+  /** Calls answered 429. */
+  get throttled(): number {
+    return this.calls.filter((c) => c.status === 429).length;
+  }
+
+  async start(): Promise<string> {
+    this.server = createServer((request, response) => {
+      this.route(request, response).catch((error: unknown) => this.send(response, 500, { code: "internal", message: String(error) }, {}));
+    });
+    await new Promise<void>((resolve) => this.server?.listen(0, "127.0.0.1", resolve));
+    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/v3`;
+    return this.url;
+  }
+
+  async close(): Promise<void> {
+    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+  }
+
+  private send(response: ServerResponse, status: number, body: unknown, headers: Record<string, string>): void {
+    response.writeHead(status, { "content-type": "application/json", ...headers });
+    response.end(body === undefined ? "" : JSON.stringify(body));
+  }
+
+  private async route(request: IncomingMessage, response: ServerResponse): Promise<void> {
+    const chunks: Buffer[] = [];
+    for await (const chunk of request) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
+    const url = new URL(request.url ?? "/", "http://localhost");
+    const path = url.pathname;
+    let body: unknown;
+    try {
+      body = chunks.length > 0 ? JSON.parse(Buffer.concat(chunks).toString("utf8")) : undefined;
+    } catch {
+      body = undefined;
+    }
+    const now = (this.options.now ?? Date.now)();
+    const windowMs = this.options.windowMs ?? 1000;
+    const limit = this.options.limit ?? 10;
+    if (now - this.windowStart >= windowMs) {
+      this.windowStart = now;
+      this.used = 0;
+    }
+    const answer = (status: number, payload?: unknown) => {
+      const resetSeconds = Math.max(0, Math.ceil((this.windowStart + windowMs - now) / 1000));
+      this.calls.push({ path, status, body });
+      this.send(response, status, payload, {
+        "x-sib-ratelimit-limit": String(limit),
+        "x-sib-ratelimit-remaining": String(Math.max(0, limit - this.used)),
+        "x-sib-ratelimit-reset": String(resetSeconds),
+      });
+    };
+    if (request.headers["api-key"] !== this.options.apiKey) return answer(401, { code: "unauthorized", message: "Key not found" });
+    if (this.used >= limit) return answer(429, { code: "too_many_requests", message: "rate limit exceeded" });
+    this.used += 1;
+    const fault = this.faults.findIndex((f) => !f.path || f.path === path);
+    if (fault >= 0) {
+      const [f] = this.faults.splice(fault, 1);
+      return answer(f?.status ?? 500, f?.body !== undefined ? JSON.parse(f.body) : { code: "scripted", message: "fault" });
+    }
+    if (request.method !== "POST") return answer(405, { code: "method_not_allowed", message: "POST only" });
+    if (!String(request.headers["content-type"] ?? "").startsWith("application/json")) {
+      return answer(415, { code: "invalid_parameter", message: "JSON only" });
+    }
+    if (path === "/v3/contacts/batch") return answer(400, { code: "invalid_parameter", message: "/contacts/batch is deprecated; do not use" });
+    if (body === null || typeof body !== "object" || Array.isArray(body)) return answer(400, { code: "invalid_parameter", message: "object body expected" });
+    const record: Record<string, unknown> = { ...body };
+
+    if (path === "/v3/contacts") {
+      const email = record.email;
+      if (typeof email !== "string" || !email.includes("@")) return answer(400, { code: "invalid_parameter", message: "email is not valid" });
+      const attributes = record.attributes ?? {};
+      if (attributes === null || typeof attributes !== "object" || Array.isArray(attributes)) {
+        return answer(400, { code: "invalid_parameter", message: "attributes must be an object" });
+      }
+      const bad = Object.keys(attributes).find((k) => k !== k.toUpperCase());
+      if (bad) return answer(400, { code: "invalid_parameter", message: `attribute ${bad} must be UPPERCASE` });
+      const key = email.toLowerCase();
+      const existing = this.contacts.get(key);
+      if (existing && record.updateEnabled !== true) return answer(400, { code: "duplicate_parameter", message: "Contact already exist" });
+      this.contacts.set(key, { ...(existing ?? {}), ...attributes });
+      return existing ? answer(204) : answer(201, { id: this.contacts.size });
+    }
+    const match = /^\/v3\/contacts\/lists\/(\d+)\/contacts\/(add|remove)$/.exec(path);
+    if (match) {
+      const list = this.lists.get(Number(match[1]));
+      if (!list) return answer(404, { code: "document_not_found", message: "List ID does not exist" });
+      const emails = record.emails;
+      if (!Array.isArray(emails) || emails.length === 0 || !emails.every((e) => typeof e === "string")) {
+        return answer(400, { code: "invalid_parameter", message: "emails must be a non-empty array of strings" });
+      }
+      if (emails.length > MAX_LIST_EMAILS) {
+        return answer(400, { code: "invalid_parameter", message: `at most ${MAX_LIST_EMAILS} emails per call` });
+      }
+      const success: string[] = [];
+      const failure: string[] = [];
+      for (const email of emails.map(String)) {
+        const key = email.toLowerCase();
+        if (match[2] === "add") {
+          if (this.contacts.has(key) && !list.has(key)) {
+            list.add(key);
+            success.push(email);
+          } else failure.push(email);
+        } else if (list.delete(key)) success.push(email);
+        else failure.push(email);
+      }
+      if (success.length === 0) {
+        return answer(400, {
+          code: "invalid_parameter",
+          message: match[2] === "add" ? "Contact already in list and/or does not exist" : "Contact already removed from list and/or does not exist",
+        });
+      }
+      return answer(201, { contacts: { success, failure } });
+    }
+    return answer(404, { code: "not_found", message: `no route ${path}` });
+  }
+}
