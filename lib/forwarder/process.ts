@@ -26,6 +26,8 @@ export interface ForwardSummary {
   readonly blockedByConfig: number;
   readonly invalidMessages: number;
   readonly configErrors: string[];
+  /** Intake correlation ids of the envelopes in this batch, for tracing a record end to end. */
+  readonly correlationIds: string[];
 }
 
 export interface ForwarderDeps {
@@ -50,6 +52,7 @@ export async function forwardMessages(messages: readonly QueueMessage[], deps: F
   const failed = new Set<number>();
   const linesByKind = new Map<RecordKind, { lines: string[]; refs: LineRef[] }>();
   const invalid: { message: number; reason: string }[] = [];
+  const correlationIds = new Set<string>();
 
   messages.forEach((message, index) => {
     let envelope: Envelope;
@@ -59,6 +62,7 @@ export async function forwardMessages(messages: readonly QueueMessage[], deps: F
       invalid.push({ message: index, reason: describeError(error).slice(0, 500) });
       return;
     }
+    correlationIds.add(envelope.correlationId);
     const group = linesByKind.get(envelope.kind) ?? { lines: [], refs: [] };
     envelope.records.forEach((line, position) => {
       group.lines.push(line);
@@ -143,5 +147,6 @@ export async function forwardMessages(messages: readonly QueueMessage[], deps: F
     blockedByConfig,
     invalidMessages: invalid.length,
     configErrors: [...configErrors],
+    correlationIds: [...correlationIds],
   };
 }
