@@ -1,0 +1,516 @@
+/**
+ * Packages the real serverless.yml offline with osls for two stages and checks
+ * the CloudFormation it would deploy: functions, event sources, queue/DLQ pairs,
+ * alarms, IAM statements per function, buckets, and that no secret value or
+ * wildcard resource slipped in (issue #5).
+ *
+ * osls runs in a scratch copy of the service (serverless.yml, infra/resources,
+ * config, dist) with no AWS credentials, and inside a network namespace with no
+ * network at all when `unshare -n` is available, so any network call would fail
+ * the packaging.
+ */
+import { spawn, spawnSync } from "node:child_process";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { dirname, join, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { envSchema } from "../../lib/config/env.js";
+import { oslsBin } from "../../infra/package.js";
+import { FUNCTION_NAMES, type FunctionName } from "../../infra/stack-layout.js";
+import { zipEntryNames } from "./zip-listing.js";
+
+/* eslint-disable @typescript-eslint/no-explicit-any -- CloudFormation JSON is untyped. */
+type Resource = { Type: string; Properties?: any; Condition?: string; DependsOn?: unknown; DeletionPolicy?: string };
+type Template = { Resources: Record<string, Resource>; Outputs?: Record<string, unknown>; Conditions?: Record<string, unknown> };
+
+const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
+
+interface Variant {
+  readonly id: string;
+  readonly stage: string;
+  readonly params: Record<string, string>;
+  /** From serverless.yml params, to check the template follows them. */
+  readonly expect: { logRetentionDays: number; forwarderMaxConcurrency: number; schedule: string; currents: boolean };
+}
+
+const CURRENTS_BUCKET = "acme-braze-currents";
+const VARIANTS: readonly Variant[] = [
+  { id: "dev", stage: "dev", params: {}, expect: { logRetentionDays: 14, forwarderMaxConcurrency: 2, schedule: "rate(1 hour)", currents: false } },
+  { id: "prod", stage: "prod", params: {}, expect: { logRetentionDays: 90, forwarderMaxConcurrency: 5, schedule: "rate(15 minutes)", currents: false } },
+  {
+    id: "prod-with-currents",
+    stage: "prod",
+    params: { currentsBucket: CURRENTS_BUCKET, alarmEmail: "ops@example.com" },
+    expect: { logRetentionDays: 90, forwarderMaxConcurrency: 5, schedule: "rate(15 minutes)", currents: true },
+  },
+];
+
+/** The logical ids osls derives from the function keys. */
+const LOGICAL_PREFIX: Record<FunctionName, string> = {
+  intake: "Intake",
+  forwarder: "Forwarder",
+  "currents-reader": "CurrentsDashreader",
+  "cohort-export": "CohortDashexport",
+  "webhook-delivery": "WebhookDashdelivery",
+};
+const ROLE_OF: Record<FunctionName, string> = {
+  intake: "IntakeRole",
+  forwarder: "ForwarderRole",
+  "currents-reader": "CurrentsReaderRole",
+  "cohort-export": "CohortExportRole",
+  "webhook-delivery": "WebhookDeliveryRole",
+};
+
+const COMMON_ENV = ["RELAY_STAGE", "RELAY_CONFIG_FILE", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL", "NODE_OPTIONS"];
+const FUNCTION_ENV: Record<FunctionName, string[]> = {
+  intake: ["EVENTS_QUEUE_URL", "REJECTED_BUCKET", "REJECTED_PREFIX", "INTAKE_TOKEN_SECRET_ID", "SQS_MAX_MESSAGE_BYTES"],
+  forwarder: ["REJECTED_BUCKET", "REJECTED_PREFIX", "MIXPANEL_SECRET_ID", "IMPORT_MAX_BYTES", "IMPORT_CONCURRENCY"],
+  "currents-reader": ["EVENTS_QUEUE_URL", "REJECTED_BUCKET", "REJECTED_PREFIX", "SQS_MAX_MESSAGE_BYTES"],
+  "cohort-export": ["MIXPANEL_SECRET_ID", "SNAPSHOT_BUCKET", "DELIVERIES_QUEUE_URL", "SQS_MAX_MESSAGE_BYTES"],
+  "webhook-delivery": ["SNAPSHOT_BUCKET"],
+};
+
+const getAtt = (logicalId: string, attribute = "Arn") => ({ "Fn::GetAtt": [logicalId, attribute] });
+const sub = (text: string) => ({ "Fn::Sub": text });
+const logGroupArn = (stage: string, fn: FunctionName) =>
+  sub(`arn:\${AWS::Partition}:logs:\${AWS::Region}:\${AWS::AccountId}:log-group:/aws/lambda/mixpanel-relay-${stage}-${fn}:*`);
+const secretArn = (name: string) => sub(`arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:${name}`);
+
+/** Every Allow statement each role must have, and nothing else. */
+function expectedStatements(stage: string, currents: boolean): Record<string, { Sid: string; Action: string[]; Resource: unknown }[]> {
+  const logs = (fn: FunctionName) => ({ Sid: "WriteOwnLogs", Action: ["logs:CreateLogStream", "logs:PutLogEvents"], Resource: logGroupArn(stage, fn) });
+  const rejected = { Sid: "StoreRejected", Action: ["s3:PutObject"], Resource: sub("${RejectedEventsBucket.Arn}/rejected/*") };
+  const mixpanelSecret = { Sid: "ReadMixpanelCredentials", Action: ["secretsmanager:GetSecretValue"], Resource: secretArn(`mixpanel-relay/${stage}/mixpanel-??????`) };
+  const consume = (sid: string, queue: string) => ({ Sid: sid, Action: ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], Resource: getAtt(queue) });
+  const listSnapshots = { Sid: "ListCohortState", Action: ["s3:ListBucket"], Resource: getAtt("CohortSnapshotBucket") };
+  return {
+    IntakeRole: [
+      logs("intake"),
+      { Sid: "QueueEvents", Action: ["sqs:SendMessage"], Resource: getAtt("EventsQueue") },
+      rejected,
+      { Sid: "ReadIntakeTokens", Action: ["secretsmanager:GetSecretValue"], Resource: secretArn(`mixpanel-relay/${stage}/intake-tokens-??????`) },
+    ],
+    ForwarderRole: [logs("forwarder"), consume("ConsumeEvents", "EventsQueue"), rejected, mixpanelSecret],
+    CurrentsReaderRole: [
+      logs("currents-reader"),
+      { Sid: "QueueEvents", Action: ["sqs:SendMessage"], Resource: getAtt("EventsQueue") },
+      rejected,
+      { Sid: "ReportFailedInvocations", Action: ["sqs:SendMessage"], Resource: getAtt("CurrentsReaderFailuresQueue") },
+      ...(currents
+        ? [{ Sid: "ReadCurrentsFiles", Action: ["s3:GetObject", "s3:GetObjectVersion"], Resource: sub(`arn:\${AWS::Partition}:s3:::${CURRENTS_BUCKET}/currents/*`) }]
+        : []),
+    ],
+    CohortExportRole: [
+      logs("cohort-export"),
+      mixpanelSecret,
+      { Sid: "ReadWriteCohortState", Action: ["s3:GetObject", "s3:PutObject"], Resource: sub("${CohortSnapshotBucket.Arn}/cohorts/*") },
+      listSnapshots,
+      { Sid: "QueueDeliveries", Action: ["sqs:SendMessage"], Resource: getAtt("DeliveriesQueue") },
+    ],
+    WebhookDeliveryRole: [
+      logs("webhook-delivery"),
+      consume("ConsumeDeliveries", "DeliveriesQueue"),
+      { Sid: "ReadDestinationSecrets", Action: ["secretsmanager:GetSecretValue"], Resource: secretArn(`mixpanel-relay/${stage}/destinations/*`) },
+      { Sid: "ReadPagesWriteLedger", Action: ["s3:GetObject", "s3:PutObject"], Resource: sub("${CohortSnapshotBucket.Arn}/cohorts/*") },
+      listSnapshots,
+    ],
+  };
+}
+
+/** The role's statements as CloudFormation will see them (Fn::If resolved for this stage). */
+function roleStatements(template: Template, role: string, conditions: Record<string, boolean>): any[] {
+  const policies: any[] = template.Resources[role]?.Properties?.Policies ?? [];
+  return policies.flatMap((policy) =>
+    (policy.PolicyDocument.Statement as any[]).flatMap((statement) => {
+      if (statement && "Fn::If" in statement) {
+        const [condition, whenTrue, whenFalse] = statement["Fn::If"];
+        const chosen = conditions[condition] ? whenTrue : whenFalse;
+        return chosen && !("Ref" in chosen && chosen.Ref === "AWS::NoValue") ? [chosen] : [];
+      }
+      return [statement];
+    }),
+  );
+}
+
+/** Every IAM-style policy statement anywhere in the template. */
+function allPolicyStatements(template: Template): { owner: string; statement: any }[] {
+  const found: { owner: string; statement: any }[] = [];
+  const visit = (owner: string, node: unknown): void => {
+    if (Array.isArray(node)) return node.forEach((child) => visit(owner, child));
+    if (!node || typeof node !== "object") return;
+    const record = node as Record<string, unknown>;
+    if (Array.isArray(record.Statement)) {
+      for (const statement of record.Statement) {
+        if (statement && typeof statement === "object" && "Fn::If" in statement) {
+          const branches = (statement as any)["Fn::If"].slice(1);
+          branches.filter((b: any) => b && !b.Ref).forEach((b: any) => found.push({ owner, statement: b }));
+        } else found.push({ owner, statement });
+      }
+    }
+    Object.values(record).forEach((child) => visit(owner, child));
+  };
+  for (const [logicalId, resource] of Object.entries(template.Resources)) visit(logicalId, resource.Properties);
+  return found;
+}
+
+const asList = (value: unknown): unknown[] => (Array.isArray(value) ? value : [value]);
+
+function resourcesOfType(template: Template, type: string): [string, Resource][] {
+  return Object.entries(template.Resources).filter(([, resource]) => resource.Type === type);
+}
+
+interface Packaged {
+  readonly template: Template;
+  readonly dir: string;
+  readonly variant: Variant;
+}
+
+const scratch = mkdtempSync(join(tmpdir(), "relay-package-"));
+const oslsHome = join(repoRoot, "node_modules", ".cache", "relay-osls-home");
+const packaged = new Map<string, Packaged>();
+let placeholderBundles: string[] = [];
+
+function networkIsolationPrefix(): string[] {
+  const probe = spawnSync("unshare", ["-n", "true"], { stdio: "ignore" });
+  return probe.status === 0 ? ["unshare", "-n"] : [];
+}
+
+/** Real bundles from `npm run build` where it produced them, placeholders otherwise. */
+function prepareBundles(serviceDir: string): void {
+  if (existsSync(join(repoRoot, "infra/build.ts")) && process.env.RELAY_INFRA_TEST_SKIP_BUILD !== "1") {
+    const build = spawnSync("npm", ["run", "build"], { cwd: repoRoot, encoding: "utf8", timeout: 240_000 });
+    if (build.status !== 0) throw new Error(`npm run build failed:\n${build.stdout}\n${build.stderr}`);
+  }
+  for (const fn of FUNCTION_NAMES) {
+    const built = join(repoRoot, "dist", fn);
+    const target = join(serviceDir, "dist", fn);
+    if (existsSync(join(built, "index.mjs"))) {
+      cpSync(built, target, { recursive: true });
+    } else {
+      placeholderBundles.push(fn);
+      mkdirSync(target, { recursive: true });
+      writeFileSync(join(target, "index.mjs"), "export const handler = async () => ({});\n");
+    }
+  }
+}
+
+function runOsls(serviceDir: string, variant: Variant, outputDir: string, isolation: string[]): Promise<void> {
+  const args = [
+    ...isolation,
+    process.execPath,
+    oslsBin(),
+    "package",
+    "--stage",
+    variant.stage,
+    "--package",
+    outputDir,
+    ...Object.entries(variant.params).map(([key, value]) => `--param=${key}=${value}`),
+  ];
+  // No AWS credentials, no profile, no region: packaging must not need them.
+  // HOME only holds osls's compiled config-schema validator (~/.serverless/artifacts),
+  // kept under node_modules/.cache so later runs skip the 3 s compile.
+  const env = { PATH: process.env.PATH ?? "", HOME: oslsHome, CI: "1" };
+  return new Promise((resolvePromise, reject) => {
+    const child = spawn(args[0] as string, args.slice(1), { cwd: serviceDir, env });
+    let output = "";
+    child.stdout.on("data", (chunk) => (output += chunk));
+    child.stderr.on("data", (chunk) => (output += chunk));
+    child.on("error", reject);
+    child.on("close", (code) => (code === 0 ? resolvePromise() : reject(new Error(`osls package (${variant.id}) exited ${code}:\n${output}`))));
+  });
+}
+
+beforeAll(async () => {
+  const serviceDir = join(scratch, "service");
+  mkdirSync(oslsHome, { recursive: true });
+  mkdirSync(serviceDir, { recursive: true });
+  cpSync(join(repoRoot, "serverless.yml"), join(serviceDir, "serverless.yml"));
+  cpSync(join(repoRoot, "infra/resources"), join(serviceDir, "infra/resources"), { recursive: true });
+  cpSync(join(repoRoot, "config"), join(serviceDir, "config"), { recursive: true });
+  prepareBundles(serviceDir);
+  if (placeholderBundles.length > 0) console.warn(`package test: placeholder bundles for ${placeholderBundles.join(", ")} (npm run build did not produce them)`);
+
+  const isolation = networkIsolationPrefix();
+  // osls writes state next to serverless.yml, so each variant packages from its own copy.
+  const packageVariant = async (variant: Variant) => {
+    const variantDir = join(scratch, `service-${variant.id}`);
+    cpSync(serviceDir, variantDir, { recursive: true });
+    const outputDir = join(scratch, `out-${variant.id}`);
+    await runOsls(variantDir, variant, outputDir, isolation);
+    const template = JSON.parse(readFileSync(join(outputDir, "cloudformation-template-update-stack.json"), "utf8")) as Template;
+    packaged.set(variant.id, { template, dir: outputDir, variant });
+  };
+  // The first run warms osls's validator cache; the rest then take about a second each.
+  const [first, ...rest] = VARIANTS;
+  if (first) await packageVariant(first);
+  await Promise.all(rest.map(packageVariant));
+}, 360_000);
+
+afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls package --stage %s", (id, variant) => {
+  const get = (): Packaged => {
+    const result = packaged.get(id);
+    if (!result) throw new Error(`variant ${id} was not packaged`);
+    return result;
+  };
+  const { stage } = variant;
+  const conditions = { HasCurrentsBucket: variant.expect.currents, HasAlarmEmail: Boolean(variant.params.alarmEmail) };
+
+  it("has every function on nodejs24.x/arm64 with its own role, handler, env and log retention", () => {
+    const { template } = get();
+    for (const [, fn] of resourcesOfType(template, "AWS::Lambda::Function")) {
+      // Includes osls's own custom-resource function when the Currents trigger is on.
+      expect(fn.Properties.Runtime).toBe("nodejs24.x");
+      expect(fn.Properties.Architectures).toEqual(["arm64"]);
+    }
+    const knownEnv = new Set([...Object.keys(envSchema.shape), "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL", "NODE_OPTIONS"]);
+    for (const name of FUNCTION_NAMES) {
+      const fn = template.Resources[`${LOGICAL_PREFIX[name]}LambdaFunction`];
+      expect(fn, name).toBeDefined();
+      const props = fn?.Properties;
+      expect(props.FunctionName).toBe(`mixpanel-relay-${stage}-${name}`);
+      expect(props.Handler).toBe(`dist/${name}/index.handler`);
+      expect(props.Role).toEqual(getAtt(ROLE_OF[name]));
+      expect(props.MemorySize).toBeGreaterThanOrEqual(512);
+      const env = props.Environment.Variables as Record<string, unknown>;
+      expect(Object.keys(env).sort(), name).toEqual([...COMMON_ENV, ...FUNCTION_ENV[name]].sort());
+      for (const key of Object.keys(env)) expect(knownEnv.has(key), `${name}: ${key} is read by lib/config/env.ts`).toBe(true);
+      expect(env.RELAY_STAGE).toBe(stage);
+      expect(env.RELAY_CONFIG_FILE).toBe(`config/${stage}.json`);
+      expect(env.POWERTOOLS_SERVICE_NAME).toBe("mixpanel-relay");
+      expect(env.POWERTOOLS_METRICS_NAMESPACE).toBe("MixpanelRelay");
+      if ("SQS_MAX_MESSAGE_BYTES" in env) expect(env.SQS_MAX_MESSAGE_BYTES).toBe("262144");
+      if ("REJECTED_PREFIX" in env) expect(env.REJECTED_PREFIX).toBe("rejected/");
+      if ("MIXPANEL_SECRET_ID" in env) expect(env.MIXPANEL_SECRET_ID).toBe(`mixpanel-relay/${stage}/mixpanel`);
+      if ("INTAKE_TOKEN_SECRET_ID" in env) expect(env.INTAKE_TOKEN_SECRET_ID).toBe(`mixpanel-relay/${stage}/intake-tokens`);
+
+      const logGroup = template.Resources[`${LOGICAL_PREFIX[name]}LogGroup`];
+      expect(logGroup?.Properties.LogGroupName).toBe(`/aws/lambda/mixpanel-relay-${stage}-${name}`);
+      expect(logGroup?.Properties.RetentionInDays).toBe(variant.expect.logRetentionDays);
+    }
+    // Per-function roles only: osls's shared role would hold the union of all permissions.
+    expect(template.Resources.IamRoleLambdaExecution).toBeUndefined();
+    expect(template.Resources.IntakeLambdaFunction?.Properties.Timeout).toBeLessThanOrEqual(29);
+  });
+
+  it("packages each function from its bundle and the stage config files only", () => {
+    const { dir } = get();
+    for (const name of FUNCTION_NAMES) {
+      const entries = zipEntryNames(join(dir, `${name}.zip`)).filter((entry) => !entry.endsWith("/"));
+      expect(entries, name).toContain(`dist/${name}/index.mjs`);
+      expect(entries, name).toContain(`config/${stage}.json`);
+      for (const entry of entries) expect(entry, name).toMatch(new RegExp(`^(dist/${name}/[^/]+|config/[^/]+\\.json)$`));
+    }
+  });
+
+  it("wires the HTTP API routes (payload 2.0), the SQS event sources and the schedule", () => {
+    const { template } = get();
+    const routes = resourcesOfType(template, "AWS::ApiGatewayV2::Route").map(([, route]) => route.Properties.RouteKey).sort();
+    expect(routes).toEqual(["GET /healthz", "POST /v1/adobe/events", "POST /v1/braze/currents", "POST /v1/events", "POST /v1/groups", "POST /v1/profiles"]);
+    const integrations = resourcesOfType(template, "AWS::ApiGatewayV2::Integration");
+    expect(integrations).toHaveLength(1);
+    expect(integrations[0]?.[1].Properties.PayloadFormatVersion).toBe("2.0");
+    const stageSettings = template.Resources.HttpApiStage?.Properties;
+    expect(stageSettings.AccessLogSettings.DestinationArn).toBeDefined();
+    expect(stageSettings.DefaultRouteSettings.ThrottlingRateLimit).toBeGreaterThan(0);
+
+    const mappings = resourcesOfType(template, "AWS::Lambda::EventSourceMapping").map(([, mapping]) => mapping.Properties);
+    expect(mappings).toHaveLength(2);
+    for (const mapping of mappings) expect(mapping.FunctionResponseTypes).toEqual(["ReportBatchItemFailures"]);
+    const forwarder = mappings.find((m) => m.FunctionName["Fn::GetAtt"][0] === "ForwarderLambdaFunction");
+    expect(forwarder?.EventSourceArn).toEqual(getAtt("EventsQueue"));
+    expect(forwarder?.BatchSize).toBeGreaterThanOrEqual(10);
+    expect(forwarder?.MaximumBatchingWindowInSeconds).toBeGreaterThan(0);
+    expect(forwarder?.ScalingConfig.MaximumConcurrency).toBe(variant.expect.forwarderMaxConcurrency);
+    // Mixpanel recommends 10–20 concurrent clients per project (reference/mixpanel-api.md §3).
+    const importConcurrency = Number(template.Resources.ForwarderLambdaFunction?.Properties.Environment.Variables.IMPORT_CONCURRENCY);
+    expect(forwarder!.ScalingConfig.MaximumConcurrency * importConcurrency).toBeLessThanOrEqual(20);
+    const delivery = mappings.find((m) => m.FunctionName["Fn::GetAtt"][0] === "WebhookDashdeliveryLambdaFunction");
+    expect(delivery?.EventSourceArn).toEqual(getAtt("DeliveriesQueue"));
+    expect(delivery?.ScalingConfig.MaximumConcurrency).toBeGreaterThanOrEqual(2);
+
+    const rules = resourcesOfType(template, "AWS::Events::Rule").map(([, rule]) => rule.Properties);
+    expect(rules).toHaveLength(1);
+    expect(rules[0]?.ScheduleExpression).toBe(variant.expect.schedule);
+    expect(rules[0]?.Targets[0].Arn).toEqual(getAtt("CohortDashexportLambdaFunction"));
+
+    const currentsTrigger = resourcesOfType(template, "Custom::S3");
+    if (variant.expect.currents) {
+      expect(currentsTrigger).toHaveLength(1);
+      const config = currentsTrigger[0]?.[1].Properties;
+      expect(config.FunctionName).toBe(`mixpanel-relay-${stage}-currents-reader`);
+      expect(config.BucketName).toBe(CURRENTS_BUCKET);
+      expect(config.BucketConfigs[0].Event).toBe("s3:ObjectCreated:*");
+      expect(config.BucketConfigs[0].Rules).toEqual([{ Prefix: "currents/" }, { Suffix: ".avro" }]);
+    } else {
+      expect(currentsTrigger).toHaveLength(0);
+    }
+    const asyncConfig = template.Resources.CurrentsDashreaderLambdaEvConf?.Properties;
+    expect(asyncConfig.DestinationConfig.OnFailure.Destination).toEqual(getAtt("CurrentsReaderFailuresQueue"));
+  });
+
+  it("pairs each queue with a DLQ, sizes messages at 256 KiB and sets visibility ≥ 6× the consumer timeout", () => {
+    const { template } = get();
+    for (const [logicalId, queue] of resourcesOfType(template, "AWS::SQS::Queue")) {
+      expect(queue.Properties.MaximumMessageSize, logicalId).toBe(262144);
+      expect(queue.Properties.SqsManagedSseEnabled, logicalId).toBe(true);
+    }
+    const pairs = [
+      { queue: "EventsQueue", dlq: "EventsDeadLetterQueue", consumer: "ForwarderLambdaFunction", name: "events" },
+      { queue: "DeliveriesQueue", dlq: "DeliveriesDeadLetterQueue", consumer: "WebhookDashdeliveryLambdaFunction", name: "deliveries" },
+    ];
+    const mappings = resourcesOfType(template, "AWS::Lambda::EventSourceMapping").map(([, mapping]) => mapping.Properties);
+    for (const pair of pairs) {
+      const queue = template.Resources[pair.queue]?.Properties;
+      const dlq = template.Resources[pair.dlq]?.Properties;
+      expect(queue.QueueName).toBe(`mixpanel-relay-${stage}-${pair.name}`);
+      expect(dlq.QueueName).toBe(`mixpanel-relay-${stage}-${pair.name}-dlq`);
+      expect(queue.RedrivePolicy.deadLetterTargetArn).toEqual(getAtt(pair.dlq));
+      // AWS: ≥ 5 so throttled receives alone do not dead-letter messages.
+      expect(queue.RedrivePolicy.maxReceiveCount).toBeGreaterThanOrEqual(5);
+      const timeout = template.Resources[pair.consumer]?.Properties.Timeout as number;
+      const window = (mappings.find((m) => m.EventSourceArn["Fn::GetAtt"][0] === pair.queue)?.MaximumBatchingWindowInSeconds as number | undefined) ?? 0;
+      expect(queue.VisibilityTimeout, pair.queue).toBeGreaterThanOrEqual(6 * timeout + window);
+      // A message's age counts from its first enqueue: the DLQ must keep it longer.
+      expect(dlq.MessageRetentionPeriod).toBeGreaterThan(queue.MessageRetentionPeriod);
+    }
+  });
+
+  it("has the alarms on DLQ depth, rejected events, forwarder errors and throttles, and backlog age", () => {
+    const { template } = get();
+    const alarms = Object.fromEntries(resourcesOfType(template, "AWS::CloudWatch::Alarm").map(([id, alarm]) => [id, alarm.Properties]));
+    const expected: Record<string, { namespace: string; metric: string; dimension: unknown }> = {
+      EventsDeadLetterQueueDepthAlarm: { namespace: "AWS/SQS", metric: "ApproximateNumberOfMessagesVisible", dimension: getAtt("EventsDeadLetterQueue", "QueueName") },
+      DeliveriesDeadLetterQueueDepthAlarm: { namespace: "AWS/SQS", metric: "ApproximateNumberOfMessagesVisible", dimension: getAtt("DeliveriesDeadLetterQueue", "QueueName") },
+      CurrentsReaderFailuresAlarm: { namespace: "AWS/SQS", metric: "ApproximateNumberOfMessagesVisible", dimension: getAtt("CurrentsReaderFailuresQueue", "QueueName") },
+      EventsQueueOldestMessageAgeAlarm: { namespace: "AWS/SQS", metric: "ApproximateAgeOfOldestMessage", dimension: getAtt("EventsQueue", "QueueName") },
+      EventsRejectedAlarm: { namespace: "MixpanelRelay", metric: "EventsRejected", dimension: "mixpanel-relay" },
+      MixpanelCredentialsAlarm: { namespace: "MixpanelRelay", metric: "RecordsBlockedByConfig", dimension: "mixpanel-relay" },
+      ForwarderErrorsAlarm: { namespace: "AWS/Lambda", metric: "Errors", dimension: `mixpanel-relay-${stage}-forwarder` },
+      ForwarderThrottlesAlarm: { namespace: "AWS/Lambda", metric: "Throttles", dimension: `mixpanel-relay-${stage}-forwarder` },
+      IntakeErrorsAlarm: { namespace: "AWS/Lambda", metric: "Errors", dimension: `mixpanel-relay-${stage}-intake` },
+      CohortExportErrorsAlarm: { namespace: "AWS/Lambda", metric: "Errors", dimension: `mixpanel-relay-${stage}-cohort-export` },
+    };
+    expect(Object.keys(alarms).sort()).toEqual(Object.keys(expected).sort());
+    for (const [id, want] of Object.entries(expected)) {
+      const alarm = alarms[id];
+      expect(alarm.Namespace, id).toBe(want.namespace);
+      expect(alarm.MetricName, id).toBe(want.metric);
+      expect(alarm.Dimensions[0].Value, id).toEqual(want.dimension);
+      expect(alarm.AlarmActions, id).toEqual([{ Ref: "AlarmTopic" }]);
+      expect(alarm.TreatMissingData, id).toBe("notBreaching");
+      expect(alarm.AlarmName, id).toMatch(new RegExp(`^mixpanel-relay-${stage}-`));
+    }
+    const subscription = template.Resources.AlarmEmailSubscription;
+    expect(subscription?.Condition).toBe("HasAlarmEmail");
+    expect(subscription?.Properties.Endpoint).toBe(variant.params.alarmEmail ?? "");
+  });
+
+  it("gives each function exactly its own IAM statements", () => {
+    const { template } = get();
+    const expected = expectedStatements(stage, variant.expect.currents);
+    for (const [role, statements] of Object.entries(expected)) {
+      const actual = roleStatements(template, role, conditions);
+      expect(actual.every((statement) => statement.Effect === "Allow"), role).toBe(true);
+      const normalise = (list: { Sid: string; Action: unknown; Resource: unknown }[]) =>
+        list.map((s) => ({ Sid: s.Sid, Action: (asList(s.Action) as string[]).sort(), Resource: s.Resource })).sort((a, b) => a.Sid.localeCompare(b.Sid));
+      expect(normalise(actual), role).toEqual(normalise(statements));
+      const trust = template.Resources[role]?.Properties.AssumeRolePolicyDocument.Statement;
+      expect(trust, role).toEqual([{ Effect: "Allow", Principal: { Service: "lambda.amazonaws.com" }, Action: "sts:AssumeRole" }]);
+      expect(template.Resources[role]?.Properties.ManagedPolicyArns, role).toBeUndefined();
+    }
+  });
+
+  it("has no wildcard resource or action in any Allow statement", () => {
+    const { template } = get();
+    const statements = allPolicyStatements(template);
+    expect(statements.length).toBeGreaterThan(20);
+    for (const { owner, statement } of statements) {
+      const where = `${owner} ${statement.Sid ?? ""}`;
+      if (statement.Effect === "Deny") continue; // TLS-only bucket/queue policies: Principal "*" on purpose.
+      if (statement.Resource === undefined) {
+        // A trust policy: only Lambda may assume the role.
+        expect(statement.Principal, where).toEqual({ Service: expect.anything() });
+        expect(asList(statement.Action), where).toEqual(["sts:AssumeRole"]);
+        continue;
+      }
+      for (const resource of asList(statement.Resource)) {
+        expect(resource, where).not.toBe("*");
+        const text = JSON.stringify(resource);
+        expect(text, where).not.toMatch(/(function|secret|log-group):\*"/);
+      }
+      for (const action of asList(statement.Action)) expect(String(action), where).not.toMatch(/^\*$|:\*$/);
+    }
+  });
+
+  it("contains no secret values, only secret names", () => {
+    const { template, dir } = get();
+    const texts = [JSON.stringify(template), ...readdirSync(join(repoRoot, "config")).map((file) => readFileSync(join(repoRoot, "config", file), "utf8"))];
+    const forbidden = [
+      /xkeysib-/, // Brevo API keys
+      /AKIA[0-9A-Z]{16}/, // AWS access keys
+      /"SecretString"/,
+      /"GenerateSecretString"/,
+      /service_account_secret"\s*:\s*"/,
+      /project_token"\s*:\s*"/,
+      /Bearer [A-Za-z0-9]/,
+      /-----BEGIN [A-Z ]*PRIVATE KEY-----/,
+    ];
+    for (const text of texts) for (const pattern of forbidden) expect(text).not.toMatch(pattern);
+    expect(resourcesOfType(template, "AWS::SecretsManager::Secret")).toHaveLength(0);
+    // The local-only credentials the functions fall back to must never be set in AWS.
+    for (const [, fn] of resourcesOfType(template, "AWS::Lambda::Function")) {
+      const env = Object.keys(fn.Properties.Environment?.Variables ?? {});
+      for (const local of ["INTAKE_TOKEN", "MIXPANEL_PROJECT_TOKEN", "MIXPANEL_SERVICE_ACCOUNT_SECRET", "MIXPANEL_SERVICE_ACCOUNT_USERNAME", "AWS_ENDPOINT_URL"]) {
+        expect(env).not.toContain(local);
+      }
+    }
+    expect(statSync(dir).isDirectory()).toBe(true);
+  });
+
+  it("encrypts every bucket, blocks public access, enforces TLS and expires data by lifecycle", () => {
+    const { template } = get();
+    const buckets = resourcesOfType(template, "AWS::S3::Bucket");
+    expect(buckets.map(([id]) => id).sort()).toEqual(["CohortSnapshotBucket", "RejectedEventsBucket", "ServerlessDeploymentBucket"]);
+    for (const [id, bucket] of buckets) {
+      const rule = bucket.Properties.BucketEncryption.ServerSideEncryptionConfiguration[0].ServerSideEncryptionByDefault;
+      expect(["AES256", "aws:kms"], id).toContain(rule.SSEAlgorithm);
+      expect(bucket.Properties.PublicAccessBlockConfiguration, id).toEqual({
+        BlockPublicAcls: true,
+        BlockPublicPolicy: true,
+        IgnorePublicAcls: true,
+        RestrictPublicBuckets: true,
+      });
+    }
+    for (const id of ["RejectedEventsBucket", "CohortSnapshotBucket"]) {
+      const props = template.Resources[id]?.Properties;
+      expect(props.LifecycleConfiguration.Rules.length, id).toBeGreaterThan(0);
+      expect(props.OwnershipControls.Rules[0].ObjectOwnership, id).toBe("BucketOwnerEnforced");
+      expect(template.Resources[id]?.DeletionPolicy, id).toBe(stage === "prod" ? "Retain" : "Delete");
+      const policy = Object.values(template.Resources).find((r) => r.Type === "AWS::S3::BucketPolicy" && r.Properties.Bucket.Ref === id);
+      expect(policy?.Properties.PolicyDocument.Statement[0].Condition, id).toEqual({ Bool: { "aws:SecureTransport": "false" } });
+    }
+    const rejectedRules = template.Resources.RejectedEventsBucket?.Properties.LifecycleConfiguration.Rules as any[];
+    expect(rejectedRules.find((r) => r.Prefix === "rejected/")?.ExpirationInDays).toBeGreaterThan(0);
+    expect(template.Resources.CohortSnapshotBucket?.Properties.VersioningConfiguration.Status).toBe("Enabled");
+  });
+});
+
+describe("stage config files", () => {
+  it("name destination secrets only under the prefix webhook-delivery may read", () => {
+    for (const file of readdirSync(join(repoRoot, "config")).filter((name) => name.endsWith(".json"))) {
+      const stage = file.replace(/\.json$/, "");
+      const names: string[] = [];
+      const visit = (node: unknown, key = ""): void => {
+        if (Array.isArray(node)) node.forEach((child) => visit(child));
+        else if (node && typeof node === "object") Object.entries(node).forEach(([k, v]) => visit(v, k));
+        else if (typeof node === "string" && key.endsWith("_secret")) names.push(node);
+      };
+      visit(JSON.parse(readFileSync(join(repoRoot, "config", file), "utf8")));
+      if (stage === "local") continue; // the local stack serves secrets itself
+      for (const name of names) expect(name, file).toMatch(new RegExp(`^mixpanel-relay/${stage}/destinations/`));
+    }
+  });
+});
