@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { ValidationError } from "../errors.js";
 import { applyEventRules } from "../mixpanel/event-rules.js";
 import {
@@ -8,6 +8,7 @@ import {
   normalizeBrazeEventType,
   type BrazeEventType,
 } from "./braze-labels.js";
+import { renamed, setOwn } from "./renames.js";
 import type { MapContext, MappedItem, RejectedItem } from "./types.js";
 
 /**
@@ -104,7 +105,7 @@ function isEventTypeEnabled(eventType: BrazeEventType, ctx: MapContext): boolean
 function copyFields(target: Record<string, unknown>, source: Readonly<Record<string, unknown>>, skip: ReadonlySet<string>): void {
   for (const [key, value] of Object.entries(source)) {
     if (skip.has(key) || FIELDS_NOT_SENT.has(key)) continue;
-    target[FIELD_RENAMES[key] ?? key] = value;
+    setOwn(target, renamed(key, FIELD_RENAMES), value);
   }
 }
 
@@ -161,7 +162,7 @@ export function mapBrazeEvent(item: unknown, index: number, ctx: MapContext): Ma
     if (!custom.success) {
       return reject(index, item, "invalid_custom_properties", `properties.${field} must be an object or a JSON-encoded object`);
     }
-    for (const [key, value] of Object.entries(custom.data)) prefixed[`${prefix}${key}`] = value;
+    for (const [key, value] of Object.entries(custom.data)) setOwn(prefixed, `${prefix}${key}`, value);
   }
 
   // Unknown top-level and user fields are passed through like every other field (§1, §6).
@@ -179,7 +180,7 @@ export function mapBrazeEvent(item: unknown, index: number, ctx: MapContext): Ma
   properties.time = event.time;
 
   const label = brazeEventLabel(eventType, customEventName);
-  const name = ctx.config.event_mapping[label] ?? label;
+  const name = renamed(label, ctx.config.event_mapping);
   const result = applyEventRules({ event: name, properties }, ctx.nowMs);
   if (!result.ok) return reject(index, item, result.code, result.reason);
   return { ok: true, index, kind: "event", line: result.line };

@@ -255,6 +255,14 @@ describe("Braze Currents edge cases", () => {
     expect(line.properties).toMatchObject({ brand_new_top_level: 7, new_user_field: "n", new_prop: [1, 2] });
   });
 
+  it("keeps fields named like Object.prototype members as plain fields", () => {
+    const ctx = context({ event_mapping: { "Email Send": "email_sent" } });
+    const line = parseEventLine(mapBrazeEvent(brazeEvent({}, { constructor: "c", toString: "t", hasOwnProperty: 1 }), 0, ctx));
+    expect(line.properties).toMatchObject({ constructor: "c", toString: "t", hasOwnProperty: 1 });
+    const custom = brazeEvent({ event_type: "users.behaviors.CustomEvent" }, { name: "constructor" });
+    expect(parseEventLine(mapBrazeEvent(custom, 0, ctx)).event).toBe("[Braze Custom Event] constructor");
+  });
+
   it("accepts purchase properties as a JSON-encoded string (Avro layout) and rejects a broken one", () => {
     const purchase = (purchase_properties: unknown) =>
       brazeEvent({ event_type: "users.behaviors.Purchase" }, { product_id: "sku", price: 1.5, currency: "EUR", purchase_properties });

@@ -1,6 +1,6 @@
 import { readFileSync, readdirSync } from "node:fs";
 import { join, relative } from "node:path";
-import { z } from "zod";
+import * as z from "zod";
 import { parseStageConfig } from "../../../lib/config/stage.js";
 import type { MapContext, MappedItem, MappedRecord, RejectedItem } from "../../../lib/sources/types.js";
 

@@ -1,0 +1,192 @@
+import { describe, expect, it } from "vitest";
+import { ValidationError } from "../../../lib/errors.js";
+import { mapAdobeBatch, mapAdobeEvent, resolveCustomProperties } from "../../../lib/sources/adobe.js";
+import { NOW_MS, context, expectRecord, expectRejected, parseEventLine } from "./support.js";
+
+const TOKEN = "0123456789abcdef0123456789abcdef";
+const SECONDS = Math.floor(NOW_MS / 1000) - 3600;
+
+/** The body Adobe's Mixpanel extension builds (reference/adobe-forwarding.md §3), with a realistic time. */
+function extensionEvent(properties: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) {
+  return {
+    event: "buy",
+    properties: { token: TOKEN, time: String(SECONDS), distinct_id: "user-42", $insert_id: "adobe-insert-1", "custom property": "1", ...properties },
+    ...extra,
+  };
+}
+
+describe("Adobe Track Event", () => {
+  it("maps the extension's exact body to an /import record, string seconds → integer ms", () => {
+    const [item] = mapAdobeBatch([extensionEvent()], context());
+    expect(parseEventLine(item)).toEqual({
+      event: "buy",
+      properties: { time: SECONDS * 1000, distinct_id: "user-42", $insert_id: "adobe-insert-1", "custom property": "1", ip: "0" },
+    });
+  });
+
+  it("accepts a single object as well as an array, and ms times", () => {
+    const [item] = mapAdobeBatch(extensionEvent({ time: SECONDS * 1000 + 123 }), context());
+    expect(parseEventLine(item).properties.time).toBe(SECONDS * 1000 + 123);
+    const [fromString] = mapAdobeBatch(extensionEvent({ time: String(SECONDS * 1000 + 123) }), context());
+    expect(parseEventLine(fromString).properties.time).toBe(SECONDS * 1000 + 123);
+  });
+
+  it("stamps a missing time once and derives $insert_id from the content before stamping", () => {
+    const body = [extensionEvent({ time: undefined, $insert_id: undefined })];
+    const first = parseEventLine(mapAdobeBatch(body, context({}, NOW_MS))[0]);
+    const resent = parseEventLine(mapAdobeBatch(body, context({}, NOW_MS + 90_000))[0]);
+    expect(first.properties.time).toBe(NOW_MS);
+    expect(resent.properties.time).toBe(NOW_MS + 90_000);
+    expect(first.properties.$insert_id).toMatch(/^[0-9a-f]{36}$/);
+    expect(resent.properties.$insert_id).toBe(first.properties.$insert_id);
+    const other = parseEventLine(mapAdobeBatch([extensionEvent({ time: undefined, $insert_id: undefined, "custom property": "2" })], context())[0]);
+    expect(other.properties.$insert_id).not.toBe(first.properties.$insert_id);
+  });
+
+  it("keeps a sent $insert_id when it stamps the time", () => {
+    const line = parseEventLine(mapAdobeEvent(extensionEvent({ time: "" }), 0, context()));
+    expect(line.properties).toMatchObject({ $insert_id: "adobe-insert-1", time: NOW_MS });
+  });
+
+  it("merges raw-JSON custom properties shallowly, custom keys winning", () => {
+    const line = parseEventLine(
+      mapAdobeEvent(extensionEvent({ plan: "free" }, { custom_properties: '{"plan":"pro","cart":{"n":2},"distinct_id":"user-43"}' }), 0, context()),
+    );
+    expect(line.properties).toMatchObject({ plan: "pro", cart: { n: 2 }, distinct_id: "user-43", "custom property": "1" });
+  });
+
+  it("builds nested values from key/value rows with dotted and [n] paths", () => {
+    const rows = [
+      { key: "page.name", value: "home" },
+      { key: "items[0].sku", value: "a" },
+      { key: "items[1].sku", value: "b" },
+      { key: "items[1].qty", value: 3 },
+      { key: "tags[0]", value: "x" },
+      { key: "flat", value: true },
+    ];
+    const line = parseEventLine(mapAdobeEvent(extensionEvent({}, { custom_properties: rows }), 0, context()));
+    expect(line.properties).toMatchObject({
+      page: { name: "home" },
+      items: [{ sku: "a" }, { sku: "b", qty: 3 }],
+      tags: ["x"],
+      flat: true,
+    });
+    // Rows may also arrive as JSON text.
+    const fromText = parseEventLine(mapAdobeEvent(extensionEvent({}, { custom_properties: JSON.stringify(rows) }), 0, context()));
+    expect(fromText.properties.items).toEqual([{ sku: "a" }, { sku: "b", qty: 3 }]);
+  });
+
+  it.each([
+    ["text that is not JSON", "{{dataElement}}"],
+    ["JSON text of a scalar", "42"],
+    ["a number", 7],
+    ["an index past Mixpanel's array cap", [{ key: "a[100000000]", value: 1 }]],
+    ["conflicting rows", [{ key: "a[0]", value: 1 }, { key: "a.b", value: 2 }]],
+    ["a malformed path", [{ key: "a..b", value: 1 }]],
+  ])("rejects custom_properties given as %s", (_case, custom_properties) => {
+    const rejected = expectRejected(mapAdobeEvent(extensionEvent({}, { custom_properties }), 2, context()));
+    expect(rejected).toMatchObject({ index: 2, code: "invalid_custom_properties" });
+  });
+
+  it("keeps constructor as an ordinary key and never lets __proto__ change a prototype", () => {
+    const resolved = resolveCustomProperties('{"__proto__":{"polluted":1},"constructor":"c"}');
+    if (!resolved.ok) throw new Error(resolved.reason);
+    // zod's record parser leaves a JSON "__proto__" key out; what matters is that it is inert.
+    expect(resolved.properties.constructor).toBe("c");
+    expect(Object.getPrototypeOf(resolved.properties)).toBe(Object.prototype);
+    expect(resolved.properties).not.toHaveProperty("polluted");
+    const rows = resolveCustomProperties([{ key: "__proto__.x", value: 1 }]);
+    if (!rows.ok) throw new Error(rows.reason);
+    expect(Object.hasOwn(rows.properties, "__proto__")).toBe(true);
+    expect(({} as Record<string, unknown>).x).toBeUndefined();
+  });
+
+  it("never forwards the token, from properties or from custom properties", () => {
+    const item = expectRecord(mapAdobeEvent(extensionEvent({}, { custom_properties: { token: "other-token" } }), 0, context()));
+    expect(item.line).not.toContain(TOKEN);
+    expect(item.line).not.toContain("other-token");
+    expect(parseEventLine(item).properties).not.toHaveProperty("token");
+  });
+
+  it("checks the token against adobe.project_token when one is configured", () => {
+    const ctx = context({ adobe: { project_token: TOKEN } });
+    expectRecord(mapAdobeEvent(extensionEvent(), 0, ctx));
+    const wrong = expectRejected(mapAdobeEvent(extensionEvent({ token: "not-it" }), 0, ctx));
+    expect(wrong.code).toBe("token_mismatch");
+    expect(wrong.reason).not.toContain("not-it");
+    expect(wrong.reason).not.toContain(TOKEN);
+    expect(expectRejected(mapAdobeEvent(extensionEvent({ token: undefined }), 0, ctx)).code).toBe("token_mismatch");
+    // Unconfigured: any token, or none, is ignored.
+    expectRecord(mapAdobeEvent(extensionEvent({ token: "whatever" }), 0, context()));
+  });
+
+  it("applies event_mapping, with own keys only", () => {
+    const ctx = context({ event_mapping: { buy: "purchase" } });
+    expect(parseEventLine(mapAdobeEvent(extensionEvent(), 0, ctx)).event).toBe("purchase");
+    expect(parseEventLine(mapAdobeEvent({ ...extensionEvent(), event: "constructor" }, 0, ctx)).event).toBe("constructor");
+    expect(parseEventLine(mapAdobeEvent({ ...extensionEvent(), event: "toString" }, 0, ctx)).event).toBe("toString");
+  });
+
+  it("rejects events Mixpanel would refuse, per event", () => {
+    const items = mapAdobeBatch(
+      [extensionEvent({ distinct_id: "undefined" }), { properties: {} }, extensionEvent({ time: "yesterday" }), extensionEvent()],
+      context(),
+    );
+    expect(items.map((item) => (item.ok ? "ok" : item.code))).toEqual(["banned_distinct_id", "invalid_shape", "invalid_time", "ok"]);
+  });
+
+  it.each([["text"], [42], [null]])("refuses body %j as a whole", (body) => {
+    expect(() => mapAdobeBatch(body, context())).toThrow(ValidationError);
+  });
+
+  it("treats an empty array as nothing to do", () => {
+    expect(mapAdobeBatch([], context())).toEqual([]);
+  });
+});
+
+describe("Adobe identity events and ID-merge mode", () => {
+  const identify = { event: "$identify", properties: { $identified_id: "user-42", $anon_id: "9b2f3c44-1d7e-4a8b-9c0d-1e2f3a4b5c6d", token: TOKEN } };
+  const alias = { event: "$create_alias", properties: { distinct_id: "anon-device-1", alias: "user-42", token: TOKEN } };
+
+  it("rejects $identify and $create_alias under simplified ID merge with a clear code", () => {
+    for (const event of [identify, alias]) {
+      const rejected = expectRejected(mapAdobeEvent(event, 0, context()));
+      expect(rejected.code).toBe("identity_event_requires_original_mode");
+      expect(rejected.reason).toContain("identity_mode");
+    }
+  });
+
+  it("passes them through under original ID merge, without token, never renamed", () => {
+    const ctx = context({ identity_mode: "original", event_mapping: { $identify: "nope" } });
+    const line = parseEventLine(mapAdobeEvent(identify, 0, ctx));
+    expect(line.event).toBe("$identify");
+    expect(line.properties).toMatchObject({ $identified_id: "user-42", $anon_id: identify.properties.$anon_id, distinct_id: "user-42", time: NOW_MS });
+    expect(line.properties).not.toHaveProperty("token");
+    const aliasLine = parseEventLine(mapAdobeEvent(alias, 0, ctx));
+    expect(aliasLine).toMatchObject({ event: "$create_alias", properties: { distinct_id: "anon-device-1", alias: "user-42" } });
+  });
+
+  it("refuses incomplete identity events under original ID merge", () => {
+    const ctx = context({ identity_mode: "original" });
+    const noAnon = { event: "$identify", properties: { $identified_id: "user-42" } };
+    expect(expectRejected(mapAdobeEvent(noAnon, 0, ctx))).toMatchObject({ code: "invalid_identity_event" });
+    expect(expectRejected(mapAdobeEvent({ event: "$create_alias", properties: { alias: "a", distinct_id: "a" } }, 0, ctx)).code).toBe(
+      "invalid_identity_event",
+    );
+    expect(expectRejected(mapAdobeEvent({ event: "$merge", properties: { $distinct_ids: ["a"] } }, 0, ctx)).code).toBe("invalid_identity_event");
+    const merge = parseEventLine(mapAdobeEvent({ event: "$merge", properties: { $distinct_ids: ["a", "b"] } }, 0, ctx));
+    expect(merge.properties).toMatchObject({ $distinct_ids: ["a", "b"], distinct_id: "a" });
+  });
+
+  it("passes $device_id / $user_id through under simplified and fills a missing distinct_id from them", () => {
+    const withBoth = parseEventLine(mapAdobeEvent(extensionEvent({ $device_id: "dev-1", $user_id: "user-42" }), 0, context()));
+    expect(withBoth.properties).toMatchObject({ $device_id: "dev-1", $user_id: "user-42", distinct_id: "user-42" });
+    const userOnly = parseEventLine(mapAdobeEvent(extensionEvent({ distinct_id: undefined, $user_id: "user-9" }), 0, context()));
+    expect(userOnly.properties.distinct_id).toBe("user-9");
+    const deviceOnly = parseEventLine(mapAdobeEvent(extensionEvent({ distinct_id: undefined, $device_id: "dev-7" }), 0, context()));
+    expect(deviceOnly.properties.distinct_id).toBe("$device:dev-7");
+    // Original mode does not invent a distinct_id from $device_id.
+    const original = expectRejected(mapAdobeEvent(extensionEvent({ distinct_id: undefined, $device_id: "dev-7" }), 0, context({ identity_mode: "original" })));
+    expect(original.code).toBe("missing_distinct_id");
+  });
+});
