@@ -1,0 +1,55 @@
+import * as z from "zod";
+import type { MapContext, MappedItem, RejectedItem } from "./types.js";
+import { findOperation, isUpdateOperation, modifiersSchema, normalizeOperation, serializeUpdate, unwrapUpdates } from "./updates.js";
+
+/**
+ * POST /v1/groups → /groups updates (reference/mixpanel-api.md §6): `$group_key` (which must
+ * already exist in the project's settings) and `$group_id`, one operation. Mixpanel does not
+ * support `$add` or `$append` on groups, so those are refused here with that reason rather
+ * than failing later at Mixpanel. `$ip: "0"` by default like profiles; `$token` is dropped
+ * (the forwarder adds it). `property_mapping` is for profiles only and is not applied.
+ */
+export const UNSUPPORTED_GROUP_OPERATIONS = new Set(["$add", "$append"]);
+
+const groupUpdateSchema = modifiersSchema.extend({
+  $group_key: z.string().trim().min(1, "must not be empty"),
+  $group_id: z.union([z.string().trim().min(1, "must not be empty"), z.number()]),
+});
+
+const GROUP_FIELDS = new Set([...Object.keys(groupUpdateSchema.shape), "$token"]);
+
+function reject(index: number, payload: unknown, code: string, reason: string): RejectedItem {
+  return { ok: false, index, code, reason, payload };
+}
+
+export function mapGroupUpdate(item: unknown, index: number, _ctx: MapContext): MappedItem {
+  const raw = z.record(z.string(), z.unknown()).safeParse(item);
+  if (!raw.success || Array.isArray(item)) return reject(index, item, "invalid_shape", "a group update must be an object");
+  const unsupported = Object.keys(raw.data).find((key) => UNSUPPORTED_GROUP_OPERATIONS.has(key));
+  if (unsupported !== undefined) {
+    return reject(index, item, "unsupported_group_operation", `${unsupported} is not supported on group profiles by Mixpanel's /groups API`);
+  }
+  const unknownField = Object.keys(raw.data).find((key) => !GROUP_FIELDS.has(key) && !isUpdateOperation(key));
+  if (unknownField !== undefined) {
+    return reject(index, item, "unknown_field", `${unknownField} is not a /groups field; properties go inside an operation such as $set`);
+  }
+  const parsed = groupUpdateSchema.safeParse(raw.data);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    return reject(index, item, "invalid_shape", `${issue?.path.join(".") || "(update)"}: ${issue?.message ?? "invalid"}`);
+  }
+  const { $group_key, $group_id, ...modifiers } = parsed.data;
+
+  const found = findOperation(raw.data);
+  if (!found.ok) return reject(index, item, "invalid_operation", found.reason);
+  const operation = normalizeOperation(found.op, raw.data[found.op], {});
+  if (!operation.ok) return reject(index, item, operation.code, operation.reason);
+
+  const serialized = serializeUpdate({ $group_key, $group_id, $ip: "0", ...modifiers, [found.op]: operation.value });
+  if (!serialized.ok) return reject(index, item, serialized.code, serialized.reason);
+  return { ok: true, index, kind: "group", line: serialized.line };
+}
+
+export function mapGroupUpdates(body: unknown, ctx: MapContext): MappedItem[] {
+  return unwrapUpdates(body, "/v1/groups").map((item, index) => mapGroupUpdate(item, index, ctx));
+}

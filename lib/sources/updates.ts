@@ -1,0 +1,101 @@
+import * as z from "zod";
+import { ValidationError } from "../errors.js";
+import { renamed, setOwn } from "./renames.js";
+
+/**
+ * What /engage (profiles) and /groups updates have in common (reference/mixpanel-api.md §6):
+ * one operation per update, a few top-level modifiers, ≤ 2000 properties, ≤ 1 MB each.
+ * `$token` is never part of a mapped update: the forwarder injects it when sending.
+ */
+export const MAX_UPDATE_PROPERTIES = 2000;
+export const MAX_UPDATE_BYTES = 1_000_000;
+
+export const ENGAGE_OPERATIONS = ["$set", "$set_once", "$add", "$union", "$append", "$remove", "$unset", "$delete"] as const;
+export type UpdateOperation = (typeof ENGAGE_OPERATIONS)[number];
+
+export function isUpdateOperation(key: string): key is UpdateOperation {
+  return (ENGAGE_OPERATIONS as readonly string[]).includes(key);
+}
+
+/** Top-level modifiers Mixpanel documents next to the operation. */
+export const modifiersSchema = z.object({
+  $ip: z.string().min(1).optional(),
+  $ignore_time: z.boolean().optional(),
+  $latitude: z.number().min(-90).max(90).optional(),
+  $longitude: z.number().min(-180).max(180).optional(),
+});
+
+const propertiesSchema = z.record(z.string(), z.unknown());
+const numericPropertiesSchema = z.record(z.string(), z.number().refine(Number.isFinite, "must be a finite number"));
+const listPropertiesSchema = z.record(z.string(), z.array(z.unknown()));
+const propertyNamesSchema = z.array(z.string().min(1));
+
+export type OperationResult = { ok: true; value: unknown } | { ok: false; code: string; reason: string };
+
+function renameKeys(properties: Record<string, unknown>, mapping: Readonly<Record<string, string>>): Record<string, unknown> {
+  const result: Record<string, unknown> = {};
+  for (const [key, value] of Object.entries(properties)) setOwn(result, renamed(key, mapping), value);
+  return result;
+}
+
+/** Validates one operation's value and applies property renames to the property names it touches. */
+export function normalizeOperation(op: UpdateOperation, value: unknown, propertyMapping: Readonly<Record<string, string>>): OperationResult {
+  const invalid = (reason: string): OperationResult => ({ ok: false, code: "invalid_operation", reason: `${op}: ${reason}` });
+  let properties: Record<string, unknown>;
+  switch (op) {
+    case "$delete":
+      // Mixpanel's documented form is `"$delete": ""`; the value carries no meaning.
+      return { ok: true, value: "" };
+    case "$unset": {
+      const names = propertyNamesSchema.safeParse(value);
+      if (!names.success) return invalid("must be an array of property names");
+      return { ok: true, value: names.data.map((name) => renamed(name, propertyMapping)) };
+    }
+    case "$add": {
+      const parsed = numericPropertiesSchema.safeParse(value);
+      if (!parsed.success) return invalid("must be an object of numbers");
+      properties = parsed.data;
+      break;
+    }
+    case "$union": {
+      const parsed = listPropertiesSchema.safeParse(value);
+      if (!parsed.success) return invalid("must be an object of lists");
+      properties = parsed.data;
+      break;
+    }
+    default: {
+      const parsed = propertiesSchema.safeParse(value);
+      if (!parsed.success || Array.isArray(value)) return invalid("must be an object of properties");
+      properties = parsed.data;
+    }
+  }
+  const count = Object.keys(properties).length;
+  if (count > MAX_UPDATE_PROPERTIES) {
+    return { ok: false, code: "too_many_properties", reason: `${op} sets ${count} properties (max ${MAX_UPDATE_PROPERTIES} per profile)` };
+  }
+  return { ok: true, value: renameKeys(properties, propertyMapping) };
+}
+
+/** The single operation of an update, or why there is not exactly one. */
+export function findOperation(update: Readonly<Record<string, unknown>>): { ok: true; op: UpdateOperation } | { ok: false; reason: string } {
+  const ops = Object.keys(update).filter(isUpdateOperation);
+  if (ops.length === 1 && ops[0] !== undefined) return { ok: true, op: ops[0] };
+  if (ops.length === 0) return { ok: false, reason: `no operation: use one of ${ENGAGE_OPERATIONS.join(", ")}` };
+  return { ok: false, reason: `${ops.join(" and ")} in one update: Mixpanel takes one operation per update, send them as separate updates` };
+}
+
+/** `[...]` or `{"updates": [...]}`; anything else is unusable as a whole. */
+export function unwrapUpdates(body: unknown, route: string): unknown[] {
+  if (Array.isArray(body)) return body;
+  const parsed = z.object({ updates: z.array(z.unknown()) }).safeParse(body);
+  if (!parsed.success) throw new ValidationError(`${route} body must be a JSON array of updates or an object {"updates": [...]}`);
+  return parsed.data.updates;
+}
+
+/** Serializes the update and enforces Mixpanel's 1 MB per-update cap. */
+export function serializeUpdate(update: Record<string, unknown>): { ok: true; line: string } | { ok: false; code: string; reason: string } {
+  const line = JSON.stringify(update);
+  const bytes = Buffer.byteLength(line);
+  if (bytes >= MAX_UPDATE_BYTES) return { ok: false, code: "update_too_large", reason: `update is ${bytes} bytes (must be under ${MAX_UPDATE_BYTES})` };
+  return { ok: true, line };
+}
