@@ -214,6 +214,7 @@ export async function runCohortExport(
         started_at: iso(now),
         full,
         cohort: { id: cohort.id, name: cohort.name, description: cohort.description ?? "" },
+        project_id: deps.projectId,
         phase: "fetch",
         next_page: 0,
         staged_pages: 0,
@@ -398,7 +399,7 @@ async function emitRun(sync: CohortSync, state: SyncState, deps: ExportDeps, ent
     v: 1 as const,
     sync_id: sync.id,
     run_id: run.run_id,
-    project_id: deps.projectId,
+    project_id: run.project_id || deps.projectId,
     cohort: run.cohort,
   };
   let ordinal = 0;

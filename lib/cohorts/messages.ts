@@ -61,6 +61,8 @@ const exportStateSchema = z.object({
   started_at: z.string(),
   full: z.boolean(),
   cohort: cohortMetaSchema,
+  /** Mixpanel project id of the credentials used (webhook `mixpanel_project_id`). */
+  project_id: z.string().default(""),
   phase: z.enum(["fetch", "emit"]),
   session_id: z.string().optional(),
   next_page: z.number().int().min(0),

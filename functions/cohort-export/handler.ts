@@ -1,0 +1,39 @@
+import type { Context } from "aws-lambda";
+import { z } from "zod";
+import { type ExportReport, runCohortExport } from "../../lib/cohorts/export.js";
+import { exportDepsFrom } from "../../lib/cohorts/runtime.js";
+import { describeError } from "../../lib/errors.js";
+import { logger, metrics } from "../../lib/observability/telemetry.js";
+import { createRuntimeContext, once } from "../../lib/runtime/context.js";
+
+/**
+ * EventBridge schedule (e.g. rate(5 minutes)) → one export tick. A rule may pass
+ * `{"force": ["sync-id"], "full": true}` as input to run a sync now / force a full resync.
+ */
+const runtime = once(() => createRuntimeContext());
+
+const eventSchema = z.looseObject({
+  force: z.array(z.string().min(1)).optional(),
+  full: z.boolean().optional(),
+});
+
+export async function handler(event: unknown, context: Context): Promise<ExportReport> {
+  const parsed = eventSchema.safeParse(event ?? {});
+  const input = parsed.success ? parsed.data : {};
+  try {
+    const ctx = runtime();
+    const deps = exportDepsFrom(ctx, () => context.getRemainingTimeInMillis());
+    const report = await runCohortExport(ctx.config.cohort_syncs, deps, {
+      ...(input.force ? { force: input.force } : {}),
+      ...(input.full !== undefined ? { full: input.full } : {}),
+    });
+    logger.info("cohort export tick", { queries: report.queries, budgetLeft: report.budgetLeft, syncs: report.syncs });
+    return report;
+  } catch (error) {
+    // State is checkpointed after every page; the next tick resumes.
+    logger.error("cohort export failed", { error: describeError(error) });
+    throw error;
+  } finally {
+    metrics.publishStoredMetrics();
+  }
+}

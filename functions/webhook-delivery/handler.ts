@@ -1,0 +1,37 @@
+import { BatchProcessor, EventType, processPartialResponse } from "@aws-lambda-powertools/batch";
+import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
+import { deliverMessage } from "../../lib/destinations/deliver.js";
+import { deliveryDepsFrom } from "../../lib/cohorts/runtime.js";
+import { describeError } from "../../lib/errors.js";
+import { count, logger, metrics } from "../../lib/observability/telemetry.js";
+import { createRuntimeContext, once } from "../../lib/runtime/context.js";
+
+/**
+ * SQS deliveries queue → one page to one destination per record. A thrown error
+ * makes the record a batchItemFailure (ReportBatchItemFailures); see
+ * lib/destinations/deliver.ts for what is retried and what is permanent.
+ */
+const runtime = once(() => createRuntimeContext());
+const processor = new BatchProcessor(EventType.SQS);
+
+export async function handler(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
+  try {
+    const deps = deliveryDepsFrom(runtime(), () => context.getRemainingTimeInMillis());
+    const recordHandler = async (record: SQSRecord) => {
+      try {
+        const outcome = await deliverMessage(record.body, deps);
+        count(outcome === "delivered" ? "CohortPagesDelivered" : outcome === "duplicate" ? "CohortPagesDuplicate" : "CohortPagesDeadLettered", 1);
+      } catch (error) {
+        count("CohortPagesFailed", 1);
+        logger.warn("cohort page not delivered; SQS will retry", { messageId: record.messageId, error: describeError(error) });
+        throw error;
+      }
+    };
+    return await processPartialResponse(event, recordHandler, processor, { context, throwOnFullBatchFailure: false });
+  } catch (error) {
+    logger.error("webhook delivery failed; the whole batch will be redelivered", { error: describeError(error) });
+    return { batchItemFailures: event.Records.map((r) => ({ itemIdentifier: r.messageId })) };
+  } finally {
+    metrics.publishStoredMetrics();
+  }
+}

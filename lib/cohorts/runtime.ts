@@ -1,0 +1,131 @@
+import { randomUUID } from "node:crypto";
+import { SendMessageCommand } from "@aws-sdk/client-sqs";
+import { z } from "zod";
+import { formatZodIssues, requireSetting } from "../config/env.js";
+import { ConfigError, RetryableError } from "../errors.js";
+import { realRetryDeps } from "../http/retry.js";
+import { mixpanelCredentialsSource } from "../mixpanel/credentials.js";
+import { queryBaseUrl } from "../mixpanel/hosts.js";
+import { createQueryClient } from "../mixpanel/query.js";
+import { MetricUnit, logger, metrics } from "../observability/telemetry.js";
+import { createQueueSender } from "../queue/sqs-sender.js";
+import type { RuntimeContext } from "../runtime/context.js";
+import type { DeliveryDeps } from "../destinations/deliver.js";
+import type { ExportDeps } from "./export.js";
+import { createCohortStore } from "./store.js";
+
+/**
+ * Wiring for the two cohort functions from the shared runtime context (env,
+ * stage config, SDK clients with explicit endpoints, secret reader). Settings
+ * only these functions read are validated here, once.
+ */
+export const cohortSettingsSchema = z.object({
+  /** Query API calls per rolling hour the relay may spend (Mixpanel allows 60 per project). */
+  COHORT_QUERIES_PER_HOUR: z.coerce.number().int().min(1).max(60).default(55),
+  /** Cap per export invocation. */
+  COHORT_QUERIES_PER_RUN: z.coerce.number().int().min(1).max(60).default(20),
+  /** Query API calls in flight (Mixpanel allows 5 concurrent per project). */
+  COHORT_QUERY_CONCURRENCY: z.coerce.number().int().min(1).max(5).default(3),
+  /** A run whose pages are not all delivered after this is given up (old snapshot kept, sync unhealthy). */
+  COHORT_DELIVERY_TIMEOUT_HOURS: z.coerce.number().positive().default(24),
+  /** Deliveries DLQ: permanent refusals are sent here with the response body. Unset = SQS redrive. */
+  DELIVERIES_DLQ_URL: z.string().min(1).optional(),
+  /** Data Views: workspace_id on Query API calls. */
+  MIXPANEL_WORKSPACE_ID: z.string().min(1).optional(),
+});
+export type CohortSettings = z.infer<typeof cohortSettingsSchema>;
+
+export function readCohortSettings(source: NodeJS.ProcessEnv = process.env): CohortSettings {
+  const parsed = cohortSettingsSchema.safeParse(source);
+  if (!parsed.success) throw new ConfigError(`invalid environment: ${formatZodIssues(parsed.error)}`);
+  return parsed.data;
+}
+
+function metric(name: string, value: number, syncId: string): void {
+  const single = metrics.singleMetric();
+  single.addDimension("syncId", syncId);
+  single.addMetric(name, MetricUnit.Count, value);
+}
+
+export function exportDepsFrom(runtime: RuntimeContext, remainingMs: () => number, settings = readCohortSettings()): ExportDeps {
+  const { env } = runtime;
+  const store = createCohortStore(runtime.s3, requireSetting(env, "SNAPSHOT_BUCKET"));
+  const queueUrl = requireSetting(env, "DELIVERIES_QUEUE_URL");
+  const sender = createQueueSender(runtime.sqs, env.SQS_MAX_MESSAGE_BYTES);
+  const credentials = mixpanelCredentialsSource(env, runtime.secrets);
+  let projectId = env.MIXPANEL_PROJECT_ID ?? "";
+  return {
+    store,
+    async createQueryClient(budget) {
+      const creds = await credentials();
+      if (!creds.project_id || !creds.service_account_username || !creds.service_account_secret) {
+        throw new ConfigError("cohort export needs a Mixpanel service account: project_id, service_account_username, service_account_secret");
+      }
+      projectId = creds.project_id;
+      return createQueryClient({
+        baseUrl: queryBaseUrl(runtime.config.residency, env.MIXPANEL_QUERY_URL),
+        credentials: {
+          projectId: creds.project_id,
+          username: creds.service_account_username,
+          secret: creds.service_account_secret,
+          ...(settings.MIXPANEL_WORKSPACE_ID ? { workspaceId: settings.MIXPANEL_WORKSPACE_ID } : {}),
+        },
+        fetch,
+        timeoutMs: env.HTTP_TIMEOUT_MS,
+        retryDeps: realRetryDeps(() => remainingMs() - 30_000),
+        budget,
+        now: Date.now,
+      });
+    },
+    enqueue: (messages) => sender.send(queueUrl, messages.map((m) => JSON.stringify(m))),
+    get projectId() {
+      return projectId;
+    },
+    now: Date.now,
+    newId: randomUUID,
+    remainingMs,
+    limits: {
+      queriesPerHour: settings.COHORT_QUERIES_PER_HOUR,
+      queriesPerRun: settings.COHORT_QUERIES_PER_RUN,
+      concurrency: settings.COHORT_QUERY_CONCURRENCY,
+      deliveryTimeoutMs: settings.COHORT_DELIVERY_TIMEOUT_HOURS * 3_600_000,
+      fetchMarginMs: 45_000,
+      emitMarginMs: 120_000,
+    },
+    log: {
+      info: (message, extra) => logger.info(message, extra ?? {}),
+      warn: (message, extra) => logger.warn(message, extra ?? {}),
+      error: (message, extra) => logger.error(message, extra ?? {}),
+    },
+    metric,
+  };
+}
+
+export function deliveryDepsFrom(runtime: RuntimeContext, remainingMs: () => number, settings = readCohortSettings()): DeliveryDeps {
+  const { env } = runtime;
+  const dlq = settings.DELIVERIES_DLQ_URL;
+  return {
+    store: createCohortStore(runtime.s3, requireSetting(env, "SNAPSHOT_BUCKET")),
+    syncs: runtime.config.cohort_syncs,
+    secrets: runtime.secrets,
+    fetch,
+    timeoutMs: env.HTTP_TIMEOUT_MS,
+    retryDeps: realRetryDeps(() => remainingMs() - 10_000),
+    now: Date.now,
+    warn: (message, extra) => logger.warn(message, extra ?? {}),
+    error: (message, extra) => logger.error(message, extra ?? {}),
+    metric,
+    brevoGate: { blockedUntil: 0 },
+    ...(dlq
+      ? {
+          deadLetter: async (body: string) => {
+            try {
+              await runtime.sqs.send(new SendMessageCommand({ QueueUrl: dlq, MessageBody: body.slice(0, 250_000) }));
+            } catch (error) {
+              throw new RetryableError(`cannot send to the deliveries DLQ: ${String(error)}`);
+            }
+          },
+        }
+      : {}),
+  };
+}
