@@ -1,4 +1,9 @@
+import { count, logger } from "../observability/telemetry.js";
+import { mapAdobeBatch } from "../sources/adobe.js";
+import { isKnownCurrentsVersion, mapBrazeCurrentsBatch } from "../sources/braze-currents.js";
+import { mapGroupUpdates } from "../sources/groups.js";
 import { mapNativeEvents } from "../sources/native.js";
+import { mapProfileUpdates } from "../sources/profiles.js";
 import type { MapContext, MappedItem } from "../sources/types.js";
 
 /**
@@ -23,6 +28,23 @@ export interface IntakeRoute {
 
 export const intakeRoutes: readonly IntakeRoute[] = [
   { path: "/v1/events", source: "native", map: (body, ctx) => mapNativeEvents(body, ctx) },
+  {
+    path: "/v1/braze/currents",
+    source: "braze",
+    allowEmptyBody: true,
+    map: (body, ctx, request) => {
+      const version = request.headers["braze-currents-version"];
+      if (!isKnownCurrentsVersion(version)) {
+        // Logged, not refused (see isKnownCurrentsVersion): refusing would lose data after Braze's retries.
+        logger.warn("unknown Braze-Currents-Version; mapping the batch anyway", { version });
+        count("BrazeCurrentsUnknownVersion", 1);
+      }
+      return mapBrazeCurrentsBatch(body, ctx);
+    },
+  },
+  { path: "/v1/adobe/events", source: "adobe", map: (body, ctx) => mapAdobeBatch(body, ctx) },
+  { path: "/v1/profiles", source: "profiles", map: (body, ctx) => mapProfileUpdates(body, ctx) },
+  { path: "/v1/groups", source: "groups", map: (body, ctx) => mapGroupUpdates(body, ctx) },
 ];
 
 export function findRoute(path: string): IntakeRoute | undefined {

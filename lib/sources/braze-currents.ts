@@ -87,6 +87,17 @@ export function unwrapBrazeBatch(body: unknown): unknown[] {
   return parsed.data.events;
 }
 
+/**
+ * `Braze-Currents-Version` changes only on a breaking change (§1). A version we do not know
+ * is logged, not refused: a 4xx would make Braze retry and finally drop the data, while the
+ * mapper already tolerates unknown fields and rejects unknown event types one by one.
+ */
+export const KNOWN_CURRENTS_VERSIONS: readonly string[] = ["1"];
+
+export function isKnownCurrentsVersion(header: string | undefined): boolean {
+  return header === undefined || KNOWN_CURRENTS_VERSIONS.includes(header.trim());
+}
+
 export function mapBrazeCurrentsBatch(body: unknown, ctx: MapContext): MappedItem[] {
   return unwrapBrazeBatch(body).map((event, index) => mapBrazeEvent(event, index, ctx));
 }
