@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import * as z from "zod";
 import { ValidationError } from "../../../lib/errors.js";
 import { mapBrazeCurrentsBatch, mapBrazeEvent } from "../../../lib/sources/braze-currents.js";
 import {
@@ -17,7 +18,7 @@ import {
  * Mixpanel connector), independently of lib/sources/braze-currents.ts.
  */
 const labels = new Map(
-  Object.entries(readJson(`${FIXTURES_DIR}braze-mixpanel-labels.json`) as Record<string, { label: string }>).map(
+  Object.entries(z.record(z.string(), z.object({ label: z.string() })).parse(readJson(`${FIXTURES_DIR}braze-mixpanel-labels.json`))).map(
     ([type, entry]) => [type, entry.label],
   ),
 );
