@@ -1,4 +1,4 @@
-import { z } from "zod";
+import * as z from "zod";
 import { BRAZE_EVENT_TYPES, normalizeBrazeEventType } from "../sources/braze-labels.js";
 
 /**
