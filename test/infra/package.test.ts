@@ -16,6 +16,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { envSchema } from "../../lib/config/env.js";
+import { cohortSettingsSchema } from "../../lib/cohorts/runtime.js";
 import { oslsBin } from "../../infra/package.js";
 import { FUNCTION_NAMES, type FunctionName } from "../../infra/stack-layout.js";
 import { zipEntryNames } from "./zip-listing.js";
@@ -68,7 +69,7 @@ const FUNCTION_ENV: Record<FunctionName, string[]> = {
   forwarder: ["REJECTED_BUCKET", "REJECTED_PREFIX", "MIXPANEL_SECRET_ID", "IMPORT_MAX_BYTES", "IMPORT_CONCURRENCY"],
   "currents-reader": ["EVENTS_QUEUE_URL", "REJECTED_BUCKET", "REJECTED_PREFIX", "SQS_MAX_MESSAGE_BYTES"],
   "cohort-export": ["MIXPANEL_SECRET_ID", "SNAPSHOT_BUCKET", "DELIVERIES_QUEUE_URL", "SQS_MAX_MESSAGE_BYTES"],
-  "webhook-delivery": ["SNAPSHOT_BUCKET"],
+  "webhook-delivery": ["SNAPSHOT_BUCKET", "DELIVERIES_DLQ_URL"],
 };
 
 const getAtt = (logicalId: string, attribute = "Arn") => ({ "Fn::GetAtt": [logicalId, attribute] });
@@ -111,6 +112,7 @@ function expectedStatements(stage: string, currents: boolean): Record<string, { 
     WebhookDeliveryRole: [
       logs("webhook-delivery"),
       consume("ConsumeDeliveries", "DeliveriesQueue"),
+      { Sid: "DeadLetterRefusedPages", Action: ["sqs:SendMessage"], Resource: getAtt("DeliveriesDeadLetterQueue") },
       { Sid: "ReadDestinationSecrets", Action: ["secretsmanager:GetSecretValue"], Resource: secretArn(`mixpanel-relay/${stage}/destinations/*`) },
       { Sid: "ReadPagesWriteLedger", Action: ["s3:GetObject", "s3:PutObject"], Resource: sub("${CohortSnapshotBucket.Arn}/cohorts/*") },
       listSnapshots,
@@ -265,7 +267,7 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
       expect(fn.Properties.Runtime).toBe("nodejs24.x");
       expect(fn.Properties.Architectures).toEqual(["arm64"]);
     }
-    const knownEnv = new Set([...Object.keys(envSchema.shape), "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL", "NODE_OPTIONS"]);
+    const knownEnv = new Set([...Object.keys(envSchema.shape), ...Object.keys(cohortSettingsSchema.shape), "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL", "NODE_OPTIONS"]);
     for (const name of FUNCTION_NAMES) {
       const fn = template.Resources[`${LOGICAL_PREFIX[name]}LambdaFunction`];
       expect(fn, name).toBeDefined();
@@ -276,7 +278,7 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
       expect(props.MemorySize).toBeGreaterThanOrEqual(512);
       const env = props.Environment.Variables as Record<string, unknown>;
       expect(Object.keys(env).sort(), name).toEqual([...COMMON_ENV, ...FUNCTION_ENV[name]].sort());
-      for (const key of Object.keys(env)) expect(knownEnv.has(key), `${name}: ${key} is read by lib/config/env.ts`).toBe(true);
+      for (const key of Object.keys(env)) expect(knownEnv.has(key), `${name}: ${key} is read by lib/config/env.ts or lib/cohorts/runtime.ts`).toBe(true);
       expect(env.RELAY_STAGE).toBe(stage);
       expect(env.RELAY_CONFIG_FILE).toBe(`config/${stage}.json`);
       expect(env.POWERTOOLS_SERVICE_NAME).toBe("mixpanel-relay");
