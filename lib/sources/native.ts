@@ -1,6 +1,8 @@
 import * as z from "zod";
 import { ValidationError } from "../errors.js";
 import { applyEventRules } from "../mixpanel/event-rules.js";
+import { applyIdentityMode, isIdentityEvent } from "./identity.js";
+import { renamed } from "./renames.js";
 import type { MapContext, MappedItem } from "./types.js";
 
 /**
@@ -39,8 +41,11 @@ export function mapNativeEvent(item: unknown, index: number, ctx: MapContext): M
     };
   }
   const { event, properties } = parsed.data;
-  const renamed = ctx.config.event_mapping[event] ?? event;
-  const result = applyEventRules({ event: renamed, properties }, ctx.nowMs);
+  const identity = applyIdentityMode(event, properties, ctx.config.identity_mode);
+  if (!identity.ok) return { ok: false, index, code: identity.code, reason: identity.reason, payload: item };
+  // Identity events keep their reserved names; only ordinary events follow event_mapping.
+  const name = isIdentityEvent(event) ? event : renamed(event, ctx.config.event_mapping);
+  const result = applyEventRules({ event: name, properties: identity.properties }, ctx.nowMs);
   if (!result.ok) return { ok: false, index, code: result.code, reason: result.reason, payload: item };
   return { ok: true, index, kind: "event", line: result.line };
 }
