@@ -333,6 +333,10 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
     expect(delivery?.EventSourceArn).toEqual(getAtt("DeliveriesQueue"));
     expect(delivery?.ScalingConfig.MaximumConcurrency).toBeGreaterThanOrEqual(2);
 
+    const cohortExport = template.Resources.CohortDashexportLambdaFunction?.Properties;
+    expect(cohortExport.ReservedConcurrentExecutions).toBe(stage === "prod" ? 1 : undefined);
+    expect(template.Resources.CohortDashexportLambdaEvConf?.Properties.MaximumRetryAttempts).toBe(0);
+
     const rules = resourcesOfType(template, "AWS::Events::Rule").map(([, rule]) => rule.Properties);
     expect(rules).toHaveLength(1);
     expect(rules[0]?.ScheduleExpression).toBe(variant.expect.schedule);
