@@ -14,6 +14,7 @@ import { buildApp } from "fauxqs";
 import { createS3Client } from "../../lib/queue/rejected-store.js";
 import { createSqsClient } from "../../lib/queue/sqs-sender.js";
 import { MixpanelSandbox, type ExtraRouteHandler, type SandboxCredentials } from "../../test/support/mixpanel-server.js";
+import { S3Notifier } from "./s3-notifier.js";
 import { SqsPoller } from "./sqs-poller.js";
 
 /**
@@ -76,6 +77,9 @@ export interface LocalStack {
   readonly deliveries: QueuePair;
   readonly rejectedBucket: string;
   readonly snapshotBucket: string;
+  /** Braze Currents' storage bucket: Avro files put here are read by the currents-reader handler. */
+  readonly currentsBucket: string;
+  readonly currentsNotifier: S3Notifier;
   readonly intakeToken: string;
   readonly forwarderPoller: SqsPoller;
   readonly env: Record<string, string>;
@@ -209,6 +213,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const snapshotBucket = "mixpanel-relay-local-snapshots";
   await s3.send(new CreateBucketCommand({ Bucket: rejectedBucket }));
   await s3.send(new CreateBucketCommand({ Bucket: snapshotBucket }));
+  const currentsBucket = "mixpanel-relay-local-braze-currents";
+  await s3.send(new CreateBucketCommand({ Bucket: currentsBucket }));
 
   let sandbox: MixpanelSandbox | undefined;
   let mixpanelUrl = options.mixpanelApiUrl ?? "";
@@ -253,6 +259,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   Object.assign(process.env, env);
   const intake = await import("../../functions/intake/handler.js");
   const forwarder = await import("../../functions/forwarder/handler.js");
+  const currentsReader = await import("../../functions/currents-reader/handler.js");
 
   const intakeServer = createServer((request, response) => {
     void (async () => {
@@ -299,6 +306,19 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     timeoutMs: options.forwarderTimeoutMs ?? 60_000,
   });
 
+  const currentsNotifier = new S3Notifier({
+    s3,
+    bucket: currentsBucket,
+    region: LOCAL_REGION,
+    intervalMs: 1_000,
+    handler: async (event) => {
+      await currentsReader.handler(event);
+      log(`currents  read s3://${currentsBucket}/${event.Records[0]?.s3.object.key ?? ""}`);
+    },
+    onError: (error) => log(`currents-reader error: ${String(error)}`),
+  });
+  if (options.startPollers ?? true) currentsNotifier.start();
+
   return {
     intakeUrl: `http://127.0.0.1:${intakePort}`,
     awsEndpoint,
@@ -310,11 +330,14 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     deliveries,
     rejectedBucket,
     snapshotBucket,
+    currentsBucket,
+    currentsNotifier,
     intakeToken,
     forwarderPoller,
     env,
     addConsumer,
     async stop() {
+      currentsNotifier.stop();
       await Promise.all(pollers.map((poller) => poller.stop()));
       intakeServer.closeAllConnections();
       await new Promise<void>((resolve) => intakeServer.close(() => resolve()));

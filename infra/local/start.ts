@@ -29,6 +29,7 @@ mixpanel-relay local stack is up
   events queue      ${stack.events.url}
   events DLQ        ${stack.events.dlqUrl}
   rejected store    s3://${stack.rejectedBucket}/rejected/
+  braze currents    s3://${stack.currentsBucket}/  (Avro files put here are read like S3 notifications would)
   intake token      ${stack.intakeToken}
 
 Try it:

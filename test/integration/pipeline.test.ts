@@ -1,9 +1,10 @@
-import { GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
 import { ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { rejectedBatchSchema, type RejectedBatch } from "../../lib/queue/rejected-store.js";
 import { envelopeSchema } from "../../lib/records/envelope.js";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.js";
+import { avroFile, schemaFor } from "../unit/sources/avro-support.js";
 
 /**
  * HTTP → intake handler → SQS (fauxqs) → forwarder handler → strict local Mixpanel,
@@ -179,5 +180,38 @@ describe("event path", () => {
     expect(JSON.parse(envelope.records[0] ?? "{}").properties.$insert_id).toBe("doomed-1");
     expect(stack.sandbox?.events.find((e) => e.event === "Doomed")).toBeUndefined();
     expect(stack.sandbox?.requests.filter((r) => r.status === 401).length).toBe(2);
+  });
+});
+
+describe("Braze Currents storage transport", () => {
+  it("reads an Avro file dropped in the Currents bucket and delivers its events", async () => {
+    const record = {
+      id: "0b8a5a43-6f0e-4f57-9a49-6c1d2c3c0a11",
+      user_id: "5f1d0c7e9d3b2a0012345678",
+      external_user_id: "user-avro-1",
+      time: NOW_S(),
+      name: "Added To Cart",
+      properties: JSON.stringify({ sku: "sku-1", quantity: 2 }),
+      device_model: "Pixel 9",
+    };
+    const file = await avroFile(schemaFor("CustomEvent", [record]), [record]);
+    await stack.s3.send(
+      new PutObjectCommand({
+        Bucket: stack.currentsBucket,
+        Key: "currents/dataexport.prod-01.S3.integration.abc/event_type=users.behaviors.CustomEvent/date=2026-11-22-12/300/0/part+0+0.avro",
+        Body: file,
+      }),
+    );
+    const arrived = await eventually(() => stack.sandbox?.events.find((e) => e.properties.distinct_id === "user-avro-1"));
+    expect(arrived.event).toBe("[Braze Custom Event] Added To Cart");
+    expect(arrived.properties).toMatchObject({
+      $insert_id: record.id,
+      $partner_id: "braze",
+      $device: "Pixel 9",
+      "[Custom event property] sku": "sku-1",
+      "[Custom event property] quantity": 2,
+      time: record.time * 1000,
+    });
+    expect(arrived.properties.user_id).toBeUndefined();
   });
 });

@@ -1,0 +1,71 @@
+import { ListObjectsV2Command, type S3Client } from "@aws-sdk/client-s3";
+import type { S3Event } from "aws-lambda";
+
+/**
+ * Plays the part of S3 event notifications for the local stack: polls a bucket
+ * and invokes the handler with an `ObjectCreated:Put` S3Event for every new key,
+ * as AWS would for the Braze Currents bucket.
+ */
+export class S3Notifier {
+  private readonly seen = new Set<string>();
+  private timer: NodeJS.Timeout | undefined;
+  private busy = false;
+
+  constructor(
+    private readonly options: {
+      s3: S3Client;
+      bucket: string;
+      region: string;
+      handler: (event: S3Event) => Promise<void>;
+      intervalMs: number;
+      onError?: (error: unknown) => void;
+    },
+  ) {}
+
+  start(): void {
+    this.timer = setInterval(() => void this.scanOnce().catch((error: unknown) => this.options.onError?.(error)), this.options.intervalMs);
+  }
+
+  stop(): void {
+    if (this.timer) clearInterval(this.timer);
+  }
+
+  /** Notifies every object not seen before; answers how many it notified. */
+  async scanOnce(): Promise<number> {
+    if (this.busy) return 0;
+    this.busy = true;
+    try {
+      const listed = await this.options.s3.send(new ListObjectsV2Command({ Bucket: this.options.bucket }));
+      const fresh = (listed.Contents ?? []).filter((object) => object.Key && !this.seen.has(object.Key));
+      for (const object of fresh) {
+        const key = object.Key ?? "";
+        this.seen.add(key);
+        const now = new Date().toISOString();
+        await this.options.handler({
+          Records: [
+            {
+              eventVersion: "2.1",
+              eventSource: "aws:s3",
+              awsRegion: this.options.region,
+              eventTime: now,
+              eventName: "ObjectCreated:Put",
+              userIdentity: { principalId: "local" },
+              requestParameters: { sourceIPAddress: "127.0.0.1" },
+              responseElements: { "x-amz-request-id": "local", "x-amz-id-2": "local" },
+              s3: {
+                s3SchemaVersion: "1.0",
+                configurationId: "local-currents",
+                bucket: { name: this.options.bucket, ownerIdentity: { principalId: "local" }, arn: `arn:aws:s3:::${this.options.bucket}` },
+                // S3 notifications URL-encode keys (spaces as '+'); the reader decodes them.
+                object: { key: encodeURIComponent(key).replace(/%2F/g, "/").replace(/%20/g, "+"), size: object.Size ?? 0, eTag: (object.ETag ?? "").replace(/"/g, ""), sequencer: "0" },
+              },
+            },
+          ],
+        });
+      }
+      return fresh.length;
+    } finally {
+      this.busy = false;
+    }
+  }
+}
