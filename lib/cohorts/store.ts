@@ -85,6 +85,13 @@ function isMissing(error: unknown): boolean {
   return name === "NoSuchKey" || name === "NotFound";
 }
 
+function httpStatus(error: unknown): number | undefined {
+  if (error === null || typeof error !== "object" || !("$metadata" in error)) return undefined;
+  const metadata = error.$metadata;
+  if (metadata === null || typeof metadata !== "object" || !("httpStatusCode" in metadata)) return undefined;
+  return typeof metadata.httpStatusCode === "number" ? metadata.httpStatusCode : undefined;
+}
+
 function s3Error(what: string, error: unknown): RetryableError {
   return new RetryableError(`S3 ${what} failed: ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}`);
 }
@@ -133,9 +140,7 @@ export function createCohortStore(s3: S3Client, bucket: string): CohortStore {
       await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
       return true;
     } catch (error) {
-      if (isMissing(error)) return false;
-      const status = (error as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
-      if (status === 404) return false;
+      if (isMissing(error) || httpStatus(error) === 404) return false;
       throw s3Error(`head ${key}`, error);
     }
   }

@@ -203,3 +203,49 @@ describe("cohort export → webhook delivery (fauxqs S3/SQS, strict Query API, s
     expect(await h.store.exists(keys.snapshot("power-hook"))).toBe(true);
   });
 });
+
+describe("fair scheduling across syncs", () => {
+  let h: Harness;
+  afterEach(async () => h?.close());
+
+  it("one big cohort does not starve a small one; a run short on Lambda time checkpoints and resumes", async () => {
+    const receiver = new WebhookReceiver({ signingSecret: SIGNING, now: () => h.clock.now() });
+    const url = await receiver.start();
+    h = await startHarness({
+      cohorts: [
+        { id: 1, name: "Big", where: (p) => p.big === true },
+        { id: 2, name: "Small", where: (p) => p.small === true },
+      ],
+      syncs: [
+        { id: "big", cohort_id: 1, destination: { type: "webhook", url, signing_secret: "s/hook" } },
+        { id: "small", cohort_id: 2, destination: { type: "webhook", url, signing_secret: "s/hook" } },
+      ],
+      pageSize: 2,
+    });
+    h.secrets.setSecret("s/hook", { secret: SIGNING });
+    for (let i = 0; i < 20; i++) h.profiles.set(`big${i}`, { big: true, $email: `big${i}@x.com` });
+    for (let i = 0; i < 3; i++) h.profiles.set(`small${i}`, { small: true, $email: `small${i}@x.com` });
+    const limits = { queriesPerHour: 55, queriesPerRun: 6, concurrency: 2, deliveryTimeoutMs: 86_400_000, fetchMarginMs: 1, emitMarginMs: 1 };
+    const first = await h.runExport({}, { limits });
+    // 1 list + 5 pages: round-robin gives small its 2 pages while big gets 3 of its 11.
+    expect(first.syncs.small?.outcome).toBe("enqueued");
+    expect(first.syncs.big?.outcome).toBe("fetching");
+    expect((await h.store.readState("big")).export?.next_page).toBe(3);
+
+    // Lambda almost out of time: nothing is fetched, the checkpoint stays where it was.
+    h.clock.advance(60_000);
+    const short = await h.runExport({}, { limits, remainingMs: () => 0 });
+    expect(short.queries).toBe(0);
+    expect((await h.store.readState("big")).export?.next_page).toBe(3);
+
+    for (let tick = 0; tick < 3; tick++) {
+      h.clock.advance(60_000);
+      await h.runExport({}, { limits });
+    }
+    expect((await h.store.readState("big")).delivery?.expected.members).toBe(1);
+    await h.drain();
+    expect([...receiver.members(1).keys()]).toHaveLength(20);
+    expect([...receiver.members(2).keys()]).toHaveLength(3);
+    await receiver.close();
+  });
+});
