@@ -304,6 +304,7 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
       expect(entries, name).toContain(`dist/${name}/index.mjs`);
       expect(entries, name).toContain(`config/${stage}.json`);
       for (const entry of entries) expect(entry, name).toMatch(new RegExp(`^(dist/${name}/[^/]+|config/[^/]+\\.json)$`));
+      expect(entries, name).not.toContain(`dist/${name}/meta.json`);
     }
   });
 
