@@ -10,7 +10,12 @@ export const SERVICE_NAME = "mixpanel-relay";
 
 export const logger = new Logger({ serviceName: SERVICE_NAME });
 
-export const metrics = new Metrics({ namespace: "MixpanelRelay", serviceName: SERVICE_NAME });
+/** The stage dimension keeps stacks that share an account and region apart in metrics and alarms. */
+export const metrics = new Metrics({
+  namespace: "MixpanelRelay",
+  serviceName: SERVICE_NAME,
+  defaultDimensions: { stage: process.env.RELAY_STAGE ?? "local" },
+});
 
 export { MetricUnit };
 

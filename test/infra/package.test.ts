@@ -406,6 +406,13 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
       expect(alarm.Namespace, id).toBe(want.namespace);
       expect(alarm.MetricName, id).toBe(want.metric);
       expect(alarm.Dimensions[0].Value, id).toEqual(want.dimension);
+      if (want.namespace === "MixpanelRelay") {
+        // EMF metrics carry service and stage (lib/observability/telemetry.ts); both must match.
+        expect(alarm.Dimensions, id).toEqual([
+          { Name: "service", Value: "mixpanel-relay" },
+          { Name: "stage", Value: stage },
+        ]);
+      }
       expect(alarm.AlarmActions, id).toEqual([{ Ref: "AlarmTopic" }]);
       expect(alarm.TreatMissingData, id).toBe("notBreaching");
       expect(alarm.AlarmName, id).toMatch(new RegExp(`^mixpanel-relay-${stage}-`));
