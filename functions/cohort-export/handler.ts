@@ -3,7 +3,7 @@ import { z } from "zod";
 import { type ExportReport, runCohortExport } from "../../lib/cohorts/export.js";
 import { exportDepsFrom } from "../../lib/cohorts/runtime.js";
 import { describeError } from "../../lib/errors.js";
-import { logger, metrics } from "../../lib/observability/telemetry.js";
+import { logger, publishMetrics } from "../../lib/observability/telemetry.js";
 import { createRuntimeContext, once } from "../../lib/runtime/context.js";
 
 /**
@@ -34,6 +34,6 @@ export async function handler(event: unknown, context: Context): Promise<ExportR
     logger.error("cohort export failed", { error: describeError(error) });
     throw error;
   } finally {
-    metrics.publishStoredMetrics();
+    publishMetrics();
   }
 }

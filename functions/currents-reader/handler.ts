@@ -1,7 +1,7 @@
 import type { S3Event } from "aws-lambda";
 import { requireSetting } from "../../lib/config/env.js";
 import { describeError } from "../../lib/errors.js";
-import { count, logger, metrics } from "../../lib/observability/telemetry.js";
+import { count, logger, publishMetrics } from "../../lib/observability/telemetry.js";
 import { createQueueSender } from "../../lib/queue/sqs-sender.js";
 import { createRuntimeContext, once, rejectedStoreFor } from "../../lib/runtime/context.js";
 import {
@@ -50,6 +50,6 @@ export async function handler(event: S3Event): Promise<void> {
     logger.error("currents reader failed; Lambda will retry the S3 event", { error: describeError(error) });
     throw error;
   } finally {
-    metrics.publishStoredMetrics();
+    publishMetrics();
   }
 }

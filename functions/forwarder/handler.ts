@@ -1,7 +1,7 @@
 import type { Context, SQSBatchResponse, SQSEvent } from "aws-lambda";
 import { forwardMessages } from "../../lib/forwarder/process.js";
 import { forwarderDepsFrom } from "../../lib/forwarder/runtime.js";
-import { count, logger, metrics } from "../../lib/observability/telemetry.js";
+import { count, logger, publishMetrics } from "../../lib/observability/telemetry.js";
 import { createRuntimeContext, once } from "../../lib/runtime/context.js";
 import { describeError } from "../../lib/errors.js";
 
@@ -28,6 +28,6 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
     logger.error("forwarder failed; the whole batch will be redelivered", { error: describeError(error) });
     return { batchItemFailures: messages.map(({ messageId }) => ({ itemIdentifier: messageId })) };
   } finally {
-    metrics.publishStoredMetrics();
+    publishMetrics();
   }
 }

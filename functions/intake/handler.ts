@@ -2,7 +2,7 @@ import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from "
 import { describeError } from "../../lib/errors.js";
 import { handleIntake, type HttpRequest } from "../../lib/intake/process.js";
 import { intakeDepsFrom } from "../../lib/intake/runtime.js";
-import { count, logger, metrics } from "../../lib/observability/telemetry.js";
+import { count, logger, publishMetrics } from "../../lib/observability/telemetry.js";
 import { createRuntimeContext, once } from "../../lib/runtime/context.js";
 
 const deps = once(() => intakeDepsFrom(createRuntimeContext()));
@@ -44,7 +44,7 @@ export async function handler(event: APIGatewayProxyEventV2): Promise<APIGateway
       body: JSON.stringify({ error: "unavailable", message: "the relay cannot accept data right now; retry later" }),
     };
   } finally {
-    metrics.publishStoredMetrics();
+    publishMetrics();
     logger.removeKeys(["correlationId"]);
   }
 }

@@ -3,7 +3,7 @@ import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda"
 import { deliverMessage } from "../../lib/destinations/deliver.js";
 import { deliveryDepsFrom } from "../../lib/cohorts/runtime.js";
 import { describeError } from "../../lib/errors.js";
-import { count, logger, metrics } from "../../lib/observability/telemetry.js";
+import { count, logger, publishMetrics } from "../../lib/observability/telemetry.js";
 import { createRuntimeContext, once } from "../../lib/runtime/context.js";
 
 /**
@@ -32,6 +32,6 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
     logger.error("webhook delivery failed; the whole batch will be redelivered", { error: describeError(error) });
     return { batchItemFailures: event.Records.map((r) => ({ itemIdentifier: r.messageId })) };
   } finally {
-    metrics.publishStoredMetrics();
+    publishMetrics();
   }
 }

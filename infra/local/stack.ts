@@ -14,8 +14,12 @@ import { buildApp } from "fauxqs";
 import { createS3Client } from "../../lib/queue/rejected-store.js";
 import { createSqsClient } from "../../lib/queue/sqs-sender.js";
 import { MixpanelSandbox, type ExtraRouteHandler, type SandboxCredentials } from "../../test/support/mixpanel-server.js";
+import { createCohortQueryApi, type CohortFixture, type CohortQueryApi } from "../../test/support/mixpanel-query.js";
+import { SecretsManagerServer } from "../../test/support/secrets-manager-server.js";
+import { WebhookReceiver } from "../../test/support/webhook-server.js";
+import { LOCAL_COHORTS, LOCAL_WEBHOOK_SIGNING_SECRET, LOCAL_WEBHOOK_SIGNING_SECRET_NAME } from "./cohorts.js";
 import { S3Notifier } from "./s3-notifier.js";
-import { SqsPoller } from "./sqs-poller.js";
+import { SqsPoller, lambdaContext } from "./sqs-poller.js";
 
 /**
  * The whole pipeline on one machine: an in-process SQS/S3 server (fauxqs, bound
@@ -57,6 +61,26 @@ export interface LocalStackOptions {
   /** Extra environment for the handlers (e.g. IMPORT_MAX_BYTES). */
   readonly env?: Record<string, string>;
   readonly log?: (line: string) => void;
+  /**
+   * Run the cohort side too: a local Secrets Manager with the webhook signing
+   * secret, the sandbox's Query API over the profiles it received, a webhook
+   * receiver, the deliveries poller and an export tick every `tickMs`.
+   */
+  readonly cohorts?: {
+    readonly tickMs?: number;
+    readonly webhookPort?: number;
+    readonly fixtures?: CohortFixture[];
+  };
+}
+
+export interface LocalCohortSide {
+  readonly receiver: WebhookReceiver;
+  /** Absent when MIXPANEL_API_URL points at a real Mixpanel. */
+  readonly queryApi: CohortQueryApi | undefined;
+  readonly secrets: SecretsManagerServer;
+  readonly deliveryPoller: SqsPoller;
+  /** Runs one export tick now (what the EventBridge schedule does in AWS). */
+  tick(input?: { force?: string[]; full?: boolean }): Promise<unknown>;
 }
 
 export interface QueuePair {
@@ -83,6 +107,7 @@ export interface LocalStack {
   readonly intakeToken: string;
   readonly forwarderPoller: SqsPoller;
   readonly env: Record<string, string>;
+  readonly cohorts: LocalCohortSide | undefined;
   /** Adds another SQS-driven function (e.g. webhook delivery) on a queue of this stack. */
   addConsumer(options: {
     queue: QueuePair;
@@ -217,12 +242,40 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   await s3.send(new CreateBucketCommand({ Bucket: currentsBucket }));
 
   let sandbox: MixpanelSandbox | undefined;
+  let queryApi: CohortQueryApi | undefined;
+  let secretsServer: SecretsManagerServer | undefined;
+  let receiver: WebhookReceiver | undefined;
+  if (options.cohorts) {
+    secretsServer = new SecretsManagerServer();
+    await secretsServer.start();
+    secretsServer.setSecret(LOCAL_WEBHOOK_SIGNING_SECRET_NAME, { secret: LOCAL_WEBHOOK_SIGNING_SECRET });
+    receiver = new WebhookReceiver({
+      signingSecret: LOCAL_WEBHOOK_SIGNING_SECRET,
+      port: options.cohorts.webhookPort ?? 0,
+      onPage: (page) =>
+        log(
+          `webhook   ${page.payload.action} cohort ${page.payload.parameters.mixpanel_cohort_id} page ${page.payload.parameters.page_info.page_count}/${page.payload.parameters.page_info.total_pages}: ${page.payload.parameters.members.length} member(s)${page.duplicate ? " (duplicate, ignored)" : ""}`,
+        ),
+    });
+    await receiver.start();
+    if (!options.mixpanelApiUrl) {
+      queryApi = createCohortQueryApi({
+        profiles: () => sandbox?.profiles ?? new Map(),
+        cohorts: options.cohorts.fixtures ?? LOCAL_COHORTS,
+        projectId: LOCAL_MIXPANEL_CREDENTIALS.projectId,
+        username: LOCAL_MIXPANEL_CREDENTIALS.serviceAccountUsername,
+        secret: LOCAL_MIXPANEL_CREDENTIALS.serviceAccountSecret,
+        onQuery: (query) => log(`mixpanel  query ${query.path} → ${query.status}`),
+      });
+    }
+  }
+
   let mixpanelUrl = options.mixpanelApiUrl ?? "";
   if (!options.mixpanelApiUrl) {
     sandbox = new MixpanelSandbox({
       credentials: LOCAL_MIXPANEL_CREDENTIALS,
       port: options.mixpanelPort ?? 0,
-      extraRoutes: options.sandboxRoutes ?? [],
+      extraRoutes: [...(queryApi ? [queryApi] : []), ...(options.sandboxRoutes ?? [])],
       onImport: (imported) => log(`mixpanel  /import received ${imported.length} event(s): ${[...new Set(imported.map((e) => e.event))].slice(0, 5).join(", ")}`),
     });
     mixpanelUrl = await sandbox.start();
@@ -240,7 +293,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     SNAPSHOT_BUCKET: snapshotBucket,
     SQS_MAX_MESSAGE_BYTES: String(LOCAL_MAX_MESSAGE_BYTES),
     MIXPANEL_API_URL: mixpanelUrl,
-    MIXPANEL_QUERY_URL: mixpanelUrl,
+    // The sandbox serves the Query API under /api/query, like Mixpanel's own hosts.
+    MIXPANEL_QUERY_URL: `${mixpanelUrl}/api/query`,
+    DELIVERIES_DLQ_URL: deliveries.dlqUrl,
+    ...(secretsServer ? { SECRETS_ENDPOINT_URL: secretsServer.url } : {}),
     INTAKE_TOKEN: intakeToken,
     // The stack prints its own one-line summaries; the handlers' JSON logs stay for warnings.
     POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? "WARN",
@@ -319,6 +375,36 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   });
   if (options.startPollers ?? true) currentsNotifier.start();
 
+  let cohorts: LocalCohortSide | undefined;
+  let exportTimer: NodeJS.Timeout | undefined;
+  if (options.cohorts && receiver && secretsServer) {
+    const cohortExport = await import("../../functions/cohort-export/handler.js");
+    const webhookDelivery = await import("../../functions/webhook-delivery/handler.js");
+    const deliveryPoller = addConsumer({
+      queue: deliveries,
+      functionName: "delivery",
+      handler: webhookDelivery.handler,
+      batchSize: 5,
+      timeoutMs: 120_000,
+    });
+    let ticking = false;
+    const tick = async (input: { force?: string[]; full?: boolean } = {}) => {
+      if (ticking) return undefined;
+      ticking = true;
+      try {
+        return await cohortExport.handler(input, lambdaContext("cohort-export", 900_000));
+      } finally {
+        ticking = false;
+      }
+    };
+    if (options.startPollers ?? true) {
+      exportTimer = setInterval(() => {
+        tick().catch((error: unknown) => log(`cohort-export error: ${String(error)}`));
+      }, options.cohorts.tickMs ?? 10_000);
+    }
+    cohorts = { receiver, queryApi, secrets: secretsServer, deliveryPoller, tick };
+  }
+
   return {
     intakeUrl: `http://127.0.0.1:${intakePort}`,
     awsEndpoint,
@@ -335,13 +421,17 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     intakeToken,
     forwarderPoller,
     env,
+    cohorts,
     addConsumer,
     async stop() {
       currentsNotifier.stop();
+      if (exportTimer) clearInterval(exportTimer);
       await Promise.all(pollers.map((poller) => poller.stop()));
       intakeServer.closeAllConnections();
       await new Promise<void>((resolve) => intakeServer.close(() => resolve()));
       await sandbox?.stop();
+      await receiver?.close();
+      await secretsServer?.stop();
       await app.close();
       sqs.destroy();
       s3.destroy();

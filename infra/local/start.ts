@@ -17,6 +17,10 @@ const stack = await startLocalStack({
   ...(process.env.INTAKE_TOKEN ? { intakeToken: process.env.INTAKE_TOKEN } : {}),
   ...(process.env.RELAY_CONFIG_FILE ? { configFile: process.env.RELAY_CONFIG_FILE } : {}),
   stage: process.env.RELAY_STAGE ?? "local",
+  cohorts: {
+    webhookPort: Number(process.env.WEBHOOK_RECEIVER_PORT ?? 3002),
+    tickMs: Number(process.env.COHORT_TICK_MS ?? 10_000),
+  },
   log,
 });
 
@@ -29,6 +33,8 @@ mixpanel-relay local stack is up
   events queue      ${stack.events.url}
   events DLQ        ${stack.events.dlqUrl}
   rejected store    s3://${stack.rejectedBucket}/rejected/
+  webhook receiver  ${stack.cohorts?.receiver.url ?? "-"}   (GET shows the cohort pages that arrived)
+  cohort export     every ${Number(process.env.COHORT_TICK_MS ?? 10_000) / 1000} s; syncs in config/local.json (cohort 1 "Pro users" = profiles with plan "pro")
   braze currents    s3://${stack.currentsBucket}/  (Avro files put here are read like S3 notifications would)
   intake token      ${stack.intakeToken}
 
@@ -37,6 +43,11 @@ Try it:
     -H 'Authorization: Bearer ${stack.intakeToken}' -H 'Content-Type: application/json' \\
     -d '[{"event":"Signed Up","properties":{"distinct_id":"user-1","time":${now},"plan":"pro"}}]'
   curl -s ${stack.mixpanelUrl}/_sandbox/events
+
+Cohorts: make a profile "pro", wait for the export (members), then change it (add/remove_members):
+  curl -s -X POST ${stack.intakeUrl}/v1/profiles -H 'Authorization: Bearer ${stack.intakeToken}' \
+    -d '[{"$distinct_id":"user-1","$set":{"plan":"pro","$email":"user-1@example.com"}}]'
+  curl -s ${stack.cohorts?.receiver.url.replace(/\/hook$/, "/") ?? ""}
 
 Ctrl-C stops everything.
 `);

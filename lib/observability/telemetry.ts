@@ -23,3 +23,11 @@ export { MetricUnit };
 export function count(name: string, value: number): void {
   if (value > 0) metrics.addMetric(name, MetricUnit.Count, value);
 }
+
+/**
+ * Flushes this invocation's metrics. An invocation that counted nothing (an
+ * idle schedule tick) publishes nothing instead of logging Powertools' warning.
+ */
+export function publishMetrics(): void {
+  if (metrics.hasStoredMetrics()) metrics.publishStoredMetrics();
+}
