@@ -1,5 +1,5 @@
 import type { Context } from "aws-lambda";
-import { z } from "zod";
+import * as z from "zod";
 import { type ExportReport, runCohortExport } from "../../lib/cohorts/export.js";
 import { exportDepsFrom } from "../../lib/cohorts/runtime.js";
 import { describeError } from "../../lib/errors.js";

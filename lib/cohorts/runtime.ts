@@ -1,6 +1,6 @@
 import { randomUUID } from "node:crypto";
 import { SendMessageCommand } from "@aws-sdk/client-sqs";
-import { z } from "zod";
+import * as z from "zod";
 import { formatZodIssues, requireSetting } from "../config/env.js";
 import { ConfigError, RetryableError } from "../errors.js";
 import { realRetryDeps } from "../http/retry.js";

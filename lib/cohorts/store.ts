@@ -27,26 +27,29 @@ import {
 } from "./messages.js";
 
 /**
- * S3 layout of cohort state (bucket SNAPSHOT_BUCKET, prefix `cohorts/`):
+ * S3 layout of cohort state (bucket SNAPSHOT_BUCKET, prefixes `cohorts/` and `cohort-runs/`):
  *
  *   cohorts/_budget.json                                 Query API calls of the last hour
  *   cohorts/<sync>/state.json                            checkpoint + snapshot pointer + health
  *   cohorts/<sync>/snapshot.jsonl.gz                     last delivered snapshot
- *   cohorts/<sync>/runs/<run>/pages/<n>.json.gz          staged /engage pages (export checkpoint)
- *   cohorts/<sync>/runs/<run>/snapshot.jsonl.gz          pending snapshot (promoted when the ledger is complete)
- *   cohorts/<sync>/runs/<run>/out/<action>-<p>.json.gz   delivery page objects (SQS claim check)
- *   cohorts/<sync>/runs/<run>/delivered/<action>-<p>     delivery ledger: page delivered
- *   cohorts/<sync>/runs/<run>/failed/<action>-<p>.json   delivery ledger: permanent refusal + response body
+ *   cohort-runs/<sync>/<run>/pages/<n>.json.gz          staged /engage pages (export checkpoint)
+ *   cohort-runs/<sync>/<run>/snapshot.jsonl.gz          pending snapshot (promoted when the ledger is complete)
+ *   cohort-runs/<sync>/<run>/out/<action>-<p>.json.gz   delivery page objects (SQS claim check)
+ *   cohort-runs/<sync>/<run>/delivered/<action>-<p>     delivery ledger: page delivered
+ *   cohort-runs/<sync>/<run>/failed/<action>-<p>.json   delivery ledger: permanent refusal + response body
  *
- * `runs/` can expire by lifecycle rule after a week; the live snapshot is copied out of it.
+ * Everything of a run sits under the fixed top-level prefix `cohort-runs/` so an S3
+ * lifecycle rule (prefix match only, no wildcards) expires it after a week; the live
+ * snapshot is copied out of it into `cohorts/` when the run completes.
  */
 export const COHORT_PREFIX = "cohorts/";
+export const COHORT_RUNS_PREFIX = "cohort-runs/";
 
 export const keys = {
   budget: () => `${COHORT_PREFIX}_budget.json`,
   state: (sync: string) => `${COHORT_PREFIX}${sync}/state.json`,
   snapshot: (sync: string) => `${COHORT_PREFIX}${sync}/snapshot.jsonl.gz`,
-  run: (sync: string, run: string) => `${COHORT_PREFIX}${sync}/runs/${run}/`,
+  run: (sync: string, run: string) => `${COHORT_RUNS_PREFIX}${sync}/${run}/`,
   staged: (sync: string, run: string, n: number) => `${keys.run(sync, run)}pages/${String(n).padStart(6, "0")}.json.gz`,
   pendingSnapshot: (sync: string, run: string) => `${keys.run(sync, run)}snapshot.jsonl.gz`,
   page: (sync: string, run: string, action: SyncAction, page: number) =>

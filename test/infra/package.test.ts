@@ -105,7 +105,7 @@ function expectedStatements(stage: string, currents: boolean): Record<string, { 
     CohortExportRole: [
       logs("cohort-export"),
       mixpanelSecret,
-      { Sid: "ReadWriteCohortState", Action: ["s3:GetObject", "s3:PutObject"], Resource: sub("${CohortSnapshotBucket.Arn}/cohorts/*") },
+      { Sid: "ReadWriteCohortState", Action: ["s3:GetObject", "s3:PutObject"], Resource: [sub("${CohortSnapshotBucket.Arn}/cohorts/*"), sub("${CohortSnapshotBucket.Arn}/cohort-runs/*")] },
       listSnapshots,
       { Sid: "QueueDeliveries", Action: ["sqs:SendMessage"], Resource: getAtt("DeliveriesQueue") },
     ],
@@ -114,7 +114,7 @@ function expectedStatements(stage: string, currents: boolean): Record<string, { 
       consume("ConsumeDeliveries", "DeliveriesQueue"),
       { Sid: "DeadLetterRefusedPages", Action: ["sqs:SendMessage"], Resource: getAtt("DeliveriesDeadLetterQueue") },
       { Sid: "ReadDestinationSecrets", Action: ["secretsmanager:GetSecretValue"], Resource: secretArn(`mixpanel-relay/${stage}/destinations/*`) },
-      { Sid: "ReadPagesWriteLedger", Action: ["s3:GetObject", "s3:PutObject"], Resource: sub("${CohortSnapshotBucket.Arn}/cohorts/*") },
+      { Sid: "ReadPagesWriteLedger", Action: ["s3:GetObject", "s3:PutObject"], Resource: [sub("${CohortSnapshotBucket.Arn}/cohorts/*"), sub("${CohortSnapshotBucket.Arn}/cohort-runs/*")] },
       listSnapshots,
     ],
   };
@@ -509,6 +509,10 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
     const rejectedRules = template.Resources.RejectedEventsBucket?.Properties.LifecycleConfiguration.Rules as any[];
     expect(rejectedRules.find((r) => r.Prefix === "rejected/")?.ExpirationInDays).toBeGreaterThan(0);
     expect(template.Resources.CohortSnapshotBucket?.Properties.VersioningConfiguration.Status).toBe("Enabled");
+    const cohortRules = template.Resources.CohortSnapshotBucket?.Properties.LifecycleConfiguration.Rules as any[];
+    expect(cohortRules.find((r) => r.Prefix === "cohort-runs/")?.ExpirationInDays).toBe(7);
+    // The live snapshots and state under cohorts/ must never expire by age.
+    expect(cohortRules.some((r) => typeof r.Prefix === "string" && "cohorts/".startsWith(r.Prefix) && r.ExpirationInDays)).toBe(false);
   });
 });
 
