@@ -23,12 +23,12 @@ import {
 } from "@aws-sdk/client-sqs";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { createSqsClient } from "../lib/queue/sqs-sender.js";
+import { MAX_BATCH_ENTRIES, createSqsClient } from "../lib/queue/sqs-sender.js";
+import { groupByCaps } from "../lib/util/batching.js";
 import { UsageError, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget } from "./cli-args.js";
 import { REDRIVABLE_QUEUES, type RedrivableQueue, deadLetterQueueName, queueName } from "./stack-layout.js";
 
 /** SendMessageBatch: at most 10 entries and 256 KiB in total (the queues' MaximumMessageSize). */
-const MAX_BATCH_ENTRIES = 10;
 const MAX_BATCH_BYTES = 262_144;
 /** Long enough to send and delete a batch; a message that fails to send reappears on the DLQ after it. */
 const RECEIVE_VISIBILITY_SECONDS = 60;
@@ -67,21 +67,7 @@ function messageBytes(message: Message): number {
 }
 
 function groupForSend(messages: readonly Message[]): Message[][] {
-  const groups: Message[][] = [];
-  let current: Message[] = [];
-  let bytes = 0;
-  for (const message of messages) {
-    const size = messageBytes(message);
-    if (current.length > 0 && (current.length >= MAX_BATCH_ENTRIES || bytes + size > MAX_BATCH_BYTES)) {
-      groups.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(message);
-    bytes += size;
-  }
-  if (current.length > 0) groups.push(current);
-  return groups;
+  return groupByCaps(messages, messageBytes, MAX_BATCH_ENTRIES, MAX_BATCH_BYTES);
 }
 
 /** Only the attribute fields SendMessage accepts (ReceiveMessage also returns list fields). */

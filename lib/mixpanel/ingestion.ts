@@ -4,6 +4,7 @@ import * as z from "zod";
 import { ConfigError, RetryableError, describeError } from "../errors.js";
 import { type FetchLike, type HttpResult, fetchText, throwForStatus } from "../http/fetch.js";
 import { DEFAULT_RETRY_POLICY, type RetryDeps, type RetryPolicy, withRetry } from "../http/retry.js";
+import { groupByCaps, parseJsonOrUndefined } from "../util/batching.js";
 import { mapWithConcurrency } from "../util/concurrency.js";
 import { type CredentialsSource, authorizationFor } from "./credentials.js";
 
@@ -67,21 +68,7 @@ const engageVerboseSchema = z.object({
 
 /** Splits line indexes into requests under both caps; the caps are independent (§3). */
 export function chunkByCaps(lines: readonly string[], maxRecords: number, maxBytes: number): number[][] {
-  const chunks: number[][] = [];
-  let current: number[] = [];
-  let bytes = 0;
-  lines.forEach((line, index) => {
-    const cost = Buffer.byteLength(line) + 1;
-    if (current.length > 0 && (current.length >= maxRecords || bytes + cost > maxBytes)) {
-      chunks.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(index);
-    bytes += cost;
-  });
-  if (current.length > 0) chunks.push(current);
-  return chunks;
+  return groupByCaps(lines.keys(), (index) => Buffer.byteLength(lines[index] ?? "") + 1, maxRecords, maxBytes);
 }
 
 /** Adds `$token` to an already-serialized update object without re-parsing it. */
@@ -158,13 +145,7 @@ export function createIngestionClient(options: IngestionClientOptions): Ingestio
       return;
     }
     // 400 with strict=1: the valid events were ingested; only failed_records are bad (§3).
-    let parsedJson: unknown;
-    try {
-      parsedJson = JSON.parse(result.body);
-    } catch {
-      parsedJson = undefined;
-    }
-    const failures = importFailureSchema.safeParse(parsedJson);
+    const failures = importFailureSchema.safeParse(parseJsonOrUndefined(result.body));
     if (!failures.success) {
       const reason = `Mixpanel /import answered 400 without failed_records: ${result.body.slice(0, 300)}`;
       for (const index of indexes) outcomes[index] = { status: "rejected", reason };
@@ -190,7 +171,7 @@ export function createIngestionClient(options: IngestionClientOptions): Ingestio
       const credentials = await options.credentials();
       const token = credentials.project_token;
       if (!token) throw new ConfigError(`Mixpanel ${path} needs the project token ($token) in the credentials`);
-      const body = `[${indexes.map((i) => withToken(lines[i] as string, token)).join(",")}]`;
+      const body = `[${indexes.map((i) => withToken(lines[i] ?? "{}", token)).join(",")}]`;
       // No gzip on /engage and /groups (§6); verbose=1 because they answer 200 even on failure.
       result = await post(path, { verbose: "1" }, { body, headers: { "Content-Type": "application/json" } }, [200, 400, 413]);
     } catch (error) {
@@ -200,13 +181,7 @@ export function createIngestionClient(options: IngestionClientOptions): Ingestio
     }
     let verdict: { ok: boolean; error: string } = { ok: false, error: result.body.slice(0, 300) };
     if (result.status === 200) {
-      let parsedJson: unknown;
-      try {
-        parsedJson = JSON.parse(result.body);
-      } catch {
-        parsedJson = undefined;
-      }
-      const verbose = engageVerboseSchema.safeParse(parsedJson);
+      const verbose = engageVerboseSchema.safeParse(parseJsonOrUndefined(result.body));
       if (verbose.success) verdict = { ok: Number(verbose.data.status) === 1, error: verbose.data.error ?? "status 0" };
       else verdict = { ok: result.body.trim() === "1", error: result.body.slice(0, 300) };
     }

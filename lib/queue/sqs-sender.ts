@@ -1,8 +1,9 @@
 import { SQSClient, SendMessageBatchCommand, type SendMessageBatchRequestEntry } from "@aws-sdk/client-sqs";
 import { RetryableError } from "../errors.js";
+import { groupByCaps } from "../util/batching.js";
 
 /** SendMessageBatch takes at most 10 entries, and their total size counts against the message cap. */
-const MAX_BATCH_ENTRIES = 10;
+export const MAX_BATCH_ENTRIES = 10;
 const MAX_ATTEMPTS = 3;
 
 export interface QueueSender {
@@ -22,21 +23,7 @@ export function createSqsClient(region: string, endpoint?: string): SQSClient {
 
 /** Groups bodies into SendMessageBatch calls under both the entry count and the total byte cap. */
 export function planBatches(bodies: readonly string[], maxBatchBytes: number): string[][] {
-  const batches: string[][] = [];
-  let current: string[] = [];
-  let bytes = 0;
-  for (const body of bodies) {
-    const size = Buffer.byteLength(body);
-    if (current.length > 0 && (current.length >= MAX_BATCH_ENTRIES || bytes + size > maxBatchBytes)) {
-      batches.push(current);
-      current = [];
-      bytes = 0;
-    }
-    current.push(body);
-    bytes += size;
-  }
-  if (current.length > 0) batches.push(current);
-  return batches;
+  return groupByCaps(bodies, (body) => Buffer.byteLength(body), MAX_BATCH_ENTRIES, maxBatchBytes);
 }
 
 export function createQueueSender(client: SQSClient, maxBatchBytes: number): QueueSender {
