@@ -135,8 +135,9 @@ export function createIngestionClient(options: IngestionClientOptions): Ingestio
     }
     if (result.status === 413) {
       // The documented byte cap disagrees between pages (10 MB vs 2 MB): halve and resend.
-      if (indexes.length === 1) {
-        outcomes[indexes[0] as number] = { status: "rejected", reason: "Mixpanel answered 413: a single event is too large" };
+      const [only] = indexes;
+      if (indexes.length === 1 && only !== undefined) {
+        outcomes[only] = { status: "rejected", reason: "Mixpanel answered 413: a single event is too large" };
         return;
       }
       const [left, right] = halves(indexes);
@@ -190,8 +191,9 @@ export function createIngestionClient(options: IngestionClientOptions): Ingestio
       return;
     }
     // The answer is per request, not per update: bisect to find the bad ones.
-    if (indexes.length === 1) {
-      outcomes[indexes[0] as number] = { status: "rejected", reason: `Mixpanel ${path}: ${verdict.error}` };
+    const [only] = indexes;
+    if (indexes.length === 1 && only !== undefined) {
+      outcomes[only] = { status: "rejected", reason: `Mixpanel ${path}: ${verdict.error}` };
       return;
     }
     const [left, right] = halves(indexes);
