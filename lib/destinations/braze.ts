@@ -1,9 +1,9 @@
 import * as z from "zod";
-import { fetchText, throwForStatus } from "../http/fetch.js";
+import { fetchText } from "../http/fetch.js";
 import { withRetry } from "../http/retry.js";
 import type { DeliveryPage, PageMember } from "../cohorts/messages.js";
 import type { BrazeDestination } from "../cohorts/sync-config.js";
-import { type SenderDeps, apiKeySecretSchema, chunkOf, text } from "./http.js";
+import { type SenderDeps, apiKeySecretSchema, chunkOf, text, throwForDestinationStatus } from "./http.js";
 
 /**
  * Braze (reference/cohort-sync.md §4): `POST {rest_endpoint}/users/track` with
@@ -64,7 +64,7 @@ export async function sendBrazePage(page: DeliveryPage, destination: BrazeDestin
           { method: "POST", headers: { authorization: `Bearer ${apiKey}`, "content-type": "application/json" }, body },
           deps.timeoutMs,
         );
-        throwForStatus(result, "Braze /users/track", deps.now());
+        throwForDestinationStatus(result, "Braze /users/track", deps.now());
         let raw: unknown = undefined;
         try {
           raw = JSON.parse(result.body);

@@ -1,9 +1,9 @@
 import { RetryableError } from "../errors.js";
-import { type HttpResult, fetchText, throwForStatus } from "../http/fetch.js";
+import { type HttpResult, fetchText } from "../http/fetch.js";
 import { withRetry } from "../http/retry.js";
 import type { DeliveryPage, PageMember } from "../cohorts/messages.js";
 import type { BrevoDestination } from "../cohorts/sync-config.js";
-import { type SenderDeps, apiKeySecretSchema, chunkOf, text } from "./http.js";
+import { type SenderDeps, apiKeySecretSchema, chunkOf, text, throwForDestinationStatus } from "./http.js";
 
 /**
  * Brevo lists (reference/cohort-sync.md §3): upsert each contact with
@@ -71,7 +71,7 @@ export async function sendBrevoPage(page: DeliveryPage, destination: BrevoDestin
         const resetMs = readGate(result, gate, deps.now());
         if (result.status === 429) throw new RetryableError(`Brevo ${what} rate limited (429)`, resetMs ?? 1000, 429);
         if (harmless?.(result)) return;
-        throwForStatus(result, `Brevo ${what}`, deps.now());
+        throwForDestinationStatus(result, `Brevo ${what}`, deps.now());
       },
       deps.retryDeps,
       deps.retryPolicy,

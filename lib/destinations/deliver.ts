@@ -14,10 +14,11 @@ import { sendWebhookPage } from "./webhook.js";
  *
  *  - Already in the ledger (`delivered/<action>-<page>` of its run) → skipped, so
  *    redelivery is harmless; the marker is written only after the destination said 2xx.
- *  - RetryableError (429/5xx/timeouts after the shared backoff) and ConfigError
- *    (401/403, missing secret: an operator must act) → thrown: the handler reports
- *    a batchItemFailure and SQS redrives to the DLQ after maxReceiveCount.
- *  - UpstreamRejectedError / ValidationError (4xx other than 408/429, bad page) →
+ *  - RetryableError (408/429/5xx/timeouts after the shared backoff) and ConfigError
+ *    (missing or malformed secret, unknown sync: an operator must act) → thrown: the
+ *    handler reports a batchItemFailure and SQS redrives to the DLQ after maxReceiveCount.
+ *  - UpstreamRejectedError / ValidationError (every 4xx other than 408/429, 401 and
+ *    403 included as Mixpanel pauses a sync on them, see destinations/http.ts; bad page) →
  *    permanent: recorded in the ledger (`failed/…json` with the response body, which
  *    the next export run reads to keep the snapshot and mark the sync unhealthy),
  *    metric `CohortSyncUnhealthy`, then sent to the DLQ with the body when a DLQ URL

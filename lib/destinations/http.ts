@@ -1,5 +1,6 @@
 import * as z from "zod";
-import type { FetchLike } from "../http/fetch.js";
+import { UpstreamRejectedError } from "../errors.js";
+import { type FetchLike, type HttpResult, throwForStatus } from "../http/fetch.js";
 import type { RetryDeps, RetryPolicy } from "../http/retry.js";
 import type { SecretReader } from "../secrets/secrets.js";
 
@@ -34,4 +35,25 @@ export function chunkOf<T>(items: readonly T[], size: number): T[][] {
   const out: T[][] = [];
   for (let i = 0; i < items.length; i += size) out.push(items.slice(i, i + size));
   return out;
+}
+
+/**
+ * The status rule for every destination (README "Cohort export and delivery"):
+ * 2xx fine; 408/429/5xx transient (RetryableError); **every other 4xx, 401 and
+ * 403 included, permanent** (UpstreamRejectedError with the response body). A
+ * refused credential is treated like Mixpanel treats it (reference/cohort-sync.md
+ * §1: 401/403 pause the sync): the page goes to the `failed/` ledger and the DLQ
+ * with the body and the sync is unhealthy at once, instead of being retried by
+ * SQS as a ConfigError. The next run re-sends it from the old snapshot once the
+ * credentials are fixed.
+ */
+export function throwForDestinationStatus(result: HttpResult, what: string, nowMs: number): void {
+  if (result.status === 401 || result.status === 403) {
+    throw new UpstreamRejectedError(
+      `${what} refused the credentials (${result.status}): ${result.body.slice(0, 500)}`,
+      result.status,
+      result.body,
+    );
+  }
+  throwForStatus(result, what, nowMs);
 }

@@ -1,10 +1,10 @@
 import * as z from "zod";
 import { RetryableError, UpstreamRejectedError } from "../errors.js";
-import { fetchText, throwForStatus } from "../http/fetch.js";
+import { fetchText } from "../http/fetch.js";
 import { withRetry } from "../http/retry.js";
 import type { DeliveryPage, PageMember } from "../cohorts/messages.js";
 import type { CohortSync, WebhookDestination } from "../cohorts/sync-config.js";
-import { type SenderDeps, basicAuth, basicAuthSecretSchema, signingSecretSchema, text } from "./http.js";
+import { type SenderDeps, basicAuth, basicAuthSecretSchema, signingSecretSchema, text, throwForDestinationStatus } from "./http.js";
 import { DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signBody } from "./signature.js";
 
 /**
@@ -67,11 +67,37 @@ export function buildWebhookBody(page: DeliveryPage, sync: CohortSync): WebhookB
   };
 }
 
-/** Mixpanel's receiver reply: `{"action", "status": "success"|"failure", "error": {"message", "code"}}` (optional). */
-const replySchema = z.object({
-  status: z.enum(["success", "failure"]),
-  error: z.object({ message: z.string().optional(), code: z.number().int().optional() }).optional(),
-});
+/**
+ * Mixpanel's receiver reply: `{"action", "status": "success"|"failure", "error": {"message", "code"}}`.
+ * Read leniently: a 2xx whose body is not JSON or has no `status` is a success
+ * (Mixpanel's contract is 2xx + success); **any** `status` other than "success"
+ * is a failure, whatever the rest looks like. `error.code` may be a number or a
+ * numeric string (400 when absent or not a 4xx/5xx code); `error` may be a plain string.
+ */
+const replySchema = z.looseObject({ status: z.unknown().optional(), error: z.unknown().optional() });
+const replyCodeSchema = z.coerce.number().int().min(400).max(599).catch(400);
+const replyErrorSchema = z.looseObject({ message: z.unknown().optional(), code: z.unknown().optional() });
+
+/** undefined = delivered; otherwise the failure the receiver reported. */
+export function readWebhookReply(body: string): { code: number; message: string } | undefined {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(body);
+  } catch {
+    return undefined; // 2xx without a JSON reply counts as delivered
+  }
+  const reply = replySchema.safeParse(raw);
+  if (!reply.success || reply.data.status === undefined || reply.data.status === "success") return undefined;
+  const error = reply.data.error;
+  if (typeof error === "string") return { code: 400, message: error };
+  const detail = replyErrorSchema.safeParse(error);
+  if (!detail.success) return { code: 400, message: "" };
+  const message = detail.data.message;
+  return {
+    code: replyCodeSchema.parse(detail.data.code),
+    message: message === undefined ? "" : text(message),
+  };
+}
 
 export async function sendWebhookPage(
   page: DeliveryPage,
@@ -97,17 +123,11 @@ export async function sendWebhookPage(
       };
       if (auth) headers.authorization = basicAuth(auth.username, auth.password);
       const result = await fetchText(deps.fetch, destination.url, { method: "POST", headers, body }, deps.timeoutMs);
-      throwForStatus(result, what, deps.now());
-      let raw: unknown;
-      try {
-        raw = JSON.parse(result.body);
-      } catch {
-        return; // 2xx without a JSON reply counts as delivered
-      }
-      const reply = replySchema.safeParse(raw);
-      if (!reply.success || reply.data.status === "success") return;
-      const code = reply.data.error?.code ?? 400;
-      const message = `${what} answered status "failure" (${code}): ${reply.data.error?.message ?? ""}`;
+      throwForDestinationStatus(result, what, deps.now());
+      const failure = readWebhookReply(result.body);
+      if (!failure) return;
+      const { code } = failure;
+      const message = `${what} answered status "failure" (${code}): ${failure.message}`;
       if (code === 408 || code === 429 || code >= 500) throw new RetryableError(message, undefined, code);
       throw new UpstreamRejectedError(message, code, result.body);
     },

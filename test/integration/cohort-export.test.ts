@@ -159,6 +159,63 @@ describe("cohort export → webhook delivery (fauxqs S3/SQS, strict Query API, s
     expect(receiver.refusals.map((r) => r.status)).toEqual([503]);
   });
 
+  it('a 2xx reply whose JSON status is not "success" is a failure, whatever shape its error has', async () => {
+    await setup();
+    await h.runExport();
+    const [body] = await h.takeMessages();
+    const runId = (await h.store.readState("power-hook")).delivery?.run_id ?? "";
+    const failure = () => h.store.readFailure(keys.failed("power-hook", runId, "members", 1));
+
+    // error.code as a string: read as 400, permanent.
+    receiver.failNext({ status: 200, raw: true, body: JSON.stringify({ status: "failure", error: { code: "400" } }) });
+    await expect(h.deliver(body ?? "")).rejects.toThrow(/status "failure" \(400\)/);
+    expect((await failure())?.status).toBe(400);
+    expect(await h.store.isDelivered("power-hook", runId, "members", 1)).toBe(false);
+
+    // error as a plain string: code 400, the string is the message.
+    receiver.failNext({ status: 200, raw: true, body: JSON.stringify({ status: "failure", error: "bad" }) });
+    await expect(h.deliver(body ?? "")).rejects.toThrow(/status "failure" \(400\): bad/);
+
+    // Any other status value is a failure too; a string 5xx code is transient (retried, then delivered).
+    receiver.failNext({ status: 200, raw: true, body: JSON.stringify({ status: "error" }) });
+    await expect(h.deliver(body ?? "")).rejects.toThrow(/status "failure" \(400\)/);
+    receiver.failNext({ status: 200, raw: true, body: JSON.stringify({ status: "failure", error: { code: "503", message: "busy" } }) });
+    expect(await h.deliver(body ?? "")).toBe("delivered");
+    expect(h.sleeps).toHaveLength(1);
+    expect(receiver.pages.filter((p) => !p.duplicate)).toHaveLength(1);
+  });
+
+  it("a 2xx with a non-JSON body or without a status counts as delivered", async () => {
+    await setup();
+    await h.runExport();
+    await h.drain();
+    h.clock.advance(30 * MIN);
+    await h.runExport(); // advances, starts the diff run: empty add_members + remove_members
+    receiver.failNext({ status: 200, raw: true, body: "OK" }, { status: 202, raw: true, body: JSON.stringify({ received: true }) });
+    expect(await h.drain()).toEqual(["delivered", "delivered"]);
+  });
+
+  it.each([401, 403])("a %i from the receiver is permanent: failed/ ledger with the body, DLQ, unhealthy at once", async (status) => {
+    await setup();
+    await h.runExport();
+    const [body] = await h.takeMessages();
+    receiver.failNext({ status, body: "token revoked" });
+    const dead: string[] = [];
+    const outcome = await h.deliver(body ?? "", { deadLetter: async (record) => void dead.push(record) });
+    expect(outcome).toBe("dead_lettered");
+    expect(receiver.refusals.map((r) => r.status)).toEqual([status]); // not retried
+    expect(h.sleeps).toEqual([]);
+    const runId = (await h.store.readState("power-hook")).delivery?.run_id ?? "";
+    const failure = await h.store.readFailure(keys.failed("power-hook", runId, "members", 1));
+    expect(failure?.status).toBe(status);
+    expect(failure?.body).toContain("token revoked");
+    expect(dead[0]).toContain("token revoked");
+    expect(h.metrics.some((m) => m.name === "CohortSyncUnhealthy")).toBe(true);
+    h.clock.advance(5 * MIN);
+    expect((await h.runExport()).syncs["power-hook"]?.outcome).toBe("failed");
+    expect((await h.store.readState("power-hook")).healthy).toBe(false);
+  });
+
   it("a 429 from the Query API checkpoints the run and resumes from the same page next hour", async () => {
     await setup(3, 3); // 1 list call + 2 engage pages, then 429
     const first = await h.runExport();

@@ -58,6 +58,13 @@ export interface WebhookReceiverOptions {
   readonly onPage?: (page: ReceivedPage) => void;
 }
 
+/** A scripted answer: by default Mixpanel's failure JSON with `body` as message; `raw` = `body` verbatim. */
+export interface Fault {
+  readonly status: number;
+  readonly body?: string;
+  readonly raw?: boolean;
+}
+
 export interface Refusal {
   readonly status: number;
   readonly reason: string;
@@ -69,14 +76,14 @@ export class WebhookReceiver {
   private readonly replicas = new Map<string, Map<string, Record<string, unknown>>>();
   private readonly pendingFull = new Map<string, { total: number; pages: Map<number, WebhookPayload> }>();
   private readonly seen = new Set<string>();
-  private readonly faults: { status: number; body?: string }[] = [];
+  private readonly faults: Fault[] = [];
   private server: Server | undefined;
   url = "";
 
   constructor(private readonly options: WebhookReceiverOptions) {}
 
-  /** Answers the next calls with these statuses (e.g. 503, 400). */
-  failNext(...faults: { status: number; body?: string }[]): void {
+  /** Answers the next calls with these statuses (e.g. 503, 400), or with a raw body (e.g. a 200 "failure" reply). */
+  failNext(...faults: Fault[]): void {
     this.faults.push(...faults);
   }
 
@@ -166,6 +173,12 @@ export class WebhookReceiver {
     if (!parsed.success) return this.refuse(response, 400, `payload: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
     const payload = parsed.data;
     const fault = this.faults.shift();
+    if (fault?.raw) {
+      this.refusals.push({ status: fault.status, reason: fault.body ?? "" });
+      response.writeHead(fault.status, { "content-type": "application/json" });
+      response.end(fault.body ?? "");
+      return;
+    }
     if (fault) return this.refuse(response, fault.status, fault.body ?? "scripted fault", payload.action);
 
     const { parameters } = payload;

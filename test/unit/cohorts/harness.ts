@@ -53,7 +53,7 @@ export interface Harness {
   drain(maxRounds?: number): Promise<(DeliveryOutcome | string)[]>;
   /** Raw queue bodies (removed from the queue). */
   takeMessages(): Promise<string[]>;
-  deliver(body: string): Promise<DeliveryOutcome>;
+  deliver(body: string, overrides?: Partial<DeliveryDeps>): Promise<DeliveryOutcome>;
   close(): Promise<void>;
 }
 
@@ -176,7 +176,7 @@ export async function startHarness(options: {
       };
       return runCohortExport(harness.syncs, deps, exportOptions);
     },
-    deliver(body) {
+    deliver(body, overrides = {}) {
       const deps: DeliveryDeps = {
         store,
         syncs: harness.syncs,
@@ -188,6 +188,7 @@ export async function startHarness(options: {
         warn: () => {},
         error: () => {},
         metric: (name, _value, syncId) => metrics.push({ name, syncId }),
+        ...overrides,
       };
       return deliverMessage(body, deps);
     },
