@@ -1,4 +1,5 @@
 import * as z from "zod";
+import { rejectProtoKey } from "./property-names.js";
 import type { MapContext, MappedItem, RejectedItem } from "./types.js";
 import { findOperation, isUpdateOperation, modifiersSchema, normalizeOperation, serializeUpdate, unwrapUpdates } from "./updates.js";
 
@@ -23,6 +24,10 @@ function reject(index: number, payload: unknown, code: string, reason: string): 
 }
 
 export function mapGroupUpdate(item: unknown, index: number, _ctx: MapContext): MappedItem {
+  // Before any zod parse: z.record would drop a "__proto__" key, at the top level (skipping the
+  // unknown_field check) or inside an operation (turning `$set: {"__proto__": …}` into `{}`).
+  const protoKey = rejectProtoKey(item, index);
+  if (protoKey) return protoKey;
   const raw = z.record(z.string(), z.unknown()).safeParse(item);
   if (!raw.success || Array.isArray(item)) return reject(index, item, "invalid_shape", "a group update must be an object");
   const unsupported = Object.keys(raw.data).find((key) => UNSUPPORTED_GROUP_OPERATIONS.has(key));

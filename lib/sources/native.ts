@@ -2,6 +2,7 @@ import * as z from "zod";
 import { ValidationError } from "../errors.js";
 import { applyEventRules } from "../mixpanel/event-rules.js";
 import { applyIdentityMode, isIdentityEvent } from "./identity.js";
+import { rejectProtoKey } from "./property-names.js";
 import { renamed } from "./renames.js";
 import type { MapContext, MappedItem } from "./types.js";
 
@@ -29,6 +30,9 @@ export function unwrapNativeBatch(body: unknown): unknown[] {
 }
 
 export function mapNativeEvent(item: unknown, index: number, ctx: MapContext): MappedItem {
+  // Before any zod parse: z.record would drop a "__proto__" property without a trace.
+  const protoKey = rejectProtoKey(item, index);
+  if (protoKey) return protoKey;
   const parsed = nativeEventSchema.safeParse(item);
   if (!parsed.success) {
     const where = parsed.error.issues[0]?.path.join(".") || "(event)";

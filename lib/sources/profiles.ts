@@ -1,5 +1,6 @@
 import * as z from "zod";
 import { isBannedId } from "../mixpanel/event-rules.js";
+import { rejectProtoKey } from "./property-names.js";
 import type { MapContext, MappedItem, RejectedItem } from "./types.js";
 import { findOperation, isUpdateOperation, modifiersSchema, normalizeOperation, serializeUpdate, unwrapUpdates } from "./updates.js";
 
@@ -21,6 +22,10 @@ function reject(index: number, payload: unknown, code: string, reason: string): 
 }
 
 export function mapProfileUpdate(item: unknown, index: number, ctx: MapContext): MappedItem {
+  // Before any zod parse: z.record would drop a "__proto__" key, at the top level (skipping the
+  // unknown_field check) or inside an operation (turning `$set: {"__proto__": …}` into `{}`).
+  const protoKey = rejectProtoKey(item, index);
+  if (protoKey) return protoKey;
   const raw = z.record(z.string(), z.unknown()).safeParse(item);
   if (!raw.success || Array.isArray(item)) return reject(index, item, "invalid_shape", "a profile update must be an object");
   const unknownField = Object.keys(raw.data).find((key) => !PROFILE_FIELDS.has(key) && !isUpdateOperation(key));

@@ -1,5 +1,6 @@
 import * as z from "zod";
 import { ValidationError } from "../errors.js";
+import { INVALID_PROPERTY_NAME, findProtoKey, protoKeyReason } from "./property-names.js";
 import { renamed, setOwn } from "./renames.js";
 
 /**
@@ -41,6 +42,9 @@ function renameKeys(properties: Record<string, unknown>, mapping: Readonly<Recor
 /** Validates one operation's value and applies property renames to the property names it touches. */
 export function normalizeOperation(op: UpdateOperation, value: unknown, propertyMapping: Readonly<Record<string, string>>): OperationResult {
   const invalid = (reason: string): OperationResult => ({ ok: false, code: "invalid_operation", reason: `${op}: ${reason}` });
+  // The zod records below would drop a "__proto__" key, so `$set: {"__proto__": …}` would become `{}`.
+  const protoKey = findProtoKey(value, op);
+  if (protoKey !== undefined) return { ok: false, code: INVALID_PROPERTY_NAME, reason: protoKeyReason(protoKey) };
   let properties: Record<string, unknown>;
   switch (op) {
     case "$delete":

@@ -38,4 +38,20 @@ describe("native events", () => {
     const [deviceOnly] = lines([{ event: "Viewed", properties: { $device_id: "d-1", time } }]);
     expect(deviceOnly?.ok && JSON.parse(deviceOnly.line).properties.distinct_id).toBe("$device:d-1");
   });
+
+  it("rejects an event with a __proto__ property at any depth, per event, instead of dropping the key", () => {
+    // As the intake parses it: JSON.parse makes "__proto__" an own key.
+    const body = JSON.parse(
+      `[{"event":"A","properties":{"distinct_id":"u","time":${time},"__proto__":{"x":1}}},` +
+        `{"event":"B","properties":{"distinct_id":"u","time":${time},"cart":[{"__proto__":"y"}]}},` +
+        `{"event":"C","__proto__":{},"properties":{"distinct_id":"u","time":${time}}},` +
+        `{"event":"D","properties":{"distinct_id":"u","time":${time},"constructor":"kept"}}]`,
+    );
+    const [top, nested, outside, fine] = lines(body);
+    expect(top).toMatchObject({ ok: false, index: 0, code: "invalid_property_name", reason: expect.stringContaining("properties.__proto__") });
+    expect(top?.ok === false && top.payload).toBe(body[0]);
+    expect(nested).toMatchObject({ ok: false, index: 1, code: "invalid_property_name", reason: expect.stringContaining("properties.cart[0].__proto__") });
+    expect(outside).toMatchObject({ ok: false, index: 2, code: "invalid_property_name" });
+    expect(fine?.ok && JSON.parse(fine.line).properties.constructor).toBe("kept");
+  });
 });

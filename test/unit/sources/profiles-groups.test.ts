@@ -78,6 +78,20 @@ describe("profile updates (/engage)", () => {
     expect(rejected.code).toBe("update_too_large");
   });
 
+  it.each([
+    ["inside an operation", '{"$distinct_id":"u","$set":{"__proto__":{"a":1}}}', "$set.__proto__"],
+    ["nested in a value", '{"$distinct_id":"u","$set":{"cart":{"items":[{"__proto__":1}]}}}', "$set.cart.items[0].__proto__"],
+    ["at the top level", '{"$distinct_id":"u","__proto__":{"x":1},"$set":{"a":1}}', "__proto__"],
+    ["in $union", '{"$distinct_id":"u","$union":{"__proto__":["a"]}}', "$union.__proto__"],
+  ])("rejects a __proto__ key %s as invalid_property_name, never as a silently emptied update", (_case, text, where) => {
+    // As the intake parses it: JSON.parse makes "__proto__" an own key.
+    const update: unknown = JSON.parse(text);
+    const [rejected, next] = mapProfileUpdates([update, { $distinct_id: "u", $set: { a: 1 } }], context());
+    expect(expectRejected(rejected)).toMatchObject({ index: 0, code: "invalid_property_name", payload: update });
+    expect(expectRejected(rejected).reason).toContain(where);
+    expect(parseUpdateLine(next).$set).toEqual({ a: 1 });
+  });
+
   it.each([[{ update: [] }], ["[]"], [null], [{}]])("refuses body %j as a whole", (body) => {
     expect(() => mapProfileUpdates(body, context())).toThrow(ValidationError);
   });
@@ -118,5 +132,18 @@ describe("group updates (/groups)", () => {
     const rejected = expectRejected(mapGroupUpdates([update], context())[0]);
     expect(rejected.code).toBe(code);
     expect(rejected.reason).toContain(mention);
+  });
+
+  it("rejects a __proto__ key anywhere in a group update as invalid_property_name", () => {
+    const updates: unknown[] = JSON.parse(
+      '[{"$group_key":"k","$group_id":"a","$set":{"__proto__":{"a":1}}},' +
+        '{"$group_key":"k","$group_id":"a","__proto__":{},"$set":{"x":1}},' +
+        '{"$group_key":"k","$group_id":"a","$set_once":{"x":1}}]',
+    );
+    const [inOperation, topLevel, fine] = mapGroupUpdates(updates, context());
+    expect(expectRejected(inOperation)).toMatchObject({ index: 0, code: "invalid_property_name", payload: updates[0] });
+    expect(expectRejected(inOperation).reason).toContain("$set.__proto__");
+    expect(expectRejected(topLevel)).toMatchObject({ index: 1, code: "invalid_property_name" });
+    expect(parseUpdateLine(fine).$set_once).toEqual({ x: 1 });
   });
 });
