@@ -8,6 +8,7 @@ import {
   normalizeBrazeEventType,
   type BrazeEventType,
 } from "./braze-labels.js";
+import { INVALID_PROPERTY_NAME, findProtoKey, protoKeyReason, rejectProtoKey } from "./property-names.js";
 import { renamed, setOwn } from "./renames.js";
 import type { MapContext, MappedItem, RejectedItem } from "./types.js";
 
@@ -56,24 +57,30 @@ export type BrazeEvent = z.infer<typeof brazeEventSchema>;
 
 const brazeBatchSchema = z.looseObject({ events: z.array(z.unknown()) });
 
+type CustomPropertiesResult = { ok: true; properties: Record<string, unknown> } | { ok: false; code: string; reason: string };
+
 /**
  * Custom-event and purchase properties: an object in the HTTP layout, a JSON-encoded
- * string in the Avro layout (§3). Either is accepted here.
+ * string in the Avro layout (§3). Either is accepted here. The text is checked for a
+ * "__proto__" key after decoding: the item-level check cannot see inside a string.
  */
-const customPropertiesSchema = z.union([
-  z.record(z.string(), z.unknown()),
-  z.string().transform((text, context) => {
+function decodeCustomProperties(raw: unknown, field: string): CustomPropertiesResult {
+  let value = raw;
+  if (typeof raw === "string") {
     try {
-      const parsed: unknown = JSON.parse(text);
-      const asObject = z.record(z.string(), z.unknown()).safeParse(parsed);
-      if (asObject.success) return asObject.data;
+      value = JSON.parse(raw);
     } catch {
-      // reported below
+      value = undefined;
     }
-    context.addIssue({ code: "custom", message: "is not a JSON object" });
-    return z.NEVER;
-  }),
-]);
+  }
+  const protoKey = findProtoKey(value, `properties.${field}`);
+  if (protoKey !== undefined) return { ok: false, code: INVALID_PROPERTY_NAME, reason: protoKeyReason(protoKey) };
+  const object = z.record(z.string(), z.unknown()).safeParse(value);
+  if (!object.success || Array.isArray(value)) {
+    return { ok: false, code: "invalid_custom_properties", reason: `properties.${field} must be an object or a JSON-encoded object` };
+  }
+  return { ok: true, properties: object.data };
+}
 
 /**
  * Unwraps `{"events":[...]}`. No body, `null` and `[]` are the empty no-op Braze uses to
@@ -122,6 +129,9 @@ function copyFields(target: Record<string, unknown>, source: Readonly<Record<str
 
 /** Maps one Currents event (custom-HTTP layout) to an /import record or a typed rejection. */
 export function mapBrazeEvent(item: unknown, index: number, ctx: MapContext): MappedItem {
+  // Before any zod parse: the schemas' records would drop a "__proto__" key without a trace.
+  const protoKey = rejectProtoKey(item, index);
+  if (protoKey) return protoKey;
   const parsed = brazeEventSchema.safeParse(item);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -169,11 +179,9 @@ export function mapBrazeEvent(item: unknown, index: number, ctx: MapContext): Ma
     skipInProperties.add(field);
     const raw = brazeProperties[field];
     if (raw === undefined || raw === null) continue;
-    const custom = customPropertiesSchema.safeParse(raw);
-    if (!custom.success) {
-      return reject(index, item, "invalid_custom_properties", `properties.${field} must be an object or a JSON-encoded object`);
-    }
-    for (const [key, value] of Object.entries(custom.data)) setOwn(prefixed, `${prefix}${key}`, value);
+    const custom = decodeCustomProperties(raw, field);
+    if (!custom.ok) return reject(index, item, custom.code, custom.reason);
+    for (const [key, value] of Object.entries(custom.properties)) setOwn(prefixed, `${prefix}${key}`, value);
   }
 
   // Unknown top-level and user fields are passed through like every other field (§1, §6).

@@ -88,6 +88,18 @@ describe("Braze Currents Avro files", () => {
     expect(line.properties["[Custom event property] k"]).toBe(1);
   });
 
+  it("rejects a custom event whose properties JSON has a __proto__ key, keeping the rest", async () => {
+    const time = Math.floor(NOW_MS / 1000);
+    const records = [
+      { id: "e1e1e1e1-1111-4222-8333-444455556666", user_id: "b", external_user_id: "u", time, name: "A", properties: '{"k":1,"__proto__":{"x":1}}' },
+      { id: "e2e2e2e2-1111-4222-8333-444455556666", user_id: "b", external_user_id: "u", time, name: "B", properties: '{"k":2}' },
+    ];
+    const bytes = await avroFile(schemaFor("CustomEvent", records), records);
+    const items = await mapBrazeAvroFile(bytes, currentsKey("users.behaviors.CustomEvent"), context());
+    expect(expectRejected(items[0])).toMatchObject({ index: 0, code: "invalid_property_name" });
+    expect(parseEventLine(items[1]).properties["[Custom event property] k"]).toBe(2);
+  });
+
   it("names legacy abort files from their key", async () => {
     const record = { id: "d1d1d1d1-1111-4222-8333-444455556666", user_id: "b", external_user_id: "u", time: Math.floor(NOW_MS / 1000), abort_type: "t" };
     const bytes = await avroFile(schemaFor("Abort", [record]), [record]);

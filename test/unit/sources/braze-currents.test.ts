@@ -274,6 +274,35 @@ describe("Braze Currents edge cases", () => {
     expect(expectRejected(mapBrazeEvent(purchase("[1,2]"), 0, context())).code).toBe("invalid_custom_properties");
   });
 
+  it("rejects a __proto__ key in custom or purchase properties, object or JSON text, instead of dropping it", () => {
+    // As the intake parses it: JSON.parse makes "__proto__" an own key.
+    const custom = (custom_properties: unknown) =>
+      brazeEvent({ event_type: "users.behaviors.CustomEvent" }, { name: "Added", custom_properties });
+    const purchase = (purchase_properties: unknown) =>
+      brazeEvent({ event_type: "users.behaviors.Purchase" }, { product_id: "sku", price: 1, currency: "EUR", purchase_properties });
+    const cases: [Record<string, unknown>, string][] = [
+      [custom(JSON.parse('{"size":"L","__proto__":{"x":1}}')), "properties.custom_properties.__proto__"],
+      [custom('{"size":"L","__proto__":{"x":1}}'), "properties.custom_properties.__proto__"],
+      [purchase('{"gift":{"__proto__":1}}'), "properties.purchase_properties.gift.__proto__"],
+      [brazeEvent({}, JSON.parse('{"__proto__":"x"}')), "properties.__proto__"],
+      [brazeEvent(JSON.parse('{"user":{"external_user_id":"u","__proto__":{}}}')), "user.__proto__"],
+    ];
+    const items = mapBrazeCurrentsBatch({ events: [...cases.map(([event]) => event), custom({ size: "L" })] }, context());
+    cases.forEach(([event, where], index) => {
+      const rejected = expectRejected(items[index]);
+      expect(rejected).toMatchObject({ index, code: "invalid_property_name", payload: event });
+      expect(rejected.dropped).toBeUndefined();
+      expect(rejected.reason).toContain(where);
+    });
+    expect(parseEventLine(items[cases.length]).properties["[Custom event property] size"]).toBe("L");
+  });
+
+  it("maps a property holding U+FFFF to a normal record (the envelope, not the mapper, deals with it)", () => {
+    const input = brazeEvent({ event_type: "users.behaviors.CustomEvent" }, { name: "Added", custom_properties: { note: "a\uFFFFb\uFFFE" } });
+    const line = parseEventLine(mapBrazeEvent(input, 0, context()));
+    expect(line.properties["[Custom event property] note"]).toBe("a\uFFFFb\uFFFE");
+  });
+
   it("rejects a custom event without a name and an event without event_type", () => {
     expect(expectRejected(mapBrazeEvent(brazeEvent({ event_type: "users.behaviors.CustomEvent" }), 0, context())).code).toBe(
       "missing_custom_event_name",
