@@ -2,6 +2,7 @@ import * as z from "zod";
 import { ValidationError } from "../errors.js";
 import { applyEventRules, deriveInsertId } from "../mixpanel/event-rules.js";
 import { applyIdentityMode, isIdentityEvent } from "./identity.js";
+import { INVALID_PROPERTY_NAME, findProtoKey, protoKeyReason, rejectProtoKey } from "./property-names.js";
 import { renamed, setOwn } from "./renames.js";
 import type { MapContext, MappedItem, RejectedItem } from "./types.js";
 
@@ -21,20 +22,30 @@ const adobeEventSchema = z.looseObject({
   custom_properties: z.unknown().optional(),
 });
 
-const adobeBatchSchema = z.union([z.array(z.unknown()), z.record(z.string(), z.unknown()).transform((single) => [single])]);
-
-/** Adobe's extension sends one event per call; the relay also takes arrays (one request per batch). */
+/**
+ * Adobe's extension sends one event per call; the relay also takes arrays (one request per batch).
+ * A single object is passed on as received, not copied through a zod record, which would drop a
+ * "__proto__" key before the mapper could refuse it.
+ */
 export function unwrapAdobeBatch(body: unknown): unknown[] {
-  const parsed = adobeBatchSchema.safeParse(body);
-  if (!parsed.success) throw new ValidationError("Adobe body must be an event object or a JSON array of events");
-  return parsed.data;
+  if (Array.isArray(body)) return body;
+  if (body !== null && typeof body === "object") return [body];
+  throw new ValidationError("Adobe body must be an event object or a JSON array of events");
 }
 
 export function mapAdobeBatch(body: unknown, ctx: MapContext): MappedItem[] {
   return unwrapAdobeBatch(body).map((item, index) => mapAdobeEvent(item, index, ctx));
 }
 
-type CustomPropertiesResult = { ok: true; properties: Record<string, unknown> } | { ok: false; reason: string };
+type CustomPropertiesResult = { ok: true; properties: Record<string, unknown> } | { ok: false; code: string; reason: string };
+
+function invalidCustom(reason: string): CustomPropertiesResult {
+  return { ok: false, code: "invalid_custom_properties", reason };
+}
+
+function invalidName(path: string): CustomPropertiesResult {
+  return { ok: false, code: INVALID_PROPERTY_NAME, reason: protoKeyReason(path) };
+}
 
 /** A path like `cart.items[0].sku` → ["cart", "items", 0, "sku"]. */
 function parsePath(path: string): (string | number)[] | undefined {
@@ -78,20 +89,21 @@ function rowsToObject(rows: readonly { key: string; value: unknown }[]): CustomP
   const root: Record<string, unknown> = {};
   for (const { key, value } of rows) {
     const path = parsePath(key);
-    if (!path || typeof path[0] !== "string") return { ok: false, reason: `custom_properties row key "${key}" is not a property path` };
+    if (!path || typeof path[0] !== "string") return invalidCustom(`custom_properties row key "${key}" is not a property path`);
+    if (path.includes("__proto__")) return invalidName(`custom_properties row key "${key}"`);
     if (path.some((segment) => typeof segment === "number" && segment > MAX_ROW_INDEX)) {
-      return { ok: false, reason: `custom_properties row key "${key}" has an index above ${MAX_ROW_INDEX}` };
+      return invalidCustom(`custom_properties row key "${key}" has an index above ${MAX_ROW_INDEX}`);
     }
     let container: Container = root;
     for (let i = 0; i < path.length - 1; i++) {
       const segment = path[i] ?? "";
       const existing = childOf(container, segment);
       const next: Container = isContainer(existing) ? existing : typeof path[i + 1] === "number" ? [] : {};
-      if (!setChild(container, segment, next)) return { ok: false, reason: `custom_properties row key "${key}" conflicts with another row` };
+      if (!setChild(container, segment, next)) return invalidCustom(`custom_properties row key "${key}" conflicts with another row`);
       container = next;
     }
     if (!setChild(container, path[path.length - 1] ?? "", value)) {
-      return { ok: false, reason: `custom_properties row key "${key}" conflicts with another row` };
+      return invalidCustom(`custom_properties row key "${key}" conflicts with another row`);
     }
   }
   return { ok: true, properties: root };
@@ -100,7 +112,8 @@ function rowsToObject(rows: readonly { key: string; value: unknown }[]): CustomP
 /**
  * `custom_properties` in any of the extension's entry modes: an object, raw JSON text,
  * or key/value rows. Text that is not a JSON object is refused: Adobe would spread it
- * into keys "0", "1", … (§2), which is never what the sender meant.
+ * into keys "0", "1", … (§2), which is never what the sender meant. A "__proto__" key
+ * (in the decoded text, a row path or the object) is refused as `invalid_property_name`.
  */
 export function resolveCustomProperties(raw: unknown): CustomPropertiesResult {
   if (raw === undefined || raw === null || raw === "") return { ok: true, properties: {} };
@@ -109,16 +122,18 @@ export function resolveCustomProperties(raw: unknown): CustomPropertiesResult {
     try {
       parsed = JSON.parse(raw);
     } catch {
-      return { ok: false, reason: "custom_properties is text that is not JSON (an unresolved data element?)" };
+      return invalidCustom("custom_properties is text that is not JSON (an unresolved data element?)");
     }
-    if (!isContainer(parsed)) return { ok: false, reason: "custom_properties JSON text must hold an object or [{key, value}] rows" };
+    if (!isContainer(parsed)) return invalidCustom("custom_properties JSON text must hold an object or [{key, value}] rows");
     return resolveCustomProperties(parsed);
   }
+  const protoKey = findProtoKey(raw, "custom_properties");
+  if (protoKey !== undefined) return invalidName(protoKey);
   const rows = z.array(keyValueRowSchema).safeParse(raw);
   if (rows.success) return rowsToObject(rows.data);
   const object = z.record(z.string(), z.unknown()).safeParse(raw);
   if (object.success && !Array.isArray(raw)) return { ok: true, properties: object.data };
-  return { ok: false, reason: "custom_properties must be an object, JSON text of an object, or [{key, value}] rows" };
+  return invalidCustom("custom_properties must be an object, JSON text of an object, or [{key, value}] rows");
 }
 
 function reject(index: number, payload: unknown, code: string, reason: string): RejectedItem {
@@ -130,6 +145,9 @@ function isMissing(value: unknown): boolean {
 }
 
 export function mapAdobeEvent(item: unknown, index: number, ctx: MapContext): MappedItem {
+  // Before any zod parse: z.record would drop a "__proto__" property without a trace.
+  const protoKey = rejectProtoKey(item, index);
+  if (protoKey) return protoKey;
   const parsed = adobeEventSchema.safeParse(item);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];
@@ -137,7 +155,7 @@ export function mapAdobeEvent(item: unknown, index: number, ctx: MapContext): Ma
   }
   const { event, properties = {}, custom_properties } = parsed.data;
   const custom = resolveCustomProperties(custom_properties);
-  if (!custom.ok) return reject(index, item, "invalid_custom_properties", custom.reason);
+  if (!custom.ok) return reject(index, item, custom.code, custom.reason);
 
   // Shallow merge, custom keys win: what Adobe's extension sends (§2).
   const { token, ...merged } = { ...properties, ...custom.properties };
