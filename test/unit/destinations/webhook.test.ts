@@ -1,3 +1,8 @@
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { request } from "node:http";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { pathToFileURL } from "node:url";
 import { describe, expect, it } from "vitest";
 import { signBody, verifySignature } from "../../../lib/destinations/signature.js";
 import { buildWebhookBody } from "../../../lib/destinations/webhook.js";
@@ -5,7 +10,7 @@ import { brazeAttributeObjects } from "../../../lib/destinations/braze.js";
 import { brevoAttributes } from "../../../lib/destinations/brevo.js";
 import { cohortSyncsSchema } from "../../../lib/cohorts/sync-config.js";
 import type { DeliveryPage } from "../../../lib/cohorts/messages.js";
-import { webhookPayloadSchema } from "../../support/webhook-server.js";
+import { WebhookReceiver, webhookPayloadSchema } from "../../support/webhook-server.js";
 
 const [sync] = cohortSyncsSchema.parse([
   { id: "w", cohort_id: 42, properties: ["plan", "$city"], destination: { type: "webhook", url: "https://h.example/x", signing_secret: "s" } },
@@ -55,6 +60,61 @@ describe("webhook payload and signature", () => {
     expect(verifySignature({ ...ok, body: body.replace("world", "w0rld") }).ok).toBe(false);
     expect(verifySignature({ ...ok, secret: "other-secret-xxxxx" }).ok).toBe(false);
     expect(verifySignature({ ...ok, nowSeconds: 1_700_000_301 })).toEqual({ ok: false, reason: "timestamp outside tolerance" });
+  });
+});
+
+describe("a non-ASCII signature header is refused, never a crash", () => {
+  const secret = "topsecret-topsecret";
+  const body = JSON.stringify({ hello: "world" });
+  const nowSeconds = Math.floor(Date.now() / 1000);
+  // Same string length as "v1=<64 hex>", but 2 bytes per character in UTF-8.
+  const nonAscii = `v1=${"é".repeat(64)}`;
+
+  it("verifySignature compares byte lengths", () => {
+    expect(nonAscii.length).toBe(signBody(secret, nowSeconds, body).length);
+    expect(verifySignature({ secret, body, timestamp: String(nowSeconds), signature: nonAscii, nowSeconds })).toEqual({
+      ok: false,
+      reason: "signature mismatch",
+    });
+  });
+
+  it("the README's verification snippet returns false instead of throwing", async () => {
+    const readme = readFileSync(new URL("../../../README.md", import.meta.url), "utf8");
+    const snippet = /```js\n(import \{ createHmac, timingSafeEqual \}[\s\S]*?export function verifyRelaySignature[\s\S]*?)```/.exec(readme)?.[1];
+    expect(snippet).toBeDefined();
+    const file = join(mkdtempSync(join(tmpdir(), "readme-snippet-")), "verify.mjs");
+    writeFileSync(file, snippet ?? "");
+    const mod: unknown = await import(pathToFileURL(file).href);
+    const verify = (mod as { verifyRelaySignature: (s: string, b: string, h: Record<string, string>) => boolean }).verifyRelaySignature;
+    const headers = (signature: string) => ({ "x-relay-timestamp": String(nowSeconds), "x-relay-signature": signature });
+    expect(verify(secret, body, headers(signBody(secret, nowSeconds, body)))).toBe(true);
+    expect(verify(secret, body, headers(nonAscii))).toBe(false);
+  });
+
+  it("the reference receiver answers 401 over HTTP", async () => {
+    const receiver = new WebhookReceiver({ signingSecret: secret });
+    const url = new URL(await receiver.start());
+    try {
+      const status = await new Promise<number>((resolve, reject) => {
+        const req = request(
+          url,
+          {
+            method: "POST",
+            headers: { "content-type": "application/json", "x-relay-timestamp": String(nowSeconds), "x-relay-signature": nonAscii },
+          },
+          (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          },
+        );
+        req.on("error", reject);
+        req.end(body);
+      });
+      expect(status).toBe(401);
+      expect(receiver.refusals).toEqual([{ status: 401, reason: "signature: signature mismatch" }]);
+    } finally {
+      await receiver.close();
+    }
   });
 });
 
