@@ -35,10 +35,33 @@ const rateExpression = z
     message: 'must be an interval like "rate(30 minutes)", "rate(2 hours)" or "rate(7 days)"',
   });
 
+/** Hosts where plain http is allowed: the local stack and tests. */
+const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]"]);
+
+export function isAllowedDestinationUrl(value: string): boolean {
+  let url: URL;
+  try {
+    url = new URL(value);
+  } catch {
+    return false;
+  }
+  return url.protocol === "https:" || (url.protocol === "http:" && LOOPBACK_HOSTS.has(url.hostname));
+}
+
+/**
+ * A destination endpoint: https only, since pages carry emails and the requests
+ * carry API keys; plain http only for a loopback host (127.0.0.1, localhost, [::1]).
+ */
+function destinationUrl(key: string) {
+  return z
+    .url({ protocol: /^https?$/ })
+    .refine(isAllowedDestinationUrl, { message: `${key} must be an https URL (http only for 127.0.0.1, localhost or [::1])` });
+}
+
 const webhookDestinationSchema = z
   .object({
     type: z.literal("webhook"),
-    url: z.url({ protocol: /^https?$/ }),
+    url: destinationUrl("url"),
     /** Secret JSON `{"secret": "..."}`: key of the HMAC-SHA256 signature header. */
     signing_secret: secretName,
     /** Optional secret JSON `{"username": "...", "password": "..."}` for Basic auth. */
@@ -58,7 +81,7 @@ const brevoDestinationSchema = z
       .default({ $first_name: "FIRSTNAME", $last_name: "LASTNAME" }),
     /** Secret JSON `{"api_key": "xkeysib-..."}`. */
     api_key_secret: secretName,
-    base_url: z.url().default("https://api.brevo.com/v3"),
+    base_url: destinationUrl("base_url").default("https://api.brevo.com/v3"),
   })
   .strict();
 
@@ -66,7 +89,7 @@ const brazeDestinationSchema = z
   .object({
     type: z.literal("braze"),
     /** Instance REST endpoint, e.g. https://rest.iad-01.braze.com */
-    rest_endpoint: z.url(),
+    rest_endpoint: destinationUrl("rest_endpoint"),
     /** Array custom attribute the cohort value is added to / removed from. */
     attribute: z.string().min(1).default("mixpanel_cohorts"),
     /** Value put in the array; default the Mixpanel cohort name. */

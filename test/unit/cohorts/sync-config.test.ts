@@ -40,6 +40,38 @@ describe("cohort_syncs config", () => {
     expect(() => parseStageConfig({ cohort_syncs: [sync] }, "test")).toThrow(key);
   });
 
+  it.each([
+    [{ ...webhook, url: "http://hooks.example.com/mp" }, "url"],
+    [{ ...webhook, url: "http://127.0.0.1.nip.io/mp" }, "url"],
+    [{ type: "brevo", list_id: 1, api_key_secret: "k", base_url: "http://api.brevo.com/v3" }, "base_url"],
+    [{ type: "braze", rest_endpoint: "http://rest.iad-01.braze.com", api_key_secret: "k" }, "rest_endpoint"],
+  ])("refuses a plain-http destination outside loopback and names the key (%#)", (destination, key) => {
+    const run = () => parseStageConfig({ cohort_syncs: [{ id: "x", cohort_id: 1, destination }] }, "test");
+    expect(run).toThrow(`cohort_syncs.0.destination.${key}: ${key} must be an https URL`);
+  });
+
+  it("refuses a non-http scheme", () => {
+    const run = () => parseStageConfig({ cohort_syncs: [{ id: "x", cohort_id: 1, destination: { ...webhook, url: "ftp://h.example/x" } }] }, "test");
+    expect(run).toThrow("cohort_syncs.0.destination.url");
+  });
+
+  it.each(["http://127.0.0.1:3002/hook", "http://localhost:8080/x", "http://[::1]:9000/x", "https://hooks.example.com/mp"])(
+    "accepts https anywhere and http on loopback: %s",
+    (url) => {
+      const config = parseStageConfig(
+        {
+          cohort_syncs: [
+            { id: "w", cohort_id: 1, destination: { ...webhook, url } },
+            { id: "b", cohort_id: 1, destination: { type: "brevo", list_id: 1, api_key_secret: "k", base_url: url } },
+            { id: "z", cohort_id: 1, destination: { type: "braze", rest_endpoint: url, api_key_secret: "k" } },
+          ],
+        },
+        "test",
+      );
+      expect(config.cohort_syncs).toHaveLength(3);
+    },
+  );
+
   it("rejects duplicate sync ids", () => {
     const sync = { id: "dup", cohort_id: 1, destination: webhook };
     expect(() => parseStageConfig({ cohort_syncs: [sync, sync] }, "t")).toThrow(/cohort_syncs.1.id: duplicate/);
