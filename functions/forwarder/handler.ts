@@ -5,14 +5,16 @@ import { count, logger, publishMetrics } from "../../lib/observability/telemetry
 import { createRuntimeContext, once } from "../../lib/runtime/context.js";
 import { describeError } from "../../lib/errors.js";
 
-const runtime = once(() => createRuntimeContext());
+/** The running invocation's clock; a container serves one invocation at a time. */
+let remainingMs: () => number = () => Number.POSITIVE_INFINITY;
+const deps = once(() => forwarderDepsFrom(createRuntimeContext(), () => remainingMs()));
 
 export async function handler(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
   const messages = event.Records.map((record) => ({ messageId: record.messageId, body: record.body }));
   count("MessagesReceived", messages.length);
   try {
-    const deps = forwarderDepsFrom(runtime(), () => context.getRemainingTimeInMillis());
-    const summary = await forwardMessages(messages, deps);
+    remainingMs = () => context.getRemainingTimeInMillis();
+    const summary = await forwardMessages(messages, deps());
     count("EventsImported", summary.imported);
     count("EventsRejected", summary.rejected);
     count("RecordsRetried", summary.retried);

@@ -20,7 +20,8 @@ export function forwarderDepsFrom(runtime: RuntimeContext, remainingMs: () => nu
       importMaxBytes: env.IMPORT_MAX_BYTES,
       concurrency: env.IMPORT_CONCURRENCY,
       timeoutMs: env.HTTP_TIMEOUT_MS,
-      retryDeps: realRetryDeps(() => remainingMs() - DEADLINE_MARGIN_MS),
+      // A try may take up to HTTP_TIMEOUT_MS: only start one when it can finish before the deadline.
+      retryDeps: realRetryDeps(() => remainingMs() - DEADLINE_MARGIN_MS - env.HTTP_TIMEOUT_MS),
       nowMs: Date.now,
       onRetry: (endpoint, error, delayMs) =>
         logger.warn("Mixpanel call will be retried", { endpoint, status: error.status, delayMs: Math.round(delayMs) }),

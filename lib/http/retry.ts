@@ -26,7 +26,10 @@ export interface RetryDeps {
   readonly sleep: (ms: number) => Promise<void>;
   /** Uniform in [0, 1). */
   readonly random: () => number;
-  /** Milliseconds left before the caller must stop (Lambda remaining time minus a margin). */
+  /**
+   * Milliseconds left for starting another try: the Lambda's remaining time minus a
+   * safety margin and the longest a request may take, so a retry never runs past the deadline.
+   */
   readonly remainingMs: () => number;
 }
 
@@ -45,8 +48,9 @@ export function backoffDelayMs(
 ): number {
   const jitter = policy.jitterMinMs + random() * (policy.jitterMaxMs - policy.jitterMinMs);
   if (retryAfterMs !== undefined && retryAfterMs >= 0) {
-    // The server said when; add jitter so parallel senders do not return in lockstep.
-    return Math.min(retryAfterMs, policy.maxDelayMs) + jitter;
+    // The server said when: honour it in full (withRetry hands the work back to SQS when it
+    // does not fit in the time left), plus jitter so parallel senders do not return in lockstep.
+    return retryAfterMs + jitter;
   }
   const exponential = Math.min(policy.baseDelayMs * 2 ** retryIndex, policy.maxDelayMs);
   return exponential + jitter;

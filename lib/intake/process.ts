@@ -64,8 +64,12 @@ function errorResponse(statusCode: number, correlationId: string, error: string,
   return { correlationId, response: json(statusCode, correlationId, { error, message, correlationId }) };
 }
 
+/** A sender's correlation id is kept only when it is safe in S3 keys and logs. */
+const SAFE_CORRELATION_ID = /^[A-Za-z0-9._-]{1,128}$/;
+
 export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Promise<IntakeResult> {
-  const correlationId = request.headers["x-correlation-id"]?.slice(0, 128) || deps.newCorrelationId();
+  const offered = request.headers["x-correlation-id"];
+  const correlationId = offered && SAFE_CORRELATION_ID.test(offered) ? offered : deps.newCorrelationId();
 
   if (request.path === "/healthz") {
     if (request.method !== "GET" && request.method !== "HEAD") return errorResponse(405, correlationId, "method_not_allowed", "use GET");

@@ -156,6 +156,10 @@ export function applyEventRules(
   if (typeof rawDistinctId !== "string" && typeof rawDistinctId !== "number") {
     return { ok: false, code: "invalid_distinct_id", reason: "properties.distinct_id must be a string or a number" };
   }
+  if (typeof rawDistinctId === "number" && Number.isInteger(rawDistinctId) && !Number.isSafeInteger(rawDistinctId)) {
+    // JSON numbers above 2^53 were already rounded by JSON.parse: String() would name another user.
+    return { ok: false, code: "invalid_distinct_id", reason: "numeric distinct_id is beyond 2^53 and lost precision; send it as a string" };
+  }
   const distinctId = String(rawDistinctId);
   if (distinctId !== "" && isBannedId(distinctId)) {
     return { ok: false, code: "banned_distinct_id", reason: `distinct_id "${distinctId}" is a placeholder Mixpanel refuses` };

@@ -71,6 +71,40 @@ export function chunkByCaps(lines: readonly string[], maxRecords: number, maxByt
   return groupByCaps(lines.keys(), (index) => Buffer.byteLength(lines[index] ?? "") + 1, maxRecords, maxBytes);
 }
 
+const insertIdOfLine = z.object({ properties: z.object({ $insert_id: z.string() }) });
+
+type FailedRecord = z.infer<typeof importFailureSchema>["failed_records"][number];
+
+/**
+ * Maps /import's failed_records back to our lines (reference/mixpanel-api.md §3): by
+ * `index`, checked against `insert_id ?? $insert_id` when Mixpanel names one, and by
+ * insert id when the index does not match. Answers undefined when a failure matches no line.
+ */
+export function matchFailedRecords(
+  lines: readonly string[],
+  indexes: readonly number[],
+  failures: readonly FailedRecord[],
+): Map<number, LineOutcome> | undefined {
+  const insertIdAt = (lineIndex: number): string | undefined => {
+    const parsed = insertIdOfLine.safeParse(parseJsonOrUndefined(lines[lineIndex] ?? ""));
+    return parsed.success ? parsed.data.properties.$insert_id : undefined;
+  };
+  let byInsertId: Map<string, number> | undefined;
+  const rejections = new Map<number, LineOutcome>();
+  for (const failure of failures) {
+    const insertId = failure.insert_id ?? failure.$insert_id;
+    let lineIndex = indexes[failure.index];
+    if (insertId && (lineIndex === undefined || insertIdAt(lineIndex) !== insertId)) {
+      byInsertId ??= new Map(indexes.map((index) => [insertIdAt(index) ?? "", index]));
+      lineIndex = byInsertId.get(insertId);
+    }
+    if (lineIndex === undefined) return undefined;
+    const field = failure.field ? `${failure.field}: ` : "";
+    rejections.set(lineIndex, { status: "rejected", reason: `${field}${failure.message ?? "failed validation"}` });
+  }
+  return rejections;
+}
+
 /** Adds `$token` to an already-serialized update object without re-parsing it. */
 export function withToken(line: string, token: string): string {
   const rest = line.slice(1).trimStart();
@@ -113,7 +147,15 @@ export function createIngestionClient(options: IngestionClientOptions): Ingestio
     );
   }
 
+  /** No time left to start a request: leave the records to SQS redelivery. */
+  function outOfTime(indexes: readonly number[], outcomes: LineOutcome[]): boolean {
+    if (options.retryDeps.remainingMs() > 0) return false;
+    for (const index of indexes) outcomes[index] = { status: "retry", reason: "no time left in this invocation" };
+    return true;
+  }
+
   async function importChunk(lines: readonly string[], indexes: number[], outcomes: LineOutcome[]): Promise<void> {
+    if (outOfTime(indexes, outcomes)) return;
     const body = `${indexes.map((i) => lines[i]).join("\n")}\n`;
     let result: HttpResult;
     try {
@@ -152,13 +194,15 @@ export function createIngestionClient(options: IngestionClientOptions): Ingestio
       for (const index of indexes) outcomes[index] = { status: "rejected", reason };
       return;
     }
-    for (const index of indexes) outcomes[index] = { status: "imported" };
-    for (const failure of failures.data.failed_records) {
-      const lineIndex = indexes[failure.index];
-      if (lineIndex === undefined) continue;
-      const field = failure.field ? `${failure.field}: ` : "";
-      outcomes[lineIndex] = { status: "rejected", reason: `${field}${failure.message ?? "failed validation"}` };
+    const rejections = matchFailedRecords(lines, indexes, failures.data.failed_records);
+    if (rejections === undefined) {
+      // A failure we cannot tie to a record: keep the whole chunk, with Mixpanel's answer, rather
+      // than count a refused record as imported.
+      const reason = `Mixpanel /import answered 400 with failed_records that do not match the request: ${result.body.slice(0, 300)}`;
+      for (const index of indexes) outcomes[index] = { status: "rejected", reason };
+      return;
     }
+    for (const index of indexes) outcomes[index] = rejections.get(index) ?? { status: "imported" };
   }
 
   async function engageChunk(
@@ -167,6 +211,7 @@ export function createIngestionClient(options: IngestionClientOptions): Ingestio
     indexes: number[],
     outcomes: LineOutcome[],
   ): Promise<void> {
+    if (outOfTime(indexes, outcomes)) return;
     let result: HttpResult;
     try {
       const credentials = await options.credentials();

@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import * as z from "zod";
 import { RetryableError } from "../errors.js";
@@ -7,7 +8,8 @@ import { recordKindSchema } from "../records/envelope.js";
  * The rejected-events store: every record the relay could not send, with its
  * reason, as one JSON object per rejection batch under `rejected/` in S3, where an
  * operator can read it and `npm run replay` can send it again after a fix.
- * Key: <prefix><source>/<yyyy-mm-dd>/<iso time>-<correlation id>-<stage>.json
+ * Key: <prefix><source>/<yyyy-mm-dd>/<iso time>-<correlation id>-<step>-<uuid>.json; the
+ * random part keeps writes from concurrent containers from overwriting each other.
  */
 export const rejectedItemSchema = z.object({
   /** Position in the original request or batch. */
@@ -56,12 +58,13 @@ export function createRejectedStore(options: {
   prefix: string;
   stage: string;
   now: () => Date;
+  newId?: () => string;
 }): RejectedStore {
-  let sequence = 0;
+  const newId = options.newId ?? randomUUID;
   return {
     async put(batch) {
       const at = options.now();
-      const key = rejectedKey(options.prefix, batch.source, at, batch.correlationId, `${batch.stageOfFailure}-${sequence++}`);
+      const key = rejectedKey(options.prefix, batch.source, at, batch.correlationId, `${batch.stageOfFailure}-${newId()}`);
       const body: RejectedBatch = { v: 1, stage: options.stage, rejectedAt: at.toISOString(), ...batch };
       try {
         await options.s3.send(

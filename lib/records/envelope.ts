@@ -22,8 +22,18 @@ export const envelopeSchema = z.object({
 
 export type Envelope = z.infer<typeof envelopeSchema>;
 
+/**
+ * SQS refuses message bodies with U+FFFE or U+FFFF (outside its allowed character
+ * set), and JSON.stringify leaves them raw. Both can only occur inside JSON string
+ * literals, where the \uXXXX escape means the same character, so escaping them
+ * keeps the body valid JSON with identical content.
+ */
+export function escapeForSqs(json: string): string {
+  return json.replace(/[\uFFFE\uFFFF]/g, (character) => `\\u${character.charCodeAt(0).toString(16)}`);
+}
+
 export function serializeEnvelope(envelope: Envelope): string {
-  return JSON.stringify(envelope);
+  return escapeForSqs(JSON.stringify(envelope));
 }
 
 export function parseEnvelope(body: string): Envelope {
@@ -35,9 +45,9 @@ export function envelopeOverheadBytes(kind: RecordKind, source: string, correlat
   return Buffer.byteLength(serializeEnvelope({ v: 1, kind, source, correlationId, records: ["{}"] })) - 4;
 }
 
-/** A record line inside an envelope costs its JSON-string encoding plus a comma. */
+/** A record line inside an envelope costs its escaped JSON-string encoding plus a comma. */
 export function recordCostBytes(line: string): number {
-  return Buffer.byteLength(JSON.stringify(line)) + 1;
+  return Buffer.byteLength(escapeForSqs(JSON.stringify(line))) + 1;
 }
 
 /**

@@ -1,5 +1,5 @@
 import { CreateBucketCommand } from "@aws-sdk/client-s3";
-import { CreateQueueCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
+import { CreateQueueCommand, DeleteMessageCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import { buildApp } from "fauxqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseStageConfig } from "../../lib/config/stage.js";
@@ -68,6 +68,28 @@ describe("intake when its peers fail", () => {
     expect(retryable.response.statusCode).toBe(503);
     const missing = await handleIntake(request(good()), deps({ tokens: async () => Promise.reject(new ConfigError("missing")) }));
     expect(missing.response.statusCode).toBe(503);
+  });
+
+  it("queues text SQS would refuse raw (U+FFFE, U+FFFF) and keeps it intact", async () => {
+    const odd = "a\uFFFFb\uFFFEc";
+    const result = await handleIntake(request([{ event: "Odd", properties: { distinct_id: "u", time: Math.floor(Date.now() / 1000), note: odd } }]), deps());
+    expect(result.response.statusCode).toBe(202);
+    const sqs = createSqsClient("us-east-1", endpoint);
+    const received = await sqs.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 0 }));
+    const lines = (received.Messages ?? []).flatMap((m) => envelopeSchema.parse(JSON.parse(m.Body ?? "")).records);
+    const odds = lines.map((line) => JSON.parse(line)).filter((e) => e.event === "Odd");
+    expect(odds.map((e) => e.properties.note)).toEqual([odd]);
+  });
+
+  it("ignores a correlation id that is unsafe in S3 keys and logs", async () => {
+    const unsafe = await handleIntake({ ...request(good()), headers: { authorization: `Bearer ${TOKEN}`, "x-correlation-id": "../../etc/passwd" } }, deps());
+    expect(unsafe.correlationId).toBe("corr-1");
+    const safe = await handleIntake({ ...request(good()), headers: { authorization: `Bearer ${TOKEN}`, "x-correlation-id": "req-42.a_b" } }, deps());
+    expect(safe.correlationId).toBe("req-42.a_b");
+    // Drain what these two requests queued so the packing test counts only its own.
+    const sqs = createSqsClient("us-east-1", endpoint);
+    const received = await sqs.send(new ReceiveMessageCommand({ QueueUrl: queueUrl, MaxNumberOfMessages: 10, WaitTimeSeconds: 0 }));
+    for (const m of received.Messages ?? []) await sqs.send(new DeleteMessageCommand({ QueueUrl: queueUrl, ReceiptHandle: m.ReceiptHandle }));
   });
 
   it("packs many events per SQS message, each message under the cap", async () => {

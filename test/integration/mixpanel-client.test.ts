@@ -146,6 +146,40 @@ describe("/import", () => {
     expect(sandbox.requests).toHaveLength(1);
   });
 
+  it("honours a Retry-After longer than the 60 s backoff cap", async () => {
+    const { instance, slept } = client();
+    sandbox.failNext({ status: 429, headers: { "retry-after": "120" } });
+    expect((await instance.importEvents([event(1)]))[0]?.status).toBe("imported");
+    expect(slept).toEqual([121_000]);
+  });
+
+  it("starts no request when the invocation has no time left, leaving the records to SQS", async () => {
+    const { instance } = client({ retryDeps: { sleep: async () => undefined, random: () => 0, remainingMs: () => 0 } });
+    const outcomes = await instance.importEvents([event(1), event(2)]);
+    expect(outcomes.map((o) => o.status)).toEqual(["retry", "retry"]);
+    expect(sandbox.requests).toHaveLength(0);
+  });
+
+  it("maps failed_records by insert_id when the index does not match, and keeps the chunk when nothing matches", async () => {
+    const { instance } = client();
+    const failure = (index: number, insertId: string) =>
+      JSON.stringify({
+        code: 400,
+        error: "some data points in the request failed validation",
+        num_records_imported: 2,
+        status: "Bad Request",
+        failed_records: [{ index, insert_id: insertId, field: "properties.x", message: "bad x" }],
+      });
+    sandbox.failNext({ path: "/import", status: 400, body: failure(0, "id-3") });
+    const byInsertId = await instance.importEvents([event(1), event(2), event(3)]);
+    expect(byInsertId.map((o) => o.status)).toEqual(["imported", "imported", "rejected"]);
+
+    sandbox.failNext({ path: "/import", status: 400, body: failure(7, "id-unknown") });
+    const unmatched = await instance.importEvents([event(1), event(2)]);
+    expect(unmatched.map((o) => o.status)).toEqual(["rejected", "rejected"]);
+    expect(unmatched[0]?.status === "rejected" && unmatched[0].reason).toContain("do not match");
+  });
+
   it("treats 401 as a configuration error without retrying", async () => {
     const { instance, slept } = client({
       credentials: async () => ({ ...serviceAccount, service_account_secret: "wrong" }),

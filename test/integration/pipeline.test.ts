@@ -1,5 +1,5 @@
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
-import { ReceiveMessageCommand } from "@aws-sdk/client-sqs";
+import { GetQueueAttributesCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { rejectedBatchSchema, type RejectedBatch } from "../../lib/queue/rejected-store.js";
 import { envelopeSchema } from "../../lib/records/envelope.js";
@@ -53,8 +53,10 @@ beforeAll(async () => {
   stack = await startLocalStack({
     maxReceiveCount: 2,
     visibilityTimeoutSeconds: 1,
-    forwarderTimeoutMs: 4_000,
-    env: { INTAKE_MAX_BODY_BYTES: "300000" },
+    // Enough for the deadline margin (5 s) plus one request's timeout: the forwarder starts no
+    // request it could not finish.
+    forwarderTimeoutMs: 10_000,
+    env: { INTAKE_MAX_BODY_BYTES: "300000", HTTP_TIMEOUT_MS: "2000" },
   });
 });
 afterAll(() => stack.stop());
@@ -161,8 +163,18 @@ describe("event path", () => {
     expect(batch.items).toHaveLength(1);
     expect(batch.items[0]?.reason).toContain("properties.plan");
     expect(JSON.parse(batch.items[0]?.line ?? "{}").properties.$insert_id).toBe("refused-1");
-    // The scripted 400 stood in for Mixpanel having ingested "Kept": it must not be sent again.
-    await new Promise((resolve) => setTimeout(resolve, 1500));
+    // The scripted 400 stood in for Mixpanel having ingested "Kept": the message must be
+    // acknowledged (gone from the queue, not waiting to be redelivered) after one request.
+    await eventually(async () => {
+      const attributes = await stack.sqs.send(
+        new GetQueueAttributesCommand({
+          QueueUrl: stack.events.url,
+          AttributeNames: ["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        }),
+      );
+      const pending = Number(attributes.Attributes?.ApproximateNumberOfMessages) + Number(attributes.Attributes?.ApproximateNumberOfMessagesNotVisible);
+      return pending === 0 ? true : undefined;
+    });
     expect(stack.sandbox?.requests.filter((r) => r.path === "/import")).toHaveLength(1);
   });
 

@@ -45,6 +45,8 @@ describe("distinct_id", () => {
   it("allows the empty id for user-less events, stringifies numbers, and requires the key", () => {
     expect(parsed(applyEventRules({ event: "e", properties: { distinct_id: "", time: NOW_S } }, NOW)).properties.distinct_id).toBe("");
     expect(parsed(applyEventRules({ event: "e", properties: { distinct_id: 42, time: NOW_S } }, NOW)).properties.distinct_id).toBe("42");
+    const unsafe = applyEventRules({ event: "e", properties: { distinct_id: JSON.parse("12345678901234567890"), time: NOW_S } }, NOW);
+    expect(unsafe.ok ? "ok" : unsafe.code).toBe("invalid_distinct_id");
     const missing = applyEventRules({ event: "e", properties: { time: NOW_S } }, NOW);
     expect(missing.ok ? "ok" : missing.code).toBe("missing_distinct_id");
   });

@@ -1,0 +1,117 @@
+import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
+import { buildApp } from "fauxqs";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { forwardMessages, type ForwarderDeps } from "../../lib/forwarder/process.js";
+import { createIngestionClient } from "../../lib/mixpanel/ingestion.js";
+import { createRejectedStore, createS3Client, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
+import { serializeEnvelope } from "../../lib/records/envelope.js";
+import { MixpanelSandbox } from "../support/mixpanel-server.js";
+
+/** The forwarder's decisions per SQS message, against the strict sandbox and a real S3 protocol server. */
+const credentials = { projectId: "9", projectToken: "tok-9", serviceAccountUsername: "sa", serviceAccountSecret: "sa-secret" };
+const sandbox = new MixpanelSandbox({ credentials });
+const s3Server = buildApp({ logger: false });
+let endpoint = "";
+const NOW_MS = Date.now();
+
+beforeAll(async () => {
+  process.env.AWS_ACCESS_KEY_ID ??= "test";
+  process.env.AWS_SECRET_ACCESS_KEY ??= "test";
+  endpoint = await s3Server.listen({ port: 0, host: "127.0.0.1" });
+  await createS3Client("us-east-1", endpoint).send(new CreateBucketCommand({ Bucket: "rejected" }));
+  await sandbox.start();
+});
+afterAll(async () => {
+  await sandbox.stop();
+  await s3Server.close();
+});
+afterEach(() => sandbox.reset());
+
+function deps(bucket = "rejected"): ForwarderDeps {
+  return {
+    client: createIngestionClient({
+      fetch: globalThis.fetch,
+      baseUrl: sandbox.url,
+      credentials: async () => ({ project_id: "9", project_token: "tok-9", service_account_username: "sa", service_account_secret: "sa-secret" }),
+      importMaxBytes: 10_000_000,
+      concurrency: 2,
+      timeoutMs: 5_000,
+      retryDeps: { sleep: async () => undefined, random: () => 0, remainingMs: () => 60_000 },
+      retryPolicy: { baseDelayMs: 1, maxDelayMs: 1, jitterMinMs: 0, jitterMaxMs: 0, maxAttempts: 1 },
+      nowMs: Date.now,
+    }),
+    rejected: createRejectedStore({ s3: createS3Client("us-east-1", endpoint), bucket, prefix: "rejected/", stage: "test", now: () => new Date() }),
+  };
+}
+
+const eventLine = (id: string, extra: Record<string, unknown> = {}) =>
+  JSON.stringify({ event: "E", properties: { distinct_id: "u", time: NOW_MS, $insert_id: id, ...extra } });
+const message = (messageId: string, kind: "event" | "profile" | "group", records: string[]) => ({
+  messageId,
+  body: serializeEnvelope({ v: 1, kind, source: "test", correlationId: `corr-${messageId}`, records }),
+});
+
+async function storedBatches() {
+  const s3 = createS3Client("us-east-1", endpoint);
+  const listed = await s3.send(new ListObjectsV2Command({ Bucket: "rejected", Prefix: "rejected/" }));
+  return Promise.all(
+    (listed.Contents ?? []).map(async (object) => {
+      const got = await s3.send(new GetObjectCommand({ Bucket: "rejected", Key: object.Key }));
+      return rejectedBatchSchema.parse(JSON.parse((await got.Body?.transformToString()) ?? "{}"));
+    }),
+  );
+}
+
+describe("forwardMessages", () => {
+  it("sends every kind to its endpoint and acknowledges all messages", async () => {
+    const summary = await forwardMessages(
+      [
+        message("m1", "event", [eventLine("a1"), eventLine("a2")]),
+        message("m2", "profile", [JSON.stringify({ $distinct_id: "u", $set: { plan: "pro" } })]),
+        message("m3", "group", [JSON.stringify({ $group_key: "company", $group_id: "c1", $set: { tier: 1 } })]),
+      ],
+      deps(),
+    );
+    expect(summary).toMatchObject({ failedMessageIds: [], imported: 4, rejected: 0, retried: 0 });
+    expect(summary.correlationIds.sort()).toEqual(["corr-m1", "corr-m2", "corr-m3"]);
+    expect(sandbox.events.map((e) => e.properties.$insert_id)).toEqual(["a1", "a2"]);
+    expect(sandbox.profiles.get("u")).toEqual({ plan: "pro" });
+    expect(sandbox.groups.get("company:c1")).toEqual({ tier: 1 });
+  });
+
+  it("hands back only the messages with records still owed a retry", async () => {
+    // Two messages share one /import request; it fails transiently: both come back.
+    sandbox.failNext({ path: "/import", status: 503 });
+    const summary = await forwardMessages(
+      [message("m1", "event", [eventLine("b1")]), message("m2", "event", [eventLine("b2")]), message("m3", "profile", [JSON.stringify({ $distinct_id: "v", $set: { a: 1 } })])],
+      deps(),
+    );
+    expect(summary.failedMessageIds).toEqual(["m1", "m2"]);
+    expect(summary.retried).toBe(2);
+    expect(sandbox.profiles.get("v")).toEqual({ a: 1 });
+  });
+
+  it("stores an unreadable message in the rejected store and acknowledges it", async () => {
+    const summary = await forwardMessages([{ messageId: "junk", body: "{\"v\":2}" }], deps());
+    expect(summary.failedMessageIds).toEqual([]);
+    expect(summary.invalidMessages).toBe(1);
+    const stored = (await storedBatches()).find((batch) => batch.items[0]?.code === "invalid_envelope");
+    expect(stored?.items[0]?.payload).toBe("{\"v\":2}");
+  });
+
+  it("keeps a message whose refused records cannot be stored, so nothing is lost", async () => {
+    const refused = eventLine("bad-1", { time: 5 });
+    const summary = await forwardMessages([message("m1", "event", [eventLine("c1"), refused])], deps("no-such-bucket"));
+    expect(summary.failedMessageIds).toEqual(["m1"]);
+    expect(summary.rejected).toBe(0);
+  });
+
+  it("stores refused records with Mixpanel's reason and the line to replay", async () => {
+    const refused = eventLine("bad-2", { time: 5 });
+    const summary = await forwardMessages([message("m9", "event", [eventLine("d1"), refused])], deps());
+    expect(summary).toMatchObject({ failedMessageIds: [], imported: 1, rejected: 1 });
+    const stored = (await storedBatches()).find((batch) => batch.correlationId === "corr-m9");
+    expect(stored?.stageOfFailure).toBe("forwarder");
+    expect(stored?.items).toEqual([{ index: 1, code: "mixpanel_rejected", reason: expect.stringContaining("properties.time"), line: refused }]);
+  });
+});
