@@ -144,7 +144,6 @@ export async function runCohortExport(
   options: ExportOptions = {},
 ): Promise<ExportReport> {
   const { store, limits, log } = deps;
-  const report: Record<string, SyncReport> = {};
   const states = new Map<string, SyncState>();
   const forced = new Set(options.force ?? []);
 
@@ -155,6 +154,45 @@ export async function runCohortExport(
   const budget = createQueryBudget(allowance, limits.concurrency);
   let client: QueryClient | undefined;
   const queryClient = async () => (client ??= await deps.createQueryClient(budget));
+
+  // Spent calls are written to _budget.json as soon as they are spent (after the
+  // list call and after every fetch round), and once more on the way out when the
+  // tick throws: an emit error or a Lambda timeout must not make the next tick
+  // believe the hour's calls are still there.
+  const spentAt: number[] = [];
+  const persistBudget = async () => {
+    const used = allowance - budget.remaining();
+    if (used <= spentAt.length) return;
+    const stamp = deps.now();
+    while (spentAt.length < used) spentAt.push(stamp);
+    await store.writeBudget([...recentCalls, ...spentAt]);
+  };
+  try {
+    const report = await exportTick(syncs, deps, options, states, forced, budget, queryClient, persistBudget);
+    await persistBudget();
+    return { queries: allowance - budget.remaining(), budgetLeft: budget.remaining(), syncs: report };
+  } catch (error) {
+    try {
+      await persistBudget();
+    } catch (persistError) {
+      log.error("cohort export: could not record spent Query API calls", { error: describeError(persistError) });
+    }
+    throw error;
+  }
+}
+
+async function exportTick(
+  syncs: readonly CohortSync[],
+  deps: ExportDeps,
+  options: ExportOptions,
+  states: Map<string, SyncState>,
+  forced: ReadonlySet<string>,
+  budget: QueryBudget,
+  queryClient: () => Promise<QueryClient>,
+  persistBudget: () => Promise<void>,
+): Promise<Record<string, SyncReport>> {
+  const { store, limits, log } = deps;
+  const report: Record<string, SyncReport> = {};
 
   // 1 + 2: settle previous deliveries, decide what runs.
   const starting: CohortSync[] = [];
@@ -193,6 +231,7 @@ export async function runCohortExport(
       if (!(error instanceof BudgetExhaustedError || error instanceof RetryableError)) throw error;
       log.warn("cohort export: /cohorts/list unavailable, new runs wait for the next tick", { error: describeError(error) });
     }
+    await persistBudget();
     for (const sync of cohorts ? starting : []) {
       const state = states.get(sync.id);
       const entry = report[sync.id];
@@ -257,6 +296,7 @@ export async function runCohortExport(
         }
       }),
     );
+    await persistBudget();
     results.forEach((result, index) => {
       const sync = round[index];
       if (sync && result === "more") fetchQueue.push(sync);
@@ -280,12 +320,7 @@ export async function runCohortExport(
     await emitRun(sync, state, deps, entry);
   }
 
-  const used = allowance - budget.remaining();
-  if (used > 0) {
-    const stamp = deps.now();
-    await store.writeBudget([...recentCalls, ...Array.from({ length: used }, () => stamp)]);
-  }
-  return { queries: used, budgetLeft: budget.remaining(), syncs: report };
+  return report;
 }
 
 function lastFetch(state: SyncState | undefined): number {

@@ -234,6 +234,24 @@ describe("cohort export → webhook delivery (fauxqs S3/SQS, strict Query API, s
     expect(replicaIds()).toHaveLength(8);
   });
 
+  it("a tick that throws after fetching still records its Query API calls in _budget.json", async () => {
+    await setup(3, 60);
+    const start = h.clock.now();
+    await expect(
+      h.runExport({}, { enqueue: async () => Promise.reject(new Error("SQS is down")) }),
+    ).rejects.toThrow("SQS is down");
+    const spent = h.query.queries.length;
+    expect(spent).toBe(4); // /cohorts/list + 3 /engage pages
+    const budget = await h.store.readBudget();
+    expect(budget).toHaveLength(spent);
+    expect(budget.every((t) => t >= start)).toBe(true);
+
+    // The next tick sees them: with 5 calls allowed per hour, only 1 is left.
+    const next = await h.runExport({}, { limits: { queriesPerHour: 5, queriesPerRun: 20, concurrency: 3, deliveryTimeoutMs: 86_400_000, fetchMarginMs: 1, emitMarginMs: 1 } });
+    expect(next.queries + next.budgetLeft).toBe(1);
+    expect(await h.store.readBudget()).toHaveLength(spent + next.queries);
+  });
+
   it("an expired Query API session restarts the export from page 0", async () => {
     await setup(3, 60);
     await h.runExport({}, { limits: { queriesPerHour: 55, queriesPerRun: 2, concurrency: 1, deliveryTimeoutMs: 86_400_000, fetchMarginMs: 1, emitMarginMs: 1 } });
