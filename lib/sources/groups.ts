@@ -1,7 +1,15 @@
 import * as z from "zod";
 import { rejectProtoKey } from "./property-names.js";
 import type { MapContext, MappedItem, RejectedItem } from "./types.js";
-import { findOperation, isUpdateOperation, modifiersSchema, normalizeOperation, serializeUpdate, unwrapUpdates } from "./updates.js";
+import {
+  findOperation,
+  isUpdateOperation,
+  modifiersSchema,
+  normalizeOperation,
+  serializeUpdate,
+  unsafeNumericId,
+  unwrapUpdates,
+} from "./updates.js";
 
 /**
  * POST /v1/groups → /groups updates (reference/mixpanel-api.md §6): `$group_key` (which must
@@ -38,6 +46,8 @@ export function mapGroupUpdate(item: unknown, index: number, _ctx: MapContext): 
   if (unknownField !== undefined) {
     return reject(index, item, "unknown_field", `${unknownField} is not a /groups field; properties go inside an operation such as $set`);
   }
+  const unsafeId = unsafeNumericId("$group_id", raw.data.$group_id);
+  if (unsafeId !== undefined) return reject(index, item, "invalid_group_id", unsafeId);
   const parsed = groupUpdateSchema.safeParse(raw.data);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];

@@ -2,7 +2,15 @@ import * as z from "zod";
 import { isBannedId } from "../mixpanel/event-rules.js";
 import { rejectProtoKey } from "./property-names.js";
 import type { MapContext, MappedItem, RejectedItem } from "./types.js";
-import { findOperation, isUpdateOperation, modifiersSchema, normalizeOperation, serializeUpdate, unwrapUpdates } from "./updates.js";
+import {
+  findOperation,
+  isUpdateOperation,
+  modifiersSchema,
+  normalizeOperation,
+  serializeUpdate,
+  unsafeNumericId,
+  unwrapUpdates,
+} from "./updates.js";
 
 /**
  * POST /v1/profiles → /engage updates (reference/mixpanel-api.md §6, §10): every /engage
@@ -32,6 +40,8 @@ export function mapProfileUpdate(item: unknown, index: number, ctx: MapContext):
   if (unknownField !== undefined) {
     return reject(index, item, "unknown_field", `${unknownField} is not an /engage field; properties go inside an operation such as $set`);
   }
+  const unsafeId = unsafeNumericId("$distinct_id", raw.data.$distinct_id);
+  if (unsafeId !== undefined) return reject(index, item, "invalid_distinct_id", unsafeId);
   const parsed = profileUpdateSchema.safeParse(raw.data);
   if (!parsed.success) {
     const issue = parsed.error.issues[0];

@@ -31,6 +31,16 @@ const numericPropertiesSchema = z.record(z.string(), z.number().refine(Number.is
 const listPropertiesSchema = z.record(z.string(), z.array(z.unknown()));
 const propertyNamesSchema = z.array(z.string().min(1));
 
+/**
+ * Why a numeric id cannot be used, or undefined when it can. JSON.parse has already rounded an
+ * integer beyond 2^53 (12345678901234567890 reads as 12345678901234567000), so sending it, as a
+ * number or as its string, would address another profile; a fraction is no id either.
+ */
+export function unsafeNumericId(field: string, value: unknown): string | undefined {
+  if (typeof value !== "number" || Number.isSafeInteger(value)) return undefined;
+  return `${field} ${String(value)} is not an integer within ±(2^53-1), so it cannot be relayed exactly; send the id as a string`;
+}
+
 export type OperationResult = { ok: true; value: unknown } | { ok: false; code: string; reason: string };
 
 function renameKeys(properties: Record<string, unknown>, mapping: Readonly<Record<string, string>>): Record<string, unknown> {

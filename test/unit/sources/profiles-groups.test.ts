@@ -65,6 +65,26 @@ describe("profile updates (/engage)", () => {
     expect(rejected.payload).toEqual(update);
   });
 
+  it("rejects a numeric $distinct_id that is not a safe integer instead of sending a rounded, different id", () => {
+    // As the intake parses it: 12345678901234567890 reads as 12345678901234567000.
+    const updates: unknown[] = JSON.parse(
+      '[{"$distinct_id":12345678901234567890,"$set":{"a":1}},{"$distinct_id":9007199254740992,"$set":{"a":1}},' +
+        '{"$distinct_id":1.5,"$set":{"a":1}},{"$distinct_id":9007199254740991,"$set":{"a":1}},{"$distinct_id":"12345678901234567890","$set":{"a":1}}]',
+    );
+    const [huge, justAbove, fraction, largestSafe, asString] = mapProfileUpdates(updates, context());
+    expect(expectRejected(huge)).toMatchObject({ index: 0, code: "invalid_distinct_id", payload: updates[0] });
+    expect(expectRejected(huge).reason).toContain("send the id as a string");
+    expect(expectRejected(justAbove).code).toBe("invalid_distinct_id");
+    expect(expectRejected(fraction).code).toBe("invalid_distinct_id");
+    expect(parseUpdateLine(largestSafe).$distinct_id).toBe("9007199254740991");
+    expect(parseUpdateLine(asString).$distinct_id).toBe("12345678901234567890");
+  });
+
+  it("maps a property value holding U+FFFF to a normal update (the envelope, not the mapper, deals with it)", () => {
+    const line = parseUpdateLine(mapProfileUpdates([{ $distinct_id: "u", $set: { note: "a\uFFFFb\uFFFE" } }], context())[0]);
+    expect(line.$set).toEqual({ note: "a\uFFFFb\uFFFE" });
+  });
+
   it("caps an update at 2000 properties", () => {
     const properties = (n: number) => Object.fromEntries(Array.from({ length: n }, (_, i) => [`p${i}`, i]));
     expectRecord(mapProfileUpdates([{ $distinct_id: "u", $set: properties(2000) }], context())[0]);
@@ -145,5 +165,17 @@ describe("group updates (/groups)", () => {
     expect(expectRejected(inOperation).reason).toContain("$set.__proto__");
     expect(expectRejected(topLevel)).toMatchObject({ index: 1, code: "invalid_property_name" });
     expect(parseUpdateLine(fine).$set_once).toEqual({ x: 1 });
+  });
+
+  it("rejects a numeric $group_id that is not a safe integer, keeps safe ones as numbers", () => {
+    const updates: unknown[] = JSON.parse(
+      '[{"$group_key":"k","$group_id":12345678901234567890,"$set":{"x":1}},{"$group_key":"k","$group_id":0.5,"$set":{"x":1}},' +
+        '{"$group_key":"k","$group_id":9007199254740991,"$set":{"x":1}}]',
+    );
+    const [huge, fraction, largestSafe] = mapGroupUpdates(updates, context());
+    expect(expectRejected(huge)).toMatchObject({ index: 0, code: "invalid_group_id", payload: updates[0] });
+    expect(expectRejected(huge).reason).toContain("$group_id");
+    expect(expectRejected(fraction).code).toBe("invalid_group_id");
+    expect(parseUpdateLine(largestSafe).$group_id).toBe(9007199254740991);
   });
 });
