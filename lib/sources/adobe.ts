@@ -176,8 +176,11 @@ export function mapAdobeEvent(item: unknown, index: number, ctx: MapContext): Ma
   let finalProperties = identity.properties;
 
   if (isMissing(finalProperties.time)) {
-    // Stamp the receive time once, at intake (§5). The $insert_id is derived from the content
-    // *before* stamping, so a resend of the same event gets the same id and Mixpanel dedupes it.
+    // Stamp the receive time once, at intake (§5); the envelope keeps it, so SQS redelivery and
+    // forwarder retries send the same time and Mixpanel dedupes them. A resend by the sender does
+    // NOT dedupe: it is stamped with a new time, and Mixpanel's dedup key is (event, distinct_id,
+    // time, $insert_id) (mixpanel-api.md §5). Deriving the $insert_id *before* stamping still gives
+    // a resend the same id; senders that resend must send `time` for Mixpanel to dedupe.
     const { time: _absent, ...content } = finalProperties;
     finalProperties = {
       ...content,

@@ -31,16 +31,28 @@ describe("Adobe Track Event", () => {
     expect(parseEventLine(fromString).properties.time).toBe(SECONDS * 1000 + 123);
   });
 
-  it("stamps a missing time once and derives $insert_id from the content before stamping", () => {
+  it("stamps a missing time at intake: a resend gets the same $insert_id but a new time, so it does not dedupe", () => {
     const body = [extensionEvent({ time: undefined, $insert_id: undefined })];
     const first = parseEventLine(mapAdobeBatch(body, context({}, NOW_MS))[0]);
     const resent = parseEventLine(mapAdobeBatch(body, context({}, NOW_MS + 90_000))[0]);
     expect(first.properties.time).toBe(NOW_MS);
     expect(resent.properties.time).toBe(NOW_MS + 90_000);
     expect(first.properties.$insert_id).toMatch(/^[0-9a-f]{36}$/);
+    // Derived before stamping: the same id on a resend...
     expect(resent.properties.$insert_id).toBe(first.properties.$insert_id);
+    // ...but Mixpanel dedupes on (event, distinct_id, time, $insert_id) (mixpanel-api.md §5), and time differs.
+    const dedupKey = (line: typeof first) => [line.event, line.properties.distinct_id, line.properties.time, line.properties.$insert_id];
+    expect(dedupKey(resent)).not.toEqual(dedupKey(first));
     const other = parseEventLine(mapAdobeBatch([extensionEvent({ time: undefined, $insert_id: undefined, "custom property": "2" })], context())[0]);
     expect(other.properties.$insert_id).not.toBe(first.properties.$insert_id);
+  });
+
+  it("gives a resend that carries time the same dedup key, whenever it arrives", () => {
+    const body = [extensionEvent({ $insert_id: undefined })];
+    const first = parseEventLine(mapAdobeBatch(body, context({}, NOW_MS))[0]);
+    const resent = parseEventLine(mapAdobeBatch(body, context({}, NOW_MS + 90_000))[0]);
+    expect(resent).toEqual(first);
+    expect(first.properties.time).toBe(SECONDS * 1000);
   });
 
   it("keeps a sent $insert_id when it stamps the time", () => {
