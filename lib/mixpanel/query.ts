@@ -72,8 +72,23 @@ const cohortSchema = z.object({
 const cohortListSchema = z.array(cohortSchema);
 export type CohortInfo = z.infer<typeof cohortSchema>;
 
+/**
+ * `$distinct_id` is typed integer in the spec; JSON.parse turns an integer above
+ * 2^53 into a different number, so the body is parsed with such ids quoted first
+ * (see quoteUnsafeDistinctIds). A number that still is not a safe integer (1e21,
+ * 1.5) fails the page loudly instead of becoming another id.
+ */
+const distinctIdSchema = z
+  .union([
+    z.string(),
+    z.number().refine(Number.isSafeInteger, {
+      message: "numeric $distinct_id is not a safe integer; refusing to alter the id",
+    }),
+  ])
+  .transform(String);
+
 const engageResultSchema = z.object({
-  $distinct_id: z.union([z.string(), z.number()]).transform(String),
+  $distinct_id: distinctIdSchema,
   $properties: z.record(z.string(), z.unknown()).default({}),
 });
 const engagePageSchema = z.object({
@@ -130,10 +145,22 @@ export function engageForm(request: EngageRequest): URLSearchParams {
   return form;
 }
 
+/**
+ * Quotes every `"$distinct_id": <integer>` whose integer is beyond
+ * Number.MAX_SAFE_INTEGER, so JSON.parse keeps its exact digits as a string.
+ * Only a key (after `{` or `,`) matches: a quote inside a JSON string is escaped,
+ * so string contents are never touched. Safe integers are left as they are.
+ */
+export function quoteUnsafeDistinctIds(body: string): string {
+  return body.replace(/(?<=[{,]\s*)("\$distinct_id"\s*:\s*)(-?\d+)(?=\s*[,}\]])/g, (match, key: string, digits: string) =>
+    Number.isSafeInteger(Number(digits)) ? match : `${key}"${digits}"`,
+  );
+}
+
 function parseJson<T>(body: string, schema: z.ZodType<T>, what: string): T {
   let raw: unknown;
   try {
-    raw = JSON.parse(body);
+    raw = JSON.parse(quoteUnsafeDistinctIds(body));
   } catch {
     throw new RetryableError(`${what} answered with non-JSON: ${body.slice(0, 200)}`);
   }

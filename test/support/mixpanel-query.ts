@@ -42,6 +42,11 @@ export interface CohortQueryApiOptions {
   readonly queriesPerHour?: number;
   readonly now?: () => number;
   readonly onQuery?: (record: QueryRecord) => void;
+  /**
+   * The spec types `$distinct_id` as integer: write digit-only ids as JSON numbers,
+   * digits verbatim (also beyond 2^53, as a server with 64-bit ids would).
+   */
+  readonly numericIds?: boolean;
 }
 
 interface Session {
@@ -184,7 +189,7 @@ export function createCohortQueryApi(options: CohortQueryApiOptions): CohortQuer
           ? Object.fromEntries(wanted.filter((p) => m.properties[p] !== undefined).map((p) => [p, m.properties[p]]))
           : m.properties,
       }));
-      return answer(200, {
+      const text = JSON.stringify({
         page,
         page_size: pageSize,
         session_id: sessionId,
@@ -192,6 +197,7 @@ export function createCohortQueryApi(options: CohortQueryApiOptions): CohortQuer
         ...(page === 0 ? { total: session.members.length } : {}),
         results,
       });
+      return answer(200, options.numericIds ? text.replace(/"\$distinct_id":"(-?\d+)"/g, '"$$distinct_id":$1') : text);
     },
   };
 }

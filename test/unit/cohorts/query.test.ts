@@ -1,8 +1,8 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ConfigError, RetryableError } from "../../../lib/errors.js";
-import { BudgetExhaustedError, createQueryBudget, createQueryClient, engageForm } from "../../../lib/mixpanel/query.js";
+import { ConfigError, RetryableError, ValidationError } from "../../../lib/errors.js";
+import { BudgetExhaustedError, createQueryBudget, createQueryClient, engageForm, quoteUnsafeDistinctIds } from "../../../lib/mixpanel/query.js";
 import { type CohortQueryApi, createCohortQueryApi } from "../../support/mixpanel-query.js";
 
 const CREDS = { projectId: "99", username: "sa", secret: "pw" };
@@ -76,5 +76,53 @@ describe("Mixpanel Query API reader", () => {
   it("wrong credentials are a ConfigError (no retry)", async () => {
     await expect(client(10, { ...CREDS, secret: "nope" }).listCohorts()).rejects.toBeInstanceOf(ConfigError);
     expect(sleeps).toEqual([]);
+  });
+});
+
+describe("numeric $distinct_id beyond 2^53", () => {
+  const ids = ["12345678901234567891", "9007199254740993", "-9007199254740993", "42", "u1"];
+  let server: Server;
+  let api: CohortQueryApi;
+  let base: string;
+
+  beforeEach(async () => {
+    const profiles = new Map(ids.map((id) => [id, { $email: `${id}@x` }]));
+    api = createCohortQueryApi({ profiles: () => profiles, cohorts: [{ id: 1, name: "All", where: () => true }], ...CREDS, numericIds: true });
+    server = createServer((req, res) => void api.handle(req, res, new URL(req.url ?? "/", "http://x")));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    base = `http://127.0.0.1:${(server.address() as AddressInfo).port}/api/query`;
+  });
+  afterEach(() => new Promise<void>((r) => server.close(() => r())));
+
+  const client = () =>
+    createQueryClient({
+      baseUrl: base,
+      credentials: CREDS,
+      fetch,
+      timeoutMs: 2000,
+      retryDeps: { sleep: async () => {}, random: () => 0, remainingMs: () => 600_000 },
+      budget: createQueryBudget(10, 5),
+      now: Date.now,
+    });
+
+  it("reads every id exactly, digits as sent (JSON.parse alone would turn them into other ids)", async () => {
+    const page = await client().engagePage({ cohortId: 1, outputProperties: ["$email"], includeAllUsers: true, page: 0 });
+    expect(page.results.map((r) => r.$distinct_id).sort()).toEqual([...ids].sort());
+    expect(page.results.find((r) => r.$distinct_id === "12345678901234567891")?.$properties).toEqual({ $email: "12345678901234567891@x" });
+  });
+
+  it("fails the page loudly when a numeric id cannot be read exactly", async () => {
+    api.failNext({ status: 200, body: '{"page":0,"page_size":1000,"session_id":"s","status":"ok","results":[{"$distinct_id":1e21,"$properties":{}}]}' });
+    const error = await client().engagePage({ cohortId: 1, outputProperties: [], includeAllUsers: true, page: 0 }).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ValidationError);
+    expect(String(error)).toMatch(/\$distinct_id.*not a safe integer/);
+  });
+
+  it("quotes only unsafe integer ids in key position, never string contents", () => {
+    const body = '{"results":[{"$distinct_id": 12345678901234567891 ,"$properties":{"note":"{\\"$distinct_id\\":12345678901234567891}"}},{"$distinct_id":7}]}';
+    const quoted = quoteUnsafeDistinctIds(body);
+    expect(JSON.parse(quoted)).toEqual({
+      results: [{ $distinct_id: "12345678901234567891", $properties: { note: '{"$distinct_id":12345678901234567891}' } }, { $distinct_id: 7 }],
+    });
   });
 });
