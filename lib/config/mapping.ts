@@ -42,11 +42,23 @@ export const adobeConfigSchema = z
   })
   .strict();
 
+/**
+ * A rename table. "__proto__" is refused on either side: as a key, zod's record parse would drop
+ * it (the rename would silently never apply); as a new name, it would put a property the source
+ * mappers refuse on input (`invalid_property_name`, lib/sources/property-names.ts) into a record.
+ */
+const renameTableSchema = z
+  .custom<unknown>((table) => table === null || typeof table !== "object" || !Object.hasOwn(table, "__proto__"), {
+    error: '"__proto__" cannot be renamed',
+  })
+  .pipe(z.record(z.string().min(1), z.string().min(1).refine((name) => name !== "__proto__", '"__proto__" is not a usable name')))
+  .default({});
+
 export const mappingConfigSchema = z.object({
   /** Event renames applied to every source after its own naming, e.g. {"Sign Up": "customer_created"}. */
-  event_mapping: z.record(z.string().min(1), z.string().min(1)).default({}),
+  event_mapping: renameTableSchema,
   /** Profile property renames applied to the keys inside every /engage operation, e.g. {"email": "$email"}. */
-  property_mapping: z.record(z.string().min(1), z.string().min(1)).default({}),
+  property_mapping: renameTableSchema,
   braze: brazeConfigSchema.default({ event_types: "all" }),
   identity_mode: identityModeSchema.default("simplified"),
   adobe: adobeConfigSchema.default({}),

@@ -38,6 +38,17 @@ describe("mapping keys of the stage config", () => {
     expect(config.adobe.project_token).toBe("tok");
   });
 
+  it.each(["event_mapping", "property_mapping"])("refuses __proto__ as a name to rename or to rename to in %s", (key) => {
+    // As loadStageConfig parses the file: JSON.parse makes "__proto__" an own key, which zod would drop.
+    const asKey = configError(JSON.parse(`{"${key}":{"__proto__":"x","a":"b"}}`));
+    expect(asKey).toContain(key);
+    expect(asKey).toContain('"__proto__" cannot be renamed');
+    const asTarget = configError({ [key]: { email: "__proto__" } });
+    expect(asTarget).toContain(`${key}.email`);
+    expect(asTarget).toContain('"__proto__" is not a usable name');
+    expect(parseStageConfig({ [key]: { constructor: "c" } }, "test")[key as "event_mapping"]).toEqual({ constructor: "c" });
+  });
+
   it("names a misspelt Braze event type by its position", () => {
     const message = configError({ braze: { event_types: ["users.messages.email.Send", "users.messages.email.Sendd"] } });
     expect(message).toContain("braze.event_types.1");
