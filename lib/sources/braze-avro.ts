@@ -1,9 +1,9 @@
 import { Readable } from "node:stream";
 import avro from "avsc";
-import * as z from "zod";
 import { ValidationError } from "../errors.js";
 import { mapBrazeEvent } from "./braze-currents.js";
 import { CUSTOM_EVENT_TYPE, PURCHASE_EVENT_TYPE, normalizeBrazeEventType } from "./braze-labels.js";
+import { setOwn } from "./renames.js";
 import type { MapContext, MappedItem } from "./types.js";
 
 /**
@@ -25,31 +25,29 @@ export function brazeEventTypeFromKey(key: string): string | undefined {
 /** Fields that sit under `user` in the custom-HTTP layout. */
 const USER_FIELDS = new Set(["user_id", "external_user_id", "device_id", "timezone"]);
 
-const avroRecordSchema = z.record(z.string(), z.unknown());
-
 /**
  * One flat Avro record → one HTTP-layout event. Optional Avro fields are unions with
  * null that default to null, so a null here means "absent" and is left out, as the
  * HTTP layout omits absent keys. `properties` (a JSON-encoded string on CustomEvent and
  * Purchase) becomes `custom_properties` / `purchase_properties`; the mapper parses it.
+ * Fields are copied as own keys (not through a zod record or `obj[key] =`), so a field named
+ * "__proto__" reaches the mapper, which refuses it as `invalid_property_name`.
  */
 export function brazeAvroRecordToEvent(record: unknown, eventType: string): unknown {
   const plain = toPlain(record);
-  const parsed = avroRecordSchema.safeParse(plain);
   // Not a record: the mapper rejects it as invalid_shape with the value as payload.
-  if (!parsed.success) return plain;
-  const fields = parsed.data;
+  if (plain === null || typeof plain !== "object" || Array.isArray(plain)) return plain;
   const user: Record<string, unknown> = {};
   const properties: Record<string, unknown> = {};
   const event: Record<string, unknown> = { event_type: eventType };
   const normalizedType = normalizeBrazeEventType(eventType);
-  for (const [key, value] of Object.entries(fields)) {
+  for (const [key, value] of Object.entries(plain)) {
     if (value === null || value === undefined) continue;
     if (key === "id" || key === "time") event[key] = value;
     else if (USER_FIELDS.has(key)) user[key] = value;
     else if (key === "properties" && normalizedType === CUSTOM_EVENT_TYPE) properties.custom_properties = value;
     else if (key === "properties" && normalizedType === PURCHASE_EVENT_TYPE) properties.purchase_properties = value;
-    else properties[key] = value;
+    else setOwn(properties, key, value);
   }
   event.user = user;
   event.properties = properties;

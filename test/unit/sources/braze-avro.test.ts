@@ -100,6 +100,12 @@ describe("Braze Currents Avro files", () => {
     expect(parseEventLine(items[1]).properties["[Custom event property] k"]).toBe(2);
   });
 
+  it("keeps a record field named __proto__ through the reshaping, so the mapper refuses it", () => {
+    const record: unknown = JSON.parse(`{"id":"i","time":${Math.floor(NOW_MS / 1000)},"external_user_id":"u","__proto__":{"x":1},"campaign_id":"c"}`);
+    const event = brazeAvroRecordToEvent(record, "users.messages.email.Send");
+    expect(expectRejected(mapBrazeEvent(event, 0, context()))).toMatchObject({ code: "invalid_property_name", reason: expect.stringContaining("properties.__proto__") });
+  });
+
   it("names legacy abort files from their key", async () => {
     const record = { id: "d1d1d1d1-1111-4222-8333-444455556666", user_id: "b", external_user_id: "u", time: Math.floor(NOW_MS / 1000), abort_type: "t" };
     const bytes = await avroFile(schemaFor("Abort", [record]), [record]);
