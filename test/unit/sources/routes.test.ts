@@ -99,4 +99,26 @@ describe("source routes", () => {
       ["groups", "group"],
     ]);
   });
+
+  it("answers invalid_property_name for an item with a __proto__ key and queues the rest unchanged", async () => {
+    const { deps, sent, rejectedBatches } = harness();
+    const time = Math.floor(NOW_MS / 1000) - 60;
+    // Raw text, as a sender posts it: the intake's JSON.parse makes "__proto__" an own key.
+    const events = await handleIntake(
+      post(
+        "/v1/events",
+        `[{"event":"A","properties":{"distinct_id":"u","time":${time},"__proto__":{"x":1}}},{"event":"B","properties":{"distinct_id":"u","time":${time},"k":1}}]`,
+      ),
+      deps,
+    );
+    const profiles = await handleIntake(post("/v1/profiles", '[{"$distinct_id":"u","$set":{"__proto__":{"a":1}}}]'), deps);
+    expect(events.response.statusCode).toBe(202);
+    expect(responseBody(events)).toMatchObject({ accepted: 1, rejected: 1, errors: [{ index: 0, code: "invalid_property_name" }] });
+    expect(responseBody(profiles)).toMatchObject({ accepted: 0, rejected: 1, errors: [{ index: 0, code: "invalid_property_name" }] });
+    const queued = sent.map(parseEnvelope).flatMap((envelope) => envelope.records.map((line) => JSON.parse(line)));
+    expect(queued).toHaveLength(1);
+    expect(queued[0]).toMatchObject({ event: "B", properties: { k: 1 } });
+    // The rejected store gets the item as received, key included, for a fixed replay.
+    expect(JSON.stringify(rejectedBatches[0]?.items[0]?.payload)).toContain('"__proto__":{"x":1}');
+  });
 });
