@@ -27,7 +27,12 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
         throw error;
       }
     };
-    return await processPartialResponse(event, recordHandler, processor, { context, throwOnFullBatchFailure: false });
+    return await processPartialResponse(event, recordHandler, processor, {
+      context,
+      throwOnFullBatchFailure: false,
+      // One at a time: records share the Brevo rate gate, and a page must not wait behind parallel ones.
+      processInParallel: false,
+    });
   } catch (error) {
     logger.error("webhook delivery failed; the whole batch will be redelivered", { error: describeError(error) });
     return { batchItemFailures: event.Records.map((r) => ({ itemIdentifier: r.messageId })) };

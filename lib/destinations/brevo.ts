@@ -6,14 +6,29 @@ import type { BrevoDestination } from "../cohorts/sync-config.js";
 import { type SenderDeps, apiKeySecretSchema, chunkOf, text, throwForDestinationStatus } from "./http.js";
 
 /**
- * Brevo lists (reference/cohort-sync.md §3): upsert each contact with
- * `POST /contacts` + `updateEnabled: true`, then add/remove list membership via
- * `/contacts/lists/{id}/contacts/{add|remove}` in chunks of 150 emails. Never
- * `/contacts/batch` (deprecated 2026-10-30). Members without an email are skipped.
- * Rate limits: `x-sib-ratelimit-remaining` 0 → wait `x-sib-ratelimit-reset`
- * seconds before the next call; 429 → back off by the same header.
+ * Brevo lists (reference/cohort-sync.md §3). A page is at most a handful of calls,
+ * so it always fits in one webhook-delivery invocation:
+ *
+ *  - `members` / `add_members`: **one** `POST /contacts/import` (more only if the
+ *    body would pass 8 MB) with `jsonBody: [{email, attributes}]`, `listIds: [list]`,
+ *    `updateExistingContacts: true`, `emptyContactsAttributes: false`: upserts the
+ *    contacts and adds them to the list. Brevo answers 202 `{processId}` and runs the
+ *    import asynchronously; the relay counts the 202 as delivered (Brevo validated
+ *    the body) and does not poll the process. A repeat import is idempotent.
+ *  - `remove_members`: `/contacts/lists/{id}/contacts/remove` in chunks of 150
+ *    (the import cannot remove), ≤ 7 calls per page of 1000.
+ *
+ * Never `/contacts/batch` (deprecated 2026-10-30). Members without an email are skipped.
+ * Rate limits: `x-sib-ratelimit-remaining` 0 → no call before `x-sib-ratelimit-reset`
+ * seconds; 429 → back off by the same header. The gate is shared by the records of a
+ * warm container (processed one at a time). Before every call and every wait the
+ * sender checks the invocation's remaining time (`retryDeps.remainingMs`): when the
+ * wait or the call does not fit, it throws RetryableError at once so SQS redelivers
+ * the page (idempotently) instead of sleeping past the Lambda deadline.
  */
 export const BREVO_LIST_CHUNK = 150;
+/** Brevo caps an import body at 10 MB and advises 8 MB. */
+export const BREVO_IMPORT_MAX_BYTES = 8_000_000;
 
 export interface RateGate {
   /** Epoch ms before which no call may be made. */
@@ -34,7 +49,42 @@ export function memberEmail(member: PageMember): string | undefined {
   return email.includes("@") ? email : undefined;
 }
 
-/** Brevo's answer to an idempotent repeat ("already in list", "already removed", "does not exist"). */
+export interface BrevoImportContact {
+  email: string;
+  attributes: Record<string, unknown>;
+}
+
+/**
+ * Pure: the `/contacts/import` bodies of one page, each at most `maxBytes` of JSON
+ * (a single contact larger than that still gets its own body; Brevo judges it).
+ */
+export function brevoImportBodies(
+  contacts: readonly BrevoImportContact[],
+  listId: number,
+  maxBytes: number = BREVO_IMPORT_MAX_BYTES,
+): string[] {
+  const envelope = (json: string) =>
+    `{"jsonBody":[${json}],"listIds":[${listId}],"updateExistingContacts":true,"emptyContactsAttributes":false}`;
+  const overhead = Buffer.byteLength(envelope(""));
+  const bodies: string[] = [];
+  let parts: string[] = [];
+  let bytes = overhead;
+  for (const contact of contacts) {
+    const json = JSON.stringify(contact);
+    const size = Buffer.byteLength(json);
+    if (parts.length > 0 && bytes + 1 + size > maxBytes) {
+      bodies.push(envelope(parts.join(",")));
+      parts = [];
+      bytes = overhead;
+    }
+    bytes += (parts.length > 0 ? 1 : 0) + size; // 1 = the comma
+    parts.push(json);
+  }
+  if (parts.length > 0) bodies.push(envelope(parts.join(",")));
+  return bodies;
+}
+
+/** Brevo's answer to an idempotent repeat ("already removed", "does not exist"). */
 function isHarmlessListRefusal(result: HttpResult): boolean {
   return result.status === 400 && /already (in|removed)|does not exist/i.test(result.body);
 }
@@ -49,33 +99,65 @@ function readGate(result: HttpResult, gate: RateGate, now: number): number | und
   return resetMs;
 }
 
+/** Out of invocation time: escapes withRetry (which would sleep and try again) and becomes a RetryableError. */
+class OutOfTime extends Error {
+  constructor(
+    message: string,
+    readonly retryAfterMs: number | undefined,
+  ) {
+    super(message);
+  }
+}
+
 export async function sendBrevoPage(page: DeliveryPage, destination: BrevoDestination, deps: SenderDeps, gate: RateGate = { blockedUntil: 0 }): Promise<void> {
   const { api_key: apiKey } = await deps.secrets.getJson(destination.api_key_secret, apiKeySecretSchema);
   const base = destination.base_url.replace(/\/+$/, "");
+  const left = () => deps.retryDeps.remainingMs();
 
-  async function call(path: string, payload: unknown, what: string, harmless?: (r: HttpResult) => boolean): Promise<void> {
-    await withRetry(
-      async () => {
-        const wait = gate.blockedUntil - deps.now();
-        if (wait > 0) await deps.retryDeps.sleep(wait);
-        const result = await fetchText(
-          deps.fetch,
-          `${base}${path}`,
-          {
-            method: "POST",
-            headers: { "api-key": apiKey, "content-type": "application/json", accept: "application/json" },
-            body: JSON.stringify(payload),
-          },
-          deps.timeoutMs,
-        );
-        const resetMs = readGate(result, gate, deps.now());
-        if (result.status === 429) throw new RetryableError(`Brevo ${what} rate limited (429)`, resetMs ?? 1000, 429);
-        if (harmless?.(result)) return;
-        throwForDestinationStatus(result, `Brevo ${what}`, deps.now());
-      },
-      deps.retryDeps,
-      deps.retryPolicy,
-    );
+  /** Waits for the gate when the wait fits; throws OutOfTime when it or the call itself does not. */
+  async function passGate(what: string): Promise<void> {
+    const wait = gate.blockedUntil - deps.now();
+    if (wait > 0) {
+      if (wait >= left()) {
+        throw new OutOfTime(`Brevo ${what}: rate limit resets in ${Math.ceil(wait / 1000)} s, past this invocation's deadline; left for redelivery`, wait);
+      }
+      await deps.retryDeps.sleep(wait);
+    }
+    if (left() <= 0) throw new OutOfTime(`Brevo ${what}: no time left in this invocation for another call; left for redelivery`, undefined);
+  }
+
+  async function call(path: string, body: string, what: string, harmless?: (r: HttpResult) => boolean): Promise<void> {
+    try {
+      await withRetry(
+        async () => {
+          await passGate(what);
+          const result = await fetchText(
+            deps.fetch,
+            `${base}${path}`,
+            {
+              method: "POST",
+              headers: { "api-key": apiKey, "content-type": "application/json", accept: "application/json" },
+              body,
+            },
+            deps.timeoutMs,
+          );
+          const resetMs = readGate(result, gate, deps.now());
+          if (result.status === 429) {
+            const wait = gate.blockedUntil - deps.now();
+            const message = `Brevo ${what} rate limited (429), reset in ${Math.ceil(wait / 1000)} s`;
+            if (wait >= left()) throw new OutOfTime(`${message}, past this invocation's deadline; left for redelivery`, wait);
+            throw new RetryableError(message, resetMs ?? 1000, 429);
+          }
+          if (harmless?.(result)) return;
+          throwForDestinationStatus(result, `Brevo ${what}`, deps.now());
+        },
+        deps.retryDeps,
+        deps.retryPolicy,
+      );
+    } catch (error) {
+      if (error instanceof OutOfTime) throw new RetryableError(error.message, error.retryAfterMs);
+      throw error;
+    }
   }
 
   const members: { email: string; member: PageMember }[] = [];
@@ -91,21 +173,15 @@ export async function sendBrevoPage(page: DeliveryPage, destination: BrevoDestin
   const skipped = page.members.length - members.length;
   if (skipped > 0) deps.warn("brevo: members without email skipped", { skipped, action: page.action, page: page.page });
 
-  const listPath = `/contacts/lists/${destination.list_id}/contacts`;
   if (page.action === "remove_members") {
+    const path = `/contacts/lists/${destination.list_id}/contacts/remove`;
     for (const emails of chunkOf(members.map((m) => m.email), BREVO_LIST_CHUNK)) {
-      await call(`${listPath}/remove`, { emails }, "list remove", isHarmlessListRefusal);
+      await call(path, JSON.stringify({ emails }), "list remove", isHarmlessListRefusal);
     }
     return;
   }
-  for (const { email, member } of members) {
-    await call(
-      "/contacts",
-      { email, attributes: brevoAttributes(member, destination.attributes), updateEnabled: true },
-      "contact upsert",
-    );
-  }
-  for (const emails of chunkOf(members.map((m) => m.email), BREVO_LIST_CHUNK)) {
-    await call(`${listPath}/add`, { emails }, "list add", isHarmlessListRefusal);
+  const contacts = members.map(({ email, member }) => ({ email, attributes: brevoAttributes(member, destination.attributes) }));
+  for (const body of brevoImportBodies(contacts, destination.list_id)) {
+    await call("/contacts/import", body, "contact import");
   }
 }

@@ -44,20 +44,16 @@ describe("cohort export → Brevo list (strict local Brevo)", () => {
     }
   }
 
-  it("upserts with updateEnabled, adds in chunks of 150, honours x-sib-ratelimit headers, skips members without email", async () => {
+  it("imports the page (upsert + list membership in one /contacts/import), skips members without email, removes in chunks of 150", async () => {
     await setup(400);
     await h.runExport();
     expect(await h.drain()).toEqual(["delivered"]);
-    const upserts = brevo.calls.filter((c) => c.path === "/v3/contacts" && c.status < 300);
-    expect(upserts).toHaveLength(360); // every 10th member has no email
-    expect(upserts.every((c) => JSON.stringify(c.body).includes('"updateEnabled":true'))).toBe(true);
-    const adds = brevo.calls.filter((c) => c.path.endsWith("/contacts/add"));
-    expect(adds.map((c) => (c.body as { emails: string[] }).emails.length)).toEqual([150, 150, 60]);
+    expect(brevo.calls.map((c) => [c.path, c.status])).toEqual([["/v3/contacts/import", 202]]);
+    expect(brevo.imports[0]).toMatchObject({ contacts: 360, listIds: [12] }); // every 10th member has no email
+    expect(brevo.calls[0]?.body).toMatchObject({ updateExistingContacts: true, emptyContactsAttributes: false });
     expect(brevo.lists.get(12)?.size).toBe(360);
     expect(brevo.contacts.get("b1@example.com")).toEqual({ FIRSTNAME: "F1", LASTNAME: "L1" });
-    // 10 calls/s: the sender waited on remaining=0 instead of hitting 429.
     expect(brevo.throttled).toBe(0);
-    expect(h.sleeps.length).toBeGreaterThanOrEqual(36);
     expect(brevo.calls.some((c) => c.path.includes("/contacts/batch"))).toBe(false);
 
     // Removal next run: by email kept in the snapshot.
@@ -71,12 +67,31 @@ describe("cohort export → Brevo list (strict local Brevo)", () => {
     expect(brevo.lists.get(12)?.has("b0@example.com")).toBe(false);
     expect(brevo.contacts.get("b1@example.com")?.FIRSTNAME).toBe("Changed");
     expect(brevo.lists.get(12)?.size).toBe(359);
+    expect(brevo.calls.filter((c) => c.path.endsWith("/contacts/remove")).map((c) => (c.body as { emails: string[] }).emails)).toEqual([["b0@example.com"]]);
+  });
+
+  it("a 1000-member full sync fits in one call; the 1000-member removal that follows takes 7 calls at 10/s", async () => {
+    await setup(1000);
+    for (let i = 0; i < 1000; i++) h.profiles.set(`b${i}`, { trial: true, $email: `b${i}@example.com`, $first_name: `F${i}` });
+    await h.runExport();
+    expect(await h.drain()).toEqual(["delivered"]);
+    expect(brevo.calls.map((c) => c.path)).toEqual(["/v3/contacts/import"]);
+    expect(brevo.lists.get(12)?.size).toBe(1000);
+    h.clock.advance(5 * MIN);
+    await h.runExport();
+    for (let i = 0; i < 1000; i++) h.profiles.set(`b${i}`, { trial: false, $email: `b${i}@example.com` });
+    h.clock.advance(30 * MIN);
+    await h.runExport();
+    expect(await h.drain()).toEqual(["delivered"]);
+    expect(brevo.calls.filter((c) => c.path.endsWith("/contacts/remove"))).toHaveLength(7);
+    expect(brevo.lists.get(12)?.size).toBe(0);
+    expect(brevo.throttled).toBe(0);
   });
 
   it("backs off on a 429 using x-sib-ratelimit-reset, then delivers", async () => {
     await setup(5, 100);
     await h.runExport();
-    brevo.failNext({ status: 429, body: JSON.stringify({ code: "too_many_requests", message: "slow down" }), path: "/v3/contacts" });
+    brevo.failNext({ status: 429, body: JSON.stringify({ code: "too_many_requests", message: "slow down" }), path: "/v3/contacts/import" });
     expect(await h.drain()).toEqual(["delivered"]);
     expect(brevo.calls.filter((c) => c.status === 429)).toHaveLength(1);
     expect(h.sleeps[0]).toBeGreaterThanOrEqual(1000);
@@ -86,7 +101,7 @@ describe("cohort export → Brevo list (strict local Brevo)", () => {
   it("a 4xx refusal is permanent: ledger record with the response body, unhealthy metric, no retry", async () => {
     await setup(3, 100);
     await h.runExport();
-    brevo.failNext({ status: 400, body: JSON.stringify({ code: "invalid_parameter", message: "SMS attribute invalid" }), path: "/v3/contacts" });
+    brevo.failNext({ status: 400, body: JSON.stringify({ code: "invalid_parameter", message: "SMS attribute invalid" }), path: "/v3/contacts/import" });
     const outcomes = await h.drain(3);
     expect(outcomes[0]).toBe("UpstreamRejectedError");
     const state = await h.store.readState("trial-brevo");

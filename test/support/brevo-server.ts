@@ -4,7 +4,10 @@ import type { AddressInfo } from "node:net";
 /**
  * Strict local Brevo (reference/cohort-sync.md §3): `api-key` header; POST /v3/contacts
  * (400 duplicate_parameter for an existing contact without updateEnabled:true; attribute
- * names must be UPPERCASE); list add/remove with ≤150 emails, contacts must exist;
+ * names must be UPPERCASE); POST /v3/contacts/import (body ≤ 10 MB, exactly one of
+ * jsonBody/fileBody/fileUrl, jsonBody a non-empty array of `{email, attributes}`, listIds
+ * of existing lists or newList, updateExistingContacts default true; 202 `{processId}`,
+ * applied at once and recorded in `imports`); list add/remove with ≤150 emails, contacts must exist;
  * /v3/contacts/batch refused (deprecated); a rate limit of `limit` calls per `windowMs`
  * with x-sib-ratelimit-{limit,remaining,reset} on every answer and 429 beyond.
  * The clock is injectable so tests can advance time instead of sleeping.
@@ -24,11 +27,20 @@ export interface BrevoCall {
 }
 
 const MAX_LIST_EMAILS = 150;
+export const MAX_IMPORT_BYTES = 10 * 1024 * 1024;
+
+export interface BrevoImport {
+  readonly processId: number;
+  readonly bytes: number;
+  readonly contacts: number;
+  readonly listIds: readonly number[];
+}
 
 export class BrevoServer {
   readonly contacts = new Map<string, Record<string, unknown>>();
   readonly lists = new Map<number, Set<string>>();
   readonly calls: BrevoCall[] = [];
+  readonly imports: BrevoImport[] = [];
   private readonly faults: { status: number; body?: string; path?: string }[] = [];
   private windowStart = 0;
   private used = 0;
@@ -71,9 +83,10 @@ export class BrevoServer {
     for await (const chunk of request) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
     const url = new URL(request.url ?? "/", "http://localhost");
     const path = url.pathname;
+    const raw = Buffer.concat(chunks);
     let body: unknown;
     try {
-      body = chunks.length > 0 ? JSON.parse(Buffer.concat(chunks).toString("utf8")) : undefined;
+      body = chunks.length > 0 ? JSON.parse(raw.toString("utf8")) : undefined;
     } catch {
       body = undefined;
     }
@@ -124,6 +137,7 @@ export class BrevoServer {
       this.contacts.set(key, { ...(existing ?? {}), ...attributes });
       return existing ? answer(204) : answer(201, { id: this.contacts.size });
     }
+    if (path === "/v3/contacts/import") return this.importContacts(record, raw.length, answer);
     const match = /^\/v3\/contacts\/lists\/(\d+)\/contacts\/(add|remove)$/.exec(path);
     if (match) {
       const list = this.lists.get(Number(match[1]));
@@ -156,5 +170,48 @@ export class BrevoServer {
       return answer(201, { contacts: { success, failure } });
     }
     return answer(404, { code: "not_found", message: `no route ${path}` });
+  }
+
+  private importContacts(record: Record<string, unknown>, bytes: number, answer: (status: number, payload?: unknown) => void): void {
+    const bad = (message: string) => answer(400, { code: "invalid_parameter", message });
+    if (bytes > MAX_IMPORT_BYTES) return bad(`import body is ${bytes} bytes; at most ${MAX_IMPORT_BYTES}`);
+    const sources = ["jsonBody", "fileBody", "fileUrl"].filter((k) => record[k] !== undefined);
+    if (sources.length !== 1) return bad("exactly one of jsonBody, fileBody or fileUrl is required");
+    const rows = record.jsonBody;
+    if (!Array.isArray(rows) || rows.length === 0) return bad("jsonBody must be a non-empty array");
+    const listIds = record.listIds;
+    if (listIds !== undefined) {
+      if (!Array.isArray(listIds) || listIds.length === 0 || !listIds.every((id) => Number.isInteger(id) && id > 0)) {
+        return bad("listIds must be a non-empty array of list ids");
+      }
+      const missing = listIds.find((id) => !this.lists.has(Number(id)));
+      if (missing !== undefined) return answer(404, { code: "document_not_found", message: `List ID ${String(missing)} does not exist` });
+    } else if (record.newList === undefined) return bad("listIds or newList is required");
+    if (record.updateExistingContacts !== undefined && typeof record.updateExistingContacts !== "boolean") {
+      return bad("updateExistingContacts must be a boolean");
+    }
+    const contacts: { email: string; attributes: Record<string, unknown> }[] = [];
+    for (const [index, row] of rows.entries()) {
+      if (row === null || typeof row !== "object" || Array.isArray(row)) return bad(`jsonBody[${index}] must be an object`);
+      const { email, attributes = {}, ...rest } = row as Record<string, unknown>;
+      const unknownKey = Object.keys(rest).find((k) => !["ext_id", "SMS"].includes(k));
+      if (unknownKey) return bad(`jsonBody[${index}].${unknownKey} is not a contact field`);
+      if (typeof email !== "string" || !email.includes("@")) return bad(`jsonBody[${index}].email is not valid`);
+      if (attributes === null || typeof attributes !== "object" || Array.isArray(attributes)) return bad(`jsonBody[${index}].attributes must be an object`);
+      const lower = Object.keys(attributes).find((k) => k !== k.toUpperCase());
+      if (lower) return bad(`jsonBody[${index}].attributes.${lower} must be UPPERCASE`);
+      contacts.push({ email, attributes: { ...attributes } });
+    }
+    const update = record.updateExistingContacts !== false;
+    for (const { email, attributes } of contacts) {
+      const key = email.toLowerCase();
+      const existing = this.contacts.get(key);
+      if (!existing) this.contacts.set(key, attributes);
+      else if (update) this.contacts.set(key, { ...existing, ...attributes });
+      for (const id of Array.isArray(listIds) ? listIds : []) this.lists.get(Number(id))?.add(key);
+    }
+    const processId = this.imports.length + 1;
+    this.imports.push({ processId, bytes, contacts: contacts.length, listIds: Array.isArray(listIds) ? listIds.map(Number) : [] });
+    answer(202, { processId });
   }
 }
