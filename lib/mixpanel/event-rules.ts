@@ -14,6 +14,12 @@ export const MAX_PROPERTIES = 254;
 export const MAX_NESTED_KEYS = 254;
 export const MAX_ARRAY_ITEMS = 254;
 export const MAX_NESTING_DEPTH = 3;
+/**
+ * Containers of any kind (arrays included) nested deeper than this are refused
+ * before anything recurses over them, so hostile input like 100k nested arrays
+ * cannot overflow the stack.
+ */
+export const MAX_CONTAINER_DEPTH = 16;
 /** "< 1 MB per event"; measured on the serialized record. */
 export const MAX_EVENT_BYTES = 1_000_000;
 /** Values below this are seconds, above it milliseconds (reference/adobe-forwarding.md §5). */
@@ -90,18 +96,22 @@ export interface RuleViolation {
   readonly reason: string;
 }
 
-function checkNested(value: unknown, depth: number, path: string): RuleViolation | undefined {
+function checkNested(value: unknown, depth: number, path: string, containers = 1): RuleViolation | undefined {
+  if (value === null || typeof value !== "object") return undefined;
+  if (containers > MAX_CONTAINER_DEPTH) {
+    return { code: "too_deep", reason: `${path} nests lists or objects more than ${MAX_CONTAINER_DEPTH} levels deep` };
+  }
   if (Array.isArray(value)) {
     if (value.length > MAX_ARRAY_ITEMS) {
       return { code: "too_many_items", reason: `${path} has ${value.length} items (max ${MAX_ARRAY_ITEMS})` };
     }
     for (const item of value) {
-      const violation = checkNested(item, depth, path);
+      const violation = checkNested(item, depth, path, containers + 1);
       if (violation) return violation;
     }
     return undefined;
   }
-  if (value !== null && typeof value === "object") {
+  {
     if (depth > MAX_NESTING_DEPTH) {
       return { code: "too_deep", reason: `${path} nests objects deeper than ${MAX_NESTING_DEPTH} levels` };
     }
@@ -110,7 +120,7 @@ function checkNested(value: unknown, depth: number, path: string): RuleViolation
       return { code: "too_many_keys", reason: `${path} has ${entries.length} keys (max ${MAX_NESTED_KEYS})` };
     }
     for (const [key, inner] of entries) {
-      const violation = checkNested(inner, depth + 1, `${path}.${key}`);
+      const violation = checkNested(inner, depth + 1, `${path}.${key}`, containers + 1);
       if (violation) return violation;
     }
   }
@@ -165,6 +175,12 @@ export function applyEventRules(
     return { ok: false, code: "banned_distinct_id", reason: `distinct_id "${distinctId}" is a placeholder Mixpanel refuses` };
   }
 
+  // Before anything recurses over the values (the insert id hash does).
+  for (const [key, value] of Object.entries(properties)) {
+    const violation = checkNested(value, 1, `properties.${key}`);
+    if (violation) return { ok: false, ...violation };
+  }
+
   const rawInsertId = properties.$insert_id;
   let insertId: string;
   if (rawInsertId === undefined || rawInsertId === null || rawInsertId === "") {
@@ -183,10 +199,6 @@ export function applyEventRules(
   const propertyCount = Object.keys(normalized).length;
   if (propertyCount > MAX_PROPERTIES) {
     return { ok: false, code: "too_many_properties", reason: `event has ${propertyCount} properties (max ${MAX_PROPERTIES})` };
-  }
-  for (const [key, value] of Object.entries(normalized)) {
-    const violation = checkNested(value, 1, `properties.${key}`);
-    if (violation) return { ok: false, ...violation };
   }
 
   const line = JSON.stringify({ event, properties: normalized });

@@ -43,6 +43,28 @@ export interface RejectedStore {
   put(batch: Omit<RejectedBatch, "v" | "rejectedAt" | "stage">): Promise<string>;
 }
 
+/**
+ * JSON.stringify recurses, so a payload nested tens of thousands of levels deep (valid
+ * JSON that JSON.parse accepts) throws RangeError. Such an item is stored with a note
+ * in place of its payload rather than failing the whole batch, which would make the
+ * sender retry the same body forever.
+ */
+export function serializeBatch(batch: RejectedBatch): string {
+  try {
+    return JSON.stringify(batch);
+  } catch {
+    const items = batch.items.map((item) => {
+      try {
+        JSON.stringify(item.payload);
+        return item;
+      } catch {
+        return { ...item, payload: { unstorable: "payload nests too deeply to serialize; only its reason is kept" } };
+      }
+    });
+    return JSON.stringify({ ...batch, items });
+  }
+}
+
 export function createS3Client(region: string, endpoint?: string): S3Client {
   return new S3Client({ region, ...(endpoint ? { endpoint, forcePathStyle: true } : {}) });
 }
@@ -71,7 +93,7 @@ export function createRejectedStore(options: {
           new PutObjectCommand({
             Bucket: options.bucket,
             Key: key,
-            Body: JSON.stringify(body),
+            Body: serializeBatch(body),
             ContentType: "application/json",
           }),
         );

@@ -81,6 +81,13 @@ describe("intake when its peers fail", () => {
     expect(odds.map((e) => e.properties.note)).toEqual([odd]);
   });
 
+  it("answers 202 for a hostile, deeply nested item, storing its reason instead of crashing", async () => {
+    const bomb = `[{"event":"Bomb","properties":{"distinct_id":"u","time":${Math.floor(Date.now() / 1000)},"x":${"[".repeat(100_000)}${"]".repeat(100_000)}}}]`;
+    const result = await handleIntake({ ...request([]), body: Buffer.from(bomb) }, deps());
+    expect(result.response.statusCode).toBe(200);
+    expect(JSON.parse(result.response.body)).toMatchObject({ accepted: 0, rejected: 1, errors: [{ index: 0, code: "too_deep" }] });
+  });
+
   it("ignores a correlation id that is unsafe in S3 keys and logs", async () => {
     const unsafe = await handleIntake({ ...request(good()), headers: { authorization: `Bearer ${TOKEN}`, "x-correlation-id": "../../etc/passwd" } }, deps());
     expect(unsafe.correlationId).toBe("corr-1");

@@ -92,6 +92,10 @@ describe("shape limits", () => {
     expect(list.ok ? "ok" : list.code).toBe("too_many_items");
     const deep = applyEventRules({ event: "e", properties: { distinct_id: "u", time: NOW_S, a: { b: { c: { d: { e: 1 } } } } } }, NOW);
     expect(deep.ok ? "ok" : deep.code).toBe("too_deep");
+    let hostile: unknown = [];
+    for (let i = 0; i < 100_000; i++) hostile = [hostile];
+    const stackBomb = applyEventRules({ event: "e", properties: { distinct_id: "u", time: NOW_S, bomb: hostile } }, NOW);
+    expect(stackBomb.ok ? "ok" : stackBomb.code).toBe("too_deep");
     const fine = applyEventRules({ event: "e", properties: { distinct_id: "u", time: NOW_S, a: { b: { c: { d: 1 } } } } }, NOW);
     expect(fine.ok).toBe(true);
   });
