@@ -1,7 +1,7 @@
 import type { Context } from "aws-lambda";
 import * as z from "zod";
 import { type ExportReport, runCohortExport } from "../../lib/cohorts/export.js";
-import { exportDepsFrom } from "../../lib/cohorts/runtime.js";
+import { exportDepsFrom, invocationClock } from "../../lib/cohorts/runtime.js";
 import { describeError } from "../../lib/errors.js";
 import { logger, publishMetrics } from "../../lib/observability/telemetry.js";
 import { createRuntimeContext, once } from "../../lib/runtime/context.js";
@@ -11,6 +11,9 @@ import { createRuntimeContext, once } from "../../lib/runtime/context.js";
  * `{"force": ["sync-id"], "full": true}` as input to run a sync now / force a full resync.
  */
 const runtime = once(() => createRuntimeContext());
+const clock = invocationClock();
+/** Once per container: clients, settings (parsed at cold start), credential cache; time read per invocation. */
+const deps = once(() => exportDepsFrom(runtime(), clock.remainingMs));
 
 const eventSchema = z.looseObject({
   force: z.array(z.string().min(1)).optional(),
@@ -21,9 +24,9 @@ export async function handler(event: unknown, context: Context): Promise<ExportR
   const parsed = eventSchema.safeParse(event ?? {});
   const input = parsed.success ? parsed.data : {};
   try {
+    clock.begin(context);
     const ctx = runtime();
-    const deps = exportDepsFrom(ctx, () => context.getRemainingTimeInMillis());
-    const report = await runCohortExport(ctx.config.cohort_syncs, deps, {
+    const report = await runCohortExport(ctx.config.cohort_syncs, deps(), {
       ...(input.force ? { force: input.force } : {}),
       ...(input.full !== undefined ? { full: input.full } : {}),
     });

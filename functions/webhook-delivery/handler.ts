@@ -1,7 +1,7 @@
 import { BatchProcessor, EventType, processPartialResponse } from "@aws-lambda-powertools/batch";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import { deliverMessage } from "../../lib/destinations/deliver.js";
-import { deliveryDepsFrom } from "../../lib/cohorts/runtime.js";
+import { deliveryDepsFrom, invocationClock } from "../../lib/cohorts/runtime.js";
 import { describeError } from "../../lib/errors.js";
 import { count, logger, publishMetrics } from "../../lib/observability/telemetry.js";
 import { createRuntimeContext, once } from "../../lib/runtime/context.js";
@@ -13,13 +13,17 @@ import { createRuntimeContext, once } from "../../lib/runtime/context.js";
  */
 const runtime = once(() => createRuntimeContext());
 const processor = new BatchProcessor(EventType.SQS);
+const clock = invocationClock();
+/** Once per container: store, secrets cache, settings and the Brevo rate gate survive between invocations. */
+const deps = once(() => deliveryDepsFrom(runtime(), clock.remainingMs));
 
 export async function handler(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
   try {
-    const deps = deliveryDepsFrom(runtime(), () => context.getRemainingTimeInMillis());
+    clock.begin(context);
+    const shared = deps();
     const recordHandler = async (record: SQSRecord) => {
       try {
-        const outcome = await deliverMessage(record.body, deps);
+        const outcome = await deliverMessage(record.body, shared);
         count(outcome === "delivered" ? "CohortPagesDelivered" : outcome === "duplicate" ? "CohortPagesDuplicate" : "CohortPagesDeadLettered", 1);
       } catch (error) {
         count("CohortPagesFailed", 1);

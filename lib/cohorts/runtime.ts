@@ -41,6 +41,27 @@ export function readCohortSettings(source: NodeJS.ProcessEnv = process.env): Coh
   return parsed.data;
 }
 
+/**
+ * The invocation a container is serving. Deps are built once per container
+ * (cold start) and read the time left through this, so every invocation's own
+ * deadline applies: `remainingMs()` is the current context's
+ * getRemainingTimeInMillis() (0 outside an invocation).
+ */
+export interface InvocationClock {
+  begin(context: { getRemainingTimeInMillis(): number }): void;
+  remainingMs(): number;
+}
+
+export function invocationClock(): InvocationClock {
+  let current: { getRemainingTimeInMillis(): number } | undefined;
+  return {
+    begin(context) {
+      current = context;
+    },
+    remainingMs: () => current?.getRemainingTimeInMillis() ?? 0,
+  };
+}
+
 function metric(name: string, value: number, syncId: string): void {
   const single = metrics.singleMetric();
   single.addDimension("syncId", syncId);
@@ -72,7 +93,8 @@ export function exportDepsFrom(runtime: RuntimeContext, remainingMs: () => numbe
         },
         fetch,
         timeoutMs: env.HTTP_TIMEOUT_MS,
-        retryDeps: realRetryDeps(() => remainingMs() - 30_000),
+        // Time left for another try: a margin plus the longest a request may take.
+        retryDeps: realRetryDeps(() => remainingMs() - 30_000 - env.HTTP_TIMEOUT_MS),
         budget,
         now: Date.now,
       });
@@ -110,11 +132,13 @@ export function deliveryDepsFrom(runtime: RuntimeContext, remainingMs: () => num
     secrets: runtime.secrets,
     fetch,
     timeoutMs: env.HTTP_TIMEOUT_MS,
-    retryDeps: realRetryDeps(() => remainingMs() - 10_000),
+    // Time left for another call or wait: a margin plus the longest a request may take.
+    retryDeps: realRetryDeps(() => remainingMs() - 10_000 - env.HTTP_TIMEOUT_MS),
     now: Date.now,
     warn: (message, extra) => logger.warn(message, extra ?? {}),
     error: (message, extra) => logger.error(message, extra ?? {}),
     metric,
+    // Built once per container: the Brevo rate gate outlives an invocation.
     brevoGate: { blockedUntil: 0 },
     ...(dlq
       ? {
