@@ -31,7 +31,7 @@ export interface DeliveryDeps extends SenderDeps {
   readonly error: (message: string, extra?: Record<string, unknown>) => void;
   /** Sends the message plus the refusal to the deliveries DLQ. */
   readonly deadLetter?: (body: string) => Promise<void>;
-  /** Brevo rate-limit state shared by every record of one invocation. */
+  /** Brevo rate-limit state shared by every record a warm container delivers (records run one at a time). */
   readonly brevoGate?: RateGate;
 }
 
