@@ -1,12 +1,12 @@
 import * as z from "zod";
 import { rejectProtoKey } from "./property-names.js";
-import type { MapContext, MappedItem, RejectedItem } from "./types.js";
+import type { MapContext, MappedItem } from "./types.js";
 import {
-  findOperation,
+  completeUpdate,
+  describeFirstIssue,
   isUpdateOperation,
   modifiersSchema,
-  normalizeOperation,
-  serializeUpdate,
+  rejectUpdate as reject,
   unsafeNumericId,
   unwrapUpdates,
 } from "./updates.js";
@@ -27,10 +27,6 @@ const groupUpdateSchema = modifiersSchema.extend({
 
 const GROUP_FIELDS = new Set([...Object.keys(groupUpdateSchema.shape), "$token"]);
 
-function reject(index: number, payload: unknown, code: string, reason: string): RejectedItem {
-  return { ok: false, index, code, reason, payload };
-}
-
 export function mapGroupUpdate(item: unknown, index: number, _ctx: MapContext): MappedItem {
   // Before any zod parse: z.record would drop a "__proto__" key, at the top level (skipping the
   // unknown_field check) or inside an operation (turning `$set: {"__proto__": …}` into `{}`).
@@ -49,20 +45,9 @@ export function mapGroupUpdate(item: unknown, index: number, _ctx: MapContext): 
   const unsafeId = unsafeNumericId("$group_id", raw.data.$group_id);
   if (unsafeId !== undefined) return reject(index, item, "invalid_group_id", unsafeId);
   const parsed = groupUpdateSchema.safeParse(raw.data);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    return reject(index, item, "invalid_shape", `${issue?.path.join(".") || "(update)"}: ${issue?.message ?? "invalid"}`);
-  }
+  if (!parsed.success) return reject(index, item, "invalid_shape", describeFirstIssue(parsed.error));
   const { $group_key, $group_id, ...modifiers } = parsed.data;
-
-  const found = findOperation(raw.data);
-  if (!found.ok) return reject(index, item, "invalid_operation", found.reason);
-  const operation = normalizeOperation(found.op, raw.data[found.op], {});
-  if (!operation.ok) return reject(index, item, operation.code, operation.reason);
-
-  const serialized = serializeUpdate({ $group_key, $group_id, $ip: "0", ...modifiers, [found.op]: operation.value });
-  if (!serialized.ok) return reject(index, item, serialized.code, serialized.reason);
-  return { ok: true, index, kind: "group", line: serialized.line };
+  return completeUpdate(index, item, raw.data, { $group_key, $group_id, $ip: "0", ...modifiers }, "group", {});
 }
 
 export function mapGroupUpdates(body: unknown, ctx: MapContext): MappedItem[] {

@@ -1,13 +1,13 @@
 import * as z from "zod";
 import { isBannedId } from "../mixpanel/event-rules.js";
 import { rejectProtoKey } from "./property-names.js";
-import type { MapContext, MappedItem, RejectedItem } from "./types.js";
+import type { MapContext, MappedItem } from "./types.js";
 import {
-  findOperation,
+  completeUpdate,
+  describeFirstIssue,
   isUpdateOperation,
   modifiersSchema,
-  normalizeOperation,
-  serializeUpdate,
+  rejectUpdate as reject,
   unsafeNumericId,
   unwrapUpdates,
 } from "./updates.js";
@@ -25,10 +25,6 @@ const profileUpdateSchema = modifiersSchema.extend({
 
 const PROFILE_FIELDS = new Set([...Object.keys(profileUpdateSchema.shape), "$token"]);
 
-function reject(index: number, payload: unknown, code: string, reason: string): RejectedItem {
-  return { ok: false, index, code, reason, payload };
-}
-
 export function mapProfileUpdate(item: unknown, index: number, ctx: MapContext): MappedItem {
   // Before any zod parse: z.record would drop a "__proto__" key, at the top level (skipping the
   // unknown_field check) or inside an operation (turning `$set: {"__proto__": …}` into `{}`).
@@ -43,21 +39,10 @@ export function mapProfileUpdate(item: unknown, index: number, ctx: MapContext):
   const unsafeId = unsafeNumericId("$distinct_id", raw.data.$distinct_id);
   if (unsafeId !== undefined) return reject(index, item, "invalid_distinct_id", unsafeId);
   const parsed = profileUpdateSchema.safeParse(raw.data);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    return reject(index, item, "invalid_shape", `${issue?.path.join(".") || "(update)"}: ${issue?.message ?? "invalid"}`);
-  }
+  if (!parsed.success) return reject(index, item, "invalid_shape", describeFirstIssue(parsed.error));
   const { $distinct_id, ...modifiers } = parsed.data;
   if (isBannedId($distinct_id)) return reject(index, item, "banned_distinct_id", `$distinct_id "${$distinct_id}" is a placeholder Mixpanel refuses`);
-
-  const found = findOperation(raw.data);
-  if (!found.ok) return reject(index, item, "invalid_operation", found.reason);
-  const operation = normalizeOperation(found.op, raw.data[found.op], ctx.config.property_mapping);
-  if (!operation.ok) return reject(index, item, operation.code, operation.reason);
-
-  const serialized = serializeUpdate({ $distinct_id, $ip: "0", ...modifiers, [found.op]: operation.value });
-  if (!serialized.ok) return reject(index, item, serialized.code, serialized.reason);
-  return { ok: true, index, kind: "profile", line: serialized.line };
+  return completeUpdate(index, item, raw.data, { $distinct_id, $ip: "0", ...modifiers }, "profile", ctx.config.property_mapping);
 }
 
 export function mapProfileUpdates(body: unknown, ctx: MapContext): MappedItem[] {

@@ -2,6 +2,7 @@ import * as z from "zod";
 import { ValidationError } from "../errors.js";
 import { INVALID_PROPERTY_NAME, findProtoKey, protoKeyReason } from "./property-names.js";
 import { renamed, setOwn } from "./renames.js";
+import type { MappedItem, RejectedItem } from "./types.js";
 
 /**
  * What /engage (profiles) and /groups updates have in common (reference/mixpanel-api.md §6):
@@ -112,4 +113,36 @@ export function serializeUpdate(update: Record<string, unknown>): { ok: true; li
   const bytes = Buffer.byteLength(line);
   if (bytes >= MAX_UPDATE_BYTES) return { ok: false, code: "update_too_large", reason: `update is ${bytes} bytes (must be under ${MAX_UPDATE_BYTES})` };
   return { ok: true, line };
+}
+
+export function rejectUpdate(index: number, payload: unknown, code: string, reason: string): RejectedItem {
+  return { ok: false, index, code, reason, payload };
+}
+
+/** The first zod issue of an update, as `path: message`. */
+export function describeFirstIssue(error: z.ZodError): string {
+  const issue = error.issues[0];
+  return `${issue?.path.join(".") || "(update)"}: ${issue?.message ?? "invalid"}`;
+}
+
+/**
+ * The part every update shares once its identity fields are valid: exactly one
+ * operation, normalised (property_mapping applied when given), then serialized with
+ * `$ip: "0"` unless a modifier sets it.
+ */
+export function completeUpdate(
+  index: number,
+  item: unknown,
+  update: Readonly<Record<string, unknown>>,
+  head: Readonly<Record<string, unknown>>,
+  kind: "profile" | "group",
+  propertyMapping: Readonly<Record<string, string>>,
+): MappedItem {
+  const found = findOperation(update);
+  if (!found.ok) return rejectUpdate(index, item, "invalid_operation", found.reason);
+  const operation = normalizeOperation(found.op, update[found.op], propertyMapping);
+  if (!operation.ok) return rejectUpdate(index, item, operation.code, operation.reason);
+  const serialized = serializeUpdate({ ...head, [found.op]: operation.value });
+  if (!serialized.ok) return rejectUpdate(index, item, serialized.code, serialized.reason);
+  return { ok: true, index, kind, line: serialized.line };
 }
