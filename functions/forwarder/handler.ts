@@ -20,6 +20,8 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
     count("RecordsRetried", summary.retried);
     count("RecordsBlockedByConfig", summary.blockedByConfig);
     count("InvalidMessages", summary.invalidMessages);
+    count("MessagesRequeued", summary.requeued);
+    count("MessagesDeadLettered", summary.deadLettered);
     for (const reason of summary.configErrors) {
       logger.error("Mixpanel configuration error: records kept for redelivery", { reason });
     }

@@ -288,6 +288,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     AWS_REGION: LOCAL_REGION,
     AWS_ENDPOINT_URL: awsEndpoint,
     EVENTS_QUEUE_URL: events.url,
+    EVENTS_DLQ_URL: events.dlqUrl,
     DELIVERIES_QUEUE_URL: deliveries.url,
     REJECTED_BUCKET: rejectedBucket,
     SNAPSHOT_BUCKET: snapshotBucket,

@@ -21,6 +21,10 @@ export const envSchema = z.object({
 
   EVENTS_QUEUE_URL: z.string().min(1).optional(),
   DELIVERIES_QUEUE_URL: z.string().min(1).optional(),
+  /** Events DLQ: the forwarder dead-letters re-queued records that keep failing (lib/forwarder/process.ts). */
+  EVENTS_DLQ_URL: z.string().min(1).optional(),
+  /** Re-queues of a message's unsent records before they go to the events DLQ. */
+  FORWARDER_MAX_REQUEUES: z.coerce.number().int().min(1).max(20).default(6),
   /** Bucket for the rejected-events store (S3 prefix `rejected/`). */
   REJECTED_BUCKET: z.string().min(1).optional(),
   REJECTED_PREFIX: z.string().default("rejected/"),

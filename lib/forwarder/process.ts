@@ -1,15 +1,21 @@
 import { describeError } from "../errors.js";
 import type { IngestionClient, LineOutcome } from "../mixpanel/ingestion.js";
 import type { RejectedItemRecord, RejectedStore } from "../queue/rejected-store.js";
-import { type Envelope, type RecordKind, parseEnvelope } from "../records/envelope.js";
+import { type Envelope, type RecordKind, parseEnvelope, serializeEnvelope } from "../records/envelope.js";
 
 /**
  * The forwarder's whole behaviour, independent of Lambda: unpack envelopes, send
  * their records to Mixpanel, put refused records in the rejected store, and say
  * which SQS messages must be redelivered (any record still owed a retry, or
- * blocked by a configuration error). Records Mixpanel already ingested in a
- * redelivered message are resent, and Mixpanel dedupes them by `$insert_id`
- * (reference/mixpanel-api.md §5): the envelope keeps that id and `time` fixed.
+ * blocked by a configuration error).
+ *
+ * A message whose records only partly went through is not redelivered whole:
+ * resending what Mixpanel already took would be deduped for events (`$insert_id`,
+ * reference/mixpanel-api.md §5) but would apply a profile `$add` or `$append` twice
+ * (/engage has no dedup, §6). Its unsent records are re-queued as a new envelope
+ * (delayed, `attempt` + 1) and the original is acknowledged; after
+ * `maxRequeues` they go to the events DLQ. A message with nothing sent is simply
+ * handed back to SQS, whose redrive policy moves it to the DLQ in time.
  */
 export interface QueueMessage {
   readonly messageId: string;
@@ -26,6 +32,9 @@ export interface ForwardSummary {
   readonly blockedByConfig: number;
   readonly invalidMessages: number;
   readonly configErrors: string[];
+  /** Messages whose unsent records were re-queued (or dead-lettered) instead of redelivered whole. */
+  readonly requeued: number;
+  readonly deadLettered: number;
   /** Intake correlation ids of the envelopes in this batch, for tracing a record end to end. */
   readonly correlationIds: string[];
 }
@@ -33,6 +42,19 @@ export interface ForwardSummary {
 export interface ForwarderDeps {
   readonly client: IngestionClient;
   readonly rejected: RejectedStore;
+  /** Where partly sent messages' remaining records go; absent = redeliver the whole message. */
+  readonly requeue?: {
+    send(body: string, delaySeconds: number): Promise<void>;
+    deadLetter(body: string): Promise<void>;
+    readonly maxRequeues: number;
+  };
+}
+
+/** SQS DelaySeconds tops out at 15 minutes. */
+const MAX_DELAY_SECONDS = 900;
+
+export function requeueDelaySeconds(attempt: number): number {
+  return Math.min(MAX_DELAY_SECONDS, 30 * 2 ** attempt);
 }
 
 interface LineRef {
@@ -50,6 +72,12 @@ const SEND_BY_KIND: Record<RecordKind, (client: IngestionClient, lines: readonly
 
 export async function forwardMessages(messages: readonly QueueMessage[], deps: ForwarderDeps): Promise<ForwardSummary> {
   const failed = new Set<number>();
+  /** Messages with at least one record that Mixpanel took or refused for good. */
+  const settledSome = new Set<number>();
+  /** Records still owed a send, per message, in envelope order. */
+  const unsent = new Map<number, { envelope: Envelope; lines: { position: number; line: string }[] }>();
+  /** Messages that must come back whole because their refused records could not be stored. */
+  const mustRedeliver = new Set<number>();
   const linesByKind = new Map<RecordKind, { lines: string[]; refs: LineRef[] }>();
   const invalid: { message: number; reason: string }[] = [];
   const correlationIds = new Set<string>();
@@ -78,6 +106,12 @@ export async function forwardMessages(messages: readonly QueueMessage[], deps: F
   // Rejections grouped by their origin so the store keeps source and correlation id.
   const rejectedByOrigin = new Map<string, { envelope: Envelope; messages: Set<number>; items: RejectedItemRecord[] }>();
 
+  const keepUnsent = (ref: LineRef, line: string) => {
+    const entry = unsent.get(ref.message) ?? { envelope: ref.envelope, lines: [] };
+    entry.lines.push({ position: ref.position, line });
+    unsent.set(ref.message, entry);
+  };
+
   for (const [kind, group] of linesByKind) {
     const outcomes = await SEND_BY_KIND[kind](deps.client, group.lines);
     outcomes.forEach((outcome, i) => {
@@ -86,8 +120,10 @@ export async function forwardMessages(messages: readonly QueueMessage[], deps: F
       switch (outcome.status) {
         case "imported":
           imported++;
+          settledSome.add(ref.message);
           return;
         case "rejected": {
+          settledSome.add(ref.message);
           const key = `${ref.envelope.source}\u0000${ref.envelope.correlationId}\u0000${kind}`;
           const bucket = rejectedByOrigin.get(key) ?? { envelope: ref.envelope, messages: new Set<number>(), items: [] };
           bucket.messages.add(ref.message);
@@ -98,11 +134,13 @@ export async function forwardMessages(messages: readonly QueueMessage[], deps: F
         case "retry":
           retried++;
           failed.add(ref.message);
+          keepUnsent(ref, group.lines[i] ?? "");
           return;
         case "config":
           blockedByConfig++;
           configErrors.add(outcome.reason);
           failed.add(ref.message);
+          keepUnsent(ref, group.lines[i] ?? "");
           return;
       }
     });
@@ -122,7 +160,10 @@ export async function forwardMessages(messages: readonly QueueMessage[], deps: F
         rejected += items.length;
       } catch {
         // Nothing lost: the messages come back and Mixpanel refuses the records again.
-        for (const message of origin) failed.add(message);
+        for (const message of origin) {
+          failed.add(message);
+          mustRedeliver.add(message);
+        }
       }
     }),
     ...invalid.map(async ({ message, reason }) => {
@@ -139,6 +180,35 @@ export async function forwardMessages(messages: readonly QueueMessage[], deps: F
     }),
   ]);
 
+  let requeued = 0;
+  let deadLettered = 0;
+  const requeue = deps.requeue;
+  if (requeue) {
+    await Promise.all(
+      [...unsent].map(async ([message, { envelope, lines }]) => {
+        if (!settledSome.has(message) || mustRedeliver.has(message)) return;
+        const attempt = (envelope.attempt ?? 0) + 1;
+        const body = serializeEnvelope({
+          ...envelope,
+          records: lines.sort((a, b) => a.position - b.position).map(({ line }) => line),
+          attempt,
+        });
+        try {
+          if (attempt > requeue.maxRequeues) {
+            await requeue.deadLetter(body);
+            deadLettered++;
+          } else {
+            await requeue.send(body, requeueDelaySeconds(attempt - 1));
+            requeued++;
+          }
+          failed.delete(message);
+        } catch {
+          // Could not re-queue: hand the whole message back to SQS instead.
+        }
+      }),
+    );
+  }
+
   return {
     failedMessageIds: [...failed].sort((a, b) => a - b).map((index) => messages[index]?.messageId ?? ""),
     imported,
@@ -147,6 +217,8 @@ export async function forwardMessages(messages: readonly QueueMessage[], deps: F
     blockedByConfig,
     invalidMessages: invalid.length,
     configErrors: [...configErrors],
+    requeued,
+    deadLettered,
     correlationIds: [...correlationIds],
   };
 }

@@ -1,3 +1,4 @@
+import { SendMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { realRetryDeps } from "../http/retry.js";
 import { mixpanelCredentialsSource } from "../mixpanel/credentials.js";
 import { ingestionBaseUrl } from "../mixpanel/hosts.js";
@@ -27,5 +28,20 @@ export function forwarderDepsFrom(runtime: RuntimeContext, remainingMs: () => nu
         logger.warn("Mixpanel call will be retried", { endpoint, status: error.status, delayMs: Math.round(delayMs) }),
     }),
     rejected: rejectedStoreFor(runtime),
+    ...(env.EVENTS_QUEUE_URL && env.EVENTS_DLQ_URL
+      ? { requeue: sqsRequeue(runtime.sqs, env.EVENTS_QUEUE_URL, env.EVENTS_DLQ_URL, env.FORWARDER_MAX_REQUEUES) }
+      : {}),
+  };
+}
+
+export function sqsRequeue(sqs: SQSClient, queueUrl: string, deadLetterUrl: string, maxRequeues: number): NonNullable<ForwarderDeps["requeue"]> {
+  return {
+    maxRequeues,
+    async send(body, delaySeconds) {
+      await sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: body, DelaySeconds: delaySeconds }));
+    },
+    async deadLetter(body) {
+      await sqs.send(new SendMessageCommand({ QueueUrl: deadLetterUrl, MessageBody: body }));
+    },
   };
 }

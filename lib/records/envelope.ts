@@ -18,6 +18,12 @@ export const envelopeSchema = z.object({
   correlationId: z.string().min(1),
   /** One serialized Mixpanel record per entry (an /import event, /engage or /groups update). */
   records: z.array(z.string().min(2)).min(1),
+  /**
+   * How many times the forwarder re-queued the records of this envelope that were left
+   * unsent after the rest went through (absent = never). Bounds those retries, since a
+   * re-queued message starts a fresh SQS receive count.
+   */
+  attempt: z.number().int().nonnegative().optional(),
 });
 
 export type Envelope = z.infer<typeof envelopeSchema>;

@@ -66,7 +66,7 @@ const ROLE_OF: Record<FunctionName, string> = {
 const COMMON_ENV = ["RELAY_STAGE", "RELAY_CONFIG_FILE", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL", "NODE_OPTIONS"];
 const FUNCTION_ENV: Record<FunctionName, string[]> = {
   intake: ["EVENTS_QUEUE_URL", "REJECTED_BUCKET", "REJECTED_PREFIX", "INTAKE_TOKEN_SECRET_ID", "SQS_MAX_MESSAGE_BYTES"],
-  forwarder: ["REJECTED_BUCKET", "REJECTED_PREFIX", "MIXPANEL_SECRET_ID", "IMPORT_MAX_BYTES", "IMPORT_CONCURRENCY"],
+  forwarder: ["REJECTED_BUCKET", "REJECTED_PREFIX", "MIXPANEL_SECRET_ID", "EVENTS_QUEUE_URL", "EVENTS_DLQ_URL", "IMPORT_MAX_BYTES", "IMPORT_CONCURRENCY"],
   "currents-reader": ["EVENTS_QUEUE_URL", "REJECTED_BUCKET", "REJECTED_PREFIX", "SQS_MAX_MESSAGE_BYTES"],
   "cohort-export": ["MIXPANEL_SECRET_ID", "SNAPSHOT_BUCKET", "DELIVERIES_QUEUE_URL", "SQS_MAX_MESSAGE_BYTES"],
   "webhook-delivery": ["SNAPSHOT_BUCKET", "DELIVERIES_DLQ_URL"],
@@ -92,7 +92,13 @@ function expectedStatements(stage: string, currents: boolean): Record<string, { 
       rejected,
       { Sid: "ReadIntakeTokens", Action: ["secretsmanager:GetSecretValue"], Resource: secretArn(`mixpanel-relay/${stage}/intake-tokens-??????`) },
     ],
-    ForwarderRole: [logs("forwarder"), consume("ConsumeEvents", "EventsQueue"), rejected, mixpanelSecret],
+    ForwarderRole: [
+      logs("forwarder"),
+      consume("ConsumeEvents", "EventsQueue"),
+      { Sid: "RequeueUnsentRecords", Action: ["sqs:SendMessage"], Resource: [getAtt("EventsQueue"), getAtt("EventsDeadLetterQueue")] },
+      rejected,
+      mixpanelSecret,
+    ],
     CurrentsReaderRole: [
       logs("currents-reader"),
       { Sid: "QueueEvents", Action: ["sqs:SendMessage"], Resource: getAtt("EventsQueue") },

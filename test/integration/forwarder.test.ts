@@ -4,7 +4,10 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { forwardMessages, type ForwarderDeps } from "../../lib/forwarder/process.js";
 import { createIngestionClient } from "../../lib/mixpanel/ingestion.js";
 import { createRejectedStore, createS3Client, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
-import { serializeEnvelope } from "../../lib/records/envelope.js";
+import { envelopeSchema, serializeEnvelope } from "../../lib/records/envelope.js";
+import { sqsRequeue } from "../../lib/forwarder/runtime.js";
+import { createSqsClient } from "../../lib/queue/sqs-sender.js";
+import { CreateQueueCommand } from "@aws-sdk/client-sqs";
 import { MixpanelSandbox } from "../support/mixpanel-server.js";
 
 /** The forwarder's decisions per SQS message, against the strict sandbox and a real S3 protocol server. */
@@ -12,6 +15,8 @@ const credentials = { projectId: "9", projectToken: "tok-9", serviceAccountUsern
 const sandbox = new MixpanelSandbox({ credentials });
 const s3Server = buildApp({ logger: false });
 let endpoint = "";
+let eventsUrl = "";
+let deadLetterUrl = "";
 const NOW_MS = Date.now();
 
 beforeAll(async () => {
@@ -19,6 +24,9 @@ beforeAll(async () => {
   process.env.AWS_SECRET_ACCESS_KEY ??= "test";
   endpoint = await s3Server.listen({ port: 0, host: "127.0.0.1" });
   await createS3Client("us-east-1", endpoint).send(new CreateBucketCommand({ Bucket: "rejected" }));
+  const sqs = createSqsClient("us-east-1", endpoint);
+  eventsUrl = (await sqs.send(new CreateQueueCommand({ QueueName: "fwd-events" }))).QueueUrl ?? "";
+  deadLetterUrl = (await sqs.send(new CreateQueueCommand({ QueueName: "fwd-events-dlq" }))).QueueUrl ?? "";
   await sandbox.start();
 });
 afterAll(async () => {
@@ -27,14 +35,14 @@ afterAll(async () => {
 });
 afterEach(() => sandbox.reset());
 
-function deps(bucket = "rejected"): ForwarderDeps {
+function deps(bucket = "rejected", clientOptions: { importMaxBytes?: number; concurrency?: number } = {}): ForwarderDeps {
   return {
     client: createIngestionClient({
       fetch: globalThis.fetch,
       baseUrl: sandbox.url,
       credentials: async () => ({ project_id: "9", project_token: "tok-9", service_account_username: "sa", service_account_secret: "sa-secret" }),
-      importMaxBytes: 10_000_000,
-      concurrency: 2,
+      importMaxBytes: clientOptions.importMaxBytes ?? 10_000_000,
+      concurrency: clientOptions.concurrency ?? 2,
       timeoutMs: 5_000,
       retryDeps: { sleep: async () => undefined, random: () => 0, remainingMs: () => 60_000 },
       retryPolicy: { baseDelayMs: 1, maxDelayMs: 1, jitterMinMs: 0, jitterMaxMs: 0, maxAttempts: 1 },
@@ -113,5 +121,57 @@ describe("forwardMessages", () => {
     const stored = (await storedBatches()).find((batch) => batch.correlationId === "corr-m9");
     expect(stored?.stageOfFailure).toBe("forwarder");
     expect(stored?.items).toEqual([{ index: 1, code: "mixpanel_rejected", reason: expect.stringContaining("properties.time"), line: refused }]);
+  });
+});
+
+/** Messages fauxqs holds for a queue, delayed ones included (its inspection endpoint). */
+async function queuedBodies(name: string): Promise<string[]> {
+  const response = await fetch(`${endpoint}/_fauxqs/queues/${name}`);
+  const inspected: unknown = await response.json();
+  const bodies: string[] = [];
+  const visit = (node: unknown): void => {
+    if (Array.isArray(node)) node.forEach(visit);
+    else if (node && typeof node === "object") {
+      for (const [key, value] of Object.entries(node)) {
+        if (key === "body" && typeof value === "string") bodies.push(value);
+        else visit(value);
+      }
+    }
+  };
+  visit(inspected);
+  return bodies;
+}
+
+describe("partly sent messages", () => {
+  const withRequeue = (maxRequeues: number): ForwarderDeps => ({
+    ...deps("rejected", { importMaxBytes: 100, concurrency: 1 }),
+    requeue: sqsRequeue(createSqsClient("us-east-1", endpoint), eventsUrl, deadLetterUrl, maxRequeues),
+  });
+
+  it("re-queue only the unsent records (delayed, attempt + 1) and acknowledge the message, so nothing is sent twice", async () => {
+    // 100-byte cap: each event (~80 bytes) is its own /import request; the first one fails transiently.
+    sandbox.failNext({ path: "/import", status: 503 });
+    const summary = await forwardMessages([message("p1", "event", [eventLine("e1"), eventLine("e2"), eventLine("e3")])], withRequeue(6));
+    expect(summary).toMatchObject({ failedMessageIds: [], imported: 2, retried: 1, requeued: 1, deadLettered: 0 });
+    expect(sandbox.events.map((e) => e.properties.$insert_id)).toEqual(["e2", "e3"]);
+    const requeued = (await queuedBodies("fwd-events")).map((body) => envelopeSchema.parse(JSON.parse(body)));
+    expect(requeued).toEqual([
+      { v: 1, kind: "event", source: "test", correlationId: "corr-p1", records: [eventLine("e1")], attempt: 1 },
+    ]);
+  });
+
+  it("dead-letters the unsent records once the re-queues are used up", async () => {
+    sandbox.failNext({ path: "/import", status: 503 });
+    const body = serializeEnvelope({ v: 1, kind: "event", source: "test", correlationId: "corr-p2", records: [eventLine("f1"), eventLine("f2")], attempt: 2 });
+    const summary = await forwardMessages([{ messageId: "p2", body }], withRequeue(2));
+    expect(summary).toMatchObject({ failedMessageIds: [], requeued: 0, deadLettered: 1 });
+    const dead = (await queuedBodies("fwd-events-dlq")).map((b) => envelopeSchema.parse(JSON.parse(b)));
+    expect(dead.find((e) => e.correlationId === "corr-p2")?.records).toEqual([eventLine("f1")]);
+  });
+
+  it("hands a message with nothing sent back to SQS whole", async () => {
+    sandbox.failNext({ path: "/import", status: 503 }, { path: "/import", status: 503 });
+    const summary = await forwardMessages([message("p3", "event", [eventLine("g1"), eventLine("g2")])], withRequeue(6));
+    expect(summary).toMatchObject({ failedMessageIds: ["p3"], requeued: 0 });
   });
 });
