@@ -1,5 +1,4 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { randomUUID } from "node:crypto";
 import { CreateBucketCommand, type S3Client } from "@aws-sdk/client-s3";
 import { CreateQueueCommand, GetQueueAttributesCommand, type SQSClient } from "@aws-sdk/client-sqs";
@@ -16,6 +15,7 @@ import { createSqsClient } from "../../lib/queue/sqs-sender.js";
 import { MixpanelSandbox, type ExtraRouteHandler, type SandboxCredentials } from "../../test/support/mixpanel-server.js";
 import { createCohortQueryApi, type CohortFixture, type CohortQueryApi } from "../../test/support/mixpanel-query.js";
 import { SecretsManagerServer } from "../../test/support/secrets-manager-server.js";
+import { closeServer, listenOnLoopback } from "../../test/support/local-server.js";
 import { WebhookReceiver } from "../../test/support/webhook-server.js";
 import { LOCAL_COHORTS, LOCAL_WEBHOOK_SIGNING_SECRET, LOCAL_WEBHOOK_SIGNING_SECRET_NAME } from "./cohorts.js";
 import { S3Notifier } from "./s3-notifier.js";
@@ -146,13 +146,6 @@ async function createQueuePair(
   const url = queue.QueueUrl ?? "";
   const attributes = await sqs.send(new GetQueueAttributesCommand({ QueueUrl: url, AttributeNames: ["QueueArn"] }));
   return { url, arn: attributes.Attributes?.QueueArn ?? "", dlqUrl, dlqArn };
-}
-
-function listen(server: Server, port: number): Promise<number> {
-  return new Promise((resolve, reject) => {
-    server.once("error", reject);
-    server.listen(port, "127.0.0.1", () => resolve((server.address() as AddressInfo).port));
-  });
 }
 
 const MAX_LOCAL_BODY_BYTES = 10 * 1024 * 1024;
@@ -334,7 +327,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       response.end(JSON.stringify({ error: "local_invoke_failed", message: String(error) }));
     });
   });
-  const intakePort = await listen(intakeServer, options.intakePort ?? 0);
+  const intakePort = await listenOnLoopback(intakeServer, options.intakePort ?? 0);
 
   const pollers: SqsPoller[] = [];
   const addConsumer: LocalStack["addConsumer"] = (consumer) => {
@@ -428,8 +421,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       currentsNotifier.stop();
       if (exportTimer) clearInterval(exportTimer);
       await Promise.all(pollers.map((poller) => poller.stop()));
-      intakeServer.closeAllConnections();
-      await new Promise<void>((resolve) => intakeServer.close(() => resolve()));
+      await closeServer(intakeServer);
       await sandbox?.stop();
       await receiver?.close();
       await secretsServer?.stop();

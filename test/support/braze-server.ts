@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { closeServer, listenOnLoopback } from "./local-server.js";
 
 /**
  * Strict local Braze /users/track (reference/cohort-sync.md §4): Bearer REST key;
@@ -42,13 +42,13 @@ export class BrazeServer {
     this.server = createServer((request, response) => {
       this.route(request, response).catch((error: unknown) => this.send(response, 500, { message: String(error) }));
     });
-    await new Promise<void>((resolve) => this.server?.listen(0, "127.0.0.1", resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    const port = await listenOnLoopback(this.server);
+    this.url = `http://127.0.0.1:${port}`;
     return this.url;
   }
 
   async close(): Promise<void> {
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    await closeServer(this.server);
   }
 
   private send(response: ServerResponse, status: number, body: unknown): void {

@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { closeServer, listenOnLoopback } from "./local-server.js";
 
 /**
  * Strict local Brevo (reference/cohort-sync.md §3): `api-key` header; POST /v3/contacts
@@ -64,13 +64,13 @@ export class BrevoServer {
     this.server = createServer((request, response) => {
       this.route(request, response).catch((error: unknown) => this.send(response, 500, { code: "internal", message: String(error) }, {}));
     });
-    await new Promise<void>((resolve) => this.server?.listen(0, "127.0.0.1", resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}/v3`;
+    const port = await listenOnLoopback(this.server);
+    this.url = `http://127.0.0.1:${port}/v3`;
     return this.url;
   }
 
   async close(): Promise<void> {
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    await closeServer(this.server);
   }
 
   private send(response: ServerResponse, status: number, body: unknown, headers: Record<string, string>): void {

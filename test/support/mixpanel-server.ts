@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { closeServer, listenOnLoopback } from "./local-server.js";
 import { gunzipSync } from "node:zlib";
 import { applyEventRules } from "../../lib/mixpanel/event-rules.js";
 
@@ -113,17 +113,13 @@ export class MixpanelSandbox {
         response.end(JSON.stringify({ error: String(error) }));
       });
     });
-    await new Promise<void>((resolve) => this.server?.listen(this.options.port ?? 0, this.options.host ?? "127.0.0.1", resolve));
-    const address = this.server.address() as AddressInfo;
-    this.url = `http://127.0.0.1:${address.port}`;
+    const port = await listenOnLoopback(this.server, this.options.port ?? 0, this.options.host ?? "127.0.0.1");
+    this.url = `http://127.0.0.1:${port}`;
     return this.url;
   }
 
   async stop(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await closeServer(this.server);
   }
 
   private async route(request: IncomingMessage, response: ServerResponse): Promise<void> {

@@ -1,5 +1,5 @@
 import { createServer, type Server } from "node:http";
-import type { AddressInfo } from "node:net";
+import { closeServer, listenOnLoopback } from "./local-server.js";
 
 /**
  * A strict local Secrets Manager (AWS JSON 1.1 protocol): only GetSecretValue,
@@ -62,15 +62,12 @@ export class SecretsManagerServer {
         );
       });
     });
-    await new Promise<void>((resolve) => this.server?.listen(0, "127.0.0.1", resolve));
-    this.url = `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    const port = await listenOnLoopback(this.server);
+    this.url = `http://127.0.0.1:${port}`;
     return this.url;
   }
 
   async stop(): Promise<void> {
-    const server = this.server;
-    if (!server) return;
-    server.closeAllConnections();
-    await new Promise<void>((resolve) => server.close(() => resolve()));
+    await closeServer(this.server);
   }
 }

@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import type { AddressInfo } from "node:net";
+import { closeServer, listenOnLoopback } from "./local-server.js";
 import * as z from "zod";
 import { DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verifySignature } from "../../lib/destinations/signature.js";
 
@@ -99,14 +99,13 @@ export class WebhookReceiver {
         response.end(JSON.stringify({ error: String(error) }));
       });
     });
-    await new Promise<void>((resolve) => this.server?.listen(this.options.port ?? 0, this.options.host ?? "127.0.0.1", resolve));
-    const address = this.server.address() as AddressInfo;
-    this.url = `http://127.0.0.1:${address.port}/hook`;
+    const port = await listenOnLoopback(this.server, this.options.port ?? 0, this.options.host ?? "127.0.0.1");
+    this.url = `http://127.0.0.1:${port}/hook`;
     return this.url;
   }
 
   async close(): Promise<void> {
-    await new Promise<void>((resolve) => (this.server ? this.server.close(() => resolve()) : resolve()));
+    await closeServer(this.server);
   }
 
   private refuse(response: ServerResponse, status: number, reason: string, action = ""): void {
