@@ -40,32 +40,49 @@ export class S3Notifier {
       for (const object of fresh) {
         const key = object.Key ?? "";
         this.seen.add(key);
-        const now = new Date().toISOString();
-        await this.options.handler({
-          Records: [
-            {
-              eventVersion: "2.1",
-              eventSource: "aws:s3",
-              awsRegion: this.options.region,
-              eventTime: now,
-              eventName: "ObjectCreated:Put",
-              userIdentity: { principalId: "local" },
-              requestParameters: { sourceIPAddress: "127.0.0.1" },
-              responseElements: { "x-amz-request-id": "local", "x-amz-id-2": "local" },
-              s3: {
-                s3SchemaVersion: "1.0",
-                configurationId: "local-currents",
-                bucket: { name: this.options.bucket, ownerIdentity: { principalId: "local" }, arn: `arn:aws:s3:::${this.options.bucket}` },
-                // S3 notifications URL-encode keys (spaces as '+'); the reader decodes them.
-                object: { key: encodeURIComponent(key).replace(/%2F/g, "/").replace(/%20/g, "+"), size: object.Size ?? 0, eTag: (object.ETag ?? "").replace(/"/g, ""), sequencer: "0" },
-              },
-            },
-          ],
-        });
+        await this.options.handler(
+          s3ObjectCreatedEvent({
+            bucket: this.options.bucket,
+            key,
+            region: this.options.region,
+            size: object.Size ?? 0,
+            eTag: (object.ETag ?? "").replace(/"/g, ""),
+          }),
+        );
       }
       return fresh.length;
     } finally {
       this.busy = false;
     }
   }
+}
+
+/** The S3 `ObjectCreated:Put` notification Lambda receives for one object. */
+export function s3ObjectCreatedEvent(object: { bucket: string; key: string; region: string; size: number; eTag: string }): S3Event {
+  return {
+    Records: [
+      {
+        eventVersion: "2.1",
+        eventSource: "aws:s3",
+        awsRegion: object.region,
+        eventTime: new Date().toISOString(),
+        eventName: "ObjectCreated:Put",
+        userIdentity: { principalId: "local" },
+        requestParameters: { sourceIPAddress: "127.0.0.1" },
+        responseElements: { "x-amz-request-id": "local", "x-amz-id-2": "local" },
+        s3: {
+          s3SchemaVersion: "1.0",
+          configurationId: "local-currents",
+          bucket: { name: object.bucket, ownerIdentity: { principalId: "local" }, arn: `arn:aws:s3:::${object.bucket}` },
+          // S3 notifications URL-encode keys (spaces as '+'); the reader decodes them.
+          object: {
+            key: encodeURIComponent(object.key).replace(/%2F/g, "/").replace(/%20/g, "+"),
+            size: object.size,
+            eTag: object.eTag,
+            sequencer: "0",
+          },
+        },
+      },
+    ],
+  };
 }

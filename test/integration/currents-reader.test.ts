@@ -6,6 +6,7 @@ import { CreateQueueCommand, ReceiveMessageCommand, SQSClient } from "@aws-sdk/c
 import type { S3Event } from "aws-lambda";
 import { buildApp } from "fauxqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { s3ObjectCreatedEvent } from "../../infra/local/s3-notifier.js";
 import { parseEnvelope } from "../../lib/records/envelope.js";
 import { rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
 import { type Flat, avroFile, currentsKey, flattenHttpEvent, schemaFor } from "../unit/sources/avro-support.js";
@@ -26,27 +27,7 @@ let queueUrl: string;
 let handler: (event: S3Event) => Promise<void>;
 
 function s3Event(key: string): S3Event {
-  const encodedKey = encodeURIComponent(key).replace(/%2F/g, "/").replace(/%20/g, "+");
-  return {
-    Records: [
-      {
-        eventVersion: "2.1",
-        eventSource: "aws:s3",
-        awsRegion: REGION,
-        eventTime: new Date().toISOString(),
-        eventName: "ObjectCreated:Put",
-        userIdentity: { principalId: "braze" },
-        requestParameters: { sourceIPAddress: "127.0.0.1" },
-        responseElements: { "x-amz-request-id": "r", "x-amz-id-2": "i" },
-        s3: {
-          s3SchemaVersion: "1.0",
-          configurationId: "currents",
-          bucket: { name: SOURCE_BUCKET, ownerIdentity: { principalId: "braze" }, arn: `arn:aws:s3:::${SOURCE_BUCKET}` },
-          object: { key: encodedKey, size: 1, eTag: "etag", sequencer: "0" },
-        },
-      },
-    ],
-  };
+  return s3ObjectCreatedEvent({ bucket: SOURCE_BUCKET, key, region: REGION, size: 1, eTag: "etag" });
 }
 
 async function drainQueue(): Promise<string[]> {
