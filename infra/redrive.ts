@@ -25,6 +25,7 @@ import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { MAX_BATCH_ENTRIES, createSqsClient } from "../lib/queue/sqs-sender.js";
 import { groupByCaps } from "../lib/util/batching.js";
+import { envelopeSchema, serializeEnvelope } from "../lib/records/envelope.js";
 import { UsageError, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget } from "./cli-args.js";
 import { REDRIVABLE_QUEUES, type RedrivableQueue, deadLetterQueueName, queueName } from "./stack-layout.js";
 
@@ -85,6 +86,24 @@ function copyAttributes(attributes: Record<string, MessageAttributeValue> | unde
   );
 }
 
+/**
+ * An events envelope the forwarder re-queued carries an `attempt` count; after a
+ * redrive the operator has fixed the cause, so the records get their full share of
+ * re-queues again. Anything else (deliveries pages, unreadable bodies) moves unchanged.
+ */
+export function freshAttempts(body: string): string {
+  let parsed: unknown;
+  try {
+    parsed = JSON.parse(body);
+  } catch {
+    return body;
+  }
+  const envelope = envelopeSchema.safeParse(parsed);
+  if (!envelope.success || envelope.data.attempt === undefined) return body;
+  const { attempt: _spent, ...rest } = envelope.data;
+  return serializeEnvelope(rest);
+}
+
 export async function redriveMessages(options: RedriveOptions): Promise<RedriveResult> {
   const { sqs, sourceUrl, deadLetterUrl } = options;
   const log = options.log ?? (() => undefined);
@@ -116,7 +135,7 @@ export async function redriveMessages(options: RedriveOptions): Promise<RedriveR
           QueueUrl: sourceUrl,
           Entries: group.map((message, index) => ({
             Id: String(index),
-            MessageBody: message.Body ?? "",
+            MessageBody: freshAttempts(message.Body ?? ""),
             MessageAttributes: copyAttributes(message.MessageAttributes),
           })),
         }),

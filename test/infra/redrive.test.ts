@@ -12,12 +12,13 @@ import {
   SQSClient,
   SendMessageBatchCommand,
 } from "@aws-sdk/client-sqs";
-import { startFauxqs } from "fauxqs";
+import { startLocalAws } from "../support/fauxqs.js";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createSqsClient } from "../../lib/queue/sqs-sender.js";
-import { main } from "../../infra/redrive.js";
+import { freshAttempts, main } from "../../infra/redrive.js";
+import { serializeEnvelope } from "../../lib/records/envelope.js";
 
-type Server = Awaited<ReturnType<typeof startFauxqs>>;
+type Server = Awaited<ReturnType<typeof startLocalAws>>;
 
 const REGION = "us-east-1";
 let server: Server;
@@ -29,7 +30,7 @@ process.env.AWS_ACCESS_KEY_ID ??= "test";
 process.env.AWS_SECRET_ACCESS_KEY ??= "test";
 
 beforeAll(async () => {
-  server = await startFauxqs({ port: 0, logger: false });
+  server = await startLocalAws();
   sqs = createSqsClient(REGION, server.address);
 });
 
@@ -158,5 +159,16 @@ describe("npm run redrive", () => {
   it("rejects a bad queue name and a missing region", async () => {
     await expect(main(["--stage", "dev", "--queue", "rejected", "--region", REGION], {}, log)).rejects.toThrow(/--queue must be one of events, deliveries/);
     await expect(main(["--stage", "dev", "--queue", "events"], {}, log)).rejects.toThrow(/no region/);
+  });
+});
+
+describe("freshAttempts", () => {
+  it("gives a re-queued events envelope its re-queues back and leaves other bodies unchanged", () => {
+    const requeued = serializeEnvelope({ v: 1, kind: "event", source: "native", correlationId: "c", records: ['{"event":"e"}'], attempt: 6 });
+    expect(JSON.parse(freshAttempts(requeued))).toEqual({ v: 1, kind: "event", source: "native", correlationId: "c", records: ['{"event":"e"}'] });
+    const untouched = serializeEnvelope({ v: 1, kind: "event", source: "native", correlationId: "c", records: ['{"event":"e"}'] });
+    expect(freshAttempts(untouched)).toBe(untouched);
+    expect(freshAttempts('{"page":"cohort-runs/x/y"}')).toBe('{"page":"cohort-runs/x/y"}');
+    expect(freshAttempts("not json")).toBe("not json");
   });
 });

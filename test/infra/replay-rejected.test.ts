@@ -5,14 +5,14 @@
  */
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import { CreateQueueCommand, DeleteMessageCommand, type Message, ReceiveMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
-import { startFauxqs } from "fauxqs";
+import { startLocalAws } from "../support/fauxqs.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseEnvelope } from "../../lib/records/envelope.js";
 import { createRejectedStore, createS3Client, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
 import { createSqsClient } from "../../lib/queue/sqs-sender.js";
 import { main, parseRejectedKey } from "../../infra/replay-rejected.js";
 
-type Server = Awaited<ReturnType<typeof startFauxqs>>;
+type Server = Awaited<ReturnType<typeof startLocalAws>>;
 
 const REGION = "us-east-1";
 let server: Server;
@@ -24,7 +24,7 @@ process.env.AWS_ACCESS_KEY_ID ??= "test";
 process.env.AWS_SECRET_ACCESS_KEY ??= "test";
 
 beforeAll(async () => {
-  server = await startFauxqs({ port: 0, logger: false });
+  server = await startLocalAws();
   s3 = createS3Client(REGION, server.address);
   sqs = createSqsClient(REGION, server.address);
 });
