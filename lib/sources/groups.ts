@@ -1,11 +1,11 @@
 import * as z from "zod";
-import { rejectProtoKey } from "./property-names.js";
 import type { MapContext, MappedItem } from "./types.js";
 import {
   completeUpdate,
   describeFirstIssue,
-  isUpdateOperation,
   modifiersSchema,
+  readUpdateObject,
+  rejectUnknownField,
   rejectUpdate as reject,
   unsafeNumericId,
   unwrapUpdates,
@@ -28,26 +28,20 @@ const groupUpdateSchema = modifiersSchema.extend({
 const GROUP_FIELDS = new Set([...Object.keys(groupUpdateSchema.shape), "$token"]);
 
 export function mapGroupUpdate(item: unknown, index: number, _ctx: MapContext): MappedItem {
-  // Before any zod parse: z.record would drop a "__proto__" key, at the top level (skipping the
-  // unknown_field check) or inside an operation (turning `$set: {"__proto__": …}` into `{}`).
-  const protoKey = rejectProtoKey(item, index);
-  if (protoKey) return protoKey;
-  const raw = z.record(z.string(), z.unknown()).safeParse(item);
-  if (!raw.success || Array.isArray(item)) return reject(index, item, "invalid_shape", "a group update must be an object");
-  const unsupported = Object.keys(raw.data).find((key) => UNSUPPORTED_GROUP_OPERATIONS.has(key));
+  const raw = readUpdateObject(item, index, "group");
+  if (!raw.ok) return raw;
+  const unsupported = Object.keys(raw.fields).find((key) => UNSUPPORTED_GROUP_OPERATIONS.has(key));
   if (unsupported !== undefined) {
     return reject(index, item, "unsupported_group_operation", `${unsupported} is not supported on group profiles by Mixpanel's /groups API`);
   }
-  const unknownField = Object.keys(raw.data).find((key) => !GROUP_FIELDS.has(key) && !isUpdateOperation(key));
-  if (unknownField !== undefined) {
-    return reject(index, item, "unknown_field", `${unknownField} is not a /groups field; properties go inside an operation such as $set`);
-  }
-  const unsafeId = unsafeNumericId("$group_id", raw.data.$group_id);
+  const unknownField = rejectUnknownField(index, item, raw.fields, GROUP_FIELDS, "/groups");
+  if (unknownField) return unknownField;
+  const unsafeId = unsafeNumericId("$group_id", raw.fields.$group_id);
   if (unsafeId !== undefined) return reject(index, item, "invalid_group_id", unsafeId);
-  const parsed = groupUpdateSchema.safeParse(raw.data);
+  const parsed = groupUpdateSchema.safeParse(raw.fields);
   if (!parsed.success) return reject(index, item, "invalid_shape", describeFirstIssue(parsed.error));
   const { $group_key, $group_id, ...modifiers } = parsed.data;
-  return completeUpdate(index, item, raw.data, { $group_key, $group_id, $ip: "0", ...modifiers }, "group", {});
+  return completeUpdate(index, item, raw.fields, { $group_key, $group_id, $ip: "0", ...modifiers }, "group", {});
 }
 
 export function mapGroupUpdates(body: unknown, ctx: MapContext): MappedItem[] {

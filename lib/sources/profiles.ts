@@ -1,12 +1,12 @@
 import * as z from "zod";
 import { isBannedId } from "../mixpanel/event-rules.js";
-import { rejectProtoKey } from "./property-names.js";
 import type { MapContext, MappedItem } from "./types.js";
 import {
   completeUpdate,
   describeFirstIssue,
-  isUpdateOperation,
   modifiersSchema,
+  readUpdateObject,
+  rejectUnknownField,
   rejectUpdate as reject,
   unsafeNumericId,
   unwrapUpdates,
@@ -26,23 +26,17 @@ const profileUpdateSchema = modifiersSchema.extend({
 const PROFILE_FIELDS = new Set([...Object.keys(profileUpdateSchema.shape), "$token"]);
 
 export function mapProfileUpdate(item: unknown, index: number, ctx: MapContext): MappedItem {
-  // Before any zod parse: z.record would drop a "__proto__" key, at the top level (skipping the
-  // unknown_field check) or inside an operation (turning `$set: {"__proto__": …}` into `{}`).
-  const protoKey = rejectProtoKey(item, index);
-  if (protoKey) return protoKey;
-  const raw = z.record(z.string(), z.unknown()).safeParse(item);
-  if (!raw.success || Array.isArray(item)) return reject(index, item, "invalid_shape", "a profile update must be an object");
-  const unknownField = Object.keys(raw.data).find((key) => !PROFILE_FIELDS.has(key) && !isUpdateOperation(key));
-  if (unknownField !== undefined) {
-    return reject(index, item, "unknown_field", `${unknownField} is not an /engage field; properties go inside an operation such as $set`);
-  }
-  const unsafeId = unsafeNumericId("$distinct_id", raw.data.$distinct_id);
+  const raw = readUpdateObject(item, index, "profile");
+  if (!raw.ok) return raw;
+  const unknownField = rejectUnknownField(index, item, raw.fields, PROFILE_FIELDS, "/engage");
+  if (unknownField) return unknownField;
+  const unsafeId = unsafeNumericId("$distinct_id", raw.fields.$distinct_id);
   if (unsafeId !== undefined) return reject(index, item, "invalid_distinct_id", unsafeId);
-  const parsed = profileUpdateSchema.safeParse(raw.data);
+  const parsed = profileUpdateSchema.safeParse(raw.fields);
   if (!parsed.success) return reject(index, item, "invalid_shape", describeFirstIssue(parsed.error));
   const { $distinct_id, ...modifiers } = parsed.data;
   if (isBannedId($distinct_id)) return reject(index, item, "banned_distinct_id", `$distinct_id "${$distinct_id}" is a placeholder Mixpanel refuses`);
-  return completeUpdate(index, item, raw.data, { $distinct_id, $ip: "0", ...modifiers }, "profile", ctx.config.property_mapping);
+  return completeUpdate(index, item, raw.fields, { $distinct_id, $ip: "0", ...modifiers }, "profile", ctx.config.property_mapping);
 }
 
 export function mapProfileUpdates(body: unknown, ctx: MapContext): MappedItem[] {

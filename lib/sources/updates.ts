@@ -1,6 +1,6 @@
 import * as z from "zod";
 import { ValidationError } from "../errors.js";
-import { INVALID_PROPERTY_NAME, findProtoKey, protoKeyReason } from "./property-names.js";
+import { INVALID_PROPERTY_NAME, findProtoKey, protoKeyReason, rejectProtoKey } from "./property-names.js";
 import { renamed, setOwn } from "./renames.js";
 import type { MappedItem, RejectedItem } from "./types.js";
 
@@ -145,4 +145,35 @@ export function completeUpdate(
   const serialized = serializeUpdate({ ...head, [found.op]: operation.value });
   if (!serialized.ok) return rejectUpdate(index, item, serialized.code, serialized.reason);
   return { ok: true, index, kind, line: serialized.line };
+}
+
+/**
+ * The update as an object of fields, or why it is not one. Runs before any zod parse:
+ * z.record would drop a "__proto__" key, at the top level (skipping the unknown_field
+ * check) or inside an operation (turning `$set: {"__proto__": …}` into `{}`).
+ */
+export function readUpdateObject(
+  item: unknown,
+  index: number,
+  what: "profile" | "group",
+): { ok: true; fields: Record<string, unknown> } | RejectedItem {
+  const protoKey = rejectProtoKey(item, index);
+  if (protoKey) return protoKey;
+  const raw = z.record(z.string(), z.unknown()).safeParse(item);
+  if (!raw.success || Array.isArray(item)) return rejectUpdate(index, item, "invalid_shape", `a ${what} update must be an object`);
+  return { ok: true, fields: raw.data };
+}
+
+/** A top-level key that is neither a known field nor an operation: properties belong inside an operation. */
+export function rejectUnknownField(
+  index: number,
+  item: unknown,
+  fields: Readonly<Record<string, unknown>>,
+  known: ReadonlySet<string>,
+  endpoint: "/engage" | "/groups",
+): RejectedItem | undefined {
+  const unknownField = Object.keys(fields).find((key) => !known.has(key) && !isUpdateOperation(key));
+  if (unknownField === undefined) return undefined;
+  const article = endpoint === "/engage" ? "an" : "a";
+  return rejectUpdate(index, item, "unknown_field", `${unknownField} is not ${article} ${endpoint} field; properties go inside an operation such as $set`);
 }
