@@ -1,5 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { closeServer, listenOnLoopback } from "./local-server.js";
+import { type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { closeServer, createRoutedServer, listenOnLoopback } from "./local-server.js";
 import { gunzipSync } from "node:zlib";
 import { applyEventRules } from "../../lib/mixpanel/event-rules.js";
 
@@ -107,12 +107,7 @@ export class MixpanelSandbox {
   }
 
   async start(): Promise<string> {
-    this.server = createServer((request, response) => {
-      this.route(request, response).catch((error: unknown) => {
-        response.writeHead(500, { "content-type": "application/json" });
-        response.end(JSON.stringify({ error: String(error) }));
-      });
-    });
+    this.server = createRoutedServer((request, response) => this.route(request, response));
     const port = await listenOnLoopback(this.server, this.options.port ?? 0, this.options.host ?? "127.0.0.1");
     this.url = `http://127.0.0.1:${port}`;
     return this.url;

@@ -1,5 +1,5 @@
-import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { closeServer, listenOnLoopback } from "./local-server.js";
+import { type IncomingMessage, type Server, type ServerResponse } from "node:http";
+import { closeServer, createRoutedServer, listenOnLoopback } from "./local-server.js";
 import * as z from "zod";
 import { DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verifySignature } from "../../lib/destinations/signature.js";
 
@@ -93,12 +93,7 @@ export class WebhookReceiver {
   }
 
   async start(): Promise<string> {
-    this.server = createServer((request, response) => {
-      this.route(request, response).catch((error: unknown) => {
-        response.writeHead(500, { "content-type": "application/json" });
-        response.end(JSON.stringify({ error: String(error) }));
-      });
-    });
+    this.server = createRoutedServer((request, response) => this.route(request, response));
     const port = await listenOnLoopback(this.server, this.options.port ?? 0, this.options.host ?? "127.0.0.1");
     this.url = `http://127.0.0.1:${port}/hook`;
     return this.url;
