@@ -117,6 +117,44 @@ export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Prom
     throw error;
   }
 
+  const enqueued = await enqueueMapped(items, route.source, correlationId, deps);
+  if (!enqueued.ok) return errorResponse(503, correlationId, "unavailable", "could not queue the batch; retry later");
+  const { accepted: acceptedCount, rejections } = enqueued;
+
+  const dropped = rejections.filter((item) => item.dropped).length;
+  const summary = { accepted: acceptedCount, rejected: rejections.length - dropped, dropped };
+  return {
+    correlationId,
+    source: route.source,
+    summary,
+    response: json(acceptedCount > 0 ? 202 : 200, correlationId, {
+      ...summary,
+      errors: rejections
+        .filter((item) => !item.dropped)
+        .map(({ index, code, reason }) => ({ index, code, reason })),
+      ...(dropped > 0
+        ? { dropped_items: rejections.filter((item) => item.dropped).map(({ index, code }) => ({ index, code })) }
+        : {}),
+      correlationId,
+    }),
+  };
+}
+
+export type EnqueueOutcome =
+  | { readonly ok: true; readonly accepted: number; readonly rejections: readonly RejectedItem[] }
+  | { readonly ok: false };
+
+/**
+ * The one enqueue step every intake route shares: packs the mapped records into SQS
+ * envelopes per kind, writes every rejection (with its reason) to the rejected store,
+ * and reports `ok: false` when SQS, S3 or secrets failed so the caller answers 503.
+ */
+export async function enqueueMapped(
+  items: readonly MappedItem[],
+  source: string,
+  correlationId: string,
+  deps: Pick<IntakeDeps, "queue" | "queueUrl" | "rejected" | "maxMessageBytes">,
+): Promise<EnqueueOutcome> {
   const linesByKind = new Map<RecordKind, { lines: string[]; indexes: number[] }>();
   const rejections: RejectedItem[] = [];
   for (const item of items) {
@@ -133,7 +171,7 @@ export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Prom
   const bodies: string[] = [];
   let acceptedCount = 0;
   for (const [kind, group] of linesByKind) {
-    const packed = packEnvelopes(kind, route.source, correlationId, group.lines, deps.maxMessageBytes);
+    const packed = packEnvelopes(kind, source, correlationId, group.lines, deps.maxMessageBytes);
     bodies.push(...packed.bodies);
     const oversized = new Set(packed.oversizedIndexes);
     acceptedCount += group.lines.length - oversized.size;
@@ -154,7 +192,7 @@ export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Prom
       bodies.length > 0 ? deps.queue.send(deps.queueUrl, bodies) : Promise.resolve(),
       rejections.length > 0
         ? deps.rejected.put({
-            source: route.source,
+            source,
             correlationId,
             stageOfFailure: "intake",
             items: rejections.map(({ index, code, reason, payload, dropped }) => ({
@@ -169,26 +207,10 @@ export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Prom
     ]);
   } catch (error) {
     if (error instanceof RetryableError || error instanceof ConfigError) {
-      return errorResponse(503, correlationId, "unavailable", "could not queue the batch; retry later");
+      return { ok: false };
     }
     throw error;
   }
 
-  const dropped = rejections.filter((item) => item.dropped).length;
-  const summary = { accepted: acceptedCount, rejected: rejections.length - dropped, dropped };
-  return {
-    correlationId,
-    source: route.source,
-    summary,
-    response: json(acceptedCount > 0 ? 202 : 200, correlationId, {
-      ...summary,
-      errors: rejections
-        .filter((item) => !item.dropped)
-        .map(({ index, code, reason }) => ({ index, code, reason })),
-      ...(dropped > 0
-        ? { dropped_items: rejections.filter((item) => item.dropped).map(({ index, code }) => ({ index, code })) }
-        : {}),
-      correlationId,
-    }),
-  };
+  return { ok: true, accepted: acceptedCount, rejections };
 }
