@@ -1,13 +1,14 @@
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from "aws-lambda";
 import { describeError } from "../../lib/errors.js";
-import { handleIntake, type HttpRequest } from "../../lib/intake/process.js";
+import { type CompatHttpRequest, handleMixpanelCompat, matchCompatEndpoint } from "../../lib/intake/mixpanel-compat/handler.js";
+import { handleIntake } from "../../lib/intake/process.js";
 import { intakeDepsFrom } from "../../lib/intake/runtime.js";
 import { count, logger, publishMetrics } from "../../lib/observability/telemetry.js";
 import { createRuntimeContext, once } from "../../lib/runtime/context.js";
 
 const deps = once(() => intakeDepsFrom(createRuntimeContext()));
 
-function toRequest(event: APIGatewayProxyEventV2): HttpRequest {
+function toRequest(event: APIGatewayProxyEventV2): CompatHttpRequest {
   const headers: Record<string, string | undefined> = {};
   for (const [name, value] of Object.entries(event.headers ?? {})) headers[name.toLowerCase()] = value;
   const body =
@@ -18,12 +19,19 @@ function toRequest(event: APIGatewayProxyEventV2): HttpRequest {
     headers,
     query: event.queryStringParameters ?? {},
     body,
+    rawQuery: event.rawQueryString,
+    sourceIp: event.requestContext.http.sourceIp,
   };
 }
 
 export async function handler(event: APIGatewayProxyEventV2): Promise<APIGatewayProxyStructuredResultV2> {
   try {
-    const result = await handleIntake(toRequest(event), deps());
+    const request = toRequest(event);
+    // Mixpanel's own endpoints (/track, /engage, /groups, /import) when the stage enables them.
+    const compatEndpoint = matchCompatEndpoint(request.path, deps().config);
+    const result = compatEndpoint
+      ? await handleMixpanelCompat(request, compatEndpoint, deps())
+      : await handleIntake(request, deps());
     logger.appendKeys({ correlationId: result.correlationId });
     count("IntakeRequests", 1);
     if (result.summary) {

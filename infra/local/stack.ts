@@ -1,4 +1,5 @@
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
+import { createServer as createHttpsServer } from "node:https";
 import { randomUUID } from "node:crypto";
 import { CreateBucketCommand, type S3Client } from "@aws-sdk/client-s3";
 import { CreateQueueCommand, GetQueueAttributesCommand, type SQSClient } from "@aws-sdk/client-sqs";
@@ -61,6 +62,8 @@ export interface LocalStackOptions {
   /** Extra environment for the handlers (e.g. IMPORT_MAX_BYTES). */
   readonly env?: Record<string, string>;
   readonly log?: (line: string) => void;
+  /** Serve the intake over https with this key and certificate (PEM), e.g. for the Node SDK's `import`. */
+  readonly tls?: { readonly key: string; readonly cert: string };
   /**
    * Run the cohort side too: a local Secrets Manager with the webhook signing
    * secret, the sandbox's Query API over the profiles it received, a webhook
@@ -172,7 +175,8 @@ export function toApiGatewayEvent(request: IncomingMessage, body: Buffer): APIGa
   }
   const now = new Date();
   const contentType = headers["content-type"] ?? "";
-  const textual = contentType === "" || /json|text|x-www-form-urlencoded/.test(contentType);
+  // A compressed body is bytes whatever its Content-Type says (gzip on the Mixpanel-compatible routes).
+  const textual = !headers["content-encoding"] && (contentType === "" || /json|text|x-www-form-urlencoded/.test(contentType));
   return {
     version: "2.0",
     routeKey: "$default",
@@ -311,7 +315,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const forwarder = await import("../../functions/forwarder/handler.js");
   const currentsReader = await import("../../functions/currents-reader/handler.js");
 
-  const intakeServer = createServer((request, response) => {
+  const serveIntake = (request: IncomingMessage, response: ServerResponse) => {
     void (async () => {
       const body = await readBody(request);
       if (body === "too_large") {
@@ -326,7 +330,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       response.writeHead(502, { "content-type": "application/json" });
       response.end(JSON.stringify({ error: "local_invoke_failed", message: String(error) }));
     });
-  });
+  };
+  const intakeServer = options.tls ? createHttpsServer({ key: options.tls.key, cert: options.tls.cert }, serveIntake) : createServer(serveIntake);
   const intakePort = await listenOnLoopback(intakeServer, options.intakePort ?? 0);
 
   const pollers: SqsPoller[] = [];
@@ -400,7 +405,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   }
 
   return {
-    intakeUrl: `http://127.0.0.1:${intakePort}`,
+    intakeUrl: `${options.tls ? "https" : "http"}://127.0.0.1:${intakePort}`,
     awsEndpoint,
     mixpanelUrl,
     sandbox,

@@ -1,16 +1,20 @@
-import { startLocalStack } from "./stack.js";
+import { LOCAL_MIXPANEL_CREDENTIALS, startLocalStack } from "./stack.js";
+import { generateLocalCertificate } from "./tls.js";
 
 /**
  * `npm start`: the whole pipeline locally with embedded defaults. Nothing to
  * install or start by hand; everything binds to 127.0.0.1.
  * Env: PORT (intake, default 3000), MIXPANEL_API_URL (send to a real Mixpanel
  * instead of the local sandbox; then also set the MIXPANEL_* credentials),
- * INTAKE_TOKEN (default below), RELAY_STAGE / RELAY_CONFIG_FILE.
+ * INTAKE_TOKEN (default below), RELAY_STAGE / RELAY_CONFIG_FILE, INTAKE_TLS=1 (serve the
+ * intake over https with a self-signed certificate made at start, for the Node SDK's import).
  */
 const timestamp = () => new Date().toISOString().slice(11, 19);
 const log = (line: string) => console.log(`${timestamp()}  ${line}`);
 
+const certificate = process.env.INTAKE_TLS === "1" ? generateLocalCertificate() : undefined;
 const stack = await startLocalStack({
+  ...(certificate ? { tls: certificate } : {}),
   intakePort: Number(process.env.PORT ?? 3000),
   mixpanelPort: Number(process.env.MIXPANEL_SANDBOX_PORT ?? 3001),
   ...(process.env.MIXPANEL_API_URL ? { mixpanelApiUrl: process.env.MIXPANEL_API_URL } : {}),
@@ -37,6 +41,7 @@ mixpanel-relay local stack is up
   cohort export     every ${Number(process.env.COHORT_TICK_MS ?? 10_000) / 1000} s; syncs in config/local.json (cohort 1 "Pro users" = profiles with plan "pro")
   braze currents    s3://${stack.currentsBucket}/  (Avro files put here are read like S3 notifications would)
   intake token      ${stack.intakeToken}
+  mixpanel SDKs     ${stack.intakeUrl}/track, /engage, /groups, /import  (project token ${LOCAL_MIXPANEL_CREDENTIALS.projectToken}; README "Point Mixpanel SDKs at the relay")${certificate ? `\n  tls certificate   ${certificate.certPath}  (self-signed; trust it with NODE_EXTRA_CA_CERTS=${certificate.certPath})` : ""}
 
 Try it:
   curl -s -X POST ${stack.intakeUrl}/v1/events \\

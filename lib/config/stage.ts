@@ -4,6 +4,7 @@ import { ConfigError } from "../errors.js";
 import { formatZodIssues } from "./env.js";
 import { mappingConfigSchema } from "./mapping.js";
 import { cohortSyncsSchema } from "../cohorts/sync-config.js";
+import { mixpanelCompatConfigSchema } from "../intake/mixpanel-compat/config.js";
 
 /**
  * The per-stage config file (config/<stage>.json): one zod schema, validated by
@@ -18,6 +19,8 @@ export const stageConfigSchema = z
     /** Where the Mixpanel project lives; never falls back to the US host (reference/mixpanel-api.md §1). */
     residency: residencySchema.default("us"),
     cohort_syncs: cohortSyncsSchema.default([]),
+    /** Mixpanel-compatible /track, /engage, /groups, /import for official SDKs (lib/intake/mixpanel-compat/config.ts). */
+    mixpanel_compat: mixpanelCompatConfigSchema.optional(),
   })
   .extend(mappingConfigSchema.shape)
   .strict();
