@@ -317,7 +317,8 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
   it("wires the HTTP API routes (payload 2.0), the SQS event sources and the schedule", () => {
     const { template } = get();
     const routes = resourcesOfType(template, "AWS::ApiGatewayV2::Route").map(([, route]) => route.Properties.RouteKey).sort();
-    expect(routes).toEqual(["GET /healthz", "POST /v1/adobe/events", "POST /v1/braze/currents", "POST /v1/events", "POST /v1/groups", "POST /v1/profiles"]);
+    // ANY: Mixpanel's own endpoints (issue #11) take GET, POST and the CORS preflight.
+    expect(routes).toEqual(["ANY /engage", "ANY /groups", "ANY /import", "ANY /track", "GET /healthz", "POST /v1/adobe/events", "POST /v1/braze/currents", "POST /v1/events", "POST /v1/groups", "POST /v1/profiles"]);
     const integrations = resourcesOfType(template, "AWS::ApiGatewayV2::Integration");
     expect(integrations).toHaveLength(1);
     expect(integrations[0]?.[1].Properties.PayloadFormatVersion).toBe("2.0");
