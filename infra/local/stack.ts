@@ -62,6 +62,8 @@ export interface LocalStackOptions {
   /** Extra environment for the handlers (e.g. IMPORT_MAX_BYTES). */
   readonly env?: Record<string, string>;
   readonly log?: (line: string) => void;
+  /** Sees every intake request as it arrives (tests check what a real client put on the wire). */
+  readonly onIntakeRequest?: (request: IncomingMessage) => void;
   /** Serve the intake over https with this key and certificate (PEM), e.g. for the Node SDK's `import`. */
   readonly tls?: { readonly key: string; readonly cert: string };
   /**
@@ -316,6 +318,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const currentsReader = await import("../../functions/currents-reader/handler.js");
 
   const serveIntake = (request: IncomingMessage, response: ServerResponse) => {
+    options.onIntakeRequest?.(request);
     void (async () => {
       const body = await readBody(request);
       if (body === "too_large") {
