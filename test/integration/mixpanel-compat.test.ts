@@ -159,6 +159,15 @@ describe("tokens and answers", () => {
     expect(await allWrong.text()).toBe("0");
   });
 
+  it("an SDK's $identify under Simplified ID Merge is skipped, not an error: answered 1, stored as dropped", async () => {
+    const identify = { event: "$identify", properties: { token: TOKEN, distinct_id: "known-1", $identified_id: "known-1", $anon_id: "anon-1", time: Date.now() } };
+    const response = await fetch(url(`/track/?verbose=1&data=${encodeURIComponent(base64([identify]))}`));
+    expect(await response.json()).toEqual({ status: 1, error: null });
+    const items = (await rejectedBatches("mixpanel-track")).flatMap((batch) => batch.items);
+    expect(items.find((item) => item.code === "identity_event_requires_original_mode")?.dropped).toBe(true);
+    expect(arrived("$identify")).toHaveLength(0);
+  });
+
   it("/engage with $token, /groups with $token: the token is not forwarded as a property", async () => {
     const engage = await fetch(url("/engage/?verbose=1"), {
       method: "POST",

@@ -126,8 +126,10 @@ export async function handleMixpanelCompat(request: CompatHttpRequest, endpoint:
       response: answer({ status: 503, style, verbose: flags.verbose, accepted: 0, success: false, error: "could not queue the batch; retry later", ...(importJson(style) ? { failed: [] } : {}) }),
     };
   }
-  const { accepted, rejections } = enqueued;
-  const summary = { accepted, rejected: rejections.length, dropped: 0 };
+  const { accepted } = enqueued;
+  const rejections = enqueued.rejections.filter((item) => !item.dropped);
+  const dropped = enqueued.rejections.length - rejections.length;
+  const summary = { accepted, rejected: rejections.length, dropped };
   const error =
     rejections.length === 0
       ? null
@@ -149,8 +151,9 @@ export async function handleMixpanelCompat(request: CompatHttpRequest, endpoint:
       style,
       verbose: flags.verbose,
       accepted,
-      // Mixpanel's `1` means at least one record was valid (docs/vendors/mixpanel-wire.md §3).
-      success: accepted > 0,
+      // Mixpanel's `1` means at least one record was valid (docs/vendors/mixpanel-wire.md §3); a batch of
+      // only skipped identity events is valid too (Mixpanel takes and ignores them).
+      success: accepted > 0 || (dropped > 0 && rejections.length === 0),
       error: strictFailure ? "some data points in the request failed validation" : error,
       ...(importJson(style) ? { failed } : {}),
     }),

@@ -39,7 +39,8 @@ function acceptsToken(token: unknown, ctx: CompatMapContext): boolean {
 /**
  * /track and /import events. The payload `token` is never forwarded (the forwarder
  * authenticates itself). /track fills a missing `time` with the receive time, as
- * Mixpanel's /track does; /import requires it (docs/vendors/mixpanel-wire.md §5).
+ * Mixpanel's /track does (the Node SDK's track sends none, docs/vendors/mixpanel-wire.md §5);
+ * /import requires it.
  */
 function mapCompatEvent(endpoint: "track" | "import", item: unknown, index: number, ctx: CompatMapContext): MappedItem {
   // A wrong shape is refused by the native mapper with its own reason.
@@ -48,8 +49,16 @@ function mapCompatEvent(endpoint: "track" | "import", item: unknown, index: numb
   if (endpoint === "track" && !acceptsToken(token, ctx)) return tokenRejection(index, item, "properties.token");
   if (endpoint === "track" && (properties.time === undefined || properties.time === null)) properties.time = ctx.nowMs;
   if (ctx.clientIp !== undefined && properties.ip === undefined) properties.ip = ctx.clientIp;
-  return mapNativeEvent({ ...item, properties }, index, ctx);
+  const mapped = mapNativeEvent({ ...item, properties }, index, ctx);
+  // SDKs send $identify / $create_alias on identify() and alias() whatever the project's ID-merge
+  // mode; under Simplified ID Merge Mixpanel ignores them (docs/vendors/mixpanel-api.md §7), so here
+  // they are an expected skip (stored and counted, not an error the SDK should see), not a failure.
+  if (!mapped.ok && mapped.code === IDENTITY_EVENT_SKIPPED) return { ...mapped, dropped: true };
+  return mapped;
 }
+
+/** The native mapper's code for an identity event under Simplified ID Merge (lib/sources/identity.ts). */
+const IDENTITY_EVENT_SKIPPED = "identity_event_requires_original_mode";
 
 /**
  * Top-level fields mixpanel-browser adds to profile updates (docs/vendors/mixpanel-wire.md §4.2)
