@@ -142,7 +142,7 @@ export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Prom
 
 export type EnqueueOutcome =
   | { readonly ok: true; readonly accepted: number; readonly rejections: readonly RejectedItem[] }
-  | { readonly ok: false };
+  | { readonly ok: false; readonly cause: string };
 
 /**
  * The one enqueue step every intake route shares: packs the mapped records into SQS
@@ -207,7 +207,7 @@ export async function enqueueMapped(
     ]);
   } catch (error) {
     if (error instanceof RetryableError || error instanceof ConfigError) {
-      return { ok: false };
+      return { ok: false, cause: describeError(error) };
     }
     throw error;
   }

@@ -1,5 +1,6 @@
 import type { StageConfig } from "../../config/stage.js";
-import { ConfigError } from "../../errors.js";
+import { ConfigError, describeError } from "../../errors.js";
+import { logger } from "../../observability/telemetry.js";
 import { tokenMatches } from "../auth.js";
 import { enqueueMapped, type HttpRequest, type IntakeDeps, type IntakeResult } from "../process.js";
 import { type CompatAnswer, refusal, writeAnswer } from "./answers.js";
@@ -81,6 +82,7 @@ export async function handleMixpanelCompat(request: CompatHttpRequest, endpoint:
       accepted = await deps.tokens();
     } catch (error) {
       const what = error instanceof ConfigError ? "intake tokens are not configured" : "secret store unavailable";
+      logger.error("mixpanel-compat: cannot read the intake tokens", { correlationId, source, cause: describeError(error) });
       return { correlationId, response: answer({ status: 503, accepted: 0, success: false, error: `cannot verify credentials right now: ${what}` }) };
     }
     const presented = importCredential(request.headers.authorization);
@@ -120,6 +122,7 @@ export async function handleMixpanelCompat(request: CompatHttpRequest, endpoint:
 
   const enqueued = await enqueueMapped(items, source, correlationId, deps);
   if (!enqueued.ok) {
+    logger.error("mixpanel-compat: could not queue the batch", { correlationId, source, cause: enqueued.cause });
     // A 5xx makes the browser batcher keep the batch and retry (docs/vendors/mixpanel-wire.md §4.4).
     return {
       correlationId,
