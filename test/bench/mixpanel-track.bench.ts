@@ -4,6 +4,9 @@ import { join } from "node:path";
 import { performance } from "node:perf_hooks";
 import type { APIGatewayProxyEventV2 } from "aws-lambda";
 import { LOCAL_MIXPANEL_CREDENTIALS, startLocalStack } from "../../infra/local/stack.js";
+import { parseStageConfig } from "../../lib/config/stage.js";
+import { decodeCompatRequest, queryParams } from "../../lib/intake/mixpanel-compat/decode.js";
+import { mapCompatRecord } from "../../lib/intake/mixpanel-compat/records.js";
 
 /**
  * `npm run bench:track`: requests/s and latency of Mixpanel-compatible `/track` with 50-event
@@ -92,6 +95,32 @@ for (const concurrency of CONCURRENCIES) {
   latencies.sort((a, b) => a - b);
   console.log(
     `  concurrency ${String(concurrency).padStart(2)}: ${REQUESTS} requests in ${seconds.toFixed(2)} s = ${(REQUESTS / seconds).toFixed(0)} req/s (${((REQUESTS * BATCH) / seconds).toFixed(0)} events/s); latency p50 ${percentile(latencies, 50).toFixed(2)} ms, p99 ${percentile(latencies, 99).toFixed(2)} ms; non-"1" answers: ${failures}`,
+  );
+}
+
+// The relay's own CPU per request, without SQS: decode the form body and map the 50 events.
+{
+  const config = parseStageConfig({ mixpanel_compat: { project_tokens: [LOCAL_MIXPANEL_CREDENTIALS.projectToken] } }, "bench");
+  const ctx = { nowMs: Date.now(), config, projectTokens: new Set([LOCAL_MIXPANEL_CREDENTIALS.projectToken]), clientIp: undefined };
+  const bodies = Array.from({ length: REQUESTS }, (_, i) => Buffer.from(trackEvent(i + 5000).body ?? ""));
+  const latencies: number[] = [];
+  const start = performance.now();
+  for (const body of bodies) {
+    const began = performance.now();
+    const decoded = decodeCompatRequest({
+      headers: { "content-type": "application/x-www-form-urlencoded" },
+      query: queryParams("ip=0&verbose=0", {}),
+      body,
+      maxBodyBytes: 5_000_000,
+      maxDecompressedBytes: 10_000_000,
+    });
+    if (decoded.ok) decoded.records.forEach((record, index) => mapCompatRecord("track", record, index, ctx));
+    latencies.push(performance.now() - began);
+  }
+  const seconds = (performance.now() - start) / 1000;
+  latencies.sort((a, b) => a - b);
+  console.log(
+    `  decode + map only (no SQS): ${(REQUESTS / seconds).toFixed(0)} req/s; p50 ${percentile(latencies, 50).toFixed(2)} ms, p99 ${percentile(latencies, 99).toFixed(2)} ms`,
   );
 }
 await stack.stop();
