@@ -1,8 +1,9 @@
 import * as z from "zod";
 import { ValidationError } from "../errors.js";
-import { applyEventRules, deriveInsertId } from "../mixpanel/event-rules.js";
+import { MAX_CONTAINER_DEPTH, applyEventRules, deriveInsertId } from "../mixpanel/event-rules.js";
 import { applyIdentityMode, isIdentityEvent } from "./identity.js";
 import { INVALID_PROPERTY_NAME, findProtoKey, protoKeyReason, rejectProtoKey } from "./property-names.js";
+import { findTooDeep, TOO_DEEP } from "./nesting.js";
 import { renamed, setOwn } from "./renames.js";
 import type { MapContext, MappedItem, RejectedItem } from "./types.js";
 
@@ -159,6 +160,11 @@ export function mapAdobeEvent(item: unknown, index: number, ctx: MapContext): Ma
 
   // Shallow merge, custom keys win: what Adobe's extension sends (§2).
   const { token, ...merged } = { ...properties, ...custom.properties };
+  // Before deriveInsertId hashes the content recursively (rows can build deep paths, too).
+  const tooDeep = findTooDeep(merged, MAX_CONTAINER_DEPTH + 1, "properties");
+  if (tooDeep !== undefined) {
+    return reject(index, item, TOO_DEEP, `${tooDeep} nests lists or objects more than ${MAX_CONTAINER_DEPTH} levels deep`);
+  }
 
   // The token travels in the body but is not auth; check it if configured, never forward it (§5).
   const expectedToken = ctx.config.adobe.project_token;
