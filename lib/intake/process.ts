@@ -50,6 +50,8 @@ export interface IntakeResult {
   readonly correlationId: string;
   readonly summary?: IntakeSummary;
   readonly source?: string;
+  /** Why a 5xx was answered (our own dependency failed): logged beside the correlation id, never sent. */
+  readonly cause?: string;
 }
 
 function json(statusCode: number, correlationId: string, body: unknown): HttpResponse {
@@ -60,16 +62,33 @@ function json(statusCode: number, correlationId: string, body: unknown): HttpRes
   };
 }
 
-function errorResponse(statusCode: number, correlationId: string, error: string, message: string): IntakeResult {
-  return { correlationId, response: json(statusCode, correlationId, { error, message, correlationId }) };
+function errorResponse(statusCode: number, correlationId: string, error: string, message: string, cause?: string): IntakeResult {
+  return {
+    correlationId,
+    response: json(statusCode, correlationId, { error, message, correlationId }),
+    ...(cause !== undefined ? { cause } : {}),
+  };
+}
+
+/**
+ * The answer when the intake itself failed unexpectedly (a bug or bad configuration):
+ * 503 so senders retry, with the correlation id the operator finds in the log line.
+ */
+export function crashResponse(correlationId: string): HttpResponse {
+  return json(503, correlationId, { error: "unavailable", message: "the relay cannot accept data right now; retry later", correlationId });
 }
 
 /** A sender's correlation id is kept only when it is safe in S3 keys and logs. */
 const SAFE_CORRELATION_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
-export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Promise<IntakeResult> {
+/** The sender's `x-correlation-id` when it is safe, else a new one. */
+export function correlationIdFor(request: Pick<HttpRequest, "headers">, newCorrelationId: () => string): string {
   const offered = request.headers["x-correlation-id"];
-  const correlationId = offered && SAFE_CORRELATION_ID.test(offered) ? offered : deps.newCorrelationId();
+  return offered && SAFE_CORRELATION_ID.test(offered) ? offered : newCorrelationId();
+}
+
+export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Promise<IntakeResult> {
+  const correlationId = correlationIdFor(request, deps.newCorrelationId);
 
   if (request.path === "/healthz") {
     if (request.method !== "GET" && request.method !== "HEAD") return errorResponse(405, correlationId, "method_not_allowed", "use GET");
@@ -84,7 +103,13 @@ export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Prom
     accepted = await deps.tokens();
   } catch (error) {
     // Braze and other senders retry 5xx; a 401 here would mark their connector failed.
-    return errorResponse(503, correlationId, "unavailable", `cannot verify tokens right now: ${error instanceof ConfigError ? "intake tokens are not configured" : "secret store unavailable"}`);
+    return errorResponse(
+      503,
+      correlationId,
+      "unavailable",
+      `cannot verify tokens right now: ${error instanceof ConfigError ? "intake tokens are not configured" : "secret store unavailable"}`,
+      `intake token store: ${describeError(error)}`,
+    );
   }
   const presented = bearerToken(request.headers.authorization);
   if (!presented || !tokenMatches(presented, accepted)) {
@@ -169,7 +194,7 @@ export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Prom
     ]);
   } catch (error) {
     if (error instanceof RetryableError || error instanceof ConfigError) {
-      return errorResponse(503, correlationId, "unavailable", "could not queue the batch; retry later");
+      return errorResponse(503, correlationId, "unavailable", "could not queue the batch; retry later", `queue or rejected store: ${describeError(error)}`);
     }
     throw error;
   }
