@@ -23,8 +23,8 @@ function toRequest(event: APIGatewayProxyEventV2): HttpRequest {
 }
 
 /**
- * Metric names the alarms in infra/resources/alarms.yml watch: every 5xx the intake answers
- * (our own dependency failed or we crashed) and every 401 (a sender with a wrong token).
+ * Metric names for CloudWatch alarms (keep them stable): every 5xx the intake answers (our own
+ * dependency failed or we crashed) and every 401 (a sender with a wrong or rotated-out token).
  */
 export const INTAKE_5XX_METRIC = "Intake5xx";
 export const INTAKE_UNAUTHORIZED_METRIC = "IntakeUnauthorized";
