@@ -5,6 +5,7 @@ import { formatZodIssues } from "./env.js";
 import { mappingConfigSchema } from "./mapping.js";
 import { cohortSyncsSchema } from "../cohorts/sync-config.js";
 import { mixpanelCompatConfigSchema } from "../intake/mixpanel-compat/config.js";
+import { piiConfigSchema } from "../pii/config.js";
 
 /**
  * The per-stage config file (config/<stage>.json): one zod schema, validated by
@@ -21,6 +22,8 @@ export const stageConfigSchema = z
     cohort_syncs: cohortSyncsSchema.default([]),
     /** Mixpanel-compatible /track, /engage, /groups, /import for official SDKs (lib/intake/mixpanel-compat/config.ts). */
     mixpanel_compat: mixpanelCompatConfigSchema.optional(),
+    /** Personal-data rules applied at the edge (lib/pii/config.ts, README "Personal data"). */
+    pii: piiConfigSchema.optional(),
   })
   .extend(mappingConfigSchema.shape)
   .strict();

@@ -4,6 +4,9 @@ import type { QueueSender } from "../queue/sqs-sender.js";
 import type { RejectedStore } from "../queue/rejected-store.js";
 import { type RecordKind, packEnvelopes } from "../records/envelope.js";
 import type { MappedItem, RejectedItem } from "../sources/types.js";
+import { protectItems } from "../pii/items.js";
+import type { PiiPolicy } from "../pii/policy.js";
+import type { PiiPolicySource } from "../pii/source.js";
 import { bearerToken, tokenMatches, type TokenSource } from "./auth.js";
 import { findRoute, type IntakeRequest } from "./routes.js";
 
@@ -37,6 +40,8 @@ export interface IntakeDeps {
   readonly maxBodyBytes: number;
   readonly nowMs: () => number;
   readonly newCorrelationId: () => string;
+  /** The stage's personal-data rules, applied before anything is queued or stored; absent = none. */
+  readonly pii?: PiiPolicySource;
 }
 
 export interface IntakeSummary {
@@ -50,6 +55,8 @@ export interface IntakeResult {
   readonly correlationId: string;
   readonly summary?: IntakeSummary;
   readonly source?: string;
+  /** Why a 5xx was answered (our own dependency failed): logged beside the correlation id, never sent. */
+  readonly cause?: string;
 }
 
 function json(statusCode: number, correlationId: string, body: unknown): HttpResponse {
@@ -60,16 +67,33 @@ function json(statusCode: number, correlationId: string, body: unknown): HttpRes
   };
 }
 
-function errorResponse(statusCode: number, correlationId: string, error: string, message: string): IntakeResult {
-  return { correlationId, response: json(statusCode, correlationId, { error, message, correlationId }) };
+function errorResponse(statusCode: number, correlationId: string, error: string, message: string, cause?: string): IntakeResult {
+  return {
+    correlationId,
+    response: json(statusCode, correlationId, { error, message, correlationId }),
+    ...(cause !== undefined ? { cause } : {}),
+  };
+}
+
+/**
+ * The answer when the intake itself failed unexpectedly (a bug or bad configuration):
+ * 503 so senders retry, with the correlation id the operator finds in the log line.
+ */
+export function crashResponse(correlationId: string): HttpResponse {
+  return json(503, correlationId, { error: "unavailable", message: "the relay cannot accept data right now; retry later", correlationId });
 }
 
 /** A sender's correlation id is kept only when it is safe in S3 keys and logs. */
 const SAFE_CORRELATION_ID = /^[A-Za-z0-9._-]{1,128}$/;
 
-export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Promise<IntakeResult> {
+/** The sender's `x-correlation-id` when it is safe, else a new one. */
+export function correlationIdFor(request: Pick<HttpRequest, "headers">, newCorrelationId: () => string): string {
   const offered = request.headers["x-correlation-id"];
-  const correlationId = offered && SAFE_CORRELATION_ID.test(offered) ? offered : deps.newCorrelationId();
+  return offered && SAFE_CORRELATION_ID.test(offered) ? offered : newCorrelationId();
+}
+
+export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Promise<IntakeResult> {
+  const correlationId = correlationIdFor(request, deps.newCorrelationId);
 
   if (request.path === "/healthz") {
     if (request.method !== "GET" && request.method !== "HEAD") return errorResponse(405, correlationId, "method_not_allowed", "use GET");
@@ -84,7 +108,13 @@ export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Prom
     accepted = await deps.tokens();
   } catch (error) {
     // Braze and other senders retry 5xx; a 401 here would mark their connector failed.
-    return errorResponse(503, correlationId, "unavailable", `cannot verify tokens right now: ${error instanceof ConfigError ? "intake tokens are not configured" : "secret store unavailable"}`);
+    return errorResponse(
+      503,
+      correlationId,
+      "unavailable",
+      `cannot verify tokens right now: ${error instanceof ConfigError ? "intake tokens are not configured" : "secret store unavailable"}`,
+      `intake token store: ${describeError(error)}`,
+    );
   }
   const presented = bearerToken(request.headers.authorization);
   if (!presented || !tokenMatches(presented, accepted)) {
@@ -118,7 +148,7 @@ export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Prom
   }
 
   const enqueued = await enqueueMapped(items, route.source, correlationId, deps);
-  if (!enqueued.ok) return errorResponse(503, correlationId, "unavailable", "could not queue the batch; retry later");
+  if (!enqueued.ok) return errorResponse(503, correlationId, "unavailable", enqueued.message, enqueued.cause);
   const { accepted: acceptedCount, rejections } = enqueued;
 
   const dropped = rejections.filter((item) => item.dropped).length;
@@ -142,19 +172,50 @@ export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Prom
 
 export type EnqueueOutcome =
   | { readonly ok: true; readonly accepted: number; readonly rejections: readonly RejectedItem[] }
-  | { readonly ok: false; readonly cause: string };
+  /** `message` is safe to answer; `cause` is our dependency's failure, logged beside the correlation id. */
+  | { readonly ok: false; readonly message: string; readonly cause: string };
 
 /**
- * The one enqueue step every intake route shares: packs the mapped records into SQS
- * envelopes per kind, writes every rejection (with its reason) to the rejected store,
- * and reports `ok: false` when SQS, S3 or secrets failed so the caller answers 503.
+ * The one enqueue step every intake route shares (the /v1 routes and the Mixpanel-compatible
+ * ones): applies the stage's PII rules, packs the mapped records into queue envelopes per kind,
+ * sends them and stores every rejection with its reason. `ok: false` when secrets, SQS or S3
+ * failed, so the caller answers 503 and the sender retries; nothing is queued unprotected.
  */
 export async function enqueueMapped(
   items: readonly MappedItem[],
   source: string,
   correlationId: string,
-  deps: Pick<IntakeDeps, "queue" | "queueUrl" | "rejected" | "maxMessageBytes">,
+  deps: Pick<IntakeDeps, "queue" | "queueUrl" | "rejected" | "maxMessageBytes" | "pii">,
 ): Promise<EnqueueOutcome> {
+  let policy: PiiPolicy | undefined;
+  try {
+    policy = await deps.pii?.();
+  } catch (error) {
+    return { ok: false, message: "cannot protect personal data right now; retry later", cause: `pii hash key: ${describeError(error)}` };
+  }
+  try {
+    const { acceptedCount, rejections } = await packSendAndStore(protectItems(items, policy), source, correlationId, deps);
+    return { ok: true, accepted: acceptedCount, rejections };
+  } catch (error) {
+    if (error instanceof RetryableError || error instanceof ConfigError) {
+      return { ok: false, message: "could not queue the batch; retry later", cause: `queue or rejected store: ${describeError(error)}` };
+    }
+    throw error;
+  }
+}
+
+/**
+ * Packs the mapped records into queue envelopes per kind, sends them, and puts
+ * every rejection (with records too big for one message) in the rejected store. Items must already
+ * have the stage's PII rules applied. Throws RetryableError/ConfigError when SQS or S3 fail, so
+ * the caller answers 503 and the sender retries.
+ */
+async function packSendAndStore(
+  items: readonly MappedItem[],
+  source: string,
+  correlationId: string,
+  deps: Pick<IntakeDeps, "queue" | "queueUrl" | "rejected" | "maxMessageBytes">,
+): Promise<{ acceptedCount: number; rejections: RejectedItem[] }> {
   const linesByKind = new Map<RecordKind, { lines: string[]; indexes: number[] }>();
   const rejections: RejectedItem[] = [];
   for (const item of items) {
@@ -187,30 +248,22 @@ export async function enqueueMapped(
   }
   rejections.sort((a, b) => a.index - b.index);
 
-  try {
-    await Promise.all([
-      bodies.length > 0 ? deps.queue.send(deps.queueUrl, bodies) : Promise.resolve(),
-      rejections.length > 0
-        ? deps.rejected.put({
-            source,
-            correlationId,
-            stageOfFailure: "intake",
-            items: rejections.map(({ index, code, reason, payload, dropped }) => ({
-              index,
-              code,
-              reason,
-              payload,
-              ...(dropped ? { dropped } : {}),
-            })),
-          })
-        : Promise.resolve(""),
-    ]);
-  } catch (error) {
-    if (error instanceof RetryableError || error instanceof ConfigError) {
-      return { ok: false, cause: describeError(error) };
-    }
-    throw error;
-  }
-
-  return { ok: true, accepted: acceptedCount, rejections };
+  await Promise.all([
+    bodies.length > 0 ? deps.queue.send(deps.queueUrl, bodies) : Promise.resolve(),
+    rejections.length > 0
+      ? deps.rejected.put({
+          source,
+          correlationId,
+          stageOfFailure: "intake",
+          items: rejections.map(({ index, code, reason, payload, dropped }) => ({
+            index,
+            code,
+            reason,
+            payload,
+            ...(dropped ? { dropped } : {}),
+          })),
+        })
+      : Promise.resolve(""),
+  ]);
+  return { acceptedCount, rejections };
 }

@@ -29,13 +29,20 @@ export const envelopeSchema = z.object({
 export type Envelope = z.infer<typeof envelopeSchema>;
 
 /**
- * SQS refuses message bodies with U+FFFE or U+FFFF (outside its allowed character
- * set), and JSON.stringify leaves them raw. Both can only occur inside JSON string
- * literals, where the \uXXXX escape means the same character, so escaping them
- * keeps the body valid JSON with identical content.
+ * Characters written as JSON `\uXXXX` escapes in every queue body:
+ * - U+FFFE and U+FFFF, outside the character set SQS accepts;
+ * - every UTF-16 surrogate, i.e. each half of a character outside the Basic Multilingual
+ *   Plane (emoji such as 🛒 become `\ud83d\uded2`). AWS SQS accepts #x10000–#x10FFFF, but
+ *   other SQS implementations (fauxqs, which the local stack and tests run) refuse them, and
+ *   one such character would fail the whole batch.
+ * JSON.stringify leaves these raw. They can only occur inside JSON string literals (lone
+ * surrogates are already escaped by JSON.stringify), where the escape means the same code
+ * unit, so the escaped body is valid JSON that parses to identical content.
  */
+const NEEDS_ESCAPE_IN_QUEUE = /[\uD800-\uDFFF\uFFFE\uFFFF]/g;
+
 export function escapeForSqs(json: string): string {
-  return json.replace(/[\uFFFE\uFFFF]/g, (character) => `\\u${character.charCodeAt(0).toString(16)}`);
+  return json.replace(NEEDS_ESCAPE_IN_QUEUE, (character) => `\\u${character.charCodeAt(0).toString(16).padStart(4, "0")}`);
 }
 
 export function serializeEnvelope(envelope: Envelope): string {

@@ -1,8 +1,9 @@
 import * as z from "zod";
 import { ValidationError } from "../errors.js";
-import { applyEventRules, deriveInsertId } from "../mixpanel/event-rules.js";
+import { MAX_CONTAINER_DEPTH, applyEventRules, deriveInsertId } from "../mixpanel/event-rules.js";
 import { applyIdentityMode, isIdentityEvent } from "./identity.js";
 import { INVALID_PROPERTY_NAME, findProtoKey, protoKeyReason, rejectProtoKey } from "./property-names.js";
+import { findTooDeep, TOO_DEEP } from "./nesting.js";
 import { renamed, setOwn } from "./renames.js";
 import type { MapContext, MappedItem, RejectedItem } from "./types.js";
 
@@ -159,6 +160,11 @@ export function mapAdobeEvent(item: unknown, index: number, ctx: MapContext): Ma
 
   // Shallow merge, custom keys win: what Adobe's extension sends (§2).
   const { token, ...merged } = { ...properties, ...custom.properties };
+  // Before deriveInsertId hashes the content recursively (rows can build deep paths, too).
+  const tooDeep = findTooDeep(merged, MAX_CONTAINER_DEPTH + 1, "properties");
+  if (tooDeep !== undefined) {
+    return reject(index, item, TOO_DEEP, `${tooDeep} nests lists or objects more than ${MAX_CONTAINER_DEPTH} levels deep`);
+  }
 
   // The token travels in the body but is not auth; check it if configured, never forward it (§5).
   const expectedToken = ctx.config.adobe.project_token;
@@ -174,6 +180,12 @@ export function mapAdobeEvent(item: unknown, index: number, ctx: MapContext): Ma
   const identity = applyIdentityMode(event, merged, ctx.config.identity_mode);
   if (!identity.ok) return reject(index, item, identity.code, identity.reason);
   let finalProperties = identity.properties;
+  if (!isIdentityEvent(event) && isMissing(finalProperties.distinct_id)) {
+    // Adobe's extension lets the user leave Distinct ID empty and /track accepts that; send the
+    // event user-less (`distinct_id: ""`, Mixpanel's convention, docs/vendors/mixpanel-api.md §4)
+    // rather than reject it or let Mixpanel hash the Lambda's IP into one synthetic user.
+    finalProperties = { ...finalProperties, distinct_id: "" };
+  }
 
   if (isMissing(finalProperties.time)) {
     // Stamp the receive time once, at intake (§5); the envelope keeps it, so SQS redelivery and

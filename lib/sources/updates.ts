@@ -1,6 +1,7 @@
 import * as z from "zod";
 import { ValidationError } from "../errors.js";
 import { INVALID_PROPERTY_NAME, findProtoKey, protoKeyReason, rejectProtoKey } from "./property-names.js";
+import { rejectTooDeep } from "./nesting.js";
 import { renamed, setOwn } from "./renames.js";
 import type { MappedItem, RejectedItem } from "./types.js";
 
@@ -159,6 +160,9 @@ export function readUpdateObject(
 ): { ok: true; fields: Record<string, unknown> } | RejectedItem {
   const protoKey = rejectProtoKey(item, index);
   if (protoKey) return protoKey;
+  // Before the serializer (JSON.stringify) recurses over the operation's values.
+  const tooDeep = rejectTooDeep(item, index, 2);
+  if (tooDeep) return tooDeep;
   const raw = z.record(z.string(), z.unknown()).safeParse(item);
   if (!raw.success || Array.isArray(item)) return rejectUpdate(index, item, "invalid_shape", `a ${what} update must be an object`);
   return { ok: true, fields: raw.data };

@@ -1,8 +1,7 @@
 import type { StageConfig } from "../../config/stage.js";
 import { ConfigError, describeError } from "../../errors.js";
-import { logger } from "../../observability/telemetry.js";
 import { tokenMatches } from "../auth.js";
-import { enqueueMapped, type HttpRequest, type IntakeDeps, type IntakeResult } from "../process.js";
+import { correlationIdFor, enqueueMapped, type HttpRequest, type IntakeDeps, type IntakeResult } from "../process.js";
 import { type CompatAnswer, refusal, writeAnswer } from "./answers.js";
 import { corsFor, preflightHeaders } from "./cors.js";
 import { MAX_DECOMPRESSED_BYTES, decodeCompatRequest, queryParams } from "./decode.js";
@@ -33,8 +32,6 @@ export function matchCompatEndpoint(path: string, config: StageConfig): CompatEn
 /** Source name on the envelope and in the rejected store. */
 export const compatSource = (endpoint: CompatEndpoint) => `mixpanel-${endpoint}`;
 
-const SAFE_CORRELATION_ID = /^[A-Za-z0-9._-]{1,128}$/;
-
 /**
  * /import auth: `Authorization: Basic base64(<intake token>:)` (what the Node and Python SDKs
  * send for their `secret`, docs/vendors/mixpanel-wire.md §3), or `Bearer <intake token>`.
@@ -50,8 +47,7 @@ export function importCredential(header: string | undefined): string | undefined
 }
 
 export async function handleMixpanelCompat(request: CompatHttpRequest, endpoint: CompatEndpoint, deps: IntakeDeps): Promise<IntakeResult> {
-  const offered = request.headers["x-correlation-id"];
-  const correlationId = offered && SAFE_CORRELATION_ID.test(offered) ? offered : deps.newCorrelationId();
+  const correlationId = correlationIdFor(request, deps.newCorrelationId);
   const source = compatSource(endpoint);
   const compat = deps.config.mixpanel_compat;
   const baseHeaders = { "x-correlation-id": correlationId };
@@ -82,8 +78,7 @@ export async function handleMixpanelCompat(request: CompatHttpRequest, endpoint:
       accepted = await deps.tokens();
     } catch (error) {
       const what = error instanceof ConfigError ? "intake tokens are not configured" : "secret store unavailable";
-      logger.error("mixpanel-compat: cannot read the intake tokens", { correlationId, source, cause: describeError(error) });
-      return { correlationId, response: answer({ status: 503, accepted: 0, success: false, error: `cannot verify credentials right now: ${what}` }) };
+      return { correlationId, cause: `intake token store: ${describeError(error)}`, response: answer({ status: 503, accepted: 0, success: false, error: `cannot verify credentials right now: ${what}` }) };
     }
     const presented = importCredential(request.headers.authorization);
     if (!presented || !tokenMatches(presented, accepted)) {
@@ -122,10 +117,10 @@ export async function handleMixpanelCompat(request: CompatHttpRequest, endpoint:
 
   const enqueued = await enqueueMapped(items, source, correlationId, deps);
   if (!enqueued.ok) {
-    logger.error("mixpanel-compat: could not queue the batch", { correlationId, source, cause: enqueued.cause });
     // A 5xx makes the browser batcher keep the batch and retry (docs/vendors/mixpanel-wire.md §4.4).
     return {
       correlationId,
+      cause: enqueued.cause,
       response: answer({ status: 503, style, verbose: flags.verbose, accepted: 0, success: false, error: "could not queue the batch; retry later", ...(importJson(style) ? { failed: [] } : {}) }),
     };
   }
