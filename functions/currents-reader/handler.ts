@@ -1,7 +1,7 @@
 import type { S3Event } from "aws-lambda";
 import { requireSetting } from "../../lib/config/env.js";
-import { describeError } from "../../lib/errors.js";
-import { count, logger, publishMetrics } from "../../lib/observability/telemetry.js";
+import { invocationClock, withTelemetry } from "../../lib/observability/handler.js";
+import { count, logger } from "../../lib/observability/telemetry.js";
 import { createQueueSender } from "../../lib/queue/sqs-sender.js";
 import { createRuntimeContext, once, rejectedStoreFor } from "../../lib/runtime/context.js";
 import {
@@ -29,8 +29,9 @@ const deps = once((): CurrentsReaderDeps => {
   };
 });
 
-export async function handler(event: S3Event): Promise<void> {
-  try {
+export const handler = withTelemetry(
+  invocationClock(),
+  async (event: S3Event): Promise<void> => {
     for (const record of event.Records) {
       const summary = await readCurrentsObject(
         {
@@ -46,10 +47,6 @@ export async function handler(event: S3Event): Promise<void> {
       count("EventsDropped", summary.dropped);
       logger.info("currents avro object", { ...summary });
     }
-  } catch (error) {
-    logger.error("currents reader failed; Lambda will retry the S3 event", { error: describeError(error) });
-    throw error;
-  } finally {
-    publishMetrics();
-  }
-}
+  },
+  { failureMessage: "currents reader failed; Lambda will retry the S3 event" },
+);

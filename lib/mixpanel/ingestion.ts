@@ -73,6 +73,12 @@ export function chunkByCaps(lines: readonly string[], maxRecords: number, maxByt
 
 const insertIdOfLine = z.object({ properties: z.object({ $insert_id: z.string() }) });
 
+/** An event line's `properties.$insert_id`; undefined for profiles, groups and unreadable lines. */
+export function insertIdOf(line: string): string | undefined {
+  const parsed = insertIdOfLine.safeParse(parseJsonOrUndefined(line));
+  return parsed.success ? parsed.data.properties.$insert_id : undefined;
+}
+
 type FailedRecord = z.infer<typeof importFailureSchema>["failed_records"][number];
 
 /**
@@ -85,10 +91,7 @@ export function matchFailedRecords(
   indexes: readonly number[],
   failures: readonly FailedRecord[],
 ): Map<number, LineOutcome> | undefined {
-  const insertIdAt = (lineIndex: number): string | undefined => {
-    const parsed = insertIdOfLine.safeParse(parseJsonOrUndefined(lines[lineIndex] ?? ""));
-    return parsed.success ? parsed.data.properties.$insert_id : undefined;
-  };
+  const insertIdAt = (lineIndex: number): string | undefined => insertIdOf(lines[lineIndex] ?? "");
   let byInsertId: Map<string, number> | undefined;
   const rejections = new Map<number, LineOutcome>();
   for (const failure of failures) {

@@ -4,16 +4,19 @@
  * alarms, IAM statements per function, buckets, and that no secret value or
  * wildcard resource slipped in (issue #5).
  *
- * osls runs in a scratch copy of the service (serverless.yml, infra/resources,
- * config, dist) with no AWS credentials, and inside a network namespace with no
+ * First a fresh clone (the repository's files, no dist/) is packaged with a
+ * plain `osls package --stage dev`: the build plugin must bundle the code and
+ * the zips' handlers must run. The variants then package scratch copies of the
+ * service (serverless.yml, infra/resources, the plugin, config, those bundles)
+ * with no AWS credentials, and inside a network namespace with no
  * network at all when `unshare -n` is available, so any network call would fail
  * the packaging.
  */
 import { spawn, spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { envSchema } from "../../lib/config/env.js";
 import { cohortSettingsSchema } from "../../lib/cohorts/runtime.js";
@@ -177,33 +180,35 @@ interface Packaged {
 const scratch = mkdtempSync(join(tmpdir(), "relay-package-"));
 const oslsHome = join(repoRoot, "node_modules", ".cache", "relay-osls-home");
 const packaged = new Map<string, Packaged>();
-let placeholderBundles: string[] = [];
 
 function networkIsolationPrefix(): string[] {
   const probe = spawnSync("unshare", ["-n", "true"], { stdio: "ignore" });
   return probe.status === 0 ? ["unshare", "-n"] : [];
 }
 
-/** Real bundles from `npm run build` where it produced them, placeholders otherwise. */
-function prepareBundles(serviceDir: string): void {
-  if (existsSync(join(repoRoot, "infra/build.ts")) && process.env.RELAY_INFRA_TEST_SKIP_BUILD !== "1") {
-    const build = spawnSync("npm", ["run", "build"], { cwd: repoRoot, encoding: "utf8", timeout: 240_000 });
-    if (build.status !== 0) throw new Error(`npm run build failed:\n${build.stdout}\n${build.stderr}`);
+/**
+ * A fresh clone: the repository's files as git sees them (tracked and new, not
+ * ignored: no dist/, no .serverless/), with this checkout's node_modules linked
+ * in place of `npm ci`.
+ */
+function freshClone(target: string): void {
+  const listed = spawnSync("git", ["ls-files", "-z", "--cached", "--others", "--exclude-standard"], { cwd: repoRoot, encoding: "utf8" });
+  if (listed.status !== 0) throw new Error(`git ls-files failed: ${listed.stderr}`);
+  for (const file of listed.stdout.split("\0").filter(Boolean)) {
+    if (!existsSync(join(repoRoot, file))) continue; // deleted in the working tree
+    mkdirSync(dirname(join(target, file)), { recursive: true });
+    cpSync(join(repoRoot, file), join(target, file));
   }
-  for (const fn of FUNCTION_NAMES) {
-    const built = join(repoRoot, "dist", fn);
-    const target = join(serviceDir, "dist", fn);
-    if (existsSync(join(built, "index.mjs"))) {
-      cpSync(built, target, { recursive: true });
-    } else {
-      placeholderBundles.push(fn);
-      mkdirSync(target, { recursive: true });
-      writeFileSync(join(target, "index.mjs"), "export const handler = async () => ({});\n");
-    }
-  }
+  symlinkSync(join(repoRoot, "node_modules"), join(target, "node_modules"), "dir");
 }
 
-function runOsls(serviceDir: string, variant: Variant, outputDir: string, isolation: string[]): Promise<void> {
+function runOsls(
+  serviceDir: string,
+  variant: Pick<Variant, "id" | "stage" | "params">,
+  outputDir: string | undefined,
+  isolation: string[],
+  extraEnv: Record<string, string> = {},
+): Promise<string> {
   const args = [
     ...isolation,
     process.execPath,
@@ -211,51 +216,147 @@ function runOsls(serviceDir: string, variant: Variant, outputDir: string, isolat
     "package",
     "--stage",
     variant.stage,
-    "--package",
-    outputDir,
+    ...(outputDir ? ["--package", outputDir] : []),
     ...Object.entries(variant.params).map(([key, value]) => `--param=${key}=${value}`),
   ];
   // No AWS credentials, no profile, no region: packaging must not need them.
   // HOME only holds osls's compiled config-schema validator (~/.serverless/artifacts),
   // kept under node_modules/.cache so later runs skip the 3 s compile.
-  const env = { PATH: process.env.PATH ?? "", HOME: oslsHome, CI: "1" };
+  const env = { PATH: process.env.PATH ?? "", HOME: oslsHome, CI: "1", ...extraEnv };
   return new Promise((resolvePromise, reject) => {
     const child = spawn(args[0] as string, args.slice(1), { cwd: serviceDir, env });
     let output = "";
     child.stdout.on("data", (chunk) => (output += chunk));
     child.stderr.on("data", (chunk) => (output += chunk));
     child.on("error", reject);
-    child.on("close", (code) => (code === 0 ? resolvePromise() : reject(new Error(`osls package (${variant.id}) exited ${code}:\n${output}`))));
+    child.on("close", (code) => (code === 0 ? resolvePromise(output) : reject(new OslsFailure(`osls package (${variant.id}) exited ${code}:\n${output}`, output))));
   });
 }
 
+class OslsFailure extends Error {
+  constructor(
+    message: string,
+    readonly output: string,
+  ) {
+    super(message);
+  }
+}
+
+const freshDir = join(scratch, "fresh-clone");
+let freshHadDist = true;
+let refusal: string | undefined;
+
 beforeAll(async () => {
-  const serviceDir = join(scratch, "service");
   mkdirSync(oslsHome, { recursive: true });
+  const isolation = networkIsolationPrefix();
+
+  // 1. What a user does on a fresh clone: plain `osls package`, no `npm run build` first.
+  freshClone(freshDir);
+  freshHadDist = existsSync(join(freshDir, "dist"));
+  await runOsls(freshDir, { id: "fresh-clone dev", stage: "dev", params: {} }, undefined, isolation);
+
+  // 2. The scratch copy the variants package from: the bundles the fresh clone built.
+  const serviceDir = join(scratch, "service");
   mkdirSync(serviceDir, { recursive: true });
   cpSync(join(repoRoot, "serverless.yml"), join(serviceDir, "serverless.yml"));
   cpSync(join(repoRoot, "infra/resources"), join(serviceDir, "infra/resources"), { recursive: true });
+  cpSync(join(repoRoot, "infra/osls-build-plugin.cjs"), join(serviceDir, "infra/osls-build-plugin.cjs"));
   cpSync(join(repoRoot, "config"), join(serviceDir, "config"), { recursive: true });
-  prepareBundles(serviceDir);
-  if (placeholderBundles.length > 0) console.warn(`package test: placeholder bundles for ${placeholderBundles.join(", ")} (npm run build did not produce them)`);
 
-  const isolation = networkIsolationPrefix();
+  // 3. Without bundles and with the build skipped, the plugin must refuse.
+  const noBundles = join(scratch, "service-no-bundles");
+  cpSync(serviceDir, noBundles, { recursive: true });
+  const refused = runOsls(noBundles, { id: "no-bundles", stage: "dev", params: {} }, join(scratch, "out-no-bundles"), isolation, { RELAY_SKIP_BUILD: "1" }).then(
+    () => undefined,
+    (error: unknown) => (error instanceof OslsFailure ? error.output : String(error)),
+  );
+
+  cpSync(join(freshDir, "dist"), join(serviceDir, "dist"), { recursive: true });
   // osls writes state next to serverless.yml, so each variant packages from its own copy.
   const packageVariant = async (variant: Variant) => {
     const variantDir = join(scratch, `service-${variant.id}`);
     cpSync(serviceDir, variantDir, { recursive: true });
     const outputDir = join(scratch, `out-${variant.id}`);
-    await runOsls(variantDir, variant, outputDir, isolation);
+    await runOsls(variantDir, variant, outputDir, isolation, { RELAY_SKIP_BUILD: "1" });
     const template = JSON.parse(readFileSync(join(outputDir, "cloudformation-template-update-stack.json"), "utf8")) as Template;
     packaged.set(variant.id, { template, dir: outputDir, variant });
   };
-  // The first run warms osls's validator cache; the rest then take about a second each.
-  const [first, ...rest] = VARIANTS;
-  if (first) await packageVariant(first);
-  await Promise.all(rest.map(packageVariant));
+  // The fresh-clone run warmed osls's validator cache; the rest take about a second each.
+  await Promise.all(VARIANTS.map(packageVariant));
+  refusal = await refused;
 }, 360_000);
 
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+/** Unzips a function package like Lambda does and runs a script against its handler, in the task root. */
+function runFromZip(zip: string, fn: FunctionName, env: Record<string, string>, script: string): { status: number | null; stdout: string; stderr: string } {
+  const taskRoot = join(scratch, `task-root-${fn}`);
+  mkdirSync(taskRoot, { recursive: true });
+  const unzip = spawnSync("unzip", ["-q", "-o", zip, "-d", taskRoot], { encoding: "utf8" });
+  if (unzip.status !== 0) throw new Error(`unzip ${zip}: ${unzip.stderr}`);
+  const code = `const { handler } = await import(${JSON.stringify(pathToFileURL(join(taskRoot, "dist", fn, "index.mjs")).href)});\n${script}`;
+  return spawnSync(process.execPath, ["--input-type=module", "-e", code], {
+    cwd: taskRoot,
+    encoding: "utf8",
+    timeout: 30_000,
+    env: { PATH: process.env.PATH ?? "", ...env, POWERTOOLS_METRICS_DISABLED: "true" },
+  });
+}
+
+describe("plain `osls package --stage dev` on a fresh clone (no `npm run build` first)", () => {
+  const template = (): Template => JSON.parse(readFileSync(join(freshDir, ".serverless", "cloudformation-template-update-stack.json"), "utf8")) as Template;
+  /** The function's environment as CloudFormation would set it, with stand-ins for Refs and GetAtts. */
+  const lambdaEnv = (fn: FunctionName): Record<string, string> => {
+    const variables = template().Resources[`${LOGICAL_PREFIX[fn]}LambdaFunction`]?.Properties.Environment.Variables as Record<string, unknown>;
+    return Object.fromEntries(Object.entries(variables).map(([key, value]) => [key, typeof value === "string" ? value : `http://127.0.0.1:9/${key.toLowerCase()}`]));
+  };
+
+  it("builds the current code into every zip", () => {
+    expect(freshHadDist).toBe(false);
+    for (const fn of FUNCTION_NAMES) {
+      const zip = join(freshDir, ".serverless", `${fn}.zip`);
+      const entries = zipEntryNames(zip);
+      expect(entries, fn).toContain(`dist/${fn}/index.mjs`);
+      expect(entries, fn).toContain(`dist/${fn}/index.mjs.map`);
+      // The issue's empty packages were 846 bytes (config/*.json only); a bundle is hundreds of KiB.
+      expect(statSync(zip).size, fn).toBeGreaterThan(100_000);
+      const run = runFromZip(zip, fn, lambdaEnv(fn), 'if (typeof handler !== "function") throw new Error("no handler export"); console.log("HANDLER_OK");');
+      expect(run.stdout + run.stderr, fn).toContain("HANDLER_OK");
+      expect(run.status, fn).toBe(0);
+    }
+  });
+
+  it("yields an intake zip whose handler answers /healthz and a forwarder zip that takes an empty batch", () => {
+    const intake = runFromZip(
+      join(freshDir, ".serverless", "intake.zip"),
+      "intake",
+      lambdaEnv("intake"),
+      `const result = await handler({ version: "2.0", rawPath: "/healthz", headers: {}, requestContext: { http: { method: "GET" }, requestId: "r-1" }, isBase64Encoded: false }, { awsRequestId: "r-1", functionName: "intake", getRemainingTimeInMillis: () => 15000 });
+       console.log("RESULT " + JSON.stringify(result));`,
+    );
+    const line = intake.stdout.split("\n").find((text) => text.startsWith("RESULT "));
+    expect(line, intake.stderr).toBeDefined();
+    const result = JSON.parse(line!.slice("RESULT ".length));
+    expect(result.statusCode).toBe(200);
+    expect(JSON.parse(result.body)).toMatchObject({ status: "ok" });
+
+    const forwarder = runFromZip(
+      join(freshDir, ".serverless", "forwarder.zip"),
+      "forwarder",
+      lambdaEnv("forwarder"),
+      `const result = await handler({ Records: [] }, { awsRequestId: "r-2", functionName: "forwarder", getRemainingTimeInMillis: () => 90000 });
+       console.log("RESULT " + JSON.stringify(result));`,
+    );
+    const forwarded = forwarder.stdout.split("\n").find((text) => text.startsWith("RESULT "));
+    expect(forwarded, forwarder.stderr).toBe('RESULT {"batchItemFailures":[]}');
+  });
+
+  it("refuses, naming the missing bundles, when the build is skipped and dist/ is empty", () => {
+    expect(refusal).toBeDefined();
+    expect(refusal).toMatch(/no bundle for intake \(dist\/intake\/index\.mjs\)/);
+    expect(existsSync(join(scratch, "out-no-bundles", "intake.zip"))).toBe(false);
+  });
+});
 
 describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls package --stage %s", (id, variant) => {
   const get = (): Packaged => {
