@@ -35,7 +35,7 @@ interface Variant {
   readonly stage: string;
   readonly params: Record<string, string>;
   /** From serverless.yml params, to check the template follows them. */
-  readonly expect: { logRetentionDays: number; forwarderMaxConcurrency: number; schedule: string; currents: boolean };
+  readonly expect: { logRetentionDays: number; forwarderMaxConcurrency: number; schedule: string; currents: boolean; tracing?: boolean };
 }
 
 const CURRENTS_BUCKET = "acme-braze-currents";
@@ -45,8 +45,8 @@ const VARIANTS: readonly Variant[] = [
   {
     id: "prod-with-currents",
     stage: "prod",
-    params: { currentsBucket: CURRENTS_BUCKET, alarmEmail: "ops@example.com" },
-    expect: { logRetentionDays: 90, forwarderMaxConcurrency: 5, schedule: "rate(15 minutes)", currents: true },
+    params: { currentsBucket: CURRENTS_BUCKET, alarmEmail: "ops@example.com", tracing: "true" },
+    expect: { logRetentionDays: 90, forwarderMaxConcurrency: 5, schedule: "rate(15 minutes)", currents: true, tracing: true },
   },
 ];
 
@@ -82,13 +82,14 @@ const logGroupArn = (stage: string, fn: FunctionName) =>
 const secretArn = (name: string) => sub(`arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:${name}`);
 
 /** Every Allow statement each role must have, and nothing else. */
-function expectedStatements(stage: string, currents: boolean): Record<string, { Sid: string; Action: string[]; Resource: unknown }[]> {
+function expectedStatements(stage: string, currents: boolean, tracing: boolean): Record<string, { Sid: string; Action: string[]; Resource: unknown }[]> {
   const logs = (fn: FunctionName) => ({ Sid: "WriteOwnLogs", Action: ["logs:CreateLogStream", "logs:PutLogEvents"], Resource: logGroupArn(stage, fn) });
   const rejected = { Sid: "StoreRejected", Action: ["s3:PutObject"], Resource: sub("${RejectedEventsBucket.Arn}/rejected/*") };
   const mixpanelSecret = { Sid: "ReadMixpanelCredentials", Action: ["secretsmanager:GetSecretValue"], Resource: secretArn(`mixpanel-relay/${stage}/mixpanel-??????`) };
   const consume = (sid: string, queue: string) => ({ Sid: sid, Action: ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], Resource: getAtt(queue) });
   const listSnapshots = { Sid: "ListCohortState", Action: ["s3:ListBucket"], Resource: getAtt("CohortSnapshotBucket") };
-  return {
+  const traces = tracing ? [{ Sid: "SendTraces", Action: ["xray:PutTraceSegments", "xray:PutTelemetryRecords"], Resource: "*" }] : [];
+  const roles = {
     IntakeRole: [
       logs("intake"),
       { Sid: "QueueEvents", Action: ["sqs:SendMessage"], Resource: getAtt("EventsQueue") },
@@ -127,6 +128,7 @@ function expectedStatements(stage: string, currents: boolean): Record<string, { 
       listSnapshots,
     ],
   };
+  return Object.fromEntries(Object.entries(roles).map(([role, statements]) => [role, [...statements, ...traces]]));
 }
 
 /** The role's statements as CloudFormation will see them (Fn::If resolved for this stage). */
@@ -365,7 +367,8 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
     return result;
   };
   const { stage } = variant;
-  const conditions = { HasCurrentsBucket: variant.expect.currents, HasAlarmEmail: Boolean(variant.params.alarmEmail) };
+  const tracing = variant.expect.tracing ?? false;
+  const conditions = { HasCurrentsBucket: variant.expect.currents, HasAlarmEmail: Boolean(variant.params.alarmEmail), TracingEnabled: tracing };
 
   it("has every function on nodejs24.x/arm64 with its own role, handler, env and log retention", () => {
     const { template } = get();
@@ -492,46 +495,125 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
     }
   });
 
-  it("has the alarms on DLQ depth, rejected events, forwarder errors and throttles, and backlog age", () => {
+  it("has the alarms on queues, DLQs, rejected-record and intake 5xx rates, 401 spikes, API 5xx, cohort health and function errors", () => {
     const { template } = get();
     const alarms = Object.fromEntries(resourcesOfType(template, "AWS::CloudWatch::Alarm").map(([id, alarm]) => [id, alarm.Properties]));
-    const expected: Record<string, { namespace: string; metric: string; dimension: unknown }> = {
-      EventsDeadLetterQueueDepthAlarm: { namespace: "AWS/SQS", metric: "ApproximateNumberOfMessagesVisible", dimension: getAtt("EventsDeadLetterQueue", "QueueName") },
-      DeliveriesDeadLetterQueueDepthAlarm: { namespace: "AWS/SQS", metric: "ApproximateNumberOfMessagesVisible", dimension: getAtt("DeliveriesDeadLetterQueue", "QueueName") },
-      CurrentsReaderFailuresAlarm: { namespace: "AWS/SQS", metric: "ApproximateNumberOfMessagesVisible", dimension: getAtt("CurrentsReaderFailuresQueue", "QueueName") },
-      EventsQueueOldestMessageAgeAlarm: { namespace: "AWS/SQS", metric: "ApproximateAgeOfOldestMessage", dimension: getAtt("EventsQueue", "QueueName") },
-      EventsRejectedAlarm: { namespace: "MixpanelRelay", metric: "EventsRejected", dimension: "mixpanel-relay" },
-      MixpanelCredentialsAlarm: { namespace: "MixpanelRelay", metric: "RecordsBlockedByConfig", dimension: "mixpanel-relay" },
-      ForwarderErrorsAlarm: { namespace: "AWS/Lambda", metric: "Errors", dimension: `mixpanel-relay-${stage}-forwarder` },
-      ForwarderThrottlesAlarm: { namespace: "AWS/Lambda", metric: "Throttles", dimension: `mixpanel-relay-${stage}-forwarder` },
-      IntakeErrorsAlarm: { namespace: "AWS/Lambda", metric: "Errors", dimension: `mixpanel-relay-${stage}-intake` },
-      CohortExportErrorsAlarm: { namespace: "AWS/Lambda", metric: "Errors", dimension: `mixpanel-relay-${stage}-cohort-export` },
+    const relay = (metric: string) => ({ namespace: "MixpanelRelay", metric, dimension: "mixpanel-relay" });
+    const sqs = (metric: string, queue: string) => ({ namespace: "AWS/SQS", metric, dimension: getAtt(queue, "QueueName") });
+    const lambda = (metric: string, fn: FunctionName) => ({ namespace: "AWS/Lambda", metric, dimension: `mixpanel-relay-${stage}-${fn}` });
+    /** One metric alarms. */
+    const single: Record<string, { namespace: string; metric: string; dimension: unknown }> = {
+      EventsDeadLetterQueueDepthAlarm: sqs("ApproximateNumberOfMessagesVisible", "EventsDeadLetterQueue"),
+      DeliveriesDeadLetterQueueDepthAlarm: sqs("ApproximateNumberOfMessagesVisible", "DeliveriesDeadLetterQueue"),
+      CurrentsReaderFailuresAlarm: sqs("ApproximateNumberOfMessagesVisible", "CurrentsReaderFailuresQueue"),
+      EventsQueueOldestMessageAgeAlarm: sqs("ApproximateAgeOfOldestMessage", "EventsQueue"),
+      DeliveriesQueueOldestMessageAgeAlarm: sqs("ApproximateAgeOfOldestMessage", "DeliveriesQueue"),
+      MixpanelCredentialsAlarm: relay("RecordsBlockedByConfig"),
+      IntakeUnauthorizedAlarm: relay("IntakeUnauthorized"),
+      WebhookDeliveryFailuresAlarm: relay("CohortPagesFailed"),
+      ForwarderErrorsAlarm: lambda("Errors", "forwarder"),
+      ForwarderThrottlesAlarm: lambda("Throttles", "forwarder"),
+      IntakeErrorsAlarm: lambda("Errors", "intake"),
+      CohortExportErrorsAlarm: lambda("Errors", "cohort-export"),
+      WebhookDeliveryErrorsAlarm: lambda("Errors", "webhook-delivery"),
     };
-    expect(Object.keys(alarms).sort()).toEqual(Object.keys(expected).sort());
-    for (const [id, want] of Object.entries(expected)) {
+    /** Rate alarms: a share of two metrics, only past a minimum volume. */
+    const rates: Record<string, { part: string; whole: string[]; namespace: string }> = {
+      EventsRejectedAlarm: { part: "EventsRejected", whole: ["EventsAccepted", "EventsRejected"], namespace: "MixpanelRelay" },
+      Intake5xxRateAlarm: { part: "Intake5xx", whole: ["IntakeRequests"], namespace: "MixpanelRelay" },
+      ApiGateway5xxRateAlarm: { part: "5xx", whole: ["Count"], namespace: "AWS/ApiGateway" },
+    };
+    expect(Object.keys(alarms).sort()).toEqual([...Object.keys(single), ...Object.keys(rates), "CohortSyncUnhealthyAlarm"].sort());
+    for (const [id, alarm] of Object.entries(alarms)) {
+      expect(alarm.AlarmActions, id).toEqual([{ Ref: "AlarmTopic" }]);
+      expect(alarm.TreatMissingData, id).toBe("notBreaching");
+      expect(alarm.AlarmName, id).toMatch(new RegExp(`^mixpanel-relay-${stage}-`));
+      expect(typeof alarm.Threshold, id).toBe("number");
+    }
+    // EMF metrics carry service and stage (lib/observability/telemetry.ts); both must match.
+    const relayDimensions = [
+      { Name: "service", Value: "mixpanel-relay" },
+      { Name: "stage", Value: stage },
+    ];
+    for (const [id, want] of Object.entries(single)) {
       const alarm = alarms[id];
       expect(alarm.Namespace, id).toBe(want.namespace);
       expect(alarm.MetricName, id).toBe(want.metric);
       expect(alarm.Dimensions[0].Value, id).toEqual(want.dimension);
-      if (want.namespace === "MixpanelRelay") {
-        // EMF metrics carry service and stage (lib/observability/telemetry.ts); both must match.
-        expect(alarm.Dimensions, id).toEqual([
-          { Name: "service", Value: "mixpanel-relay" },
-          { Name: "stage", Value: stage },
-        ]);
-      }
-      expect(alarm.AlarmActions, id).toEqual([{ Ref: "AlarmTopic" }]);
-      expect(alarm.TreatMissingData, id).toBe("notBreaching");
-      expect(alarm.AlarmName, id).toMatch(new RegExp(`^mixpanel-relay-${stage}-`));
+      if (want.namespace === "MixpanelRelay") expect(alarm.Dimensions, id).toEqual(relayDimensions);
     }
+    for (const [id, want] of Object.entries(rates)) {
+      const metrics = alarms[id].Metrics as any[];
+      const returned = metrics.filter((m) => m.ReturnData);
+      expect(returned, id).toHaveLength(1);
+      // A percentage, gated on volume so one odd record or request cannot fire it.
+      expect(returned[0].Expression, id).toMatch(/^IF\(.+>= \d+, 100 \* .+ \/ .+, 0\)$/);
+      const stats = metrics.filter((m) => m.MetricStat).map((m) => m.MetricStat);
+      expect(stats.map((stat) => stat.Metric.MetricName).sort(), id).toEqual([...new Set([want.part, ...want.whole])].sort());
+      for (const stat of stats) {
+        expect(stat.Metric.Namespace, id).toBe(want.namespace);
+        expect(stat.Stat, id).toBe("Sum");
+        if (want.namespace === "MixpanelRelay") expect(stat.Metric.Dimensions, id).toEqual(relayDimensions);
+        else expect(stat.Metric.Dimensions, id).toEqual([{ Name: "ApiId", Value: { Ref: "HttpApi" } }, { Name: "Stage", Value: "$default" }]);
+      }
+      expect(alarms[id].Threshold, id).toBeGreaterThan(0);
+      expect(alarms[id].Threshold, id).toBeLessThan(100);
+    }
+    // Per stage: prod is stricter than dev.
+    expect(alarms.EventsRejectedAlarm.Threshold).toBe(stage === "prod" ? 1 : 20);
+    expect(alarms.Intake5xxRateAlarm.Threshold).toBe(stage === "prod" ? 2 : 20);
+    expect(alarms.IntakeUnauthorizedAlarm.Threshold).toBe(stage === "prod" ? 10 : 50);
+    expect(alarms.CohortSyncUnhealthyAlarm.Metrics[0].Expression).toBe(
+      `SELECT SUM(CohortSyncUnhealthy) FROM SCHEMA(MixpanelRelay, service, stage, syncId) WHERE stage = '${stage}'`,
+    );
     const subscription = template.Resources.AlarmEmailSubscription;
     expect(subscription?.Condition).toBe("HasAlarmEmail");
     expect(subscription?.Properties.Endpoint).toBe(variant.params.alarmEmail ?? "");
   });
 
+  it("encrypts the alarm topic with a key CloudWatch may use, and allows only TLS on it", () => {
+    const { template } = get();
+    const topic = template.Resources.AlarmTopic?.Properties;
+    // Not alias/aws/sns: CloudWatch alarms cannot publish to a topic under the AWS-managed key.
+    expect(topic.KmsMasterKeyId).toEqual({ Ref: "AlarmTopicKey" });
+    const key = template.Resources.AlarmTopicKey?.Properties;
+    expect(key.EnableKeyRotation).toBe(true);
+    const keyStatements = key.KeyPolicy.Statement as any[];
+    expect(keyStatements.map((s) => s.Principal)).toEqual([
+      { AWS: sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root") },
+      { Service: "cloudwatch.amazonaws.com" },
+    ]);
+    expect(keyStatements[1].Action).toEqual(["kms:Decrypt", "kms:GenerateDataKey*"]);
+    const policies = resourcesOfType(template, "AWS::SNS::TopicPolicy").map(([, policy]) => policy.Properties);
+    expect(policies).toHaveLength(1);
+    expect(policies[0].Topics).toEqual([{ Ref: "AlarmTopic" }]);
+    const [publish, deny] = policies[0].PolicyDocument.Statement as any[];
+    expect(publish).toMatchObject({ Effect: "Allow", Principal: { Service: "cloudwatch.amazonaws.com" }, Action: "sns:Publish" });
+    expect(deny).toMatchObject({ Effect: "Deny", Principal: "*", Condition: { Bool: { "aws:SecureTransport": "false" } } });
+  });
+
+  it("keeps the dead-letter queues and their messages when the stack is removed or a queue replaced", () => {
+    const { template } = get();
+    for (const id of ["EventsDeadLetterQueue", "DeliveriesDeadLetterQueue", "CurrentsReaderFailuresQueue"]) {
+      expect(template.Resources[id]?.DeletionPolicy, id).toBe("Retain");
+      expect((template.Resources[id] as { UpdateReplacePolicy?: string }).UpdateReplacePolicy, id).toBe("Retain");
+    }
+  });
+
+  it("turns X-Ray tracing on only where the stage asks for it", () => {
+    const { template } = get();
+    for (const name of FUNCTION_NAMES) {
+      const config = template.Resources[`${LOGICAL_PREFIX[name]}LambdaFunction`]?.Properties.TracingConfig;
+      expect(config, name).toEqual(tracing ? { Mode: "Active" } : undefined);
+    }
+    // The param is substituted before CloudFormation sees it: a YAML boolean or a --param string.
+    const [value, wanted] = (template.Conditions?.TracingEnabled as { "Fn::Equals": unknown[] })["Fn::Equals"];
+    expect([String(value), wanted]).toEqual([String(tracing), "true"]);
+  });
+
   it("gives each function exactly its own IAM statements", () => {
     const { template } = get();
-    const expected = expectedStatements(stage, variant.expect.currents);
+    const expected = expectedStatements(stage, variant.expect.currents, tracing);
     for (const [role, statements] of Object.entries(expected)) {
       const actual = roleStatements(template, role, conditions);
       expect(actual.every((statement) => statement.Effect === "Allow"), role).toBe(true);
@@ -550,7 +632,14 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
     expect(statements.length).toBeGreaterThan(20);
     for (const { owner, statement } of statements) {
       const where = `${owner} ${statement.Sid ?? ""}`;
-      if (statement.Effect === "Deny") continue; // TLS-only bucket/queue policies: Principal "*" on purpose.
+      if (statement.Effect === "Deny") continue; // TLS-only bucket/queue/topic policies: Principal "*" on purpose.
+      // A key policy's Resource "*" means the key itself; its statements are checked in the alarm test.
+      if (template.Resources[owner]?.Type === "AWS::KMS::Key") continue;
+      // X-Ray has no resource-level permissions; only these two actions, and only with params.tracing.
+      if (statement.Sid === "SendTraces") {
+        expect(asList(statement.Action).sort(), where).toEqual(["xray:PutTelemetryRecords", "xray:PutTraceSegments"]);
+        continue;
+      }
       if (statement.Resource === undefined) {
         // A trust policy: only Lambda may assume the role.
         expect(statement.Principal, where).toEqual({ Service: expect.anything() });
