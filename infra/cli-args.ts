@@ -1,15 +1,19 @@
 import { parseArgs } from "node:util";
+import { localStackFilePath, readLocalStackFile } from "./local/stack-file.js";
 import { assertStageName } from "./stack-layout.js";
 
 /**
  * Options every operator CLI takes. The endpoint is explicit (flag or
  * AWS_ENDPOINT_URL) so the same commands run against the local stack or a test
- * server (fauxqs) as against AWS.
+ * server (fauxqs) as against AWS. `--stage local` without an endpoint uses the
+ * running `npm start` (the endpoints it writes to .local/stack.json).
  */
 export interface AwsTarget {
   readonly stage: string;
   readonly region: string;
   readonly endpoint?: string;
+  /** The target is the local stack (`npm start`): no CloudWatch, no Logs Insights. */
+  readonly local?: boolean;
 }
 
 export const awsTargetOptions = {
@@ -19,12 +23,21 @@ export const awsTargetOptions = {
   help: { type: "boolean", short: "h" },
 } as const;
 
+/** Stage name of the stack `npm start` runs. */
+export const LOCAL_STAGE = "local";
+
 export function resolveAwsTarget(values: { stage?: string; region?: string; endpoint?: string }, env: NodeJS.ProcessEnv): AwsTarget {
   if (!values.stage) throw new UsageError("--stage is required");
+  if (values.stage === LOCAL_STAGE && !values.endpoint && !env.AWS_ENDPOINT_URL) {
+    const file = localStackFilePath(env);
+    const local = readLocalStackFile(file);
+    if (!local) throw new UsageError(`--stage local: no running local stack announced in ${file}; start one with \`npm start\`, or pass --endpoint <url>`);
+    return { stage: LOCAL_STAGE, region: values.region ?? local.region, endpoint: local.awsEndpoint, local: true };
+  }
   const region = values.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION;
   if (!region) throw new UsageError("no region: pass --region <region> or set AWS_REGION (the stage's params.region in serverless.yml)");
   const endpoint = values.endpoint ?? env.AWS_ENDPOINT_URL;
-  return { stage: assertStageName(values.stage), region, ...(endpoint ? { endpoint } : {}) };
+  return { stage: assertStageName(values.stage), region, ...(endpoint ? { endpoint } : {}), ...(values.stage === LOCAL_STAGE ? { local: true } : {}) };
 }
 
 export class UsageError extends Error {

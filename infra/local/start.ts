@@ -1,4 +1,5 @@
-import { startLocalStack } from "./stack.js";
+import { LOCAL_REGION, startLocalStack } from "./stack.js";
+import { localStackFilePath, removeLocalStackFile, writeLocalStackFile } from "./stack-file.js";
 
 /**
  * `npm start`: the whole pipeline locally with embedded defaults. Nothing to
@@ -23,6 +24,10 @@ const stack = await startLocalStack({
   },
   log,
 });
+
+// `npm run status|trace|redrive|replay -- --stage local` find the stack through this file.
+const stackFile = localStackFilePath(process.env);
+writeLocalStackFile(stackFile, { stage: "local", region: LOCAL_REGION, awsEndpoint: stack.awsEndpoint, intakeUrl: stack.intakeUrl, pid: process.pid });
 
 const now = Math.floor(Date.now() / 1000);
 console.log(`
@@ -49,6 +54,8 @@ Cohorts: make a profile "pro", wait for the export (members), then change it (ad
     -d '[{"$distinct_id":"user-1","$set":{"plan":"pro","$email":"user-1@example.com"}}]'
   curl -s ${stack.cohorts?.receiver.url.replace(/\/hook$/, "/") ?? ""}
 
+Operator commands against this stack: npm run status -- --stage local; npm run trace -- --stage local --correlation-id <id>
+
 Ctrl-C stops everything.
 `);
 
@@ -57,6 +64,7 @@ const shutdown = async () => {
   if (stopping) return;
   stopping = true;
   log("stopping…");
+  removeLocalStackFile(stackFile);
   await stack.stop();
   process.exit(0);
 };
