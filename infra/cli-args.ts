@@ -32,6 +32,9 @@ export function resolveAwsTarget(values: { stage?: string; region?: string; endp
     const file = localStackFilePath(env);
     const local = readLocalStackFile(file);
     if (!local) throw new UsageError(`--stage local: no running local stack announced in ${file}; start one with \`npm start\`, or pass --endpoint <url>`);
+    // The SDK insists on credentials even for the local endpoints; these never leave the machine.
+    process.env.AWS_ACCESS_KEY_ID ??= "local";
+    process.env.AWS_SECRET_ACCESS_KEY ??= "local";
     return { stage: LOCAL_STAGE, region: values.region ?? local.region, endpoint: local.awsEndpoint, local: true };
   }
   const region = values.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION;

@@ -201,15 +201,22 @@ export async function replayRejected(options: ReplayOptions): Promise<ReplaySumm
   return summary;
 }
 
-/** The stage's rejected bucket: mixpanel-relay-<stage>-rejected-<account> in AWS, -rejected in the local stack. */
-export async function findRejectedBucket(s3: S3Client, stage: string): Promise<string> {
-  const prefix = rejectedBucketPrefix(stage);
+/**
+ * A stage bucket by its name prefix: `<prefix><account>` in AWS, the prefix
+ * without its trailing dash in the local stack (mixpanel-relay-local-rejected).
+ */
+export async function findStageBucket(s3: S3Client, prefix: string): Promise<string> {
   const listed = await s3.send(new ListBucketsCommand({}));
   const names = (listed.Buckets ?? []).map((bucket) => bucket.Name ?? "").filter((name) => name === prefix.slice(0, -1) || name.startsWith(prefix));
   if (names.length !== 1) {
     throw new UsageError(`expected one bucket named ${prefix}<account>, found ${names.length === 0 ? "none" : names.join(", ")}: pass --bucket`);
   }
   return names[0] as string;
+}
+
+/** The stage's rejected bucket: mixpanel-relay-<stage>-rejected-<account> in AWS, -rejected in the local stack. */
+export function findRejectedBucket(s3: S3Client, stage: string): Promise<string> {
+  return findStageBucket(s3, rejectedBucketPrefix(stage));
 }
 
 const USAGE =
