@@ -12,7 +12,7 @@ import { type Envelope, type RecordKind, parseEnvelope, serializeEnvelope } from
  *
  * A message whose records only partly went through is not redelivered whole:
  * resending what Mixpanel already took would be deduped for events (`$insert_id`,
- * reference/mixpanel-api.md §5) but would apply a profile `$add` or `$append` twice
+ * docs/vendors/mixpanel-api.md §5) but would apply a profile `$add` or `$append` twice
  * (/engage has no dedup, §6). Its unsent records are re-queued as a new envelope
  * (delayed, `attempt` + 1) and the original is acknowledged; after
  * `maxRequeues` they go to the events DLQ. A message with nothing sent is simply

@@ -11,7 +11,7 @@ import { type CredentialsSource, authorizationFor } from "./credentials.js";
 const gzip = promisify(gzipCallback);
 
 /**
- * Writers for Mixpanel's ingestion endpoints (reference/mixpanel-api.md §3, §6).
+ * Writers for Mixpanel's ingestion endpoints (docs/vendors/mixpanel-api.md §3, §6).
  * They never throw for a per-record problem: every input line gets an outcome,
  * and the caller turns outcomes into rejected-store writes and SQS batchItemFailures.
  */
@@ -82,7 +82,7 @@ export function insertIdOf(line: string): string | undefined {
 type FailedRecord = z.infer<typeof importFailureSchema>["failed_records"][number];
 
 /**
- * Maps /import's failed_records back to our lines (reference/mixpanel-api.md §3): by
+ * Maps /import's failed_records back to our lines (docs/vendors/mixpanel-api.md §3): by
  * `index`, checked against `insert_id ?? $insert_id` when Mixpanel names one, and by
  * insert id when the index does not match. Answers undefined when a failure matches no line.
  */

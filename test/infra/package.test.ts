@@ -437,7 +437,7 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
     expect(forwarder?.BatchSize).toBeGreaterThanOrEqual(10);
     expect(forwarder?.MaximumBatchingWindowInSeconds).toBeGreaterThan(0);
     expect(forwarder?.ScalingConfig.MaximumConcurrency).toBe(variant.expect.forwarderMaxConcurrency);
-    // Mixpanel recommends 10–20 concurrent clients per project (reference/mixpanel-api.md §3).
+    // Mixpanel recommends 10–20 concurrent clients per project (docs/vendors/mixpanel-api.md §3).
     const importConcurrency = Number(template.Resources.ForwarderLambdaFunction?.Properties.Environment.Variables.IMPORT_CONCURRENCY);
     expect(forwarder!.ScalingConfig.MaximumConcurrency * importConcurrency).toBeLessThanOrEqual(20);
     const delivery = mappings.find((m) => m.FunctionName["Fn::GetAtt"][0] === "WebhookDashdeliveryLambdaFunction");
