@@ -1,4 +1,10 @@
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
+import type { S3Client } from "@aws-sdk/client-s3";
+import type { SQSClient } from "@aws-sdk/client-sqs";
+import { createS3Client } from "../lib/queue/rejected-store.js";
+import { createSqsClient } from "../lib/queue/sqs-sender.js";
 import { localStackFilePath, readLocalStackFile } from "./local/stack-file.js";
 import { assertStageName } from "./stack-layout.js";
 
@@ -55,3 +61,31 @@ export function parsePositiveInt(value: string | undefined, flag: string): numbe
 }
 
 export { parseArgs };
+
+/**
+ * Runs an operator command when its file is the one executed (not when a test
+ * imports it): exit code from `run` (default 0), 2 with the usage on a usage
+ * error, 1 with the message on anything else.
+ */
+export function runWhenExecuted(moduleUrl: string, name: string, usage: string, run: () => Promise<number | undefined>): void {
+  if (!process.argv[1] || moduleUrl !== pathToFileURL(resolve(process.argv[1])).href) return;
+  run().then(
+    (code) => process.exit(code ?? 0),
+    (error: unknown) => {
+      console.error(error instanceof UsageError ? `${error.message}\n${usage}` : `${name} failed: ${error instanceof Error ? error.message : String(error)}`);
+      process.exit(error instanceof UsageError ? 2 : 1);
+    },
+  );
+}
+
+/** The SQS and S3 clients for a target, destroyed when `use` is done. */
+export async function withStageClients<T>(target: AwsTarget, use: (clients: { sqs: SQSClient; s3: S3Client }) => Promise<T>): Promise<T> {
+  const sqs = createSqsClient(target.region, target.endpoint);
+  const s3 = createS3Client(target.region, target.endpoint);
+  try {
+    return await use({ sqs, s3 });
+  } finally {
+    sqs.destroy();
+    s3.destroy();
+  }
+}

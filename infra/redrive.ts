@@ -21,13 +21,11 @@ import {
   SQSClient,
   SendMessageBatchCommand,
 } from "@aws-sdk/client-sqs";
-import { resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import { MAX_BATCH_ENTRIES, createSqsClient } from "../lib/queue/sqs-sender.js";
 import { groupByCaps } from "../lib/util/batching.js";
 import { envelopeSchema, serializeEnvelope } from "../lib/records/envelope.js";
 import { type Progress, type ProgressSink, createProgress } from "./progress.js";
-import { UsageError, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget } from "./cli-args.js";
+import { UsageError, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget, runWhenExecuted } from "./cli-args.js";
 import { REDRIVABLE_QUEUES, type RedrivableQueue, deadLetterQueueName, queueName } from "./stack-layout.js";
 
 /** SendMessageBatch: at most 10 entries and 256 KiB in total (the queues' MaximumMessageSize). */
@@ -217,12 +215,4 @@ export async function main(
   return result;
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
-  main(process.argv.slice(2)).then(
-    (result) => process.exit(result.failed > 0 ? 1 : 0),
-    (error: unknown) => {
-      console.error(error instanceof UsageError ? `${error.message}\n${USAGE}` : `redrive failed: ${error instanceof Error ? error.message : String(error)}`);
-      process.exit(error instanceof UsageError ? 2 : 1);
-    },
-  );
-}
+runWhenExecuted(import.meta.url, "redrive", USAGE, async () => ((await main(process.argv.slice(2))).failed > 0 ? 1 : 0));

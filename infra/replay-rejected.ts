@@ -27,13 +27,11 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3";
 import { GetQueueUrlCommand, type SQSClient } from "@aws-sdk/client-sqs";
-import { resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import { packEnvelopes } from "../lib/records/envelope.js";
 import { type RejectedBatch, type RejectedItemRecord, createS3Client, rejectedBatchSchema } from "../lib/queue/rejected-store.js";
 import { createQueueSender, createSqsClient } from "../lib/queue/sqs-sender.js";
 import { type Progress, type ProgressSink, createProgress } from "./progress.js";
-import { UsageError, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget } from "./cli-args.js";
+import { UsageError, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget, runWhenExecuted } from "./cli-args.js";
 import { REJECTED_PREFIX, REPLAYED_PREFIX, queueName, rejectedBucketPrefix } from "./stack-layout.js";
 
 /** The queues' MaximumMessageSize (infra/resources/queues.yml). */
@@ -288,12 +286,4 @@ export async function main(
   return summary;
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
-  main(process.argv.slice(2)).then(
-    () => process.exit(0),
-    (error: unknown) => {
-      console.error(error instanceof UsageError ? `${error.message}\n${USAGE}` : `replay failed: ${error instanceof Error ? error.message : String(error)}`);
-      process.exit(error instanceof UsageError ? 2 : 1);
-    },
-  );
-}
+runWhenExecuted(import.meta.url, "replay", USAGE, async () => void (await main(process.argv.slice(2))));

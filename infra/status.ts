@@ -12,14 +12,10 @@
 import { CloudWatchClient, DescribeAlarmsCommand, GetMetricDataCommand } from "@aws-sdk/client-cloudwatch";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { GetQueueAttributesCommand, ListQueuesCommand, type SQSClient } from "@aws-sdk/client-sqs";
-import { resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import { createCohortStore } from "../lib/cohorts/store.js";
 import { rateToMs } from "../lib/cohorts/sync-config.js";
 import { loadStageConfig, stageConfigPath } from "../lib/config/stage.js";
-import { createS3Client } from "../lib/queue/rejected-store.js";
-import { createSqsClient } from "../lib/queue/sqs-sender.js";
-import { type AwsTarget, UsageError, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget } from "./cli-args.js";
+import { type AwsTarget, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget, runWhenExecuted, withStageClients } from "./cli-args.js";
 import { findRejectedBucket, findStageBucket, listKeys, parseRejectedKey, readBatch } from "./replay-rejected.js";
 import { REJECTED_PREFIX, SERVICE_NAME, queueNamePrefix, snapshotBucketPrefix } from "./stack-layout.js";
 
@@ -337,11 +333,9 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     return undefined;
   }
   const target = resolveAwsTarget(values, env);
-  const sqs = createSqsClient(target.region, target.endpoint);
-  const s3 = createS3Client(target.region, target.endpoint);
   const cloudwatch = target.local ? undefined : new CloudWatchClient({ region: target.region, ...(target.endpoint ? { endpoint: target.endpoint } : {}) });
   try {
-    const report = await collectStatus({
+    const report = await withStageClients(target, ({ sqs, s3 }) => collectStatus({
       target,
       sqs,
       s3,
@@ -349,22 +343,12 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       now: () => new Date(),
       ...(values.days ? { days: parsePositiveInt(values.days, "--days") } : {}),
       ...(values["max-objects"] ? { maxObjects: parsePositiveInt(values["max-objects"], "--max-objects") } : {}),
-    });
+    }));
     out(values.json ? JSON.stringify(report, null, 2) : renderStatus(report));
     return report;
   } finally {
-    sqs.destroy();
-    s3.destroy();
     cloudwatch?.destroy();
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
-  main(process.argv.slice(2)).then(
-    () => process.exit(0),
-    (error: unknown) => {
-      console.error(error instanceof UsageError ? `${error.message}\n${USAGE}` : `status failed: ${errorText(error)}`);
-      process.exit(error instanceof UsageError ? 2 : 1);
-    },
-  );
-}
+runWhenExecuted(import.meta.url, "status", USAGE, async () => void (await main(process.argv.slice(2))));

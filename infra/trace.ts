@@ -23,16 +23,12 @@ import {
 } from "@aws-sdk/client-cloudwatch-logs";
 import type { S3Client } from "@aws-sdk/client-s3";
 import { GetQueueUrlCommand, ReceiveMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
-import { resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import * as z from "zod";
 import { insertIdHash } from "../lib/observability/trace-ids.js";
-import { createS3Client } from "../lib/queue/rejected-store.js";
 import type { RejectedItemRecord } from "../lib/queue/rejected-store.js";
-import { createSqsClient } from "../lib/queue/sqs-sender.js";
 import { parseEnvelope } from "../lib/records/envelope.js";
 import { parseJsonOrUndefined } from "../lib/util/batching.js";
-import { type AwsTarget, UsageError, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget } from "./cli-args.js";
+import { type AwsTarget, UsageError, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget, runWhenExecuted, withStageClients } from "./cli-args.js";
 import { findRejectedBucket, listKeys, readBatch } from "./replay-rejected.js";
 import { type FunctionName, REJECTED_PREFIX, REPLAYED_PREFIX, deadLetterQueueName, logGroupName } from "./stack-layout.js";
 
@@ -347,11 +343,9 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   const key = keys[0];
   if (key.kind === "correlation-id" && !SAFE_ID.test(key.value)) throw new UsageError(`--correlation-id "${key.value}" has characters a correlation id never has`);
   const target = resolveAwsTarget(values, env);
-  const sqs = createSqsClient(target.region, target.endpoint);
-  const s3 = createS3Client(target.region, target.endpoint);
   const logs = target.local || values["no-logs"] ? undefined : new CloudWatchLogsClient({ region: target.region });
   try {
-    const report = await traceRecord(
+    const report = await withStageClients(target, ({ sqs, s3 }) => traceRecord(
       {
         target,
         sqs,
@@ -364,22 +358,12 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
         ...(values.hours ? { hours: parsePositiveInt(values.hours, "--hours") } : {}),
       },
       key,
-    );
+    ));
     out(values.json ? JSON.stringify(report, null, 2) : renderTrace(report, target.stage));
     return report;
   } finally {
-    sqs.destroy();
-    s3.destroy();
     logs?.destroy();
   }
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
-  main(process.argv.slice(2)).then(
-    () => process.exit(0),
-    (error: unknown) => {
-      console.error(error instanceof UsageError ? `${error.message}\n${USAGE}` : `trace failed: ${error instanceof Error ? error.message : String(error)}`);
-      process.exit(error instanceof UsageError ? 2 : 1);
-    },
-  );
-}
+runWhenExecuted(import.meta.url, "trace", USAGE, async () => void (await main(process.argv.slice(2))));
