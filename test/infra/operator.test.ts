@@ -4,6 +4,7 @@
  * way an operator finds it: `--stage local` and the endpoints file npm start writes.
  * Also checks what the forwarder logs for tracing: insert ids hashed, never in clear.
  */
+import { CloudWatchLogsClient } from "@aws-sdk/client-cloudwatch-logs";
 import { SendMessageCommand } from "@aws-sdk/client-sqs";
 import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
@@ -12,10 +13,11 @@ import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type LocalStack, LOCAL_REGION, startLocalStack } from "../../infra/local/stack.js";
 import { removeLocalStackFile, writeLocalStackFile } from "../../infra/local/stack-file.js";
 import { main as status, type StatusReport } from "../../infra/status.js";
-import { main as trace, type TraceReport } from "../../infra/trace.js";
+import { main as trace, renderTrace, traceRecord, type TraceReport } from "../../infra/trace.js";
 import { logger } from "../../lib/observability/telemetry.js";
 import { insertIdHash } from "../../lib/observability/trace-ids.js";
 import { serializeEnvelope } from "../../lib/records/envelope.js";
+import { CloudWatchLogsServer, type StoredLogLine } from "../support/cloudwatch-logs-server.js";
 
 let stack: LocalStack;
 const scratch = mkdtempSync(join(tmpdir(), "relay-operator-"));
@@ -184,5 +186,60 @@ describe("npm run trace -- --stage local", () => {
     expect(none.report.rejected).toEqual([]);
     expect(none.report.deadLetters).toEqual([]);
     expect(none.text).toMatch(/distinct ids are never logged/);
+  });
+});
+
+describe("trace runs its Logs Insights queries when it can", () => {
+  const FORWARDER = "/aws/lambda/mixpanel-relay-local-forwarder";
+  const INTAKE = "/aws/lambda/mixpanel-relay-local-intake";
+  const READER = "/aws/lambda/mixpanel-relay-local-currents-reader";
+  const LOGGED_INSERT_ID = "op-logs-only-1";
+  const REQUEST = "op-request-from-logs";
+  const at = "2026-11-27 10:00:00.000";
+  const lines: StoredLogLine[] = [
+    { logGroup: INTAKE, timestamp: at, message: { level: "INFO", message: "intake batch", correlationId: REQUEST, accepted: 1 } },
+    { logGroup: FORWARDER, timestamp: at, message: { level: "INFO", message: "forwarded records", outcome: "imported", correlationIds: [REQUEST], insertIdHashes: [insertIdHash(LOGGED_INSERT_ID)] } },
+    { logGroup: FORWARDER, timestamp: at, message: { level: "INFO", message: "forwarded records", outcome: "imported", correlationIds: ["someone-else"], insertIdHashes: [insertIdHash("another-event")] } },
+  ];
+  const credentials = { accessKeyId: "local", secretAccessKey: "local" };
+
+  it("finds the forwarder line by the hashed insert id, then follows its correlation id to the intake line", async () => {
+    const server = new CloudWatchLogsServer(lines, [INTAKE, FORWARDER, READER]);
+    const url = await server.start();
+    const logs = new CloudWatchLogsClient({ region: LOCAL_REGION, endpoint: url, credentials });
+    try {
+      const report = await traceRecord(
+        { target: { stage: "local", region: LOCAL_REGION }, sqs: stack.sqs, s3: stack.s3, logs, now: () => new Date(), pollMs: 10 },
+        { kind: "insert-id", value: LOGGED_INSERT_ID },
+      );
+      expect(server.started.map((query) => query.logGroups)).toEqual([[FORWARDER], [INTAKE, FORWARDER, READER]]);
+      if (typeof report.logs === "string") throw new Error(report.logs);
+      expect(report.logs[0]?.rows).toEqual([
+        expect.objectContaining({ "@log": `000000000000:${FORWARDER}`, message: "forwarded records", outcome: "imported", "correlationIds.0": REQUEST }),
+      ]);
+      expect(report.correlationIds).toEqual([REQUEST]);
+      expect(report.logs[1]?.rows.map((row) => row.message).sort()).toEqual(["forwarded records", "intake batch"]);
+      expect(renderTrace(report, "local")).toMatch(/1 line\(s\) for: \| filter @message like "[0-9a-f]{16}"/);
+    } finally {
+      logs.destroy();
+      await server.stop();
+    }
+  });
+
+  it("says why the queries did not run instead of failing the trace", async () => {
+    const server = new CloudWatchLogsServer(lines, []);
+    const url = await server.start();
+    const logs = new CloudWatchLogsClient({ region: LOCAL_REGION, endpoint: url, credentials });
+    try {
+      const report = await traceRecord(
+        { target: { stage: "local", region: LOCAL_REGION }, sqs: stack.sqs, s3: stack.s3, logs, now: () => new Date(), pollMs: 10 },
+        { kind: "correlation-id", value: REQUEST },
+      );
+      expect(report.logs).toMatch(/^not run: ResourceNotFoundException: Log group does not exist/);
+      expect(report.queries[0]?.query).toContain(`@message like "${REQUEST}"`);
+    } finally {
+      logs.destroy();
+      await server.stop();
+    }
   });
 });
