@@ -4,6 +4,7 @@
  * way an operator finds it: `--stage local` and the endpoints file npm start writes.
  * Also checks what the forwarder logs for tracing: insert ids hashed, never in clear.
  */
+import { CloudWatchClient } from "@aws-sdk/client-cloudwatch";
 import { CloudWatchLogsClient } from "@aws-sdk/client-cloudwatch-logs";
 import { SendMessageCommand } from "@aws-sdk/client-sqs";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -12,12 +13,13 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type LocalStack, LOCAL_REGION, startLocalStack } from "../../infra/local/stack.js";
 import { removeLocalStackFile, writeLocalStackFile } from "../../infra/local/stack-file.js";
-import { main as status, type StatusReport } from "../../infra/status.js";
+import { collectStatus, main as status, renderStatus, type StatusReport } from "../../infra/status.js";
 import { main as trace, renderTrace, traceRecord, type TraceReport } from "../../infra/trace.js";
 import { logger } from "../../lib/observability/telemetry.js";
 import { insertIdHash } from "../../lib/observability/trace-ids.js";
 import { serializeEnvelope } from "../../lib/records/envelope.js";
 import { CloudWatchLogsServer, type StoredLogLine } from "../support/cloudwatch-logs-server.js";
+import { CloudWatchServer } from "../support/cloudwatch-server.js";
 
 let stack: LocalStack;
 const scratch = mkdtempSync(join(tmpdir(), "relay-operator-"));
@@ -239,6 +241,45 @@ describe("trace runs its Logs Insights queries when it can", () => {
       expect(report.queries[0]?.query).toContain(`@message like "${REQUEST}"`);
     } finally {
       logs.destroy();
+      await server.stop();
+    }
+  });
+});
+
+describe("status reads CloudWatch where the stage has it", () => {
+  it("adds each queue's oldest-message age and the alarms in ALARM or changed in the last 24 h, ALARM first", async () => {
+    const now = new Date();
+    const hoursAgo = (hours: number) => new Date(now.getTime() - hours * 3_600_000);
+    const server = new CloudWatchServer(
+      [
+        { AlarmName: "mixpanel-relay-local-events-queue-backlog", StateValue: "OK", StateReason: "Threshold Crossed: back to normal", StateUpdatedTimestamp: hoursAgo(2) },
+        { AlarmName: "mixpanel-relay-local-events-dlq-not-empty", StateValue: "ALARM", StateReason: "Threshold Crossed: 1 datapoint [1.0]", StateUpdatedTimestamp: hoursAgo(50) },
+        { AlarmName: "mixpanel-relay-local-forwarder-errors", StateValue: "OK", StateReason: "quiet for days", StateUpdatedTimestamp: hoursAgo(72) },
+        { AlarmName: "mixpanel-relay-prod-events-dlq-not-empty", StateValue: "ALARM", StateReason: "another stage", StateUpdatedTimestamp: hoursAgo(1) },
+      ],
+      { "mixpanel-relay-local-events": 42, "mixpanel-relay-local-events-dlq": 5400 },
+    );
+    const url = await server.start();
+    const cloudwatch = new CloudWatchClient({ region: LOCAL_REGION, endpoint: url, credentials: { accessKeyId: "local", secretAccessKey: "local" } });
+    try {
+      const report = await collectStatus({ target: { stage: "local", region: LOCAL_REGION }, sqs: stack.sqs, s3: stack.s3, cloudwatch, now: () => now });
+      const ages = Object.fromEntries(report.queues.map((queue) => [queue.name, queue.oldestAgeSeconds]));
+      expect(ages).toEqual({
+        "mixpanel-relay-local-deliveries": undefined,
+        "mixpanel-relay-local-deliveries-dlq": undefined,
+        "mixpanel-relay-local-events": 42,
+        "mixpanel-relay-local-events-dlq": 5400,
+      });
+      expect(report.alarms).toEqual([
+        { name: "mixpanel-relay-local-events-dlq-not-empty", state: "ALARM", since: hoursAgo(50).toISOString(), reason: "Threshold Crossed: 1 datapoint [1.0]" },
+        { name: "mixpanel-relay-local-events-queue-backlog", state: "OK", since: hoursAgo(2).toISOString(), reason: "Threshold Crossed: back to normal" },
+      ]);
+      const screen = renderStatus(report);
+      expect(screen).toMatch(/^mixpanel-relay-local-events-dlq +\d+ +\d+ +\d+ +90 min/m);
+      expect(screen).toMatch(/^mixpanel-relay-local-events-dlq-not-empty +ALARM /m);
+      expect(server.calls.sort()).toEqual(["GraniteServiceVersion20100801.DescribeAlarms", "GraniteServiceVersion20100801.GetMetricData"]);
+    } finally {
+      cloudwatch.destroy();
       await server.stop();
     }
   });
