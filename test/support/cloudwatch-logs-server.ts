@@ -1,6 +1,7 @@
 import type { Server } from "node:http";
 import { randomUUID } from "node:crypto";
-import { closeServer, createRoutedServer, listenOnLoopback } from "./local-server.js";
+import { awsError, createAwsJsonServer } from "./aws-json-server.js";
+import { closeServer, listenOnLoopback } from "./local-server.js";
 
 /**
  * A strict local stand-in for CloudWatch Logs Insights (the AWS JSON 1.1
@@ -43,39 +44,28 @@ export class CloudWatchLogsServer {
   ) {}
 
   async start(): Promise<string> {
-    this.server = createRoutedServer(async (request, response) => {
-      const chunks: Buffer[] = [];
-      for await (const chunk of request) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
-      const body = JSON.parse(Buffer.concat(chunks).toString("utf8") || "{}") as Record<string, unknown>;
-      const target = String(request.headers["x-amz-target"] ?? "");
-      const answer = (status: number, payload: unknown) => {
-        response.writeHead(status, { "content-type": "application/x-amz-json-1.1" });
-        response.end(JSON.stringify(payload));
-      };
-      const invalid = (message: string) => answer(400, { __type: "InvalidParameterException", message });
-      if (request.method !== "POST" || !String(request.headers.authorization ?? "").startsWith("AWS4-HMAC-SHA256")) {
-        return answer(403, { __type: "AccessDeniedException", message: "unsigned request" });
-      }
+    this.server = createAwsJsonServer("1.1", (target, body) => {
+      const invalid = (message: string) => awsError(400, "InvalidParameterException", message);
       if (target === "Logs_20140328.StartQuery") {
         const { logGroupNames, queryString, startTime, endTime } = body;
         if (!Array.isArray(logGroupNames) || logGroupNames.length === 0) return invalid("logGroupNames is required");
         const missing = logGroupNames.filter((name) => !this.knownLogGroups.includes(String(name)));
-        if (missing.length > 0) return answer(400, { __type: "ResourceNotFoundException", message: `Log group does not exist: ${missing.join(", ")}` });
+        if (missing.length > 0) return awsError(400, "ResourceNotFoundException", `Log group does not exist: ${missing.join(", ")}`);
         if (typeof queryString !== "string" || !queryString.startsWith("fields ")) return invalid("queryString");
         if (typeof startTime !== "number" || typeof endTime !== "number" || startTime >= endTime || endTime > 1e11) return invalid("time range (epoch seconds)");
         const queryId = randomUUID();
         this.queries.set(queryId, { logGroups: logGroupNames.map(String), queryString, polls: 0 });
         this.started.push({ logGroups: logGroupNames.map(String), queryString });
-        return answer(200, { queryId });
+        return { status: 200, payload: { queryId } };
       }
       if (target === "Logs_20140328.GetQueryResults") {
         const query = this.queries.get(String(body.queryId));
-        if (!query) return answer(400, { __type: "ResourceNotFoundException", message: "unknown queryId" });
+        if (!query) return awsError(400, "ResourceNotFoundException", "unknown queryId");
         query.polls++;
-        if (query.polls === 1) return answer(200, { status: "Running", results: [] });
-        return answer(200, { status: "Complete", results: this.run(query) });
+        if (query.polls === 1) return { status: 200, payload: { status: "Running", results: [] } };
+        return { status: 200, payload: { status: "Complete", results: this.run(query) } };
       }
-      return answer(400, { __type: "UnknownOperationException", message: target });
+      return awsError(400, "UnknownOperationException", target);
     });
     const port = await listenOnLoopback(this.server);
     this.url = `http://127.0.0.1:${port}`;

@@ -1,5 +1,6 @@
 import type { Server } from "node:http";
-import { closeServer, createRoutedServer, listenOnLoopback } from "./local-server.js";
+import { awsError, createAwsJsonServer } from "./aws-json-server.js";
+import { closeServer, listenOnLoopback } from "./local-server.js";
 
 /**
  * A strict local stand-in for the two CloudWatch calls `npm run status` makes,
@@ -27,24 +28,15 @@ export class CloudWatchServer {
   ) {}
 
   async start(): Promise<string> {
-    this.server = createRoutedServer(async (request, response) => {
-      const chunks: Buffer[] = [];
-      for await (const chunk of request) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
-      const body = JSON.parse(Buffer.concat(chunks).toString("utf8") || "{}") as Record<string, unknown>;
-      const target = String(request.headers["x-amz-target"] ?? "");
+    this.server = createAwsJsonServer("1.0", (target, body) => {
       this.calls.push(target);
-      const answer = (status: number, payload: unknown) => {
-        response.writeHead(status, { "content-type": "application/x-amz-json-1.0" });
-        response.end(JSON.stringify(payload));
-      };
-      const invalid = (message: string) => answer(400, { __type: "InvalidParameterValue", message });
-      if (!String(request.headers.authorization ?? "").startsWith("AWS4-HMAC-SHA256")) return answer(403, { __type: "AccessDenied", message: "unsigned" });
+      const invalid = (message: string) => awsError(400, "InvalidParameterValue", message);
       if (target === "GraniteServiceVersion20100801.DescribeAlarms") {
         const prefix = typeof body.AlarmNamePrefix === "string" ? body.AlarmNamePrefix : "";
         const alarms = this.alarms
           .filter((alarm) => alarm.AlarmName.startsWith(prefix))
           .map((alarm) => ({ ...alarm, StateUpdatedTimestamp: alarm.StateUpdatedTimestamp.getTime() / 1000 }));
-        return answer(200, { MetricAlarms: alarms, CompositeAlarms: [] });
+        return { status: 200, payload: { MetricAlarms: alarms, CompositeAlarms: [] } };
       }
       if (target === "GraniteServiceVersion20100801.GetMetricData") {
         const { StartTime, EndTime, MetricDataQueries } = body;
@@ -61,9 +53,9 @@ export class CloudWatchServer {
           const age = this.oldestAges[queue];
           results.push({ Id: query.Id, Label: queue, StatusCode: "Complete", Timestamps: age === undefined ? [] : [EndTime - 300], Values: age === undefined ? [] : [age] });
         }
-        return answer(200, { MetricDataResults: results, Messages: [] });
+        return { status: 200, payload: { MetricDataResults: results, Messages: [] } };
       }
-      return answer(400, { __type: "UnknownOperationException", message: target });
+      return awsError(400, "UnknownOperationException", target);
     });
     const port = await listenOnLoopback(this.server);
     this.url = `http://127.0.0.1:${port}`;
