@@ -1,15 +1,25 @@
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
+import type { S3Client } from "@aws-sdk/client-s3";
+import type { SQSClient } from "@aws-sdk/client-sqs";
+import { createS3Client } from "../lib/queue/rejected-store.js";
+import { createSqsClient } from "../lib/queue/sqs-sender.js";
+import { localStackFilePath, readLocalStackFile } from "./local/stack-file.js";
 import { assertStageName } from "./stack-layout.js";
 
 /**
  * Options every operator CLI takes. The endpoint is explicit (flag or
  * AWS_ENDPOINT_URL) so the same commands run against the local stack or a test
- * server (fauxqs) as against AWS.
+ * server (fauxqs) as against AWS. `--stage local` without an endpoint uses the
+ * running `npm start` (the endpoints it writes to .local/stack.json).
  */
 export interface AwsTarget {
   readonly stage: string;
   readonly region: string;
   readonly endpoint?: string;
+  /** The target is the local stack (`npm start`): no CloudWatch, no Logs Insights. */
+  readonly local?: boolean;
 }
 
 export const awsTargetOptions = {
@@ -19,12 +29,24 @@ export const awsTargetOptions = {
   help: { type: "boolean", short: "h" },
 } as const;
 
+/** Stage name of the stack `npm start` runs. */
+export const LOCAL_STAGE = "local";
+
 export function resolveAwsTarget(values: { stage?: string; region?: string; endpoint?: string }, env: NodeJS.ProcessEnv): AwsTarget {
   if (!values.stage) throw new UsageError("--stage is required");
+  if (values.stage === LOCAL_STAGE && !values.endpoint && !env.AWS_ENDPOINT_URL) {
+    const file = localStackFilePath(env);
+    const local = readLocalStackFile(file);
+    if (!local) throw new UsageError(`--stage local: no running local stack announced in ${file}; start one with \`npm start\`, or pass --endpoint <url>`);
+    // The SDK insists on credentials even for the local endpoints; these never leave the machine.
+    process.env.AWS_ACCESS_KEY_ID ??= "local";
+    process.env.AWS_SECRET_ACCESS_KEY ??= "local";
+    return { stage: LOCAL_STAGE, region: values.region ?? local.region, endpoint: local.awsEndpoint, local: true };
+  }
   const region = values.region ?? env.AWS_REGION ?? env.AWS_DEFAULT_REGION;
   if (!region) throw new UsageError("no region: pass --region <region> or set AWS_REGION (the stage's params.region in serverless.yml)");
   const endpoint = values.endpoint ?? env.AWS_ENDPOINT_URL;
-  return { stage: assertStageName(values.stage), region, ...(endpoint ? { endpoint } : {}) };
+  return { stage: assertStageName(values.stage), region, ...(endpoint ? { endpoint } : {}), ...(values.stage === LOCAL_STAGE ? { local: true } : {}) };
 }
 
 export class UsageError extends Error {
@@ -39,3 +61,31 @@ export function parsePositiveInt(value: string | undefined, flag: string): numbe
 }
 
 export { parseArgs };
+
+/**
+ * Runs an operator command when its file is the one executed (not when a test
+ * imports it): exit code from `run` (default 0), 2 with the usage on a usage
+ * error, 1 with the message on anything else.
+ */
+export function runWhenExecuted(moduleUrl: string, name: string, usage: string, run: () => Promise<number | undefined>): void {
+  if (!process.argv[1] || moduleUrl !== pathToFileURL(resolve(process.argv[1])).href) return;
+  run().then(
+    (code) => process.exit(code ?? 0),
+    (error: unknown) => {
+      console.error(error instanceof UsageError ? `${error.message}\n${usage}` : `${name} failed: ${error instanceof Error ? error.message : String(error)}`);
+      process.exit(error instanceof UsageError ? 2 : 1);
+    },
+  );
+}
+
+/** The SQS and S3 clients for a target, destroyed when `use` is done. */
+export async function withStageClients<T>(target: AwsTarget, use: (clients: { sqs: SQSClient; s3: S3Client }) => Promise<T>): Promise<T> {
+  const sqs = createSqsClient(target.region, target.endpoint);
+  const s3 = createS3Client(target.region, target.endpoint);
+  try {
+    return await use({ sqs, s3 });
+  } finally {
+    sqs.destroy();
+    s3.destroy();
+  }
+}

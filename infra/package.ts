@@ -1,10 +1,10 @@
 /**
  * `npm run package -- --stage prod [--package <dir>] [other osls flags]`
  *
- * Builds the functions (`npm run build` → dist/<fn>/index.mjs), checks that the
- * stage config file and every bundle are there, then runs `osls package` for the
- * stage. Needs no AWS credentials and makes no network calls: deploying is a
- * separate step (README "## Deploying").
+ * Checks the stage config file, then runs `osls package` for the stage, whose
+ * build plugin (infra/osls-build-plugin.cjs) runs `npm run build` and refuses
+ * zips without a handler; then lists the zips. Needs no AWS credentials and
+ * makes no network calls: deploying is a separate step (README "## Deploying").
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, statSync } from "node:fs";
@@ -12,7 +12,7 @@ import { createRequire } from "node:module";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { loadStageConfig, stageConfigPath } from "../lib/config/stage.js";
-import { FUNCTION_NAMES, assertStageName } from "./stack-layout.js";
+import { assertStageName } from "./stack-layout.js";
 
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "..");
 
@@ -50,14 +50,10 @@ export function oslsBin(): string {
   return join(dirname(require.resolve("osls/package.json")), "bin", "serverless.js");
 }
 
-function run(command: string, args: string[], cwd: string): void {
-  const result = spawnSync(command, args, { cwd, stdio: "inherit", env: process.env });
+function run(command: string, args: string[], cwd: string, env: NodeJS.ProcessEnv): void {
+  const result = spawnSync(command, args, { cwd, stdio: "inherit", env });
   if (result.error) throw result.error;
   if (result.status !== 0) throw new Error(`${command} ${args.join(" ")} exited with ${result.status ?? result.signal}`);
-}
-
-export function missingBundles(root: string): string[] {
-  return FUNCTION_NAMES.map((fn) => join("dist", fn, "index.mjs")).filter((file) => !existsSync(join(root, file)));
 }
 
 function describeArtifacts(dir: string): string {
@@ -72,13 +68,10 @@ export function packageStage(args: PackageArgs): void {
   // Fail on a bad stage config here, with the key that is wrong, rather than at cold start.
   loadStageConfig(join(repoRoot, stageConfigPath(args.stage)));
 
-  if (!args.skipBuild) run("npm", ["run", "build"], repoRoot);
-  const missing = missingBundles(repoRoot);
-  if (missing.length > 0) throw new Error(`missing bundles (is \`npm run build\` complete?): ${missing.join(", ")}`);
-
   const osls = [oslsBin(), "package", "--stage", args.stage];
   if (args.packageDir) osls.push("--package", args.packageDir);
-  run(process.execPath, [...osls, ...args.passThrough], repoRoot);
+  // The plugin builds unless told the bundles in dist/ are current; it checks them either way.
+  run(process.execPath, [...osls, ...args.passThrough], repoRoot, args.skipBuild ? { ...process.env, RELAY_SKIP_BUILD: "1" } : process.env);
 
   const outputDir = resolve(repoRoot, args.packageDir ?? ".serverless");
   console.log(`\nPackaged stage ${args.stage} into ${outputDir}:\n${describeArtifacts(outputDir)}`);

@@ -21,12 +21,11 @@ import {
   SQSClient,
   SendMessageBatchCommand,
 } from "@aws-sdk/client-sqs";
-import { resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import { MAX_BATCH_ENTRIES, createSqsClient } from "../lib/queue/sqs-sender.js";
 import { groupByCaps } from "../lib/util/batching.js";
 import { envelopeSchema, serializeEnvelope } from "../lib/records/envelope.js";
-import { UsageError, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget } from "./cli-args.js";
+import { type Progress, type ProgressSink, createProgress } from "./progress.js";
+import { UsageError, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget, runWhenExecuted } from "./cli-args.js";
 import { REDRIVABLE_QUEUES, type RedrivableQueue, deadLetterQueueName, queueName } from "./stack-layout.js";
 
 /** SendMessageBatch: at most 10 entries and 256 KiB in total (the queues' MaximumMessageSize). */
@@ -42,6 +41,8 @@ export interface RedriveOptions {
   readonly max?: number;
   readonly dryRun?: boolean;
   readonly log?: (line: string) => void;
+  /** Progress display, given the DLQ depth before starting (infra/progress.ts). */
+  readonly progress?: (waiting: number) => Progress;
 }
 
 export interface RedriveResult {
@@ -49,6 +50,8 @@ export interface RedriveResult {
   readonly failed: number;
   /** ApproximateNumberOfMessages on the DLQ before starting. */
   readonly waitingBefore: number;
+  /** "N messages in T s (R/s)" when progress was shown. */
+  readonly timing?: string;
 }
 
 async function approximateDepth(sqs: SQSClient, queueUrl: string): Promise<number> {
@@ -113,6 +116,7 @@ export async function redriveMessages(options: RedriveOptions): Promise<RedriveR
     return { moved: 0, failed: 0, waitingBefore };
   }
   const limit = options.max ?? Number.POSITIVE_INFINITY;
+  const progress = options.progress?.(Math.min(waitingBefore, limit));
   let moved = 0;
   let failed = 0;
   while (moved + failed < limit) {
@@ -153,10 +157,11 @@ export async function redriveMessages(options: RedriveOptions): Promise<RedriveR
         log(`sent but could not delete message ${group[Number(failure.Id)]?.MessageId} from the DLQ: ${failure.Code}`);
       }
       moved += toDelete.length;
+      progress?.advance(group.length);
     }
-    log(`moved ${moved} so far`);
   }
-  return { moved, failed, waitingBefore };
+  const timing = progress?.finish();
+  return { moved, failed, waitingBefore, ...(timing ? { timing } : {}) };
 }
 
 export async function resolveQueueUrls(sqs: SQSClient, stage: string, queue: RedrivableQueue): Promise<{ sourceUrl: string; deadLetterUrl: string }> {
@@ -174,7 +179,12 @@ export async function resolveQueueUrls(sqs: SQSClient, stage: string, queue: Red
 
 const USAGE = `usage: npm run redrive -- --stage <stage> --queue ${REDRIVABLE_QUEUES.join("|")} [--max N] [--dry-run] [--region R] [--endpoint URL]`;
 
-export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env, log: (line: string) => void = console.log): Promise<RedriveResult> {
+export async function main(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+  log: (line: string) => void = console.log,
+  progressSink?: ProgressSink,
+): Promise<RedriveResult> {
   const { values } = parseArgs({
     args: [...argv],
     options: { ...awsTargetOptions, queue: { type: "string", short: "q" }, max: { type: "string" }, "dry-run": { type: "boolean" } },
@@ -196,17 +206,13 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     max: parsePositiveInt(values.max, "--max"),
     dryRun: values["dry-run"] ?? false,
     log,
+    progress: (waiting) => createProgress({ unit: "messages", total: waiting, ...(progressSink ? { sink: progressSink } : {}) }),
   });
-  log(`done: ${result.moved} moved, ${result.failed} left on the DLQ after a failed send (${result.waitingBefore} were waiting)`);
+  log(
+    `done: ${result.moved} moved, ${result.failed} left on the DLQ after a failed send (${result.waitingBefore} were waiting)` +
+      (result.timing ? `; ${result.timing}` : ""),
+  );
   return result;
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
-  main(process.argv.slice(2)).then(
-    (result) => process.exit(result.failed > 0 ? 1 : 0),
-    (error: unknown) => {
-      console.error(error instanceof UsageError ? `${error.message}\n${USAGE}` : `redrive failed: ${error instanceof Error ? error.message : String(error)}`);
-      process.exit(error instanceof UsageError ? 2 : 1);
-    },
-  );
-}
+runWhenExecuted(import.meta.url, "redrive", USAGE, async () => ((await main(process.argv.slice(2))).failed > 0 ? 1 : 0));

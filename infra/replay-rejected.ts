@@ -27,13 +27,12 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3";
 import { GetQueueUrlCommand, type SQSClient } from "@aws-sdk/client-sqs";
-import { resolve } from "node:path";
-import { pathToFileURL } from "node:url";
 import { packEnvelopes } from "../lib/records/envelope.js";
 import { stringifyAnyDepth } from "../lib/util/deep-json.js";
 import { type RejectedBatch, type RejectedItemRecord, createS3Client, rejectedBatchSchema } from "../lib/queue/rejected-store.js";
 import { createQueueSender, createSqsClient } from "../lib/queue/sqs-sender.js";
-import { UsageError, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget } from "./cli-args.js";
+import { type Progress, type ProgressSink, createProgress } from "./progress.js";
+import { UsageError, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget, runWhenExecuted } from "./cli-args.js";
 import { REJECTED_PREFIX, REPLAYED_PREFIX, queueName, rejectedBucketPrefix } from "./stack-layout.js";
 
 /** The queues' MaximumMessageSize (infra/resources/queues.yml). */
@@ -59,6 +58,8 @@ export interface ReplayOptions {
   readonly dryRun: boolean;
   readonly now?: () => Date;
   readonly log?: (line: string) => void;
+  /** Progress display over the matching objects (infra/progress.ts). */
+  readonly progress?: (objects: number) => Progress;
 }
 
 export interface ReplaySummary {
@@ -70,6 +71,8 @@ export interface ReplaySummary {
   left: { filteredOut: number; noRecord: number; dropped: number; tooLarge: number };
   /** Objects that are not a rejected batch (left alone, reported). */
   unreadable: string[];
+  /** "N objects in T s (R/s)" when progress was shown. */
+  timing?: string;
 }
 
 /** rejected/<source>/<yyyy-mm-dd>/<file>.json → its parts, or undefined for anything else. */
@@ -98,7 +101,7 @@ function judge(item: RejectedItemRecord, filter: ReplayFilter): ItemVerdict {
   return "replay";
 }
 
-async function* listKeys(s3: S3Client, bucket: string, prefix: string): AsyncGenerator<string> {
+export async function* listKeys(s3: S3Client, bucket: string, prefix: string): AsyncGenerator<string> {
   let token: string | undefined;
   do {
     const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }));
@@ -107,7 +110,7 @@ async function* listKeys(s3: S3Client, bucket: string, prefix: string): AsyncGen
   } while (token);
 }
 
-async function readBatch(s3: S3Client, bucket: string, key: string): Promise<RejectedBatch | undefined> {
+export async function readBatch(s3: S3Client, bucket: string, key: string): Promise<RejectedBatch | undefined> {
   const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
   const text = (await object.Body?.transformToString("utf8")) ?? "";
   try {
@@ -138,9 +141,16 @@ export async function replayRejected(options: ReplayOptions): Promise<ReplaySumm
   };
   const prefix = filter.source ? `${REJECTED_PREFIX}${filter.source}/` : REJECTED_PREFIX;
 
+  // Listed first (keys only) so progress has a total.
+  const matching: string[] = [];
   for await (const key of listKeys(s3, bucket, prefix)) {
-    if (options.maxObjects !== undefined && summary.objectsScanned >= options.maxObjects) break;
-    if (!keyMatches(key, filter)) continue;
+    if (options.maxObjects !== undefined && matching.length >= options.maxObjects) break;
+    if (keyMatches(key, filter)) matching.push(key);
+  }
+  const progress = options.progress?.(matching.length);
+
+  for (const key of matching) {
+    progress?.advance(1);
     summary.objectsScanned++;
     const batch = await readBatch(s3, bucket, key);
     if (!batch) {
@@ -186,12 +196,16 @@ export async function replayRejected(options: ReplayOptions): Promise<ReplaySumm
     summary.itemsReplayed += replayed.length;
     summary.messagesSent += bodies.length;
   }
+  const timing = progress?.finish();
+  if (timing) summary.timing = timing;
   return summary;
 }
 
-/** The stage's rejected bucket: mixpanel-relay-<stage>-rejected-<account> in AWS, -rejected in the local stack. */
-export async function findRejectedBucket(s3: S3Client, stage: string): Promise<string> {
-  const prefix = rejectedBucketPrefix(stage);
+/**
+ * A stage bucket by its name prefix: `<prefix><account>` in AWS, the prefix
+ * without its trailing dash in the local stack (mixpanel-relay-local-rejected).
+ */
+export async function findStageBucket(s3: S3Client, prefix: string): Promise<string> {
   const listed = await s3.send(new ListBucketsCommand({}));
   const names = (listed.Buckets ?? []).map((bucket) => bucket.Name ?? "").filter((name) => name === prefix.slice(0, -1) || name.startsWith(prefix));
   if (names.length !== 1) {
@@ -200,10 +214,20 @@ export async function findRejectedBucket(s3: S3Client, stage: string): Promise<s
   return names[0] as string;
 }
 
+/** The stage's rejected bucket: mixpanel-relay-<stage>-rejected-<account> in AWS, -rejected in the local stack. */
+export function findRejectedBucket(s3: S3Client, stage: string): Promise<string> {
+  return findStageBucket(s3, rejectedBucketPrefix(stage));
+}
+
 const USAGE =
   "usage: npm run replay -- --stage <stage> [--source S] [--since YYYY-MM-DD] [--until YYYY-MM-DD] [--code C] [--include-dropped] [--max-objects N] [--dry-run] [--bucket B] [--region R] [--endpoint URL]";
 
-export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env, log: (line: string) => void = console.log): Promise<ReplaySummary | undefined> {
+export async function main(
+  argv: readonly string[],
+  env: NodeJS.ProcessEnv = process.env,
+  log: (line: string) => void = console.log,
+  progressSink?: ProgressSink,
+): Promise<ReplaySummary | undefined> {
   const { values } = parseArgs({
     args: [...argv],
     options: {
@@ -252,22 +276,16 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       includeDropped: values["include-dropped"] ?? false,
     },
     log,
+    progress: (objects) => createProgress({ unit: "objects", total: objects, ...(progressSink ? { sink: progressSink } : {}) }),
   });
   const { left } = summary;
   log(
     `${dryRun ? "would replay" : "replayed"} ${summary.itemsReplayed} record(s) from ${summary.objectsReplayed} of ${summary.objectsScanned} object(s) in ${summary.messagesSent} message(s); ` +
       `left in place: ${left.noRecord} never became a record (resend from the source), ${left.dropped} expected drops, ${left.filteredOut} filtered out, ${left.tooLarge} too large` +
-      (summary.unreadable.length > 0 ? `; unreadable: ${summary.unreadable.join(", ")}` : ""),
+      (summary.unreadable.length > 0 ? `; unreadable: ${summary.unreadable.join(", ")}` : "") +
+      (summary.timing ? `; ${summary.timing}` : ""),
   );
   return summary;
 }
 
-if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
-  main(process.argv.slice(2)).then(
-    () => process.exit(0),
-    (error: unknown) => {
-      console.error(error instanceof UsageError ? `${error.message}\n${USAGE}` : `replay failed: ${error instanceof Error ? error.message : String(error)}`);
-      process.exit(error instanceof UsageError ? 2 : 1);
-    },
-  );
-}
+runWhenExecuted(import.meta.url, "replay", USAGE, async () => void (await main(process.argv.slice(2))));

@@ -49,8 +49,22 @@ export function rejectedBucketName(stage: string, accountId: string): string {
   return `${rejectedBucketPrefix(stage)}${accountId}`;
 }
 
+export function snapshotBucketPrefix(stage: string): string {
+  return `${SERVICE_NAME}-${stage}-snapshots-`;
+}
+
 export function snapshotBucketName(stage: string, accountId: string): string {
-  return `${SERVICE_NAME}-${stage}-snapshots-${accountId}`;
+  return `${snapshotBucketPrefix(stage)}${accountId}`;
+}
+
+/** Every queue of a stage starts with this (ListQueues prefix), including ones added later. */
+export function queueNamePrefix(stage: string): string {
+  return `${SERVICE_NAME}-${stage}-`;
+}
+
+/** Log groups the functions write to (Logs Insights queries of `npm run trace`). */
+export function logGroupName(stage: string, fn: FunctionName): string {
+  return `/aws/lambda/${functionName(stage, fn)}`;
 }
 
 /** Key prefixes inside the rejected-events bucket. */

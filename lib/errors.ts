@@ -7,12 +7,6 @@
 /** Bad input. Permanent: retrying the same data can never succeed. */
 export class ValidationError extends Error {
   override readonly name = "ValidationError";
-  constructor(
-    message: string,
-    readonly details: readonly { path: string; message: string }[] = [],
-  ) {
-    super(message);
-  }
 }
 
 /** Transient trouble (429, 5xx, network, timeouts). Safe to retry later. */
@@ -52,12 +46,6 @@ export class UpstreamRejectedError extends Error {
   ) {
     super(message);
   }
-}
-
-export type RelayError = ValidationError | RetryableError | ConfigError | UpstreamRejectedError;
-
-export function isRetryable(error: unknown): boolean {
-  return error instanceof RetryableError;
 }
 
 export function describeError(error: unknown): string {

@@ -1,9 +1,8 @@
-import type { Context } from "aws-lambda";
 import * as z from "zod";
 import { type ExportReport, runCohortExport } from "../../lib/cohorts/export.js";
-import { exportDepsFrom, invocationClock } from "../../lib/cohorts/runtime.js";
-import { describeError } from "../../lib/errors.js";
-import { logger, publishMetrics } from "../../lib/observability/telemetry.js";
+import { exportDepsFrom } from "../../lib/cohorts/runtime.js";
+import { invocationClock, withTelemetry } from "../../lib/observability/handler.js";
+import { logger } from "../../lib/observability/telemetry.js";
 import { createRuntimeContext, once } from "../../lib/runtime/context.js";
 
 /**
@@ -20,11 +19,11 @@ const eventSchema = z.looseObject({
   full: z.boolean().optional(),
 });
 
-export async function handler(event: unknown, context: Context): Promise<ExportReport> {
-  const parsed = eventSchema.safeParse(event ?? {});
-  const input = parsed.success ? parsed.data : {};
-  try {
-    clock.begin(context);
+export const handler = withTelemetry(
+  clock,
+  async (event: unknown): Promise<ExportReport> => {
+    const parsed = eventSchema.safeParse(event ?? {});
+    const input = parsed.success ? parsed.data : {};
     const ctx = runtime();
     const report = await runCohortExport(ctx.config.cohort_syncs, deps(), {
       ...(input.force ? { force: input.force } : {}),
@@ -32,11 +31,7 @@ export async function handler(event: unknown, context: Context): Promise<ExportR
     });
     logger.info("cohort export tick", { queries: report.queries, budgetLeft: report.budgetLeft, syncs: report.syncs });
     return report;
-  } catch (error) {
-    // State is checkpointed after every page; the next tick resumes.
-    logger.error("cohort export failed", { error: describeError(error) });
-    throw error;
-  } finally {
-    publishMetrics();
-  }
-}
+  },
+  // State is checkpointed after every page; the next tick resumes.
+  { failureMessage: "cohort export failed" },
+);

@@ -1,7 +1,7 @@
 import type { S3Event } from "aws-lambda";
 import { requireSetting } from "../../lib/config/env.js";
-import { describeError } from "../../lib/errors.js";
-import { count, logger, publishMetrics } from "../../lib/observability/telemetry.js";
+import { invocationClock, withTelemetry } from "../../lib/observability/handler.js";
+import { count, logger } from "../../lib/observability/telemetry.js";
 import { createQueueSender } from "../../lib/queue/sqs-sender.js";
 import { piiPolicySource } from "../../lib/pii/source.js";
 import { createRuntimeContext, once, rejectedStoreFor } from "../../lib/runtime/context.js";
@@ -33,31 +33,25 @@ const deps = once((): CurrentsReaderDeps => {
   };
 });
 
-export async function handler(event: S3Event): Promise<void> {
-  let current: CurrentsObjectRef | undefined;
-  try {
+export const handler = withTelemetry(
+  invocationClock(),
+  async (event: S3Event, invocation): Promise<void> => {
     for (const record of event.Records) {
-      current = {
+      const current: CurrentsObjectRef = {
         bucket: record.s3.bucket.name,
         key: decodeS3EventKey(record.s3.object.key),
         versionId: record.s3.object.versionId,
         eTag: record.s3.object.eTag,
       };
+      // The same correlation id the object's queued records and rejections carry, so a failure can be traced.
+      invocation.correlate(correlationIdFor(current));
+      logger.appendKeys({ bucket: current.bucket, key: current.key });
       const summary = await readCurrentsObject(current, deps());
       count("EventsAccepted", summary.accepted);
       count("EventsRejected", summary.rejected);
       count("EventsDropped", summary.dropped);
       logger.info("currents avro object", { ...summary });
     }
-  } catch (error) {
-    // The same correlation id the object's queued records and rejections carry, so the cause can be traced.
-    logger.error("currents reader failed; Lambda will retry the S3 event", {
-      error: describeError(error),
-      stack: error instanceof Error ? error.stack : undefined,
-      ...(current ? { correlationId: correlationIdFor(current), bucket: current.bucket, key: current.key } : {}),
-    });
-    throw error;
-  } finally {
-    publishMetrics();
-  }
-}
+  },
+  { failureMessage: "currents reader failed; Lambda will retry the S3 event" },
+);

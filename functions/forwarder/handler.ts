@@ -1,19 +1,24 @@
-import type { Context, SQSBatchResponse, SQSEvent } from "aws-lambda";
+import type { SQSBatchResponse, SQSEvent } from "aws-lambda";
 import { forwardMessages } from "../../lib/forwarder/process.js";
 import { forwarderDepsFrom } from "../../lib/forwarder/runtime.js";
-import { count, logger, publishMetrics } from "../../lib/observability/telemetry.js";
+import { invocationClock, withTelemetry } from "../../lib/observability/handler.js";
+import { count, logger } from "../../lib/observability/telemetry.js";
+import { HASH_BYTES_PER_LOG_LINE } from "../../lib/observability/trace-ids.js";
 import { createRuntimeContext, once } from "../../lib/runtime/context.js";
-import { describeError } from "../../lib/errors.js";
+import { groupByCaps } from "../../lib/util/batching.js";
 
-/** The running invocation's clock; a container serves one invocation at a time. */
-let remainingMs: () => number = () => Number.POSITIVE_INFINITY;
-const deps = once(() => forwarderDepsFrom(createRuntimeContext(), () => remainingMs()));
+const clock = invocationClock();
+const deps = once(() => forwarderDepsFrom(createRuntimeContext(), clock.remainingMs));
 
-export async function handler(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
-  const messages = event.Records.map((record) => ({ messageId: record.messageId, body: record.body }));
-  count("MessagesReceived", messages.length);
-  try {
-    remainingMs = () => context.getRemainingTimeInMillis();
+const everyMessage = (event: SQSEvent): SQSBatchResponse => ({
+  batchItemFailures: event.Records.map(({ messageId }) => ({ itemIdentifier: messageId })),
+});
+
+export const handler = withTelemetry(
+  clock,
+  async (event: SQSEvent): Promise<SQSBatchResponse> => {
+    const messages = event.Records.map((record) => ({ messageId: record.messageId, body: record.body }));
+    count("MessagesReceived", messages.length);
     const summary = await forwardMessages(messages, deps());
     count("EventsImported", summary.imported);
     count("EventsRejected", summary.rejected);
@@ -25,13 +30,16 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
     for (const reason of summary.configErrors) {
       logger.error("Mixpanel configuration error: records kept for redelivery", { reason });
     }
-    logger.info("forwarded batch", { messages: messages.length, ...summary, failedMessageIds: summary.failedMessageIds.length });
+    const { insertIdHashes, ...counts } = summary;
+    logger.info("forwarded batch", { messages: messages.length, ...counts, failedMessageIds: summary.failedMessageIds.length });
+    // Where each event went, by hashed $insert_id (`npm run trace -- --insert-id`); never the ids themselves.
+    for (const [outcome, hashes] of Object.entries(insertIdHashes)) {
+      for (const part of groupByCaps(hashes, (hash) => hash.length + 3, Number.POSITIVE_INFINITY, HASH_BYTES_PER_LOG_LINE)) {
+        logger.info("forwarded records", { outcome, correlationIds: summary.correlationIds, insertIdHashes: part });
+      }
+    }
     return { batchItemFailures: summary.failedMessageIds.map((itemIdentifier) => ({ itemIdentifier })) };
-  } catch (error) {
-    // Bad configuration or an unexpected fault: hand every message back to SQS.
-    logger.error("forwarder failed; the whole batch will be redelivered", { error: describeError(error) });
-    return { batchItemFailures: messages.map(({ messageId }) => ({ itemIdentifier: messageId })) };
-  } finally {
-    publishMetrics();
-  }
-}
+  },
+  // Bad configuration or an unexpected fault: hand every message back to SQS.
+  { failureMessage: "forwarder failed; the whole batch will be redelivered", onFailure: everyMessage },
+);

@@ -1,9 +1,10 @@
 import { BatchProcessor, EventType, processPartialResponse } from "@aws-lambda-powertools/batch";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import { deliverMessage } from "../../lib/destinations/deliver.js";
-import { deliveryDepsFrom, invocationClock } from "../../lib/cohorts/runtime.js";
+import { deliveryDepsFrom } from "../../lib/cohorts/runtime.js";
 import { describeError } from "../../lib/errors.js";
-import { count, logger, publishMetrics } from "../../lib/observability/telemetry.js";
+import { invocationClock, withTelemetry } from "../../lib/observability/handler.js";
+import { count, logger } from "../../lib/observability/telemetry.js";
 import { createRuntimeContext, once } from "../../lib/runtime/context.js";
 
 /**
@@ -17,9 +18,9 @@ const clock = invocationClock();
 /** Once per container: store, secrets cache, settings and the Brevo rate gate survive between invocations. */
 const deps = once(() => deliveryDepsFrom(runtime(), clock.remainingMs));
 
-export async function handler(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
-  try {
-    clock.begin(context);
+export const handler = withTelemetry(
+  clock,
+  async (event: SQSEvent, _invocation, context: Context | undefined): Promise<SQSBatchResponse> => {
     const shared = deps();
     const recordHandler = async (record: SQSRecord) => {
       try {
@@ -32,15 +33,14 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
       }
     };
     return await processPartialResponse(event, recordHandler, processor, {
-      context,
+      ...(context ? { context } : {}),
       throwOnFullBatchFailure: false,
       // One at a time: records share the Brevo rate gate, and a page must not wait behind parallel ones.
       processInParallel: false,
     });
-  } catch (error) {
-    logger.error("webhook delivery failed; the whole batch will be redelivered", { error: describeError(error) });
-    return { batchItemFailures: event.Records.map((r) => ({ itemIdentifier: r.messageId })) };
-  } finally {
-    publishMetrics();
-  }
-}
+  },
+  {
+    failureMessage: "webhook delivery failed; the whole batch will be redelivered",
+    onFailure: (event: SQSEvent) => ({ batchItemFailures: event.Records.map((r) => ({ itemIdentifier: r.messageId })) }),
+  },
+);

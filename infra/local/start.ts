@@ -1,5 +1,6 @@
-import { LOCAL_MIXPANEL_CREDENTIALS, startLocalStack } from "./stack.js";
+import { LOCAL_MIXPANEL_CREDENTIALS, LOCAL_REGION, startLocalStack } from "./stack.js";
 import { generateLocalCertificate } from "./tls.js";
+import { localStackFilePath, removeLocalStackFile, writeLocalStackFile } from "./stack-file.js";
 
 /**
  * `npm start`: the whole pipeline locally with embedded defaults. Nothing to
@@ -42,6 +43,10 @@ const stack = await startLocalStack({
   log,
 });
 
+// `npm run status|trace|redrive|replay -- --stage local` find the stack through this file.
+const stackFile = localStackFilePath(process.env);
+writeLocalStackFile(stackFile, { stage: "local", region: LOCAL_REGION, awsEndpoint: stack.awsEndpoint, intakeUrl: stack.intakeUrl, pid: process.pid });
+
 const now = Math.floor(Date.now() / 1000);
 console.log(`
 mixpanel-relay local stack is up
@@ -73,6 +78,7 @@ queued, the DLQ, the rejected store and the cohort state. To stay bounded in a l
 keeps only the newest ${retention.maxRejectedObjects} rejected batches (LOCAL_MAX_REJECTED_OBJECTS), the newest ${retention.maxCurrentsObjects} Currents
 files (LOCAL_MAX_CURRENTS_OBJECTS), cohort runs for ${retention.cohortRunMaxAgeMs / 1000} s (LOCAL_COHORT_RUN_MAX_AGE_S) and the
 newest ${retention.maxSandboxEvents} events in the sandbox (LOCAL_MAX_SANDBOX_EVENTS). Queues drain as the forwarder runs.
+Operator commands against this stack: npm run status -- --stage local; npm run trace -- --stage local --correlation-id <id>
 
 Ctrl-C stops everything.
 `);
@@ -82,6 +88,7 @@ const shutdown = async () => {
   if (stopping) return;
   stopping = true;
   log("stopping…");
+  removeLocalStackFile(stackFile);
   await stack.stop();
   process.exit(0);
 };

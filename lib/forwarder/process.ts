@@ -1,5 +1,6 @@
 import { describeError } from "../errors.js";
-import type { IngestionClient, LineOutcome } from "../mixpanel/ingestion.js";
+import { type IngestionClient, type LineOutcome, insertIdOf } from "../mixpanel/ingestion.js";
+import { insertIdHash } from "../observability/trace-ids.js";
 import type { RejectedItemRecord, RejectedStore } from "../queue/rejected-store.js";
 import { type Envelope, type RecordKind, parseEnvelope, serializeEnvelope } from "../records/envelope.js";
 
@@ -11,7 +12,7 @@ import { type Envelope, type RecordKind, parseEnvelope, serializeEnvelope } from
  *
  * A message whose records only partly went through is not redelivered whole:
  * resending what Mixpanel already took would be deduped for events (`$insert_id`,
- * reference/mixpanel-api.md §5) but would apply a profile `$add` or `$append` twice
+ * docs/vendors/mixpanel-api.md §5) but would apply a profile `$add` or `$append` twice
  * (/engage has no dedup, §6). Its unsent records are re-queued as a new envelope
  * (delayed, `attempt` + 1) and the original is acknowledged; after
  * `maxRequeues` they go to the events DLQ. A message with nothing sent is simply
@@ -37,6 +38,8 @@ export interface ForwardSummary {
   readonly deadLettered: number;
   /** Intake correlation ids of the envelopes in this batch, for tracing a record end to end. */
   readonly correlationIds: string[];
+  /** Hashed `$insert_id`s of the event records by outcome (lib/observability/trace-ids.ts), for `npm run trace`. */
+  readonly insertIdHashes: { readonly imported: string[]; readonly rejected: string[]; readonly pending: string[] };
 }
 
 export interface ForwarderDeps {
@@ -81,6 +84,7 @@ export async function forwardMessages(messages: readonly QueueMessage[], deps: F
   const linesByKind = new Map<RecordKind, { lines: string[]; refs: LineRef[] }>();
   const invalid: { message: number; reason: string }[] = [];
   const correlationIds = new Set<string>();
+  const insertIdHashes = { imported: [] as string[], rejected: [] as string[], pending: [] as string[] };
 
   messages.forEach((message, index) => {
     let envelope: Envelope;
@@ -117,6 +121,11 @@ export async function forwardMessages(messages: readonly QueueMessage[], deps: F
     outcomes.forEach((outcome, i) => {
       const ref = group.refs[i];
       if (!ref) return;
+      const insertId = kind === "event" ? insertIdOf(group.lines[i] ?? "") : undefined;
+      if (insertId !== undefined) {
+        const outcomeList = outcome.status === "imported" ? "imported" : outcome.status === "rejected" ? "rejected" : "pending";
+        insertIdHashes[outcomeList].push(insertIdHash(insertId));
+      }
       switch (outcome.status) {
         case "imported":
           imported++;
@@ -220,5 +229,6 @@ export async function forwardMessages(messages: readonly QueueMessage[], deps: F
     requeued,
     deadLettered,
     correlationIds: [...correlationIds],
+    insertIdHashes,
   };
 }

@@ -11,7 +11,7 @@ import { type CredentialsSource, authorizationFor } from "./credentials.js";
 const gzip = promisify(gzipCallback);
 
 /**
- * Writers for Mixpanel's ingestion endpoints (reference/mixpanel-api.md §3, §6).
+ * Writers for Mixpanel's ingestion endpoints (docs/vendors/mixpanel-api.md §3, §6).
  * They never throw for a per-record problem: every input line gets an outcome,
  * and the caller turns outcomes into rejected-store writes and SQS batchItemFailures.
  */
@@ -85,10 +85,16 @@ export function chunkByCaps(lines: readonly string[], maxRecords: number, maxByt
 
 const insertIdOfLine = z.object({ properties: z.object({ $insert_id: z.string() }) });
 
+/** An event line's `properties.$insert_id`; undefined for profiles, groups and unreadable lines. */
+export function insertIdOf(line: string): string | undefined {
+  const parsed = insertIdOfLine.safeParse(parseJsonOrUndefined(line));
+  return parsed.success ? parsed.data.properties.$insert_id : undefined;
+}
+
 type FailedRecord = z.infer<typeof importFailureSchema>["failed_records"][number];
 
 /**
- * Maps /import's failed_records back to our lines (reference/mixpanel-api.md §3): by
+ * Maps /import's failed_records back to our lines (docs/vendors/mixpanel-api.md §3): by
  * `index`, checked against `insert_id ?? $insert_id` when Mixpanel names one, and by
  * insert id when the index does not match. Answers undefined when a failure matches no line.
  */
@@ -97,10 +103,7 @@ export function matchFailedRecords(
   indexes: readonly number[],
   failures: readonly FailedRecord[],
 ): Map<number, LineOutcome> | undefined {
-  const insertIdAt = (lineIndex: number): string | undefined => {
-    const parsed = insertIdOfLine.safeParse(parseJsonOrUndefined(lines[lineIndex] ?? ""));
-    return parsed.success ? parsed.data.properties.$insert_id : undefined;
-  };
+  const insertIdAt = (lineIndex: number): string | undefined => insertIdOf(lines[lineIndex] ?? "");
   let byInsertId: Map<string, number> | undefined;
   const rejections = new Map<number, LineOutcome>();
   for (const failure of failures) {

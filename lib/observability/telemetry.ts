@@ -3,8 +3,9 @@ import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
 
 /**
  * Structured JSON logs and CloudWatch Embedded Metric Format metrics via
- * Powertools. One instance per container; handlers add the correlation id with
- * `logger.appendKeys({ correlationId })` and call `metrics.publishStoredMetrics()`.
+ * Powertools. One instance per container; handlers go through
+ * `withTelemetry` (./handler.ts), which adds the Lambda context and the
+ * correlation id to every line and flushes the metrics after each invocation.
  */
 export const SERVICE_NAME = "mixpanel-relay";
 

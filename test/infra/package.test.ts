@@ -4,16 +4,19 @@
  * alarms, IAM statements per function, buckets, and that no secret value or
  * wildcard resource slipped in (issue #5).
  *
- * osls runs in a scratch copy of the service (serverless.yml, infra/resources,
- * config, dist) with no AWS credentials, and inside a network namespace with no
+ * First a fresh clone (the repository's files, no dist/) is packaged with a
+ * plain `osls package --stage dev`: the build plugin must bundle the code and
+ * the zips' handlers must run. The variants then package scratch copies of the
+ * service (serverless.yml, infra/resources, the plugin, config, those bundles)
+ * with no AWS credentials, and inside a network namespace with no
  * network at all when `unshare -n` is available, so any network call would fail
  * the packaging.
  */
 import { spawn, spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, writeFileSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { envSchema } from "../../lib/config/env.js";
 import { cohortSettingsSchema } from "../../lib/cohorts/runtime.js";
@@ -32,7 +35,7 @@ interface Variant {
   readonly stage: string;
   readonly params: Record<string, string>;
   /** From serverless.yml params, to check the template follows them. */
-  readonly expect: { logRetentionDays: number; forwarderMaxConcurrency: number; schedule: string; currents: boolean };
+  readonly expect: { logRetentionDays: number; forwarderMaxConcurrency: number; schedule: string; currents: boolean; tracing?: boolean };
 }
 
 const CURRENTS_BUCKET = "acme-braze-currents";
@@ -42,8 +45,8 @@ const VARIANTS: readonly Variant[] = [
   {
     id: "prod-with-currents",
     stage: "prod",
-    params: { currentsBucket: CURRENTS_BUCKET, alarmEmail: "ops@example.com" },
-    expect: { logRetentionDays: 90, forwarderMaxConcurrency: 5, schedule: "rate(15 minutes)", currents: true },
+    params: { currentsBucket: CURRENTS_BUCKET, alarmEmail: "ops@example.com", tracing: "true" },
+    expect: { logRetentionDays: 90, forwarderMaxConcurrency: 5, schedule: "rate(15 minutes)", currents: true, tracing: true },
   },
 ];
 
@@ -79,14 +82,15 @@ const logGroupArn = (stage: string, fn: FunctionName) =>
 const secretArn = (name: string) => sub(`arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:${name}`);
 
 /** Every Allow statement each role must have, and nothing else. */
-function expectedStatements(stage: string, currents: boolean): Record<string, { Sid: string; Action: string[]; Resource: unknown }[]> {
+function expectedStatements(stage: string, currents: boolean, tracing: boolean): Record<string, { Sid: string; Action: string[]; Resource: unknown }[]> {
   const logs = (fn: FunctionName) => ({ Sid: "WriteOwnLogs", Action: ["logs:CreateLogStream", "logs:PutLogEvents"], Resource: logGroupArn(stage, fn) });
   const rejected = { Sid: "StoreRejected", Action: ["s3:PutObject"], Resource: sub("${RejectedEventsBucket.Arn}/rejected/*") };
   const mixpanelSecret = { Sid: "ReadMixpanelCredentials", Action: ["secretsmanager:GetSecretValue"], Resource: secretArn(`mixpanel-relay/${stage}/mixpanel-??????`) };
   const consume = (sid: string, queue: string) => ({ Sid: sid, Action: ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], Resource: getAtt(queue) });
   const listSnapshots = { Sid: "ListCohortState", Action: ["s3:ListBucket"], Resource: getAtt("CohortSnapshotBucket") };
   const piiKey = { Sid: "ReadPiiHashKey", Action: ["secretsmanager:GetSecretValue"], Resource: secretArn(`mixpanel-relay/${stage}/pii-hash-key-??????`) };
-  return {
+  const traces = tracing ? [{ Sid: "SendTraces", Action: ["xray:PutTraceSegments", "xray:PutTelemetryRecords"], Resource: "*" }] : [];
+  const roles = {
     IntakeRole: [
       logs("intake"),
       { Sid: "QueueEvents", Action: ["sqs:SendMessage"], Resource: getAtt("EventsQueue") },
@@ -128,6 +132,7 @@ function expectedStatements(stage: string, currents: boolean): Record<string, { 
       listSnapshots,
     ],
   };
+  return Object.fromEntries(Object.entries(roles).map(([role, statements]) => [role, [...statements, ...traces]]));
 }
 
 /** The role's statements as CloudFormation will see them (Fn::If resolved for this stage). */
@@ -181,33 +186,35 @@ interface Packaged {
 const scratch = mkdtempSync(join(tmpdir(), "relay-package-"));
 const oslsHome = join(repoRoot, "node_modules", ".cache", "relay-osls-home");
 const packaged = new Map<string, Packaged>();
-let placeholderBundles: string[] = [];
 
 function networkIsolationPrefix(): string[] {
   const probe = spawnSync("unshare", ["-n", "true"], { stdio: "ignore" });
   return probe.status === 0 ? ["unshare", "-n"] : [];
 }
 
-/** Real bundles from `npm run build` where it produced them, placeholders otherwise. */
-function prepareBundles(serviceDir: string): void {
-  if (existsSync(join(repoRoot, "infra/build.ts")) && process.env.RELAY_INFRA_TEST_SKIP_BUILD !== "1") {
-    const build = spawnSync("npm", ["run", "build"], { cwd: repoRoot, encoding: "utf8", timeout: 240_000 });
-    if (build.status !== 0) throw new Error(`npm run build failed:\n${build.stdout}\n${build.stderr}`);
+/**
+ * A fresh clone: the repository's files as git sees them (tracked and new, not
+ * ignored: no dist/, no .serverless/), with this checkout's node_modules linked
+ * in place of `npm ci`.
+ */
+function freshClone(target: string): void {
+  const listed = spawnSync("git", ["ls-files", "-z", "--cached", "--others", "--exclude-standard"], { cwd: repoRoot, encoding: "utf8" });
+  if (listed.status !== 0) throw new Error(`git ls-files failed: ${listed.stderr}`);
+  for (const file of listed.stdout.split("\0").filter(Boolean)) {
+    if (!existsSync(join(repoRoot, file))) continue; // deleted in the working tree
+    mkdirSync(dirname(join(target, file)), { recursive: true });
+    cpSync(join(repoRoot, file), join(target, file));
   }
-  for (const fn of FUNCTION_NAMES) {
-    const built = join(repoRoot, "dist", fn);
-    const target = join(serviceDir, "dist", fn);
-    if (existsSync(join(built, "index.mjs"))) {
-      cpSync(built, target, { recursive: true });
-    } else {
-      placeholderBundles.push(fn);
-      mkdirSync(target, { recursive: true });
-      writeFileSync(join(target, "index.mjs"), "export const handler = async () => ({});\n");
-    }
-  }
+  symlinkSync(join(repoRoot, "node_modules"), join(target, "node_modules"), "dir");
 }
 
-function runOsls(serviceDir: string, variant: Variant, outputDir: string, isolation: string[]): Promise<void> {
+function runOsls(
+  serviceDir: string,
+  variant: Pick<Variant, "id" | "stage" | "params">,
+  outputDir: string | undefined,
+  isolation: string[],
+  extraEnv: Record<string, string> = {},
+): Promise<string> {
   const args = [
     ...isolation,
     process.execPath,
@@ -215,51 +222,147 @@ function runOsls(serviceDir: string, variant: Variant, outputDir: string, isolat
     "package",
     "--stage",
     variant.stage,
-    "--package",
-    outputDir,
+    ...(outputDir ? ["--package", outputDir] : []),
     ...Object.entries(variant.params).map(([key, value]) => `--param=${key}=${value}`),
   ];
   // No AWS credentials, no profile, no region: packaging must not need them.
   // HOME only holds osls's compiled config-schema validator (~/.serverless/artifacts),
   // kept under node_modules/.cache so later runs skip the 3 s compile.
-  const env = { PATH: process.env.PATH ?? "", HOME: oslsHome, CI: "1" };
+  const env = { PATH: process.env.PATH ?? "", HOME: oslsHome, CI: "1", ...extraEnv };
   return new Promise((resolvePromise, reject) => {
     const child = spawn(args[0] as string, args.slice(1), { cwd: serviceDir, env });
     let output = "";
     child.stdout.on("data", (chunk) => (output += chunk));
     child.stderr.on("data", (chunk) => (output += chunk));
     child.on("error", reject);
-    child.on("close", (code) => (code === 0 ? resolvePromise() : reject(new Error(`osls package (${variant.id}) exited ${code}:\n${output}`))));
+    child.on("close", (code) => (code === 0 ? resolvePromise(output) : reject(new OslsFailure(`osls package (${variant.id}) exited ${code}:\n${output}`, output))));
   });
 }
 
+class OslsFailure extends Error {
+  constructor(
+    message: string,
+    readonly output: string,
+  ) {
+    super(message);
+  }
+}
+
+const freshDir = join(scratch, "fresh-clone");
+let freshHadDist = true;
+let refusal: string | undefined;
+
 beforeAll(async () => {
-  const serviceDir = join(scratch, "service");
   mkdirSync(oslsHome, { recursive: true });
+  const isolation = networkIsolationPrefix();
+
+  // 1. What a user does on a fresh clone: plain `osls package`, no `npm run build` first.
+  freshClone(freshDir);
+  freshHadDist = existsSync(join(freshDir, "dist"));
+  await runOsls(freshDir, { id: "fresh-clone dev", stage: "dev", params: {} }, undefined, isolation);
+
+  // 2. The scratch copy the variants package from: the bundles the fresh clone built.
+  const serviceDir = join(scratch, "service");
   mkdirSync(serviceDir, { recursive: true });
   cpSync(join(repoRoot, "serverless.yml"), join(serviceDir, "serverless.yml"));
   cpSync(join(repoRoot, "infra/resources"), join(serviceDir, "infra/resources"), { recursive: true });
+  cpSync(join(repoRoot, "infra/osls-build-plugin.cjs"), join(serviceDir, "infra/osls-build-plugin.cjs"));
   cpSync(join(repoRoot, "config"), join(serviceDir, "config"), { recursive: true });
-  prepareBundles(serviceDir);
-  if (placeholderBundles.length > 0) console.warn(`package test: placeholder bundles for ${placeholderBundles.join(", ")} (npm run build did not produce them)`);
 
-  const isolation = networkIsolationPrefix();
+  // 3. Without bundles and with the build skipped, the plugin must refuse.
+  const noBundles = join(scratch, "service-no-bundles");
+  cpSync(serviceDir, noBundles, { recursive: true });
+  const refused = runOsls(noBundles, { id: "no-bundles", stage: "dev", params: {} }, join(scratch, "out-no-bundles"), isolation, { RELAY_SKIP_BUILD: "1" }).then(
+    () => undefined,
+    (error: unknown) => (error instanceof OslsFailure ? error.output : String(error)),
+  );
+
+  cpSync(join(freshDir, "dist"), join(serviceDir, "dist"), { recursive: true });
   // osls writes state next to serverless.yml, so each variant packages from its own copy.
   const packageVariant = async (variant: Variant) => {
     const variantDir = join(scratch, `service-${variant.id}`);
     cpSync(serviceDir, variantDir, { recursive: true });
     const outputDir = join(scratch, `out-${variant.id}`);
-    await runOsls(variantDir, variant, outputDir, isolation);
+    await runOsls(variantDir, variant, outputDir, isolation, { RELAY_SKIP_BUILD: "1" });
     const template = JSON.parse(readFileSync(join(outputDir, "cloudformation-template-update-stack.json"), "utf8")) as Template;
     packaged.set(variant.id, { template, dir: outputDir, variant });
   };
-  // The first run warms osls's validator cache; the rest then take about a second each.
-  const [first, ...rest] = VARIANTS;
-  if (first) await packageVariant(first);
-  await Promise.all(rest.map(packageVariant));
+  // The fresh-clone run warmed osls's validator cache; the rest take about a second each.
+  await Promise.all(VARIANTS.map(packageVariant));
+  refusal = await refused;
 }, 360_000);
 
 afterAll(() => rmSync(scratch, { recursive: true, force: true }));
+
+/** Unzips a function package like Lambda does and runs a script against its handler, in the task root. */
+function runFromZip(zip: string, fn: FunctionName, env: Record<string, string>, script: string): { status: number | null; stdout: string; stderr: string } {
+  const taskRoot = join(scratch, `task-root-${fn}`);
+  mkdirSync(taskRoot, { recursive: true });
+  const unzip = spawnSync("unzip", ["-q", "-o", zip, "-d", taskRoot], { encoding: "utf8" });
+  if (unzip.status !== 0) throw new Error(`unzip ${zip}: ${unzip.stderr}`);
+  const code = `const { handler } = await import(${JSON.stringify(pathToFileURL(join(taskRoot, "dist", fn, "index.mjs")).href)});\n${script}`;
+  return spawnSync(process.execPath, ["--input-type=module", "-e", code], {
+    cwd: taskRoot,
+    encoding: "utf8",
+    timeout: 30_000,
+    env: { PATH: process.env.PATH ?? "", ...env, POWERTOOLS_METRICS_DISABLED: "true" },
+  });
+}
+
+describe("plain `osls package --stage dev` on a fresh clone (no `npm run build` first)", () => {
+  const template = (): Template => JSON.parse(readFileSync(join(freshDir, ".serverless", "cloudformation-template-update-stack.json"), "utf8")) as Template;
+  /** The function's environment as CloudFormation would set it, with stand-ins for Refs and GetAtts. */
+  const lambdaEnv = (fn: FunctionName): Record<string, string> => {
+    const variables = template().Resources[`${LOGICAL_PREFIX[fn]}LambdaFunction`]?.Properties.Environment.Variables as Record<string, unknown>;
+    return Object.fromEntries(Object.entries(variables).map(([key, value]) => [key, typeof value === "string" ? value : `http://127.0.0.1:9/${key.toLowerCase()}`]));
+  };
+
+  it("builds the current code into every zip", () => {
+    expect(freshHadDist).toBe(false);
+    for (const fn of FUNCTION_NAMES) {
+      const zip = join(freshDir, ".serverless", `${fn}.zip`);
+      const entries = zipEntryNames(zip);
+      expect(entries, fn).toContain(`dist/${fn}/index.mjs`);
+      expect(entries, fn).toContain(`dist/${fn}/index.mjs.map`);
+      // The issue's empty packages were 846 bytes (config/*.json only); a bundle is hundreds of KiB.
+      expect(statSync(zip).size, fn).toBeGreaterThan(100_000);
+      const run = runFromZip(zip, fn, lambdaEnv(fn), 'if (typeof handler !== "function") throw new Error("no handler export"); console.log("HANDLER_OK");');
+      expect(run.stdout + run.stderr, fn).toContain("HANDLER_OK");
+      expect(run.status, fn).toBe(0);
+    }
+  });
+
+  it("yields an intake zip whose handler answers /healthz and a forwarder zip that takes an empty batch", () => {
+    const intake = runFromZip(
+      join(freshDir, ".serverless", "intake.zip"),
+      "intake",
+      lambdaEnv("intake"),
+      `const result = await handler({ version: "2.0", rawPath: "/healthz", headers: {}, requestContext: { http: { method: "GET" }, requestId: "r-1" }, isBase64Encoded: false }, { awsRequestId: "r-1", functionName: "intake", getRemainingTimeInMillis: () => 15000 });
+       console.log("RESULT " + JSON.stringify(result));`,
+    );
+    const line = intake.stdout.split("\n").find((text) => text.startsWith("RESULT "));
+    expect(line, intake.stderr).toBeDefined();
+    const result = JSON.parse(line!.slice("RESULT ".length));
+    expect(result.statusCode).toBe(200);
+    expect(JSON.parse(result.body)).toMatchObject({ status: "ok" });
+
+    const forwarder = runFromZip(
+      join(freshDir, ".serverless", "forwarder.zip"),
+      "forwarder",
+      lambdaEnv("forwarder"),
+      `const result = await handler({ Records: [] }, { awsRequestId: "r-2", functionName: "forwarder", getRemainingTimeInMillis: () => 90000 });
+       console.log("RESULT " + JSON.stringify(result));`,
+    );
+    const forwarded = forwarder.stdout.split("\n").find((text) => text.startsWith("RESULT "));
+    expect(forwarded, forwarder.stderr).toBe('RESULT {"batchItemFailures":[]}');
+  });
+
+  it("refuses, naming the missing bundles, when the build is skipped and dist/ is empty", () => {
+    expect(refusal).toBeDefined();
+    expect(refusal).toMatch(/no bundle for intake \(dist\/intake\/index\.mjs\)/);
+    expect(existsSync(join(scratch, "out-no-bundles", "intake.zip"))).toBe(false);
+  });
+});
 
 describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls package --stage %s", (id, variant) => {
   const get = (): Packaged => {
@@ -268,7 +371,8 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
     return result;
   };
   const { stage } = variant;
-  const conditions = { HasCurrentsBucket: variant.expect.currents, HasAlarmEmail: Boolean(variant.params.alarmEmail) };
+  const tracing = variant.expect.tracing ?? false;
+  const conditions = { HasCurrentsBucket: variant.expect.currents, HasAlarmEmail: Boolean(variant.params.alarmEmail), TracingEnabled: tracing };
 
   it("has every function on nodejs24.x/arm64 with its own role, handler, env and log retention", () => {
     const { template } = get();
@@ -338,7 +442,7 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
     expect(forwarder?.BatchSize).toBeGreaterThanOrEqual(10);
     expect(forwarder?.MaximumBatchingWindowInSeconds).toBeGreaterThan(0);
     expect(forwarder?.ScalingConfig.MaximumConcurrency).toBe(variant.expect.forwarderMaxConcurrency);
-    // Mixpanel recommends 10–20 concurrent clients per project (reference/mixpanel-api.md §3).
+    // Mixpanel recommends 10–20 concurrent clients per project (docs/vendors/mixpanel-api.md §3).
     const importConcurrency = Number(template.Resources.ForwarderLambdaFunction?.Properties.Environment.Variables.IMPORT_CONCURRENCY);
     expect(forwarder!.ScalingConfig.MaximumConcurrency * importConcurrency).toBeLessThanOrEqual(20);
     const delivery = mappings.find((m) => m.FunctionName["Fn::GetAtt"][0] === "WebhookDashdeliveryLambdaFunction");
@@ -396,46 +500,125 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
     }
   });
 
-  it("has the alarms on DLQ depth, rejected events, forwarder errors and throttles, and backlog age", () => {
+  it("has the alarms on queues, DLQs, rejected-record and intake 5xx rates, 401 spikes, API 5xx, cohort health and function errors", () => {
     const { template } = get();
     const alarms = Object.fromEntries(resourcesOfType(template, "AWS::CloudWatch::Alarm").map(([id, alarm]) => [id, alarm.Properties]));
-    const expected: Record<string, { namespace: string; metric: string; dimension: unknown }> = {
-      EventsDeadLetterQueueDepthAlarm: { namespace: "AWS/SQS", metric: "ApproximateNumberOfMessagesVisible", dimension: getAtt("EventsDeadLetterQueue", "QueueName") },
-      DeliveriesDeadLetterQueueDepthAlarm: { namespace: "AWS/SQS", metric: "ApproximateNumberOfMessagesVisible", dimension: getAtt("DeliveriesDeadLetterQueue", "QueueName") },
-      CurrentsReaderFailuresAlarm: { namespace: "AWS/SQS", metric: "ApproximateNumberOfMessagesVisible", dimension: getAtt("CurrentsReaderFailuresQueue", "QueueName") },
-      EventsQueueOldestMessageAgeAlarm: { namespace: "AWS/SQS", metric: "ApproximateAgeOfOldestMessage", dimension: getAtt("EventsQueue", "QueueName") },
-      EventsRejectedAlarm: { namespace: "MixpanelRelay", metric: "EventsRejected", dimension: "mixpanel-relay" },
-      MixpanelCredentialsAlarm: { namespace: "MixpanelRelay", metric: "RecordsBlockedByConfig", dimension: "mixpanel-relay" },
-      ForwarderErrorsAlarm: { namespace: "AWS/Lambda", metric: "Errors", dimension: `mixpanel-relay-${stage}-forwarder` },
-      ForwarderThrottlesAlarm: { namespace: "AWS/Lambda", metric: "Throttles", dimension: `mixpanel-relay-${stage}-forwarder` },
-      IntakeErrorsAlarm: { namespace: "AWS/Lambda", metric: "Errors", dimension: `mixpanel-relay-${stage}-intake` },
-      CohortExportErrorsAlarm: { namespace: "AWS/Lambda", metric: "Errors", dimension: `mixpanel-relay-${stage}-cohort-export` },
+    const relay = (metric: string) => ({ namespace: "MixpanelRelay", metric, dimension: "mixpanel-relay" });
+    const sqs = (metric: string, queue: string) => ({ namespace: "AWS/SQS", metric, dimension: getAtt(queue, "QueueName") });
+    const lambda = (metric: string, fn: FunctionName) => ({ namespace: "AWS/Lambda", metric, dimension: `mixpanel-relay-${stage}-${fn}` });
+    /** One metric alarms. */
+    const single: Record<string, { namespace: string; metric: string; dimension: unknown }> = {
+      EventsDeadLetterQueueDepthAlarm: sqs("ApproximateNumberOfMessagesVisible", "EventsDeadLetterQueue"),
+      DeliveriesDeadLetterQueueDepthAlarm: sqs("ApproximateNumberOfMessagesVisible", "DeliveriesDeadLetterQueue"),
+      CurrentsReaderFailuresAlarm: sqs("ApproximateNumberOfMessagesVisible", "CurrentsReaderFailuresQueue"),
+      EventsQueueOldestMessageAgeAlarm: sqs("ApproximateAgeOfOldestMessage", "EventsQueue"),
+      DeliveriesQueueOldestMessageAgeAlarm: sqs("ApproximateAgeOfOldestMessage", "DeliveriesQueue"),
+      MixpanelCredentialsAlarm: relay("RecordsBlockedByConfig"),
+      IntakeUnauthorizedAlarm: relay("IntakeUnauthorized"),
+      WebhookDeliveryFailuresAlarm: relay("CohortPagesFailed"),
+      ForwarderErrorsAlarm: lambda("Errors", "forwarder"),
+      ForwarderThrottlesAlarm: lambda("Throttles", "forwarder"),
+      IntakeErrorsAlarm: lambda("Errors", "intake"),
+      CohortExportErrorsAlarm: lambda("Errors", "cohort-export"),
+      WebhookDeliveryErrorsAlarm: lambda("Errors", "webhook-delivery"),
     };
-    expect(Object.keys(alarms).sort()).toEqual(Object.keys(expected).sort());
-    for (const [id, want] of Object.entries(expected)) {
+    /** Rate alarms: a share of two metrics, only past a minimum volume. */
+    const rates: Record<string, { part: string; whole: string[]; namespace: string }> = {
+      EventsRejectedAlarm: { part: "EventsRejected", whole: ["EventsAccepted", "EventsRejected"], namespace: "MixpanelRelay" },
+      Intake5xxRateAlarm: { part: "Intake5xx", whole: ["IntakeRequests"], namespace: "MixpanelRelay" },
+      ApiGateway5xxRateAlarm: { part: "5xx", whole: ["Count"], namespace: "AWS/ApiGateway" },
+    };
+    expect(Object.keys(alarms).sort()).toEqual([...Object.keys(single), ...Object.keys(rates), "CohortSyncUnhealthyAlarm"].sort());
+    for (const [id, alarm] of Object.entries(alarms)) {
+      expect(alarm.AlarmActions, id).toEqual([{ Ref: "AlarmTopic" }]);
+      expect(alarm.TreatMissingData, id).toBe("notBreaching");
+      expect(alarm.AlarmName, id).toMatch(new RegExp(`^mixpanel-relay-${stage}-`));
+      expect(typeof alarm.Threshold, id).toBe("number");
+    }
+    // EMF metrics carry service and stage (lib/observability/telemetry.ts); both must match.
+    const relayDimensions = [
+      { Name: "service", Value: "mixpanel-relay" },
+      { Name: "stage", Value: stage },
+    ];
+    for (const [id, want] of Object.entries(single)) {
       const alarm = alarms[id];
       expect(alarm.Namespace, id).toBe(want.namespace);
       expect(alarm.MetricName, id).toBe(want.metric);
       expect(alarm.Dimensions[0].Value, id).toEqual(want.dimension);
-      if (want.namespace === "MixpanelRelay") {
-        // EMF metrics carry service and stage (lib/observability/telemetry.ts); both must match.
-        expect(alarm.Dimensions, id).toEqual([
-          { Name: "service", Value: "mixpanel-relay" },
-          { Name: "stage", Value: stage },
-        ]);
-      }
-      expect(alarm.AlarmActions, id).toEqual([{ Ref: "AlarmTopic" }]);
-      expect(alarm.TreatMissingData, id).toBe("notBreaching");
-      expect(alarm.AlarmName, id).toMatch(new RegExp(`^mixpanel-relay-${stage}-`));
+      if (want.namespace === "MixpanelRelay") expect(alarm.Dimensions, id).toEqual(relayDimensions);
     }
+    for (const [id, want] of Object.entries(rates)) {
+      const metrics = alarms[id].Metrics as any[];
+      const returned = metrics.filter((m) => m.ReturnData);
+      expect(returned, id).toHaveLength(1);
+      // A percentage, gated on volume so one odd record or request cannot fire it.
+      expect(returned[0].Expression, id).toMatch(/^IF\(.+>= \d+, 100 \* .+ \/ .+, 0\)$/);
+      const stats = metrics.filter((m) => m.MetricStat).map((m) => m.MetricStat);
+      expect(stats.map((stat) => stat.Metric.MetricName).sort(), id).toEqual([...new Set([want.part, ...want.whole])].sort());
+      for (const stat of stats) {
+        expect(stat.Metric.Namespace, id).toBe(want.namespace);
+        expect(stat.Stat, id).toBe("Sum");
+        if (want.namespace === "MixpanelRelay") expect(stat.Metric.Dimensions, id).toEqual(relayDimensions);
+        else expect(stat.Metric.Dimensions, id).toEqual([{ Name: "ApiId", Value: { Ref: "HttpApi" } }, { Name: "Stage", Value: "$default" }]);
+      }
+      expect(alarms[id].Threshold, id).toBeGreaterThan(0);
+      expect(alarms[id].Threshold, id).toBeLessThan(100);
+    }
+    // Per stage: prod is stricter than dev.
+    expect(alarms.EventsRejectedAlarm.Threshold).toBe(stage === "prod" ? 1 : 20);
+    expect(alarms.Intake5xxRateAlarm.Threshold).toBe(stage === "prod" ? 2 : 20);
+    expect(alarms.IntakeUnauthorizedAlarm.Threshold).toBe(stage === "prod" ? 10 : 50);
+    expect(alarms.CohortSyncUnhealthyAlarm.Metrics[0].Expression).toBe(
+      `SELECT SUM(CohortSyncUnhealthy) FROM SCHEMA(MixpanelRelay, service, stage, syncId) WHERE stage = '${stage}'`,
+    );
     const subscription = template.Resources.AlarmEmailSubscription;
     expect(subscription?.Condition).toBe("HasAlarmEmail");
     expect(subscription?.Properties.Endpoint).toBe(variant.params.alarmEmail ?? "");
   });
 
+  it("encrypts the alarm topic with a key CloudWatch may use, and allows only TLS on it", () => {
+    const { template } = get();
+    const topic = template.Resources.AlarmTopic?.Properties;
+    // Not alias/aws/sns: CloudWatch alarms cannot publish to a topic under the AWS-managed key.
+    expect(topic.KmsMasterKeyId).toEqual({ Ref: "AlarmTopicKey" });
+    const key = template.Resources.AlarmTopicKey?.Properties;
+    expect(key.EnableKeyRotation).toBe(true);
+    const keyStatements = key.KeyPolicy.Statement as any[];
+    expect(keyStatements.map((s) => s.Principal)).toEqual([
+      { AWS: sub("arn:${AWS::Partition}:iam::${AWS::AccountId}:root") },
+      { Service: "cloudwatch.amazonaws.com" },
+    ]);
+    expect(keyStatements[1].Action).toEqual(["kms:Decrypt", "kms:GenerateDataKey*"]);
+    const policies = resourcesOfType(template, "AWS::SNS::TopicPolicy").map(([, policy]) => policy.Properties);
+    expect(policies).toHaveLength(1);
+    expect(policies[0].Topics).toEqual([{ Ref: "AlarmTopic" }]);
+    const [publish, deny] = policies[0].PolicyDocument.Statement as any[];
+    expect(publish).toMatchObject({ Effect: "Allow", Principal: { Service: "cloudwatch.amazonaws.com" }, Action: "sns:Publish" });
+    expect(deny).toMatchObject({ Effect: "Deny", Principal: "*", Condition: { Bool: { "aws:SecureTransport": "false" } } });
+  });
+
+  it("keeps the dead-letter queues and their messages when the stack is removed or a queue replaced", () => {
+    const { template } = get();
+    for (const id of ["EventsDeadLetterQueue", "DeliveriesDeadLetterQueue", "CurrentsReaderFailuresQueue"]) {
+      expect(template.Resources[id]?.DeletionPolicy, id).toBe("Retain");
+      expect((template.Resources[id] as { UpdateReplacePolicy?: string }).UpdateReplacePolicy, id).toBe("Retain");
+    }
+  });
+
+  it("turns X-Ray tracing on only where the stage asks for it", () => {
+    const { template } = get();
+    for (const name of FUNCTION_NAMES) {
+      const config = template.Resources[`${LOGICAL_PREFIX[name]}LambdaFunction`]?.Properties.TracingConfig;
+      expect(config, name).toEqual(tracing ? { Mode: "Active" } : undefined);
+    }
+    // The param is substituted before CloudFormation sees it: a YAML boolean or a --param string.
+    const [value, wanted] = (template.Conditions?.TracingEnabled as { "Fn::Equals": unknown[] })["Fn::Equals"];
+    expect([String(value), wanted]).toEqual([String(tracing), "true"]);
+  });
+
   it("gives each function exactly its own IAM statements", () => {
     const { template } = get();
-    const expected = expectedStatements(stage, variant.expect.currents);
+    const expected = expectedStatements(stage, variant.expect.currents, tracing);
     for (const [role, statements] of Object.entries(expected)) {
       const actual = roleStatements(template, role, conditions);
       expect(actual.every((statement) => statement.Effect === "Allow"), role).toBe(true);
@@ -454,7 +637,14 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
     expect(statements.length).toBeGreaterThan(20);
     for (const { owner, statement } of statements) {
       const where = `${owner} ${statement.Sid ?? ""}`;
-      if (statement.Effect === "Deny") continue; // TLS-only bucket/queue policies: Principal "*" on purpose.
+      if (statement.Effect === "Deny") continue; // TLS-only bucket/queue/topic policies: Principal "*" on purpose.
+      // A key policy's Resource "*" means the key itself; its statements are checked in the alarm test.
+      if (template.Resources[owner]?.Type === "AWS::KMS::Key") continue;
+      // X-Ray has no resource-level permissions; only these two actions, and only with params.tracing.
+      if (statement.Sid === "SendTraces") {
+        expect(asList(statement.Action).sort(), where).toEqual(["xray:PutTelemetryRecords", "xray:PutTraceSegments"]);
+        continue;
+      }
       if (statement.Resource === undefined) {
         // A trust policy: only Lambda may assume the role.
         expect(statement.Principal, where).toEqual({ Service: expect.anything() });

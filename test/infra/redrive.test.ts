@@ -118,9 +118,13 @@ describe("npm run redrive", () => {
     const bodies = await deadLetter(queues, 23);
     expect(await depth(queues.deadLetterUrl)).toBe(23);
 
-    const result = await main(args(queues.stage), {}, log);
+    // Not a terminal: periodic plain lines with the count, the total and the rate.
+    const progress: string[] = [];
+    const result = await main(args(queues.stage), {}, log, { write: (text: string) => progress.push(text), isTTY: false });
 
-    expect(result).toEqual({ moved: 23, failed: 0, waitingBefore: 23 });
+    expect(result).toMatchObject({ moved: 23, failed: 0, waitingBefore: 23 });
+    expect(progress[0]).toMatch(/^progress: \d+\/23 messages \(\d+%\), [\d.]+\/s\n$/);
+    expect(result.timing).toMatch(/^23 messages in [\d.]+ s \([\d.]+\/s\)$/);
     expect(await depth(queues.deadLetterUrl)).toBe(0);
     const back = await drain(queues.sourceUrl, true);
     expect(back.map((m) => m.Body).sort()).toEqual([...bodies].sort());
@@ -128,7 +132,7 @@ describe("npm run redrive", () => {
       const body = JSON.parse(message.Body ?? "{}") as { correlationId: string };
       expect(message.MessageAttributes?.correlationId?.StringValue).toBe(body.correlationId);
     }
-    expect(lines.at(-1)).toMatch(/23 moved/);
+    expect(lines.at(-1)).toMatch(/23 moved.*; 23 messages in [\d.]+ s/);
   });
 
   it("stops after --max and leaves the rest on the DLQ", async () => {

@@ -1,0 +1,49 @@
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { dirname, resolve } from "node:path";
+import { fileURLToPath } from "node:url";
+import * as z from "zod";
+
+/**
+ * Where `npm start` announces its endpoints, so the operator commands
+ * (`npm run status|trace|redrive|replay -- --stage local`) reach the running
+ * local stack without being told its ports. Deleted when the stack stops.
+ */
+export const DEFAULT_LOCAL_STACK_FILE = resolve(dirname(fileURLToPath(import.meta.url)), "../../.local/stack.json");
+
+export const localStackFileSchema = z.object({
+  stage: z.string().min(1),
+  region: z.string().min(1),
+  awsEndpoint: z.url(),
+  intakeUrl: z.url(),
+  pid: z.number().int(),
+});
+export type LocalStackFile = z.infer<typeof localStackFileSchema>;
+
+export function localStackFilePath(env: NodeJS.ProcessEnv): string {
+  return env.RELAY_LOCAL_STACK_FILE ?? DEFAULT_LOCAL_STACK_FILE;
+}
+
+export function writeLocalStackFile(path: string, content: LocalStackFile): void {
+  mkdirSync(dirname(path), { recursive: true });
+  writeFileSync(path, `${JSON.stringify(content, null, 2)}\n`);
+}
+
+export function removeLocalStackFile(path: string): void {
+  rmSync(path, { force: true });
+}
+
+/** The running local stack's endpoints, or undefined when none is announced (or the file is unreadable). */
+export function readLocalStackFile(path: string): LocalStackFile | undefined {
+  let text: string;
+  try {
+    text = readFileSync(path, "utf8");
+  } catch {
+    return undefined;
+  }
+  try {
+    const parsed = localStackFileSchema.safeParse(JSON.parse(text));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}

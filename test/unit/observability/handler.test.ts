@@ -1,0 +1,142 @@
+import type { Context } from "aws-lambda";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { invocationClock, withTelemetry } from "../../../lib/observability/handler.js";
+import { count, logger } from "../../../lib/observability/telemetry.js";
+import { insertIdHash } from "../../../lib/observability/trace-ids.js";
+
+// What Lambda sets for an on-demand container; Powertools reads it when the logger is built.
+vi.hoisted(() => {
+  process.env.AWS_LAMBDA_INITIALIZATION_TYPE = "on-demand";
+});
+
+/** The JSON lines Powertools writes while `run` runs. */
+async function captureLines(run: () => Promise<unknown>): Promise<Record<string, unknown>[]> {
+  const chunks: string[] = [];
+  const capture = (chunk: string | Uint8Array) => {
+    chunks.push(typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8"));
+    return true;
+  };
+  // Powertools writes info lines to stdout and errors to stderr.
+  const spies = [vi.spyOn(process.stdout, "write").mockImplementation(capture), vi.spyOn(process.stderr, "write").mockImplementation(capture)];
+  try {
+    await run().catch(() => undefined);
+  } finally {
+    for (const spy of spies) spy.mockRestore();
+  }
+  return chunks
+    .join("")
+    .split("\n")
+    .filter((line) => line.startsWith("{"))
+    .map((line) => JSON.parse(line) as Record<string, unknown>);
+}
+
+function context(requestId: string, remaining = 42_000): Context {
+  return {
+    callbackWaitsForEmptyEventLoop: false,
+    functionName: "mixpanel-relay-test-forwarder",
+    functionVersion: "$LATEST",
+    invokedFunctionArn: "arn:aws:lambda:us-east-1:000000000000:function:mixpanel-relay-test-forwarder",
+    memoryLimitInMB: "1024",
+    awsRequestId: requestId,
+    logGroupName: "/aws/lambda/mixpanel-relay-test-forwarder",
+    logStreamName: "test",
+    getRemainingTimeInMillis: () => remaining,
+    done: () => undefined,
+    fail: () => undefined,
+    succeed: () => undefined,
+  };
+}
+
+describe("withTelemetry", () => {
+  const saved = { ...process.env };
+  beforeEach(() => {
+    process.env.POWERTOOLS_METRICS_DISABLED = "false";
+    logger.setLogLevel("INFO");
+  });
+  afterEach(() => {
+    process.env = { ...saved };
+  });
+
+  it("puts the Lambda context on every line, marks only the first invocation cold, and clears the correlation id", async () => {
+    const clock = invocationClock();
+    const seen: number[] = [];
+    const handler = withTelemetry(
+      clock,
+      async (event: { id: string }, invocation) => {
+        logger.info("before correlation");
+        invocation.correlate(`corr-${event.id}`);
+        seen.push(invocation.remainingMs());
+        logger.info("after correlation");
+        return event.id;
+      },
+      { failureMessage: "failed" },
+    );
+    const first = await captureLines(() => handler({ id: "a" }, context("req-1", 41_000)));
+    const second = await captureLines(() => handler({ id: "b" }, context("req-2", 39_000)));
+
+    const firstLogs = first.filter((line) => typeof line.message === "string");
+    expect(firstLogs.map((line) => line.message)).toEqual(["before correlation", "after correlation"]);
+    for (const line of firstLogs) {
+      expect(line.function_request_id).toBe("req-1");
+      expect(line.cold_start).toBe(true);
+      expect(line.function_name).toBe("mixpanel-relay-test-forwarder");
+    }
+    expect(firstLogs[0]?.correlationId).toBeUndefined();
+    expect(firstLogs[1]?.correlationId).toBe("corr-a");
+
+    const secondLogs = second.filter((line) => typeof line.message === "string");
+    expect(secondLogs[0]?.function_request_id).toBe("req-2");
+    expect(secondLogs[0]?.cold_start).toBe(false);
+    // The first invocation's correlation id did not leak into the next one.
+    expect(secondLogs[0]?.correlationId).toBeUndefined();
+    expect(secondLogs[1]?.correlationId).toBe("corr-b");
+
+    // A ColdStart metric on the first invocation only.
+    const coldStartMetrics = [...first, ...second].filter((line) => "ColdStart" in line);
+    expect(coldStartMetrics).toHaveLength(1);
+    expect(seen).toEqual([41_000, 39_000]);
+    expect(clock.remainingMs()).toBe(0);
+  });
+
+  it("flushes the invocation's metrics, and turns an unhandled failure into the event source's answer with its cause logged", async () => {
+    const handler = withTelemetry(
+      invocationClock(),
+      async (_event: { ids: string[] }) => {
+        count("EventsImported", 3);
+        throw new Error("secret store unreachable");
+      },
+      { failureMessage: "batch failed", onFailure: (event) => ({ failed: event.ids }) },
+    );
+    let result: unknown;
+    const lines = await captureLines(async () => {
+      result = await handler({ ids: ["m1", "m2"] }, context("req-3"));
+    });
+    expect(result).toEqual({ failed: ["m1", "m2"] });
+    const failure = lines.find((line) => line.message === "batch failed");
+    expect(failure?.level).toBe("ERROR");
+    expect(failure?.error).toBe("Error: secret store unreachable");
+    expect(failure?.function_request_id).toBe("req-3");
+    const emf = lines.find((line) => "EventsImported" in line);
+    expect(emf?.EventsImported).toBe(3);
+  });
+
+  it("rethrows when the event source should retry (no onFailure)", async () => {
+    const handler = withTelemetry(
+      invocationClock(),
+      async () => {
+        throw new Error("boom");
+      },
+      { failureMessage: "tick failed" },
+    );
+    await expect(handler({}, context("req-4"))).rejects.toThrow("boom");
+  });
+});
+
+describe("insertIdHash", () => {
+  it("is a stable 16-hex-character digest that does not contain the id", () => {
+    const hash = insertIdHash("user-42@example.com:signup");
+    expect(hash).toMatch(/^[0-9a-f]{16}$/);
+    expect(insertIdHash("user-42@example.com:signup")).toBe(hash);
+    expect(insertIdHash("user-43@example.com:signup")).not.toBe(hash);
+  });
+});
