@@ -4,6 +4,7 @@ import { ConfigError } from "../errors.js";
 import { formatZodIssues } from "./env.js";
 import { mappingConfigSchema } from "./mapping.js";
 import { cohortSyncsSchema } from "../cohorts/sync-config.js";
+import { brevoConfigSchema } from "../brevo/config.js";
 
 /**
  * The per-stage config file (config/<stage>.json): one zod schema, validated by
@@ -18,6 +19,8 @@ export const stageConfigSchema = z
     /** Where the Mixpanel project lives; never falls back to the US host (reference/mixpanel-api.md §1). */
     residency: residencySchema.default("us"),
     cohort_syncs: cohortSyncsSchema.default([]),
+    /** Mixpanel → Brevo connector: events, profiles, groups (README "Brevo"). Absent = off. */
+    brevo: brevoConfigSchema.optional(),
   })
   .extend(mappingConfigSchema.shape)
   .strict();
