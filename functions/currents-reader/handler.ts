@@ -3,7 +3,7 @@ import { requireSetting } from "../../lib/config/env.js";
 import { describeError } from "../../lib/errors.js";
 import { count, logger, publishMetrics } from "../../lib/observability/telemetry.js";
 import { createQueueSender } from "../../lib/queue/sqs-sender.js";
-import { createRuntimeContext, once, rejectedStoreFor } from "../../lib/runtime/context.js";
+import { brevoQueueUrlFor, createRuntimeContext, once, rejectedStoreFor } from "../../lib/runtime/context.js";
 import {
   type CurrentsReaderDeps,
   decodeS3EventKey,
@@ -23,6 +23,7 @@ const deps = once((): CurrentsReaderDeps => {
     config: runtime.config,
     queue: createQueueSender(runtime.sqs, runtime.env.SQS_MAX_MESSAGE_BYTES),
     queueUrl: requireSetting(runtime.env, "EVENTS_QUEUE_URL"),
+    brevoQueueUrl: brevoQueueUrlFor(runtime),
     rejected: rejectedStoreFor(runtime),
     maxMessageBytes: runtime.env.SQS_MAX_MESSAGE_BYTES,
     nowMs: Date.now,

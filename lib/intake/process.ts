@@ -1,4 +1,5 @@
 import type { StageConfig } from "../config/stage.js";
+import { brevoQueueBodies } from "../brevo/fanout.js";
 import { ConfigError, RetryableError, ValidationError, describeError } from "../errors.js";
 import type { QueueSender } from "../queue/sqs-sender.js";
 import type { RejectedStore } from "../queue/rejected-store.js";
@@ -32,6 +33,8 @@ export interface IntakeDeps {
   readonly tokens: TokenSource;
   readonly queue: QueueSender;
   readonly queueUrl: string;
+  /** The Brevo queue; set when the stage config has a `brevo` block (lib/brevo/fanout.ts). */
+  readonly brevoQueueUrl?: string | undefined;
   readonly rejected: RejectedStore;
   readonly maxMessageBytes: number;
   readonly maxBodyBytes: number;
@@ -149,9 +152,15 @@ export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Prom
   }
   rejections.sort((a, b) => a.index - b.index);
 
+  // Fan-out: the same accepted records, for the kinds brevo.sync enables, on the Brevo queue.
+  const brevoBodies = deps.brevoQueueUrl
+    ? brevoQueueBodies(deps.config.brevo, new Map([...linesByKind].map(([kind, group]) => [kind, group.lines])), route.source, correlationId, deps.maxMessageBytes)
+    : [];
+
   try {
     await Promise.all([
       bodies.length > 0 ? deps.queue.send(deps.queueUrl, bodies) : Promise.resolve(),
+      deps.brevoQueueUrl && brevoBodies.length > 0 ? deps.queue.send(deps.brevoQueueUrl, brevoBodies) : Promise.resolve(),
       rejections.length > 0
         ? deps.rejected.put({
             source: route.source,

@@ -5,6 +5,7 @@ import { RetryableError, ValidationError, describeError } from "../errors.js";
 import type { RejectedItemRecord, RejectedStore } from "../queue/rejected-store.js";
 import type { QueueSender } from "../queue/sqs-sender.js";
 import { packEnvelopes } from "../records/envelope.js";
+import { brevoQueueBodies } from "../brevo/fanout.js";
 import { mapBrazeAvroFile } from "./braze-avro.js";
 import type { MappedItem } from "./types.js";
 
@@ -29,6 +30,8 @@ export interface CurrentsReaderDeps {
   readonly config: StageConfig;
   readonly queue: QueueSender;
   readonly queueUrl: string;
+  /** The Brevo queue; set when the stage config has a `brevo` block (lib/brevo/fanout.ts). */
+  readonly brevoQueueUrl?: string | undefined;
   readonly rejected: RejectedStore;
   readonly maxMessageBytes: number;
   readonly nowMs: () => number;
@@ -124,8 +127,14 @@ export async function readCurrentsObject(ref: CurrentsObjectRef, deps: CurrentsR
   }
   rejections.sort((a, b) => a.index - b.index);
 
+  // Fan-out: the same accepted events on the Brevo queue when brevo.sync.events is on.
+  const brevoBodies = deps.brevoQueueUrl
+    ? brevoQueueBodies(deps.config.brevo, new Map([["event", lines]]), BRAZE_AVRO_SOURCE, correlationId, deps.maxMessageBytes)
+    : [];
+
   await Promise.all([
     packed.bodies.length > 0 ? deps.queue.send(deps.queueUrl, packed.bodies) : Promise.resolve(),
+    deps.brevoQueueUrl && brevoBodies.length > 0 ? deps.queue.send(deps.brevoQueueUrl, brevoBodies) : Promise.resolve(),
     rejections.length > 0
       ? deps.rejected.put({ source: BRAZE_AVRO_SOURCE, kind: "event", correlationId, stageOfFailure: "reader", items: rejections })
       : Promise.resolve(""),
