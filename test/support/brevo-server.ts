@@ -27,6 +27,10 @@ export interface BrevoServerOptions {
   readonly limit?: number;
   readonly windowMs?: number;
   readonly now?: () => number;
+  /** Port on 127.0.0.1; 0 (default) picks a free one. */
+  readonly port?: number;
+  /** Called after each answered call (the local stack prints a line). */
+  readonly onCall?: (call: BrevoCall & { method: string }) => void;
 }
 
 export interface BrevoCall {
@@ -101,7 +105,7 @@ export class BrevoServer {
     this.server = createServer((request, response) => {
       this.route(request, response).catch((error: unknown) => this.send(response, 500, { code: "internal", message: String(error) }, {}));
     });
-    const port = await listenOnLoopback(this.server);
+    const port = await listenOnLoopback(this.server, this.options.port ?? 0);
     this.url = `http://127.0.0.1:${port}/v3`;
     return this.url;
   }
@@ -138,6 +142,7 @@ export class BrevoServer {
     const answer = (status: number, payload?: unknown) => {
       const resetSeconds = Math.max(0, Math.ceil((this.windowStart + windowMs - now) / 1000));
       this.calls.push({ path, status, body });
+      this.options.onCall?.({ method: request.method ?? "GET", path, status, body });
       this.send(response, status, payload, {
         "x-sib-ratelimit-limit": String(limit),
         "x-sib-ratelimit-remaining": String(Math.max(0, limit - this.used)),
