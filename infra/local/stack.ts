@@ -14,6 +14,7 @@ import { createS3Client } from "../../lib/queue/rejected-store.js";
 import { createSqsClient } from "../../lib/queue/sqs-sender.js";
 import { MixpanelSandbox, type ExtraRouteHandler, type SandboxCredentials } from "../../test/support/mixpanel-server.js";
 import { BrevoServer } from "../../test/support/brevo-server.js";
+import { createGdprApi, type GdprApi } from "../../test/support/mixpanel-gdpr.js";
 import { loadStageConfig, stageConfigPath } from "../../lib/config/stage.js";
 import { createCohortQueryApi, type CohortFixture, type CohortQueryApi } from "../../test/support/mixpanel-query.js";
 import { SecretsManagerServer } from "../../test/support/secrets-manager-server.js";
@@ -40,6 +41,8 @@ export const LOCAL_MIXPANEL_CREDENTIALS: SandboxCredentials = {
 export const DEFAULT_LOCAL_INTAKE_TOKEN = "local-intake-token-change-me";
 /** The local Brevo sandbox's API key (never a real key: real ones start with xkeysib-). */
 export const LOCAL_BREVO_API_KEY = "local-brevo-api-key";
+/** The local Mixpanel sandbox's GDPR OAuth token (`npm run gdpr:delete` against the local stack). */
+export const LOCAL_GDPR_TOKEN = "local-gdpr-oauth-token";
 /** The queues' MaximumMessageSize; the intake packs envelopes up to it (AWS's default is now 1 MiB). */
 export const LOCAL_MAX_MESSAGE_BYTES = 262_144;
 
@@ -114,6 +117,8 @@ export interface LocalStack {
   readonly brevoSandbox: BrevoServer | undefined;
   readonly brevoUrl: string;
   readonly brevoPoller: SqsPoller;
+  /** The sandbox's GDPR data-deletion API under /api/app (absent with MIXPANEL_API_URL). */
+  readonly gdprApi: GdprApi | undefined;
   readonly rejectedBucket: string;
   readonly snapshotBucket: string;
   /** Braze Currents' storage bucket: Avro files put here are read by the currents-reader handler. */
@@ -280,11 +285,12 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   }
 
   let mixpanelUrl = options.mixpanelApiUrl ?? "";
+  const gdprApi = options.mixpanelApiUrl ? undefined : createGdprApi({ oauthToken: LOCAL_GDPR_TOKEN, projectToken: LOCAL_MIXPANEL_CREDENTIALS.projectToken });
   if (!options.mixpanelApiUrl) {
     sandbox = new MixpanelSandbox({
       credentials: LOCAL_MIXPANEL_CREDENTIALS,
       port: options.mixpanelPort ?? 0,
-      extraRoutes: [...(queryApi ? [queryApi] : []), ...(options.sandboxRoutes ?? [])],
+      extraRoutes: [...(queryApi ? [queryApi] : []), ...(gdprApi ? [gdprApi] : []), ...(options.sandboxRoutes ?? [])],
       onImport: (imported) => log(`mixpanel  /import received ${imported.length} event(s): ${[...new Set(imported.map((e) => e.event))].slice(0, 5).join(", ")}`),
     });
     mixpanelUrl = await sandbox.start();
@@ -460,6 +466,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     brevoSandbox,
     brevoUrl,
     brevoPoller,
+    gdprApi,
     rejectedBucket,
     snapshotBucket,
     currentsBucket,

@@ -2,6 +2,9 @@ import { GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.js";
 import { replayRejected } from "../../infra/replay-rejected.js";
+import { main as gdpr } from "../../infra/gdpr.js";
+import { LOCAL_GDPR_TOKEN, LOCAL_MIXPANEL_CREDENTIALS } from "../../infra/local/stack.js";
+import { auditRecordSchema, idDigest } from "../../lib/privacy/gdpr.js";
 import { type RejectedBatch, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
 
 /**
@@ -136,5 +139,43 @@ describe("Mixpanel and Brevo from one intake", () => {
     // Not re-sent to Mixpanel, which had taken it.
     await new Promise((resolve) => setTimeout(resolve, 1500));
     expect(engageCalls()).toBe(engageBefore);
+  });
+
+  it("gdpr:delete files a Mixpanel deletion, deletes the Brevo contact and audits without the ids; gdpr:status follows it", async () => {
+    const brevo = stack.brevoSandbox;
+    const gdprApi = stack.gdprApi;
+    if (!brevo || !gdprApi) throw new Error("no sandboxes");
+    await post("/v1/profiles", [{ $distinct_id: "erase-me", $set: { $email: "erase-me@example.com", plan: "pro" } }]);
+    await eventually(() => brevo.contacts.get("erase-me@example.com"));
+    const env = {
+      AWS_REGION: "us-east-1",
+      AWS_ENDPOINT_URL: stack.awsEndpoint,
+      MIXPANEL_GDPR_URL: `${stack.mixpanelUrl}/api/app`,
+      MIXPANEL_GDPR_TOKEN: LOCAL_GDPR_TOKEN,
+      MIXPANEL_PROJECT_TOKEN: LOCAL_MIXPANEL_CREDENTIALS.projectToken,
+      BREVO_API_URL: stack.brevoUrl,
+      BREVO_API_KEY: stack.env.BREVO_API_KEY,
+    };
+    const lines: string[] = [];
+    const [record] = (await gdpr(["delete", "--stage", "local", "--distinct-id", "erase-me", "--distinct-id", "never-seen", "--compliance", "ccpa"], env, (line) => lines.push(line))) ?? [];
+    expect(brevo.contacts.has("erase-me@example.com")).toBe(false);
+    expect(record?.brevo).toMatchObject({ deleted: 1, absent: 1, failed: 0 });
+    const [task] = [...gdprApi.tasks.values()];
+    expect(task).toMatchObject({ distinctIds: ["erase-me", "never-seen"], compliance: "CCPA", status: "PENDING" });
+
+    const listed = await stack.s3.send(new ListObjectsV2Command({ Bucket: stack.snapshotBucket, Prefix: "gdpr/" }));
+    expect(listed.Contents).toHaveLength(1);
+    const got = await stack.s3.send(new GetObjectCommand({ Bucket: stack.snapshotBucket, Key: listed.Contents?.[0]?.Key }));
+    const text = (await got.Body?.transformToString()) ?? "";
+    expect(text).not.toContain("erase-me");
+    const stored = auditRecordSchema.parse(JSON.parse(text));
+    expect(stored.idDigests).toEqual([idDigest("erase-me"), idDigest("never-seen")]);
+    expect(stored.mixpanel).toEqual([{ taskId: task?.taskId, ids: 2, status: "PENDING" }]);
+
+    await new Promise((resolve) => setTimeout(resolve, 1100)); // the GDPR API allows 1 request/s
+    gdprApi.completeAll();
+    const [after] = (await gdpr(["status", "--stage", "local"], env, (line) => lines.push(line))) ?? [];
+    expect(after?.mixpanel[0]?.status).toBe("SUCCESS");
+    expect(lines.at(-1)).toMatch(/complete/);
   });
 });
