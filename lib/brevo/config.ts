@@ -67,6 +67,12 @@ export const brevoCompaniesSchema = z
     id_attribute: z.string().regex(/^[a-z][a-z0-9_]{0,99}$/, "must be a Brevo company attribute internal name (lowercase a–z, 0–9, _)").default("mixpanel_group"),
     /** Group property that names the company; the group id when absent. */
     name_property: nonProto("property name").default("$name"),
+    /**
+     * Group keys whose profile property links the contact to the company: a profile `$set` of
+     * `company_id: "acme"` (Mixpanel's group analytics convention: the property is named after the
+     * group key) links the contact to the company of group company_id/acme, when that company exists.
+     */
+    group_keys: z.array(nonProto("group key")).default([]),
     /** Group properties → company attribute internal names (lowercase, §3 "Other rules"). */
     property_mapping: table(z.string().regex(/^[a-z][a-z0-9_]{0,99}$/, "must be a Brevo company attribute internal name (lowercase a–z, 0–9, _)")),
   })
@@ -91,7 +97,7 @@ export const brevoConfigSchema = z
       })
       .strict()
       .default({}),
-    companies: brevoCompaniesSchema.default({ id_attribute: "mixpanel_group", name_property: "$name", property_mapping: {} }),
+    companies: brevoCompaniesSchema.default({ id_attribute: "mixpanel_group", name_property: "$name", group_keys: [], property_mapping: {} }),
   })
   .strict()
   .superRefine((config, ctx) => {

@@ -38,6 +38,8 @@ export type ContactOperation =
       readonly listIds: number[];
       /** `$set_once`: attributes the contact already has are not overwritten. */
       readonly onlyIfAbsent: boolean;
+      /** Company markers ("<group key>:<group id>") to link the contact to (brevo.companies.group_keys). */
+      readonly companyLinks?: string[];
     }
   | { readonly op: "add"; readonly key: ContactKey; readonly increments: Record<string, number>; readonly listIds: number[] }
   | { readonly op: "list"; readonly key: ContactKey; readonly mode: "union" | "append" | "remove"; readonly values: Record<string, string[]>; readonly listIds: number[] }
@@ -151,7 +153,16 @@ export function mapProfileToContact(line: string, config: BrevoConfig, mode: Ide
         const converted = attributeValue(raw);
         if (converted !== undefined) attributes[target] = converted;
       }
-      if (op === "$set_once" && Object.keys(attributes).length === 0 && email === undefined) return nothing();
+      const companyLinks: string[] = [];
+      if (config.sync.groups) {
+        for (const groupKey of config.companies.group_keys) {
+          const ids = Object.hasOwn(properties, groupKey) ? properties[groupKey] : undefined;
+          for (const id of Array.isArray(ids) ? ids : [ids]) {
+            if ((typeof id === "string" && id !== "") || (typeof id === "number" && Number.isFinite(id))) companyLinks.push(`${groupKey}:${String(id)}`);
+          }
+        }
+      }
+      if (op === "$set_once" && Object.keys(attributes).length === 0 && email === undefined && companyLinks.length === 0) return nothing();
       const extId = key.type === "ext_id" ? key.value : undefined;
       return {
         status: "send",
@@ -163,6 +174,7 @@ export function mapProfileToContact(line: string, config: BrevoConfig, mode: Ide
           attributes,
           listIds,
           onlyIfAbsent: op === "$set_once",
+          ...(companyLinks.length > 0 ? { companyLinks } : {}),
         },
       };
     }

@@ -144,7 +144,48 @@ function createBody(operation: Extract<ContactOperation, { op: "upsert" }> | { k
 
 const isOk = (result: HttpResult) => result.status >= 200 && result.status < 300;
 
-async function applyContact(operation: ContactOperation, client: BrevoClient): Promise<Outcome> {
+/**
+ * Links the contact to the companies of its groups (brevo.companies.group_keys) that exist in
+ * Brevo, with `PATCH /v3/companies/link-unlink/{id}` (`linkContactIds` adds, never replaces, §3).
+ * A company not created yet is not linked (and not linked later when it is created).
+ */
+async function linkCompanies(operation: ContactOperation, contactId: number | undefined, deps: BrevoSenderDeps): Promise<Outcome> {
+  if (operation.op !== "upsert" || !operation.companyLinks || operation.companyLinks.length === 0) return sent;
+  let id = contactId;
+  if (id === undefined) {
+    const result = await deps.client.call("GET", contactPath(operation.key));
+    if (result.status !== 200) return { status: "rejected", reason: `contact upserted, but it could not be read back to link its companies: ${brevoMessage(result)}` };
+    id = parseContactId(result.body);
+    if (id === undefined) return sent;
+  }
+  const cache = deps.companyIds ?? new Map<string, string>();
+  for (const marker of operation.companyLinks) {
+    const company = await findCompany(marker, deps, cache);
+    if (company === undefined) continue;
+    if (typeof company !== "string") return { status: "rejected", reason: `contact upserted; company lookup refused: ${brevoMessage(company)}` };
+    const result = await deps.client.call("PATCH", `/companies/link-unlink/${encodeURIComponent(company)}`, { linkContactIds: [id] });
+    if (!isOk(result) && result.status !== 404) return { status: "rejected", reason: `contact upserted; link to ${marker} refused: ${brevoMessage(result)}` };
+  }
+  return sent;
+}
+
+/** The contact id from a 201 `{id}` reply (a 204 update has none). */
+function createdId(result: HttpResult): number | undefined {
+  return result.status === 201 ? parseContactId(result.body) : undefined;
+}
+
+function parseContactId(body: string): number | undefined {
+  try {
+    const parsed = contactSchema.safeParse(JSON.parse(body));
+    return parsed.success ? parsed.data.id : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function applyContact(operation: ContactOperation, deps: BrevoSenderDeps): Promise<Outcome> {
+  const client = deps.client;
+  let contactId: number | undefined;
   const refused = (result: HttpResult): Outcome => ({ status: "rejected", reason: brevoMessage(result) });
   const extId = operation.key.type === "ext_id" ? operation.key.value : undefined;
   const email = operation.key.type === "email_id" ? operation.key.value : undefined;
@@ -154,6 +195,7 @@ async function applyContact(operation: ContactOperation, client: BrevoClient): P
       "/contacts",
       createBody({ key: operation.key, ...(extId !== undefined ? { extId } : {}), ...(withEmail ?? email ? { email: withEmail ?? email } : {}), listIds }, attributes),
     );
+    contactId = createdId(result);
     return isOk(result) ? sent : refused(result);
   };
   const update = async (attributes: Record<string, unknown>, listIds: number[]) => {
@@ -176,7 +218,8 @@ async function applyContact(operation: ContactOperation, client: BrevoClient): P
     case "upsert":
       if (!operation.onlyIfAbsent) {
         const result = await client.call("POST", "/contacts", createBody(operation, operation.attributes));
-        return isOk(result) ? sent : refused(result);
+        if (!isOk(result)) return refused(result);
+        return linkCompanies(operation, createdId(result), deps);
       }
     // $set_once falls through to read-modify-write.
     // eslint-disable-next-line no-fallthrough
@@ -186,8 +229,8 @@ async function applyContact(operation: ContactOperation, client: BrevoClient): P
       if (current !== undefined && "status" in current) return refused(current);
       const attributes = attributesAfter(operation, current?.attributes);
       const listIds = operation.listIds;
-      if (current === undefined) return create(attributes, listIds, operation.op === "upsert" ? operation.email : undefined);
-      return update(attributes, listIds);
+      const outcome = current === undefined ? await create(attributes, listIds, operation.op === "upsert" ? operation.email : undefined) : await update(attributes, listIds);
+      return outcome.status === "imported" ? linkCompanies(operation, contactId, deps) : outcome;
     }
   }
 }
@@ -205,7 +248,7 @@ async function sendProfiles(lines: readonly string[], deps: BrevoSenderDeps): Pr
     else if (mapped.status === "reject") outcomes.push({ status: "rejected", reason: `${mapped.code}: ${mapped.reason}` });
     else {
       try {
-        outcomes.push(await applyContact(mapped.operation, deps.client));
+        outcomes.push(await applyContact(mapped.operation, deps));
       } catch (error) {
         blocked = failureOutcome(error);
         outcomes.push(blocked);

@@ -21,7 +21,7 @@ const config = brevoConfigSchema.parse({
   event_mapping: { Purchase: "order_completed" },
   property_mapping: { $email: "email", $first_name: "FIRSTNAME", plan: "PLAN_TYPE", total_revenue: "LTV", tags: "TAGS" },
   lists: { all_users: 15 },
-  companies: { property_mapping: { domain: "domain" } },
+  companies: { property_mapping: { domain: "domain" }, group_keys: ["company_id"] },
 });
 const T = Date.now() - 60_000;
 let brevo: BrevoServer;
@@ -137,6 +137,19 @@ describe("Brevo forwarder", () => {
     ]);
     await consumeEnvelopes([message("g3", "group", [group({ $delete: "" })])], deps());
     expect(brevo.companies.size).toBe(0);
+  });
+
+  it("links a contact to the company of the group its profile carries, when that company exists", async () => {
+    await consumeEnvelopes([message("l1", "group", [group({ $set: { $name: "Acme" } })])], deps());
+    await consumeEnvelopes(
+      [message("l2", "profile", [profile({ $set: { $email: "l@example.com", company_id: "acme" } }, "linked"), profile({ $set: { company_id: ["acme", "nope"] } }, "second")])],
+      deps(),
+    );
+    const ids = ["l@example.com", "ext:second"].map((key) => brevo.contactIds.get(key)?.id);
+    expect([...brevo.companies.values()][0]?.linkedContactsIds).toEqual(ids);
+    // A later update of the same contact (204, no id in the reply) links idempotently.
+    await consumeEnvelopes([message("l3", "profile", [profile({ $set: { company_id: "acme" } }, "linked")])], deps());
+    expect([...brevo.companies.values()][0]?.linkedContactsIds).toEqual(ids);
   });
 
   it("waits x-sib-ratelimit-reset on 429 and retries 5xx, sending each record once", async () => {
