@@ -1,4 +1,8 @@
-import { GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
+import { avroFile, schemaFor } from "../unit/sources/avro-support.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.js";
 import { replayRejected } from "../../infra/replay-rejected.js";
@@ -50,7 +54,12 @@ const brevoEvent = (insertId: string) => stack.brevoSandbox?.events.find((e) => 
 const mixpanelEvent = (insertId: string) => stack.sandbox?.events.find((e) => e.properties.$insert_id === insertId);
 
 beforeAll(async () => {
+  // config/local.json, plus forward_unmapped_events so a Braze Avro event (unmapped) reaches Brevo too.
+  const local = JSON.parse(readFileSync("config/local.json", "utf8"));
+  const configFile = join(mkdtempSync(join(tmpdir(), "brevo-pipeline-")), "local.json");
+  writeFileSync(configFile, JSON.stringify({ ...local, brevo: { ...local.brevo, forward_unmapped_events: true } }));
   stack = await startLocalStack({
+    configFile,
     // Outages below last a few seconds: keep redelivering instead of dead-lettering.
     maxReceiveCount: 100,
     visibilityTimeoutSeconds: 1,
@@ -77,6 +86,24 @@ describe("Mixpanel and Brevo from one intake", () => {
     const company = await eventually(() => [...(stack.brevoSandbox?.companies.values() ?? [])].find((c) => c.attributes.mixpanel_group === "company_id:acme"));
     expect(company).toMatchObject({ name: "Acme Inc", attributes: { domain: "acme.io" } });
     await eventually(() => stack.sandbox?.profiles.get("user-1"));
+  });
+
+  it("an event from a Braze Currents Avro file fans out to Brevo too", async () => {
+    const record = { id: "avro-brevo-1", user_id: "5f1d0c7e9d3b2a0012345678", external_user_id: "user-avro-1", time: NOW_S(), name: "Added To Cart", properties: JSON.stringify({ sku: "sku-1" }) };
+    const file = await avroFile(schemaFor("CustomEvent", [record]), [record]);
+    await stack.s3.send(
+      new PutObjectCommand({
+        Bucket: stack.currentsBucket,
+        Key: "currents/dataexport.prod-01.S3.integration.abc/event_type=users.behaviors.CustomEvent/date=2026-11-22-12/300/0/part+0+0.avro",
+        Body: file,
+      }),
+    );
+    expect((await eventually(() => mixpanelEvent("avro-brevo-1"))).event).toBe("[Braze Custom Event] Added To Cart");
+    expect(await eventually(() => brevoEvent("avro-brevo-1"))).toMatchObject({
+      event_name: "_Braze_Custom_Event_Added_To_Cart",
+      identifiers: { ext_id: "user-avro-1" },
+      event_properties: { _Custom_event_property_sku: "sku-1" },
+    });
   });
 
   it("Mixpanel delivery continues while Brevo is down; Brevo catches up afterwards", async () => {
