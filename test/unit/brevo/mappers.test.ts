@@ -197,3 +197,38 @@ describe("/groups updates → Brevo companies", () => {
     expect(mapGroupToCompany(group({ $union: { tags: ["a"] } }), withCompanies)).toMatchObject({ status: "skip", code: "not_mappable" });
   });
 });
+
+describe("hostile records", () => {
+  const anyLine = fc.oneof(
+    fc.string(),
+    fc.jsonValue().map((value) => JSON.stringify(value)),
+    fc.record({ event: fc.string(), properties: fc.dictionary(fc.string(), fc.jsonValue()) }).map((value) => JSON.stringify(value)),
+    fc
+      .record({
+        $distinct_id: fc.oneof(fc.string(), fc.integer()),
+        $group_key: fc.string(),
+        $group_id: fc.oneof(fc.string(), fc.integer()),
+        op: fc.constantFrom("$set", "$set_once", "$add", "$union", "$append", "$remove", "$unset", "$delete"),
+        value: fc.jsonValue(),
+      })
+      .map(({ op, value, ...rest }) => JSON.stringify({ ...rest, [op]: value })),
+  );
+  const everything = brevoConfigSchema.parse({ ...ISSUE_BLOCK, forward_unmapped_events: true, sync: { events: true, profiles: true, groups: true }, companies: { group_keys: ["company"] } });
+
+  it("property: no line makes a mapper throw; each answers send, skip or reject", () => {
+    fc.assert(
+      fc.property(anyLine, (line) => {
+        for (const mode of ["simplified", "original"] as const) {
+          expect(["send", "skip", "reject"]).toContain(mapEventToBrevo(line, everything, mode).status);
+          const contact = mapProfileToContact(line, everything, mode);
+          expect(["send", "skip", "reject"]).toContain(contact.status);
+          if (contact.status === "send") {
+            for (const name of Object.keys("attributes" in contact.operation ? contact.operation.attributes : {})) expect(name).toMatch(/^[A-Z][A-Z0-9_]*$/);
+          }
+        }
+        expect(["send", "skip", "reject"]).toContain(mapGroupToCompany(line, everything).status);
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
