@@ -41,10 +41,15 @@ const MAX_CACHED_COMPANIES = 10_000;
 type Outcome = RecordOutcome;
 const sent: Outcome = { status: "imported" };
 
+/**
+ * A call that threw: the key or settings (ConfigError) or transient trouble. Anything else is a
+ * fault of ours; it too leaves this and the later records unsent (re-queued, not resent whole),
+ * so records already applied are never applied again.
+ */
 function failureOutcome(error: unknown): Outcome {
   if (error instanceof ConfigError) return { status: "config", reason: error.message };
   if (error instanceof RetryableError) return { status: "retry", reason: error.message };
-  throw error;
+  return { status: "retry", reason: describeError(error) };
 }
 
 const batchErrorSchema = z.object({
@@ -137,7 +142,7 @@ function createBody(operation: Extract<ContactOperation, { op: "upsert" }> | { k
     ...(operation.email !== undefined ? { email: operation.email } : {}),
     attributes: withSms,
     ...(operation.listIds.length > 0 ? { listIds: operation.listIds } : {}),
-    // §2 / cohort-sync §3: without it an existing contact answers 400 duplicate_parameter.
+    // docs/vendors/brevo-connector.md §2, docs/vendors/cohort-sync.md §3: without it an existing contact answers 400 duplicate_parameter.
     updateEnabled: true,
   };
 }
