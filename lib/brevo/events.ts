@@ -29,7 +29,7 @@ export interface BrevoEvent {
 }
 
 export type BrevoEventResult =
-  | { readonly status: "send"; readonly event: BrevoEvent; readonly trimmed: readonly string[] }
+  | { readonly status: "send"; readonly event: BrevoEvent; readonly trimmed: readonly string[]; readonly insertId?: string }
   | { readonly status: "skip"; readonly code: "unmapped_event" | "no_identifier"; readonly reason: string }
   | { readonly status: "reject"; readonly code: "unreadable_record"; readonly reason: string };
 
@@ -125,5 +125,6 @@ export function mapEventToBrevo(line: string, config: BrevoConfig, mode: Identit
     ...(typeof time === "number" && Number.isFinite(time) ? { event_date: new Date(time).toISOString() } : {}),
     ...(Object.keys(fitted.properties).length > 0 ? { event_properties: fitted.properties } : {}),
   };
-  return { status: "send", event: brevoEvent, trimmed: fitted.trimmed };
+  const insertId = typeof properties.$insert_id === "string" ? properties.$insert_id : undefined;
+  return { status: "send", event: brevoEvent, trimmed: fitted.trimmed, ...(insertId !== undefined ? { insertId } : {}) };
 }

@@ -34,7 +34,15 @@ export interface BrevoSenderDeps {
   readonly eventsBatchSize: number;
   /** marker → Brevo company id, per container. */
   readonly companyIds?: Map<string, string>;
+  /**
+   * `$insert_id`s of events Brevo took, per container (bounded). Brevo's events API has no
+   * idempotency key (docs/vendors/brevo-connector.md §1), so the relay skips an event it already
+   * sent when the same record arrives again (a sender's retry, a replay) instead of duplicating it.
+   */
+  readonly sentInsertIds?: Map<string, true>;
 }
+
+const MAX_REMEMBERED_INSERT_IDS = 100_000;
 
 const MAX_CACHED_COMPANIES = 10_000;
 
@@ -77,10 +85,22 @@ function batchRefusals(result: HttpResult, size: number): Map<number, string> | 
 
 async function sendEvents(lines: readonly string[], deps: BrevoSenderDeps): Promise<Outcome[]> {
   const outcomes: Outcome[] = new Array(lines.length);
-  const pending: { position: number; event: BrevoEvent }[] = [];
+  const pending: { position: number; event: BrevoEvent; insertId?: string }[] = [];
+  const sentIds = deps.sentInsertIds;
+  const inThisBatch = new Set<string>();
+  const remember = (insertId: string | undefined) => {
+    if (!sentIds || insertId === undefined) return;
+    if (sentIds.size >= MAX_REMEMBERED_INSERT_IDS) sentIds.delete(sentIds.keys().next().value ?? "");
+    sentIds.set(insertId, true);
+  };
   lines.forEach((line, position) => {
     const mapped = mapEventToBrevo(line, deps.config, deps.identityMode);
-    if (mapped.status === "send") pending.push({ position, event: mapped.event });
+    if (mapped.status === "send" && mapped.insertId !== undefined && (sentIds?.has(mapped.insertId) || inThisBatch.has(mapped.insertId))) {
+      outcomes[position] = { status: "skipped", code: "already_sent" };
+    } else if (mapped.status === "send") {
+      if (mapped.insertId !== undefined) inThisBatch.add(mapped.insertId);
+      pending.push({ position, event: mapped.event, ...(mapped.insertId !== undefined ? { insertId: mapped.insertId } : {}) });
+    }
     else if (mapped.status === "skip") outcomes[position] = { status: "skipped", code: mapped.code };
     else outcomes[position] = { status: "rejected", reason: `${mapped.code}: ${mapped.reason}` };
   });
@@ -94,13 +114,17 @@ async function sendEvents(lines: readonly string[], deps: BrevoSenderDeps): Prom
     try {
       const result = await deps.client.call("POST", "/events/batch", { events: chunk.map(({ event }) => event) });
       if (result.status >= 200 && result.status < 300 && result.status !== 207) {
-        for (const { position } of chunk) outcomes[position] = sent;
+        for (const { position, insertId } of chunk) {
+          outcomes[position] = sent;
+          remember(insertId);
+        }
         continue;
       }
       const refusals = result.status === 207 || result.status === 400 ? batchRefusals(result, chunk.length) : undefined;
-      chunk.forEach(({ position }, index) => {
+      chunk.forEach(({ position, insertId }, index) => {
         if (refusals) {
           const reason = refusals.get(index);
+          if (reason === undefined) remember(insertId);
           outcomes[position] = reason === undefined ? sent : { status: "rejected", reason };
         } else {
           outcomes[position] = { status: "rejected", reason: brevoMessage(result) };

@@ -45,6 +45,7 @@ export function brevoForwarderDepsFrom(runtime: RuntimeContext, remainingMs: () 
     identityMode: runtime.config.identity_mode,
     eventsBatchSize: env.BREVO_EVENTS_BATCH_SIZE,
     companyIds: new Map(),
+    sentInsertIds: new Map(),
   });
   return {
     send,

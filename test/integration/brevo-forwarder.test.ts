@@ -106,6 +106,18 @@ describe("Brevo forwarder", () => {
     expect(brevo.events[0]?.event_properties).toMatchObject({ amount: 5, os: "iOS", insert_id: "a" });
   });
 
+  it("does not send an event twice when the same record arrives again in a warm container", async () => {
+    const warm = deps();
+    const sentInsertIds = new Map<string, true>();
+    const client = createBrevoClient({ fetch: globalThis.fetch, baseUrl: brevo.url, apiKey: async () => API_KEY, timeoutMs: 5_000, retryDeps: { sleep: async () => undefined, random: () => 0, remainingMs: () => 60_000 }, now: Date.now });
+    const withMemory = { ...warm, send: createBrevoSend({ client, config, identityMode: "simplified", eventsBatchSize: 2, sentInsertIds }) };
+    const first = await consumeEnvelopes([message("d1", "event", [event("Purchase", "same"), event("Purchase", "same")])], withMemory);
+    const again = await consumeEnvelopes([message("d2", "event", [event("Purchase", "same")])], withMemory);
+    expect(first).toMatchObject({ imported: 1, skipped: { already_sent: 1 } });
+    expect(again).toMatchObject({ imported: 0, skipped: { already_sent: 1 } });
+    expect(brevo.events).toHaveLength(1);
+  });
+
   it("applies every /engage operation to the contact", async () => {
     const lines = [
       profile({ $set: { $email: "u1@example.com", $first_name: "Ada", plan: "free" } }),

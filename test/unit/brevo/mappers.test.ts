@@ -51,6 +51,7 @@ describe("events → Brevo events", () => {
     expect(result).toEqual({
       status: "send",
       trimmed: [],
+      insertId: "i-1",
       event: {
         event_name: "order_completed",
         identifiers: { ext_id: "user-1" },
