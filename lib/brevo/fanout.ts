@@ -1,4 +1,7 @@
-import { type RecordKind, packEnvelopes } from "../records/envelope.js";
+import { RetryableError, describeError } from "../errors.js";
+import type { RejectedStore } from "../queue/rejected-store.js";
+import type { QueueSender } from "../queue/sqs-sender.js";
+import { type RecordKind, packEnvelopes, parseEnvelope } from "../records/envelope.js";
 import type { BrevoConfig } from "./config.js";
 
 /**
@@ -35,4 +38,40 @@ export function brevoQueueBodies(
     bodies.push(...packEnvelopes(kind, source, correlationId, lines, maxMessageBytes).bodies);
   }
   return bodies;
+}
+
+/**
+ * Puts the fan-out bodies on the Brevo queue. When that queue cannot be reached, the records
+ * go to the rejected store instead (`destination: "brevo"`, code `brevo_queue_unavailable`,
+ * replayable with `npm run replay`), so the sender is not asked to resend a batch the events
+ * queue already took (a profile `$add` would then reach Mixpanel twice). Throws only when
+ * both fail, and then the intake answers 503 as for any queueing failure.
+ */
+export async function sendToBrevoQueue(
+  deps: { readonly queue: QueueSender; readonly rejected: RejectedStore },
+  queueUrl: string,
+  bodies: readonly string[],
+  stageOfFailure: "intake" | "reader",
+): Promise<void> {
+  if (bodies.length === 0) return;
+  try {
+    await deps.queue.send(queueUrl, bodies);
+  } catch (error) {
+    const reason = `Brevo queue unavailable: ${describeError(error)}`.slice(0, 500);
+    try {
+      for (const body of bodies) {
+        const envelope = parseEnvelope(body);
+        await deps.rejected.put({
+          source: envelope.source,
+          correlationId: envelope.correlationId,
+          kind: envelope.kind,
+          stageOfFailure,
+          destination: "brevo",
+          items: envelope.records.map((line, index) => ({ index, code: "brevo_queue_unavailable", reason, line })),
+        });
+      }
+    } catch (storeError) {
+      throw new RetryableError(`cannot queue for Brevo (${describeError(error)}) nor store the records (${describeError(storeError)})`);
+    }
+  }
 }

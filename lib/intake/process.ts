@@ -1,5 +1,5 @@
 import type { StageConfig } from "../config/stage.js";
-import { brevoQueueBodies } from "../brevo/fanout.js";
+import { brevoQueueBodies, sendToBrevoQueue } from "../brevo/fanout.js";
 import { ConfigError, RetryableError, ValidationError, describeError } from "../errors.js";
 import type { QueueSender } from "../queue/sqs-sender.js";
 import type { RejectedStore } from "../queue/rejected-store.js";
@@ -160,7 +160,7 @@ export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Prom
   try {
     await Promise.all([
       bodies.length > 0 ? deps.queue.send(deps.queueUrl, bodies) : Promise.resolve(),
-      deps.brevoQueueUrl && brevoBodies.length > 0 ? deps.queue.send(deps.brevoQueueUrl, brevoBodies) : Promise.resolve(),
+      deps.brevoQueueUrl ? sendToBrevoQueue(deps, deps.brevoQueueUrl, brevoBodies, "intake") : Promise.resolve(),
       rejections.length > 0
         ? deps.rejected.put({
             source: route.source,

@@ -5,7 +5,7 @@ import { RetryableError, ValidationError, describeError } from "../errors.js";
 import type { RejectedItemRecord, RejectedStore } from "../queue/rejected-store.js";
 import type { QueueSender } from "../queue/sqs-sender.js";
 import { packEnvelopes } from "../records/envelope.js";
-import { brevoQueueBodies } from "../brevo/fanout.js";
+import { brevoQueueBodies, sendToBrevoQueue } from "../brevo/fanout.js";
 import { mapBrazeAvroFile } from "./braze-avro.js";
 import type { MappedItem } from "./types.js";
 
@@ -134,7 +134,7 @@ export async function readCurrentsObject(ref: CurrentsObjectRef, deps: CurrentsR
 
   await Promise.all([
     packed.bodies.length > 0 ? deps.queue.send(deps.queueUrl, packed.bodies) : Promise.resolve(),
-    deps.brevoQueueUrl && brevoBodies.length > 0 ? deps.queue.send(deps.brevoQueueUrl, brevoBodies) : Promise.resolve(),
+    deps.brevoQueueUrl ? sendToBrevoQueue(deps, deps.brevoQueueUrl, brevoBodies, "reader") : Promise.resolve(),
     rejections.length > 0
       ? deps.rejected.put({ source: BRAZE_AVRO_SOURCE, kind: "event", correlationId, stageOfFailure: "reader", items: rejections })
       : Promise.resolve(""),
