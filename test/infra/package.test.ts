@@ -423,6 +423,7 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
       CohortExportErrorsAlarm: { namespace: "AWS/Lambda", metric: "Errors", dimension: `mixpanel-relay-${stage}-cohort-export` },
       BrevoDeadLetterQueueDepthAlarm: { namespace: "AWS/SQS", metric: "ApproximateNumberOfMessagesVisible", dimension: getAtt("BrevoDeadLetterQueue", "QueueName") },
       BrevoCredentialsAlarm: { namespace: "MixpanelRelay", metric: "BrevoRecordsBlockedByConfig", dimension: "mixpanel-relay" },
+      BrevoForwarderErrorsAlarm: { namespace: "AWS/Lambda", metric: "Errors", dimension: `mixpanel-relay-${stage}-brevo-forwarder` },
     };
     expect(Object.keys(alarms).sort()).toEqual(Object.keys(expected).sort());
     for (const [id, want] of Object.entries(expected)) {
