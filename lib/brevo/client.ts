@@ -1,4 +1,5 @@
 import { ConfigError, RetryableError } from "../errors.js";
+import { parseJsonOrUndefined } from "../util/batching.js";
 import { type FetchLike, type HttpResult, fetchText } from "../http/fetch.js";
 import { type RetryDeps, type RetryPolicy, parseRetryAfterMs, withRetry } from "../http/retry.js";
 
@@ -138,14 +139,10 @@ export function createBrevoClient(options: BrevoClientOptions): BrevoClient {
 
 /** Brevo's error body `{code, message}` as one line for the rejected store. */
 export function brevoMessage(result: HttpResult): string {
-  try {
-    const parsed: unknown = JSON.parse(result.body);
-    if (parsed !== null && typeof parsed === "object" && "message" in parsed) {
-      const code = "code" in parsed ? String(parsed.code) : "";
-      return `Brevo ${result.status}${code ? ` ${code}` : ""}: ${String(parsed.message)}`;
-    }
-  } catch {
-    // not JSON: fall through
+  const parsed = parseJsonOrUndefined(result.body);
+  if (parsed !== null && typeof parsed === "object" && "message" in parsed) {
+    const code = "code" in parsed ? String(parsed.code) : "";
+    return `Brevo ${result.status}${code ? ` ${code}` : ""}: ${String(parsed.message)}`;
   }
   return `Brevo ${result.status}: ${result.body.slice(0, 500)}`;
 }

@@ -1,4 +1,5 @@
 import * as z from "zod";
+import { parseJsonOrUndefined } from "../util/batching.js";
 import type { BrevoConfig } from "./config.js";
 
 /**
@@ -53,14 +54,9 @@ function scalar(value: unknown): string | number | boolean | null | undefined {
 }
 
 export function mapGroupToCompany(line: string, config: BrevoConfig): CompanyResult {
-  let update: z.infer<typeof groupSchema>;
-  try {
-    const parsed = groupSchema.safeParse(JSON.parse(line));
-    if (!parsed.success) return { status: "reject", code: "unreadable_record", reason: "not a Mixpanel /groups update" };
-    update = parsed.data;
-  } catch {
-    return { status: "reject", code: "unreadable_record", reason: "record is not JSON" };
-  }
+  const parsed = groupSchema.safeParse(parseJsonOrUndefined(line));
+  if (!parsed.success) return { status: "reject", code: "unreadable_record", reason: "not a Mixpanel /groups update" };
+  const update = parsed.data;
   const marker = companyMarker(update.$group_key, update.$group_id);
   const mapping = config.companies.property_mapping;
   const target = (name: string) => (Object.hasOwn(mapping, name) ? mapping[name] : undefined);

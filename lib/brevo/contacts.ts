@@ -1,4 +1,5 @@
 import * as z from "zod";
+import { parseJsonOrUndefined } from "../util/batching.js";
 import type { IdentityMode } from "../config/mapping.js";
 import { CONTACT_EMAIL_TARGET, type BrevoConfig } from "./config.js";
 import { identifierValue } from "./identity.js";
@@ -88,14 +89,9 @@ export function contactKeyFor(
 }
 
 export function mapProfileToContact(line: string, config: BrevoConfig, mode: IdentityMode): ContactResult {
-  let update: z.infer<typeof engageSchema>;
-  try {
-    const parsed = engageSchema.safeParse(JSON.parse(line));
-    if (!parsed.success) return { status: "reject", code: "unreadable_record", reason: "not a Mixpanel /engage update" };
-    update = parsed.data;
-  } catch {
-    return { status: "reject", code: "unreadable_record", reason: "record is not JSON" };
-  }
+  const parsed = engageSchema.safeParse(parseJsonOrUndefined(line));
+  if (!parsed.success) return { status: "reject", code: "unreadable_record", reason: "not a Mixpanel /engage update" };
+  const update = parsed.data;
   const op = ["$set", "$set_once", "$add", "$union", "$append", "$remove", "$unset", "$delete"].find((name) => Object.hasOwn(update, name));
   if (op === undefined) return { status: "reject", code: "unreadable_record", reason: "no /engage operation" };
   const value = update[op];

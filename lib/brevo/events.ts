@@ -1,4 +1,5 @@
 import * as z from "zod";
+import { parseJsonOrUndefined } from "../util/batching.js";
 import type { IdentityMode } from "../config/mapping.js";
 import { BREVO_NAME, type BrevoConfig } from "./config.js";
 import { identifierValue } from "./identity.js";
@@ -95,15 +96,9 @@ function fitProperties(properties: Record<string, unknown>): { properties: Recor
 }
 
 export function mapEventToBrevo(line: string, config: BrevoConfig, mode: IdentityMode): BrevoEventResult {
-  let parsed: z.infer<typeof importEventSchema>;
-  try {
-    const result = importEventSchema.safeParse(JSON.parse(line));
-    if (!result.success) return { status: "reject", code: "unreadable_record", reason: "not a Mixpanel event {event, properties}" };
-    parsed = result.data;
-  } catch {
-    return { status: "reject", code: "unreadable_record", reason: "record is not JSON" };
-  }
-  const { event, properties } = parsed;
+  const parsed = importEventSchema.safeParse(parseJsonOrUndefined(line));
+  if (!parsed.success) return { status: "reject", code: "unreadable_record", reason: "not a Mixpanel event {event, properties}" };
+  const { event, properties } = parsed.data;
   const mapped = Object.hasOwn(config.event_mapping, event) ? config.event_mapping[event] : undefined;
   if (mapped === undefined && !config.forward_unmapped_events) {
     return { status: "skip", code: "unmapped_event", reason: `${event} is not in brevo.event_mapping` };

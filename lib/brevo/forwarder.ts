@@ -1,4 +1,5 @@
 import * as z from "zod";
+import { parseJsonOrUndefined } from "../util/batching.js";
 import type { IdentityMode } from "../config/mapping.js";
 import { ConfigError, RetryableError, describeError } from "../errors.js";
 import type { HttpResult } from "../http/fetch.js";
@@ -66,13 +67,7 @@ const batchErrorSchema = z.object({
 
 /** Per event of one batch: the refusal message, from a 207/400 body. */
 function batchRefusals(result: HttpResult, size: number): Map<number, string> | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(result.body);
-  } catch {
-    return undefined;
-  }
-  const body = batchErrorSchema.safeParse(parsed);
+  const body = batchErrorSchema.safeParse(parseJsonOrUndefined(result.body));
   if (!body.success || !body.data.errors) return undefined;
   const refusals = new Map<number, string>();
   for (const error of body.data.errors) {
@@ -149,13 +144,7 @@ async function readContact(key: ContactKey, client: BrevoClient): Promise<{ attr
   const result = await client.call("GET", contactPath(key));
   if (result.status === 404) return undefined;
   if (result.status !== 200) return result;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(result.body);
-  } catch {
-    parsed = {};
-  }
-  const contact = contactSchema.safeParse(parsed);
+  const contact = contactSchema.safeParse(parseJsonOrUndefined(result.body));
   return { attributes: contact.success ? (contact.data.attributes ?? {}) : {} };
 }
 
@@ -204,12 +193,8 @@ function createdId(result: HttpResult): number | undefined {
 }
 
 function parseContactId(body: string): number | undefined {
-  try {
-    const parsed = contactSchema.safeParse(JSON.parse(body));
-    return parsed.success ? parsed.data.id : undefined;
-  } catch {
-    return undefined;
-  }
+  const parsed = contactSchema.safeParse(parseJsonOrUndefined(body));
+  return parsed.success ? parsed.data.id : undefined;
 }
 
 async function applyContact(operation: ContactOperation, deps: BrevoSenderDeps): Promise<Outcome> {
@@ -298,13 +283,7 @@ async function findCompany(marker: string, deps: BrevoSenderDeps, cache: Map<str
   const result = await deps.client.call("GET", `/companies?${query}`);
   if (result.status === 404) return undefined;
   if (!isOk(result)) return result;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(result.body);
-  } catch {
-    parsed = {};
-  }
-  const list = companyListSchema.safeParse(parsed);
+  const list = companyListSchema.safeParse(parseJsonOrUndefined(result.body));
   const id = list.success ? list.data.items?.[0]?.id : undefined;
   if (id !== undefined) remember(cache, marker, id);
   return id;
@@ -347,12 +326,9 @@ async function applyCompany(operation: CompanyOperation, deps: BrevoSenderDeps, 
         attributes: { ...operation.attributes, [deps.config.companies.id_attribute]: operation.marker },
       });
       if (!isOk(result)) return refused(result);
-      try {
-        const created = companyCreatedSchema.safeParse(JSON.parse(result.body));
-        if (created.success) remember(cache, operation.marker, created.data.id);
-      } catch {
-        // The company exists; the next update finds it by its marker.
-      }
+      // Without an id in the reply the next update finds the company by its marker.
+      const created = companyCreatedSchema.safeParse(parseJsonOrUndefined(result.body));
+      if (created.success) remember(cache, operation.marker, created.data.id);
       return sent;
     }
   }

@@ -1,4 +1,5 @@
 import { createHash, randomUUID } from "node:crypto";
+import { parseJsonOrUndefined } from "../util/batching.js";
 import * as z from "zod";
 import type { Residency } from "../config/stage.js";
 import { ConfigError, RetryableError, UpstreamRejectedError } from "../errors.js";
@@ -69,13 +70,7 @@ const statusReplySchema = z.object({ results: z.object({ status: z.string() }) }
 
 /** The two documented create-reply shapes: `results.task_id` (OpenAPI) or `results[0].tracking_id` (example). */
 export function parseTaskId(body: string): string | undefined {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body);
-  } catch {
-    return undefined;
-  }
-  const reply = createReplySchema.safeParse(parsed);
+  const reply = createReplySchema.safeParse(parseJsonOrUndefined(body));
   if (!reply.success) return undefined;
   const results = reply.data.results;
   return Array.isArray(results) ? results[0]?.tracking_id : results.task_id;
@@ -122,13 +117,7 @@ export function createGdprClient(options: GdprClientOptions) {
     },
     async taskStatus(taskId: string): Promise<string> {
       const body = await call("GET", `/data-deletions/v3.0/${encodeURIComponent(taskId)}?token=${token}`);
-      let parsed: unknown;
-      try {
-        parsed = JSON.parse(body);
-      } catch {
-        return "UNKNOWN";
-      }
-      const reply = statusReplySchema.safeParse(parsed);
+      const reply = statusReplySchema.safeParse(parseJsonOrUndefined(body));
       return reply.success ? reply.data.results.status : "UNKNOWN";
     },
   };
