@@ -15,7 +15,9 @@
  * named by brevo.api_key_secret. MIXPANEL_GDPR_URL and BREVO_API_URL override the hosts
  * (the local stack's sandboxes).
  *
- * Deleting does not stop new data for the id from arriving: stop sending it at the source first.
+ * The ids are added to the erased-ids list (gdpr/suppressed-ids.json, digests only) first, so the
+ * Brevo forwarder does not create the contact again; Mixpanel keeps receiving whatever senders
+ * still send for the id: stop sending it at the source first.
  */
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
@@ -39,6 +41,7 @@ import {
   runDeletion,
 } from "../lib/privacy/gdpr.js";
 import { createS3Client } from "../lib/queue/rejected-store.js";
+import { SUPPRESSION_KEY, addSuppressedIds } from "../lib/privacy/suppression.js";
 import { createSecretReader, type SecretReader } from "../lib/secrets/secrets.js";
 import { UsageError, awsTargetOptions, parseArgs, resolveAwsTarget } from "./cli-args.js";
 import { SERVICE_NAME } from "./stack-layout.js";
@@ -161,7 +164,11 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       now: Date.now,
     });
   }
-  const record = await runDeletion(ids, compliance.data, { gdpr, brevo, stage: target.stage, now: () => new Date(), pause });
+  // Before anything is deleted: the Brevo forwarder stops sending these ids (lib/privacy/suppression.ts).
+  const cleanIds = ids.map((id) => id.trim()).filter((id) => id !== "");
+  const listed = await addSuppressedIds(s3, bucket, cleanIds);
+  log(`erased-ids list s3://${bucket}/${SUPPRESSION_KEY}: ${listed} id(s)`);
+  const record = await runDeletion(cleanIds, compliance.data, { gdpr, brevo, stage: target.stage, now: () => new Date(), pause });
   const key = await writeAudit(s3, bucket, record);
   log(
     `GDPR request ${record.requestId}: ${record.idDigests.length} id(s); mixpanel task(s) ${record.mixpanel.map((task) => `${task.taskId ?? "-"} ${task.status}`).join(", ")}; ` +

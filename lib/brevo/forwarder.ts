@@ -10,6 +10,7 @@ import { type CompanyOperation, mapGroupToCompany } from "./companies.js";
 import type { BrevoConfig } from "./config.js";
 import { type ContactKey, type ContactOperation, attributesAfter, mapProfileToContact } from "./contacts.js";
 import { type BrevoEvent, mapEventToBrevo } from "./events.js";
+import { idDigest } from "../privacy/gdpr.js";
 
 /**
  * The Brevo forwarder's sends (docs/vendors/brevo-connector.md §1–§4): one outcome per queued
@@ -41,6 +42,8 @@ export interface BrevoSenderDeps {
    * sent when the same record arrives again (a sender's retry, a replay) instead of duplicating it.
    */
   readonly sentInsertIds?: Map<string, true>;
+  /** Digests of erased ids (lib/privacy/suppression.ts): their records are skipped (`suppressed`). */
+  readonly suppressed?: () => Promise<ReadonlySet<string>>;
 }
 
 const MAX_REMEMBERED_INSERT_IDS = 100_000;
@@ -78,7 +81,11 @@ function batchRefusals(result: HttpResult, size: number): Map<number, string> | 
   return refusals;
 }
 
-async function sendEvents(lines: readonly string[], deps: BrevoSenderDeps): Promise<Outcome[]> {
+function isSuppressed(values: readonly (string | undefined)[], suppressed: ReadonlySet<string>): boolean {
+  return suppressed.size > 0 && values.some((value) => value !== undefined && suppressed.has(idDigest(value)));
+}
+
+async function sendEvents(lines: readonly string[], deps: BrevoSenderDeps, suppressed: ReadonlySet<string>): Promise<Outcome[]> {
   const outcomes: Outcome[] = new Array(lines.length);
   const pending: { position: number; event: BrevoEvent; insertId?: string }[] = [];
   const sentIds = deps.sentInsertIds;
@@ -90,7 +97,9 @@ async function sendEvents(lines: readonly string[], deps: BrevoSenderDeps): Prom
   };
   lines.forEach((line, position) => {
     const mapped = mapEventToBrevo(line, deps.config, deps.identityMode);
-    if (mapped.status === "send" && mapped.insertId !== undefined && (sentIds?.has(mapped.insertId) || inThisBatch.has(mapped.insertId))) {
+    if (mapped.status === "send" && isSuppressed(Object.values(mapped.event.identifiers), suppressed)) {
+      outcomes[position] = { status: "skipped", code: "suppressed" };
+    } else if (mapped.status === "send" && mapped.insertId !== undefined && (sentIds?.has(mapped.insertId) || inThisBatch.has(mapped.insertId))) {
       outcomes[position] = { status: "skipped", code: "already_sent" };
     } else if (mapped.status === "send") {
       if (mapped.insertId !== undefined) inThisBatch.add(mapped.insertId);
@@ -249,7 +258,7 @@ async function applyContact(operation: ContactOperation, deps: BrevoSenderDeps):
   }
 }
 
-async function sendProfiles(lines: readonly string[], deps: BrevoSenderDeps): Promise<Outcome[]> {
+async function sendProfiles(lines: readonly string[], deps: BrevoSenderDeps, suppressed: ReadonlySet<string>): Promise<Outcome[]> {
   const outcomes: Outcome[] = [];
   let blocked: Outcome | undefined;
   for (const line of lines) {
@@ -258,7 +267,10 @@ async function sendProfiles(lines: readonly string[], deps: BrevoSenderDeps): Pr
       continue;
     }
     const mapped = mapProfileToContact(line, deps.config, deps.identityMode);
-    if (mapped.status === "skip") outcomes.push({ status: "skipped", code: mapped.code });
+    const operation = mapped.status === "send" ? mapped.operation : undefined;
+    if (operation && isSuppressed([operation.key.value, "email" in operation ? operation.email : undefined], suppressed)) {
+      outcomes.push({ status: "skipped", code: "suppressed" });
+    } else if (mapped.status === "skip") outcomes.push({ status: "skipped", code: mapped.code });
     else if (mapped.status === "reject") outcomes.push({ status: "rejected", reason: `${mapped.code}: ${mapped.reason}` });
     else {
       try {
@@ -361,8 +373,10 @@ async function sendGroups(lines: readonly string[], deps: BrevoSenderDeps): Prom
 export function createBrevoSend(deps: BrevoSenderDeps): (kind: RecordKind, lines: readonly string[]) => Promise<RecordOutcome[]> {
   return async (kind, lines) => {
     try {
-      if (kind === "event") return await sendEvents(lines, deps);
-      if (kind === "profile") return await sendProfiles(lines, deps);
+      // Fails closed: when the erased-ids list cannot be read, nothing is sent (all left for redelivery).
+      const suppressed = deps.suppressed ? await deps.suppressed() : new Set<string>();
+      if (kind === "event") return await sendEvents(lines, deps, suppressed);
+      if (kind === "profile") return await sendProfiles(lines, deps, suppressed);
       return await sendGroups(lines, deps);
     } catch (error) {
       // Not a Brevo answer: a bug or an unexpected fault. Keep every record for redelivery.

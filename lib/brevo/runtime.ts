@@ -8,6 +8,7 @@ import { type RuntimeContext, rejectedStoreFor } from "../runtime/context.js";
 import { DEFAULT_BREVO_API_URL, createBrevoClient, type BrevoClient } from "./client.js";
 import type { BrevoConfig } from "./config.js";
 import { createBrevoSend } from "./forwarder.js";
+import { cachedSuppression, readSuppressedDigests } from "../privacy/suppression.js";
 
 /**
  * Wires the Brevo forwarder from the runtime context (once per container): the `brevo` block
@@ -39,6 +40,7 @@ export function brevoClientFrom(runtime: RuntimeContext, remainingMs: () => numb
 export function brevoForwarderDepsFrom(runtime: RuntimeContext, remainingMs: () => number): EnvelopeConsumerDeps {
   const { env } = runtime;
   const config = brevoConfigOf(runtime);
+  const snapshotBucket = env.SNAPSHOT_BUCKET;
   const send = createBrevoSend({
     client: brevoClientFrom(runtime, remainingMs),
     config,
@@ -46,6 +48,9 @@ export function brevoForwarderDepsFrom(runtime: RuntimeContext, remainingMs: () 
     eventsBatchSize: env.BREVO_EVENTS_BATCH_SIZE,
     companyIds: new Map(),
     sentInsertIds: new Map(),
+    ...(snapshotBucket
+      ? { suppressed: cachedSuppression(() => readSuppressedDigests(runtime.s3, snapshotBucket), env.SECRETS_TTL_SECONDS * 1000, Date.now) }
+      : {}),
   });
   return {
     send,

@@ -72,7 +72,7 @@ const FUNCTION_ENV: Record<FunctionName, string[]> = {
   "currents-reader": ["EVENTS_QUEUE_URL", "REJECTED_BUCKET", "REJECTED_PREFIX", "SQS_MAX_MESSAGE_BYTES", "BREVO_QUEUE_URL"],
   "cohort-export": ["MIXPANEL_SECRET_ID", "SNAPSHOT_BUCKET", "DELIVERIES_QUEUE_URL", "SQS_MAX_MESSAGE_BYTES"],
   "webhook-delivery": ["SNAPSHOT_BUCKET", "DELIVERIES_DLQ_URL"],
-  "brevo-forwarder": ["REJECTED_BUCKET", "REJECTED_PREFIX", "BREVO_QUEUE_URL", "BREVO_DLQ_URL"],
+  "brevo-forwarder": ["REJECTED_BUCKET", "REJECTED_PREFIX", "BREVO_QUEUE_URL", "BREVO_DLQ_URL", "SNAPSHOT_BUCKET"],
 };
 
 const getAtt = (logicalId: string, attribute = "Arn") => ({ "Fn::GetAtt": [logicalId, attribute] });
@@ -133,6 +133,8 @@ function expectedStatements(stage: string, currents: boolean): Record<string, { 
       consume("ConsumeBrevo", "BrevoQueue"),
       { Sid: "RequeueUnsentRecords", Action: ["sqs:SendMessage"], Resource: [getAtt("BrevoQueue"), getAtt("BrevoDeadLetterQueue")] },
       rejected,
+      { Sid: "ReadErasedIds", Action: ["s3:GetObject"], Resource: sub("${CohortSnapshotBucket.Arn}/gdpr/suppressed-ids.json") },
+      { Sid: "ListSnapshots", Action: ["s3:ListBucket"], Resource: getAtt("CohortSnapshotBucket") },
       { Sid: "ReadBrevoApiKey", Action: ["secretsmanager:GetSecretValue"], Resource: secretArn(`mixpanel-relay/${stage}/destinations/*`) },
     ],
   };

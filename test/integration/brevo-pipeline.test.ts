@@ -9,6 +9,7 @@ import { replayRejected } from "../../infra/replay-rejected.js";
 import { main as gdpr } from "../../infra/gdpr.js";
 import { LOCAL_GDPR_TOKEN, LOCAL_MIXPANEL_CREDENTIALS } from "../../infra/local/stack.js";
 import { auditRecordSchema, idDigest } from "../../lib/privacy/gdpr.js";
+import { SUPPRESSION_KEY } from "../../lib/privacy/suppression.js";
 import { type RejectedBatch, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
 
 /**
@@ -65,7 +66,7 @@ beforeAll(async () => {
     visibilityTimeoutSeconds: 1,
     forwarderTimeoutMs: 10_000,
     brevoRateLimit: 1000,
-    env: { HTTP_TIMEOUT_MS: "2000" },
+    env: { HTTP_TIMEOUT_MS: "2000", SECRETS_TTL_SECONDS: "1" },
   });
 });
 afterAll(() => stack.stop());
@@ -191,8 +192,15 @@ describe("Mixpanel and Brevo from one intake", () => {
     expect(task).toMatchObject({ distinctIds: ["erase-me", "never-seen"], compliance: "CCPA", status: "PENDING" });
 
     const listed = await stack.s3.send(new ListObjectsV2Command({ Bucket: stack.snapshotBucket, Prefix: "gdpr/" }));
-    expect(listed.Contents).toHaveLength(1);
-    const got = await stack.s3.send(new GetObjectCommand({ Bucket: stack.snapshotBucket, Key: listed.Contents?.[0]?.Key }));
+    const keys = (listed.Contents ?? []).map((object) => object.Key ?? "");
+    expect(keys).toContain(SUPPRESSION_KEY);
+    const audits = keys.filter((key) => key !== SUPPRESSION_KEY);
+    expect(audits).toHaveLength(1);
+    const suppressedList = await stack.s3.send(new GetObjectCommand({ Bucket: stack.snapshotBucket, Key: SUPPRESSION_KEY }));
+    const suppressedText = (await suppressedList.Body?.transformToString()) ?? "";
+    expect(suppressedText).not.toContain("erase-me");
+    expect(JSON.parse(suppressedText).digests).toEqual([idDigest("erase-me"), idDigest("never-seen")].sort());
+    const got = await stack.s3.send(new GetObjectCommand({ Bucket: stack.snapshotBucket, Key: audits[0] }));
     const text = (await got.Body?.transformToString()) ?? "";
     expect(text).not.toContain("erase-me");
     const stored = auditRecordSchema.parse(JSON.parse(text));
@@ -204,5 +212,17 @@ describe("Mixpanel and Brevo from one intake", () => {
     const [after] = (await gdpr(["status", "--stage", "local"], env, (line) => lines.push(line))) ?? [];
     expect(after?.mixpanel[0]?.status).toBe("SUCCESS");
     expect(lines.at(-1)).toMatch(/complete/);
+
+    // The erased id stays erased in Brevo: later records for it are skipped (after the list's cache
+    // expires; SECRETS_TTL_SECONDS is short in this stack), records for others still go.
+    await new Promise((resolve) => setTimeout(resolve, 1100));
+    await post("/v1/profiles", [{ $distinct_id: "erase-me", $set: { $email: "erase-me@example.com", plan: "again" } }]);
+    await post("/v1/events", [{ event: "Purchase", properties: { distinct_id: "erase-me", time: NOW_S(), $insert_id: "after-erase" } }]);
+    await post("/v1/profiles", [{ $distinct_id: "after-erase-other", $set: { $email: "other@example.com" } }]);
+    await eventually(() => brevo.contacts.get("other@example.com"));
+    await eventually(() => mixpanelEvent("after-erase"));
+    await new Promise((resolve) => setTimeout(resolve, 1000));
+    expect(brevo.contacts.has("erase-me@example.com")).toBe(false);
+    expect(brevoEvent("after-erase")).toBeUndefined();
   });
 });
