@@ -10,6 +10,8 @@ import { createRejectedStore, createS3Client, rejectedBatchSchema } from "../../
 import { createSqsClient } from "../../lib/queue/sqs-sender.js";
 import { parseEnvelope, serializeEnvelope } from "../../lib/records/envelope.js";
 import { BrevoServer } from "../support/brevo-server.js";
+import { RetryableError } from "../../lib/errors.js";
+import { idDigest } from "../../lib/privacy/gdpr.js";
 import { startLocalAws } from "../support/fauxqs.js";
 
 /** The Brevo forwarder's decisions per SQS message, against the strict local Brevo and a real S3/SQS protocol server. */
@@ -115,6 +117,24 @@ describe("Brevo forwarder", () => {
     const again = await consumeEnvelopes([message("d2", "event", [event("Purchase", "same")])], withMemory);
     expect(first).toMatchObject({ imported: 1, skipped: { already_sent: 1 } });
     expect(again).toMatchObject({ imported: 0, skipped: { already_sent: 1 } });
+    expect(brevo.events).toHaveLength(1);
+  });
+
+  it("skips records of erased ids and sends nothing while the erased-ids list cannot be read", async () => {
+    const client = createBrevoClient({ fetch: globalThis.fetch, baseUrl: brevo.url, apiKey: async () => API_KEY, timeoutMs: 5_000, retryDeps: { sleep: async () => undefined, random: () => 0, remainingMs: () => 60_000 }, now: Date.now });
+    const base = deps();
+    const erased = { ...base, send: createBrevoSend({ client, config, identityMode: "simplified", eventsBatchSize: 2, suppressed: async () => new Set([idDigest("gone")]) }) };
+    const summary = await consumeEnvelopes(
+      [message("e1", "event", [event("Purchase", "g1", { distinct_id: "gone" }), event("Purchase", "k1")]), message("e2", "profile", [profile({ $set: { plan: "x" } }, "gone")])],
+      erased,
+    );
+    expect(summary).toMatchObject({ imported: 1, skipped: { suppressed: 2 } });
+    expect(brevo.events.map((e) => e.identifiers.ext_id)).toEqual(["user-1"]);
+    expect(brevo.contacts.size).toBe(0);
+
+    const unreadable = { ...base, send: createBrevoSend({ client, config, identityMode: "simplified", eventsBatchSize: 2, suppressed: async () => Promise.reject(new RetryableError("S3 down")) }) };
+    const blocked = await consumeEnvelopes([message("e3", "event", [event("Purchase", "k2")])], unreadable);
+    expect(blocked).toMatchObject({ imported: 0, retried: 1, failedMessageIds: ["e3"] });
     expect(brevo.events).toHaveLength(1);
   });
 
