@@ -17,6 +17,10 @@
  *
  * Items without `line` never became a Mixpanel record (unparseable input): fix
  * the sender or mapper and have the sender resend; replay reports how many.
+ *
+ * Records Brevo refused (`destination: "brevo"`, lib/brevo/forwarder.ts) go back to the Brevo
+ * queue instead, so fixing a Brevo attribute or a mapping never re-sends them to Mixpanel.
+ * When the stage has no Brevo queue they stay in place (`left.noQueue`).
  */
 import {
   DeleteObjectCommand,
@@ -53,6 +57,8 @@ export interface ReplayOptions {
   readonly sqs: SQSClient;
   readonly bucket: string;
   readonly queueUrl: string;
+  /** The Brevo queue, for records Brevo refused; absent = leave them in place. */
+  readonly brevoQueueUrl?: string | undefined;
   readonly filter: ReplayFilter;
   readonly maxObjects?: number;
   readonly dryRun: boolean;
@@ -68,7 +74,7 @@ export interface ReplaySummary {
   itemsReplayed: number;
   messagesSent: number;
   /** Items left in rejected/, by why. */
-  left: { filteredOut: number; noRecord: number; dropped: number; tooLarge: number };
+  left: { filteredOut: number; noRecord: number; dropped: number; tooLarge: number; noQueue: number };
   /** Objects that are not a rejected batch (left alone, reported). */
   unreadable: string[];
   /** "N objects in T s (R/s)" when progress was shown. */
@@ -136,7 +142,7 @@ export async function replayRejected(options: ReplayOptions): Promise<ReplaySumm
     objectsReplayed: 0,
     itemsReplayed: 0,
     messagesSent: 0,
-    left: { filteredOut: 0, noRecord: 0, dropped: 0, tooLarge: 0 },
+    left: { filteredOut: 0, noRecord: 0, dropped: 0, tooLarge: 0, noQueue: 0 },
     unreadable: [],
   };
   const prefix = filter.source ? `${REJECTED_PREFIX}${filter.source}/` : REJECTED_PREFIX;
@@ -160,6 +166,11 @@ export async function replayRejected(options: ReplayOptions): Promise<ReplaySumm
 
     const toReplay: RejectedItemRecord[] = [];
     const remaining: RejectedItemRecord[] = [];
+    const targetQueue = batch.destination === "brevo" ? options.brevoQueueUrl : options.queueUrl;
+    if (targetQueue === undefined) {
+      summary.left.noQueue += batch.items.length;
+      continue;
+    }
     for (const item of batch.items) {
       const verdict = judge(item, filter);
       if (verdict === "replay") toReplay.push(item);
@@ -183,7 +194,7 @@ export async function replayRejected(options: ReplayOptions): Promise<ReplaySumm
     if (options.dryRun) {
       log(`would replay ${replayed.length} ${kind} record(s) from ${key} (${bodies.length} message(s))`);
     } else {
-      await sender.send(options.queueUrl, bodies);
+      await sender.send(targetQueue, bodies);
       // Record what was sent before touching the original, so a crash here means a
       // harmless second replay (Mixpanel dedupes on $insert_id), never a lost item.
       const replayedKey = `${REPLAYED_PREFIX}${key.slice(REJECTED_PREFIX.length)}`;
@@ -258,6 +269,11 @@ export async function main(
   const queue = queueName(target.stage, "events");
   const queueUrl = (await sqs.send(new GetQueueUrlCommand({ QueueName: queue }))).QueueUrl;
   if (!queueUrl) throw new Error(`queue ${queue} not found`);
+  // Optional: stages without the Brevo connector have no Brevo queue.
+  const brevoQueueUrl = await sqs
+    .send(new GetQueueUrlCommand({ QueueName: queueName(target.stage, "brevo") }))
+    .then((found) => found.QueueUrl)
+    .catch(() => undefined);
   const dryRun = values["dry-run"] ?? false;
   log(`${dryRun ? "dry run: " : ""}replay s3://${bucket}/${REJECTED_PREFIX} → ${queue} (${target.region}${target.endpoint ? ` via ${target.endpoint}` : ""})`);
 
@@ -266,6 +282,7 @@ export async function main(
     sqs,
     bucket,
     queueUrl,
+    brevoQueueUrl,
     dryRun,
     maxObjects: parsePositiveInt(values["max-objects"], "--max-objects"),
     filter: {
@@ -281,7 +298,7 @@ export async function main(
   const { left } = summary;
   log(
     `${dryRun ? "would replay" : "replayed"} ${summary.itemsReplayed} record(s) from ${summary.objectsReplayed} of ${summary.objectsScanned} object(s) in ${summary.messagesSent} message(s); ` +
-      `left in place: ${left.noRecord} never became a record (resend from the source), ${left.dropped} expected drops, ${left.filteredOut} filtered out, ${left.tooLarge} too large` +
+      `left in place: ${left.noRecord} never became a record (resend from the source), ${left.dropped} expected drops, ${left.filteredOut} filtered out, ${left.tooLarge} too large, ${left.noQueue} for a queue the stage does not have` +
       (summary.unreadable.length > 0 ? `; unreadable: ${summary.unreadable.join(", ")}` : "") +
       (summary.timing ? `; ${summary.timing}` : ""),
   );

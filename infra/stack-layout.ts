@@ -7,11 +7,11 @@
 export const SERVICE_NAME = "mixpanel-relay";
 
 /** Function keys in serverless.yml; `npm run build` writes dist/<name>/index.mjs for each. */
-export const FUNCTION_NAMES = ["intake", "forwarder", "currents-reader", "cohort-export", "webhook-delivery"] as const;
+export const FUNCTION_NAMES = ["intake", "forwarder", "currents-reader", "cohort-export", "webhook-delivery", "brevo-forwarder"] as const;
 export type FunctionName = (typeof FUNCTION_NAMES)[number];
 
 /** Queues that have a dead-letter queue, by the name `--queue` takes. */
-export const REDRIVABLE_QUEUES = ["events", "deliveries"] as const;
+export const REDRIVABLE_QUEUES = ["events", "deliveries", "brevo"] as const;
 export type RedrivableQueue = (typeof REDRIVABLE_QUEUES)[number];
 
 /** Stage names become part of queue, bucket and function names. */

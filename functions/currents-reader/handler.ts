@@ -4,7 +4,7 @@ import { invocationClock, withTelemetry } from "../../lib/observability/handler.
 import { count, logger } from "../../lib/observability/telemetry.js";
 import { createQueueSender } from "../../lib/queue/sqs-sender.js";
 import { piiPolicySource } from "../../lib/pii/source.js";
-import { createRuntimeContext, once, rejectedStoreFor } from "../../lib/runtime/context.js";
+import { brevoQueueUrlFor, createRuntimeContext, once, rejectedStoreFor } from "../../lib/runtime/context.js";
 import {
   type CurrentsObjectRef,
   type CurrentsReaderDeps,
@@ -26,6 +26,7 @@ const deps = once((): CurrentsReaderDeps => {
     config: runtime.config,
     queue: createQueueSender(runtime.sqs, runtime.env.SQS_MAX_MESSAGE_BYTES),
     queueUrl: requireSetting(runtime.env, "EVENTS_QUEUE_URL"),
+    brevoQueueUrl: brevoQueueUrlFor(runtime),
     rejected: rejectedStoreFor(runtime),
     maxMessageBytes: runtime.env.SQS_MAX_MESSAGE_BYTES,
     nowMs: Date.now,

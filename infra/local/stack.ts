@@ -14,6 +14,9 @@ import { buildApp } from "fauxqs";
 import { createS3Client } from "../../lib/queue/rejected-store.js";
 import { createSqsClient } from "../../lib/queue/sqs-sender.js";
 import { MixpanelSandbox, type ExtraRouteHandler, type SandboxCredentials } from "../../test/support/mixpanel-server.js";
+import { BrevoServer } from "../../test/support/brevo-server.js";
+import { createGdprApi, type GdprApi } from "../../test/support/mixpanel-gdpr.js";
+import { loadStageConfig, stageConfigPath } from "../../lib/config/stage.js";
 import { createCohortQueryApi, type CohortFixture, type CohortQueryApi } from "../../test/support/mixpanel-query.js";
 import { SecretsManagerServer } from "../../test/support/secrets-manager-server.js";
 import { closeServer, listenOnLoopback } from "../../test/support/local-server.js";
@@ -38,6 +41,10 @@ export const LOCAL_MIXPANEL_CREDENTIALS: SandboxCredentials = {
   serviceAccountSecret: "local-service-account-secret",
 };
 export const DEFAULT_LOCAL_INTAKE_TOKEN = "local-intake-token-change-me";
+/** The local Brevo sandbox's API key (never a real key: real ones start with xkeysib-). */
+export const LOCAL_BREVO_API_KEY = "local-brevo-api-key";
+/** The local Mixpanel sandbox's GDPR OAuth token (`npm run gdpr:delete` against the local stack). */
+export const LOCAL_GDPR_TOKEN = "local-gdpr-oauth-token";
 /** The queues' MaximumMessageSize; the intake packs envelopes up to it (AWS's default is now 1 MiB). */
 export const LOCAL_MAX_MESSAGE_BYTES = 262_144;
 
@@ -48,6 +55,11 @@ export interface LocalStackOptions {
   readonly mixpanelPort?: number;
   /** Send to a real (or other) Mixpanel instead of the sandbox. */
   readonly mixpanelApiUrl?: string;
+  /** Send to a real (or other) Brevo instead of the local Brevo sandbox (then set BREVO_API_KEY). */
+  readonly brevoApiUrl?: string;
+  readonly brevoPort?: number;
+  /** The local Brevo sandbox's rate limit (calls per second); Brevo's General tier allows 10 (README "Brevo"). */
+  readonly brevoRateLimit?: number;
   readonly intakeToken?: string;
   readonly stage?: string;
   readonly configFile?: string;
@@ -117,6 +129,14 @@ export interface LocalStack {
   readonly s3: S3Client;
   readonly events: QueuePair;
   readonly deliveries: QueuePair;
+  /** The Brevo connector's queue (fan-out from intake and the Currents reader). */
+  readonly brevo: QueuePair;
+  /** The local Brevo (absent when BREVO_API_URL points elsewhere); `brevoUrl` is its /v3 base. */
+  readonly brevoSandbox: BrevoServer | undefined;
+  readonly brevoUrl: string;
+  readonly brevoPoller: SqsPoller;
+  /** The sandbox's GDPR data-deletion API under /api/app (absent with MIXPANEL_API_URL). */
+  readonly gdprApi: GdprApi | undefined;
   readonly rejectedBucket: string;
   readonly snapshotBucket: string;
   /** Braze Currents' storage bucket: Avro files put here are read by the currents-reader handler. */
@@ -248,6 +268,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   };
   const events = await createQueuePair(sqs, "mixpanel-relay-local-events", queueOptions);
   const deliveries = await createQueuePair(sqs, "mixpanel-relay-local-deliveries", queueOptions);
+  const brevo = await createQueuePair(sqs, "mixpanel-relay-local-brevo", queueOptions);
   const rejectedBucket = "mixpanel-relay-local-rejected";
   const snapshotBucket = "mixpanel-relay-local-snapshots";
   await s3.send(new CreateBucketCommand({ Bucket: rejectedBucket }));
@@ -285,14 +306,34 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   }
 
   let mixpanelUrl = options.mixpanelApiUrl ?? "";
+  const gdprApi = options.mixpanelApiUrl ? undefined : createGdprApi({ oauthToken: LOCAL_GDPR_TOKEN, projectToken: LOCAL_MIXPANEL_CREDENTIALS.projectToken });
   if (!options.mixpanelApiUrl) {
     sandbox = new MixpanelSandbox({
       credentials: LOCAL_MIXPANEL_CREDENTIALS,
       port: options.mixpanelPort ?? 0,
-      extraRoutes: [...(queryApi ? [queryApi] : []), ...(options.sandboxRoutes ?? [])],
+      extraRoutes: [...(queryApi ? [queryApi] : []), ...(gdprApi ? [gdprApi] : []), ...(options.sandboxRoutes ?? [])],
       onImport: (imported) => log(`mixpanel  /import received ${imported.length} event(s): ${[...new Set(imported.map((e) => e.event))].slice(0, 5).join(", ")}`),
     });
     mixpanelUrl = await sandbox.start();
+  }
+
+  // The Brevo sandbox knows the lists the stage config names (brevo.lists.all_users).
+  let brevoSandbox: BrevoServer | undefined;
+  let brevoUrl = options.brevoApiUrl ?? "";
+  if (!options.brevoApiUrl) {
+    const stageConfig = loadStageConfig(stageConfigPath(options.stage ?? "local", options.configFile));
+    const allUsers = stageConfig.brevo?.lists.all_users;
+    brevoSandbox = new BrevoServer({
+      apiKey: LOCAL_BREVO_API_KEY,
+      listIds: allUsers !== undefined ? [allUsers] : [],
+      limit: options.brevoRateLimit ?? 10,
+      windowMs: 1000,
+      port: options.brevoPort ?? 0,
+      onCall: (call) => {
+        if (call.path.startsWith("/v3/")) log(`brevo     ${call.method} ${call.path} → ${call.status}`);
+      },
+    });
+    brevoUrl = await brevoSandbox.start();
   }
 
   const intakeToken = options.intakeToken ?? DEFAULT_LOCAL_INTAKE_TOKEN;
@@ -304,6 +345,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     EVENTS_QUEUE_URL: events.url,
     EVENTS_DLQ_URL: events.dlqUrl,
     DELIVERIES_QUEUE_URL: deliveries.url,
+    BREVO_QUEUE_URL: brevo.url,
+    BREVO_DLQ_URL: brevo.dlqUrl,
+    BREVO_API_URL: brevoUrl,
+    ...(brevoSandbox ? { BREVO_API_KEY: LOCAL_BREVO_API_KEY } : process.env.BREVO_API_KEY ? { BREVO_API_KEY: process.env.BREVO_API_KEY } : {}),
     REJECTED_BUCKET: rejectedBucket,
     SNAPSHOT_BUCKET: snapshotBucket,
     SQS_MAX_MESSAGE_BYTES: String(LOCAL_MAX_MESSAGE_BYTES),
@@ -331,6 +376,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   const intake = await import("../../functions/intake/handler.js");
   const forwarder = await import("../../functions/forwarder/handler.js");
   const currentsReader = await import("../../functions/currents-reader/handler.js");
+  const brevoForwarder = await import("../../functions/brevo-forwarder/handler.js");
 
   const serveIntake = (request: IncomingMessage, response: ServerResponse) => {
     options.onIntakeRequest?.(request);
@@ -376,6 +422,14 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     functionName: "forwarder",
     handler: forwarder.handler,
     batchSize: options.forwarderBatchSize ?? 10,
+    timeoutMs: options.forwarderTimeoutMs ?? 60_000,
+  });
+
+  const brevoPoller = addConsumer({
+    queue: brevo,
+    functionName: "brevo",
+    handler: brevoForwarder.handler,
+    batchSize: 10,
     timeoutMs: options.forwarderTimeoutMs ?? 60_000,
   });
 
@@ -453,6 +507,11 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     s3,
     events,
     deliveries,
+    brevo,
+    brevoSandbox,
+    brevoUrl,
+    brevoPoller,
+    gdprApi,
     rejectedBucket,
     snapshotBucket,
     currentsBucket,
@@ -470,6 +529,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       await Promise.all(pollers.map((poller) => poller.stop()));
       await closeServer(intakeServer);
       await sandbox?.stop();
+      await brevoSandbox?.close();
       await receiver?.close();
       await secretsServer?.stop();
       await app.close();

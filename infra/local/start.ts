@@ -8,7 +8,9 @@ import { localStackFilePath, removeLocalStackFile, writeLocalStackFile } from ".
  * Env: PORT (intake, default 3000), MIXPANEL_API_URL (send to a real Mixpanel
  * instead of the local sandbox; then also set the MIXPANEL_* credentials),
  * INTAKE_TOKEN (default below), RELAY_STAGE / RELAY_CONFIG_FILE, INTAKE_TLS=1 (serve the
- * intake over https with a self-signed certificate made at start, for the Node SDK's import).
+ * intake over https with a self-signed certificate made at start, for the Node SDK's import),
+ * BREVO_API_URL (send to a real
+ * Brevo instead of the local Brevo sandbox; then also set BREVO_API_KEY).
  */
 /** A positive integer from the environment, or the default. */
 function envCount(name: string, fallback: number): number {
@@ -32,6 +34,8 @@ const stack = await startLocalStack({
   intakePort: Number(process.env.PORT ?? 3000),
   mixpanelPort: Number(process.env.MIXPANEL_SANDBOX_PORT ?? 3001),
   ...(process.env.MIXPANEL_API_URL ? { mixpanelApiUrl: process.env.MIXPANEL_API_URL } : {}),
+  ...(process.env.BREVO_API_URL ? { brevoApiUrl: process.env.BREVO_API_URL } : {}),
+  brevoPort: Number(process.env.BREVO_SANDBOX_PORT ?? 3003),
   ...(process.env.INTAKE_TOKEN ? { intakeToken: process.env.INTAKE_TOKEN } : {}),
   ...(process.env.RELAY_CONFIG_FILE ? { configFile: process.env.RELAY_CONFIG_FILE } : {}),
   stage: process.env.RELAY_STAGE ?? "local",
@@ -52,6 +56,8 @@ console.log(`
 mixpanel-relay local stack is up
   intake            ${stack.intakeUrl}        (POST /v1/events, GET /healthz)
   mixpanel sandbox  ${stack.mixpanelUrl}${stack.sandbox ? "        (GET / shows what arrived; /_sandbox/events, /_sandbox/profiles)" : "  (your MIXPANEL_API_URL)"}
+  brevo             ${stack.brevoSandbox ? `${stack.brevoUrl}  (local Brevo sandbox; GET ${stack.brevoUrl.replace(/\/v3$/, "")}/_sandbox/events, /_sandbox/contacts, /_sandbox/companies)` : `${stack.brevoUrl}  (your BREVO_API_URL)`}
+  brevo queue       ${stack.brevo.url}
   sqs + s3          ${stack.awsEndpoint}        (fauxqs; GET /_fauxqs/queues)
   events queue      ${stack.events.url}
   events DLQ        ${stack.events.dlqUrl}
@@ -67,6 +73,15 @@ Try it:
     -H 'Authorization: Bearer ${stack.intakeToken}' -H 'Content-Type: application/json' \\
     -d '[{"event":"Signed Up","properties":{"distinct_id":"user-1","time":${now},"plan":"pro"}}]'
   curl -s ${stack.mixpanelUrl}/_sandbox/events
+
+Brevo (config/local.json "brevo"): a Purchase arrives as order_completed, a profile $set as a contact on list 15, a group as a company:
+  curl -s -X POST ${stack.intakeUrl}/v1/events -H 'Authorization: Bearer ${stack.intakeToken}' \
+    -d '[{"event":"Purchase","properties":{"distinct_id":"user-1","time":${now},"amount":42}}]'
+  curl -s -X POST ${stack.intakeUrl}/v1/profiles -H 'Authorization: Bearer ${stack.intakeToken}' \
+    -d '[{"$distinct_id":"user-1","$set":{"$email":"user-1@example.com","$first_name":"Ada","plan":"pro"}}]'
+  curl -s -X POST ${stack.intakeUrl}/v1/groups -H 'Authorization: Bearer ${stack.intakeToken}' \
+    -d '[{"$group_key":"company_id","$group_id":"acme","$set":{"$name":"Acme Inc","domain":"acme.io"}}]'
+  curl -s ${stack.brevoUrl.replace(/\/v3$/, "")}/_sandbox/events; curl -s ${stack.brevoUrl.replace(/\/v3$/, "")}/_sandbox/contacts
 
 Cohorts: make a profile "pro", wait for the export (members), then change it (add/remove_members):
   curl -s -X POST ${stack.intakeUrl}/v1/profiles -H 'Authorization: Bearer ${stack.intakeToken}' \

@@ -25,6 +25,15 @@ export const envSchema = z.object({
   EVENTS_DLQ_URL: z.string().min(1).optional(),
   /** Re-queues of a message's unsent records before they go to the events DLQ. */
   FORWARDER_MAX_REQUEUES: z.coerce.number().int().min(1).max(20).default(6),
+  /** The Brevo connector's queue and DLQ (lib/brevo/fanout.ts, functions/brevo-forwarder). */
+  BREVO_QUEUE_URL: z.string().min(1).optional(),
+  BREVO_DLQ_URL: z.string().min(1).optional(),
+  /** Brevo API base; unset = https://api.brevo.com/v3. Locally the stack points it at its sandbox. */
+  BREVO_API_URL: optionalUrl,
+  /** Brevo API key for the local stack; unset = read brevo.api_key_secret from Secrets Manager. */
+  BREVO_API_KEY: z.string().min(1).optional(),
+  /** Events per POST /v3/events/batch (Brevo documents no maximum; docs/vendors/brevo-connector.md §1). */
+  BREVO_EVENTS_BATCH_SIZE: z.coerce.number().int().min(1).max(1000).default(100),
   /** Bucket for the rejected-events store (S3 prefix `rejected/`). */
   REJECTED_BUCKET: z.string().min(1).optional(),
   REJECTED_PREFIX: z.string().default("rejected/"),

@@ -6,6 +6,7 @@ import { mappingConfigSchema } from "./mapping.js";
 import { cohortSyncsSchema } from "../cohorts/sync-config.js";
 import { mixpanelCompatConfigSchema } from "../intake/mixpanel-compat/config.js";
 import { piiConfigSchema } from "../pii/config.js";
+import { brevoConfigSchema } from "../brevo/config.js";
 
 /**
  * The per-stage config file (config/<stage>.json): one zod schema, validated by
@@ -24,6 +25,8 @@ export const stageConfigSchema = z
     mixpanel_compat: mixpanelCompatConfigSchema.optional(),
     /** Personal-data rules applied at the edge (lib/pii/config.ts, README "Personal data"). */
     pii: piiConfigSchema.optional(),
+    /** Mixpanel → Brevo connector: events, profiles, groups (README "Brevo"). Absent = off. */
+    brevo: brevoConfigSchema.optional(),
   })
   .extend(mappingConfigSchema.shape)
   .strict();

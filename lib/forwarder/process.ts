@@ -17,6 +17,9 @@ import { type Envelope, type RecordKind, parseEnvelope, serializeEnvelope } from
  * (delayed, `attempt` + 1) and the original is acknowledged; after
  * `maxRequeues` they go to the events DLQ. A message with nothing sent is simply
  * handed back to SQS, whose redrive policy moves it to the DLQ in time.
+ *
+ * `consumeEnvelopes` is that behaviour for any destination (the Brevo forwarder uses it with
+ * its own send, lib/brevo/forwarder.ts); `forwardMessages` is it for Mixpanel.
  */
 export interface QueueMessage {
   readonly messageId: string;
@@ -40,7 +43,12 @@ export interface ForwardSummary {
   readonly correlationIds: string[];
   /** Hashed `$insert_id`s of the event records by outcome (lib/observability/trace-ids.ts), for `npm run trace`. */
   readonly insertIdHashes: { readonly imported: string[]; readonly rejected: string[]; readonly pending: string[] };
+  /** Records the destination does not take by design (e.g. a Brevo event without a mapping), by code. */
+  readonly skipped: Record<string, number>;
 }
+
+/** A record's fate at its destination: Mixpanel's outcomes plus a deliberate skip (settled, counted). */
+export type RecordOutcome = LineOutcome | { readonly status: "skipped"; readonly code: string };
 
 export interface ForwarderDeps {
   readonly client: IngestionClient;
@@ -74,6 +82,28 @@ const SEND_BY_KIND: Record<RecordKind, (client: IngestionClient, lines: readonly
 };
 
 export async function forwardMessages(messages: readonly QueueMessage[], deps: ForwarderDeps): Promise<ForwardSummary> {
+  return consumeEnvelopes(messages, {
+    send: (kind, lines) => SEND_BY_KIND[kind](deps.client, lines),
+    rejected: deps.rejected,
+    ...(deps.requeue ? { requeue: deps.requeue } : {}),
+    rejectedCode: "mixpanel_rejected",
+    stageOfFailure: "forwarder",
+  });
+}
+
+export interface EnvelopeConsumerDeps {
+  /** One outcome per line, in order. */
+  send(kind: RecordKind, lines: readonly string[]): Promise<RecordOutcome[]>;
+  readonly rejected: RejectedStore;
+  readonly requeue?: ForwarderDeps["requeue"];
+  /** Code stored with each refused record, e.g. `mixpanel_rejected`, `brevo_rejected`. */
+  readonly rejectedCode: string;
+  readonly stageOfFailure: "forwarder" | "brevo";
+  /** Stored with refused records so `npm run replay` sends them back to the right queue (absent = Mixpanel). */
+  readonly destination?: "brevo";
+}
+
+export async function consumeEnvelopes(messages: readonly QueueMessage[], deps: EnvelopeConsumerDeps): Promise<ForwardSummary> {
   const failed = new Set<number>();
   /** Messages with at least one record that Mixpanel took or refused for good. */
   const settledSome = new Set<number>();
@@ -104,6 +134,7 @@ export async function forwardMessages(messages: readonly QueueMessage[], deps: F
   });
 
   let imported = 0;
+  const skipped: Record<string, number> = {};
   let retried = 0;
   let blockedByConfig = 0;
   const configErrors = new Set<string>();
@@ -117,7 +148,7 @@ export async function forwardMessages(messages: readonly QueueMessage[], deps: F
   };
 
   for (const [kind, group] of linesByKind) {
-    const outcomes = await SEND_BY_KIND[kind](deps.client, group.lines);
+    const outcomes = await deps.send(kind, group.lines);
     outcomes.forEach((outcome, i) => {
       const ref = group.refs[i];
       if (!ref) return;
@@ -131,12 +162,16 @@ export async function forwardMessages(messages: readonly QueueMessage[], deps: F
           imported++;
           settledSome.add(ref.message);
           return;
+        case "skipped":
+          skipped[outcome.code] = (skipped[outcome.code] ?? 0) + 1;
+          settledSome.add(ref.message);
+          return;
         case "rejected": {
           settledSome.add(ref.message);
           const key = `${ref.envelope.source}\u0000${ref.envelope.correlationId}\u0000${kind}`;
           const bucket = rejectedByOrigin.get(key) ?? { envelope: ref.envelope, messages: new Set<number>(), items: [] };
           bucket.messages.add(ref.message);
-          bucket.items.push({ index: ref.position, code: "mixpanel_rejected", reason: outcome.reason, line: group.lines[i] });
+          bucket.items.push({ index: ref.position, code: deps.rejectedCode, reason: outcome.reason, line: group.lines[i] });
           rejectedByOrigin.set(key, bucket);
           return;
         }
@@ -163,7 +198,8 @@ export async function forwardMessages(messages: readonly QueueMessage[], deps: F
           source: envelope.source,
           correlationId: envelope.correlationId,
           kind: envelope.kind,
-          stageOfFailure: "forwarder",
+          stageOfFailure: deps.stageOfFailure,
+          ...(deps.destination ? { destination: deps.destination } : {}),
           items,
         });
         rejected += items.length;
@@ -180,7 +216,8 @@ export async function forwardMessages(messages: readonly QueueMessage[], deps: F
         await deps.rejected.put({
           source: "unknown",
           correlationId: messages[message]?.messageId ?? "unknown",
-          stageOfFailure: "forwarder",
+          stageOfFailure: deps.stageOfFailure,
+          ...(deps.destination ? { destination: deps.destination } : {}),
           items: [{ index: 0, code: "invalid_envelope", reason, payload: messages[message]?.body }],
         });
       } catch {
@@ -230,5 +267,6 @@ export async function forwardMessages(messages: readonly QueueMessage[], deps: F
     deadLettered,
     correlationIds: [...correlationIds],
     insertIdHashes,
+    skipped,
   };
 }

@@ -1,4 +1,5 @@
 import type { StageConfig } from "../config/stage.js";
+import { brevoQueueBodies, sendToBrevoQueue } from "../brevo/fanout.js";
 import { ConfigError, RetryableError, ValidationError, describeError } from "../errors.js";
 import type { QueueSender } from "../queue/sqs-sender.js";
 import type { RejectedStore } from "../queue/rejected-store.js";
@@ -35,6 +36,8 @@ export interface IntakeDeps {
   readonly tokens: TokenSource;
   readonly queue: QueueSender;
   readonly queueUrl: string;
+  /** The Brevo queue; set when the stage config has a `brevo` block (lib/brevo/fanout.ts). */
+  readonly brevoQueueUrl?: string | undefined;
   readonly rejected: RejectedStore;
   readonly maxMessageBytes: number;
   readonly maxBodyBytes: number;
@@ -185,7 +188,7 @@ export async function enqueueMapped(
   items: readonly MappedItem[],
   source: string,
   correlationId: string,
-  deps: Pick<IntakeDeps, "queue" | "queueUrl" | "rejected" | "maxMessageBytes" | "pii">,
+  deps: Pick<IntakeDeps, "config" | "queue" | "queueUrl" | "brevoQueueUrl" | "rejected" | "maxMessageBytes" | "pii">,
 ): Promise<EnqueueOutcome> {
   let policy: PiiPolicy | undefined;
   try {
@@ -214,7 +217,7 @@ async function packSendAndStore(
   items: readonly MappedItem[],
   source: string,
   correlationId: string,
-  deps: Pick<IntakeDeps, "queue" | "queueUrl" | "rejected" | "maxMessageBytes">,
+  deps: Pick<IntakeDeps, "config" | "queue" | "queueUrl" | "brevoQueueUrl" | "rejected" | "maxMessageBytes">,
 ): Promise<{ acceptedCount: number; rejections: RejectedItem[] }> {
   const linesByKind = new Map<RecordKind, { lines: string[]; indexes: number[] }>();
   const rejections: RejectedItem[] = [];
@@ -248,8 +251,14 @@ async function packSendAndStore(
   }
   rejections.sort((a, b) => a.index - b.index);
 
+  // Fan-out: the same accepted (already PII-protected) records, for the kinds brevo.sync enables, on the Brevo queue.
+  const brevoBodies = deps.brevoQueueUrl
+    ? brevoQueueBodies(deps.config.brevo, new Map([...linesByKind].map(([kind, group]) => [kind, group.lines])), source, correlationId, deps.maxMessageBytes)
+    : [];
+
   await Promise.all([
     bodies.length > 0 ? deps.queue.send(deps.queueUrl, bodies) : Promise.resolve(),
+    deps.brevoQueueUrl ? sendToBrevoQueue(deps, deps.brevoQueueUrl, brevoBodies, "intake") : Promise.resolve(),
     rejections.length > 0
       ? deps.rejected.put({
           source,

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { requireSetting } from "../config/env.js";
 import { createQueueSender } from "../queue/sqs-sender.js";
-import { type RuntimeContext, rejectedStoreFor } from "../runtime/context.js";
+import { type RuntimeContext, brevoQueueUrlFor, rejectedStoreFor } from "../runtime/context.js";
 import { piiPolicySource } from "../pii/source.js";
 import { intakeTokenSource } from "./auth.js";
 import type { IntakeDeps } from "./process.js";
@@ -14,6 +14,7 @@ export function intakeDepsFrom(runtime: RuntimeContext): IntakeDeps {
     tokens: intakeTokenSource(env, runtime.secrets),
     queue: createQueueSender(runtime.sqs, env.SQS_MAX_MESSAGE_BYTES),
     queueUrl: requireSetting(env, "EVENTS_QUEUE_URL"),
+    brevoQueueUrl: brevoQueueUrlFor(runtime),
     rejected: rejectedStoreFor(runtime),
     maxMessageBytes: env.SQS_MAX_MESSAGE_BYTES,
     maxBodyBytes: env.INTAKE_MAX_BODY_BYTES,

@@ -33,7 +33,9 @@ export const rejectedBatchSchema = z.object({
   correlationId: z.string(),
   rejectedAt: z.string(),
   /** Which step refused the items: intake validation, Mixpanel, an envelope we could not read… */
-  stageOfFailure: z.enum(["intake", "forwarder", "reader"]),
+  stageOfFailure: z.enum(["intake", "forwarder", "reader", "brevo"]),
+  /** Which destination refused the items; absent = Mixpanel. `npm run replay` re-queues them for it. */
+  destination: z.enum(["mixpanel", "brevo"]).optional(),
   items: z.array(rejectedItemSchema).min(1),
 });
 

@@ -47,6 +47,16 @@ export function rejectedStoreFor(runtime: RuntimeContext): RejectedStore {
 }
 
 /**
+ * The Brevo queue for the fan-out: required (named in the error) when the stage config has a
+ * `brevo` block with any kind enabled, unused otherwise.
+ */
+export function brevoQueueUrlFor(runtime: RuntimeContext): string | undefined {
+  const sync = runtime.config.brevo?.sync;
+  if (!sync || !(sync.events || sync.profiles || sync.groups)) return undefined;
+  return requireSetting(runtime.env, "BREVO_QUEUE_URL");
+}
+
+/**
  * Builds a value once and remembers it; if building throws (bad config), the
  * error is rethrown on every call so each request fails loudly instead of the
  * container dying at init with an opaque 500.

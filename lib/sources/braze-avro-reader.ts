@@ -5,6 +5,7 @@ import { RetryableError, ValidationError, describeError } from "../errors.js";
 import type { RejectedItemRecord, RejectedStore } from "../queue/rejected-store.js";
 import type { QueueSender } from "../queue/sqs-sender.js";
 import { packEnvelopes } from "../records/envelope.js";
+import { brevoQueueBodies, sendToBrevoQueue } from "../brevo/fanout.js";
 import { protectItems } from "../pii/items.js";
 import type { PiiPolicySource } from "../pii/source.js";
 import { mapBrazeAvroFile } from "./braze-avro.js";
@@ -31,6 +32,8 @@ export interface CurrentsReaderDeps {
   readonly config: StageConfig;
   readonly queue: QueueSender;
   readonly queueUrl: string;
+  /** The Brevo queue; set when the stage config has a `brevo` block (lib/brevo/fanout.ts). */
+  readonly brevoQueueUrl?: string | undefined;
   readonly rejected: RejectedStore;
   readonly maxMessageBytes: number;
   readonly nowMs: () => number;
@@ -130,8 +133,14 @@ export async function readCurrentsObject(ref: CurrentsObjectRef, deps: CurrentsR
   }
   rejections.sort((a, b) => a.index - b.index);
 
+  // Fan-out: the same accepted events on the Brevo queue when brevo.sync.events is on.
+  const brevoBodies = deps.brevoQueueUrl
+    ? brevoQueueBodies(deps.config.brevo, new Map([["event", lines]]), BRAZE_AVRO_SOURCE, correlationId, deps.maxMessageBytes)
+    : [];
+
   await Promise.all([
     packed.bodies.length > 0 ? deps.queue.send(deps.queueUrl, packed.bodies) : Promise.resolve(),
+    deps.brevoQueueUrl ? sendToBrevoQueue(deps, deps.brevoQueueUrl, brevoBodies, "reader") : Promise.resolve(),
     rejections.length > 0
       ? deps.rejected.put({ source: BRAZE_AVRO_SOURCE, kind: "event", correlationId, stageOfFailure: "reader", items: rejections })
       : Promise.resolve(""),

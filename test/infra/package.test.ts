@@ -57,6 +57,7 @@ const LOGICAL_PREFIX: Record<FunctionName, string> = {
   "currents-reader": "CurrentsDashreader",
   "cohort-export": "CohortDashexport",
   "webhook-delivery": "WebhookDashdelivery",
+  "brevo-forwarder": "BrevoDashforwarder",
 };
 const ROLE_OF: Record<FunctionName, string> = {
   intake: "IntakeRole",
@@ -64,15 +65,17 @@ const ROLE_OF: Record<FunctionName, string> = {
   "currents-reader": "CurrentsReaderRole",
   "cohort-export": "CohortExportRole",
   "webhook-delivery": "WebhookDeliveryRole",
+  "brevo-forwarder": "BrevoForwarderRole",
 };
 
 const COMMON_ENV = ["RELAY_STAGE", "RELAY_CONFIG_FILE", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL", "NODE_OPTIONS"];
 const FUNCTION_ENV: Record<FunctionName, string[]> = {
-  intake: ["EVENTS_QUEUE_URL", "REJECTED_BUCKET", "REJECTED_PREFIX", "INTAKE_TOKEN_SECRET_ID", "SQS_MAX_MESSAGE_BYTES"],
+  intake: ["EVENTS_QUEUE_URL", "REJECTED_BUCKET", "REJECTED_PREFIX", "INTAKE_TOKEN_SECRET_ID", "SQS_MAX_MESSAGE_BYTES", "BREVO_QUEUE_URL"],
   forwarder: ["REJECTED_BUCKET", "REJECTED_PREFIX", "MIXPANEL_SECRET_ID", "EVENTS_QUEUE_URL", "EVENTS_DLQ_URL", "IMPORT_MAX_BYTES", "IMPORT_CONCURRENCY"],
-  "currents-reader": ["EVENTS_QUEUE_URL", "REJECTED_BUCKET", "REJECTED_PREFIX", "SQS_MAX_MESSAGE_BYTES"],
+  "currents-reader": ["EVENTS_QUEUE_URL", "REJECTED_BUCKET", "REJECTED_PREFIX", "SQS_MAX_MESSAGE_BYTES", "BREVO_QUEUE_URL"],
   "cohort-export": ["MIXPANEL_SECRET_ID", "SNAPSHOT_BUCKET", "DELIVERIES_QUEUE_URL", "SQS_MAX_MESSAGE_BYTES"],
   "webhook-delivery": ["SNAPSHOT_BUCKET", "DELIVERIES_DLQ_URL"],
+  "brevo-forwarder": ["REJECTED_BUCKET", "REJECTED_PREFIX", "BREVO_QUEUE_URL", "BREVO_DLQ_URL", "SNAPSHOT_BUCKET"],
 };
 
 const getAtt = (logicalId: string, attribute = "Arn") => ({ "Fn::GetAtt": [logicalId, attribute] });
@@ -94,6 +97,7 @@ function expectedStatements(stage: string, currents: boolean, tracing: boolean):
     IntakeRole: [
       logs("intake"),
       { Sid: "QueueEvents", Action: ["sqs:SendMessage"], Resource: getAtt("EventsQueue") },
+      { Sid: "QueueBrevo", Action: ["sqs:SendMessage"], Resource: getAtt("BrevoQueue") },
       rejected,
       { Sid: "ReadIntakeTokens", Action: ["secretsmanager:GetSecretValue"], Resource: secretArn(`mixpanel-relay/${stage}/intake-tokens-??????`) },
       piiKey,
@@ -108,6 +112,7 @@ function expectedStatements(stage: string, currents: boolean, tracing: boolean):
     CurrentsReaderRole: [
       logs("currents-reader"),
       { Sid: "QueueEvents", Action: ["sqs:SendMessage"], Resource: getAtt("EventsQueue") },
+      { Sid: "QueueBrevo", Action: ["sqs:SendMessage"], Resource: getAtt("BrevoQueue") },
       rejected,
       { Sid: "ReportFailedInvocations", Action: ["sqs:SendMessage"], Resource: getAtt("CurrentsReaderFailuresQueue") },
       piiKey,
@@ -130,6 +135,15 @@ function expectedStatements(stage: string, currents: boolean, tracing: boolean):
       { Sid: "ReadDestinationSecrets", Action: ["secretsmanager:GetSecretValue"], Resource: secretArn(`mixpanel-relay/${stage}/destinations/*`) },
       { Sid: "ReadPagesWriteLedger", Action: ["s3:GetObject", "s3:PutObject"], Resource: [sub("${CohortSnapshotBucket.Arn}/cohorts/*"), sub("${CohortSnapshotBucket.Arn}/cohort-runs/*")] },
       listSnapshots,
+    ],
+    BrevoForwarderRole: [
+      logs("brevo-forwarder"),
+      consume("ConsumeBrevo", "BrevoQueue"),
+      { Sid: "RequeueUnsentRecords", Action: ["sqs:SendMessage"], Resource: [getAtt("BrevoQueue"), getAtt("BrevoDeadLetterQueue")] },
+      rejected,
+      { Sid: "ReadErasedIds", Action: ["s3:GetObject"], Resource: sub("${CohortSnapshotBucket.Arn}/gdpr/suppressed-ids.json") },
+      { Sid: "ListSnapshots", Action: ["s3:ListBucket"], Resource: getAtt("CohortSnapshotBucket") },
+      { Sid: "ReadBrevoApiKey", Action: ["secretsmanager:GetSecretValue"], Resource: secretArn(`mixpanel-relay/${stage}/destinations/*`) },
     ],
   };
   return Object.fromEntries(Object.entries(roles).map(([role, statements]) => [role, [...statements, ...traces]]));
@@ -435,7 +449,7 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
     expect(stageSettings.DefaultRouteSettings.ThrottlingRateLimit).toBeGreaterThan(0);
 
     const mappings = resourcesOfType(template, "AWS::Lambda::EventSourceMapping").map(([, mapping]) => mapping.Properties);
-    expect(mappings).toHaveLength(2);
+    expect(mappings).toHaveLength(3);
     for (const mapping of mappings) expect(mapping.FunctionResponseTypes).toEqual(["ReportBatchItemFailures"]);
     const forwarder = mappings.find((m) => m.FunctionName["Fn::GetAtt"][0] === "ForwarderLambdaFunction");
     expect(forwarder?.EventSourceArn).toEqual(getAtt("EventsQueue"));
@@ -448,6 +462,9 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
     const delivery = mappings.find((m) => m.FunctionName["Fn::GetAtt"][0] === "WebhookDashdeliveryLambdaFunction");
     expect(delivery?.EventSourceArn).toEqual(getAtt("DeliveriesQueue"));
     expect(delivery?.ScalingConfig.MaximumConcurrency).toBeGreaterThanOrEqual(2);
+    const brevo = mappings.find((m) => m.FunctionName["Fn::GetAtt"][0] === "BrevoDashforwarderLambdaFunction");
+    expect(brevo?.EventSourceArn).toEqual(getAtt("BrevoQueue"));
+    expect(brevo?.ScalingConfig.MaximumConcurrency).toBeGreaterThanOrEqual(2);
 
     const cohortExport = template.Resources.CohortDashexportLambdaFunction?.Properties;
     expect(cohortExport.ReservedConcurrentExecutions).toBe(stage === "prod" ? 1 : undefined);
@@ -482,6 +499,7 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
     const pairs = [
       { queue: "EventsQueue", dlq: "EventsDeadLetterQueue", consumer: "ForwarderLambdaFunction", name: "events" },
       { queue: "DeliveriesQueue", dlq: "DeliveriesDeadLetterQueue", consumer: "WebhookDashdeliveryLambdaFunction", name: "deliveries" },
+      { queue: "BrevoQueue", dlq: "BrevoDeadLetterQueue", consumer: "BrevoDashforwarderLambdaFunction", name: "brevo" },
     ];
     const mappings = resourcesOfType(template, "AWS::Lambda::EventSourceMapping").map(([, mapping]) => mapping.Properties);
     for (const pair of pairs) {
@@ -521,6 +539,9 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
       IntakeErrorsAlarm: lambda("Errors", "intake"),
       CohortExportErrorsAlarm: lambda("Errors", "cohort-export"),
       WebhookDeliveryErrorsAlarm: lambda("Errors", "webhook-delivery"),
+      BrevoDeadLetterQueueDepthAlarm: sqs("ApproximateNumberOfMessagesVisible", "BrevoDeadLetterQueue"),
+      BrevoCredentialsAlarm: relay("BrevoRecordsBlockedByConfig"),
+      BrevoForwarderErrorsAlarm: lambda("Errors", "brevo-forwarder"),
     };
     /** Rate alarms: a share of two metrics, only past a minimum volume. */
     const rates: Record<string, { part: string; whole: string[]; namespace: string }> = {

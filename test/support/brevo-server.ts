@@ -11,6 +11,15 @@ import { closeServer, listenOnLoopback } from "./local-server.js";
  * /v3/contacts/batch refused (deprecated); a rate limit of `limit` calls per `windowMs`
  * with x-sib-ratelimit-{limit,remaining,reset} on every answer and 429 beyond.
  * The clock is injectable so tests can advance time instead of sleeping.
+ *
+ * The connector's side (docs/vendors/brevo-connector.md §1–§4), added for issue 9:
+ * POST /v3/events and /v3/events/batch (name and key rules, identifiers, ISO event_date with an
+ * offset, event_properties ≤ 50 KB; batch answers 202, 207 with the failed eventIndexes, or 400
+ * when all fail); POST /v3/contacts with `email` and/or `ext_id`, GET/PUT/DELETE
+ * /v3/contacts/{id}?identifierType=… (ext_id needs identifierType, §2); companies
+ * (POST, GET with filters[attributes.X], PATCH, DELETE, link-unlink); `GET /_sandbox/events`,
+ * `/_sandbox/contacts`, `/_sandbox/companies` (no key) show what arrived. Fault injection:
+ * `failNext` (any status, optionally per path), `outage` (every /v3 call answers that status).
  */
 export interface BrevoServerOptions {
   readonly apiKey: string;
@@ -18,6 +27,10 @@ export interface BrevoServerOptions {
   readonly limit?: number;
   readonly windowMs?: number;
   readonly now?: () => number;
+  /** Port on 127.0.0.1; 0 (default) picks a free one. */
+  readonly port?: number;
+  /** Called after each answered call (the local stack prints a line). */
+  readonly onCall?: (call: BrevoCall & { method: string }) => void;
 }
 
 export interface BrevoCall {
@@ -36,8 +49,36 @@ export interface BrevoImport {
   readonly listIds: readonly number[];
 }
 
+const BREVO_NAME = /^[A-Za-z0-9_-]{1,255}$/;
+const ISO_WITH_OFFSET = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
+const EVENT_IDENTIFIERS = new Set(["contact_id", "email_id", "ext_id", "phone_id", "whatsapp_id", "landline_number_id"]);
+const MAX_EVENT_PROPERTIES_BYTES = 50 * 1024;
+
+export interface BrevoEventRecord {
+  readonly event_name: string;
+  readonly identifiers: Record<string, unknown>;
+  readonly event_date?: string;
+  readonly event_properties?: Record<string, unknown>;
+  readonly receivedAt: number;
+}
+
+export interface BrevoCompany {
+  readonly id: string;
+  name: string;
+  attributes: Record<string, unknown>;
+  linkedContactsIds: number[];
+}
+
 export class BrevoServer {
   readonly contacts = new Map<string, Record<string, unknown>>();
+  /** Connector side: contact key (email, or "ext:<ext_id>" for contacts without one) → id and ext_id. */
+  readonly contactIds = new Map<string, { id: number; extId?: string }>();
+  readonly events: BrevoEventRecord[] = [];
+  readonly companies = new Map<string, BrevoCompany>();
+  /** When set, every /v3 call answers this status (an outage); `undefined` = up. */
+  outage: number | undefined;
+  private nextContactId = 1;
+  private nextCompanyId = 1;
   readonly lists = new Map<number, Set<string>>();
   readonly calls: BrevoCall[] = [];
   readonly imports: BrevoImport[] = [];
@@ -64,7 +105,7 @@ export class BrevoServer {
     this.server = createServer((request, response) => {
       this.route(request, response).catch((error: unknown) => this.send(response, 500, { code: "internal", message: String(error) }, {}));
     });
-    const port = await listenOnLoopback(this.server);
+    const port = await listenOnLoopback(this.server, this.options.port ?? 0);
     this.url = `http://127.0.0.1:${port}/v3`;
     return this.url;
   }
@@ -90,6 +131,7 @@ export class BrevoServer {
     } catch {
       body = undefined;
     }
+    if (request.method === "GET" && path.startsWith("/_sandbox/")) return this.sandboxView(path, response);
     const now = (this.options.now ?? Date.now)();
     const windowMs = this.options.windowMs ?? 1000;
     const limit = this.options.limit ?? 10;
@@ -100,12 +142,14 @@ export class BrevoServer {
     const answer = (status: number, payload?: unknown) => {
       const resetSeconds = Math.max(0, Math.ceil((this.windowStart + windowMs - now) / 1000));
       this.calls.push({ path, status, body });
+      this.options.onCall?.({ method: request.method ?? "GET", path, status, body });
       this.send(response, status, payload, {
         "x-sib-ratelimit-limit": String(limit),
         "x-sib-ratelimit-remaining": String(Math.max(0, limit - this.used)),
         "x-sib-ratelimit-reset": String(resetSeconds),
       });
     };
+    if (this.outage !== undefined) return answer(this.outage, { code: "unavailable", message: "scripted outage" });
     if (request.headers["api-key"] !== this.options.apiKey) return answer(401, { code: "unauthorized", message: "Key not found" });
     if (this.used >= limit) return answer(429, { code: "too_many_requests", message: "rate limit exceeded" });
     this.used += 1;
@@ -114,6 +158,7 @@ export class BrevoServer {
       const [f] = this.faults.splice(fault, 1);
       return answer(f?.status ?? 500, f?.body !== undefined ? JSON.parse(f.body) : { code: "scripted", message: "fault" });
     }
+    if (this.connectorRoute(request.method ?? "GET", path, url, request.headers["content-type"], raw, body, answer)) return;
     if (request.method !== "POST") return answer(405, { code: "method_not_allowed", message: "POST only" });
     if (!String(request.headers["content-type"] ?? "").startsWith("application/json")) {
       return answer(415, { code: "invalid_parameter", message: "JSON only" });
@@ -122,21 +167,6 @@ export class BrevoServer {
     if (body === null || typeof body !== "object" || Array.isArray(body)) return answer(400, { code: "invalid_parameter", message: "object body expected" });
     const record: Record<string, unknown> = { ...body };
 
-    if (path === "/v3/contacts") {
-      const email = record.email;
-      if (typeof email !== "string" || !email.includes("@")) return answer(400, { code: "invalid_parameter", message: "email is not valid" });
-      const attributes = record.attributes ?? {};
-      if (attributes === null || typeof attributes !== "object" || Array.isArray(attributes)) {
-        return answer(400, { code: "invalid_parameter", message: "attributes must be an object" });
-      }
-      const bad = Object.keys(attributes).find((k) => k !== k.toUpperCase());
-      if (bad) return answer(400, { code: "invalid_parameter", message: `attribute ${bad} must be UPPERCASE` });
-      const key = email.toLowerCase();
-      const existing = this.contacts.get(key);
-      if (existing && record.updateEnabled !== true) return answer(400, { code: "duplicate_parameter", message: "Contact already exist" });
-      this.contacts.set(key, { ...(existing ?? {}), ...attributes });
-      return existing ? answer(204) : answer(201, { id: this.contacts.size });
-    }
     if (path === "/v3/contacts/import") return this.importContacts(record, raw.length, answer);
     const match = /^\/v3\/contacts\/lists\/(\d+)\/contacts\/(add|remove)$/.exec(path);
     if (match) {
@@ -170,6 +200,345 @@ export class BrevoServer {
       return answer(201, { contacts: { success, failure } });
     }
     return answer(404, { code: "not_found", message: `no route ${path}` });
+  }
+
+  private sandboxView(path: string, response: ServerResponse): void {
+    const views: Record<string, unknown> = {
+      "/_sandbox/events": this.events,
+      "/_sandbox/contacts": [...this.contacts].map(([key, attributes]) => ({
+        key,
+        id: this.contactIds.get(key)?.id,
+        ext_id: this.contactIds.get(key)?.extId,
+        email: key.startsWith("ext:") ? undefined : key,
+        attributes,
+        listIds: [...this.lists].filter(([, members]) => members.has(key)).map(([id]) => id),
+      })),
+      "/_sandbox/companies": [...this.companies.values()],
+    };
+    if (!(path in views)) return this.send(response, 404, { error: "not_found" }, {});
+    this.send(response, 200, views[path], {});
+  }
+
+  /** The contact key for an identifier, as Brevo resolves `{identifier}?identifierType=` (§2). */
+  private findContact(identifier: string, type: string | null): string | undefined | "invalid" {
+    const byId = (id: number) => [...this.contactIds].find(([, meta]) => meta.id === id)?.[0];
+    if (type === null) {
+      if (identifier.includes("@")) return this.contacts.has(identifier.toLowerCase()) ? identifier.toLowerCase() : undefined;
+      if (/^\d+$/.test(identifier)) return byId(Number(identifier));
+      return "invalid";
+    }
+    if (type === "email_id") return this.contacts.has(identifier.toLowerCase()) ? identifier.toLowerCase() : undefined;
+    if (type === "contact_id") return byId(Number(identifier));
+    if (type === "ext_id") return [...this.contactIds].find(([, meta]) => meta.extId === identifier)?.[0];
+    if (type === "phone_id") return [...this.contacts].find(([, attributes]) => attributes.SMS === identifier)?.[0];
+    return "invalid";
+  }
+
+  private idOf(key: string, extId?: string): number {
+    const meta = this.contactIds.get(key) ?? { id: this.nextContactId++ };
+    const next = extId !== undefined ? { ...meta, extId } : meta;
+    this.contactIds.set(key, next);
+    return next.id;
+  }
+
+  /** Moves a contact known only by ext_id to its email key once an email arrives. */
+  private rekey(from: string, to: string): void {
+    this.contacts.set(to, this.contacts.get(from) ?? {});
+    this.contacts.delete(from);
+    const meta = this.contactIds.get(from);
+    if (meta) this.contactIds.set(to, meta);
+    this.contactIds.delete(from);
+    for (const members of this.lists.values()) if (members.delete(from)) members.add(to);
+  }
+
+  private static mergeAttributes(existing: Record<string, unknown>, attributes: Record<string, unknown>): Record<string, unknown> {
+    const merged = { ...existing };
+    for (const [name, value] of Object.entries(attributes)) {
+      if (value === null) delete merged[name];
+      else merged[name] = value;
+    }
+    return merged;
+  }
+
+  private static checkAttributes(attributes: unknown): string | undefined {
+    if (attributes === null || typeof attributes !== "object" || Array.isArray(attributes)) return "attributes must be an object";
+    const lower = Object.keys(attributes).find((k) => k !== k.toUpperCase());
+    return lower ? `attribute ${lower} must be UPPERCASE` : undefined;
+  }
+
+  private static checkEvent(event: unknown): string | undefined {
+    if (event === null || typeof event !== "object" || Array.isArray(event)) return "event must be an object";
+    const record: Record<string, unknown> = { ...event };
+    const allowed = new Set(["event_name", "identifiers", "event_date", "event_properties", "contact_properties", "object"]);
+    const extra = Object.keys(record).find((k) => !allowed.has(k));
+    if (extra) return `${extra} is not an event field`;
+    if (typeof record.event_name !== "string" || !BREVO_NAME.test(record.event_name)) return "event_name must be 1-255 characters of A-Z a-z 0-9 - _";
+    const ids = record.identifiers;
+    if (ids === null || typeof ids !== "object" || Array.isArray(ids) || Object.keys(ids).length === 0) return "identifiers must name at least one identifier";
+    for (const [key, value] of Object.entries(ids)) {
+      if (!EVENT_IDENTIFIERS.has(key)) return `identifiers.${key} is not an identifier`;
+      if (key === "contact_id" ? !Number.isInteger(value) : typeof value !== "string" || value === "") return `identifiers.${key} has the wrong type`;
+    }
+    if (record.event_date !== undefined && (typeof record.event_date !== "string" || !ISO_WITH_OFFSET.test(record.event_date) || Number.isNaN(Date.parse(record.event_date)))) {
+      return "event_date must be ISO 8601 with an offset";
+    }
+    const props = record.event_properties;
+    if (props !== undefined) {
+      if (props === null || typeof props !== "object" || Array.isArray(props)) return "event_properties must be an object";
+      const badKey = (value: unknown): string | undefined => {
+        if (Array.isArray(value)) return value.map(badKey).find((k) => k !== undefined);
+        if (value !== null && typeof value === "object") {
+          for (const [key, inner] of Object.entries(value)) {
+            if (!BREVO_NAME.test(key)) return key;
+            const nested = badKey(inner);
+            if (nested !== undefined) return nested;
+          }
+        }
+        return undefined;
+      };
+      const bad = badKey(props);
+      if (bad !== undefined) return `event_properties key ${JSON.stringify(bad)} breaks the key rule`;
+      if (Buffer.byteLength(JSON.stringify(props)) > MAX_EVENT_PROPERTIES_BYTES) return "event_properties is larger than 50 KB";
+    }
+    return undefined;
+  }
+
+  /** The connector's endpoints; true when the request was answered. */
+  private connectorRoute(
+    method: string,
+    path: string,
+    url: URL,
+    contentType: string | undefined,
+    raw: Buffer,
+    body: unknown,
+    answer: (status: number, payload?: unknown) => void,
+  ): boolean {
+    const bad = (message: string) => answer(400, { code: "invalid_parameter", message });
+    const needsJson = method === "POST" || method === "PUT" || method === "PATCH";
+    const isConnectorPath = path === "/v3/events" || path === "/v3/events/batch" || path === "/v3/contacts" || /^\/v3\/contacts\/[^/]+$/.test(path) || path.startsWith("/v3/companies");
+    if (!isConnectorPath || /^\/v3\/contacts\/(import|batch|lists|attributes)$/.test(path)) return false;
+    if (needsJson && !String(contentType ?? "").startsWith("application/json")) {
+      answer(415, { code: "invalid_parameter", message: "JSON only" });
+      return true;
+    }
+    if (needsJson && (body === null || typeof body !== "object" || Array.isArray(body))) {
+      bad(raw.length === 0 ? "body is required" : "object body expected");
+      return true;
+    }
+    const record: Record<string, unknown> = needsJson ? { ...(body as object) } : {};
+    const now = (this.options.now ?? Date.now)();
+
+    if (path === "/v3/events" && method === "POST") {
+      const error = BrevoServer.checkEvent(record);
+      if (error) bad(error);
+      else {
+        this.events.push({ ...(record as unknown as BrevoEventRecord), receivedAt: now });
+        answer(204);
+      }
+      return true;
+    }
+    if (path === "/v3/events/batch" && method === "POST") {
+      const events = record.events;
+      if (!Array.isArray(events) || events.length === 0) {
+        bad("events must be a non-empty array");
+        return true;
+      }
+      const errors: { eventIndex: number[]; message: string }[] = [];
+      events.forEach((event, index) => {
+        const error = BrevoServer.checkEvent(event);
+        if (error) errors.push({ eventIndex: [index], message: error });
+        else this.events.push({ ...(event as BrevoEventRecord), receivedAt: now });
+      });
+      if (errors.length === 0) answer(202, { message: "events accepted", count: events.length });
+      else {
+        const summary = { status: "failed", total_events: events.length, successful_events: events.length - errors.length, failed_events: errors.length, errors };
+        answer(errors.length === events.length ? 400 : 207, summary);
+      }
+      return true;
+    }
+    if (path === "/v3/contacts") {
+      if (method !== "POST") return false;
+      const email = record.email;
+      const extId = record.ext_id;
+      const sms = record.attributes !== null && typeof record.attributes === "object" ? (record.attributes as Record<string, unknown>).SMS : undefined;
+      if (email === undefined && extId === undefined && sms === undefined) {
+        bad("one of email, ext_id or attributes.SMS is required");
+        return true;
+      }
+      if (email !== undefined && (typeof email !== "string" || !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email))) {
+        bad("email is not valid");
+        return true;
+      }
+      if (extId !== undefined && (typeof extId !== "string" || extId === "")) {
+        bad("ext_id must be a non-empty string");
+        return true;
+      }
+      const attributes = record.attributes ?? {};
+      const attributeError = BrevoServer.checkAttributes(attributes);
+      if (attributeError) {
+        bad(attributeError);
+        return true;
+      }
+      const listIds = record.listIds ?? [];
+      if (!Array.isArray(listIds) || !listIds.every((id) => Number.isInteger(id))) {
+        bad("listIds must be an array of list ids");
+        return true;
+      }
+      const missingList = listIds.find((id) => !this.lists.has(Number(id)));
+      if (missingList !== undefined) {
+        answer(404, { code: "document_not_found", message: `List ID ${String(missingList)} does not exist` });
+        return true;
+      }
+      const byExt = typeof extId === "string" ? this.findContact(extId, "ext_id") : undefined;
+      const byEmail = typeof email === "string" && this.contacts.has(email.toLowerCase()) ? email.toLowerCase() : undefined;
+      if (byExt !== undefined && byEmail !== undefined && byExt !== byEmail) {
+        answer(400, { code: "duplicate_parameter", message: "email and ext_id belong to different contacts", metadata: { duplicate_identifiers: ["email", "ext_id"] } });
+        return true;
+      }
+      let key = byExt ?? byEmail;
+      if (key === "invalid") key = undefined;
+      if (key !== undefined && record.updateEnabled !== true) {
+        answer(400, { code: "duplicate_parameter", message: "Contact already exist" });
+        return true;
+      }
+      const existed = key !== undefined;
+      if (key === undefined) key = typeof email === "string" ? email.toLowerCase() : `ext:${String(extId ?? sms)}`;
+      else if (key.startsWith("ext:") && typeof email === "string") {
+        this.rekey(key, email.toLowerCase());
+        key = email.toLowerCase();
+      }
+      this.contacts.set(key, BrevoServer.mergeAttributes(this.contacts.get(key) ?? {}, attributes as Record<string, unknown>));
+      const id = this.idOf(key, typeof extId === "string" ? extId : undefined);
+      for (const list of listIds) this.lists.get(Number(list))?.add(key);
+      if (existed) answer(204);
+      else answer(201, { id });
+      return true;
+    }
+    const contactMatch = /^\/v3\/contacts\/([^/]+)$/.exec(path);
+    if (contactMatch) {
+      const identifier = decodeURIComponent(contactMatch[1] ?? "");
+      const key = this.findContact(identifier, url.searchParams.get("identifierType"));
+      if (key === "invalid") {
+        bad("identifier needs identifierType (ext_id always does)");
+        return true;
+      }
+      if (key === undefined) {
+        answer(404, { code: "document_not_found", message: "Contact does not exist" });
+        return true;
+      }
+      if (method === "GET") {
+        const meta = this.contactIds.get(key);
+        answer(200, {
+          id: meta?.id,
+          email: key.startsWith("ext:") ? undefined : key,
+          ext_id: meta?.extId,
+          attributes: this.contacts.get(key) ?? {},
+          listIds: [...this.lists].filter(([, members]) => members.has(key)).map(([id]) => id),
+        });
+        return true;
+      }
+      if (method === "DELETE") {
+        this.contacts.delete(key);
+        this.contactIds.delete(key);
+        for (const members of this.lists.values()) members.delete(key);
+        answer(204);
+        return true;
+      }
+      if (method === "PUT") {
+        const attributes = record.attributes ?? {};
+        const attributeError = BrevoServer.checkAttributes(attributes);
+        if (attributeError) {
+          bad(attributeError);
+          return true;
+        }
+        for (const field of ["listIds", "unlinkListIds"] as const) {
+          const ids = record[field] ?? [];
+          if (!Array.isArray(ids) || !ids.every((id) => this.lists.has(Number(id)))) {
+            answer(404, { code: "document_not_found", message: `${field} names a list that does not exist` });
+            return true;
+          }
+        }
+        this.contacts.set(key, BrevoServer.mergeAttributes(this.contacts.get(key) ?? {}, attributes as Record<string, unknown>));
+        if (typeof record.ext_id === "string") this.idOf(key, record.ext_id);
+        for (const id of (record.listIds as unknown[] | undefined) ?? []) this.lists.get(Number(id))?.add(key);
+        for (const id of (record.unlinkListIds as unknown[] | undefined) ?? []) this.lists.get(Number(id))?.delete(key);
+        answer(204);
+        return true;
+      }
+      return false;
+    }
+    if (path === "/v3/companies" && method === "GET") {
+      const filters = [...url.searchParams].filter(([name]) => name.startsWith("filters[attributes."));
+      const items = [...this.companies.values()].filter((company) =>
+        filters.every(([name, value]) => {
+          const attribute = name.slice("filters[attributes.".length, -1);
+          return attribute === "name" ? company.name === value : String(company.attributes[attribute]) === value;
+        }),
+      );
+      const limit = Number(url.searchParams.get("limit") ?? 50);
+      answer(200, { items: items.slice(0, limit) });
+      return true;
+    }
+    if (path === "/v3/companies" && method === "POST") {
+      if (typeof record.name !== "string" || record.name === "") {
+        bad("name is required");
+        return true;
+      }
+      const attributes = record.attributes ?? {};
+      if (attributes === null || typeof attributes !== "object" || Array.isArray(attributes)) {
+        bad("attributes must be an object");
+        return true;
+      }
+      const id = `c${this.nextCompanyId++}`;
+      this.companies.set(id, { id, name: record.name, attributes: { ...attributes }, linkedContactsIds: [] });
+      answer(200, { id });
+      return true;
+    }
+    const linkMatch = /^\/v3\/companies\/link-unlink\/([^/]+)$/.exec(path);
+    if (linkMatch && method === "PATCH") {
+      const company = this.companies.get(decodeURIComponent(linkMatch[1] ?? ""));
+      if (!company) {
+        answer(404, { code: "document_not_found", message: "Company not found" });
+        return true;
+      }
+      const link = Array.isArray(record.linkContactIds) ? record.linkContactIds.map(Number) : [];
+      const unlink = new Set(Array.isArray(record.unlinkContactIds) ? record.unlinkContactIds.map(Number) : []);
+      company.linkedContactsIds = [...new Set([...company.linkedContactsIds, ...link])].filter((id) => !unlink.has(id));
+      answer(204);
+      return true;
+    }
+    const companyMatch = /^\/v3\/companies\/([^/]+)$/.exec(path);
+    if (companyMatch) {
+      const id = decodeURIComponent(companyMatch[1] ?? "");
+      const company = this.companies.get(id);
+      if (!company) {
+        answer(404, { code: "document_not_found", message: "Company not found" });
+        return true;
+      }
+      if (method === "GET") answer(200, company);
+      else if (method === "DELETE") {
+        this.companies.delete(id);
+        answer(204);
+      } else if (method === "PATCH") {
+        if (record.name !== undefined && (typeof record.name !== "string" || record.name === "")) {
+          bad("name cannot be empty");
+          return true;
+        }
+        if (typeof record.name === "string") company.name = record.name;
+        if (record.attributes !== undefined) {
+          if (record.attributes === null || typeof record.attributes !== "object") {
+            bad("attributes must be an object");
+            return true;
+          }
+          company.attributes = BrevoServer.mergeAttributes(company.attributes, record.attributes as Record<string, unknown>);
+        }
+        // PATCH replaces the whole list of linked contacts (§3).
+        if (Array.isArray(record.linkedContactsIds)) company.linkedContactsIds = record.linkedContactsIds.map(Number);
+        answer(200, company);
+      } else return false;
+      return true;
+    }
+    return false;
   }
 
   private importContacts(record: Record<string, unknown>, bytes: number, answer: (status: number, payload?: unknown) => void): void {

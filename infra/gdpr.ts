@@ -1,0 +1,188 @@
+/**
+ * `npm run gdpr:delete -- --stage <stage> --distinct-id <id> [--distinct-id <id2>] [--distinct-ids-file f]
+ *    [--compliance gdpr|ccpa] [--bucket B] [--region R] [--endpoint URL] [--config file]`
+ * `npm run gdpr:status -- --stage <stage> [--bucket B] [--region R] [--endpoint URL]`
+ *
+ * Erasure across the relay's destinations (lib/privacy/gdpr.ts): files a deletion task with
+ * Mixpanel's data-deletion API (≤ 1999 ids per task, 1 request/s), deletes the Brevo contacts
+ * (when the stage config has a brevo block) and writes an audit record with SHA-256 digests of
+ * the ids (never the ids) to the stage's snapshot bucket under gdpr/. `gdpr:status` polls the
+ * tasks not yet final and prints each request's progress.
+ *
+ * Credentials: MIXPANEL_GDPR_TOKEN (the personal OAuth token Mixpanel issues for this API) and
+ * MIXPANEL_PROJECT_TOKEN, else the Secrets Manager secret `mixpanel-relay/<stage>/mixpanel-gdpr`
+ * (`{"oauth_token", "project_token"}`, or --gdpr-secret). Brevo: BREVO_API_KEY, else the secret
+ * named by brevo.api_key_secret. MIXPANEL_GDPR_URL and BREVO_API_URL override the hosts
+ * (the local stack's sandboxes).
+ *
+ * The ids are added to the erased-ids list (gdpr/suppressed-ids.json, digests only) first, so the
+ * Brevo forwarder does not create the contact again; Mixpanel keeps receiving whatever senders
+ * still send for the id: stop sending it at the source first.
+ */
+import { readFileSync } from "node:fs";
+import { resolve } from "node:path";
+import { pathToFileURL } from "node:url";
+import { GetObjectCommand, ListBucketsCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import * as z from "zod";
+import { DEFAULT_BREVO_API_URL, createBrevoClient, type BrevoClient } from "../lib/brevo/client.js";
+import { loadStageConfig, stageConfigPath } from "../lib/config/stage.js";
+import { apiKeySecretSchema } from "../lib/destinations/http.js";
+import { realRetryDeps } from "../lib/http/retry.js";
+import {
+  type AuditRecord,
+  GDPR_BASES,
+  GDPR_PREFIX,
+  auditRecordSchema,
+  complianceSchema,
+  createGdprClient,
+  gdprKey,
+  overallStatus,
+  refreshStatus,
+  runDeletion,
+} from "../lib/privacy/gdpr.js";
+import { createS3Client } from "../lib/queue/rejected-store.js";
+import { SUPPRESSION_KEY, addSuppressedIds } from "../lib/privacy/suppression.js";
+import { createSecretReader, type SecretReader } from "../lib/secrets/secrets.js";
+import { UsageError, awsTargetOptions, parseArgs, resolveAwsTarget } from "./cli-args.js";
+import { SERVICE_NAME } from "./stack-layout.js";
+
+const USAGE = [
+  "usage: npm run gdpr:delete -- --stage <stage> --distinct-id <id> [--distinct-ids-file f] [--compliance gdpr|ccpa] [--bucket B] [--region R] [--endpoint URL]",
+  "       npm run gdpr:status -- --stage <stage> [--bucket B] [--region R] [--endpoint URL]",
+].join("\n");
+
+const gdprSecretSchema = z.object({ oauth_token: z.string().min(1), project_token: z.string().min(1) });
+
+export async function findSnapshotBucket(s3: S3Client, stage: string): Promise<string> {
+  const prefix = `${SERVICE_NAME}-${stage}-snapshots`;
+  const listed = await s3.send(new ListBucketsCommand({}));
+  const names = (listed.Buckets ?? []).map((bucket) => bucket.Name ?? "").filter((name) => name === prefix || name.startsWith(`${prefix}-`));
+  if (names.length !== 1) throw new UsageError(`expected one bucket named ${prefix}-<account>, found ${names.length === 0 ? "none" : names.join(", ")}: pass --bucket`);
+  return names[0] ?? "";
+}
+
+async function readAudit(s3: S3Client, bucket: string, key: string): Promise<AuditRecord | undefined> {
+  const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  try {
+    const parsed = auditRecordSchema.safeParse(JSON.parse((await got.Body?.transformToString()) ?? ""));
+    return parsed.success ? parsed.data : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function writeAudit(s3: S3Client, bucket: string, record: AuditRecord): Promise<string> {
+  const key = gdprKey(record);
+  await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: JSON.stringify(record, null, 2), ContentType: "application/json" }));
+  return key;
+}
+
+const pause = () => new Promise<void>((done) => setTimeout(done, 1100));
+
+export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env, log: (line: string) => void = console.log): Promise<AuditRecord[] | undefined> {
+  const [command, ...rest] = argv;
+  if (command !== "delete" && command !== "status") throw new UsageError(`unknown command ${command ?? "(none)"}`);
+  const { values } = parseArgs({
+    args: rest,
+    options: {
+      ...awsTargetOptions,
+      "distinct-id": { type: "string", multiple: true },
+      "distinct-ids-file": { type: "string" },
+      compliance: { type: "string" },
+      bucket: { type: "string" },
+      config: { type: "string" },
+      "gdpr-secret": { type: "string" },
+    },
+    strict: true,
+  });
+  if (values.help) {
+    log(USAGE);
+    return undefined;
+  }
+  const target = resolveAwsTarget(values, env);
+  const config = loadStageConfig(values.config ?? stageConfigPath(target.stage));
+  const s3 = createS3Client(target.region, target.endpoint);
+  const bucket = values.bucket ?? (await findSnapshotBucket(s3, target.stage));
+  const secrets: SecretReader = createSecretReader({
+    region: target.region,
+    ttlSeconds: 300,
+    ...(env.SECRETS_ENDPOINT_URL ? { endpoint: env.SECRETS_ENDPOINT_URL } : {}),
+  });
+  const gdprCredentials = async () =>
+    env.MIXPANEL_GDPR_TOKEN && env.MIXPANEL_PROJECT_TOKEN
+      ? { oauth_token: env.MIXPANEL_GDPR_TOKEN, project_token: env.MIXPANEL_PROJECT_TOKEN }
+      : secrets.getJson(values["gdpr-secret"] ?? `${SERVICE_NAME}/${target.stage}/mixpanel-gdpr`, gdprSecretSchema);
+  const credentials = await gdprCredentials();
+  const gdpr = createGdprClient({
+    fetch: globalThis.fetch,
+    baseUrl: env.MIXPANEL_GDPR_URL ?? GDPR_BASES[config.residency],
+    projectToken: credentials.project_token,
+    oauthToken: credentials.oauth_token,
+    timeoutMs: 15_000,
+    retryDeps: realRetryDeps(() => 120_000),
+    now: Date.now,
+  });
+
+  if (command === "status") {
+    const records: AuditRecord[] = [];
+    let token: string | undefined;
+    do {
+      const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: GDPR_PREFIX, ContinuationToken: token }));
+      for (const object of page.Contents ?? []) {
+        const record = object.Key ? await readAudit(s3, bucket, object.Key) : undefined;
+        if (!record) continue;
+        const updated = await refreshStatus(record, gdpr, () => new Date(), pause);
+        await writeAudit(s3, bucket, updated);
+        records.push(updated);
+        log(
+          `${updated.requestId}  ${updated.createdAt}  ${updated.compliance}  ${updated.idDigests.length} id(s)  ${overallStatus(updated)}  ` +
+            `mixpanel: ${updated.mixpanel.map((task) => task.status).join(",")}  brevo: ${updated.brevo.skipped ? "not configured" : `${updated.brevo.deleted} deleted, ${updated.brevo.absent} absent, ${updated.brevo.failed} failed`}`,
+        );
+      }
+      token = page.IsTruncated ? page.NextContinuationToken : undefined;
+    } while (token);
+    if (records.length === 0) log(`no GDPR requests under s3://${bucket}/${GDPR_PREFIX}`);
+    return records;
+  }
+
+  const ids = [...(values["distinct-id"] ?? [])];
+  if (values["distinct-ids-file"]) ids.push(...readFileSync(values["distinct-ids-file"], "utf8").split(/\r?\n/));
+  if (ids.every((id) => id.trim() === "")) throw new UsageError("pass --distinct-id or --distinct-ids-file");
+  const compliance = complianceSchema.safeParse((values.compliance ?? "gdpr").toUpperCase());
+  if (!compliance.success) throw new UsageError(`--compliance must be gdpr or ccpa, got "${values.compliance}"`);
+
+  let brevo: BrevoClient | undefined;
+  const brevoConfig = config.brevo;
+  if (brevoConfig) {
+    const localKey = env.BREVO_API_KEY;
+    brevo = createBrevoClient({
+      fetch: globalThis.fetch,
+      baseUrl: env.BREVO_API_URL ?? DEFAULT_BREVO_API_URL,
+      apiKey: async () => localKey ?? (await secrets.getJson(brevoConfig.api_key_secret, apiKeySecretSchema)).api_key,
+      timeoutMs: 15_000,
+      retryDeps: realRetryDeps(() => 120_000),
+      now: Date.now,
+    });
+  }
+  // Before anything is deleted: the Brevo forwarder stops sending these ids (lib/privacy/suppression.ts).
+  const cleanIds = ids.map((id) => id.trim()).filter((id) => id !== "");
+  const listed = await addSuppressedIds(s3, bucket, cleanIds);
+  log(`erased-ids list s3://${bucket}/${SUPPRESSION_KEY}: ${listed} id(s)`);
+  const record = await runDeletion(cleanIds, compliance.data, { gdpr, brevo, stage: target.stage, now: () => new Date(), pause });
+  const key = await writeAudit(s3, bucket, record);
+  log(
+    `GDPR request ${record.requestId}: ${record.idDigests.length} id(s); mixpanel task(s) ${record.mixpanel.map((task) => `${task.taskId ?? "-"} ${task.status}`).join(", ")}; ` +
+      `brevo ${record.brevo.skipped ? "not configured" : `${record.brevo.deleted} deleted, ${record.brevo.absent} absent, ${record.brevo.failed} failed`}; audit s3://${bucket}/${key}`,
+  );
+  return [record];
+}
+
+if (process.argv[1] && import.meta.url === pathToFileURL(resolve(process.argv[1])).href) {
+  main(process.argv.slice(2)).then(
+    () => process.exit(0),
+    (error: unknown) => {
+      console.error(error instanceof UsageError ? `${error.message}\n${USAGE}` : `gdpr failed: ${error instanceof Error ? error.message : String(error)}`);
+      process.exit(error instanceof UsageError ? 2 : 1);
+    },
+  );
+}

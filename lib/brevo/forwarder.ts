@@ -1,0 +1,387 @@
+import * as z from "zod";
+import { parseJsonOrUndefined } from "../util/batching.js";
+import type { IdentityMode } from "../config/mapping.js";
+import { ConfigError, RetryableError, describeError } from "../errors.js";
+import type { HttpResult } from "../http/fetch.js";
+import type { RecordOutcome } from "../forwarder/process.js";
+import type { RecordKind } from "../records/envelope.js";
+import { type BrevoClient, brevoMessage } from "./client.js";
+import { type CompanyOperation, mapGroupToCompany } from "./companies.js";
+import type { BrevoConfig } from "./config.js";
+import { type ContactKey, type ContactOperation, attributesAfter, mapProfileToContact } from "./contacts.js";
+import { type BrevoEvent, mapEventToBrevo } from "./events.js";
+import { idDigest } from "../privacy/gdpr.js";
+
+/**
+ * The Brevo forwarder's sends (docs/vendors/brevo-connector.md §1–§4): one outcome per queued
+ * Mixpanel record, for lib/forwarder/process.ts `consumeEnvelopes`, which stores refusals,
+ * re-queues only what was not sent and reports SQS partial batch failures.
+ *
+ * - Events: `POST /v3/events/batch` `{events:[…]}` in chunks of `eventsBatchSize` (Brevo documents
+ *   no maximum, §1). 202 = all taken; 207/400 list the failed `eventIndex`es, which are refused
+ *   for good (validation errors fail again, §1) while the rest count as sent.
+ * - Profiles: one contact call (or a read then a write) per record, in queue order, so operations
+ *   on one contact apply in the order Mixpanel would apply them.
+ * - Groups: companies found by their marker attribute (cached per container: the companies bucket
+ *   allows 100 requests per hour on the General tier, §3), then created, patched or deleted.
+ *
+ * Once a call fails transiently (or the key is refused) every later record of the batch is left
+ * unsent with the same outcome: the rate limit or outage applies to them too, and they are
+ * re-queued, not resent, by the consumer.
+ */
+export interface BrevoSenderDeps {
+  readonly client: BrevoClient;
+  readonly config: BrevoConfig;
+  readonly identityMode: IdentityMode;
+  readonly eventsBatchSize: number;
+  /** marker → Brevo company id, per container. */
+  readonly companyIds?: Map<string, string>;
+  /**
+   * `$insert_id`s of events Brevo took, per container (bounded). Brevo's events API has no
+   * idempotency key (docs/vendors/brevo-connector.md §1), so the relay skips an event it already
+   * sent when the same record arrives again (a sender's retry, a replay) instead of duplicating it.
+   */
+  readonly sentInsertIds?: Map<string, true>;
+  /** Digests of erased ids (lib/privacy/suppression.ts): their records are skipped (`suppressed`). */
+  readonly suppressed?: () => Promise<ReadonlySet<string>>;
+}
+
+const MAX_REMEMBERED_INSERT_IDS = 100_000;
+
+const MAX_CACHED_COMPANIES = 10_000;
+
+type Outcome = RecordOutcome;
+const sent: Outcome = { status: "imported" };
+
+/**
+ * A call that threw: the key or settings (ConfigError) or transient trouble. Anything else is a
+ * fault of ours; it too leaves this and the later records unsent (re-queued, not resent whole),
+ * so records already applied are never applied again.
+ */
+function failureOutcome(error: unknown): Outcome {
+  if (error instanceof ConfigError) return { status: "config", reason: error.message };
+  if (error instanceof RetryableError) return { status: "retry", reason: error.message };
+  return { status: "retry", reason: describeError(error) };
+}
+
+const batchErrorSchema = z.object({
+  errors: z.array(z.object({ eventIndex: z.union([z.array(z.number().int()), z.number().int()]), message: z.string().optional() })).optional(),
+});
+
+/** Per event of one batch: the refusal message, from a 207/400 body. */
+function batchRefusals(result: HttpResult, size: number): Map<number, string> | undefined {
+  const body = batchErrorSchema.safeParse(parseJsonOrUndefined(result.body));
+  if (!body.success || !body.data.errors) return undefined;
+  const refusals = new Map<number, string>();
+  for (const error of body.data.errors) {
+    for (const index of Array.isArray(error.eventIndex) ? error.eventIndex : [error.eventIndex]) {
+      if (index >= 0 && index < size) refusals.set(index, `Brevo ${result.status}: ${error.message ?? "event refused"}`);
+    }
+  }
+  return refusals;
+}
+
+function isSuppressed(values: readonly (string | undefined)[], suppressed: ReadonlySet<string>): boolean {
+  return suppressed.size > 0 && values.some((value) => value !== undefined && suppressed.has(idDigest(value)));
+}
+
+async function sendEvents(lines: readonly string[], deps: BrevoSenderDeps, suppressed: ReadonlySet<string>): Promise<Outcome[]> {
+  const outcomes: Outcome[] = new Array(lines.length);
+  const pending: { position: number; event: BrevoEvent; insertId?: string }[] = [];
+  const sentIds = deps.sentInsertIds;
+  const inThisBatch = new Set<string>();
+  const remember = (insertId: string | undefined) => {
+    if (!sentIds || insertId === undefined) return;
+    if (sentIds.size >= MAX_REMEMBERED_INSERT_IDS) sentIds.delete(sentIds.keys().next().value ?? "");
+    sentIds.set(insertId, true);
+  };
+  lines.forEach((line, position) => {
+    const mapped = mapEventToBrevo(line, deps.config, deps.identityMode);
+    if (mapped.status === "send" && isSuppressed(Object.values(mapped.event.identifiers), suppressed)) {
+      outcomes[position] = { status: "skipped", code: "suppressed" };
+    } else if (mapped.status === "send" && mapped.insertId !== undefined && (sentIds?.has(mapped.insertId) || inThisBatch.has(mapped.insertId))) {
+      outcomes[position] = { status: "skipped", code: "already_sent" };
+    } else if (mapped.status === "send") {
+      if (mapped.insertId !== undefined) inThisBatch.add(mapped.insertId);
+      pending.push({ position, event: mapped.event, ...(mapped.insertId !== undefined ? { insertId: mapped.insertId } : {}) });
+    }
+    else if (mapped.status === "skip") outcomes[position] = { status: "skipped", code: mapped.code };
+    else outcomes[position] = { status: "rejected", reason: `${mapped.code}: ${mapped.reason}` };
+  });
+  let blocked: Outcome | undefined;
+  for (let start = 0; start < pending.length; start += deps.eventsBatchSize) {
+    const chunk = pending.slice(start, start + deps.eventsBatchSize);
+    if (blocked) {
+      for (const { position } of chunk) outcomes[position] = blocked;
+      continue;
+    }
+    try {
+      const result = await deps.client.call("POST", "/events/batch", { events: chunk.map(({ event }) => event) });
+      if (result.status >= 200 && result.status < 300 && result.status !== 207) {
+        for (const { position, insertId } of chunk) {
+          outcomes[position] = sent;
+          remember(insertId);
+        }
+        continue;
+      }
+      const refusals = result.status === 207 || result.status === 400 ? batchRefusals(result, chunk.length) : undefined;
+      chunk.forEach(({ position, insertId }, index) => {
+        if (refusals) {
+          const reason = refusals.get(index);
+          if (reason === undefined) remember(insertId);
+          outcomes[position] = reason === undefined ? sent : { status: "rejected", reason };
+        } else {
+          outcomes[position] = { status: "rejected", reason: brevoMessage(result) };
+        }
+      });
+    } catch (error) {
+      blocked = failureOutcome(error);
+      for (const { position } of chunk) outcomes[position] = blocked;
+    }
+  }
+  return outcomes;
+}
+
+function contactPath(key: ContactKey): string {
+  return `/contacts/${encodeURIComponent(key.value)}?identifierType=${key.type}`;
+}
+
+const contactSchema = z.object({ id: z.number().optional(), attributes: z.record(z.string(), z.unknown()).optional() });
+
+/** The contact's current attributes, or undefined when Brevo has no such contact. */
+async function readContact(key: ContactKey, client: BrevoClient): Promise<{ attributes: Record<string, unknown> } | undefined | HttpResult> {
+  const result = await client.call("GET", contactPath(key));
+  if (result.status === 404) return undefined;
+  if (result.status !== 200) return result;
+  const contact = contactSchema.safeParse(parseJsonOrUndefined(result.body));
+  return { attributes: contact.success ? (contact.data.attributes ?? {}) : {} };
+}
+
+function createBody(operation: Extract<ContactOperation, { op: "upsert" }> | { key: ContactKey; extId?: string; email?: string; listIds: number[] }, attributes: Record<string, unknown>) {
+  const withSms = operation.key.type === "phone_id" ? { SMS: operation.key.value, ...attributes } : attributes;
+  return {
+    ...(operation.extId !== undefined ? { ext_id: operation.extId } : {}),
+    ...(operation.email !== undefined ? { email: operation.email } : {}),
+    attributes: withSms,
+    ...(operation.listIds.length > 0 ? { listIds: operation.listIds } : {}),
+    // docs/vendors/brevo-connector.md §2, docs/vendors/cohort-sync.md §3: without it an existing contact answers 400 duplicate_parameter.
+    updateEnabled: true,
+  };
+}
+
+const isOk = (result: HttpResult) => result.status >= 200 && result.status < 300;
+
+/**
+ * Links the contact to the companies of its groups (brevo.companies.group_keys) that exist in
+ * Brevo, with `PATCH /v3/companies/link-unlink/{id}` (`linkContactIds` adds, never replaces, §3).
+ * A company not created yet is not linked (and not linked later when it is created).
+ */
+async function linkCompanies(operation: ContactOperation, contactId: number | undefined, deps: BrevoSenderDeps): Promise<Outcome> {
+  if (operation.op !== "upsert" || !operation.companyLinks || operation.companyLinks.length === 0) return sent;
+  let id = contactId;
+  if (id === undefined) {
+    const result = await deps.client.call("GET", contactPath(operation.key));
+    if (result.status !== 200) return { status: "rejected", reason: `contact upserted, but it could not be read back to link its companies: ${brevoMessage(result)}` };
+    id = parseContactId(result.body);
+    if (id === undefined) return sent;
+  }
+  const cache = deps.companyIds ?? new Map<string, string>();
+  for (const marker of operation.companyLinks) {
+    const company = await findCompany(marker, deps, cache);
+    if (company === undefined) continue;
+    if (typeof company !== "string") return { status: "rejected", reason: `contact upserted; company lookup refused: ${brevoMessage(company)}` };
+    const result = await deps.client.call("PATCH", `/companies/link-unlink/${encodeURIComponent(company)}`, { linkContactIds: [id] });
+    if (!isOk(result) && result.status !== 404) return { status: "rejected", reason: `contact upserted; link to ${marker} refused: ${brevoMessage(result)}` };
+  }
+  return sent;
+}
+
+/** The contact id from a 201 `{id}` reply (a 204 update has none). */
+function createdId(result: HttpResult): number | undefined {
+  return result.status === 201 ? parseContactId(result.body) : undefined;
+}
+
+function parseContactId(body: string): number | undefined {
+  const parsed = contactSchema.safeParse(parseJsonOrUndefined(body));
+  return parsed.success ? parsed.data.id : undefined;
+}
+
+async function applyContact(operation: ContactOperation, deps: BrevoSenderDeps): Promise<Outcome> {
+  const client = deps.client;
+  let contactId: number | undefined;
+  const refused = (result: HttpResult): Outcome => ({ status: "rejected", reason: brevoMessage(result) });
+  const extId = operation.key.type === "ext_id" ? operation.key.value : undefined;
+  const email = operation.key.type === "email_id" ? operation.key.value : undefined;
+  const create = async (attributes: Record<string, unknown>, listIds: number[], withEmail?: string) => {
+    const result = await client.call(
+      "POST",
+      "/contacts",
+      createBody({ key: operation.key, ...(extId !== undefined ? { extId } : {}), ...(withEmail ?? email ? { email: withEmail ?? email } : {}), listIds }, attributes),
+    );
+    contactId = createdId(result);
+    return isOk(result) ? sent : refused(result);
+  };
+  const update = async (attributes: Record<string, unknown>, listIds: number[]) => {
+    if (Object.keys(attributes).length === 0 && listIds.length === 0) return sent;
+    const result = await client.call("PUT", contactPath(operation.key), { attributes, ...(listIds.length > 0 ? { listIds } : {}) });
+    if (result.status === 404) return create(attributes, listIds);
+    return isOk(result) ? sent : refused(result);
+  };
+
+  switch (operation.op) {
+    case "delete": {
+      const result = await client.call("DELETE", contactPath(operation.key));
+      // §2: 404 = already deleted, so the call is idempotent.
+      return isOk(result) || result.status === 404 ? sent : refused(result);
+    }
+    case "unset": {
+      const result = await client.call("PUT", contactPath(operation.key), { attributes: attributesAfter(operation, undefined) });
+      return isOk(result) || result.status === 404 ? sent : refused(result);
+    }
+    case "upsert":
+      if (!operation.onlyIfAbsent) {
+        const result = await client.call("POST", "/contacts", createBody(operation, operation.attributes));
+        if (!isOk(result)) return refused(result);
+        return linkCompanies(operation, createdId(result), deps);
+      }
+    // $set_once falls through to read-modify-write.
+    // eslint-disable-next-line no-fallthrough
+    case "add":
+    case "list": {
+      const current = await readContact(operation.key, client);
+      if (current !== undefined && "status" in current) return refused(current);
+      const attributes = attributesAfter(operation, current?.attributes);
+      const listIds = operation.listIds;
+      const outcome = current === undefined ? await create(attributes, listIds, operation.op === "upsert" ? operation.email : undefined) : await update(attributes, listIds);
+      return outcome.status === "imported" ? linkCompanies(operation, contactId, deps) : outcome;
+    }
+  }
+}
+
+async function sendProfiles(lines: readonly string[], deps: BrevoSenderDeps, suppressed: ReadonlySet<string>): Promise<Outcome[]> {
+  const outcomes: Outcome[] = [];
+  let blocked: Outcome | undefined;
+  for (const line of lines) {
+    if (blocked) {
+      outcomes.push(blocked);
+      continue;
+    }
+    const mapped = mapProfileToContact(line, deps.config, deps.identityMode);
+    const operation = mapped.status === "send" ? mapped.operation : undefined;
+    if (operation && isSuppressed([operation.key.value, "email" in operation ? operation.email : undefined], suppressed)) {
+      outcomes.push({ status: "skipped", code: "suppressed" });
+    } else if (mapped.status === "skip") outcomes.push({ status: "skipped", code: mapped.code });
+    else if (mapped.status === "reject") outcomes.push({ status: "rejected", reason: `${mapped.code}: ${mapped.reason}` });
+    else {
+      try {
+        outcomes.push(await applyContact(mapped.operation, deps));
+      } catch (error) {
+        blocked = failureOutcome(error);
+        outcomes.push(blocked);
+      }
+    }
+  }
+  return outcomes;
+}
+
+const companyListSchema = z.object({ items: z.array(z.object({ id: z.union([z.string(), z.number()]).transform(String) })).optional() });
+const companyCreatedSchema = z.object({ id: z.union([z.string(), z.number()]).transform(String) });
+
+async function findCompany(marker: string, deps: BrevoSenderDeps, cache: Map<string, string>): Promise<string | undefined | HttpResult> {
+  const cached = cache.get(marker);
+  if (cached !== undefined) return cached;
+  const attribute = deps.config.companies.id_attribute;
+  const query = `filters${encodeURIComponent(`[attributes.${attribute}]`)}=${encodeURIComponent(marker)}&limit=1`;
+  const result = await deps.client.call("GET", `/companies?${query}`);
+  if (result.status === 404) return undefined;
+  if (!isOk(result)) return result;
+  const list = companyListSchema.safeParse(parseJsonOrUndefined(result.body));
+  const id = list.success ? list.data.items?.[0]?.id : undefined;
+  if (id !== undefined) remember(cache, marker, id);
+  return id;
+}
+
+function remember(cache: Map<string, string>, marker: string, id: string): void {
+  if (cache.size >= MAX_CACHED_COMPANIES) cache.delete(cache.keys().next().value ?? "");
+  cache.set(marker, id);
+}
+
+async function applyCompany(operation: CompanyOperation, deps: BrevoSenderDeps, cache: Map<string, string>): Promise<Outcome> {
+  const refused = (result: HttpResult): Outcome => ({ status: "rejected", reason: brevoMessage(result) });
+  const found = await findCompany(operation.marker, deps, cache);
+  if (found !== undefined && typeof found !== "string") return refused(found);
+  const id = found;
+  const path = (companyId: string) => `/companies/${encodeURIComponent(companyId)}`;
+  switch (operation.op) {
+    case "delete": {
+      if (id === undefined) return sent;
+      cache.delete(operation.marker);
+      const result = await deps.client.call("DELETE", path(id));
+      return isOk(result) || result.status === 404 ? sent : refused(result);
+    }
+    case "unset": {
+      if (id === undefined) return sent;
+      const attributes = Object.fromEntries(operation.attributes.map((name) => [name, null]));
+      const result = await deps.client.call("PATCH", path(id), { attributes });
+      return isOk(result) || result.status === 404 ? sent : refused(result);
+    }
+    case "upsert": {
+      if (id !== undefined) {
+        if (operation.onlyOnCreate) return sent;
+        // Never linkedContactsIds here: PATCH replaces the whole list (§3).
+        const result = await deps.client.call("PATCH", path(id), { name: operation.name, attributes: operation.attributes });
+        if (result.status !== 404) return isOk(result) ? sent : refused(result);
+        cache.delete(operation.marker);
+      }
+      const result = await deps.client.call("POST", "/companies", {
+        name: operation.name,
+        attributes: { ...operation.attributes, [deps.config.companies.id_attribute]: operation.marker },
+      });
+      if (!isOk(result)) return refused(result);
+      // Without an id in the reply the next update finds the company by its marker.
+      const created = companyCreatedSchema.safeParse(parseJsonOrUndefined(result.body));
+      if (created.success) remember(cache, operation.marker, created.data.id);
+      return sent;
+    }
+  }
+}
+
+async function sendGroups(lines: readonly string[], deps: BrevoSenderDeps): Promise<Outcome[]> {
+  const cache = deps.companyIds ?? new Map<string, string>();
+  const outcomes: Outcome[] = [];
+  let blocked: Outcome | undefined;
+  for (const line of lines) {
+    if (blocked) {
+      outcomes.push(blocked);
+      continue;
+    }
+    const mapped = mapGroupToCompany(line, deps.config);
+    if (mapped.status === "skip") outcomes.push({ status: "skipped", code: mapped.code });
+    else if (mapped.status === "reject") outcomes.push({ status: "rejected", reason: `${mapped.code}: ${mapped.reason}` });
+    else {
+      try {
+        outcomes.push(await applyCompany(mapped.operation, deps, cache));
+      } catch (error) {
+        blocked = failureOutcome(error);
+        outcomes.push(blocked);
+      }
+    }
+  }
+  return outcomes;
+}
+
+export function createBrevoSend(deps: BrevoSenderDeps): (kind: RecordKind, lines: readonly string[]) => Promise<RecordOutcome[]> {
+  return async (kind, lines) => {
+    try {
+      // Fails closed: when the erased-ids list cannot be read, nothing is sent (all left for redelivery).
+      const suppressed = deps.suppressed ? await deps.suppressed() : new Set<string>();
+      if (kind === "event") return await sendEvents(lines, deps, suppressed);
+      if (kind === "profile") return await sendProfiles(lines, deps, suppressed);
+      return await sendGroups(lines, deps);
+    } catch (error) {
+      // Not a Brevo answer: a bug or an unexpected fault. Keep every record for redelivery.
+      const reason = describeError(error);
+      return lines.map(() => ({ status: "retry", reason }) as const);
+    }
+  };
+}

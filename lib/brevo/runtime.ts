@@ -1,0 +1,65 @@
+import { ConfigError } from "../errors.js";
+import { apiKeySecretSchema } from "../destinations/http.js";
+import type { EnvelopeConsumerDeps } from "../forwarder/process.js";
+import { DEADLINE_MARGIN_MS, sqsRequeue } from "../forwarder/runtime.js";
+import { realRetryDeps } from "../http/retry.js";
+import { logger } from "../observability/telemetry.js";
+import { type RuntimeContext, rejectedStoreFor } from "../runtime/context.js";
+import { DEFAULT_BREVO_API_URL, createBrevoClient, type BrevoClient } from "./client.js";
+import type { BrevoConfig } from "./config.js";
+import { createBrevoSend } from "./forwarder.js";
+import { cachedSuppression, readSuppressedDigests } from "../privacy/suppression.js";
+
+/**
+ * Wires the Brevo forwarder from the runtime context (once per container): the `brevo` block
+ * is required, the API key comes from BREVO_API_KEY (local stack) or the secret
+ * `brevo.api_key_secret` (cached with the TTL of lib/secrets), the base URL from BREVO_API_URL.
+ */
+export function brevoConfigOf(runtime: RuntimeContext): BrevoConfig {
+  const config = runtime.config.brevo;
+  if (!config) throw new ConfigError("stage config has no brevo block, but the Brevo forwarder is deployed");
+  return config;
+}
+
+export function brevoClientFrom(runtime: RuntimeContext, remainingMs: () => number): BrevoClient {
+  const { env } = runtime;
+  const config = brevoConfigOf(runtime);
+  const localKey = env.BREVO_API_KEY;
+  return createBrevoClient({
+    fetch: globalThis.fetch,
+    baseUrl: env.BREVO_API_URL ?? DEFAULT_BREVO_API_URL,
+    apiKey: async () => localKey ?? (await runtime.secrets.getJson(config.api_key_secret, apiKeySecretSchema)).api_key,
+    timeoutMs: env.HTTP_TIMEOUT_MS,
+    // A try may take up to HTTP_TIMEOUT_MS: only start one when it can finish before the deadline.
+    retryDeps: realRetryDeps(() => remainingMs() - DEADLINE_MARGIN_MS - env.HTTP_TIMEOUT_MS),
+    now: Date.now,
+    onRetry: (what, error, delayMs) => logger.warn("Brevo call will be retried", { what, status: error.status, delayMs: Math.round(delayMs) }),
+  });
+}
+
+export function brevoForwarderDepsFrom(runtime: RuntimeContext, remainingMs: () => number): EnvelopeConsumerDeps {
+  const { env } = runtime;
+  const config = brevoConfigOf(runtime);
+  const snapshotBucket = env.SNAPSHOT_BUCKET;
+  const send = createBrevoSend({
+    client: brevoClientFrom(runtime, remainingMs),
+    config,
+    identityMode: runtime.config.identity_mode,
+    eventsBatchSize: env.BREVO_EVENTS_BATCH_SIZE,
+    companyIds: new Map(),
+    sentInsertIds: new Map(),
+    ...(snapshotBucket
+      ? { suppressed: cachedSuppression(() => readSuppressedDigests(runtime.s3, snapshotBucket), env.SECRETS_TTL_SECONDS * 1000, Date.now) }
+      : {}),
+  });
+  return {
+    send,
+    rejected: rejectedStoreFor(runtime),
+    rejectedCode: "brevo_rejected",
+    stageOfFailure: "brevo",
+    destination: "brevo",
+    ...(env.BREVO_QUEUE_URL && env.BREVO_DLQ_URL
+      ? { requeue: sqsRequeue(runtime.sqs, env.BREVO_QUEUE_URL, env.BREVO_DLQ_URL, env.FORWARDER_MAX_REQUEUES) }
+      : {}),
+  };
+}

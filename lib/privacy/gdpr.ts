@@ -1,0 +1,217 @@
+import { createHash, randomUUID } from "node:crypto";
+import { parseJsonOrUndefined } from "../util/batching.js";
+import * as z from "zod";
+import type { Residency } from "../config/stage.js";
+import { ConfigError, RetryableError, UpstreamRejectedError } from "../errors.js";
+import { type FetchLike, fetchText, throwForStatus } from "../http/fetch.js";
+import { type RetryDeps, withRetry } from "../http/retry.js";
+import type { BrevoClient } from "../brevo/client.js";
+import { brevoMessage } from "../brevo/client.js";
+
+/**
+ * GDPR / CCPA erasure across the relay's destinations (README "Brevo" → GDPR):
+ * Mixpanel's data-deletion API v3.0 (docs/vendors/mixpanel-api.md §9 and "GDPR deletion":
+ * `POST {gdpr}/data-deletions/v3.0/?token=` with a Bearer OAuth token, ≤ 1999 ids per
+ * request, 1 request/s, tasks that take up to 30 days) and the Brevo contact
+ * (`DELETE /v3/contacts/{ext_id}?identifierType=ext_id`, 404 = already gone,
+ * docs/vendors/brevo-connector.md §2).
+ *
+ * Every request is recorded in the snapshot bucket under `gdpr/` with its status: an audit
+ * trail that holds SHA-256 digests of the ids, never the ids themselves.
+ */
+export const GDPR_BASES: Record<Residency, string> = {
+  us: "https://mixpanel.com/api/app",
+  eu: "https://eu.mixpanel.com/api/app",
+  in: "https://in.mixpanel.com/api/app",
+};
+export const MAX_IDS_PER_DELETION = 1999;
+export const GDPR_PREFIX = "gdpr/";
+export const FINAL_TASK_STATES = new Set(["SUCCESS", "FAILURE", "REVOKED"]);
+
+export const complianceSchema = z.enum(["GDPR", "CCPA"]);
+export type Compliance = z.infer<typeof complianceSchema>;
+
+export const auditRecordSchema = z.object({
+  v: z.literal(1),
+  requestId: z.string(),
+  stage: z.string(),
+  compliance: complianceSchema,
+  createdAt: z.string(),
+  updatedAt: z.string(),
+  /** SHA-256 of each distinct id: proves which request covered an id without keeping it. */
+  idDigests: z.array(z.string()),
+  mixpanel: z.array(
+    z.object({
+      taskId: z.string().optional(),
+      ids: z.number().int(),
+      status: z.string(),
+      error: z.string().optional(),
+    }),
+  ),
+  brevo: z.object({ deleted: z.number().int(), absent: z.number().int(), failed: z.number().int(), errors: z.array(z.string()), skipped: z.boolean() }),
+});
+export type AuditRecord = z.infer<typeof auditRecordSchema>;
+
+export function idDigest(id: string): string {
+  return createHash("sha256").update(id).digest("hex");
+}
+
+export function chunkIds(ids: readonly string[], size = MAX_IDS_PER_DELETION): string[][] {
+  const unique = [...new Set(ids.map((id) => id.trim()).filter((id) => id !== ""))];
+  const chunks: string[][] = [];
+  for (let i = 0; i < unique.length; i += size) chunks.push(unique.slice(i, i + size));
+  return chunks;
+}
+
+const createReplySchema = z.object({
+  results: z.union([z.object({ task_id: z.string() }), z.array(z.object({ tracking_id: z.string() })).min(1)]),
+});
+const statusReplySchema = z.object({ results: z.object({ status: z.string() }) });
+
+/** The two documented create-reply shapes: `results.task_id` (OpenAPI) or `results[0].tracking_id` (example). */
+export function parseTaskId(body: string): string | undefined {
+  const reply = createReplySchema.safeParse(parseJsonOrUndefined(body));
+  if (!reply.success) return undefined;
+  const results = reply.data.results;
+  return Array.isArray(results) ? results[0]?.tracking_id : results.task_id;
+}
+
+export interface GdprClientOptions {
+  readonly fetch: FetchLike;
+  readonly baseUrl: string;
+  readonly projectToken: string;
+  readonly oauthToken: string;
+  readonly timeoutMs: number;
+  readonly retryDeps: RetryDeps;
+  readonly now: () => number;
+}
+
+export function createGdprClient(options: GdprClientOptions) {
+  const base = options.baseUrl.replace(/\/+$/, "");
+  const headers = { authorization: `Bearer ${options.oauthToken}`, accept: "application/json" };
+  const token = encodeURIComponent(options.projectToken);
+  async function call(method: "POST" | "GET", path: string, body?: unknown): Promise<string> {
+    return withRetry(async () => {
+      const result = await fetchText(
+        options.fetch,
+        `${base}${path}`,
+        {
+          method,
+          redirect: "manual",
+          headers: { ...headers, ...(body !== undefined ? { "content-type": "application/json" } : {}) },
+          ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
+        },
+        options.timeoutMs,
+      );
+      if (result.status >= 300 && result.status < 400) throw new ConfigError(`Mixpanel GDPR API answered a redirect (${result.status})`, result.status);
+      throwForStatus(result, `Mixpanel GDPR ${method}`, options.now());
+      return result.body;
+    }, options.retryDeps);
+  }
+  return {
+    async fileDeletion(ids: readonly string[], compliance: Compliance): Promise<string> {
+      const body = await call("POST", `/data-deletions/v3.0/?token=${token}`, { distinct_ids: ids, compliance_type: compliance });
+      const taskId = parseTaskId(body);
+      if (taskId === undefined) throw new UpstreamRejectedError(`Mixpanel GDPR reply has no task id: ${body.slice(0, 300)}`, 200, body);
+      return taskId;
+    },
+    async taskStatus(taskId: string): Promise<string> {
+      const body = await call("GET", `/data-deletions/v3.0/${encodeURIComponent(taskId)}?token=${token}`);
+      const reply = statusReplySchema.safeParse(parseJsonOrUndefined(body));
+      return reply.success ? reply.data.results.status : "UNKNOWN";
+    },
+  };
+}
+export type GdprClient = ReturnType<typeof createGdprClient>;
+
+/** Deletes one Brevo contact by ext_id; 404 = already gone (§2). */
+export async function deleteBrevoContact(client: BrevoClient, id: string): Promise<"deleted" | "absent" | { error: string }> {
+  const result = await client.call("DELETE", `/contacts/${encodeURIComponent(id)}?identifierType=ext_id`);
+  if (result.status === 204 || result.status === 200) return "deleted";
+  if (result.status === 404) return "absent";
+  return { error: brevoMessage(result) };
+}
+
+export interface DeletionDeps {
+  readonly gdpr: GdprClient;
+  readonly brevo?: BrevoClient | undefined;
+  readonly stage: string;
+  readonly now: () => Date;
+  /** Between Mixpanel GDPR calls: the API allows 1 request/s. */
+  readonly pause: () => Promise<void>;
+  readonly newId?: () => string;
+}
+
+/** Files the deletion everywhere and returns the audit record (the caller stores it). */
+export async function runDeletion(ids: readonly string[], compliance: Compliance, deps: DeletionDeps): Promise<AuditRecord> {
+  const chunks = chunkIds(ids);
+  if (chunks.length === 0) throw new ConfigError("no distinct ids to delete");
+  const createdAt = deps.now().toISOString();
+  const mixpanel: AuditRecord["mixpanel"] = [];
+  for (const [index, chunk] of chunks.entries()) {
+    if (index > 0) await deps.pause();
+    try {
+      mixpanel.push({ taskId: await deps.gdpr.fileDeletion(chunk, compliance), ids: chunk.length, status: "PENDING" });
+    } catch (error) {
+      if (error instanceof ConfigError) throw error;
+      const reason = error instanceof RetryableError || error instanceof UpstreamRejectedError ? error.message : String(error);
+      mixpanel.push({ ids: chunk.length, status: "NOT_FILED", error: reason.slice(0, 500) });
+    }
+  }
+  const brevo: AuditRecord["brevo"] = { deleted: 0, absent: 0, failed: 0, errors: [], skipped: deps.brevo === undefined };
+  if (deps.brevo) {
+    for (const id of chunks.flat()) {
+      try {
+        const outcome = await deleteBrevoContact(deps.brevo, id);
+        if (outcome === "deleted") brevo.deleted++;
+        else if (outcome === "absent") brevo.absent++;
+        else {
+          brevo.failed++;
+          brevo.errors.push(outcome.error);
+        }
+      } catch (error) {
+        if (error instanceof ConfigError) throw error;
+        brevo.failed++;
+        brevo.errors.push(String(error instanceof Error ? error.message : error).slice(0, 300));
+      }
+    }
+  }
+  return {
+    v: 1,
+    requestId: (deps.newId ?? randomUUID)(),
+    stage: deps.stage,
+    compliance,
+    createdAt,
+    updatedAt: createdAt,
+    idDigests: chunks.flat().map(idDigest),
+    mixpanel,
+    brevo,
+  };
+}
+
+/** Polls the Mixpanel tasks not yet final; returns the updated record. */
+export async function refreshStatus(record: AuditRecord, gdpr: GdprClient, now: () => Date, pause: () => Promise<void>): Promise<AuditRecord> {
+  const mixpanel: AuditRecord["mixpanel"] = [];
+  let calls = 0;
+  for (const task of record.mixpanel) {
+    if (task.taskId === undefined || FINAL_TASK_STATES.has(task.status)) {
+      mixpanel.push(task);
+      continue;
+    }
+    if (calls++ > 0) await pause();
+    mixpanel.push({ ...task, status: await gdpr.taskStatus(task.taskId) });
+  }
+  return { ...record, mixpanel, updatedAt: now().toISOString() };
+}
+
+export function overallStatus(record: AuditRecord): string {
+  const states = record.mixpanel.map((task) => task.status);
+  const brevoDone = record.brevo.skipped || record.brevo.failed === 0;
+  if (states.every((state) => state === "SUCCESS") && brevoDone) return "complete";
+  if (states.some((state) => state === "FAILURE" || state === "NOT_FILED" || state === "REVOKED") || !brevoDone) return "needs attention";
+  return "in progress";
+}
+
+export function gdprKey(record: Pick<AuditRecord, "createdAt" | "requestId">): string {
+  return `${GDPR_PREFIX}${record.createdAt.slice(0, 10)}/${record.requestId}.json`;
+}

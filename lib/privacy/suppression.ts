@@ -1,0 +1,56 @@
+import { GetObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import * as z from "zod";
+import { RetryableError, describeError } from "../errors.js";
+import { parseJsonOrUndefined } from "../util/batching.js";
+import { idDigest } from "./gdpr.js";
+
+/**
+ * The erased-ids list: SHA-256 digests of every id `npm run gdpr:delete` erased, in the snapshot
+ * bucket at `gdpr/suppressed-ids.json`. Deleting a Brevo contact does not stop the relay from
+ * creating it again (docs/vendors/brevo-connector.md §2), so the Brevo forwarder skips records
+ * for these ids (`suppressed`), and gdpr:delete writes the list before it deletes anything.
+ */
+export const SUPPRESSION_KEY = "gdpr/suppressed-ids.json";
+
+const suppressionSchema = z.object({ v: z.literal(1), digests: z.array(z.string()) });
+
+function isMissing(error: unknown): boolean {
+  if (!(error instanceof Error)) return false;
+  const status = "$metadata" in error && typeof error.$metadata === "object" && error.$metadata !== null && "httpStatusCode" in error.$metadata ? error.$metadata.httpStatusCode : undefined;
+  return error.name === "NoSuchKey" || status === 404;
+}
+
+export async function readSuppressedDigests(s3: S3Client, bucket: string): Promise<Set<string>> {
+  let text: string;
+  try {
+    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: SUPPRESSION_KEY }));
+    text = (await got.Body?.transformToString("utf8")) ?? "";
+  } catch (error) {
+    if (isMissing(error)) return new Set();
+    // Fail closed: without the list nothing may be sent to Brevo.
+    throw new RetryableError(`cannot read the erased-ids list s3://${bucket}/${SUPPRESSION_KEY}: ${describeError(error)}`);
+  }
+  const parsed = suppressionSchema.safeParse(parseJsonOrUndefined(text));
+  if (!parsed.success) throw new RetryableError(`s3://${bucket}/${SUPPRESSION_KEY} is not an erased-ids list`);
+  return new Set(parsed.data.digests);
+}
+
+/** Adds ids (as digests) to the list; run before any deletion is filed. */
+export async function addSuppressedIds(s3: S3Client, bucket: string, ids: readonly string[]): Promise<number> {
+  const digests = await readSuppressedDigests(s3, bucket);
+  for (const id of ids) digests.add(idDigest(id));
+  await s3.send(
+    new PutObjectCommand({ Bucket: bucket, Key: SUPPRESSION_KEY, Body: JSON.stringify({ v: 1, digests: [...digests].sort() }), ContentType: "application/json" }),
+  );
+  return digests.size;
+}
+
+/** The list, re-read at most every `ttlMs` per container (like secrets). */
+export function cachedSuppression(load: () => Promise<Set<string>>, ttlMs: number, now: () => number): () => Promise<ReadonlySet<string>> {
+  let cached: { at: number; digests: Set<string> } | undefined;
+  return async () => {
+    if (cached && now() - cached.at < ttlMs) return cached.digests;
+    cached = { at: now(), digests: await load() };
+    return cached.digests;
+  };
+}
