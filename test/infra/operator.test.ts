@@ -110,6 +110,8 @@ describe("npm run status -- --stage local", () => {
     expect(JSON.parse(out.join("\n"))).toEqual(JSON.parse(JSON.stringify(report)));
     const queues = Object.fromEntries(report.queues.map((q) => [q.name, q]));
     expect(Object.keys(queues).sort()).toEqual([
+      "mixpanel-relay-local-brevo",
+      "mixpanel-relay-local-brevo-dlq",
       "mixpanel-relay-local-deliveries",
       "mixpanel-relay-local-deliveries-dlq",
       "mixpanel-relay-local-events",

@@ -16,6 +16,8 @@ import { captureOutput, type LogCapture } from "../support/log-capture.js";
  */
 let aws: { address: string; stop(): Promise<void> };
 let queueUrl = "";
+/** config/local.json turns the Brevo fan-out on, so the intake needs its queue too. */
+let brevoQueueUrl = "";
 const TOKEN = "intake-token-for-5xx-tests";
 const savedEnv = { ...process.env };
 let capture: LogCapture | undefined;
@@ -26,6 +28,7 @@ beforeAll(async () => {
   process.env.AWS_SECRET_ACCESS_KEY ??= "local";
   const sqs = createSqsClient("us-east-1", aws.address);
   queueUrl = (await sqs.send(new CreateQueueCommand({ QueueName: "intake-5xx" }))).QueueUrl ?? "";
+  brevoQueueUrl = (await sqs.send(new CreateQueueCommand({ QueueName: "intake-5xx-brevo" }))).QueueUrl ?? "";
   await createS3Client("us-east-1", aws.address).send(new CreateBucketCommand({ Bucket: "rejected-5xx" }));
 });
 afterAll(() => aws.stop());
@@ -51,6 +54,7 @@ async function freshHandler(env: Record<string, string>): Promise<(event: APIGat
     AWS_REGION: "us-east-1",
     AWS_ENDPOINT_URL: aws.address,
     EVENTS_QUEUE_URL: queueUrl,
+    BREVO_QUEUE_URL: brevoQueueUrl,
     REJECTED_BUCKET: "rejected-5xx",
     INTAKE_TOKEN: TOKEN,
     POWERTOOLS_LOG_LEVEL: "INFO",
