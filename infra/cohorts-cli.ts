@@ -25,7 +25,7 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const env = readEnv();
-  const config = loadStageConfig(stageConfigPath(env.RELAY_STAGE, env.RELAY_CONFIG_FILE));
+  const config = loadStageConfig(stageConfigPath(env.RELAY_STAGE, env.RELAY_CONFIG_FILE), env.RELAY_STAGE);
   const secrets = createSecretReader({
     region: env.AWS_REGION,
     ttlSeconds: env.SECRETS_TTL_SECONDS,

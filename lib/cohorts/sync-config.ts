@@ -1,4 +1,5 @@
 import * as z from "zod";
+import { destinationUrlProblem } from "../http/address-policy.js";
 
 /**
  * Cohort sync declarations of the stage config (`cohort_syncs`), issue #4.
@@ -35,39 +36,44 @@ const rateExpression = z
     message: 'must be an interval like "rate(30 minutes)", "rate(2 hours)" or "rate(7 days)"',
   });
 
-/** Hosts where plain http is allowed: the local stack and tests. */
-const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]"]);
-
-export function isAllowedDestinationUrl(value: string): boolean {
-  let url: URL;
-  try {
-    url = new URL(value);
-  } catch {
-    return false;
-  }
-  return url.protocol === "https:" || (url.protocol === "http:" && LOOPBACK_HOSTS.has(url.hostname));
-}
-
 /**
- * A destination endpoint: https only, since pages carry emails and the requests
- * carry API keys; plain http only for a loopback host (127.0.0.1, localhost, [::1]).
+ * Where the config is deployed, as far as destination addresses go: the local
+ * stage (`npm start`, tests) may send plain http to a loopback receiver; every
+ * other stage sends https to public addresses only, unless a destination opts
+ * in with `allow_private_network: true` (lib/http/address-policy.ts).
  */
-function destinationUrl(key: string) {
-  return z
-    .url({ protocol: /^https?$/ })
-    .refine(isAllowedDestinationUrl, { message: `${key} must be an https URL (http only for 127.0.0.1, localhost or [::1])` });
+export interface DestinationNetworkRules {
+  readonly localStage: boolean;
 }
+
+export const DEPLOYED_STAGE_RULES: DestinationNetworkRules = { localStage: false };
+
+/** Adds the address-policy problem of `url` (if any) as an issue on that key. */
+function checkUrl(
+  url: string,
+  key: string,
+  allowPrivate: boolean,
+  rules: DestinationNetworkRules,
+  ctx: z.RefinementCtx,
+): void {
+  const problem = destinationUrlProblem(url, key, { allowPrivate, localStage: rules.localStage });
+  if (problem) ctx.addIssue({ code: "custom", path: [key], message: problem });
+}
+
+/** Opt-in for an internal endpoint (private, loopback, link-local, CGNAT, unique-local answers allowed). */
+const allowPrivateNetwork = z.boolean().default(false);
 
 const webhookDestinationSchema = z
   .object({
     type: z.literal("webhook"),
-    url: destinationUrl("url"),
+    url: z.string().min(1),
     /** Secret JSON `{"secret": "..."}`: key of the HMAC-SHA256 signature header. */
     signing_secret: secretName,
     /** Optional secret JSON `{"username": "...", "password": "..."}` for Basic auth. */
     basic_auth_secret: secretName.optional(),
     /** Send Mixpanel's empty `add_members`/`remove_members` calls when nothing changed. */
     empty_diff_calls: z.boolean().default(true),
+    allow_private_network: allowPrivateNetwork,
   })
   .strict();
 
@@ -81,7 +87,8 @@ const brevoDestinationSchema = z
       .default({ $first_name: "FIRSTNAME", $last_name: "LASTNAME" }),
     /** Secret JSON `{"api_key": "xkeysib-..."}`. */
     api_key_secret: secretName,
-    base_url: destinationUrl("base_url").default("https://api.brevo.com/v3"),
+    base_url: z.string().min(1).default("https://api.brevo.com/v3"),
+    allow_private_network: allowPrivateNetwork,
   })
   .strict();
 
@@ -89,7 +96,7 @@ const brazeDestinationSchema = z
   .object({
     type: z.literal("braze"),
     /** Instance REST endpoint, e.g. https://rest.iad-01.braze.com */
-    rest_endpoint: destinationUrl("rest_endpoint"),
+    rest_endpoint: z.string().min(1),
     /** Array custom attribute the cohort value is added to / removed from. */
     attribute: z.string().min(1).default("mixpanel_cohorts"),
     /** Value put in the array; default the Mixpanel cohort name. */
@@ -100,45 +107,81 @@ const brazeDestinationSchema = z
     update_existing_only: z.boolean().default(true),
     /** Secret JSON `{"api_key": "..."}` (REST key with users.track). */
     api_key_secret: secretName,
+    allow_private_network: allowPrivateNetwork,
   })
   .strict();
 
-export const destinationSchema = z.discriminatedUnion("type", [
-  webhookDestinationSchema,
-  brevoDestinationSchema,
-  brazeDestinationSchema,
-]);
-
-export const cohortSyncSchema = z
-  .object({
-    id: z
-      .string()
-      .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, "must be lowercase letters, digits, - or _ (used in S3 keys)"),
-    cohort_id: z.number().int().positive(),
-    destination: destinationSchema,
-    /** Extra profile properties exported (webhook: extra member keys; Brevo: needs a mapping). */
-    properties: z.array(z.string().min(1)).default([]),
-    mode: z.enum(["diff", "full"]).default("diff"),
-    schedule: rateExpression.default("rate(30 minutes)"),
-    /** Periodic full `members` resync even when a snapshot is fresh; unset = never (only the window below). */
-    full_resync_every: rateExpression.optional(),
-    /** A snapshot older than this forces a full sync (Mixpanel: 3 days). */
-    resync_window: rateExpression.default("rate(3 days)"),
-    /** Mixpanel's /engage default (true) also returns ids without a profile (no $email). */
-    include_all_users: z.boolean().default(true),
-    enabled: z.boolean().default(true),
-  })
-  .strict();
-
-export const cohortSyncsSchema = z.array(cohortSyncSchema).superRefine((syncs, ctx) => {
-  const seen = new Set<string>();
-  syncs.forEach((sync, index) => {
-    if (seen.has(sync.id)) {
-      ctx.addIssue({ code: "custom", path: [index, "id"], message: `duplicate sync id "${sync.id}"` });
+/** The endpoint key of each destination type (exhaustive: a new type must name its URL key). */
+export function destinationEndpoint(destination: Destination): { key: string; url: string } {
+  switch (destination.type) {
+    case "webhook":
+      return { key: "url", url: destination.url };
+    case "brevo":
+      return { key: "base_url", url: destination.base_url };
+    case "braze":
+      return { key: "rest_endpoint", url: destination.rest_endpoint };
+    default: {
+      const unhandled: never = destination;
+      throw new Error(`unhandled destination ${JSON.stringify(unhandled)}`);
     }
-    seen.add(sync.id);
+  }
+}
+
+export function destinationSchemaFor(rules: DestinationNetworkRules) {
+  return z
+    .discriminatedUnion("type", [webhookDestinationSchema, brevoDestinationSchema, brazeDestinationSchema])
+    .superRefine((destination, ctx) => {
+      const { key, url } = destinationEndpoint(destination);
+      checkUrl(url, key, destination.allow_private_network, rules, ctx);
+    });
+}
+
+export const destinationSchema = destinationSchemaFor(DEPLOYED_STAGE_RULES);
+
+function cohortSyncSchemaFor(rules: DestinationNetworkRules) {
+  return z
+    .object({
+      id: z
+        .string()
+        .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, "must be lowercase letters, digits, - or _ (used in S3 keys)"),
+      cohort_id: z.number().int().positive(),
+      destination: destinationSchemaFor(rules),
+      /** Extra profile properties exported (webhook: extra member keys; Brevo: needs a mapping). */
+      properties: z.array(z.string().min(1)).default([]),
+      mode: z.enum(["diff", "full"]).default("diff"),
+      schedule: rateExpression.default("rate(30 minutes)"),
+      /** Periodic full `members` resync even when a snapshot is fresh; unset = never (only the window below). */
+      full_resync_every: rateExpression.optional(),
+      /** A snapshot older than this forces a full sync (Mixpanel: 3 days). */
+      resync_window: rateExpression.default("rate(3 days)"),
+      /** Mixpanel's /engage default (true) also returns ids without a profile (no $email). */
+      include_all_users: z.boolean().default(true),
+      enabled: z.boolean().default(true),
+      /**
+       * Mass-removal guard: a run that would remove more than this fraction of the
+       * last delivered snapshot is held (sync unhealthy) until a forced full sync or
+       * the next run confirms it. 1 disables the guard.
+       */
+      max_remove_fraction: z.number().min(0).max(1).default(0.5),
+    })
+    .strict();
+}
+
+export function cohortSyncsSchemaFor(rules: DestinationNetworkRules) {
+  return z.array(cohortSyncSchemaFor(rules)).superRefine((syncs, ctx) => {
+    const seen = new Set<string>();
+    syncs.forEach((sync, index) => {
+      if (seen.has(sync.id)) {
+        ctx.addIssue({ code: "custom", path: [index, "id"], message: `duplicate sync id "${sync.id}"` });
+      }
+      seen.add(sync.id);
+    });
   });
-});
+}
+
+export const cohortSyncSchema = cohortSyncSchemaFor(DEPLOYED_STAGE_RULES);
+/** The schema for a deployed stage; the local stage uses cohortSyncsSchemaFor({ localStage: true }). */
+export const cohortSyncsSchema = cohortSyncsSchemaFor(DEPLOYED_STAGE_RULES);
 
 export type CohortSync = z.infer<typeof cohortSyncSchema>;
 export type Destination = z.infer<typeof destinationSchema>;

@@ -3,7 +3,7 @@ import * as z from "zod";
 import { ConfigError } from "../errors.js";
 import { formatZodIssues } from "./env.js";
 import { mappingConfigSchema } from "./mapping.js";
-import { cohortSyncsSchema } from "../cohorts/sync-config.js";
+import { cohortSyncsSchemaFor } from "../cohorts/sync-config.js";
 
 /**
  * The per-stage config file (config/<stage>.json): one zod schema, validated by
@@ -13,24 +13,32 @@ import { cohortSyncsSchema } from "../cohorts/sync-config.js";
 export const residencySchema = z.enum(["us", "eu", "in"]);
 export type Residency = z.infer<typeof residencySchema>;
 
-export const stageConfigSchema = z
-  .object({
-    /** Where the Mixpanel project lives; never falls back to the US host (reference/mixpanel-api.md §1). */
-    residency: residencySchema.default("us"),
-    cohort_syncs: cohortSyncsSchema.default([]),
-  })
-  .extend(mappingConfigSchema.shape)
-  .strict();
+/** The stage whose destinations may be plain-http loopback receivers (`npm start`, tests). */
+export const LOCAL_STAGE = "local";
+
+/** Destination address rules depend on the stage (lib/http/address-policy.ts). */
+export function stageConfigSchemaFor(stage: string) {
+  return z
+    .object({
+      /** Where the Mixpanel project lives; never falls back to the US host (reference/mixpanel-api.md §1). */
+      residency: residencySchema.default("us"),
+      cohort_syncs: cohortSyncsSchemaFor({ localStage: stage === LOCAL_STAGE }).default([]),
+    })
+    .extend(mappingConfigSchema.shape)
+    .strict();
+}
+
+export const stageConfigSchema = stageConfigSchemaFor("");
 
 export type StageConfig = z.infer<typeof stageConfigSchema>;
 
-export function parseStageConfig(raw: unknown, origin: string): StageConfig {
-  const parsed = stageConfigSchema.safeParse(raw);
+export function parseStageConfig(raw: unknown, origin: string, stage = ""): StageConfig {
+  const parsed = stageConfigSchemaFor(stage).safeParse(raw);
   if (!parsed.success) throw new ConfigError(`invalid stage config ${origin}: ${formatZodIssues(parsed.error)}`);
   return parsed.data;
 }
 
-export function loadStageConfig(path: string): StageConfig {
+export function loadStageConfig(path: string, stage = ""): StageConfig {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
@@ -43,7 +51,7 @@ export function loadStageConfig(path: string): StageConfig {
   } catch (error) {
     throw new ConfigError(`stage config ${path} is not valid JSON: ${String(error)}`);
   }
-  return parseStageConfig(raw, path);
+  return parseStageConfig(raw, path, stage);
 }
 
 export function stageConfigPath(stage: string, explicit?: string): string {

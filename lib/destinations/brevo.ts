@@ -1,9 +1,9 @@
 import { RetryableError } from "../errors.js";
-import { type HttpResult, fetchText } from "../http/fetch.js";
-import { withRetry } from "../http/retry.js";
+import type { HttpResult } from "../http/fetch.js";
 import type { DeliveryPage, PageMember } from "../cohorts/messages.js";
 import type { BrevoDestination } from "../cohorts/sync-config.js";
-import { type SenderDeps, apiKeySecretSchema, chunkOf, text, throwForDestinationStatus } from "./http.js";
+import { type SenderDeps, apiKeySecretSchema, chunkOf, text } from "./http.js";
+import { OutOfTime, sendToDestination } from "./send.js";
 
 /**
  * Brevo lists (reference/cohort-sync.md §3). A page is at most a handful of calls,
@@ -99,16 +99,6 @@ function readGate(result: HttpResult, gate: RateGate, now: number): number | und
   return resetMs;
 }
 
-/** Out of invocation time: escapes withRetry (which would sleep and try again) and becomes a RetryableError. */
-class OutOfTime extends Error {
-  constructor(
-    message: string,
-    readonly retryAfterMs: number | undefined,
-  ) {
-    super(message);
-  }
-}
-
 export async function sendBrevoPage(page: DeliveryPage, destination: BrevoDestination, deps: SenderDeps, gate: RateGate = { blockedUntil: 0 }): Promise<void> {
   const { api_key: apiKey } = await deps.secrets.getJson(destination.api_key_secret, apiKeySecretSchema);
   const base = destination.base_url.replace(/\/+$/, "");
@@ -127,20 +117,15 @@ export async function sendBrevoPage(page: DeliveryPage, destination: BrevoDestin
   }
 
   async function call(path: string, body: string, what: string, harmless?: (r: HttpResult) => boolean): Promise<void> {
-    try {
-      await withRetry(
-        async () => {
-          await passGate(what);
-          const result = await fetchText(
-            deps.fetch,
-            `${base}${path}`,
-            {
-              method: "POST",
-              headers: { "api-key": apiKey, "content-type": "application/json", accept: "application/json" },
-              body,
-            },
-            deps.timeoutMs,
-          );
+    await sendToDestination(
+      {
+        what: `Brevo ${what}`,
+        url: `${base}${path}`,
+        allowPrivate: destination.allow_private_network,
+        body,
+        headers: () => ({ "api-key": apiKey, "content-type": "application/json", accept: "application/json" }),
+        beforeAttempt: () => passGate(what),
+        inspect: (result) => {
           const resetMs = readGate(result, gate, deps.now());
           if (result.status === 429) {
             const wait = gate.blockedUntil - deps.now();
@@ -148,16 +133,11 @@ export async function sendBrevoPage(page: DeliveryPage, destination: BrevoDestin
             if (wait >= left()) throw new OutOfTime(`${message}, past this invocation's deadline; left for redelivery`, wait);
             throw new RetryableError(message, resetMs ?? 1000, 429);
           }
-          if (harmless?.(result)) return;
-          throwForDestinationStatus(result, `Brevo ${what}`, deps.now());
+          return harmless?.(result) ? "accept" : undefined;
         },
-        deps.retryDeps,
-        deps.retryPolicy,
-      );
-    } catch (error) {
-      if (error instanceof OutOfTime) throw new RetryableError(error.message, error.retryAfterMs);
-      throw error;
-    }
+      },
+      deps,
+    );
   }
 
   const members: { email: string; member: PageMember }[] = [];

@@ -1,10 +1,9 @@
 import * as z from "zod";
 import { RetryableError, UpstreamRejectedError } from "../errors.js";
-import { fetchText } from "../http/fetch.js";
-import { withRetry } from "../http/retry.js";
 import type { DeliveryPage, PageMember } from "../cohorts/messages.js";
 import type { CohortSync, WebhookDestination } from "../cohorts/sync-config.js";
-import { type SenderDeps, basicAuth, basicAuthSecretSchema, signingSecretSchema, text, throwForDestinationStatus } from "./http.js";
+import { type SenderDeps, basicAuth, basicAuthSecretSchema, signingSecretSchema, text } from "./http.js";
+import { sendToDestination } from "./send.js";
 import { DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signBody } from "./signature.js";
 
 /**
@@ -111,27 +110,33 @@ export async function sendWebhookPage(
     : undefined;
   const body = JSON.stringify(buildWebhookBody(page, sync));
   const what = `webhook ${new URL(destination.url).host}`;
-  await withRetry(
-    async () => {
-      const timestamp = Math.floor(deps.now() / 1000);
-      const headers: Record<string, string> = {
-        "content-type": "application/json",
-        "user-agent": "mixpanel-relay cohort-sync",
-        [TIMESTAMP_HEADER]: String(timestamp),
-        [SIGNATURE_HEADER]: signBody(secret, timestamp, body),
-        [DELIVERY_ID_HEADER]: `${page.run_id}:${page.action}:${page.page}`,
-      };
-      if (auth) headers.authorization = basicAuth(auth.username, auth.password);
-      const result = await fetchText(deps.fetch, destination.url, { method: "POST", headers, body }, deps.timeoutMs);
-      throwForDestinationStatus(result, what, deps.now());
-      const failure = readWebhookReply(result.body);
-      if (!failure) return;
-      const { code } = failure;
-      const message = `${what} answered status "failure" (${code}): ${failure.message}`;
-      if (code === 408 || code === 429 || code >= 500) throw new RetryableError(message, undefined, code);
-      throw new UpstreamRejectedError(message, code, result.body);
+  await sendToDestination(
+    {
+      what,
+      url: destination.url,
+      allowPrivate: destination.allow_private_network,
+      body,
+      headers: () => {
+        const timestamp = Math.floor(deps.now() / 1000);
+        const headers: Record<string, string> = {
+          "content-type": "application/json",
+          "user-agent": "mixpanel-relay cohort-sync",
+          [TIMESTAMP_HEADER]: String(timestamp),
+          [SIGNATURE_HEADER]: signBody(secret, timestamp, body),
+          [DELIVERY_ID_HEADER]: `${page.run_id}:${page.action}:${page.page}`,
+        };
+        if (auth) headers.authorization = basicAuth(auth.username, auth.password);
+        return headers;
+      },
+      onSuccess: (result) => {
+        const failure = readWebhookReply(result.body);
+        if (!failure) return;
+        const { code } = failure;
+        const message = `${what} answered status "failure" (${code}): ${failure.message}`;
+        if (code === 408 || code === 429 || code >= 500) throw new RetryableError(message, undefined, code);
+        throw new UpstreamRejectedError(message, code, result.body);
+      },
     },
-    deps.retryDeps,
-    deps.retryPolicy,
+    deps,
   );
 }

@@ -12,8 +12,9 @@ import { buildApp } from "fauxqs";
 import { createCohortStore, type CohortStore } from "../../../lib/cohorts/store.js";
 import { type ExportDeps, type ExportReport, runCohortExport, type ExportOptions } from "../../../lib/cohorts/export.js";
 import type { DeliveryMessage } from "../../../lib/cohorts/messages.js";
-import { type CohortSync, cohortSyncsSchema } from "../../../lib/cohorts/sync-config.js";
+import { type CohortSync, cohortSyncsSchemaFor } from "../../../lib/cohorts/sync-config.js";
 import { type DeliveryDeps, type DeliveryOutcome, deliverMessage } from "../../../lib/destinations/deliver.js";
+import { createDestinationNetwork } from "../../../lib/destinations/send.js";
 import { createQueryClient } from "../../../lib/mixpanel/query.js";
 import { createSecretReader } from "../../../lib/secrets/secrets.js";
 import type { RetryDeps } from "../../../lib/http/retry.js";
@@ -58,7 +59,8 @@ export interface Harness {
 }
 
 export function parseSyncs(raw: unknown): CohortSync[] {
-  return cohortSyncsSchema.parse(raw);
+  // The harness's receivers listen on 127.0.0.1: the local stage's rules.
+  return cohortSyncsSchemaFor({ localStage: true }).parse(raw);
 }
 
 let ids = 0;
@@ -181,7 +183,7 @@ export async function startHarness(options: {
         store,
         syncs: harness.syncs,
         secrets: secretReader,
-        fetch,
+        network: createDestinationNetwork({ localStage: true }),
         timeoutMs: 5_000,
         retryDeps,
         now: clock.now,

@@ -56,7 +56,7 @@ describe("cohort_syncs config", () => {
   });
 
   it.each(["http://127.0.0.1:3002/hook", "http://localhost:8080/x", "http://[::1]:9000/x", "https://hooks.example.com/mp"])(
-    "accepts https anywhere and http on loopback: %s",
+    "on the local stage, accepts https anywhere and http on loopback: %s",
     (url) => {
       const config = parseStageConfig(
         {
@@ -67,6 +67,7 @@ describe("cohort_syncs config", () => {
           ],
         },
         "test",
+        "local",
       );
       expect(config.cohort_syncs).toHaveLength(3);
     },
