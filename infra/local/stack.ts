@@ -290,6 +290,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     // The sandbox serves the Query API under /api/query, like Mixpanel's own hosts.
     MIXPANEL_QUERY_URL: `${mixpanelUrl}/api/query`,
     DELIVERIES_DLQ_URL: deliveries.dlqUrl,
+    DELIVERIES_MAX_RECEIVE_COUNT: String(queueOptions.maxReceiveCount),
+    ...(options.cohorts ? { COHORT_EXPORT_TICK_MS: String(options.cohorts.tickMs ?? 10_000) } : {}),
     ...(secretsServer ? { SECRETS_ENDPOINT_URL: secretsServer.url } : {}),
     INTAKE_TOKEN: intakeToken,
     // The stack prints its own one-line summaries; the handlers' JSON logs stay for warnings.

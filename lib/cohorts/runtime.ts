@@ -10,6 +10,8 @@ import { MetricUnit, logger, metrics } from "../observability/telemetry.js";
 import { createQueueSender } from "../queue/sqs-sender.js";
 import type { RuntimeContext } from "../runtime/context.js";
 import type { ExportDeps } from "./export.js";
+import { rateToMs, scheduleProblems } from "./sync-config.js";
+import { DEFAULT_TICK_MS } from "./tick.js";
 import { createCohortStore } from "./store.js";
 
 /**
@@ -35,6 +37,10 @@ export const cohortSettingsSchema = z.object({
    * for COHORT_DELIVERY_TIMEOUT_HOURS.
    */
   DELIVERIES_MAX_RECEIVE_COUNT: z.coerce.number().int().min(1).max(1000).default(5),
+  /** The cohort-export schedule (serverless.yml params.cohortExportSchedule), e.g. "rate(15 minutes)". */
+  COHORT_EXPORT_TICK: z.string().optional(),
+  /** The local stack's tick in ms (it ticks faster than EventBridge's one-minute minimum); wins over COHORT_EXPORT_TICK. */
+  COHORT_EXPORT_TICK_MS: z.coerce.number().int().positive().optional(),
   /** Data Views: workspace_id on Query API calls. */
   MIXPANEL_WORKSPACE_ID: z.string().min(1).optional(),
 });
@@ -74,8 +80,20 @@ export function syncMetric(name: string, value: number, syncId: string): void {
   single.addMetric(name, MetricUnit.Count, value);
 }
 
+/** The export tick in ms from the settings; a tick that is not a rate() expression is a config error naming the key. */
+export function exportTickMs(settings: CohortSettings): number {
+  if (settings.COHORT_EXPORT_TICK_MS !== undefined) return settings.COHORT_EXPORT_TICK_MS;
+  if (settings.COHORT_EXPORT_TICK === undefined) return DEFAULT_TICK_MS;
+  const ms = rateToMs(settings.COHORT_EXPORT_TICK);
+  if (ms === undefined) throw new ConfigError(`COHORT_EXPORT_TICK must be a rate(...) expression, got "${settings.COHORT_EXPORT_TICK}"`);
+  return ms;
+}
+
 export function exportDepsFrom(runtime: RuntimeContext, remainingMs: () => number, settings = readCohortSettings()): ExportDeps {
   const { env } = runtime;
+  const tickMs = exportTickMs(settings);
+  const problems = scheduleProblems(runtime.config.cohort_syncs, tickMs);
+  if (problems.length > 0) throw new ConfigError(`invalid stage config: ${problems.join("; ")}`);
   const store = createCohortStore(runtime.s3, requireSetting(env, "SNAPSHOT_BUCKET"));
   const queueUrl = requireSetting(env, "DELIVERIES_QUEUE_URL");
   const sender = createQueueSender(runtime.sqs, env.SQS_MAX_MESSAGE_BYTES);
@@ -119,6 +137,7 @@ export function exportDepsFrom(runtime: RuntimeContext, remainingMs: () => numbe
       deliveryTimeoutMs: settings.COHORT_DELIVERY_TIMEOUT_HOURS * 3_600_000,
       fetchMarginMs: 45_000,
       emitMarginMs: 120_000,
+      tickMs,
     },
     log: {
       info: (message, extra) => logger.info(message, extra ?? {}),

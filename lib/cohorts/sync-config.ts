@@ -30,6 +30,9 @@ export function rateToMs(expression: string): number | undefined {
   return value * UNIT_MS[unit];
 }
 
+/** `"schedule": "once"`: one full export, then idle until forced (Mixpanel's one-time export). */
+export const ONCE = "once";
+
 const rateExpression = z
   .string()
   .refine((value) => rateToMs(value) !== undefined && (rateToMs(value) ?? 0) > 0, {
@@ -149,7 +152,12 @@ function cohortSyncSchemaFor(rules: DestinationNetworkRules) {
       /** Extra profile properties exported (webhook: extra member keys; Brevo: needs a mapping). */
       properties: z.array(z.string().min(1)).default([]),
       mode: z.enum(["diff", "full"]).default("diff"),
-      schedule: rateExpression.default("rate(30 minutes)"),
+      schedule: z
+        .string()
+        .refine((value) => value === ONCE || (rateToMs(value) ?? 0) > 0, {
+          message: 'must be "once" or an interval like "rate(30 minutes)", "rate(2 hours)" or "rate(7 days)"',
+        })
+        .default("rate(30 minutes)"),
       /** Periodic full `members` resync even when a snapshot is fresh; unset = never (only the window below). */
       full_resync_every: rateExpression.optional(),
       /** A snapshot older than this forces a full sync (Mixpanel: 3 days). */
@@ -196,4 +204,23 @@ export function outputPropertiesFor(sync: CohortSync): string[] {
   if (dest.type === "brevo") for (const property of Object.keys(dest.attributes)) wanted.add(property);
   if (dest.type === "braze" && dest.external_id_property) wanted.add(dest.external_id_property);
   return [...wanted].sort();
+}
+
+/**
+ * A sync scheduled more often than the export tick would silently run at the
+ * tick's pace: a config error naming the key (checked at cold start, where the
+ * stage's tick is known: COHORT_EXPORT_TICK).
+ */
+export function scheduleProblems(syncs: readonly CohortSync[], tickMs: number): string[] {
+  const problems: string[] = [];
+  syncs.forEach((sync, index) => {
+    if (sync.schedule === ONCE) return;
+    const interval = rateToMs(sync.schedule);
+    if (interval !== undefined && interval < tickMs) {
+      problems.push(
+        `cohort_syncs.${index}.schedule: "${sync.schedule}" is shorter than the stage's export tick (${tickMs / 60_000} min); use at least the tick (serverless.yml params.cohortExportSchedule)`,
+      );
+    }
+  });
+  return problems;
 }

@@ -81,7 +81,12 @@ describe("cohort export → Brevo list (strict local Brevo)", () => {
     await h.runExport();
     for (let i = 0; i < 1000; i++) h.profiles.set(`b${i}`, { trial: false, $email: `b${i}@example.com` });
     h.clock.advance(30 * MIN);
-    await h.runExport();
+    // Everyone leaving trips the mass-removal guard once; the next run finds the same and confirms it.
+    expect((await h.runExport()).syncs["trial-brevo"]?.outcome).toBe("held");
+    expect(await h.drain()).toEqual([]);
+    expect((await h.store.readState("trial-brevo")).unhealthy_reason).toMatch(/would remove 1000 of 1000 members/);
+    h.clock.advance(30 * MIN);
+    expect((await h.runExport()).syncs["trial-brevo"]?.outcome).toBe("enqueued");
     expect(await h.drain()).toEqual(["delivered"]);
     expect(brevo.calls.filter((c) => c.path.endsWith("/contacts/remove"))).toHaveLength(7);
     expect(brevo.lists.get(12)?.size).toBe(0);

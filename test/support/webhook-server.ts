@@ -87,6 +87,11 @@ export class WebhookReceiver {
     this.faults.push(...faults);
   }
 
+  /** Drops the scripted answers still queued (the receiver "recovers"). */
+  clearFaults(): void {
+    this.faults.length = 0;
+  }
+
   /** The receiver's copy of a cohort: distinct_id → member. */
   members(cohortId: string | number): Map<string, Record<string, unknown>> {
     return this.replicas.get(String(cohortId)) ?? new Map();

@@ -54,7 +54,8 @@ export interface Harness {
   drain(maxRounds?: number): Promise<(DeliveryOutcome | string)[]>;
   /** Raw queue bodies (removed from the queue). */
   takeMessages(): Promise<string[]>;
-  deliver(body: string, overrides?: Partial<DeliveryDeps>): Promise<DeliveryOutcome>;
+  /** `receiveCount` = the record's ApproximateReceiveCount (default 1). */
+  deliver(body: string, overrides?: Partial<DeliveryDeps>, receiveCount?: number): Promise<DeliveryOutcome>;
   close(): Promise<void>;
 }
 
@@ -178,7 +179,7 @@ export async function startHarness(options: {
       };
       return runCohortExport(harness.syncs, deps, exportOptions);
     },
-    deliver(body, overrides = {}) {
+    deliver(body, overrides = {}, receiveCount = 1) {
       const deps: DeliveryDeps = {
         store,
         syncs: harness.syncs,
@@ -192,7 +193,7 @@ export async function startHarness(options: {
         metric: (name, _value, syncId) => metrics.push({ name, syncId }),
         ...overrides,
       };
-      return deliverMessage(body, deps);
+      return deliverMessage(body, deps, receiveCount);
     },
     async takeMessages() {
       const out: string[] = [];
