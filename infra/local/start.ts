@@ -1,3 +1,7 @@
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { retargetLocalReceiver } from "./cohorts.js";
 import { startLocalStack } from "./stack.js";
 
 /**
@@ -10,15 +14,37 @@ import { startLocalStack } from "./stack.js";
 const timestamp = () => new Date().toISOString().slice(11, 19);
 const log = (line: string) => console.log(`${timestamp()}  ${line}`);
 
+const webhookPort = Number(process.env.WEBHOOK_RECEIVER_PORT ?? 3002);
+const stage = process.env.RELAY_STAGE ?? "local";
+/** config/local.json names the receiver on its default port; a different WEBHOOK_RECEIVER_PORT moves it. */
+function localConfigFile(): string | undefined {
+  if (process.env.RELAY_CONFIG_FILE) return process.env.RELAY_CONFIG_FILE;
+  if (webhookPort === 0) return undefined; // a port picked at random cannot be written into the config beforehand
+  const path = `config/${stage}.json`;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8"));
+  } catch {
+    return undefined; // the stack reports a missing or broken config itself
+  }
+  const { config, moved } = retargetLocalReceiver(raw, webhookPort);
+  if (moved.length === 0) return undefined;
+  const file = join(mkdtempSync(join(tmpdir(), "relay-local-config-")), `${stage}.json`);
+  writeFileSync(file, JSON.stringify(config, null, 2));
+  log(`config    ${path}: webhook destination(s) moved to WEBHOOK_RECEIVER_PORT ${webhookPort}: ${moved.join(", ")}`);
+  return file;
+}
+const configFile = localConfigFile();
+
 const stack = await startLocalStack({
   intakePort: Number(process.env.PORT ?? 3000),
   mixpanelPort: Number(process.env.MIXPANEL_SANDBOX_PORT ?? 3001),
   ...(process.env.MIXPANEL_API_URL ? { mixpanelApiUrl: process.env.MIXPANEL_API_URL } : {}),
   ...(process.env.INTAKE_TOKEN ? { intakeToken: process.env.INTAKE_TOKEN } : {}),
-  ...(process.env.RELAY_CONFIG_FILE ? { configFile: process.env.RELAY_CONFIG_FILE } : {}),
-  stage: process.env.RELAY_STAGE ?? "local",
+  ...(configFile ? { configFile } : {}),
+  stage,
   cohorts: {
-    webhookPort: Number(process.env.WEBHOOK_RECEIVER_PORT ?? 3002),
+    webhookPort,
     tickMs: Number(process.env.COHORT_TICK_MS ?? 10_000),
   },
   log,
