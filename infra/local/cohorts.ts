@@ -21,6 +21,9 @@ export const LOCAL_COHORTS: CohortFixture[] = [
   },
 ];
 
+/** Where the local stack takes a cohort-export invoke (`npm run cohorts:export -- --stage local`). */
+export const LOCAL_COHORT_EXPORT_PATH = "/_local/cohort-export";
+
 /** Secret the local webhook sync signs with (config/local.json names it). */
 export const LOCAL_WEBHOOK_SIGNING_SECRET_NAME = "mixpanel-relay/local/destinations/webhook-signing";
 export const LOCAL_WEBHOOK_SIGNING_SECRET = "local-webhook-signing-secret";

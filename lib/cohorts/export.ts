@@ -61,7 +61,7 @@ async function runTick(tick: TickContext, syncs: readonly CohortSync[]): Promise
     const entry: SyncReport = { outcome: "not_due", pagesFetched: 0, pagesEnqueued: 0 };
     report[sync.id] = entry;
     // A disabled sync still runs when forced (a manual one-time export).
-    if (!sync.enabled && !forced.has(sync.id)) {
+    if (!sync.enabled && !forced.has(sync.id) && !tick.options.include?.includes(sync.id)) {
       entry.outcome = "disabled";
       continue;
     }

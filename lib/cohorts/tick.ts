@@ -53,6 +53,8 @@ export interface ExportDeps {
 export interface ExportOptions {
   /** Run these syncs now even when not due or disabled (manual trigger). */
   readonly force?: readonly string[];
+  /** Process these syncs even when disabled (settle, fetch, emit), without starting a new run. */
+  readonly include?: readonly string[];
   /** Forced runs are full `members` syncs (the "force full resync" lever; also releases a mass-removal hold). */
   readonly full?: boolean;
 }
