@@ -2,7 +2,7 @@ import * as z from "zod";
 import { formatZodIssues } from "../config/env.js";
 import { ConfigError, RetryableError, UpstreamRejectedError, ValidationError, describeError } from "../errors.js";
 import { type DeliveryMessage, type DeliveryPage, deliveryMessageSchema } from "../cohorts/messages.js";
-import type { CohortStore } from "../cohorts/store.js";
+import { type CohortStore, keys } from "../cohorts/store.js";
 import type { CohortSync } from "../cohorts/sync-config.js";
 import { type RateGate, sendBrevoPage } from "./brevo.js";
 import { sendBrazePage } from "./braze.js";
@@ -47,6 +47,8 @@ export interface DeliveryDeps extends SenderDeps {
   readonly maxReceives?: number;
 }
 
+const importLedgerSchema = z.object({ process_ids: z.array(z.number().int()) });
+
 export type DeliveryOutcome = "delivered" | "duplicate" | "dead_lettered" | "stale";
 
 /** Exhaustive on the destination type: a new type that is not handled here does not compile. */
@@ -55,8 +57,25 @@ async function sendPage(page: DeliveryPage, sync: CohortSync, deps: DeliveryDeps
   switch (destination.type) {
     case "webhook":
       return sendWebhookPage(page, sync, destination, deps);
-    case "brevo":
-      return sendBrevoPage(page, destination, deps, deps.brevoGate);
+    case "brevo": {
+      const key = keys.imports(page.sync_id, page.run_id, page.action, page.page);
+      return sendBrevoPage(page, destination, deps, deps.brevoGate, {
+        read: async () => {
+          const bytes = await deps.store.getBytes(key);
+          if (bytes === undefined) return undefined;
+          let raw: unknown;
+          try {
+            raw = JSON.parse(Buffer.from(bytes).toString("utf8"));
+          } catch {
+            raw = undefined;
+          }
+          const parsed = importLedgerSchema.safeParse(raw);
+          if (!parsed.success) throw new ValidationError(`import ledger ${key} has the wrong shape`);
+          return parsed.data.process_ids;
+        },
+        write: (processIds) => deps.store.putBytes(key, Buffer.from(JSON.stringify({ process_ids: processIds }))),
+      });
+    }
     case "braze":
       return sendBrazePage(page, destination, deps);
     default: {

@@ -59,9 +59,11 @@ export interface DestinationCall {
   readonly what: string;
   readonly url: string;
   readonly allowPrivate: boolean;
+  /** POST (default) with `body`, or GET (a status follow-up) without one. */
+  readonly method?: "POST" | "GET";
   /** Built per attempt (a webhook signature carries the attempt's timestamp). */
   readonly headers: () => Record<string, string>;
-  readonly body: string;
+  readonly body?: string;
   /** Before every attempt (Brevo's rate gate); may throw OutOfTime. */
   readonly beforeAttempt?: () => Promise<void>;
   /**
@@ -85,7 +87,7 @@ export async function sendToDestination(call: DestinationCall, deps: SenderDeps)
         const result = await fetchText(
           fetchImpl,
           call.url,
-          { method: "POST", headers: call.headers(), body: call.body },
+          { method: call.method ?? "POST", headers: call.headers(), ...(call.body !== undefined ? { body: call.body } : {}) },
           deps.timeoutMs,
         );
         if (call.inspect?.(result) === "accept") return result;
