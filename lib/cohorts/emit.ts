@@ -2,7 +2,7 @@ import type { DeliveryMessage, DeliveryPage, ExportState, PageMember, SyncAction
 import { chunk, planPages, totalPages } from "./plan.js";
 import { type MemberColumns, decodeSnapshot, diffMembers, emptyColumns, encodeSnapshot, identityOf, propertyHash } from "./snapshot.js";
 import { type CohortStore, keys } from "./store.js";
-import type { CohortSync } from "./sync-config.js";
+import { type CohortSync, identityProperties } from "./sync-config.js";
 import { promote } from "./settle.js";
 import { type ExportDeps, type SyncReport, type TickContext, iso, markUnhealthy } from "./tick.js";
 
@@ -62,17 +62,9 @@ export function removalGuard(input: GuardInput): GuardVerdict {
   return { send: false, reason };
 }
 
-function identityKeys(sync: CohortSync): string[] {
-  const keysWanted = ["$email"];
-  if (sync.destination.type === "braze" && sync.destination.external_id_property) {
-    keysWanted.push(sync.destination.external_id_property);
-  }
-  return keysWanted;
-}
-
 async function readCurrent(sync: CohortSync, run: ExportState, store: CohortStore): Promise<MemberColumns> {
   const columns = emptyColumns();
-  const wanted = identityKeys(sync);
+  const wanted = identityProperties(sync.destination);
   for (let n = 0; n < run.staged_pages; n++) {
     const staged = await store.getStaged(sync.id, run.run_id, n);
     for (const member of staged.members) {
@@ -93,6 +85,64 @@ function parseIdentity(identity: string): Record<string, unknown> {
     // fall through
   }
   return {};
+}
+
+/**
+ * The key a destination finds a member by, when it is not the distinct id:
+ * Brevo the email, Braze the external id property. undefined = keyed by id.
+ */
+function destinationKey(sync: CohortSync, props: Record<string, unknown>): string | undefined {
+  const destination = sync.destination;
+  switch (destination.type) {
+    case "webhook":
+      return undefined;
+    case "brevo": {
+      const email = props[destination.email_property];
+      return typeof email === "string" ? email.trim().toLowerCase() : undefined;
+    }
+    case "braze": {
+      if (!destination.external_id_property) return undefined;
+      const id = props[destination.external_id_property];
+      return id === undefined || id === null ? undefined : String(id);
+    }
+    default: {
+      const unhandled: never = destination;
+      throw new Error(`unhandled destination ${JSON.stringify(unhandled)}`);
+    }
+  }
+}
+
+/**
+ * Members still in the cohort whose destination key changed (a new email for
+ * Brevo): the old key must be removed too, or the old contact stays on the list.
+ * Returns snapshot rows (previous identities) to add to the removals.
+ */
+function movedRows(sync: CohortSync, current: MemberColumns, previous: MemberColumns, send: Uint8Array): number[] {
+  if (sync.destination.type === "webhook" || previous.ids.length === 0) return [];
+  const moved: number[] = [];
+  for (let row = 0; row < current.ids.length; row++) {
+    if (send[row] !== 1) continue;
+    const id = current.ids[row] ?? "";
+    // The snapshot is sorted by id: binary search.
+    let lo = 0;
+    let hi = previous.ids.length - 1;
+    let j = -1;
+    while (lo <= hi) {
+      const mid = (lo + hi) >> 1;
+      const at = previous.ids[mid] ?? "";
+      if (at === id) {
+        j = mid;
+        break;
+      }
+      if (at < id) lo = mid + 1;
+      else hi = mid - 1;
+    }
+    if (j < 0 || previous.identities[j] === current.identities[row]) continue;
+    const before = destinationKey(sync, parseIdentity(previous.identities[j] ?? ""));
+    const after = destinationKey(sync, parseIdentity(current.identities[row] ?? ""));
+    if (before !== undefined && before !== "" && before !== after) moved.push(j);
+  }
+  return moved;
 }
 
 async function emitRun(sync: CohortSync, state: SyncState, deps: ExportDeps, entry: SyncReport): Promise<void> {
@@ -142,7 +192,8 @@ async function emitRun(sync: CohortSync, state: SyncState, deps: ExportDeps, ent
     delete state.removal_hold;
   }
 
-  const plan = planPages(sync.destination, full, diff.sendCount, diff.removedRows.length);
+  const removedRows = [...diff.removedRows, ...movedRows(sync, current, previous, diff.send)];
+  const plan = planPages(sync.destination, full, diff.sendCount, removedRows.length);
   const pendingKey = keys.pendingSnapshot(sync.id, run.run_id);
   if (run.emitted_pages === 0 || !(await store.exists(pendingKey))) {
     const snapshot = await encodeSnapshot(
@@ -201,7 +252,7 @@ async function emitRun(sync: CohortSync, state: SyncState, deps: ExportDeps, ent
   // Removals carry the identity kept in the snapshot (the profile is gone from the export).
   const removePages = plan.expected.remove_members;
   if (removePages > 0) {
-    const removed = diff.removedRows.map(
+    const removed = removedRows.map(
       (j): PageMember => ({ id: previous.ids[j] ?? "", props: parseIdentity(previous.identities[j] ?? "") }),
     );
     let page = 0;

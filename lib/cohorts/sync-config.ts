@@ -76,6 +76,10 @@ const webhookDestinationSchema = z
     basic_auth_secret: secretName.optional(),
     /** Send Mixpanel's empty `add_members`/`remove_members` calls when nothing changed. */
     empty_diff_calls: z.boolean().default(true),
+    /** Profile property sent as the member's `email` (Mixpanel: `$email`). */
+    email_property: z.string().min(1).default("$email"),
+    /** Renames of exported properties as member keys: profile property → key, e.g. {"plan": "tier"}. */
+    member_properties: z.record(z.string().min(1), z.string().min(1)).default({}),
     allow_private_network: allowPrivateNetwork,
   })
   .strict();
@@ -91,6 +95,8 @@ const brevoDestinationSchema = z
     /** Secret JSON `{"api_key": "xkeysib-..."}`. */
     api_key_secret: secretName,
     base_url: z.string().min(1).default("https://api.brevo.com/v3"),
+    /** Profile property holding the contact's email (default `$email`). */
+    email_property: z.string().min(1).default("$email"),
     allow_private_network: allowPrivateNetwork,
   })
   .strict();
@@ -110,6 +116,8 @@ const brazeDestinationSchema = z
     update_existing_only: z.boolean().default(true),
     /** Secret JSON `{"api_key": "..."}` (REST key with users.track). */
     api_key_secret: secretName,
+    /** Profile property → Braze custom attribute, sent with the membership when a member is added. */
+    attributes: z.record(z.string().min(1), z.string().min(1)).default({}),
     allow_private_network: allowPrivateNetwork,
   })
   .strict();
@@ -200,10 +208,39 @@ export type BrazeDestination = z.infer<typeof brazeDestinationSchema>;
 /** Profile properties requested from /engage for one sync (webhook member fields + extras + mapping). */
 export function outputPropertiesFor(sync: CohortSync): string[] {
   const wanted = new Set<string>(["$email", "$first_name", "$last_name", "$phone", ...sync.properties]);
-  const dest = sync.destination;
-  if (dest.type === "brevo") for (const property of Object.keys(dest.attributes)) wanted.add(property);
-  if (dest.type === "braze" && dest.external_id_property) wanted.add(dest.external_id_property);
+  for (const property of destinationProperties(sync.destination)) wanted.add(property);
   return [...wanted].sort();
+}
+
+/** The profile properties a destination's mapping reads (exhaustive on the type). */
+export function destinationProperties(destination: Destination): string[] {
+  switch (destination.type) {
+    case "webhook":
+      return [destination.email_property, ...Object.keys(destination.member_properties)];
+    case "brevo":
+      return [destination.email_property, ...Object.keys(destination.attributes)];
+    case "braze":
+      return [...(destination.external_id_property ? [destination.external_id_property] : []), ...Object.keys(destination.attributes)];
+    default: {
+      const unhandled: never = destination;
+      throw new Error(`unhandled destination ${JSON.stringify(unhandled)}`);
+    }
+  }
+}
+
+/** What a later removal needs to find the member at the destination (kept in the snapshot). */
+export function identityProperties(destination: Destination): string[] {
+  switch (destination.type) {
+    case "webhook":
+    case "brevo":
+      return [...new Set(["$email", destination.email_property])];
+    case "braze":
+      return ["$email", ...(destination.external_id_property ? [destination.external_id_property] : [])];
+    default: {
+      const unhandled: never = destination;
+      throw new Error(`unhandled destination ${JSON.stringify(unhandled)}`);
+    }
+  }
 }
 
 /**

@@ -33,8 +33,17 @@ export function brazeAttributeObjects(page: DeliveryPage, destination: BrazeDest
     const externalId = brazeExternalId(member, destination);
     if (externalId === undefined || seen.has(externalId)) continue;
     seen.add(externalId);
+    const mapped: Record<string, unknown> = {};
+    if (op === "add") {
+      // Mapped profile attributes ride along with the membership (never on a removal: the profile may be gone).
+      for (const [property, attribute] of Object.entries(destination.attributes)) {
+        const propertyValue = member.props[property];
+        if (propertyValue !== undefined && propertyValue !== null) mapped[attribute] = propertyValue;
+      }
+    }
     out.push({
       external_id: externalId,
+      ...mapped,
       [destination.attribute]: { [op]: [value] },
       _update_existing_only: destination.update_existing_only,
     });

@@ -49,8 +49,8 @@ export function brevoAttributes(member: PageMember, mapping: Record<string, stri
   return attributes;
 }
 
-export function memberEmail(member: PageMember): string | undefined {
-  const email = text(member.props.$email).trim();
+export function memberEmail(member: PageMember, emailProperty = "$email"): string | undefined {
+  const email = text(member.props[emailProperty]).trim();
   return email.includes("@") ? email : undefined;
 }
 
@@ -170,7 +170,7 @@ export async function sendBrevoPage(
   const members: { email: string; member: PageMember }[] = [];
   const seen = new Set<string>();
   for (const member of page.members) {
-    const email = memberEmail(member);
+    const email = memberEmail(member, destination.email_property);
     if (!email) continue;
     const key = email.toLowerCase();
     if (seen.has(key)) continue;

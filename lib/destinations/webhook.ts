@@ -34,20 +34,37 @@ export interface WebhookBody {
 
 const FIXED = new Set(["$email", "$first_name", "$last_name", "$phone"]);
 
-export function webhookMember(member: PageMember, extraProperties: readonly string[]): WebhookMember {
+export interface MemberMapping {
+  /** Profile property sent as `email` (default `$email`). */
+  readonly emailProperty?: string;
+  /** Profile property → member key. */
+  readonly renames?: Readonly<Record<string, string>>;
+}
+
+export function webhookMember(member: PageMember, extraProperties: readonly string[], mapping: MemberMapping = {}): WebhookMember {
+  const renames = mapping.renames ?? {};
   const out: WebhookMember = {
-    email: text(member.props.$email),
+    email: text(member.props[mapping.emailProperty ?? "$email"]),
     mixpanel_distinct_id: member.id,
     first_name: text(member.props.$first_name),
     last_name: text(member.props.$last_name),
     phone_number: text(member.props.$phone),
   };
-  for (const property of extraProperties) {
-    if (FIXED.has(property)) continue;
+  const reserved = new Set(["email", "mixpanel_distinct_id", "first_name", "last_name", "phone_number"]);
+  for (const property of new Set([...extraProperties, ...Object.keys(renames)])) {
+    const key = renames[property] ?? property;
+    if ((FIXED.has(property) && renames[property] === undefined) || reserved.has(key)) continue;
     const value = member.props[property];
-    if (value !== undefined) out[property] = value;
+    if (value !== undefined) out[key] = value;
   }
   return out;
+}
+
+function destinationMapping(sync: CohortSync): MemberMapping {
+  const destination = sync.destination;
+  return destination.type === "webhook"
+    ? { emailProperty: destination.email_property, renames: destination.member_properties }
+    : {};
 }
 
 /** Pure builder of the request body. The session id is the relay run id. */
@@ -61,7 +78,9 @@ export function buildWebhookBody(page: DeliveryPage, sync: CohortSync): WebhookB
       mixpanel_cohort_description: page.cohort.description,
       mixpanel_session_id: page.run_id,
       page_info: { total_pages: page.total_pages, page_count: page.page },
-      members: page.members.map((m) => webhookMember(m, sync.properties)),
+      members: page.members.map((m) =>
+        webhookMember(m, sync.properties, destinationMapping(sync)),
+      ),
     },
   };
 }

@@ -68,7 +68,18 @@ describe("cohort export → Brevo list (strict local Brevo)", () => {
     expect(brevo.lists.get(12)?.has("b0@example.com")).toBe(false);
     expect(brevo.contacts.get("b1@example.com")?.FIRSTNAME).toBe("Changed");
     expect(brevo.lists.get(12)?.size).toBe(359);
+
     expect(brevo.calls.filter((c) => c.path.endsWith("/contacts/remove")).map((c) => (c.body as { emails: string[] }).emails)).toEqual([["b0@example.com"]]);
+    // b2 changes email: the new address is imported and the old one removed from the list.
+    h.clock.advance(5 * MIN);
+    await h.runExport();
+    h.profiles.set("b2", { trial: true, $email: "b2.new@example.com", $first_name: "F2", $last_name: "L2" });
+    h.clock.advance(30 * MIN);
+    await h.runExport();
+    await h.drain();
+    expect(brevo.lists.get(12)?.has("b2.new@example.com")).toBe(true);
+    expect(brevo.lists.get(12)?.has("b2@example.com")).toBe(false);
+    expect(brevo.lists.get(12)?.size).toBe(359);
   });
 
   it("a 1000-member full sync fits in one call; the 1000-member removal that follows takes 7 calls at 10/s", async () => {
