@@ -92,6 +92,10 @@ export function parseDeliveryMessage(body: string): DeliveryMessage {
   } catch {
     throw new ValidationError("delivery message is not JSON");
   }
+  // A record this function dead-lettered itself (`{message, failure}`) and an operator redrove
+  // (npm run redrive moves bodies unchanged): the page inside is judged like any other (stale or not).
+  const deadLettered = deadLetterRecordSchema.safeParse(raw);
+  if (deadLettered.success) return deadLettered.data.message;
   const parsed = deliveryMessageSchema.safeParse(raw);
   if (!parsed.success) throw new ValidationError(`delivery message: ${formatZodIssues(parsed.error)}`);
   return parsed.data;

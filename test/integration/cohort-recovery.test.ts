@@ -104,6 +104,8 @@ describe("cohort sync recovery", () => {
     const pagesBefore = receiver.pages.length;
     const redriven = messages[0] ?? "";
     expect(await h.deliver(redriven, {}, 1)).toBe("stale");
+    // …and so is the DLQ record itself (`{message, failure}`) moved back by `npm run redrive`.
+    expect(await h.deliver(dead[0] ?? "", {}, 1)).toBe("stale");
     expect(receiver.pages).toHaveLength(pagesBefore);
   });
 
