@@ -62,11 +62,17 @@ export function removalGuard(input: GuardInput): GuardVerdict {
   return { send: false, reason };
 }
 
+/** Where a run's staged pages are: its own run, or the fan-out lane whose export it shares. */
+function stagedSource(sync: CohortSync, run: ExportState): { sync: string; run: string } {
+  return run.shared_from ? { sync: run.shared_from.sync, run: run.shared_from.run_id } : { sync: sync.id, run: run.run_id };
+}
+
 async function readCurrent(sync: CohortSync, run: ExportState, store: CohortStore): Promise<MemberColumns> {
   const columns = emptyColumns();
   const wanted = identityProperties(sync.destination);
+  const source = stagedSource(sync, run);
   for (let n = 0; n < run.staged_pages; n++) {
-    const staged = await store.getStaged(sync.id, run.run_id, n);
+    const staged = await store.getStaged(source.sync, source.run, n);
     for (const member of staged.members) {
       columns.ids.push(member.id);
       columns.hashes.push(propertyHash(member.props));
@@ -237,8 +243,9 @@ async function emitRun(sync: CohortSync, state: SyncState, deps: ExportDeps, ent
     let page = 0;
     let row = 0;
     let pending: PageMember[] = [];
+    const source = stagedSource(sync, run);
     for (let n = 0; n < run.staged_pages; n++) {
-      const staged = await store.getStaged(sync.id, run.run_id, n);
+      const staged = await store.getStaged(source.sync, source.run, n);
       for (const member of staged.members) {
         if (diff.send[row++] === 1) pending.push(member);
         if (pending.length === 1000) {

@@ -2,7 +2,7 @@ import { describeError } from "../errors.js";
 import type { SyncState } from "./messages.js";
 import { emitRuns } from "./emit.js";
 import { openTickBudget } from "./budget.js";
-import { fetchPages } from "./fetch-pages.js";
+import { fetchPages, joinSharedExports } from "./fetch-pages.js";
 import { isDue, startRuns } from "./schedule.js";
 import { settleDelivery } from "./settle.js";
 import type { CohortSync } from "./sync-config.js";
@@ -28,11 +28,14 @@ export async function runCohortExport(
 ): Promise<ExportReport> {
   const startedAt = deps.now();
   const tickBudget = await openTickBudget(deps, startedAt);
+  const forced = new Set(options.force ?? []);
   const tick: TickContext = {
+    syncs,
     deps,
     options,
     startedAt,
-    forced: new Set(options.force ?? []),
+    forced,
+    isForced: (sync) => forced.has(sync.id) || forced.has(sync.group),
     states: new Map<string, SyncState>(),
     report: {},
     budget: tickBudget.budget,
@@ -54,14 +57,15 @@ export async function runCohortExport(
 }
 
 async function runTick(tick: TickContext, syncs: readonly CohortSync[]): Promise<void> {
-  const { deps, states, report, forced } = tick;
+  const { deps, states, report } = tick;
   const starting: CohortSync[] = [];
   const active: CohortSync[] = [];
   for (const sync of syncs) {
     const entry: SyncReport = { outcome: "not_due", pagesFetched: 0, pagesEnqueued: 0 };
     report[sync.id] = entry;
     // A disabled sync still runs when forced (a manual one-time export).
-    if (!sync.enabled && !forced.has(sync.id) && !tick.options.include?.includes(sync.id)) {
+    const included = tick.options.include?.some((id) => id === sync.id || id === sync.group) ?? false;
+    if (!sync.enabled && !tick.isForced(sync) && !included) {
       entry.outcome = "disabled";
       continue;
     }
@@ -80,9 +84,10 @@ async function runTick(tick: TickContext, syncs: readonly CohortSync[]): Promise
       active.push(sync);
       continue;
     }
-    if (forced.has(sync.id) || isDue(sync, state, tick.startedAt, deps.limits.tickMs)) starting.push(sync);
+    if (tick.isForced(sync) || isDue(sync, state, tick.startedAt, deps.limits.tickMs)) starting.push(sync);
   }
   active.push(...(await startRuns(tick, starting)));
   await fetchPages(tick, active);
+  await joinSharedExports(tick, active);
   await emitRuns(tick, active);
 }

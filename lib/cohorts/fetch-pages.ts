@@ -22,7 +22,7 @@ export async function fetchPages(tick: TickContext, active: readonly CohortSync[
   const { deps, states, report } = tick;
   const { limits, log } = deps;
   const fetchQueue = active
-    .filter((sync) => states.get(sync.id)?.export?.phase === "fetch")
+    .filter((sync) => states.get(sync.id)?.export?.phase === "fetch" && !states.get(sync.id)?.export?.shared_from)
     .sort((a, b) => lastFetch(states.get(a.id)) - lastFetch(states.get(b.id)));
   let stopFetching = false;
   while (fetchQueue.length > 0 && !stopFetching) {
@@ -55,6 +55,30 @@ export async function fetchPages(tick: TickContext, active: readonly CohortSync[
   }
 }
 
+/**
+ * Fan-out: a lane sharing another lane's export moves to emit once that export
+ * is complete (same tick, before either emits), taking over its staged-page
+ * counts; if the leading run was aborted, so is the lane.
+ */
+export async function joinSharedExports(tick: TickContext, active: readonly CohortSync[]): Promise<void> {
+  for (const sync of active) {
+    const state = tick.states.get(sync.id);
+    const run = state?.export;
+    if (!state || !run?.shared_from || run.phase !== "fetch") continue;
+    const leaderRun = tick.states.get(run.shared_from.sync)?.export;
+    if (leaderRun?.run_id === run.shared_from.run_id) {
+      if (leaderRun.phase !== "emit") continue; // still fetching
+      run.staged_pages = leaderRun.staged_pages;
+      run.staged_members = leaderRun.staged_members;
+      if (leaderRun.total !== undefined) run.total = leaderRun.total;
+      run.phase = "emit";
+      await tick.deps.store.writeState(sync.id, state);
+      continue;
+    }
+    await abortRun(tick, sync, `the shared export of run ${run.shared_from.run_id} (lane ${run.shared_from.sync}) was aborted; the next run queries again`);
+  }
+}
+
 /** Drops the run (its staged pages expire with the run prefix), keeps the last snapshot, marks the sync unhealthy. */
 export async function abortRun(tick: TickContext, sync: CohortSync, reason: string): Promise<void> {
   const state = tick.states.get(sync.id);
@@ -84,7 +108,7 @@ async function fetchOnePage(tick: TickContext, sync: CohortSync, client: QueryCl
   try {
     page = await client.engagePage({
       cohortId: sync.cohort_id,
-      outputProperties: outputPropertiesFor(sync),
+      outputProperties: outputPropertiesFor(sync, tick.syncs),
       includeAllUsers: sync.include_all_users,
       ...(run.session_id !== undefined ? { sessionId: run.session_id } : {}),
       page: run.next_page,

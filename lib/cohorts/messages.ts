@@ -72,6 +72,11 @@ const exportStateSchema = z.object({
   staged_members: z.number().int().min(0),
   total: z.number().int().optional(),
   last_fetch_at: z.string().optional(),
+  /**
+   * A lane of a fan-out sync that shares another lane's export (the cohort is queried
+   * once per run): it stages nothing itself and reads that run's staged pages.
+   */
+  shared_from: z.object({ sync: z.string(), run_id: z.string() }).optional(),
   /** Output pages already enqueued by an interrupted emit (deterministic, so a retry skips them). */
   emitted_pages: z.number().int().min(0).default(0),
 });

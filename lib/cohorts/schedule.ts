@@ -53,6 +53,8 @@ export async function startRuns(tick: TickContext, starting: readonly CohortSync
   await tick.persistBudget();
   if (!cohorts) return [];
   const started: CohortSync[] = [];
+  /** Fan-out: the first lane of a sync that starts this tick queries; its siblings share that export. */
+  const leaders = new Map<string, { sync: string; run_id: string }>();
   for (const sync of starting) {
     const state = states.get(sync.id);
     const entry = report[sync.id];
@@ -68,12 +70,16 @@ export async function startRuns(tick: TickContext, starting: readonly CohortSync
       entry.detail = state.unhealthy_reason;
       continue;
     }
-    const forced = tick.forced.has(sync.id);
+    const forced = tick.isForced(sync);
     const operatorFull = forced && tick.options.full === true;
     const full = needsFullSync(sync, state, tick.startedAt, operatorFull);
     state.last_started_at = iso(tick.startedAt);
+    const runId = deps.newId();
+    const leader = leaders.get(sync.group);
+    if (!leader) leaders.set(sync.group, { sync: sync.id, run_id: runId });
     state.export = {
-      run_id: deps.newId(),
+      run_id: runId,
+      ...(leader ? { shared_from: leader } : {}),
       started_at: iso(deps.now()),
       full,
       operator_full: operatorFull,
@@ -86,7 +92,7 @@ export async function startRuns(tick: TickContext, starting: readonly CohortSync
       emitted_pages: 0,
     };
     await store.writeState(sync.id, state);
-    log.info("cohort export: run started", { syncId: sync.id, runId: state.export.run_id, full, forced });
+    log.info("cohort export: run started", { syncId: sync.id, runId: state.export.run_id, full, forced, sharedFrom: leader?.sync });
     started.push(sync);
   }
   return started;

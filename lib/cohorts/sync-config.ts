@@ -66,9 +66,16 @@ function checkUrl(
 /** Opt-in for an internal endpoint (private, loopback, link-local, CGNAT, unique-local answers allowed). */
 const allowPrivateNetwork = z.boolean().default(false);
 
+/** Names a destination inside a fan-out sync (`destinations`); its lane is `<sync id>.<destination id>`. */
+const destinationId = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9_-]{0,30}$/, "must be lowercase letters, digits, - or _ (used in S3 keys)")
+  .optional();
+
 const webhookDestinationSchema = z
   .object({
     type: z.literal("webhook"),
+    id: destinationId,
     url: z.string().min(1),
     /** Secret JSON `{"secret": "..."}`: key of the HMAC-SHA256 signature header. */
     signing_secret: secretName,
@@ -87,6 +94,7 @@ const webhookDestinationSchema = z
 const brevoDestinationSchema = z
   .object({
     type: z.literal("brevo"),
+    id: destinationId,
     list_id: z.number().int().positive(),
     /** Mixpanel profile property → Brevo attribute (UPPERCASE), e.g. {"$first_name": "FIRSTNAME"}. */
     attributes: z
@@ -104,6 +112,7 @@ const brevoDestinationSchema = z
 const brazeDestinationSchema = z
   .object({
     type: z.literal("braze"),
+    id: destinationId,
     /** Instance REST endpoint, e.g. https://rest.iad-01.braze.com */
     rest_endpoint: z.string().min(1),
     /** Array custom attribute the cohort value is added to / removed from. */
@@ -156,7 +165,13 @@ function cohortSyncSchemaFor(rules: DestinationNetworkRules) {
         .string()
         .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, "must be lowercase letters, digits, - or _ (used in S3 keys)"),
       cohort_id: z.number().int().positive(),
-      destination: destinationSchemaFor(rules),
+      /** One destination… */
+      destination: destinationSchemaFor(rules).optional(),
+      /**
+       * …or several (each with an `id`): the cohort is queried once per run and every
+       * destination keeps its own snapshot, ledger and health (a "lane" per destination).
+       */
+      destinations: z.array(destinationSchemaFor(rules)).min(1).max(10).optional(),
       /** Extra profile properties exported (webhook: extra member keys; Brevo: needs a mapping). */
       properties: z.array(z.string().min(1)).default([]),
       mode: z.enum(["diff", "full"]).default("diff"),
@@ -180,35 +195,68 @@ function cohortSyncSchemaFor(rules: DestinationNetworkRules) {
        */
       max_remove_fraction: z.number().min(0).max(1).default(0.5),
     })
-    .strict();
+    .strict()
+    .superRefine((sync, ctx) => {
+      if ((sync.destination === undefined) === (sync.destinations === undefined)) {
+        ctx.addIssue({ code: "custom", path: ["destination"], message: "give either destination or destinations" });
+      }
+      const seen = new Set<string>();
+      sync.destinations?.forEach((destination, index) => {
+        if (destination.id === undefined) {
+          ctx.addIssue({ code: "custom", path: ["destinations", index, "id"], message: "every destination of a fan-out sync needs an id" });
+        } else if (seen.has(destination.id)) {
+          ctx.addIssue({ code: "custom", path: ["destinations", index, "id"], message: `duplicate destination id "${destination.id}"` });
+        }
+        if (destination.id !== undefined) seen.add(destination.id);
+      });
+    })
+    .transform(({ destination, destinations, ...sync }) => {
+      // One lane per destination; `group` is the configured sync id (forcing it forces every lane).
+      if (destinations) {
+        return destinations.map((lane) => ({ ...sync, id: `${sync.id}.${lane.id ?? ""}`, group: sync.id, destination: lane }));
+      }
+      return destination ? [{ ...sync, group: sync.id, destination }] : [];
+    });
 }
 
 export function cohortSyncsSchemaFor(rules: DestinationNetworkRules) {
-  return z.array(cohortSyncSchemaFor(rules)).superRefine((syncs, ctx) => {
-    const seen = new Set<string>();
-    syncs.forEach((sync, index) => {
-      if (seen.has(sync.id)) {
-        ctx.addIssue({ code: "custom", path: [index, "id"], message: `duplicate sync id "${sync.id}"` });
-      }
-      seen.add(sync.id);
-    });
-  });
+  return z
+    .array(cohortSyncSchemaFor(rules))
+    .superRefine((syncs, ctx) => {
+      const seen = new Set<string>();
+      syncs.forEach((lanes, index) => {
+        const group = lanes[0]?.group ?? "";
+        if (seen.has(group)) {
+          ctx.addIssue({ code: "custom", path: [index, "id"], message: `duplicate sync id "${group}"` });
+        }
+        seen.add(group);
+      });
+    })
+    .transform((syncs) => syncs.flat());
 }
 
-export const cohortSyncSchema = cohortSyncSchemaFor(DEPLOYED_STAGE_RULES);
 /** The schema for a deployed stage; the local stage uses cohortSyncsSchemaFor({ localStage: true }). */
 export const cohortSyncsSchema = cohortSyncsSchemaFor(DEPLOYED_STAGE_RULES);
 
-export type CohortSync = z.infer<typeof cohortSyncSchema>;
+/** One lane: a sync with one destination (a fan-out sync becomes one lane per destination). */
+export type CohortSync = z.output<typeof cohortSyncsSchema>[number];
 export type Destination = z.infer<typeof destinationSchema>;
 export type WebhookDestination = z.infer<typeof webhookDestinationSchema>;
 export type BrevoDestination = z.infer<typeof brevoDestinationSchema>;
 export type BrazeDestination = z.infer<typeof brazeDestinationSchema>;
 
-/** Profile properties requested from /engage for one sync (webhook member fields + extras + mapping). */
-export function outputPropertiesFor(sync: CohortSync): string[] {
+/**
+ * Profile properties requested from /engage for one lane (webhook member fields +
+ * extras + mapping), united over the lanes it shares its export with (`lanes`):
+ * one query serves every destination of a fan-out sync.
+ */
+export function outputPropertiesFor(sync: CohortSync, lanes: readonly CohortSync[] = [sync]): string[] {
   const wanted = new Set<string>(["$email", "$first_name", "$last_name", "$phone", ...sync.properties]);
-  for (const property of destinationProperties(sync.destination)) wanted.add(property);
+  for (const lane of lanes) {
+    if (lane.group !== sync.group) continue;
+    for (const property of lane.properties) wanted.add(property);
+    for (const property of destinationProperties(lane.destination)) wanted.add(property);
+  }
   return [...wanted].sort();
 }
 

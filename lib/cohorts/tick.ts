@@ -83,8 +83,12 @@ export interface ExportReport {
 }
 
 export interface TickContext {
+  /** Every configured lane (a fan-out sync is one lane per destination). */
+  readonly syncs: readonly CohortSync[];
   readonly deps: ExportDeps;
   readonly options: ExportOptions;
+  /** Forced by lane id or by the configured sync id (every lane of a fan-out sync). */
+  isForced(sync: CohortSync): boolean;
   /** When the tick started: schedule decisions use this, never a later stamp. */
   readonly startedAt: number;
   readonly forced: ReadonlySet<string>;
