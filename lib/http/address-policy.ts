@@ -114,6 +114,7 @@ function classifyIpv6(bytes: readonly number[]): string | undefined {
   if (bytes.every((b) => b === 0)) return "unspecified (::)";
   if (startsWith(bytes, [...zeros(15), 1])) return "loopback (::1)";
   if (startsWith(bytes, [...zeros(10), 0xff, 0xff])) return embedded(12, "IPv4-mapped") ?? undefined;
+  if (startsWith(bytes, [...zeros(8), 0xff, 0xff, 0, 0])) return embedded(12, "IPv4-translated") ?? "IPv4-translated (::ffff:0:0:0/96)";
   if (startsWith(bytes, zeros(12))) return embedded(12, "IPv4-compatible") ?? "IPv4-compatible (::/96)";
   if (startsWith(bytes, [0, 0x64, 0xff, 0x9b, ...zeros(8)])) return embedded(12, "NAT64") ?? undefined;
   if (startsWith(bytes, [0, 0x64, 0xff, 0x9b, 0, 1])) return "local-use NAT64 (64:ff9b:1::/48)";

@@ -40,6 +40,7 @@ const REFUSED: [url: string, why: RegExp][] = [
   ["https://[::ffff:169.254.169.254]/hook", /IPv4-mapped 169\.254/],
   ["https://[::ffff:10.1.2.3]/hook", /IPv4-mapped 10\./],
   ["https://[::127.0.0.1]/hook", /IPv4-compatible/],
+  ["https://[::ffff:0:127.0.0.1]/hook", /IPv4-translated 127\.0\.0\.1/],
   ["https://[64:ff9b::a00:1]/hook", /NAT64 10\.0\.0\.1/],
   ["https://[2002:7f00:1::]/hook", /6to4 127\.0\.0\.1/],
   ["https://[ff02::1]/hook", /multicast/],
