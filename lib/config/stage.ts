@@ -3,7 +3,7 @@ import * as z from "zod";
 import { ConfigError } from "../errors.js";
 import { formatZodIssues } from "./env.js";
 import { mappingConfigSchema } from "./mapping.js";
-import { cohortSyncsSchemaFor } from "../cohorts/sync-config.js";
+import { cohortSyncsSchema, cohortSyncsSchemaFor } from "../cohorts/sync-config.js";
 
 /**
  * The per-stage config file (config/<stage>.json): one zod schema, validated by
@@ -13,22 +13,23 @@ import { cohortSyncsSchemaFor } from "../cohorts/sync-config.js";
 export const residencySchema = z.enum(["us", "eu", "in"]);
 export type Residency = z.infer<typeof residencySchema>;
 
+export const stageConfigSchema = z
+  .object({
+    /** Where the Mixpanel project lives; never falls back to the US host (reference/mixpanel-api.md §1). */
+    residency: residencySchema.default("us"),
+    cohort_syncs: cohortSyncsSchema.default([]),
+  })
+  .extend(mappingConfigSchema.shape)
+  .strict();
+
 /** The stage whose destinations may be plain-http loopback receivers (`npm start`, tests). */
 export const LOCAL_STAGE = "local";
 
-/** Destination address rules depend on the stage (lib/http/address-policy.ts). */
+/** Destination address rules depend on the stage (lib/http/address-policy.ts): the local stage allows loopback receivers. */
 export function stageConfigSchemaFor(stage: string) {
-  return z
-    .object({
-      /** Where the Mixpanel project lives; never falls back to the US host (reference/mixpanel-api.md §1). */
-      residency: residencySchema.default("us"),
-      cohort_syncs: cohortSyncsSchemaFor({ localStage: stage === LOCAL_STAGE }).default([]),
-    })
-    .extend(mappingConfigSchema.shape)
-    .strict();
+  if (stage !== LOCAL_STAGE) return stageConfigSchema;
+  return stageConfigSchema.extend({ cohort_syncs: cohortSyncsSchemaFor({ localStage: true }).default([]) });
 }
-
-export const stageConfigSchema = stageConfigSchemaFor("");
 
 export type StageConfig = z.infer<typeof stageConfigSchema>;
 
