@@ -15,7 +15,7 @@ const functionsDir = "functions";
 const outDir = "dist";
 
 for (const file of readdirSync("config").filter((name) => name.endsWith(".json"))) {
-  loadStageConfig(join("config", file));
+  loadStageConfig(join("config", file), file.replace(/\.json$/, ""));
   console.log(`config/${file}: valid`);
 }
 

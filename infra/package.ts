@@ -66,7 +66,7 @@ function describeArtifacts(dir: string): string {
 
 export function packageStage(args: PackageArgs): void {
   // Fail on a bad stage config here, with the key that is wrong, rather than at cold start.
-  loadStageConfig(join(repoRoot, stageConfigPath(args.stage)));
+  loadStageConfig(join(repoRoot, stageConfigPath(args.stage)), args.stage);
 
   const osls = [oslsBin(), "package", "--stage", args.stage];
   if (args.packageDir) osls.push("--package", args.packageDir);

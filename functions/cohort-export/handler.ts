@@ -7,7 +7,8 @@ import { createRuntimeContext, once } from "../../lib/runtime/context.js";
 
 /**
  * EventBridge schedule (e.g. rate(5 minutes)) → one export tick. A rule may pass
- * `{"force": ["sync-id"], "full": true}` as input to run a sync now / force a full resync.
+ * `{"force": ["sync-id"], "full": true}` as input to run a sync now / force a full resync
+ * (`npm run cohorts:export` does this; see infra/cohorts-cli.ts).
  */
 const runtime = once(() => createRuntimeContext());
 const clock = invocationClock();
@@ -17,6 +18,8 @@ const deps = once(() => exportDepsFrom(runtime(), clock.remainingMs));
 const eventSchema = z.looseObject({
   force: z.array(z.string().min(1)).optional(),
   full: z.boolean().optional(),
+  /** Process these syncs even when disabled, without starting a new run (the CLI's follow-up ticks). */
+  include: z.array(z.string().min(1)).optional(),
 });
 
 export const handler = withTelemetry(
@@ -28,6 +31,7 @@ export const handler = withTelemetry(
     const report = await runCohortExport(ctx.config.cohort_syncs, deps(), {
       ...(input.force ? { force: input.force } : {}),
       ...(input.full !== undefined ? { full: input.full } : {}),
+      ...(input.include ? { include: input.include } : {}),
     });
     logger.info("cohort export tick", { queries: report.queries, budgetLeft: report.budgetLeft, syncs: report.syncs });
     return report;

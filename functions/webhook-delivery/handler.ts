@@ -1,11 +1,11 @@
 import { BatchProcessor, EventType, processPartialResponse } from "@aws-lambda-powertools/batch";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import { deliverMessage } from "../../lib/destinations/deliver.js";
-import { deliveryDepsFrom } from "../../lib/cohorts/runtime.js";
 import { describeError } from "../../lib/errors.js";
 import { invocationClock, withTelemetry } from "../../lib/observability/handler.js";
 import { count, logger } from "../../lib/observability/telemetry.js";
 import { createRuntimeContext, once } from "../../lib/runtime/context.js";
+import { deliveryDepsFrom } from "./wiring.js";
 
 /**
  * SQS deliveries queue → one page to one destination per record. A thrown error
@@ -18,14 +18,22 @@ const clock = invocationClock();
 /** Once per container: store, secrets cache, settings and the Brevo rate gate survive between invocations. */
 const deps = once(() => deliveryDepsFrom(runtime(), clock.remainingMs));
 
+const OUTCOME_METRIC = {
+  delivered: "CohortPagesDelivered",
+  duplicate: "CohortPagesDuplicate",
+  dead_lettered: "CohortPagesDeadLettered",
+  stale: "CohortPagesStale",
+} as const;
+
 export const handler = withTelemetry(
   clock,
   async (event: SQSEvent, _invocation, context: Context | undefined): Promise<SQSBatchResponse> => {
     const shared = deps();
     const recordHandler = async (record: SQSRecord) => {
       try {
-        const outcome = await deliverMessage(record.body, shared);
-        count(outcome === "delivered" ? "CohortPagesDelivered" : outcome === "duplicate" ? "CohortPagesDuplicate" : "CohortPagesDeadLettered", 1);
+        const receives = Number(record.attributes.ApproximateReceiveCount);
+        const outcome = await deliverMessage(record.body, shared, Number.isFinite(receives) ? receives : 1);
+        count(OUTCOME_METRIC[outcome], 1);
       } catch (error) {
         count("CohortPagesFailed", 1);
         logger.warn("cohort page not delivered; SQS will retry", { messageId: record.messageId, error: describeError(error) });

@@ -21,7 +21,7 @@ import { createCohortQueryApi, type CohortFixture, type CohortQueryApi } from ".
 import { SecretsManagerServer } from "../../test/support/secrets-manager-server.js";
 import { closeServer, listenOnLoopback } from "../../test/support/local-server.js";
 import { WebhookReceiver } from "../../test/support/webhook-server.js";
-import { LOCAL_COHORTS, LOCAL_WEBHOOK_SIGNING_SECRET, LOCAL_WEBHOOK_SIGNING_SECRET_NAME } from "./cohorts.js";
+import { LOCAL_COHORTS, LOCAL_COHORT_EXPORT_PATH, LOCAL_WEBHOOK_SIGNING_SECRET, LOCAL_WEBHOOK_SIGNING_SECRET_NAME } from "./cohorts.js";
 import { LocalRetention } from "./retention.js";
 import { S3Notifier } from "./s3-notifier.js";
 import { SqsPoller, lambdaContext } from "./sqs-poller.js";
@@ -110,7 +110,7 @@ export interface LocalCohortSide {
   readonly secrets: SecretsManagerServer;
   readonly deliveryPoller: SqsPoller;
   /** Runs one export tick now (what the EventBridge schedule does in AWS). */
-  tick(input?: { force?: string[]; full?: boolean }): Promise<unknown>;
+  tick(input?: unknown): Promise<unknown>;
 }
 
 export interface QueuePair {
@@ -356,6 +356,8 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     // The sandbox serves the Query API under /api/query, like Mixpanel's own hosts.
     MIXPANEL_QUERY_URL: `${mixpanelUrl}/api/query`,
     DELIVERIES_DLQ_URL: deliveries.dlqUrl,
+    DELIVERIES_MAX_RECEIVE_COUNT: String(queueOptions.maxReceiveCount),
+    ...(options.cohorts ? { COHORT_EXPORT_TICK_MS: String(options.cohorts.tickMs ?? 10_000) } : {}),
     ...(secretsServer ? { SECRETS_ENDPOINT_URL: secretsServer.url } : {}),
     INTAKE_TOKEN: intakeToken,
     // The stack prints its own one-line summaries; the handlers' JSON logs stay for warnings.
@@ -382,6 +384,22 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     options.onIntakeRequest?.(request);
     void (async () => {
       const body = await readBody(request);
+      if (request.method === "POST" && request.url === LOCAL_COHORT_EXPORT_PATH && cohorts && body !== "too_large") {
+        // `npm run cohorts:export -- --stage local`: one export tick with the given input, as an invoke would.
+        let input: unknown = {};
+        try {
+          if (body.length > 0) input = JSON.parse(body.toString("utf8"));
+        } catch {
+          response.writeHead(400, { "content-type": "application/json" });
+          response.end(JSON.stringify({ error: "invalid_json" }));
+          return;
+        }
+        // The handler validates the input like an EventBridge/invoke payload.
+        const report = await cohorts.tick(input);
+        response.writeHead(200, { "content-type": "application/json" });
+        response.end(JSON.stringify(report ?? { busy: true }));
+        return;
+      }
       if (body === "too_large") {
         response.writeHead(413, { "content-type": "application/json" });
         response.end(JSON.stringify({ error: "payload_too_large", message: "API Gateway limit is 10 MB" }));
@@ -459,7 +477,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       timeoutMs: 120_000,
     });
     let ticking = false;
-    const tick = async (input: { force?: string[]; full?: boolean } = {}) => {
+    const tick = async (input: unknown = {}) => {
       if (ticking) return undefined;
       ticking = true;
       try {

@@ -1,3 +1,7 @@
+import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { retargetLocalReceiver } from "./cohorts.js";
 import { LOCAL_MIXPANEL_CREDENTIALS, LOCAL_REGION, startLocalStack } from "./stack.js";
 import { generateLocalCertificate } from "./tls.js";
 import { localStackFilePath, removeLocalStackFile, writeLocalStackFile } from "./stack-file.js";
@@ -28,6 +32,28 @@ const retention = {
 const timestamp = () => new Date().toISOString().slice(11, 19);
 const log = (line: string) => console.log(`${timestamp()}  ${line}`);
 
+const webhookPort = Number(process.env.WEBHOOK_RECEIVER_PORT ?? 3002);
+const stage = process.env.RELAY_STAGE ?? "local";
+/** config/local.json names the receiver on its default port; a different WEBHOOK_RECEIVER_PORT moves it. */
+function localConfigFile(): string | undefined {
+  if (process.env.RELAY_CONFIG_FILE) return process.env.RELAY_CONFIG_FILE;
+  if (webhookPort === 0) return undefined; // a port picked at random cannot be written into the config beforehand
+  const path = `config/${stage}.json`;
+  let raw: unknown;
+  try {
+    raw = JSON.parse(readFileSync(path, "utf8"));
+  } catch {
+    return undefined; // the stack reports a missing or broken config itself
+  }
+  const { config, moved } = retargetLocalReceiver(raw, webhookPort);
+  if (moved.length === 0) return undefined;
+  const file = join(mkdtempSync(join(tmpdir(), "relay-local-config-")), `${stage}.json`);
+  writeFileSync(file, JSON.stringify(config, null, 2));
+  log(`config    ${path}: webhook destination(s) moved to WEBHOOK_RECEIVER_PORT ${webhookPort}: ${moved.join(", ")}`);
+  return file;
+}
+const configFile = localConfigFile();
+
 const certificate = process.env.INTAKE_TLS === "1" ? generateLocalCertificate() : undefined;
 const stack = await startLocalStack({
   ...(certificate ? { tls: certificate } : {}),
@@ -37,10 +63,10 @@ const stack = await startLocalStack({
   ...(process.env.BREVO_API_URL ? { brevoApiUrl: process.env.BREVO_API_URL } : {}),
   brevoPort: Number(process.env.BREVO_SANDBOX_PORT ?? 3003),
   ...(process.env.INTAKE_TOKEN ? { intakeToken: process.env.INTAKE_TOKEN } : {}),
-  ...(process.env.RELAY_CONFIG_FILE ? { configFile: process.env.RELAY_CONFIG_FILE } : {}),
-  stage: process.env.RELAY_STAGE ?? "local",
+  ...(configFile ? { configFile } : {}),
+  stage,
   cohorts: {
-    webhookPort: Number(process.env.WEBHOOK_RECEIVER_PORT ?? 3002),
+    webhookPort,
     tickMs: Number(process.env.COHORT_TICK_MS ?? 10_000),
   },
   retention,

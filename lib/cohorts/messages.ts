@@ -60,6 +60,8 @@ const exportStateSchema = z.object({
   run_id: z.string(),
   started_at: z.string(),
   full: z.boolean(),
+  /** Forced full by an operator (`--full`): the mass-removal guard steps aside. */
+  operator_full: z.boolean().default(false),
   cohort: cohortMetaSchema,
   /** Mixpanel project id of the credentials used (webhook `mixpanel_project_id`). */
   project_id: z.string().default(""),
@@ -70,6 +72,11 @@ const exportStateSchema = z.object({
   staged_members: z.number().int().min(0),
   total: z.number().int().optional(),
   last_fetch_at: z.string().optional(),
+  /**
+   * A lane of a fan-out sync that shares another lane's export (the cohort is queried
+   * once per run): it stages nothing itself and reads that run's staged pages.
+   */
+  shared_from: z.object({ sync: z.string(), run_id: z.string() }).optional(),
   /** Output pages already enqueued by an interrupted emit (deterministic, so a retry skips them). */
   emitted_pages: z.number().int().min(0).default(0),
 });
@@ -100,6 +107,10 @@ export const syncStateSchema = z.object({
   unhealthy_reason: z.string().optional(),
   export: exportStateSchema.optional(),
   delivery: deliveryStateSchema.optional(),
+  /** A run held by the mass-removal guard; the next run that finds the same confirms it. */
+  removal_hold: z
+    .object({ run_id: z.string(), at: z.string(), removals: z.number().int().min(0), previous: z.number().int().min(0) })
+    .optional(),
 });
 export type SyncState = z.infer<typeof syncStateSchema>;
 

@@ -1,8 +1,7 @@
 import { randomUUID } from "node:crypto";
-import { SendMessageCommand } from "@aws-sdk/client-sqs";
 import * as z from "zod";
 import { formatZodIssues, requireSetting } from "../config/env.js";
-import { ConfigError, RetryableError } from "../errors.js";
+import { ConfigError } from "../errors.js";
 import { realRetryDeps } from "../http/retry.js";
 import { mixpanelCredentialsSource } from "../mixpanel/credentials.js";
 import { queryBaseUrl } from "../mixpanel/hosts.js";
@@ -12,8 +11,9 @@ import { protectProperties } from "../pii/policy.js";
 import { piiPolicySource } from "../pii/source.js";
 import { createQueueSender } from "../queue/sqs-sender.js";
 import type { RuntimeContext } from "../runtime/context.js";
-import type { DeliveryDeps } from "../destinations/deliver.js";
 import type { ExportDeps } from "./export.js";
+import { rateToMs, scheduleProblems } from "./sync-config.js";
+import { DEFAULT_TICK_MS } from "./tick.js";
 import { createCohortStore } from "./store.js";
 
 /**
@@ -32,6 +32,17 @@ export const cohortSettingsSchema = z.object({
   COHORT_DELIVERY_TIMEOUT_HOURS: z.coerce.number().positive().default(24),
   /** Deliveries DLQ: permanent refusals are sent here with the response body. Unset = SQS redrive. */
   DELIVERIES_DLQ_URL: z.string().min(1).optional(),
+  /**
+   * The deliveries queue's maxReceiveCount (serverless.yml params.deliveriesMaxReceiveCount):
+   * on the last receive a page that still fails is recorded as failed and dead-lettered by
+   * the function itself, so the export fails the run at its next tick instead of waiting
+   * for COHORT_DELIVERY_TIMEOUT_HOURS.
+   */
+  DELIVERIES_MAX_RECEIVE_COUNT: z.coerce.number().int().min(1).max(1000).default(5),
+  /** The cohort-export schedule (serverless.yml params.cohortExportSchedule), e.g. "rate(15 minutes)". */
+  COHORT_EXPORT_TICK: z.string().optional(),
+  /** The local stack's tick in ms (it ticks faster than EventBridge's one-minute minimum); wins over COHORT_EXPORT_TICK. */
+  COHORT_EXPORT_TICK_MS: z.coerce.number().int().positive().optional(),
   /** Data Views: workspace_id on Query API calls. */
   MIXPANEL_WORKSPACE_ID: z.string().min(1).optional(),
 });
@@ -64,14 +75,27 @@ export function invocationClock(): InvocationClock {
   };
 }
 
-function metric(name: string, value: number, syncId: string): void {
+/** One count per sync (dimension syncId): CohortSyncUnhealthy, CohortSyncAdvanced, … */
+export function syncMetric(name: string, value: number, syncId: string): void {
   const single = metrics.singleMetric();
   single.addDimension("syncId", syncId);
   single.addMetric(name, MetricUnit.Count, value);
 }
 
+/** The export tick in ms from the settings; a tick that is not a rate() expression is a config error naming the key. */
+export function exportTickMs(settings: CohortSettings): number {
+  if (settings.COHORT_EXPORT_TICK_MS !== undefined) return settings.COHORT_EXPORT_TICK_MS;
+  if (settings.COHORT_EXPORT_TICK === undefined) return DEFAULT_TICK_MS;
+  const ms = rateToMs(settings.COHORT_EXPORT_TICK);
+  if (ms === undefined) throw new ConfigError(`COHORT_EXPORT_TICK must be a rate(...) expression, got "${settings.COHORT_EXPORT_TICK}"`);
+  return ms;
+}
+
 export function exportDepsFrom(runtime: RuntimeContext, remainingMs: () => number, settings = readCohortSettings()): ExportDeps {
   const { env } = runtime;
+  const tickMs = exportTickMs(settings);
+  const problems = scheduleProblems(runtime.config.cohort_syncs, tickMs);
+  if (problems.length > 0) throw new ConfigError(`invalid stage config: ${problems.join("; ")}`);
   const store = createCohortStore(runtime.s3, requireSetting(env, "SNAPSHOT_BUCKET"));
   const queueUrl = requireSetting(env, "DELIVERIES_QUEUE_URL");
   const sender = createQueueSender(runtime.sqs, env.SQS_MAX_MESSAGE_BYTES);
@@ -117,43 +141,13 @@ export function exportDepsFrom(runtime: RuntimeContext, remainingMs: () => numbe
       deliveryTimeoutMs: settings.COHORT_DELIVERY_TIMEOUT_HOURS * 3_600_000,
       fetchMarginMs: 45_000,
       emitMarginMs: 120_000,
+      tickMs,
     },
     log: {
       info: (message, extra) => logger.info(message, extra ?? {}),
       warn: (message, extra) => logger.warn(message, extra ?? {}),
       error: (message, extra) => logger.error(message, extra ?? {}),
     },
-    metric,
-  };
-}
-
-export function deliveryDepsFrom(runtime: RuntimeContext, remainingMs: () => number, settings = readCohortSettings()): DeliveryDeps {
-  const { env } = runtime;
-  const dlq = settings.DELIVERIES_DLQ_URL;
-  return {
-    store: createCohortStore(runtime.s3, requireSetting(env, "SNAPSHOT_BUCKET")),
-    syncs: runtime.config.cohort_syncs,
-    secrets: runtime.secrets,
-    fetch,
-    timeoutMs: env.HTTP_TIMEOUT_MS,
-    // Time left for another call or wait: a margin plus the longest a request may take.
-    retryDeps: realRetryDeps(() => remainingMs() - 10_000 - env.HTTP_TIMEOUT_MS),
-    now: Date.now,
-    warn: (message, extra) => logger.warn(message, extra ?? {}),
-    error: (message, extra) => logger.error(message, extra ?? {}),
-    metric,
-    // Built once per container: the Brevo rate gate outlives an invocation.
-    brevoGate: { blockedUntil: 0 },
-    ...(dlq
-      ? {
-          deadLetter: async (body: string) => {
-            try {
-              await runtime.sqs.send(new SendMessageCommand({ QueueUrl: dlq, MessageBody: body.slice(0, 250_000) }));
-            } catch (error) {
-              throw new RetryableError(`cannot send to the deliveries DLQ: ${String(error)}`);
-            }
-          },
-        }
-      : {}),
+    metric: syncMetric,
   };
 }

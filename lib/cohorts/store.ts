@@ -37,6 +37,7 @@ import {
  *   cohort-runs/<sync>/<run>/out/<action>-<p>.json.gz   delivery page objects (SQS claim check)
  *   cohort-runs/<sync>/<run>/delivered/<action>-<p>     delivery ledger: page delivered
  *   cohort-runs/<sync>/<run>/failed/<action>-<p>.json   delivery ledger: permanent refusal + response body
+ *   cohort-runs/<sync>/<run>/imports/<action>-<p>.json  Brevo import process ids awaiting their status check
  *
  * Everything of a run sits under the fixed top-level prefix `cohort-runs/` so an S3
  * lifecycle rule (prefix match only, no wildcards) expires it after a week; the live
@@ -58,6 +59,9 @@ export const keys = {
     `${keys.run(sync, run)}delivered/${action}-${String(page).padStart(6, "0")}`,
   failed: (sync: string, run: string, action: SyncAction, page: number) =>
     `${keys.run(sync, run)}failed/${action}-${String(page).padStart(6, "0")}.json`,
+  /** Brevo: the import process ids of a page accepted with 202, followed up before the page counts as delivered. */
+  imports: (sync: string, run: string, action: SyncAction, page: number) =>
+    `${keys.run(sync, run)}imports/${action}-${String(page).padStart(6, "0")}.json`,
 };
 
 export interface CohortStore {

@@ -3,7 +3,7 @@ import * as z from "zod";
 import { ConfigError } from "../errors.js";
 import { formatZodIssues } from "./env.js";
 import { mappingConfigSchema } from "./mapping.js";
-import { cohortSyncsSchema } from "../cohorts/sync-config.js";
+import { cohortSyncsSchema, cohortSyncsSchemaFor } from "../cohorts/sync-config.js";
 import { mixpanelCompatConfigSchema } from "../intake/mixpanel-compat/config.js";
 import { piiConfigSchema } from "../pii/config.js";
 import { brevoConfigSchema } from "../brevo/config.js";
@@ -31,15 +31,24 @@ export const stageConfigSchema = z
   .extend(mappingConfigSchema.shape)
   .strict();
 
+/** The stage whose destinations may be plain-http loopback receivers (`npm start`, tests). */
+export const LOCAL_STAGE = "local";
+
+/** Destination address rules depend on the stage (lib/http/address-policy.ts): the local stage allows loopback receivers. */
+export function stageConfigSchemaFor(stage: string) {
+  if (stage !== LOCAL_STAGE) return stageConfigSchema;
+  return stageConfigSchema.extend({ cohort_syncs: cohortSyncsSchemaFor({ localStage: true }).default([]) });
+}
+
 export type StageConfig = z.infer<typeof stageConfigSchema>;
 
-export function parseStageConfig(raw: unknown, origin: string): StageConfig {
-  const parsed = stageConfigSchema.safeParse(raw);
+export function parseStageConfig(raw: unknown, origin: string, stage = ""): StageConfig {
+  const parsed = stageConfigSchemaFor(stage).safeParse(raw);
   if (!parsed.success) throw new ConfigError(`invalid stage config ${origin}: ${formatZodIssues(parsed.error)}`);
   return parsed.data;
 }
 
-export function loadStageConfig(path: string): StageConfig {
+export function loadStageConfig(path: string, stage = ""): StageConfig {
   let text: string;
   try {
     text = readFileSync(path, "utf8");
@@ -52,7 +61,7 @@ export function loadStageConfig(path: string): StageConfig {
   } catch (error) {
     throw new ConfigError(`stage config ${path} is not valid JSON: ${String(error)}`);
   }
-  return parseStageConfig(raw, path);
+  return parseStageConfig(raw, path, stage);
 }
 
 export function stageConfigPath(stage: string, explicit?: string): string {

@@ -1,9 +1,8 @@
 import * as z from "zod";
-import { fetchText } from "../http/fetch.js";
-import { withRetry } from "../http/retry.js";
 import type { DeliveryPage, PageMember } from "../cohorts/messages.js";
 import type { BrazeDestination } from "../cohorts/sync-config.js";
-import { type SenderDeps, apiKeySecretSchema, chunkOf, text, throwForDestinationStatus } from "./http.js";
+import { type SenderDeps, apiKeySecretSchema, chunkOf, text } from "./http.js";
+import { sendToDestination } from "./send.js";
 
 /**
  * Braze (reference/cohort-sync.md §4): `POST {rest_endpoint}/users/track` with
@@ -34,8 +33,17 @@ export function brazeAttributeObjects(page: DeliveryPage, destination: BrazeDest
     const externalId = brazeExternalId(member, destination);
     if (externalId === undefined || seen.has(externalId)) continue;
     seen.add(externalId);
+    const mapped: Record<string, unknown> = {};
+    if (op === "add") {
+      // Mapped profile attributes ride along with the membership (never on a removal: the profile may be gone).
+      for (const [property, attribute] of Object.entries(destination.attributes)) {
+        const propertyValue = member.props[property];
+        if (propertyValue !== undefined && propertyValue !== null) mapped[attribute] = propertyValue;
+      }
+    }
     out.push({
       external_id: externalId,
+      ...mapped,
       [destination.attribute]: { [op]: [value] },
       _update_existing_only: destination.update_existing_only,
     });
@@ -55,30 +63,28 @@ export async function sendBrazePage(page: DeliveryPage, destination: BrazeDestin
   const skipped = page.members.length - objects.length;
   if (skipped > 0) deps.warn("braze: members without external id skipped", { skipped, page: page.page });
   for (const attributes of chunkOf(objects, BRAZE_ATTRIBUTES_PER_CALL)) {
-    const body = JSON.stringify({ attributes });
-    await withRetry(
-      async () => {
-        const result = await fetchText(
-          deps.fetch,
-          url,
-          { method: "POST", headers: { authorization: `Bearer ${apiKey}`, "content-type": "application/json" }, body },
-          deps.timeoutMs,
-        );
-        throwForDestinationStatus(result, "Braze /users/track", deps.now());
-        let raw: unknown = undefined;
-        try {
-          raw = JSON.parse(result.body);
-        } catch {
-          // 2xx without JSON: delivered
-        }
-        const reply = brazeReplySchema.safeParse(raw);
-        if (reply.success && reply.data.errors && reply.data.errors.length > 0) {
-          // Partial success: Braze applied the rest; per-object errors are logged, not retried.
-          deps.warn("braze: /users/track reported object errors", { errors: reply.data.errors.slice(0, 5) });
-        }
+    await sendToDestination(
+      {
+        what: "Braze /users/track",
+        url,
+        allowPrivate: destination.allow_private_network,
+        body: JSON.stringify({ attributes }),
+        headers: () => ({ authorization: `Bearer ${apiKey}`, "content-type": "application/json" }),
+        onSuccess: (result) => {
+          let raw: unknown = undefined;
+          try {
+            raw = JSON.parse(result.body);
+          } catch {
+            // 2xx without JSON: delivered
+          }
+          const reply = brazeReplySchema.safeParse(raw);
+          if (reply.success && reply.data.errors && reply.data.errors.length > 0) {
+            // Partial success: Braze applied the rest; per-object errors are logged, not retried.
+            deps.warn("braze: /users/track reported object errors", { errors: reply.data.errors.slice(0, 5) });
+          }
+        },
       },
-      deps.retryDeps,
-      deps.retryPolicy,
+      deps,
     );
   }
 }

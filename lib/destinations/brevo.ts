@@ -1,9 +1,10 @@
-import { RetryableError } from "../errors.js";
-import { type HttpResult, fetchText } from "../http/fetch.js";
-import { withRetry } from "../http/retry.js";
+import * as z from "zod";
+import { RetryableError, UpstreamRejectedError } from "../errors.js";
+import type { HttpResult } from "../http/fetch.js";
 import type { DeliveryPage, PageMember } from "../cohorts/messages.js";
 import type { BrevoDestination } from "../cohorts/sync-config.js";
-import { type SenderDeps, apiKeySecretSchema, chunkOf, text, throwForDestinationStatus } from "./http.js";
+import { type SenderDeps, apiKeySecretSchema, chunkOf, text } from "./http.js";
+import { OutOfTime, sendToDestination } from "./send.js";
 
 /**
  * Brevo lists (reference/cohort-sync.md §3). A page is at most a handful of calls,
@@ -13,8 +14,10 @@ import { type SenderDeps, apiKeySecretSchema, chunkOf, text, throwForDestination
  *    body would pass 8 MB) with `jsonBody: [{email, attributes}]`, `listIds: [list]`,
  *    `updateExistingContacts: true`, `emptyContactsAttributes: false`: upserts the
  *    contacts and adds them to the list. Brevo answers 202 `{processId}` and runs the
- *    import asynchronously; the relay counts the 202 as delivered (Brevo validated
- *    the body) and does not poll the process. A repeat import is idempotent.
+ *    import asynchronously: the process ids are kept in the run's `imports/` ledger
+ *    and `GET /processes/{id}` is checked (at once, then on each redelivery of the
+ *    page, never re-importing) until every process is `completed`; only then is the
+ *    page delivered. A repeat import is idempotent.
  *  - `remove_members`: `/contacts/lists/{id}/contacts/remove` in chunks of 150
  *    (the import cannot remove), ≤ 7 calls per page of 1000.
  *
@@ -33,6 +36,8 @@ export const BREVO_IMPORT_MAX_BYTES = 8_000_000;
 export interface RateGate {
   /** Epoch ms before which no call may be made. */
   blockedUntil: number;
+  /** `/processes` is under Brevo's "all other endpoints" limit (100 per hour), not the contacts one: its own gate. */
+  processes?: RateGate;
 }
 
 export function brevoAttributes(member: PageMember, mapping: Record<string, string>): Record<string, unknown> {
@@ -44,8 +49,8 @@ export function brevoAttributes(member: PageMember, mapping: Record<string, stri
   return attributes;
 }
 
-export function memberEmail(member: PageMember): string | undefined {
-  const email = text(member.props.$email).trim();
+export function memberEmail(member: PageMember, emailProperty = "$email"): string | undefined {
+  const email = text(member.props[emailProperty]).trim();
   return email.includes("@") ? email : undefined;
 }
 
@@ -99,23 +104,34 @@ function readGate(result: HttpResult, gate: RateGate, now: number): number | und
   return resetMs;
 }
 
-/** Out of invocation time: escapes withRetry (which would sleep and try again) and becomes a RetryableError. */
-class OutOfTime extends Error {
-  constructor(
-    message: string,
-    readonly retryAfterMs: number | undefined,
-  ) {
-    super(message);
-  }
+/**
+ * Where a page's import process ids are kept between receives (the run's
+ * `imports/` ledger): a page accepted with 202 counts as delivered only once
+ * every process reports `completed`.
+ */
+export interface ImportLedger {
+  read(): Promise<number[] | undefined>;
+  write(processIds: number[]): Promise<void>;
 }
 
-export async function sendBrevoPage(page: DeliveryPage, destination: BrevoDestination, deps: SenderDeps, gate: RateGate = { blockedUntil: 0 }): Promise<void> {
+const importReplySchema = z.object({ processId: z.coerce.number().int() });
+/** `GET /v3/processes/{id}` (docs/vendors/cohort-sync.md §3): queued → in_process → completed. */
+const processSchema = z.looseObject({ id: z.coerce.number().optional(), status: z.string(), name: z.string().optional() });
+const PROCESS_PENDING = new Set(["queued", "in_process"]);
+
+export async function sendBrevoPage(
+  page: DeliveryPage,
+  destination: BrevoDestination,
+  deps: SenderDeps,
+  contactsGate: RateGate = { blockedUntil: 0 },
+  imports?: ImportLedger,
+): Promise<void> {
   const { api_key: apiKey } = await deps.secrets.getJson(destination.api_key_secret, apiKeySecretSchema);
   const base = destination.base_url.replace(/\/+$/, "");
   const left = () => deps.retryDeps.remainingMs();
 
   /** Waits for the gate when the wait fits; throws OutOfTime when it or the call itself does not. */
-  async function passGate(what: string): Promise<void> {
+  async function passGate(what: string, gate: RateGate): Promise<void> {
     const wait = gate.blockedUntil - deps.now();
     if (wait > 0) {
       if (wait >= left()) {
@@ -126,21 +142,17 @@ export async function sendBrevoPage(page: DeliveryPage, destination: BrevoDestin
     if (left() <= 0) throw new OutOfTime(`Brevo ${what}: no time left in this invocation for another call; left for redelivery`, undefined);
   }
 
-  async function call(path: string, body: string, what: string, harmless?: (r: HttpResult) => boolean): Promise<void> {
-    try {
-      await withRetry(
-        async () => {
-          await passGate(what);
-          const result = await fetchText(
-            deps.fetch,
-            `${base}${path}`,
-            {
-              method: "POST",
-              headers: { "api-key": apiKey, "content-type": "application/json", accept: "application/json" },
-              body,
-            },
-            deps.timeoutMs,
-          );
+  async function call(path: string, body: string | undefined, what: string, harmless?: (r: HttpResult) => boolean): Promise<HttpResult> {
+    const gate = path.startsWith("/processes/") ? (contactsGate.processes ??= { blockedUntil: 0 }) : contactsGate;
+    return sendToDestination(
+      {
+        what: `Brevo ${what}`,
+        url: `${base}${path}`,
+        allowPrivate: destination.allow_private_network,
+        ...(body === undefined ? { method: "GET" as const } : { body }),
+        headers: () => ({ "api-key": apiKey, "content-type": "application/json", accept: "application/json" }),
+        beforeAttempt: () => passGate(what, gate),
+        inspect: (result) => {
           const resetMs = readGate(result, gate, deps.now());
           if (result.status === 429) {
             const wait = gate.blockedUntil - deps.now();
@@ -148,22 +160,17 @@ export async function sendBrevoPage(page: DeliveryPage, destination: BrevoDestin
             if (wait >= left()) throw new OutOfTime(`${message}, past this invocation's deadline; left for redelivery`, wait);
             throw new RetryableError(message, resetMs ?? 1000, 429);
           }
-          if (harmless?.(result)) return;
-          throwForDestinationStatus(result, `Brevo ${what}`, deps.now());
+          return harmless?.(result) ? "accept" : undefined;
         },
-        deps.retryDeps,
-        deps.retryPolicy,
-      );
-    } catch (error) {
-      if (error instanceof OutOfTime) throw new RetryableError(error.message, error.retryAfterMs);
-      throw error;
-    }
+      },
+      deps,
+    );
   }
 
   const members: { email: string; member: PageMember }[] = [];
   const seen = new Set<string>();
   for (const member of page.members) {
-    const email = memberEmail(member);
+    const email = memberEmail(member, destination.email_property);
     if (!email) continue;
     const key = email.toLowerCase();
     if (seen.has(key)) continue;
@@ -180,8 +187,49 @@ export async function sendBrevoPage(page: DeliveryPage, destination: BrevoDestin
     }
     return;
   }
-  const contacts = members.map(({ email, member }) => ({ email, attributes: brevoAttributes(member, destination.attributes) }));
-  for (const body of brevoImportBodies(contacts, destination.list_id)) {
-    await call("/contacts/import", body, "contact import");
+  /** Throws unless every import process of this page has completed. */
+  async function checkProcesses(processIds: readonly number[]): Promise<void> {
+    for (const processId of processIds) {
+      const result = await call(`/processes/${processId}`, undefined, "process status");
+      let raw: unknown;
+      try {
+        raw = JSON.parse(result.body);
+      } catch {
+        raw = undefined;
+      }
+      const process = processSchema.safeParse(raw);
+      if (!process.success) throw new RetryableError(`Brevo process ${processId}: unreadable status answer ${result.body.slice(0, 200)}`);
+      const { status } = process.data;
+      if (status === "completed") continue;
+      if (PROCESS_PENDING.has(status)) {
+        // Not delivered yet: SQS hands the page back after its visibility timeout and the
+        // next receive checks again (no re-import); the last receive records it as failed.
+        throw new RetryableError(`Brevo import process ${processId} is still ${status}; checked again on the next receive`);
+      }
+      throw new UpstreamRejectedError(`Brevo import process ${processId} ended as "${status}"`, 422, result.body);
+    }
   }
+
+  const pending = await imports?.read();
+  if (pending !== undefined) {
+    await checkProcesses(pending);
+    return;
+  }
+  const contacts = members.map(({ email, member }) => ({ email, attributes: brevoAttributes(member, destination.attributes) }));
+  const processIds: number[] = [];
+  for (const body of brevoImportBodies(contacts, destination.list_id)) {
+    const result = await call("/contacts/import", body, "contact import");
+    let raw: unknown;
+    try {
+      raw = JSON.parse(result.body);
+    } catch {
+      raw = undefined;
+    }
+    const reply = importReplySchema.safeParse(raw);
+    if (reply.success) processIds.push(reply.data.processId);
+    else deps.warn("brevo: import accepted without a processId; its outcome cannot be checked", { status: result.status });
+  }
+  if (!imports || processIds.length === 0) return;
+  await imports.write(processIds);
+  await checkProcesses(processIds);
 }

@@ -1,12 +1,14 @@
 import * as z from "zod";
 import { UpstreamRejectedError } from "../errors.js";
-import { type FetchLike, type HttpResult, throwForStatus } from "../http/fetch.js";
+import { type HttpResult, throwForStatus } from "../http/fetch.js";
 import type { RetryDeps, RetryPolicy } from "../http/retry.js";
 import type { SecretReader } from "../secrets/secrets.js";
+import type { DestinationNetwork } from "./send.js";
 
-/** What every destination sender needs: HTTP, the one retry policy, clock, secrets. */
+/** What every destination sender needs: the guarded network, the one retry policy, clock, secrets. */
 export interface SenderDeps {
-  readonly fetch: FetchLike;
+  /** Guarded fetch per address policy (lib/destinations/send.ts). */
+  readonly network: DestinationNetwork;
   readonly timeoutMs: number;
   readonly retryDeps: RetryDeps;
   readonly retryPolicy?: RetryPolicy;

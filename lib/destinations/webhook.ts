@@ -1,10 +1,9 @@
 import * as z from "zod";
 import { RetryableError, UpstreamRejectedError } from "../errors.js";
-import { fetchText } from "../http/fetch.js";
-import { withRetry } from "../http/retry.js";
 import type { DeliveryPage, PageMember } from "../cohorts/messages.js";
 import type { CohortSync, WebhookDestination } from "../cohorts/sync-config.js";
-import { type SenderDeps, basicAuth, basicAuthSecretSchema, signingSecretSchema, text, throwForDestinationStatus } from "./http.js";
+import { type SenderDeps, basicAuth, basicAuthSecretSchema, signingSecretSchema, text } from "./http.js";
+import { sendToDestination } from "./send.js";
 import { DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signBody } from "./signature.js";
 
 /**
@@ -35,20 +34,37 @@ export interface WebhookBody {
 
 const FIXED = new Set(["$email", "$first_name", "$last_name", "$phone"]);
 
-export function webhookMember(member: PageMember, extraProperties: readonly string[]): WebhookMember {
+export interface MemberMapping {
+  /** Profile property sent as `email` (default `$email`). */
+  readonly emailProperty?: string;
+  /** Profile property → member key. */
+  readonly renames?: Readonly<Record<string, string>>;
+}
+
+export function webhookMember(member: PageMember, extraProperties: readonly string[], mapping: MemberMapping = {}): WebhookMember {
+  const renames = mapping.renames ?? {};
   const out: WebhookMember = {
-    email: text(member.props.$email),
+    email: text(member.props[mapping.emailProperty ?? "$email"]),
     mixpanel_distinct_id: member.id,
     first_name: text(member.props.$first_name),
     last_name: text(member.props.$last_name),
     phone_number: text(member.props.$phone),
   };
-  for (const property of extraProperties) {
-    if (FIXED.has(property)) continue;
+  const reserved = new Set(["email", "mixpanel_distinct_id", "first_name", "last_name", "phone_number"]);
+  for (const property of new Set([...extraProperties, ...Object.keys(renames)])) {
+    const key = renames[property] ?? property;
+    if ((FIXED.has(property) && renames[property] === undefined) || reserved.has(key)) continue;
     const value = member.props[property];
-    if (value !== undefined) out[property] = value;
+    if (value !== undefined) out[key] = value;
   }
   return out;
+}
+
+function destinationMapping(sync: CohortSync): MemberMapping {
+  const destination = sync.destination;
+  return destination.type === "webhook"
+    ? { emailProperty: destination.email_property, renames: destination.member_properties }
+    : {};
 }
 
 /** Pure builder of the request body. The session id is the relay run id. */
@@ -62,7 +78,9 @@ export function buildWebhookBody(page: DeliveryPage, sync: CohortSync): WebhookB
       mixpanel_cohort_description: page.cohort.description,
       mixpanel_session_id: page.run_id,
       page_info: { total_pages: page.total_pages, page_count: page.page },
-      members: page.members.map((m) => webhookMember(m, sync.properties)),
+      members: page.members.map((m) =>
+        webhookMember(m, sync.properties, destinationMapping(sync)),
+      ),
     },
   };
 }
@@ -111,27 +129,33 @@ export async function sendWebhookPage(
     : undefined;
   const body = JSON.stringify(buildWebhookBody(page, sync));
   const what = `webhook ${new URL(destination.url).host}`;
-  await withRetry(
-    async () => {
-      const timestamp = Math.floor(deps.now() / 1000);
-      const headers: Record<string, string> = {
-        "content-type": "application/json",
-        "user-agent": "mixpanel-relay cohort-sync",
-        [TIMESTAMP_HEADER]: String(timestamp),
-        [SIGNATURE_HEADER]: signBody(secret, timestamp, body),
-        [DELIVERY_ID_HEADER]: `${page.run_id}:${page.action}:${page.page}`,
-      };
-      if (auth) headers.authorization = basicAuth(auth.username, auth.password);
-      const result = await fetchText(deps.fetch, destination.url, { method: "POST", headers, body }, deps.timeoutMs);
-      throwForDestinationStatus(result, what, deps.now());
-      const failure = readWebhookReply(result.body);
-      if (!failure) return;
-      const { code } = failure;
-      const message = `${what} answered status "failure" (${code}): ${failure.message}`;
-      if (code === 408 || code === 429 || code >= 500) throw new RetryableError(message, undefined, code);
-      throw new UpstreamRejectedError(message, code, result.body);
+  await sendToDestination(
+    {
+      what,
+      url: destination.url,
+      allowPrivate: destination.allow_private_network,
+      body,
+      headers: () => {
+        const timestamp = Math.floor(deps.now() / 1000);
+        const headers: Record<string, string> = {
+          "content-type": "application/json",
+          "user-agent": "mixpanel-relay cohort-sync",
+          [TIMESTAMP_HEADER]: String(timestamp),
+          [SIGNATURE_HEADER]: signBody(secret, timestamp, body),
+          [DELIVERY_ID_HEADER]: `${page.run_id}:${page.action}:${page.page}`,
+        };
+        if (auth) headers.authorization = basicAuth(auth.username, auth.password);
+        return headers;
+      },
+      onSuccess: (result) => {
+        const failure = readWebhookReply(result.body);
+        if (!failure) return;
+        const { code } = failure;
+        const message = `${what} answered status "failure" (${code}): ${failure.message}`;
+        if (code === 408 || code === 429 || code >= 500) throw new RetryableError(message, undefined, code);
+        throw new UpstreamRejectedError(message, code, result.body);
+      },
     },
-    deps.retryDeps,
-    deps.retryPolicy,
+    deps,
   );
 }

@@ -22,7 +22,7 @@ export interface RuntimeContext {
 
 export function createRuntimeContext(source: NodeJS.ProcessEnv = process.env): RuntimeContext {
   const env = readEnv(source);
-  const config = loadStageConfig(stageConfigPath(env.RELAY_STAGE, env.RELAY_CONFIG_FILE));
+  const config = loadStageConfig(stageConfigPath(env.RELAY_STAGE, env.RELAY_CONFIG_FILE), env.RELAY_STAGE);
   return {
     env,
     config,

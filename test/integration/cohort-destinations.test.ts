@@ -48,7 +48,8 @@ describe("cohort export → Brevo list (strict local Brevo)", () => {
     await setup(400);
     await h.runExport();
     expect(await h.drain()).toEqual(["delivered"]);
-    expect(brevo.calls.map((c) => [c.path, c.status])).toEqual([["/v3/contacts/import", 202]]);
+    // The 202 import is followed up: the page counts as delivered once its process is completed.
+    expect(brevo.calls.map((c) => [c.path, c.status])).toEqual([["/v3/contacts/import", 202], ["/v3/processes/1", 200]]);
     expect(brevo.imports[0]).toMatchObject({ contacts: 360, listIds: [12] }); // every 10th member has no email
     expect(brevo.calls[0]?.body).toMatchObject({ updateExistingContacts: true, emptyContactsAttributes: false });
     expect(brevo.lists.get(12)?.size).toBe(360);
@@ -67,7 +68,18 @@ describe("cohort export → Brevo list (strict local Brevo)", () => {
     expect(brevo.lists.get(12)?.has("b0@example.com")).toBe(false);
     expect(brevo.contacts.get("b1@example.com")?.FIRSTNAME).toBe("Changed");
     expect(brevo.lists.get(12)?.size).toBe(359);
+
     expect(brevo.calls.filter((c) => c.path.endsWith("/contacts/remove")).map((c) => (c.body as { emails: string[] }).emails)).toEqual([["b0@example.com"]]);
+    // b2 changes email: the new address is imported and the old one removed from the list.
+    h.clock.advance(5 * MIN);
+    await h.runExport();
+    h.profiles.set("b2", { trial: true, $email: "b2.new@example.com", $first_name: "F2", $last_name: "L2" });
+    h.clock.advance(30 * MIN);
+    await h.runExport();
+    await h.drain();
+    expect(brevo.lists.get(12)?.has("b2.new@example.com")).toBe(true);
+    expect(brevo.lists.get(12)?.has("b2@example.com")).toBe(false);
+    expect(brevo.lists.get(12)?.size).toBe(359);
   });
 
   it("a 1000-member full sync fits in one call; the 1000-member removal that follows takes 7 calls at 10/s", async () => {
@@ -75,17 +87,48 @@ describe("cohort export → Brevo list (strict local Brevo)", () => {
     for (let i = 0; i < 1000; i++) h.profiles.set(`b${i}`, { trial: true, $email: `b${i}@example.com`, $first_name: `F${i}` });
     await h.runExport();
     expect(await h.drain()).toEqual(["delivered"]);
-    expect(brevo.calls.map((c) => c.path)).toEqual(["/v3/contacts/import"]);
+    expect(brevo.calls.map((c) => c.path)).toEqual(["/v3/contacts/import", "/v3/processes/1"]);
     expect(brevo.lists.get(12)?.size).toBe(1000);
     h.clock.advance(5 * MIN);
     await h.runExport();
     for (let i = 0; i < 1000; i++) h.profiles.set(`b${i}`, { trial: false, $email: `b${i}@example.com` });
     h.clock.advance(30 * MIN);
-    await h.runExport();
+    // Everyone leaving trips the mass-removal guard once; the next run finds the same and confirms it.
+    expect((await h.runExport()).syncs["trial-brevo"]?.outcome).toBe("held");
+    expect(await h.drain()).toEqual([]);
+    expect((await h.store.readState("trial-brevo")).unhealthy_reason).toMatch(/would remove 1000 of 1000 members/);
+    h.clock.advance(30 * MIN);
+    expect((await h.runExport()).syncs["trial-brevo"]?.outcome).toBe("enqueued");
     expect(await h.drain()).toEqual(["delivered"]);
     expect(brevo.calls.filter((c) => c.path.endsWith("/contacts/remove"))).toHaveLength(7);
     expect(brevo.lists.get(12)?.size).toBe(0);
     expect(brevo.throttled).toBe(0);
+  });
+
+  it("a 202 import counts as delivered only once GET /v3/processes/{id} says completed; redeliveries check, never re-import", async () => {
+    await setup(5, 100);
+    brevo.importProgress = ["queued", "in_process"];
+    await h.runExport();
+    const [message] = await h.takeMessages();
+    const runId = (await h.store.readState("trial-brevo")).delivery?.run_id ?? "";
+    await expect(h.deliver(message ?? "", {}, 1)).rejects.toThrow(/process 1 is still queued/);
+    expect(await h.store.isDelivered("trial-brevo", runId, "members", 1)).toBe(false);
+    await expect(h.deliver(message ?? "", {}, 2)).rejects.toThrow(/still in_process/);
+    expect(await h.deliver(message ?? "", {}, 3)).toBe("delivered");
+    expect(brevo.imports).toHaveLength(1);
+    expect(brevo.calls.map((c) => c.path)).toEqual(["/v3/contacts/import", "/v3/processes/1", "/v3/processes/1", "/v3/processes/1"]);
+  });
+
+  it("an import still unfinished on the page's last receive fails the run (deliveries exhausted)", async () => {
+    await setup(5, 100);
+    brevo.importProgress = Array.from({ length: 20 }, () => "queued");
+    await h.runExport();
+    const [message] = await h.takeMessages();
+    const dead: string[] = [];
+    expect(await h.deliver(message ?? "", { maxReceives: 1, deadLetter: async (r) => void dead.push(r) }, 1)).toBe("dead_lettered");
+    expect(dead[0]).toMatch(/deliveries exhausted after 1 receive\(s\).*still queued/);
+    h.clock.advance(MIN);
+    expect((await h.runExport()).syncs["trial-brevo"]?.outcome).toBe("failed");
   });
 
   it("backs off on a 429 using x-sib-ratelimit-reset, then delivers", async () => {

@@ -83,6 +83,12 @@ export class BrevoServer {
   readonly calls: BrevoCall[] = [];
   readonly imports: BrevoImport[] = [];
   private readonly faults: { status: number; body?: string; path?: string }[] = [];
+  /** Process id → statuses still to answer before "completed" (GET /v3/processes/{id}). */
+  private readonly processQueue = new Map<number, string[]>();
+  private processWindowStart = 0;
+  private processCalls = 0;
+  /** Statuses each new import's process answers before "completed" (e.g. ["queued", "in_process"]). */
+  importProgress: string[] = [];
   private windowStart = 0;
   private used = 0;
   private server: Server | undefined;
@@ -151,6 +157,17 @@ export class BrevoServer {
     };
     if (this.outage !== undefined) return answer(this.outage, { code: "unavailable", message: "scripted outage" });
     if (request.headers["api-key"] !== this.options.apiKey) return answer(401, { code: "unauthorized", message: "Key not found" });
+    const processMatch = /^\/v3\/processes\/(\d+)$/.exec(path);
+    if (processMatch && request.method === "GET") {
+      // Processes are under "all other endpoints" (100 requests per hour), not the contacts limit.
+      if (now - this.processWindowStart >= 3_600_000) {
+        this.processWindowStart = now;
+        this.processCalls = 0;
+      }
+      if (this.processCalls >= 100) return answer(429, { code: "too_many_requests", message: "rate limit exceeded" });
+      this.processCalls += 1;
+      return this.processStatus(Number(processMatch[1]), answer);
+    }
     if (this.used >= limit) return answer(429, { code: "too_many_requests", message: "rate limit exceeded" });
     this.used += 1;
     const fault = this.faults.findIndex((f) => !f.path || f.path === path);
@@ -581,6 +598,18 @@ export class BrevoServer {
     }
     const processId = this.imports.length + 1;
     this.imports.push({ processId, bytes, contacts: contacts.length, listIds: Array.isArray(listIds) ? listIds.map(Number) : [] });
+    this.processQueue.set(processId, [...this.importProgress]);
     answer(202, { processId });
+  }
+
+  /**
+   * `GET /v3/processes/{processId}` (docs/vendors/cohort-sync.md §3): `{id, status, name}` with
+   * status `queued` | `in_process` | `completed`; 404 `document_not_found` for an unknown id.
+   */
+  private processStatus(processId: number, answer: (status: number, payload?: unknown) => void): void {
+    const queue = this.processQueue.get(processId);
+    if (!queue) return answer(404, { code: "document_not_found", message: `Process ${processId} does not exist` });
+    const status = queue.shift() ?? "completed";
+    answer(200, { id: processId, status, name: `import-${processId}` });
   }
 }

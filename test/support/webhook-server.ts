@@ -77,6 +77,7 @@ export class WebhookReceiver {
   private readonly pendingFull = new Map<string, { total: number; pages: Map<number, WebhookPayload> }>();
   private readonly seen = new Set<string>();
   private readonly faults: Fault[] = [];
+  private redirectTo: string | undefined;
   private server: Server | undefined;
   url = "";
 
@@ -85,6 +86,16 @@ export class WebhookReceiver {
   /** Answers the next calls with these statuses (e.g. 503, 400), or with a raw body (e.g. a 200 "failure" reply). */
   failNext(...faults: Fault[]): void {
     this.faults.push(...faults);
+  }
+
+  /** While set, every POST is answered `302 Location: <to>` (a receiver moved behind a redirect); undefined = fixed. */
+  setRedirect(to: string | undefined): void {
+    this.redirectTo = to;
+  }
+
+  /** Drops the scripted answers still queued (the receiver "recovers"). */
+  clearFaults(): void {
+    this.faults.length = 0;
   }
 
   /** The receiver's copy of a cohort: distinct_id → member. */
@@ -137,6 +148,12 @@ export class WebhookReceiver {
     for await (const chunk of request) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
     const body = Buffer.concat(chunks).toString("utf8");
     if (request.method !== "POST") return this.refuse(response, 405, "POST only");
+    if (this.redirectTo !== undefined) {
+      this.refusals.push({ status: 302, reason: `redirect to ${this.redirectTo}` });
+      response.writeHead(302, { location: this.redirectTo, "content-type": "text/plain" });
+      response.end("moved");
+      return;
+    }
     if (!String(request.headers["content-type"] ?? "").startsWith("application/json")) return this.refuse(response, 415, "JSON only");
     if (this.options.basicAuth) {
       const { username, password } = this.options.basicAuth;

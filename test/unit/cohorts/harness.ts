@@ -12,8 +12,9 @@ import { buildApp } from "fauxqs";
 import { createCohortStore, type CohortStore } from "../../../lib/cohorts/store.js";
 import { type ExportDeps, type ExportReport, runCohortExport, type ExportOptions } from "../../../lib/cohorts/export.js";
 import type { DeliveryMessage } from "../../../lib/cohorts/messages.js";
-import { type CohortSync, cohortSyncsSchema } from "../../../lib/cohorts/sync-config.js";
+import { type CohortSync, cohortSyncsSchemaFor } from "../../../lib/cohorts/sync-config.js";
 import { type DeliveryDeps, type DeliveryOutcome, deliverMessage } from "../../../lib/destinations/deliver.js";
+import { createDestinationNetwork } from "../../../lib/destinations/send.js";
 import { createQueryClient } from "../../../lib/mixpanel/query.js";
 import { createSecretReader } from "../../../lib/secrets/secrets.js";
 import type { RetryDeps } from "../../../lib/http/retry.js";
@@ -53,12 +54,14 @@ export interface Harness {
   drain(maxRounds?: number): Promise<(DeliveryOutcome | string)[]>;
   /** Raw queue bodies (removed from the queue). */
   takeMessages(): Promise<string[]>;
-  deliver(body: string, overrides?: Partial<DeliveryDeps>): Promise<DeliveryOutcome>;
+  /** `receiveCount` = the record's ApproximateReceiveCount (default 1). */
+  deliver(body: string, overrides?: Partial<DeliveryDeps>, receiveCount?: number): Promise<DeliveryOutcome>;
   close(): Promise<void>;
 }
 
 export function parseSyncs(raw: unknown): CohortSync[] {
-  return cohortSyncsSchema.parse(raw);
+  // The harness's receivers listen on 127.0.0.1: the local stage's rules.
+  return cohortSyncsSchemaFor({ localStage: true }).parse(raw);
 }
 
 let ids = 0;
@@ -176,12 +179,12 @@ export async function startHarness(options: {
       };
       return runCohortExport(harness.syncs, deps, exportOptions);
     },
-    deliver(body, overrides = {}) {
+    deliver(body, overrides = {}, receiveCount = 1) {
       const deps: DeliveryDeps = {
         store,
         syncs: harness.syncs,
         secrets: secretReader,
-        fetch,
+        network: createDestinationNetwork({ localStage: true }),
         timeoutMs: 5_000,
         retryDeps,
         now: clock.now,
@@ -190,7 +193,7 @@ export async function startHarness(options: {
         metric: (name, _value, syncId) => metrics.push({ name, syncId }),
         ...overrides,
       };
-      return deliverMessage(body, deps);
+      return deliverMessage(body, deps, receiveCount);
     },
     async takeMessages() {
       const out: string[] = [];

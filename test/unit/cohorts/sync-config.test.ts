@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseStageConfig } from "../../../lib/config/stage.js";
-import { outputPropertiesFor, rateToMs } from "../../../lib/cohorts/sync-config.js";
+import { outputPropertiesFor, rateToMs, scheduleProblems } from "../../../lib/cohorts/sync-config.js";
 
 const webhook = { type: "webhook", url: "https://hooks.example.com/mp", signing_secret: "relay/hook" };
 
@@ -56,7 +56,7 @@ describe("cohort_syncs config", () => {
   });
 
   it.each(["http://127.0.0.1:3002/hook", "http://localhost:8080/x", "http://[::1]:9000/x", "https://hooks.example.com/mp"])(
-    "accepts https anywhere and http on loopback: %s",
+    "on the local stage, accepts https anywhere and http on loopback: %s",
     (url) => {
       const config = parseStageConfig(
         {
@@ -67,6 +67,7 @@ describe("cohort_syncs config", () => {
           ],
         },
         "test",
+        "local",
       );
       expect(config.cohort_syncs).toHaveLength(3);
     },
@@ -82,5 +83,23 @@ describe("cohort_syncs config", () => {
     expect(rateToMs("rate(30 minutes)")).toBe(1_800_000);
     expect(rateToMs("rate(1 minutes)")).toBeUndefined();
     expect(rateToMs("rate(3 days)")).toBe(259_200_000);
+  });
+});
+
+describe("schedules against the export tick", () => {
+  const syncs = (schedule: string) =>
+    parseStageConfig({ cohort_syncs: [{ id: "a", cohort_id: 1, destination: webhook }, { id: "b", cohort_id: 2, destination: webhook, schedule }] }, "test").cohort_syncs;
+
+  it("a schedule shorter than the tick is a config error naming the key", () => {
+    expect(scheduleProblems(syncs("rate(5 minutes)"), 15 * 60_000)).toEqual([
+      expect.stringMatching(/^cohort_syncs\.1\.schedule: "rate\(5 minutes\)" is shorter than the stage's export tick \(15 min\)/),
+    ]);
+    expect(scheduleProblems(syncs("rate(15 minutes)"), 15 * 60_000)).toEqual([]);
+    expect(scheduleProblems(syncs("once"), 15 * 60_000)).toEqual([]);
+  });
+
+  it('accepts "once" and names the key for anything else that is not a rate', () => {
+    expect(syncs("once")[1]?.schedule).toBe("once");
+    expect(() => syncs("twice")).toThrow(/cohort_syncs\.1\.schedule: must be "once" or an interval/);
   });
 });

@@ -1,8 +1,9 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { DeliveryPage, PageMember, SyncAction } from "../../../lib/cohorts/messages.js";
-import { cohortSyncsSchema, type BrevoDestination } from "../../../lib/cohorts/sync-config.js";
+import { cohortSyncsSchemaFor, type BrevoDestination } from "../../../lib/cohorts/sync-config.js";
 import { BREVO_IMPORT_MAX_BYTES, type RateGate, brevoImportBodies, sendBrevoPage } from "../../../lib/destinations/brevo.js";
 import type { SenderDeps } from "../../../lib/destinations/http.js";
+import { createDestinationNetwork } from "../../../lib/destinations/send.js";
 import { RetryableError } from "../../../lib/errors.js";
 import { createSecretReader } from "../../../lib/secrets/secrets.js";
 import { BrevoServer, MAX_IMPORT_BYTES } from "../../support/brevo-server.js";
@@ -31,7 +32,7 @@ async function startBrevo(limit: number, windowMs: number): Promise<BrevoDestina
   await brevo?.close();
   brevo = new BrevoServer({ apiKey: "xkeysib-test", listIds: [12], limit, windowMs, now: () => clock.now() });
   const base = await brevo.start();
-  const [sync] = cohortSyncsSchema.parse([
+  const [sync] = cohortSyncsSchemaFor({ localStage: true }).parse([
     { id: "b", cohort_id: 1, destination: { type: "brevo", list_id: 12, base_url: base, api_key_secret: "relay/brevo", attributes: { $first_name: "FIRSTNAME" } } },
   ]);
   if (sync?.destination.type !== "brevo") throw new Error("config");
@@ -45,7 +46,7 @@ beforeEach(() => {
 });
 
 const deps = (): SenderDeps => ({
-  fetch,
+  network: createDestinationNetwork({ localStage: true }),
   timeoutMs: 5_000,
   retryDeps: {
     sleep: async (ms) => {

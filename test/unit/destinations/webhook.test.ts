@@ -8,7 +8,7 @@ import { signBody, verifySignature } from "../../../lib/destinations/signature.j
 import { buildWebhookBody } from "../../../lib/destinations/webhook.js";
 import { brazeAttributeObjects } from "../../../lib/destinations/braze.js";
 import { brevoAttributes } from "../../../lib/destinations/brevo.js";
-import { cohortSyncsSchema } from "../../../lib/cohorts/sync-config.js";
+import { cohortSyncsSchema, outputPropertiesFor } from "../../../lib/cohorts/sync-config.js";
 import type { DeliveryPage } from "../../../lib/cohorts/messages.js";
 import { WebhookReceiver, webhookPayloadSchema } from "../../support/webhook-server.js";
 
@@ -132,5 +132,56 @@ describe("destination builders", () => {
       braze.destination,
     );
     expect(objects).toEqual([{ external_id: "B1", mixpanel_cohorts: { remove: ["cohort_42"] }, _update_existing_only: false }]);
+  });
+  it("Braze sends the mapped profile attributes with an add, never with a removal", () => {
+    const [braze] = cohortSyncsSchema.parse([
+      { id: "b", cohort_id: 1, destination: { type: "braze", rest_endpoint: "https://rest.example", api_key_secret: "k", attributes: { plan: "plan_tier", $city: "home_city" } } },
+    ]);
+    if (braze?.destination.type !== "braze") throw new Error("config");
+    const member = { id: "u1", props: { plan: "pro", $city: "Paris" } };
+    expect(brazeAttributeObjects({ ...page, action: "add_members", members: [member] }, braze.destination)).toEqual([
+      { external_id: "u1", plan_tier: "pro", home_city: "Paris", mixpanel_cohorts: { add: ["VIP"] }, _update_existing_only: true },
+    ]);
+    expect(brazeAttributeObjects({ ...page, action: "remove_members", members: [member] }, braze.destination)).toEqual([
+      { external_id: "u1", mixpanel_cohorts: { remove: ["VIP"] }, _update_existing_only: true },
+    ]);
+  });
+});
+
+describe("per-destination member properties (webhook)", () => {
+  it("renames exported properties as member keys and takes the email from the chosen property", () => {
+    const [renamed] = cohortSyncsSchema.parse([
+      {
+        id: "w",
+        cohort_id: 42,
+        properties: ["plan", "$city"],
+        destination: {
+          type: "webhook",
+          url: "https://h.example/x",
+          signing_secret: "s",
+          email_property: "work_email",
+          member_properties: { plan: "tier", $city: "city", $phone: "mobile" },
+        },
+      },
+    ]);
+    if (!renamed) throw new Error("config");
+    const body = buildWebhookBody(
+      { ...page, members: [{ id: "u1", props: { $email: "home@x", work_email: "work@x", plan: "pro", $city: "Paris", $phone: "+33" } }] },
+      renamed,
+    );
+    expect(body.parameters.members).toEqual([
+      { email: "work@x", mixpanel_distinct_id: "u1", first_name: "", last_name: "", phone_number: "+33", tier: "pro", city: "Paris", mobile: "+33" },
+    ]);
+    expect(webhookPayloadSchema.safeParse(body).success).toBe(true);
+    expect(outputPropertiesFor(renamed)).toEqual(expect.arrayContaining(["work_email", "plan", "$city", "$phone"]));
+  });
+
+  it("a rename cannot overwrite one of Mixpanel's member fields", () => {
+    const [clash] = cohortSyncsSchema.parse([
+      { id: "w", cohort_id: 1, destination: { type: "webhook", url: "https://h.example/x", signing_secret: "s", member_properties: { plan: "email" } } },
+    ]);
+    if (!clash) throw new Error("config");
+    const body = buildWebhookBody({ ...page, members: [{ id: "u1", props: { $email: "a@x", plan: "pro" } }] }, clash);
+    expect(body.parameters.members[0]?.email).toBe("a@x");
   });
 });
