@@ -100,7 +100,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     return undefined;
   }
   const target = resolveAwsTarget(values, env);
-  const config = loadStageConfig(values.config ?? stageConfigPath(target.stage));
+  const config = loadStageConfig(values.config ?? stageConfigPath(target.stage), target.stage);
   const s3 = createS3Client(target.region, target.endpoint);
   const bucket = values.bucket ?? (await findSnapshotBucket(s3, target.stage));
   const secrets: SecretReader = createSecretReader({

@@ -173,7 +173,7 @@ async function rejectedCounts(deps: StatusDeps): Promise<StatusReport["rejected"
 }
 
 async function cohortStatuses(deps: StatusDeps): Promise<CohortSyncStatus[]> {
-  const config = loadStageConfig(deps.configPath ?? stageConfigPath(deps.target.stage));
+  const config = loadStageConfig(deps.configPath ?? stageConfigPath(deps.target.stage), deps.target.stage);
   if (config.cohort_syncs.length === 0) return [];
   let store: ReturnType<typeof createCohortStore> | undefined;
   let storeError: string | undefined;

@@ -321,7 +321,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   let brevoSandbox: BrevoServer | undefined;
   let brevoUrl = options.brevoApiUrl ?? "";
   if (!options.brevoApiUrl) {
-    const stageConfig = loadStageConfig(stageConfigPath(options.stage ?? "local", options.configFile));
+    const stageConfig = loadStageConfig(stageConfigPath(options.stage ?? "local", options.configFile), options.stage ?? "local");
     const allUsers = stageConfig.brevo?.lists.all_users;
     brevoSandbox = new BrevoServer({
       apiKey: LOCAL_BREVO_API_KEY,

@@ -162,7 +162,8 @@ describe("Mixpanel-compatible routes under hostile input", () => {
         if (input.origin === ORIGIN) expect(headers["access-control-allow-origin"]).toBe(ORIGIN);
         else expect(headers["access-control-allow-origin"]).toBeUndefined();
       }),
-      { numRuns: 300 },
+      // A fixed seed: the same corpus on every run, so the counts below cannot flake.
+      { numRuns: 300, seed: 1127 },
     );
     // The runs reached the decoders and mappers, not only the early refusals.
     expect(statuses.get(200) ?? 0).toBeGreaterThan(30);
