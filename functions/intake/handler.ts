@@ -1,10 +1,10 @@
 import { randomUUID } from "node:crypto";
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from "aws-lambda";
-import { describeError } from "../../lib/errors.js";
 import { type CompatHttpRequest, handleMixpanelCompat, matchCompatEndpoint } from "../../lib/intake/mixpanel-compat/handler.js";
 import { correlationIdFor, crashResponse, handleIntake } from "../../lib/intake/process.js";
 import { intakeDepsFrom } from "../../lib/intake/runtime.js";
-import { count, logger, publishMetrics } from "../../lib/observability/telemetry.js";
+import { invocationClock, withTelemetry } from "../../lib/observability/handler.js";
+import { count, logger } from "../../lib/observability/telemetry.js";
 import { createRuntimeContext, once } from "../../lib/runtime/context.js";
 
 const deps = once(() => intakeDepsFrom(createRuntimeContext()));
@@ -32,17 +32,26 @@ function toRequest(event: APIGatewayProxyEventV2): CompatHttpRequest {
 export const INTAKE_5XX_METRIC = "Intake5xx";
 export const INTAKE_UNAUTHORIZED_METRIC = "IntakeUnauthorized";
 
-export async function handler(event: APIGatewayProxyEventV2): Promise<APIGatewayProxyStructuredResultV2> {
-  let request: CompatHttpRequest | undefined;
-  try {
-    request = toRequest(event);
+const clock = invocationClock();
+
+/** The correlation id a crash answer carries: the sender's when it is safe, else a new one. */
+function crashKeys(event: APIGatewayProxyEventV2): Record<string, unknown> {
+  const headers: Record<string, string | undefined> = {};
+  for (const [name, value] of Object.entries(event?.headers ?? {})) headers[name.toLowerCase()] = value;
+  return { correlationId: correlationIdFor({ headers }, randomUUID), status: 503, path: String(event?.rawPath) };
+}
+
+export const handler = withTelemetry(
+  clock,
+  async (event: APIGatewayProxyEventV2, invocation): Promise<APIGatewayProxyStructuredResultV2> => {
+    count("IntakeRequests", 1);
+    const request = toRequest(event);
     // Mixpanel's own endpoints (/track, /engage, /groups, /import) when the stage enables them.
     const compatEndpoint = matchCompatEndpoint(request.path, deps().config);
     const result = compatEndpoint
       ? await handleMixpanelCompat(request, compatEndpoint, deps())
       : await handleIntake(request, deps());
-    logger.appendKeys({ correlationId: result.correlationId });
-    count("IntakeRequests", 1);
+    invocation.correlate(result.correlationId);
     const status = result.response.statusCode;
     if (result.summary) {
       count("EventsAccepted", result.summary.accepted);
@@ -57,20 +66,14 @@ export async function handler(event: APIGatewayProxyEventV2): Promise<APIGateway
       logger.warn("intake refused request", { status, path: request.path });
     }
     return result.response;
-  } catch (error) {
+  },
+  {
     // Only our own faults or bad configuration reach here; senders retry 5xx.
-    const correlationId = request ? correlationIdFor(request, randomUUID) : randomUUID();
-    count(INTAKE_5XX_METRIC, 1);
-    logger.error("intake failed", {
-      correlationId,
-      status: 503,
-      path: request?.path ?? String(event.rawPath),
-      error: describeError(error),
-      stack: error instanceof Error ? error.stack : undefined,
-    });
-    return crashResponse(correlationId);
-  } finally {
-    publishMetrics();
-    logger.removeKeys(["correlationId"]);
-  }
-}
+    failureMessage: "intake failed",
+    failureKeys: crashKeys,
+    onFailure: (_event, _error, keys) => {
+      count(INTAKE_5XX_METRIC, 1);
+      return crashResponse(String(keys.correlationId));
+    },
+  },
+);

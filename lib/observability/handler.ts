@@ -50,8 +50,10 @@ export function invocationClock(): InvocationClock {
 export interface TelemetryOptions<E, R> {
   /** Logged (level error, with the cause) when the body throws. */
   readonly failureMessage: string;
+  /** Keys logged with the failure (e.g. the correlation id the answer will carry); also given to onFailure. */
+  readonly failureKeys?: (event: E) => Record<string, unknown>;
   /** The answer for a failure the body did not handle; absent = rethrow. */
-  readonly onFailure?: (event: E, error: unknown) => R;
+  readonly onFailure?: (event: E, error: unknown, keys: Record<string, unknown>) => R;
 }
 
 export function withTelemetry<E, R>(
@@ -74,8 +76,9 @@ export function withTelemetry<E, R>(
     try {
       return await body(event, invocation, context);
     } catch (error) {
-      logger.error(options.failureMessage, { error: describeError(error), stack: error instanceof Error ? error.stack : undefined });
-      if (options.onFailure) return options.onFailure(event, error);
+      const keys = options.failureKeys?.(event) ?? {};
+      logger.error(options.failureMessage, { ...keys, error: describeError(error), stack: error instanceof Error ? error.stack : undefined });
+      if (options.onFailure) return options.onFailure(event, error, keys);
       throw error;
     } finally {
       publishMetrics();
