@@ -29,7 +29,7 @@ import {
 import { GetQueueUrlCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
-import { packEnvelopes } from "../lib/records/envelope.js";
+import { packEnvelopesV2 } from "../lib/records/envelope-v2.js";
 import { type RejectedBatch, type RejectedItemRecord, createS3Client, rejectedBatchSchema } from "../lib/queue/rejected-store.js";
 import { createQueueSender, createSqsClient } from "../lib/queue/sqs-sender.js";
 import { UsageError, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget } from "./cli-args.js";
@@ -161,7 +161,7 @@ export async function replayRejected(options: ReplayOptions): Promise<ReplaySumm
     const kind = batch.kind ?? "event";
     const correlationId = `${batch.correlationId}-replay`;
     const lines = toReplay.map((item) => item.line ?? "");
-    const { bodies, oversizedIndexes } = packEnvelopes(kind, batch.source, correlationId, lines, SQS_MAX_MESSAGE_BYTES);
+    const { bodies, oversizedIndexes } = packEnvelopesV2(kind, batch.source, correlationId, lines, { maxMessageBytes: SQS_MAX_MESSAGE_BYTES });
     const oversized = new Set(oversizedIndexes);
     const replayed = toReplay.filter((_, index) => !oversized.has(index));
     for (const index of oversizedIndexes) remaining.push(toReplay[index] as RejectedItemRecord);

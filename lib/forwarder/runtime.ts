@@ -28,6 +28,7 @@ export function forwarderDepsFrom(runtime: RuntimeContext, remainingMs: () => nu
         logger.warn("Mixpanel call will be retried", { endpoint, status: error.status, delayMs: Math.round(delayMs) }),
     }),
     rejected: rejectedStoreFor(runtime),
+    maxMessageBytes: env.SQS_MAX_MESSAGE_BYTES,
     ...(env.EVENTS_QUEUE_URL && env.EVENTS_DLQ_URL
       ? { requeue: sqsRequeue(runtime.sqs, env.EVENTS_QUEUE_URL, env.EVENTS_DLQ_URL, env.FORWARDER_MAX_REQUEUES) }
       : {}),

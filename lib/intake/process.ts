@@ -2,7 +2,8 @@ import type { StageConfig } from "../config/stage.js";
 import { ConfigError, RetryableError, ValidationError, describeError } from "../errors.js";
 import type { QueueSender } from "../queue/sqs-sender.js";
 import type { RejectedStore } from "../queue/rejected-store.js";
-import { type RecordKind, packEnvelopes } from "../records/envelope.js";
+import type { RecordKind } from "../records/envelope.js";
+import { packEnvelopesV2 } from "../records/envelope-v2.js";
 import type { MappedItem, RejectedItem } from "../sources/types.js";
 import { bearerToken, tokenMatches, type TokenSource } from "./auth.js";
 import { findRoute, type IntakeRequest } from "./routes.js";
@@ -133,7 +134,7 @@ export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Prom
   const bodies: string[] = [];
   let acceptedCount = 0;
   for (const [kind, group] of linesByKind) {
-    const packed = packEnvelopes(kind, route.source, correlationId, group.lines, deps.maxMessageBytes);
+    const packed = packEnvelopesV2(kind, route.source, correlationId, group.lines, { maxMessageBytes: deps.maxMessageBytes });
     bodies.push(...packed.bodies);
     const oversized = new Set(packed.oversizedIndexes);
     acceptedCount += group.lines.length - oversized.size;

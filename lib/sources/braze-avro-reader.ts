@@ -4,7 +4,7 @@ import type { StageConfig } from "../config/stage.js";
 import { RetryableError, ValidationError, describeError } from "../errors.js";
 import type { RejectedItemRecord, RejectedStore } from "../queue/rejected-store.js";
 import type { QueueSender } from "../queue/sqs-sender.js";
-import { packEnvelopes } from "../records/envelope.js";
+import { packEnvelopesV2 } from "../records/envelope-v2.js";
 import { mapBrazeAvroFile } from "./braze-avro.js";
 import type { MappedItem } from "./types.js";
 
@@ -113,7 +113,7 @@ export async function readCurrentsObject(ref: CurrentsObjectRef, deps: CurrentsR
       rejections.push({ index: item.index, code: item.code, reason: item.reason, payload: item.payload, ...(item.dropped ? { dropped: true } : {}) });
     }
   }
-  const packed = packEnvelopes("event", BRAZE_AVRO_SOURCE, correlationId, lines, deps.maxMessageBytes);
+  const packed = packEnvelopesV2("event", BRAZE_AVRO_SOURCE, correlationId, lines, { maxMessageBytes: deps.maxMessageBytes });
   for (const position of packed.oversizedIndexes) {
     rejections.push({
       index: lineIndexes[position] ?? 0,
