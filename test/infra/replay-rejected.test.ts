@@ -7,7 +7,7 @@ import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectC
 import { CreateQueueCommand, DeleteMessageCommand, type Message, ReceiveMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { startLocalAws } from "../support/fauxqs.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseEnvelope } from "../../lib/records/envelope.js";
+import { parseQueuedRecords } from "../../lib/records/envelope-v2.js";
 import { createRejectedStore, createS3Client, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
 import { createSqsClient } from "../../lib/queue/sqs-sender.js";
 import { main, parseRejectedKey } from "../../infra/replay-rejected.js";
@@ -101,8 +101,8 @@ describe("npm run replay", () => {
     const summary = await main(["--stage", stage, "--region", REGION, "--endpoint", server.address], {}, quiet);
 
     expect(summary).toMatchObject({ objectsScanned: 2, objectsReplayed: 2, itemsReplayed: 3, left: { noRecord: 1, dropped: 1, filteredOut: 0, tooLarge: 0 } });
-    const envelopes = (await receiveAll(queueUrl)).map((m) => parseEnvelope(m.Body ?? ""));
-    const replayedIds = envelopes.flatMap((e) => e.records.map((line) => (JSON.parse(line) as { properties: { $insert_id: string } }).properties.$insert_id)).sort();
+    const envelopes = (await receiveAll(queueUrl)).map((m) => parseQueuedRecords(m.Body ?? ""));
+    const replayedIds = envelopes.flatMap((e) => e.lines().map((line) => (JSON.parse(line) as { properties: { $insert_id: string } }).properties.$insert_id)).sort();
     expect(replayedIds).toEqual(["a0", "a1", "b0"]);
     for (const envelope of envelopes) {
       expect(envelope.kind).toBe("event");

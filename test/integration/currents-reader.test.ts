@@ -7,7 +7,7 @@ import type { S3Event } from "aws-lambda";
 import { buildApp } from "fauxqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { s3ObjectCreatedEvent } from "../../infra/local/s3-notifier.js";
-import { parseEnvelope } from "../../lib/records/envelope.js";
+import { parseQueuedRecords } from "../../lib/records/envelope-v2.js";
 import { rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
 import { type Flat, avroFile, currentsKey, flattenHttpEvent, schemaFor } from "../unit/sources/avro-support.js";
 import { brazeFixtures } from "../unit/sources/support.js";
@@ -95,10 +95,10 @@ describe("currents-reader handler", () => {
 
     await handler(s3Event(key));
 
-    const envelopes = (await drainQueue()).map(parseEnvelope);
+    const envelopes = (await drainQueue()).map(parseQueuedRecords);
     expect(envelopes).toHaveLength(1);
-    expect(envelopes[0]).toMatchObject({ v: 1, kind: "event", source: "braze-avro" });
-    const records = envelopes.flatMap((envelope) => envelope.records.map((line) => JSON.parse(line)));
+    expect(envelopes[0]).toMatchObject({ version: 2, kind: "event", source: "braze-avro" });
+    const records = envelopes.flatMap((envelope) => envelope.lines().map((line) => JSON.parse(line)));
     expect(records).toHaveLength(1);
     expect(records[0]).toMatchObject({
       event: "Email Send",
