@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 
 /**
  * Mixpanel's per-event rules (reference/mixpanel-api.md §4), applied at the edge
@@ -56,16 +56,35 @@ export function isValidInsertId(id: string): boolean {
   return INSERT_ID_PATTERN.test(id) && !isBannedId(id);
 }
 
-/** JSON with object keys sorted, so equal content always hashes the same. */
+/**
+ * JSON with object keys sorted, so equal content always hashes the same. Built by string
+ * appends without intermediate entry arrays: it is on the intake's hot path (issue 12
+ * profile), and its output must stay byte-identical so insert ids survive a deploy.
+ */
 export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (value !== null && typeof value === "object") {
-    const entries = Object.entries(value)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "null";
+  if (Array.isArray(value)) {
+    let out = "[";
+    for (let i = 0; i < value.length; i++) out += (i > 0 ? "," : "") + canonicalJson(value[i]);
+    return `${out}]`;
   }
-  return JSON.stringify(value) ?? "null";
+  return canonicalObject(value as Record<string, unknown>, Object.keys(value));
+}
+
+/** `{...}` of `keys` (sorted here by UTF-16 code units, like `<`), undefined values left out. */
+function canonicalObject(object: Record<string, unknown>, keys: string[], valueOf = (key: string) => object[key]): string {
+  keys.sort();
+  let out = "{";
+  for (const key of keys) {
+    const inner = valueOf(key);
+    if (inner === undefined) continue;
+    out += `${out.length > 1 ? "," : ""}${JSON.stringify(key)}:${canonicalJson(inner)}`;
+  }
+  return `${out}}`;
+}
+
+function sha256Id(text: string): string {
+  return hash("sha256", text, "hex").slice(0, 36);
 }
 
 /**
@@ -74,7 +93,21 @@ export function canonicalJson(value: unknown): string {
  * Mixpanel dedupes it.
  */
 export function deriveInsertId(content: unknown): string {
-  return createHash("sha256").update(canonicalJson(content)).digest("hex").slice(0, 36);
+  return sha256Id(canonicalJson(content));
+}
+
+/**
+ * deriveInsertId({event, properties: {...properties without $insert_id, time, distinct_id}})
+ * without building those objects: the same canonical text, so the same id.
+ */
+function deriveEventInsertId(event: string, properties: Record<string, unknown>, timeMs: number, distinctId: string): string {
+  const keys = Object.keys(properties).filter((key) => key !== "$insert_id");
+  if (!Object.hasOwn(properties, "time")) keys.push("time");
+  if (!Object.hasOwn(properties, "distinct_id")) keys.push("distinct_id");
+  const body = canonicalObject(properties, keys, (key) =>
+    key === "time" ? timeMs : key === "distinct_id" ? distinctId : properties[key],
+  );
+  return sha256Id(`{"event":${JSON.stringify(event)},"properties":${body}}`);
 }
 
 export type TimeResult = { ok: true; ms: number } | { ok: false; reason: string };
@@ -176,7 +209,9 @@ export function applyEventRules(
   }
 
   // Before anything recurses over the values (the insert id hash does).
-  for (const [key, value] of Object.entries(properties)) {
+  for (const key of Object.keys(properties)) {
+    const value = properties[key];
+    if (value === null || typeof value !== "object") continue;
     const violation = checkNested(value, 1, `properties.${key}`);
     if (violation) return { ok: false, ...violation };
   }
@@ -184,8 +219,7 @@ export function applyEventRules(
   const rawInsertId = properties.$insert_id;
   let insertId: string;
   if (rawInsertId === undefined || rawInsertId === null || rawInsertId === "") {
-    const { $insert_id: _omit, ...content } = properties;
-    insertId = deriveInsertId({ event, properties: { ...content, time: time.ms, distinct_id: distinctId } });
+    insertId = deriveEventInsertId(event, properties, time.ms, distinctId);
   } else if (typeof rawInsertId === "string" && isValidInsertId(rawInsertId)) {
     insertId = rawInsertId;
   } else {
@@ -202,7 +236,8 @@ export function applyEventRules(
   }
 
   const line = JSON.stringify({ event, properties: normalized });
-  const bytes = Buffer.byteLength(line);
+  // UTF-8 takes at most 3 bytes per UTF-16 unit: only long lines need counting.
+  const bytes = line.length * 3 < MAX_EVENT_BYTES ? line.length : Buffer.byteLength(line);
   if (bytes >= MAX_EVENT_BYTES) {
     return { ok: false, code: "event_too_large", reason: `event is ${bytes} bytes (must be under ${MAX_EVENT_BYTES})` };
   }
