@@ -27,6 +27,7 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3";
 import { GetQueueUrlCommand, type SQSClient } from "@aws-sdk/client-sqs";
+import type { SqsApi } from "../lib/aws/sqs.js";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { packEnvelopesV2 } from "../lib/records/envelope-v2.js";
@@ -50,7 +51,7 @@ export interface ReplayFilter {
 
 export interface ReplayOptions {
   readonly s3: S3Client;
-  readonly sqs: SQSClient;
+  readonly sqs: SQSClient & SqsApi;
   readonly bucket: string;
   readonly queueUrl: string;
   readonly filter: ReplayFilter;

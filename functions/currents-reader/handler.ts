@@ -3,7 +3,7 @@ import { requireSetting } from "../../lib/config/env.js";
 import { describeError } from "../../lib/errors.js";
 import { count, logger, publishMetrics } from "../../lib/observability/telemetry.js";
 import { createQueueSender } from "../../lib/queue/sqs-sender.js";
-import { createRuntimeContext, once, rejectedStoreFor } from "../../lib/runtime/context.js";
+import { createLiteRuntimeContext, once, rejectedStoreFor } from "../../lib/runtime/lite-context.js";
 import {
   type CurrentsReaderDeps,
   decodeS3EventKey,
@@ -17,7 +17,7 @@ import {
  * file re-queues identical records, which Mixpanel dedupes on `$insert_id`.
  */
 const deps = once((): CurrentsReaderDeps => {
-  const runtime = createRuntimeContext();
+  const runtime = createLiteRuntimeContext();
   return {
     s3: runtime.s3,
     config: runtime.config,

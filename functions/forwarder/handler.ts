@@ -2,12 +2,12 @@ import type { Context, SQSBatchResponse, SQSEvent } from "aws-lambda";
 import { forwardMessages } from "../../lib/forwarder/process.js";
 import { forwarderDepsFrom } from "../../lib/forwarder/runtime.js";
 import { count, logger, publishMetrics } from "../../lib/observability/telemetry.js";
-import { createRuntimeContext, once } from "../../lib/runtime/context.js";
+import { createLiteRuntimeContext, once } from "../../lib/runtime/lite-context.js";
 import { describeError } from "../../lib/errors.js";
 
 /** The running invocation's clock; a container serves one invocation at a time. */
 let remainingMs: () => number = () => Number.POSITIVE_INFINITY;
-const deps = once(() => forwarderDepsFrom(createRuntimeContext(), () => remainingMs()));
+const deps = once(() => forwarderDepsFrom(createLiteRuntimeContext(), () => remainingMs()));
 
 export async function handler(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
   const messages = event.Records.map((record) => ({ messageId: record.messageId, body: record.body }));

@@ -3,9 +3,9 @@ import { describeError } from "../../lib/errors.js";
 import { handleIntake, type HttpRequest } from "../../lib/intake/process.js";
 import { intakeDepsFrom } from "../../lib/intake/runtime.js";
 import { count, logger, publishMetrics } from "../../lib/observability/telemetry.js";
-import { createRuntimeContext, once } from "../../lib/runtime/context.js";
+import { createLiteRuntimeContext, once } from "../../lib/runtime/lite-context.js";
 
-const deps = once(() => intakeDepsFrom(createRuntimeContext()));
+const deps = once(() => intakeDepsFrom(createLiteRuntimeContext()));
 
 function toRequest(event: APIGatewayProxyEventV2): HttpRequest {
   const headers: Record<string, string | undefined> = {};

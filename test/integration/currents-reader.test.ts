@@ -1,3 +1,4 @@
+import { createS3 } from "../../lib/aws/s3.js";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -22,6 +23,7 @@ const REJECTED_BUCKET = "relay-rejected";
 
 let app: ReturnType<typeof buildApp>;
 let s3: S3Client;
+let s3Endpoint = "";
 let sqs: SQSClient;
 let queueUrl: string;
 let handler: (event: S3Event) => Promise<void>;
@@ -53,6 +55,7 @@ async function rejectedBatches() {
 beforeAll(async () => {
   app = buildApp({ logger: false });
   const endpoint = await app.listen({ port: 0, host: "127.0.0.1" });
+  s3Endpoint = endpoint;
   process.env.AWS_ACCESS_KEY_ID ??= "local";
   process.env.AWS_SECRET_ACCESS_KEY ??= "local";
   s3 = new S3Client({ region: REGION, endpoint, forcePathStyle: true });
@@ -147,7 +150,7 @@ describe("currents-reader handler", () => {
       readCurrentsObject(
         { bucket: SOURCE_BUCKET, key },
         {
-          s3,
+          s3: createS3({ region: REGION, endpoint: s3Endpoint }),
           config: parseStageConfig({}, "test"),
           queue: { send: async () => Promise.reject(new Error("SQS down")) },
           queueUrl,

@@ -1,3 +1,5 @@
+import { createS3 } from "../../lib/aws/s3.js";
+import { createSqs } from "../../lib/aws/sqs.js";
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { buildApp } from "fauxqs";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
@@ -49,7 +51,7 @@ function deps(bucket = "rejected", clientOptions: { importMaxBytes?: number; con
       retryPolicy: { baseDelayMs: 1, maxDelayMs: 1, jitterMinMs: 0, jitterMaxMs: 0, maxAttempts: 1 },
       nowMs: Date.now,
     }),
-    rejected: createRejectedStore({ s3: createS3Client("us-east-1", endpoint), bucket, prefix: "rejected/", stage: "test", now: () => new Date() }),
+    rejected: createRejectedStore({ s3: createS3({ region: "us-east-1", endpoint }), bucket, prefix: "rejected/", stage: "test", now: () => new Date() }),
   };
 }
 
@@ -146,7 +148,7 @@ async function queuedBodies(name: string): Promise<string[]> {
 describe("partly sent messages", () => {
   const withRequeue = (maxRequeues: number): ForwarderDeps => ({
     ...deps("rejected", { importMaxBytes: 100, concurrency: 1 }),
-    requeue: sqsRequeue(createSqsClient("us-east-1", endpoint), eventsUrl, deadLetterUrl, maxRequeues),
+    requeue: sqsRequeue(createSqs({ region: "us-east-1", endpoint }), eventsUrl, deadLetterUrl, maxRequeues),
   });
 
   it("re-queue only the unsent records (delayed, attempt + 1) and acknowledge the message, so nothing is sent twice", async () => {

@@ -1,3 +1,5 @@
+import { createS3 } from "../../lib/aws/s3.js";
+import { createSqs } from "../../lib/aws/sqs.js";
 import { randomBytes } from "node:crypto";
 import { CreateBucketCommand } from "@aws-sdk/client-s3";
 import { CreateQueueCommand, DeleteMessageCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
@@ -27,13 +29,14 @@ beforeAll(async () => {
 afterAll(() => app.close());
 
 function deps(overrides: Partial<IntakeDeps> = {}): IntakeDeps {
-  const sqs = createSqsClient("us-east-1", endpoint);
+  // The SQS and S3 calls the deployed intake makes (lib/aws), against fauxqs.
+  const sqs = createSqs({ region: "us-east-1", endpoint });
   return {
     config: parseStageConfig({}, "test"),
     tokens: async () => [TOKEN],
     queue: createQueueSender(sqs, 262_144),
     queueUrl,
-    rejected: createRejectedStore({ s3: createS3Client("us-east-1", endpoint), bucket: "rejected-ok", prefix: "rejected/", stage: "test", now: () => new Date() }),
+    rejected: createRejectedStore({ s3: createS3({ region: "us-east-1", endpoint }), bucket: "rejected-ok", prefix: "rejected/", stage: "test", now: () => new Date() }),
     maxMessageBytes: 262_144,
     maxBodyBytes: 1_000_000,
     nowMs: Date.now,
@@ -59,7 +62,7 @@ describe("intake when its peers fail", () => {
   });
 
   it("answers 503 when the rejected store cannot be written, rather than losing the rejected events", async () => {
-    const rejected = createRejectedStore({ s3: createS3Client("us-east-1", endpoint), bucket: "no-such-bucket", prefix: "rejected/", stage: "test", now: () => new Date() });
+    const rejected = createRejectedStore({ s3: createS3({ region: "us-east-1", endpoint }), bucket: "no-such-bucket", prefix: "rejected/", stage: "test", now: () => new Date() });
     const result = await handleIntake(request([{ event: "E", properties: { distinct_id: "null", time: 1 } }]), deps({ rejected }));
     expect(result.response.statusCode).toBe(503);
   });
