@@ -1,5 +1,5 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { existsSync, mkdirSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { coldStart } from "./cold-start.js";
@@ -31,8 +31,14 @@ function prepareBaseline(): string {
     mkdirSync(dir, { recursive: true });
     const archive = execFileSync("git", ["archive", baselineRef], { cwd: repo, maxBuffer: 1 << 30 });
     execFileSync("tar", ["-x", "-C", dir], { input: archive });
-    // Today's code with this tree's installed packages (the runtime dependencies it uses are unchanged).
-    symlinkSync(join(repo, "node_modules"), join(dir, "node_modules"));
+    // Today's code with today's packages: shared when the lockfiles match, else installed
+    // from the baseline's own lockfile (npm's cache makes this quick after the first time).
+    if (readFileSync(join(dir, "package-lock.json"), "utf8") === readFileSync(join(repo, "package-lock.json"), "utf8")) {
+      symlinkSync(join(repo, "node_modules"), join(dir, "node_modules"));
+    } else {
+      execFileSync("npm", ["ci", "--prefer-offline", "--no-audit", "--no-fund", "--ignore-scripts"], { cwd: dir, stdio: "ignore" });
+      // esbuild's binary comes from its optional platform package; no install script needed.
+    }
   }
   return dir;
 }
