@@ -7,7 +7,7 @@ import { forwardMessages, type ForwarderDeps } from "../../lib/forwarder/process
 import { createIngestionClient } from "../../lib/mixpanel/ingestion.js";
 import { createRejectedStore, createS3Client, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
 import { serializeEnvelope } from "../../lib/records/envelope.js";
-import { parseQueuedRecords } from "../../lib/records/envelope-v2.js";
+import { packEnvelopesV2, parseQueuedRecords } from "../../lib/records/envelope-v2.js";
 import { sqsRequeue } from "../../lib/forwarder/runtime.js";
 import { createSqsClient } from "../../lib/queue/sqs-sender.js";
 import { CreateQueueCommand } from "@aws-sdk/client-sqs";
@@ -177,5 +177,72 @@ describe("partly sent messages", () => {
     sandbox.failNext({ path: "/import", status: 503 }, { path: "/import", status: 503 });
     const summary = await forwardMessages([message("p3", "event", [eventLine("g1"), eventLine("g2")])], withRequeue(6));
     expect(summary).toMatchObject({ failedMessageIds: ["p3"], requeued: 0 });
+  });
+});
+
+describe("envelope v2 (issue 12)", () => {
+  const v2Message = (messageId: string, records: string[]) => {
+    const { bodies } = packEnvelopesV2("event", "test", `corr-${messageId}`, records, { maxMessageBytes: 262_144 });
+    expect(bodies).toHaveLength(1);
+    return { messageId, body: bodies[0] ?? "" };
+  };
+
+  it("sends each v2 event message as one /import request whose body is the envelope's gzip as built", async () => {
+    const records = Array.from({ length: 1500 }, (_, i) => eventLine(`v2-${i}`, { note: "\uFFFE😀 é" }));
+    const sent = v2Message("v2a", records);
+    const summary = await forwardMessages([sent], deps());
+    expect(summary).toMatchObject({ failedMessageIds: [], imported: 1500, rejected: 0 });
+    const imports = sandbox.requests.filter((r) => r.path === "/import");
+    expect(imports).toHaveLength(1);
+    expect(imports[0]?.records).toBe(1500);
+    const envelope = parseQueuedRecords(sent.body);
+    expect(imports[0]?.rawBytes).toBe(envelope.gzipped?.body.length);
+    expect(sandbox.events.map((e) => e.properties.$insert_id)).toEqual(records.map((_, i) => `v2-${i}`));
+    expect(sandbox.events[0]?.properties.note).toBe("\uFFFE😀 é");
+  });
+
+  it("reads v1 and v2 messages in the same batch (a queue draining across the deploy)", async () => {
+    const summary = await forwardMessages(
+      [message("old-1", "event", [eventLine("o1"), eventLine("o2")]), v2Message("new-1", [eventLine("n1"), eventLine("n2"), eventLine("n3")])],
+      deps(),
+    );
+    expect(summary).toMatchObject({ failedMessageIds: [], imported: 5, invalidMessages: 0 });
+    expect(summary.correlationIds.sort()).toEqual(["corr-new-1", "corr-old-1"]);
+    expect(sandbox.events.map((e) => e.properties.$insert_id).sort()).toEqual(["n1", "n2", "n3", "o1", "o2"]);
+  });
+
+  it("keeps per-record outcomes for a v2 message: refused records go to the rejected store with their line", async () => {
+    const refused = eventLine("v2-bad", { time: 5 });
+    const summary = await forwardMessages([v2Message("v2b", [eventLine("v2-ok"), refused, eventLine("v2-ok2")])], deps());
+    expect(summary).toMatchObject({ failedMessageIds: [], imported: 2, rejected: 1 });
+    const stored = (await storedBatches()).find((batch) => batch.correlationId === "corr-v2b");
+    expect(stored?.items).toEqual([{ index: 1, code: "mixpanel_rejected", reason: expect.stringContaining("properties.time"), line: refused }]);
+  });
+
+  it("splits a v2 message above this stage's byte cap instead of sending it whole", async () => {
+    const summary = await forwardMessages([v2Message("v2c", [eventLine("c1"), eventLine("c2"), eventLine("c3")])], deps("rejected", { importMaxBytes: 100 }));
+    expect(summary).toMatchObject({ failedMessageIds: [], imported: 3 });
+    expect(sandbox.requests.filter((r) => r.path === "/import")).toHaveLength(3);
+  });
+
+  it("re-queues only the unsent records of a partly sent v2 message", async () => {
+    sandbox.failNext({ path: "/import", status: 503 });
+    const withRequeue: ForwarderDeps = {
+      ...deps("rejected", { importMaxBytes: 100, concurrency: 1 }),
+      requeue: sqsRequeue(createSqs({ region: "us-east-1", endpoint }), eventsUrl, deadLetterUrl, 6),
+    };
+    const summary = await forwardMessages([v2Message("v2d", [eventLine("r1"), eventLine("r2")])], withRequeue);
+    expect(summary).toMatchObject({ failedMessageIds: [], imported: 1, retried: 1, requeued: 1 });
+    const requeued = (await queuedBodies("fwd-events")).map(parseQueuedRecords).find((e) => e.correlationId === "corr-v2d");
+    expect(requeued?.lines()).toEqual([eventLine("r1")]);
+    expect(requeued?.attempt).toBe(1);
+  });
+
+  it("stores a v2 message whose body does not match its header as an invalid envelope, sending nothing", async () => {
+    const good = JSON.parse(v2Message("v2e", [eventLine("x1")]).body) as Record<string, unknown>;
+    const tampered = JSON.stringify({ ...good, bytes: Number(good.bytes) + 1 });
+    const summary = await forwardMessages([{ messageId: "v2e", body: tampered }], deps());
+    expect(summary).toMatchObject({ failedMessageIds: [], imported: 0, invalidMessages: 1 });
+    expect(sandbox.requests).toHaveLength(0);
   });
 });
