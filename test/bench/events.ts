@@ -56,3 +56,22 @@ export function adobeBatch(size: number, nowS: number, seed: number): unknown[] 
     custom_properties: { order_id: `o-${i}`, revenue: i * 1.5, currency: "EUR", page_name: `page ${i % 50}` },
   }));
 }
+
+/** The event shape of the bench the issue measured with (~300 bytes once mapped), for comparison. */
+export function smallNativeEvents(count: number, nowS: number): unknown[] {
+  return Array.from({ length: count }, (_, i) => ({
+    event: `Bench Event ${i % 20}`,
+    properties: {
+      distinct_id: `user-${i % 5000}`,
+      time: nowS - (i % 3600),
+      plan: i % 2 === 0 ? "pro" : "free",
+      page: `/pages/${i % 300}`,
+      amount: i * 1.5,
+      tags: ["a", "b", "c"],
+      utm_source: "newsletter",
+      utm_campaign: "winter-2026",
+      $browser: "Firefox",
+      $os: "Linux",
+    },
+  }));
+}

@@ -1,7 +1,7 @@
 import { performance } from "node:perf_hooks";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { adobeBatch, brazeBatch, nativeEvents } from "./events.js";
+import { adobeBatch, brazeBatch, nativeEvents, smallNativeEvents } from "./events.js";
 
 /**
  * Intake CPU and handler latency of BENCH_ROOT's code, in its own process: the real
@@ -82,10 +82,14 @@ async function run(label: string, requests: ReturnType<typeof request>[], events
 
 const nowS = Math.floor(Date.now() / 1000);
 const native = Array.from({ length: 25 }, (_, i) => request("/v1/events", nativeEvents(2000, nowS - i)));
+const nativeSmall = Array.from({ length: 25 }, (_, i) => request("/v1/events", smallNativeEvents(2000, nowS - i)));
 const braze = Array.from({ length: 300 }, (_, i) =>
   request("/v1/braze/currents", brazeBatch(100, i, process.cwd()), { "braze-currents-version": "1" }),
 );
 const adobe = Array.from({ length: 3000 }, (_, i) => request("/v1/adobe/events", adobeBatch(1, nowS, i)));
 
-const results = [await run("native (2000-event requests)", native, 2000), await run("braze (100-event requests)", braze, 100), await run("adobe (1-event calls)", adobe, 1)];
+const results = [
+  await run("native (2000-event requests, ~600 B events)", native, 2000),
+  await run("native (2000-event requests, ~300 B events as in the issue)", nativeSmall, 2000),
+  await run("braze (100-event requests)", braze, 100), await run("adobe (1-event calls)", adobe, 1)];
 process.stdout.write(`RESULT ${JSON.stringify(results)}\n`);
