@@ -68,6 +68,12 @@ interface LineRef {
 }
 
 const DEFAULT_MAX_MESSAGE_BYTES = 262_144;
+/**
+ * A v2 event message with at least this many records goes to /import as built. Smaller ones
+ * (a Braze batch of 100 events is one message) are decompressed and joined with the rest, so
+ * a batch of twenty of them is one 2000-event request rather than twenty requests of 100.
+ */
+export const PREPARED_MIN_RECORDS = 1000;
 
 const SEND_BY_KIND: Record<RecordKind, (client: IngestionClient, lines: readonly string[]) => Promise<LineOutcome[]>> = {
   event: (client, lines) => client.importEvents(lines),
@@ -114,7 +120,7 @@ export async function forwardMessages(messages: readonly QueueMessage[], deps: F
       return;
     }
     correlationIds.add(envelope.correlationId);
-    if (envelope.kind === "event" && envelope.gzipped) {
+    if (envelope.kind === "event" && envelope.gzipped && envelope.count >= PREPARED_MIN_RECORDS) {
       const { body, rawBytes } = envelope.gzipped;
       prepared.push({ message: index, envelope, batch: { gzipped: body, rawBytes, count: envelope.count, lines: () => envelope.lines() } });
       return;

@@ -212,9 +212,13 @@ describe("envelope v2 (issue 12)", () => {
   });
 
   it("keeps per-record outcomes for a v2 message: refused records go to the rejected store with their line", async () => {
+    // 1000 records: large enough to be sent as built (PREPARED_MIN_RECORDS), so the 400's
+    // failed_records are matched against the lines decoded from the message afterwards.
     const refused = eventLine("v2-bad", { time: 5 });
-    const summary = await forwardMessages([v2Message("v2b", [eventLine("v2-ok"), refused, eventLine("v2-ok2")])], deps());
-    expect(summary).toMatchObject({ failedMessageIds: [], imported: 2, rejected: 1 });
+    const records = [eventLine("v2-ok"), refused, ...Array.from({ length: 998 }, (_, i) => eventLine(`v2-more-${i}`))];
+    const summary = await forwardMessages([v2Message("v2b", records)], deps());
+    expect(summary).toMatchObject({ failedMessageIds: [], imported: 999, rejected: 1 });
+    expect(sandbox.requests.filter((r) => r.path === "/import")).toHaveLength(1);
     const stored = (await storedBatches()).find((batch) => batch.correlationId === "corr-v2b");
     expect(stored?.items).toEqual([{ index: 1, code: "mixpanel_rejected", reason: expect.stringContaining("properties.time"), line: refused }]);
   });
@@ -244,5 +248,18 @@ describe("envelope v2 (issue 12)", () => {
     const summary = await forwardMessages([{ messageId: "v2e", body: tampered }], deps());
     expect(summary).toMatchObject({ failedMessageIds: [], imported: 0, invalidMessages: 1 });
     expect(sandbox.requests).toHaveLength(0);
+  });
+});
+
+describe("small v2 messages", () => {
+  it("joins small v2 event messages (e.g. 100-event Braze batches) into full /import requests", async () => {
+    const messages = Array.from({ length: 5 }, (_, m) => {
+      const records = Array.from({ length: 100 }, (_, i) => eventLine(`s${m}-${i}`));
+      const { bodies } = packEnvelopesV2("event", "braze", `corr-s${m}`, records, { maxMessageBytes: 262_144 });
+      return { messageId: `s${m}`, body: bodies[0] ?? "" };
+    });
+    const summary = await forwardMessages(messages, deps());
+    expect(summary).toMatchObject({ failedMessageIds: [], imported: 500 });
+    expect(sandbox.requests.filter((r) => r.path === "/import").map((r) => r.records)).toEqual([500]);
   });
 });
