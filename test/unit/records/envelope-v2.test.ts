@@ -1,10 +1,10 @@
 import { createHash, randomBytes } from "node:crypto";
-import { gzipSync } from "node:zlib";
+import { gunzipSync, gzipSync } from "node:zlib";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { applyEventRules, canonicalJson } from "../../../lib/mixpanel/event-rules.js";
 import { serializeEnvelope } from "../../../lib/records/envelope.js";
-import { MAX_RECORDS_PER_MESSAGE, packEnvelopesV2, parseQueuedRecords } from "../../../lib/records/envelope-v2.js";
+import { MAX_RECORDS_PER_MESSAGE, gzipBody, packEnvelopesV2, parseQueuedRecords } from "../../../lib/records/envelope-v2.js";
 
 /** Any JSON value, strings drawn from all of Unicode (lone surrogates, U+FFFE, outside the BMP). */
 const jsonValue = fc.jsonValue({ maxDepth: 3, stringUnit: "binary" });
@@ -50,6 +50,18 @@ describe("envelope v2 packing", () => {
     const envelope = parseQueuedRecords(packEnvelopesV2("event", "native", "c", lines, { maxMessageBytes: 4096 }).bodies[0] ?? "");
     expect(envelope.gzipped?.rawBytes).toBe(Buffer.byteLength(`${lines.join("\n")}\n`));
     expect(envelope.gzipped?.body.subarray(0, 2)).toEqual(Buffer.from([0x1f, 0x8b]));
+  });
+});
+
+describe("gzip bodies", () => {
+  it("stores small bodies uncompressed in a valid gzip stream and compresses larger ones", () => {
+    for (const text of ["", '{"event":"a","properties":{"note":"é😀"}}\n', `${"x".repeat(50_000)}\n`]) {
+      const body = gzipBody(text);
+      expect(gunzipSync(body).toString("utf8")).toBe(text);
+      expect(body.readUInt32LE(body.length - 4)).toBe(Buffer.byteLength(text));
+    }
+    expect(gzipBody("x".repeat(50_000)).length).toBeLessThan(1000);
+    expect(gzipBody("tiny").length).toBe(10 + 5 + 4 + 8);
   });
 });
 
