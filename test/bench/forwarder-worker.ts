@@ -16,7 +16,7 @@ const envelope = process.env.BENCH_ENVELOPE === "v1" ? "v1" : "v2";
 const eventCount = Number(process.env.BENCH_EVENTS ?? 200_000);
 const perInvocation = Number(process.env.BENCH_MESSAGES_PER_INVOCATION ?? 20);
 const INVOCATION_PAYLOAD_BYTES = 6_291_456;
-const INTAKE_BATCH = 2000;
+const INTAKE_BATCH = Number(process.env.BENCH_INTAKE_BATCH ?? 2000);
 const MESSAGE_BYTES = 262_144;
 const fakeUrl = process.env.MIXPANEL_API_URL ?? "";
 

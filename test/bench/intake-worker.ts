@@ -72,6 +72,8 @@ async function run(label: string, requests: ReturnType<typeof request>[], events
   return {
     label,
     events,
+    requests: requests.length * rounds,
+    requestBytes: requests.reduce((sum, r) => sum + r.body.length, 0) / requests.length,
     cpuMsPer10k: ((cpu.user + cpu.system) / 1000 / events) * 10_000,
     p50Ms: percentile(latencies, 50),
     p99Ms: percentile(latencies, 99),

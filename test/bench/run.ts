@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { coldStart } from "./cold-start.js";
+import { ASSUMPTIONS, type CostRow, PRICES_USD, costPerMillion } from "./cost-model.js";
 
 /**
  * `npm run bench`: today's code (a git ref, default the commit issue 12 started from,
@@ -97,21 +98,27 @@ const results: Record<string, unknown> = {
 };
 const table: string[][] = [];
 
+type ForwarderRun = { eventsPerSecond: number; cpuMsPer10k: number; eventsPerMessage: number; invocations: number; failures: number };
+const forwarderMedians: Record<string, { eventsPerSecond: number; cpuMsPer10k: number; eventsPerMessage: number }> = {};
+
 if (sections.has("forwarder")) {
   const fake = await startFake();
-  // old: today's code and settings; new3: the new code at today's 3 requests in flight
-  // (the envelope's share of the gain); new: the new code at the new default.
-  type Variant = "old" | "new3" | "new";
-  const variants: Variant[] = ["old", "new3", "new"];
+  // old: today's code and settings; new3: the new code at today's 3 requests in flight (the
+  // deployed default); new: the new code with more in flight. The -braze variants queue
+  // 100-event intake requests (one small message each), as Braze Currents sends them.
+  type Variant = "old" | "new3" | "new" | "old-braze" | "new3-braze";
   const labels: Record<Variant, string> = {
-    old: "today (v1, 20 msg/inv, 3 in flight)",
-    new3: "new (v2, 20 msg/inv, 3 in flight)",
-    new: `new (v2, 20 msg/inv, ${newConcurrency} in flight)`,
+    old: "today (v1, 2000-event intake requests, 3 in flight)",
+    new3: "new (v2, 2000-event intake requests, 3 in flight)",
+    new: `new (v2, 2000-event intake requests, ${newConcurrency} in flight)`,
+    "old-braze": "today (v1, 100-event intake requests, 3 in flight)",
+    "new3-braze": "new (v2, 100-event intake requests, 3 in flight)",
   };
   const forwarderEnv = (variant: Variant): Record<string, string> => ({
-    BENCH_ROOT: variant === "old" ? baseline : repo,
-    BENCH_ENVELOPE: variant === "old" ? "v1" : "v2",
-    BENCH_EVENTS: String(events),
+    BENCH_ROOT: variant.startsWith("old") ? baseline : repo,
+    BENCH_ENVELOPE: variant.startsWith("old") ? "v1" : "v2",
+    BENCH_EVENTS: String(variant.endsWith("braze") ? Math.min(events, 100_000) : events),
+    BENCH_INTAKE_BATCH: variant.endsWith("braze") ? "100" : "2000",
     BENCH_MESSAGES_PER_INVOCATION: "20",
     IMPORT_CONCURRENCY: variant === "new" ? String(newConcurrency) : "3",
     MIXPANEL_API_URL: fake.url,
@@ -123,30 +130,38 @@ if (sections.has("forwarder")) {
     AWS_ENDPOINT_URL: "http://127.0.0.1:9",
     AWS_ACCESS_KEY_ID: "bench",
     AWS_SECRET_ACCESS_KEY: "bench",
-    POWERTOOLS_METRICS_DISABLED: "false",
+    POWERTOOLS_LOG_LEVEL: "INFO",
   });
   const forwarder: Record<string, unknown> = {};
   try {
     for (const latency of latencies) {
       await fake.setLatency(latency);
-      const runs: Record<Variant, { eventsPerSecond: number; cpuMsPer10k: number }[]> = { old: [], new3: [], new: [] };
+      const variants: Variant[] = latency === 100 ? ["old", "new3", "new", "old-braze", "new3-braze"] : ["old", "new3", "new"];
+      const runs: Partial<Record<Variant, ForwarderRun[]>> = {};
       for (let i = 0; i < repeats; i++) {
         for (const variant of variants) {
-          const result = (await runWorker("forwarder-worker.ts", forwarderEnv(variant))) as { eventsPerSecond: number; cpuMsPer10k: number; failures: number };
+          const result = (await runWorker("forwarder-worker.ts", forwarderEnv(variant))) as ForwarderRun;
           if (result.failures > 0) throw new Error(`forwarder ${variant}: ${result.failures} failed messages`);
-          runs[variant].push(result);
+          (runs[variant] ??= []).push(result);
           console.error(`forwarder ${variant} @${latency} ms: ${Math.round(result.eventsPerSecond)} ev/s, ${result.cpuMsPer10k.toFixed(0)} CPU-ms/10k`);
         }
       }
       forwarder[`latency${latency}ms`] = runs;
       for (const variant of variants) {
-        const first = runs[variant][0] as unknown as { eventsPerMessage: number; invocations: number };
+        const list = runs[variant] ?? [];
+        const first = list[0];
+        const summary = {
+          eventsPerSecond: median(list.map((r) => r.eventsPerSecond)),
+          cpuMsPer10k: median(list.map((r) => r.cpuMsPer10k)),
+          eventsPerMessage: first?.eventsPerMessage ?? Number.NaN,
+        };
+        forwarderMedians[`${variant}@${latency}`] = summary;
         table.push([
           `forwarder ${labels[variant]}`,
           `${latency} ms Mixpanel latency`,
-          `${Math.round(median(runs[variant].map((r) => r.eventsPerSecond))).toLocaleString("en-US")} ev/s`,
-          `${median(runs[variant].map((r) => r.cpuMsPer10k)).toFixed(0)} CPU-ms/10k`,
-          `${first.eventsPerMessage.toFixed(0)} ev/msg, ${first.invocations} inv`,
+          `${Math.round(summary.eventsPerSecond).toLocaleString("en-US")} ev/s`,
+          `${summary.cpuMsPer10k.toFixed(0)} CPU-ms/10k`,
+          `${summary.eventsPerMessage.toFixed(0)} ev/msg, ${first?.invocations ?? 0} inv`,
         ]);
       }
     }
@@ -154,10 +169,13 @@ if (sections.has("forwarder")) {
     fake.child.kill("SIGTERM");
   }
   results.forwarder = forwarder;
+  results.forwarderMedians = forwarderMedians;
 }
 
+const intakeMedians: Record<string, { cpuMsPer10k: number; sqsBytesPerEvent: number; sqsMessagesPerEvent: number; eventsPerRequest: number; requestBytes: number }> = {};
+
 if (sections.has("intake")) {
-  type IntakeRow = { label: string; cpuMsPer10k: number; p50Ms: number; p99Ms: number; sqsMessages: number; sqsBytes: number };
+  type IntakeRow = { label: string; events: number; requests: number; requestBytes: number; cpuMsPer10k: number; p50Ms: number; p99Ms: number; sqsMessages: number; sqsBytes: number };
   const runs: Record<"old" | "new", IntakeRow[][]> = { old: [], new: [] };
   for (let i = 0; i < repeats; i++) {
     for (const variant of ["old", "new"] as const) {
@@ -165,6 +183,20 @@ if (sections.has("intake")) {
     }
   }
   results.intake = runs;
+  for (const variant of ["old", "new"] as const) {
+    (runs[variant][0] ?? []).forEach((row, index) => {
+      const rows = runs[variant].map((run) => run[index] as IntakeRow);
+      const key = row.label.includes("~300") ? "native-small" : (row.label.split(" ")[0] ?? "");
+      intakeMedians[`${variant}:${key}`] = {
+        cpuMsPer10k: median(rows.map((r) => r.cpuMsPer10k)),
+        sqsBytesPerEvent: row.sqsBytes / row.events,
+        sqsMessagesPerEvent: row.sqsMessages / row.events,
+        eventsPerRequest: row.events / row.requests,
+        requestBytes: row.requestBytes,
+      };
+    });
+  }
+  results.intakeMedians = intakeMedians;
   for (const variant of ["old", "new"] as const) {
     const labels = runs[variant][0]?.map((row) => row.label) ?? [];
     labels.forEach((label, index) => {
@@ -185,6 +217,41 @@ if (sections.has("coldstart")) {
   results.coldStart = cold;
   for (const row of cold.rows) {
     table.push([`bundle ${row.variant === "old" ? "today" : "new"}: ${row.name}`, `${row.kib} KiB`, `import ${row.importMs.toFixed(0)} ms (median)`, "", ""]);
+  }
+}
+
+if (sections.has("forwarder") && sections.has("intake")) {
+  const rows: CostRow[] = [];
+  for (const variant of ["old", "new"] as const) {
+    for (const [load, intakeKey, forwarderKey] of [
+      ["Braze-like (100-event requests)", "braze", "braze"],
+      ["bulk native (2000-event requests, ~600 B events)", "native", ""],
+    ] as const) {
+      const intake = intakeMedians[`${variant}:${intakeKey}`];
+      const fwd = forwarderMedians[`${variant === "old" ? "old" : "new3"}${forwarderKey ? "-braze" : ""}@100`];
+      if (!intake || !fwd) continue;
+      rows.push(
+        costPerMillion({
+          name: `${variant === "old" ? "today" : "new"}: ${load}`,
+          eventsPerRequest: intake.eventsPerRequest,
+          requestBytes: intake.requestBytes,
+          intakeCpuMsPer10k: intake.cpuMsPer10k,
+          sqsBytesPerEvent: intake.sqsBytesPerEvent,
+          eventsPerMessage: 1 / intake.sqsMessagesPerEvent,
+          forwarderEventsPerSecond: fwd.eventsPerSecond,
+        }),
+      );
+    }
+  }
+  results.costPerMillionEvents = { prices: PRICES_USD, assumptions: ASSUMPTIONS, rows };
+  for (const row of rows) {
+    table.push([
+      `cost per 1M events, ${row.load}`,
+      `Lambda $${row.usd.lambda.toFixed(4)} (${row.lambdaGbSeconds.toFixed(1)} GB-s, ${Math.round(row.lambdaRequests)} req)`,
+      `SQS $${row.usd.sqs.toFixed(4)} (${Math.round(row.sqsRequests)} req)`,
+      `API GW $${row.usd.apiGateway.toFixed(4)}, logs $${row.usd.logs.toFixed(4)}`,
+      `total $${row.usd.total.toFixed(4)}`,
+    ]);
   }
 }
 
