@@ -22,8 +22,6 @@ export const ASSUMPTIONS = {
   sqsSendMs: 20,
   /** Log and EMF lines per invocation. */
   logBytesPerInvocation: 1200,
-  /** Messages per forwarder invocation (serverless.yml batchSize). */
-  messagesPerInvocation: 20,
   mixpanelLatencyMs: 100,
 } as const;
 
@@ -34,6 +32,8 @@ export interface LoadFigures {
   readonly intakeCpuMsPer10k: number;
   readonly sqsBytesPerEvent: number;
   readonly eventsPerMessage: number;
+  /** serverless.yml batchSize, or fewer when Lambda's 6 MB invocation payload stops the batch first. */
+  readonly messagesPerInvocation: number;
   /** Forwarder throughput per container at 100 ms Mixpanel latency for this load's messages. */
   readonly forwarderEventsPerSecond: number;
 }
@@ -59,7 +59,7 @@ export function costPerMillion(load: LoadFigures): CostRow {
   const intakeSeconds =
     (load.intakeCpuMsPer10k * (events / 1e4)) / 1000 / ASSUMPTIONS.vcpuShareAt1024Mb +
     (requests * sendCallsPerRequest * ASSUMPTIONS.sqsSendMs) / 1000;
-  const invocations = messages / ASSUMPTIONS.messagesPerInvocation;
+  const invocations = messages / load.messagesPerInvocation;
   const forwarderSeconds = events / load.forwarderEventsPerSecond;
   const lambdaGbSeconds = (intakeSeconds + forwarderSeconds) * ASSUMPTIONS.memoryGb;
   const lambdaRequests = requests + invocations;
