@@ -21,7 +21,9 @@ function encodeKey(key: string): string {
 }
 
 export function createS3(target: AwsTarget): S3Api {
-  const caller = createAwsCaller("s3", target);
+  // A Currents file can hold 100,000 events (docs/vendors/braze-currents.md §3): give the
+  // download far longer than the 10 s the small SQS and Secrets Manager calls get.
+  const caller = createAwsCaller("s3", target, { timeoutMs: 120_000 });
   const objectUrl = (bucket: string, key: string): string => {
     if (target.endpoint || bucket.includes(".")) {
       const base = target.endpoint ? caller.baseUrl : regionalEndpoint("s3", target.region);
