@@ -263,3 +263,26 @@ describe("small v2 messages", () => {
     expect(sandbox.requests.filter((r) => r.path === "/import").map((r) => r.records)).toEqual([500]);
   });
 });
+
+describe("v2 profile and group messages", () => {
+  it("decodes v2 /engage and /groups updates and sends them like v1 (no gzip on those endpoints)", async () => {
+    const pack = (kind: "profile" | "group", id: string, lines: string[]) => ({
+      messageId: id,
+      body: packEnvelopesV2(kind, kind === "profile" ? "profiles" : "groups", `corr-${id}`, lines, { maxMessageBytes: 262_144 }).bodies[0] ?? "",
+    });
+    const summary = await forwardMessages(
+      [
+        pack("profile", "pv2", [JSON.stringify({ $distinct_id: "u-v2", $set: { plan: "team", name: "Zoë 😀" } })]),
+        pack("group", "gv2", [JSON.stringify({ $group_key: "company", $group_id: "c-v2", $set: { tier: 2 } })]),
+      ],
+      deps(),
+    );
+    expect(summary).toMatchObject({ failedMessageIds: [], imported: 2, rejected: 0 });
+    expect(sandbox.profiles.get("u-v2")).toEqual({ plan: "team", name: "Zoë 😀" });
+    expect(sandbox.groups.get("company:c-v2")).toEqual({ tier: 2 });
+    expect(sandbox.requests.map((r) => [r.path, r.headers["content-encoding"]])).toEqual([
+      ["/engage", undefined],
+      ["/groups", undefined],
+    ]);
+  });
+});
