@@ -24,6 +24,7 @@ import {
 import { MAX_BATCH_ENTRIES, createSqsClient } from "../lib/queue/sqs-sender.js";
 import { groupByCaps } from "../lib/util/batching.js";
 import { envelopeSchema, serializeEnvelope } from "../lib/records/envelope.js";
+import { envelopeV2Schema, serializeEnvelopeV2 } from "../lib/records/envelope-v2.js";
 import { type Progress, type ProgressSink, createProgress } from "./progress.js";
 import { UsageError, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget, runWhenExecuted } from "./cli-args.js";
 import { REDRIVABLE_QUEUES, type RedrivableQueue, deadLetterQueueName, queueName } from "./stack-layout.js";
@@ -100,6 +101,12 @@ export function freshAttempts(body: string): string {
     parsed = JSON.parse(body);
   } catch {
     return body;
+  }
+  const v2 = envelopeV2Schema.safeParse(parsed);
+  if (v2.success) {
+    if (v2.data.attempt === undefined) return body;
+    const { attempt: _spent, ...rest } = v2.data;
+    return serializeEnvelopeV2(rest);
   }
   const envelope = envelopeSchema.safeParse(parsed);
   if (!envelope.success || envelope.data.attempt === undefined) return body;

@@ -31,7 +31,8 @@ import {
   type S3Client,
 } from "@aws-sdk/client-s3";
 import { GetQueueUrlCommand, type SQSClient } from "@aws-sdk/client-sqs";
-import { packEnvelopes } from "../lib/records/envelope.js";
+import type { SqsApi } from "../lib/aws/sqs.js";
+import { packEnvelopesV2 } from "../lib/records/envelope-v2.js";
 import { stringifyAnyDepth } from "../lib/util/deep-json.js";
 import { type RejectedBatch, type RejectedItemRecord, createS3Client, rejectedBatchSchema } from "../lib/queue/rejected-store.js";
 import { createQueueSender, createSqsClient } from "../lib/queue/sqs-sender.js";
@@ -54,7 +55,7 @@ export interface ReplayFilter {
 
 export interface ReplayOptions {
   readonly s3: S3Client;
-  readonly sqs: SQSClient;
+  readonly sqs: SQSClient & SqsApi;
   readonly bucket: string;
   readonly queueUrl: string;
   /** The Brevo queue, for records Brevo refused; absent = leave them in place. */
@@ -184,7 +185,7 @@ export async function replayRejected(options: ReplayOptions): Promise<ReplaySumm
     const kind = batch.kind ?? "event";
     const correlationId = `${batch.correlationId}-replay`;
     const lines = toReplay.map((item) => item.line ?? "");
-    const { bodies, oversizedIndexes } = packEnvelopes(kind, batch.source, correlationId, lines, SQS_MAX_MESSAGE_BYTES);
+    const { bodies, oversizedIndexes } = packEnvelopesV2(kind, batch.source, correlationId, lines, { maxMessageBytes: SQS_MAX_MESSAGE_BYTES });
     const oversized = new Set(oversizedIndexes);
     const replayed = toReplay.filter((_, index) => !oversized.has(index));
     for (const index of oversizedIndexes) remaining.push(toReplay[index] as RejectedItemRecord);

@@ -4,7 +4,8 @@ import { invocationClock, withTelemetry } from "../../lib/observability/handler.
 import { count, logger } from "../../lib/observability/telemetry.js";
 import { createQueueSender } from "../../lib/queue/sqs-sender.js";
 import { piiPolicySource } from "../../lib/pii/source.js";
-import { brevoQueueUrlFor, createRuntimeContext, once, rejectedStoreFor } from "../../lib/runtime/context.js";
+import { createLiteRuntimeContext, once, rejectedStoreFor } from "../../lib/runtime/lite-context.js";
+import { brevoQueueUrlFor } from "../../lib/runtime/context.js";
 import {
   type CurrentsObjectRef,
   type CurrentsReaderDeps,
@@ -20,7 +21,7 @@ import {
  * file re-queues identical records, which Mixpanel dedupes on `$insert_id`.
  */
 const deps = once((): CurrentsReaderDeps => {
-  const runtime = createRuntimeContext();
+  const runtime = createLiteRuntimeContext();
   return {
     s3: runtime.s3,
     config: runtime.config,

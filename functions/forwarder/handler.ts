@@ -4,11 +4,11 @@ import { forwarderDepsFrom } from "../../lib/forwarder/runtime.js";
 import { invocationClock, withTelemetry } from "../../lib/observability/handler.js";
 import { count, logger } from "../../lib/observability/telemetry.js";
 import { HASH_BYTES_PER_LOG_LINE } from "../../lib/observability/trace-ids.js";
-import { createRuntimeContext, once } from "../../lib/runtime/context.js";
+import { createLiteRuntimeContext, once } from "../../lib/runtime/lite-context.js";
 import { groupByCaps } from "../../lib/util/batching.js";
 
 const clock = invocationClock();
-const deps = once(() => forwarderDepsFrom(createRuntimeContext(), clock.remainingMs));
+const deps = once(() => forwarderDepsFrom(createLiteRuntimeContext(), clock.remainingMs));
 
 const everyMessage = (event: SQSEvent): SQSBatchResponse => ({
   batchItemFailures: event.Records.map(({ messageId }) => ({ itemIdentifier: messageId })),

@@ -5,9 +5,9 @@ import { correlationIdFor, crashResponse, handleIntake } from "../../lib/intake/
 import { intakeDepsFrom } from "../../lib/intake/runtime.js";
 import { invocationClock, withTelemetry } from "../../lib/observability/handler.js";
 import { count, logger } from "../../lib/observability/telemetry.js";
-import { createRuntimeContext, once } from "../../lib/runtime/context.js";
+import { createLiteRuntimeContext, once } from "../../lib/runtime/lite-context.js";
 
-const deps = once(() => intakeDepsFrom(createRuntimeContext()));
+const deps = once(() => intakeDepsFrom(createLiteRuntimeContext()));
 
 function toRequest(event: APIGatewayProxyEventV2): CompatHttpRequest {
   const headers: Record<string, string | undefined> = {};

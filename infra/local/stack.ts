@@ -125,7 +125,7 @@ export interface LocalStack {
   readonly awsEndpoint: string;
   readonly mixpanelUrl: string;
   readonly sandbox: MixpanelSandbox | undefined;
-  readonly sqs: SQSClient;
+  readonly sqs: ReturnType<typeof createSqsClient>;
   readonly s3: S3Client;
   readonly events: QueuePair;
   readonly deliveries: QueuePair;

@@ -4,7 +4,9 @@ import type { EnvelopeConsumerDeps } from "../forwarder/process.js";
 import { DEADLINE_MARGIN_MS, sqsRequeue } from "../forwarder/runtime.js";
 import { realRetryDeps } from "../http/retry.js";
 import { logger } from "../observability/telemetry.js";
-import { type RuntimeContext, rejectedStoreFor } from "../runtime/context.js";
+import { createS3 } from "../aws/s3.js";
+import type { RuntimeContext } from "../runtime/context.js";
+import { rejectedStoreFor } from "../runtime/lite-context.js";
 import { DEFAULT_BREVO_API_URL, createBrevoClient, type BrevoClient } from "./client.js";
 import type { BrevoConfig } from "./config.js";
 import { createBrevoSend } from "./forwarder.js";
@@ -54,7 +56,8 @@ export function brevoForwarderDepsFrom(runtime: RuntimeContext, remainingMs: () 
   });
   return {
     send,
-    rejected: rejectedStoreFor(runtime),
+    // The rejected store writes through the small SigV4 client, like the Mixpanel forwarder's.
+    rejected: rejectedStoreFor({ env, s3: createS3({ region: env.AWS_REGION, ...(env.AWS_ENDPOINT_URL ? { endpoint: env.AWS_ENDPOINT_URL } : {}) }) }),
     rejectedCode: "brevo_rejected",
     stageOfFailure: "brevo",
     destination: "brevo",

@@ -1,8 +1,9 @@
 import { describeError } from "../errors.js";
-import { type IngestionClient, type LineOutcome, insertIdOf } from "../mixpanel/ingestion.js";
+import { type IngestionClient, type LineOutcome, type PreparedImport, insertIdOf } from "../mixpanel/ingestion.js";
 import { insertIdHash } from "../observability/trace-ids.js";
 import type { RejectedItemRecord, RejectedStore } from "../queue/rejected-store.js";
-import { type Envelope, type RecordKind, parseEnvelope, serializeEnvelope } from "../records/envelope.js";
+import { type RecordKind, serializeEnvelope } from "../records/envelope.js";
+import { type QueuedRecords, packEnvelopesV2, parseQueuedRecords } from "../records/envelope-v2.js";
 
 /**
  * The forwarder's whole behaviour, independent of Lambda: unpack envelopes, send
@@ -59,6 +60,8 @@ export interface ForwarderDeps {
     deadLetter(body: string): Promise<void>;
     readonly maxRequeues: number;
   };
+  /** The SQS message cap, for re-queued envelopes (default 256 KiB). */
+  readonly maxMessageBytes?: number;
 }
 
 /** SQS DelaySeconds tops out at 15 minutes. */
@@ -70,10 +73,18 @@ export function requeueDelaySeconds(attempt: number): number {
 
 interface LineRef {
   readonly message: number;
-  readonly envelope: Envelope;
+  readonly envelope: QueuedRecords;
   /** Position inside the envelope's records. */
   readonly position: number;
 }
+
+const DEFAULT_MAX_MESSAGE_BYTES = 262_144;
+/**
+ * A v2 event message with at least this many records goes to /import as built. Smaller ones
+ * (a Braze batch of 100 events is one message) are decompressed and joined with the rest, so
+ * a batch of twenty of them is one 2000-event request rather than twenty requests of 100.
+ */
+export const PREPARED_MIN_RECORDS = 1000;
 
 const SEND_BY_KIND: Record<RecordKind, (client: IngestionClient, lines: readonly string[]) => Promise<LineOutcome[]>> = {
   event: (client, lines) => client.importEvents(lines),
@@ -81,11 +92,29 @@ const SEND_BY_KIND: Record<RecordKind, (client: IngestionClient, lines: readonly
   group: (client, lines) => client.updateGroups(lines),
 };
 
+/**
+ * Unsent records go back as v2 (fewer bytes; this forwarder reads both). A record that
+ * compresses above the message cap (an incompressible v1 record near 256 KiB, whose base64
+ * is a third bigger) or cannot be a v2 line keeps the v1 form it fitted in before.
+ */
+function requeueBodies(envelope: QueuedRecords, records: string[], attempt: number, maxMessageBytes: number): string[] {
+  try {
+    const packed = packEnvelopesV2(envelope.kind, envelope.source, envelope.correlationId, records, { maxMessageBytes, attempt });
+    if (packed.oversizedIndexes.length === 0) return packed.bodies;
+  } catch {
+    // falls through to v1
+  }
+  const { kind, source, correlationId } = envelope;
+  return [serializeEnvelope({ v: 1, kind, source, correlationId, records, attempt })];
+}
+
 export async function forwardMessages(messages: readonly QueueMessage[], deps: ForwarderDeps): Promise<ForwardSummary> {
   return consumeEnvelopes(messages, {
     send: (kind, lines) => SEND_BY_KIND[kind](deps.client, lines),
+    sendPrepared: (batches) => deps.client.importPrepared(batches),
     rejected: deps.rejected,
     ...(deps.requeue ? { requeue: deps.requeue } : {}),
+    ...(deps.maxMessageBytes !== undefined ? { maxMessageBytes: deps.maxMessageBytes } : {}),
     rejectedCode: "mixpanel_rejected",
     stageOfFailure: "forwarder",
   });
@@ -94,8 +123,14 @@ export async function forwardMessages(messages: readonly QueueMessage[], deps: F
 export interface EnvelopeConsumerDeps {
   /** One outcome per line, in order. */
   send(kind: RecordKind, lines: readonly string[]): Promise<RecordOutcome[]>;
+  /**
+   * Sends v2 event messages as built at the edge, one request each (Mixpanel /import); one
+   * outcome list per batch. Absent = every message is decoded and sent through `send`.
+   */
+  sendPrepared?(batches: readonly PreparedImport[]): Promise<RecordOutcome[][]>;
   readonly rejected: RejectedStore;
   readonly requeue?: ForwarderDeps["requeue"];
+  readonly maxMessageBytes?: number;
   /** Code stored with each refused record, e.g. `mixpanel_rejected`, `brevo_rejected`. */
   readonly rejectedCode: string;
   readonly stageOfFailure: "forwarder" | "brevo";
@@ -108,25 +143,32 @@ export async function consumeEnvelopes(messages: readonly QueueMessage[], deps: 
   /** Messages with at least one record that Mixpanel took or refused for good. */
   const settledSome = new Set<number>();
   /** Records still owed a send, per message, in envelope order. */
-  const unsent = new Map<number, { envelope: Envelope; lines: { position: number; line: string }[] }>();
+  const unsent = new Map<number, { envelope: QueuedRecords; lines: { position: number; line: string }[] }>();
   /** Messages that must come back whole because their refused records could not be stored. */
   const mustRedeliver = new Set<number>();
   const linesByKind = new Map<RecordKind, { lines: string[]; refs: LineRef[] }>();
+  /** v2 event messages: each one /import request, sent as built at the edge. */
+  const prepared: { message: number; envelope: QueuedRecords; batch: PreparedImport }[] = [];
   const invalid: { message: number; reason: string }[] = [];
   const correlationIds = new Set<string>();
   const insertIdHashes = { imported: [] as string[], rejected: [] as string[], pending: [] as string[] };
 
   messages.forEach((message, index) => {
-    let envelope: Envelope;
+    let envelope: QueuedRecords;
     try {
-      envelope = parseEnvelope(message.body);
+      envelope = parseQueuedRecords(message.body);
     } catch (error) {
       invalid.push({ message: index, reason: describeError(error).slice(0, 500) });
       return;
     }
     correlationIds.add(envelope.correlationId);
+    if (deps.sendPrepared && envelope.kind === "event" && envelope.gzipped && envelope.count >= PREPARED_MIN_RECORDS) {
+      const { body, rawBytes } = envelope.gzipped;
+      prepared.push({ message: index, envelope, batch: { gzipped: body, rawBytes, count: envelope.count, lines: () => envelope.lines() } });
+      return;
+    }
     const group = linesByKind.get(envelope.kind) ?? { lines: [], refs: [] };
-    envelope.records.forEach((line, position) => {
+    envelope.lines().forEach((line, position) => {
       group.lines.push(line);
       group.refs.push({ message: index, envelope, position });
     });
@@ -139,7 +181,7 @@ export async function consumeEnvelopes(messages: readonly QueueMessage[], deps: 
   let blockedByConfig = 0;
   const configErrors = new Set<string>();
   // Rejections grouped by their origin so the store keeps source and correlation id.
-  const rejectedByOrigin = new Map<string, { envelope: Envelope; messages: Set<number>; items: RejectedItemRecord[] }>();
+  const rejectedByOrigin = new Map<string, { envelope: QueuedRecords; messages: Set<number>; items: RejectedItemRecord[] }>();
 
   const keepUnsent = (ref: LineRef, line: string) => {
     const entry = unsent.get(ref.message) ?? { envelope: ref.envelope, lines: [] };
@@ -147,46 +189,57 @@ export async function consumeEnvelopes(messages: readonly QueueMessage[], deps: 
     unsent.set(ref.message, entry);
   };
 
+  const settle = (kind: RecordKind, ref: LineRef, outcome: RecordOutcome, lineOf: () => string) => {
+    const insertId = kind === "event" ? insertIdOf(lineOf()) : undefined;
+    if (insertId !== undefined) {
+      const outcomeList = outcome.status === "imported" ? "imported" : outcome.status === "rejected" ? "rejected" : "pending";
+      insertIdHashes[outcomeList].push(insertIdHash(insertId));
+    }
+    switch (outcome.status) {
+      case "imported":
+        imported++;
+        settledSome.add(ref.message);
+        return;
+      case "skipped":
+        skipped[outcome.code] = (skipped[outcome.code] ?? 0) + 1;
+        settledSome.add(ref.message);
+        return;
+      case "rejected": {
+        settledSome.add(ref.message);
+        const key = `${ref.envelope.source}\u0000${ref.envelope.correlationId}\u0000${kind}`;
+        const bucket = rejectedByOrigin.get(key) ?? { envelope: ref.envelope, messages: new Set<number>(), items: [] };
+        bucket.messages.add(ref.message);
+        bucket.items.push({ index: ref.position, code: deps.rejectedCode, reason: outcome.reason, line: lineOf() });
+        rejectedByOrigin.set(key, bucket);
+        return;
+      }
+      case "retry":
+        retried++;
+        failed.add(ref.message);
+        keepUnsent(ref, lineOf());
+        return;
+      case "config":
+        blockedByConfig++;
+        configErrors.add(outcome.reason);
+        failed.add(ref.message);
+        keepUnsent(ref, lineOf());
+        return;
+    }
+  };
+
   for (const [kind, group] of linesByKind) {
     const outcomes = await deps.send(kind, group.lines);
     outcomes.forEach((outcome, i) => {
       const ref = group.refs[i];
-      if (!ref) return;
-      const insertId = kind === "event" ? insertIdOf(group.lines[i] ?? "") : undefined;
-      if (insertId !== undefined) {
-        const outcomeList = outcome.status === "imported" ? "imported" : outcome.status === "rejected" ? "rejected" : "pending";
-        insertIdHashes[outcomeList].push(insertIdHash(insertId));
-      }
-      switch (outcome.status) {
-        case "imported":
-          imported++;
-          settledSome.add(ref.message);
-          return;
-        case "skipped":
-          skipped[outcome.code] = (skipped[outcome.code] ?? 0) + 1;
-          settledSome.add(ref.message);
-          return;
-        case "rejected": {
-          settledSome.add(ref.message);
-          const key = `${ref.envelope.source}\u0000${ref.envelope.correlationId}\u0000${kind}`;
-          const bucket = rejectedByOrigin.get(key) ?? { envelope: ref.envelope, messages: new Set<number>(), items: [] };
-          bucket.messages.add(ref.message);
-          bucket.items.push({ index: ref.position, code: deps.rejectedCode, reason: outcome.reason, line: group.lines[i] });
-          rejectedByOrigin.set(key, bucket);
-          return;
-        }
-        case "retry":
-          retried++;
-          failed.add(ref.message);
-          keepUnsent(ref, group.lines[i] ?? "");
-          return;
-        case "config":
-          blockedByConfig++;
-          configErrors.add(outcome.reason);
-          failed.add(ref.message);
-          keepUnsent(ref, group.lines[i] ?? "");
-          return;
-      }
+      if (ref) settle(kind, ref, outcome, () => group.lines[i] ?? "");
+    });
+  }
+  if (deps.sendPrepared && prepared.length > 0) {
+    const outcomesByMessage = await deps.sendPrepared(prepared.map(({ batch }) => batch));
+    prepared.forEach(({ message, envelope }, p) => {
+      (outcomesByMessage[p] ?? []).forEach((outcome, position) => {
+        settle("event", { message, envelope, position }, outcome, () => envelope.lines()[position] ?? "");
+      });
     });
   }
 
@@ -234,19 +287,15 @@ export async function consumeEnvelopes(messages: readonly QueueMessage[], deps: 
       [...unsent].map(async ([message, { envelope, lines }]) => {
         if (!settledSome.has(message) || mustRedeliver.has(message)) return;
         const attempt = (envelope.attempt ?? 0) + 1;
-        const body = serializeEnvelope({
-          ...envelope,
-          records: lines.sort((a, b) => a.position - b.position).map(({ line }) => line),
-          attempt,
-        });
+        const records = lines.sort((a, b) => a.position - b.position).map(({ line }) => line);
+        const bodies = requeueBodies(envelope, records, attempt, deps.maxMessageBytes ?? DEFAULT_MAX_MESSAGE_BYTES);
         try {
-          if (attempt > requeue.maxRequeues) {
-            await requeue.deadLetter(body);
-            deadLettered++;
-          } else {
-            await requeue.send(body, requeueDelaySeconds(attempt - 1));
-            requeued++;
+          for (const body of bodies) {
+            if (attempt > requeue.maxRequeues) await requeue.deadLetter(body);
+            else await requeue.send(body, requeueDelaySeconds(attempt - 1));
           }
+          if (attempt > requeue.maxRequeues) deadLettered++;
+          else requeued++;
           failed.delete(message);
         } catch {
           // Could not re-queue: hand the whole message back to SQS instead.

@@ -1,16 +1,16 @@
-import { SendMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
+import type { SqsApi } from "../aws/sqs.js";
 import { realRetryDeps } from "../http/retry.js";
 import { mixpanelCredentialsSource } from "../mixpanel/credentials.js";
 import { ingestionBaseUrl } from "../mixpanel/hosts.js";
 import { createIngestionClient } from "../mixpanel/ingestion.js";
 import { logger } from "../observability/telemetry.js";
-import { type RuntimeContext, rejectedStoreFor } from "../runtime/context.js";
+import { type LiteRuntimeContext, rejectedStoreFor } from "../runtime/lite-context.js";
 import type { ForwarderDeps } from "./process.js";
 
 /** Stop retrying this long before the Lambda deadline so failures can still be reported. */
 export const DEADLINE_MARGIN_MS = 5_000;
 
-export function forwarderDepsFrom(runtime: RuntimeContext, remainingMs: () => number): ForwarderDeps {
+export function forwarderDepsFrom(runtime: LiteRuntimeContext, remainingMs: () => number): ForwarderDeps {
   const { env, config } = runtime;
   const credentials = mixpanelCredentialsSource(env, runtime.secrets);
   return {
@@ -28,20 +28,21 @@ export function forwarderDepsFrom(runtime: RuntimeContext, remainingMs: () => nu
         logger.warn("Mixpanel call will be retried", { endpoint, status: error.status, delayMs: Math.round(delayMs) }),
     }),
     rejected: rejectedStoreFor(runtime),
+    maxMessageBytes: env.SQS_MAX_MESSAGE_BYTES,
     ...(env.EVENTS_QUEUE_URL && env.EVENTS_DLQ_URL
       ? { requeue: sqsRequeue(runtime.sqs, env.EVENTS_QUEUE_URL, env.EVENTS_DLQ_URL, env.FORWARDER_MAX_REQUEUES) }
       : {}),
   };
 }
 
-export function sqsRequeue(sqs: SQSClient, queueUrl: string, deadLetterUrl: string, maxRequeues: number): NonNullable<ForwarderDeps["requeue"]> {
+export function sqsRequeue(sqs: SqsApi, queueUrl: string, deadLetterUrl: string, maxRequeues: number): NonNullable<ForwarderDeps["requeue"]> {
   return {
     maxRequeues,
     async send(body, delaySeconds) {
-      await sqs.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: body, DelaySeconds: delaySeconds }));
+      await sqs.sendMessage(queueUrl, body, delaySeconds);
     },
     async deadLetter(body) {
-      await sqs.send(new SendMessageCommand({ QueueUrl: deadLetterUrl, MessageBody: body }));
+      await sqs.sendMessage(deadLetterUrl, body);
     },
   };
 }

@@ -3,7 +3,8 @@ import { brevoQueueBodies, sendToBrevoQueue } from "../brevo/fanout.js";
 import { ConfigError, RetryableError, ValidationError, describeError } from "../errors.js";
 import type { QueueSender } from "../queue/sqs-sender.js";
 import type { RejectedStore } from "../queue/rejected-store.js";
-import { type RecordKind, packEnvelopes } from "../records/envelope.js";
+import type { RecordKind } from "../records/envelope.js";
+import { packEnvelopesV2 } from "../records/envelope-v2.js";
 import type { MappedItem, RejectedItem } from "../sources/types.js";
 import { protectItems } from "../pii/items.js";
 import type { PiiPolicy } from "../pii/policy.js";
@@ -235,7 +236,7 @@ async function packSendAndStore(
   const bodies: string[] = [];
   let acceptedCount = 0;
   for (const [kind, group] of linesByKind) {
-    const packed = packEnvelopes(kind, source, correlationId, group.lines, deps.maxMessageBytes);
+    const packed = packEnvelopesV2(kind, source, correlationId, group.lines, { maxMessageBytes: deps.maxMessageBytes });
     bodies.push(...packed.bodies);
     const oversized = new Set(packed.oversizedIndexes);
     acceptedCount += group.lines.length - oversized.size;

@@ -1,13 +1,14 @@
 import { randomUUID } from "node:crypto";
 import { requireSetting } from "../config/env.js";
 import { createQueueSender } from "../queue/sqs-sender.js";
-import { type RuntimeContext, brevoQueueUrlFor, rejectedStoreFor } from "../runtime/context.js";
+import { type LiteRuntimeContext, rejectedStoreFor } from "../runtime/lite-context.js";
+import { brevoQueueUrlFor } from "../runtime/context.js";
 import { piiPolicySource } from "../pii/source.js";
 import { intakeTokenSource } from "./auth.js";
 import type { IntakeDeps } from "./process.js";
 
 /** Wires the intake's dependencies from the runtime context (once per container). */
-export function intakeDepsFrom(runtime: RuntimeContext): IntakeDeps {
+export function intakeDepsFrom(runtime: LiteRuntimeContext): IntakeDeps {
   const { env } = runtime;
   return {
     config: runtime.config,

@@ -1,4 +1,4 @@
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 
 /**
  * Mixpanel's per-event rules (reference/mixpanel-api.md §4), applied at the edge
@@ -56,16 +56,91 @@ export function isValidInsertId(id: string): boolean {
   return INSERT_ID_PATTERN.test(id) && !isBannedId(id);
 }
 
-/** JSON with object keys sorted, so equal content always hashes the same. */
+/**
+ * JSON with object keys sorted, so equal content always hashes the same. Built by string
+ * appends without intermediate entry arrays: it is on the intake's hot path (issue 12
+ * profile), and its output must stay byte-identical so insert ids survive a deploy.
+ */
 export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(",")}]`;
-  if (value !== null && typeof value === "object") {
-    const entries = Object.entries(value)
-      .filter(([, v]) => v !== undefined)
-      .sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
-    return `{${entries.map(([k, v]) => `${JSON.stringify(k)}:${canonicalJson(v)}`).join(",")}}`;
+  const sorted = sortedCopy(value);
+  return sorted === UNSORTABLE ? canonicalJsonByHand(value) : (JSON.stringify(sorted) ?? "null");
+}
+
+const UNSORTABLE = Symbol("unsortable");
+/** Keys JavaScript objects keep in numeric order, whatever the insertion order. */
+const INDEX_LIKE_KEY = /^(?:0|[1-9]\d*)$/;
+
+/**
+ * A copy of a JSON-shaped value with every object's keys inserted in sorted order, so that
+ * the native JSON.stringify writes the canonical text (several times faster than building
+ * it by hand). Anything where insertion order would not be output order, or where
+ * JSON.stringify would differ from canonicalJsonByHand (index-like or "__proto__" keys,
+ * functions, symbols, non-plain objects), answers UNSORTABLE and takes the slow path.
+ */
+function sortedCopy(value: unknown): unknown {
+  if (value === null) return null;
+  switch (typeof value) {
+    case "string":
+    case "number":
+    case "boolean":
+    case "undefined":
+      return value;
+    case "object":
+      break;
+    default:
+      return UNSORTABLE;
   }
-  return JSON.stringify(value) ?? "null";
+  if (Array.isArray(value)) {
+    const copy = new Array<unknown>(value.length);
+    for (let i = 0; i < value.length; i++) {
+      const inner = sortedCopy(value[i]);
+      if (inner === UNSORTABLE) return UNSORTABLE;
+      copy[i] = inner;
+    }
+    return copy;
+  }
+  const prototype: unknown = Object.getPrototypeOf(value);
+  if (prototype !== Object.prototype && prototype !== null) return UNSORTABLE;
+  return sortedObject(value as Record<string, unknown>, Object.keys(value), (key) => (value as Record<string, unknown>)[key]);
+}
+
+function sortedObject(object: Record<string, unknown>, keys: string[], valueOf: (key: string) => unknown): Record<string, unknown> | typeof UNSORTABLE {
+  keys.sort();
+  const copy: Record<string, unknown> = {};
+  for (const key of keys) {
+    if (key === "__proto__" || INDEX_LIKE_KEY.test(key)) return UNSORTABLE;
+    const inner = sortedCopy(valueOf(key));
+    if (inner === UNSORTABLE) return UNSORTABLE;
+    copy[key] = inner;
+  }
+  return copy;
+}
+
+/** The canonical text built by hand: the reference, and the path for values sortedCopy refuses. */
+function canonicalJsonByHand(value: unknown): string {
+  if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "null";
+  if (Array.isArray(value)) {
+    let out = "[";
+    for (let i = 0; i < value.length; i++) out += (i > 0 ? "," : "") + canonicalJsonByHand(value[i]);
+    return `${out}]`;
+  }
+  return canonicalObject(value as Record<string, unknown>, Object.keys(value));
+}
+
+/** `{...}` of `keys` (sorted here by UTF-16 code units, like `<`), undefined values left out. */
+function canonicalObject(object: Record<string, unknown>, keys: string[], valueOf = (key: string) => object[key]): string {
+  keys.sort();
+  let out = "{";
+  for (const key of keys) {
+    const inner = valueOf(key);
+    if (inner === undefined) continue;
+    out += `${out.length > 1 ? "," : ""}${JSON.stringify(key)}:${canonicalJsonByHand(inner)}`;
+  }
+  return `${out}}`;
+}
+
+function sha256Id(text: string): string {
+  return hash("sha256", text, "hex").slice(0, 36);
 }
 
 /**
@@ -74,7 +149,21 @@ export function canonicalJson(value: unknown): string {
  * Mixpanel dedupes it.
  */
 export function deriveInsertId(content: unknown): string {
-  return createHash("sha256").update(canonicalJson(content)).digest("hex").slice(0, 36);
+  return sha256Id(canonicalJson(content));
+}
+
+/**
+ * deriveInsertId({event, properties: {...properties without $insert_id, time, distinct_id}})
+ * without building those objects: the same canonical text, so the same id.
+ */
+function deriveEventInsertId(event: string, properties: Record<string, unknown>, timeMs: number, distinctId: string): string {
+  const keys = Object.keys(properties).filter((key) => key !== "$insert_id");
+  if (!Object.hasOwn(properties, "time")) keys.push("time");
+  if (!Object.hasOwn(properties, "distinct_id")) keys.push("distinct_id");
+  const valueOf = (key: string) => (key === "time" ? timeMs : key === "distinct_id" ? distinctId : properties[key]);
+  const sorted = sortedObject(properties, [...keys], valueOf);
+  const body = sorted === UNSORTABLE ? canonicalObject(properties, keys, valueOf) : JSON.stringify(sorted);
+  return sha256Id(`{"event":${JSON.stringify(event)},"properties":${body}}`);
 }
 
 export type TimeResult = { ok: true; ms: number } | { ok: false; reason: string };
@@ -176,7 +265,9 @@ export function applyEventRules(
   }
 
   // Before anything recurses over the values (the insert id hash does).
-  for (const [key, value] of Object.entries(properties)) {
+  for (const key of Object.keys(properties)) {
+    const value = properties[key];
+    if (value === null || typeof value !== "object") continue;
     const violation = checkNested(value, 1, `properties.${key}`);
     if (violation) return { ok: false, ...violation };
   }
@@ -184,8 +275,7 @@ export function applyEventRules(
   const rawInsertId = properties.$insert_id;
   let insertId: string;
   if (rawInsertId === undefined || rawInsertId === null || rawInsertId === "") {
-    const { $insert_id: _omit, ...content } = properties;
-    insertId = deriveInsertId({ event, properties: { ...content, time: time.ms, distinct_id: distinctId } });
+    insertId = deriveEventInsertId(event, properties, time.ms, distinctId);
   } else if (typeof rawInsertId === "string" && isValidInsertId(rawInsertId)) {
     insertId = rawInsertId;
   } else {
@@ -202,7 +292,8 @@ export function applyEventRules(
   }
 
   const line = JSON.stringify({ event, properties: normalized });
-  const bytes = Buffer.byteLength(line);
+  // UTF-8 takes at most 3 bytes per UTF-16 unit: only long lines need counting.
+  const bytes = line.length * 3 < MAX_EVENT_BYTES ? line.length : Buffer.byteLength(line);
   if (bytes >= MAX_EVENT_BYTES) {
     return { ok: false, code: "event_too_large", reason: `event is ${bytes} bytes (must be under ${MAX_EVENT_BYTES})` };
   }

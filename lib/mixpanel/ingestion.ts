@@ -43,8 +43,22 @@ export interface IngestionClientOptions {
   readonly onRetry?: (endpoint: string, error: RetryableError, delayMs: number) => void;
 }
 
+/**
+ * An /import request built at the edge (envelope v2, lib/records/envelope-v2.ts): the
+ * gzip of its NDJSON lines. Sent as is; `lines()` is read only when Mixpanel's answer
+ * needs the records themselves (400 failed_records, 413 split).
+ */
+export interface PreparedImport {
+  readonly gzipped: Buffer<ArrayBuffer>;
+  readonly count: number;
+  readonly rawBytes: number;
+  lines(): readonly string[];
+}
+
 export interface IngestionClient {
   importEvents(lines: readonly string[]): Promise<LineOutcome[]>;
+  /** One request per prepared body (several in flight); outcomes per body, per line. */
+  importPrepared(batches: readonly PreparedImport[]): Promise<LineOutcome[][]>;
   updateProfiles(lines: readonly string[]): Promise<LineOutcome[]>;
   updateGroups(lines: readonly string[]): Promise<LineOutcome[]>;
 }
@@ -178,12 +192,17 @@ export function createIngestionClient(options: IngestionClientOptions): Ingestio
     return true;
   }
 
-  async function importChunk(lines: readonly string[], indexes: number[], outcomes: LineOutcome[]): Promise<void> {
+  async function importChunk(
+    linesOf: () => readonly string[],
+    indexes: number[],
+    outcomes: LineOutcome[],
+    precompressed?: Buffer<ArrayBuffer>,
+  ): Promise<void> {
     if (outOfTime(indexes, outcomes)) return;
-    const body = `${indexes.map((i) => lines[i]).join("\n")}\n`;
     let result: HttpResult;
     try {
-      const compressed = await gzip(body, { level: zlibConstants.Z_BEST_SPEED });
+      const compressed =
+        precompressed ?? (await gzip(`${indexes.map((i) => linesOf()[i]).join("\n")}\n`, { level: zlibConstants.Z_BEST_SPEED }));
       result = await post(
         "/import",
         { strict: "1" },
@@ -212,8 +231,8 @@ export function createIngestionClient(options: IngestionClientOptions): Ingestio
         return;
       }
       const [left, right] = halves(indexes);
-      await importChunk(lines, left, outcomes);
-      await importChunk(lines, right, outcomes);
+      await importChunk(linesOf, left, outcomes);
+      await importChunk(linesOf, right, outcomes);
       return;
     }
     // 400 with strict=1: the valid events were ingested; only failed_records are bad (§3).
@@ -223,7 +242,7 @@ export function createIngestionClient(options: IngestionClientOptions): Ingestio
       for (const index of indexes) outcomes[index] = { status: "rejected", reason };
       return;
     }
-    const rejections = matchFailedRecords(lines, indexes, failures.data.failed_records);
+    const rejections = matchFailedRecords(linesOf(), indexes, failures.data.failed_records);
     if (rejections === undefined) {
       // A failure we cannot tie to a record: keep the whole chunk, with Mixpanel's answer, rather
       // than count a refused record as imported.
@@ -298,7 +317,23 @@ export function createIngestionClient(options: IngestionClientOptions): Ingestio
   }
 
   return {
-    importEvents: (lines) => run(lines, IMPORT_MAX_RECORDS, (chunk, outcomes) => importChunk(lines, chunk, outcomes)),
+    importEvents: (lines) => run(lines, IMPORT_MAX_RECORDS, (chunk, outcomes) => importChunk(() => lines, chunk, outcomes)),
+    importPrepared: (batches) =>
+      mapWithConcurrency(batches, options.concurrency, async (batch) => {
+        const indexes = Array.from({ length: batch.count }, (_, i) => i);
+        if (batch.count > IMPORT_MAX_RECORDS || batch.rawBytes > options.importMaxBytes) {
+          // Not shaped for this stage's caps: split it like any other set of lines.
+          const outcomes = new Array<LineOutcome>(batch.count);
+          const lines = batch.lines();
+          for (const chunk of chunkByCaps(lines, IMPORT_MAX_RECORDS, options.importMaxBytes)) {
+            await importChunk(() => lines, chunk, outcomes);
+          }
+          return outcomes;
+        }
+        const outcomes = new Array<LineOutcome>(batch.count);
+        await importChunk(() => batch.lines(), indexes, outcomes, batch.gzipped);
+        return outcomes;
+      }),
     updateProfiles: (lines) =>
       run(lines, ENGAGE_MAX_RECORDS, (chunk, outcomes) => engageChunk("/engage", lines, chunk, outcomes)),
     updateGroups: (lines) =>

@@ -1,6 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import * as z from "zod";
+import type { S3Api } from "../aws/s3.js";
 import { RetryableError } from "../errors.js";
 import { recordKindSchema } from "../records/envelope.js";
 import { stringifyAnyDepth } from "../util/deep-json.js";
@@ -56,8 +57,19 @@ export function serializeBatch(batch: RejectedBatch): string {
   return stringifyAnyDepth(batch);
 }
 
-export function createS3Client(region: string, endpoint?: string): S3Client {
-  return new S3Client({ region, ...(endpoint ? { endpoint, forcePathStyle: true } : {}) });
+/**
+ * An AWS SDK S3 client that also offers the S3Api calls, for the infra scripts, the tests'
+ * bucket setup, and the cohort functions until they move to lib/aws/s3.ts. The intake,
+ * forwarder and Currents reader use lib/aws/s3.ts (no SDK in their bundles).
+ */
+export function createS3Client(region: string, endpoint?: string): S3Client & Pick<S3Api, "putObject"> {
+  const client = new S3Client({ region, ...(endpoint ? { endpoint, forcePathStyle: true } : {}) });
+  const api: Pick<S3Api, "putObject"> = {
+    async putObject(bucket, key, body, contentType) {
+      await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: contentType }));
+    },
+  };
+  return Object.assign(client, api);
 }
 
 export function rejectedKey(prefix: string, source: string, at: Date, correlationId: string, suffix: string): string {
@@ -66,7 +78,7 @@ export function rejectedKey(prefix: string, source: string, at: Date, correlatio
 }
 
 export function createRejectedStore(options: {
-  s3: S3Client;
+  s3: Pick<S3Api, "putObject">;
   bucket: string;
   prefix: string;
   stage: string;
@@ -80,14 +92,7 @@ export function createRejectedStore(options: {
       const key = rejectedKey(options.prefix, batch.source, at, batch.correlationId, `${batch.stageOfFailure}-${newId()}`);
       const body: RejectedBatch = { v: 1, stage: options.stage, rejectedAt: at.toISOString(), ...batch };
       try {
-        await options.s3.send(
-          new PutObjectCommand({
-            Bucket: options.bucket,
-            Key: key,
-            Body: serializeBatch(body),
-            ContentType: "application/json",
-          }),
-        );
+        await options.s3.putObject(options.bucket, key, serializeBatch(body), "application/json");
       } catch (error) {
         // Nothing may be lost: if the store is down, the caller must not acknowledge.
         throw new RetryableError(`cannot write to the rejected store s3://${options.bucket}/${key}: ${String(error)}`);

@@ -1,4 +1,5 @@
-import { SQSClient, SendMessageBatchCommand, type SendMessageBatchRequestEntry } from "@aws-sdk/client-sqs";
+import { SQSClient, SendMessageBatchCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
+import type { SqsApi, SqsEntry } from "../aws/sqs.js";
 import { RetryableError } from "../errors.js";
 import { groupByCaps } from "../util/batching.js";
 
@@ -11,14 +12,29 @@ export interface QueueSender {
   send(queueUrl: string, bodies: readonly string[]): Promise<void>;
 }
 
-export function createSqsClient(region: string, endpoint?: string): SQSClient {
-  return new SQSClient({
+/**
+ * An AWS SDK SQS client that also offers the SqsApi calls, for the infra scripts, the tests'
+ * queue setup, and the cohort functions until they move to lib/aws/sqs.ts. The intake,
+ * forwarder and Currents reader use lib/aws/sqs.ts (no SDK in their bundles).
+ */
+export function createSqsClient(region: string, endpoint?: string): SQSClient & SqsApi {
+  const client = new SQSClient({
     region,
     ...(endpoint ? { endpoint } : {}),
     // The queue URL's host is not an endpoint we want the SDK to dial: the local stack serves
     // every queue from one in-process server.
     useQueueUrlAsEndpoint: false,
   });
+  const api: SqsApi = {
+    async sendMessage(queueUrl, body, delaySeconds) {
+      await client.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: body, ...(delaySeconds !== undefined ? { DelaySeconds: delaySeconds } : {}) }));
+    },
+    async sendMessageBatch(queueUrl, entries) {
+      const result = await client.send(new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: [...entries] }));
+      return (result.Failed ?? []).map((f) => ({ Id: f.Id ?? "", Code: f.Code ?? "?", Message: f.Message ?? "" }));
+    },
+  };
+  return Object.assign(client, api);
 }
 
 /** Groups bodies into SendMessageBatch calls under both the entry count and the total byte cap. */
@@ -26,24 +42,24 @@ export function planBatches(bodies: readonly string[], maxBatchBytes: number): s
   return groupByCaps(bodies, (body) => Buffer.byteLength(body), MAX_BATCH_ENTRIES, maxBatchBytes);
 }
 
-export function createQueueSender(client: SQSClient, maxBatchBytes: number): QueueSender {
+export function createQueueSender(client: SqsApi, maxBatchBytes: number): QueueSender {
   async function sendBatch(queueUrl: string, bodies: string[]): Promise<void> {
-    let pending: SendMessageBatchRequestEntry[] = bodies.map((body, i) => ({ Id: String(i), MessageBody: body }));
+    let pending: SqsEntry[] = bodies.map((body, i) => ({ Id: String(i), MessageBody: body }));
     for (let attempt = 1; pending.length > 0; attempt++) {
       let failedIds: Set<string>;
       try {
-        const result = await client.send(new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: pending }));
-        failedIds = new Set((result.Failed ?? []).map((failure) => failure.Id ?? ""));
+        const failed = await client.sendMessageBatch(queueUrl, pending);
+        failedIds = new Set(failed.map((failure) => failure.Id));
         if (failedIds.size > 0 && attempt >= MAX_ATTEMPTS) {
-          const reasons = (result.Failed ?? []).map((f) => `${f.Code ?? "?"}: ${f.Message ?? ""}`).join("; ");
+          const reasons = failed.map((f) => `${f.Code}: ${f.Message}`).join("; ");
           throw new RetryableError(`SQS refused ${failedIds.size} message(s): ${reasons}`);
         }
       } catch (error) {
         if (error instanceof RetryableError) throw error;
         if (attempt >= MAX_ATTEMPTS) throw new RetryableError(`SQS SendMessageBatch failed: ${String(error)}`);
-        failedIds = new Set(pending.map((entry) => entry.Id ?? ""));
+        failedIds = new Set(pending.map((entry) => entry.Id));
       }
-      pending = pending.filter((entry) => failedIds.has(entry.Id ?? ""));
+      pending = pending.filter((entry) => failedIds.has(entry.Id));
     }
   }
 

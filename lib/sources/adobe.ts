@@ -16,6 +16,9 @@ import type { MapContext, MappedItem, RejectedItem } from "./types.js";
 
 /** One key/value row of the extension's "Event Properties" table; `key` may be a dotted / `[n]` path. */
 const keyValueRowSchema = z.object({ key: z.string().min(1), value: z.unknown() });
+/** Built once: constructing a zod schema per event cost more than parsing with it (issue 12 profile). */
+const keyValueRowsSchema = z.array(keyValueRowSchema);
+const customObjectSchema = z.record(z.string(), z.unknown());
 
 const adobeEventSchema = z.looseObject({
   event: z.string().trim().min(1, "event (the event type) is required"),
@@ -130,9 +133,9 @@ export function resolveCustomProperties(raw: unknown): CustomPropertiesResult {
   }
   const protoKey = findProtoKey(raw, "custom_properties");
   if (protoKey !== undefined) return invalidName(protoKey);
-  const rows = z.array(keyValueRowSchema).safeParse(raw);
+  const rows = keyValueRowsSchema.safeParse(raw);
   if (rows.success) return rowsToObject(rows.data);
-  const object = z.record(z.string(), z.unknown()).safeParse(raw);
+  const object = customObjectSchema.safeParse(raw);
   if (object.success && !Array.isArray(raw)) return { ok: true, properties: object.data };
   return invalidCustom("custom_properties must be an object, JSON text of an object, or [{key, value}] rows");
 }

@@ -1,10 +1,11 @@
 import { createHash } from "node:crypto";
-import { GetObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import { AwsCallError } from "../aws/aws-call.js";
+import type { S3Api } from "../aws/s3.js";
 import type { StageConfig } from "../config/stage.js";
 import { RetryableError, ValidationError, describeError } from "../errors.js";
 import type { RejectedItemRecord, RejectedStore } from "../queue/rejected-store.js";
 import type { QueueSender } from "../queue/sqs-sender.js";
-import { packEnvelopes } from "../records/envelope.js";
+import { packEnvelopesV2 } from "../records/envelope-v2.js";
 import { brevoQueueBodies, sendToBrevoQueue } from "../brevo/fanout.js";
 import { protectItems } from "../pii/items.js";
 import type { PiiPolicySource } from "../pii/source.js";
@@ -28,7 +29,7 @@ export interface CurrentsObjectRef {
 }
 
 export interface CurrentsReaderDeps {
-  readonly s3: S3Client;
+  readonly s3: Pick<S3Api, "getObject">;
   readonly config: StageConfig;
   readonly queue: QueueSender;
   readonly queueUrl: string;
@@ -64,22 +65,13 @@ export function correlationIdFor(ref: CurrentsObjectRef): string {
 }
 
 function isMissingObject(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  const status = "$metadata" in error && typeof error.$metadata === "object" && error.$metadata !== null && "httpStatusCode" in error.$metadata
-    ? error.$metadata.httpStatusCode
-    : undefined;
-  return error.name === "NoSuchKey" || status === 404;
+  return error instanceof AwsCallError && (error.code === "NoSuchKey" || error.status === 404);
 }
 
-async function fetchObject(ref: CurrentsObjectRef, s3: S3Client): Promise<Uint8Array | { missing: string }> {
+async function fetchObject(ref: CurrentsObjectRef, s3: Pick<S3Api, "getObject">): Promise<Uint8Array | { missing: string }> {
   try {
-    const response = await s3.send(
-      new GetObjectCommand({ Bucket: ref.bucket, Key: ref.key, ...(ref.versionId ? { VersionId: ref.versionId } : {}) }),
-    );
-    if (!response.Body) throw new RetryableError(`GetObject s3://${ref.bucket}/${ref.key} returned no body`);
-    return await response.Body.transformToByteArray();
+    return await s3.getObject(ref.bucket, ref.key, ref.versionId);
   } catch (error) {
-    if (error instanceof RetryableError) throw error;
     // Deleted before we got to it: nothing to retry.
     if (isMissingObject(error)) return { missing: `s3://${ref.bucket}/${ref.key} no longer exists` };
     throw new RetryableError(`cannot read s3://${ref.bucket}/${ref.key}: ${describeError(error)}`);
@@ -122,7 +114,7 @@ export async function readCurrentsObject(ref: CurrentsObjectRef, deps: CurrentsR
       rejections.push({ index: item.index, code: item.code, reason: item.reason, payload: item.payload, ...(item.dropped ? { dropped: true } : {}) });
     }
   }
-  const packed = packEnvelopes("event", BRAZE_AVRO_SOURCE, correlationId, lines, deps.maxMessageBytes);
+  const packed = packEnvelopesV2("event", BRAZE_AVRO_SOURCE, correlationId, lines, { maxMessageBytes: deps.maxMessageBytes });
   for (const position of packed.oversizedIndexes) {
     rejections.push({
       index: lineIndexes[position] ?? 0,

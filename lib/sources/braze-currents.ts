@@ -9,6 +9,7 @@ import {
   type BrazeEventType,
 } from "./braze-labels.js";
 import { INVALID_PROPERTY_NAME, findProtoKey, protoKeyReason, rejectProtoKey } from "./property-names.js";
+import { jsonObjectSchema } from "./json-object.js";
 import { renamed, setOwn } from "./renames.js";
 import type { MapContext, MappedItem, RejectedItem } from "./types.js";
 
@@ -50,12 +51,14 @@ const brazeEventSchema = z.looseObject({
   id: z.string().nullish(),
   time: z.unknown().optional(),
   user: brazeUserSchema.nullish(),
-  properties: z.record(z.string(), z.unknown()).nullish(),
+  properties: jsonObjectSchema.nullish(),
 });
 
 export type BrazeEvent = z.infer<typeof brazeEventSchema>;
 
 const brazeBatchSchema = z.looseObject({ events: z.array(z.unknown()) });
+/** Built once: constructing a zod schema per event cost more than parsing with it (issue 12 profile). */
+const customPropertiesSchema = z.record(z.string(), z.unknown());
 
 type CustomPropertiesResult = { ok: true; properties: Record<string, unknown> } | { ok: false; code: string; reason: string };
 
@@ -75,7 +78,7 @@ function decodeCustomProperties(raw: unknown, field: string): CustomPropertiesRe
   }
   const protoKey = findProtoKey(value, `properties.${field}`);
   if (protoKey !== undefined) return { ok: false, code: INVALID_PROPERTY_NAME, reason: protoKeyReason(protoKey) };
-  const object = z.record(z.string(), z.unknown()).safeParse(value);
+  const object = customPropertiesSchema.safeParse(value);
   if (!object.success || Array.isArray(value)) {
     return { ok: false, code: "invalid_custom_properties", reason: `properties.${field} must be an object or a JSON-encoded object` };
   }

@@ -2,6 +2,7 @@ import * as z from "zod";
 import { ValidationError } from "../errors.js";
 import { applyEventRules } from "../mixpanel/event-rules.js";
 import { applyIdentityMode, isIdentityEvent } from "./identity.js";
+import { jsonObjectSchema } from "./json-object.js";
 import { rejectProtoKey } from "./property-names.js";
 import { renamed } from "./renames.js";
 import type { MapContext, MappedItem } from "./types.js";
@@ -13,7 +14,7 @@ import type { MapContext, MappedItem } from "./types.js";
  */
 const nativeEventSchema = z.object({
   event: z.string(),
-  properties: z.record(z.string(), z.unknown()),
+  properties: jsonObjectSchema,
 });
 
 const nativeBatchSchema = z.union([

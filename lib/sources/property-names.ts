@@ -17,6 +17,33 @@ const PROTO_KEY = "__proto__";
  * value sits in its item. Iterative, so a deeply nested body cannot overflow the stack.
  */
 export function findProtoKey(value: unknown, prefix = ""): string | undefined {
+  // Nearly every item has no such key: a scan without paths answers that cheaply (issue 12
+  // profile), and only a hit pays for the walk that names where the key is.
+  return hasProtoKey(value) ? findProtoKeyPath(value, prefix) : undefined;
+}
+
+function hasProtoKey(value: unknown): boolean {
+  if (value === null || typeof value !== "object") return false;
+  const pending: object[] = [value];
+  const seen = new Set<object>();
+  for (let current = pending.pop(); current !== undefined; current = pending.pop()) {
+    if (seen.has(current)) continue;
+    seen.add(current);
+    if (Array.isArray(current)) {
+      for (const inner of current) if (inner !== null && typeof inner === "object") pending.push(inner);
+      continue;
+    }
+    if (Object.hasOwn(current, PROTO_KEY)) return true;
+    const record = current as Record<string, unknown>;
+    for (const key in record) {
+      const inner = record[key];
+      if (inner !== null && typeof inner === "object") pending.push(inner);
+    }
+  }
+  return false;
+}
+
+function findProtoKeyPath(value: unknown, prefix: string): string | undefined {
   const pending: [unknown, string][] = [[value, prefix]];
   const seen = new WeakSet<object>();
   for (let next = pending.pop(); next !== undefined; next = pending.pop()) {

@@ -100,10 +100,14 @@ export function findOperation(update: Readonly<Record<string, unknown>>): { ok: 
   return { ok: false, reason: `${ops.join(" and ")} in one update: Mixpanel takes one operation per update, send them as separate updates` };
 }
 
+/** Built once per container rather than per request or item (issue 12 profile). */
+const updatesBatchSchema = z.object({ updates: z.array(z.unknown()) });
+const updateObjectSchema = z.record(z.string(), z.unknown());
+
 /** `[...]` or `{"updates": [...]}`; anything else is unusable as a whole. */
 export function unwrapUpdates(body: unknown, route: string): unknown[] {
   if (Array.isArray(body)) return body;
-  const parsed = z.object({ updates: z.array(z.unknown()) }).safeParse(body);
+  const parsed = updatesBatchSchema.safeParse(body);
   if (!parsed.success) throw new ValidationError(`${route} body must be a JSON array of updates or an object {"updates": [...]}`);
   return parsed.data.updates;
 }
@@ -163,7 +167,7 @@ export function readUpdateObject(
   // Before the serializer (JSON.stringify) recurses over the operation's values.
   const tooDeep = rejectTooDeep(item, index, 2);
   if (tooDeep) return tooDeep;
-  const raw = z.record(z.string(), z.unknown()).safeParse(item);
+  const raw = updateObjectSchema.safeParse(item);
   if (!raw.success || Array.isArray(item)) return rejectUpdate(index, item, "invalid_shape", `a ${what} update must be an object`);
   return { ok: true, fields: raw.data };
 }

@@ -1,77 +1,269 @@
-import { gzipSync, constants } from "node:zlib";
-import { performance } from "node:perf_hooks";
-import { mapNativeEvents } from "../../lib/sources/native.js";
-import { packEnvelopes, parseEnvelope } from "../../lib/records/envelope.js";
-import { createIngestionClient } from "../../lib/mixpanel/ingestion.js";
-import { parseStageConfig } from "../../lib/config/stage.js";
-import { MixpanelSandbox } from "../support/mixpanel-server.js";
+import { type ChildProcess, execFileSync, spawn } from "node:child_process";
+import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
+import { cpus, tmpdir, totalmem } from "node:os";
+import { join, resolve } from "node:path";
+import { coldStart } from "./cold-start.js";
+import { ASSUMPTIONS, type CostRow, PRICES_USD, costPerMillion } from "./cost-model.js";
 
 /**
- * `npm run bench`: throughput of the event path's CPU work and of the forwarder's
- * client against the local Mixpanel, on this machine. Figures are printed, not
- * asserted: targets belong here, not in timed unit tests.
+ * `npm run bench`: today's code (a git ref, default the commit issue 12 started from,
+ * BENCH_BASELINE_REF) against the working tree, in the same run, interleaved
+ * (old, new, old, new, …) so a busy machine slows both alike; medians are reported.
+ * Every measurement runs in its own process. Prints a table and writes
+ * bench/results/<date>.json. Loopback only.
+ *
+ *  - forwarder: the real Lambda handler, invocation by invocation, against a loopback
+ *    Mixpanel fake (own process) answering after 0 ms and 100 ms;
+ *  - intake: CPU per 10k events and handler latency (p50/p99) per source;
+ *  - cold start: bundle sizes and module import time of every function.
  */
-const EVENTS = Number(process.env.BENCH_EVENTS ?? 50_000);
-const nowMs = Date.now();
-const config = parseStageConfig({}, "bench");
+const repo = resolve(process.cwd());
+const baselineRef = process.env.BENCH_BASELINE_REF ?? "982b043";
+const repeats = Number(process.env.BENCH_REPEATS ?? 3);
+const events = Number(process.env.BENCH_EVENTS ?? 200_000);
+const latencies = (process.env.BENCH_LATENCIES ?? "0,100").split(",").map(Number);
+const newConcurrency = Number(process.env.BENCH_NEW_CONCURRENCY ?? 10);
+const sections = new Set((process.env.BENCH_SECTIONS ?? "forwarder,intake,coldstart").split(","));
 
-const input = Array.from({ length: EVENTS }, (_, i) => ({
-  event: `Bench Event ${i % 20}`,
-  properties: {
-    distinct_id: `user-${i % 5000}`,
-    time: Math.floor(nowMs / 1000) - (i % 3600),
-    plan: i % 2 === 0 ? "pro" : "free",
-    page: `/pages/${i % 300}`,
-    amount: i * 1.5,
-    tags: ["a", "b", "c"],
-    utm_source: "newsletter",
-    utm_campaign: "winter-2026",
-    $browser: "Firefox",
-    $os: "Linux",
-  },
-}));
-
-function measure<T>(label: string, count: number, run: () => T): T {
-  const start = performance.now();
-  const value = run();
-  const ms = performance.now() - start;
-  console.log(`${label.padEnd(46)} ${ms.toFixed(0).padStart(6)} ms  ${Math.round((count / ms) * 1000).toLocaleString("en-US").padStart(10)} events/s`);
-  return value;
+function prepareBaseline(): string {
+  const dir = join(tmpdir(), `relay-bench-baseline-${baselineRef}`);
+  if (!existsSync(join(dir, "package.json"))) {
+    rmSync(dir, { recursive: true, force: true });
+    mkdirSync(dir, { recursive: true });
+    const archive = execFileSync("git", ["archive", baselineRef], { cwd: repo, maxBuffer: 1 << 30 });
+    execFileSync("tar", ["-x", "-C", dir], { input: archive });
+    // Today's code with today's packages: shared when the lockfiles match, else installed
+    // from the baseline's own lockfile (npm's cache makes this quick after the first time).
+    if (readFileSync(join(dir, "package-lock.json"), "utf8") === readFileSync(join(repo, "package-lock.json"), "utf8")) {
+      symlinkSync(join(repo, "node_modules"), join(dir, "node_modules"));
+    } else {
+      execFileSync("npm", ["ci", "--prefer-offline", "--no-audit", "--no-fund", "--ignore-scripts"], { cwd: dir, stdio: "ignore" });
+      // esbuild's binary comes from its optional platform package; no install script needed.
+    }
+  }
+  return dir;
 }
 
-const mapped = measure("intake: validate + map + $insert_id", EVENTS, () => mapNativeEvents(input, { nowMs, config }));
-const lines = mapped.flatMap((item) => (item.ok ? [item.line] : []));
-const avgBytes = lines.reduce((sum, line) => sum + Buffer.byteLength(line), 0) / lines.length;
-console.log(`  ${lines.length} events, ${avgBytes.toFixed(0)} bytes each on average`);
-const packed = measure("intake: pack into 256 KiB SQS envelopes", EVENTS, () => packEnvelopes("event", "native", "bench", lines, 262_144));
-console.log(`  ${packed.bodies.length} SQS messages (${(EVENTS / packed.bodies.length).toFixed(0)} events per message)`);
-const unpacked = measure("forwarder: parse envelopes", EVENTS, () => packed.bodies.flatMap((body) => parseEnvelope(body).records));
-measure("forwarder: join + gzip (level 1) per 2000", EVENTS, () => {
-  let compressed = 0;
-  for (let i = 0; i < unpacked.length; i += 2000) {
-    compressed += gzipSync(`${unpacked.slice(i, i + 2000).join("\n")}\n`, { level: constants.Z_BEST_SPEED }).length;
-  }
-  return compressed;
-});
+function runWorker(script: string, env: Record<string, string>): Promise<unknown> {
+  return new Promise((done, fail) => {
+    const child = spawn(process.execPath, ["--import", "tsx", join(repo, "test/bench", script)], {
+      cwd: repo,
+      env: { ...process.env, ...env },
+      stdio: ["ignore", "pipe", "pipe"],
+    });
+    let out = "";
+    let err = "";
+    child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
+    child.stderr.on("data", (chunk: Buffer) => (err += chunk.toString()));
+    const timer = setTimeout(() => child.kill("SIGKILL"), 600_000);
+    child.on("close", (code) => {
+      clearTimeout(timer);
+      const line = out.split("\n").find((l) => l.startsWith("RESULT "));
+      if (code === 0 && line) done(JSON.parse(line.slice(7)));
+      else fail(new Error(`${script} exited ${code}: ${err.slice(-2000)}`));
+    });
+  });
+}
 
-const credentials = { projectId: "1", projectToken: "t", serviceAccountUsername: "u", serviceAccountSecret: "s" };
-const sandbox = new MixpanelSandbox({ credentials });
-await sandbox.start();
-const client = createIngestionClient({
-  fetch: globalThis.fetch,
-  baseUrl: sandbox.url,
-  credentials: async () => ({ project_id: "1", service_account_username: "u", service_account_secret: "s" }),
-  importMaxBytes: 10_000_000,
-  concurrency: 3,
-  timeoutMs: 30_000,
-  retryDeps: { sleep: async () => undefined, random: Math.random, remainingMs: () => 600_000 },
-  nowMs: Date.now,
-});
-const start = performance.now();
-const outcomes = await client.importEvents(unpacked);
-const ms = performance.now() - start;
-const imported = outcomes.filter((o) => o.status === "imported").length;
-console.log(
-  `${"forwarder → local Mixpanel /import (gzip, 3 in flight)".padEnd(46)} ${ms.toFixed(0).padStart(6)} ms  ${Math.round((imported / ms) * 1000).toLocaleString("en-US").padStart(10)} events/s  (${sandbox.requests.length} requests, sandbox parses and validates every event)`,
-);
-await sandbox.stop();
+async function startFake(): Promise<{ url: string; child: ChildProcess; setLatency(ms: number): Promise<void> }> {
+  const child = spawn(process.execPath, ["--import", "tsx", join(repo, "test/bench/mixpanel-fake.ts")], { cwd: repo, stdio: ["ignore", "pipe", "inherit"] });
+  const port = await new Promise<number>((done, fail) => {
+    const timer = setTimeout(() => fail(new Error("fake Mixpanel did not start")), 30_000);
+    child.stdout?.on("data", (chunk: Buffer) => {
+      const match = /LISTENING (\d+)/.exec(chunk.toString());
+      if (match) {
+        clearTimeout(timer);
+        done(Number(match[1]));
+      }
+    });
+  });
+  const url = `http://127.0.0.1:${port}`;
+  return { url, child, setLatency: async (ms) => void (await fetch(`${url}/_latency/${ms}`, { method: "POST" })) };
+}
+
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? (sorted[middle] ?? Number.NaN) : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
+};
+
+const baseline = prepareBaseline();
+const results: Record<string, unknown> = {
+  date: new Date().toISOString(),
+  node: process.version,
+  machine: { cpus: cpus().length, model: cpus()[0]?.model ?? "?", memoryGiB: Math.round(totalmem() / 2 ** 30) },
+  baselineRef,
+  repeats,
+  note: process.env.BENCH_NOTE ?? "",
+};
+const table: string[][] = [];
+
+type ForwarderRun = { eventsPerSecond: number; cpuMsPer10k: number; eventsPerMessage: number; invocations: number; failures: number };
+const forwarderMedians: Record<string, { eventsPerSecond: number; cpuMsPer10k: number; eventsPerMessage: number }> = {};
+
+if (sections.has("forwarder")) {
+  const fake = await startFake();
+  // old: today's code and settings; new3: the new code at today's 3 requests in flight (the
+  // deployed default); new: the new code with more in flight. The -braze variants queue
+  // 100-event intake requests (one small message each), as Braze Currents sends them.
+  type Variant = "old" | "new3" | "new" | "old-braze" | "new3-braze";
+  const labels: Record<Variant, string> = {
+    old: "today (v1, ≤20 msg/inv, 2000-event intake requests, 3 in flight)",
+    new3: "new (v2, ≤100 msg/inv, 2000-event intake requests, 3 in flight)",
+    new: `new (v2, ≤100 msg/inv, 2000-event intake requests, ${newConcurrency} in flight)`,
+    "old-braze": "today (v1, ≤20 msg/inv, 100-event intake requests, 3 in flight)",
+    "new3-braze": "new (v2, ≤100 msg/inv, 100-event intake requests, 3 in flight)",
+  };
+  const forwarderEnv = (variant: Variant): Record<string, string> => ({
+    BENCH_ROOT: variant.startsWith("old") ? baseline : repo,
+    BENCH_ENVELOPE: variant.startsWith("old") ? "v1" : "v2",
+    BENCH_EVENTS: String(variant.endsWith("braze") ? Math.min(events, 100_000) : events),
+    BENCH_INTAKE_BATCH: variant.endsWith("braze") ? "100" : "2000",
+    // serverless.yml batchSize: 20 today, 100 now (Lambda's 6 MB payload cap applies to both).
+    BENCH_MESSAGES_PER_INVOCATION: variant.startsWith("old") ? "20" : "100",
+    IMPORT_CONCURRENCY: variant === "new" ? String(newConcurrency) : "3",
+    MIXPANEL_API_URL: fake.url,
+    MIXPANEL_PROJECT_ID: "1",
+    MIXPANEL_SERVICE_ACCOUNT_USERNAME: "bench",
+    MIXPANEL_SERVICE_ACCOUNT_SECRET: "bench-secret",
+    REJECTED_BUCKET: "bench-rejected",
+    AWS_REGION: "us-east-1",
+    AWS_ENDPOINT_URL: "http://127.0.0.1:9",
+    AWS_ACCESS_KEY_ID: "bench",
+    AWS_SECRET_ACCESS_KEY: "bench",
+    POWERTOOLS_LOG_LEVEL: "INFO",
+  });
+  const forwarder: Record<string, unknown> = {};
+  try {
+    for (const latency of latencies) {
+      await fake.setLatency(latency);
+      const variants: Variant[] = latency === 100 ? ["old", "new3", "new", "old-braze", "new3-braze"] : ["old", "new3", "new"];
+      const runs: Partial<Record<Variant, ForwarderRun[]>> = {};
+      for (let i = 0; i < repeats; i++) {
+        for (const variant of variants) {
+          const result = (await runWorker("forwarder-worker.ts", forwarderEnv(variant))) as ForwarderRun;
+          if (result.failures > 0) throw new Error(`forwarder ${variant}: ${result.failures} failed messages`);
+          (runs[variant] ??= []).push(result);
+          console.error(`forwarder ${variant} @${latency} ms: ${Math.round(result.eventsPerSecond)} ev/s, ${result.cpuMsPer10k.toFixed(0)} CPU-ms/10k`);
+        }
+      }
+      forwarder[`latency${latency}ms`] = runs;
+      for (const variant of variants) {
+        const list = runs[variant] ?? [];
+        const first = list[0];
+        const summary = {
+          eventsPerSecond: median(list.map((r) => r.eventsPerSecond)),
+          cpuMsPer10k: median(list.map((r) => r.cpuMsPer10k)),
+          eventsPerMessage: first?.eventsPerMessage ?? Number.NaN,
+        };
+        forwarderMedians[`${variant}@${latency}`] = summary;
+        table.push([
+          `forwarder ${labels[variant]}`,
+          `${latency} ms Mixpanel latency`,
+          `${Math.round(summary.eventsPerSecond).toLocaleString("en-US")} ev/s`,
+          `${summary.cpuMsPer10k.toFixed(0)} CPU-ms/10k`,
+          `${summary.eventsPerMessage.toFixed(0)} ev/msg, ${first?.invocations ?? 0} inv`,
+        ]);
+      }
+    }
+  } finally {
+    fake.child.kill("SIGTERM");
+  }
+  results.forwarder = forwarder;
+  results.forwarderMedians = forwarderMedians;
+}
+
+const intakeMedians: Record<string, { cpuMsPer10k: number; sqsBytesPerEvent: number; sqsMessagesPerEvent: number; eventsPerRequest: number; requestBytes: number }> = {};
+
+if (sections.has("intake")) {
+  type IntakeRow = { label: string; events: number; requests: number; requestBytes: number; cpuMsPer10k: number; p50Ms: number; p99Ms: number; sqsMessages: number; sqsBytes: number };
+  const runs: Record<"old" | "new", IntakeRow[][]> = { old: [], new: [] };
+  for (let i = 0; i < repeats; i++) {
+    for (const variant of ["old", "new"] as const) {
+      runs[variant].push((await runWorker("intake-worker.ts", { BENCH_ROOT: variant === "old" ? baseline : repo })) as IntakeRow[]);
+    }
+  }
+  results.intake = runs;
+  for (const variant of ["old", "new"] as const) {
+    (runs[variant][0] ?? []).forEach((row, index) => {
+      const rows = runs[variant].map((run) => run[index] as IntakeRow);
+      const key = row.label.includes("~300") ? "native-small" : (row.label.split(" ")[0] ?? "");
+      intakeMedians[`${variant}:${key}`] = {
+        cpuMsPer10k: median(rows.map((r) => r.cpuMsPer10k)),
+        sqsBytesPerEvent: row.sqsBytes / row.events,
+        sqsMessagesPerEvent: row.sqsMessages / row.events,
+        eventsPerRequest: row.events / row.requests,
+        requestBytes: row.requestBytes,
+      };
+    });
+  }
+  results.intakeMedians = intakeMedians;
+  for (const variant of ["old", "new"] as const) {
+    const labels = runs[variant][0]?.map((row) => row.label) ?? [];
+    labels.forEach((label, index) => {
+      const rows = runs[variant].map((run) => run[index] as IntakeRow);
+      table.push([
+        `intake ${variant === "old" ? "today" : "new"}: ${label}`,
+        `${median(rows.map((r) => r.cpuMsPer10k)).toFixed(0)} CPU-ms/10k`,
+        `p50 ${median(rows.map((r) => r.p50Ms)).toFixed(1)} ms`,
+        `p99 ${median(rows.map((r) => r.p99Ms)).toFixed(1)} ms`,
+        `${rows[0]?.sqsMessages ?? 0} SQS msgs, ${((rows[0]?.sqsBytes ?? 0) / 1e6).toFixed(1)} MB`,
+      ]);
+    });
+  }
+}
+
+if (sections.has("coldstart")) {
+  const cold = await coldStart(baseline, repo, repeats);
+  results.coldStart = cold;
+  for (const row of cold.rows) {
+    table.push([`bundle ${row.variant === "old" ? "today" : "new"}: ${row.name}`, `${row.kib} KiB`, `import ${row.importMs.toFixed(0)} ms (median)`, "", ""]);
+  }
+}
+
+if (sections.has("forwarder") && sections.has("intake")) {
+  const rows: CostRow[] = [];
+  for (const variant of ["old", "new"] as const) {
+    for (const [load, intakeKey, forwarderKey] of [
+      ["Braze-like (100-event requests)", "braze", "braze"],
+      ["bulk native (2000-event requests, ~600 B events)", "native", ""],
+    ] as const) {
+      const intake = intakeMedians[`${variant}:${intakeKey}`];
+      const fwd = forwarderMedians[`${variant === "old" ? "old" : "new3"}${forwarderKey ? "-braze" : ""}@100`];
+      if (!intake || !fwd) continue;
+      rows.push(
+        costPerMillion({
+          name: `${variant === "old" ? "today" : "new"}: ${load}`,
+          eventsPerRequest: intake.eventsPerRequest,
+          requestBytes: intake.requestBytes,
+          intakeCpuMsPer10k: intake.cpuMsPer10k,
+          sqsBytesPerEvent: intake.sqsBytesPerEvent,
+          eventsPerMessage: 1 / intake.sqsMessagesPerEvent,
+          messagesPerInvocation: Math.min(
+            variant === "old" ? 20 : 100,
+            Math.floor(6_291_456 / (intake.sqsBytesPerEvent / intake.sqsMessagesPerEvent)),
+          ),
+          forwarderEventsPerSecond: fwd.eventsPerSecond,
+        }),
+      );
+    }
+  }
+  results.costPerMillionEvents = { prices: PRICES_USD, assumptions: ASSUMPTIONS, rows };
+  for (const row of rows) {
+    table.push([
+      `cost per 1M events, ${row.load}`,
+      `Lambda $${row.usd.lambda.toFixed(4)} (${row.lambdaGbSeconds.toFixed(1)} GB-s, ${Math.round(row.lambdaRequests)} req)`,
+      `SQS $${row.usd.sqs.toFixed(4)} (${Math.round(row.sqsRequests)} req)`,
+      `API GW $${row.usd.apiGateway.toFixed(4)}, logs $${row.usd.logs.toFixed(4)}`,
+      `total $${row.usd.total.toFixed(4)}`,
+    ]);
+  }
+}
+
+const widths = table.reduce<number[]>((w, row) => row.map((cell, i) => Math.max(w[i] ?? 0, cell.length)), []);
+for (const row of table) console.log(row.map((cell, i) => cell.padEnd(widths[i] ?? 0)).join(" | "));
+results.table = table;
+mkdirSync(join(repo, "bench", "results"), { recursive: true });
+const file = join(repo, "bench", "results", `${new Date().toISOString().slice(0, 10)}.json`);
+writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+console.log(`written ${file}`);

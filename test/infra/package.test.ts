@@ -490,6 +490,13 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
     expect(asyncConfig.DestinationConfig.OnFailure.Destination).toEqual(getAtt("CurrentsReaderFailuresQueue"));
   });
 
+  it("updates the envelope v2 writers only after the forwarder that reads v2", () => {
+    const { template } = get();
+    for (const writer of ["IntakeLambdaFunction", "CurrentsDashreaderLambdaFunction"]) {
+      expect([template.Resources[writer]?.DependsOn].flat()).toContain("ForwarderLambdaFunction");
+    }
+  });
+
   it("pairs each queue with a DLQ, sizes messages at 256 KiB and sets visibility ≥ 6× the consumer timeout", () => {
     const { template } = get();
     for (const [logicalId, queue] of resourcesOfType(template, "AWS::SQS::Queue")) {

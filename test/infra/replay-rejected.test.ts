@@ -1,13 +1,14 @@
+import { createS3 } from "../../lib/aws/s3.js";
 /**
  * `npm run replay` against fauxqs (S3 + SQS): batches written by the real
  * rejected store go back onto the events queue as envelopes the forwarder
  * reads, and the store is left holding only what was not replayed.
  */
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
-import { CreateQueueCommand, DeleteMessageCommand, type Message, ReceiveMessageCommand, type SQSClient } from "@aws-sdk/client-sqs";
+import { CreateQueueCommand, DeleteMessageCommand, type Message, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import { startLocalAws } from "../support/fauxqs.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { parseEnvelope } from "../../lib/records/envelope.js";
+import { parseQueuedRecords } from "../../lib/records/envelope-v2.js";
 import { createRejectedStore, createS3Client, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
 import { createSqsClient } from "../../lib/queue/sqs-sender.js";
 import { main, parseRejectedKey } from "../../infra/replay-rejected.js";
@@ -17,7 +18,7 @@ type Server = Awaited<ReturnType<typeof startLocalAws>>;
 const REGION = "us-east-1";
 let server: Server;
 let s3: S3Client;
-let sqs: SQSClient;
+let sqs: ReturnType<typeof createSqsClient>;
 let stageCounter = 0;
 
 process.env.AWS_ACCESS_KEY_ID ??= "test";
@@ -45,7 +46,7 @@ async function createStage(): Promise<{ stage: string; bucket: string; queueUrl:
 }
 
 async function seed(stage: string, bucket: string, at: Date) {
-  const store = createRejectedStore({ s3, bucket, prefix: "rejected/", stage, now: () => at });
+  const store = createRejectedStore({ s3: createS3({ region: REGION, endpoint: server.address }), bucket, prefix: "rejected/", stage, now: () => at });
   const mixpanelRefused = await store.put({
     source: "native",
     kind: "event",
@@ -101,8 +102,8 @@ describe("npm run replay", () => {
     const summary = await main(["--stage", stage, "--region", REGION, "--endpoint", server.address], {}, quiet);
 
     expect(summary).toMatchObject({ objectsScanned: 2, objectsReplayed: 2, itemsReplayed: 3, left: { noRecord: 1, dropped: 1, filteredOut: 0, tooLarge: 0 } });
-    const envelopes = (await receiveAll(queueUrl)).map((m) => parseEnvelope(m.Body ?? ""));
-    const replayedIds = envelopes.flatMap((e) => e.records.map((line) => (JSON.parse(line) as { properties: { $insert_id: string } }).properties.$insert_id)).sort();
+    const envelopes = (await receiveAll(queueUrl)).map((m) => parseQueuedRecords(m.Body ?? ""));
+    const replayedIds = envelopes.flatMap((e) => e.lines().map((line) => (JSON.parse(line) as { properties: { $insert_id: string } }).properties.$insert_id)).sort();
     expect(replayedIds).toEqual(["a0", "a1", "b0"]);
     for (const envelope of envelopes) {
       expect(envelope.kind).toBe("event");

@@ -1,3 +1,4 @@
+import { createS3 } from "../../lib/aws/s3.js";
 import { mkdtempSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -7,7 +8,7 @@ import type { S3Event } from "aws-lambda";
 import { buildApp } from "fauxqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { s3ObjectCreatedEvent } from "../../infra/local/s3-notifier.js";
-import { parseEnvelope } from "../../lib/records/envelope.js";
+import { parseQueuedRecords } from "../../lib/records/envelope-v2.js";
 import { rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
 import { type Flat, avroFile, currentsKey, flattenHttpEvent, schemaFor } from "../unit/sources/avro-support.js";
 import { brazeFixtures } from "../unit/sources/support.js";
@@ -22,6 +23,7 @@ const REJECTED_BUCKET = "relay-rejected";
 
 let app: ReturnType<typeof buildApp>;
 let s3: S3Client;
+let s3Endpoint = "";
 let sqs: SQSClient;
 let queueUrl: string;
 let handler: (event: S3Event) => Promise<void>;
@@ -53,6 +55,7 @@ async function rejectedBatches() {
 beforeAll(async () => {
   app = buildApp({ logger: false });
   const endpoint = await app.listen({ port: 0, host: "127.0.0.1" });
+  s3Endpoint = endpoint;
   process.env.AWS_ACCESS_KEY_ID ??= "local";
   process.env.AWS_SECRET_ACCESS_KEY ??= "local";
   s3 = new S3Client({ region: REGION, endpoint, forcePathStyle: true });
@@ -95,10 +98,10 @@ describe("currents-reader handler", () => {
 
     await handler(s3Event(key));
 
-    const envelopes = (await drainQueue()).map(parseEnvelope);
+    const envelopes = (await drainQueue()).map(parseQueuedRecords);
     expect(envelopes).toHaveLength(1);
-    expect(envelopes[0]).toMatchObject({ v: 1, kind: "event", source: "braze-avro" });
-    const records = envelopes.flatMap((envelope) => envelope.records.map((line) => JSON.parse(line)));
+    expect(envelopes[0]).toMatchObject({ version: 2, kind: "event", source: "braze-avro" });
+    const records = envelopes.flatMap((envelope) => envelope.lines().map((line) => JSON.parse(line)));
     expect(records).toHaveLength(1);
     expect(records[0]).toMatchObject({
       event: "Email Send",
@@ -147,7 +150,7 @@ describe("currents-reader handler", () => {
       readCurrentsObject(
         { bucket: SOURCE_BUCKET, key },
         {
-          s3,
+          s3: createS3({ region: REGION, endpoint: s3Endpoint }),
           config: parseStageConfig({}, "test"),
           queue: { send: async () => Promise.reject(new Error("SQS down")) },
           queueUrl,

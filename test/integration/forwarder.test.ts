@@ -1,10 +1,13 @@
+import { createS3 } from "../../lib/aws/s3.js";
+import { createSqs } from "../../lib/aws/sqs.js";
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { buildApp } from "fauxqs";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { forwardMessages, type ForwarderDeps } from "../../lib/forwarder/process.js";
 import { createIngestionClient } from "../../lib/mixpanel/ingestion.js";
 import { createRejectedStore, createS3Client, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
-import { envelopeSchema, serializeEnvelope } from "../../lib/records/envelope.js";
+import { serializeEnvelope } from "../../lib/records/envelope.js";
+import { packEnvelopesV2, parseQueuedRecords } from "../../lib/records/envelope-v2.js";
 import { sqsRequeue } from "../../lib/forwarder/runtime.js";
 import { createSqsClient } from "../../lib/queue/sqs-sender.js";
 import { CreateQueueCommand } from "@aws-sdk/client-sqs";
@@ -48,7 +51,7 @@ function deps(bucket = "rejected", clientOptions: { importMaxBytes?: number; con
       retryPolicy: { baseDelayMs: 1, maxDelayMs: 1, jitterMinMs: 0, jitterMaxMs: 0, maxAttempts: 1 },
       nowMs: Date.now,
     }),
-    rejected: createRejectedStore({ s3: createS3Client("us-east-1", endpoint), bucket, prefix: "rejected/", stage: "test", now: () => new Date() }),
+    rejected: createRejectedStore({ s3: createS3({ region: "us-east-1", endpoint }), bucket, prefix: "rejected/", stage: "test", now: () => new Date() }),
   };
 }
 
@@ -145,7 +148,7 @@ async function queuedBodies(name: string): Promise<string[]> {
 describe("partly sent messages", () => {
   const withRequeue = (maxRequeues: number): ForwarderDeps => ({
     ...deps("rejected", { importMaxBytes: 100, concurrency: 1 }),
-    requeue: sqsRequeue(createSqsClient("us-east-1", endpoint), eventsUrl, deadLetterUrl, maxRequeues),
+    requeue: sqsRequeue(createSqs({ region: "us-east-1", endpoint }), eventsUrl, deadLetterUrl, maxRequeues),
   });
 
   it("re-queue only the unsent records (delayed, attempt + 1) and acknowledge the message, so nothing is sent twice", async () => {
@@ -154,9 +157,10 @@ describe("partly sent messages", () => {
     const summary = await forwardMessages([message("p1", "event", [eventLine("e1"), eventLine("e2"), eventLine("e3")])], withRequeue(6));
     expect(summary).toMatchObject({ failedMessageIds: [], imported: 2, retried: 1, requeued: 1, deadLettered: 0 });
     expect(sandbox.events.map((e) => e.properties.$insert_id)).toEqual(["e2", "e3"]);
-    const requeued = (await queuedBodies("fwd-events")).map((body) => envelopeSchema.parse(JSON.parse(body)));
-    expect(requeued).toEqual([
-      { v: 1, kind: "event", source: "test", correlationId: "corr-p1", records: [eventLine("e1")], attempt: 1 },
+    // Re-queued as envelope v2 (compressed), whatever version it came as.
+    const requeued = (await queuedBodies("fwd-events")).map(parseQueuedRecords);
+    expect(requeued.map((e) => ({ v: e.version, kind: e.kind, source: e.source, correlationId: e.correlationId, records: e.lines(), attempt: e.attempt }))).toEqual([
+      { v: 2, kind: "event", source: "test", correlationId: "corr-p1", records: [eventLine("e1")], attempt: 1 },
     ]);
   });
 
@@ -165,13 +169,120 @@ describe("partly sent messages", () => {
     const body = serializeEnvelope({ v: 1, kind: "event", source: "test", correlationId: "corr-p2", records: [eventLine("f1"), eventLine("f2")], attempt: 2 });
     const summary = await forwardMessages([{ messageId: "p2", body }], withRequeue(2));
     expect(summary).toMatchObject({ failedMessageIds: [], requeued: 0, deadLettered: 1 });
-    const dead = (await queuedBodies("fwd-events-dlq")).map((b) => envelopeSchema.parse(JSON.parse(b)));
-    expect(dead.find((e) => e.correlationId === "corr-p2")?.records).toEqual([eventLine("f1")]);
+    const dead = (await queuedBodies("fwd-events-dlq")).map(parseQueuedRecords);
+    expect(dead.find((e) => e.correlationId === "corr-p2")?.lines()).toEqual([eventLine("f1")]);
   });
 
   it("hands a message with nothing sent back to SQS whole", async () => {
     sandbox.failNext({ path: "/import", status: 503 }, { path: "/import", status: 503 });
     const summary = await forwardMessages([message("p3", "event", [eventLine("g1"), eventLine("g2")])], withRequeue(6));
     expect(summary).toMatchObject({ failedMessageIds: ["p3"], requeued: 0 });
+  });
+});
+
+describe("envelope v2 (issue 12)", () => {
+  const v2Message = (messageId: string, records: string[]) => {
+    const { bodies } = packEnvelopesV2("event", "test", `corr-${messageId}`, records, { maxMessageBytes: 262_144 });
+    expect(bodies).toHaveLength(1);
+    return { messageId, body: bodies[0] ?? "" };
+  };
+
+  it("sends each v2 event message as one /import request whose body is the envelope's gzip as built", async () => {
+    const records = Array.from({ length: 1500 }, (_, i) => eventLine(`v2-${i}`, { note: "\uFFFE😀 é" }));
+    const sent = v2Message("v2a", records);
+    const summary = await forwardMessages([sent], deps());
+    expect(summary).toMatchObject({ failedMessageIds: [], imported: 1500, rejected: 0 });
+    const imports = sandbox.requests.filter((r) => r.path === "/import");
+    expect(imports).toHaveLength(1);
+    expect(imports[0]?.records).toBe(1500);
+    const envelope = parseQueuedRecords(sent.body);
+    expect(imports[0]?.rawBytes).toBe(envelope.gzipped?.body.length);
+    expect(sandbox.events.map((e) => e.properties.$insert_id)).toEqual(records.map((_, i) => `v2-${i}`));
+    expect(sandbox.events[0]?.properties.note).toBe("\uFFFE😀 é");
+  });
+
+  it("reads v1 and v2 messages in the same batch (a queue draining across the deploy)", async () => {
+    const summary = await forwardMessages(
+      [message("old-1", "event", [eventLine("o1"), eventLine("o2")]), v2Message("new-1", [eventLine("n1"), eventLine("n2"), eventLine("n3")])],
+      deps(),
+    );
+    expect(summary).toMatchObject({ failedMessageIds: [], imported: 5, invalidMessages: 0 });
+    expect(summary.correlationIds.sort()).toEqual(["corr-new-1", "corr-old-1"]);
+    expect(sandbox.events.map((e) => e.properties.$insert_id).sort()).toEqual(["n1", "n2", "n3", "o1", "o2"]);
+  });
+
+  it("keeps per-record outcomes for a v2 message: refused records go to the rejected store with their line", async () => {
+    // 1000 records: large enough to be sent as built (PREPARED_MIN_RECORDS), so the 400's
+    // failed_records are matched against the lines decoded from the message afterwards.
+    const refused = eventLine("v2-bad", { time: 5 });
+    const records = [eventLine("v2-ok"), refused, ...Array.from({ length: 998 }, (_, i) => eventLine(`v2-more-${i}`))];
+    const summary = await forwardMessages([v2Message("v2b", records)], deps());
+    expect(summary).toMatchObject({ failedMessageIds: [], imported: 999, rejected: 1 });
+    expect(sandbox.requests.filter((r) => r.path === "/import")).toHaveLength(1);
+    const stored = (await storedBatches()).find((batch) => batch.correlationId === "corr-v2b");
+    expect(stored?.items).toEqual([{ index: 1, code: "mixpanel_rejected", reason: expect.stringContaining("properties.time"), line: refused }]);
+  });
+
+  it("splits a v2 message above this stage's byte cap instead of sending it whole", async () => {
+    const summary = await forwardMessages([v2Message("v2c", [eventLine("c1"), eventLine("c2"), eventLine("c3")])], deps("rejected", { importMaxBytes: 100 }));
+    expect(summary).toMatchObject({ failedMessageIds: [], imported: 3 });
+    expect(sandbox.requests.filter((r) => r.path === "/import")).toHaveLength(3);
+  });
+
+  it("re-queues only the unsent records of a partly sent v2 message", async () => {
+    sandbox.failNext({ path: "/import", status: 503 });
+    const withRequeue: ForwarderDeps = {
+      ...deps("rejected", { importMaxBytes: 100, concurrency: 1 }),
+      requeue: sqsRequeue(createSqs({ region: "us-east-1", endpoint }), eventsUrl, deadLetterUrl, 6),
+    };
+    const summary = await forwardMessages([v2Message("v2d", [eventLine("r1"), eventLine("r2")])], withRequeue);
+    expect(summary).toMatchObject({ failedMessageIds: [], imported: 1, retried: 1, requeued: 1 });
+    const requeued = (await queuedBodies("fwd-events")).map(parseQueuedRecords).find((e) => e.correlationId === "corr-v2d");
+    expect(requeued?.lines()).toEqual([eventLine("r1")]);
+    expect(requeued?.attempt).toBe(1);
+  });
+
+  it("stores a v2 message whose body does not match its header as an invalid envelope, sending nothing", async () => {
+    const good = JSON.parse(v2Message("v2e", [eventLine("x1")]).body) as Record<string, unknown>;
+    const tampered = JSON.stringify({ ...good, bytes: Number(good.bytes) + 1 });
+    const summary = await forwardMessages([{ messageId: "v2e", body: tampered }], deps());
+    expect(summary).toMatchObject({ failedMessageIds: [], imported: 0, invalidMessages: 1 });
+    expect(sandbox.requests).toHaveLength(0);
+  });
+});
+
+describe("small v2 messages", () => {
+  it("joins small v2 event messages (e.g. 100-event Braze batches) into full /import requests", async () => {
+    const messages = Array.from({ length: 5 }, (_, m) => {
+      const records = Array.from({ length: 100 }, (_, i) => eventLine(`s${m}-${i}`));
+      const { bodies } = packEnvelopesV2("event", "braze", `corr-s${m}`, records, { maxMessageBytes: 262_144 });
+      return { messageId: `s${m}`, body: bodies[0] ?? "" };
+    });
+    const summary = await forwardMessages(messages, deps());
+    expect(summary).toMatchObject({ failedMessageIds: [], imported: 500 });
+    expect(sandbox.requests.filter((r) => r.path === "/import").map((r) => r.records)).toEqual([500]);
+  });
+});
+
+describe("v2 profile and group messages", () => {
+  it("decodes v2 /engage and /groups updates and sends them like v1 (no gzip on those endpoints)", async () => {
+    const pack = (kind: "profile" | "group", id: string, lines: string[]) => ({
+      messageId: id,
+      body: packEnvelopesV2(kind, kind === "profile" ? "profiles" : "groups", `corr-${id}`, lines, { maxMessageBytes: 262_144 }).bodies[0] ?? "",
+    });
+    const summary = await forwardMessages(
+      [
+        pack("profile", "pv2", [JSON.stringify({ $distinct_id: "u-v2", $set: { plan: "team", name: "Zoë 😀" } })]),
+        pack("group", "gv2", [JSON.stringify({ $group_key: "company", $group_id: "c-v2", $set: { tier: 2 } })]),
+      ],
+      deps(),
+    );
+    expect(summary).toMatchObject({ failedMessageIds: [], imported: 2, rejected: 0 });
+    expect(sandbox.profiles.get("u-v2")).toEqual({ plan: "team", name: "Zoë 😀" });
+    expect(sandbox.groups.get("company:c-v2")).toEqual({ tier: 2 });
+    expect(sandbox.requests.map((r) => [r.path, r.headers["content-encoding"]])).toEqual([
+      ["/engage", undefined],
+      ["/groups", undefined],
+    ]);
   });
 });

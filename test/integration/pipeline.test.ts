@@ -2,7 +2,7 @@ import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-s
 import { GetQueueAttributesCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { rejectedBatchSchema, type RejectedBatch } from "../../lib/queue/rejected-store.js";
-import { envelopeSchema } from "../../lib/records/envelope.js";
+import { parseQueuedRecords } from "../../lib/records/envelope-v2.js";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.js";
 import { avroFile, schemaFor } from "../unit/sources/avro-support.js";
 
@@ -185,11 +185,12 @@ describe("event path", () => {
     expect(response.status).toBe(202);
     const message = await eventually(async () => {
       const received = await stack.sqs.send(new ReceiveMessageCommand({ QueueUrl: stack.events.dlqUrl, WaitTimeSeconds: 1, MaxNumberOfMessages: 10 }));
-      return received.Messages?.find((m) => (m.Body ?? "").includes("doomed-1"));
+      return received.Messages?.find((m) => parseQueuedRecords(m.Body ?? "").lines().some((line) => line.includes("doomed-1")));
     }, 20_000);
-    const envelope = envelopeSchema.parse(JSON.parse(message.Body ?? ""));
+    const envelope = parseQueuedRecords(message.Body ?? "");
+    expect(envelope.version).toBe(2);
     expect(envelope.correlationId).toBe(response.json.correlationId);
-    expect(JSON.parse(envelope.records[0] ?? "{}").properties.$insert_id).toBe("doomed-1");
+    expect(JSON.parse(envelope.lines()[0] ?? "{}").properties.$insert_id).toBe("doomed-1");
     expect(stack.sandbox?.events.find((e) => e.event === "Doomed")).toBeUndefined();
     expect(stack.sandbox?.requests.filter((r) => r.status === 401).length).toBe(2);
   });

@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import { type HttpRequest, type IntakeDeps, handleIntake } from "../../../lib/intake/process.js";
 import { findRoute } from "../../../lib/intake/routes.js";
 import type { RejectedStore } from "../../../lib/queue/rejected-store.js";
-import { parseEnvelope } from "../../../lib/records/envelope.js";
+import { parseQueuedRecords } from "../../../lib/records/envelope-v2.js";
 import { NOW_MS, brazeFixtures, context } from "./support.js";
 
 /**
@@ -55,9 +55,9 @@ describe("source routes", () => {
     const result = await handleIntake(post("/v1/braze/currents", { events: [...events, anonymous] }, { "braze-currents-version": "1" }), deps);
     expect(result.response.statusCode).toBe(202);
     expect(responseBody(result)).toMatchObject({ accepted: events.length, rejected: 0, dropped: 1, errors: [] });
-    const envelopes = sent.map(parseEnvelope);
+    const envelopes = sent.map(parseQueuedRecords);
     expect(envelopes.every((envelope) => envelope.source === "braze" && envelope.kind === "event")).toBe(true);
-    expect(envelopes.flatMap((envelope) => envelope.records)).toHaveLength(events.length);
+    expect(envelopes.flatMap((envelope) => envelope.lines())).toHaveLength(events.length);
   });
 
   it("answers an empty Braze batch after checking the token", async () => {
@@ -93,7 +93,7 @@ describe("source routes", () => {
     const profiles = await handleIntake(post("/v1/profiles", [{ $distinct_id: "u1", $set: { plan: "pro" } }]), deps);
     const groups = await handleIntake(post("/v1/groups", { updates: [{ $group_key: "company_id", $group_id: "acme", $set: { n: 1 } }] }), deps);
     for (const result of [adobe, profiles, groups]) expect(result.response.statusCode).toBe(202);
-    expect(sent.map(parseEnvelope).map((envelope) => [envelope.source, envelope.kind])).toEqual([
+    expect(sent.map(parseQueuedRecords).map((envelope) => [envelope.source, envelope.kind])).toEqual([
       ["adobe", "event"],
       ["profiles", "profile"],
       ["groups", "group"],
@@ -115,7 +115,7 @@ describe("source routes", () => {
     expect(events.response.statusCode).toBe(202);
     expect(responseBody(events)).toMatchObject({ accepted: 1, rejected: 1, errors: [{ index: 0, code: "invalid_property_name" }] });
     expect(responseBody(profiles)).toMatchObject({ accepted: 0, rejected: 1, errors: [{ index: 0, code: "invalid_property_name" }] });
-    const queued = sent.map(parseEnvelope).flatMap((envelope) => envelope.records.map((line) => JSON.parse(line)));
+    const queued = sent.map(parseQueuedRecords).flatMap((envelope) => envelope.lines().map((line) => JSON.parse(line)));
     expect(queued).toHaveLength(1);
     expect(queued[0]).toMatchObject({ event: "B", properties: { k: 1 } });
     // The rejected store gets the item as received, key included, for a fixed replay.

@@ -1,0 +1,48 @@
+import { type S3Api, createS3 } from "../aws/s3.js";
+import { type SqsApi, createSqs } from "../aws/sqs.js";
+import { type Env, readEnv, requireSetting } from "../config/env.js";
+import { type StageConfig, loadStageConfig, stageConfigPath } from "../config/stage.js";
+import { createRejectedStore, type RejectedStore } from "../queue/rejected-store.js";
+import { createSecretReader, type SecretReader } from "../secrets/secrets.js";
+
+export { once } from "./once.js";
+
+/**
+ * What the intake, forwarder and Currents reader build once per container (cold start):
+ * validated env and stage config, the SQS and S3 calls they make (lib/aws, SigV4 over
+ * fetch, no AWS SDK), the secret reader with its TTL cache.
+ */
+export interface LiteRuntimeContext {
+  readonly env: Env;
+  readonly config: StageConfig;
+  readonly sqs: SqsApi;
+  readonly s3: S3Api;
+  readonly secrets: SecretReader;
+}
+
+export function createLiteRuntimeContext(source: NodeJS.ProcessEnv = process.env): LiteRuntimeContext {
+  const env = readEnv(source);
+  const config = loadStageConfig(stageConfigPath(env.RELAY_STAGE, env.RELAY_CONFIG_FILE), env.RELAY_STAGE);
+  const aws = { region: env.AWS_REGION, ...(env.AWS_ENDPOINT_URL ? { endpoint: env.AWS_ENDPOINT_URL } : {}) };
+  return {
+    env,
+    config,
+    sqs: createSqs(aws),
+    s3: createS3(aws),
+    secrets: createSecretReader({
+      region: env.AWS_REGION,
+      ttlSeconds: env.SECRETS_TTL_SECONDS,
+      ...(env.SECRETS_ENDPOINT_URL ? { endpoint: env.SECRETS_ENDPOINT_URL } : {}),
+    }),
+  };
+}
+
+export function rejectedStoreFor(runtime: Pick<LiteRuntimeContext, "env" | "s3">): RejectedStore {
+  return createRejectedStore({
+    s3: runtime.s3,
+    bucket: requireSetting(runtime.env, "REJECTED_BUCKET"),
+    prefix: runtime.env.REJECTED_PREFIX,
+    stage: runtime.env.RELAY_STAGE,
+    now: () => new Date(),
+  });
+}
