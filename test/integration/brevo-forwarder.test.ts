@@ -8,7 +8,8 @@ import { consumeEnvelopes, type EnvelopeConsumerDeps } from "../../lib/forwarder
 import { sqsRequeue } from "../../lib/forwarder/runtime.js";
 import { createRejectedStore, createS3Client, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
 import { createSqsClient } from "../../lib/queue/sqs-sender.js";
-import { parseEnvelope, serializeEnvelope } from "../../lib/records/envelope.js";
+import { serializeEnvelope } from "../../lib/records/envelope.js";
+import { parseQueuedRecords } from "../../lib/records/envelope-v2.js";
 import { BrevoServer } from "../support/brevo-server.js";
 import { RetryableError } from "../../lib/errors.js";
 import { idDigest } from "../../lib/privacy/gdpr.js";
@@ -248,8 +249,9 @@ describe("Brevo forwarder", () => {
     expect(summary).toMatchObject({ imported: 1, retried: 1, requeued: 1, failedMessageIds: [] });
     expect(brevo.contacts.get("s@example.com")?.LTV).toBe(5);
     expect(requeued).toHaveLength(1);
-    const envelope = parseEnvelope(requeued[0]?.body ?? "");
-    expect(envelope).toMatchObject({ kind: "profile", attempt: 1, records: [lines[1]] });
+    const envelope = parseQueuedRecords(requeued[0]?.body ?? "");
+    expect(envelope).toMatchObject({ kind: "profile", attempt: 1 });
+    expect(envelope.lines()).toEqual([lines[1]]);
     // Redelivered once Brevo is back: the total is 12, not 17.
     await consumeEnvelopes([{ messageId: "s1-again", body: requeued[0]?.body ?? "" }], deps());
     expect(brevo.contacts.get("s@example.com")?.LTV).toBe(12);
