@@ -6,7 +6,7 @@ import { ValidationError } from "../errors.js";
 
 /**
  * Member sets in compact, column form, and the diff between the last delivered
- * snapshot and this run's export (reference/cohort-sync.md §2).
+ * snapshot and this run's export (docs/vendors/cohort-sync.md §2).
  *
  * A snapshot is gzipped JSON lines: a header line, then one `[id, hash, identity]`
  * line per member sorted by id (JS string order). `hash` is 48 bits of SHA-1 over

@@ -58,7 +58,7 @@ export const envSchema = z.object({
   PII_HASH_KEY: z.string().min(32).optional(),
 
   SECRETS_TTL_SECONDS: positiveInt(300),
-  /** Byte cap per /import request, uncompressed (reference/mixpanel-api.md §3: 10 MB; older docs 2 MB). */
+  /** Byte cap per /import request, uncompressed (docs/vendors/mixpanel-api.md §3: 10 MB; older docs 2 MB). */
   IMPORT_MAX_BYTES: positiveInt(10_000_000),
   /** Requests in flight per forwarder invocation. */
   IMPORT_CONCURRENCY: z.coerce.number().int().min(1).max(10).default(3),

@@ -12,7 +12,7 @@ import { BRAZE_EVENT_TYPES, normalizeBrazeEventType } from "../sources/braze-lab
 /**
  * Simplified ID Merge (Mixpanel's default since April 2024) links identities through
  * `$device_id`/`$user_id` on ordinary events and ignores `$identify`/`$create_alias`/`$merge`;
- * Original ID Merge uses those identity events (reference/mixpanel-api.md §7).
+ * Original ID Merge uses those identity events (docs/vendors/mixpanel-api.md §7).
  */
 export const identityModeSchema = z.enum(["simplified", "original"]);
 export type IdentityMode = z.infer<typeof identityModeSchema>;
@@ -36,7 +36,7 @@ export const adobeConfigSchema = z
   .object({
     /**
      * When set, Adobe events whose `properties.token` differs are rejected (`token_mismatch`);
-     * when unset the token is ignored. It is never forwarded (reference/adobe-forwarding.md §5).
+     * when unset the token is ignored. It is never forwarded (docs/vendors/adobe-forwarding.md §5).
      */
     project_token: z.string().min(1).optional(),
   })

@@ -18,7 +18,7 @@ export type Residency = z.infer<typeof residencySchema>;
 
 export const stageConfigSchema = z
   .object({
-    /** Where the Mixpanel project lives; never falls back to the US host (reference/mixpanel-api.md §1). */
+    /** Where the Mixpanel project lives; never falls back to the US host (docs/vendors/mixpanel-api.md §1). */
     residency: residencySchema.default("us"),
     cohort_syncs: cohortSyncsSchema.default([]),
     /** Mixpanel-compatible /track, /engage, /groups, /import for official SDKs (lib/intake/mixpanel-compat/config.ts). */

@@ -5,7 +5,7 @@ import { type SenderDeps, apiKeySecretSchema, chunkOf, text } from "./http.js";
 import { sendToDestination } from "./send.js";
 
 /**
- * Braze (reference/cohort-sync.md §4): `POST {rest_endpoint}/users/track` with
+ * Braze (docs/vendors/cohort-sync.md §4): `POST {rest_endpoint}/users/track` with
  * 75 attribute objects per call, each `{external_id, <attribute>: {add|remove: [value]},
  * _update_existing_only}`; `_update_existing_only` is always sent explicitly.
  */

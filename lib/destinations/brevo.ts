@@ -7,7 +7,7 @@ import { type SenderDeps, apiKeySecretSchema, chunkOf, text } from "./http.js";
 import { OutOfTime, sendToDestination } from "./send.js";
 
 /**
- * Brevo lists (reference/cohort-sync.md §3). A page is at most a handful of calls,
+ * Brevo lists (docs/vendors/cohort-sync.md §3). A page is at most a handful of calls,
  * so it always fits in one webhook-delivery invocation:
  *
  *  - `members` / `add_members`: **one** `POST /contacts/import` (more only if the

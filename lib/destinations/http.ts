@@ -43,7 +43,7 @@ export function chunkOf<T>(items: readonly T[], size: number): T[][] {
  * The status rule for every destination (README "Cohort export and delivery"):
  * 2xx fine; 408/429/5xx transient (RetryableError); **every other 4xx, 401 and
  * 403 included, permanent** (UpstreamRejectedError with the response body). A
- * refused credential is treated like Mixpanel treats it (reference/cohort-sync.md
+ * refused credential is treated like Mixpanel treats it (docs/vendors/cohort-sync.md
  * §1: 401/403 pause the sync): the page goes to the `failed/` ledger and the DLQ
  * with the body and the sync is unhealthy at once, instead of being retried by
  * SQS as a ConfigError. The next run re-sends it from the old snapshot once the

@@ -7,7 +7,7 @@ import { sendToDestination } from "./send.js";
 import { DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signBody } from "./signature.js";
 
 /**
- * Custom webhook: Mixpanel's exact cohort-sync JSON (reference/cohort-sync.md §1)
+ * Custom webhook: Mixpanel's exact cohort-sync JSON (docs/vendors/cohort-sync.md §1)
  * plus an HMAC signature and optional Basic auth.
  */
 export interface WebhookMember {

@@ -2,7 +2,7 @@ import { RetryableError } from "../errors.js";
 
 /**
  * One retry policy for every outbound call (Mixpanel, Brevo, Braze, webhooks).
- * Defaults follow reference/mixpanel-api.md §3: back off 2 s → 60 s (doubling)
+ * Defaults follow docs/vendors/mixpanel-api.md §3: back off 2 s → 60 s (doubling)
  * plus 1–5 s of jitter, honour Retry-After, and never sleep past the Lambda's deadline.
  */
 export interface RetryPolicy {

@@ -24,7 +24,7 @@ export function intakeTokenSource(env: Env, secrets: SecretReader): TokenSource 
 
 /**
  * Reads `Authorization: Bearer <token>`. Braze may switch to a custom RFC 7235
- * scheme later (reference/braze-currents.md §1), so parse defensively: scheme
+ * scheme later (docs/vendors/braze-currents.md §1), so parse defensively: scheme
  * case-insensitive, surrounding spaces ignored.
  */
 export function bearerToken(header: string | undefined): string | undefined {

@@ -15,7 +15,7 @@ import { findRoute, type IntakeRequest } from "./routes.js";
 /**
  * The intake's whole behaviour, independent of API Gateway: auth, body limits,
  * parsing, mapping, queueing and the rejected store, and the status codes the
- * senders' retry rules expect (reference/braze-currents.md §2):
+ * senders' retry rules expect (docs/vendors/braze-currents.md §2):
  * 2xx only once records are durably queued; 400 only for an unparseable body;
  * 401 bad token; 413 body too big; 503 when SQS, S3 or secrets fail.
  */

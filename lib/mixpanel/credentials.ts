@@ -8,7 +8,7 @@ import type { SecretReader } from "../secrets/secrets.js";
  * vars in the local stack. A service account (Basic user:secret + project_id) is
  * preferred for /import and the Query API; the project token is the fallback for
  * /import and is always needed as `$token` on /engage and /groups
- * (reference/mixpanel-api.md §2).
+ * (docs/vendors/mixpanel-api.md §2).
  */
 export const mixpanelSecretSchema = z
   .object({

@@ -1,7 +1,7 @@
 import { hash } from "node:crypto";
 
 /**
- * Mixpanel's per-event rules (reference/mixpanel-api.md §4), applied at the edge
+ * Mixpanel's per-event rules (docs/vendors/mixpanel-api.md §4), applied at the edge
  * so a record that Mixpanel would refuse never reaches the queue. Pure: the clock
  * comes in as `nowMs`.
  */
@@ -22,7 +22,7 @@ export const MAX_NESTING_DEPTH = 3;
 export const MAX_CONTAINER_DEPTH = 16;
 /** "< 1 MB per event"; measured on the serialized record. */
 export const MAX_EVENT_BYTES = 1_000_000;
-/** Values below this are seconds, above it milliseconds (reference/adobe-forwarding.md §5). */
+/** Values below this are seconds, above it milliseconds (docs/vendors/adobe-forwarding.md §5). */
 const SECONDS_THRESHOLD = 1e11;
 
 const BANNED_IDS = new Set([

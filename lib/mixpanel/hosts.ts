@@ -1,7 +1,7 @@
 import type { Residency } from "../config/stage.js";
 
 /**
- * Hosts per data residency (reference/mixpanel-api.md §1). Residency is per
+ * Hosts per data residency (docs/vendors/mixpanel-api.md §1). Residency is per
  * project and never falls back to the US host: EU forwarding ended 2026-07-01.
  */
 const INGESTION_HOSTS: Record<Residency, string> = {

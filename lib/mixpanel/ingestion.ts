@@ -75,7 +75,7 @@ const importFailureSchema = z.object({
   ),
 });
 
-/** The count every /import answer carries (reference/mixpanel-api.md §3); checked against ours. */
+/** The count every /import answer carries (docs/vendors/mixpanel-api.md §3); checked against ours. */
 const importCountSchema = z.object({ num_records_imported: z.number().int().nonnegative() });
 
 /**

@@ -5,7 +5,7 @@ import { type RetryDeps, type RetryPolicy, DEFAULT_RETRY_POLICY, withRetry } fro
 import { formatZodIssues } from "../config/env.js";
 
 /**
- * Mixpanel Query API reader for cohort export (reference/mixpanel-api.md §8):
+ * Mixpanel Query API reader for cohort export (docs/vendors/mixpanel-api.md §8):
  * `POST {base}/cohorts/list` and `POST {base}/engage` (form-encoded) with
  * service-account Basic auth + `project_id`. The base defaults to
  * `https://{,eu.,in.}mixpanel.com/api/query` and is overridden by MIXPANEL_QUERY_URL.

@@ -3,7 +3,7 @@ import * as z from "zod";
 /**
  * What sits on the events queue: records already mapped to Mixpanel's shape,
  * each serialized once as a JSON line, with `$insert_id` and `time` fixed at the
- * edge so no retry, split or redelivery can change them (reference/mixpanel-api.md §5).
+ * edge so no retry, split or redelivery can change them (docs/vendors/mixpanel-api.md §5).
  * Versioned so a queue can drain across a deploy that changes the envelope.
  */
 export const recordKindSchema = z.enum(["event", "profile", "group"]);

@@ -11,7 +11,7 @@ import type { MapContext, MappedItem, RejectedItem } from "./types.js";
  * Adobe Experience Platform event forwarding → Mixpanel /import records. Adobe's
  * Cloud Connector POSTs the body the Mixpanel extension would have sent to /track:
  * `[{"event", "properties": {token, time, distinct_id, $insert_id, …}}]`, optionally with
- * the extension's `custom_properties` still separate (reference/adobe-forwarding.md §2, §3, §5).
+ * the extension's `custom_properties` still separate (docs/vendors/adobe-forwarding.md §2, §3, §5).
  */
 
 /** One key/value row of the extension's "Event Properties" table; `key` may be a dotted / `[n]` path. */

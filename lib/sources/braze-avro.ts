@@ -8,7 +8,7 @@ import type { MapContext, MappedItem } from "./types.js";
 
 /**
  * Braze Currents' storage transport: Avro object-container files in S3, one event type
- * per file, flat records (reference/braze-currents.md §3). Each record is reshaped into
+ * per file, flat records (docs/vendors/braze-currents.md §3). Each record is reshaped into
  * the custom-HTTP layout and handed to the same per-event mapper, so both transports
  * produce identical Mixpanel records, and a rejected Avro event can be replayed through
  * POST /v1/braze/currents as is.

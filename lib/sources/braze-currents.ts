@@ -15,7 +15,7 @@ import type { MapContext, MappedItem, RejectedItem } from "./types.js";
 
 /**
  * Braze Currents → Mixpanel /import records, mirroring Braze's own Mixpanel connector
- * so dashboards built on it keep working (reference/braze-currents.md §6, §7).
+ * so dashboards built on it keep working (docs/vendors/braze-currents.md §6, §7).
  * Shared by the custom-HTTP intake (`{"events":[...]}`) and the Avro/S3 reader, which
  * first reshapes its flat records into this layout (lib/sources/braze-avro.ts).
  */

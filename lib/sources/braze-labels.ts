@@ -2,7 +2,7 @@ import { RELAY_EXTENSION_LABELS, type RelayExtensionEventType } from "./braze-ex
 
 /**
  * Braze event_type → Mixpanel event label, as Braze's own Mixpanel connector names them
- * (reference/braze-currents.md §7, copied from reference/braze-mixpanel-labels.json).
+ * (docs/vendors/braze-currents.md §7, copied from reference/braze-mixpanel-labels.json).
  * "confirmed": read in the Mixpanel tab of Braze's event glossary; "inferred": built from the
  * "<Channel> <Action>" pattern with no glossary entry. `{name}` is the custom event name.
  * test/unit/sources/braze-labels.test.ts checks this table against a copy of the JSON.
@@ -82,7 +82,7 @@ export const PURCHASE_EVENT_TYPE = "users.behaviors.Purchase" satisfies BrazeEve
 
 /**
  * Braze's Mixpanel page lists the legacy abort events with underscores; the legacy
- * Avro schemas used the dotted names (reference/braze-currents.md §7). Both spellings
+ * Avro schemas used the dotted names (docs/vendors/braze-currents.md §7). Both spellings
  * are accepted and normalised to the dotted form.
  */
 export const LEGACY_BRAZE_EVENT_TYPES: Readonly<Record<string, BrazeEventType>> = {

@@ -12,7 +12,7 @@ import {
 } from "./updates.js";
 
 /**
- * POST /v1/groups → /groups updates (reference/mixpanel-api.md §6): `$group_key` (which must
+ * POST /v1/groups → /groups updates (docs/vendors/mixpanel-api.md §6): `$group_key` (which must
  * already exist in the project's settings) and `$group_id`, one operation. Mixpanel does not
  * support `$add` or `$append` on groups, so those are refused here with that reason rather
  * than failing later at Mixpanel. `$ip: "0"` by default like profiles; `$token` is dropped

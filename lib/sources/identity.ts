@@ -2,7 +2,7 @@ import type { IdentityMode } from "../config/mapping.js";
 
 /**
  * The stage's ID-merge mode decides which identity records may reach /import
- * (reference/mixpanel-api.md §7, reference/adobe-forwarding.md §4):
+ * (docs/vendors/mixpanel-api.md §7, docs/vendors/adobe-forwarding.md §4):
  * - simplified: `$identify`, `$create_alias` and `$merge` are ignored by Mixpanel, so
  *   they are rejected here with a code that says why instead of silently vanishing;
  *   ordinary events carry `$device_id` / `$user_id` through unchanged.

@@ -13,7 +13,7 @@ import {
 } from "./updates.js";
 
 /**
- * POST /v1/profiles → /engage updates (reference/mixpanel-api.md §6, §10): every /engage
+ * POST /v1/profiles → /engage updates (docs/vendors/mixpanel-api.md §6, §10): every /engage
  * operation, one per update; `property_mapping` renames the profile property names;
  * `$ip: "0"` unless the sender set `$ip`, so profiles are not geolocated to the Lambda's
  * region (§5). A sent `$token` is dropped: the forwarder adds the project's own.

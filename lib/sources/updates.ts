@@ -6,7 +6,7 @@ import { renamed, setOwn } from "./renames.js";
 import type { MappedItem, RejectedItem } from "./types.js";
 
 /**
- * What /engage (profiles) and /groups updates have in common (reference/mixpanel-api.md §6):
+ * What /engage (profiles) and /groups updates have in common (docs/vendors/mixpanel-api.md §6):
  * one operation per update, a few top-level modifiers, ≤ 2000 properties, ≤ 1 MB each.
  * `$token` is never part of a mapped update: the forwarder injects it when sending.
  */

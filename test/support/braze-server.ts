@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { closeServer, listenOnLoopback } from "./local-server.js";
 
 /**
- * Strict local Braze /users/track (reference/cohort-sync.md §4): Bearer REST key;
+ * Strict local Braze /users/track (docs/vendors/cohort-sync.md §4): Bearer REST key;
  * ≤75 attribute objects per call; each object names the user with exactly one of
  * external_id / user_alias / braze_id / email / phone; `_update_existing_only`
  * must be present (the relay always sends it) and is honoured; array attributes

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import { closeServer, listenOnLoopback } from "./local-server.js";
 
 /**
- * Strict local Brevo (reference/cohort-sync.md §3): `api-key` header; POST /v3/contacts
+ * Strict local Brevo (docs/vendors/cohort-sync.md §3): `api-key` header; POST /v3/contacts
  * (400 duplicate_parameter for an existing contact without updateEnabled:true; attribute
  * names must be UPPERCASE); POST /v3/contacts/import (body ≤ 10 MB, exactly one of
  * jsonBody/fileBody/fileUrl, jsonBody a non-empty array of `{email, attributes}`, listIds

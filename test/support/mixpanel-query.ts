@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { IncomingMessage, ServerResponse } from "node:http";
 
 /**
- * Strict local Mixpanel Query API for cohorts (reference/mixpanel-api.md §8),
+ * Strict local Mixpanel Query API for cohorts (docs/vendors/mixpanel-api.md §8),
  * meant to be mounted in the local Mixpanel sandbox (`extraRoutes`) or in a bare
  * node:http server by tests.
  *

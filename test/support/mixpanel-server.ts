@@ -5,7 +5,7 @@ import { applyEventRules } from "../../lib/mixpanel/event-rules.js";
 
 /**
  * A strict local Mixpanel: enforces the documented ingestion contract
- * (reference/mixpanel-api.md §2–§6) so tests and the local stack fail the way
+ * (docs/vendors/mixpanel-api.md §2–§6) so tests and the local stack fail the way
  * production would, and keeps what arrived so a person (or a test) can look.
  *
  *  - POST /import?strict=1: Basic auth (service account + project_id, or project token

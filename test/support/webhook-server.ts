@@ -5,7 +5,7 @@ import { DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verifySignature
 
 /**
  * A local receiver built for Mixpanel's custom-webhook cohort sync
- * (reference/cohort-sync.md §1): it validates the exact payload, verifies the
+ * (docs/vendors/cohort-sync.md §1): it validates the exact payload, verifies the
  * relay's HMAC signature (and Basic auth when configured), answers Mixpanel's
  * `{action, status}` reply, records every page, and keeps a replica of each
  * cohort the way a real receiver would (multi-page `members` replaces the copy

@@ -6,7 +6,7 @@ import { NOW_MS, context, expectRecord, expectRejected, parseEventLine } from ".
 const TOKEN = "0123456789abcdef0123456789abcdef";
 const SECONDS = Math.floor(NOW_MS / 1000) - 3600;
 
-/** The body Adobe's Mixpanel extension builds (reference/adobe-forwarding.md §3), with a realistic time. */
+/** The body Adobe's Mixpanel extension builds (docs/vendors/adobe-forwarding.md §3), with a realistic time. */
 function extensionEvent(properties: Record<string, unknown> = {}, extra: Record<string, unknown> = {}) {
   return {
     event: "buy",

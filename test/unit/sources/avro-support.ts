@@ -2,7 +2,7 @@ import avro from "avsc";
 
 /**
  * Builds Braze-Currents-like Avro object-container files for tests: the flat storage
- * layout (reference/braze-currents.md §3) with optional fields as unions with null.
+ * layout (docs/vendors/braze-currents.md §3) with optional fields as unions with null.
  */
 export type Flat = Record<string, unknown>;
 

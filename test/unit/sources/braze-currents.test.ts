@@ -14,7 +14,7 @@ import {
 } from "./support.js";
 
 /**
- * The expectations here are written from reference/braze-currents.md §6 (Braze's own
+ * The expectations here are written from docs/vendors/braze-currents.md §6 (Braze's own
  * Mixpanel connector), independently of lib/sources/braze-currents.ts.
  */
 const labels = new Map(

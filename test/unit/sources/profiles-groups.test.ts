@@ -4,7 +4,7 @@ import { mapGroupUpdates } from "../../../lib/sources/groups.js";
 import { mapProfileUpdates } from "../../../lib/sources/profiles.js";
 import { context, expectRecord, expectRejected, parseUpdateLine } from "./support.js";
 
-/** Expectations follow reference/mixpanel-api.md §6 (/engage, /groups) and §5 ($ip). */
+/** Expectations follow docs/vendors/mixpanel-api.md §6 (/engage, /groups) and §5 ($ip). */
 describe("profile updates (/engage)", () => {
   it.each([
     ["$set", { plan: "pro", $email: "a@example.org" }, { plan: "pro", $email: "a@example.org" }],
