@@ -18,6 +18,7 @@ import { SecretsManagerServer } from "../../test/support/secrets-manager-server.
 import { closeServer, listenOnLoopback } from "../../test/support/local-server.js";
 import { WebhookReceiver } from "../../test/support/webhook-server.js";
 import { LOCAL_COHORTS, LOCAL_WEBHOOK_SIGNING_SECRET, LOCAL_WEBHOOK_SIGNING_SECRET_NAME } from "./cohorts.js";
+import { LocalRetention } from "./retention.js";
 import { S3Notifier } from "./s3-notifier.js";
 import { SqsPoller, lambdaContext } from "./sqs-poller.js";
 
@@ -71,6 +72,18 @@ export interface LocalStackOptions {
     readonly webhookPort?: number;
     readonly fixtures?: CohortFixture[];
   };
+  /**
+   * Bound what a long session keeps in memory (`npm start` sets this; tests leave it off so
+   * they see everything): the newest rejected batches and Currents files, cohort runs by age
+   * (the S3 lifecycle rule's job in AWS), the newest events the Mixpanel sandbox shows.
+   */
+  readonly retention?: {
+    readonly maxRejectedObjects: number;
+    readonly maxCurrentsObjects: number;
+    readonly cohortRunMaxAgeMs: number;
+    readonly maxSandboxEvents: number;
+    readonly intervalMs: number;
+  };
 }
 
 export interface LocalCohortSide {
@@ -108,6 +121,8 @@ export interface LocalStack {
   readonly forwarderPoller: SqsPoller;
   readonly env: Record<string, string>;
   readonly cohorts: LocalCohortSide | undefined;
+  /** Present when `retention` was asked for. */
+  readonly retention: LocalRetention | undefined;
   /** Adds another SQS-driven function (e.g. webhook delivery) on a queue of this stack. */
   addConsumer(options: {
     queue: QueuePair;
@@ -399,6 +414,28 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     cohorts = { receiver, queryApi, secrets: secretsServer, deliveryPoller, tick };
   }
 
+  let retention: LocalRetention | undefined;
+  if (options.retention) {
+    const bounds = options.retention;
+    retention = new LocalRetention({
+      s3,
+      intervalMs: bounds.intervalMs,
+      rules: [
+        { bucket: rejectedBucket, prefix: "", maxObjects: bounds.maxRejectedObjects },
+        { bucket: currentsBucket, prefix: "", maxObjects: bounds.maxCurrentsObjects },
+        { bucket: snapshotBucket, prefix: "cohort-runs/", maxAgeMs: bounds.cohortRunMaxAgeMs },
+      ],
+      afterPass: () => {
+        for (const kept of [sandbox?.events, sandbox?.requests]) {
+          if (kept && kept.length > bounds.maxSandboxEvents) kept.splice(0, kept.length - bounds.maxSandboxEvents);
+        }
+      },
+      onPruned: (deleted) => log(`retention deleted ${deleted} old object(s) from the local S3`),
+      onError: (error) => log(`retention error: ${String(error)}`),
+    });
+    retention.start();
+  }
+
   return {
     intakeUrl: `http://127.0.0.1:${intakePort}`,
     awsEndpoint,
@@ -416,8 +453,10 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     forwarderPoller,
     env,
     cohorts,
+    retention,
     addConsumer,
     async stop() {
+      retention?.stop();
       currentsNotifier.stop();
       if (exportTimer) clearInterval(exportTimer);
       await Promise.all(pollers.map((poller) => poller.stop()));

@@ -7,6 +7,19 @@ import { startLocalStack } from "./stack.js";
  * instead of the local sandbox; then also set the MIXPANEL_* credentials),
  * INTAKE_TOKEN (default below), RELAY_STAGE / RELAY_CONFIG_FILE.
  */
+/** A positive integer from the environment, or the default. */
+function envCount(name: string, fallback: number): number {
+  const value = Number(process.env[name] ?? fallback);
+  return Number.isSafeInteger(value) && value > 0 ? value : fallback;
+}
+const retention = {
+  maxRejectedObjects: envCount("LOCAL_MAX_REJECTED_OBJECTS", 1000),
+  maxCurrentsObjects: envCount("LOCAL_MAX_CURRENTS_OBJECTS", 500),
+  cohortRunMaxAgeMs: envCount("LOCAL_COHORT_RUN_MAX_AGE_S", 3600) * 1000,
+  maxSandboxEvents: envCount("LOCAL_MAX_SANDBOX_EVENTS", 10_000),
+  intervalMs: 30_000,
+};
+
 const timestamp = () => new Date().toISOString().slice(11, 19);
 const log = (line: string) => console.log(`${timestamp()}  ${line}`);
 
@@ -21,6 +34,7 @@ const stack = await startLocalStack({
     webhookPort: Number(process.env.WEBHOOK_RECEIVER_PORT ?? 3002),
     tickMs: Number(process.env.COHORT_TICK_MS ?? 10_000),
   },
+  retention,
   log,
 });
 
@@ -48,6 +62,12 @@ Cohorts: make a profile "pro", wait for the export (members), then change it (ad
   curl -s -X POST ${stack.intakeUrl}/v1/profiles -H 'Authorization: Bearer ${stack.intakeToken}' \
     -d '[{"$distinct_id":"user-1","$set":{"plan":"pro","$email":"user-1@example.com"}}]'
   curl -s ${stack.cohorts?.receiver.url.replace(/\/hook$/, "/") ?? ""}
+
+Everything lives in this process's memory: stopping it (Ctrl-C, a crash) loses what is still
+queued, the DLQ, the rejected store and the cohort state. To stay bounded in a long session it
+keeps only the newest ${retention.maxRejectedObjects} rejected batches (LOCAL_MAX_REJECTED_OBJECTS), the newest ${retention.maxCurrentsObjects} Currents
+files (LOCAL_MAX_CURRENTS_OBJECTS), cohort runs for ${retention.cohortRunMaxAgeMs / 1000} s (LOCAL_COHORT_RUN_MAX_AGE_S) and the
+newest ${retention.maxSandboxEvents} events in the sandbox (LOCAL_MAX_SANDBOX_EVENTS). Queues drain as the forwarder runs.
 
 Ctrl-C stops everything.
 `);

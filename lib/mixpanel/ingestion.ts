@@ -61,6 +61,18 @@ const importFailureSchema = z.object({
   ),
 });
 
+/** The count every /import answer carries (reference/mixpanel-api.md §3); checked against ours. */
+const importCountSchema = z.object({ num_records_imported: z.number().int().nonnegative() });
+
+/**
+ * Mixpanel's `num_records_imported`, or undefined when the answer has none. A 200 or 400 whose
+ * count disagrees with ours must not be counted as imported (docs/vendors/mixpanel-api.md §3).
+ */
+export function reportedImportCount(body: string): number | undefined {
+  const parsed = importCountSchema.safeParse(parseJsonOrUndefined(body));
+  return parsed.success ? parsed.data.num_records_imported : undefined;
+}
+
 const engageVerboseSchema = z.object({
   status: z.union([z.number(), z.string()]),
   error: z.string().nullable().optional(),
@@ -109,6 +121,15 @@ export function matchFailedRecords(
 export function withToken(line: string, token: string): string {
   const rest = line.slice(1).trimStart();
   return `{"$token":${JSON.stringify(token)}${rest.startsWith("}") ? "" : ","}${rest}`;
+}
+
+/**
+ * Why records Mixpanel's answer does not account for are kept instead of counted as imported.
+ * They go to the rejected store, not back to the queue: /import's 400 is never retried (§3), and
+ * replaying them is safe because Mixpanel dedupes events on `$insert_id` (§5).
+ */
+function countMismatch(answer: string, expected: number, body: string): string {
+  return `Mixpanel /import answered ${answer}, but ${expected} record(s) should have been imported; kept for replay (deduped on $insert_id): ${body.slice(0, 300)}`;
 }
 
 function halves(indexes: number[]): [number[], number[]] {
@@ -172,7 +193,12 @@ export function createIngestionClient(options: IngestionClientOptions): Ingestio
       return;
     }
     if (result.status === 200) {
-      for (const index of indexes) outcomes[index] = { status: "imported" };
+      const reported = reportedImportCount(result.body);
+      const imported: LineOutcome =
+        reported === undefined || reported === indexes.length
+          ? { status: "imported" }
+          : { status: "rejected", reason: countMismatch(`200 with num_records_imported ${reported}`, indexes.length, result.body) };
+      for (const index of indexes) outcomes[index] = imported;
       return;
     }
     if (result.status === 413) {
@@ -202,7 +228,18 @@ export function createIngestionClient(options: IngestionClientOptions): Ingestio
       for (const index of indexes) outcomes[index] = { status: "rejected", reason };
       return;
     }
-    for (const index of indexes) outcomes[index] = rejections.get(index) ?? { status: "imported" };
+    // Mixpanel said some records failed, named these, and counted the rest as imported: the
+    // counts must agree. A 400 that names no failed record (`failed_records: []`) never does.
+    const expected = indexes.length - rejections.size;
+    const reported = reportedImportCount(result.body);
+    const unaccounted: LineOutcome =
+      rejections.size > 0 && (reported === undefined || reported === expected)
+        ? { status: "imported" }
+        : {
+            status: "rejected",
+            reason: countMismatch(`400 naming ${rejections.size} failed record(s) with num_records_imported ${reported ?? "missing"}`, expected, result.body),
+          };
+    for (const index of indexes) outcomes[index] = rejections.get(index) ?? unaccounted;
   }
 
   async function engageChunk(

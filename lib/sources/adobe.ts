@@ -180,6 +180,12 @@ export function mapAdobeEvent(item: unknown, index: number, ctx: MapContext): Ma
   const identity = applyIdentityMode(event, merged, ctx.config.identity_mode);
   if (!identity.ok) return reject(index, item, identity.code, identity.reason);
   let finalProperties = identity.properties;
+  if (!isIdentityEvent(event) && isMissing(finalProperties.distinct_id)) {
+    // Adobe's extension lets the user leave Distinct ID empty and /track accepts that; send the
+    // event user-less (`distinct_id: ""`, Mixpanel's convention, docs/vendors/mixpanel-api.md §4)
+    // rather than reject it or let Mixpanel hash the Lambda's IP into one synthetic user.
+    finalProperties = { ...finalProperties, distinct_id: "" };
+  }
 
   if (isMissing(finalProperties.time)) {
     // Stamp the receive time once, at intake (§5); the envelope keeps it, so SQS redelivery and

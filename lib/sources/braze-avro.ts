@@ -68,6 +68,49 @@ function toPlain(value: unknown): unknown {
 }
 
 /**
+ * The shortest decimal that reads back as the same 32-bit float. Avro `float` fields (Purchase
+ * `price`, Location coordinates and accuracies, SessionEnd `duration`, docs/vendors/braze-currents.md §3)
+ * decode to the float32 value widened to a double, so 3.14 would arrive as 3.140000104904175; the
+ * HTTP transport sends 3.14, and both transports must give identical records.
+ */
+export function shortestFloat32(value: number): number {
+  if (!Number.isFinite(value) || Math.fround(value) !== value) return value;
+  // 9 significant digits always identify a float32, so the loop ends with a match.
+  for (let digits = 1; digits <= 9; digits++) {
+    const candidate = Number(value.toPrecision(digits));
+    if (Math.fround(candidate) === value) return candidate;
+  }
+  return value;
+}
+
+/** Applies shortestFloat32 to every value the writer schema declares `float`, at any depth. */
+export function narrowFloats(value: unknown, type: avro.Type): unknown {
+  if (type instanceof avro.types.FloatType) return typeof value === "number" ? shortestFloat32(value) : value;
+  if (type instanceof avro.types.UnwrappedUnionType) {
+    // Unions are decoded unwrapped: the value's branch is the first that accepts it.
+    const branch = type.types.find((candidate) => candidate.isValid(value));
+    return branch === undefined ? value : narrowFloats(value, branch);
+  }
+  if (value === null || typeof value !== "object") return value;
+  if (type instanceof avro.types.ArrayType && Array.isArray(value)) return value.map((item) => narrowFloats(item, type.itemsType));
+  if (type instanceof avro.types.RecordType) {
+    const narrowed: Record<string, unknown> = {};
+    for (const [key, inner] of Object.entries(value)) {
+      const field = type.fields.find((candidate) => candidate.name === key);
+      setOwn(narrowed, key, field ? narrowFloats(inner, field.type) : inner);
+    }
+    return narrowed;
+  }
+  if (type instanceof avro.types.MapType && type.valuesType instanceof avro.Type) {
+    const valuesType = type.valuesType;
+    const narrowed: Record<string, unknown> = {};
+    for (const [key, inner] of Object.entries(value)) setOwn(narrowed, key, narrowFloats(inner, valuesType));
+    return narrowed;
+  }
+  return value;
+}
+
+/**
  * Decodes a whole Avro object-container file with its embedded writer schema.
  * avsc ships the `null` and `deflate` codecs; the production codec is unverified (§3),
  * so any other codec fails here with a message naming it. A corrupt or non-Avro file
@@ -76,9 +119,14 @@ function toPlain(value: unknown): unknown {
 export async function decodeAvroContainer(bytes: Uint8Array): Promise<unknown[]> {
   const records: unknown[] = [];
   const decoder = new avro.streams.BlockDecoder();
+  let writerType: avro.Type | undefined;
   try {
     await new Promise<void>((resolve, reject) => {
-      decoder.on("data", (record: unknown) => records.push(record));
+      // Emitted once, before any record, with the type built from the file's writer schema.
+      decoder.on("metadata", (type: unknown) => {
+        if (type instanceof avro.Type) writerType = type;
+      });
+      decoder.on("data", (record: unknown) => records.push(writerType ? narrowFloats(record, writerType) : record));
       decoder.on("end", resolve);
       decoder.on("error", reject);
       Readable.from([Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength)]).on("error", reject).pipe(decoder);
