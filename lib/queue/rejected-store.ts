@@ -47,7 +47,9 @@ export interface RejectedStore {
  * JSON.stringify recurses, so a payload nested tens of thousands of levels deep (valid
  * JSON that JSON.parse accepts) throws RangeError. Such an item is stored with a note
  * in place of its payload rather than failing the whole batch, which would make the
- * sender retry the same body forever.
+ * sender retry the same body forever. Each item is serialized on its own and the batch
+ * is assembled from those strings: a payload just under the limit on its own would
+ * otherwise pass a test of the payload and then overflow inside the batch, a few levels deeper.
  */
 export function serializeBatch(batch: RejectedBatch): string {
   try {
@@ -55,13 +57,13 @@ export function serializeBatch(batch: RejectedBatch): string {
   } catch {
     const items = batch.items.map((item) => {
       try {
-        JSON.stringify(item.payload);
-        return item;
+        return JSON.stringify(item);
       } catch {
-        return { ...item, payload: { unstorable: "payload nests too deeply to serialize; only its reason is kept" } };
+        return JSON.stringify({ ...item, payload: { unstorable: "payload nests too deeply to serialize; only its reason is kept" } });
       }
     });
-    return JSON.stringify({ ...batch, items });
+    const { items: _serializedAbove, ...head } = batch;
+    return `${JSON.stringify(head).slice(0, -1)},"items":[${items.join(",")}]}`;
   }
 }
 

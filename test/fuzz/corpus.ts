@@ -163,6 +163,34 @@ function objectText(entries: readonly (readonly [string, string])[]): string {
   return `{${entries.map(([key, value]) => `${key}:${value}`).join(",")}}`;
 }
 
+/**
+ * How deep JSON.stringify can nest arrays here before it throws RangeError (it recurses; the
+ * limit depends on the stack). Values nested just around it are the hardest case for anything
+ * that serializes a rejected payload inside a larger object.
+ */
+export function jsonStringifyDepthLimit(): number {
+  let fits = 1;
+  let fails = 200_000;
+  while (fails - fits > 1) {
+    const depth = Math.floor((fits + fails) / 2);
+    try {
+      JSON.stringify(JSON.parse(`${"[".repeat(depth)}${"]".repeat(depth)}`));
+      fits = depth;
+    } catch {
+      fails = depth;
+    }
+  }
+  return fits;
+}
+
+let stringifyLimit: number | undefined;
+
+/** Nesting depths for hostile values: anywhere past Mixpanel's limits, and right at JSON.stringify's. */
+function deepDepth(min: number): fc.Arbitrary<number> {
+  stringifyLimit ??= jsonStringifyDepthLimit();
+  return fc.oneof(fc.integer({ min, max: 20_000 }), fc.integer({ min: stringifyLimit - 12, max: stringifyLimit + 4 }));
+}
+
 /** Containers nested `depth` levels deep, of arrays or objects. */
 export function deepText(depth: number, kind: "array" | "object"): string {
   return kind === "array" ? `${"[".repeat(depth)}${"]".repeat(depth)}` : `${'{"a":'.repeat(depth)}1${"}".repeat(depth)}`;
@@ -194,7 +222,7 @@ export function hostileValueText(options: CorpusOptions): fc.Arbitrary<string> {
   }));
   return fc.oneof(
     { weight: 30, arbitrary: value },
-    { weight: 1, arbitrary: fc.tuple(fc.integer({ min: 17, max: 20_000 }), fc.constantFrom("array" as const, "object" as const)).map(([depth, kind]) => deepText(depth, kind)) },
+    { weight: 1, arbitrary: fc.tuple(deepDepth(17), fc.constantFrom("array" as const, "object" as const)).map(([depth, kind]) => deepText(depth, kind)) },
     { weight: 1, arbitrary: hugeString(options) },
   );
 }
@@ -332,7 +360,7 @@ function good(route: Route, options: CorpusOptions): fc.Arbitrary<FuzzItem> {
 /** Items that break a documented rule; each must come back in `errors` or `dropped_items`. */
 function bad(route: Route, options: CorpusOptions): fc.Arbitrary<string> {
   const nowS = () => Math.floor(options.nowMs() / 1000);
-  const deep = fc.tuple(fc.integer({ min: 17, max: 12_000 }), fc.constantFrom("array" as const, "object" as const)).map(([depth, kind]) => deepText(depth, kind));
+  const deep = fc.tuple(deepDepth(17), fc.constantFrom("array" as const, "object" as const)).map(([depth, kind]) => deepText(depth, kind));
   const notAnObject = fc.constantFrom("1", '"event"', "null", "true", "[]", "[1,2]", "1e400");
   switch (route) {
     case "/v1/events":
