@@ -29,9 +29,8 @@ import {
 const SEED = 20_261_127;
 const BODY_CAP = 2_000_000;
 const options: CorpusOptions = { hugeMax: 1_000_010, nowMs: Date.now };
+/** Bounded by run count (about 25 s for all routes on an idle 2-core machine), not by a clock, so a busy machine is slower, not flaky. */
 const RUNS = { mixed: 60, hostile: 60, nearCap: 6 };
-/** Per property: fast-check stops (and fails the test) rather than run past this. */
-const TIME_LIMIT_MS = 20_000;
 
 let stack: LocalStack;
 
@@ -146,12 +145,12 @@ async function checkMixedBatch(batch: MixedBatch): Promise<void> {
   }
 }
 
-const assertOptions = (numRuns: number) => ({ seed: SEED, numRuns, interruptAfterTimeLimit: TIME_LIMIT_MS, markInterruptAsFailure: true });
+const assertOptions = (numRuns: number) => ({ seed: SEED, numRuns });
 
 describe.each(ROUTES)("fuzzing POST %s", (route) => {
   it("a mixed batch of good, bad and hostile items: good ones queued unchanged, bad ones refused, all accounted for", async () => {
     await fc.assert(fc.asyncProperty(mixedBatch(route, options), checkMixedBatch), assertOptions(RUNS.mixed));
-  }, 120_000);
+  }, 300_000);
 
   it("any body at all (not JSON, invalid UTF-8, wrong envelope, deep nesting): a JSON 2xx/4xx, never a 5xx", async () => {
     await fc.assert(
@@ -167,9 +166,9 @@ describe.each(ROUTES)("fuzzing POST %s", (route) => {
       }),
       assertOptions(RUNS.hostile),
     );
-  }, 120_000);
+  }, 300_000);
 
   it("bodies within 64 bytes of the size cap: 413 above it, the good item queued below it", async () => {
     await fc.assert(fc.asyncProperty(nearCapBody(route, options, BODY_CAP), checkMixedBatch), assertOptions(RUNS.nearCap));
-  }, 120_000);
+  }, 300_000);
 });

@@ -75,8 +75,10 @@ function tally(route: Route, status: string): void {
 }
 
 function problem(request: FuzzRequest, message: string): void {
-  if (problems.length < 20) problems.push(`${request.route}: ${message}\n    body ${describeBody(request.body).slice(0, 400)}`);
-  else problems.push("");
+  const line = `${request.route}: ${message}\n    body ${describeBody(request.body).slice(0, 400)}`;
+  // Shown as found (the run is long), and again in the summary.
+  if (problems.length < 20) process.stderr.write(`fuzz problem: ${line}\n`);
+  problems.push(problems.length < 20 ? line : "");
 }
 
 async function fire(request: FuzzRequest): Promise<void> {

@@ -227,6 +227,9 @@ const lambdaEnv: Record<string, string> = {
   HTTP_TIMEOUT_MS: String(HTTP_TIMEOUT_MS),
   FORWARDER_TIMEOUT_MS: String(FORWARDER_TIMEOUT_MS),
   FORWARDER_MAX_REQUEUES: "3",
+  // Smaller /import requests than Mixpanel's cap: more requests, so more of them meet a fault,
+  // and a message's records often span two requests (the partly-sent re-queue path).
+  IMPORT_MAX_BYTES: "60000",
   POWERTOOLS_LOG_LEVEL: "ERROR",
   POWERTOOLS_METRICS_DISABLED: "true",
 };
@@ -259,10 +262,15 @@ function soakEvent(i: number): unknown {
   };
 }
 
+let sendersActive = true;
+/** Sender requests waiting for an answer: the intake is killed only while there are some. */
+let inFlight = 0;
+
 async function sendBatch(first: number, count: number): Promise<void> {
   const body = JSON.stringify(Array.from({ length: count }, (_, k) => soakEvent(first + k)));
   for (let attempt = 1; attempt <= MAX_SEND_ATTEMPTS; attempt++) {
     sendStats.requests++;
+    inFlight++;
     try {
       const response = await fetch(`http://127.0.0.1:${intakePort}/v1/events`, {
         method: "POST",
@@ -287,6 +295,8 @@ async function sendBatch(first: number, count: number): Promise<void> {
     } catch {
       // The intake was killed mid-request (reset, refused connection): Braze retries the batch.
       sendStats.retriedNetwork++;
+    } finally {
+      inFlight--;
     }
     await sleep(Math.min(2_000, 100 * attempt) + between(0, 200));
   }
@@ -310,9 +320,13 @@ let chaos = true;
 async function killAndRestart(target: "intake" | number): Promise<void> {
   const child = target === "intake" ? intake : forwarders[target];
   if (!child) return;
-  if (target !== "intake") {
+  const deadline = Date.now() + 5_000;
+  if (target === "intake") {
+    // Mid-request: wait for a sender's request to be in the intake's hands.
+    while (inFlight === 0 && Date.now() < deadline) await sleep(5);
+    await sleep(between(0, 30));
+  } else {
     // Mid-batch: wait for the forwarder to start an invocation, then kill it part-way through.
-    const deadline = Date.now() + 5_000;
     while (!child.busy && Date.now() < deadline) await sleep(20);
     await sleep(between(0, 1_500));
   }
@@ -328,9 +342,10 @@ async function killAndRestart(target: "intake" | number): Promise<void> {
 
 async function chaosLoop(): Promise<void> {
   while (chaos && kills < MAX_KILLS) {
-    await sleep(between(2_000, 6_000));
+    await sleep(between(1_000, 5_000));
     if (!chaos) return;
-    await killAndRestart(random() < 0.35 ? "intake" : between(0, FORWARDERS - 1));
+    // The intake only while senders are sending; forwarders until the queue runs dry.
+    await killAndRestart(sendersActive && random() < 0.5 ? "intake" : between(0, FORWARDERS - 1));
   }
 }
 
@@ -357,6 +372,7 @@ let exitCode = 1;
 try {
   const chaosDone = chaosLoop();
   await Promise.all(Array.from({ length: SENDERS }, () => sender()));
+  sendersActive = false;
   progress(`senders done: ${accepted.size} accepted; waiting for the queue to drain`);
 
   // Drained = the queue empty (visible, in flight, delayed) on three checks in a row.
