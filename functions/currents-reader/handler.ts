@@ -3,6 +3,7 @@ import { requireSetting } from "../../lib/config/env.js";
 import { describeError } from "../../lib/errors.js";
 import { count, logger, publishMetrics } from "../../lib/observability/telemetry.js";
 import { createQueueSender } from "../../lib/queue/sqs-sender.js";
+import { piiPolicySource } from "../../lib/pii/source.js";
 import { createRuntimeContext, once, rejectedStoreFor } from "../../lib/runtime/context.js";
 import {
   type CurrentsReaderDeps,
@@ -26,6 +27,7 @@ const deps = once((): CurrentsReaderDeps => {
     rejected: rejectedStoreFor(runtime),
     maxMessageBytes: runtime.env.SQS_MAX_MESSAGE_BYTES,
     nowMs: Date.now,
+    pii: piiPolicySource(runtime.config, runtime.env, runtime.secrets),
   };
 });
 

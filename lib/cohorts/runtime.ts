@@ -8,6 +8,8 @@ import { mixpanelCredentialsSource } from "../mixpanel/credentials.js";
 import { queryBaseUrl } from "../mixpanel/hosts.js";
 import { createQueryClient } from "../mixpanel/query.js";
 import { MetricUnit, logger, metrics } from "../observability/telemetry.js";
+import { protectProperties } from "../pii/policy.js";
+import { piiPolicySource } from "../pii/source.js";
 import { createQueueSender } from "../queue/sqs-sender.js";
 import type { RuntimeContext } from "../runtime/context.js";
 import type { DeliveryDeps } from "../destinations/deliver.js";
@@ -83,7 +85,9 @@ export function exportDepsFrom(runtime: RuntimeContext, remainingMs: () => numbe
         throw new ConfigError("cohort export needs a Mixpanel service account: project_id, service_account_username, service_account_secret");
       }
       projectId = creds.project_id;
+      const pii = await piiPolicySource(runtime.config, env, runtime.secrets)();
       return createQueryClient({
+        ...(pii ? { protectMemberProperties: (properties: Record<string, unknown>) => protectProperties(properties, pii) } : {}),
         baseUrl: queryBaseUrl(runtime.config.residency, env.MIXPANEL_QUERY_URL),
         credentials: {
           projectId: creds.project_id,

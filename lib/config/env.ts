@@ -45,6 +45,8 @@ export const envSchema = z.object({
   INTAKE_TOKEN_SECRET_ID: z.string().min(1).optional(),
   /** Comma-separated bearer tokens, for the local stack. */
   INTAKE_TOKEN: z.string().min(1).optional(),
+  /** HMAC key for the stage's `pii` hash rules when `pii.hash_key_secret` is unset (the local stack). */
+  PII_HASH_KEY: z.string().min(32).optional(),
 
   SECRETS_TTL_SECONDS: positiveInt(300),
   /** Byte cap per /import request, uncompressed (reference/mixpanel-api.md §3: 10 MB; older docs 2 MB). */

@@ -4,6 +4,7 @@ import { ConfigError } from "../errors.js";
 import { formatZodIssues } from "./env.js";
 import { mappingConfigSchema } from "./mapping.js";
 import { cohortSyncsSchema } from "../cohorts/sync-config.js";
+import { piiConfigSchema } from "../pii/config.js";
 
 /**
  * The per-stage config file (config/<stage>.json): one zod schema, validated by
@@ -18,6 +19,8 @@ export const stageConfigSchema = z
     /** Where the Mixpanel project lives; never falls back to the US host (reference/mixpanel-api.md §1). */
     residency: residencySchema.default("us"),
     cohort_syncs: cohortSyncsSchema.default([]),
+    /** Personal-data rules applied at the edge (lib/pii/config.ts, README "Personal data"). */
+    pii: piiConfigSchema.optional(),
   })
   .extend(mappingConfigSchema.shape)
   .strict();

@@ -4,6 +4,9 @@ import type { QueueSender } from "../queue/sqs-sender.js";
 import type { RejectedStore } from "../queue/rejected-store.js";
 import { type RecordKind, packEnvelopes } from "../records/envelope.js";
 import type { MappedItem, RejectedItem } from "../sources/types.js";
+import { protectItems } from "../pii/items.js";
+import type { PiiPolicy } from "../pii/policy.js";
+import type { PiiPolicySource } from "../pii/source.js";
 import { bearerToken, tokenMatches, type TokenSource } from "./auth.js";
 import { findRoute, type IntakeRequest } from "./routes.js";
 
@@ -37,6 +40,8 @@ export interface IntakeDeps {
   readonly maxBodyBytes: number;
   readonly nowMs: () => number;
   readonly newCorrelationId: () => string;
+  /** The stage's personal-data rules, applied before anything is queued or stored; absent = none. */
+  readonly pii?: PiiPolicySource;
 }
 
 export interface IntakeSummary {
@@ -133,6 +138,14 @@ export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Prom
     }
   }
 
+  let policy: PiiPolicy | undefined;
+  try {
+    policy = await deps.pii?.();
+  } catch (error) {
+    // Never queue or store records unprotected: the sender retries once the key is readable.
+    return errorResponse(503, correlationId, "unavailable", "cannot protect personal data right now; retry later", `pii hash key: ${describeError(error)}`);
+  }
+
   const nowMs = deps.nowMs();
   let items: MappedItem[];
   try {
@@ -142,62 +155,16 @@ export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Prom
     throw error;
   }
 
-  const linesByKind = new Map<RecordKind, { lines: string[]; indexes: number[] }>();
-  const rejections: RejectedItem[] = [];
-  for (const item of items) {
-    if (!item.ok) {
-      rejections.push(item);
-      continue;
-    }
-    const group = linesByKind.get(item.kind) ?? { lines: [], indexes: [] };
-    group.lines.push(item.line);
-    group.indexes.push(item.index);
-    linesByKind.set(item.kind, group);
-  }
-
-  const bodies: string[] = [];
-  let acceptedCount = 0;
-  for (const [kind, group] of linesByKind) {
-    const packed = packEnvelopes(kind, route.source, correlationId, group.lines, deps.maxMessageBytes);
-    bodies.push(...packed.bodies);
-    const oversized = new Set(packed.oversizedIndexes);
-    acceptedCount += group.lines.length - oversized.size;
-    for (const position of packed.oversizedIndexes) {
-      rejections.push({
-        ok: false,
-        index: group.indexes[position] ?? -1,
-        code: "record_too_large_for_queue",
-        reason: `record does not fit in one SQS message of ${deps.maxMessageBytes} bytes`,
-        payload: group.lines[position],
-      });
-    }
-  }
-  rejections.sort((a, b) => a.index - b.index);
-
+  let queued: { acceptedCount: number; rejections: RejectedItem[] };
   try {
-    await Promise.all([
-      bodies.length > 0 ? deps.queue.send(deps.queueUrl, bodies) : Promise.resolve(),
-      rejections.length > 0
-        ? deps.rejected.put({
-            source: route.source,
-            correlationId,
-            stageOfFailure: "intake",
-            items: rejections.map(({ index, code, reason, payload, dropped }) => ({
-              index,
-              code,
-              reason,
-              payload,
-              ...(dropped ? { dropped } : {}),
-            })),
-          })
-        : Promise.resolve(""),
-    ]);
+    queued = await enqueueItems(protectItems(items, policy), route.source, correlationId, deps);
   } catch (error) {
     if (error instanceof RetryableError || error instanceof ConfigError) {
       return errorResponse(503, correlationId, "unavailable", "could not queue the batch; retry later", `queue or rejected store: ${describeError(error)}`);
     }
     throw error;
   }
+  const { acceptedCount, rejections } = queued;
 
   const dropped = rejections.filter((item) => item.dropped).length;
   const summary = { accepted: acceptedCount, rejected: rejections.length - dropped, dropped };
@@ -216,4 +183,68 @@ export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Prom
       correlationId,
     }),
   };
+}
+
+/**
+ * The enqueue step: packs the mapped records into queue envelopes per kind, sends them, and puts
+ * every rejection (with records too big for one message) in the rejected store. Items must already
+ * have the stage's PII rules applied. Throws RetryableError/ConfigError when SQS or S3 fail, so
+ * the caller answers 503 and the sender retries.
+ */
+export async function enqueueItems(
+  items: readonly MappedItem[],
+  source: string,
+  correlationId: string,
+  deps: Pick<IntakeDeps, "queue" | "queueUrl" | "rejected" | "maxMessageBytes">,
+): Promise<{ acceptedCount: number; rejections: RejectedItem[] }> {
+  const linesByKind = new Map<RecordKind, { lines: string[]; indexes: number[] }>();
+  const rejections: RejectedItem[] = [];
+  for (const item of items) {
+    if (!item.ok) {
+      rejections.push(item);
+      continue;
+    }
+    const group = linesByKind.get(item.kind) ?? { lines: [], indexes: [] };
+    group.lines.push(item.line);
+    group.indexes.push(item.index);
+    linesByKind.set(item.kind, group);
+  }
+
+  const bodies: string[] = [];
+  let acceptedCount = 0;
+  for (const [kind, group] of linesByKind) {
+    const packed = packEnvelopes(kind, source, correlationId, group.lines, deps.maxMessageBytes);
+    bodies.push(...packed.bodies);
+    const oversized = new Set(packed.oversizedIndexes);
+    acceptedCount += group.lines.length - oversized.size;
+    for (const position of packed.oversizedIndexes) {
+      rejections.push({
+        ok: false,
+        index: group.indexes[position] ?? -1,
+        code: "record_too_large_for_queue",
+        reason: `record does not fit in one SQS message of ${deps.maxMessageBytes} bytes`,
+        payload: group.lines[position],
+      });
+    }
+  }
+  rejections.sort((a, b) => a.index - b.index);
+
+  await Promise.all([
+    bodies.length > 0 ? deps.queue.send(deps.queueUrl, bodies) : Promise.resolve(),
+    rejections.length > 0
+      ? deps.rejected.put({
+          source,
+          correlationId,
+          stageOfFailure: "intake",
+          items: rejections.map(({ index, code, reason, payload, dropped }) => ({
+            index,
+            code,
+            reason,
+            payload,
+            ...(dropped ? { dropped } : {}),
+          })),
+        })
+      : Promise.resolve(""),
+  ]);
+  return { acceptedCount, rejections };
 }

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { requireSetting } from "../config/env.js";
 import { createQueueSender } from "../queue/sqs-sender.js";
 import { type RuntimeContext, rejectedStoreFor } from "../runtime/context.js";
+import { piiPolicySource } from "../pii/source.js";
 import { intakeTokenSource } from "./auth.js";
 import type { IntakeDeps } from "./process.js";
 
@@ -18,5 +19,6 @@ export function intakeDepsFrom(runtime: RuntimeContext): IntakeDeps {
     maxBodyBytes: env.INTAKE_MAX_BODY_BYTES,
     nowMs: Date.now,
     newCorrelationId: randomUUID,
+    pii: piiPolicySource(runtime.config, env, runtime.secrets),
   };
 }

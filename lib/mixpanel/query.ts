@@ -122,6 +122,8 @@ export interface QueryClientOptions {
   readonly now: () => number;
   /** Called after every HTTP call (for metrics / the local sandbox log). */
   readonly onQuery?: (info: { path: string; status: number }) => void;
+  /** The stage's personal-data rules for cohort members' properties, applied as each page is read. */
+  readonly protectMemberProperties?: (properties: Record<string, unknown>) => Record<string, unknown>;
 }
 
 export interface QueryClient {
@@ -212,7 +214,10 @@ export function createQueryClient(options: QueryClientOptions): QueryClient {
       return parseJson(await call("/cohorts/list", new URLSearchParams()), cohortListSchema, "/cohorts/list");
     },
     async engagePage(request) {
-      return parseJson(await call("/engage", engageForm(request)), engagePageSchema, "/engage");
+      const page = parseJson(await call("/engage", engageForm(request)), engagePageSchema, "/engage");
+      const protect = options.protectMemberProperties;
+      if (!protect) return page;
+      return { ...page, results: page.results.map((member) => ({ ...member, $properties: protect(member.$properties) })) };
     },
   };
 }

@@ -5,6 +5,8 @@ import { RetryableError, ValidationError, describeError } from "../errors.js";
 import type { RejectedItemRecord, RejectedStore } from "../queue/rejected-store.js";
 import type { QueueSender } from "../queue/sqs-sender.js";
 import { packEnvelopes } from "../records/envelope.js";
+import { protectItems } from "../pii/items.js";
+import type { PiiPolicySource } from "../pii/source.js";
 import { mapBrazeAvroFile } from "./braze-avro.js";
 import type { MappedItem } from "./types.js";
 
@@ -32,6 +34,8 @@ export interface CurrentsReaderDeps {
   readonly rejected: RejectedStore;
   readonly maxMessageBytes: number;
   readonly nowMs: () => number;
+  /** The stage's personal-data rules, applied before anything is queued or stored; absent = none. */
+  readonly pii?: PiiPolicySource;
 }
 
 export interface CurrentsReadSummary {
@@ -94,9 +98,11 @@ export async function readCurrentsObject(ref: CurrentsObjectRef, deps: CurrentsR
   const bytes = await fetchObject(ref, deps.s3);
   if ("missing" in bytes) return fileRejection(bytes.missing);
 
+  // Throws when the hash key cannot be read, so Lambda retries rather than queue unprotected records.
+  const policy = await deps.pii?.();
   let items: MappedItem[];
   try {
-    items = await mapBrazeAvroFile(bytes, ref.key, { nowMs: deps.nowMs(), config: deps.config });
+    items = protectItems(await mapBrazeAvroFile(bytes, ref.key, { nowMs: deps.nowMs(), config: deps.config }), policy);
   } catch (error) {
     if (error instanceof ValidationError) return fileRejection(error.message);
     throw error;

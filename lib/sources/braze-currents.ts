@@ -140,19 +140,20 @@ export function mapBrazeEvent(item: unknown, index: number, ctx: MapContext): Ma
   }
   const event = parsed.data;
 
+  // First, as Braze's connector does: events of users without an external id are never sent (§6),
+  // whatever their type, so they are dropped before the type is looked at.
+  const externalUserId = event.user?.external_user_id;
+  if (externalUserId === undefined || externalUserId === null || externalUserId.trim() === "") {
+    return reject(index, item, "no_external_user_id", "user.external_user_id is missing: Braze's Mixpanel connector skips such users", true);
+  }
+
   const eventType = normalizeBrazeEventType(event.event_type);
   if (eventType === undefined) {
-    // Kept in the rejected store for replay once the type is mapped; never fails the batch (§1).
-    return reject(index, item, "unsupported_event_type", `Braze event type "${event.event_type}" has no Mixpanel label yet`);
+    // In no published Currents list (§8): kept in the rejected store for replay once it is named; never fails the batch (§1).
+    return reject(index, item, "unsupported_event_type", `Braze event type "${event.event_type}" is not a published Currents event type`);
   }
   if (!isEventTypeEnabled(eventType, ctx)) {
     return reject(index, item, "event_type_not_enabled", `${eventType} is not in this stage's braze.event_types`, true);
-  }
-
-  const externalUserId = event.user?.external_user_id;
-  if (externalUserId === undefined || externalUserId === null || externalUserId.trim() === "") {
-    // Braze's connector does not send events of users without an external id (§6).
-    return reject(index, item, "no_external_user_id", "user.external_user_id is missing: Braze's Mixpanel connector skips such users", true);
   }
 
   const brazeProperties = event.properties ?? {};

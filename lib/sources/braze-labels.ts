@@ -1,3 +1,5 @@
+import { RELAY_EXTENSION_LABELS, type RelayExtensionEventType } from "./braze-extension-labels.js";
+
 /**
  * Braze event_type → Mixpanel event label, as Braze's own Mixpanel connector names them
  * (reference/braze-currents.md §7, copied from reference/braze-mixpanel-labels.json).
@@ -68,9 +70,12 @@ export const BRAZE_EVENT_LABELS = {
   "users.messages.whatsapp.Send": { label: "WhatsApp Send", evidence: "confirmed" },
 } as const satisfies Record<string, { readonly label: string; readonly evidence: LabelEvidence }>;
 
-export type BrazeEventType = keyof typeof BRAZE_EVENT_LABELS;
+/** A type Braze's connector exports (the table above). */
+export type ConnectorEventType = keyof typeof BRAZE_EVENT_LABELS;
+/** Every type the relay names: the connector's, plus the relay extension (lib/sources/braze-extension-labels.ts). */
+export type BrazeEventType = ConnectorEventType | RelayExtensionEventType;
 
-export const BRAZE_EVENT_TYPES: readonly BrazeEventType[] = Object.keys(BRAZE_EVENT_LABELS).filter(isBrazeEventType);
+export const BRAZE_EVENT_TYPES: readonly BrazeEventType[] = [...Object.keys(BRAZE_EVENT_LABELS), ...Object.keys(RELAY_EXTENSION_LABELS)].filter(isBrazeEventType);
 
 export const CUSTOM_EVENT_TYPE = "users.behaviors.CustomEvent" satisfies BrazeEventType;
 export const PURCHASE_EVENT_TYPE = "users.behaviors.Purchase" satisfies BrazeEventType;
@@ -85,8 +90,12 @@ export const LEGACY_BRAZE_EVENT_TYPES: Readonly<Record<string, BrazeEventType>> 
   users_canvas_abort: "users.canvas.Abort",
 };
 
-export function isBrazeEventType(value: string): value is BrazeEventType {
+export function isConnectorEventType(value: string): value is ConnectorEventType {
   return Object.hasOwn(BRAZE_EVENT_LABELS, value);
+}
+
+export function isBrazeEventType(value: string): value is BrazeEventType {
+  return isConnectorEventType(value) || Object.hasOwn(RELAY_EXTENSION_LABELS, value);
 }
 
 /** The dotted event type for a known (or legacy-spelled) name; undefined for an unknown one. */
@@ -97,5 +106,6 @@ export function normalizeBrazeEventType(raw: string): BrazeEventType | undefined
 
 /** The Mixpanel event name for a known event type; `customEventName` fills `{name}`. */
 export function brazeEventLabel(eventType: BrazeEventType, customEventName: string): string {
+  if (!isConnectorEventType(eventType)) return RELAY_EXTENSION_LABELS[eventType];
   return BRAZE_EVENT_LABELS[eventType].label.replace("{name}", () => customEventName); // a function: "$&" in a name stays literal
 }

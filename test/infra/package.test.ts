@@ -85,12 +85,14 @@ function expectedStatements(stage: string, currents: boolean): Record<string, { 
   const mixpanelSecret = { Sid: "ReadMixpanelCredentials", Action: ["secretsmanager:GetSecretValue"], Resource: secretArn(`mixpanel-relay/${stage}/mixpanel-??????`) };
   const consume = (sid: string, queue: string) => ({ Sid: sid, Action: ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], Resource: getAtt(queue) });
   const listSnapshots = { Sid: "ListCohortState", Action: ["s3:ListBucket"], Resource: getAtt("CohortSnapshotBucket") };
+  const piiKey = { Sid: "ReadPiiHashKey", Action: ["secretsmanager:GetSecretValue"], Resource: secretArn(`mixpanel-relay/${stage}/pii-hash-key-??????`) };
   return {
     IntakeRole: [
       logs("intake"),
       { Sid: "QueueEvents", Action: ["sqs:SendMessage"], Resource: getAtt("EventsQueue") },
       rejected,
       { Sid: "ReadIntakeTokens", Action: ["secretsmanager:GetSecretValue"], Resource: secretArn(`mixpanel-relay/${stage}/intake-tokens-??????`) },
+      piiKey,
     ],
     ForwarderRole: [
       logs("forwarder"),
@@ -104,12 +106,14 @@ function expectedStatements(stage: string, currents: boolean): Record<string, { 
       { Sid: "QueueEvents", Action: ["sqs:SendMessage"], Resource: getAtt("EventsQueue") },
       rejected,
       { Sid: "ReportFailedInvocations", Action: ["sqs:SendMessage"], Resource: getAtt("CurrentsReaderFailuresQueue") },
+      piiKey,
       ...(currents
         ? [{ Sid: "ReadCurrentsFiles", Action: ["s3:GetObject", "s3:GetObjectVersion"], Resource: sub(`arn:\${AWS::Partition}:s3:::${CURRENTS_BUCKET}/currents/*`) }]
         : []),
     ],
     CohortExportRole: [
       logs("cohort-export"),
+      piiKey,
       mixpanelSecret,
       { Sid: "ReadWriteCohortState", Action: ["s3:GetObject", "s3:PutObject"], Resource: [sub("${CohortSnapshotBucket.Arn}/cohorts/*"), sub("${CohortSnapshotBucket.Arn}/cohort-runs/*")] },
       listSnapshots,

@@ -80,7 +80,7 @@ describe("source routes", () => {
   it("answers 400 for a Braze body that is not the envelope, and 2xx with per-event errors otherwise", async () => {
     const { deps, rejectedBatches } = harness();
     expect((await handleIntake(post("/v1/braze/currents", [{ event_type: "x" }]), deps)).response.statusCode).toBe(400);
-    const mixed = await handleIntake(post("/v1/braze/currents", { events: [{ event_type: "users.new.Kind", id: "x" }] }), deps);
+    const mixed = await handleIntake(post("/v1/braze/currents", { events: [{ event_type: "users.new.Kind", id: "x", user: { external_user_id: "u1" } }] }), deps);
     expect(mixed.response.statusCode).toBe(200);
     expect(responseBody(mixed)).toMatchObject({ accepted: 0, rejected: 1, errors: [{ index: 0, code: "unsupported_event_type" }] });
     expect(rejectedBatches.at(-1)?.items[0]?.code).toBe("unsupported_event_type");

@@ -1,0 +1,37 @@
+import type { Env } from "../config/env.js";
+import type { StageConfig } from "../config/stage.js";
+import { ConfigError } from "../errors.js";
+import type { SecretReader } from "../secrets/secrets.js";
+import { CUSTOM_EVENT_PROPERTY_PREFIX, PURCHASE_PROPERTY_PREFIX } from "../sources/braze-currents.js";
+import { renamed } from "../sources/renames.js";
+import { needsHashKey, piiKeySecretSchema } from "./config.js";
+import { type PiiPolicy, createPiiPolicy } from "./policy.js";
+
+export type PiiPolicySource = () => Promise<PiiPolicy | undefined>;
+
+/**
+ * The stage's PII policy with its hash key: from the `pii.hash_key_secret` secret (cached by the
+ * secret reader's TTL), else from env PII_HASH_KEY (the local stack). Undefined when the stage
+ * has no `pii` rules. Throws (a 503 at intake, a retry in the reader) when the key cannot be read:
+ * records are never queued unprotected.
+ */
+export function piiPolicySource(config: StageConfig, env: Env, secrets: SecretReader): PiiPolicySource {
+  const pii = config.pii;
+  // How raw input names become the Mixpanel names the rules use, for rejected payloads.
+  const aliases = [
+    (name: string) => renamed(name, config.property_mapping),
+    (name: string) => `${CUSTOM_EVENT_PROPERTY_PREFIX}${name}`,
+    (name: string) => `${PURCHASE_PROPERTY_PREFIX}${name}`,
+  ];
+  if (!needsHashKey(pii)) {
+    const policy = createPiiPolicy(pii, undefined, aliases);
+    return async () => policy;
+  }
+  const secretId = pii?.hash_key_secret;
+  if (secretId) return async () => createPiiPolicy(pii, (await secrets.getJson(secretId, piiKeySecretSchema)).key, aliases);
+  const key = env.PII_HASH_KEY;
+  return async () => {
+    if (key === undefined) throw new ConfigError("pii: hash rules need a key: set pii.hash_key_secret, or PII_HASH_KEY locally");
+    return createPiiPolicy(pii, key, aliases);
+  };
+}
