@@ -315,6 +315,7 @@ async function sender(): Promise<void> {
 // ---------------------------------------------------------------- chaos
 
 let kills = 0;
+const killsOf = { intake: 0, forwarder: 0 };
 let chaos = true;
 
 async function killAndRestart(target: "intake" | number): Promise<void> {
@@ -332,6 +333,7 @@ async function killAndRestart(target: "intake" | number): Promise<void> {
   }
   child.process.kill("SIGKILL");
   kills++;
+  killsOf[target === "intake" ? "intake" : "forwarder"]++;
   await child.exited;
   await sleep(between(100, 1_000));
   const name = target === "intake" ? "intake" : `forwarder-${target}`;
@@ -342,10 +344,11 @@ async function killAndRestart(target: "intake" | number): Promise<void> {
 
 async function chaosLoop(): Promise<void> {
   while (chaos && kills < MAX_KILLS) {
-    await sleep(between(1_000, 5_000));
+    await sleep(kills === 0 ? between(500, 2_000) : between(1_000, 5_000));
     if (!chaos) return;
-    // The intake only while senders are sending; forwarders until the queue runs dry.
-    await killAndRestart(sendersActive && random() < 0.5 ? "intake" : between(0, FORWARDERS - 1));
+    // The intake only while senders are sending (first of all, so it is killed at least once);
+    // forwarders until the queue runs dry.
+    await killAndRestart(sendersActive && (kills === 0 || random() < 0.5) ? "intake" : between(0, FORWARDERS - 1));
   }
 }
 
@@ -446,6 +449,7 @@ try {
   }
   const faults = [...faulty.counts].map(([kind, n]: [FaultKind | "poison", number]) => `${kind}=${n}`).join(" ");
   progress(`mixpanel fault front: ${faults}`);
+  progress(`kills: intake ${killsOf.intake}, forwarders ${killsOf.forwarder}`);
   progress(
     `senders: ${sendStats.requests} requests, ${sendStats.retried5xx} retried after a 5xx, ${sendStats.retriedNetwork} after a network error, ${sendStats.refused4xx} batches refused (4xx), ${sendStats.gaveUp} events given up`,
   );
