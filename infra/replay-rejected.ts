@@ -30,6 +30,7 @@ import { GetQueueUrlCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { packEnvelopes } from "../lib/records/envelope.js";
+import { stringifyAnyDepth } from "../lib/util/deep-json.js";
 import { type RejectedBatch, type RejectedItemRecord, createS3Client, rejectedBatchSchema } from "../lib/queue/rejected-store.js";
 import { createQueueSender, createSqsClient } from "../lib/queue/sqs-sender.js";
 import { UsageError, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget } from "./cli-args.js";
@@ -118,7 +119,8 @@ async function readBatch(s3: S3Client, bucket: string, key: string): Promise<Rej
 }
 
 async function putJson(s3: S3Client, bucket: string, key: string, body: unknown): Promise<void> {
-  await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: JSON.stringify(body), ContentType: "application/json" }));
+  // Rejected payloads can nest deeper than JSON.stringify goes (lib/queue/rejected-store.ts serializeBatch).
+  await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: stringifyAnyDepth(body), ContentType: "application/json" }));
 }
 
 export async function replayRejected(options: ReplayOptions): Promise<ReplaySummary> {

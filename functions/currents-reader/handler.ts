@@ -6,7 +6,9 @@ import { createQueueSender } from "../../lib/queue/sqs-sender.js";
 import { piiPolicySource } from "../../lib/pii/source.js";
 import { createRuntimeContext, once, rejectedStoreFor } from "../../lib/runtime/context.js";
 import {
+  type CurrentsObjectRef,
   type CurrentsReaderDeps,
+  correlationIdFor,
   decodeS3EventKey,
   readCurrentsObject,
 } from "../../lib/sources/braze-avro-reader.js";
@@ -32,24 +34,28 @@ const deps = once((): CurrentsReaderDeps => {
 });
 
 export async function handler(event: S3Event): Promise<void> {
+  let current: CurrentsObjectRef | undefined;
   try {
     for (const record of event.Records) {
-      const summary = await readCurrentsObject(
-        {
-          bucket: record.s3.bucket.name,
-          key: decodeS3EventKey(record.s3.object.key),
-          versionId: record.s3.object.versionId,
-          eTag: record.s3.object.eTag,
-        },
-        deps(),
-      );
+      current = {
+        bucket: record.s3.bucket.name,
+        key: decodeS3EventKey(record.s3.object.key),
+        versionId: record.s3.object.versionId,
+        eTag: record.s3.object.eTag,
+      };
+      const summary = await readCurrentsObject(current, deps());
       count("EventsAccepted", summary.accepted);
       count("EventsRejected", summary.rejected);
       count("EventsDropped", summary.dropped);
       logger.info("currents avro object", { ...summary });
     }
   } catch (error) {
-    logger.error("currents reader failed; Lambda will retry the S3 event", { error: describeError(error) });
+    // The same correlation id the object's queued records and rejections carry, so the cause can be traced.
+    logger.error("currents reader failed; Lambda will retry the S3 event", {
+      error: describeError(error),
+      stack: error instanceof Error ? error.stack : undefined,
+      ...(current ? { correlationId: correlationIdFor(current), bucket: current.bucket, key: current.key } : {}),
+    });
     throw error;
   } finally {
     publishMetrics();

@@ -23,15 +23,16 @@ function toRequest(event: APIGatewayProxyEventV2): HttpRequest {
 }
 
 /**
- * Metric names the alarms in infra/resources/alarms.yml watch: every 5xx the intake answers
- * (our own dependency failed or we crashed) and every 401 (a sender with a wrong token).
+ * Metric names for CloudWatch alarms (keep them stable): every 5xx the intake answers (our own
+ * dependency failed or we crashed) and every 401 (a sender with a wrong or rotated-out token).
  */
 export const INTAKE_5XX_METRIC = "Intake5xx";
 export const INTAKE_UNAUTHORIZED_METRIC = "IntakeUnauthorized";
 
 export async function handler(event: APIGatewayProxyEventV2): Promise<APIGatewayProxyStructuredResultV2> {
-  const request = toRequest(event);
+  let request: HttpRequest | undefined;
   try {
+    request = toRequest(event);
     const result = await handleIntake(request, deps());
     logger.appendKeys({ correlationId: result.correlationId });
     count("IntakeRequests", 1);
@@ -51,12 +52,12 @@ export async function handler(event: APIGatewayProxyEventV2): Promise<APIGateway
     return result.response;
   } catch (error) {
     // Only our own faults or bad configuration reach here; senders retry 5xx.
-    const correlationId = correlationIdFor(request, randomUUID);
+    const correlationId = request ? correlationIdFor(request, randomUUID) : randomUUID();
     count(INTAKE_5XX_METRIC, 1);
     logger.error("intake failed", {
       correlationId,
       status: 503,
-      path: request.path,
+      path: request?.path ?? String(event.rawPath),
       error: describeError(error),
       stack: error instanceof Error ? error.stack : undefined,
     });

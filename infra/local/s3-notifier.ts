@@ -30,12 +30,22 @@ export class S3Notifier {
     if (this.timer) clearInterval(this.timer);
   }
 
+  /** How many keys it remembers as already notified. */
+  get rememberedKeys(): number {
+    return this.seen.size;
+  }
+
   /** Notifies every object not seen before; answers how many it notified. */
   async scanOnce(): Promise<number> {
     if (this.busy) return 0;
     this.busy = true;
     try {
       const listed = await this.options.s3.send(new ListObjectsV2Command({ Bucket: this.options.bucket }));
+      if (!listed.IsTruncated) {
+        // Forget keys that are gone (deleted by the local stack's retention), so the set stays bounded.
+        const present = new Set((listed.Contents ?? []).map((object) => object.Key));
+        for (const key of this.seen) if (!present.has(key)) this.seen.delete(key);
+      }
       const fresh = (listed.Contents ?? []).filter((object) => object.Key && !this.seen.has(object.Key));
       for (const object of fresh) {
         const key = object.Key ?? "";

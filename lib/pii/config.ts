@@ -11,7 +11,7 @@ export const piiActionSchema = z.enum(["drop", "hash"]);
 export type PiiAction = z.infer<typeof piiActionSchema>;
 
 /** Mixpanel needs these unchanged on every record (docs/vendors/mixpanel-api.md §4, §5, §6): no rule may touch them. */
-export const PII_UNTOUCHABLE = new Set(["time", "$insert_id", "$group_key", "$token", "token", "$time"]);
+export const PII_UNTOUCHABLE = new Set(["time", "$insert_id", "$group_key", "$token", "token"]);
 /** Identity fields may be hashed (still an id, still joinable) but never dropped: records without them are refused. */
 export const PII_NEVER_DROPPED = new Set(["distinct_id", "$distinct_id", "$group_id"]);
 

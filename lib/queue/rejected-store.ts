@@ -3,6 +3,7 @@ import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import * as z from "zod";
 import { RetryableError } from "../errors.js";
 import { recordKindSchema } from "../records/envelope.js";
+import { stringifyAnyDepth } from "../util/deep-json.js";
 
 /**
  * The rejected-events store: every record the relay could not send, with its
@@ -44,27 +45,13 @@ export interface RejectedStore {
 }
 
 /**
- * JSON.stringify recurses, so a payload nested tens of thousands of levels deep (valid
- * JSON that JSON.parse accepts) throws RangeError. Such an item is stored with a note
- * in place of its payload rather than failing the whole batch, which would make the
- * sender retry the same body forever. Each item is serialized on its own and the batch
- * is assembled from those strings: a payload just under the limit on its own would
- * otherwise pass a test of the payload and then overflow inside the batch, a few levels deeper.
+ * JSON.stringify recurses, so a payload nested thousands of levels deep (valid JSON that
+ * JSON.parse accepts, refused at intake as `too_deep`) throws RangeError. Such a batch is
+ * written with stringifyDeep, which does not recurse, so the payload is kept as received
+ * rather than failing the whole batch (the sender would retry the same body forever).
  */
 export function serializeBatch(batch: RejectedBatch): string {
-  try {
-    return JSON.stringify(batch);
-  } catch {
-    const items = batch.items.map((item) => {
-      try {
-        return JSON.stringify(item);
-      } catch {
-        return JSON.stringify({ ...item, payload: { unstorable: "payload nests too deeply to serialize; only its reason is kept" } });
-      }
-    });
-    const { items: _serializedAbove, ...head } = batch;
-    return `${JSON.stringify(head).slice(0, -1)},"items":[${items.join(",")}]}`;
-  }
+  return stringifyAnyDepth(batch);
 }
 
 export function createS3Client(region: string, endpoint?: string): S3Client {

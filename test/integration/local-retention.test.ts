@@ -52,6 +52,13 @@ describe("local stack retention", () => {
     expect(await keys(stack.snapshotBucket, "cohort-runs/")).toEqual([]);
     expect(await keys(stack.snapshotBucket, "cohorts/")).toEqual(["cohorts/pro/state.json"]);
     expect(await keys(stack.currentsBucket)).toHaveLength(2);
+    // The notifier forgets the deleted files too (what it remembers stays bounded).
+    const deadline = Date.now() + 5_000;
+    while (stack.currentsNotifier.rememberedKeys !== 2 && Date.now() < deadline) {
+      await stack.currentsNotifier.scanOnce();
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+    expect(stack.currentsNotifier.rememberedKeys).toBe(2);
   });
 
   it("keeps only the newest events in the Mixpanel sandbox", async () => {

@@ -25,10 +25,8 @@ function batchWith(payload: unknown): RejectedBatch {
 }
 
 describe("rejected store serialization near JSON.stringify's depth limit", () => {
-  it("stores every depth around the limit: the payload when it fits, else a note, never a throw", () => {
+  it("stores every depth around the limit with the payload as received, never a throw", () => {
     const limit = jsonStringifyDepthLimit();
-    let kept = 0;
-    let replaced = 0;
     for (let depth = limit - 24; depth <= limit + 8; depth++) {
       const text = serializeBatch(batchWith(nested(depth)));
       const stored = rejectedBatchSchema.parse(JSON.parse(text));
@@ -37,14 +35,8 @@ describe("rejected store serialization near JSON.stringify's depth limit", () =>
         [1, "too_deep", "nests too deeply"],
       ]);
       expect(stored.items[0]?.payload).toEqual({ event: "E" });
-      if (Array.isArray(stored.items[1]?.payload)) kept++;
-      else {
-        expect(stored.items[1]?.payload).toEqual({ unstorable: "payload nests too deeply to serialize; only its reason is kept" });
-        replaced++;
-      }
+      // Compared as text: a recursive deep-equal would itself overflow at this depth.
+      expect(text.endsWith(`"payload":${"[".repeat(depth)}${"]".repeat(depth)}}]}`)).toBe(true);
     }
-    // The sweep really crosses the limit: some payloads kept whole, some replaced by the note.
-    expect(kept).toBeGreaterThan(0);
-    expect(replaced).toBeGreaterThan(0);
   });
 });
