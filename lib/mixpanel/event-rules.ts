@@ -216,6 +216,29 @@ function checkNested(value: unknown, depth: number, path: string, containers = 1
   return undefined;
 }
 
+/**
+ * The path of the first number JSON cannot carry, or undefined. JSON.parse reads a literal
+ * beyond a double's range (1e400) as ±Infinity, and JSON.stringify then writes null: the
+ * sender's value would reach Mixpanel silently changed. Iterative, so depth is no concern.
+ */
+export function findNonFiniteNumber(value: unknown, prefix: string): string | undefined {
+  const pending: [unknown, string][] = [[value, prefix]];
+  for (let next = pending.pop(); next !== undefined; next = pending.pop()) {
+    const [current, path] = next;
+    if (typeof current === "number" && !Number.isFinite(current)) return path;
+    if (current === null || typeof current !== "object") continue;
+    if (Array.isArray(current)) current.forEach((inner, position) => pending.push([inner, `${path}[${position}]`]));
+    else for (const [key, inner] of Object.entries(current)) pending.push([inner, `${path}.${key}`]);
+  }
+  return undefined;
+}
+
+export const INVALID_NUMBER = "invalid_number";
+
+export function nonFiniteReason(path: string): string {
+  return `${path} is a number beyond the range of a double (such as 1e400); it would be sent as null`;
+}
+
 export interface ImportEvent {
   readonly event: string;
   readonly properties: Record<string, unknown>;
@@ -271,6 +294,8 @@ export function applyEventRules(
     const violation = checkNested(value, 1, `properties.${key}`);
     if (violation) return { ok: false, ...violation };
   }
+  const nonFinite = findNonFiniteNumber(properties, "properties");
+  if (nonFinite !== undefined) return { ok: false, code: INVALID_NUMBER, reason: nonFiniteReason(nonFinite) };
 
   const rawInsertId = properties.$insert_id;
   let insertId: string;

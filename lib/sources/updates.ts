@@ -1,5 +1,6 @@
 import * as z from "zod";
 import { ValidationError } from "../errors.js";
+import { INVALID_NUMBER, findNonFiniteNumber, nonFiniteReason } from "../mixpanel/event-rules.js";
 import { INVALID_PROPERTY_NAME, findProtoKey, protoKeyReason, rejectProtoKey } from "./property-names.js";
 import { rejectTooDeep } from "./nesting.js";
 import { renamed, setOwn } from "./renames.js";
@@ -147,6 +148,8 @@ export function completeUpdate(
   if (!found.ok) return rejectUpdate(index, item, "invalid_operation", found.reason);
   const operation = normalizeOperation(found.op, update[found.op], propertyMapping);
   if (!operation.ok) return rejectUpdate(index, item, operation.code, operation.reason);
+  const nonFinite = findNonFiniteNumber(operation.value, found.op);
+  if (nonFinite !== undefined) return rejectUpdate(index, item, INVALID_NUMBER, nonFiniteReason(nonFinite));
   const serialized = serializeUpdate({ ...head, [found.op]: operation.value });
   if (!serialized.ok) return rejectUpdate(index, item, serialized.code, serialized.reason);
   return { ok: true, index, kind, line: serialized.line };
