@@ -183,6 +183,8 @@ const awsEndpoint = String(sqsReady.address);
 const sqs = createSqsClient(REGION, awsEndpoint);
 const s3 = createS3Client(REGION, awsEndpoint);
 
+// config/local.json turns the Brevo fan-out on: the intake also queues for Brevo (no consumer here).
+const brevoQueueUrl = (await sqs.send(new CreateQueueCommand({ QueueName: "soak-brevo", Attributes: { MaximumMessageSize: "262144" } }))).QueueUrl ?? "";
 const dlqUrl = (await sqs.send(new CreateQueueCommand({ QueueName: "soak-events-dlq", Attributes: { MaximumMessageSize: "262144", MessageRetentionPeriod: "1209600" } }))).QueueUrl ?? "";
 const dlqArn = (await sqs.send(new GetQueueAttributesCommand({ QueueUrl: dlqUrl, AttributeNames: ["QueueArn"] }))).Attributes?.QueueArn ?? "";
 const queueUrl =
@@ -215,6 +217,7 @@ const lambdaEnv: Record<string, string> = {
   EVENTS_QUEUE_URL: queueUrl,
   EVENTS_QUEUE_ARN: queueArn,
   EVENTS_DLQ_URL: dlqUrl,
+  BREVO_QUEUE_URL: brevoQueueUrl,
   REJECTED_BUCKET: rejectedBucket,
   SQS_MAX_MESSAGE_BYTES: "262144",
   MIXPANEL_API_URL: faulty.url,
