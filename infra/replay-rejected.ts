@@ -101,10 +101,19 @@ function keyMatches(key: string, filter: ReplayFilter): boolean {
 
 type ItemVerdict = "replay" | "filteredOut" | "noRecord" | "dropped";
 
+/**
+ * The Mixpanel record an item holds: `line`; or, for a record too large for the queue that an
+ * intake before the shared enqueue step (lib/enqueue/enqueue.ts) stored as `payload`, that string.
+ */
+export function recordLine(item: RejectedItemRecord): string | undefined {
+  if (item.line !== undefined) return item.line;
+  return item.code === "record_too_large_for_queue" && typeof item.payload === "string" ? item.payload : undefined;
+}
+
 function judge(item: RejectedItemRecord, filter: ReplayFilter): ItemVerdict {
   if (filter.code && item.code !== filter.code) return "filteredOut";
   if (item.dropped && !filter.includeDropped) return "dropped";
-  if (item.line === undefined) return "noRecord";
+  if (recordLine(item) === undefined) return "noRecord";
   return "replay";
 }
 
@@ -184,7 +193,7 @@ export async function replayRejected(options: ReplayOptions): Promise<ReplaySumm
 
     const kind = batch.kind ?? "event";
     const correlationId = `${batch.correlationId}-replay`;
-    const lines = toReplay.map((item) => item.line ?? "");
+    const lines = toReplay.map((item) => recordLine(item) ?? "");
     const { bodies, oversizedIndexes } = packEnvelopesV2(kind, batch.source, correlationId, lines, { maxMessageBytes: SQS_MAX_MESSAGE_BYTES });
     const oversized = new Set(oversizedIndexes);
     const replayed = toReplay.filter((_, index) => !oversized.has(index));
