@@ -1,10 +1,9 @@
+import { createS3Client, createSqsClient } from "../lib/aws/sdk-clients.js";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { SQSClient } from "@aws-sdk/client-sqs";
-import { createS3Client } from "../lib/queue/rejected-store.js";
-import { createSqsClient } from "../lib/queue/sqs-sender.js";
 import { localStackFilePath, readLocalStackFile } from "./local/stack-file.js";
 import { assertStageName } from "./stack-layout.js";
 

@@ -27,7 +27,7 @@ import * as z from "zod";
 import { insertIdHash } from "../lib/observability/trace-ids.js";
 import type { RejectedItemRecord } from "../lib/queue/rejected-store.js";
 import { parseEnvelope } from "../lib/records/envelope.js";
-import { parseJsonOrUndefined } from "../lib/util/batching.js";
+import { parseJsonWith } from "../lib/util/json.js";
 import { type AwsTarget, UsageError, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget, runWhenExecuted, withStageClients } from "./cli-args.js";
 import { findRejectedBucket, listKeys, readBatch } from "./replay-rejected.js";
 import { type FunctionName, REJECTED_PREFIX, REPLAYED_PREFIX, deadLetterQueueName, logGroupName } from "./stack-layout.js";
@@ -82,7 +82,7 @@ const recordIdsSchema = z.looseObject({
 
 /** Whether one Mixpanel record line (event or profile/group update) is the one looked for. */
 export function lineMatches(line: string, key: TraceKey): boolean {
-  const parsed = recordIdsSchema.safeParse(parseJsonOrUndefined(line));
+  const parsed = parseJsonWith(recordIdsSchema, line);
   if (!parsed.success) return false;
   if (key.kind === "insert-id") return parsed.data.properties?.$insert_id === key.value;
   if (key.kind === "distinct-id") return parsed.data.properties?.distinct_id === key.value || parsed.data.$distinct_id === key.value;

@@ -1,3 +1,4 @@
+import { createS3Client, createSqsClient } from "../../lib/aws/sdk-clients.js";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import { randomUUID } from "node:crypto";
@@ -11,8 +12,6 @@ import type {
   SQSEvent,
 } from "aws-lambda";
 import { buildApp } from "fauxqs";
-import { createS3Client } from "../../lib/queue/rejected-store.js";
-import { createSqsClient } from "../../lib/queue/sqs-sender.js";
 import { MixpanelSandbox, type ExtraRouteHandler, type SandboxCredentials } from "../../test/support/mixpanel-server.js";
 import { BrevoServer } from "../../test/support/brevo-server.js";
 import { createGdprApi, type GdprApi } from "../../test/support/mixpanel-gdpr.js";

@@ -1,5 +1,5 @@
 import * as z from "zod";
-import { parseJsonOrUndefined } from "../util/batching.js";
+import { parseJsonWith } from "../util/json.js";
 import type { IdentityMode } from "../config/mapping.js";
 import { ConfigError, RetryableError, describeError } from "../errors.js";
 import type { HttpResult } from "../http/fetch.js";
@@ -70,7 +70,7 @@ const batchErrorSchema = z.object({
 
 /** Per event of one batch: the refusal message, from a 207/400 body. */
 function batchRefusals(result: HttpResult, size: number): Map<number, string> | undefined {
-  const body = batchErrorSchema.safeParse(parseJsonOrUndefined(result.body));
+  const body = parseJsonWith(batchErrorSchema, result.body);
   if (!body.success || !body.data.errors) return undefined;
   const refusals = new Map<number, string>();
   for (const error of body.data.errors) {
@@ -153,7 +153,7 @@ async function readContact(key: ContactKey, client: BrevoClient): Promise<{ attr
   const result = await client.call("GET", contactPath(key));
   if (result.status === 404) return undefined;
   if (result.status !== 200) return result;
-  const contact = contactSchema.safeParse(parseJsonOrUndefined(result.body));
+  const contact = parseJsonWith(contactSchema, result.body);
   return { attributes: contact.success ? (contact.data.attributes ?? {}) : {} };
 }
 
@@ -202,7 +202,7 @@ function createdId(result: HttpResult): number | undefined {
 }
 
 function parseContactId(body: string): number | undefined {
-  const parsed = contactSchema.safeParse(parseJsonOrUndefined(body));
+  const parsed = parseJsonWith(contactSchema, body);
   return parsed.success ? parsed.data.id : undefined;
 }
 
@@ -295,7 +295,7 @@ async function findCompany(marker: string, deps: BrevoSenderDeps, cache: Map<str
   const result = await deps.client.call("GET", `/companies?${query}`);
   if (result.status === 404) return undefined;
   if (!isOk(result)) return result;
-  const list = companyListSchema.safeParse(parseJsonOrUndefined(result.body));
+  const list = parseJsonWith(companyListSchema, result.body);
   const id = list.success ? list.data.items?.[0]?.id : undefined;
   if (id !== undefined) remember(cache, marker, id);
   return id;
@@ -339,7 +339,7 @@ async function applyCompany(operation: CompanyOperation, deps: BrevoSenderDeps, 
       });
       if (!isOk(result)) return refused(result);
       // Without an id in the reply the next update finds the company by its marker.
-      const created = companyCreatedSchema.safeParse(parseJsonOrUndefined(result.body));
+      const created = parseJsonWith(companyCreatedSchema, result.body);
       if (created.success) remember(cache, operation.marker, created.data.id);
       return sent;
     }

@@ -8,6 +8,7 @@ import type { PiiPolicy } from "../pii/policy.js";
 import type { PiiPolicySource } from "../pii/source.js";
 import { bearerToken, tokenMatches, type TokenSource } from "./auth.js";
 import { findRoute, type IntakeRequest } from "./routes.js";
+import { parseJson } from "../util/json.js";
 
 /**
  * The intake's whole behaviour, independent of API Gateway: auth, body limits,
@@ -132,11 +133,9 @@ export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Prom
     if (!route.allowEmptyBody) return errorResponse(400, correlationId, "invalid_body", "body is empty");
     parsed = undefined;
   } else {
-    try {
-      parsed = JSON.parse(text);
-    } catch (error) {
-      return errorResponse(400, correlationId, "invalid_json", `body is not valid JSON: ${describeError(error)}`);
-    }
+    const json = parseJson(text);
+    if (!json.ok) return errorResponse(400, correlationId, "invalid_json", `body is not valid JSON: ${json.error}`);
+    parsed = json.value;
   }
 
   const nowMs = deps.nowMs();

@@ -1,3 +1,4 @@
+import { createS3Client, createSqsClient } from "../../lib/aws/sdk-clients.js";
 import { createS3 } from "../../lib/aws/s3.js";
 /**
  * `npm run replay` against fauxqs (S3 + SQS): batches written by the real
@@ -9,8 +10,7 @@ import { CreateQueueCommand, DeleteMessageCommand, type Message, ReceiveMessageC
 import { startLocalAws } from "../support/fauxqs.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseQueuedRecords } from "../../lib/records/envelope-v2.js";
-import { createRejectedStore, createS3Client, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
-import { createSqsClient } from "../../lib/queue/sqs-sender.js";
+import { createRejectedStore, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
 import { main, parseRejectedKey, recordLine } from "../../infra/replay-rejected.js";
 
 type Server = Awaited<ReturnType<typeof startLocalAws>>;

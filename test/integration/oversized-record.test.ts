@@ -1,3 +1,4 @@
+import { createS3Client, createSqsClient } from "../../lib/aws/sdk-clients.js";
 import { randomBytes } from "node:crypto";
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
 import { CreateQueueCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
@@ -8,8 +9,8 @@ import { createS3 } from "../../lib/aws/s3.js";
 import { createSqs } from "../../lib/aws/sqs.js";
 import { parseStageConfig } from "../../lib/config/stage.js";
 import { handleIntake } from "../../lib/intake/process.js";
-import { createRejectedStore, createS3Client, rejectedBatchSchema, type RejectedBatch } from "../../lib/queue/rejected-store.js";
-import { createQueueSender, createSqsClient } from "../../lib/queue/sqs-sender.js";
+import { createRejectedStore, rejectedBatchSchema, type RejectedBatch } from "../../lib/queue/rejected-store.js";
+import { createQueueSender } from "../../lib/queue/sqs-sender.js";
 import { parseQueuedRecords } from "../../lib/records/envelope-v2.js";
 import { readCurrentsObject } from "../../lib/sources/braze-avro-reader.js";
 import { type Flat, avroFile, currentsKey, flattenHttpEvent, schemaFor } from "../unit/sources/avro-support.js";
