@@ -12,14 +12,14 @@ import type {
   SQSEvent,
 } from "aws-lambda";
 import { buildApp } from "fauxqs";
-import { MixpanelSandbox, type ExtraRouteHandler, type SandboxCredentials } from "../../test/support/mixpanel-server.js";
-import { BrevoServer } from "../../test/support/brevo-server.js";
-import { createGdprApi, type GdprApi } from "../../test/support/mixpanel-gdpr.js";
+import { MixpanelSandbox, type ExtraRouteHandler, type SandboxCredentials } from "./peers/mixpanel-server.js";
+import { BrevoServer } from "./peers/brevo-server.js";
+import { createGdprApi, type GdprApi } from "./peers/mixpanel-gdpr.js";
 import { loadStageConfig, stageConfigPath } from "../../lib/config/stage.js";
-import { createCohortQueryApi, type CohortFixture, type CohortQueryApi } from "../../test/support/mixpanel-query.js";
-import { SecretsManagerServer } from "../../test/support/secrets-manager-server.js";
-import { closeServer, listenOnLoopback } from "../../test/support/local-server.js";
-import { WebhookReceiver } from "../../test/support/webhook-server.js";
+import { createCohortQueryApi, type CohortFixture, type CohortQueryApi } from "./peers/mixpanel-query.js";
+import { SecretsManagerServer } from "./peers/secrets-manager-server.js";
+import { closeServer, listenOnLoopback } from "./peers/local-server.js";
+import { WebhookReceiver } from "./peers/webhook-server.js";
 import { LOCAL_COHORTS, LOCAL_COHORT_EXPORT_PATH, LOCAL_WEBHOOK_SIGNING_SECRET, LOCAL_WEBHOOK_SIGNING_SECRET_NAME } from "./cohorts.js";
 import { LocalRetention } from "./retention.js";
 import { S3Notifier } from "./s3-notifier.js";

@@ -7,7 +7,7 @@ import { createBrevoSend } from "../../lib/brevo/forwarder.js";
 import { consumeEnvelopes } from "../../lib/forwarder/process.js";
 import { createRejectedStore } from "../../lib/queue/rejected-store.js";
 import { packEnvelopes } from "../../lib/records/envelope.js";
-import { BrevoServer } from "../support/brevo-server.js";
+import { BrevoServer } from "../../infra/local/peers/brevo-server.js";
 import { startLocalAws } from "../support/fauxqs.js";
 
 /**

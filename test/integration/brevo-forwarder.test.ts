@@ -10,7 +10,7 @@ import { sqsRequeue } from "../../lib/forwarder/runtime.js";
 import { createRejectedStore, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
 import { serializeEnvelope } from "../../lib/records/envelope.js";
 import { parseQueuedRecords } from "../../lib/records/envelope-v2.js";
-import { BrevoServer } from "../support/brevo-server.js";
+import { BrevoServer } from "../../infra/local/peers/brevo-server.js";
 import { RetryableError } from "../../lib/errors.js";
 import { idDigest } from "../../lib/privacy/gdpr.js";
 import { startLocalAws } from "../support/fauxqs.js";

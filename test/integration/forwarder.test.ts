@@ -11,7 +11,7 @@ import { serializeEnvelope } from "../../lib/records/envelope.js";
 import { packEnvelopesV2, parseQueuedRecords } from "../../lib/records/envelope-v2.js";
 import { sqsRequeue } from "../../lib/forwarder/runtime.js";
 import { CreateQueueCommand } from "@aws-sdk/client-sqs";
-import { MixpanelSandbox } from "../support/mixpanel-server.js";
+import { MixpanelSandbox } from "../../infra/local/peers/mixpanel-server.js";
 
 /** The forwarder's decisions per SQS message, against the strict sandbox and a real S3 protocol server. */
 const credentials = { projectId: "9", projectToken: "tok-9", serviceAccountUsername: "sa", serviceAccountSecret: "sa-secret" };

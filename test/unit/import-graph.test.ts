@@ -124,6 +124,12 @@ describe("import graph", () => {
     expect(upward).toEqual([]);
   });
 
+  it("never imports test/ from the product", () => {
+    const intoTests = [...GRAPH].flatMap(([file, targets]) => targets.filter((target) => target.startsWith("test/")).map((target) => `${file} → ${target}`));
+    expect(intoTests).toEqual([]);
+  });
+
+
   it("has no import cycle between product files", () => {
     const cycles: string[] = [];
     const state = new Map<string, "open" | "done">();
