@@ -59,6 +59,13 @@ export function parsePositiveInt(value: string | undefined, flag: string): numbe
   return parsed;
 }
 
+/** `--days` and `--max-objects`, the scan limits `status` and `trace` share, as their options. */
+export function scanLimits(values: { readonly days?: string | undefined; readonly "max-objects"?: string | undefined }): { days?: number; maxObjects?: number } {
+  const days = parsePositiveInt(values.days, "--days");
+  const maxObjects = parsePositiveInt(values["max-objects"], "--max-objects");
+  return { ...(days !== undefined ? { days } : {}), ...(maxObjects !== undefined ? { maxObjects } : {}) };
+}
+
 export { parseArgs };
 
 /**

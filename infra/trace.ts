@@ -28,7 +28,7 @@ import { insertIdHash } from "../lib/observability/trace-ids.js";
 import type { RejectedItemRecord } from "../lib/queue/rejected-store.js";
 import { parseEnvelope } from "../lib/records/envelope.js";
 import { parseJsonWith } from "../lib/util/json.js";
-import { type AwsTarget, UsageError, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget, runWhenExecuted, withStageClients } from "./cli-args.js";
+import { type AwsTarget, UsageError, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget, scanLimits, runWhenExecuted, withStageClients } from "./cli-args.js";
 import { findRejectedBucket, listKeys, readBatch } from "./replay-rejected.js";
 import { type FunctionName, REJECTED_PREFIX, REPLAYED_PREFIX, deadLetterQueueName, logGroupName } from "./stack-layout.js";
 
@@ -352,8 +352,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
         s3,
         ...(logs ? { logs } : {}),
         now: () => new Date(),
-        ...(values.days ? { days: parsePositiveInt(values.days, "--days") } : {}),
-        ...(values["max-objects"] ? { maxObjects: parsePositiveInt(values["max-objects"], "--max-objects") } : {}),
+        ...scanLimits(values),
         ...(values["max-messages"] ? { maxMessages: parsePositiveInt(values["max-messages"], "--max-messages") } : {}),
         ...(values.hours ? { hours: parsePositiveInt(values.hours, "--hours") } : {}),
       },
