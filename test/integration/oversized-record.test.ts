@@ -80,6 +80,18 @@ async function stored(bucket: string): Promise<RejectedBatch[]> {
   );
 }
 
+/** The one stored batch holds the oversized record (input index 1) as `line`, never as `payload`. */
+async function storedOversizedLine(bucket: string, header: Pick<RejectedBatch, "source" | "kind" | "stageOfFailure">): Promise<string> {
+  const batches = await stored(bucket);
+  expect(batches).toHaveLength(1);
+  expect(batches[0]).toMatchObject(header);
+  expect(batches[0]?.items).toHaveLength(1);
+  const [item] = batches[0]?.items ?? [];
+  expect(item).toMatchObject({ index: 1, code: "record_too_large_for_queue" });
+  expect(item?.payload).toBeUndefined();
+  return item?.line ?? "";
+}
+
 async function replayAll(bucket: string, queueUrl: string) {
   return replayRejected({ s3, sqs, bucket, queueUrl, filter: { includeDropped: false }, dryRun: false, log: () => {} });
 }
@@ -102,13 +114,8 @@ describe("a record too large for one SQS message", () => {
     expect(JSON.parse(result.response.body)).toMatchObject({ accepted: 1, rejected: 1, errors: [{ index: 1, code: "record_too_large_for_queue" }] });
     expect((await drain(queueUrl)).map((line) => JSON.parse(line).$distinct_id)).toEqual(["small"]);
 
-    const batches = await stored(bucket);
-    expect(batches).toHaveLength(1);
-    expect(batches[0]).toMatchObject({ source: "profiles", kind: "profile", stageOfFailure: "intake" });
-    const [item] = batches[0]?.items ?? [];
-    expect(item).toMatchObject({ index: 1, code: "record_too_large_for_queue" });
-    expect(item?.payload).toBeUndefined();
-    expect(JSON.parse(item?.line ?? "{}")).toMatchObject({ $distinct_id: "large" });
+    const line = await storedOversizedLine(bucket, { source: "profiles", kind: "profile", stageOfFailure: "intake" });
+    expect(JSON.parse(line)).toMatchObject({ $distinct_id: "large" });
 
     const summary = await replayAll(bucket, queueUrl);
     expect(summary.itemsReplayed).toBe(1);
@@ -129,13 +136,8 @@ describe("a record too large for one SQS message", () => {
     expect(summary).toMatchObject({ records: 2, accepted: 1, rejected: 1, dropped: 0 });
     expect((await drain(queueUrl)).map((line) => JSON.parse(line).properties.$insert_id)).toEqual([small.id]);
 
-    const batches = await stored(bucket);
-    expect(batches).toHaveLength(1);
-    expect(batches[0]).toMatchObject({ source: "braze-avro", kind: "event", stageOfFailure: "reader" });
-    const [item] = batches[0]?.items ?? [];
-    expect(item).toMatchObject({ index: 1, code: "record_too_large_for_queue" });
-    expect(item?.payload).toBeUndefined();
-    expect(JSON.parse(item?.line ?? "{}")).toMatchObject({ properties: { $insert_id: large.id } });
+    const line = await storedOversizedLine(bucket, { source: "braze-avro", kind: "event", stageOfFailure: "reader" });
+    expect(JSON.parse(line)).toMatchObject({ properties: { $insert_id: large.id } });
 
     expect((await replayAll(bucket, queueUrl)).itemsReplayed).toBe(1);
     expect((await drain(queueUrl)).map((line) => JSON.parse(line).properties.$insert_id)).toEqual([large.id]);
