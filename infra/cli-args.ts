@@ -1,10 +1,9 @@
+import { createS3Client, createSqsClient } from "../lib/aws/sdk-clients.js";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { SQSClient } from "@aws-sdk/client-sqs";
-import { createS3Client } from "../lib/queue/rejected-store.js";
-import { createSqsClient } from "../lib/queue/sqs-sender.js";
 import { localStackFilePath, readLocalStackFile } from "./local/stack-file.js";
 import { assertStageName } from "./stack-layout.js";
 
@@ -58,6 +57,13 @@ export function parsePositiveInt(value: string | undefined, flag: string): numbe
   const parsed = Number(value);
   if (!Number.isInteger(parsed) || parsed <= 0) throw new UsageError(`${flag} must be a positive integer, got "${value}"`);
   return parsed;
+}
+
+/** `--days` and `--max-objects`, the scan limits `status` and `trace` share, as their options. */
+export function scanLimits(values: { readonly days?: string | undefined; readonly "max-objects"?: string | undefined }): { days?: number; maxObjects?: number } {
+  const days = parsePositiveInt(values.days, "--days");
+  const maxObjects = parsePositiveInt(values["max-objects"], "--max-objects");
+  return { ...(days !== undefined ? { days } : {}), ...(maxObjects !== undefined ? { maxObjects } : {}) };
 }
 
 export { parseArgs };

@@ -33,6 +33,7 @@ import { createQueryBudget, createQueryClient } from "../lib/mixpanel/query.js";
 import { createSecretReader } from "../lib/secrets/secrets.js";
 import { LOCAL_COHORT_EXPORT_PATH } from "./local/cohorts.js";
 import { UsageError, parseArgs } from "./cli-args.js";
+import { parseJsonWith } from "../lib/util/json.js";
 
 const syncReportSchema = z.object({
   outcome: z.string(),
@@ -105,7 +106,7 @@ function localInvoke(baseUrl: string): Invoke {
     });
     const text = await response.text();
     if (response.status !== 200) throw new Error(`local stack answered ${response.status}: ${text.slice(0, 300)}`);
-    const parsed = exportReportSchema.safeParse(JSON.parse(text));
+    const parsed = parseJsonWith(exportReportSchema, text);
     if (!parsed.success) throw new Error(`local stack is busy or answered an unexpected report: ${text.slice(0, 300)}`);
     return parsed.data;
   };
@@ -119,7 +120,7 @@ function deployedInvoke(stage: string): Invoke {
     });
     if (result.status !== 0) throw new Error(`osls invoke failed (exit ${result.status ?? "?"})`);
     const start = result.stdout.indexOf("{");
-    const parsed = exportReportSchema.safeParse(JSON.parse(result.stdout.slice(start)));
+    const parsed = parseJsonWith(exportReportSchema, result.stdout.slice(start));
     if (!parsed.success) throw new Error(`cohort-export returned an unexpected report: ${result.stdout.slice(0, 300)}`);
     return parsed.data;
   };

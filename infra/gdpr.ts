@@ -19,6 +19,7 @@
  * Brevo forwarder does not create the contact again; Mixpanel keeps receiving whatever senders
  * still send for the id: stop sending it at the source first.
  */
+import { createS3Client } from "../lib/aws/sdk-clients.js";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
@@ -40,11 +41,11 @@ import {
   refreshStatus,
   runDeletion,
 } from "../lib/privacy/gdpr.js";
-import { createS3Client } from "../lib/queue/rejected-store.js";
 import { SUPPRESSION_KEY, addSuppressedIds } from "../lib/privacy/suppression.js";
 import { createSecretReader, type SecretReader } from "../lib/secrets/secrets.js";
 import { UsageError, awsTargetOptions, parseArgs, resolveAwsTarget } from "./cli-args.js";
 import { SERVICE_NAME } from "./stack-layout.js";
+import { parseJsonWith } from "../lib/util/json.js";
 
 const USAGE = [
   "usage: npm run gdpr:delete -- --stage <stage> --distinct-id <id> [--distinct-ids-file f] [--compliance gdpr|ccpa] [--bucket B] [--region R] [--endpoint URL]",
@@ -63,12 +64,8 @@ export async function findSnapshotBucket(s3: S3Client, stage: string): Promise<s
 
 async function readAudit(s3: S3Client, bucket: string, key: string): Promise<AuditRecord | undefined> {
   const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-  try {
-    const parsed = auditRecordSchema.safeParse(JSON.parse((await got.Body?.transformToString()) ?? ""));
-    return parsed.success ? parsed.data : undefined;
-  } catch {
-    return undefined;
-  }
+  const parsed = parseJsonWith(auditRecordSchema, (await got.Body?.transformToString()) ?? "");
+  return parsed.success ? parsed.data : undefined;
 }
 
 async function writeAudit(s3: S3Client, bucket: string, record: AuditRecord): Promise<string> {

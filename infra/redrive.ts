@@ -11,6 +11,7 @@
  * StartMessageMoveTask does the same on AWS, but this works anywhere an SQS
  * endpoint does (the local stack, tests) and reports exactly what it moved.
  */
+import { createSqsClient } from "../lib/aws/sdk-clients.js";
 import {
   DeleteMessageBatchCommand,
   GetQueueAttributesCommand,
@@ -21,13 +22,14 @@ import {
   SQSClient,
   SendMessageBatchCommand,
 } from "@aws-sdk/client-sqs";
-import { MAX_BATCH_ENTRIES, createSqsClient } from "../lib/queue/sqs-sender.js";
+import { MAX_BATCH_ENTRIES } from "../lib/queue/sqs-sender.js";
 import { groupByCaps } from "../lib/util/batching.js";
 import { envelopeSchema, serializeEnvelope } from "../lib/records/envelope.js";
 import { envelopeV2Schema, serializeEnvelopeV2 } from "../lib/records/envelope-v2.js";
 import { type Progress, type ProgressSink, createProgress } from "./progress.js";
 import { UsageError, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget, runWhenExecuted } from "./cli-args.js";
 import { REDRIVABLE_QUEUES, type RedrivableQueue, deadLetterQueueName, queueName } from "./stack-layout.js";
+import { parseJson } from "../lib/util/json.js";
 
 /** SendMessageBatch: at most 10 entries and 256 KiB in total (the queues' MaximumMessageSize). */
 const MAX_BATCH_BYTES = 262_144;
@@ -96,12 +98,9 @@ function copyAttributes(attributes: Record<string, MessageAttributeValue> | unde
  * re-queues again. Anything else (deliveries pages, unreadable bodies) moves unchanged.
  */
 export function freshAttempts(body: string): string {
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(body);
-  } catch {
-    return body;
-  }
+  const json = parseJson(body);
+  if (!json.ok) return body;
+  const parsed = json.value;
   const v2 = envelopeV2Schema.safeParse(parsed);
   if (v2.success) {
     if (v2.data.attempt === undefined) return body;

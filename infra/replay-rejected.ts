@@ -22,6 +22,7 @@
  * queue instead, so fixing a Brevo attribute or a mapping never re-sends them to Mixpanel.
  * When the stage has no Brevo queue they stay in place (`left.noQueue`).
  */
+import { createS3Client, createSqsClient } from "../lib/aws/sdk-clients.js";
 import {
   DeleteObjectCommand,
   GetObjectCommand,
@@ -34,11 +35,12 @@ import { GetQueueUrlCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import type { SqsApi } from "../lib/aws/sqs.js";
 import { packEnvelopesV2 } from "../lib/records/envelope-v2.js";
 import { stringifyAnyDepth } from "../lib/util/deep-json.js";
-import { type RejectedBatch, type RejectedItemRecord, createS3Client, rejectedBatchSchema } from "../lib/queue/rejected-store.js";
-import { createQueueSender, createSqsClient } from "../lib/queue/sqs-sender.js";
+import { type RejectedBatch, type RejectedItemRecord, rejectedBatchSchema } from "../lib/queue/rejected-store.js";
+import { createQueueSender } from "../lib/queue/sqs-sender.js";
 import { type Progress, type ProgressSink, createProgress } from "./progress.js";
 import { UsageError, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget, runWhenExecuted } from "./cli-args.js";
 import { REJECTED_PREFIX, REPLAYED_PREFIX, queueName, rejectedBucketPrefix } from "./stack-layout.js";
+import { parseJsonWith } from "../lib/util/json.js";
 
 /** The queues' MaximumMessageSize (infra/resources/queues.yml). */
 const SQS_MAX_MESSAGE_BYTES = 262_144;
@@ -101,10 +103,19 @@ function keyMatches(key: string, filter: ReplayFilter): boolean {
 
 type ItemVerdict = "replay" | "filteredOut" | "noRecord" | "dropped";
 
+/**
+ * The Mixpanel record an item holds: `line`; or, for a record too large for the queue that an
+ * intake before the shared enqueue step (lib/enqueue/enqueue.ts) stored as `payload`, that string.
+ */
+export function recordLine(item: RejectedItemRecord): string | undefined {
+  if (item.line !== undefined) return item.line;
+  return item.code === "record_too_large_for_queue" && typeof item.payload === "string" ? item.payload : undefined;
+}
+
 function judge(item: RejectedItemRecord, filter: ReplayFilter): ItemVerdict {
   if (filter.code && item.code !== filter.code) return "filteredOut";
   if (item.dropped && !filter.includeDropped) return "dropped";
-  if (item.line === undefined) return "noRecord";
+  if (recordLine(item) === undefined) return "noRecord";
   return "replay";
 }
 
@@ -120,12 +131,8 @@ export async function* listKeys(s3: S3Client, bucket: string, prefix: string): A
 export async function readBatch(s3: S3Client, bucket: string, key: string): Promise<RejectedBatch | undefined> {
   const object = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
   const text = (await object.Body?.transformToString("utf8")) ?? "";
-  try {
-    const parsed = rejectedBatchSchema.safeParse(JSON.parse(text));
-    return parsed.success ? parsed.data : undefined;
-  } catch {
-    return undefined;
-  }
+  const parsed = parseJsonWith(rejectedBatchSchema, text);
+  return parsed.success ? parsed.data : undefined;
 }
 
 async function putJson(s3: S3Client, bucket: string, key: string, body: unknown): Promise<void> {
@@ -184,7 +191,7 @@ export async function replayRejected(options: ReplayOptions): Promise<ReplaySumm
 
     const kind = batch.kind ?? "event";
     const correlationId = `${batch.correlationId}-replay`;
-    const lines = toReplay.map((item) => item.line ?? "");
+    const lines = toReplay.map((item) => recordLine(item) ?? "");
     const { bodies, oversizedIndexes } = packEnvelopesV2(kind, batch.source, correlationId, lines, { maxMessageBytes: SQS_MAX_MESSAGE_BYTES });
     const oversized = new Set(oversizedIndexes);
     const replayed = toReplay.filter((_, index) => !oversized.has(index));

@@ -15,7 +15,7 @@ import { GetQueueAttributesCommand, ListQueuesCommand, type SQSClient } from "@a
 import { createCohortStore } from "../lib/cohorts/store.js";
 import { rateToMs } from "../lib/cohorts/sync-config.js";
 import { loadStageConfig, stageConfigPath } from "../lib/config/stage.js";
-import { type AwsTarget, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget, runWhenExecuted, withStageClients } from "./cli-args.js";
+import { type AwsTarget, awsTargetOptions, parseArgs, resolveAwsTarget, scanLimits, runWhenExecuted, withStageClients } from "./cli-args.js";
 import { findRejectedBucket, findStageBucket, listKeys, parseRejectedKey, readBatch } from "./replay-rejected.js";
 import { REJECTED_PREFIX, SERVICE_NAME, queueNamePrefix, snapshotBucketPrefix } from "./stack-layout.js";
 
@@ -341,8 +341,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       s3,
       ...(cloudwatch ? { cloudwatch } : {}),
       now: () => new Date(),
-      ...(values.days ? { days: parsePositiveInt(values.days, "--days") } : {}),
-      ...(values["max-objects"] ? { maxObjects: parsePositiveInt(values["max-objects"], "--max-objects") } : {}),
+      ...scanLimits(values),
     }));
     out(values.json ? JSON.stringify(report, null, 2) : renderStatus(report));
     return report;

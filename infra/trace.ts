@@ -27,8 +27,8 @@ import * as z from "zod";
 import { insertIdHash } from "../lib/observability/trace-ids.js";
 import type { RejectedItemRecord } from "../lib/queue/rejected-store.js";
 import { parseEnvelope } from "../lib/records/envelope.js";
-import { parseJsonOrUndefined } from "../lib/util/batching.js";
-import { type AwsTarget, UsageError, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget, runWhenExecuted, withStageClients } from "./cli-args.js";
+import { parseJsonWith } from "../lib/util/json.js";
+import { type AwsTarget, UsageError, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget, scanLimits, runWhenExecuted, withStageClients } from "./cli-args.js";
 import { findRejectedBucket, listKeys, readBatch } from "./replay-rejected.js";
 import { type FunctionName, REJECTED_PREFIX, REPLAYED_PREFIX, deadLetterQueueName, logGroupName } from "./stack-layout.js";
 
@@ -82,7 +82,7 @@ const recordIdsSchema = z.looseObject({
 
 /** Whether one Mixpanel record line (event or profile/group update) is the one looked for. */
 export function lineMatches(line: string, key: TraceKey): boolean {
-  const parsed = recordIdsSchema.safeParse(parseJsonOrUndefined(line));
+  const parsed = parseJsonWith(recordIdsSchema, line);
   if (!parsed.success) return false;
   if (key.kind === "insert-id") return parsed.data.properties?.$insert_id === key.value;
   if (key.kind === "distinct-id") return parsed.data.properties?.distinct_id === key.value || parsed.data.$distinct_id === key.value;
@@ -352,8 +352,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
         s3,
         ...(logs ? { logs } : {}),
         now: () => new Date(),
-        ...(values.days ? { days: parsePositiveInt(values.days, "--days") } : {}),
-        ...(values["max-objects"] ? { maxObjects: parsePositiveInt(values["max-objects"], "--max-objects") } : {}),
+        ...scanLimits(values),
         ...(values["max-messages"] ? { maxMessages: parsePositiveInt(values["max-messages"], "--max-messages") } : {}),
         ...(values.hours ? { hours: parsePositiveInt(values.hours, "--hours") } : {}),
       },

@@ -1,5 +1,5 @@
 import * as z from "zod";
-import type { CohortFixture } from "../../test/support/mixpanel-query.js";
+import type { CohortFixture } from "./peers/mixpanel-query.js";
 
 /**
  * The local Mixpanel's cohorts: computed from the profiles it has received, so

@@ -2,6 +2,7 @@ import { mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { dirname, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
 import * as z from "zod";
+import { parseJsonWith } from "../../lib/util/json.js";
 
 /**
  * Where `npm start` announces its endpoints, so the operator commands
@@ -40,10 +41,6 @@ export function readLocalStackFile(path: string): LocalStackFile | undefined {
   } catch {
     return undefined;
   }
-  try {
-    const parsed = localStackFileSchema.safeParse(JSON.parse(text));
-    return parsed.success ? parsed.data : undefined;
-  } catch {
-    return undefined;
-  }
+  const parsed = parseJsonWith(localStackFileSchema, text);
+  return parsed.success ? parsed.data : undefined;
 }

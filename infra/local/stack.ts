@@ -1,3 +1,4 @@
+import { createS3Client, createSqsClient } from "../../lib/aws/sdk-clients.js";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import { randomUUID } from "node:crypto";
@@ -11,16 +12,14 @@ import type {
   SQSEvent,
 } from "aws-lambda";
 import { buildApp } from "fauxqs";
-import { createS3Client } from "../../lib/queue/rejected-store.js";
-import { createSqsClient } from "../../lib/queue/sqs-sender.js";
-import { MixpanelSandbox, type ExtraRouteHandler, type SandboxCredentials } from "../../test/support/mixpanel-server.js";
-import { BrevoServer } from "../../test/support/brevo-server.js";
-import { createGdprApi, type GdprApi } from "../../test/support/mixpanel-gdpr.js";
+import { MixpanelSandbox, type ExtraRouteHandler, type SandboxCredentials } from "./peers/mixpanel-server.js";
+import { BrevoServer } from "./peers/brevo-server.js";
+import { createGdprApi, type GdprApi } from "./peers/mixpanel-gdpr.js";
 import { loadStageConfig, stageConfigPath } from "../../lib/config/stage.js";
-import { createCohortQueryApi, type CohortFixture, type CohortQueryApi } from "../../test/support/mixpanel-query.js";
-import { SecretsManagerServer } from "../../test/support/secrets-manager-server.js";
-import { closeServer, listenOnLoopback } from "../../test/support/local-server.js";
-import { WebhookReceiver } from "../../test/support/webhook-server.js";
+import { createCohortQueryApi, type CohortFixture, type CohortQueryApi } from "./peers/mixpanel-query.js";
+import { SecretsManagerServer } from "./peers/secrets-manager-server.js";
+import { closeServer, listenOnLoopback } from "./peers/local-server.js";
+import { WebhookReceiver } from "./peers/webhook-server.js";
 import { LOCAL_COHORTS, LOCAL_COHORT_EXPORT_PATH, LOCAL_WEBHOOK_SIGNING_SECRET, LOCAL_WEBHOOK_SIGNING_SECRET_NAME } from "./cohorts.js";
 import { LocalRetention } from "./retention.js";
 import { S3Notifier } from "./s3-notifier.js";

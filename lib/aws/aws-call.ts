@@ -1,5 +1,6 @@
 import { AwsClient } from "aws4fetch";
 import { ConfigError } from "../errors.js";
+import { parseJsonOrUndefined } from "../util/json.js";
 
 /**
  * The one path for the few AWS calls the functions make at run time (SQS SendMessage and
@@ -72,15 +73,12 @@ function errorCodeOf(response: Response, text: string): { code: string; message:
   let code = header?.split(/[:;]/)[0] ?? "";
   let message = text.slice(0, 300);
   if (text.startsWith("{")) {
-    try {
-      const parsed: unknown = JSON.parse(text);
-      if (parsed && typeof parsed === "object") {
-        if (!code && "__type" in parsed && typeof parsed.__type === "string") code = parsed.__type;
-        const said = "message" in parsed ? parsed.message : "Message" in parsed ? parsed.Message : undefined;
-        if (typeof said === "string") message = said;
-      }
-    } catch {
-      // not JSON: keep the text
+    // Not JSON: keep the text.
+    const parsed = parseJsonOrUndefined(text);
+    if (parsed && typeof parsed === "object") {
+      if (!code && "__type" in parsed && typeof parsed.__type === "string") code = parsed.__type;
+      const said = "message" in parsed ? parsed.message : "Message" in parsed ? parsed.Message : undefined;
+      if (typeof said === "string") message = said;
     }
   } else {
     // S3's XML: <Error><Code>NoSuchKey</Code><Message>…</Message></Error>

@@ -1,5 +1,5 @@
 import { ConfigError, RetryableError } from "../errors.js";
-import { parseJsonOrUndefined } from "../util/batching.js";
+import { parseJsonOrUndefined } from "../util/json.js";
 import { type FetchLike, type HttpResult, fetchText } from "../http/fetch.js";
 import { type RetryDeps, type RetryPolicy, parseRetryAfterMs, withRetry } from "../http/retry.js";
 

@@ -1,5 +1,5 @@
 import * as z from "zod";
-import { parseJsonOrUndefined } from "../util/batching.js";
+import { parseJsonWith } from "../util/json.js";
 import type { BrevoConfig } from "./config.js";
 
 /**
@@ -54,7 +54,7 @@ function scalar(value: unknown): string | number | boolean | null | undefined {
 }
 
 export function mapGroupToCompany(line: string, config: BrevoConfig): CompanyResult {
-  const parsed = groupSchema.safeParse(parseJsonOrUndefined(line));
+  const parsed = parseJsonWith(groupSchema, line);
   if (!parsed.success) return { status: "reject", code: "unreadable_record", reason: "not a Mixpanel /groups update" };
   const update = parsed.data;
   const marker = companyMarker(update.$group_key, update.$group_id);

@@ -1,5 +1,5 @@
 import * as z from "zod";
-import { parseJsonOrUndefined } from "../util/batching.js";
+import { parseJsonWith } from "../util/json.js";
 import type { IdentityMode } from "../config/mapping.js";
 import { CONTACT_EMAIL_TARGET, type BrevoConfig } from "./config.js";
 import { identifierValue } from "./identity.js";
@@ -89,7 +89,7 @@ export function contactKeyFor(
 }
 
 export function mapProfileToContact(line: string, config: BrevoConfig, mode: IdentityMode): ContactResult {
-  const parsed = engageSchema.safeParse(parseJsonOrUndefined(line));
+  const parsed = parseJsonWith(engageSchema, line);
   if (!parsed.success) return { status: "reject", code: "unreadable_record", reason: "not a Mixpanel /engage update" };
   const update = parsed.data;
   const op = ["$set", "$set_once", "$add", "$union", "$append", "$remove", "$unset", "$delete"].find((name) => Object.hasOwn(update, name));

@@ -1,5 +1,5 @@
 import * as z from "zod";
-import { parseJsonOrUndefined } from "../util/batching.js";
+import { parseJsonWith } from "../util/json.js";
 import type { IdentityMode } from "../config/mapping.js";
 import { BREVO_NAME, type BrevoConfig } from "./config.js";
 import { identifierValue } from "./identity.js";
@@ -96,7 +96,7 @@ function fitProperties(properties: Record<string, unknown>): { properties: Recor
 }
 
 export function mapEventToBrevo(line: string, config: BrevoConfig, mode: IdentityMode): BrevoEventResult {
-  const parsed = importEventSchema.safeParse(parseJsonOrUndefined(line));
+  const parsed = parseJsonWith(importEventSchema, line);
   if (!parsed.success) return { status: "reject", code: "unreadable_record", reason: "not a Mixpanel event {event, properties}" };
   const { event, properties } = parsed.data;
   const mapped = Object.hasOwn(config.event_mapping, event) ? config.event_mapping[event] : undefined;

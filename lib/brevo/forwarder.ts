@@ -1,5 +1,5 @@
 import * as z from "zod";
-import { parseJsonOrUndefined } from "../util/batching.js";
+import { parseJsonWith } from "../util/json.js";
 import type { IdentityMode } from "../config/mapping.js";
 import { ConfigError, RetryableError, describeError } from "../errors.js";
 import type { HttpResult } from "../http/fetch.js";
@@ -70,7 +70,7 @@ const batchErrorSchema = z.object({
 
 /** Per event of one batch: the refusal message, from a 207/400 body. */
 function batchRefusals(result: HttpResult, size: number): Map<number, string> | undefined {
-  const body = batchErrorSchema.safeParse(parseJsonOrUndefined(result.body));
+  const body = parseJsonWith(batchErrorSchema, result.body);
   if (!body.success || !body.data.errors) return undefined;
   const refusals = new Map<number, string>();
   for (const error of body.data.errors) {
@@ -153,7 +153,7 @@ async function readContact(key: ContactKey, client: BrevoClient): Promise<{ attr
   const result = await client.call("GET", contactPath(key));
   if (result.status === 404) return undefined;
   if (result.status !== 200) return result;
-  const contact = contactSchema.safeParse(parseJsonOrUndefined(result.body));
+  const contact = parseJsonWith(contactSchema, result.body);
   return { attributes: contact.success ? (contact.data.attributes ?? {}) : {} };
 }
 
@@ -202,7 +202,7 @@ function createdId(result: HttpResult): number | undefined {
 }
 
 function parseContactId(body: string): number | undefined {
-  const parsed = contactSchema.safeParse(parseJsonOrUndefined(body));
+  const parsed = parseJsonWith(contactSchema, body);
   return parsed.success ? parsed.data.id : undefined;
 }
 
@@ -258,7 +258,19 @@ async function applyContact(operation: ContactOperation, deps: BrevoSenderDeps):
   }
 }
 
-async function sendProfiles(lines: readonly string[], deps: BrevoSenderDeps, suppressed: ReadonlySet<string>): Promise<Outcome[]> {
+/** A mapped record either not to be sent (its outcome is known) or an operation to apply. */
+type Prepared<T> = { readonly outcome: Outcome } | { readonly operation: T };
+
+function notSent(mapped: { readonly status: "skip" | "reject"; readonly code: string; readonly reason: string }): { readonly outcome: Outcome } {
+  return { outcome: mapped.status === "skip" ? { status: "skipped", code: mapped.code } : { status: "rejected", reason: `${mapped.code}: ${mapped.reason}` } };
+}
+
+/**
+ * Contacts and companies go one call chain per record, in order. Once one fails the way
+ * failureOutcome describes (an outage, a rate limit, a refused key), the rest get the same
+ * outcome without being tried, so a bad minute costs one failed call, not one per record.
+ */
+async function applyEach<T>(lines: readonly string[], prepare: (line: string) => Prepared<T>, apply: (operation: T) => Promise<Outcome>): Promise<Outcome[]> {
   const outcomes: Outcome[] = [];
   let blocked: Outcome | undefined;
   for (const line of lines) {
@@ -266,22 +278,33 @@ async function sendProfiles(lines: readonly string[], deps: BrevoSenderDeps, sup
       outcomes.push(blocked);
       continue;
     }
-    const mapped = mapProfileToContact(line, deps.config, deps.identityMode);
-    const operation = mapped.status === "send" ? mapped.operation : undefined;
-    if (operation && isSuppressed([operation.key.value, "email" in operation ? operation.email : undefined], suppressed)) {
-      outcomes.push({ status: "skipped", code: "suppressed" });
-    } else if (mapped.status === "skip") outcomes.push({ status: "skipped", code: mapped.code });
-    else if (mapped.status === "reject") outcomes.push({ status: "rejected", reason: `${mapped.code}: ${mapped.reason}` });
-    else {
-      try {
-        outcomes.push(await applyContact(mapped.operation, deps));
-      } catch (error) {
-        blocked = failureOutcome(error);
-        outcomes.push(blocked);
-      }
+    const prepared = prepare(line);
+    if ("outcome" in prepared) {
+      outcomes.push(prepared.outcome);
+      continue;
+    }
+    try {
+      outcomes.push(await apply(prepared.operation));
+    } catch (error) {
+      blocked = failureOutcome(error);
+      outcomes.push(blocked);
     }
   }
   return outcomes;
+}
+
+function sendProfiles(lines: readonly string[], deps: BrevoSenderDeps, suppressed: ReadonlySet<string>): Promise<Outcome[]> {
+  return applyEach(
+    lines,
+    (line) => {
+      const mapped = mapProfileToContact(line, deps.config, deps.identityMode);
+      if (mapped.status !== "send") return notSent(mapped);
+      const { operation } = mapped;
+      if (isSuppressed([operation.key.value, "email" in operation ? operation.email : undefined], suppressed)) return { outcome: { status: "skipped", code: "suppressed" } };
+      return { operation };
+    },
+    (operation) => applyContact(operation, deps),
+  );
 }
 
 const companyListSchema = z.object({ items: z.array(z.object({ id: z.union([z.string(), z.number()]).transform(String) })).optional() });
@@ -295,7 +318,7 @@ async function findCompany(marker: string, deps: BrevoSenderDeps, cache: Map<str
   const result = await deps.client.call("GET", `/companies?${query}`);
   if (result.status === 404) return undefined;
   if (!isOk(result)) return result;
-  const list = companyListSchema.safeParse(parseJsonOrUndefined(result.body));
+  const list = parseJsonWith(companyListSchema, result.body);
   const id = list.success ? list.data.items?.[0]?.id : undefined;
   if (id !== undefined) remember(cache, marker, id);
   return id;
@@ -339,35 +362,23 @@ async function applyCompany(operation: CompanyOperation, deps: BrevoSenderDeps, 
       });
       if (!isOk(result)) return refused(result);
       // Without an id in the reply the next update finds the company by its marker.
-      const created = companyCreatedSchema.safeParse(parseJsonOrUndefined(result.body));
+      const created = parseJsonWith(companyCreatedSchema, result.body);
       if (created.success) remember(cache, operation.marker, created.data.id);
       return sent;
     }
   }
 }
 
-async function sendGroups(lines: readonly string[], deps: BrevoSenderDeps): Promise<Outcome[]> {
+function sendGroups(lines: readonly string[], deps: BrevoSenderDeps): Promise<Outcome[]> {
   const cache = deps.companyIds ?? new Map<string, string>();
-  const outcomes: Outcome[] = [];
-  let blocked: Outcome | undefined;
-  for (const line of lines) {
-    if (blocked) {
-      outcomes.push(blocked);
-      continue;
-    }
-    const mapped = mapGroupToCompany(line, deps.config);
-    if (mapped.status === "skip") outcomes.push({ status: "skipped", code: mapped.code });
-    else if (mapped.status === "reject") outcomes.push({ status: "rejected", reason: `${mapped.code}: ${mapped.reason}` });
-    else {
-      try {
-        outcomes.push(await applyCompany(mapped.operation, deps, cache));
-      } catch (error) {
-        blocked = failureOutcome(error);
-        outcomes.push(blocked);
-      }
-    }
-  }
-  return outcomes;
+  return applyEach(
+    lines,
+    (line) => {
+      const mapped = mapGroupToCompany(line, deps.config);
+      return mapped.status === "send" ? { operation: mapped.operation } : notSent(mapped);
+    },
+    (operation) => applyCompany(operation, deps, cache),
+  );
 }
 
 export function createBrevoSend(deps: BrevoSenderDeps): (kind: RecordKind, lines: readonly string[]) => Promise<RecordOutcome[]> {

@@ -7,6 +7,7 @@ import { cohortSyncsSchema, cohortSyncsSchemaFor } from "../cohorts/sync-config.
 import { mixpanelCompatConfigSchema } from "../intake/mixpanel-compat/config.js";
 import { piiConfigSchema } from "../pii/config.js";
 import { brevoConfigSchema } from "../brevo/config.js";
+import { parseJson } from "../util/json.js";
 
 /**
  * The per-stage config file (config/<stage>.json): one zod schema, validated by
@@ -55,13 +56,9 @@ export function loadStageConfig(path: string, stage = ""): StageConfig {
   } catch (error) {
     throw new ConfigError(`cannot read stage config ${path}: ${String(error)}`);
   }
-  let raw: unknown;
-  try {
-    raw = JSON.parse(text);
-  } catch (error) {
-    throw new ConfigError(`stage config ${path} is not valid JSON: ${String(error)}`);
-  }
-  return parseStageConfig(raw, path, stage);
+  const json = parseJson(text);
+  if (!json.ok) throw new ConfigError(`stage config ${path} is not valid JSON: ${json.error}`);
+  return parseStageConfig(json.value, path, stage);
 }
 
 export function stageConfigPath(stage: string, explicit?: string): string {

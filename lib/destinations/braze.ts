@@ -3,6 +3,7 @@ import type { DeliveryPage, PageMember } from "../cohorts/messages.js";
 import type { BrazeDestination } from "../cohorts/sync-config.js";
 import { type SenderDeps, apiKeySecretSchema, chunkOf, text } from "./http.js";
 import { sendToDestination } from "./send.js";
+import { parseJsonWith } from "../util/json.js";
 
 /**
  * Braze (docs/vendors/cohort-sync.md §4): `POST {rest_endpoint}/users/track` with
@@ -71,13 +72,8 @@ export async function sendBrazePage(page: DeliveryPage, destination: BrazeDestin
         body: JSON.stringify({ attributes }),
         headers: () => ({ authorization: `Bearer ${apiKey}`, "content-type": "application/json" }),
         onSuccess: (result) => {
-          let raw: unknown = undefined;
-          try {
-            raw = JSON.parse(result.body);
-          } catch {
-            // 2xx without JSON: delivered
-          }
-          const reply = brazeReplySchema.safeParse(raw);
+          // A 2xx without JSON is delivered: it fails the schema and warns of nothing.
+          const reply = parseJsonWith(brazeReplySchema, result.body);
           if (reply.success && reply.data.errors && reply.data.errors.length > 0) {
             // Partial success: Braze applied the rest; per-object errors are logged, not retried.
             deps.warn("braze: /users/track reported object errors", { errors: reply.data.errors.slice(0, 5) });

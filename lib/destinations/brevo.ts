@@ -5,6 +5,7 @@ import type { DeliveryPage, PageMember } from "../cohorts/messages.js";
 import type { BrevoDestination } from "../cohorts/sync-config.js";
 import { type SenderDeps, apiKeySecretSchema, chunkOf, text } from "./http.js";
 import { OutOfTime, sendToDestination } from "./send.js";
+import { parseJsonWith } from "../util/json.js";
 
 /**
  * Brevo lists (docs/vendors/cohort-sync.md §3). A page is at most a handful of calls,
@@ -191,13 +192,7 @@ export async function sendBrevoPage(
   async function checkProcesses(processIds: readonly number[]): Promise<void> {
     for (const processId of processIds) {
       const result = await call(`/processes/${processId}`, undefined, "process status");
-      let raw: unknown;
-      try {
-        raw = JSON.parse(result.body);
-      } catch {
-        raw = undefined;
-      }
-      const process = processSchema.safeParse(raw);
+      const process = parseJsonWith(processSchema, result.body);
       if (!process.success) throw new RetryableError(`Brevo process ${processId}: unreadable status answer ${result.body.slice(0, 200)}`);
       const { status } = process.data;
       if (status === "completed") continue;
@@ -219,13 +214,7 @@ export async function sendBrevoPage(
   const processIds: number[] = [];
   for (const body of brevoImportBodies(contacts, destination.list_id)) {
     const result = await call("/contacts/import", body, "contact import");
-    let raw: unknown;
-    try {
-      raw = JSON.parse(result.body);
-    } catch {
-      raw = undefined;
-    }
-    const reply = importReplySchema.safeParse(raw);
+    const reply = parseJsonWith(importReplySchema, result.body);
     if (reply.success) processIds.push(reply.data.processId);
     else deps.warn("brevo: import accepted without a processId; its outcome cannot be checked", { status: result.status });
   }

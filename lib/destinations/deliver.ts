@@ -8,6 +8,7 @@ import { type RateGate, sendBrevoPage } from "./brevo.js";
 import { sendBrazePage } from "./braze.js";
 import type { SenderDeps } from "./http.js";
 import { sendWebhookPage } from "./webhook.js";
+import { parseJson, parseJsonWith } from "../util/json.js";
 
 /**
  * One SQS message = one page to one destination.
@@ -63,13 +64,7 @@ async function sendPage(page: DeliveryPage, sync: CohortSync, deps: DeliveryDeps
         read: async () => {
           const bytes = await deps.store.getBytes(key);
           if (bytes === undefined) return undefined;
-          let raw: unknown;
-          try {
-            raw = JSON.parse(Buffer.from(bytes).toString("utf8"));
-          } catch {
-            raw = undefined;
-          }
-          const parsed = importLedgerSchema.safeParse(raw);
+          const parsed = parseJsonWith(importLedgerSchema, Buffer.from(bytes).toString("utf8"));
           if (!parsed.success) throw new ValidationError(`import ledger ${key} has the wrong shape`);
           return parsed.data.process_ids;
         },
@@ -86,12 +81,9 @@ async function sendPage(page: DeliveryPage, sync: CohortSync, deps: DeliveryDeps
 }
 
 export function parseDeliveryMessage(body: string): DeliveryMessage {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(body);
-  } catch {
-    throw new ValidationError("delivery message is not JSON");
-  }
+  const json = parseJson(body);
+  if (!json.ok) throw new ValidationError("delivery message is not JSON");
+  const raw = json.value;
   // A record this function dead-lettered itself (`{message, failure}`) and an operator redrove
   // (npm run redrive moves bodies unchanged): the page inside is judged like any other (stale or not).
   const deadLettered = deadLetterRecordSchema.safeParse(raw);

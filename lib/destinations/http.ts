@@ -1,11 +1,16 @@
 import * as z from "zod";
 import { UpstreamRejectedError } from "../errors.js";
-import { type HttpResult, throwForStatus } from "../http/fetch.js";
+import { type FetchLike, type HttpResult, throwForStatus } from "../http/fetch.js";
 import type { RetryDeps, RetryPolicy } from "../http/retry.js";
 import type { SecretReader } from "../secrets/secrets.js";
-import type { DestinationNetwork } from "./send.js";
 
 /** What every destination sender needs: the guarded network, the one retry policy, clock, secrets. */
+/** The guarded fetches destinations are called through (createDestinationNetwork in send.ts). */
+export interface DestinationNetwork {
+  /** The guarded fetch for a destination's `allow_private_network` setting. */
+  fetchFor(allowPrivate: boolean): FetchLike;
+}
+
 export interface SenderDeps {
   /** Guarded fetch per address policy (lib/destinations/send.ts). */
   readonly network: DestinationNetwork;

@@ -2,7 +2,7 @@ import { RetryableError } from "../errors.js";
 import { type FetchLike, type HttpResult, fetchText } from "../http/fetch.js";
 import { type Resolver, createGuardedFetch } from "../http/guarded-fetch.js";
 import { withRetry } from "../http/retry.js";
-import { type SenderDeps, throwForDestinationStatus } from "./http.js";
+import { type DestinationNetwork, type SenderDeps, throwForDestinationStatus } from "./http.js";
 
 /**
  * The one send path of every destination (webhook, Brevo, Braze). It owns:
@@ -21,11 +21,6 @@ import { type SenderDeps, throwForDestinationStatus } from "./http.js";
  * The senders are body builders plus calls to `sendToDestination`; vendor quirks
  * ride on the hooks.
  */
-export interface DestinationNetwork {
-  /** The guarded fetch for a destination's `allow_private_network` setting. */
-  fetchFor(allowPrivate: boolean): FetchLike;
-}
-
 export function createDestinationNetwork(options: { localStage: boolean; resolve?: Resolver }): DestinationNetwork {
   const cache = new Map<boolean, FetchLike>();
   return {

@@ -5,6 +5,7 @@ import type { CohortSync, WebhookDestination } from "../cohorts/sync-config.js";
 import { type SenderDeps, basicAuth, basicAuthSecretSchema, signingSecretSchema, text } from "./http.js";
 import { sendToDestination } from "./send.js";
 import { DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signBody } from "./signature.js";
+import { parseJsonWith } from "../util/json.js";
 
 /**
  * Custom webhook: Mixpanel's exact cohort-sync JSON (docs/vendors/cohort-sync.md §1)
@@ -98,13 +99,8 @@ const replyErrorSchema = z.looseObject({ message: z.unknown().optional(), code: 
 
 /** undefined = delivered; otherwise the failure the receiver reported. */
 export function readWebhookReply(body: string): { code: number; message: string } | undefined {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(body);
-  } catch {
-    return undefined; // 2xx without a JSON reply counts as delivered
-  }
-  const reply = replySchema.safeParse(raw);
+  // A 2xx without a JSON reply (or with one of another shape) counts as delivered.
+  const reply = parseJsonWith(replySchema, body);
   if (!reply.success || reply.data.status === undefined || reply.data.status === "success") return undefined;
   const error = reply.data.error;
   if (typeof error === "string") return { code: 400, message: error };

@@ -1,16 +1,14 @@
 import type { StageConfig } from "../config/stage.js";
-import { brevoQueueBodies, sendToBrevoQueue } from "../brevo/fanout.js";
+import { enqueueMappedItems } from "../enqueue/enqueue.js";
 import { ConfigError, RetryableError, ValidationError, describeError } from "../errors.js";
 import type { QueueSender } from "../queue/sqs-sender.js";
 import type { RejectedStore } from "../queue/rejected-store.js";
-import type { RecordKind } from "../records/envelope.js";
-import { packEnvelopesV2 } from "../records/envelope-v2.js";
 import type { MappedItem, RejectedItem } from "../sources/types.js";
-import { protectItems } from "../pii/items.js";
 import type { PiiPolicy } from "../pii/policy.js";
 import type { PiiPolicySource } from "../pii/source.js";
 import { bearerToken, tokenMatches, type TokenSource } from "./auth.js";
 import { findRoute, type IntakeRequest } from "./routes.js";
+import { parseJson } from "../util/json.js";
 
 /**
  * The intake's whole behaviour, independent of API Gateway: auth, body limits,
@@ -135,11 +133,9 @@ export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Prom
     if (!route.allowEmptyBody) return errorResponse(400, correlationId, "invalid_body", "body is empty");
     parsed = undefined;
   } else {
-    try {
-      parsed = JSON.parse(text);
-    } catch (error) {
-      return errorResponse(400, correlationId, "invalid_json", `body is not valid JSON: ${describeError(error)}`);
-    }
+    const json = parseJson(text);
+    if (!json.ok) return errorResponse(400, correlationId, "invalid_json", `body is not valid JSON: ${json.error}`);
+    parsed = json.value;
   }
 
   const nowMs = deps.nowMs();
@@ -180,9 +176,8 @@ export type EnqueueOutcome =
   | { readonly ok: false; readonly message: string; readonly cause: string };
 
 /**
- * The one enqueue step every intake route shares (the /v1 routes and the Mixpanel-compatible
- * ones): applies the stage's PII rules, packs the mapped records into queue envelopes per kind,
- * sends them and stores every rejection with its reason. `ok: false` when secrets, SQS or S3
+ * The enqueue step every intake route shares (the /v1 routes and the Mixpanel-compatible
+ * ones), lib/enqueue/enqueue.ts, as an outcome the routes answer. `ok: false` when secrets, SQS or S3
  * failed, so the caller answers 503 and the sender retries; nothing is queued unprotected.
  */
 export async function enqueueMapped(
@@ -198,82 +193,12 @@ export async function enqueueMapped(
     return { ok: false, message: "cannot protect personal data right now; retry later", cause: `pii hash key: ${describeError(error)}` };
   }
   try {
-    const { acceptedCount, rejections } = await packSendAndStore(protectItems(items, policy), source, correlationId, deps);
-    return { ok: true, accepted: acceptedCount, rejections };
+    const { accepted, rejections } = await enqueueMappedItems(items, { source, correlationId, stageOfFailure: "intake", policy }, deps);
+    return { ok: true, accepted, rejections };
   } catch (error) {
     if (error instanceof RetryableError || error instanceof ConfigError) {
       return { ok: false, message: "could not queue the batch; retry later", cause: `queue or rejected store: ${describeError(error)}` };
     }
     throw error;
   }
-}
-
-/**
- * Packs the mapped records into queue envelopes per kind, sends them, and puts
- * every rejection (with records too big for one message) in the rejected store. Items must already
- * have the stage's PII rules applied. Throws RetryableError/ConfigError when SQS or S3 fail, so
- * the caller answers 503 and the sender retries.
- */
-async function packSendAndStore(
-  items: readonly MappedItem[],
-  source: string,
-  correlationId: string,
-  deps: Pick<IntakeDeps, "config" | "queue" | "queueUrl" | "brevoQueueUrl" | "rejected" | "maxMessageBytes">,
-): Promise<{ acceptedCount: number; rejections: RejectedItem[] }> {
-  const linesByKind = new Map<RecordKind, { lines: string[]; indexes: number[] }>();
-  const rejections: RejectedItem[] = [];
-  for (const item of items) {
-    if (!item.ok) {
-      rejections.push(item);
-      continue;
-    }
-    const group = linesByKind.get(item.kind) ?? { lines: [], indexes: [] };
-    group.lines.push(item.line);
-    group.indexes.push(item.index);
-    linesByKind.set(item.kind, group);
-  }
-
-  const bodies: string[] = [];
-  let acceptedCount = 0;
-  for (const [kind, group] of linesByKind) {
-    const packed = packEnvelopesV2(kind, source, correlationId, group.lines, { maxMessageBytes: deps.maxMessageBytes });
-    bodies.push(...packed.bodies);
-    const oversized = new Set(packed.oversizedIndexes);
-    acceptedCount += group.lines.length - oversized.size;
-    for (const position of packed.oversizedIndexes) {
-      rejections.push({
-        ok: false,
-        index: group.indexes[position] ?? -1,
-        code: "record_too_large_for_queue",
-        reason: `record does not fit in one SQS message of ${deps.maxMessageBytes} bytes`,
-        payload: group.lines[position],
-      });
-    }
-  }
-  rejections.sort((a, b) => a.index - b.index);
-
-  // Fan-out: the same accepted (already PII-protected) records, for the kinds brevo.sync enables, on the Brevo queue.
-  const brevoBodies = deps.brevoQueueUrl
-    ? brevoQueueBodies(deps.config.brevo, new Map([...linesByKind].map(([kind, group]) => [kind, group.lines])), source, correlationId, deps.maxMessageBytes)
-    : [];
-
-  await Promise.all([
-    bodies.length > 0 ? deps.queue.send(deps.queueUrl, bodies) : Promise.resolve(),
-    deps.brevoQueueUrl ? sendToBrevoQueue(deps, deps.brevoQueueUrl, brevoBodies, "intake") : Promise.resolve(),
-    rejections.length > 0
-      ? deps.rejected.put({
-          source,
-          correlationId,
-          stageOfFailure: "intake",
-          items: rejections.map(({ index, code, reason, payload, dropped }) => ({
-            index,
-            code,
-            reason,
-            payload,
-            ...(dropped ? { dropped } : {}),
-          })),
-        })
-      : Promise.resolve(""),
-  ]);
-  return { acceptedCount, rejections };
 }

@@ -4,7 +4,8 @@ import * as z from "zod";
 import { ConfigError, RetryableError, describeError } from "../errors.js";
 import { type FetchLike, type HttpResult, fetchText, throwForStatus } from "../http/fetch.js";
 import { DEFAULT_RETRY_POLICY, type RetryDeps, type RetryPolicy, withRetry } from "../http/retry.js";
-import { groupByCaps, parseJsonOrUndefined } from "../util/batching.js";
+import { groupByCaps } from "../util/batching.js";
+import { parseJsonWith } from "../util/json.js";
 import { mapWithConcurrency } from "../util/concurrency.js";
 import { type CredentialsSource, authorizationFor } from "./credentials.js";
 
@@ -83,7 +84,7 @@ const importCountSchema = z.object({ num_records_imported: z.number().int().nonn
  * count disagrees with ours must not be counted as imported (docs/vendors/mixpanel-api.md §3).
  */
 export function reportedImportCount(body: string): number | undefined {
-  const parsed = importCountSchema.safeParse(parseJsonOrUndefined(body));
+  const parsed = parseJsonWith(importCountSchema, body);
   return parsed.success ? parsed.data.num_records_imported : undefined;
 }
 
@@ -101,7 +102,7 @@ const insertIdOfLine = z.object({ properties: z.object({ $insert_id: z.string() 
 
 /** An event line's `properties.$insert_id`; undefined for profiles, groups and unreadable lines. */
 export function insertIdOf(line: string): string | undefined {
-  const parsed = insertIdOfLine.safeParse(parseJsonOrUndefined(line));
+  const parsed = parseJsonWith(insertIdOfLine, line);
   return parsed.success ? parsed.data.properties.$insert_id : undefined;
 }
 
@@ -236,7 +237,7 @@ export function createIngestionClient(options: IngestionClientOptions): Ingestio
       return;
     }
     // 400 with strict=1: the valid events were ingested; only failed_records are bad (§3).
-    const failures = importFailureSchema.safeParse(parseJsonOrUndefined(result.body));
+    const failures = parseJsonWith(importFailureSchema, result.body);
     if (!failures.success) {
       const reason = `Mixpanel /import answered 400 without failed_records: ${result.body.slice(0, 300)}`;
       for (const index of indexes) outcomes[index] = { status: "rejected", reason };
@@ -286,7 +287,7 @@ export function createIngestionClient(options: IngestionClientOptions): Ingestio
     }
     let verdict: { ok: boolean; error: string } = { ok: false, error: result.body.slice(0, 300) };
     if (result.status === 200) {
-      const verbose = engageVerboseSchema.safeParse(parseJsonOrUndefined(result.body));
+      const verbose = parseJsonWith(engageVerboseSchema, result.body);
       if (verbose.success) verdict = { ok: Number(verbose.data.status) === 1, error: verbose.data.error ?? "status 0" };
       else verdict = { ok: result.body.trim() === "1", error: result.body.slice(0, 300) };
     }

@@ -3,6 +3,7 @@ import { RetryableError, UpstreamRejectedError, ValidationError } from "../error
 import { type FetchLike, fetchText, throwForStatus } from "../http/fetch.js";
 import { type RetryDeps, type RetryPolicy, DEFAULT_RETRY_POLICY, withRetry } from "../http/retry.js";
 import { formatZodIssues } from "../config/env.js";
+import { parseJson as parseJsonText } from "../util/json.js";
 
 /**
  * Mixpanel Query API reader for cohort export (docs/vendors/mixpanel-api.md §8):
@@ -160,13 +161,9 @@ export function quoteUnsafeDistinctIds(body: string): string {
 }
 
 function parseJson<T>(body: string, schema: z.ZodType<T>, what: string): T {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(quoteUnsafeDistinctIds(body));
-  } catch {
-    throw new RetryableError(`${what} answered with non-JSON: ${body.slice(0, 200)}`);
-  }
-  const parsed = schema.safeParse(raw);
+  const json = parseJsonText(quoteUnsafeDistinctIds(body));
+  if (!json.ok) throw new RetryableError(`${what} answered with non-JSON: ${body.slice(0, 200)}`);
+  const parsed = schema.safeParse(json.value);
   if (!parsed.success) throw new ValidationError(`${what} answered an unexpected shape: ${formatZodIssues(parsed.error)}`);
   return parsed.data;
 }

@@ -3,6 +3,7 @@ import { ConfigError } from "../errors.js";
 import type { RecordKind } from "../records/envelope.js";
 import { setOwn } from "../sources/renames.js";
 import { type PiiAction, type PiiConfig, needsHashKey } from "./config.js";
+import { parseJson } from "../util/json.js";
 
 /**
  * Personal-data controls applied at the edge (README "Personal data"). Pure: the key comes in.
@@ -90,13 +91,9 @@ function keyValueRowName(value: object): string | undefined {
 function scrubJsonText(text: string, policy: PiiPolicy, depth: number): string {
   const trimmed = text.trim();
   if (!trimmed.startsWith("{") && !trimmed.startsWith("[")) return text;
-  let parsed: unknown;
-  try {
-    parsed = JSON.parse(trimmed);
-  } catch {
-    return text;
-  }
-  return JSON.stringify(protectValue(parsed, policy, inputLookup(policy), depth + 1, true));
+  const json = parseJson(trimmed);
+  if (!json.ok) return text;
+  return JSON.stringify(protectValue(json.value, policy, inputLookup(policy), depth + 1, true));
 }
 
 const exactLookup =

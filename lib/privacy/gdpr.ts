@@ -1,5 +1,5 @@
 import { createHash, randomUUID } from "node:crypto";
-import { parseJsonOrUndefined } from "../util/batching.js";
+import { parseJsonWith } from "../util/json.js";
 import * as z from "zod";
 import type { Residency } from "../config/stage.js";
 import { ConfigError, RetryableError, UpstreamRejectedError } from "../errors.js";
@@ -70,7 +70,7 @@ const statusReplySchema = z.object({ results: z.object({ status: z.string() }) }
 
 /** The two documented create-reply shapes: `results.task_id` (OpenAPI) or `results[0].tracking_id` (example). */
 export function parseTaskId(body: string): string | undefined {
-  const reply = createReplySchema.safeParse(parseJsonOrUndefined(body));
+  const reply = parseJsonWith(createReplySchema, body);
   if (!reply.success) return undefined;
   const results = reply.data.results;
   return Array.isArray(results) ? results[0]?.tracking_id : results.task_id;
@@ -117,7 +117,7 @@ export function createGdprClient(options: GdprClientOptions) {
     },
     async taskStatus(taskId: string): Promise<string> {
       const body = await call("GET", `/data-deletions/v3.0/${encodeURIComponent(taskId)}?token=${token}`);
-      const reply = statusReplySchema.safeParse(parseJsonOrUndefined(body));
+      const reply = parseJsonWith(statusReplySchema, body);
       return reply.success ? reply.data.results.status : "UNKNOWN";
     },
   };

@@ -1,7 +1,7 @@
 import { GetObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import * as z from "zod";
 import { RetryableError, describeError } from "../errors.js";
-import { parseJsonOrUndefined } from "../util/batching.js";
+import { parseJsonWith } from "../util/json.js";
 import { idDigest } from "./gdpr.js";
 
 /**
@@ -30,7 +30,7 @@ export async function readSuppressedDigests(s3: S3Client, bucket: string): Promi
     // Fail closed: without the list nothing may be sent to Brevo.
     throw new RetryableError(`cannot read the erased-ids list s3://${bucket}/${SUPPRESSION_KEY}: ${describeError(error)}`);
   }
-  const parsed = suppressionSchema.safeParse(parseJsonOrUndefined(text));
+  const parsed = parseJsonWith(suppressionSchema, text);
   if (!parsed.success) throw new RetryableError(`s3://${bucket}/${SUPPRESSION_KEY} is not an erased-ids list`);
   return new Set(parsed.data.digests);
 }

@@ -1,5 +1,4 @@
 import { randomUUID } from "node:crypto";
-import { PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import * as z from "zod";
 import type { S3Api } from "../aws/s3.js";
 import { RetryableError } from "../errors.js";
@@ -55,21 +54,6 @@ export interface RejectedStore {
  */
 export function serializeBatch(batch: RejectedBatch): string {
   return stringifyAnyDepth(batch);
-}
-
-/**
- * An AWS SDK S3 client that also offers the S3Api calls, for the infra scripts, the tests'
- * bucket setup, and the cohort functions until they move to lib/aws/s3.ts. The intake,
- * forwarder and Currents reader use lib/aws/s3.ts (no SDK in their bundles).
- */
-export function createS3Client(region: string, endpoint?: string): S3Client & Pick<S3Api, "putObject"> {
-  const client = new S3Client({ region, ...(endpoint ? { endpoint, forcePathStyle: true } : {}) });
-  const api: Pick<S3Api, "putObject"> = {
-    async putObject(bucket, key, body, contentType) {
-      await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: contentType }));
-    },
-  };
-  return Object.assign(client, api);
 }
 
 export function rejectedKey(prefix: string, source: string, at: Date, correlationId: string, suffix: string): string {

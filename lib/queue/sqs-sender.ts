@@ -1,4 +1,3 @@
-import { SQSClient, SendMessageBatchCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import type { SqsApi, SqsEntry } from "../aws/sqs.js";
 import { RetryableError } from "../errors.js";
 import { groupByCaps } from "../util/batching.js";
@@ -10,31 +9,6 @@ const MAX_ATTEMPTS = 3;
 export interface QueueSender {
   /** Sends every body or throws RetryableError; partial sends are retried entry by entry. */
   send(queueUrl: string, bodies: readonly string[]): Promise<void>;
-}
-
-/**
- * An AWS SDK SQS client that also offers the SqsApi calls, for the infra scripts, the tests'
- * queue setup, and the cohort functions until they move to lib/aws/sqs.ts. The intake,
- * forwarder and Currents reader use lib/aws/sqs.ts (no SDK in their bundles).
- */
-export function createSqsClient(region: string, endpoint?: string): SQSClient & SqsApi {
-  const client = new SQSClient({
-    region,
-    ...(endpoint ? { endpoint } : {}),
-    // The queue URL's host is not an endpoint we want the SDK to dial: the local stack serves
-    // every queue from one in-process server.
-    useQueueUrlAsEndpoint: false,
-  });
-  const api: SqsApi = {
-    async sendMessage(queueUrl, body, delaySeconds) {
-      await client.send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: body, ...(delaySeconds !== undefined ? { DelaySeconds: delaySeconds } : {}) }));
-    },
-    async sendMessageBatch(queueUrl, entries) {
-      const result = await client.send(new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: [...entries] }));
-      return (result.Failed ?? []).map((f) => ({ Id: f.Id ?? "", Code: f.Code ?? "?", Message: f.Message ?? "" }));
-    },
-  };
-  return Object.assign(client, api);
 }
 
 /** Groups bodies into SendMessageBatch calls under both the entry count and the total byte cap. */

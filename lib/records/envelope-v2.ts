@@ -1,5 +1,6 @@
 import { crc32, gunzipSync, gzipSync, constants as zlibConstants } from "node:zlib";
 import * as z from "zod";
+import { groupByCaps } from "../util/batching.js";
 import { type Envelope, type RecordKind, parseEnvelope, recordKindSchema } from "./envelope.js";
 
 /**
@@ -141,27 +142,15 @@ export function packEnvelopesV2(
   const bodies: string[] = [];
   const oversizedIndexes: number[] = [];
 
-  // Groups under the record and raw-byte caps; compression decides the rest below.
-  const groups: number[][] = [];
-  let current: number[] = [];
-  let currentBytes = 0;
+  // Groups under the record and raw-byte caps (one byte per newline); compression decides the rest below.
+  const rawBytes = (index: number): number => Buffer.byteLength(lines[index] ?? "") + 1;
+  const fitting: number[] = [];
   for (let index = 0; index < lines.length; index++) {
-    const line = lines[index] ?? "";
-    if (line.includes("\n")) throw new Error("envelope v2: a serialized record contains a newline");
-    const bytes = Buffer.byteLength(line) + 1;
-    if (bytes > maxRaw) {
-      oversizedIndexes.push(index);
-      continue;
-    }
-    if (current.length > 0 && (current.length >= maxRecords || currentBytes + bytes > maxRaw)) {
-      groups.push(current);
-      current = [];
-      currentBytes = 0;
-    }
-    current.push(index);
-    currentBytes += bytes;
+    if ((lines[index] ?? "").includes("\n")) throw new Error("envelope v2: a serialized record contains a newline");
+    if (rawBytes(index) > maxRaw) oversizedIndexes.push(index);
+    else fitting.push(index);
   }
-  if (current.length > 0) groups.push(current);
+  const groups = groupByCaps(fitting, rawBytes, maxRecords, maxRaw);
 
   const emit = (indexes: number[]): void => {
     const group = indexes.map((index) => lines[index] ?? "");
@@ -207,13 +196,20 @@ export interface QueuedRecords {
 const GZIP_MAGIC_0 = 0x1f;
 const GZIP_MAGIC_1 = 0x8b;
 
-function fromV1(envelope: Envelope): QueuedRecords {
+/** The header fields both envelope versions carry, as QueuedRecords names them. */
+function headerOf(envelope: { kind: RecordKind; source: string; correlationId: string; attempt?: number | undefined }) {
   return {
-    version: 1,
     kind: envelope.kind,
     source: envelope.source,
     correlationId: envelope.correlationId,
     ...(envelope.attempt !== undefined ? { attempt: envelope.attempt } : {}),
+  };
+}
+
+function fromV1(envelope: Envelope): QueuedRecords {
+  return {
+    version: 1,
+    ...headerOf(envelope),
     count: envelope.records.length,
     lines: () => envelope.records,
   };
@@ -239,10 +235,7 @@ export function parseQueuedRecords(body: string): QueuedRecords {
   let decoded: string[] | undefined;
   return {
     version: 2,
-    kind: envelope.kind,
-    source: envelope.source,
-    correlationId: envelope.correlationId,
-    ...(envelope.attempt !== undefined ? { attempt: envelope.attempt } : {}),
+    ...headerOf(envelope),
     count: envelope.count,
     gzipped: { body: gzipped, rawBytes: envelope.bytes },
     lines() {

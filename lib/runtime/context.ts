@@ -1,10 +1,9 @@
+import { createS3Client, createSqsClient } from "../aws/sdk-clients.js";
 import type { S3Client } from "@aws-sdk/client-s3";
 import type { SQSClient } from "@aws-sdk/client-sqs";
 import type { SqsApi } from "../aws/sqs.js";
 import { type Env, readEnv, requireSetting } from "../config/env.js";
 import { type StageConfig, loadStageConfig, stageConfigPath } from "../config/stage.js";
-import { createS3Client } from "../queue/rejected-store.js";
-import { createSqsClient } from "../queue/sqs-sender.js";
 import { createSecretReader, type SecretReader } from "../secrets/secrets.js";
 
 export { once } from "./once.js";

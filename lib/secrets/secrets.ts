@@ -2,6 +2,7 @@ import type * as z from "zod";
 import { AwsCallError, type AwsTarget, awsJsonCall, createAwsCaller } from "../aws/aws-call.js";
 import { ConfigError, RetryableError } from "../errors.js";
 import { formatZodIssues } from "../config/env.js";
+import { parseJson } from "../util/json.js";
 
 /**
  * Reads JSON secrets from Secrets Manager (GetSecretValue over its JSON 1.1 protocol,
@@ -52,12 +53,9 @@ export function createSecretReader(options: SecretReaderOptions): SecretReader {
     }
     const secretString = answer && typeof answer === "object" && "SecretString" in answer ? answer.SecretString : undefined;
     if (typeof secretString !== "string") throw new ConfigError(`secret ${secretId} has no SecretString (binary secrets are not supported)`);
-    let value: unknown;
-    try {
-      value = JSON.parse(secretString);
-    } catch {
-      throw new ConfigError(`secret ${secretId} is not JSON`);
-    }
+    const json = parseJson(secretString);
+    if (!json.ok) throw new ConfigError(`secret ${secretId} is not JSON`);
+    const value = json.value;
     cache.set(secretId, { value, expiresAt: now() + options.ttlSeconds * 1000 });
     return value;
   }

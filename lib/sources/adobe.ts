@@ -6,6 +6,7 @@ import { INVALID_PROPERTY_NAME, findProtoKey, protoKeyReason, rejectProtoKey } f
 import { findTooDeep, TOO_DEEP } from "./nesting.js";
 import { renamed, setOwn } from "./renames.js";
 import type { MapContext, MappedItem, RejectedItem } from "./types.js";
+import { parseJson } from "../util/json.js";
 
 /**
  * Adobe Experience Platform event forwarding → Mixpanel /import records. Adobe's
@@ -122,12 +123,9 @@ function rowsToObject(rows: readonly { key: string; value: unknown }[]): CustomP
 export function resolveCustomProperties(raw: unknown): CustomPropertiesResult {
   if (raw === undefined || raw === null || raw === "") return { ok: true, properties: {} };
   if (typeof raw === "string") {
-    let parsed: unknown;
-    try {
-      parsed = JSON.parse(raw);
-    } catch {
-      return invalidCustom("custom_properties is text that is not JSON (an unresolved data element?)");
-    }
+    const json = parseJson(raw);
+    if (!json.ok) return invalidCustom("custom_properties is text that is not JSON (an unresolved data element?)");
+    const parsed = json.value;
     if (!isContainer(parsed)) return invalidCustom("custom_properties JSON text must hold an object or [{key, value}] rows");
     return resolveCustomProperties(parsed);
   }

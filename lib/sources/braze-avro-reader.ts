@@ -3,11 +3,9 @@ import { AwsCallError } from "../aws/aws-call.js";
 import type { S3Api } from "../aws/s3.js";
 import type { StageConfig } from "../config/stage.js";
 import { RetryableError, ValidationError, describeError } from "../errors.js";
-import type { RejectedItemRecord, RejectedStore } from "../queue/rejected-store.js";
+import type { RejectedStore } from "../queue/rejected-store.js";
 import type { QueueSender } from "../queue/sqs-sender.js";
-import { packEnvelopesV2 } from "../records/envelope-v2.js";
-import { brevoQueueBodies, sendToBrevoQueue } from "../brevo/fanout.js";
-import { protectItems } from "../pii/items.js";
+import { enqueueMappedItems } from "../enqueue/enqueue.js";
 import type { PiiPolicySource } from "../pii/source.js";
 import { mapBrazeAvroFile } from "./braze-avro.js";
 import type { MappedItem } from "./types.js";
@@ -97,54 +95,13 @@ export async function readCurrentsObject(ref: CurrentsObjectRef, deps: CurrentsR
   const policy = await deps.pii?.();
   let items: MappedItem[];
   try {
-    items = protectItems(await mapBrazeAvroFile(bytes, ref.key, { nowMs: deps.nowMs(), config: deps.config }), policy);
+    items = await mapBrazeAvroFile(bytes, ref.key, { nowMs: deps.nowMs(), config: deps.config });
   } catch (error) {
     if (error instanceof ValidationError) return fileRejection(error.message);
     throw error;
   }
 
-  const lines: string[] = [];
-  const lineIndexes: number[] = [];
-  const rejections: RejectedItemRecord[] = [];
-  for (const item of items) {
-    if (item.ok) {
-      lines.push(item.line);
-      lineIndexes.push(item.index);
-    } else {
-      rejections.push({ index: item.index, code: item.code, reason: item.reason, payload: item.payload, ...(item.dropped ? { dropped: true } : {}) });
-    }
-  }
-  const packed = packEnvelopesV2("event", BRAZE_AVRO_SOURCE, correlationId, lines, { maxMessageBytes: deps.maxMessageBytes });
-  for (const position of packed.oversizedIndexes) {
-    rejections.push({
-      index: lineIndexes[position] ?? 0,
-      code: "record_too_large_for_queue",
-      reason: `record does not fit in one SQS message of ${deps.maxMessageBytes} bytes`,
-      line: lines[position],
-    });
-  }
-  rejections.sort((a, b) => a.index - b.index);
-
-  // Fan-out: the same accepted events on the Brevo queue when brevo.sync.events is on.
-  const brevoBodies = deps.brevoQueueUrl
-    ? brevoQueueBodies(deps.config.brevo, new Map([["event", lines]]), BRAZE_AVRO_SOURCE, correlationId, deps.maxMessageBytes)
-    : [];
-
-  await Promise.all([
-    packed.bodies.length > 0 ? deps.queue.send(deps.queueUrl, packed.bodies) : Promise.resolve(),
-    deps.brevoQueueUrl ? sendToBrevoQueue(deps, deps.brevoQueueUrl, brevoBodies, "reader") : Promise.resolve(),
-    rejections.length > 0
-      ? deps.rejected.put({ source: BRAZE_AVRO_SOURCE, kind: "event", correlationId, stageOfFailure: "reader", items: rejections })
-      : Promise.resolve(""),
-  ]);
-
+  const { accepted, rejections } = await enqueueMappedItems(items, { source: BRAZE_AVRO_SOURCE, correlationId, stageOfFailure: "reader", policy }, deps);
   const dropped = rejections.filter((item) => item.dropped).length;
-  return {
-    key: ref.key,
-    correlationId,
-    records: items.length,
-    accepted: lines.length - packed.oversizedIndexes.length,
-    rejected: rejections.length - dropped,
-    dropped,
-  };
+  return { key: ref.key, correlationId, records: items.length, accepted, rejected: rejections.length - dropped, dropped };
 }

@@ -12,6 +12,7 @@ import { INVALID_PROPERTY_NAME, findProtoKey, protoKeyReason, rejectProtoKey } f
 import { jsonObjectSchema } from "./json-object.js";
 import { renamed, setOwn } from "./renames.js";
 import type { MapContext, MappedItem, RejectedItem } from "./types.js";
+import { parseJsonOrUndefined } from "../util/json.js";
 
 /**
  * Braze Currents → Mixpanel /import records, mirroring Braze's own Mixpanel connector
@@ -68,14 +69,7 @@ type CustomPropertiesResult = { ok: true; properties: Record<string, unknown> } 
  * "__proto__" key after decoding: the item-level check cannot see inside a string.
  */
 function decodeCustomProperties(raw: unknown, field: string): CustomPropertiesResult {
-  let value = raw;
-  if (typeof raw === "string") {
-    try {
-      value = JSON.parse(raw);
-    } catch {
-      value = undefined;
-    }
-  }
+  const value = typeof raw === "string" ? parseJsonOrUndefined(raw) : raw;
   const protoKey = findProtoKey(value, `properties.${field}`);
   if (protoKey !== undefined) return { ok: false, code: INVALID_PROPERTY_NAME, reason: protoKeyReason(protoKey) };
   const object = customPropertiesSchema.safeParse(value);

@@ -1,15 +1,6 @@
 import * as z from "zod";
 import type { MapContext, MappedItem } from "./types.js";
-import {
-  completeUpdate,
-  describeFirstIssue,
-  modifiersSchema,
-  readUpdateObject,
-  rejectUnknownField,
-  rejectUpdate as reject,
-  unsafeNumericId,
-  unwrapUpdates,
-} from "./updates.js";
+import { completeUpdate, modifiersSchema, parseUpdate, rejectUpdate as reject, unwrapUpdates } from "./updates.js";
 
 /**
  * POST /v1/groups → /groups updates (docs/vendors/mixpanel-api.md §6): `$group_key` (which must
@@ -28,20 +19,22 @@ const groupUpdateSchema = modifiersSchema.extend({
 const GROUP_FIELDS = new Set([...Object.keys(groupUpdateSchema.shape), "$token"]);
 
 export function mapGroupUpdate(item: unknown, index: number, _ctx: MapContext): MappedItem {
-  const raw = readUpdateObject(item, index, "group");
-  if (!raw.ok) return raw;
-  const unsupported = Object.keys(raw.fields).find((key) => UNSUPPORTED_GROUP_OPERATIONS.has(key));
-  if (unsupported !== undefined) {
-    return reject(index, item, "unsupported_group_operation", `${unsupported} is not supported on group profiles by Mixpanel's /groups API`);
-  }
-  const unknownField = rejectUnknownField(index, item, raw.fields, GROUP_FIELDS, "/groups");
-  if (unknownField) return unknownField;
-  const unsafeId = unsafeNumericId("$group_id", raw.fields.$group_id);
-  if (unsafeId !== undefined) return reject(index, item, "invalid_group_id", unsafeId);
-  const parsed = groupUpdateSchema.safeParse(raw.fields);
-  if (!parsed.success) return reject(index, item, "invalid_shape", describeFirstIssue(parsed.error));
-  const { $group_key, $group_id, ...modifiers } = parsed.data;
-  return completeUpdate(index, item, raw.fields, { $group_key, $group_id, $ip: "0", ...modifiers }, "group", {});
+  const update = parseUpdate(item, index, {
+    what: "group",
+    endpoint: "/groups",
+    schema: groupUpdateSchema,
+    knownFields: GROUP_FIELDS,
+    id: { field: "$group_id", code: "invalid_group_id" },
+    refuse: (fields) => {
+      const unsupported = Object.keys(fields).find((key) => UNSUPPORTED_GROUP_OPERATIONS.has(key));
+      return unsupported === undefined
+        ? undefined
+        : reject(index, item, "unsupported_group_operation", `${unsupported} is not supported on group profiles by Mixpanel's /groups API`);
+    },
+  });
+  if (!update.ok) return update;
+  const { $group_key, $group_id, ...modifiers } = update.data;
+  return completeUpdate(index, item, update.fields, { $group_key, $group_id, $ip: "0", ...modifiers }, "group", {});
 }
 
 export function mapGroupUpdates(body: unknown, ctx: MapContext): MappedItem[] {

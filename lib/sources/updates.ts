@@ -188,3 +188,33 @@ export function rejectUnknownField(
   const article = endpoint === "/engage" ? "an" : "a";
   return rejectUpdate(index, item, "unknown_field", `${unknownField} is not ${article} ${endpoint} field; properties go inside an operation such as $set`);
 }
+
+export interface UpdateSpec<T> {
+  readonly what: "profile" | "group";
+  readonly endpoint: "/engage" | "/groups";
+  readonly schema: z.ZodType<T>;
+  /** Top-level fields besides the operations. */
+  readonly knownFields: ReadonlySet<string>;
+  /** The id field JSON.parse may have rounded, and the code it is refused with. */
+  readonly id: { readonly field: string; readonly code: string };
+  /** The endpoint's own refusal, checked before unknown fields (e.g. operations /groups lacks). */
+  readonly refuse?: (fields: Readonly<Record<string, unknown>>) => RejectedItem | undefined;
+}
+
+/**
+ * The checks every update endpoint makes, in this order: an object, the endpoint's own
+ * refusal, no unknown top-level field, an id JSON.parse kept exact, then the endpoint's schema.
+ */
+export function parseUpdate<T>(item: unknown, index: number, spec: UpdateSpec<T>): { ok: true; fields: Record<string, unknown>; data: T } | RejectedItem {
+  const raw = readUpdateObject(item, index, spec.what);
+  if (!raw.ok) return raw;
+  const refused = spec.refuse?.(raw.fields);
+  if (refused) return refused;
+  const unknownField = rejectUnknownField(index, item, raw.fields, spec.knownFields, spec.endpoint);
+  if (unknownField) return unknownField;
+  const unsafeId = unsafeNumericId(spec.id.field, raw.fields[spec.id.field]);
+  if (unsafeId !== undefined) return rejectUpdate(index, item, spec.id.code, unsafeId);
+  const parsed = spec.schema.safeParse(raw.fields);
+  if (!parsed.success) return rejectUpdate(index, item, "invalid_shape", describeFirstIssue(parsed.error));
+  return { ok: true, fields: raw.fields, data: parsed.data };
+}

@@ -26,12 +26,3 @@ export function groupByCaps<T>(
   if (current.length > 0) groups.push(current);
   return groups;
 }
-
-/** JSON.parse that answers undefined for text that is not JSON (vendor bodies are not trusted). */
-export function parseJsonOrUndefined(text: string): unknown {
-  try {
-    return JSON.parse(text);
-  } catch {
-    return undefined;
-  }
-}

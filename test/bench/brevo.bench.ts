@@ -1,12 +1,13 @@
+import { createS3Client } from "../../lib/aws/sdk-clients.js";
 import { performance } from "node:perf_hooks";
 import { CreateBucketCommand } from "@aws-sdk/client-s3";
 import { createBrevoClient } from "../../lib/brevo/client.js";
 import { brevoConfigSchema } from "../../lib/brevo/config.js";
 import { createBrevoSend } from "../../lib/brevo/forwarder.js";
 import { consumeEnvelopes } from "../../lib/forwarder/process.js";
-import { createRejectedStore, createS3Client } from "../../lib/queue/rejected-store.js";
+import { createRejectedStore } from "../../lib/queue/rejected-store.js";
 import { packEnvelopes } from "../../lib/records/envelope.js";
-import { BrevoServer } from "../support/brevo-server.js";
+import { BrevoServer } from "../../infra/local/peers/brevo-server.js";
 import { startLocalAws } from "../support/fauxqs.js";
 
 /**

@@ -3,6 +3,7 @@
  * SQS itself dead-lettered go back to the source queue with body and attributes
  * intact, and nothing is lost or left behind.
  */
+import { createSqsClient } from "../../lib/aws/sdk-clients.js";
 import {
   CreateQueueCommand,
   DeleteMessageCommand,
@@ -14,7 +15,6 @@ import {
 } from "@aws-sdk/client-sqs";
 import { startLocalAws } from "../support/fauxqs.js";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { createSqsClient } from "../../lib/queue/sqs-sender.js";
 import { freshAttempts, main } from "../../infra/redrive.js";
 import { serializeEnvelope } from "../../lib/records/envelope.js";
 

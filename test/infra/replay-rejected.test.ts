@@ -1,3 +1,4 @@
+import { createS3Client, createSqsClient } from "../../lib/aws/sdk-clients.js";
 import { createS3 } from "../../lib/aws/s3.js";
 /**
  * `npm run replay` against fauxqs (S3 + SQS): batches written by the real
@@ -9,9 +10,8 @@ import { CreateQueueCommand, DeleteMessageCommand, type Message, ReceiveMessageC
 import { startLocalAws } from "../support/fauxqs.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseQueuedRecords } from "../../lib/records/envelope-v2.js";
-import { createRejectedStore, createS3Client, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
-import { createSqsClient } from "../../lib/queue/sqs-sender.js";
-import { main, parseRejectedKey } from "../../infra/replay-rejected.js";
+import { createRejectedStore, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
+import { main, parseRejectedKey, recordLine } from "../../infra/replay-rejected.js";
 
 type Server = Awaited<ReturnType<typeof startLocalAws>>;
 
@@ -170,5 +170,13 @@ describe("npm run replay", () => {
     expect(parseRejectedKey("rejected/native/2026-11-20/2026-11-20T10-00-00-000Z-c-intake-0.json")).toEqual({ source: "native", date: "2026-11-20" });
     expect(parseRejectedKey("replayed/native/2026-11-20/x.json")).toBeUndefined();
     expect(parseRejectedKey("rejected/native/x.json")).toBeUndefined();
+  });
+
+  it("reads an oversized record stored as `payload` by intakes before the shared enqueue step, and nothing else from payload", () => {
+    const line = record("big");
+    expect(recordLine({ index: 0, code: "record_too_large_for_queue", reason: "r", line })).toBe(line);
+    expect(recordLine({ index: 0, code: "record_too_large_for_queue", reason: "r", payload: line })).toBe(line);
+    expect(recordLine({ index: 0, code: "invalid_time", reason: "r", payload: line })).toBeUndefined();
+    expect(recordLine({ index: 0, code: "record_too_large_for_queue", reason: "r", payload: { event: "E" } })).toBeUndefined();
   });
 });

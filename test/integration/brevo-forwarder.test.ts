@@ -1,3 +1,4 @@
+import { createS3Client, createSqsClient } from "../../lib/aws/sdk-clients.js";
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { CreateQueueCommand } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
@@ -6,11 +7,10 @@ import { brevoConfigSchema } from "../../lib/brevo/config.js";
 import { createBrevoSend } from "../../lib/brevo/forwarder.js";
 import { consumeEnvelopes, type EnvelopeConsumerDeps } from "../../lib/forwarder/process.js";
 import { sqsRequeue } from "../../lib/forwarder/runtime.js";
-import { createRejectedStore, createS3Client, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
-import { createSqsClient } from "../../lib/queue/sqs-sender.js";
+import { createRejectedStore, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
 import { serializeEnvelope } from "../../lib/records/envelope.js";
 import { parseQueuedRecords } from "../../lib/records/envelope-v2.js";
-import { BrevoServer } from "../support/brevo-server.js";
+import { BrevoServer } from "../../infra/local/peers/brevo-server.js";
 import { RetryableError } from "../../lib/errors.js";
 import { idDigest } from "../../lib/privacy/gdpr.js";
 import { startLocalAws } from "../support/fauxqs.js";

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { keys } from "../../lib/cohorts/store.js";
 import { type Harness, startHarness } from "../unit/cohorts/harness.js";
-import { BrevoServer } from "../support/brevo-server.js";
+import { BrevoServer } from "../../infra/local/peers/brevo-server.js";
 import { BrazeServer } from "../support/braze-server.js";
 
 const MIN = 60_000;

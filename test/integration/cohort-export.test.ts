@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { keys } from "../../lib/cohorts/store.js";
 import { type Harness, startHarness } from "../unit/cohorts/harness.js";
-import { WebhookReceiver } from "../support/webhook-server.js";
+import { WebhookReceiver } from "../../infra/local/peers/webhook-server.js";
 
 const SIGNING = "whsec-0123456789abcdef";
 const MIN = 60_000;

@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { type Harness, startHarness } from "../unit/cohorts/harness.js";
-import { BrevoServer } from "../support/brevo-server.js";
-import { WebhookReceiver } from "../support/webhook-server.js";
+import { BrevoServer } from "../../infra/local/peers/brevo-server.js";
+import { WebhookReceiver } from "../../infra/local/peers/webhook-server.js";
 
 /** One export, many destinations: the cohort is queried once per run, each destination has its own ledger and health. */
 const MIN = 60_000;

@@ -8,9 +8,9 @@ import { CreateQueueCommand, ReceiveMessageCommand, SQSClient } from "@aws-sdk/c
 import type { Context, SQSEvent } from "aws-lambda";
 import { buildApp } from "fauxqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { BrevoServer } from "../support/brevo-server.js";
-import { createCohortQueryApi } from "../support/mixpanel-query.js";
-import { SecretsManagerServer } from "../support/secrets-manager-server.js";
+import { BrevoServer } from "../../infra/local/peers/brevo-server.js";
+import { createCohortQueryApi } from "../../infra/local/peers/mixpanel-query.js";
+import { SecretsManagerServer } from "../../infra/local/peers/secrets-manager-server.js";
 
 /**
  * The two handlers as one warm container serves them: deps are built once, the time

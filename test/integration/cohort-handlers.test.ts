@@ -8,9 +8,9 @@ import { CreateQueueCommand, ReceiveMessageCommand, SQSClient } from "@aws-sdk/c
 import type { Context, SQSEvent } from "aws-lambda";
 import { buildApp } from "fauxqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createCohortQueryApi } from "../support/mixpanel-query.js";
-import { SecretsManagerServer } from "../support/secrets-manager-server.js";
-import { WebhookReceiver } from "../support/webhook-server.js";
+import { createCohortQueryApi } from "../../infra/local/peers/mixpanel-query.js";
+import { SecretsManagerServer } from "../../infra/local/peers/secrets-manager-server.js";
+import { WebhookReceiver } from "../../infra/local/peers/webhook-server.js";
 
 /** The two Lambda handlers, end to end, configured only through env + the stage config file. */
 const SIGNING = "local-signing-secret-123";

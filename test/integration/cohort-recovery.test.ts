@@ -1,8 +1,8 @@
 import { afterEach, describe, expect, it } from "vitest";
 import type { ExportDeps } from "../../lib/cohorts/export.js";
-import type { CohortFixture } from "../support/mixpanel-query.js";
+import type { CohortFixture } from "../../infra/local/peers/mixpanel-query.js";
 import { type Harness, startHarness } from "../unit/cohorts/harness.js";
-import { WebhookReceiver } from "../support/webhook-server.js";
+import { WebhookReceiver } from "../../infra/local/peers/webhook-server.js";
 
 /**
  * Failure modes that used to lose or freeze data silently: a page dead-lettered

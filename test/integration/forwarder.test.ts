@@ -1,3 +1,4 @@
+import { createS3Client, createSqsClient } from "../../lib/aws/sdk-clients.js";
 import { createS3 } from "../../lib/aws/s3.js";
 import { createSqs } from "../../lib/aws/sqs.js";
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
@@ -5,13 +6,12 @@ import { buildApp } from "fauxqs";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { forwardMessages, type ForwarderDeps } from "../../lib/forwarder/process.js";
 import { createIngestionClient } from "../../lib/mixpanel/ingestion.js";
-import { createRejectedStore, createS3Client, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
+import { createRejectedStore, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
 import { serializeEnvelope } from "../../lib/records/envelope.js";
 import { packEnvelopesV2, parseQueuedRecords } from "../../lib/records/envelope-v2.js";
 import { sqsRequeue } from "../../lib/forwarder/runtime.js";
-import { createSqsClient } from "../../lib/queue/sqs-sender.js";
 import { CreateQueueCommand } from "@aws-sdk/client-sqs";
-import { MixpanelSandbox } from "../support/mixpanel-server.js";
+import { MixpanelSandbox } from "../../infra/local/peers/mixpanel-server.js";
 
 /** The forwarder's decisions per SQS message, against the strict sandbox and a real S3 protocol server. */
 const credentials = { projectId: "9", projectToken: "tok-9", serviceAccountUsername: "sa", serviceAccountSecret: "sa-secret" };

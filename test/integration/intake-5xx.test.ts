@@ -1,10 +1,9 @@
+import { createS3Client, createSqsClient } from "../../lib/aws/sdk-clients.js";
 import { createServer } from "node:net";
 import { CreateBucketCommand } from "@aws-sdk/client-s3";
 import { CreateQueueCommand } from "@aws-sdk/client-sqs";
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from "aws-lambda";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
-import { createS3Client } from "../../lib/queue/rejected-store.js";
-import { createSqsClient } from "../../lib/queue/sqs-sender.js";
 import { startLocalAws } from "../support/fauxqs.js";
 import { captureOutput, type LogCapture } from "../support/log-capture.js";
 

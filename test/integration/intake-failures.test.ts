@@ -1,3 +1,4 @@
+import { createS3Client, createSqsClient } from "../../lib/aws/sdk-clients.js";
 import { createS3 } from "../../lib/aws/s3.js";
 import { createSqs } from "../../lib/aws/sqs.js";
 import { randomBytes } from "node:crypto";
@@ -8,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseStageConfig } from "../../lib/config/stage.js";
 import { ConfigError, RetryableError } from "../../lib/errors.js";
 import { handleIntake, type HttpRequest, type IntakeDeps } from "../../lib/intake/process.js";
-import { createRejectedStore, createS3Client } from "../../lib/queue/rejected-store.js";
-import { createQueueSender, createSqsClient } from "../../lib/queue/sqs-sender.js";
+import { createRejectedStore } from "../../lib/queue/rejected-store.js";
+import { createQueueSender } from "../../lib/queue/sqs-sender.js";
 import { parseQueuedRecords } from "../../lib/records/envelope-v2.js";
 
 /** The intake's status codes when its peers fail, against a real SQS/S3 protocol server. */

@@ -2,7 +2,7 @@ import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { gunzipSync } from "node:zlib";
 import { createIngestionClient, type IngestionClientOptions } from "../../lib/mixpanel/ingestion.js";
 import type { MixpanelCredentials } from "../../lib/mixpanel/credentials.js";
-import { MixpanelSandbox } from "../support/mixpanel-server.js";
+import { MixpanelSandbox } from "../../infra/local/peers/mixpanel-server.js";
 
 const credentials = {
   projectId: "777",

@@ -1,3 +1,4 @@
+import { createS3Client, createSqsClient } from "../../lib/aws/sdk-clients.js";
 import { gzipSync } from "node:zlib";
 import { CreateBucketCommand } from "@aws-sdk/client-s3";
 import { CreateQueueCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
@@ -8,8 +9,8 @@ import { parseStageConfig } from "../../lib/config/stage.js";
 import { type CompatHttpRequest, handleMixpanelCompat, matchCompatEndpoint } from "../../lib/intake/mixpanel-compat/handler.js";
 import type { CompatEndpoint } from "../../lib/intake/mixpanel-compat/records.js";
 import type { IntakeDeps } from "../../lib/intake/process.js";
-import { createRejectedStore, createS3Client } from "../../lib/queue/rejected-store.js";
-import { createQueueSender, createSqsClient } from "../../lib/queue/sqs-sender.js";
+import { createRejectedStore } from "../../lib/queue/rejected-store.js";
+import { createQueueSender } from "../../lib/queue/sqs-sender.js";
 import { parseQueuedRecords } from "../../lib/records/envelope-v2.js";
 
 /**

@@ -6,7 +6,7 @@ import { fileURLToPath } from "node:url";
 import { type Browser, chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LOCAL_MIXPANEL_CREDENTIALS, type LocalStack, startLocalStack } from "../../infra/local/stack.js";
-import { closeServer, listenOnLoopback } from "../support/local-server.js";
+import { closeServer, listenOnLoopback } from "../../infra/local/peers/local-server.js";
 
 /**
  * mixpanel-browser, unmodified, in a real headless Chromium (Debian's `chromium`): a page on

@@ -1,5 +1,5 @@
 import type { Server } from "node:http";
-import { createRoutedServer } from "./local-server.js";
+import { createRoutedServer } from "../../infra/local/peers/local-server.js";
 
 /** What an AWS JSON-protocol handler answers: an HTTP status and a JSON payload. */
 export interface AwsJsonAnswer {

@@ -1,5 +1,5 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
-import { closeServer, listenOnLoopback } from "./local-server.js";
+import { closeServer, listenOnLoopback } from "../../infra/local/peers/local-server.js";
 
 /**
  * Strict local Braze /users/track (docs/vendors/cohort-sync.md §4): Bearer REST key;

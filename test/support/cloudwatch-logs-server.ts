@@ -1,7 +1,7 @@
 import type { Server } from "node:http";
 import { randomUUID } from "node:crypto";
 import { awsError, createAwsJsonServer } from "./aws-json-server.js";
-import { closeServer, listenOnLoopback } from "./local-server.js";
+import { closeServer, listenOnLoopback } from "../../infra/local/peers/local-server.js";
 
 /**
  * A strict local stand-in for CloudWatch Logs Insights (the AWS JSON 1.1

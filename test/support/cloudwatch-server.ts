@@ -1,6 +1,6 @@
 import type { Server } from "node:http";
 import { awsError, createAwsJsonServer } from "./aws-json-server.js";
-import { closeServer, listenOnLoopback } from "./local-server.js";
+import { closeServer, listenOnLoopback } from "../../infra/local/peers/local-server.js";
 
 /**
  * A strict local stand-in for the two CloudWatch calls `npm run status` makes,

@@ -1,7 +1,7 @@
 import { createServer, type Server } from "node:http";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AwsCallError, awsJsonCall, createAwsCaller } from "../../lib/aws/aws-call.js";
-import { closeServer, listenOnLoopback } from "../support/local-server.js";
+import { closeServer, listenOnLoopback } from "../../infra/local/peers/local-server.js";
 
 /** lib/aws/aws-call.ts against a loopback server that answers what a test scripts. */
 let server: Server;

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { groupByCaps, parseJsonOrUndefined } from "../../lib/util/batching.js";
+import { groupByCaps } from "../../lib/util/batching.js";
+import { parseJsonOrUndefined } from "../../lib/util/json.js";
 
 describe("groupByCaps", () => {
   it("keeps order and respects the count and byte caps independently", () => {

@@ -5,7 +5,7 @@ import { mixpanelCredentialsSource } from "../../lib/mixpanel/credentials.js";
 import { readEnv } from "../../lib/config/env.js";
 import { createSecretReader } from "../../lib/secrets/secrets.js";
 import { intakeTokenSource } from "../../lib/intake/auth.js";
-import { SecretsManagerServer } from "../support/secrets-manager-server.js";
+import { SecretsManagerServer } from "../../infra/local/peers/secrets-manager-server.js";
 
 const server = new SecretsManagerServer();
 beforeAll(async () => {

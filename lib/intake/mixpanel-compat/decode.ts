@@ -1,4 +1,5 @@
 import { gunzipSync } from "node:zlib";
+import { parseJson } from "../../util/json.js";
 
 /**
  * Turns a request to a Mixpanel-compatible endpoint into records, whatever form the SDK
@@ -79,30 +80,23 @@ export function decodeDataValue(value: string): { ok: true; value: unknown } | {
     if (!BASE64.test(base64) || base64.length % 4 === 1) return { ok: false, message: "data is neither JSON nor base64" };
     json = Buffer.from(base64, "base64").toString("utf8");
   }
-  try {
-    return { ok: true, value: JSON.parse(json) };
-  } catch {
-    return { ok: false, message: "data does not decode to JSON" };
-  }
+  const parsed = parseJson(json);
+  return parsed.ok ? parsed : { ok: false, message: "data does not decode to JSON" };
 }
 
 /** NDJSON (or a single JSON document): one record per non-empty line. */
 function parseJsonBody(text: string): { ok: true; value: unknown } | { ok: false; message: string } {
-  try {
-    return { ok: true, value: JSON.parse(text) };
-  } catch {
-    const lines = text.split(/\r?\n/).filter((line) => line.trim() !== "");
-    if (lines.length < 2) return { ok: false, message: "body is not valid JSON" };
-    const records: unknown[] = [];
-    for (const [number, line] of lines.entries()) {
-      try {
-        records.push(JSON.parse(line));
-      } catch {
-        return { ok: false, message: `body is neither JSON nor NDJSON (line ${number + 1} is not JSON)` };
-      }
-    }
-    return { ok: true, value: records };
+  const whole = parseJson(text);
+  if (whole.ok) return whole;
+  const lines = text.split(/\r?\n/).filter((line) => line.trim() !== "");
+  if (lines.length < 2) return { ok: false, message: "body is not valid JSON" };
+  const records: unknown[] = [];
+  for (const [number, line] of lines.entries()) {
+    const record = parseJson(line);
+    if (!record.ok) return { ok: false, message: `body is neither JSON nor NDJSON (line ${number + 1} is not JSON)` };
+    records.push(record.value);
   }
+  return { ok: true, value: records };
 }
 
 function bodyBytes(input: DecodeInput): { ok: true; bytes: Buffer } | { ok: false; status: 400 | 413 | 415; code: string; message: string } {

@@ -1,7 +1,7 @@
 import { describe, expect, it } from "vitest";
 import { createBrevoClient, type BrevoClientOptions } from "../../../lib/brevo/client.js";
 import { ConfigError, RetryableError } from "../../../lib/errors.js";
-import { BrevoServer } from "../../support/brevo-server.js";
+import { BrevoServer } from "../../../infra/local/peers/brevo-server.js";
 
 /** The Brevo send path's status meanings, rate gate and deadline, against the strict local Brevo and a scripted fetch. */
 function clock() {

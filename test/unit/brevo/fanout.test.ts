@@ -1,10 +1,11 @@
+import { createS3Client, createSqsClient } from "../../../lib/aws/sdk-clients.js";
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { CreateQueueCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sendToBrevoQueue } from "../../../lib/brevo/fanout.js";
 import { RetryableError } from "../../../lib/errors.js";
-import { createRejectedStore, createS3Client, rejectedBatchSchema } from "../../../lib/queue/rejected-store.js";
-import { createQueueSender, createSqsClient } from "../../../lib/queue/sqs-sender.js";
+import { createRejectedStore, rejectedBatchSchema } from "../../../lib/queue/rejected-store.js";
+import { createQueueSender } from "../../../lib/queue/sqs-sender.js";
 import { startLocalAws } from "../../support/fauxqs.js";
 import { brevoConfigSchema } from "../../../lib/brevo/config.js";
 import { brevoQueueBodies } from "../../../lib/brevo/fanout.js";

@@ -18,8 +18,8 @@ import { createDestinationNetwork } from "../../../lib/destinations/send.js";
 import { createQueryClient } from "../../../lib/mixpanel/query.js";
 import { createSecretReader } from "../../../lib/secrets/secrets.js";
 import type { RetryDeps } from "../../../lib/http/retry.js";
-import { type CohortFixture, type CohortQueryApi, createCohortQueryApi } from "../../support/mixpanel-query.js";
-import { SecretsManagerServer } from "../../support/secrets-manager-server.js";
+import { type CohortFixture, type CohortQueryApi, createCohortQueryApi } from "../../../infra/local/peers/mixpanel-query.js";
+import { SecretsManagerServer } from "../../../infra/local/peers/secrets-manager-server.js";
 
 /**
  * Real pieces wired together for cohort tests: fauxqs (S3 + SQS) in-process on

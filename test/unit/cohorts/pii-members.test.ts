@@ -5,7 +5,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createQueryBudget, createQueryClient } from "../../../lib/mixpanel/query.js";
 import { piiConfigSchema } from "../../../lib/pii/config.js";
 import { createPiiPolicy, protectProperties } from "../../../lib/pii/policy.js";
-import { createCohortQueryApi } from "../../support/mixpanel-query.js";
+import { createCohortQueryApi } from "../../../infra/local/peers/mixpanel-query.js";
 
 /** Cohort members read from the (local) Query API get the stage's PII rules before anything else sees them. */
 const CREDS = { projectId: "99", username: "sa", secret: "pw" };

@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { ConfigError, RetryableError, ValidationError } from "../../../lib/errors.js";
 import { BudgetExhaustedError, createQueryBudget, createQueryClient, engageForm, quoteUnsafeDistinctIds } from "../../../lib/mixpanel/query.js";
-import { type CohortQueryApi, createCohortQueryApi } from "../../support/mixpanel-query.js";
+import { type CohortQueryApi, createCohortQueryApi } from "../../../infra/local/peers/mixpanel-query.js";
 
 const CREDS = { projectId: "99", username: "sa", secret: "pw" };
 

@@ -6,8 +6,8 @@ import type { SenderDeps } from "../../../lib/destinations/http.js";
 import { createDestinationNetwork } from "../../../lib/destinations/send.js";
 import { RetryableError } from "../../../lib/errors.js";
 import { createSecretReader } from "../../../lib/secrets/secrets.js";
-import { BrevoServer, MAX_IMPORT_BYTES } from "../../support/brevo-server.js";
-import { SecretsManagerServer } from "../../support/secrets-manager-server.js";
+import { BrevoServer, MAX_IMPORT_BYTES } from "../../../infra/local/peers/brevo-server.js";
+import { SecretsManagerServer } from "../../../infra/local/peers/secrets-manager-server.js";
 import { Clock } from "../cohorts/harness.js";
 
 /** sendBrevoPage against the strict local Brevo; time is a settable clock, sleeps advance it. */

@@ -10,7 +10,7 @@ import { brazeAttributeObjects } from "../../../lib/destinations/braze.js";
 import { brevoAttributes } from "../../../lib/destinations/brevo.js";
 import { cohortSyncsSchema, outputPropertiesFor } from "../../../lib/cohorts/sync-config.js";
 import type { DeliveryPage } from "../../../lib/cohorts/messages.js";
-import { WebhookReceiver, webhookPayloadSchema } from "../../support/webhook-server.js";
+import { WebhookReceiver, webhookPayloadSchema } from "../../../infra/local/peers/webhook-server.js";
 
 const [sync] = cohortSyncsSchema.parse([
   { id: "w", cohort_id: 42, properties: ["plan", "$city"], destination: { type: "webhook", url: "https://h.example/x", signing_secret: "s" } },

@@ -1,7 +1,7 @@
 import { type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { closeServer, createRoutedServer, listenOnLoopback } from "./local-server.js";
 import * as z from "zod";
-import { DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verifySignature } from "../../lib/destinations/signature.js";
+import { DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verifySignature } from "../../../lib/destinations/signature.js";
 
 /**
  * A local receiver built for Mixpanel's custom-webhook cohort sync

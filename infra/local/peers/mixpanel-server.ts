@@ -1,7 +1,7 @@
 import { type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { closeServer, createRoutedServer, listenOnLoopback } from "./local-server.js";
 import { gunzipSync } from "node:zlib";
-import { applyEventRules } from "../../lib/mixpanel/event-rules.js";
+import { applyEventRules } from "../../../lib/mixpanel/event-rules.js";
 
 /**
  * A strict local Mixpanel: enforces the documented ingestion contract

@@ -1,0 +1,111 @@
+import type { BrevoConfig } from "../brevo/config.js";
+import { brevoQueueBodies, sendToBrevoQueue } from "../brevo/fanout.js";
+import { protectItems } from "../pii/items.js";
+import type { PiiPolicy } from "../pii/policy.js";
+import type { RejectedItemRecord, RejectedStore } from "../queue/rejected-store.js";
+import type { QueueSender } from "../queue/sqs-sender.js";
+import type { RecordKind } from "../records/envelope.js";
+import { packEnvelopesV2 } from "../records/envelope-v2.js";
+import type { MappedItem, RejectedItem } from "../sources/types.js";
+
+/**
+ * The one enqueue step of every edge that maps records (the HTTP intake's routes and the
+ * Currents Avro reader): applies the stage's PII rules, packs the mapped records into queue
+ * envelopes per kind, sends them to the events queue (and the Brevo fan-out), and puts every
+ * rejection in the rejected store with its reason.
+ *
+ * A record too large for one SQS message is stored with `line` (the Mixpanel record, as for
+ * every rejection that became one) in a batch that names its `kind`, so `npm run replay` can
+ * re-queue it once the limit allows; the mappers' rejections keep the input as `payload`.
+ *
+ * Throws RetryableError/ConfigError when SQS or S3 fail: the intake answers 503, the reader
+ * lets Lambda retry. Nothing is queued without the PII rules applied.
+ */
+export interface EnqueueDeps {
+  readonly config: { readonly brevo?: BrevoConfig | undefined };
+  readonly queue: QueueSender;
+  readonly queueUrl: string;
+  /** The Brevo queue; set when the stage config has a `brevo` block (lib/brevo/fanout.ts). */
+  readonly brevoQueueUrl?: string | undefined;
+  readonly rejected: RejectedStore;
+  readonly maxMessageBytes: number;
+}
+
+export interface EnqueueBatch {
+  readonly source: string;
+  readonly correlationId: string;
+  /** Which edge this is, as the rejected store names it. */
+  readonly stageOfFailure: "intake" | "reader";
+  /** The stage's personal-data rules; undefined = none. */
+  readonly policy: PiiPolicy | undefined;
+}
+
+export interface EnqueueResult {
+  /** Records put on the events queue. */
+  readonly accepted: number;
+  /** Every rejection, in input order, for the sender's answer (oversized records included). */
+  readonly rejections: readonly RejectedItem[];
+}
+
+export const RECORD_TOO_LARGE = "record_too_large_for_queue";
+
+export async function enqueueMappedItems(items: readonly MappedItem[], batch: EnqueueBatch, deps: EnqueueDeps): Promise<EnqueueResult> {
+  const { source, correlationId, stageOfFailure } = batch;
+  const linesByKind = new Map<RecordKind, { lines: string[]; indexes: number[] }>();
+  const rejections: RejectedItem[] = [];
+  // Stored per kind, so replay knows what an oversized `line` is; mapper rejections carry no kind.
+  const storedByKind = new Map<RecordKind | undefined, RejectedItemRecord[]>();
+  const store = (kind: RecordKind | undefined, record: RejectedItemRecord): void => {
+    const group = storedByKind.get(kind) ?? [];
+    group.push(record);
+    storedByKind.set(kind, group);
+  };
+
+  for (const item of protectItems(items, batch.policy)) {
+    if (!item.ok) {
+      rejections.push(item);
+      const { index, code, reason, payload, dropped } = item;
+      store(undefined, { index, code, reason, payload, ...(dropped ? { dropped } : {}) });
+      continue;
+    }
+    const group = linesByKind.get(item.kind) ?? { lines: [], indexes: [] };
+    group.lines.push(item.line);
+    group.indexes.push(item.index);
+    linesByKind.set(item.kind, group);
+  }
+
+  const bodies: string[] = [];
+  let accepted = 0;
+  for (const [kind, group] of linesByKind) {
+    const packed = packEnvelopesV2(kind, source, correlationId, group.lines, { maxMessageBytes: deps.maxMessageBytes });
+    bodies.push(...packed.bodies);
+    accepted += group.lines.length - packed.oversizedIndexes.length;
+    for (const position of packed.oversizedIndexes) {
+      const index = group.indexes[position] ?? -1;
+      const reason = `record does not fit in one SQS message of ${deps.maxMessageBytes} bytes`;
+      rejections.push({ ok: false, index, code: RECORD_TOO_LARGE, reason, payload: undefined });
+      store(kind, { index, code: RECORD_TOO_LARGE, reason, line: group.lines[position] });
+    }
+  }
+  rejections.sort((a, b) => a.index - b.index);
+
+  // Fan-out: the same accepted (already PII-protected) records, for the kinds brevo.sync enables, on the Brevo queue.
+  const brevoBodies = deps.brevoQueueUrl
+    ? brevoQueueBodies(deps.config.brevo, new Map([...linesByKind].map(([kind, group]) => [kind, group.lines])), source, correlationId, deps.maxMessageBytes)
+    : [];
+
+  await Promise.all([
+    bodies.length > 0 ? deps.queue.send(deps.queueUrl, bodies) : Promise.resolve(),
+    deps.brevoQueueUrl ? sendToBrevoQueue(deps, deps.brevoQueueUrl, brevoBodies, stageOfFailure) : Promise.resolve(),
+    ...[...storedByKind].map(([kind, stored]) =>
+      deps.rejected.put({
+        source,
+        ...(kind !== undefined ? { kind } : {}),
+        correlationId,
+        stageOfFailure,
+        items: stored.sort((a, b) => a.index - b.index),
+      }),
+    ),
+  ]);
+  return { accepted, rejections };
+}
