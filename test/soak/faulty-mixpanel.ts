@@ -1,6 +1,6 @@
 import { type IncomingMessage, type Server, type ServerResponse, createServer } from "node:http";
 import { gunzipSync, gzipSync } from "node:zlib";
-import { closeServer, listenOnLoopback } from "../support/local-server.js";
+import { closeServer, listenOnLoopback } from "../../infra/local/peers/local-server.js";
 
 /**
  * A bad day at Mixpanel, in front of the strict local Mixpanel (test/support/mixpanel-server.ts):

@@ -12,10 +12,10 @@ import {
   ReceiveMessageCommand,
   type SQSClient,
 } from "@aws-sdk/client-sqs";
-import { createS3Client, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
-import { createSqsClient } from "../../lib/queue/sqs-sender.js";
+import { createS3Client, createSqsClient } from "../../lib/aws/sdk-clients.js";
+import { rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
 import { parseQueuedRecords } from "../../lib/records/envelope-v2.js";
-import { MixpanelSandbox } from "../support/mixpanel-server.js";
+import { MixpanelSandbox } from "../../infra/local/peers/mixpanel-server.js";
 import { FaultyMixpanel, type FaultKind } from "./faulty-mixpanel.js";
 
 /**
