@@ -1,6 +1,6 @@
 import type { DeliveryMessage, DeliveryPage, ExportState, PageMember, SyncAction, SyncState } from "./messages.js";
 import { chunk, planPages, totalPages } from "./plan.js";
-import { type MemberColumns, decodeSnapshot, diffMembers, emptyColumns, encodeSnapshot, identityOf, propertyHash } from "./snapshot.js";
+import { type DiffResult, type MemberColumns, decodeSnapshot, diffMembers, emptyColumns, encodeSnapshot, identityOf, propertyHash } from "./snapshot.js";
 import { type CohortStore, keys } from "./store.js";
 import { type CohortSync, identityProperties } from "./sync-config.js";
 import { promote } from "./settle.js";
@@ -82,7 +82,7 @@ async function readCurrent(sync: CohortSync, run: ExportState, store: CohortStor
   return columns;
 }
 
-function parseIdentity(identity: string): Record<string, unknown> {
+export function parseIdentity(identity: string): Record<string, unknown> {
   if (identity === "") return {};
   try {
     const value: unknown = JSON.parse(identity);
@@ -97,7 +97,7 @@ function parseIdentity(identity: string): Record<string, unknown> {
  * The key a destination finds a member by, when it is not the distinct id:
  * Brevo the email, Braze the external id property. undefined = keyed by id.
  */
-function destinationKey(sync: CohortSync, props: Record<string, unknown>): string | undefined {
+export function destinationKey(sync: CohortSync, props: Record<string, unknown>): string | undefined {
   const destination = sync.destination;
   switch (destination.type) {
     case "webhook":
@@ -123,26 +123,17 @@ function destinationKey(sync: CohortSync, props: Record<string, unknown>): strin
  * Brevo): the old key must be removed too, or the old contact stays on the list.
  * Returns snapshot rows (previous identities) to add to the removals.
  */
-function movedRows(sync: CohortSync, current: MemberColumns, previous: MemberColumns, send: Uint8Array): number[] {
+export function movedRows(
+  sync: CohortSync,
+  current: MemberColumns,
+  previous: MemberColumns,
+  diff: Pick<DiffResult, "send" | "previousRow">,
+): number[] {
   if (sync.destination.type === "webhook" || previous.ids.length === 0) return [];
   const moved: number[] = [];
   for (let row = 0; row < current.ids.length; row++) {
-    if (send[row] !== 1) continue;
-    const id = current.ids[row] ?? "";
-    // The snapshot is sorted by id: binary search.
-    let lo = 0;
-    let hi = previous.ids.length - 1;
-    let j = -1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      const at = previous.ids[mid] ?? "";
-      if (at === id) {
-        j = mid;
-        break;
-      }
-      if (at < id) lo = mid + 1;
-      else hi = mid - 1;
-    }
+    if (diff.send[row] !== 1) continue;
+    const j = diff.previousRow[row] ?? -1;
     if (j < 0 || previous.identities[j] === current.identities[row]) continue;
     const before = destinationKey(sync, parseIdentity(previous.identities[j] ?? ""));
     const after = destinationKey(sync, parseIdentity(current.identities[row] ?? ""));
@@ -198,12 +189,12 @@ async function emitRun(sync: CohortSync, state: SyncState, deps: ExportDeps, ent
     delete state.removal_hold;
   }
 
-  const removedRows = [...diff.removedRows, ...movedRows(sync, current, previous, diff.send)];
+  const removedRows = [...diff.removedRows, ...movedRows(sync, current, previous, diff)];
   const plan = planPages(sync.destination, full, diff.sendCount, removedRows.length);
   const pendingKey = keys.pendingSnapshot(sync.id, run.run_id);
   if (run.emitted_pages === 0 || !(await store.exists(pendingKey))) {
     const snapshot = await encodeSnapshot(
-      { v: 1, sync_id: sync.id, cohort_id: sync.cohort_id, run_id: run.run_id, created_at: iso(deps.now()), count: 0 },
+      { v: 2, sync_id: sync.id, cohort_id: sync.cohort_id, run_id: run.run_id, created_at: iso(deps.now()), count: 0 },
       current,
       diff.nextSnapshotRows,
     );
