@@ -1,6 +1,7 @@
 import type { DeliveryMessage, DeliveryPage, ExportState, PageMember, SyncAction, SyncState } from "./messages.js";
 import { chunk, planPages, totalPages } from "./plan.js";
-import { type DiffResult, type MemberColumns, decodeSnapshot, diffMembers, emptyColumns, encodeSnapshot, identityOf, propertyHash } from "./snapshot.js";
+import { isPartitionedRun, readPrevious } from "./partition-layout.js";
+import { type DiffResult, type MemberColumns, diffMembers, emptyColumns, encodeSnapshot, identityOf, propertyHash } from "./snapshot.js";
 import { type CohortStore, keys } from "./store.js";
 import { type CohortSync, identityProperties } from "./sync-config.js";
 import { promote } from "./settle.js";
@@ -17,6 +18,7 @@ export async function emitRuns(tick: TickContext, active: readonly CohortSync[])
     const state = states.get(sync.id);
     const entry = report[sync.id];
     if (!state?.export || state.export.phase !== "emit" || !entry) continue;
+    if (isPartitionedRun(state.export, deps.limits)) continue; // emit-partitioned.ts
     if (deps.remainingMs() < deps.limits.emitMarginMs) {
       entry.outcome = "fetching";
       entry.detail = "emit deferred to the next tick (time)";
@@ -62,8 +64,45 @@ export function removalGuard(input: GuardInput): GuardVerdict {
   return { send: false, reason };
 }
 
+/**
+ * Acts on the guard's verdict: a hold drops the run (snapshot kept, sync
+ * unhealthy, `CohortSyncHeld`) and returns false; a send clears any hold.
+ */
+export async function applyGuardVerdict(
+  verdict: GuardVerdict,
+  sync: CohortSync,
+  state: SyncState,
+  deps: ExportDeps,
+  entry: SyncReport,
+  removals: number,
+  previous: number,
+): Promise<boolean> {
+  const run = state.export;
+  if (!run) return false;
+  if (!verdict.send) {
+    state.removal_hold = { run_id: run.run_id, at: iso(deps.now()), removals, previous };
+    markUnhealthy(
+      sync,
+      state,
+      `mass-removal guard: ${verdict.reason}; held until a forced full sync (npm run cohorts:export -- --sync ${sync.id} --full) or the next run confirms it`,
+      deps,
+    );
+    deps.metric("CohortSyncHeld", 1, sync.id);
+    delete state.export;
+    await deps.store.writeState(sync.id, state);
+    entry.outcome = "held";
+    entry.detail = state.unhealthy_reason;
+    return false;
+  }
+  if (verdict.confirmed) {
+    deps.log.warn("cohort export: mass removal confirmed by a second run, sending it", { syncId: sync.id, runId: run.run_id, removals, previous });
+  }
+  delete state.removal_hold;
+  return true;
+}
+
 /** Where a run's staged pages are: its own run, or the fan-out lane whose export it shares. */
-function stagedSource(sync: CohortSync, run: ExportState): { sync: string; run: string } {
+export function stagedSource(sync: CohortSync, run: ExportState): { sync: string; run: string } {
   return run.shared_from ? { sync: run.shared_from.sync, run: run.shared_from.run_id } : { sync: sync.id, run: run.run_id };
 }
 
@@ -147,10 +186,11 @@ async function emitRun(sync: CohortSync, state: SyncState, deps: ExportDeps, ent
   if (!run) return;
   const { store } = deps;
   const current = await readCurrent(sync, run, store);
-  const previousBytes = state.snapshot ? await store.getBytes(keys.snapshot(sync.id)) : undefined;
-  const previous = previousBytes ? (await decodeSnapshot(previousBytes)).columns : emptyColumns();
+  // A partitioned snapshot read whole: its partitions in order are in member-key order.
+  const stored = await readPrevious(store, sync.id, state.snapshot, 0, 1);
+  const previous = stored ?? emptyColumns();
   // A full run with a lost snapshot object is still a full run; a diff run without one must become full.
-  const full = run.full || previousBytes === undefined;
+  const full = run.full || stored === undefined;
   const diff = diffMembers(current, previous, full);
 
   if (run.emitted_pages === 0) {
@@ -163,30 +203,7 @@ async function emitRun(sync: CohortSync, state: SyncState, deps: ExportDeps, ent
       operatorFull: run.operator_full,
       held: state.removal_hold !== undefined,
     });
-    if (!verdict.send) {
-      state.removal_hold = { run_id: run.run_id, at: iso(deps.now()), removals: diff.removedRows.length, previous: previous.ids.length };
-      markUnhealthy(
-        sync,
-        state,
-        `mass-removal guard: ${verdict.reason}; held until a forced full sync (npm run cohorts:export -- --sync ${sync.id} --full) or the next run confirms it`,
-        deps,
-      );
-      deps.metric("CohortSyncHeld", 1, sync.id);
-      delete state.export;
-      await store.writeState(sync.id, state);
-      entry.outcome = "held";
-      entry.detail = state.unhealthy_reason;
-      return;
-    }
-    if (verdict.confirmed) {
-      deps.log.warn("cohort export: mass removal confirmed by a second run, sending it", {
-        syncId: sync.id,
-        runId: run.run_id,
-        removals: diff.removedRows.length,
-        previous: previous.ids.length,
-      });
-    }
-    delete state.removal_hold;
+    if (!(await applyGuardVerdict(verdict, sync, state, deps, entry, diff.removedRows.length, previous.ids.length))) return;
   }
 
   const removedRows = [...diff.removedRows, ...movedRows(sync, current, previous, diff)];

@@ -263,8 +263,14 @@ function parseLine(line: string, lineNo: number): [string, number, string] {
   return [raw[0], raw[1], raw[2]];
 }
 
-/** Streams the gunzipped lines; never holds the whole text. */
-export async function decodeSnapshot(data: Uint8Array): Promise<{ header: SnapshotHeader; columns: MemberColumns }> {
+/**
+ * Streams the gunzipped lines; never holds the whole text. `keep` (by id hash)
+ * reads one hash range of a larger snapshot (partitions.ts) without holding the rest.
+ */
+export async function decodeSnapshot(
+  data: Uint8Array,
+  keep?: (keyHash: number) => boolean,
+): Promise<{ header: SnapshotHeader; columns: MemberColumns }> {
   const columns = emptyColumns();
   let header: SnapshotHeader | undefined;
   let previous: string | undefined;
@@ -287,16 +293,15 @@ export async function decodeSnapshot(data: Uint8Array): Promise<{ header: Snapsh
       return;
     }
     const [id, hash, identity] = parseLine(line, lineNo);
+    const h = idHash(id);
     if (header.v === 1) {
       if (previous !== undefined && !(previous < id)) throw new ValidationError("snapshot is not sorted by id");
-    } else {
-      const h = idHash(id);
-      if (previous !== undefined && compareKeys(previousHash, previous, h, id) >= 0) {
-        throw new ValidationError("snapshot is not sorted by member key");
-      }
-      previousHash = h;
+    } else if (previous !== undefined && compareKeys(previousHash, previous, h, id) >= 0) {
+      throw new ValidationError("snapshot is not sorted by member key");
     }
+    previousHash = h;
     previous = id;
+    if (keep && !keep(h)) return;
     columns.ids.push(id);
     columns.hashes.push(hash);
     columns.identities.push(identity);
