@@ -34,7 +34,14 @@ const GZIP_FAST = { level: constants.Z_BEST_SPEED };
 export async function emitPartitionedRuns(tick: TickContext, active: readonly CohortSync[]): Promise<void> {
   const { deps, states, report } = tick;
   const deadline = tick.startedAt + (deps.limits.invocationWorkMs ?? DEFAULT_INVOCATION_WORK_MS);
-  const hasTime = () => deps.now() < deadline && deps.remainingMs() >= deps.limits.emitMarginMs;
+  // Every invocation with Lambda time left does at least one unit, so a run always progresses.
+  let units = 0;
+  const hasTime = () => {
+    if (deps.remainingMs() < deps.limits.emitMarginMs) return false;
+    if (units > 0 && deps.now() >= deadline) return false;
+    units += 1;
+    return true;
+  };
   for (const sync of active) {
     const state = states.get(sync.id);
     const entry = report[sync.id];
