@@ -1,8 +1,8 @@
 import { gunzipSync, gzipSync, constants } from "node:zlib";
 import { ValidationError } from "../errors.js";
 import { applyGuardVerdict, movedRows, parseIdentity, removalGuard, stagedSource } from "./emit.js";
-import type { DeliveryMessage, DeliveryPage, ExpectedPages, PageMember, SyncAction, SyncState } from "./messages.js";
-import { DEFAULT_INVOCATION_WORK_MS, isPartitionedRun, parseMembers, partitionCount, partitionOf, readPrevious, snapshotKeys } from "./partition-layout.js";
+import { type DeliveryMessage, type DeliveryPage, type ExpectedPages, type PageMember, type SyncAction, type SyncState, parseMembers } from "./messages.js";
+import { DEFAULT_INVOCATION_WORK_MS, isPartitionedRun, partitionCount, partitionOf, readPrevious, snapshotKeys } from "./partition-layout.js";
 import { chunk, pagesFor, planPages, totalPages } from "./plan.js";
 import { promote } from "./settle.js";
 import { diffMembers, emptyColumns, encodeSnapshot, idHash, identityOf, propertyHash } from "./snapshot.js";
@@ -154,6 +154,7 @@ async function emitPartitioned(
       { v: 2, sync_id: sync.id, cohort_id: sync.cohort_id, run_id: run.run_id, created_at: iso(deps.now()), count: 0, partition: part, partitions: parts },
       current,
       diff.nextSnapshotRows,
+      { previous, previousRow: diff.previousRow },
     );
     await store.putBytes(keys.pendingSnapshotPart(sync.id, run.run_id, part, parts), snapshot);
     const send = members.filter((_, row) => diff.send[row] === 1);

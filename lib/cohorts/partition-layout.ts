@@ -1,6 +1,5 @@
-import { ValidationError } from "../errors.js";
-import type { ExportState, PageMember, SyncState } from "./messages.js";
-import { type MemberColumns, decodeSnapshot, emptyColumns } from "./snapshot.js";
+import type { ExportState, SyncState } from "./messages.js";
+import { type MemberColumns, decodeSnapshot } from "./snapshot.js";
 import { type CohortStore, keys } from "./store.js";
 import type { ExportLimits } from "./tick.js";
 
@@ -54,7 +53,8 @@ export async function readPrevious(
   const keep = parts === 1 ? undefined : (keyHash: number) => partitionOf(keyHash, parts) === part;
   const all = snapshotKeys(syncId, snapshot);
   const wanted = stored === 1 ? all : all.slice(partitionOf(low, stored), partitionOf(high, stored) + 1);
-  const out = emptyColumns();
+  const lines: string[] = [];
+  const out: MemberColumns = { ids: [], hashes: [], identities: [], lines };
   for (const key of wanted) {
     const bytes = await store.getBytes(key);
     if (bytes === undefined) return undefined;
@@ -64,26 +64,8 @@ export async function readPrevious(
       out.ids.push(columns.ids[i] ?? "");
       out.hashes.push(columns.hashes[i] ?? 0);
       out.identities.push(columns.identities[i] ?? "");
+      lines.push(columns.lines?.[i] ?? "");
     }
-  }
-  return out;
-}
-
-/**
- * Members of a partition chunk or outbox object the relay wrote itself; checked
- * by hand rather than with zod because a 10 M export passes 10 M members here.
- */
-export function parseMembers(raw: unknown, what: string): PageMember[] {
-  if (!Array.isArray(raw)) throw new ValidationError(`${what}: members is not an array`);
-  const out: PageMember[] = [];
-  for (const item of raw) {
-    if (item === null || typeof item !== "object") throw new ValidationError(`${what}: member is not an object`);
-    const id: unknown = Reflect.get(item, "id");
-    const props: unknown = Reflect.get(item, "props");
-    if (typeof id !== "string" || props === null || typeof props !== "object" || Array.isArray(props)) {
-      throw new ValidationError(`${what}: member has the wrong shape`);
-    }
-    out.push({ id, props: { ...props } });
   }
   return out;
 }

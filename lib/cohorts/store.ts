@@ -22,7 +22,7 @@ import {
   deliveryPageSchema,
   failureRecordSchema,
   initialSyncState,
-  stagedPageSchema,
+  parseMembers,
   syncStateSchema,
 } from "./messages.js";
 
@@ -173,9 +173,17 @@ export function createCohortStore(s3: S3Client, bucket: string): CohortStore {
     writeBudget: (calls) => putJson(keys.budget(), { calls }, false),
     putStaged: (sync, run, n, page) => putJson(keys.staged(sync, run, n), page, true),
     async getStaged(sync, run, n) {
-      const page = await getJson(keys.staged(sync, run, n), stagedPageSchema, true);
-      if (!page) throw new RetryableError(`staged page ${keys.staged(sync, run, n)} is missing`);
-      return page;
+      const key = keys.staged(sync, run, n);
+      const bytes = await getBytes(key);
+      if (!bytes) throw new RetryableError(`staged page ${key} is missing`);
+      let raw: unknown;
+      try {
+        raw = JSON.parse(gunzipSync(bytes).toString("utf8"));
+      } catch {
+        throw new ValidationError(`s3://${bucket}/${key} is not gzipped JSON`);
+      }
+      const members = raw !== null && typeof raw === "object" ? Reflect.get(raw, "members") : undefined;
+      return { members: parseMembers(members, `s3://${bucket}/${key}`) };
     },
     putBytes: (key, body) => putBytes(key, body),
     getBytes,
