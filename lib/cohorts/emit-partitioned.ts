@@ -5,7 +5,7 @@ import { type DeliveryMessage, type DeliveryPage, type ExpectedPages, type PageM
 import { DEFAULT_INVOCATION_WORK_MS, isPartitionedRun, partitionCount, partitionOf, readPrevious, snapshotKeys } from "./partition-layout.js";
 import { chunk, pagesFor, planPages, totalPages } from "./plan.js";
 import { promote } from "./settle.js";
-import { diffMembers, emptyColumns, encodeSnapshot, idHash, identityOf, propertyHash } from "./snapshot.js";
+import { PROP_HASH_DEFAULT, diffMembers, emptyColumns, encodeSnapshot, idHash, identityOf, propertyHash } from "./snapshot.js";
 import { type CohortStore, keys } from "./store.js";
 import { type CohortSync, identityProperties } from "./sync-config.js";
 import { type ExportDeps, type SyncReport, type TickContext, iso } from "./tick.js";
@@ -141,17 +141,19 @@ async function emitPartitioned(
       const list = raw !== null && typeof raw === "object" ? Reflect.get(raw, "members") : undefined;
       for (const member of parseMembers(list, key)) members.push(member);
     }
+    const previous = (await readPrevious(store, sync.id, state.snapshot, part, parts)) ?? emptyColumns();
+    // Every partition of a snapshot is written with one algorithm: the previous one's on a diff run.
+    const propHash = plan.full ? PROP_HASH_DEFAULT : (previous.propHash ?? "sha1-48");
     const current = emptyColumns();
     for (const member of members) {
       current.ids.push(member.id);
-      current.hashes.push(propertyHash(member.props));
+      current.hashes.push(propertyHash(member.props, propHash));
       current.identities.push(identityOf(member.props, wanted));
     }
-    const previous = (await readPrevious(store, sync.id, state.snapshot, part, parts)) ?? emptyColumns();
     const diff = diffMembers(current, previous, plan.full);
     const moved = movedRows(sync, current, previous, diff);
     const snapshot = await encodeSnapshot(
-      { v: 2, sync_id: sync.id, cohort_id: sync.cohort_id, run_id: run.run_id, created_at: iso(deps.now()), count: 0, partition: part, partitions: parts },
+      { v: 2, sync_id: sync.id, cohort_id: sync.cohort_id, run_id: run.run_id, created_at: iso(deps.now()), count: 0, partition: part, partitions: parts, prop_hash: propHash },
       current,
       diff.nextSnapshotRows,
       { previous, previousRow: diff.previousRow },

@@ -1,7 +1,7 @@
 import type { DeliveryMessage, DeliveryPage, ExportState, PageMember, SyncAction, SyncState } from "./messages.js";
 import { chunk, planPages, totalPages } from "./plan.js";
 import { isPartitionedRun, readPrevious } from "./partition-layout.js";
-import { type DiffResult, type MemberColumns, diffMembers, emptyColumns, encodeSnapshot, identityOf, propertyHash } from "./snapshot.js";
+import { type DiffResult, type MemberColumns, PROP_HASH_DEFAULT, type PropHashAlgorithm, diffMembers, emptyColumns, encodeSnapshot, identityOf, propertyHash } from "./snapshot.js";
 import { type CohortStore, keys } from "./store.js";
 import { type CohortSync, identityProperties } from "./sync-config.js";
 import { promote } from "./settle.js";
@@ -106,7 +106,7 @@ export function stagedSource(sync: CohortSync, run: ExportState): { sync: string
   return run.shared_from ? { sync: run.shared_from.sync, run: run.shared_from.run_id } : { sync: sync.id, run: run.run_id };
 }
 
-async function readCurrent(sync: CohortSync, run: ExportState, store: CohortStore): Promise<MemberColumns> {
+async function readCurrent(sync: CohortSync, run: ExportState, store: CohortStore, propHash: PropHashAlgorithm): Promise<MemberColumns> {
   const columns = emptyColumns();
   const wanted = identityProperties(sync.destination);
   const source = stagedSource(sync, run);
@@ -114,7 +114,7 @@ async function readCurrent(sync: CohortSync, run: ExportState, store: CohortStor
     const staged = await store.getStaged(source.sync, source.run, n);
     for (const member of staged.members) {
       columns.ids.push(member.id);
-      columns.hashes.push(propertyHash(member.props));
+      columns.hashes.push(propertyHash(member.props, propHash));
       columns.identities.push(identityOf(member.props, wanted));
     }
   }
@@ -185,12 +185,13 @@ async function emitRun(sync: CohortSync, state: SyncState, deps: ExportDeps, ent
   const run = state.export;
   if (!run) return;
   const { store } = deps;
-  const current = await readCurrent(sync, run, store);
   // A partitioned snapshot read whole: its partitions in order are in member-key order.
   const stored = await readPrevious(store, sync.id, state.snapshot, 0, 1);
   const previous = stored ?? emptyColumns();
   // A full run with a lost snapshot object is still a full run; a diff run without one must become full.
   const full = run.full || stored === undefined;
+  const propHash = full ? PROP_HASH_DEFAULT : (previous.propHash ?? "sha1-48");
+  const current = await readCurrent(sync, run, store, propHash);
   const diff = diffMembers(current, previous, full);
 
   if (run.emitted_pages === 0) {
@@ -211,7 +212,7 @@ async function emitRun(sync: CohortSync, state: SyncState, deps: ExportDeps, ent
   const pendingKey = keys.pendingSnapshot(sync.id, run.run_id);
   if (run.emitted_pages === 0 || !(await store.exists(pendingKey))) {
     const snapshot = await encodeSnapshot(
-      { v: 2, sync_id: sync.id, cohort_id: sync.cohort_id, run_id: run.run_id, created_at: iso(deps.now()), count: 0 },
+      { v: 2, sync_id: sync.id, cohort_id: sync.cohort_id, run_id: run.run_id, created_at: iso(deps.now()), count: 0, prop_hash: propHash },
       current,
       diff.nextSnapshotRows,
       { previous, previousRow: diff.previousRow },

@@ -54,12 +54,13 @@ export async function readPrevious(
   const all = snapshotKeys(syncId, snapshot);
   const wanted = stored === 1 ? all : all.slice(partitionOf(low, stored), partitionOf(high, stored) + 1);
   const lines: string[] = [];
-  const out: MemberColumns = { ids: [], hashes: [], identities: [], lines };
+  let out: MemberColumns = { ids: [], hashes: [], identities: [], lines };
   for (const key of wanted) {
     const bytes = await store.getBytes(key);
     if (bytes === undefined) return undefined;
     const { columns } = await decodeSnapshot(bytes, keep);
     if (wanted.length === 1) return columns;
+    if (columns.propHash) out = { ...out, propHash: columns.propHash };
     for (let i = 0; i < columns.ids.length; i++) {
       out.ids.push(columns.ids[i] ?? "");
       out.hashes.push(columns.hashes[i] ?? 0);

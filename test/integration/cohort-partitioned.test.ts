@@ -1,7 +1,10 @@
 import { SendMessageBatchCommand } from "@aws-sdk/client-sqs";
+import { gunzipSync, gzipSync } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
 import type { ExportDeps } from "../../lib/cohorts/export.js";
 import { type CohortStore, keys } from "../../lib/cohorts/store.js";
+import { identityOf, propertyHash } from "../../lib/cohorts/snapshot.js";
+import { identityProperties } from "../../lib/cohorts/sync-config.js";
 import { type Harness, startHarness } from "../unit/cohorts/harness.js";
 import { WebhookReceiver } from "../support/webhook-server.js";
 
@@ -220,5 +223,43 @@ describe("partitioned cohort runs", () => {
     expect((await h.store.readState(SYNC)).snapshot).toMatchObject({ count: 60 });
     expect((await h.store.readState(SYNC)).snapshot?.partitions).toBeUndefined();
     expect(await h.store.exists(keys.snapshot(SYNC))).toBe(true);
+  });
+
+  it("a snapshot of the previous release (v1: id order, SHA-1 hashes, one object) is diffed without re-sending unchanged members", async () => {
+    await setup();
+    await tickUntilEnqueued({}, { partitionMembers: 1_000 });
+    await h.drain();
+    await tick({}, { partitionMembers: 1_000 });
+    // Rewrite the snapshot as the previous release wrote it, from the run's staged pages.
+    const state = await h.store.readState(SYNC);
+    const runId = state.snapshot?.run_id ?? "";
+    const rows: [string, number, string][] = [];
+    for (let n = 0; ; n++) {
+      if (!(await h.store.exists(keys.staged(SYNC, runId, n)))) break;
+      for (const m of (await h.store.getStaged(SYNC, runId, n)).members) rows.push([m.id, propertyHash(m.props, "sha1-48"), identityOf(m.props, identityProperties(h.syncs[0]!.destination))]);
+    }
+    expect(rows).toHaveLength(60);
+    rows.sort(([a], [b]) => (a < b ? -1 : 1));
+    const header = { v: 1, sync_id: SYNC, cohort_id: 7, run_id: runId, created_at: state.snapshot?.created_at, count: 60 };
+    await h.store.putBytes(keys.snapshot(SYNC), gzipSync([header, ...rows].map((r) => JSON.stringify(r)).join("\n") + "\n"));
+
+    h.profiles.set("u4", { plan: "pro", seats: 3, $email: "u4@example.com" });
+    h.clock.advance(30 * MIN);
+    receiver.pages.length = 0;
+    await tickUntilEnqueued(); // partitioned (3) over the single v1 object
+    await h.drain();
+    const added = receiver.pages.filter((p) => p.payload.action === "add_members").flatMap((p) => p.payload.parameters.members.map((m) => m.mixpanel_distinct_id));
+    expect(added).toEqual(["u4"]);
+    await tick();
+    // The diff run kept SHA-1; the next full run moves the snapshot to the fast hash.
+    const part0 = await h.store.getBytes(keys.snapshotPart(SYNC, 0, 3));
+    expect(JSON.parse(gunzipSync(part0 ?? new Uint8Array()).toString("utf8").split("\n")[0] ?? "{}").prop_hash).toBe("sha1-48");
+    h.clock.advance(MIN);
+    expect((await h.runExport({ force: [SYNC], full: true }, { limits: limits() })).syncs[SYNC]?.outcome).toBe("enqueued");
+    await h.drain();
+    await tick();
+    const full0 = await h.store.getBytes(keys.snapshotPart(SYNC, 0, 3));
+    expect(JSON.parse(gunzipSync(full0 ?? new Uint8Array()).toString("utf8").split("\n")[0] ?? "{}").prop_hash).toBe("fnv-52");
+    expect(replicaIds()).toEqual(ids(1, 60));
   });
 });
