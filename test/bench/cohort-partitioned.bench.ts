@@ -11,7 +11,8 @@
  * (default limits: 500 k members per partition, 4 minutes of work per
  * invocation), until the run's pages are enqueued. Prints per invocation: wall
  * time, CPU time, peak RSS, outcome; then the maxima. Query API fetching is not
- * part of it (the pages are staged already).
+ * part of it (the pages are staged already). `BENCH_UNITS=1` runs one unit per
+ * invocation instead, which shows the CPU of each spill, diff and emit unit.
  */
 import { execFileSync } from "node:child_process";
 import { mkdtempSync, rmSync } from "node:fs";
@@ -28,7 +29,9 @@ import { createFsCohortStore } from "./cohort-fs-store.js";
 
 const SYNC = "bench";
 const LAMBDA_TIMEOUT_MS = 900_000;
+// BENCH_UNITS=1: one unit (spill chunk, partition diff, partition emit) per invocation, to see each unit's cost.
 const limits: ExportDeps["limits"] = {
+  ...(process.env.BENCH_UNITS === "1" ? { invocationWorkMs: 0 } : {}),
   queriesPerHour: 55,
   queriesPerRun: 20,
   concurrency: 3,
