@@ -2,7 +2,7 @@ import { gunzipSync, gzipSync, constants } from "node:zlib";
 import { ValidationError } from "../errors.js";
 import { applyGuardVerdict, movedRows, parseIdentity, removalGuard, stagedSource } from "./emit.js";
 import { type DeliveryMessage, type DeliveryPage, type ExpectedPages, type PageMember, type SyncAction, type SyncState, parseMembers } from "./messages.js";
-import { DEFAULT_INVOCATION_WORK_MS, isPartitionedRun, partitionCount, partitionOf, readPrevious, snapshotKeys } from "./partition-layout.js";
+import { DEFAULT_INVOCATION_WORK_MS, isPartitionedRun, runPartitions, partitionOf, readPrevious, snapshotKeys } from "./partition-layout.js";
 import { chunk, pagesFor, planPages, totalPages } from "./plan.js";
 import { promote } from "./settle.js";
 import { PROP_HASH_DEFAULT, diffMembers, emptyColumns, encodeSnapshot, idHash, identityOf, propertyHash } from "./snapshot.js";
@@ -46,7 +46,7 @@ export async function emitPartitionedRuns(tick: TickContext, active: readonly Co
     const state = states.get(sync.id);
     const entry = report[sync.id];
     const run = state?.export;
-    if (!state || !run || run.phase !== "emit" || !entry || !isPartitionedRun(run, deps.limits)) continue;
+    if (!state || !run || run.phase !== "emit" || !entry || !isPartitionedRun(run, state, deps.limits)) continue;
     await emitPartitioned(sync, state, deps, entry, hasTime);
   }
 }
@@ -86,7 +86,7 @@ async function emitPartitioned(
     if (!full && state.snapshot) {
       for (const key of snapshotKeys(sync.id, state.snapshot)) if (!(await store.exists(key))) full = true;
     }
-    run.partitioned = { count: partitionCount(run.staged_members, deps.limits), full, step: "spill", spilled_pages: 0, chunks: 0, parts: [], emitted_parts: 0 };
+    run.partitioned = { count: runPartitions(run, state, deps.limits), full, step: "spill", spilled_pages: 0, chunks: 0, parts: [], emitted_parts: 0 };
     await store.writeState(sync.id, state);
   }
   const plan = run.partitioned;

@@ -18,7 +18,7 @@ export async function emitRuns(tick: TickContext, active: readonly CohortSync[])
     const state = states.get(sync.id);
     const entry = report[sync.id];
     if (!state?.export || state.export.phase !== "emit" || !entry) continue;
-    if (isPartitionedRun(state.export, deps.limits)) continue; // emit-partitioned.ts
+    if (isPartitionedRun(state.export, state, deps.limits)) continue; // emit-partitioned.ts
     if (deps.remainingMs() < deps.limits.emitMarginMs) {
       entry.outcome = "fetching";
       entry.detail = "emit deferred to the next tick (time)";

@@ -22,9 +22,18 @@ export function partitionCount(members: number, limits: ExportLimits): number {
   return Math.max(1, Math.ceil(members / (limits.partitionMembers ?? DEFAULT_PARTITION_MEMBERS)));
 }
 
+/**
+ * Partitions of a run: sized by the larger of the export and the last snapshot,
+ * so a cohort that shrank from 10 M to 100 k is not diffed against 10 M rows in
+ * one invocation.
+ */
+export function runPartitions(run: ExportState, state: SyncState, limits: ExportLimits): number {
+  return partitionCount(Math.max(run.staged_members, state.snapshot?.count ?? 0), limits);
+}
+
 /** Whether an export in its emit phase is handled partition by partition (emit-partitioned.ts). */
-export function isPartitionedRun(run: ExportState, limits: ExportLimits): boolean {
-  return run.partitioned !== undefined || partitionCount(run.staged_members, limits) > 1;
+export function isPartitionedRun(run: ExportState, state: SyncState, limits: ExportLimits): boolean {
+  return run.partitioned !== undefined || runPartitions(run, state, limits) > 1;
 }
 
 /** The snapshot objects a partitioned or single snapshot is stored in. */
