@@ -64,15 +64,16 @@ export type StagedPage = z.infer<typeof stagedPageSchema>;
  */
 export function parseMembers(raw: unknown, what: string): PageMember[] {
   if (!Array.isArray(raw)) throw new ValidationError(`${what}: members is not an array`);
-  const out: PageMember[] = [];
-  for (const item of raw) {
-    if (item === null || typeof item !== "object") throw new ValidationError(`${what}: member is not an object`);
-    const id: unknown = Reflect.get(item, "id");
-    const props: unknown = Reflect.get(item, "props");
-    if (typeof id !== "string" || !isPlainRecord(props)) throw new ValidationError(`${what}: member has the wrong shape`);
-    out.push({ id, props });
-  }
-  return out;
+  // Checked in place: no second object per member (fewer allocations, less GC).
+  const members: unknown[] = raw;
+  if (!members.every(isPageMember)) throw new ValidationError(`${what}: a member has the wrong shape`);
+  return members;
+}
+
+function isPageMember(item: unknown): item is PageMember {
+  if (item === null || typeof item !== "object") return false;
+  const id: unknown = Reflect.get(item, "id");
+  return typeof id === "string" && isPlainRecord(Reflect.get(item, "props"));
 }
 
 function isPlainRecord(value: unknown): value is Record<string, unknown> {
