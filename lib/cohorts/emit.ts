@@ -1,6 +1,7 @@
 import type { DeliveryMessage, DeliveryPage, ExportState, PageMember, SyncAction, SyncState } from "./messages.js";
 import { chunk, planPages, totalPages } from "./plan.js";
-import { type MemberColumns, decodeSnapshot, diffMembers, emptyColumns, encodeSnapshot, identityOf, propertyHash } from "./snapshot.js";
+import { isPartitionedRun, readPrevious } from "./partition-layout.js";
+import { type DiffResult, type MemberColumns, PROP_HASH_DEFAULT, type PropHashAlgorithm, diffMembers, emptyColumns, encodeSnapshot, identityOf, propertyHash } from "./snapshot.js";
 import { type CohortStore, keys } from "./store.js";
 import { type CohortSync, identityProperties } from "./sync-config.js";
 import { promote } from "./settle.js";
@@ -17,6 +18,7 @@ export async function emitRuns(tick: TickContext, active: readonly CohortSync[])
     const state = states.get(sync.id);
     const entry = report[sync.id];
     if (!state?.export || state.export.phase !== "emit" || !entry) continue;
+    if (isPartitionedRun(state.export, state, deps.limits)) continue; // emit-partitioned.ts
     if (deps.remainingMs() < deps.limits.emitMarginMs) {
       entry.outcome = "fetching";
       entry.detail = "emit deferred to the next tick (time)";
@@ -62,12 +64,49 @@ export function removalGuard(input: GuardInput): GuardVerdict {
   return { send: false, reason };
 }
 
+/**
+ * Acts on the guard's verdict: a hold drops the run (snapshot kept, sync
+ * unhealthy, `CohortSyncHeld`) and returns false; a send clears any hold.
+ */
+export async function applyGuardVerdict(
+  verdict: GuardVerdict,
+  sync: CohortSync,
+  state: SyncState,
+  deps: ExportDeps,
+  entry: SyncReport,
+  removals: number,
+  previous: number,
+): Promise<boolean> {
+  const run = state.export;
+  if (!run) return false;
+  if (!verdict.send) {
+    state.removal_hold = { run_id: run.run_id, at: iso(deps.now()), removals, previous };
+    markUnhealthy(
+      sync,
+      state,
+      `mass-removal guard: ${verdict.reason}; held until a forced full sync (npm run cohorts:export -- --sync ${sync.id} --full) or the next run confirms it`,
+      deps,
+    );
+    deps.metric("CohortSyncHeld", 1, sync.id);
+    delete state.export;
+    await deps.store.writeState(sync.id, state);
+    entry.outcome = "held";
+    entry.detail = state.unhealthy_reason;
+    return false;
+  }
+  if (verdict.confirmed) {
+    deps.log.warn("cohort export: mass removal confirmed by a second run, sending it", { syncId: sync.id, runId: run.run_id, removals, previous });
+  }
+  delete state.removal_hold;
+  return true;
+}
+
 /** Where a run's staged pages are: its own run, or the fan-out lane whose export it shares. */
-function stagedSource(sync: CohortSync, run: ExportState): { sync: string; run: string } {
+export function stagedSource(sync: CohortSync, run: ExportState): { sync: string; run: string } {
   return run.shared_from ? { sync: run.shared_from.sync, run: run.shared_from.run_id } : { sync: sync.id, run: run.run_id };
 }
 
-async function readCurrent(sync: CohortSync, run: ExportState, store: CohortStore): Promise<MemberColumns> {
+async function readCurrent(sync: CohortSync, run: ExportState, store: CohortStore, propHash: PropHashAlgorithm): Promise<MemberColumns> {
   const columns = emptyColumns();
   const wanted = identityProperties(sync.destination);
   const source = stagedSource(sync, run);
@@ -75,14 +114,14 @@ async function readCurrent(sync: CohortSync, run: ExportState, store: CohortStor
     const staged = await store.getStaged(source.sync, source.run, n);
     for (const member of staged.members) {
       columns.ids.push(member.id);
-      columns.hashes.push(propertyHash(member.props));
+      columns.hashes.push(propertyHash(member.props, propHash));
       columns.identities.push(identityOf(member.props, wanted));
     }
   }
   return columns;
 }
 
-function parseIdentity(identity: string): Record<string, unknown> {
+export function parseIdentity(identity: string): Record<string, unknown> {
   if (identity === "") return {};
   try {
     const value: unknown = JSON.parse(identity);
@@ -97,7 +136,7 @@ function parseIdentity(identity: string): Record<string, unknown> {
  * The key a destination finds a member by, when it is not the distinct id:
  * Brevo the email, Braze the external id property. undefined = keyed by id.
  */
-function destinationKey(sync: CohortSync, props: Record<string, unknown>): string | undefined {
+export function destinationKey(sync: CohortSync, props: Record<string, unknown>): string | undefined {
   const destination = sync.destination;
   switch (destination.type) {
     case "webhook":
@@ -123,26 +162,17 @@ function destinationKey(sync: CohortSync, props: Record<string, unknown>): strin
  * Brevo): the old key must be removed too, or the old contact stays on the list.
  * Returns snapshot rows (previous identities) to add to the removals.
  */
-function movedRows(sync: CohortSync, current: MemberColumns, previous: MemberColumns, send: Uint8Array): number[] {
+export function movedRows(
+  sync: CohortSync,
+  current: MemberColumns,
+  previous: MemberColumns,
+  diff: Pick<DiffResult, "send" | "previousRow">,
+): number[] {
   if (sync.destination.type === "webhook" || previous.ids.length === 0) return [];
   const moved: number[] = [];
   for (let row = 0; row < current.ids.length; row++) {
-    if (send[row] !== 1) continue;
-    const id = current.ids[row] ?? "";
-    // The snapshot is sorted by id: binary search.
-    let lo = 0;
-    let hi = previous.ids.length - 1;
-    let j = -1;
-    while (lo <= hi) {
-      const mid = (lo + hi) >> 1;
-      const at = previous.ids[mid] ?? "";
-      if (at === id) {
-        j = mid;
-        break;
-      }
-      if (at < id) lo = mid + 1;
-      else hi = mid - 1;
-    }
+    if (diff.send[row] !== 1) continue;
+    const j = diff.previousRow[row] ?? -1;
     if (j < 0 || previous.identities[j] === current.identities[row]) continue;
     const before = destinationKey(sync, parseIdentity(previous.identities[j] ?? ""));
     const after = destinationKey(sync, parseIdentity(current.identities[row] ?? ""));
@@ -155,11 +185,13 @@ async function emitRun(sync: CohortSync, state: SyncState, deps: ExportDeps, ent
   const run = state.export;
   if (!run) return;
   const { store } = deps;
-  const current = await readCurrent(sync, run, store);
-  const previousBytes = state.snapshot ? await store.getBytes(keys.snapshot(sync.id)) : undefined;
-  const previous = previousBytes ? (await decodeSnapshot(previousBytes)).columns : emptyColumns();
+  // A partitioned snapshot read whole: its partitions in order are in member-key order.
+  const stored = await readPrevious(store, sync.id, state.snapshot, 0, 1);
+  const previous = stored ?? emptyColumns();
   // A full run with a lost snapshot object is still a full run; a diff run without one must become full.
-  const full = run.full || previousBytes === undefined;
+  const full = run.full || stored === undefined;
+  const propHash = full ? PROP_HASH_DEFAULT : (previous.propHash ?? "sha1-48");
+  const current = await readCurrent(sync, run, store, propHash);
   const diff = diffMembers(current, previous, full);
 
   if (run.emitted_pages === 0) {
@@ -172,40 +204,18 @@ async function emitRun(sync: CohortSync, state: SyncState, deps: ExportDeps, ent
       operatorFull: run.operator_full,
       held: state.removal_hold !== undefined,
     });
-    if (!verdict.send) {
-      state.removal_hold = { run_id: run.run_id, at: iso(deps.now()), removals: diff.removedRows.length, previous: previous.ids.length };
-      markUnhealthy(
-        sync,
-        state,
-        `mass-removal guard: ${verdict.reason}; held until a forced full sync (npm run cohorts:export -- --sync ${sync.id} --full) or the next run confirms it`,
-        deps,
-      );
-      deps.metric("CohortSyncHeld", 1, sync.id);
-      delete state.export;
-      await store.writeState(sync.id, state);
-      entry.outcome = "held";
-      entry.detail = state.unhealthy_reason;
-      return;
-    }
-    if (verdict.confirmed) {
-      deps.log.warn("cohort export: mass removal confirmed by a second run, sending it", {
-        syncId: sync.id,
-        runId: run.run_id,
-        removals: diff.removedRows.length,
-        previous: previous.ids.length,
-      });
-    }
-    delete state.removal_hold;
+    if (!(await applyGuardVerdict(verdict, sync, state, deps, entry, diff.removedRows.length, previous.ids.length))) return;
   }
 
-  const removedRows = [...diff.removedRows, ...movedRows(sync, current, previous, diff.send)];
+  const removedRows = [...diff.removedRows, ...movedRows(sync, current, previous, diff)];
   const plan = planPages(sync.destination, full, diff.sendCount, removedRows.length);
   const pendingKey = keys.pendingSnapshot(sync.id, run.run_id);
   if (run.emitted_pages === 0 || !(await store.exists(pendingKey))) {
     const snapshot = await encodeSnapshot(
-      { v: 1, sync_id: sync.id, cohort_id: sync.cohort_id, run_id: run.run_id, created_at: iso(deps.now()), count: 0 },
+      { v: 2, sync_id: sync.id, cohort_id: sync.cohort_id, run_id: run.run_id, created_at: iso(deps.now()), count: 0, prop_hash: propHash },
       current,
       diff.nextSnapshotRows,
+      { previous, previousRow: diff.previousRow },
     );
     await store.putBytes(pendingKey, snapshot);
   }

@@ -1,6 +1,7 @@
 import { describeError } from "../errors.js";
 import type { SyncState } from "./messages.js";
 import { emitRuns } from "./emit.js";
+import { emitPartitionedRuns } from "./emit-partitioned.js";
 import { openTickBudget } from "./budget.js";
 import { fetchPages, joinSharedExports } from "./fetch-pages.js";
 import { isDue, startRuns } from "./schedule.js";
@@ -19,7 +20,9 @@ export type { ExportDeps, ExportLog, ExportOptions, ExportReport, SyncOutcome, S
  *  2. schedule (schedule.ts): start a run when due or forced, after one
  *     /cohorts/list call for the tick;
  *  3. fetch (fetch-pages.ts): /engage pages within the Query API budget (budget.ts);
- *  4. emit (emit.ts): diff, mass-removal guard, pages to the deliveries queue.
+ *  4. emit (emit.ts): diff, mass-removal guard, pages to the deliveries queue;
+ *     an export over `partitionMembers` is emitted partition by partition
+ *     across invocations (emit-partitioned.ts).
  */
 export async function runCohortExport(
   syncs: readonly CohortSync[],
@@ -90,4 +93,5 @@ async function runTick(tick: TickContext, syncs: readonly CohortSync[]): Promise
   await fetchPages(tick, active);
   await joinSharedExports(tick, active);
   await emitRuns(tick, active);
+  await emitPartitionedRuns(tick, active);
 }

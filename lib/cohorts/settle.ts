@@ -58,9 +58,16 @@ export async function settleDelivery(
 export async function promote(sync: CohortSync, state: SyncState, deps: ExportDeps): Promise<void> {
   const delivery = state.delivery;
   if (!delivery) return;
-  await deps.store.copy(keys.pendingSnapshot(sync.id, delivery.run_id), keys.snapshot(sync.id));
+  const parts = delivery.partitions ?? 1;
+  if (parts > 1) {
+    for (let part = 0; part < parts; part++) {
+      await deps.store.copy(keys.pendingSnapshotPart(sync.id, delivery.run_id, part, parts), keys.snapshotPart(sync.id, part, parts));
+    }
+  } else {
+    await deps.store.copy(keys.pendingSnapshot(sync.id, delivery.run_id), keys.snapshot(sync.id));
+  }
   const now = iso(deps.now());
-  state.snapshot = { run_id: delivery.run_id, created_at: now, count: delivery.count };
+  state.snapshot = { run_id: delivery.run_id, created_at: now, count: delivery.count, ...(parts > 1 ? { partitions: parts } : {}) };
   if (delivery.full) state.last_full_at = now;
   state.healthy = true;
   delete state.unhealthy_reason;

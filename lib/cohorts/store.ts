@@ -22,7 +22,7 @@ import {
   deliveryPageSchema,
   failureRecordSchema,
   initialSyncState,
-  stagedPageSchema,
+  parseMembers,
   syncStateSchema,
 } from "./messages.js";
 
@@ -32,7 +32,11 @@ import {
  *   cohorts/_budget.json                                 Query API calls of the last hour
  *   cohorts/<sync>/state.json                            checkpoint + snapshot pointer + health
  *   cohorts/<sync>/snapshot.jsonl.gz                     last delivered snapshot
+ *   cohorts/<sync>/snapshot/<p>-of-<P>.jsonl.gz           last delivered snapshot of a partitioned sync (partitions.ts)
  *   cohort-runs/<sync>/<run>/pages/<n>.json.gz          staged /engage pages (export checkpoint)
+ *   cohort-runs/<sync>/<run>/parts/<p>/<c>.json.gz      partitioned run: staged members split by id-hash range
+ *   cohort-runs/<sync>/<run>/outbox/<p>.json.gz         partitioned run: members to send / remove, per partition
+ *   cohort-runs/<sync>/<run>/snapshot/<p>-of-<P>.jsonl.gz  partitioned run: pending snapshot partitions
  *   cohort-runs/<sync>/<run>/snapshot.jsonl.gz          pending snapshot (promoted when the ledger is complete)
  *   cohort-runs/<sync>/<run>/out/<action>-<p>.json.gz   delivery page objects (SQS claim check)
  *   cohort-runs/<sync>/<run>/delivered/<action>-<p>     delivery ledger: page delivered
@@ -53,6 +57,12 @@ export const keys = {
   run: (sync: string, run: string) => `${COHORT_RUNS_PREFIX}${sync}/${run}/`,
   staged: (sync: string, run: string, n: number) => `${keys.run(sync, run)}pages/${String(n).padStart(6, "0")}.json.gz`,
   pendingSnapshot: (sync: string, run: string) => `${keys.run(sync, run)}snapshot.jsonl.gz`,
+  snapshotPart: (sync: string, part: number, parts: number) => `${COHORT_PREFIX}${sync}/snapshot/${part}-of-${parts}.jsonl.gz`,
+  pendingSnapshotPart: (sync: string, run: string, part: number, parts: number) =>
+    `${keys.run(sync, run)}snapshot/${part}-of-${parts}.jsonl.gz`,
+  partChunk: (sync: string, run: string, part: number, chunk: number) =>
+    `${keys.run(sync, run)}parts/${String(part).padStart(4, "0")}/${String(chunk).padStart(6, "0")}.json.gz`,
+  outbox: (sync: string, run: string, part: number) => `${keys.run(sync, run)}outbox/${String(part).padStart(4, "0")}.json.gz`,
   page: (sync: string, run: string, action: SyncAction, page: number) =>
     `${keys.run(sync, run)}out/${action}-${String(page).padStart(6, "0")}.json.gz`,
   delivered: (sync: string, run: string, action: SyncAction, page: number) =>
@@ -163,9 +173,17 @@ export function createCohortStore(s3: S3Client, bucket: string): CohortStore {
     writeBudget: (calls) => putJson(keys.budget(), { calls }, false),
     putStaged: (sync, run, n, page) => putJson(keys.staged(sync, run, n), page, true),
     async getStaged(sync, run, n) {
-      const page = await getJson(keys.staged(sync, run, n), stagedPageSchema, true);
-      if (!page) throw new RetryableError(`staged page ${keys.staged(sync, run, n)} is missing`);
-      return page;
+      const key = keys.staged(sync, run, n);
+      const bytes = await getBytes(key);
+      if (!bytes) throw new RetryableError(`staged page ${key} is missing`);
+      let raw: unknown;
+      try {
+        raw = JSON.parse(gunzipSync(bytes).toString("utf8"));
+      } catch {
+        throw new ValidationError(`s3://${bucket}/${key} is not gzipped JSON`);
+      }
+      const members = raw !== null && typeof raw === "object" ? Reflect.get(raw, "members") : undefined;
+      return { members: parseMembers(members, `s3://${bucket}/${key}`) };
     },
     putBytes: (key, body) => putBytes(key, body),
     getBytes,

@@ -34,6 +34,14 @@ export interface ExportLimits {
    * under a 15-minute tick runs every 30 minutes, not every 45. Default 15 min.
    */
   readonly tickMs?: number;
+  /**
+   * Largest partition of a partitioned run (partitions.ts): an export of more
+   * members is diffed and emitted in ceil(members / this) hash-range partitions,
+   * a few per invocation. Default 500 000.
+   */
+  readonly partitionMembers?: number;
+  /** Partitioned work (spill, diff, emit) starts no new unit after this much of an invocation. Default 240 000 (4 min). */
+  readonly invocationWorkMs?: number;
 }
 
 export interface ExportDeps {

@@ -1,12 +1,16 @@
+import { gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import {
   type MemberColumns,
   canonicalJson,
+  compareKeys,
   decodeSnapshot,
   diffMembers,
   encodeSnapshot,
+  idHash,
   identityOf,
   propertyHash,
+  sortedUniqueRows,
 } from "../../../lib/cohorts/snapshot.js";
 import { planPages } from "../../../lib/cohorts/plan.js";
 import { cohortSyncsSchema } from "../../../lib/cohorts/sync-config.js";
@@ -33,7 +37,7 @@ describe("snapshot diff", () => {
       ["b", { $email: "b@x" }],
       ["c", { $email: "c@x", plan: "pro" }],
     ]);
-    const encoded = await encodeSnapshot(header, previousCols, [0, 1, 2]);
+    const encoded = await encodeSnapshot(header, previousCols, sortedUniqueRows(previousCols));
     const { columns: previous, header: decodedHeader } = await decodeSnapshot(encoded);
     expect(decodedHeader.count).toBe(3);
     const current = columns([
@@ -47,7 +51,11 @@ describe("snapshot diff", () => {
     expect(diff.sendCount).toBe(2);
     expect(diff.removedRows.map((j) => previous.ids[j])).toEqual(["b"]);
     expect(previous.identities[diff.removedRows[0] ?? 0]).toBe('{"$email":"b@x"}');
-    expect([...diff.nextSnapshotRows].map((r) => current.ids[r])).toEqual(["a", "c", "d"]);
+    // The next snapshot: each member once, in member-key order (id hash, then id).
+    const next = [...diff.nextSnapshotRows].map((r) => current.ids[r] ?? "");
+    expect([...next].sort()).toEqual(["a", "c", "d"]);
+    expect(next).toEqual([...next].sort((x, y) => compareKeys(idHash(x), x, idHash(y), y)));
+    expect(diff.nextSnapshotRows).not.toContain(3); // the duplicate "d" row
     const full = diffMembers(current, previous, true);
     expect(full.sendCount).toBe(3);
     expect(full.removedRows).toHaveLength(1);
@@ -55,7 +63,21 @@ describe("snapshot diff", () => {
 
   it("refuses a snapshot that is not sorted", async () => {
     const cols = columns([["b", {}], ["a", {}]]);
-    await expect(decodeSnapshot(await encodeSnapshot(header, cols, [0, 1]))).rejects.toThrow(/not sorted/);
+    const ascending = compareKeys(idHash("b"), "b", idHash("a"), "a") < 0 ? [0, 1] : [1, 0];
+    const descending = [...ascending].reverse();
+    await expect(decodeSnapshot(await encodeSnapshot(header, cols, descending))).rejects.toThrow(/not sorted/);
+    expect((await decodeSnapshot(await encodeSnapshot(header, cols, ascending))).header.v).toBe(2);
+  });
+
+  it("reads a v1 snapshot (id order, earlier release) and re-sorts it into member-key order", async () => {
+    const ids = ["a", "b", "c", "d", "e"];
+    const lines = [JSON.stringify({ ...header, count: 5 }), ...ids.map((id) => JSON.stringify([id, 7, ""]))];
+    const v1 = gzipSync(lines.join("\n") + "\n");
+    const { columns: decoded } = await decodeSnapshot(v1);
+    expect([...decoded.ids].sort()).toEqual(ids);
+    expect(decoded.ids).toEqual([...ids].sort((x, y) => compareKeys(idHash(x), x, idHash(y), y)));
+    const diff = diffMembers(columns([["c", {}]]), decoded, false);
+    expect(diff.removedRows.map((j) => decoded.ids[j]).sort()).toEqual(["a", "b", "d", "e"]);
   });
 });
 
