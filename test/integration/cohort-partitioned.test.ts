@@ -6,7 +6,7 @@ import { type CohortStore, keys } from "../../lib/cohorts/store.js";
 import { identityOf, propertyHash } from "../../lib/cohorts/snapshot.js";
 import { identityProperties } from "../../lib/cohorts/sync-config.js";
 import { type Harness, startHarness } from "../unit/cohorts/harness.js";
-import { WebhookReceiver } from "../support/webhook-server.js";
+import { WebhookReceiver } from "../../infra/local/peers/webhook-server.js";
 
 /**
  * Large exports emitted partition by partition (lib/cohorts/emit-partitioned.ts),
