@@ -13,7 +13,7 @@ import { CloudWatchClient, DescribeAlarmsCommand, GetMetricDataCommand } from "@
 import type { S3Client } from "@aws-sdk/client-s3";
 import { GetQueueAttributesCommand, ListQueuesCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { createCohortStore } from "../lib/cohorts/store.js";
-import { rateToMs } from "../lib/cohorts/sync-config.js";
+import { rateToMs } from "../lib/config/cohort-syncs.js";
 import { loadStageConfig, stageConfigPath } from "../lib/config/stage.js";
 import { type AwsTarget, awsTargetOptions, parseArgs, resolveAwsTarget, scanLimits, runWhenExecuted, withStageClients } from "./cli-args.js";
 import { findRejectedBucket, findStageBucket, listKeys, parseRejectedKey, readBatch } from "./replay-rejected.js";

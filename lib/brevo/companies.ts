@@ -1,6 +1,6 @@
 import * as z from "zod";
 import { parseJsonWith } from "../util/json.js";
-import type { BrevoConfig } from "./config.js";
+import type { BrevoConfig } from "../config/brevo.js";
 
 /**
  * Pure: one queued Mixpanel /groups update → one Brevo company operation

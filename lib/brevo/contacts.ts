@@ -1,7 +1,7 @@
 import * as z from "zod";
 import { parseJsonWith } from "../util/json.js";
 import type { IdentityMode } from "../config/mapping.js";
-import { CONTACT_EMAIL_TARGET, type BrevoConfig } from "./config.js";
+import { CONTACT_EMAIL_TARGET, type BrevoConfig } from "../config/brevo.js";
 import { identifierValue } from "./identity.js";
 
 /**

@@ -1,7 +1,7 @@
 import * as z from "zod";
 import { parseJsonWith } from "../util/json.js";
 import type { IdentityMode } from "../config/mapping.js";
-import { BREVO_NAME, type BrevoConfig } from "./config.js";
+import { BREVO_NAME, type BrevoConfig } from "../config/brevo.js";
 import { identifierValue } from "./identity.js";
 
 /**

@@ -2,7 +2,7 @@ import { RetryableError, describeError } from "../errors.js";
 import type { RejectedStore } from "../queue/rejected-store.js";
 import type { QueueSender } from "../queue/sqs-sender.js";
 import { type RecordKind, packEnvelopes, parseEnvelope } from "../records/envelope.js";
-import type { BrevoConfig } from "./config.js";
+import type { BrevoConfig } from "../config/brevo.js";
 
 /**
  * The fan-out to Brevo (README "Brevo"): the records the intake (or the Currents reader) has

@@ -7,7 +7,7 @@ import type { RecordOutcome } from "../forwarder/process.js";
 import type { RecordKind } from "../records/envelope.js";
 import { type BrevoClient, brevoMessage } from "./client.js";
 import { type CompanyOperation, mapGroupToCompany } from "./companies.js";
-import type { BrevoConfig } from "./config.js";
+import type { BrevoConfig } from "../config/brevo.js";
 import { type ContactKey, type ContactOperation, attributesAfter, mapProfileToContact } from "./contacts.js";
 import { type BrevoEvent, mapEventToBrevo } from "./events.js";
 import { idDigest } from "../privacy/gdpr.js";

@@ -8,7 +8,7 @@ import { createS3 } from "../aws/s3.js";
 import type { RuntimeContext } from "../runtime/context.js";
 import { rejectedStoreFor } from "../runtime/lite-context.js";
 import { DEFAULT_BREVO_API_URL, createBrevoClient, type BrevoClient } from "./client.js";
-import type { BrevoConfig } from "./config.js";
+import type { BrevoConfig } from "../config/brevo.js";
 import { createBrevoSend } from "./forwarder.js";
 import { cachedSuppression, readSuppressedDigests } from "../privacy/suppression.js";
 

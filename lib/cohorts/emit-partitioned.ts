@@ -7,7 +7,7 @@ import { chunk, pagesFor, planPages, totalPages } from "./plan.js";
 import { promote } from "./settle.js";
 import { PROP_HASH_DEFAULT, diffMembers, emptyColumns, encodeSnapshot, idHash, identityOf, propertyHash } from "./snapshot.js";
 import { type CohortStore, keys } from "./store.js";
-import { type CohortSync, identityProperties } from "./sync-config.js";
+import { type CohortSync, identityProperties } from "../config/cohort-syncs.js";
 import { type ExportDeps, type SyncReport, type TickContext, iso } from "./tick.js";
 
 /**

@@ -3,7 +3,7 @@ import { chunk, planPages, totalPages } from "./plan.js";
 import { isPartitionedRun, readPrevious } from "./partition-layout.js";
 import { type DiffResult, type MemberColumns, PROP_HASH_DEFAULT, type PropHashAlgorithm, diffMembers, emptyColumns, encodeSnapshot, identityOf, propertyHash } from "./snapshot.js";
 import { type CohortStore, keys } from "./store.js";
-import { type CohortSync, identityProperties } from "./sync-config.js";
+import { type CohortSync, identityProperties } from "../config/cohort-syncs.js";
 import { promote } from "./settle.js";
 import { type ExportDeps, type SyncReport, type TickContext, iso, markUnhealthy } from "./tick.js";
 

@@ -6,7 +6,7 @@ import { openTickBudget } from "./budget.js";
 import { fetchPages, joinSharedExports } from "./fetch-pages.js";
 import { isDue, startRuns } from "./schedule.js";
 import { settleDelivery } from "./settle.js";
-import type { CohortSync } from "./sync-config.js";
+import type { CohortSync } from "../config/cohort-syncs.js";
 import type { ExportDeps, ExportOptions, ExportReport, SyncReport, TickContext } from "./tick.js";
 
 export { isDue, needsFullSync } from "./schedule.js";

@@ -1,7 +1,7 @@
 import { RetryableError, describeError } from "../errors.js";
 import { BudgetExhaustedError, type QueryClient, isSessionError } from "../mixpanel/query.js";
 import type { ExportState, PageMember, SyncState } from "./messages.js";
-import { type CohortSync, outputPropertiesFor } from "./sync-config.js";
+import { type CohortSync, outputPropertiesFor } from "../config/cohort-syncs.js";
 import { type TickContext, iso, markUnhealthy } from "./tick.js";
 
 /**

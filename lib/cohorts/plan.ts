@@ -1,4 +1,4 @@
-import type { Destination } from "./sync-config.js";
+import type { Destination } from "../config/cohort-syncs.js";
 import { type ExpectedPages, PAGE_SIZE, type SyncAction } from "./messages.js";
 
 /**

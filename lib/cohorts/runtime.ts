@@ -12,7 +12,7 @@ import { piiPolicySource } from "../pii/source.js";
 import { createQueueSender } from "../queue/sqs-sender.js";
 import type { RuntimeContext } from "../runtime/context.js";
 import type { ExportDeps } from "./export.js";
-import { rateToMs, scheduleProblems } from "./sync-config.js";
+import { rateToMs, scheduleProblems } from "../config/cohort-syncs.js";
 import { DEFAULT_TICK_MS } from "./tick.js";
 import { createCohortStore } from "./store.js";
 

@@ -1,7 +1,7 @@
 import { RetryableError, describeError } from "../errors.js";
 import { BudgetExhaustedError, type CohortInfo } from "../mixpanel/query.js";
 import type { SyncState } from "./messages.js";
-import { type CohortSync, ONCE, rateToMs } from "./sync-config.js";
+import { type CohortSync, ONCE, rateToMs } from "../config/cohort-syncs.js";
 import { DEFAULT_TICK_MS, type TickContext, iso, markUnhealthy } from "./tick.js";
 
 /**

@@ -1,7 +1,7 @@
 import type { SyncState } from "./messages.js";
 import { totalPages } from "./plan.js";
 import { keys } from "./store.js";
-import type { CohortSync } from "./sync-config.js";
+import type { CohortSync } from "../config/cohort-syncs.js";
 import { type ExportDeps, iso, markUnhealthy } from "./tick.js";
 
 /**

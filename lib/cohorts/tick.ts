@@ -1,7 +1,7 @@
 import type { QueryBudget, QueryClient } from "../mixpanel/query.js";
 import type { DeliveryMessage, SyncState } from "./messages.js";
 import type { CohortStore } from "./store.js";
-import type { CohortSync } from "./sync-config.js";
+import type { CohortSync } from "../config/cohort-syncs.js";
 
 /**
  * What one export tick works with. `runCohortExport` (export.ts) builds one

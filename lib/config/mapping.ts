@@ -1,5 +1,5 @@
 import * as z from "zod";
-import { BRAZE_EVENT_TYPES, normalizeBrazeEventType } from "../sources/braze-labels.js";
+import { BRAZE_EVENT_TYPES, normalizeBrazeEventType } from "../vocabulary/braze-labels.js";
 
 /**
  * Mapping keys of the stage config (issue #3): event renames, profile property
@@ -19,7 +19,7 @@ export type IdentityMode = z.infer<typeof identityModeSchema>;
 
 const brazeEventTypeName = z.string().refine((name) => normalizeBrazeEventType(name) !== undefined, {
   error: (issue) =>
-    `unknown Braze event type ${JSON.stringify(issue.input)} (expected one of the ${BRAZE_EVENT_TYPES.length} types in lib/sources/braze-labels.ts, e.g. "users.messages.email.Send")`,
+    `unknown Braze event type ${JSON.stringify(issue.input)} (expected one of the ${BRAZE_EVENT_TYPES.length} types in lib/vocabulary/braze-labels.ts, e.g. "users.messages.email.Send")`,
 });
 
 export const brazeConfigSchema = z

@@ -3,10 +3,10 @@ import * as z from "zod";
 import { ConfigError } from "../errors.js";
 import { formatZodIssues } from "./env.js";
 import { mappingConfigSchema } from "./mapping.js";
-import { cohortSyncsSchema, cohortSyncsSchemaFor } from "../cohorts/sync-config.js";
-import { mixpanelCompatConfigSchema } from "../intake/mixpanel-compat/config.js";
-import { piiConfigSchema } from "../pii/config.js";
-import { brevoConfigSchema } from "../brevo/config.js";
+import { cohortSyncsSchema, cohortSyncsSchemaFor } from "./cohort-syncs.js";
+import { mixpanelCompatConfigSchema } from "./mixpanel-compat.js";
+import { piiConfigSchema } from "./pii.js";
+import { brevoConfigSchema } from "./brevo.js";
 import { parseJson } from "../util/json.js";
 
 /**
@@ -22,9 +22,9 @@ export const stageConfigSchema = z
     /** Where the Mixpanel project lives; never falls back to the US host (docs/vendors/mixpanel-api.md §1). */
     residency: residencySchema.default("us"),
     cohort_syncs: cohortSyncsSchema.default([]),
-    /** Mixpanel-compatible /track, /engage, /groups, /import for official SDKs (lib/intake/mixpanel-compat/config.ts). */
+    /** Mixpanel-compatible /track, /engage, /groups, /import for official SDKs (lib/config/mixpanel-compat.ts). */
     mixpanel_compat: mixpanelCompatConfigSchema.optional(),
-    /** Personal-data rules applied at the edge (lib/pii/config.ts, README "Personal data"). */
+    /** Personal-data rules applied at the edge (lib/config/pii.ts, README "Personal data"). */
     pii: piiConfigSchema.optional(),
     /** Mixpanel → Brevo connector: events, profiles, groups (README "Brevo"). Absent = off. */
     brevo: brevoConfigSchema.optional(),
@@ -35,7 +35,7 @@ export const stageConfigSchema = z
 /** The stage whose destinations may be plain-http loopback receivers (`npm start`, tests). */
 export const LOCAL_STAGE = "local";
 
-/** Destination address rules depend on the stage (lib/http/address-policy.ts): the local stage allows loopback receivers. */
+/** Destination address rules depend on the stage (lib/util/address-policy.ts): the local stage allows loopback receivers. */
 export function stageConfigSchemaFor(stage: string) {
   if (stage !== LOCAL_STAGE) return stageConfigSchema;
   return stageConfigSchema.extend({ cohort_syncs: cohortSyncsSchemaFor({ localStage: true }).default([]) });

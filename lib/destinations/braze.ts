@@ -1,6 +1,6 @@
 import * as z from "zod";
 import type { DeliveryPage, PageMember } from "../cohorts/messages.js";
-import type { BrazeDestination } from "../cohorts/sync-config.js";
+import type { BrazeDestination } from "../config/cohort-syncs.js";
 import { type SenderDeps, apiKeySecretSchema, chunkOf, text } from "./http.js";
 import { sendToDestination } from "./send.js";
 import { parseJsonWith } from "../util/json.js";

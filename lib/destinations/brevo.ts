@@ -2,7 +2,7 @@ import * as z from "zod";
 import { RetryableError, UpstreamRejectedError } from "../errors.js";
 import type { HttpResult } from "../http/fetch.js";
 import type { DeliveryPage, PageMember } from "../cohorts/messages.js";
-import type { BrevoDestination } from "../cohorts/sync-config.js";
+import type { BrevoDestination } from "../config/cohort-syncs.js";
 import { type SenderDeps, apiKeySecretSchema, chunkOf, text } from "./http.js";
 import { OutOfTime, sendToDestination } from "./send.js";
 import { parseJsonWith } from "../util/json.js";

@@ -3,7 +3,7 @@ import { formatZodIssues } from "../config/env.js";
 import { ConfigError, RetryableError, UpstreamRejectedError, ValidationError, describeError } from "../errors.js";
 import { type DeliveryMessage, type DeliveryPage, deliveryMessageSchema } from "../cohorts/messages.js";
 import { type CohortStore, keys } from "../cohorts/store.js";
-import type { CohortSync } from "../cohorts/sync-config.js";
+import type { CohortSync } from "../config/cohort-syncs.js";
 import { type RateGate, sendBrevoPage } from "./brevo.js";
 import { sendBrazePage } from "./braze.js";
 import type { SenderDeps } from "./http.js";

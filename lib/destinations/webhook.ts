@@ -1,7 +1,7 @@
 import * as z from "zod";
 import { RetryableError, UpstreamRejectedError } from "../errors.js";
 import type { DeliveryPage, PageMember } from "../cohorts/messages.js";
-import type { CohortSync, WebhookDestination } from "../cohorts/sync-config.js";
+import type { CohortSync, WebhookDestination } from "../config/cohort-syncs.js";
 import { type SenderDeps, basicAuth, basicAuthSecretSchema, signingSecretSchema, text } from "./http.js";
 import { sendToDestination } from "./send.js";
 import { DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signBody } from "./signature.js";

@@ -1,4 +1,4 @@
-import type { BrevoConfig } from "../brevo/config.js";
+import type { BrevoConfig } from "../config/brevo.js";
 import { brevoQueueBodies, sendToBrevoQueue } from "../brevo/fanout.js";
 import { protectItems } from "../pii/items.js";
 import type { PiiPolicy } from "../pii/policy.js";

@@ -3,7 +3,7 @@ import { Agent as HttpAgent, type IncomingMessage, request as httpRequest } from
 import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
 import { type LookupFunction, isIP } from "node:net";
 import { ValidationError } from "../errors.js";
-import { type AddressPolicy, normalizeHost, resolvedAddressProblem } from "./address-policy.js";
+import { type AddressPolicy, normalizeHost, resolvedAddressProblem } from "../util/address-policy.js";
 import type { FetchLike } from "./fetch.js";
 
 /**

@@ -4,7 +4,7 @@ import { ConfigError } from "../errors.js";
 import type { SecretReader } from "../secrets/secrets.js";
 import { CUSTOM_EVENT_PROPERTY_PREFIX, PURCHASE_PROPERTY_PREFIX } from "../sources/braze-currents.js";
 import { renamed } from "../sources/renames.js";
-import { needsHashKey, piiKeySecretSchema } from "./config.js";
+import { needsHashKey, piiKeySecretSchema } from "../config/pii.js";
 import { type PiiPolicy, createPiiPolicy } from "./policy.js";
 
 export type PiiPolicySource = () => Promise<PiiPolicy | undefined>;

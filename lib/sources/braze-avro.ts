@@ -2,7 +2,7 @@ import { Readable } from "node:stream";
 import avro from "avsc";
 import { ValidationError } from "../errors.js";
 import { mapBrazeEvent } from "./braze-currents.js";
-import { CUSTOM_EVENT_TYPE, PURCHASE_EVENT_TYPE, normalizeBrazeEventType } from "./braze-labels.js";
+import { CUSTOM_EVENT_TYPE, PURCHASE_EVENT_TYPE, normalizeBrazeEventType } from "../vocabulary/braze-labels.js";
 import { setOwn } from "./renames.js";
 import type { MapContext, MappedItem } from "./types.js";
 

@@ -7,7 +7,7 @@ import {
   brazeEventLabel,
   normalizeBrazeEventType,
   type BrazeEventType,
-} from "./braze-labels.js";
+} from "../vocabulary/braze-labels.js";
 import { INVALID_PROPERTY_NAME, findProtoKey, protoKeyReason, rejectProtoKey } from "./property-names.js";
 import { jsonObjectSchema } from "./json-object.js";
 import { renamed, setOwn } from "./renames.js";

@@ -2,7 +2,7 @@ import { createS3Client } from "../../lib/aws/sdk-clients.js";
 import { performance } from "node:perf_hooks";
 import { CreateBucketCommand } from "@aws-sdk/client-s3";
 import { createBrevoClient } from "../../lib/brevo/client.js";
-import { brevoConfigSchema } from "../../lib/brevo/config.js";
+import { brevoConfigSchema } from "../../lib/config/brevo.js";
 import { createBrevoSend } from "../../lib/brevo/forwarder.js";
 import { consumeEnvelopes } from "../../lib/forwarder/process.js";
 import { createRejectedStore } from "../../lib/queue/rejected-store.js";

@@ -24,7 +24,7 @@ import { PAGE_SIZE, type PageMember } from "../../lib/cohorts/messages.js";
 import { partitionCount, partitionOf } from "../../lib/cohorts/partition-layout.js";
 import { emptyColumns, encodeSnapshot, idHash, identityOf, propertyHash, sortedUniqueRows } from "../../lib/cohorts/snapshot.js";
 import { keys } from "../../lib/cohorts/store.js";
-import { cohortSyncsSchemaFor } from "../../lib/cohorts/sync-config.js";
+import { cohortSyncsSchemaFor } from "../../lib/config/cohort-syncs.js";
 import { createFsCohortStore } from "./cohort-fs-store.js";
 
 const SYNC = "bench";

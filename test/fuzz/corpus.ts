@@ -1,5 +1,5 @@
 import fc from "fast-check";
-import { CUSTOM_EVENT_TYPE, brazeEventLabel } from "../../lib/sources/braze-labels.js";
+import { CUSTOM_EVENT_TYPE, brazeEventLabel } from "../../lib/vocabulary/braze-labels.js";
 
 /**
  * Hostile request bodies for the five intake routes, shared by the fuzz properties in

@@ -3,7 +3,7 @@ import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command } from "@aw
 import { CreateQueueCommand } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createBrevoClient } from "../../lib/brevo/client.js";
-import { brevoConfigSchema } from "../../lib/brevo/config.js";
+import { brevoConfigSchema } from "../../lib/config/brevo.js";
 import { createBrevoSend } from "../../lib/brevo/forwarder.js";
 import { consumeEnvelopes, type EnvelopeConsumerDeps } from "../../lib/forwarder/process.js";
 import { sqsRequeue } from "../../lib/forwarder/runtime.js";

@@ -4,7 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { ExportDeps } from "../../lib/cohorts/export.js";
 import { type CohortStore, keys } from "../../lib/cohorts/store.js";
 import { identityOf, propertyHash } from "../../lib/cohorts/snapshot.js";
-import { identityProperties } from "../../lib/cohorts/sync-config.js";
+import { identityProperties } from "../../lib/config/cohort-syncs.js";
 import { type Harness, startHarness } from "../unit/cohorts/harness.js";
 import { WebhookReceiver } from "../../infra/local/peers/webhook-server.js";
 

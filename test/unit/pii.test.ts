@@ -1,7 +1,7 @@
 import { createHmac } from "node:crypto";
 import { describe, expect, it } from "vitest";
 import { parseStageConfig } from "../../lib/config/stage.js";
-import { piiConfigSchema } from "../../lib/pii/config.js";
+import { piiConfigSchema } from "../../lib/config/pii.js";
 import { createPiiPolicy, protectLine, protectProperties, protectRecord, scrubPayload } from "../../lib/pii/policy.js";
 
 const KEY = "k".repeat(40);

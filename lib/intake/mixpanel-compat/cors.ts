@@ -1,4 +1,4 @@
-import type { MixpanelCompatConfig } from "./config.js";
+import type { MixpanelCompatConfig } from "../../config/mixpanel-compat.js";
 
 /**
  * CORS for mixpanel-browser (docs/vendors/mixpanel-wire.md §4.3): its XHRs use

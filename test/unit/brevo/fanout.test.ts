@@ -7,7 +7,7 @@ import { RetryableError } from "../../../lib/errors.js";
 import { createRejectedStore, rejectedBatchSchema } from "../../../lib/queue/rejected-store.js";
 import { createQueueSender } from "../../../lib/queue/sqs-sender.js";
 import { startLocalAws } from "../../support/fauxqs.js";
-import { brevoConfigSchema } from "../../../lib/brevo/config.js";
+import { brevoConfigSchema } from "../../../lib/config/brevo.js";
 import { brevoQueueBodies } from "../../../lib/brevo/fanout.js";
 import { parseEnvelope } from "../../../lib/records/envelope.js";
 

@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { BREVO_NAME, brevoConfigSchema, type BrevoConfig } from "../../../lib/brevo/config.js";
+import { BREVO_NAME, brevoConfigSchema, type BrevoConfig } from "../../../lib/config/brevo.js";
 import { attributesAfter, mapProfileToContact, type ContactOperation } from "../../../lib/brevo/contacts.js";
 import { mapGroupToCompany } from "../../../lib/brevo/companies.js";
 import { brevoEventNameFor, mapEventToBrevo, MAX_EVENT_PROPERTIES_BYTES } from "../../../lib/brevo/events.js";

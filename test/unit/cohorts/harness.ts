@@ -12,7 +12,7 @@ import { buildApp } from "fauxqs";
 import { createCohortStore, type CohortStore } from "../../../lib/cohorts/store.js";
 import { type ExportDeps, type ExportReport, runCohortExport, type ExportOptions } from "../../../lib/cohorts/export.js";
 import type { DeliveryMessage } from "../../../lib/cohorts/messages.js";
-import { type CohortSync, cohortSyncsSchemaFor } from "../../../lib/cohorts/sync-config.js";
+import { type CohortSync, cohortSyncsSchemaFor } from "../../../lib/config/cohort-syncs.js";
 import { type DeliveryDeps, type DeliveryOutcome, deliverMessage } from "../../../lib/destinations/deliver.js";
 import { createDestinationNetwork } from "../../../lib/destinations/send.js";
 import { createQueryClient } from "../../../lib/mixpanel/query.js";

@@ -3,7 +3,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createQueryBudget, createQueryClient } from "../../../lib/mixpanel/query.js";
-import { piiConfigSchema } from "../../../lib/pii/config.js";
+import { piiConfigSchema } from "../../../lib/config/pii.js";
 import { createPiiPolicy, protectProperties } from "../../../lib/pii/policy.js";
 import { createCohortQueryApi } from "../../../infra/local/peers/mixpanel-query.js";
 

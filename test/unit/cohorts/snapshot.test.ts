@@ -13,7 +13,7 @@ import {
   sortedUniqueRows,
 } from "../../../lib/cohorts/snapshot.js";
 import { planPages } from "../../../lib/cohorts/plan.js";
-import { cohortSyncsSchema } from "../../../lib/cohorts/sync-config.js";
+import { cohortSyncsSchema } from "../../../lib/config/cohort-syncs.js";
 
 function columns(members: [string, Record<string, unknown>][]): MemberColumns {
   return {

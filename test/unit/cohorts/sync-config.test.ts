@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseStageConfig } from "../../../lib/config/stage.js";
-import { outputPropertiesFor, rateToMs, scheduleProblems } from "../../../lib/cohorts/sync-config.js";
+import { outputPropertiesFor, rateToMs, scheduleProblems } from "../../../lib/config/cohort-syncs.js";
 
 const webhook = { type: "webhook", url: "https://hooks.example.com/mp", signing_secret: "relay/hook" };
 

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { DeliveryPage, PageMember, SyncAction } from "../../../lib/cohorts/messages.js";
-import { cohortSyncsSchemaFor, type BrevoDestination } from "../../../lib/cohorts/sync-config.js";
+import { cohortSyncsSchemaFor, type BrevoDestination } from "../../../lib/config/cohort-syncs.js";
 import { BREVO_IMPORT_MAX_BYTES, type RateGate, brevoImportBodies, sendBrevoPage } from "../../../lib/destinations/brevo.js";
 import type { SenderDeps } from "../../../lib/destinations/http.js";
 import { createDestinationNetwork } from "../../../lib/destinations/send.js";

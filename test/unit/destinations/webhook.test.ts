@@ -8,7 +8,7 @@ import { signBody, verifySignature } from "../../../lib/destinations/signature.j
 import { buildWebhookBody } from "../../../lib/destinations/webhook.js";
 import { brazeAttributeObjects } from "../../../lib/destinations/braze.js";
 import { brevoAttributes } from "../../../lib/destinations/brevo.js";
-import { cohortSyncsSchema, outputPropertiesFor } from "../../../lib/cohorts/sync-config.js";
+import { cohortSyncsSchema, outputPropertiesFor } from "../../../lib/config/cohort-syncs.js";
 import type { DeliveryPage } from "../../../lib/cohorts/messages.js";
 import { WebhookReceiver, webhookPayloadSchema } from "../../../infra/local/peers/webhook-server.js";
 

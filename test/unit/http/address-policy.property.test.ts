@@ -1,6 +1,6 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { destinationUrlProblem } from "../../../lib/http/address-policy.js";
+import { destinationUrlProblem } from "../../../lib/util/address-policy.js";
 
 /**
  * Properties over every spelling of an address: whatever form a private IPv4

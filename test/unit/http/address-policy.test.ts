@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseStageConfig } from "../../../lib/config/stage.js";
-import { destinationUrlProblem, nonPublicReason, resolvedAddressProblem } from "../../../lib/http/address-policy.js";
+import { destinationUrlProblem, nonPublicReason, resolvedAddressProblem } from "../../../lib/util/address-policy.js";
 
 /**
  * The SSRF matrix: every spelling of a non-public address is refused at config

@@ -1,14 +1,14 @@
 import { readFileSync } from "node:fs";
 import { describe, expect, it } from "vitest";
 import * as z from "zod";
-import { RELAY_EXTENSION_LABELS } from "../../../lib/sources/braze-extension-labels.js";
+import { RELAY_EXTENSION_LABELS } from "../../../lib/vocabulary/braze-extension-labels.js";
 import {
   BRAZE_EVENT_LABELS,
   BRAZE_EVENT_TYPES,
   brazeEventLabel,
   isConnectorEventType,
   normalizeBrazeEventType,
-} from "../../../lib/sources/braze-labels.js";
+} from "../../../lib/vocabulary/braze-labels.js";
 import { FIXTURES_DIR, readJson } from "./support.js";
 
 describe("Braze label table module", () => {

@@ -72,7 +72,7 @@ export const BRAZE_EVENT_LABELS = {
 
 /** A type Braze's connector exports (the table above). */
 export type ConnectorEventType = keyof typeof BRAZE_EVENT_LABELS;
-/** Every type the relay names: the connector's, plus the relay extension (lib/sources/braze-extension-labels.ts). */
+/** Every type the relay names: the connector's, plus the relay extension (lib/vocabulary/braze-extension-labels.ts). */
 export type BrazeEventType = ConnectorEventType | RelayExtensionEventType;
 
 export const BRAZE_EVENT_TYPES: readonly BrazeEventType[] = [...Object.keys(BRAZE_EVENT_LABELS), ...Object.keys(RELAY_EXTENSION_LABELS)].filter(isBrazeEventType);

@@ -1,5 +1,5 @@
 import * as z from "zod";
-import { destinationUrlProblem } from "../http/address-policy.js";
+import { destinationUrlProblem } from "../util/address-policy.js";
 
 /**
  * Cohort sync declarations of the stage config (`cohort_syncs`), issue #4.
@@ -43,7 +43,7 @@ const rateExpression = z
  * Where the config is deployed, as far as destination addresses go: the local
  * stage (`npm start`, tests) may send plain http to a loopback receiver; every
  * other stage sends https to public addresses only, unless a destination opts
- * in with `allow_private_network: true` (lib/http/address-policy.ts).
+ * in with `allow_private_network: true` (lib/util/address-policy.ts).
  */
 export interface DestinationNetworkRules {
   readonly localStage: boolean;
