@@ -1,4 +1,3 @@
-import { SendMessageCommand } from "@aws-sdk/client-sqs";
 import { requireSetting } from "../../lib/config/env.js";
 import { LOCAL_STAGE } from "../../lib/config/stage.js";
 import { type CohortSettings, readCohortSettings, syncMetric } from "../../lib/cohorts/runtime.js";
@@ -8,7 +7,7 @@ import { createDestinationNetwork } from "../../lib/destinations/send.js";
 import { RetryableError } from "../../lib/errors.js";
 import { realRetryDeps } from "../../lib/http/retry.js";
 import { logger } from "../../lib/observability/telemetry.js";
-import type { RuntimeContext } from "../../lib/runtime/context.js";
+import type { LiteRuntimeContext } from "../../lib/runtime/lite-context.js";
 
 /**
  * webhook-delivery's wiring from the shared runtime context, built once per
@@ -16,7 +15,7 @@ import type { RuntimeContext } from "../../lib/runtime/context.js";
  * receivers only on the local stage), the Brevo rate gate, the DLQ sender.
  */
 export function deliveryDepsFrom(
-  runtime: RuntimeContext,
+  runtime: LiteRuntimeContext,
   remainingMs: () => number,
   settings: CohortSettings = readCohortSettings(),
 ): DeliveryDeps {
@@ -41,7 +40,7 @@ export function deliveryDepsFrom(
       ? {
           deadLetter: async (body: string) => {
             try {
-              await runtime.sqs.send(new SendMessageCommand({ QueueUrl: dlq, MessageBody: body.slice(0, 250_000) }));
+              await runtime.sqs.sendMessage(dlq, body.slice(0, 250_000));
             } catch (error) {
               throw new RetryableError(`cannot send to the deliveries DLQ: ${String(error)}`);
             }

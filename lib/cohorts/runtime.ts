@@ -10,7 +10,7 @@ import { MetricUnit, logger, metrics } from "../observability/telemetry.js";
 import { protectProperties } from "../pii/policy.js";
 import { piiPolicySource } from "../pii/source.js";
 import { createQueueSender } from "../queue/sqs-sender.js";
-import type { RuntimeContext } from "../runtime/context.js";
+import type { LiteRuntimeContext } from "../runtime/lite-context.js";
 import type { ExportDeps } from "./export.js";
 import { rateToMs, scheduleProblems } from "./sync-config.js";
 import { DEFAULT_TICK_MS } from "./tick.js";
@@ -18,7 +18,7 @@ import { createCohortStore } from "./store.js";
 
 /**
  * Wiring for the two cohort functions from the shared runtime context (env,
- * stage config, SDK clients with explicit endpoints, secret reader). Settings
+ * stage config, the SigV4 S3 and SQS calls of lib/aws, secret reader). Settings
  * only these functions read are validated here, once.
  */
 export const cohortSettingsSchema = z.object({
@@ -91,7 +91,7 @@ export function exportTickMs(settings: CohortSettings): number {
   return ms;
 }
 
-export function exportDepsFrom(runtime: RuntimeContext, remainingMs: () => number, settings = readCohortSettings()): ExportDeps {
+export function exportDepsFrom(runtime: LiteRuntimeContext, remainingMs: () => number, settings = readCohortSettings()): ExportDeps {
   const { env } = runtime;
   const tickMs = exportTickMs(settings);
   const problems = scheduleProblems(runtime.config.cohort_syncs, tickMs);

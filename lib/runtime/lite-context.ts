@@ -8,9 +8,9 @@ import { createSecretReader, type SecretReader } from "../secrets/secrets.js";
 export { once } from "./once.js";
 
 /**
- * What the intake, forwarder and Currents reader build once per container (cold start):
- * validated env and stage config, the SQS and S3 calls they make (lib/aws, SigV4 over
- * fetch, no AWS SDK), the secret reader with its TTL cache.
+ * What every function builds once per container (cold start): validated env and stage
+ * config, the SQS and S3 calls it makes (lib/aws, SigV4 over fetch, no AWS SDK in any
+ * bundle; issue 12), the secret reader with its TTL cache.
  */
 export interface LiteRuntimeContext {
   readonly env: Env;
@@ -45,4 +45,14 @@ export function rejectedStoreFor(runtime: Pick<LiteRuntimeContext, "env" | "s3">
     stage: runtime.env.RELAY_STAGE,
     now: () => new Date(),
   });
+}
+
+/**
+ * The Brevo queue for the fan-out: required (named in the error) when the stage config has a
+ * `brevo` block with any kind enabled, unused otherwise.
+ */
+export function brevoQueueUrlFor(runtime: Pick<LiteRuntimeContext, "config" | "env">): string | undefined {
+  const sync = runtime.config.brevo?.sync;
+  if (!sync || !(sync.events || sync.profiles || sync.groups)) return undefined;
+  return requireSetting(runtime.env, "BREVO_QUEUE_URL");
 }
