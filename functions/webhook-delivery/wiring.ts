@@ -1,6 +1,7 @@
 import { requireSetting } from "../../lib/config/env.js";
 import { LOCAL_STAGE } from "../../lib/config/stage.js";
 import { type CohortSettings, readCohortSettings, syncMetric } from "../../lib/cohorts/runtime.js";
+import { createS3Bucket } from "../../lib/aws/s3-bucket.js";
 import { createCohortStore } from "../../lib/cohorts/store.js";
 import type { DeliveryDeps } from "../../lib/destinations/deliver.js";
 import { createDestinationNetwork } from "../../lib/destinations/send.js";
@@ -22,7 +23,7 @@ export function deliveryDepsFrom(
   const { env } = runtime;
   const dlq = settings.DELIVERIES_DLQ_URL;
   return {
-    store: createCohortStore(runtime.s3, requireSetting(env, "SNAPSHOT_BUCKET")),
+    store: createCohortStore(createS3Bucket(runtime.aws, runtime.s3), requireSetting(env, "SNAPSHOT_BUCKET")),
     syncs: runtime.config.cohort_syncs,
     secrets: runtime.secrets,
     network: createDestinationNetwork({ localStage: env.RELAY_STAGE === LOCAL_STAGE }),

@@ -10,7 +10,7 @@ import {
 } from "@aws-sdk/client-s3";
 import { SQSClient, SendMessageBatchCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import { AwsCallError } from "../../lib/aws/aws-call.js";
-import type { S3Api } from "../../lib/aws/s3.js";
+import type { S3BucketApi } from "../../lib/aws/s3-bucket.js";
 import type { SqsApi } from "../../lib/aws/sqs.js";
 
 /**
@@ -51,10 +51,10 @@ async function asAwsCallError<T>(call: () => Promise<T>): Promise<T> {
   }
 }
 
-/** An S3 SDK client that also offers the S3Api calls. */
-export function createS3Client(region: string, endpoint?: string): S3Client & S3Api {
+/** An S3 SDK client that also offers the S3BucketApi calls. */
+export function createS3Client(region: string, endpoint?: string): S3Client & S3BucketApi {
   const client = new S3Client({ region, ...(endpoint ? { endpoint, forcePathStyle: true } : {}) });
-  const api: S3Api = {
+  const api: S3BucketApi = {
     putObject: (bucket, key, body, contentType) =>
       asAwsCallError(async () => {
         await client.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: contentType }));

@@ -3,7 +3,7 @@ import { createServer, type IncomingMessage, type ServerResponse } from "node:ht
 import { createServer as createHttpsServer } from "node:https";
 import { randomUUID } from "node:crypto";
 import { CreateBucketCommand, type S3Client } from "@aws-sdk/client-s3";
-import type { S3Api } from "../../lib/aws/s3.js";
+import type { S3BucketApi } from "../../lib/aws/s3-bucket.js";
 import { CreateQueueCommand, GetQueueAttributesCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import type {
   APIGatewayProxyEventV2,
@@ -126,7 +126,7 @@ export interface LocalStack {
   readonly mixpanelUrl: string;
   readonly sandbox: MixpanelSandbox | undefined;
   readonly sqs: ReturnType<typeof createSqsClient>;
-  readonly s3: S3Client & S3Api;
+  readonly s3: S3Client & S3BucketApi;
   readonly events: QueuePair;
   readonly deliveries: QueuePair;
   /** The Brevo connector's queue (fan-out from intake and the Currents reader). */

@@ -15,6 +15,7 @@ import type { ExportDeps } from "./export.js";
 import { rateToMs, scheduleProblems } from "./sync-config.js";
 import { DEFAULT_TICK_MS } from "./tick.js";
 import { createCohortStore } from "./store.js";
+import { createS3Bucket } from "../aws/s3-bucket.js";
 
 /**
  * Wiring for the two cohort functions from the shared runtime context (env,
@@ -96,7 +97,7 @@ export function exportDepsFrom(runtime: LiteRuntimeContext, remainingMs: () => n
   const tickMs = exportTickMs(settings);
   const problems = scheduleProblems(runtime.config.cohort_syncs, tickMs);
   if (problems.length > 0) throw new ConfigError(`invalid stage config: ${problems.join("; ")}`);
-  const store = createCohortStore(runtime.s3, requireSetting(env, "SNAPSHOT_BUCKET"));
+  const store = createCohortStore(createS3Bucket(runtime.aws, runtime.s3), requireSetting(env, "SNAPSHOT_BUCKET"));
   const queueUrl = requireSetting(env, "DELIVERIES_QUEUE_URL");
   const sender = createQueueSender(runtime.sqs, env.SQS_MAX_MESSAGE_BYTES);
   const credentials = mixpanelCredentialsSource(env, runtime.secrets);

@@ -1,5 +1,5 @@
 import { AwsCallError } from "../aws/aws-call.js";
-import type { S3Api } from "../aws/s3.js";
+import type { S3BucketApi } from "../aws/s3-bucket.js";
 import { gunzipSync, gzipSync } from "node:zlib";
 import type * as z from "zod";
 import { formatZodIssues } from "../config/env.js";
@@ -102,7 +102,7 @@ function parse<T>(schema: z.ZodType<T>, raw: unknown, what: string): T {
   return parsed.data;
 }
 
-export function createCohortStore(s3: S3Api, bucket: string): CohortStore {
+export function createCohortStore(s3: S3BucketApi, bucket: string): CohortStore {
   async function getBytes(key: string): Promise<Uint8Array | undefined> {
     try {
       return await s3.getObject(bucket, key);

@@ -1,3 +1,4 @@
+import type { AwsTarget } from "../aws/aws-call.js";
 import { type S3Api, createS3 } from "../aws/s3.js";
 import { type SqsApi, createSqs } from "../aws/sqs.js";
 import { type Env, readEnv, requireSetting } from "../config/env.js";
@@ -15,6 +16,8 @@ export { once } from "./once.js";
 export interface LiteRuntimeContext {
   readonly env: Env;
   readonly config: StageConfig;
+  /** Region and endpoint of the AWS calls, for the clients only some functions need (lib/aws/s3-bucket.ts). */
+  readonly aws: AwsTarget;
   readonly sqs: SqsApi;
   readonly s3: S3Api;
   readonly secrets: SecretReader;
@@ -27,6 +30,7 @@ export function createLiteRuntimeContext(source: NodeJS.ProcessEnv = process.env
   return {
     env,
     config,
+    aws,
     sqs: createSqs(aws),
     s3: createS3(aws),
     secrets: createSecretReader({

@@ -1,12 +1,13 @@
 import { CreateBucketCommand, PutObjectCommand, S3Client } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { AwsCallError } from "../../lib/aws/aws-call.js";
-import { type S3Api, createS3, parseListObjectsV2 } from "../../lib/aws/s3.js";
+import { createS3 } from "../../lib/aws/s3.js";
+import { type S3BucketApi, createS3Bucket, parseListObjectsV2 } from "../../lib/aws/s3-bucket.js";
 import { startLocalAws } from "../support/fauxqs.js";
 
-/** lib/aws/s3.ts (SigV4 over fetch, no SDK) against fauxqs's S3; the SDK only sets the bucket up. */
+/** lib/aws/s3-bucket.ts and s3.ts (SigV4 over fetch, no SDK) against fauxqs's S3; the SDK only sets the bucket up. */
 let stopAws: () => Promise<void> = async () => {};
-let s3: S3Api;
+let s3: S3BucketApi;
 let sdk: S3Client;
 const bucket = "lite-s3";
 
@@ -15,7 +16,8 @@ beforeAll(async () => {
   process.env.AWS_SECRET_ACCESS_KEY ??= "test";
   const aws = await startLocalAws();
   stopAws = aws.stop;
-  s3 = createS3({ region: "us-east-1", endpoint: aws.address });
+  const target = { region: "us-east-1", endpoint: aws.address };
+  s3 = createS3Bucket(target, createS3(target));
   sdk = new S3Client({ region: "us-east-1", endpoint: aws.address, forcePathStyle: true, credentials: { accessKeyId: "test", secretAccessKey: "test" } });
   await sdk.send(new CreateBucketCommand({ Bucket: bucket }));
 });
