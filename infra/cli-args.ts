@@ -1,8 +1,9 @@
-import { createS3Client, createSqsClient } from "../lib/aws/sdk-clients.js";
+import { createS3Client, createSqsClient } from "./aws/sdk-clients.js";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { parseArgs } from "node:util";
 import type { S3Client } from "@aws-sdk/client-s3";
+import type { S3BucketApi } from "../lib/aws/s3-bucket.js";
 import type { SQSClient } from "@aws-sdk/client-sqs";
 import { localStackFilePath, readLocalStackFile } from "./local/stack-file.js";
 import { assertStageName } from "./stack-layout.js";
@@ -85,7 +86,7 @@ export function runWhenExecuted(moduleUrl: string, name: string, usage: string, 
 }
 
 /** The SQS and S3 clients for a target, destroyed when `use` is done. */
-export async function withStageClients<T>(target: AwsTarget, use: (clients: { sqs: SQSClient; s3: S3Client }) => Promise<T>): Promise<T> {
+export async function withStageClients<T>(target: AwsTarget, use: (clients: { sqs: SQSClient; s3: S3Client & S3BucketApi }) => Promise<T>): Promise<T> {
   const sqs = createSqsClient(target.region, target.endpoint);
   const s3 = createS3Client(target.region, target.endpoint);
   try {

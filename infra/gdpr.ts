@@ -19,7 +19,7 @@
  * Brevo forwarder does not create the contact again; Mixpanel keeps receiving whatever senders
  * still send for the id: stop sending it at the source first.
  */
-import { createS3Client } from "../lib/aws/sdk-clients.js";
+import { createS3Client } from "./aws/sdk-clients.js";
 import { readFileSync } from "node:fs";
 import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";

@@ -11,7 +11,7 @@
  * StartMessageMoveTask does the same on AWS, but this works anywhere an SQS
  * endpoint does (the local stack, tests) and reports exactly what it moved.
  */
-import { createSqsClient } from "../lib/aws/sdk-clients.js";
+import { createSqsClient } from "./aws/sdk-clients.js";
 import {
   DeleteMessageBatchCommand,
   GetQueueAttributesCommand,

@@ -22,7 +22,7 @@
  * queue instead, so fixing a Brevo attribute or a mapping never re-sends them to Mixpanel.
  * When the stage has no Brevo queue they stay in place (`left.noQueue`).
  */
-import { createS3Client, createSqsClient } from "../lib/aws/sdk-clients.js";
+import { createS3Client, createSqsClient } from "./aws/sdk-clients.js";
 import {
   DeleteObjectCommand,
   GetObjectCommand,

@@ -11,6 +11,7 @@
  */
 import { CloudWatchClient, DescribeAlarmsCommand, GetMetricDataCommand } from "@aws-sdk/client-cloudwatch";
 import type { S3Client } from "@aws-sdk/client-s3";
+import type { S3BucketApi } from "../lib/aws/s3-bucket.js";
 import { GetQueueAttributesCommand, ListQueuesCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { createCohortStore } from "../lib/cohorts/store.js";
 import { rateToMs } from "../lib/config/cohort-syncs.js";
@@ -72,7 +73,7 @@ export interface StatusReport {
 export interface StatusDeps {
   readonly target: AwsTarget;
   readonly sqs: SQSClient;
-  readonly s3: S3Client;
+  readonly s3: S3Client & S3BucketApi;
   /** Absent for the local stack (no CloudWatch there). */
   readonly cloudwatch?: CloudWatchClient;
   readonly now: () => Date;

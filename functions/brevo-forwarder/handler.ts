@@ -3,7 +3,7 @@ import { brevoForwarderDepsFrom } from "../../lib/brevo/runtime.js";
 import { describeError } from "../../lib/errors.js";
 import { consumeEnvelopes } from "../../lib/forwarder/process.js";
 import { count, logger, publishMetrics } from "../../lib/observability/telemetry.js";
-import { createRuntimeContext, once } from "../../lib/runtime/context.js";
+import { createLiteRuntimeContext, once } from "../../lib/runtime/lite-context.js";
 
 /**
  * Brevo queue → Brevo events, contacts and companies (lib/brevo/forwarder.ts). Thin adapter:
@@ -11,7 +11,7 @@ import { createRuntimeContext, once } from "../../lib/runtime/context.js";
  * credentials alarm (infra/resources/alarms.yml).
  */
 let remainingMs: () => number = () => Number.POSITIVE_INFINITY;
-const deps = once(() => brevoForwarderDepsFrom(createRuntimeContext(), () => remainingMs()));
+const deps = once(() => brevoForwarderDepsFrom(createLiteRuntimeContext(), () => remainingMs()));
 
 export async function handler(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
   const messages = event.Records.map((record) => ({ messageId: record.messageId, body: record.body }));

@@ -3,14 +3,14 @@ import { type ExportReport, runCohortExport } from "../../lib/cohorts/export.js"
 import { exportDepsFrom } from "../../lib/cohorts/runtime.js";
 import { invocationClock, withTelemetry } from "../../lib/observability/handler.js";
 import { logger } from "../../lib/observability/telemetry.js";
-import { createRuntimeContext, once } from "../../lib/runtime/context.js";
+import { createLiteRuntimeContext, once } from "../../lib/runtime/lite-context.js";
 
 /**
  * EventBridge schedule (e.g. rate(5 minutes)) → one export tick. A rule may pass
  * `{"force": ["sync-id"], "full": true}` as input to run a sync now / force a full resync
  * (`npm run cohorts:export` does this; see infra/cohorts-cli.ts).
  */
-const runtime = once(() => createRuntimeContext());
+const runtime = once(() => createLiteRuntimeContext());
 const clock = invocationClock();
 /** Once per container: clients, settings (parsed at cold start), credential cache; time read per invocation. */
 const deps = once(() => exportDepsFrom(runtime(), clock.remainingMs));

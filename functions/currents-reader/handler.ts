@@ -4,8 +4,7 @@ import { invocationClock, withTelemetry } from "../../lib/observability/handler.
 import { count, logger } from "../../lib/observability/telemetry.js";
 import { createQueueSender } from "../../lib/queue/sqs-sender.js";
 import { piiPolicySource } from "../../lib/pii/source.js";
-import { createLiteRuntimeContext, once, rejectedStoreFor } from "../../lib/runtime/lite-context.js";
-import { brevoQueueUrlFor } from "../../lib/runtime/context.js";
+import { brevoQueueUrlFor, createLiteRuntimeContext, once, rejectedStoreFor } from "../../lib/runtime/lite-context.js";
 import {
   type CurrentsObjectRef,
   type CurrentsReaderDeps,

@@ -4,7 +4,7 @@ import { deliverMessage } from "../../lib/destinations/deliver.js";
 import { describeError } from "../../lib/errors.js";
 import { invocationClock, withTelemetry } from "../../lib/observability/handler.js";
 import { count, logger } from "../../lib/observability/telemetry.js";
-import { createRuntimeContext, once } from "../../lib/runtime/context.js";
+import { createLiteRuntimeContext, once } from "../../lib/runtime/lite-context.js";
 import { deliveryDepsFrom } from "./wiring.js";
 
 /**
@@ -12,7 +12,7 @@ import { deliveryDepsFrom } from "./wiring.js";
  * makes the record a batchItemFailure (ReportBatchItemFailures); see
  * lib/destinations/deliver.ts for what is retried and what is permanent.
  */
-const runtime = once(() => createRuntimeContext());
+const runtime = once(() => createLiteRuntimeContext());
 const processor = new BatchProcessor(EventType.SQS);
 const clock = invocationClock();
 /** Once per container: store, secrets cache, settings and the Brevo rate gate survive between invocations. */

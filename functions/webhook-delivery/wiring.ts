@@ -1,14 +1,14 @@
-import { SendMessageCommand } from "@aws-sdk/client-sqs";
 import { requireSetting } from "../../lib/config/env.js";
 import { LOCAL_STAGE } from "../../lib/config/stage.js";
 import { type CohortSettings, readCohortSettings, syncMetric } from "../../lib/cohorts/runtime.js";
+import { createS3Bucket } from "../../lib/aws/s3-bucket.js";
 import { createCohortStore } from "../../lib/cohorts/store.js";
 import type { DeliveryDeps } from "../../lib/destinations/deliver.js";
 import { createDestinationNetwork } from "../../lib/destinations/send.js";
 import { RetryableError } from "../../lib/errors.js";
 import { realRetryDeps } from "../../lib/http/retry.js";
 import { logger } from "../../lib/observability/telemetry.js";
-import type { RuntimeContext } from "../../lib/runtime/context.js";
+import type { LiteRuntimeContext } from "../../lib/runtime/lite-context.js";
 
 /**
  * webhook-delivery's wiring from the shared runtime context, built once per
@@ -16,14 +16,14 @@ import type { RuntimeContext } from "../../lib/runtime/context.js";
  * receivers only on the local stage), the Brevo rate gate, the DLQ sender.
  */
 export function deliveryDepsFrom(
-  runtime: RuntimeContext,
+  runtime: LiteRuntimeContext,
   remainingMs: () => number,
   settings: CohortSettings = readCohortSettings(),
 ): DeliveryDeps {
   const { env } = runtime;
   const dlq = settings.DELIVERIES_DLQ_URL;
   return {
-    store: createCohortStore(runtime.s3, requireSetting(env, "SNAPSHOT_BUCKET")),
+    store: createCohortStore(createS3Bucket(runtime.aws, runtime.s3), requireSetting(env, "SNAPSHOT_BUCKET")),
     syncs: runtime.config.cohort_syncs,
     secrets: runtime.secrets,
     network: createDestinationNetwork({ localStage: env.RELAY_STAGE === LOCAL_STAGE }),
@@ -41,7 +41,7 @@ export function deliveryDepsFrom(
       ? {
           deadLetter: async (body: string) => {
             try {
-              await runtime.sqs.send(new SendMessageCommand({ QueueUrl: dlq, MessageBody: body.slice(0, 250_000) }));
+              await runtime.sqs.sendMessage(dlq, body.slice(0, 250_000));
             } catch (error) {
               throw new RetryableError(`cannot send to the deliveries DLQ: ${String(error)}`);
             }

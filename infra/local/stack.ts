@@ -1,8 +1,9 @@
-import { createS3Client, createSqsClient } from "../../lib/aws/sdk-clients.js";
+import { createS3Client, createSqsClient } from "../aws/sdk-clients.js";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
 import { randomUUID } from "node:crypto";
 import { CreateBucketCommand, type S3Client } from "@aws-sdk/client-s3";
+import type { S3BucketApi } from "../../lib/aws/s3-bucket.js";
 import { CreateQueueCommand, GetQueueAttributesCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import type {
   APIGatewayProxyEventV2,
@@ -125,7 +126,7 @@ export interface LocalStack {
   readonly mixpanelUrl: string;
   readonly sandbox: MixpanelSandbox | undefined;
   readonly sqs: ReturnType<typeof createSqsClient>;
-  readonly s3: S3Client;
+  readonly s3: S3Client & S3BucketApi;
   readonly events: QueuePair;
   readonly deliveries: QueuePair;
   /** The Brevo connector's queue (fan-out from intake and the Currents reader). */

@@ -4,7 +4,8 @@ import { parseJsonOrUndefined } from "../util/json.js";
 
 /**
  * The one path for the few AWS calls the functions make at run time (SQS SendMessage and
- * SendMessageBatch, S3 PutObject and GetObject, Secrets Manager GetSecretValue): SigV4
+ * SendMessageBatch; S3 PutObject, GetObject, HeadObject, CopyObject, DeleteObject and
+ * ListObjectsV2; Secrets Manager GetSecretValue): SigV4
  * signing by `aws4fetch` (~6 KB) over Node's fetch, instead of the AWS SDK v3 clients that
  * made up ~75% of every bundle and most of its import time (issue 12; README "Performance").
  *
@@ -98,7 +99,7 @@ export interface AwsResponse {
 
 export interface AwsCaller {
   /** Signs and sends; answers 2xx, or throws AwsCallError (AWS refused) or another Error (network). */
-  call(url: string, init: { method: string; headers?: Record<string, string>; body?: string }): Promise<AwsResponse>;
+  call(url: string, init: { method: string; headers?: Record<string, string>; body?: string | Uint8Array }): Promise<AwsResponse>;
   readonly baseUrl: string;
 }
 
@@ -119,7 +120,8 @@ export function createAwsCaller(service: string, target: AwsTarget, options: { t
           const request = await client.sign(url, {
             method: init.method,
             ...(init.headers ? { headers: init.headers } : {}),
-            ...(init.body !== undefined ? { body: init.body } : {}),
+            // fetch's types take bytes only over a plain ArrayBuffer (a Buffer may sit on a shared one).
+            ...(init.body !== undefined ? { body: typeof init.body === "string" ? init.body : new Uint8Array(init.body) } : {}),
             redirect: "manual",
             signal: AbortSignal.timeout(timeoutMs),
           });

@@ -4,9 +4,7 @@ import type { EnvelopeConsumerDeps } from "../forwarder/process.js";
 import { DEADLINE_MARGIN_MS, sqsRequeue } from "../forwarder/runtime.js";
 import { realRetryDeps } from "../http/retry.js";
 import { logger } from "../observability/telemetry.js";
-import { createS3 } from "../aws/s3.js";
-import type { RuntimeContext } from "../runtime/context.js";
-import { rejectedStoreFor } from "../runtime/lite-context.js";
+import { type LiteRuntimeContext, rejectedStoreFor } from "../runtime/lite-context.js";
 import { DEFAULT_BREVO_API_URL, createBrevoClient, type BrevoClient } from "./client.js";
 import type { BrevoConfig } from "../config/brevo.js";
 import { createBrevoSend } from "./forwarder.js";
@@ -17,13 +15,13 @@ import { cachedSuppression, readSuppressedDigests } from "../privacy/suppression
  * is required, the API key comes from BREVO_API_KEY (local stack) or the secret
  * `brevo.api_key_secret` (cached with the TTL of lib/secrets), the base URL from BREVO_API_URL.
  */
-export function brevoConfigOf(runtime: RuntimeContext): BrevoConfig {
+export function brevoConfigOf(runtime: LiteRuntimeContext): BrevoConfig {
   const config = runtime.config.brevo;
   if (!config) throw new ConfigError("stage config has no brevo block, but the Brevo forwarder is deployed");
   return config;
 }
 
-export function brevoClientFrom(runtime: RuntimeContext, remainingMs: () => number): BrevoClient {
+export function brevoClientFrom(runtime: LiteRuntimeContext, remainingMs: () => number): BrevoClient {
   const { env } = runtime;
   const config = brevoConfigOf(runtime);
   const localKey = env.BREVO_API_KEY;
@@ -39,7 +37,7 @@ export function brevoClientFrom(runtime: RuntimeContext, remainingMs: () => numb
   });
 }
 
-export function brevoForwarderDepsFrom(runtime: RuntimeContext, remainingMs: () => number): EnvelopeConsumerDeps {
+export function brevoForwarderDepsFrom(runtime: LiteRuntimeContext, remainingMs: () => number): EnvelopeConsumerDeps {
   const { env } = runtime;
   const config = brevoConfigOf(runtime);
   const snapshotBucket = env.SNAPSHOT_BUCKET;
@@ -56,8 +54,7 @@ export function brevoForwarderDepsFrom(runtime: RuntimeContext, remainingMs: () 
   });
   return {
     send,
-    // The rejected store writes through the small SigV4 client, like the Mixpanel forwarder's.
-    rejected: rejectedStoreFor({ env, s3: createS3({ region: env.AWS_REGION, ...(env.AWS_ENDPOINT_URL ? { endpoint: env.AWS_ENDPOINT_URL } : {}) }) }),
+    rejected: rejectedStoreFor(runtime),
     rejectedCode: "brevo_rejected",
     stageOfFailure: "brevo",
     destination: "brevo",

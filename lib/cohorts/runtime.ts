@@ -10,15 +10,16 @@ import { MetricUnit, logger, metrics } from "../observability/telemetry.js";
 import { protectProperties } from "../pii/policy.js";
 import { piiPolicySource } from "../pii/source.js";
 import { createQueueSender } from "../queue/sqs-sender.js";
-import type { RuntimeContext } from "../runtime/context.js";
+import type { LiteRuntimeContext } from "../runtime/lite-context.js";
 import type { ExportDeps } from "./export.js";
 import { rateToMs, scheduleProblems } from "../config/cohort-syncs.js";
 import { DEFAULT_TICK_MS } from "./tick.js";
 import { createCohortStore } from "./store.js";
+import { createS3Bucket } from "../aws/s3-bucket.js";
 
 /**
  * Wiring for the two cohort functions from the shared runtime context (env,
- * stage config, SDK clients with explicit endpoints, secret reader). Settings
+ * stage config, the SigV4 S3 and SQS calls of lib/aws, secret reader). Settings
  * only these functions read are validated here, once.
  */
 export const cohortSettingsSchema = z.object({
@@ -91,12 +92,12 @@ export function exportTickMs(settings: CohortSettings): number {
   return ms;
 }
 
-export function exportDepsFrom(runtime: RuntimeContext, remainingMs: () => number, settings = readCohortSettings()): ExportDeps {
+export function exportDepsFrom(runtime: LiteRuntimeContext, remainingMs: () => number, settings = readCohortSettings()): ExportDeps {
   const { env } = runtime;
   const tickMs = exportTickMs(settings);
   const problems = scheduleProblems(runtime.config.cohort_syncs, tickMs);
   if (problems.length > 0) throw new ConfigError(`invalid stage config: ${problems.join("; ")}`);
-  const store = createCohortStore(runtime.s3, requireSetting(env, "SNAPSHOT_BUCKET"));
+  const store = createCohortStore(createS3Bucket(runtime.aws, runtime.s3), requireSetting(env, "SNAPSHOT_BUCKET"));
   const queueUrl = requireSetting(env, "DELIVERIES_QUEUE_URL");
   const sender = createQueueSender(runtime.sqs, env.SQS_MAX_MESSAGE_BYTES);
   const credentials = mixpanelCredentialsSource(env, runtime.secrets);

@@ -1,13 +1,5 @@
-import {
-  CopyObjectCommand,
-  GetObjectCommand,
-  HeadObjectCommand,
-  ListObjectsV2Command,
-  NoSuchKey,
-  NotFound,
-  PutObjectCommand,
-  type S3Client,
-} from "@aws-sdk/client-s3";
+import { AwsCallError } from "../aws/aws-call.js";
+import type { S3BucketApi } from "../aws/s3-bucket.js";
 import { gunzipSync, gzipSync } from "node:zlib";
 import type * as z from "zod";
 import { formatZodIssues } from "../config/env.js";
@@ -97,16 +89,7 @@ export interface CohortStore {
 }
 
 function isMissing(error: unknown): boolean {
-  if (error instanceof NoSuchKey || error instanceof NotFound) return true;
-  const name = error instanceof Error ? error.name : "";
-  return name === "NoSuchKey" || name === "NotFound";
-}
-
-function httpStatus(error: unknown): number | undefined {
-  if (error === null || typeof error !== "object" || !("$metadata" in error)) return undefined;
-  const metadata = error.$metadata;
-  if (metadata === null || typeof metadata !== "object" || !("httpStatusCode" in metadata)) return undefined;
-  return typeof metadata.httpStatusCode === "number" ? metadata.httpStatusCode : undefined;
+  return error instanceof AwsCallError && (error.code === "NoSuchKey" || error.status === 404);
 }
 
 function s3Error(what: string, error: unknown): RetryableError {
@@ -119,12 +102,10 @@ function parse<T>(schema: z.ZodType<T>, raw: unknown, what: string): T {
   return parsed.data;
 }
 
-export function createCohortStore(s3: S3Client, bucket: string): CohortStore {
+export function createCohortStore(s3: S3BucketApi, bucket: string): CohortStore {
   async function getBytes(key: string): Promise<Uint8Array | undefined> {
     try {
-      const result = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
-      if (!result.Body) return new Uint8Array();
-      return await result.Body.transformToByteArray();
+      return await s3.getObject(bucket, key);
     } catch (error) {
       if (isMissing(error)) return undefined;
       throw s3Error(`get ${key}`, error);
@@ -132,7 +113,7 @@ export function createCohortStore(s3: S3Client, bucket: string): CohortStore {
   }
   async function putBytes(key: string, body: Uint8Array, contentType = "application/octet-stream"): Promise<void> {
     try {
-      await s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body, ContentType: contentType }));
+      await s3.putObject(bucket, key, body, contentType);
     } catch (error) {
       throw s3Error(`put ${key}`, error);
     }
@@ -154,10 +135,8 @@ export function createCohortStore(s3: S3Client, bucket: string): CohortStore {
 
   async function exists(key: string): Promise<boolean> {
     try {
-      await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: key }));
-      return true;
+      return await s3.objectExists(bucket, key);
     } catch (error) {
-      if (isMissing(error) || httpStatus(error) === 404) return false;
       throw s3Error(`head ${key}`, error);
     }
   }
@@ -189,7 +168,7 @@ export function createCohortStore(s3: S3Client, bucket: string): CohortStore {
     getBytes,
     async copy(from, to) {
       try {
-        await s3.send(new CopyObjectCommand({ Bucket: bucket, Key: to, CopySource: `${bucket}/${from}` }));
+        await s3.copyObject(bucket, from, to);
       } catch (error) {
         throw s3Error(`copy ${from}`, error);
       }
@@ -206,11 +185,9 @@ export function createCohortStore(s3: S3Client, bucket: string): CohortStore {
       let token: string | undefined;
       try {
         do {
-          const result = await s3.send(
-            new ListObjectsV2Command({ Bucket: bucket, Prefix: prefix, ContinuationToken: token }),
-          );
-          for (const item of result.Contents ?? []) if (item.Key) found.push(item.Key);
-          token = result.IsTruncated ? result.NextContinuationToken : undefined;
+          const page = await s3.listObjectsV2(bucket, prefix, token);
+          found.push(...page.keys);
+          token = page.nextContinuationToken;
         } while (token);
       } catch (error) {
         throw s3Error(`list ${prefix}`, error);

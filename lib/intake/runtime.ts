@@ -1,8 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { requireSetting } from "../config/env.js";
 import { createQueueSender } from "../queue/sqs-sender.js";
-import { type LiteRuntimeContext, rejectedStoreFor } from "../runtime/lite-context.js";
-import { brevoQueueUrlFor } from "../runtime/context.js";
+import { type LiteRuntimeContext, brevoQueueUrlFor, rejectedStoreFor } from "../runtime/lite-context.js";
 import { piiPolicySource } from "../pii/source.js";
 import { intakeTokenSource } from "./auth.js";
 import type { IntakeDeps } from "./process.js";

@@ -1,4 +1,5 @@
-import { GetObjectCommand, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
+import { AwsCallError } from "../aws/aws-call.js";
+import type { S3Api } from "../aws/s3.js";
 import * as z from "zod";
 import { RetryableError, describeError } from "../errors.js";
 import { parseJsonWith } from "../util/json.js";
@@ -15,16 +16,13 @@ export const SUPPRESSION_KEY = "gdpr/suppressed-ids.json";
 const suppressionSchema = z.object({ v: z.literal(1), digests: z.array(z.string()) });
 
 function isMissing(error: unknown): boolean {
-  if (!(error instanceof Error)) return false;
-  const status = "$metadata" in error && typeof error.$metadata === "object" && error.$metadata !== null && "httpStatusCode" in error.$metadata ? error.$metadata.httpStatusCode : undefined;
-  return error.name === "NoSuchKey" || status === 404;
+  return error instanceof AwsCallError && (error.code === "NoSuchKey" || error.status === 404);
 }
 
-export async function readSuppressedDigests(s3: S3Client, bucket: string): Promise<Set<string>> {
+export async function readSuppressedDigests(s3: Pick<S3Api, "getObject">, bucket: string): Promise<Set<string>> {
   let text: string;
   try {
-    const got = await s3.send(new GetObjectCommand({ Bucket: bucket, Key: SUPPRESSION_KEY }));
-    text = (await got.Body?.transformToString("utf8")) ?? "";
+    text = new TextDecoder().decode(await s3.getObject(bucket, SUPPRESSION_KEY));
   } catch (error) {
     if (isMissing(error)) return new Set();
     // Fail closed: without the list nothing may be sent to Brevo.
@@ -36,12 +34,10 @@ export async function readSuppressedDigests(s3: S3Client, bucket: string): Promi
 }
 
 /** Adds ids (as digests) to the list; run before any deletion is filed. */
-export async function addSuppressedIds(s3: S3Client, bucket: string, ids: readonly string[]): Promise<number> {
+export async function addSuppressedIds(s3: Pick<S3Api, "getObject" | "putObject">, bucket: string, ids: readonly string[]): Promise<number> {
   const digests = await readSuppressedDigests(s3, bucket);
   for (const id of ids) digests.add(idDigest(id));
-  await s3.send(
-    new PutObjectCommand({ Bucket: bucket, Key: SUPPRESSION_KEY, Body: JSON.stringify({ v: 1, digests: [...digests].sort() }), ContentType: "application/json" }),
-  );
+  await s3.putObject(bucket, SUPPRESSION_KEY, JSON.stringify({ v: 1, digests: [...digests].sort() }), "application/json");
   return digests.size;
 }
 

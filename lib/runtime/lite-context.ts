@@ -1,3 +1,4 @@
+import type { AwsTarget } from "../aws/aws-call.js";
 import { type S3Api, createS3 } from "../aws/s3.js";
 import { type SqsApi, createSqs } from "../aws/sqs.js";
 import { type Env, readEnv, requireSetting } from "../config/env.js";
@@ -8,13 +9,15 @@ import { createSecretReader, type SecretReader } from "../secrets/secrets.js";
 export { once } from "./once.js";
 
 /**
- * What the intake, forwarder and Currents reader build once per container (cold start):
- * validated env and stage config, the SQS and S3 calls they make (lib/aws, SigV4 over
- * fetch, no AWS SDK), the secret reader with its TTL cache.
+ * What every function builds once per container (cold start): validated env and stage
+ * config, the SQS and S3 calls it makes (lib/aws, SigV4 over fetch, no AWS SDK in any
+ * bundle; issue 12), the secret reader with its TTL cache.
  */
 export interface LiteRuntimeContext {
   readonly env: Env;
   readonly config: StageConfig;
+  /** Region and endpoint of the AWS calls, for the clients only some functions need (lib/aws/s3-bucket.ts). */
+  readonly aws: AwsTarget;
   readonly sqs: SqsApi;
   readonly s3: S3Api;
   readonly secrets: SecretReader;
@@ -27,6 +30,7 @@ export function createLiteRuntimeContext(source: NodeJS.ProcessEnv = process.env
   return {
     env,
     config,
+    aws,
     sqs: createSqs(aws),
     s3: createS3(aws),
     secrets: createSecretReader({
@@ -45,4 +49,14 @@ export function rejectedStoreFor(runtime: Pick<LiteRuntimeContext, "env" | "s3">
     stage: runtime.env.RELAY_STAGE,
     now: () => new Date(),
   });
+}
+
+/**
+ * The Brevo queue for the fan-out: required (named in the error) when the stage config has a
+ * `brevo` block with any kind enabled, unused otherwise.
+ */
+export function brevoQueueUrlFor(runtime: Pick<LiteRuntimeContext, "config" | "env">): string | undefined {
+  const sync = runtime.config.brevo?.sync;
+  if (!sync || !(sync.events || sync.profiles || sync.groups)) return undefined;
+  return requireSetting(runtime.env, "BREVO_QUEUE_URL");
 }

@@ -1,4 +1,4 @@
-import { createS3Client } from "../../lib/aws/sdk-clients.js";
+import { createS3Client } from "../../infra/aws/sdk-clients.js";
 import { performance } from "node:perf_hooks";
 import { CreateBucketCommand } from "@aws-sdk/client-s3";
 import { createBrevoClient } from "../../lib/brevo/client.js";

@@ -3,7 +3,7 @@
  * SQS itself dead-lettered go back to the source queue with body and attributes
  * intact, and nothing is lost or left behind.
  */
-import { createSqsClient } from "../../lib/aws/sdk-clients.js";
+import { createSqsClient } from "../../infra/aws/sdk-clients.js";
 import {
   CreateQueueCommand,
   DeleteMessageCommand,

@@ -1,4 +1,4 @@
-import { createS3Client, createSqsClient } from "../../lib/aws/sdk-clients.js";
+import { createS3Client, createSqsClient } from "../../infra/aws/sdk-clients.js";
 import { createS3 } from "../../lib/aws/s3.js";
 /**
  * `npm run replay` against fauxqs (S3 + SQS): batches written by the real

@@ -1,4 +1,4 @@
-import { createS3Client, createSqsClient } from "../../lib/aws/sdk-clients.js";
+import { createS3Client, createSqsClient } from "../../infra/aws/sdk-clients.js";
 import { createServer } from "node:net";
 import { CreateBucketCommand } from "@aws-sdk/client-s3";
 import { CreateQueueCommand } from "@aws-sdk/client-sqs";

@@ -1,4 +1,4 @@
-import { createS3Client, createSqsClient } from "../../lib/aws/sdk-clients.js";
+import { createS3Client, createSqsClient } from "../../infra/aws/sdk-clients.js";
 import { gzipSync } from "node:zlib";
 import { CreateBucketCommand } from "@aws-sdk/client-s3";
 import { CreateQueueCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";

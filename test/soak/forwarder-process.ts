@@ -1,5 +1,5 @@
 import type { Context, SQSBatchResponse, SQSEvent } from "aws-lambda";
-import { createSqsClient } from "../../lib/aws/sdk-clients.js";
+import { createSqsClient } from "../../infra/aws/sdk-clients.js";
 import { SqsPoller } from "../../infra/local/sqs-poller.js";
 
 /**

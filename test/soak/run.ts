@@ -12,7 +12,7 @@ import {
   ReceiveMessageCommand,
   type SQSClient,
 } from "@aws-sdk/client-sqs";
-import { createS3Client, createSqsClient } from "../../lib/aws/sdk-clients.js";
+import { createS3Client, createSqsClient } from "../../infra/aws/sdk-clients.js";
 import { rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
 import { parseQueuedRecords } from "../../lib/records/envelope-v2.js";
 import { MixpanelSandbox } from "../../infra/local/peers/mixpanel-server.js";

@@ -9,6 +9,8 @@ import {
   SendMessageBatchCommand,
 } from "@aws-sdk/client-sqs";
 import { buildApp } from "fauxqs";
+import { createS3 } from "../../../lib/aws/s3.js";
+import { createS3Bucket } from "../../../lib/aws/s3-bucket.js";
 import { createCohortStore, type CohortStore } from "../../../lib/cohorts/store.js";
 import { type ExportDeps, type ExportReport, runCohortExport, type ExportOptions } from "../../../lib/cohorts/export.js";
 import type { DeliveryMessage } from "../../../lib/cohorts/messages.js";
@@ -84,7 +86,11 @@ export async function startHarness(options: {
   await s3.send(new CreateBucketCommand({ Bucket: bucket }));
   const queue = await sqs.send(new CreateQueueCommand({ QueueName: `deliveries-${ids}`, Attributes: { VisibilityTimeout: "0" } }));
   const queueUrl = queue.QueueUrl ?? "";
-  const store = createCohortStore(s3, bucket);
+  // The store calls S3 the way the functions do (lib/aws/s3.ts, SigV4 from the environment's keys).
+  process.env.AWS_ACCESS_KEY_ID ??= credentials.accessKeyId;
+  process.env.AWS_SECRET_ACCESS_KEY ??= credentials.secretAccessKey;
+  const target = { region: "us-east-1", endpoint };
+  const store = createCohortStore(createS3Bucket(target, createS3(target)), bucket);
 
   const profiles = new Map<string, Record<string, unknown>>();
   const query = createCohortQueryApi({
