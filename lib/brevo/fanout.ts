@@ -1,7 +1,8 @@
 import { RetryableError, describeError } from "../errors.js";
 import type { RejectedStore } from "../queue/rejected-store.js";
 import type { QueueSender } from "../queue/sqs-sender.js";
-import { type RecordKind, packEnvelopes, parseEnvelope } from "../records/envelope.js";
+import type { RecordKind } from "../records/envelope.js";
+import { packEnvelopesV2, parseQueuedRecords } from "../records/envelope-v2.js";
 import type { BrevoConfig } from "../config/brevo.js";
 
 /**
@@ -12,8 +13,9 @@ import type { BrevoConfig } from "../config/brevo.js";
  * see the same record, and each queue has its own consumer: an outage on one side never holds
  * the other back.
  *
- * A record too large for one SQS message was already refused for Mixpanel (the envelope
- * overhead is the same), so it is left out here without a second rejection.
+ * Both queues are packed by the same v2 packer under the same cap, so a record too large for
+ * one SQS message is too large for both: it was already stored for Mixpanel (with its kind,
+ * replayable) and is left out here without a second rejection.
  */
 export function brevoKinds(config: BrevoConfig | undefined): Set<RecordKind> {
   const kinds = new Set<RecordKind>();
@@ -35,7 +37,7 @@ export function brevoQueueBodies(
   const bodies: string[] = [];
   for (const [kind, lines] of linesByKind) {
     if (!kinds.has(kind) || lines.length === 0) continue;
-    bodies.push(...packEnvelopes(kind, source, correlationId, lines, maxMessageBytes).bodies);
+    bodies.push(...packEnvelopesV2(kind, source, correlationId, lines, { maxMessageBytes }).bodies);
   }
   return bodies;
 }
@@ -60,14 +62,14 @@ export async function sendToBrevoQueue(
     const reason = `Brevo queue unavailable: ${describeError(error)}`.slice(0, 500);
     try {
       for (const body of bodies) {
-        const envelope = parseEnvelope(body);
+        const envelope = parseQueuedRecords(body);
         await deps.rejected.put({
           source: envelope.source,
           correlationId: envelope.correlationId,
           kind: envelope.kind,
           stageOfFailure,
           destination: "brevo",
-          items: envelope.records.map((line, index) => ({ index, code: "brevo_queue_unavailable", reason, line })),
+          items: envelope.lines().map((line, index) => ({ index, code: "brevo_queue_unavailable", reason, line })),
         });
       }
     } catch (storeError) {
