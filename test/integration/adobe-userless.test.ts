@@ -1,19 +1,11 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.js";
+import { eventually } from "../support/eventually.js";
 
 /** Adobe events whose Distinct ID was left empty go through the queue to Mixpanel user-less. */
 let stack: LocalStack;
 const NOW_S = () => Math.floor(Date.now() / 1000);
 
-async function eventually<T>(check: () => T | undefined, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 beforeAll(async () => {
   stack = await startLocalStack({ visibilityTimeoutSeconds: 2 });

@@ -4,6 +4,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.js";
 import { shortestFloat32 } from "../../lib/sources/braze-avro.js";
 import { avroFile } from "../unit/sources/avro-support.js";
+import { eventually } from "../support/eventually.js";
 
 /**
  * The same Braze Purchase and Location through both transports (custom HTTP and an Avro file with
@@ -12,15 +13,6 @@ import { avroFile } from "../unit/sources/avro-support.js";
 let stack: LocalStack;
 const NOW_S = Math.floor(Date.now() / 1000);
 
-async function eventually<T>(check: () => T | undefined, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 beforeAll(async () => {
   stack = await startLocalStack({ visibilityTimeoutSeconds: 2 });

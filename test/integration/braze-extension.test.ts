@@ -3,6 +3,7 @@ import avro from "avsc";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.js";
 import { avroFile } from "../unit/sources/avro-support.js";
+import { eventually } from "../support/eventually.js";
 
 /**
  * Braze Currents types outside Braze's Mixpanel connector (docs/vendors/braze-currents-labels.md,
@@ -12,15 +13,6 @@ import { avroFile } from "../unit/sources/avro-support.js";
 let stack: LocalStack;
 const NOW_S = () => Math.floor(Date.now() / 1000);
 
-async function eventually<T>(check: () => T | undefined, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 const brazeEvent = (eventType: string, n: number, user: Record<string, unknown> = { external_user_id: `ext-user-${n}` }) => ({
   event_type: eventType,

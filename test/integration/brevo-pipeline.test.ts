@@ -11,6 +11,7 @@ import { LOCAL_GDPR_TOKEN, LOCAL_MIXPANEL_CREDENTIALS } from "../../infra/local/
 import { auditRecordSchema, idDigest } from "../../lib/privacy/gdpr.js";
 import { SUPPRESSION_KEY } from "../../lib/privacy/suppression.js";
 import { type RejectedBatch, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
+import { eventually } from "../support/eventually.js";
 
 /**
  * HTTP intake → events queue → forwarder → local Mixpanel, and → Brevo queue → brevo-forwarder →
@@ -30,15 +31,6 @@ async function post(path: string, body: unknown) {
   return response.json();
 }
 
-async function eventually<T>(check: () => T | undefined | false | Promise<T | undefined | false>, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 async function brevoRejections(): Promise<{ key: string; batch: RejectedBatch }[]> {
   const listed = await stack.s3.send(new ListObjectsV2Command({ Bucket: stack.rejectedBucket, Prefix: "rejected/" }));

@@ -2,6 +2,7 @@ import { GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.js";
 import { rejectedBatchSchema, type RejectedBatch } from "../../lib/queue/rejected-store.js";
+import { eventually } from "../support/eventually.js";
 
 /**
  * intake → events queue → forwarder → a Mixpanel whose /import answer disagrees with itself
@@ -20,15 +21,6 @@ async function post(body: unknown) {
   return (await response.json()) as Record<string, unknown>;
 }
 
-async function eventually<T>(check: () => Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 async function forwarderRejections(correlationId: unknown): Promise<RejectedBatch | undefined> {
   const listed = await stack.s3.send(new ListObjectsV2Command({ Bucket: stack.rejectedBucket, Prefix: "rejected/native/" }));

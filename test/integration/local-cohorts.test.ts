@@ -5,6 +5,7 @@ import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LOCAL_WEBHOOK_SIGNING_SECRET_NAME } from "../../infra/local/cohorts.js";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.js";
+import { eventually } from "../support/eventually.js";
 
 /**
  * The cohort side of `npm start`: profiles sent to the local intake reach the
@@ -23,15 +24,6 @@ async function freePort(): Promise<number> {
   return port;
 }
 
-async function eventually<T>(check: () => T | undefined, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 async function sendProfiles(updates: unknown[]): Promise<void> {
   const response = await fetch(`${stack.intakeUrl}/v1/profiles`, {

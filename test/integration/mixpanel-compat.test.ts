@@ -6,6 +6,7 @@ import { GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { rejectedBatchSchema, type RejectedBatch } from "../../lib/queue/rejected-store.js";
 import { LOCAL_MIXPANEL_CREDENTIALS, type LocalStack, startLocalStack } from "../../infra/local/stack.js";
+import { eventually } from "../support/eventually.js";
 
 /**
  * The Mixpanel-compatible endpoints' wire forms and answers (docs/vendors/mixpanel-wire.md §1–§4),
@@ -34,15 +35,6 @@ afterAll(async () => {
   await stack?.stop();
 });
 
-async function eventually<T>(check: () => T | undefined | false, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((resolveSleep) => setTimeout(resolveSleep, 100));
-  }
-}
 
 const arrived = (name: string) => stack.sandbox?.events.filter((event) => event.event === name) ?? [];
 const waitFor = (name: string, count = 1) => eventually(() => (arrived(name).length >= count ? arrived(name) : undefined));

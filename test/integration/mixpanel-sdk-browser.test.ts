@@ -7,6 +7,7 @@ import { type Browser, chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LOCAL_MIXPANEL_CREDENTIALS, type LocalStack, startLocalStack } from "../../infra/local/stack.js";
 import { closeServer, listenOnLoopback } from "../../infra/local/peers/local-server.js";
+import { eventually } from "../support/eventually.js";
 
 /**
  * mixpanel-browser, unmodified, in a real headless Chromium (Debian's `chromium`): a page on
@@ -43,15 +44,6 @@ function testPage(relay: string): string {
 </script></body></html>`;
 }
 
-async function eventually<T>(check: () => T | undefined | false, timeoutMs = 25_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((resolveSleep) => setTimeout(resolveSleep, 100));
-  }
-}
 
 const eventsNamed = (name: string) => stack.sandbox?.events.filter((event) => event.event === name) ?? [];
 

@@ -6,6 +6,7 @@ import { fileURLToPath } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LOCAL_MIXPANEL_CREDENTIALS, type LocalStack, startLocalStack } from "../../infra/local/stack.js";
 import { generateLocalCertificate } from "../../infra/local/tls.js";
+import { eventually } from "../support/eventually.js";
 
 /**
  * The official `mixpanel` npm SDK, unmodified, pointed at the local stack served over https
@@ -39,15 +40,6 @@ function runSdk(phase: 1 | 2, host: string, certPath: string): Promise<Record<st
   });
 }
 
-async function eventually<T>(check: () => T | undefined | false, timeoutMs = 20_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((resolveSleep) => setTimeout(resolveSleep, 100));
-  }
-}
 
 const eventsNamed = (name: string) => stack.sandbox?.events.filter((event) => event.event === name) ?? [];
 

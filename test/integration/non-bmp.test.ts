@@ -3,6 +3,7 @@ import avro from "avsc";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.js";
 import { avroFile } from "../unit/sources/avro-support.js";
+import { eventually } from "../support/eventually.js";
 
 /**
  * Characters outside the Basic Multilingual Plane (emoji are surrogate pairs in JS strings)
@@ -25,15 +26,6 @@ async function post(path: string, body: unknown, headers: Record<string, string>
   return { status: response.status, json: (await response.json()) as Record<string, unknown> };
 }
 
-async function eventually<T>(check: () => T | undefined, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = check();
-    if (value !== undefined) return value;
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 beforeAll(async () => {
   stack = await startLocalStack({ visibilityTimeoutSeconds: 2 });

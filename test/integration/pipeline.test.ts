@@ -5,6 +5,7 @@ import { rejectedBatchSchema, type RejectedBatch } from "../../lib/queue/rejecte
 import { parseQueuedRecords } from "../../lib/records/envelope-v2.js";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.js";
 import { avroFile, schemaFor } from "../unit/sources/avro-support.js";
+import { eventually } from "../support/eventually.js";
 
 /**
  * HTTP → intake handler → SQS (fauxqs) → forwarder handler → strict local Mixpanel,
@@ -29,15 +30,6 @@ async function post(path: string, body: unknown, token?: string, raw?: string) {
   return { status: response.status, json };
 }
 
-async function eventually<T>(check: () => T | undefined | Promise<T | undefined>, timeoutMs = 15_000): Promise<T> {
-  const deadline = Date.now() + timeoutMs;
-  for (;;) {
-    const value = await check();
-    if (value !== undefined && value !== false) return value;
-    if (Date.now() > deadline) throw new Error("condition not met in time");
-    await new Promise((resolve) => setTimeout(resolve, 100));
-  }
-}
 
 async function rejectedBatches(prefix: string): Promise<RejectedBatch[]> {
   const listed = await stack.s3.send(new ListObjectsV2Command({ Bucket: stack.rejectedBucket, Prefix: prefix }));
