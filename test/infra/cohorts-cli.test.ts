@@ -1,11 +1,11 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LOCAL_COHORT_EXPORT_PATH, LOCAL_WEBHOOK_SIGNING_SECRET_NAME } from "../../infra/local/cohorts.js";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.js";
 import { type CliExportReport, exportReportSchema, followExport } from "../../infra/cohorts-cli.js";
+import { freeLoopbackPort } from "../../infra/local/peers/local-server.js";
 
 /**
  * `npm run cohorts:export -- --stage local --sync <id> [--full]` against the
@@ -15,17 +15,9 @@ import { type CliExportReport, exportReportSchema, followExport } from "../../in
 let stack: LocalStack;
 const SYNC_ID = "one-time";
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  const port = typeof address === "object" && address ? address.port : 0;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 beforeAll(async () => {
-  const webhookPort = await freePort();
+  const webhookPort = await freeLoopbackPort();
   const configFile = join(mkdtempSync(join(tmpdir(), "relay-cli-")), "local.json");
   writeFileSync(
     configFile,

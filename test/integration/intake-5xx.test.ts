@@ -1,11 +1,11 @@
 import { createS3Client, createSqsClient } from "../../infra/aws/sdk-clients.js";
-import { createServer } from "node:net";
 import { CreateBucketCommand } from "@aws-sdk/client-s3";
 import { CreateQueueCommand } from "@aws-sdk/client-sqs";
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from "aws-lambda";
 import { afterAll, afterEach, beforeAll, describe, expect, it, vi } from "vitest";
 import { startLocalAws } from "../support/fauxqs.js";
 import { captureOutput, type LogCapture } from "../support/log-capture.js";
+import { freeLoopbackPort } from "../../infra/local/peers/local-server.js";
 
 /**
  * Every 5xx of the intake handler is explained: its cause is logged beside the correlation id
@@ -37,15 +37,6 @@ afterEach(() => {
   process.env = { ...savedEnv };
 });
 
-/** A port nothing listens on: connections are refused at once. */
-async function closedPort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  const port = typeof address === "object" && address ? address.port : 0;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 async function freshHandler(env: Record<string, string>): Promise<(event: APIGatewayProxyEventV2) => Promise<APIGatewayProxyStructuredResultV2>> {
   process.env = {
@@ -124,7 +115,7 @@ describe("intake 5xx are explained", () => {
   it("token store failure: logs the secret store's error with the correlation id", async () => {
     const handler = await freshHandler({
       INTAKE_TOKEN_SECRET_ID: "mixpanel-relay/test/intake-tokens",
-      SECRETS_ENDPOINT_URL: `http://127.0.0.1:${await closedPort()}`,
+      SECRETS_ENDPOINT_URL: `http://127.0.0.1:${await freeLoopbackPort()}`,
     });
     capture = captureOutput();
     const result = await handler(apiEvent(goodEvent(), { authorization: `Bearer ${TOKEN}`, "x-correlation-id": "sender-id-7" }));

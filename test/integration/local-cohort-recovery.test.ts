@@ -1,5 +1,4 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { ReceiveMessageCommand } from "@aws-sdk/client-sqs";
@@ -7,6 +6,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LOCAL_WEBHOOK_SIGNING_SECRET_NAME } from "../../infra/local/cohorts.js";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.js";
 import { createCohortStore } from "../../lib/cohorts/store.js";
+import { freeLoopbackPort } from "../../infra/local/peers/local-server.js";
 
 /**
  * End to end on the local stack (intake → sandbox → Query API → cohort-export
@@ -19,19 +19,11 @@ let stack: LocalStack;
 const SYNC_ID = "moved-hook";
 const SCHEDULE_MS = 60_000;
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  const port = typeof address === "object" && address ? address.port : 0;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 beforeAll(async () => {
-  const webhookPort = await freePort();
+  const webhookPort = await freeLoopbackPort();
   const configFile = join(mkdtempSync(join(tmpdir(), "relay-recovery-")), "local.json");
   writeFileSync(
     configFile,

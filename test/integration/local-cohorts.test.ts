@@ -1,11 +1,11 @@
 import { mkdtempSync, writeFileSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LOCAL_WEBHOOK_SIGNING_SECRET_NAME } from "../../infra/local/cohorts.js";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.js";
 import { eventually } from "../support/eventually.js";
+import { freeLoopbackPort } from "../../infra/local/peers/local-server.js";
 
 /**
  * The cohort side of `npm start`: profiles sent to the local intake reach the
@@ -15,14 +15,6 @@ import { eventually } from "../support/eventually.js";
 let stack: LocalStack;
 const SYNC_ID = "pro-users";
 
-async function freePort(): Promise<number> {
-  const server = createServer();
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const address = server.address();
-  const port = typeof address === "object" && address ? address.port : 0;
-  await new Promise<void>((resolve) => server.close(() => resolve()));
-  return port;
-}
 
 
 async function sendProfiles(updates: unknown[]): Promise<void> {
@@ -35,7 +27,7 @@ async function sendProfiles(updates: unknown[]): Promise<void> {
 }
 
 beforeAll(async () => {
-  const webhookPort = await freePort();
+  const webhookPort = await freeLoopbackPort();
   const configFile = join(mkdtempSync(join(tmpdir(), "relay-cohorts-")), "local.json");
   writeFileSync(
     configFile,

@@ -1,6 +1,5 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createWriteStream, mkdtempSync } from "node:fs";
-import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -17,6 +16,7 @@ import { rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
 import { parseQueuedRecords } from "../../lib/records/envelope-v2.js";
 import { MixpanelSandbox } from "../../infra/local/peers/mixpanel-server.js";
 import { FaultyMixpanel, type FaultKind } from "./faulty-mixpanel.js";
+import { freeLoopbackPort } from "../../infra/local/peers/local-server.js";
 
 /**
  * `npm run soak`: the whole event path on a bad day, with a queue that outlives the Lambdas.
@@ -146,17 +146,6 @@ async function stopChild(child: Child): Promise<void> {
   }
 }
 
-function freePort(): Promise<number> {
-  return new Promise((resolve, reject) => {
-    const server = createServer();
-    server.once("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const address = server.address();
-      const port = address !== null && typeof address === "object" ? address.port : 0;
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 // ---------------------------------------------------------------- the stack
 
@@ -209,7 +198,7 @@ await sandbox.start();
 const faulty = new FaultyMixpanel({ upstream: sandbox.url, stallMs: HTTP_TIMEOUT_MS + 1_000, faultRate: FAULT_RATE, random });
 await faulty.start();
 
-const intakePort = await freePort();
+const intakePort = await freeLoopbackPort();
 const lambdaEnv: Record<string, string> = {
   RELAY_STAGE: "local",
   AWS_REGION: REGION,

@@ -15,6 +15,17 @@ export async function listenOnLoopback(server: Server, port = 0, host = "127.0.0
   return (address satisfies AddressInfo).port;
 }
 
+/**
+ * A loopback port that was free a moment ago (listened on, then closed): for a peer that must
+ * be told its port before it starts, or for a port nothing listens on (connections refused).
+ */
+export async function freeLoopbackPort(): Promise<number> {
+  const server = createServer();
+  const port = await listenOnLoopback(server);
+  await closeServer(server);
+  return port;
+}
+
 /** Closes the server and any kept-alive connections, so tests end promptly. */
 export async function closeServer(server: Server | undefined): Promise<void> {
   if (!server) return;
