@@ -1,8 +1,8 @@
-import type { Context, SQSBatchResponse, SQSEvent } from "aws-lambda";
+import type { SQSBatchResponse, SQSEvent } from "aws-lambda";
 import { brevoForwarderDepsFrom } from "../../lib/brevo/runtime.js";
-import { describeError } from "../../lib/errors.js";
 import { consumeEnvelopes } from "../../lib/forwarder/process.js";
-import { count, logger, publishMetrics } from "../../lib/observability/telemetry.js";
+import { invocationClock, withTelemetry } from "../../lib/observability/handler.js";
+import { count, logger } from "../../lib/observability/telemetry.js";
 import { createLiteRuntimeContext, once } from "../../lib/runtime/lite-context.js";
 
 /**
@@ -10,14 +10,14 @@ import { createLiteRuntimeContext, once } from "../../lib/runtime/lite-context.j
  * SQS partial batch failures, metrics, logs. `BrevoRecordsBlockedByConfig` drives the
  * credentials alarm (infra/resources/alarms.yml).
  */
-let remainingMs: () => number = () => Number.POSITIVE_INFINITY;
-const deps = once(() => brevoForwarderDepsFrom(createLiteRuntimeContext(), () => remainingMs()));
+const clock = invocationClock();
+const deps = once(() => brevoForwarderDepsFrom(createLiteRuntimeContext(), clock.remainingMs));
 
-export async function handler(event: SQSEvent, context: Context): Promise<SQSBatchResponse> {
-  const messages = event.Records.map((record) => ({ messageId: record.messageId, body: record.body }));
-  count("BrevoMessagesReceived", messages.length);
-  try {
-    remainingMs = () => context.getRemainingTimeInMillis();
+export const handler = withTelemetry(
+  clock,
+  async (event: SQSEvent): Promise<SQSBatchResponse> => {
+    const messages = event.Records.map((record) => ({ messageId: record.messageId, body: record.body }));
+    count("BrevoMessagesReceived", messages.length);
     const summary = await consumeEnvelopes(messages, deps());
     count("BrevoRecordsSent", summary.imported);
     count("BrevoRecordsRejected", summary.rejected);
@@ -28,14 +28,17 @@ export async function handler(event: SQSEvent, context: Context): Promise<SQSBat
     count("BrevoMessagesRequeued", summary.requeued);
     count("BrevoMessagesDeadLettered", summary.deadLettered);
     for (const reason of summary.configErrors) logger.error("Brevo configuration error: records kept for redelivery", { reason });
-    logger.info("brevo batch", { messages: messages.length, ...summary, failedMessageIds: summary.failedMessageIds.length });
+    // The per-event insert-id hashes are for the Mixpanel forwarder's trace lines, not this summary.
+    const { insertIdHashes: _hashes, ...counts } = summary;
+    logger.info("brevo batch", { messages: messages.length, ...counts, failedMessageIds: summary.failedMessageIds.length });
     return { batchItemFailures: summary.failedMessageIds.map((itemIdentifier) => ({ itemIdentifier })) };
-  } catch (error) {
+  },
+  {
     // A bad configuration (no brevo block, bad BREVO_API_URL) or an unexpected fault: hand every message back.
-    logger.error("brevo-forwarder failed; the whole batch will be redelivered", { error: describeError(error) });
-    count("BrevoRecordsBlockedByConfig", messages.length);
-    return { batchItemFailures: messages.map(({ messageId }) => ({ itemIdentifier: messageId })) };
-  } finally {
-    publishMetrics();
-  }
-}
+    failureMessage: "brevo-forwarder failed; the whole batch will be redelivered",
+    onFailure: (event: SQSEvent) => {
+      count("BrevoRecordsBlockedByConfig", event.Records.length);
+      return { batchItemFailures: event.Records.map(({ messageId }) => ({ itemIdentifier: messageId })) };
+    },
+  },
+);
