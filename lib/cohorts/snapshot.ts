@@ -3,6 +3,7 @@ import { Readable } from "node:stream";
 import { constants, createGunzip, createGzip } from "node:zlib";
 import * as z from "zod";
 import { ValidationError } from "../errors.js";
+import { canonicalJson } from "../util/json.js";
 
 /**
  * Member sets in compact, column form, and the diff between the last delivered
@@ -61,26 +62,6 @@ export const snapshotHeaderSchema = z.object({
 });
 export type SnapshotHeader = z.infer<typeof snapshotHeaderSchema>;
 
-/** Stable JSON (sorted keys) so the same properties always hash the same. */
-export function canonicalJson(value: unknown): string {
-  if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "null";
-  if (Array.isArray(value)) {
-    let out = "[";
-    for (let i = 0; i < value.length; i++) out += (i > 0 ? "," : "") + canonicalJson(value[i]);
-    return out + "]";
-  }
-  const keys = Object.keys(value);
-  keys.sort();
-  let out = "{";
-  let first = true;
-  for (const key of keys) {
-    const v: unknown = Reflect.get(value, key);
-    if (v === undefined) continue;
-    out += (first ? "" : ",") + JSON.stringify(key) + ":" + canonicalJson(v);
-    first = false;
-  }
-  return out + "}";
-}
 
 /** The property hash of a member under `algorithm` (see PropHashAlgorithm). */
 export function propertyHash(properties: Record<string, unknown>, algorithm: PropHashAlgorithm = PROP_HASH_DEFAULT): number {

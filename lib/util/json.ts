@@ -29,3 +29,95 @@ export function parseJsonOrUndefined(text: string): unknown {
 export function parseJsonWith<T>(schema: z.ZodType<T>, text: string): z.ZodSafeParseResult<T> {
   return schema.safeParse(parseJsonOrUndefined(text));
 }
+
+/**
+ * JSON with object keys sorted, so equal content always hashes the same. Built by string
+ * appends without intermediate entry arrays: it is on the intake's hot path (issue 12
+ * profile), and its output must stay byte-identical so insert ids survive a deploy.
+ */
+export function canonicalJson(value: unknown): string {
+  const sorted = sortedCopy(value);
+  return sorted === UNSORTABLE ? canonicalJsonByHand(value) : (JSON.stringify(sorted) ?? "null");
+}
+
+const UNSORTABLE = Symbol("unsortable");
+/** Keys JavaScript objects keep in numeric order, whatever the insertion order. */
+const INDEX_LIKE_KEY = /^(?:0|[1-9]\d*)$/;
+
+/**
+ * A copy of a JSON-shaped value with every object's keys inserted in sorted order, so that
+ * the native JSON.stringify writes the canonical text (several times faster than building
+ * it by hand). Anything where insertion order would not be output order, or where
+ * JSON.stringify would differ from canonicalJsonByHand (index-like or "__proto__" keys,
+ * functions, symbols, non-plain objects), answers UNSORTABLE and takes the slow path.
+ */
+function sortedCopy(value: unknown): unknown {
+  if (value === null) return null;
+  switch (typeof value) {
+    case "string":
+    case "number":
+    case "boolean":
+    case "undefined":
+      return value;
+    case "object":
+      break;
+    default:
+      return UNSORTABLE;
+  }
+  if (Array.isArray(value)) {
+    const copy = new Array<unknown>(value.length);
+    for (let i = 0; i < value.length; i++) {
+      const inner = sortedCopy(value[i]);
+      if (inner === UNSORTABLE) return UNSORTABLE;
+      copy[i] = inner;
+    }
+    return copy;
+  }
+  const prototype: unknown = Object.getPrototypeOf(value);
+  if (prototype !== Object.prototype && prototype !== null) return UNSORTABLE;
+  return sortedObject(Object.keys(value), (key) => (value as Record<string, unknown>)[key]);
+}
+
+function sortedObject(keys: string[], valueOf: (key: string) => unknown): Record<string, unknown> | typeof UNSORTABLE {
+  keys.sort();
+  const copy: Record<string, unknown> = {};
+  for (const key of keys) {
+    if (key === "__proto__" || INDEX_LIKE_KEY.test(key)) return UNSORTABLE;
+    const inner = sortedCopy(valueOf(key));
+    if (inner === UNSORTABLE) return UNSORTABLE;
+    copy[key] = inner;
+  }
+  return copy;
+}
+
+/** The canonical text built by hand: the reference, and the path for values sortedCopy refuses. */
+function canonicalJsonByHand(value: unknown): string {
+  if (value === null || typeof value !== "object") return JSON.stringify(value) ?? "null";
+  if (Array.isArray(value)) {
+    let out = "[";
+    for (let i = 0; i < value.length; i++) out += (i > 0 ? "," : "") + canonicalJsonByHand(value[i]);
+    return `${out}]`;
+  }
+  return canonicalObject(Object.keys(value), (key) => (value as Record<string, unknown>)[key]);
+}
+
+/** `{...}` of `keys` (sorted here by UTF-16 code units, like `<`), undefined values left out. */
+function canonicalObject(keys: string[], valueOf: (key: string) => unknown): string {
+  keys.sort();
+  let out = "{";
+  for (const key of keys) {
+    const inner = valueOf(key);
+    if (inner === undefined) continue;
+    out += `${out.length > 1 ? "," : ""}${JSON.stringify(key)}:${canonicalJsonByHand(inner)}`;
+  }
+  return `${out}}`;
+}
+
+/**
+ * The canonical text of an object given by its keys and a lookup (so a caller can add or
+ * override fields without building a new object): the same text canonicalJson gives for it.
+ */
+export function canonicalObjectJson(keys: readonly string[], valueOf: (key: string) => unknown): string {
+  const sorted = sortedObject([...keys], valueOf);
+  return sorted === UNSORTABLE ? canonicalObject([...keys], valueOf) : JSON.stringify(sorted);
+}

@@ -1,8 +1,8 @@
 import { gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
+import { canonicalJson } from "../../../lib/util/json.js";
 import {
   type MemberColumns,
-  canonicalJson,
   compareKeys,
   decodeSnapshot,
   diffMembers,

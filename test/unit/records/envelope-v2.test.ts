@@ -2,7 +2,8 @@ import { createHash, randomBytes } from "node:crypto";
 import { gunzipSync, gzipSync } from "node:zlib";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
-import { applyEventRules, canonicalJson } from "../../../lib/mixpanel/event-rules.js";
+import { applyEventRules } from "../../../lib/mixpanel/event-rules.js";
+import { canonicalJson } from "../../../lib/util/json.js";
 import { serializeEnvelope } from "../../../lib/records/envelope.js";
 import { MAX_RECORDS_PER_MESSAGE, gzipBody, packEnvelopesV2, parseQueuedRecords } from "../../../lib/records/envelope-v2.js";
 
