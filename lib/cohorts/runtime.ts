@@ -55,27 +55,6 @@ export function readCohortSettings(source: NodeJS.ProcessEnv = process.env): Coh
   return parsed.data;
 }
 
-/**
- * The invocation a container is serving. Deps are built once per container
- * (cold start) and read the time left through this, so every invocation's own
- * deadline applies: `remainingMs()` is the current context's
- * getRemainingTimeInMillis() (0 outside an invocation).
- */
-export interface InvocationClock {
-  begin(context: { getRemainingTimeInMillis(): number }): void;
-  remainingMs(): number;
-}
-
-export function invocationClock(): InvocationClock {
-  let current: { getRemainingTimeInMillis(): number } | undefined;
-  return {
-    begin(context) {
-      current = context;
-    },
-    remainingMs: () => current?.getRemainingTimeInMillis() ?? 0,
-  };
-}
-
 /** One count per sync (dimension syncId): CohortSyncUnhealthy, CohortSyncAdvanced, … */
 export function syncMetric(name: string, value: number, syncId: string): void {
   const single = metrics.singleMetric();
