@@ -116,6 +116,8 @@ if (sections.has("forwarder")) {
   };
   const forwarderEnv = (variant: Variant): Record<string, string> => ({
     BENCH_ROOT: variant.startsWith("old") ? baseline : repo,
+    // Each tree reads its own stage config: today's schema refuses keys added since.
+    RELAY_CONFIG_FILE: join(variant.startsWith("old") ? baseline : repo, "config/local.json"),
     BENCH_ENVELOPE: variant.startsWith("old") ? "v1" : "v2",
     BENCH_EVENTS: String(variant.endsWith("braze") ? Math.min(events, 100_000) : events),
     BENCH_INTAKE_BATCH: variant.endsWith("braze") ? "100" : "2000",
