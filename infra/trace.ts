@@ -9,11 +9,13 @@
  * 3. the logs: prints the CloudWatch Logs Insights query over the intake, forwarder
  *    and currents-reader log groups, and runs it when AWS credentials allow.
  *
- * The logs never hold insert ids, distinct ids or any property: the forwarder logs
- * a hash of each `$insert_id` (lib/observability/trace-ids.ts) beside the batch's
- * correlation ids, and intake logs the correlation id of each request. A distinct
- * id is therefore traced through the rejected store and the DLQ, and from there by
- * the correlation ids found.
+ * The logs never hold insert ids, distinct ids or any property: the enqueue step (intake,
+ * Currents reader) logs a hash of each queued event's `$insert_id` beside its request's
+ * correlation id, and the forwarder logs the hashes of the events Mixpanel refused or that
+ * wait for a retry beside its batch's correlation ids (lib/observability/trace-ids.ts). An
+ * insert id is found by its hash, then its correlation id leads to every intake and
+ * forwarder line of the request. A distinct id is traced through the rejected store and
+ * the DLQ, and from there by the correlation ids found.
  */
 import {
   CloudWatchLogsClient,
@@ -26,7 +28,7 @@ import { GetQueueUrlCommand, ReceiveMessageCommand, type SQSClient } from "@aws-
 import * as z from "zod";
 import { insertIdHash } from "../lib/observability/trace-ids.js";
 import type { RejectedItemRecord } from "../lib/queue/rejected-store.js";
-import { parseEnvelope } from "../lib/records/envelope.js";
+import { type QueuedRecords, parseQueuedRecords } from "../lib/records/envelope-v2.js";
 import { parseJsonWith } from "../lib/util/json.js";
 import { type AwsTarget, UsageError, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget, scanLimits, runWhenExecuted, withStageClients } from "./cli-args.js";
 import { findRejectedBucket, listKeys, readBatch } from "./replay-rejected.js";
@@ -102,7 +104,7 @@ export function logsQueries(stage: string, key: TraceKey, correlationIds: readon
   const queries: LogsQuery[] = [];
   if (key.kind === "insert-id") {
     queries.push({
-      logGroups: [logGroupName(stage, "forwarder")],
+      logGroups,
       query: `${fields}, correlationIds.0\n| filter @message like "${insertIdHash(key.value)}"\n| sort @timestamp asc\n| limit 100`,
     });
   }
@@ -187,13 +189,15 @@ async function searchDeadLetters(deps: TraceDeps, key: TraceKey): Promise<{ matc
     if (messages.length === 0) break;
     for (const message of messages) {
       seen.add(message.MessageId ?? "");
-      let envelope: ReturnType<typeof parseEnvelope>;
+      let envelope: QueuedRecords;
+      let lines: readonly string[];
       try {
-        envelope = parseEnvelope(message.Body ?? "");
+        envelope = parseQueuedRecords(message.Body ?? "");
+        lines = envelope.lines();
       } catch {
         continue;
       }
-      const positions = envelope.records.flatMap((line, position) => (lineMatches(line, key) ? [position] : []));
+      const positions = lines.flatMap((line, position) => (lineMatches(line, key) ? [position] : []));
       const byCorrelation = key.kind === "correlation-id" && envelope.correlationId === key.value;
       if (positions.length === 0 && !byCorrelation) continue;
       matches.push({
@@ -250,10 +254,13 @@ export async function traceRecord(deps: TraceDeps, key: TraceKey): Promise<Trace
   const correlationIds = [...new Set([...rejected.matches.map((m) => m.correlationId), ...deadLetters.matches.map((m) => m.correlationId)])];
   const queries = logsQueries(deps.target.stage, key, correlationIds);
   const logs = await runQueries(deps, queries);
-  // An insert id's forwarder lines name the batch's correlation ids: follow them to intake.
+  // An insert id's lines name its request's correlation id (enqueue) or its batch's (forwarder):
+  // follow them to every line of the request.
   if (key.kind === "insert-id" && Array.isArray(logs)) {
     const found = new Set<string>();
-    for (const row of logs[0]?.rows ?? []) if (row["correlationIds.0"]) found.add(row["correlationIds.0"]);
+    for (const row of logs[0]?.rows ?? []) {
+      for (const id of [row.correlationId, row["correlationIds.0"]]) if (id) found.add(id);
+    }
     const more = [...found].filter((id) => !correlationIds.includes(id));
     if (more.length > 0) {
       correlationIds.push(...more);

@@ -3,9 +3,8 @@ import { forwardMessages } from "../../lib/forwarder/process.js";
 import { forwarderDepsFrom } from "../../lib/forwarder/runtime.js";
 import { invocationClock, withTelemetry } from "../../lib/observability/handler.js";
 import { count, logger } from "../../lib/observability/telemetry.js";
-import { HASH_BYTES_PER_LOG_LINE } from "../../lib/observability/trace-ids.js";
+import { logInsertIdHashes } from "../../lib/observability/trace-ids.js";
 import { createLiteRuntimeContext, once } from "../../lib/runtime/lite-context.js";
-import { groupByCaps } from "../../lib/util/batching.js";
 
 const clock = invocationClock();
 const deps = once(() => forwarderDepsFrom(createLiteRuntimeContext(), clock.remainingMs));
@@ -32,11 +31,9 @@ export const handler = withTelemetry(
     }
     const { insertIdHashes, ...counts } = summary;
     logger.info("forwarded batch", { messages: messages.length, ...counts, failedMessageIds: summary.failedMessageIds.length });
-    // Where each event went, by hashed $insert_id (`npm run trace -- --insert-id`); never the ids themselves.
+    // Events refused or waiting for a retry, by hashed $insert_id (`npm run trace -- --insert-id`); never the ids themselves.
     for (const [outcome, hashes] of Object.entries(insertIdHashes)) {
-      for (const part of groupByCaps(hashes, (hash) => hash.length + 3, Number.POSITIVE_INFINITY, HASH_BYTES_PER_LOG_LINE)) {
-        logger.info("forwarded records", { outcome, correlationIds: summary.correlationIds, insertIdHashes: part });
-      }
+      logInsertIdHashes("forwarded records", { outcome, correlationIds: summary.correlationIds }, hashes);
     }
     return { batchItemFailures: summary.failedMessageIds.map((itemIdentifier) => ({ itemIdentifier })) };
   },

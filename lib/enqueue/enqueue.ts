@@ -2,6 +2,7 @@ import type { BrevoConfig } from "../config/brevo.js";
 import { brevoQueueBodies, sendToBrevoQueue } from "../brevo/fanout.js";
 import { protectItems } from "../pii/items.js";
 import type { PiiPolicy } from "../pii/policy.js";
+import { insertIdHash, logInsertIdHashes } from "../observability/trace-ids.js";
 import type { RejectedItemRecord, RejectedStore } from "../queue/rejected-store.js";
 import type { QueueSender } from "../queue/sqs-sender.js";
 import type { RecordKind } from "../records/envelope.js";
@@ -19,7 +20,9 @@ import type { MappedItem, RejectedItem } from "../sources/types.js";
  * re-queue it once the limit allows; the mappers' rejections keep the input as `payload`.
  *
  * Throws RetryableError/ConfigError when SQS or S3 fail: the intake answers 503, the reader
- * lets Lambda retry. Nothing is queued without the PII rules applied.
+ * lets Lambda retry. Nothing is queued without the PII rules applied. Once queued, the events'
+ * hashed `$insert_id`s are logged with the correlation id, for `npm run trace`
+ * (lib/observability/trace-ids.ts).
  */
 export interface EnqueueDeps {
   readonly config: { readonly brevo?: BrevoConfig | undefined };
@@ -51,7 +54,7 @@ export const RECORD_TOO_LARGE = "record_too_large_for_queue";
 
 export async function enqueueMappedItems(items: readonly MappedItem[], batch: EnqueueBatch, deps: EnqueueDeps): Promise<EnqueueResult> {
   const { source, correlationId, stageOfFailure } = batch;
-  const linesByKind = new Map<RecordKind, { lines: string[]; indexes: number[] }>();
+  const linesByKind = new Map<RecordKind, { lines: string[]; indexes: number[]; insertIds: (string | undefined)[] }>();
   const rejections: RejectedItem[] = [];
   // Stored per kind, so replay knows what an oversized `line` is; mapper rejections carry no kind.
   const storedByKind = new Map<RecordKind | undefined, RejectedItemRecord[]>();
@@ -68,18 +71,24 @@ export async function enqueueMappedItems(items: readonly MappedItem[], batch: En
       store(undefined, { index, code, reason, payload, ...(dropped ? { dropped } : {}) });
       continue;
     }
-    const group = linesByKind.get(item.kind) ?? { lines: [], indexes: [] };
+    const group = linesByKind.get(item.kind) ?? { lines: [], indexes: [], insertIds: [] };
     group.lines.push(item.line);
     group.indexes.push(item.index);
+    group.insertIds.push(item.insertId);
     linesByKind.set(item.kind, group);
   }
 
   const bodies: string[] = [];
+  const queuedInsertIdHashes: string[] = [];
   let accepted = 0;
   for (const [kind, group] of linesByKind) {
     const packed = packEnvelopesV2(kind, source, correlationId, group.lines, { maxMessageBytes: deps.maxMessageBytes });
     bodies.push(...packed.bodies);
     accepted += group.lines.length - packed.oversizedIndexes.length;
+    const oversized = new Set(packed.oversizedIndexes);
+    group.insertIds.forEach((insertId, position) => {
+      if (insertId !== undefined && !oversized.has(position)) queuedInsertIdHashes.push(insertIdHash(insertId));
+    });
     for (const position of packed.oversizedIndexes) {
       const index = group.indexes[position] ?? -1;
       const reason = `record does not fit in one SQS message of ${deps.maxMessageBytes} bytes`;
@@ -107,5 +116,6 @@ export async function enqueueMappedItems(items: readonly MappedItem[], batch: En
       }),
     ),
   ]);
+  logInsertIdHashes("queued records", { correlationId, source }, queuedInsertIdHashes);
   return { accepted, rejections };
 }

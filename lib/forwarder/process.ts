@@ -42,8 +42,13 @@ export interface ForwardSummary {
   readonly deadLettered: number;
   /** Intake correlation ids of the envelopes in this batch, for tracing a record end to end. */
   readonly correlationIds: string[];
-  /** Hashed `$insert_id`s of the event records by outcome (lib/observability/trace-ids.ts), for `npm run trace`. */
-  readonly insertIdHashes: { readonly imported: string[]; readonly rejected: string[]; readonly pending: string[] };
+  /**
+   * Hashed `$insert_id`s of the event records Mixpanel refused or that wait for a retry
+   * (lib/observability/trace-ids.ts), for `npm run trace`. Imported records are not listed:
+   * the enqueue step logged their hashes with their correlation id, and finding them here
+   * would mean decompressing and parsing every line sent as built.
+   */
+  readonly insertIdHashes: { readonly rejected: string[]; readonly pending: string[] };
   /** Records the destination does not take by design (e.g. a Brevo event without a mapping), by code. */
   readonly skipped: Record<string, number>;
 }
@@ -151,7 +156,7 @@ export async function consumeEnvelopes(messages: readonly QueueMessage[], deps: 
   const prepared: { message: number; envelope: QueuedRecords; batch: PreparedImport }[] = [];
   const invalid: { message: number; reason: string }[] = [];
   const correlationIds = new Set<string>();
-  const insertIdHashes = { imported: [] as string[], rejected: [] as string[], pending: [] as string[] };
+  const insertIdHashes = { rejected: [] as string[], pending: [] as string[] };
 
   messages.forEach((message, index) => {
     let envelope: QueuedRecords;
@@ -190,10 +195,9 @@ export async function consumeEnvelopes(messages: readonly QueueMessage[], deps: 
   };
 
   const settle = (kind: RecordKind, ref: LineRef, outcome: RecordOutcome, lineOf: () => string) => {
-    const insertId = kind === "event" ? insertIdOf(lineOf()) : undefined;
-    if (insertId !== undefined) {
-      const outcomeList = outcome.status === "imported" ? "imported" : outcome.status === "rejected" ? "rejected" : "pending";
-      insertIdHashes[outcomeList].push(insertIdHash(insertId));
+    if (kind === "event" && outcome.status !== "imported" && outcome.status !== "skipped") {
+      const insertId = insertIdOf(lineOf());
+      if (insertId !== undefined) insertIdHashes[outcome.status === "rejected" ? "rejected" : "pending"].push(insertIdHash(insertId));
     }
     switch (outcome.status) {
       case "imported":

@@ -160,7 +160,8 @@ export interface ImportEvent {
   readonly properties: Record<string, unknown>;
 }
 
-export type EventRuleResult = { ok: true; line: string } | ({ ok: false } & RuleViolation);
+/** `insertId` is the line's `properties.$insert_id`, handed on so the enqueue step can log its hash without re-reading the line. */
+export type EventRuleResult = { ok: true; line: string; insertId: string } | ({ ok: false } & RuleViolation);
 
 export interface EventRuleOptions {
   /** Add `ip: "0"` when the event has no ip, so Mixpanel does not geolocate it to the Lambda's region (§5). */
@@ -238,5 +239,5 @@ export function applyEventRules(
   if (bytes >= MAX_EVENT_BYTES) {
     return { ok: false, code: "event_too_large", reason: `event is ${bytes} bytes (must be under ${MAX_EVENT_BYTES})` };
   }
-  return { ok: true, line };
+  return { ok: true, line, insertId };
 }

@@ -205,5 +205,5 @@ export function mapAdobeEvent(item: unknown, index: number, ctx: MapContext): Ma
   const name = isIdentityEvent(event) ? event : renamed(event, ctx.config.event_mapping);
   const result = applyEventRules({ event: name, properties: finalProperties }, ctx.nowMs);
   if (!result.ok) return reject(index, item, result.code, result.reason);
-  return { ok: true, index, kind: "event", line: result.line };
+  return { ok: true, index, kind: "event", line: result.line, insertId: result.insertId };
 }

@@ -200,5 +200,5 @@ export function mapBrazeEvent(item: unknown, index: number, ctx: MapContext): Ma
   const name = renamed(label, ctx.config.event_mapping);
   const result = applyEventRules({ event: name, properties }, ctx.nowMs);
   if (!result.ok) return reject(index, item, result.code, result.reason);
-  return { ok: true, index, kind: "event", line: result.line };
+  return { ok: true, index, kind: "event", line: result.line, insertId: result.insertId };
 }

@@ -52,7 +52,7 @@ export function mapNativeEvent(item: unknown, index: number, ctx: MapContext): M
   const name = isIdentityEvent(event) ? event : renamed(event, ctx.config.event_mapping);
   const result = applyEventRules({ event: name, properties: identity.properties }, ctx.nowMs);
   if (!result.ok) return { ok: false, index, code: result.code, reason: result.reason, payload: item };
-  return { ok: true, index, kind: "event", line: result.line };
+  return { ok: true, index, kind: "event", line: result.line, insertId: result.insertId };
 }
 
 export function mapNativeEvents(body: unknown, ctx: MapContext): MappedItem[] {

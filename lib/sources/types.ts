@@ -20,6 +20,8 @@ export interface MappedRecord {
   readonly kind: RecordKind;
   /** The record serialized once, exactly as it will be sent to Mixpanel. */
   readonly line: string;
+  /** An event's `properties.$insert_id` (as in `line`), for the hashed trace log of the enqueue step. */
+  readonly insertId?: string;
 }
 
 export interface RejectedItem {

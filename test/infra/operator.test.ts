@@ -17,7 +17,7 @@ import { collectStatus, main as status, renderStatus, type StatusReport } from "
 import { main as trace, renderTrace, traceRecord, type TraceReport } from "../../infra/trace.js";
 import { logger } from "../../lib/observability/telemetry.js";
 import { insertIdHash } from "../../lib/observability/trace-ids.js";
-import { serializeEnvelope } from "../../lib/records/envelope.js";
+import { packEnvelopesV2 } from "../../lib/records/envelope-v2.js";
 import { CloudWatchLogsServer, type StoredLogLine } from "../support/cloudwatch-logs-server.js";
 import { CloudWatchServer } from "../support/cloudwatch-server.js";
 
@@ -26,7 +26,25 @@ const scratch = mkdtempSync(join(tmpdir(), "relay-operator-"));
 const stackFile = join(scratch, "stack.json");
 const env = { RELAY_LOCAL_STACK_FILE: stackFile };
 let correlationId = "";
+let intakeLines: string[] = [];
 let forwarderLines: string[] = [];
+
+/** The JSON log lines `action` writes to stdout at level INFO (handlers run in this process). */
+async function logLinesOf<T>(action: () => Promise<T>): Promise<{ result: T; lines: string[] }> {
+  logger.setLogLevel("INFO");
+  const chunks: string[] = [];
+  const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
+    chunks.push(typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8"));
+    return true;
+  });
+  try {
+    const result = await action();
+    return { result, lines: chunks.join("").split("\n").filter((line) => line.startsWith("{")) };
+  } finally {
+    spy.mockRestore();
+    logger.setLogLevel("WARN");
+  }
+}
 
 const NOW_S = () => Math.floor(Date.now() / 1000);
 const DELIVERED_INSERT_ID = "op-delivered-1";
@@ -37,41 +55,31 @@ beforeAll(async () => {
   writeLocalStackFile(stackFile, { stage: "local", region: LOCAL_REGION, awsEndpoint: stack.awsEndpoint, intakeUrl: stack.intakeUrl, pid: process.pid });
 
   // One event that reaches Mixpanel and one that intake rejects (no event name).
-  const response = await fetch(`${stack.intakeUrl}/v1/events`, {
-    method: "POST",
-    headers: { "content-type": "application/json", authorization: `Bearer ${stack.intakeToken}` },
-    body: JSON.stringify([
-      { event: "Signed Up", properties: { distinct_id: "op-user-1", time: NOW_S(), $insert_id: DELIVERED_INSERT_ID } },
-      { properties: { distinct_id: "op-user-2", time: NOW_S() } },
-    ]),
+  const posted = await logLinesOf(async () => {
+    const response = await fetch(`${stack.intakeUrl}/v1/events`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${stack.intakeToken}` },
+      body: JSON.stringify([
+        { event: "Signed Up", properties: { distinct_id: "op-user-1", time: NOW_S(), $insert_id: DELIVERED_INSERT_ID } },
+        { properties: { distinct_id: "op-user-2", time: NOW_S() } },
+      ]),
+    });
+    return (await response.json()) as { correlationId: string; accepted: number; rejected: number };
   });
-  const body = (await response.json()) as { correlationId: string; accepted: number; rejected: number };
+  intakeLines = posted.lines;
+  const body = posted.result;
   expect(body).toMatchObject({ accepted: 1, rejected: 1 });
   correlationId = body.correlationId;
 
   // The forwarder's own log lines while it sends the accepted event.
-  logger.setLogLevel("INFO");
-  const chunks: string[] = [];
-  const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
-    chunks.push(typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8"));
-    return true;
-  });
-  try {
-    expect(await stack.forwarderPoller.pollOnce(2)).toBe(1);
-  } finally {
-    spy.mockRestore();
-    logger.setLogLevel("WARN");
-  }
-  forwarderLines = chunks.join("").split("\n").filter((line) => line.startsWith("{"));
+  const polled = await logLinesOf(() => stack.forwarderPoller.pollOnce(2));
+  expect(polled.result).toBe(1);
+  forwarderLines = polled.lines;
 
-  // A message that failed every try and sits in the events DLQ.
+  // A message that failed every try and sits in the events DLQ, in the envelope the enqueue step writes (v2).
   const line = JSON.stringify({ event: "Purchase", properties: { distinct_id: "op-user-3", time: NOW_S(), $insert_id: DLQ_INSERT_ID } });
-  await stack.sqs.send(
-    new SendMessageCommand({
-      QueueUrl: stack.events.dlqUrl,
-      MessageBody: serializeEnvelope({ v: 1, kind: "event", source: "native", correlationId: "op-dlq-correlation", records: [line] }),
-    }),
-  );
+  const [dlqBody] = packEnvelopesV2("event", "native", "op-dlq-correlation", [line], { maxMessageBytes: 262_144 }).bodies;
+  await stack.sqs.send(new SendMessageCommand({ QueueUrl: stack.events.dlqUrl, MessageBody: dlqBody }));
 }, 60_000);
 
 afterAll(async () => {
@@ -80,12 +88,22 @@ afterAll(async () => {
   rmSync(scratch, { recursive: true, force: true });
 });
 
-describe("forwarder logs for trace", () => {
-  it("carry each delivered event's hashed insert id and the batch's correlation id, never the id or the distinct id", () => {
-    const records = forwarderLines.map((line) => JSON.parse(line) as Record<string, unknown>).filter((line) => line.message === "forwarded records");
-    expect(records).toContainEqual(
-      expect.objectContaining({ outcome: "imported", correlationIds: [correlationId], insertIdHashes: [insertIdHash(DELIVERED_INSERT_ID)] }),
-    );
+describe("logs for trace", () => {
+  const parsed = (lines: string[]) => lines.map((line) => JSON.parse(line) as Record<string, unknown>);
+
+  it("intake logs each queued event's hashed insert id with the request's correlation id, never the id or the distinct id", () => {
+    expect(parsed(intakeLines).filter((line) => line.message === "queued records")).toEqual([
+      expect.objectContaining({ correlationId, source: "native", insertIdHashes: [insertIdHash(DELIVERED_INSERT_ID)] }),
+    ]);
+    const text = intakeLines.join("\n");
+    expect(text).not.toContain(DELIVERED_INSERT_ID);
+    expect(text).not.toContain("op-user-1");
+  });
+
+  it("the forwarder names the batch's correlation ids and lists no hash for an event Mixpanel took", () => {
+    const lines = parsed(forwarderLines);
+    expect(lines).toContainEqual(expect.objectContaining({ message: "forwarded batch", imported: 1, rejected: 0, correlationIds: [correlationId] }));
+    expect(lines.filter((line) => line.message === "forwarded records")).toEqual([]);
     // Every line carries the Lambda context.
     for (const line of forwarderLines.map((text) => JSON.parse(text) as Record<string, unknown>).filter((l) => typeof l.message === "string")) {
       expect(line.function_name).toBe("forwarder");
@@ -156,12 +174,16 @@ describe("npm run trace -- --stage local", () => {
     await expect(trace(["--stage", "local", "--insert-id", "a", "--distinct-id", "b"], env, () => undefined)).rejects.toThrow(/exactly one of/);
   });
 
-  it("finds a dead-lettered event by insert id and prints the forwarder query by its hash", async () => {
+  it("finds a dead-lettered event by insert id and prints the query by its hash", async () => {
     const { report, text } = await run("--insert-id", DLQ_INSERT_ID);
     expect(report.deadLetters).toEqual([expect.objectContaining({ correlationId: "op-dlq-correlation", positions: [0] })]);
     expect(report.rejected).toEqual([]);
     expect(report.queries[0]?.query).toContain(`@message like "${insertIdHash(DLQ_INSERT_ID)}"`);
-    expect(report.queries[0]?.logGroups).toEqual(["/aws/lambda/mixpanel-relay-local-forwarder"]);
+    expect(report.queries[0]?.logGroups).toEqual([
+      "/aws/lambda/mixpanel-relay-local-intake",
+      "/aws/lambda/mixpanel-relay-local-forwarder",
+      "/aws/lambda/mixpanel-relay-local-currents-reader",
+    ]);
     // The DLQ message's correlation id leads to its intake and forwarder lines.
     expect(report.queries[1]?.query).toContain('@message like "op-dlq-correlation"');
     expect(report.logs).toMatch(/not run: the local stack/);
@@ -202,12 +224,14 @@ describe("trace runs its Logs Insights queries when it can", () => {
   const at = "2026-11-27 10:00:00.000";
   const lines: StoredLogLine[] = [
     { logGroup: INTAKE, timestamp: at, message: { level: "INFO", message: "intake batch", correlationId: REQUEST, accepted: 1 } },
-    { logGroup: FORWARDER, timestamp: at, message: { level: "INFO", message: "forwarded records", outcome: "imported", correlationIds: [REQUEST], insertIdHashes: [insertIdHash(LOGGED_INSERT_ID)] } },
-    { logGroup: FORWARDER, timestamp: at, message: { level: "INFO", message: "forwarded records", outcome: "imported", correlationIds: ["someone-else"], insertIdHashes: [insertIdHash("another-event")] } },
+    { logGroup: INTAKE, timestamp: at, message: { level: "INFO", message: "queued records", correlationId: REQUEST, insertIdHashes: [insertIdHash(LOGGED_INSERT_ID)] } },
+    { logGroup: INTAKE, timestamp: at, message: { level: "INFO", message: "queued records", correlationId: "someone-else", insertIdHashes: [insertIdHash("another-event")] } },
+    { logGroup: FORWARDER, timestamp: at, message: { level: "INFO", message: "forwarded batch", correlationIds: [REQUEST], imported: 1 } },
+    { logGroup: FORWARDER, timestamp: at, message: { level: "INFO", message: "forwarded batch", correlationIds: ["someone-else"], imported: 1 } },
   ];
   const credentials = { accessKeyId: "local", secretAccessKey: "local" };
 
-  it("finds the forwarder line by the hashed insert id, then follows its correlation id to the intake line", async () => {
+  it("finds the queued line by the hashed insert id, then follows its correlation id to the forwarder's batch", async () => {
     const server = new CloudWatchLogsServer(lines, [INTAKE, FORWARDER, READER]);
     const url = await server.start();
     const logs = new CloudWatchLogsClient({ region: LOCAL_REGION, endpoint: url, credentials });
@@ -216,13 +240,14 @@ describe("trace runs its Logs Insights queries when it can", () => {
         { target: { stage: "local", region: LOCAL_REGION }, sqs: stack.sqs, s3: stack.s3, logs, now: () => new Date(), pollMs: 10 },
         { kind: "insert-id", value: LOGGED_INSERT_ID },
       );
-      expect(server.started.map((query) => query.logGroups)).toEqual([[FORWARDER], [INTAKE, FORWARDER, READER]]);
-      if (typeof report.logs === "string") throw new Error(report.logs);
-      expect(report.logs[0]?.rows).toEqual([
-        expect.objectContaining({ "@log": `000000000000:${FORWARDER}`, message: "forwarded records", outcome: "imported", "correlationIds.0": REQUEST }),
+      expect(server.started.map((query) => query.logGroups)).toEqual([
+        [INTAKE, FORWARDER, READER],
+        [INTAKE, FORWARDER, READER],
       ]);
+      if (typeof report.logs === "string") throw new Error(report.logs);
+      expect(report.logs[0]?.rows).toEqual([expect.objectContaining({ "@log": `000000000000:${INTAKE}`, message: "queued records", correlationId: REQUEST })]);
       expect(report.correlationIds).toEqual([REQUEST]);
-      expect(report.logs[1]?.rows.map((row) => row.message).sort()).toEqual(["forwarded records", "intake batch"]);
+      expect(report.logs[1]?.rows.map((row) => row.message).sort()).toEqual(["forwarded batch", "intake batch", "queued records"]);
       expect(renderTrace(report, "local")).toMatch(/1 line\(s\) for: \| filter @message like "[0-9a-f]{16}"/);
     } finally {
       logs.destroy();

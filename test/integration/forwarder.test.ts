@@ -6,6 +6,7 @@ import { buildApp } from "fauxqs";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { forwardMessages, type ForwarderDeps } from "../../lib/forwarder/process.js";
 import { createIngestionClient } from "../../lib/mixpanel/ingestion.js";
+import { insertIdHash } from "../../lib/observability/trace-ids.js";
 import { createRejectedStore, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
 import { serializeEnvelope } from "../../lib/records/envelope.js";
 import { packEnvelopesV2, parseQueuedRecords } from "../../lib/records/envelope-v2.js";
@@ -221,6 +222,8 @@ describe("envelope v2 (issue 12)", () => {
     expect(sandbox.requests.filter((r) => r.path === "/import")).toHaveLength(1);
     const stored = (await storedBatches()).find((batch) => batch.correlationId === "corr-v2b");
     expect(stored?.items).toEqual([{ index: 1, code: "mixpanel_rejected", reason: expect.stringContaining("properties.time"), line: refused }]);
+    // For `npm run trace`: the refused record's hashed insert id; the 999 imported ones were logged when queued.
+    expect(summary.insertIdHashes).toEqual({ rejected: [insertIdHash("v2-bad")], pending: [] });
   });
 
   it("splits a v2 message above this stage's byte cap instead of sending it whole", async () => {
