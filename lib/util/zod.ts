@@ -14,3 +14,10 @@ import * as z from "zod/mini";
 z.config(en());
 
 export * from "zod/mini";
+
+/**
+ * A schema of either zod API (`zod` or `zod/mini`) as far as checking a value goes, and its
+ * answer: what lib/util/json.ts's parseJsonWith takes while both APIs are in use.
+ */
+export type ZodType<T> = z.core.$ZodType<T> & { safeParse(data: unknown): ZodSafeParseResult<NoInfer<T>> };
+export type ZodSafeParseResult<T> = z.core.util.SafeParseResult<T>;
