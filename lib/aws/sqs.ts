@@ -1,4 +1,4 @@
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import { type AwsTarget, awsJsonCall, createAwsCaller } from "./aws-call.js";
 
 /**
@@ -24,9 +24,7 @@ export interface SqsApi {
 }
 
 const sendMessageBatchResultSchema = z.object({
-  Failed: z
-    .array(z.object({ Id: z.string(), Code: z.string().optional(), Message: z.string().optional() }))
-    .nullish(),
+  Failed: z.nullish(z.array(z.object({ Id: z.string(), Code: z.optional(z.string()), Message: z.optional(z.string()) }))),
 });
 
 export function createSqs(target: AwsTarget): SqsApi {

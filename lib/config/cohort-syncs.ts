@@ -1,4 +1,4 @@
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import { destinationUrlProblem } from "../util/address-policy.js";
 
 /**
@@ -10,9 +10,7 @@ import { destinationUrlProblem } from "../util/address-policy.js";
 /** Secrets Manager names: letters, digits and /_+=.@- (AWS rule). */
 const secretName = z
   .string()
-  .min(1)
-  .max(512)
-  .regex(/^[A-Za-z0-9/_+=.@-]+$/, "must be a Secrets Manager secret name (letters, digits, /_+=.@-)");
+  .check(z.minLength(1), z.maxLength(512), z.regex(/^[A-Za-z0-9/_+=.@-]+$/, "must be a Secrets Manager secret name (letters, digits, /_+=.@-)"));
 
 const RATE = /^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$/;
 const UNIT_MS = { minute: 60_000, hour: 3_600_000, day: 86_400_000 } as const;
@@ -33,11 +31,11 @@ export function rateToMs(expression: string): number | undefined {
 /** `"schedule": "once"`: one full export, then idle until forced (Mixpanel's one-time export). */
 export const ONCE = "once";
 
-const rateExpression = z
-  .string()
-  .refine((value) => rateToMs(value) !== undefined && (rateToMs(value) ?? 0) > 0, {
+const rateExpression = z.string().check(
+  z.refine((value) => rateToMs(value) !== undefined && (rateToMs(value) ?? 0) > 0, {
     message: 'must be an interval like "rate(30 minutes)", "rate(2 hours)" or "rate(7 days)"',
-  });
+  }),
+);
 
 /**
  * Where the config is deployed, as far as destination addresses go: the local
@@ -57,79 +55,77 @@ function checkUrl(
   key: string,
   allowPrivate: boolean,
   rules: DestinationNetworkRules,
-  ctx: z.RefinementCtx,
+  ctx: z.core.$RefinementCtx,
 ): void {
   const problem = destinationUrlProblem(url, key, { allowPrivate, localStage: rules.localStage });
   if (problem) ctx.addIssue({ code: "custom", path: [key], message: problem });
 }
 
 /** Opt-in for an internal endpoint (private, loopback, link-local, CGNAT, unique-local answers allowed). */
-const allowPrivateNetwork = z.boolean().default(false);
+const allowPrivateNetwork = z._default(z.boolean(), false);
+
+const nonEmpty = z.string().check(z.minLength(1));
+/** A profile property → name table (member keys, destination attributes). */
+const nameTable = z.record(nonEmpty, nonEmpty);
 
 /** Names a destination inside a fan-out sync (`destinations`); its lane is `<sync id>.<destination id>`. */
-const destinationId = z
-  .string()
-  .regex(/^[a-z0-9][a-z0-9_-]{0,30}$/, "must be lowercase letters, digits, - or _ (used in S3 keys)")
-  .optional();
+const destinationId = z.optional(
+  z.string().check(z.regex(/^[a-z0-9][a-z0-9_-]{0,30}$/, "must be lowercase letters, digits, - or _ (used in S3 keys)")),
+);
 
-const webhookDestinationSchema = z
-  .object({
-    type: z.literal("webhook"),
-    id: destinationId,
-    url: z.string().min(1),
-    /** Secret JSON `{"secret": "..."}`: key of the HMAC-SHA256 signature header. */
-    signing_secret: secretName,
-    /** Optional secret JSON `{"username": "...", "password": "..."}` for Basic auth. */
-    basic_auth_secret: secretName.optional(),
-    /** Send Mixpanel's empty `add_members`/`remove_members` calls when nothing changed. */
-    empty_diff_calls: z.boolean().default(true),
-    /** Profile property sent as the member's `email` (Mixpanel: `$email`). */
-    email_property: z.string().min(1).default("$email"),
-    /** Renames of exported properties as member keys: profile property → key, e.g. {"plan": "tier"}. */
-    member_properties: z.record(z.string().min(1), z.string().min(1)).default({}),
-    allow_private_network: allowPrivateNetwork,
-  })
-  .strict();
+const webhookDestinationSchema = z.strictObject({
+  type: z.literal("webhook"),
+  id: destinationId,
+  url: nonEmpty,
+  /** Secret JSON `{"secret": "..."}`: key of the HMAC-SHA256 signature header. */
+  signing_secret: secretName,
+  /** Optional secret JSON `{"username": "...", "password": "..."}` for Basic auth. */
+  basic_auth_secret: z.optional(secretName),
+  /** Send Mixpanel's empty `add_members`/`remove_members` calls when nothing changed. */
+  empty_diff_calls: z._default(z.boolean(), true),
+  /** Profile property sent as the member's `email` (Mixpanel: `$email`). */
+  email_property: z._default(nonEmpty, "$email"),
+  /** Renames of exported properties as member keys: profile property → key, e.g. {"plan": "tier"}. */
+  member_properties: z._default(nameTable, {}),
+  allow_private_network: allowPrivateNetwork,
+});
 
-const brevoDestinationSchema = z
-  .object({
-    type: z.literal("brevo"),
-    id: destinationId,
-    list_id: z.number().int().positive(),
-    /** Mixpanel profile property → Brevo attribute (UPPERCASE), e.g. {"$first_name": "FIRSTNAME"}. */
-    attributes: z
-      .record(z.string().min(1), z.string().regex(/^[A-Z0-9_]+$/, "Brevo attribute names are UPPERCASE"))
-      .default({ $first_name: "FIRSTNAME", $last_name: "LASTNAME" }),
-    /** Secret JSON `{"api_key": "xkeysib-..."}`. */
-    api_key_secret: secretName,
-    base_url: z.string().min(1).default("https://api.brevo.com/v3"),
-    /** Profile property holding the contact's email (default `$email`). */
-    email_property: z.string().min(1).default("$email"),
-    allow_private_network: allowPrivateNetwork,
-  })
-  .strict();
+const brevoDestinationSchema = z.strictObject({
+  type: z.literal("brevo"),
+  id: destinationId,
+  list_id: z.number().check(z.int(), z.positive()),
+  /** Mixpanel profile property → Brevo attribute (UPPERCASE), e.g. {"$first_name": "FIRSTNAME"}. */
+  attributes: z._default(z.record(nonEmpty, z.string().check(z.regex(/^[A-Z0-9_]+$/, "Brevo attribute names are UPPERCASE"))), {
+    $first_name: "FIRSTNAME",
+    $last_name: "LASTNAME",
+  }),
+  /** Secret JSON `{"api_key": "xkeysib-..."}`. */
+  api_key_secret: secretName,
+  base_url: z._default(nonEmpty, "https://api.brevo.com/v3"),
+  /** Profile property holding the contact's email (default `$email`). */
+  email_property: z._default(nonEmpty, "$email"),
+  allow_private_network: allowPrivateNetwork,
+});
 
-const brazeDestinationSchema = z
-  .object({
-    type: z.literal("braze"),
-    id: destinationId,
-    /** Instance REST endpoint, e.g. https://rest.iad-01.braze.com */
-    rest_endpoint: z.string().min(1),
-    /** Array custom attribute the cohort value is added to / removed from. */
-    attribute: z.string().min(1).default("mixpanel_cohorts"),
-    /** Value put in the array; default the Mixpanel cohort name. */
-    value: z.string().min(1).optional(),
-    /** Profile property holding the Braze external_id; default the Mixpanel distinct_id. */
-    external_id_property: z.string().min(1).optional(),
-    /** Sent explicitly on every attribute object (Braze's default is unverified). */
-    update_existing_only: z.boolean().default(true),
-    /** Secret JSON `{"api_key": "..."}` (REST key with users.track). */
-    api_key_secret: secretName,
-    /** Profile property → Braze custom attribute, sent with the membership when a member is added. */
-    attributes: z.record(z.string().min(1), z.string().min(1)).default({}),
-    allow_private_network: allowPrivateNetwork,
-  })
-  .strict();
+const brazeDestinationSchema = z.strictObject({
+  type: z.literal("braze"),
+  id: destinationId,
+  /** Instance REST endpoint, e.g. https://rest.iad-01.braze.com */
+  rest_endpoint: nonEmpty,
+  /** Array custom attribute the cohort value is added to / removed from. */
+  attribute: z._default(nonEmpty, "mixpanel_cohorts"),
+  /** Value put in the array; default the Mixpanel cohort name. */
+  value: z.optional(nonEmpty),
+  /** Profile property holding the Braze external_id; default the Mixpanel distinct_id. */
+  external_id_property: z.optional(nonEmpty),
+  /** Sent explicitly on every attribute object (Braze's default is unverified). */
+  update_existing_only: z._default(z.boolean(), true),
+  /** Secret JSON `{"api_key": "..."}` (REST key with users.track). */
+  api_key_secret: secretName,
+  /** Profile property → Braze custom attribute, sent with the membership when a member is added. */
+  attributes: z._default(nameTable, {}),
+  allow_private_network: allowPrivateNetwork,
+});
 
 /** The endpoint key of each destination type (exhaustive: a new type must name its URL key). */
 export function destinationEndpoint(destination: Destination): { key: string; url: string } {
@@ -148,91 +144,97 @@ export function destinationEndpoint(destination: Destination): { key: string; ur
 }
 
 export function destinationSchemaFor(rules: DestinationNetworkRules) {
-  return z
-    .discriminatedUnion("type", [webhookDestinationSchema, brevoDestinationSchema, brazeDestinationSchema])
-    .superRefine((destination, ctx) => {
+  return z.discriminatedUnion("type", [webhookDestinationSchema, brevoDestinationSchema, brazeDestinationSchema]).check(
+    z.superRefine((destination, ctx) => {
       const { key, url } = destinationEndpoint(destination);
       checkUrl(url, key, destination.allow_private_network, rules, ctx);
-    });
+    }),
+  );
 }
 
-export const destinationSchema = destinationSchemaFor(DEPLOYED_STAGE_RULES);
-
 function cohortSyncSchemaFor(rules: DestinationNetworkRules) {
-  return z
-    .object({
-      id: z
-        .string()
-        .regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, "must be lowercase letters, digits, - or _ (used in S3 keys)"),
-      cohort_id: z.number().int().positive(),
+  const destination = destinationSchemaFor(rules);
+  const syncSchema = z
+    .strictObject({
+      id: z.string().check(z.regex(/^[a-z0-9][a-z0-9_-]{0,62}$/, "must be lowercase letters, digits, - or _ (used in S3 keys)")),
+      cohort_id: z.number().check(z.int(), z.positive()),
       /** One destination… */
-      destination: destinationSchemaFor(rules).optional(),
+      destination: z.optional(destination),
       /**
        * …or several (each with an `id`): the cohort is queried once per run and every
        * destination keeps its own snapshot, ledger and health (a "lane" per destination).
        */
-      destinations: z.array(destinationSchemaFor(rules)).min(1).max(10).optional(),
+      destinations: z.optional(z.array(destination).check(z.minLength(1), z.maxLength(10))),
       /** Extra profile properties exported (webhook: extra member keys; Brevo: needs a mapping). */
-      properties: z.array(z.string().min(1)).default([]),
-      mode: z.enum(["diff", "full"]).default("diff"),
-      schedule: z
-        .string()
-        .refine((value) => value === ONCE || (rateToMs(value) ?? 0) > 0, {
-          message: 'must be "once" or an interval like "rate(30 minutes)", "rate(2 hours)" or "rate(7 days)"',
-        })
-        .default("rate(30 minutes)"),
+      properties: z._default(z.array(nonEmpty), []),
+      mode: z._default(z.enum(["diff", "full"]), "diff"),
+      schedule: z._default(
+        z.string().check(
+          z.refine((value) => value === ONCE || (rateToMs(value) ?? 0) > 0, {
+            message: 'must be "once" or an interval like "rate(30 minutes)", "rate(2 hours)" or "rate(7 days)"',
+          }),
+        ),
+        "rate(30 minutes)",
+      ),
       /** Periodic full `members` resync even when a snapshot is fresh; unset = never (only the window below). */
-      full_resync_every: rateExpression.optional(),
+      full_resync_every: z.optional(rateExpression),
       /** A snapshot older than this forces a full sync (Mixpanel: 3 days). */
-      resync_window: rateExpression.default("rate(3 days)"),
+      resync_window: z._default(rateExpression, "rate(3 days)"),
       /** Mixpanel's /engage default (true) also returns ids without a profile (no $email). */
-      include_all_users: z.boolean().default(true),
-      enabled: z.boolean().default(true),
+      include_all_users: z._default(z.boolean(), true),
+      enabled: z._default(z.boolean(), true),
       /**
        * Mass-removal guard: a run that would remove more than this fraction of the
        * last delivered snapshot is held (sync unhealthy) until a forced full sync or
        * the next run confirms it. 1 disables the guard.
        */
-      max_remove_fraction: z.number().min(0).max(1).default(0.5),
+      max_remove_fraction: z._default(z.number().check(z.gte(0), z.lte(1)), 0.5),
     })
-    .strict()
-    .superRefine((sync, ctx) => {
-      if ((sync.destination === undefined) === (sync.destinations === undefined)) {
-        ctx.addIssue({ code: "custom", path: ["destination"], message: "give either destination or destinations" });
-      }
-      const seen = new Set<string>();
-      sync.destinations?.forEach((destination, index) => {
-        if (destination.id === undefined) {
-          ctx.addIssue({ code: "custom", path: ["destinations", index, "id"], message: "every destination of a fan-out sync needs an id" });
-        } else if (seen.has(destination.id)) {
-          ctx.addIssue({ code: "custom", path: ["destinations", index, "id"], message: `duplicate destination id "${destination.id}"` });
+    .check(
+      z.superRefine((sync, ctx) => {
+        if ((sync.destination === undefined) === (sync.destinations === undefined)) {
+          ctx.addIssue({ code: "custom", path: ["destination"], message: "give either destination or destinations" });
         }
-        if (destination.id !== undefined) seen.add(destination.id);
-      });
-    })
-    .transform(({ destination, destinations, ...sync }) => {
+        const seen = new Set<string>();
+        sync.destinations?.forEach((destination, index) => {
+          if (destination.id === undefined) {
+            ctx.addIssue({ code: "custom", path: ["destinations", index, "id"], message: "every destination of a fan-out sync needs an id" });
+          } else if (seen.has(destination.id)) {
+            ctx.addIssue({ code: "custom", path: ["destinations", index, "id"], message: `duplicate destination id "${destination.id}"` });
+          }
+          if (destination.id !== undefined) seen.add(destination.id);
+        });
+      }),
+    );
+  return z.pipe(
+    syncSchema,
+    z.transform(({ destination, destinations, ...sync }: z.output<typeof syncSchema>) => {
       // One lane per destination; `group` is the configured sync id (forcing it forces every lane).
       if (destinations) {
         return destinations.map((lane) => ({ ...sync, id: `${sync.id}.${lane.id ?? ""}`, group: sync.id, destination: lane }));
       }
       return destination ? [{ ...sync, group: sync.id, destination }] : [];
-    });
+    }),
+  );
 }
 
 export function cohortSyncsSchemaFor(rules: DestinationNetworkRules) {
-  return z
-    .array(cohortSyncSchemaFor(rules))
-    .superRefine((syncs, ctx) => {
+  const syncs = z.array(cohortSyncSchemaFor(rules)).check(
+    z.superRefine((lanesPerSync, ctx) => {
       const seen = new Set<string>();
-      syncs.forEach((lanes, index) => {
+      lanesPerSync.forEach((lanes, index) => {
         const group = lanes[0]?.group ?? "";
         if (seen.has(group)) {
           ctx.addIssue({ code: "custom", path: [index, "id"], message: `duplicate sync id "${group}"` });
         }
         seen.add(group);
       });
-    })
-    .transform((syncs) => syncs.flat());
+    }),
+  );
+  return z.pipe(
+    syncs,
+    z.transform((lanesPerSync: z.output<typeof syncs>) => lanesPerSync.flat()),
+  );
 }
 
 /** The schema for a deployed stage; the local stage uses cohortSyncsSchemaFor({ localStage: true }). */
@@ -240,7 +242,7 @@ export const cohortSyncsSchema = cohortSyncsSchemaFor(DEPLOYED_STAGE_RULES);
 
 /** One lane: a sync with one destination (a fan-out sync becomes one lane per destination). */
 export type CohortSync = z.output<typeof cohortSyncsSchema>[number];
-export type Destination = z.infer<typeof destinationSchema>;
+export type Destination = z.infer<ReturnType<typeof destinationSchemaFor>>;
 export type WebhookDestination = z.infer<typeof webhookDestinationSchema>;
 export type BrevoDestination = z.infer<typeof brevoDestinationSchema>;
 export type BrazeDestination = z.infer<typeof brazeDestinationSchema>;

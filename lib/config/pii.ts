@@ -1,4 +1,4 @@
-import * as z from "zod";
+import * as z from "../util/zod.js";
 
 /**
  * The per-stage `pii` setting (config/<stage>.json, README "Personal data"): what happens to
@@ -16,27 +16,28 @@ export const PII_UNTOUCHABLE = new Set(["time", "$insert_id", "$group_key", "$to
 export const PII_NEVER_DROPPED = new Set(["distinct_id", "$distinct_id", "$group_id"]);
 
 export const piiConfigSchema = z
-  .object({
+  .strictObject({
     /** Property name → action. Matched at any depth of event properties, profile/group operations and cohort members. */
-    properties: z.record(z.string().min(1), piiActionSchema).default({}),
+    properties: z._default(z.record(z.string().check(z.minLength(1)), piiActionSchema), {}),
     /** Secrets Manager secret `{"key": "<at least 32 characters>"}` for `hash`; unset = env PII_HASH_KEY (local). */
-    hash_key_secret: z.string().min(1).optional(),
+    hash_key_secret: z.optional(z.string().check(z.minLength(1))),
   })
-  .strict()
-  .superRefine((pii, context) => {
-    for (const [name, action] of Object.entries(pii.properties)) {
-      if (PII_UNTOUCHABLE.has(name)) {
-        context.addIssue({ code: "custom", path: ["properties", name], message: `${name} cannot be dropped or hashed: Mixpanel needs it as sent` });
-      } else if (action === "drop" && PII_NEVER_DROPPED.has(name)) {
-        context.addIssue({ code: "custom", path: ["properties", name], message: `${name} can be hashed but not dropped: Mixpanel refuses records without it` });
+  .check(
+    z.superRefine((pii, context) => {
+      for (const [name, action] of Object.entries(pii.properties)) {
+        if (PII_UNTOUCHABLE.has(name)) {
+          context.addIssue({ code: "custom", path: ["properties", name], message: `${name} cannot be dropped or hashed: Mixpanel needs it as sent` });
+        } else if (action === "drop" && PII_NEVER_DROPPED.has(name)) {
+          context.addIssue({ code: "custom", path: ["properties", name], message: `${name} can be hashed but not dropped: Mixpanel refuses records without it` });
+        }
       }
-    }
-  });
+    }),
+  );
 
 export type PiiConfig = z.infer<typeof piiConfigSchema>;
 
 /** The hash key secret's shape. */
-export const piiKeySecretSchema = z.object({ key: z.string().min(32) });
+export const piiKeySecretSchema = z.object({ key: z.string().check(z.minLength(32)) });
 
 /** Whether the setting asks for any hashing (and therefore needs a key). */
 export function needsHashKey(config: PiiConfig | undefined): boolean {

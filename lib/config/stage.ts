@@ -1,5 +1,5 @@
 import { readFileSync } from "node:fs";
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import { ConfigError } from "../errors.js";
 import { formatZodIssues } from "./env.js";
 import { mappingConfigSchema } from "./mapping.js";
@@ -17,20 +17,18 @@ import { parseJson } from "../util/json.js";
 export const residencySchema = z.enum(["us", "eu", "in"]);
 export type Residency = z.infer<typeof residencySchema>;
 
-export const stageConfigSchema = z
-  .object({
-    /** Where the Mixpanel project lives; never falls back to the US host (docs/vendors/mixpanel-api.md §1). */
-    residency: residencySchema.default("us"),
-    cohort_syncs: cohortSyncsSchema.default([]),
-    /** Mixpanel-compatible /track, /engage, /groups, /import for official SDKs (lib/config/mixpanel-compat.ts). */
-    mixpanel_compat: mixpanelCompatConfigSchema.optional(),
-    /** Personal-data rules applied at the edge (lib/config/pii.ts, README "Personal data"). */
-    pii: piiConfigSchema.optional(),
-    /** Mixpanel → Brevo connector: events, profiles, groups (README "Brevo"). Absent = off. */
-    brevo: brevoConfigSchema.optional(),
-  })
-  .extend(mappingConfigSchema.shape)
-  .strict();
+export const stageConfigSchema = z.strictObject({
+  /** Where the Mixpanel project lives; never falls back to the US host (docs/vendors/mixpanel-api.md §1). */
+  residency: z._default(residencySchema, "us"),
+  cohort_syncs: z._default(cohortSyncsSchema, []),
+  /** Mixpanel-compatible /track, /engage, /groups, /import for official SDKs (lib/config/mixpanel-compat.ts). */
+  mixpanel_compat: z.optional(mixpanelCompatConfigSchema),
+  /** Personal-data rules applied at the edge (lib/config/pii.ts, README "Personal data"). */
+  pii: z.optional(piiConfigSchema),
+  /** Mixpanel → Brevo connector: events, profiles, groups (README "Brevo"). Absent = off. */
+  brevo: z.optional(brevoConfigSchema),
+  ...mappingConfigSchema.shape,
+});
 
 /** The stage whose destinations may be plain-http loopback receivers (`npm start`, tests). */
 export const LOCAL_STAGE = "local";
@@ -38,7 +36,7 @@ export const LOCAL_STAGE = "local";
 /** Destination address rules depend on the stage (lib/util/address-policy.ts): the local stage allows loopback receivers. */
 export function stageConfigSchemaFor(stage: string) {
   if (stage !== LOCAL_STAGE) return stageConfigSchema;
-  return stageConfigSchema.extend({ cohort_syncs: cohortSyncsSchemaFor({ localStage: true }).default([]) });
+  return z.extend(stageConfigSchema, { cohort_syncs: z._default(cohortSyncsSchemaFor({ localStage: true }), []) });
 }
 
 export type StageConfig = z.infer<typeof stageConfigSchema>;

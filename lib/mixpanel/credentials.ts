@@ -1,4 +1,4 @@
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import type { Env } from "../config/env.js";
 import { ConfigError } from "../errors.js";
 import type { SecretReader } from "../secrets/secrets.js";
@@ -10,20 +10,24 @@ import type { SecretReader } from "../secrets/secrets.js";
  * /import and is always needed as `$token` on /engage and /groups
  * (docs/vendors/mixpanel-api.md §2).
  */
+const nonEmpty = z.string().check(z.minLength(1));
+
 export const mixpanelSecretSchema = z
   .object({
-    project_id: z.coerce.string().min(1).optional(),
-    project_token: z.string().min(1).optional(),
-    service_account_username: z.string().min(1).optional(),
-    service_account_secret: z.string().min(1).optional(),
+    project_id: z.optional(z.coerce.string().check(z.minLength(1))),
+    project_token: z.optional(nonEmpty),
+    service_account_username: z.optional(nonEmpty),
+    service_account_secret: z.optional(nonEmpty),
   })
-  .refine(
-    (value) =>
-      value.project_token !== undefined ||
-      (value.project_id !== undefined &&
-        value.service_account_username !== undefined &&
-        value.service_account_secret !== undefined),
-    { message: "needs project_token, or project_id with service_account_username and service_account_secret" },
+  .check(
+    z.refine(
+      (value) =>
+        value.project_token !== undefined ||
+        (value.project_id !== undefined &&
+          value.service_account_username !== undefined &&
+          value.service_account_secret !== undefined),
+      { message: "needs project_token, or project_id with service_account_username and service_account_secret" },
+    ),
   );
 
 export type MixpanelCredentials = z.infer<typeof mixpanelSecretSchema>;

@@ -1,6 +1,6 @@
 import { promisify } from "node:util";
 import { gzip as gzipCallback, constants as zlibConstants } from "node:zlib";
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import { ConfigError, RetryableError, describeError } from "../errors.js";
 import { type FetchLike, type HttpResult, fetchText, throwForStatus } from "../http/fetch.js";
 import { DEFAULT_RETRY_POLICY, type RetryDeps, type RetryPolicy, withRetry } from "../http/retry.js";
@@ -67,17 +67,17 @@ export interface IngestionClient {
 const importFailureSchema = z.object({
   failed_records: z.array(
     z.object({
-      index: z.number().int().nonnegative(),
-      insert_id: z.string().optional(),
-      $insert_id: z.string().optional(),
-      field: z.string().optional(),
-      message: z.string().optional(),
+      index: z.number().check(z.int(), z.nonnegative()),
+      insert_id: z.optional(z.string()),
+      $insert_id: z.optional(z.string()),
+      field: z.optional(z.string()),
+      message: z.optional(z.string()),
     }),
   ),
 });
 
 /** The count every /import answer carries (docs/vendors/mixpanel-api.md §3); checked against ours. */
-const importCountSchema = z.object({ num_records_imported: z.number().int().nonnegative() });
+const importCountSchema = z.object({ num_records_imported: z.number().check(z.int(), z.nonnegative()) });
 
 /**
  * Mixpanel's `num_records_imported`, or undefined when the answer has none. A 200 or 400 whose
@@ -90,7 +90,7 @@ export function reportedImportCount(body: string): number | undefined {
 
 const engageVerboseSchema = z.object({
   status: z.union([z.number(), z.string()]),
-  error: z.string().nullable().optional(),
+  error: z.optional(z.nullable(z.string())),
 });
 
 /** Splits line indexes into requests under both caps; the caps are independent (§3). */

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import type { S3Api } from "../aws/s3.js";
 import { RetryableError } from "../errors.js";
 import { recordKindSchema } from "../records/envelope.js";
@@ -14,29 +14,29 @@ import { stringifyAnyDepth } from "../util/deep-json.js";
  */
 export const rejectedItemSchema = z.object({
   /** Position in the original request or batch. */
-  index: z.number().int().nonnegative(),
+  index: z.number().check(z.int(), z.nonnegative()),
   code: z.string(),
   reason: z.string(),
   /** The Mixpanel record as it was (or would have been) sent: replayable as is. */
-  line: z.string().optional(),
+  line: z.optional(z.string()),
   /** The input as received, when it never became a Mixpanel record. */
-  payload: z.unknown().optional(),
+  payload: z.optional(z.unknown()),
   /** Expected skips (e.g. Braze users without an external id) rather than errors. */
-  dropped: z.boolean().optional(),
+  dropped: z.optional(z.boolean()),
 });
 
 export const rejectedBatchSchema = z.object({
   v: z.literal(1),
   stage: z.string(),
   source: z.string(),
-  kind: recordKindSchema.optional(),
+  kind: z.optional(recordKindSchema),
   correlationId: z.string(),
   rejectedAt: z.string(),
   /** Which step refused the items: intake validation, Mixpanel, an envelope we could not read… */
   stageOfFailure: z.enum(["intake", "forwarder", "reader", "brevo"]),
   /** Which destination refused the items; absent = Mixpanel. `npm run replay` re-queues them for it. */
-  destination: z.enum(["mixpanel", "brevo"]).optional(),
-  items: z.array(rejectedItemSchema).min(1),
+  destination: z.optional(z.enum(["mixpanel", "brevo"])),
+  items: z.array(rejectedItemSchema).check(z.minLength(1)),
 });
 
 export type RejectedItemRecord = z.infer<typeof rejectedItemSchema>;

@@ -1,4 +1,4 @@
-import type * as z from "zod";
+import * as z from "../util/zod.js";
 import { AwsCallError, type AwsTarget, awsJsonCall, createAwsCaller } from "../aws/aws-call.js";
 import { ConfigError, RetryableError } from "../errors.js";
 import { formatZodIssues } from "../config/env.js";
@@ -12,7 +12,7 @@ import { parseJson } from "../util/json.js";
  * SDK client, which was most of every bundle: issue 12.)
  */
 export interface SecretReader {
-  getJson<T>(secretId: string, schema: z.ZodType<T>): Promise<T>;
+  getJson<T>(secretId: string, schema: z.core.$ZodType<T>): Promise<T>;
 }
 
 export interface SecretReaderOptions {
@@ -61,9 +61,9 @@ export function createSecretReader(options: SecretReaderOptions): SecretReader {
   }
 
   return {
-    async getJson<T>(secretId: string, schema: z.ZodType<T>): Promise<T> {
+    async getJson<T>(secretId: string, schema: z.core.$ZodType<T>): Promise<T> {
       const raw = await fetchJson(secretId);
-      const parsed = schema.safeParse(raw);
+      const parsed = z.safeParse(schema, raw);
       if (!parsed.success) {
         throw new ConfigError(`secret ${secretId} has the wrong shape: ${formatZodIssues(parsed.error)}`);
       }

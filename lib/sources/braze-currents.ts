@@ -13,6 +13,9 @@ import { jsonObjectSchema } from "./json-object.js";
 import { renamed, setOwn } from "./renames.js";
 import type { MapContext, MappedItem, RejectedItem } from "./types.js";
 import { parseJsonOrUndefined } from "../util/json.js";
+import { CUSTOM_EVENT_PROPERTY_PREFIX, PURCHASE_PROPERTY_PREFIX } from "../vocabulary/braze-property-prefixes.js";
+
+export { CUSTOM_EVENT_PROPERTY_PREFIX, PURCHASE_PROPERTY_PREFIX };
 
 /**
  * Braze Currents → Mixpanel /import records, mirroring Braze's own Mixpanel connector
@@ -22,8 +25,6 @@ import { parseJsonOrUndefined } from "../util/json.js";
  */
 
 export const BRAZE_PARTNER_ID = "braze";
-export const CUSTOM_EVENT_PROPERTY_PREFIX = "[Custom event property] ";
-export const PURCHASE_PROPERTY_PREFIX = "[Purchase property] ";
 
 /** Field renames of Braze's Mixpanel connector (§6). */
 const FIELD_RENAMES: Readonly<Record<string, string>> = {

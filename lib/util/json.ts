@@ -1,4 +1,4 @@
-import type * as z from "zod";
+import type * as z from "./zod.js";
 
 /**
  * The one place text becomes JSON values: every untrusted body (a sender's request, a vendor's

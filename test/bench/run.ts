@@ -219,7 +219,17 @@ if (sections.has("coldstart")) {
   const cold = await coldStart(baseline, repo, repeats);
   results.coldStart = cold;
   for (const row of cold.rows) {
-    table.push([`bundle ${row.variant === "old" ? "today" : "new"}: ${row.name}`, `${row.kib} KiB`, `import ${row.importMs.toFixed(0)} ms (median)`, "", ""]);
+    const share =
+      row.shareOfToday === undefined || row.shareOfTodayWithSourceMaps === undefined
+        ? ""
+        : `${(row.shareOfToday * 100).toFixed(0)} % / ${(row.shareOfTodayWithSourceMaps * 100).toFixed(0)} % of today's${row.comparedWith === row.name ? "" : ` ${row.comparedWith} (no baseline of its own)`}`;
+    table.push([
+      `bundle ${row.variant === "old" ? "today" : "new"}: ${row.name}`,
+      `${row.kib} KiB (${row.bytes} B)`,
+      `import ${row.importMs.toFixed(0)} ms / ${row.importMsWithSourceMaps.toFixed(0)} ms with --enable-source-maps (medians)`,
+      share,
+      "",
+    ]);
   }
 }
 
