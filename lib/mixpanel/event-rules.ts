@@ -1,4 +1,5 @@
 import { hash } from "node:crypto";
+import { setOwn } from "../sources/renames.js";
 import { canonicalJson, canonicalObjectJson } from "../util/json.js";
 
 /**
@@ -204,7 +205,8 @@ export function applyEventRules(
   }
 
   // Before anything recurses over the values (the insert id hash does).
-  for (const key of Object.keys(properties)) {
+  const keys = Object.keys(properties);
+  for (const key of keys) {
     const value = properties[key];
     if (value === null || typeof value !== "object") continue;
     const violation = checkNested(value, 1, `properties.${key}`);
@@ -224,10 +226,21 @@ export function applyEventRules(
     insertId = deriveInsertId({ insert_id: rawInsertId });
   }
 
-  const normalized: Record<string, unknown> = { ...properties, time: time.ms, distinct_id: distinctId, $insert_id: insertId };
-  if (options.defaultIpZero && normalized.ip === undefined) normalized.ip = "0";
+  // The same object as `{...properties, time, distinct_id, $insert_id}` (same keys, same order),
+  // copied key by key: measured here, spreading a parsed-JSON object and then adding keys to the
+  // copy cost twice as much as this loop, and was the intake's largest single cost (issue 12 profile).
+  const normalized: Record<string, unknown> = {};
+  for (const key of keys) setOwn(normalized, key, properties[key]);
+  const added = (key: string): number => (Object.hasOwn(normalized, key) ? 0 : 1);
+  let propertyCount = keys.length + added("time") + added("distinct_id") + added("$insert_id");
+  normalized.time = time.ms;
+  normalized.distinct_id = distinctId;
+  normalized.$insert_id = insertId;
+  if (options.defaultIpZero && normalized.ip === undefined) {
+    propertyCount += added("ip");
+    normalized.ip = "0";
+  }
 
-  const propertyCount = Object.keys(normalized).length;
   if (propertyCount > MAX_PROPERTIES) {
     return { ok: false, code: "too_many_properties", reason: `event has ${propertyCount} properties (max ${MAX_PROPERTIES})` };
   }

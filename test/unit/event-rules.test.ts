@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
   MAX_PROPERTIES,
@@ -110,5 +111,29 @@ describe("shape limits", () => {
     expect(noName.ok ? "ok" : noName.code).toBe("missing_event");
     const noTime = applyEventRules({ event: "e", properties: { distinct_id: "u" } }, NOW);
     expect(noTime.ok ? "ok" : noTime.code).toBe("missing_time");
+  });
+});
+
+describe("the record line after the intake speed-up (issue 12)", () => {
+  it("is byte-identical to the line the spread-based implementation wrote (same keys, same order)", () => {
+    const nowMs = Date.UTC(2026, 10, 27);
+    const jsonValue = fc.jsonValue({ maxDepth: 2, stringUnit: "binary" });
+    const key = fc.oneof(fc.string(), fc.constantFrom("time", "distinct_id", "$insert_id", "ip", "0", "10", "__proto__"));
+    fc.assert(
+      fc.property(fc.dictionary(key, jsonValue, { maxKeys: 12 }), fc.boolean(), fc.boolean(), (extra, idFirst, defaultIpZero) => {
+        // JSON.parse, like the intake: "__proto__" is an own key, index-like keys come first.
+        const body = idFirst ? { distinct_id: "user-1", ...extra, time: nowMs / 1000 - 60 } : { ...extra, time: nowMs / 1000 - 60, distinct_id: "user-1" };
+        const properties = JSON.parse(JSON.stringify(body)) as Record<string, unknown>;
+        const result = applyEventRules({ event: "E", properties }, nowMs, { defaultIpZero });
+        fc.pre(result.ok);
+        if (!result.ok) return;
+        const insertId = (JSON.parse(result.line) as { properties: { $insert_id: string } }).properties.$insert_id;
+        const distinctId = String(properties.distinct_id);
+        const before: Record<string, unknown> = { ...properties, time: nowMs - 60_000, distinct_id: distinctId, $insert_id: insertId };
+        if (defaultIpZero && before.ip === undefined) before.ip = "0";
+        expect(result.line).toBe(JSON.stringify({ event: "E", properties: before }));
+      }),
+      { numRuns: 400 },
+    );
   });
 });
