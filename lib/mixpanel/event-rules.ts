@@ -273,10 +273,15 @@ export function applyEventRules(
   }
 
   // The same object as `{...properties, time, distinct_id, $insert_id}` (same keys, same order),
-  // copied key by key: measured here, spreading a parsed-JSON object and then adding keys to the
-  // copy cost twice as much as this loop, and was the intake's largest single cost (issue 12 profile).
-  const normalized: Record<string, unknown> = {};
-  for (const key of keys) setOwn(normalized, key, properties[key]);
+  // built by Object.assign and plain stores: measured here, spreading a parsed-JSON object and then
+  // adding keys to the copy cost twice as much, and was the intake's largest single cost (issue 12
+  // profile). Object.assign would set the copy's prototype from an own "__proto__" key, so an
+  // object with one is copied key by key as an own property instead.
+  let normalized: Record<string, unknown>;
+  if (Object.hasOwn(properties, "__proto__")) {
+    normalized = {};
+    for (const key of keys) setOwn(normalized, key, properties[key]);
+  } else normalized = Object.assign({}, properties);
   const added = (key: string): number => (Object.hasOwn(normalized, key) ? 0 : 1);
   let propertyCount = keys.length + added("time") + added("distinct_id") + added("$insert_id");
   normalized.time = time.ms;
