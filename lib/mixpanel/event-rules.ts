@@ -76,10 +76,12 @@ export function deriveInsertId(content: unknown): string {
  * without building those objects: the same canonical text, so the same id.
  */
 function deriveEventInsertId(event: string, properties: Record<string, unknown>, timeMs: number, distinctId: string): string {
-  const keys = Object.keys(properties).filter((key) => key !== "$insert_id");
+  const keys = Object.keys(properties);
   if (!Object.hasOwn(properties, "time")) keys.push("time");
   if (!Object.hasOwn(properties, "distinct_id")) keys.push("distinct_id");
-  const valueOf = (key: string) => (key === "time" ? timeMs : key === "distinct_id" ? distinctId : properties[key]);
+  // $insert_id is left out of its own hash: canonicalObjectJson leaves out a key whose value is undefined.
+  const valueOf = (key: string) =>
+    key === "time" ? timeMs : key === "distinct_id" ? distinctId : key === "$insert_id" ? undefined : properties[key];
   return sha256Id(`{"event":${JSON.stringify(event)},"properties":${canonicalObjectJson(keys, valueOf)}}`);
 }
 
