@@ -75,10 +75,9 @@ export function deriveInsertId(content: unknown): string {
  * deriveInsertId({event, properties: {...properties without $insert_id, time, distinct_id}})
  * without building those objects: the same canonical text, so the same id.
  */
-function deriveEventInsertId(event: string, properties: Record<string, unknown>, timeMs: number, distinctId: string): string {
-  const keys = Object.keys(properties);
-  if (!Object.hasOwn(properties, "time")) keys.push("time");
-  if (!Object.hasOwn(properties, "distinct_id")) keys.push("distinct_id");
+function deriveEventInsertId(event: string, properties: Record<string, unknown>, ownKeys: readonly string[], timeMs: number, distinctId: string): string {
+  const missing = ["time", "distinct_id"].filter((key) => !Object.hasOwn(properties, key));
+  const keys = missing.length === 0 ? ownKeys : [...ownKeys, ...missing];
   // $insert_id is left out of its own hash: canonicalObjectJson leaves out a key whose value is undefined.
   const valueOf = (key: string) =>
     key === "time" ? timeMs : key === "distinct_id" ? distinctId : key === "$insert_id" ? undefined : properties[key];
@@ -266,7 +265,7 @@ export function applyEventRules(
   const rawInsertId = properties.$insert_id;
   let insertId: string;
   if (rawInsertId === undefined || rawInsertId === null || rawInsertId === "") {
-    insertId = deriveEventInsertId(event, properties, time.ms, distinctId);
+    insertId = deriveEventInsertId(event, properties, keys, time.ms, distinctId);
   } else if (typeof rawInsertId === "string" && isValidInsertId(rawInsertId)) {
     insertId = rawInsertId;
   } else {

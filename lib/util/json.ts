@@ -124,7 +124,7 @@ function canonicalObject(keys: string[], valueOf: (key: string) => unknown): str
  * most values being strings, numbers or lists of them, and keys repeating from event to event.
  */
 export function canonicalObjectJson(keys: readonly string[], valueOf: (key: string) => unknown): string {
-  const sorted = [...keys].sort();
+  const sorted = sortedKeys(keys);
   let out = "{";
   let separator = "";
   for (const key of sorted) {
@@ -134,6 +134,17 @@ export function canonicalObjectJson(keys: readonly string[], valueOf: (key: stri
     separator = ",";
   }
   return `${out}}`;
+}
+
+/** `keys` sorted (a new array); the last answer is reused, since events from one sender repeat their keys in the same order. */
+let lastKeys: readonly string[] = [];
+let lastSorted: readonly string[] = [];
+
+function sortedKeys(keys: readonly string[]): readonly string[] {
+  if (keys.length === lastKeys.length && keys.every((key, index) => key === lastKeys[index])) return lastSorted;
+  lastKeys = [...keys];
+  lastSorted = [...keys].sort();
+  return lastSorted;
 }
 
 /** `"key":` for keys seen before; bounded so hostile keys cannot grow it without limit. */
