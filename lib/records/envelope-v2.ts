@@ -145,13 +145,18 @@ export function packEnvelopesV2(
   const oversizedIndexes: number[] = [];
 
   // Groups under the record and raw-byte caps (one byte per newline); compression decides the rest below.
-  const rawBytes = (index: number): number => Buffer.byteLength(lines[index] ?? "") + 1;
+  // Each line's UTF-8 size is counted once, and a body's size is their sum (not a count of the joined text).
+  const sizes = new Array<number>(lines.length);
   const fitting: number[] = [];
   for (let index = 0; index < lines.length; index++) {
-    if ((lines[index] ?? "").includes("\n")) throw new Error("envelope v2: a serialized record contains a newline");
-    if (rawBytes(index) > maxRaw) oversizedIndexes.push(index);
+    const line = lines[index] ?? "";
+    if (line.includes("\n")) throw new Error("envelope v2: a serialized record contains a newline");
+    const size = Buffer.byteLength(line) + 1;
+    sizes[index] = size;
+    if (size > maxRaw) oversizedIndexes.push(index);
     else fitting.push(index);
   }
+  const rawBytes = (index: number): number => sizes[index] ?? 0;
   const groups = groupByCaps(fitting, rawBytes, maxRecords, maxRaw);
 
   const emit = (indexes: number[]): void => {
@@ -160,7 +165,7 @@ export function packEnvelopesV2(
     const gzipped = gzipBody(text);
     const base64Length = Math.ceil(gzipped.length / 3) * 4;
     if (base64Length <= maxBase64) {
-      bodies.push(serializeV2(header, group, Buffer.byteLength(text), gzipped));
+      bodies.push(serializeV2(header, group, indexes.reduce((sum, index) => sum + rawBytes(index), 0), gzipped));
       return;
     }
     if (indexes.length === 1) {
