@@ -160,11 +160,10 @@ function scanValue(value: unknown, depth: number, containers: number): ValueScan
     return scan;
   }
   if (depth > MAX_NESTING_DEPTH) return ValueScan.NestingViolation;
-  const record = value as Record<string, unknown>;
-  const keys = Object.keys(record);
-  if (keys.length > MAX_NESTED_KEYS) return ValueScan.NestingViolation;
-  for (const key of keys) {
-    const inner = scanValue(record[key], depth + 1, containers + 1);
+  const values: unknown[] = Object.values(value);
+  if (values.length > MAX_NESTED_KEYS) return ValueScan.NestingViolation;
+  for (const item of values) {
+    const inner = scanValue(item, depth + 1, containers + 1);
     if (inner === ValueScan.NestingViolation) return inner;
     scan |= inner;
   }

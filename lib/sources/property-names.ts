@@ -50,9 +50,8 @@ function scanForProtoKey(value: object, depth: number): boolean | undefined {
     return false;
   }
   if (Object.hasOwn(value, PROTO_KEY)) return true;
-  const record = value as Record<string, unknown>;
-  for (const key in record) {
-    const inner = record[key];
+  for (const key in value) {
+    const inner: unknown = Reflect.get(value, key);
     if (inner === null || typeof inner !== "object") continue;
     const found = scanForProtoKey(inner, depth + 1);
     if (found !== false) return found;
