@@ -193,7 +193,8 @@ export function mapBrazeEvent(item: unknown, index: number, ctx: MapContext): Ma
   copyFields(entries, event, EVENT_ENVELOPE_FIELDS);
   copyFields(entries, event.user ?? {}, USER_FIELDS_SET_APART);
   copyFields(entries, brazeProperties, skipInProperties);
-  entries.push(...prefixed);
+  // A loop, not push(...prefixed): a hostile object with ~100k custom properties would exceed the call's argument limit.
+  for (const entry of prefixed) entries.push(entry);
 
   const deviceId = event.user?.device_id;
   if (deviceId !== undefined && deviceId !== null) entries.push(["device_id", deviceId]);

@@ -415,3 +415,18 @@ describe("the record line's key order (issue 12: properties built once from entr
     expect(properties).toMatchObject({ platform: "from-properties", $device: "explicit", device_id: "d-1", $insert_id: "order-1" });
   });
 });
+
+describe("hostile custom properties", () => {
+  it("refuses an event with 300k custom properties on its own, without throwing", () => {
+    const custom = Object.fromEntries(Array.from({ length: 300_000 }, (_, i) => [`p${i}`, i]));
+    const event = {
+      event_type: "users.behaviors.CustomEvent",
+      id: "many-1",
+      time: NOW_MS / 1000 - 60,
+      user: { external_user_id: "u-1" },
+      properties: { name: "Huge", custom_properties: custom },
+    };
+    const result = mapBrazeEvent(event, 0, context());
+    expect(result.ok ? "ok" : result.code).toBe("too_many_properties");
+  });
+});
