@@ -175,6 +175,9 @@ if (sections.has("forwarder")) {
   results.forwarderMedians = forwarderMedians;
 }
 
+/** Sub-millisecond latencies (one-event Adobe calls) keep two significant digits instead of printing 0.0. */
+const formatMs = (ms: number): string => (ms < 1 ? ms.toPrecision(2) : ms.toFixed(1));
+
 const intakeMedians: Record<string, { cpuMsPer10k: number; sqsBytesPerEvent: number; sqsMessagesPerEvent: number; eventsPerRequest: number; requestBytes: number }> = {};
 
 if (sections.has("intake")) {
@@ -207,8 +210,8 @@ if (sections.has("intake")) {
       table.push([
         `intake ${variant === "old" ? "today" : "new"}: ${label}`,
         `${median(rows.map((r) => r.cpuMsPer10k)).toFixed(0)} CPU-ms/10k`,
-        `p50 ${median(rows.map((r) => r.p50Ms)).toFixed(1)} ms`,
-        `p99 ${median(rows.map((r) => r.p99Ms)).toFixed(1)} ms`,
+        `p50 ${formatMs(median(rows.map((r) => r.p50Ms)))} ms`,
+        `p99 ${formatMs(median(rows.map((r) => r.p99Ms)))} ms`,
         `${rows[0]?.sqsMessages ?? 0} SQS msgs, ${((rows[0]?.sqsBytes ?? 0) / 1e6).toFixed(1)} MB`,
       ]);
     });
