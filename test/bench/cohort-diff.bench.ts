@@ -138,6 +138,7 @@ async function worker(members: number): Promise<DiffBenchResult> {
     }
   }
   collectGarbage();
+  const profiler = await startProfile();
 
   let peakRss = 0;
   let peakHeap = 0;
@@ -231,6 +232,7 @@ async function worker(members: number): Promise<DiffBenchResult> {
   }
   clearInterval(timer);
   sample();
+  await profiler?.stop();
   cpu.diffed = cpu.stage + cpu.spill + cpu.diff;
   const round = (x: number) => Math.round(x * 1000) / 1000;
   return {
@@ -242,6 +244,26 @@ async function worker(members: number): Promise<DiffBenchResult> {
     pagesEnqueued,
     peakRssMb: Math.round(peakRss / 1048576),
     peakHeapMb: Math.round(peakHeap / 1048576),
+  };
+}
+
+/** BENCH_PROFILE=<file.cpuprofile>: a CPU profile of the measured work only (the setup left out). */
+async function startProfile(): Promise<{ stop(): Promise<void> } | undefined> {
+  const file = process.env.BENCH_PROFILE;
+  if (!file) return undefined;
+  const { Session } = await import("node:inspector/promises");
+  const { writeFileSync } = await import("node:fs");
+  const session = new Session();
+  session.connect();
+  await session.post("Profiler.enable");
+  await session.post("Profiler.setSamplingInterval", { interval: 500 });
+  await session.post("Profiler.start");
+  return {
+    async stop() {
+      const { profile } = await session.post("Profiler.stop");
+      writeFileSync(file, JSON.stringify(profile));
+      session.disconnect();
+    },
   };
 }
 
