@@ -34,6 +34,13 @@ export interface MemberColumns {
   readonly lines?: string[];
   /** Decoded snapshots only: the property hash its rows were written with. */
   readonly propHash?: PropHashAlgorithm;
+  /**
+   * Decoded snapshots only: the identity properties its identities were picked with
+   * (JSON of the list), when the header records them. With the same list, a member
+   * whose property hash is unchanged has the same identity, so the diff keeps it
+   * instead of parsing the member's properties again.
+   */
+  readonly identityKeys?: string;
 }
 
 /**
@@ -59,13 +66,19 @@ export const snapshotHeaderSchema = z.object({
   partition: z.number().int().min(0).optional(),
   partitions: z.number().int().min(1).optional(),
   prop_hash: z.enum(["sha1-48", "fnv-52"]).optional(),
+  /** The identity properties the identities were picked with (absent before they were recorded). */
+  identity_keys: z.array(z.string()).optional(),
 });
 export type SnapshotHeader = z.infer<typeof snapshotHeaderSchema>;
 
 
 /** The property hash of a member under `algorithm` (see PropHashAlgorithm). */
 export function propertyHash(properties: Record<string, unknown>, algorithm: PropHashAlgorithm = PROP_HASH_DEFAULT): number {
-  const text = canonicalJson(properties);
+  return propertyHashOfText(canonicalJson(properties), algorithm);
+}
+
+/** The property hash of properties given as their canonical JSON text (staged-rows.ts stores that text). */
+export function propertyHashOfText(text: string, algorithm: PropHashAlgorithm): number {
   if (algorithm === "sha1-48") return hash("sha1", text, "buffer").readUIntBE(0, 6);
   let a = 0x811c9dc5;
   let b = 0x01000193 ^ text.length;
@@ -338,6 +351,7 @@ export async function decodeSnapshot(
   take(rest);
   if (!header) throw new ValidationError("snapshot is empty");
   const propHash = header.prop_hash ?? "sha1-48";
+  const identityKeys = header.identity_keys ? JSON.stringify(header.identity_keys) : undefined;
   if (header.v === 1) {
     // Written in id order by an earlier release: re-sort into member-key order once.
     const rows = sortedUniqueRows(columns);
@@ -349,5 +363,5 @@ export async function decodeSnapshot(
     };
     return { header, columns: sorted };
   }
-  return { header, columns: { ...columns, propHash } };
+  return { header, columns: { ...columns, propHash, ...(identityKeys !== undefined ? { identityKeys } : {}) } };
 }

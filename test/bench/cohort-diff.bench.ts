@@ -43,7 +43,7 @@ import { PAGE_SIZE, type PageMember, type SyncState } from "../../lib/cohorts/me
 import { partitionCount, partitionOf } from "../../lib/cohorts/partition-layout.js";
 import { emptyColumns, encodeSnapshot, idHash, identityOf, propertyHash, sortedUniqueRows } from "../../lib/cohorts/snapshot.js";
 import { createCohortStore, keys } from "../../lib/cohorts/store.js";
-import { cohortSyncsSchemaFor } from "../../lib/config/cohort-syncs.js";
+import { cohortSyncsSchemaFor, identityProperties } from "../../lib/config/cohort-syncs.js";
 
 const SYNC = "bench";
 const LAMBDA_TIMEOUT_MS = 900_000;
@@ -118,6 +118,9 @@ async function worker(members: number): Promise<DiffBenchResult> {
   ]);
   const store = createCohortStore(memoryBucket(), "bench");
   const parts = partitionCount(members, limits);
+  const sync = syncs[0];
+  if (!sync) throw new Error("no sync");
+  const identityKeys = identityProperties(sync.destination);
 
   // Setup (not measured): the delivered snapshot, partition by partition.
   {
@@ -129,9 +132,20 @@ async function worker(members: number): Promise<DiffBenchResult> {
         const p = props(i, false);
         cols.ids.push(memberId(i));
         cols.hashes.push(propertyHash(p));
-        cols.identities.push(identityOf(p, ["$email"]));
+        cols.identities.push(identityOf(p, identityKeys));
       }
-      const header = { v: 2 as const, sync_id: SYNC, cohort_id: 1, run_id: "prev", created_at: new Date().toISOString(), count: 0, partition: part, partitions: parts };
+      // As this release writes it (identity_keys recorded); BENCH_LEGACY_SNAPSHOT=1: as the release before did.
+      const header = {
+        v: 2 as const,
+        sync_id: SYNC,
+        cohort_id: 1,
+        run_id: "prev",
+        created_at: new Date().toISOString(),
+        count: 0,
+        partition: part,
+        partitions: parts,
+        ...(process.env.BENCH_LEGACY_SNAPSHOT === "1" ? {} : { identity_keys: identityKeys }),
+      };
       const key = parts === 1 ? keys.snapshot(SYNC) : keys.snapshotPart(SYNC, part, parts);
       await store.putBytes(key, await encodeSnapshot(header, cols, sortedUniqueRows(cols)));
       byPart[part] = [];
