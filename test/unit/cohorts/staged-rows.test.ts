@@ -161,3 +161,33 @@ describe("diffStaged identities", () => {
     expect(diff.sendCount).toBe(0);
   });
 });
+
+describe("snapshot lines", () => {
+  it("decode reads back whatever encode wrote (ids and identities with escapes, any 52-bit hash)", async () => {
+    await fc.assert(
+      fc.asyncProperty(
+        fc.uniqueArray(fc.tuple(memberId, fc.integer({ min: 0, max: 2 ** 52 - 1 }), fc.oneof(fc.constant(""), fc.string({ maxLength: 6 }), fc.json())), {
+          selector: ([id]) => id,
+          maxLength: 10,
+        }),
+        async (rows) => {
+          const cols: MemberColumns = { ids: rows.map(([id]) => id), hashes: rows.map(([, h]) => h), identities: rows.map(([, , i]) => i) };
+          const order = sortedUniqueRows(cols);
+          const header = { v: 2 as const, sync_id: "s", cohort_id: 1, run_id: "r", created_at: "", count: 0 };
+          const { columns } = await decodeSnapshot(await encodeSnapshot(header, cols, order));
+          expect(columns.ids).toEqual(Array.from(order, (r) => cols.ids[r]));
+          expect(columns.hashes).toEqual(Array.from(order, (r) => cols.hashes[r]));
+          expect(columns.identities).toEqual(Array.from(order, (r) => cols.identities[r]));
+          expect(columns.keyHashes).toEqual(columns.ids.map(idHash));
+        },
+      ),
+    );
+  });
+
+  it("refuses a line that is not [id, number, identity]", async () => {
+    const head = JSON.stringify({ v: 2, sync_id: "s", cohort_id: 1, run_id: "r", created_at: "", count: 1 });
+    for (const line of ['["a","5",""]', '["a",5,"x"],"y"]', '["a",5]', "[1,5,\"\"]"]) {
+      await expect(decodeSnapshot(gzipSync(`${head}\n${line}\n`))).rejects.toThrow(/snapshot line 2/);
+    }
+  });
+});
