@@ -29,8 +29,8 @@
  * `partitioned` runs cohort-partitioned.bench.ts (invocation by invocation, fresh
  * processes, wall and RSS per invocation) for the same size.
  *
- * As a worker (`worker <members>`) it prints one `RESULT {json}` line, which is
- * how run.ts (`BENCH_SECTIONS=cohorts npm run bench`) reads it.
+ * As a worker (`worker <members>`, or BENCH_COHORT_WORKER=<members>) it prints one
+ * `RESULT {json}` line, which is how run.ts (`BENCH_SECTIONS=cohorts npm run bench`) reads it.
  */
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
@@ -314,8 +314,8 @@ function driveDiff(members: number, repeats: number): void {
 }
 
 const [first, second] = process.argv.slice(2);
-if (first === "worker") {
-  console.log(`RESULT ${JSON.stringify(await worker(Number(second ?? 1_000_000)))}`);
+if (first === "worker" || process.env.BENCH_COHORT_WORKER) {
+  console.log(`RESULT ${JSON.stringify(await worker(Number(first === "worker" ? (second ?? 1_000_000) : process.env.BENCH_COHORT_WORKER)))}`);
 } else {
   const members = Number(first ?? 1_000_000);
   const mode = second ?? "both";
