@@ -214,9 +214,7 @@ async function worker(members: number): Promise<DiffBenchResult> {
   let units = 0;
   let diffedAt = performance.now();
   for (let tick = 0; tick < 1000; tick++) {
-    const before = await store.readState(SYNC);
-    // Single-partition runs diff and emit in one unit (emit.ts): counted as diff.
-    const step = before.export?.partitioned?.step ?? (parts > 1 ? "spill" : "diff");
+    const before = (await store.readState(SYNC)).export?.partitioned;
     const started = Date.now();
     const start = process.cpuUsage();
     const report = await runCohortExport(syncs, {
@@ -235,6 +233,16 @@ async function worker(members: number): Promise<DiffBenchResult> {
       log: { info: () => {}, warn: () => {}, error: (message, extra) => console.error(message, extra) },
       metric: () => {},
     });
+    // What the unit was, from the checkpoint it moved (a single-partition run diffs and emits in one unit: counted as diff).
+    const after = (await store.readState(SYNC)).export?.partitioned;
+    const step =
+      parts === 1
+        ? "diff"
+        : (after?.spilled_pages ?? 0) > (before?.spilled_pages ?? 0)
+          ? "spill"
+          : (after?.parts.length ?? 0) > (before?.parts.length ?? 0) || (before?.step === "diff" && after?.step === "emit")
+            ? "diff"
+            : "emit";
     cpu[step] += cpuS(start);
     units++;
     if (step !== "emit") diffedAt = performance.now();
