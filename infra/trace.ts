@@ -29,6 +29,7 @@ import * as z from "zod";
 import { insertIdHash } from "../lib/observability/trace-ids.js";
 import type { RejectedItemRecord } from "../lib/queue/rejected-store.js";
 import { type QueuedRecords, parseQueuedRecords } from "../lib/records/envelope-v2.js";
+import { stringifyAnyDepth } from "../lib/util/deep-json.js";
 import { parseJsonWith } from "../lib/util/json.js";
 import { type AwsTarget, UsageError, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget, scanLimits, runWhenExecuted, withStageClients } from "./cli-args.js";
 import { findRejectedBucket, listKeys, readBatch } from "./replay-rejected.js";
@@ -94,7 +95,8 @@ export function lineMatches(line: string, key: TraceKey): boolean {
 function itemMatches(item: RejectedItemRecord, key: TraceKey): boolean {
   if (item.line !== undefined) return lineMatches(item.line, key);
   // Never became a record: look for the id anywhere in what the sender sent.
-  return key.kind !== "correlation-id" && JSON.stringify(item.payload ?? null).includes(JSON.stringify(key.value));
+  // The rejected store keeps too-deep payloads as received (lib/util/deep-json.ts): stringify at any depth.
+  return key.kind !== "correlation-id" && stringifyAnyDepth(item.payload ?? null).includes(JSON.stringify(key.value));
 }
 
 /** The Logs Insights queries that show a record's lines. */

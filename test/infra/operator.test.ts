@@ -213,6 +213,19 @@ describe("npm run trace -- --stage local", () => {
     expect(none.report.deadLetters).toEqual([]);
     expect(none.text).toMatch(/distinct ids are never logged/);
   });
+
+  it("reads a rejected payload nested deeper than JSON.stringify goes (the rejected store keeps it as received)", async () => {
+    const depth = 20_000;
+    const body = `[{"event":"Deep","properties":{"distinct_id":"op-deep-user","time":${NOW_S()},"p":${"[".repeat(depth)}${"]".repeat(depth)}}}]`;
+    const response = await fetch(`${stack.intakeUrl}/v1/events`, {
+      method: "POST",
+      headers: { "content-type": "application/json", authorization: `Bearer ${stack.intakeToken}` },
+      body,
+    });
+    expect(await response.json()).toMatchObject({ accepted: 0, rejected: 1 });
+    const { report } = await run("--distinct-id", "op-deep-user");
+    expect(report.rejected).toEqual([expect.objectContaining({ stageOfFailure: "intake", index: 0, replayed: false })]);
+  });
 });
 
 describe("trace runs its Logs Insights queries when it can", () => {
