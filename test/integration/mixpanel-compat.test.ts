@@ -1,4 +1,4 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
@@ -18,8 +18,11 @@ const ORIGIN = "https://shop.example.com";
 let stack: LocalStack;
 let url: (path: string) => string;
 
+/** Scratch folder for this file's config (and certificate), removed after. */
+let dir = "";
+
 beforeAll(async () => {
-  const dir = mkdtempSync(join(tmpdir(), "relay-compat-"));
+  dir = mkdtempSync(join(tmpdir(), "relay-compat-"));
   const configFile = join(dir, "config.json");
   writeFileSync(
     configFile,
@@ -33,6 +36,7 @@ beforeAll(async () => {
 });
 afterAll(async () => {
   await stack?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 

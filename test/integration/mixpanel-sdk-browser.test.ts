@@ -1,4 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { createServer, type Server } from "node:http";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
@@ -47,6 +47,9 @@ function testPage(relay: string): string {
 
 const eventsNamed = (name: string) => stack.sandbox?.events.filter((event) => event.event === name) ?? [];
 
+/** Scratch folder for this file's config (and certificate), removed after. */
+let dir = "";
+
 beforeAll(async () => {
   let relay = "";
   pages = createServer((request, response) => {
@@ -66,7 +69,7 @@ beforeAll(async () => {
   const pagePort = await listenOnLoopback(pages);
   pageOrigin = `http://127.0.0.1:${pagePort}`;
 
-  const dir = mkdtempSync(join(tmpdir(), "relay-browser-sdk-"));
+  dir = mkdtempSync(join(tmpdir(), "relay-browser-sdk-"));
   const configFile = join(dir, "config.json");
   writeFileSync(
     configFile,
@@ -103,6 +106,7 @@ afterAll(async () => {
   await browser?.close();
   await stack?.stop();
   await closeServer(pages);
+  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 describe("mixpanel-browser in headless Chromium against the relay", () => {

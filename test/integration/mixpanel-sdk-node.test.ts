@@ -1,5 +1,5 @@
 import { spawn } from "node:child_process";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -43,8 +43,11 @@ function runSdk(phase: 1 | 2, host: string, certPath: string): Promise<Record<st
 
 const eventsNamed = (name: string) => stack.sandbox?.events.filter((event) => event.event === name) ?? [];
 
+/** Scratch folder for this file's config (and certificate), removed after. */
+let dir = "";
+
 beforeAll(async () => {
-  const dir = mkdtempSync(join(tmpdir(), "relay-node-sdk-"));
+  dir = mkdtempSync(join(tmpdir(), "relay-node-sdk-"));
   const certificate = generateLocalCertificate(dir);
   const configFile = join(dir, "config.json");
   writeFileSync(configFile, JSON.stringify({ mixpanel_compat: { project_tokens: [LOCAL_MIXPANEL_CREDENTIALS.projectToken, OTHER_APP_TOKEN] } }));
@@ -61,6 +64,7 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await stack?.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 describe("the official mixpanel Node SDK against the relay", () => {

@@ -1,5 +1,5 @@
 import { createHmac } from "node:crypto";
-import { mkdtempSync, writeFileSync } from "node:fs";
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
@@ -62,8 +62,11 @@ async function rejectedStoreText(): Promise<string> {
   return texts.join("\n");
 }
 
+/** Scratch folder for this file's config (and certificate), removed after. */
+let dir = "";
+
 beforeAll(async () => {
-  const dir = mkdtempSync(join(tmpdir(), "relay-pii-"));
+  dir = mkdtempSync(join(tmpdir(), "relay-pii-"));
   const configFile = join(dir, "pii.json");
   writeFileSync(
     configFile,
@@ -81,6 +84,7 @@ beforeAll(async () => {
 afterAll(async () => {
   capture.stop();
   await stack.stop();
+  if (dir) rmSync(dir, { recursive: true, force: true });
 });
 
 describe("PII rules at the edge", () => {
