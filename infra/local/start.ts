@@ -1,6 +1,6 @@
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { retargetLocalReceiver } from "./cohorts.js";
 import { LOCAL_MIXPANEL_CREDENTIALS, LOCAL_REGION, startLocalStack } from "./stack.js";
 import { generateLocalCertificate } from "./tls.js";
@@ -53,6 +53,8 @@ function localConfigFile(): string | undefined {
   return file;
 }
 const configFile = localConfigFile();
+/** A copy this script wrote (removed at shutdown), not a RELAY_CONFIG_FILE the user gave. */
+const configCopy = configFile !== undefined && configFile !== process.env.RELAY_CONFIG_FILE ? configFile : undefined;
 
 const certificate = process.env.INTAKE_TLS === "1" ? generateLocalCertificate() : undefined;
 const stack = await startLocalStack({
@@ -130,6 +132,7 @@ const shutdown = async () => {
   stopping = true;
   log("stopping…");
   removeLocalStackFile(stackFile);
+  if (configCopy) rmSync(dirname(configCopy), { recursive: true, force: true });
   await stack.stop();
   process.exit(0);
 };
