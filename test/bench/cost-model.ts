@@ -36,6 +36,8 @@ export interface LoadFigures {
   readonly messagesPerInvocation: number;
   /** Forwarder throughput per container at 100 ms Mixpanel latency for this load's messages. */
   readonly forwarderEventsPerSecond: number;
+  /** Log bytes per event beyond the per-invocation lines: the hashed insert id for `npm run trace` (0 where not logged). */
+  readonly logBytesPerEvent: number;
 }
 
 export interface CostRow {
@@ -72,7 +74,7 @@ export function costPerMillion(load: LoadFigures): CostRow {
   const lambda = lambdaGbSeconds * PRICES_USD.lambdaGbSecond + lambdaRequests * PRICES_USD.lambdaRequest;
   const sqs = sqsRequests * PRICES_USD.sqsRequest;
   const apiGateway = apiRequests * PRICES_USD.httpApiRequest;
-  const logs = ((lambdaRequests * ASSUMPTIONS.logBytesPerInvocation) / 1e9) * PRICES_USD.logsPerGb;
+  const logs = ((lambdaRequests * ASSUMPTIONS.logBytesPerInvocation + events * load.logBytesPerEvent) / 1e9) * PRICES_USD.logsPerGb;
   return {
     load: load.name,
     lambdaGbSeconds,

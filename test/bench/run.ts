@@ -3,6 +3,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import { coldStart } from "./cold-start.js";
+import { INSERT_ID_HASH_LENGTH } from "../../lib/observability/trace-ids.js";
 import { ASSUMPTIONS, type CostRow, PRICES_USD, costPerMillion } from "./cost-model.js";
 
 /**
@@ -283,6 +284,8 @@ if (sections.has("forwarder") && sections.has("intake")) {
             Math.floor(6_291_456 / (intake.sqsBytesPerEvent / intake.sqsMessagesPerEvent)),
           ),
           forwarderEventsPerSecond: fwd.eventsPerSecond,
+          // Today's code logs no per-event hash; the new one logs `"<16 hex>",` per queued event (lib/observability/trace-ids.ts).
+          logBytesPerEvent: variant === "old" ? 0 : INSERT_ID_HASH_LENGTH + 3,
         }),
       );
     }
