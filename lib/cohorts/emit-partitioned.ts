@@ -5,7 +5,8 @@ import { type DeliveryMessage, type DeliveryPage, type ExpectedPages, type PageM
 import { DEFAULT_INVOCATION_WORK_MS, isPartitionedRun, runPartitions, partitionOf, readPrevious, snapshotKeys } from "./partition-layout.js";
 import { chunk, pagesFor, planPages, totalPages } from "./plan.js";
 import { promote } from "./settle.js";
-import { PROP_HASH_DEFAULT, diffMembers, emptyColumns, encodeSnapshot, idHash, identityOf, propertyHash } from "./snapshot.js";
+import { PROP_HASH_DEFAULT, emptyColumns, encodeSnapshot, idHash } from "./snapshot.js";
+import { type StagedRows, diffStaged, lineMember, parseStagedText, stagedObjectText, stagedText } from "./staged-rows.js";
 import { type CohortStore, keys } from "./store.js";
 import { type CohortSync, identityProperties } from "../config/cohort-syncs.js";
 import { type ExportDeps, type SyncReport, type TickContext, iso } from "./tick.js";
@@ -19,7 +20,8 @@ import { type ExportDeps, type SyncReport, type TickContext, iso } from "./tick.
  * killed one redoes at most its last unit (every object key is deterministic):
  *
  *  1. spill: staged /engage pages, a chunk at a time, split into one object per
- *     partition (`parts/<p>/<chunk>`), so a partition is read without the rest;
+ *     partition (`parts/<p>/<chunk>`, the staged lines as they are, staged-rows.ts),
+ *     so a partition is read without the rest;
  *  2. diff: per partition, diff against the previous snapshot's same hash range,
  *     write the pending snapshot partition and an outbox (members to send and to
  *     remove), record the counts. Nothing is sent yet;
@@ -98,14 +100,19 @@ async function emitPartitioned(
     if (!hasTime()) return deferred(entry, `spilled ${plan.spilled_pages}/${run.staged_pages} staged pages`);
     const first = plan.spilled_pages;
     const last = Math.min(run.staged_pages, first + SPILL_PAGES_PER_CHUNK);
-    const buckets: PageMember[][] = Array.from({ length: parts }, () => []);
+    // A member moves to its partition as its stored line: only its id is read.
+    const buckets: string[][] = Array.from({ length: parts }, () => []);
     for (let n = first; n < last; n += 10) {
       const pages = await Promise.all(
-        Array.from({ length: Math.min(10, last - n) }, (_, k) => store.getStaged(source.sync, source.run, n + k)),
+        Array.from({ length: Math.min(10, last - n) }, (_, k) => store.getStagedRows(source.sync, source.run, n + k)),
       );
-      for (const page of pages) for (const member of page.members) buckets[partitionOf(idHash(member.id), parts)]?.push(member);
+      for (const page of pages) {
+        for (let i = 0; i < page.ids.length; i++) buckets[partitionOf(idHash(page.ids[i] ?? ""), parts)]?.push(page.lines[i] ?? "");
+      }
     }
-    await Promise.all(buckets.map((members, part) => putGzJson(store, keys.partChunk(sync.id, run.run_id, part, plan.chunks), { members })));
+    await Promise.all(
+      buckets.map((lines, part) => store.putBytes(keys.partChunk(sync.id, run.run_id, part, plan.chunks), Buffer.from(stagedText(lines)))),
+    );
     plan.chunks += 1;
     plan.spilled_pages = last;
     if (last >= run.staged_pages) plan.step = "diff";
@@ -134,32 +141,27 @@ async function emitPartitioned(
       break;
     }
     if (!hasTime()) return deferred(entry, `diffed ${part}/${parts} partitions`);
-    const members: PageMember[] = [];
+    const rows: StagedRows = { ids: [], lines: [] };
     for (let c = 0; c < plan.chunks; c++) {
       const key = keys.partChunk(sync.id, run.run_id, part, c);
-      const raw = await getGzJson(store, key);
-      const list = raw !== null && typeof raw === "object" ? Reflect.get(raw, "members") : undefined;
-      for (const member of parseMembers(list, key)) members.push(member);
+      const bytes = await store.getBytes(key);
+      if (bytes === undefined) throw new ValidationError(`${key} is missing`);
+      parseStagedText(stagedObjectText(bytes, key), key, rows);
     }
     const previous = (await readPrevious(store, sync.id, state.snapshot, part, parts)) ?? emptyColumns();
     // Every partition of a snapshot is written with one algorithm: the previous one's on a diff run.
     const propHash = plan.full ? PROP_HASH_DEFAULT : (previous.propHash ?? "sha1-48");
-    const current = emptyColumns();
-    for (const member of members) {
-      current.ids.push(member.id);
-      current.hashes.push(propertyHash(member.props, propHash));
-      current.identities.push(identityOf(member.props, wanted));
-    }
-    const diff = diffMembers(current, previous, plan.full);
+    const { current, diff } = diffStaged(rows, previous, plan.full, propHash, wanted);
     const moved = movedRows(sync, current, previous, diff);
     const snapshot = await encodeSnapshot(
-      { v: 2, sync_id: sync.id, cohort_id: sync.cohort_id, run_id: run.run_id, created_at: iso(deps.now()), count: 0, partition: part, partitions: parts, prop_hash: propHash },
+      { v: 2, sync_id: sync.id, cohort_id: sync.cohort_id, run_id: run.run_id, created_at: iso(deps.now()), count: 0, partition: part, partitions: parts, prop_hash: propHash, identity_keys: wanted },
       current,
       diff.nextSnapshotRows,
       { previous, previousRow: diff.previousRow },
     );
     await store.putBytes(keys.pendingSnapshotPart(sync.id, run.run_id, part, parts), snapshot);
-    const send = members.filter((_, row) => diff.send[row] === 1);
+    const send: PageMember[] = [];
+    for (let row = 0; row < rows.lines.length; row++) if (diff.send[row] === 1) send.push(lineMember(rows.ids[row] ?? "", rows.lines[row] ?? ""));
     const remove = [...diff.removedRows, ...moved].map(
       (j): PageMember => ({ id: previous.ids[j] ?? "", props: parseIdentity(previous.identities[j] ?? "") }),
     );

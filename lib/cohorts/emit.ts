@@ -1,7 +1,8 @@
 import type { DeliveryMessage, DeliveryPage, ExportState, PageMember, SyncAction, SyncState } from "./messages.js";
 import { chunk, planPages, totalPages } from "./plan.js";
 import { isPartitionedRun, readPrevious } from "./partition-layout.js";
-import { type DiffResult, type MemberColumns, PROP_HASH_DEFAULT, type PropHashAlgorithm, diffMembers, emptyColumns, encodeSnapshot, identityOf, propertyHash } from "./snapshot.js";
+import { type DiffResult, type MemberColumns, PROP_HASH_DEFAULT, emptyColumns, encodeSnapshot } from "./snapshot.js";
+import { type StagedRows, diffStaged, lineMember } from "./staged-rows.js";
 import { type CohortStore, keys } from "./store.js";
 import { type CohortSync, identityProperties } from "../config/cohort-syncs.js";
 import { promote } from "./settle.js";
@@ -106,19 +107,12 @@ export function stagedSource(sync: CohortSync, run: ExportState): { sync: string
   return run.shared_from ? { sync: run.shared_from.sync, run: run.shared_from.run_id } : { sync: sync.id, run: run.run_id };
 }
 
-async function readCurrent(sync: CohortSync, run: ExportState, store: CohortStore, propHash: PropHashAlgorithm): Promise<MemberColumns> {
-  const columns = emptyColumns();
-  const wanted = identityProperties(sync.destination);
+/** This run's staged members as stored lines (staged-rows.ts), in staging order. */
+async function readStaged(sync: CohortSync, run: ExportState, store: CohortStore): Promise<StagedRows> {
+  const rows: StagedRows = { ids: [], lines: [] };
   const source = stagedSource(sync, run);
-  for (let n = 0; n < run.staged_pages; n++) {
-    const staged = await store.getStaged(source.sync, source.run, n);
-    for (const member of staged.members) {
-      columns.ids.push(member.id);
-      columns.hashes.push(propertyHash(member.props, propHash));
-      columns.identities.push(identityOf(member.props, wanted));
-    }
-  }
-  return columns;
+  for (let n = 0; n < run.staged_pages; n++) await store.getStagedRows(source.sync, source.run, n, rows);
+  return rows;
 }
 
 export function parseIdentity(identity: string): Record<string, unknown> {
@@ -191,8 +185,9 @@ async function emitRun(sync: CohortSync, state: SyncState, deps: ExportDeps, ent
   // A full run with a lost snapshot object is still a full run; a diff run without one must become full.
   const full = run.full || stored === undefined;
   const propHash = full ? PROP_HASH_DEFAULT : (previous.propHash ?? "sha1-48");
-  const current = await readCurrent(sync, run, store, propHash);
-  const diff = diffMembers(current, previous, full);
+  const wanted = identityProperties(sync.destination);
+  const staged = await readStaged(sync, run, store);
+  const { current, diff } = diffStaged(staged, previous, full, propHash, wanted);
 
   if (run.emitted_pages === 0) {
     const verdict = removalGuard({
@@ -212,7 +207,7 @@ async function emitRun(sync: CohortSync, state: SyncState, deps: ExportDeps, ent
   const pendingKey = keys.pendingSnapshot(sync.id, run.run_id);
   if (run.emitted_pages === 0 || !(await store.exists(pendingKey))) {
     const snapshot = await encodeSnapshot(
-      { v: 2, sync_id: sync.id, cohort_id: sync.cohort_id, run_id: run.run_id, created_at: iso(deps.now()), count: 0, prop_hash: propHash },
+      { v: 2, sync_id: sync.id, cohort_id: sync.cohort_id, run_id: run.run_id, created_at: iso(deps.now()), count: 0, prop_hash: propHash, identity_keys: wanted },
       current,
       diff.nextSnapshotRows,
       { previous, previousRow: diff.previousRow },
@@ -247,21 +242,16 @@ async function emitRun(sync: CohortSync, state: SyncState, deps: ExportDeps, ent
     if (batch.length === 10) await flush();
   };
 
-  // Primary pages (members / add_members), in staging order.
+  // Primary pages (members / add_members), in staging order; only these members' properties are parsed.
   const primaryPages = plan.expected[plan.primary];
   if (primaryPages > 0) {
     let page = 0;
-    let row = 0;
     let pending: PageMember[] = [];
-    const source = stagedSource(sync, run);
-    for (let n = 0; n < run.staged_pages; n++) {
-      const staged = await store.getStaged(source.sync, source.run, n);
-      for (const member of staged.members) {
-        if (diff.send[row++] === 1) pending.push(member);
-        if (pending.length === 1000) {
-          await emit(plan.primary, ++page, primaryPages, pending);
-          pending = [];
-        }
+    for (let row = 0; row < staged.lines.length; row++) {
+      if (diff.send[row] === 1) pending.push(lineMember(staged.ids[row] ?? "", staged.lines[row] ?? ""));
+      if (pending.length === 1000) {
+        await emit(plan.primary, ++page, primaryPages, pending);
+        pending = [];
       }
     }
     if (pending.length > 0 || page === 0) await emit(plan.primary, ++page, primaryPages, pending);

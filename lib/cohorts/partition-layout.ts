@@ -64,12 +64,15 @@ export async function readPrevious(
   const wanted = stored === 1 ? all : all.slice(partitionOf(low, stored), partitionOf(high, stored) + 1);
   const lines: string[] = [];
   let out: MemberColumns = { ids: [], hashes: [], identities: [], lines };
+  // Kept identities need one list of identity properties across the objects read.
+  const identityKeys = new Set<string | undefined>();
   for (const key of wanted) {
     const bytes = await store.getBytes(key);
     if (bytes === undefined) return undefined;
     const { columns } = await decodeSnapshot(bytes, keep);
     if (wanted.length === 1) return columns;
     if (columns.propHash) out = { ...out, propHash: columns.propHash };
+    identityKeys.add(columns.identityKeys);
     for (let i = 0; i < columns.ids.length; i++) {
       out.ids.push(columns.ids[i] ?? "");
       out.hashes.push(columns.hashes[i] ?? 0);
@@ -77,5 +80,6 @@ export async function readPrevious(
       lines.push(columns.lines?.[i] ?? "");
     }
   }
-  return out;
+  const [onlyKeys] = identityKeys;
+  return identityKeys.size === 1 && onlyKeys !== undefined ? { ...out, identityKeys: onlyKeys } : out;
 }

@@ -32,8 +32,17 @@ export interface MemberColumns {
    * line is written to the next snapshot as it is (encodeSnapshot `reuse`).
    */
   readonly lines?: string[];
+  /** Decoded snapshots only: idHash of each id (computed while checking the order). */
+  readonly keyHashes?: number[];
   /** Decoded snapshots only: the property hash its rows were written with. */
   readonly propHash?: PropHashAlgorithm;
+  /**
+   * Decoded snapshots only: the identity properties its identities were picked with
+   * (JSON of the list), when the header records them. With the same list, a member
+   * whose property hash is unchanged has the same identity, so the diff keeps it
+   * instead of parsing the member's properties again.
+   */
+  readonly identityKeys?: string;
 }
 
 /**
@@ -59,13 +68,19 @@ export const snapshotHeaderSchema = z.object({
   partition: z.number().int().min(0).optional(),
   partitions: z.number().int().min(1).optional(),
   prop_hash: z.enum(["sha1-48", "fnv-52"]).optional(),
+  /** The identity properties the identities were picked with (absent before they were recorded). */
+  identity_keys: z.array(z.string()).optional(),
 });
 export type SnapshotHeader = z.infer<typeof snapshotHeaderSchema>;
 
 
 /** The property hash of a member under `algorithm` (see PropHashAlgorithm). */
 export function propertyHash(properties: Record<string, unknown>, algorithm: PropHashAlgorithm = PROP_HASH_DEFAULT): number {
-  const text = canonicalJson(properties);
+  return propertyHashOfText(canonicalJson(properties), algorithm);
+}
+
+/** The property hash of properties given as their canonical JSON text (staged-rows.ts stores that text). */
+export function propertyHashOfText(text: string, algorithm: PropHashAlgorithm): number {
   if (algorithm === "sha1-48") return hash("sha1", text, "buffer").readUIntBE(0, 6);
   let a = 0x811c9dc5;
   let b = 0x01000193 ^ text.length;
@@ -180,41 +195,93 @@ export interface DiffResult {
 }
 
 /**
- * Merge-diff `current` (any order, may hold duplicates) against `previous`
- * (member-key order, unique, as decodeSnapshot returns it). `full`: every
- * current member is sent; removals are still computed (Brevo/Braze need them
- * even on a full sync).
+ * Diff `current` (any order, may hold duplicates) against `previous` (member-key
+ * order, unique, as decodeSnapshot returns it). `full`: every current member is
+ * sent; removals are still computed (Brevo/Braze need them even on a full sync).
+ *
+ * By id lookup rather than by sorting both sides: the previous snapshot is in key
+ * order already and most members are in it, so only the members that joined are
+ * sorted (sortedUniqueRows) and merged into the previous order for the next
+ * snapshot. Sorting a million rows and walking them in random order cost more
+ * than the rest of the diff (issue 12 profile), and so does a Map keyed by the id
+ * strings; the lookup is an open-addressing table of previous rows keyed by the
+ * 32-bit id hash, the ids compared only where the hashes are equal.
  */
 export function diffMembers(current: MemberColumns, previous: MemberColumns, full: boolean): DiffResult {
-  const curHashes = idHashes(current.ids);
-  const rows = sortedUniqueRows(current, curHashes);
-  const prevHashes = idHashes(previous.ids);
-  const send = new Uint8Array(current.ids.length);
-  const previousRow = new Int32Array(current.ids.length).fill(-1);
-  const removedRows: number[] = [];
-  let sendCount = 0;
-  let j = 0;
+  const n = current.ids.length;
   const prevIds = previous.ids;
   const prevCount = prevIds.length;
-  for (let i = 0; i < rows.length; i++) {
-    const row = rows[i] ?? 0;
+  const prevHashes = previous.keyHashes ?? idHashes(prevIds);
+  let bits = 1;
+  while (1 << bits < prevCount * 2) bits++;
+  const mask = (1 << bits) - 1;
+  const slotOf = (h: number) => Math.imul(h, 0x9e3779b1) >>> (32 - bits);
+  const table = new Int32Array(mask + 1).fill(-1);
+  for (let j = 0; j < prevCount; j++) {
+    let slot = slotOf(prevHashes[j] ?? 0);
+    while ((table[slot] ?? -1) >= 0) slot = (slot + 1) & mask;
+    table[slot] = j;
+  }
+  // The current row that took each previous row (the first one with its id), else -1.
+  const takenBy = new Int32Array(prevCount).fill(-1);
+  const send = new Uint8Array(n);
+  const previousRow = new Int32Array(n).fill(-1);
+  const joined: number[] = [];
+  const joinedIds = new Set<string>();
+  let sendCount = 0;
+  for (let row = 0; row < n; row++) {
     const id = current.ids[row] ?? "";
-    const h = curHashes[row] ?? 0;
-    while (j < prevCount && compareKeys(prevHashes[j] ?? 0, prevIds[j] ?? "", h, id) < 0) removedRows.push(j++);
-    if (j < prevCount && prevIds[j] === id) {
+    const h = idHash(id);
+    let j = -1;
+    for (let slot = slotOf(h); ; slot = (slot + 1) & mask) {
+      const candidate = table[slot] ?? -1;
+      if (candidate < 0) break;
+      if (prevHashes[candidate] === h && prevIds[candidate] === id) {
+        j = candidate;
+        break;
+      }
+    }
+    if (j >= 0) {
+      if ((takenBy[j] ?? -1) >= 0) continue; // a duplicate row: the first one wins
+      takenBy[j] = row;
       previousRow[row] = j;
       if (full || previous.hashes[j] !== current.hashes[row]) {
         send[row] = 1;
         sendCount++;
       }
-      j++;
     } else {
+      if (joinedIds.has(id)) continue;
+      joinedIds.add(id);
+      joined.push(row);
       send[row] = 1;
       sendCount++;
     }
   }
-  while (j < prevCount) removedRows.push(j++);
-  return { send, sendCount, removedRows, nextSnapshotRows: rows, previousRow };
+  const removedRows: number[] = [];
+  for (let j = 0; j < prevCount; j++) if ((takenBy[j] ?? -1) < 0) removedRows.push(j);
+
+  // Next snapshot: the previous rows still present (in key order already) merged with the joined rows, sorted.
+  const joinedIdList = joined.map((row) => current.ids[row] ?? "");
+  const joinedHashes = idHashes(joinedIdList);
+  const joinedOrder = sortedUniqueRows({ ids: joinedIdList, hashes: [], identities: [] }, joinedHashes);
+  const nextSnapshotRows = new Uint32Array(prevCount - removedRows.length + joined.length);
+  let out = 0;
+  let k = 0;
+  for (let j = 0; j < prevCount; j++) {
+    const row = takenBy[j] ?? -1;
+    if (row < 0) continue;
+    const h = prevHashes[j] ?? 0;
+    const id = prevIds[j] ?? "";
+    while (k < joinedOrder.length) {
+      const q = joinedOrder[k] ?? 0;
+      if (compareKeys(joinedHashes[q] ?? 0, joinedIdList[q] ?? "", h, id) > 0) break;
+      nextSnapshotRows[out++] = joined[q] ?? 0;
+      k++;
+    }
+    nextSnapshotRows[out++] = row;
+  }
+  for (; k < joinedOrder.length; k++) nextSnapshotRows[out++] = joined[joinedOrder[k] ?? 0] ?? 0;
+  return { send, sendCount, removedRows, nextSnapshotRows, previousRow };
 }
 
 /** Gzipped JSON lines, built in chunks so 10 M members never form one giant string. */
@@ -291,7 +358,8 @@ export async function decodeSnapshot(
   keep?: (keyHash: number) => boolean,
 ): Promise<{ header: SnapshotHeader; columns: MemberColumns }> {
   const lines: string[] = [];
-  const columns: MemberColumns = { ids: [], hashes: [], identities: [], lines };
+  const keyHashes: number[] = [];
+  const columns: MemberColumns = { ids: [], hashes: [], identities: [], lines, keyHashes };
   let header: SnapshotHeader | undefined;
   let previous: string | undefined;
   let previousHash = -1;
@@ -323,6 +391,7 @@ export async function decodeSnapshot(
     previous = id;
     if (keep && !keep(h)) return;
     lines.push(line);
+    keyHashes.push(h);
     columns.ids.push(id);
     columns.hashes.push(hash);
     columns.identities.push(identity);
@@ -338,6 +407,7 @@ export async function decodeSnapshot(
   take(rest);
   if (!header) throw new ValidationError("snapshot is empty");
   const propHash = header.prop_hash ?? "sha1-48";
+  const identityKeys = header.identity_keys ? JSON.stringify(header.identity_keys) : undefined;
   if (header.v === 1) {
     // Written in id order by an earlier release: re-sort into member-key order once.
     const rows = sortedUniqueRows(columns);
@@ -349,5 +419,5 @@ export async function decodeSnapshot(
     };
     return { header, columns: sorted };
   }
-  return { header, columns: { ...columns, propHash } };
+  return { header, columns: { ...columns, propHash, ...(identityKeys !== undefined ? { identityKeys } : {}) } };
 }

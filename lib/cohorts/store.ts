@@ -14,9 +14,9 @@ import {
   deliveryPageSchema,
   failureRecordSchema,
   initialSyncState,
-  parseMembers,
   syncStateSchema,
 } from "./messages.js";
+import { type StagedRows, lineMember, parseStagedText, stagedObjectText, stagedTextOfMembers } from "./staged-rows.js";
 
 /**
  * S3 layout of cohort state (bucket SNAPSHOT_BUCKET, prefixes `cohorts/` and `cohort-runs/`):
@@ -25,8 +25,8 @@ import {
  *   cohorts/<sync>/state.json                            checkpoint + snapshot pointer + health
  *   cohorts/<sync>/snapshot.jsonl.gz                     last delivered snapshot
  *   cohorts/<sync>/snapshot/<p>-of-<P>.jsonl.gz           last delivered snapshot of a partitioned sync (partitions.ts)
- *   cohort-runs/<sync>/<run>/pages/<n>.json.gz          staged /engage pages (export checkpoint)
- *   cohort-runs/<sync>/<run>/parts/<p>/<c>.json.gz      partitioned run: staged members split by id-hash range
+ *   cohort-runs/<sync>/<run>/pages/<n>.json.gz          staged /engage pages (export checkpoint; staged-rows.ts lines)
+ *   cohort-runs/<sync>/<run>/parts/<p>/<c>.json.gz      partitioned run: staged lines split by id-hash range
  *   cohort-runs/<sync>/<run>/outbox/<p>.json.gz         partitioned run: members to send / remove, per partition
  *   cohort-runs/<sync>/<run>/snapshot/<p>-of-<P>.jsonl.gz  partitioned run: pending snapshot partitions
  *   cohort-runs/<sync>/<run>/snapshot.jsonl.gz          pending snapshot (promoted when the ledger is complete)
@@ -73,6 +73,8 @@ export interface CohortStore {
   writeBudget(calls: number[]): Promise<void>;
   putStaged(sync: string, run: string, n: number, page: StagedPage): Promise<void>;
   getStaged(sync: string, run: string, n: number): Promise<StagedPage>;
+  /** A staged page as stored lines (staged-rows.ts), appended to `into` when given. */
+  getStagedRows(sync: string, run: string, n: number, into?: StagedRows): Promise<StagedRows>;
   putBytes(key: string, body: Uint8Array): Promise<void>;
   /** undefined when absent. */
   getBytes(key: string): Promise<Uint8Array | undefined>;
@@ -133,6 +135,14 @@ export function createCohortStore(s3: S3BucketApi, bucket: string): CohortStore 
   const putJson = (key: string, value: unknown, gz: boolean) =>
     putBytes(key, gz ? gzipSync(JSON.stringify(value)) : Buffer.from(JSON.stringify(value)), "application/json");
 
+  async function getStagedRows(sync: string, run: string, n: number, into?: StagedRows): Promise<StagedRows> {
+    const key = keys.staged(sync, run, n);
+    const bytes = await getBytes(key);
+    if (!bytes) throw new RetryableError(`staged page ${key} is missing`);
+    const what = `s3://${bucket}/${key}`;
+    return parseStagedText(stagedObjectText(bytes, what), what, into);
+  }
+
   async function exists(key: string): Promise<boolean> {
     try {
       return await s3.objectExists(bucket, key);
@@ -150,20 +160,13 @@ export function createCohortStore(s3: S3BucketApi, bucket: string): CohortStore 
       return (await getJson(keys.budget(), budgetStateSchema, false))?.calls ?? [];
     },
     writeBudget: (calls) => putJson(keys.budget(), { calls }, false),
-    putStaged: (sync, run, n, page) => putJson(keys.staged(sync, run, n), page, true),
+    // Plain text, not gzipped: staged-rows.ts says why.
+    putStaged: (sync, run, n, page) => putBytes(keys.staged(sync, run, n), Buffer.from(stagedTextOfMembers(page.members)), "application/x-ndjson"),
     async getStaged(sync, run, n) {
-      const key = keys.staged(sync, run, n);
-      const bytes = await getBytes(key);
-      if (!bytes) throw new RetryableError(`staged page ${key} is missing`);
-      let raw: unknown;
-      try {
-        raw = JSON.parse(gunzipSync(bytes).toString("utf8"));
-      } catch {
-        throw new ValidationError(`s3://${bucket}/${key} is not gzipped JSON`);
-      }
-      const members = raw !== null && typeof raw === "object" ? Reflect.get(raw, "members") : undefined;
-      return { members: parseMembers(members, `s3://${bucket}/${key}`) };
+      const rows = await getStagedRows(sync, run, n);
+      return { members: rows.lines.map((line, i) => lineMember(rows.ids[i] ?? "", line)) };
     },
+    getStagedRows,
     putBytes: (key, body) => putBytes(key, body),
     getBytes,
     async copy(from, to) {

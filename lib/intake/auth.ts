@@ -1,4 +1,4 @@
-import { createHash, timingSafeEqual } from "node:crypto";
+import { hash, timingSafeEqual } from "node:crypto";
 import * as z from "zod";
 import type { Env } from "../config/env.js";
 import { ConfigError } from "../errors.js";
@@ -33,14 +33,31 @@ export function bearerToken(header: string | undefined): string | undefined {
   return match?.[1];
 }
 
-const digest = (value: string) => createHash("sha256").update(value).digest();
+const digest = (value: string): Buffer => hash("sha256", value, "buffer");
+
+/**
+ * Digests of the configured tokens, kept per container: they change only when the secret does, and
+ * hashing them again on every request was a visible part of a one-event request's CPU (issue 12
+ * profile). Bounded, so a rotation that keeps adding tokens cannot grow it without limit.
+ */
+const acceptedDigests = new Map<string, Buffer>();
+const MAX_CACHED_DIGESTS = 64;
+
+function acceptedDigest(token: string): Buffer {
+  const cached = acceptedDigests.get(token);
+  if (cached) return cached;
+  const computed = digest(token);
+  if (acceptedDigests.size >= MAX_CACHED_DIGESTS) acceptedDigests.clear();
+  acceptedDigests.set(token, computed);
+  return computed;
+}
 
 /** Constant-time comparison against every configured token (hashing first equalises lengths). */
 export function tokenMatches(presented: string, accepted: readonly string[]): boolean {
   const presentedDigest = digest(presented);
   let matched = false;
   for (const token of accepted) {
-    if (timingSafeEqual(presentedDigest, digest(token))) matched = true;
+    if (timingSafeEqual(presentedDigest, acceptedDigest(token))) matched = true;
   }
   return matched;
 }

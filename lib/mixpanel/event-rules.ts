@@ -1,4 +1,5 @@
 import { hash } from "node:crypto";
+import { setOwn } from "../sources/renames.js";
 import { canonicalJson, canonicalObjectJson } from "../util/json.js";
 
 /**
@@ -74,11 +75,12 @@ export function deriveInsertId(content: unknown): string {
  * deriveInsertId({event, properties: {...properties without $insert_id, time, distinct_id}})
  * without building those objects: the same canonical text, so the same id.
  */
-function deriveEventInsertId(event: string, properties: Record<string, unknown>, timeMs: number, distinctId: string): string {
-  const keys = Object.keys(properties).filter((key) => key !== "$insert_id");
-  if (!Object.hasOwn(properties, "time")) keys.push("time");
-  if (!Object.hasOwn(properties, "distinct_id")) keys.push("distinct_id");
-  const valueOf = (key: string) => (key === "time" ? timeMs : key === "distinct_id" ? distinctId : properties[key]);
+function deriveEventInsertId(event: string, properties: Record<string, unknown>, ownKeys: readonly string[], timeMs: number, distinctId: string): string {
+  const missing = ["time", "distinct_id"].filter((key) => !Object.hasOwn(properties, key));
+  const keys = missing.length === 0 ? ownKeys : [...ownKeys, ...missing];
+  // $insert_id is left out of its own hash: canonicalObjectJson leaves out a key whose value is undefined.
+  const valueOf = (key: string) =>
+    key === "time" ? timeMs : key === "distinct_id" ? distinctId : key === "$insert_id" ? undefined : properties[key];
   return sha256Id(`{"event":${JSON.stringify(event)},"properties":${canonicalObjectJson(keys, valueOf)}}`);
 }
 
@@ -130,6 +132,42 @@ function checkNested(value: unknown, depth: number, path: string, containers = 1
     }
   }
   return undefined;
+}
+
+/** What one pass over the property values found: whether checkNested would refuse one, and any non-finite number. */
+const ValueScan = { Clean: 0, NonFinite: 1, NestingViolation: 2 } as const;
+type ValueScan = number;
+
+/**
+ * The answer of checkNested (violation or not) and of findNonFiniteNumber (a number or not) for
+ * one property value, in one pass and without building a path string per entry: on the intake's
+ * hot path the two path-building walks cost more than the rest of the checks (issue 12 profile).
+ * Only a value this refuses is walked again by those two, for the reason's exact path.
+ * Recursion stops past MAX_CONTAINER_DEPTH containers, so hostile nesting cannot overflow the stack.
+ */
+function scanValue(value: unknown, depth: number, containers: number): ValueScan {
+  if (typeof value === "number") return Number.isFinite(value) ? ValueScan.Clean : ValueScan.NonFinite;
+  if (value === null || typeof value !== "object") return ValueScan.Clean;
+  if (containers > MAX_CONTAINER_DEPTH) return ValueScan.NestingViolation;
+  let scan = ValueScan.Clean;
+  if (Array.isArray(value)) {
+    if (value.length > MAX_ARRAY_ITEMS) return ValueScan.NestingViolation;
+    for (let i = 0; i < value.length; i++) {
+      const inner = scanValue(value[i], depth, containers + 1);
+      if (inner === ValueScan.NestingViolation) return inner;
+      scan |= inner;
+    }
+    return scan;
+  }
+  if (depth > MAX_NESTING_DEPTH) return ValueScan.NestingViolation;
+  const values: unknown[] = Object.values(value);
+  if (values.length > MAX_NESTED_KEYS) return ValueScan.NestingViolation;
+  for (const item of values) {
+    const inner = scanValue(item, depth + 1, containers + 1);
+    if (inner === ValueScan.NestingViolation) return inner;
+    scan |= inner;
+  }
+  return scan;
 }
 
 /**
@@ -205,19 +243,29 @@ export function applyEventRules(
   }
 
   // Before anything recurses over the values (the insert id hash does).
-  for (const key of Object.keys(properties)) {
-    const value = properties[key];
-    if (value === null || typeof value !== "object") continue;
-    const violation = checkNested(value, 1, `properties.${key}`);
-    if (violation) return { ok: false, ...violation };
+  const keys = Object.keys(properties);
+  let scan = ValueScan.Clean;
+  for (const key of keys) {
+    scan |= scanValue(properties[key], 1, 1);
+    if (scan & ValueScan.NestingViolation) break;
   }
-  const nonFinite = findNonFiniteNumber(properties, "properties");
-  if (nonFinite !== undefined) return { ok: false, code: INVALID_NUMBER, reason: nonFiniteReason(nonFinite) };
+  if (scan & ValueScan.NestingViolation) {
+    for (const key of keys) {
+      const value = properties[key];
+      if (value === null || typeof value !== "object") continue;
+      const violation = checkNested(value, 1, `properties.${key}`);
+      if (violation) return { ok: false, ...violation };
+    }
+  }
+  if (scan !== ValueScan.Clean) {
+    const nonFinite = findNonFiniteNumber(properties, "properties");
+    if (nonFinite !== undefined) return { ok: false, code: INVALID_NUMBER, reason: nonFiniteReason(nonFinite) };
+  }
 
   const rawInsertId = properties.$insert_id;
   let insertId: string;
   if (rawInsertId === undefined || rawInsertId === null || rawInsertId === "") {
-    insertId = deriveEventInsertId(event, properties, time.ms, distinctId);
+    insertId = deriveEventInsertId(event, properties, keys, time.ms, distinctId);
   } else if (typeof rawInsertId === "string" && isValidInsertId(rawInsertId)) {
     insertId = rawInsertId;
   } else {
@@ -225,10 +273,26 @@ export function applyEventRules(
     insertId = deriveInsertId({ insert_id: rawInsertId });
   }
 
-  const normalized: Record<string, unknown> = { ...properties, time: time.ms, distinct_id: distinctId, $insert_id: insertId };
-  if (options.defaultIpZero && normalized.ip === undefined) normalized.ip = "0";
+  // The same object as `{...properties, time, distinct_id, $insert_id}` (same keys, same order),
+  // built by Object.assign and plain stores: measured here, spreading a parsed-JSON object and then
+  // adding keys to the copy cost twice as much, and was the intake's largest single cost (issue 12
+  // profile). Object.assign would set the copy's prototype from an own "__proto__" key, so an
+  // object with one is copied key by key as an own property instead.
+  let normalized: Record<string, unknown>;
+  if (Object.hasOwn(properties, "__proto__")) {
+    normalized = {};
+    for (const key of keys) setOwn(normalized, key, properties[key]);
+  } else normalized = Object.assign({}, properties);
+  const added = (key: string): number => (Object.hasOwn(normalized, key) ? 0 : 1);
+  let propertyCount = keys.length + added("time") + added("distinct_id") + added("$insert_id");
+  normalized.time = time.ms;
+  normalized.distinct_id = distinctId;
+  normalized.$insert_id = insertId;
+  if (options.defaultIpZero && normalized.ip === undefined) {
+    propertyCount += added("ip");
+    normalized.ip = "0";
+  }
 
-  const propertyCount = Object.keys(normalized).length;
   if (propertyCount > MAX_PROPERTIES) {
     return { ok: false, code: "too_many_properties", reason: `event has ${propertyCount} properties (max ${MAX_PROPERTIES})` };
   }

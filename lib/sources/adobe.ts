@@ -159,8 +159,15 @@ export function mapAdobeEvent(item: unknown, index: number, ctx: MapContext): Ma
   const custom = resolveCustomProperties(custom_properties);
   if (!custom.ok) return reject(index, item, custom.code, custom.reason);
 
-  // Shallow merge, custom keys win: what Adobe's extension sends (§2).
-  const { token, ...merged } = { ...properties, ...custom.properties };
+  // Shallow merge, custom keys win: what Adobe's extension sends (§2). The same object as
+  // `const { token, ...merged } = { ...properties, ...custom.properties }` (same keys, same order),
+  // built without spreads, which were a visible cost of a one-event call (issue 12 profile); no
+  // "__proto__" key is left in either (refused above), so plain stores copy every key.
+  const merged: Record<string, unknown> = {};
+  for (const source of [properties, custom.properties]) {
+    for (const key of Object.keys(source)) if (key !== "token") setOwn(merged, key, source[key]);
+  }
+  const token = Object.hasOwn(custom.properties, "token") ? custom.properties.token : properties.token;
   // Before deriveInsertId hashes the content recursively (rows can build deep paths, too).
   const tooDeep = findTooDeep(merged, MAX_CONTAINER_DEPTH + 1, "properties");
   if (tooDeep !== undefined) {

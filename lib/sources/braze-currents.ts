@@ -10,7 +10,7 @@ import {
 } from "../vocabulary/braze-labels.js";
 import { INVALID_PROPERTY_NAME, findProtoKey, protoKeyReason, rejectProtoKey } from "./property-names.js";
 import { jsonObjectSchema } from "./json-object.js";
-import { renamed, setOwn } from "./renames.js";
+import { renamed } from "./renames.js";
 import type { MapContext, MappedItem, RejectedItem } from "./types.js";
 import { parseJsonOrUndefined } from "../util/json.js";
 import { CUSTOM_EVENT_PROPERTY_PREFIX, PURCHASE_PROPERTY_PREFIX } from "../vocabulary/braze-property-prefixes.js";
@@ -117,13 +117,15 @@ function isEventTypeEnabled(eventType: BrazeEventType, ctx: MapContext): boolean
   return allowed.some((name) => normalizeBrazeEventType(name) === eventType);
 }
 
-/** Copies Braze fields onto the Mixpanel properties with the connector's renames and omissions. */
-function copyFields(target: Record<string, unknown>, source: Readonly<Record<string, unknown>>, skip: ReadonlySet<string>): void {
-  for (const [key, value] of Object.entries(source)) {
+/** Adds Braze fields to the Mixpanel properties' entries with the connector's renames and omissions. */
+function copyFields(target: [string, unknown][], source: Readonly<Record<string, unknown>>, skip: ReadonlySet<string>): void {
+  for (const key of Object.keys(source)) {
     if (skip.has(key) || FIELDS_NOT_SENT.has(key)) continue;
-    setOwn(target, renamed(key, FIELD_RENAMES), value);
+    target.push([renamed(key, FIELD_RENAMES), source[key]]);
   }
 }
+
+const USER_FIELDS_SET_APART: ReadonlySet<string> = new Set(["device_id"]);
 
 /** Maps one Currents event (custom-HTTP layout) to an /import record or a typed rejection. */
 export function mapBrazeEvent(item: unknown, index: number, ctx: MapContext): MappedItem {
@@ -164,12 +166,16 @@ export function mapBrazeEvent(item: unknown, index: number, ctx: MapContext): Ma
     customEventName = name;
   }
 
-  const properties: Record<string, unknown> = {};
+  // The properties are collected as entries and made an object once (Object.fromEntries: a later
+  // entry for a key replaces the earlier value in its place, as the assignments it replaces did).
+  // Assigned one by one, the ~30 keys of a Braze event turned the object into a slow dictionary,
+  // which made copying and serializing it a large part of the intake's CPU (issue 12 profile).
+  const entries: [string, unknown][] = [];
   const skipInProperties = new Set<string>();
   // The custom event name lives in the event label; Braze's glossary lists no `name` property in its Mixpanel tab.
   if (eventType === CUSTOM_EVENT_TYPE) skipInProperties.add("name");
 
-  const prefixed: Record<string, unknown> = {};
+  const prefixed: [string, unknown][] = [];
   for (const [eventTypeWithProps, field, prefix] of [
     [CUSTOM_EVENT_TYPE, "custom_properties", CUSTOM_EVENT_PROPERTY_PREFIX],
     [PURCHASE_EVENT_TYPE, "purchase_properties", PURCHASE_PROPERTY_PREFIX],
@@ -180,22 +186,24 @@ export function mapBrazeEvent(item: unknown, index: number, ctx: MapContext): Ma
     if (raw === undefined || raw === null) continue;
     const custom = decodeCustomProperties(raw, field);
     if (!custom.ok) return reject(index, item, custom.code, custom.reason);
-    for (const [key, value] of Object.entries(custom.properties)) setOwn(prefixed, `${prefix}${key}`, value);
+    // Keys of one decoded object, so each prefixed key occurs once.
+    for (const key of Object.keys(custom.properties)) prefixed.push([`${prefix}${key}`, custom.properties[key]]);
   }
 
   // Unknown top-level and user fields are passed through like every other field (§1, §6).
-  copyFields(properties, Object.fromEntries(Object.entries(event).filter(([key]) => !EVENT_ENVELOPE_FIELDS.has(key))), new Set());
-  copyFields(properties, event.user ?? {}, new Set(["device_id"]));
-  copyFields(properties, brazeProperties, skipInProperties);
-  Object.assign(properties, prefixed);
+  copyFields(entries, event, EVENT_ENVELOPE_FIELDS);
+  copyFields(entries, event.user ?? {}, USER_FIELDS_SET_APART);
+  copyFields(entries, brazeProperties, skipInProperties);
+  // A loop, not push(...prefixed): a hostile object with ~100k custom properties would exceed the call's argument limit.
+  for (const entry of prefixed) entries.push(entry);
 
   const deviceId = event.user?.device_id;
-  if (deviceId !== undefined && deviceId !== null) properties.device_id = deviceId;
-  properties.$partner_id = BRAZE_PARTNER_ID;
-  properties.distinct_id = externalUserId;
-  if (event.id !== undefined && event.id !== null) properties.$insert_id = event.id;
+  if (deviceId !== undefined && deviceId !== null) entries.push(["device_id", deviceId]);
+  entries.push(["$partner_id", BRAZE_PARTNER_ID], ["distinct_id", externalUserId]);
+  if (event.id !== undefined && event.id !== null) entries.push(["$insert_id", event.id]);
   // Seconds as Braze sends them; applyEventRules turns them into integer ms (project decision, mixpanel-api.md §4).
-  properties.time = event.time;
+  entries.push(["time", event.time]);
+  const properties: Record<string, unknown> = Object.fromEntries(entries);
 
   const label = brazeEventLabel(eventType, customEventName);
   const name = renamed(label, ctx.config.event_mapping);

@@ -24,6 +24,42 @@ export function findProtoKey(value: unknown, prefix = ""): string | undefined {
 
 function hasProtoKey(value: unknown): boolean {
   if (value === null || typeof value !== "object") return false;
+  visitBudget = FAST_SCAN_MAX_VISITS;
+  const fast = scanForProtoKey(value, 1);
+  return fast ?? hasProtoKeyIteratively(value);
+}
+
+/**
+ * The recursive scan without a stack of pending values or a set of seen ones (allocations that
+ * made this check a visible cost per item, issue 12 profile). It gives up (undefined) past a
+ * depth that could strain the call stack, or past a number of visits that only shared references
+ * (not parsed JSON) can reach, and the iterative walk below answers instead.
+ */
+const FAST_SCAN_MAX_DEPTH = 64;
+const FAST_SCAN_MAX_VISITS = 100_000;
+let visitBudget = 0;
+
+function scanForProtoKey(value: object, depth: number): boolean | undefined {
+  if (depth > FAST_SCAN_MAX_DEPTH || --visitBudget < 0) return undefined;
+  if (Array.isArray(value)) {
+    for (const inner of value) {
+      if (inner === null || typeof inner !== "object") continue;
+      const found = scanForProtoKey(inner, depth + 1);
+      if (found !== false) return found;
+    }
+    return false;
+  }
+  if (Object.hasOwn(value, PROTO_KEY)) return true;
+  for (const key in value) {
+    const inner: unknown = Reflect.get(value, key);
+    if (inner === null || typeof inner !== "object") continue;
+    const found = scanForProtoKey(inner, depth + 1);
+    if (found !== false) return found;
+  }
+  return false;
+}
+
+function hasProtoKeyIteratively(value: object): boolean {
   const pending: object[] = [value];
   const seen = new Set<object>();
   for (let current = pending.pop(); current !== undefined; current = pending.pop()) {

@@ -1,137 +1,335 @@
 /**
- * Large-cohort bench for the export's in-memory work (not a unit test):
- *   node --expose-gc --import tsx test/bench/cohort-diff.bench.ts [members=1000000]
- * Builds the current export columns (property hash + identity per member), decodes the
- * previous gzipped snapshot, diffs (1% changed, 1% left, 1% joined), builds the delivery
- * pages (1000 members, gzipped JSON like the S3 page objects) and encodes the next
- * snapshot (reusing the unchanged members' stored lines, as the export does).
- * Prints wall and CPU time per phase, snapshot size, peak RSS and heap; then
- * runs the partitioned path (cohort-partitioned.bench.ts) for the same size,
- * invocation by invocation. `-- <members> inmemory|partitioned` runs one of them.
+ * Large-cohort diff bench (not a unit test):
+ *   npm run bench:cohorts [-- <members=1000000> [both|diff|partitioned]]
+ *
+ * `diff`: the CPU one export spends per member between the Query API's answer and
+ * knowing the adds, removes and updates, through the real code path in one process:
+ * the real store (store.ts) over an in-memory S3 bucket (so gzip, JSON and the S3
+ * object layout are real; no network), the real export tick (runCohortExport) run
+ * unit by unit as invocations would run them. Three fresh processes; medians.
+ *
+ *   stage   the fetch step's work after the /engage answer is parsed: each page of
+ *           1000 members written as its staged object (fetch-pages.ts putStaged);
+ *   spill   staged pages split into hash-range partition chunks (emit-partitioned.ts);
+ *   diff    per partition: property hash + identity per member, previous snapshot
+ *           decoded, merge diff, pending snapshot encoded and written, outbox of the
+ *           members to send/remove written.
+ *   "diffed" = stage + spill + diff. Not in it: the Query API call and parsing its
+ *   answer (fetch-pages.ts, bounded by Mixpanel's 60 queries/hour anyway) and the
+ *   emit step (delivery page objects + SQS messages for the ~2 % that changed),
+ *   which is printed beside it.
+ *
+ * Data: a delivered snapshot of `members` (in the partition layout the run uses,
+ * default limits: 500 k members per partition, so 1 M = 2 partitions), then the
+ * next export: 1 % left, 1 % joined, 1 % changed. Peak RSS is sampled after the
+ * setup was collected, but the in-memory bucket (all staged pages, snapshots and
+ * chunks) is part of it. BENCH_PARTITION_MEMBERS=2000000 runs the single-partition
+ * emit (emit.ts) instead.
+ *
+ * `partitioned` runs cohort-partitioned.bench.ts (invocation by invocation, fresh
+ * processes, wall and RSS per invocation) for the same size.
+ *
+ * As a worker (`worker <members>`, or BENCH_COHORT_WORKER=<members>) it prints one
+ * `RESULT {json}` line, which is how run.ts (`BENCH_SECTIONS=cohorts npm run bench`) reads it.
  */
 import { execFileSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
-import { gzipSync } from "node:zlib";
-import { PAGE_SIZE, type PageMember } from "../../lib/cohorts/messages.js";
-import { chunk } from "../../lib/cohorts/plan.js";
-import {
-  type MemberColumns,
-  decodeSnapshot,
-  diffMembers,
-  emptyColumns,
-  encodeSnapshot,
-  identityOf,
-  propertyHash,
-  sortedUniqueRows,
-} from "../../lib/cohorts/snapshot.js";
+import { setFlagsFromString } from "node:v8";
+import { runInNewContext } from "node:vm";
+import { AwsCallError } from "../../lib/aws/aws-call.js";
+import type { S3BucketApi } from "../../lib/aws/s3-bucket.js";
+import { type ExportDeps, runCohortExport } from "../../lib/cohorts/export.js";
+import { PAGE_SIZE, type PageMember, type SyncState } from "../../lib/cohorts/messages.js";
+import { partitionCount, partitionOf } from "../../lib/cohorts/partition-layout.js";
+import { emptyColumns, encodeSnapshot, idHash, identityOf, propertyHash, sortedUniqueRows } from "../../lib/cohorts/snapshot.js";
+import { createCohortStore, keys } from "../../lib/cohorts/store.js";
+import { cohortSyncsSchemaFor, identityProperties } from "../../lib/config/cohort-syncs.js";
 
-const N = Number(process.argv[2] ?? 1_000_000);
-let peakRss = 0;
-let peakHeap = 0;
-const sample = () => {
-  const m = process.memoryUsage();
-  peakRss = Math.max(peakRss, m.rss);
-  peakHeap = Math.max(peakHeap, m.heapUsed);
-};
-const timer = setInterval(sample, 20);
-const mb = (b: number) => `${(b / 1048576).toFixed(0)} MB`;
-const phases: [string, number, number][] = [];
-const cpuMs = (u: NodeJS.CpuUsage) => (u.user + u.system) / 1000;
-async function phase<T>(name: string, work: () => Promise<T> | T): Promise<T> {
-  const start = performance.now();
-  const cpu = process.cpuUsage();
-  const result = await work();
-  sample();
-  phases.push([name, performance.now() - start, cpuMs(process.cpuUsage(cpu))]);
-  return result;
+const SYNC = "bench";
+const LAMBDA_TIMEOUT_MS = 900_000;
+
+export interface DiffBenchResult {
+  members: number;
+  partitions: number;
+  /** CPU seconds per step (process CPU, zlib threads included). */
+  cpuS: { stage: number; spill: number; diff: number; emit: number; diffed: number };
+  wallS: { diffed: number };
+  units: number;
+  pagesEnqueued: number;
+  peakRssMb: number;
+  peakHeapMb: number;
 }
 
-function props(i: number, changed: boolean): Record<string, unknown> {
-  return { $email: `user${i}@example.com`, $first_name: `First${i}`, $last_name: `Last${i}`, plan: changed ? "free" : "pro", seats: i % 50 };
+/** S3 as a Map: the bench measures the relay's CPU, not a server's. Same answers as S3 for what the store asks. */
+function memoryBucket(): S3BucketApi {
+  const objects = new Map<string, Uint8Array>();
+  const get = (key: string): Uint8Array => {
+    const body = objects.get(key);
+    if (!body) throw new AwsCallError("NoSuchKey", key, 404);
+    return body;
+  };
+  return {
+    async putObject(_bucket, key, body) {
+      objects.set(key, typeof body === "string" ? Buffer.from(body) : body);
+    },
+    getObject: async (_bucket, key) => get(key),
+    objectExists: async (_bucket, key) => objects.has(key),
+    async copyObject(_bucket, from, to) {
+      objects.set(to, get(from));
+    },
+    async deleteObject(_bucket, key) {
+      objects.delete(key);
+    },
+    async listObjectsV2(_bucket, prefix) {
+      return { keys: [...objects.keys()].filter((key) => key.startsWith(prefix)).sort() };
+    },
+  };
 }
-const id = (i: number) => `d-${(i * 2654435761) % 4294967296}-${i}`;
 
-// Staged pages as the export reads them back: page by page, never all props at once.
-function* stagedPages(): Generator<PageMember[]> {
-  let page: PageMember[] = [];
-  for (let i = N * 0.01; i < N * 1.01; i++) {
-    page.push({ id: id(i), props: props(i, i % 100 === 50) });
-    if (page.length === PAGE_SIZE) {
-      yield page;
-      page = [];
+const props = (i: number, changed: boolean): Record<string, unknown> => ({
+  $email: `user${i}@example.com`,
+  $first_name: `First${i}`,
+  $last_name: `Last${i}`,
+  plan: changed ? "free" : "pro",
+  seats: i % 50,
+});
+const memberId = (i: number) => `d-${(i * 2654435761) % 4294967296}-${i}`;
+
+function collectGarbage(): void {
+  setFlagsFromString("--expose-gc");
+  const gc: unknown = runInNewContext("gc");
+  if (typeof gc === "function") gc();
+}
+
+async function worker(members: number): Promise<DiffBenchResult> {
+  const limits: ExportDeps["limits"] = {
+    // One unit (spill chunk, partition diff, partition emit) per tick, so each is measured alone.
+    invocationWorkMs: 0,
+    ...(process.env.BENCH_PARTITION_MEMBERS ? { partitionMembers: Number(process.env.BENCH_PARTITION_MEMBERS) } : {}),
+    queriesPerHour: 55,
+    queriesPerRun: 20,
+    concurrency: 3,
+    deliveryTimeoutMs: 86_400_000,
+    fetchMarginMs: 45_000,
+    emitMarginMs: 120_000,
+  };
+  const syncs = cohortSyncsSchemaFor({ localStage: false }).parse([
+    { id: SYNC, cohort_id: 1, properties: ["plan", "seats"], destination: { type: "webhook", url: "https://hooks.example.com/cohorts", signing_secret: "bench/hook" } },
+  ]);
+  const store = createCohortStore(memoryBucket(), "bench");
+  const parts = partitionCount(members, limits);
+  const sync = syncs[0];
+  if (!sync) throw new Error("no sync");
+  const identityKeys = identityProperties(sync.destination);
+
+  // Setup (not measured): the delivered snapshot, partition by partition.
+  {
+    const byPart: number[][] = Array.from({ length: parts }, () => []);
+    for (let i = 0; i < members; i++) byPart[partitionOf(idHash(memberId(i)), parts)]?.push(i);
+    for (let part = 0; part < parts; part++) {
+      const cols = emptyColumns();
+      for (const i of byPart[part] ?? []) {
+        const p = props(i, false);
+        cols.ids.push(memberId(i));
+        cols.hashes.push(propertyHash(p));
+        cols.identities.push(identityOf(p, identityKeys));
+      }
+      // As this release writes it (identity_keys recorded); BENCH_LEGACY_SNAPSHOT=1: as the release before did.
+      const header = {
+        v: 2 as const,
+        sync_id: SYNC,
+        cohort_id: 1,
+        run_id: "prev",
+        created_at: new Date().toISOString(),
+        count: 0,
+        partition: part,
+        partitions: parts,
+        ...(process.env.BENCH_LEGACY_SNAPSHOT === "1" ? {} : { identity_keys: identityKeys }),
+      };
+      const key = parts === 1 ? keys.snapshot(SYNC) : keys.snapshotPart(SYNC, part, parts);
+      await store.putBytes(key, await encodeSnapshot(header, cols, sortedUniqueRows(cols)));
+      byPart[part] = [];
     }
   }
-  if (page.length > 0) yield page;
-}
+  collectGarbage();
+  const profiler = await startProfile();
 
-async function inMemory(): Promise<void> {
-  const total = performance.now();
-  const previousBytes = await phase("build previous snapshot (setup)", async () => {
-    const prev: MemberColumns = emptyColumns();
-    for (let i = 0; i < N; i++) {
-      const p = props(i, false);
-      prev.ids.push(id(i));
-      prev.hashes.push(propertyHash(p));
-      prev.identities.push(identityOf(p, ["$email"]));
-    }
-    return encodeSnapshot({ v: 2, sync_id: "bench", cohort_id: 1, run_id: "prev", created_at: new Date().toISOString(), count: 0 }, prev, sortedUniqueRows(prev));
-  });
-  // Drop the setup's garbage so the peaks below are the export's own (run with node --expose-gc for this).
-  const gc: unknown = Reflect.get(globalThis, "gc");
-  if (typeof gc === "function") gc();
-  peakRss = 0;
-  peakHeap = 0;
+  let peakRss = 0;
+  let peakHeap = 0;
+  const sample = () => {
+    const m = process.memoryUsage();
+    peakRss = Math.max(peakRss, m.rss);
+    peakHeap = Math.max(peakHeap, m.heapUsed);
+  };
   sample();
-  const start = performance.now();
-  const current = await phase("read staged pages → columns (hash + identity)", () => {
-    const cols = emptyColumns();
-    for (const page of stagedPages()) for (const m of page) {
-      cols.ids.push(m.id);
-      cols.hashes.push(propertyHash(m.props));
-      cols.identities.push(identityOf(m.props, ["$email"]));
-    }
-    return cols;
-  });
-  const previous = await phase("decode previous snapshot", async () => (await decodeSnapshot(previousBytes)).columns);
-  const diff = await phase("sort + merge diff", () => diffMembers(current, previous, false));
-  const pageBytes = await phase("build delivery pages (gzipped JSON)", () => {
-    let bytes = 0;
-    let row = 0;
-    let selected: PageMember[] = [];
-    let pages = 0;
-    for (const page of stagedPages()) for (const m of page) {
-      if (diff.send[row++] === 1) selected.push(m);
-      if (selected.length === PAGE_SIZE) {
-        bytes += gzipSync(JSON.stringify({ members: selected })).length;
-        selected = [];
-        pages++;
+  const timer = setInterval(sample, 20);
+  const cpuS = (from: NodeJS.CpuUsage) => {
+    const used = process.cpuUsage(from);
+    return (used.user + used.system) / 1e6;
+  };
+  const cpu = { stage: 0, spill: 0, diff: 0, emit: 0, diffed: 0 };
+  const wallStart = performance.now();
+
+  // stage: the next export's pages as the fetch step writes them (1 % left, 1 % joined, 1 % changed).
+  let pages = 0;
+  {
+    const from = Math.floor(members * 0.01);
+    let page: PageMember[] = [];
+    let stageCpu = 0;
+    for (let i = from; i < members + from; i++) {
+      page.push({ id: memberId(i), props: props(i, i % 100 === 50) });
+      if (page.length === PAGE_SIZE || i === members + from - 1) {
+        const start = process.cpuUsage();
+        await store.putStaged(SYNC, "next", pages++, { members: page });
+        stageCpu += cpuS(start);
+        page = [];
       }
     }
-    if (selected.length > 0) { bytes += gzipSync(JSON.stringify({ members: selected })).length; pages++; }
-    const removed = diff.removedRows.map((j) => ({ id: previous.ids[j] ?? "", props: { identity: previous.identities[j] } }));
-    for (const members of chunk(removed)) { bytes += gzipSync(JSON.stringify({ members })).length; pages++; }
-    return { bytes, pages };
-  });
-  const next = await phase("encode next snapshot", () =>
-    encodeSnapshot({ v: 2, sync_id: "bench", cohort_id: 1, run_id: "next", created_at: "", count: 0 }, current, diff.nextSnapshotRows, { previous, previousRow: diff.previousRow }),
-  );
-  const exportMs = performance.now() - start;
+    cpu.stage = stageCpu;
+  }
+  const now = new Date().toISOString();
+  const state: SyncState = {
+    v: 1,
+    healthy: true,
+    last_started_at: now,
+    snapshot: { run_id: "prev", created_at: now, count: members, ...(parts > 1 ? { partitions: parts } : {}) },
+    export: {
+      run_id: "next",
+      started_at: now,
+      full: false,
+      operator_full: false,
+      cohort: { id: 1, name: "Bench", description: "" },
+      project_id: "1",
+      phase: "emit",
+      next_page: pages,
+      staged_pages: pages,
+      staged_members: members,
+      total: members,
+      emitted_pages: 0,
+    },
+  };
+  await store.writeState(SYNC, state);
+
+  let pagesEnqueued = 0;
+  let units = 0;
+  let diffedAt = performance.now();
+  for (let tick = 0; tick < 1000; tick++) {
+    const before = (await store.readState(SYNC)).export?.partitioned;
+    const started = Date.now();
+    const start = process.cpuUsage();
+    const report = await runCohortExport(syncs, {
+      store,
+      createQueryClient: async () => {
+        throw new Error("the bench stages its pages; no Query API call is expected");
+      },
+      enqueue: async (messages) => {
+        pagesEnqueued += messages.length;
+      },
+      projectId: "1",
+      now: Date.now,
+      newId: () => "unused",
+      remainingMs: () => LAMBDA_TIMEOUT_MS - (Date.now() - started),
+      limits,
+      log: { info: () => {}, warn: () => {}, error: (message, extra) => console.error(message, extra) },
+      metric: () => {},
+    });
+    // What the unit was, from the checkpoint it moved (a single-partition run diffs and emits in one unit: counted as diff).
+    const after = (await store.readState(SYNC)).export?.partitioned;
+    const step =
+      parts === 1
+        ? "diff"
+        : (after?.spilled_pages ?? 0) > (before?.spilled_pages ?? 0)
+          ? "spill"
+          : (after?.parts.length ?? 0) > (before?.parts.length ?? 0) || (before?.step === "diff" && after?.step === "emit")
+            ? "diff"
+            : "emit";
+    cpu[step] += cpuS(start);
+    units++;
+    if (step !== "emit") diffedAt = performance.now();
+    const outcome = report.syncs[SYNC]?.outcome;
+    if (outcome !== "fetching") {
+      if (outcome !== "enqueued") throw new Error(`export ended ${outcome}: ${report.syncs[SYNC]?.detail}`);
+      break;
+    }
+  }
   clearInterval(timer);
   sample();
-
-  console.log(`members: ${N.toLocaleString()} (previous ${previous.ids.length.toLocaleString()}, current ${current.ids.length.toLocaleString()})`);
-  console.log(`diff: send ${diff.sendCount.toLocaleString()} (1% joined + 1% changed), remove ${diff.removedRows.length.toLocaleString()}, next snapshot ${diff.nextSnapshotRows.length.toLocaleString()}`);
-  for (const [name, ms, cpu] of phases) console.log(`  ${name.padEnd(48)} ${(ms / 1000).toFixed(2)} s wall, ${(cpu / 1000).toFixed(2)} s CPU`);
-  const exportCpu = phases.slice(1).reduce((sum, [, , cpu]) => sum + cpu, 0);
-  console.log(`export work CPU (excl. setup; process CPU incl. zlib threads): ${(exportCpu / 1000).toFixed(2)} s`);
-  console.log(`export work (excl. setup): ${(exportMs / 1000).toFixed(2)} s; total ${((performance.now() - total) / 1000).toFixed(2)} s`);
-  console.log(`snapshot gz: ${mb(next.length)}; delivery pages: ${pageBytes.pages} (${mb(pageBytes.bytes)} gz)`);
-  console.log(`peak during export work: RSS ${mb(peakRss)}, heap ${mb(peakHeap)} (after the setup was collected)`);
+  await profiler?.stop();
+  cpu.diffed = cpu.stage + cpu.spill + cpu.diff;
+  const round = (x: number) => Math.round(x * 1000) / 1000;
+  return {
+    members,
+    partitions: parts,
+    cpuS: { stage: round(cpu.stage), spill: round(cpu.spill), diff: round(cpu.diff), emit: round(cpu.emit), diffed: round(cpu.diffed) },
+    wallS: { diffed: round((diffedAt - wallStart) / 1000) },
+    units,
+    pagesEnqueued,
+    peakRssMb: Math.round(peakRss / 1048576),
+    peakHeapMb: Math.round(peakHeap / 1048576),
+  };
 }
 
-const mode = process.argv[3] ?? "both";
-if (mode !== "partitioned") await inMemory();
-if (mode !== "inmemory") {
-  console.log("");
-  execFileSync(process.execPath, ["--import", "tsx", fileURLToPath(new URL("./cohort-partitioned.bench.ts", import.meta.url)), String(N)], { stdio: "inherit" });
+/** BENCH_PROFILE=<file.cpuprofile>: a CPU profile of the measured work only (the setup left out). */
+async function startProfile(): Promise<{ stop(): Promise<void> } | undefined> {
+  const file = process.env.BENCH_PROFILE;
+  if (!file) return undefined;
+  const { Session } = await import("node:inspector/promises");
+  const { writeFileSync } = await import("node:fs");
+  const session = new Session();
+  session.connect();
+  await session.post("Profiler.enable");
+  await session.post("Profiler.setSamplingInterval", { interval: 500 });
+  await session.post("Profiler.start");
+  return {
+    async stop() {
+      const { profile } = await session.post("Profiler.stop");
+      writeFileSync(file, JSON.stringify(profile));
+      session.disconnect();
+    },
+  };
+}
+
+const median = (values: number[]): number => {
+  const sorted = [...values].sort((a, b) => a - b);
+  const middle = Math.floor(sorted.length / 2);
+  return sorted.length % 2 ? (sorted[middle] ?? Number.NaN) : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
+};
+
+function driveDiff(members: number, repeats: number): void {
+  const self = fileURLToPath(import.meta.url);
+  const results: DiffBenchResult[] = [];
+  for (let n = 0; n < repeats; n++) {
+    const out = execFileSync(process.execPath, ["--import", "tsx", self, "worker", String(members)], {
+      encoding: "utf8",
+      maxBuffer: 1 << 24,
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    const line = out.split("\n").find((l) => l.startsWith("RESULT "));
+    if (!line) throw new Error("the worker printed no RESULT line");
+    const result: DiffBenchResult = JSON.parse(line.slice(7));
+    results.push(result);
+    const c = result.cpuS;
+    console.log(
+      `  run ${n + 1}: diffed ${c.diffed.toFixed(2)} s CPU (stage ${c.stage.toFixed(2)}, spill ${c.spill.toFixed(2)}, diff ${c.diff.toFixed(2)}), ${result.wallS.diffed.toFixed(2)} s wall; emit ${c.emit.toFixed(2)} s CPU; peak RSS ${result.peakRssMb} MB, heap ${result.peakHeapMb} MB; ${result.units} units, ${result.pagesEnqueued} pages`,
+    );
+  }
+  const first = results[0];
+  console.log(
+    `${members.toLocaleString("en-US")} members in ${first?.partitions ?? "?"} partition(s), median of ${repeats}: diffed ${median(results.map((r) => r.cpuS.diffed)).toFixed(2)} s CPU ` +
+      `(stage ${median(results.map((r) => r.cpuS.stage)).toFixed(2)}, spill ${median(results.map((r) => r.cpuS.spill)).toFixed(2)}, diff ${median(results.map((r) => r.cpuS.diff)).toFixed(2)}); ` +
+      `emit ${median(results.map((r) => r.cpuS.emit)).toFixed(2)} s CPU; peak RSS ${median(results.map((r) => r.peakRssMb))} MB`,
+  );
+}
+
+const [first, second] = process.argv.slice(2);
+if (first === "worker" || process.env.BENCH_COHORT_WORKER) {
+  console.log(`RESULT ${JSON.stringify(await worker(Number(first === "worker" ? (second ?? 1_000_000) : process.env.BENCH_COHORT_WORKER)))}`);
+} else {
+  const members = Number(first ?? 1_000_000);
+  const mode = second ?? "both";
+  if (mode !== "partitioned") driveDiff(members, Number(process.env.BENCH_REPEATS ?? 3));
+  if (mode !== "diff") {
+    console.log("");
+    execFileSync(process.execPath, ["--import", "tsx", fileURLToPath(new URL("./cohort-partitioned.bench.ts", import.meta.url)), String(members)], { stdio: "inherit" });
+  }
 }

@@ -1,7 +1,8 @@
 import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSync, copyFileSync } from "node:fs";
 import { dirname, join, relative } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
-import { type StagedPage, deliveryPageSchema, failureRecordSchema, initialSyncState, parseMembers, syncStateSchema, budgetStateSchema } from "../../lib/cohorts/messages.js";
+import { type StagedPage, deliveryPageSchema, failureRecordSchema, initialSyncState, syncStateSchema, budgetStateSchema } from "../../lib/cohorts/messages.js";
+import { type StagedRows, lineMember, parseStagedText, stagedObjectText, stagedTextOfMembers } from "../../lib/cohorts/staged-rows.js";
 import { type CohortStore, keys } from "../../lib/cohorts/store.js";
 
 /**
@@ -45,11 +46,16 @@ export function createFsCohortStore(root: string): CohortStore {
       put(keys.budget(), JSON.stringify({ calls }));
     },
     async putStaged(sync, run, n, page: StagedPage) {
-      put(keys.staged(sync, run, n), gzipSync(JSON.stringify(page)));
+      put(keys.staged(sync, run, n), stagedTextOfMembers(page.members));
     },
     async getStaged(sync, run, n) {
-      const raw = json(keys.staged(sync, run, n), true);
-      return { members: parseMembers(raw !== null && typeof raw === "object" ? Reflect.get(raw, "members") : undefined, "staged page") };
+      const rows = await this.getStagedRows(sync, run, n);
+      return { members: rows.lines.map((line, i) => lineMember(rows.ids[i] ?? "", line)) };
+    },
+    async getStagedRows(sync, run, n, into?: StagedRows) {
+      const bytes = get(keys.staged(sync, run, n));
+      if (!bytes) throw new Error(`staged page ${n} is missing`);
+      return parseStagedText(stagedObjectText(bytes, "staged page"), "staged page", into);
     },
     async putBytes(key, body) {
       put(key, body);

@@ -4,6 +4,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import type { ExportDeps } from "../../lib/cohorts/export.js";
 import { type CohortStore, keys } from "../../lib/cohorts/store.js";
 import { identityOf, propertyHash } from "../../lib/cohorts/snapshot.js";
+import { lineMember, parseStagedText, stagedObjectText } from "../../lib/cohorts/staged-rows.js";
 import { identityProperties } from "../../lib/config/cohort-syncs.js";
 import { type Harness, startHarness } from "../unit/cohorts/harness.js";
 import { WebhookReceiver } from "../../infra/local/peers/webhook-server.js";
@@ -223,6 +224,44 @@ describe("partitioned cohort runs", () => {
     expect((await h.store.readState(SYNC)).snapshot).toMatchObject({ count: 60 });
     expect((await h.store.readState(SYNC)).snapshot?.partitions).toBeUndefined();
     expect(await h.store.exists(keys.snapshot(SYNC))).toBe(true);
+  });
+
+  it("a run staged and spilled by the previous release (gzipped {members} pages and chunks) completes after the deploy, re-sending only the changes", async () => {
+    await setup();
+    await tickUntilEnqueued();
+    await h.drain();
+    expect((await tick()).syncs[SYNC]?.outcome).toBe("advanced");
+
+    h.profiles.set("u5", { plan: "pro", seats: 9, $email: "u5@example.com" });
+    h.profiles.set("u7", { plan: "free", seats: 1, $email: "u7@example.com" });
+    h.profiles.set("u61", { plan: "pro", seats: 1, $email: "u61@example.com" });
+    h.clock.advance(30 * MIN);
+    receiver.pages.length = 0;
+    // Fetch only (no time to emit), then rewrite the staged pages as the previous release wrote them.
+    for (let n = 0; n < 20 && (await h.store.readState(SYNC)).export?.phase !== "emit"; n++) await tick({}, { emitMarginMs: 1e12 });
+    const run = (await h.store.readState(SYNC)).export;
+    expect(run?.phase).toBe("emit");
+    const runId = run?.run_id ?? "";
+    for (let n = 0; n < (run?.staged_pages ?? 0); n++) {
+      const { members } = await h.store.getStaged(SYNC, runId, n);
+      await h.store.putBytes(keys.staged(SYNC, runId, n), gzipSync(JSON.stringify({ members })));
+    }
+    // One unit: the spill (reading those v1 pages); then its chunks rewritten as v1 too.
+    expect((await tick({}, { invocationWorkMs: 0 })).syncs[SYNC]?.outcome).toBe("fetching");
+    const chunks = await h.store.list(`${keys.run(SYNC, runId)}parts/`);
+    expect(chunks).toHaveLength(3);
+    for (const key of chunks) {
+      const rows = parseStagedText(stagedObjectText((await h.store.getBytes(key)) ?? new Uint8Array(), key), key);
+      await h.store.putBytes(key, gzipSync(JSON.stringify({ members: rows.lines.map((line, i) => lineMember(rows.ids[i] ?? "", line)) })));
+    }
+    expect(await tickUntilEnqueued()).toEqual(["enqueued"]);
+    await h.drain();
+    const sent = (action: string) =>
+      receiver.pages.filter((p) => p.payload.action === action).flatMap((p) => p.payload.parameters.members.map((m) => String(m.mixpanel_distinct_id)));
+    expect(sent("add_members").sort()).toEqual(["u5", "u61"]);
+    expect(sent("remove_members")).toEqual(["u7"]);
+    expect(replicaIds()).toEqual([...ids(1, 61)].filter((id) => id !== "u7").sort());
+    expect((await tick()).syncs[SYNC]?.outcome).toBe("advanced");
   });
 
   it("a snapshot of the previous release (v1: id order, SHA-1 hashes, one object) is diffed without re-sending unchanged members", async () => {

@@ -1,7 +1,13 @@
+import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import {
+  MAX_ARRAY_ITEMS,
+  MAX_CONTAINER_DEPTH,
+  MAX_NESTED_KEYS,
+  MAX_NESTING_DEPTH,
   MAX_PROPERTIES,
   applyEventRules,
+  findNonFiniteNumber,
   deriveInsertId,
   isBannedId,
   normalizeEventTime,
@@ -110,5 +116,86 @@ describe("shape limits", () => {
     expect(noName.ok ? "ok" : noName.code).toBe("missing_event");
     const noTime = applyEventRules({ event: "e", properties: { distinct_id: "u" } }, NOW);
     expect(noTime.ok ? "ok" : noTime.code).toBe("missing_time");
+  });
+});
+
+describe("the record line after the intake speed-up (issue 12)", () => {
+  it("is byte-identical to the line the spread-based implementation wrote (same keys, same order)", () => {
+    const nowMs = Date.UTC(2026, 10, 27);
+    const jsonValue = fc.jsonValue({ maxDepth: 2, stringUnit: "binary" });
+    const key = fc.oneof(fc.string(), fc.constantFrom("time", "distinct_id", "$insert_id", "ip", "0", "10", "__proto__"));
+    fc.assert(
+      fc.property(fc.dictionary(key, jsonValue, { maxKeys: 12 }), fc.boolean(), fc.boolean(), (extra, idFirst, defaultIpZero) => {
+        // JSON.parse, like the intake: "__proto__" is an own key, index-like keys come first.
+        const body = idFirst ? { distinct_id: "user-1", ...extra, time: nowMs / 1000 - 60 } : { ...extra, time: nowMs / 1000 - 60, distinct_id: "user-1" };
+        const properties = JSON.parse(JSON.stringify(body)) as Record<string, unknown>;
+        const result = applyEventRules({ event: "E", properties }, nowMs, { defaultIpZero });
+        fc.pre(result.ok);
+        if (!result.ok) return;
+        const insertId = (JSON.parse(result.line) as { properties: { $insert_id: string } }).properties.$insert_id;
+        const distinctId = String(properties.distinct_id);
+        const before: Record<string, unknown> = { ...properties, time: nowMs - 60_000, distinct_id: distinctId, $insert_id: insertId };
+        if (defaultIpZero && before.ip === undefined) before.ip = "0";
+        expect(result.line).toBe(JSON.stringify({ event: "E", properties: before }));
+      }),
+      { numRuns: 400 },
+    );
+  });
+});
+
+/** The value checks before issue 12 (a path-building walk per rule), kept as the oracle for the one-pass scan. */
+function checkNestedBefore(value: unknown, depth: number, path: string, containers = 1): { code: string; reason: string } | undefined {
+  if (value === null || typeof value !== "object") return undefined;
+  if (containers > MAX_CONTAINER_DEPTH) return { code: "too_deep", reason: `${path} nests lists or objects more than ${MAX_CONTAINER_DEPTH} levels deep` };
+  if (Array.isArray(value)) {
+    if (value.length > MAX_ARRAY_ITEMS) return { code: "too_many_items", reason: `${path} has ${value.length} items (max ${MAX_ARRAY_ITEMS})` };
+    for (const item of value) {
+      const violation = checkNestedBefore(item, depth, path, containers + 1);
+      if (violation) return violation;
+    }
+    return undefined;
+  }
+  if (depth > MAX_NESTING_DEPTH) return { code: "too_deep", reason: `${path} nests objects deeper than ${MAX_NESTING_DEPTH} levels` };
+  const entries = Object.entries(value);
+  if (entries.length > MAX_NESTED_KEYS) return { code: "too_many_keys", reason: `${path} has ${entries.length} keys (max ${MAX_NESTED_KEYS})` };
+  for (const [key, inner] of entries) {
+    const violation = checkNestedBefore(inner, depth + 1, `${path}.${key}`, containers + 1);
+    if (violation) return violation;
+  }
+  return undefined;
+}
+
+function valueVerdictBefore(properties: Record<string, unknown>): { code: string; reason: string } | undefined {
+  for (const [key, value] of Object.entries(properties)) {
+    const violation = checkNestedBefore(value, 1, `properties.${key}`);
+    if (violation) return violation;
+  }
+  const nonFinite = findNonFiniteNumber(properties, "properties");
+  return nonFinite === undefined ? undefined : { code: "invalid_number", reason: expect.stringContaining(nonFinite) };
+}
+
+describe("property value checks after the intake speed-up (issue 12)", () => {
+  it("refuse exactly what the path-building walks refused, with the same code and path", () => {
+    const nowMs = Date.UTC(2026, 10, 27);
+    const leaf = fc.oneof(fc.jsonValue({ maxDepth: 0 }), fc.constantFrom(Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, Number.NaN));
+    const { value } = fc.letrec<{ value: unknown }>((tie) => ({
+      value: fc.oneof(
+        { depthSize: "medium", withCrossShrink: true },
+        { arbitrary: leaf, weight: 3 },
+        { arbitrary: fc.array(tie("value"), { maxLength: 3 }), weight: 2 },
+        { arbitrary: fc.dictionary(fc.constantFrom("a", "b", "c", "0"), tie("value"), { maxKeys: 2 }), weight: 3 },
+        { arbitrary: fc.constantFrom(Array.from({ length: MAX_ARRAY_ITEMS + 1 }, (_, i) => i), Object.fromEntries(Array.from({ length: MAX_NESTED_KEYS + 1 }, (_, i) => [`k${i}`, i]))), weight: 1 },
+      ),
+    }));
+    fc.assert(
+      fc.property(fc.dictionary(fc.constantFrom("x", "y", "z", "w"), value, { maxKeys: 4 }), (extra) => {
+        const properties = { ...extra, time: nowMs / 1000 - 60, distinct_id: "user-1" };
+        const result = applyEventRules({ event: "E", properties }, nowMs);
+        const expected = valueVerdictBefore(properties);
+        if (expected === undefined) expect(result.ok ? "ok" : `${result.code}: ${result.reason}`).toBe("ok");
+        else expect(result).toEqual({ ok: false, ...expected });
+      }),
+      { numRuns: 1000 },
+    );
   });
 });

@@ -228,3 +228,21 @@ describe("Adobe identity events and ID-merge mode", () => {
     expect(original.properties.distinct_id).toBe("");
   });
 });
+
+describe("the merged properties' key order (issue 12: merged without object spread)", () => {
+  it("keeps the spread order: properties first, custom keys after, a custom key replacing a property in its place, token left out", () => {
+    const result = mapAdobeEvent(
+      {
+        event: "Order",
+        properties: { token: "t", time: String(SECONDS), distinct_id: "u-1", $insert_id: "order-1", plan: "free", page: "/a" },
+        custom_properties: { page: "/b", revenue: 3, token: "from-custom" },
+      },
+      0,
+      context(),
+    );
+    if (!result.ok) throw new Error(`expected a record, got ${result.code}`);
+    const { properties } = JSON.parse(result.line) as { properties: Record<string, unknown> };
+    expect(Object.keys(properties)).toEqual(["time", "distinct_id", "$insert_id", "plan", "page", "revenue", "ip"]);
+    expect(properties.page).toBe("/b");
+  });
+});

@@ -375,3 +375,58 @@ describe("Braze batch envelope", () => {
     ]);
   });
 });
+
+describe("the record line's key order (issue 12: properties built once from entries)", () => {
+  it("keeps the order of the field-by-field assignments: extras, user, properties, prefixed, then the fixed fields", () => {
+    const event = {
+      event_type: "users.behaviors.CustomEvent",
+      id: "order-1",
+      time: NOW_MS / 1000 - 60,
+      extra_top: "t",
+      platform: "from-top",
+      user: { external_user_id: "u-1", device_id: "d-1", timezone: "UTC", device_model: "Pixel", user_extra: 1 },
+      properties: {
+        name: "Added To Cart",
+        platform: "from-properties",
+        os_version: "Android 14",
+        custom_properties: { b: 2, a: 1 },
+        $device: "explicit",
+      },
+    };
+    const result = mapBrazeEvent(event, 0, context());
+    if (!result.ok) throw new Error(`expected a record, got ${result.code}`);
+    const { properties } = JSON.parse(result.line) as { properties: Record<string, unknown> };
+    // A key set again later keeps its first place and takes the later value (platform, $device).
+    expect(Object.keys(properties)).toEqual([
+      "extra_top",
+      "platform",
+      "$device",
+      "user_extra",
+      "$os",
+      "[Custom event property] b",
+      "[Custom event property] a",
+      "device_id",
+      "$partner_id",
+      "distinct_id",
+      "$insert_id",
+      "time",
+      "ip",
+    ]);
+    expect(properties).toMatchObject({ platform: "from-properties", $device: "explicit", device_id: "d-1", $insert_id: "order-1" });
+  });
+});
+
+describe("hostile custom properties", () => {
+  it("refuses an event with 300k custom properties on its own, without throwing", () => {
+    const custom = Object.fromEntries(Array.from({ length: 300_000 }, (_, i) => [`p${i}`, i]));
+    const event = {
+      event_type: "users.behaviors.CustomEvent",
+      id: "many-1",
+      time: NOW_MS / 1000 - 60,
+      user: { external_user_id: "u-1" },
+      properties: { name: "Huge", custom_properties: custom },
+    };
+    const result = mapBrazeEvent(event, 0, context());
+    expect(result.ok ? "ok" : result.code).toBe("too_many_properties");
+  });
+});

@@ -20,6 +20,17 @@ describe("findProtoKey", () => {
     expect(findProtoKey(JSON.parse(text))?.endsWith("[0].__proto__")).toBe(true);
   });
 
+  it("answers at once for values sharing references (not parsed JSON), where a plain recursion would take 2^40 steps", () => {
+    const build = (bottom: unknown) => {
+      let level: unknown = bottom;
+      for (let i = 0; i < 40; i++) level = { left: level, right: [level] };
+      return level;
+    };
+    // A plain recursion would not finish within the test's timeout.
+    expect(findProtoKey(build({ fine: true }))).toBeUndefined();
+    expect(findProtoKey(build(JSON.parse('{"__proto__":1}')))).toMatch(/__proto__$/);
+  });
+
   it("makes a per-item rejection carrying the item as received", () => {
     const item: unknown = JSON.parse('{"properties":{"__proto__":{"x":1}}}');
     expect(rejectProtoKey(item, 4)).toEqual({

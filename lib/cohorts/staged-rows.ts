@@ -1,0 +1,172 @@
+import { gunzipSync } from "node:zlib";
+import { ValidationError } from "../errors.js";
+import { canonicalJson } from "../util/json.js";
+import { type PageMember, parseMembers } from "./messages.js";
+import { type DiffResult, type MemberColumns, type PropHashAlgorithm, diffMembers, identityOf, propertyHashOfText } from "./snapshot.js";
+
+/**
+ * Staged export pages and partition chunks as the relay stores them (v2): a header
+ * line, then one line per member,
+ *
+ *     <id as a JSON string> TAB <fnv-52 property hash> TAB <properties as canonical JSON>
+ *
+ * Why lines and not one JSON document (v1, `{"members":[...]}`): the property hash
+ * is computed once, when the page is staged, from the canonical text that is also
+ * the stored properties; the spill step (emit-partitioned.ts) moves a member to its
+ * partition by reading only its id and copying the line as it is; and the diff
+ * parses the properties of the members it sends (a few percent of a run) only.
+ * A JSON string never holds a raw tab or newline (JSON.stringify escapes them), so
+ * the first tab ends the id and every member is one line.
+ *
+ * v2 objects are stored as plain text, not gzipped: they live for one run (the
+ * `cohort-runs/` lifecycle rule), S3 bills them per request rather than per byte,
+ * and gzip plus gunzip cost about as much CPU per member as the whole diff.
+ * v1 objects (gzipped JSON, staged or spilled by the release before and still in
+ * S3 when it was deployed mid-run) are read too, and turned into the same lines;
+ * their key names (`.json.gz`) stay so such a run still finds them.
+ */
+export const STAGED_HEADER = '{"staged":2}';
+
+export interface StagedRows {
+  readonly ids: string[];
+  /** One v2 line per member (without the newline). */
+  readonly lines: string[];
+}
+
+export function stagedLine(member: PageMember): string {
+  const props = canonicalJson(member.props);
+  return `${JSON.stringify(member.id)}\t${propertyHashOfText(props, "fnv-52")}\t${props}`;
+}
+
+/** The text of a staged page or partition chunk. */
+export function stagedText(lines: readonly string[]): string {
+  return lines.length === 0 ? `${STAGED_HEADER}\n` : `${STAGED_HEADER}\n${lines.join("\n")}\n`;
+}
+
+export function stagedTextOfMembers(members: readonly PageMember[]): string {
+  return stagedText(members.map(stagedLine));
+}
+
+/** The text of a stored staged page or chunk: gzipped (v1) or not (v2). */
+export function stagedObjectText(bytes: Uint8Array, what: string): string {
+  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (buffer[0] !== 0x1f || buffer[1] !== 0x8b) return buffer.toString("utf8");
+  try {
+    return gunzipSync(buffer).toString("utf8");
+  } catch {
+    throw new ValidationError(`${what} is not gzipped`);
+  }
+}
+
+/** Reads v2 lines or a v1 document; throws ValidationError naming `what` on anything else. */
+export function parseStagedText(text: string, what: string, into: StagedRows = { ids: [], lines: [] }): StagedRows {
+  if (!text.startsWith(`${STAGED_HEADER}\n`)) {
+    let raw: unknown;
+    try {
+      raw = JSON.parse(text);
+    } catch {
+      throw new ValidationError(`${what} is not a staged page`);
+    }
+    const list = raw !== null && typeof raw === "object" ? Reflect.get(raw, "members") : undefined;
+    for (const member of parseMembers(list, what)) {
+      into.ids.push(member.id);
+      into.lines.push(stagedLine(member));
+    }
+    return into;
+  }
+  let start = STAGED_HEADER.length + 1;
+  while (start < text.length) {
+    let end = text.indexOf("\n", start);
+    if (end < 0) end = text.length;
+    const line = text.slice(start, end);
+    start = end + 1;
+    if (line === "") continue;
+    into.ids.push(lineId(line, what));
+    into.lines.push(line);
+  }
+  return into;
+}
+
+function lineId(line: string, what: string): string {
+  const tab = line.indexOf("\t");
+  if (tab < 2 || line.charCodeAt(0) !== 34 || line.charCodeAt(tab - 1) !== 34) throw new ValidationError(`${what}: a member line has no id`);
+  const text = line.slice(0, tab);
+  // Most ids need no unescaping: the slice between the quotes is the id.
+  if (text.indexOf("\\") < 0) return text.slice(1, -1);
+  let id: unknown;
+  try {
+    id = JSON.parse(text);
+  } catch {
+    throw new ValidationError(`${what}: a member id is not a JSON string`);
+  }
+  if (typeof id !== "string") throw new ValidationError(`${what}: a member id is not a JSON string`);
+  return id;
+}
+
+function fields(line: string): { hashAt: number; propsAt: number } {
+  const hashAt = line.indexOf("\t") + 1;
+  const propsAt = line.indexOf("\t", hashAt) + 1;
+  if (hashAt === 0 || propsAt === 0) throw new ValidationError("staged member line has the wrong shape");
+  return { hashAt, propsAt };
+}
+
+/** The canonical JSON text of the member's properties. */
+export function lineProps(line: string): string {
+  return line.slice(fields(line).propsAt);
+}
+
+/** The member's property hash under `algorithm` (fnv-52 is stored; sha1-48 is computed from the same text). */
+export function lineHash(line: string, algorithm: PropHashAlgorithm): number {
+  const { hashAt, propsAt } = fields(line);
+  if (algorithm !== "fnv-52") return propertyHashOfText(line.slice(propsAt), algorithm);
+  const hash = Number(line.slice(hashAt, propsAt - 1));
+  if (!Number.isSafeInteger(hash) || hash < 0) throw new ValidationError("staged member line has no property hash");
+  return hash;
+}
+
+/** The member's properties, parsed (only for members that are sent or need their identity). */
+export function lineRecord(line: string): Record<string, unknown> {
+  let raw: unknown;
+  try {
+    raw = JSON.parse(lineProps(line));
+  } catch {
+    throw new ValidationError("staged member properties are not JSON");
+  }
+  if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw new ValidationError("staged member properties are not an object");
+  // fromEntries defines own properties, so a "__proto__" key stays a property.
+  return Object.fromEntries(Object.entries(raw));
+}
+
+export function lineMember(id: string, line: string): PageMember {
+  return { id, props: lineRecord(line) };
+}
+
+/**
+ * This run's staged members diffed against the previous snapshot (member-key order,
+ * as readPrevious returns it). Hashes come from the lines. Identities: a member
+ * whose property hash is unchanged has the identity it had, when the snapshot
+ * records that it was picked with the same identity properties (same properties,
+ * same keys, same identity); every other member's properties are parsed for it.
+ */
+export function diffStaged(
+  rows: StagedRows,
+  previous: MemberColumns,
+  full: boolean,
+  propHash: PropHashAlgorithm,
+  identityKeys: readonly string[],
+): { current: MemberColumns; diff: DiffResult } {
+  const { ids, lines } = rows;
+  const hashes: number[] = [];
+  for (const line of lines) hashes.push(lineHash(line, propHash));
+  const identities: string[] = [];
+  const current: MemberColumns = { ids, hashes, identities };
+  const diff = diffMembers(current, previous, full);
+  const keep = previous.identityKeys === JSON.stringify(identityKeys) && (previous.propHash ?? "sha1-48") === propHash;
+  for (let row = 0; row < lines.length; row++) {
+    const j = keep ? (diff.previousRow[row] ?? -1) : -1;
+    identities.push(
+      j >= 0 && previous.hashes[j] === hashes[row] ? (previous.identities[j] ?? "") : identityOf(lineRecord(lines[row] ?? ""), identityKeys),
+    );
+  }
+  return { current, diff };
+}
