@@ -1,4 +1,4 @@
-import * as z from "zod";
+import * as z from "../../lib/util/zod.js";
 import { type ExportReport, runCohortExport } from "../../lib/cohorts/export.js";
 import { exportDepsFrom } from "../../lib/cohorts/runtime.js";
 import { invocationClock, withTelemetry } from "../../lib/observability/handler.js";
@@ -16,10 +16,10 @@ const clock = invocationClock();
 const deps = once(() => exportDepsFrom(runtime(), clock.remainingMs));
 
 const eventSchema = z.looseObject({
-  force: z.array(z.string().min(1)).optional(),
-  full: z.boolean().optional(),
+  force: z.optional(z.array(z.string().check(z.minLength(1)))),
+  full: z.optional(z.boolean()),
   /** Process these syncs even when disabled, without starting a new run (the CLI's follow-up ticks). */
-  include: z.array(z.string().min(1)).optional(),
+  include: z.optional(z.array(z.string().check(z.minLength(1)))),
 });
 
 export const handler = withTelemetry(

@@ -1,4 +1,4 @@
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import { parseJsonWith } from "../util/json.js";
 import type { BrevoConfig } from "../config/brevo.js";
 
@@ -35,12 +35,13 @@ export type CompanyResult =
   | { readonly status: "skip"; readonly code: "not_mappable"; readonly reason: string }
   | { readonly status: "reject"; readonly code: "unreadable_record"; readonly reason: string };
 
-const groupSchema = z
-  .object({
-    $group_key: z.string().min(1),
-    $group_id: z.union([z.string().min(1), z.number()]).transform(String),
-  })
-  .catchall(z.unknown());
+const groupSchema = z.catchall(
+  z.object({
+    $group_key: z.string().check(z.minLength(1)),
+    $group_id: z.pipe(z.union([z.string().check(z.minLength(1)), z.number()]), z.transform(String)),
+  }),
+  z.unknown(),
+);
 
 export function companyMarker(groupKey: string, groupId: string): string {
   return `${groupKey}:${groupId}`;

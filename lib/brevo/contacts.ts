@@ -1,4 +1,4 @@
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import { parseJsonWith } from "../util/json.js";
 import type { IdentityMode } from "../config/mapping.js";
 import { CONTACT_EMAIL_TARGET, type BrevoConfig } from "../config/brevo.js";
@@ -52,9 +52,7 @@ export type ContactResult =
   | { readonly status: "skip"; readonly code: "no_identifier" | "nothing_mapped"; readonly reason: string }
   | { readonly status: "reject"; readonly code: "unreadable_record"; readonly reason: string };
 
-const engageSchema = z
-  .object({ $distinct_id: z.union([z.string(), z.number()]).transform(String) })
-  .catchall(z.unknown());
+const engageSchema = z.catchall(z.object({ $distinct_id: z.pipe(z.union([z.string(), z.number()]), z.transform(String)) }), z.unknown());
 
 function attributeValue(value: unknown): AttributeValue | undefined {
   if (value === null) return null;

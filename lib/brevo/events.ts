@@ -1,4 +1,4 @@
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import { parseJsonWith } from "../util/json.js";
 import type { IdentityMode } from "../config/mapping.js";
 import { BREVO_NAME, type BrevoConfig } from "../config/brevo.js";

@@ -1,4 +1,4 @@
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import { parseJsonWith } from "../util/json.js";
 import type { IdentityMode } from "../config/mapping.js";
 import { ConfigError, RetryableError, describeError } from "../errors.js";
@@ -65,7 +65,9 @@ function failureOutcome(error: unknown): Outcome {
 }
 
 const batchErrorSchema = z.object({
-  errors: z.array(z.object({ eventIndex: z.union([z.array(z.number().int()), z.number().int()]), message: z.string().optional() })).optional(),
+  errors: z.optional(
+    z.array(z.object({ eventIndex: z.union([z.array(z.number().check(z.int())), z.number().check(z.int())]), message: z.optional(z.string()) })),
+  ),
 });
 
 /** Per event of one batch: the refusal message, from a 207/400 body. */
@@ -146,7 +148,7 @@ function contactPath(key: ContactKey): string {
   return `/contacts/${encodeURIComponent(key.value)}?identifierType=${key.type}`;
 }
 
-const contactSchema = z.object({ id: z.number().optional(), attributes: z.record(z.string(), z.unknown()).optional() });
+const contactSchema = z.object({ id: z.optional(z.number()), attributes: z.optional(z.record(z.string(), z.unknown())) });
 
 /** The contact's current attributes, or undefined when Brevo has no such contact. */
 async function readContact(key: ContactKey, client: BrevoClient): Promise<{ attributes: Record<string, unknown> } | undefined | HttpResult> {
@@ -307,8 +309,9 @@ function sendProfiles(lines: readonly string[], deps: BrevoSenderDeps, suppresse
   );
 }
 
-const companyListSchema = z.object({ items: z.array(z.object({ id: z.union([z.string(), z.number()]).transform(String) })).optional() });
-const companyCreatedSchema = z.object({ id: z.union([z.string(), z.number()]).transform(String) });
+const companyIdSchema = z.pipe(z.union([z.string(), z.number()]), z.transform(String));
+const companyListSchema = z.object({ items: z.optional(z.array(z.object({ id: companyIdSchema }))) });
+const companyCreatedSchema = z.object({ id: companyIdSchema });
 
 async function findCompany(marker: string, deps: BrevoSenderDeps, cache: Map<string, string>): Promise<string | undefined | HttpResult> {
   const cached = cache.get(marker);

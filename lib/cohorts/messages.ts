@@ -1,4 +1,4 @@
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import { ValidationError } from "../errors.js";
 
 /**
@@ -18,24 +18,27 @@ export const PAGE_SIZE = 1000;
 const memberSchema = z.object({ id: z.string(), props: z.record(z.string(), z.unknown()) });
 export type PageMember = z.infer<typeof memberSchema>;
 
+const nonEmpty = z.string().check(z.minLength(1));
+const positiveInt = z.number().check(z.int(), z.positive());
+const nonNegativeInt = z.number().check(z.int(), z.gte(0));
+
 export const deliveryMessageSchema = z
-  .object({
+  .strictObject({
     v: z.literal(1),
-    sync_id: z.string().min(1),
-    run_id: z.string().min(1),
+    sync_id: nonEmpty,
+    run_id: nonEmpty,
     action: actionSchema,
     /** 1-based. */
-    page: z.number().int().positive(),
-    total_pages: z.number().int().positive(),
+    page: positiveInt,
+    total_pages: positiveInt,
     /** S3 key of the page object. */
-    key: z.string().min(1),
+    key: nonEmpty,
   })
-  .strict()
-  .refine((m) => m.page <= m.total_pages, { message: "page must be ≤ total_pages", path: ["page"] });
+  .check(z.refine((m) => m.page <= m.total_pages, { message: "page must be ≤ total_pages", path: ["page"] }));
 export type DeliveryMessage = z.infer<typeof deliveryMessageSchema>;
 
 export const cohortMetaSchema = z.object({
-  id: z.number().int(),
+  id: z.number().check(z.int()),
   name: z.string(),
   description: z.string(),
 });
@@ -48,9 +51,9 @@ export const deliveryPageSchema = z.object({
   project_id: z.string(),
   cohort: cohortMetaSchema,
   action: actionSchema,
-  page: z.number().int().positive(),
-  total_pages: z.number().int().positive(),
-  members: z.array(memberSchema).max(PAGE_SIZE),
+  page: positiveInt,
+  total_pages: positiveInt,
+  members: z.array(memberSchema).check(z.maxLength(PAGE_SIZE)),
 });
 export type DeliveryPage = z.infer<typeof deliveryPageSchema>;
 
@@ -80,59 +83,61 @@ function isPlainRecord(value: unknown): value is Record<string, unknown> {
   return value !== null && typeof value === "object" && !Array.isArray(value);
 }
 
+const intAtLeastOne = z.number().check(z.int(), z.gte(1));
+
 const exportStateSchema = z.object({
   run_id: z.string(),
   started_at: z.string(),
   full: z.boolean(),
   /** Forced full by an operator (`--full`): the mass-removal guard steps aside. */
-  operator_full: z.boolean().default(false),
+  operator_full: z._default(z.boolean(), false),
   cohort: cohortMetaSchema,
   /** Mixpanel project id of the credentials used (webhook `mixpanel_project_id`). */
-  project_id: z.string().default(""),
+  project_id: z._default(z.string(), ""),
   phase: z.enum(["fetch", "emit"]),
-  session_id: z.string().optional(),
-  next_page: z.number().int().min(0),
-  staged_pages: z.number().int().min(0),
-  staged_members: z.number().int().min(0),
-  total: z.number().int().optional(),
-  last_fetch_at: z.string().optional(),
+  session_id: z.optional(z.string()),
+  next_page: nonNegativeInt,
+  staged_pages: nonNegativeInt,
+  staged_members: nonNegativeInt,
+  total: z.optional(z.number().check(z.int())),
+  last_fetch_at: z.optional(z.string()),
   /**
    * A lane of a fan-out sync that shares another lane's export (the cohort is queried
    * once per run): it stages nothing itself and reads that run's staged pages.
    */
-  shared_from: z.object({ sync: z.string(), run_id: z.string() }).optional(),
+  shared_from: z.optional(z.object({ sync: z.string(), run_id: z.string() })),
   /** Output pages already enqueued by an interrupted emit (deterministic, so a retry skips them). */
-  emitted_pages: z.number().int().min(0).default(0),
+  emitted_pages: z._default(nonNegativeInt, 0),
   /** A large export diffed and emitted partition by partition across invocations (partitions.ts). */
-  partitioned: z
-    .object({
+  partitioned: z.optional(
+    z.object({
       /** Hash-range partitions of the id space. */
-      count: z.number().int().min(1),
+      count: intAtLeastOne,
       full: z.boolean(),
       step: z.enum(["spill", "diff", "emit"]),
       /** Staged pages already split into partition chunks, and the chunks written. */
-      spilled_pages: z.number().int().min(0),
-      chunks: z.number().int().min(0),
+      spilled_pages: nonNegativeInt,
+      chunks: nonNegativeInt,
       /** Per diffed partition, in order: what it sends and removes (the guard sums these). */
       parts: z.array(
         z.object({
-          send: z.number().int().min(0),
-          removed: z.number().int().min(0),
-          moved: z.number().int().min(0),
-          count: z.number().int().min(0),
+          send: nonNegativeInt,
+          removed: nonNegativeInt,
+          moved: nonNegativeInt,
+          count: nonNegativeInt,
         }),
       ),
       /** Partitions whose pages are all enqueued. */
-      emitted_parts: z.number().int().min(0),
-    })
-    .optional(),
+      emitted_parts: nonNegativeInt,
+    }),
+  ),
 });
 export type ExportState = z.infer<typeof exportStateSchema>;
 
 const expectedSchema = z.object({
-  members: z.number().int().min(0),
-  add_members: z.number().int().min(0),
-  remove_members: z.number().int().min(0),
+  members: nonNegativeInt,
+  add_members: nonNegativeInt,
+  remove_members: nonNegativeInt,
 });
 export type ExpectedPages = z.infer<typeof expectedSchema>;
 
@@ -141,33 +146,31 @@ const deliveryStateSchema = z.object({
   full: z.boolean(),
   enqueued_at: z.string(),
   expected: expectedSchema,
-  count: z.number().int().min(0),
+  count: nonNegativeInt,
   /** The pending snapshot is in this many hash-range partitions (absent = one object). */
-  partitions: z.number().int().min(1).optional(),
+  partitions: z.optional(intAtLeastOne),
 });
 export type DeliveryState = z.infer<typeof deliveryStateSchema>;
 
 export const syncStateSchema = z.object({
   v: z.literal(1),
-  last_started_at: z.string().optional(),
-  last_full_at: z.string().optional(),
-  snapshot: z
-    .object({
+  last_started_at: z.optional(z.string()),
+  last_full_at: z.optional(z.string()),
+  snapshot: z.optional(
+    z.object({
       run_id: z.string(),
       created_at: z.string(),
-      count: z.number().int().min(0),
+      count: nonNegativeInt,
       /** Stored in this many hash-range partitions (absent = the single snapshot object). */
-      partitions: z.number().int().min(1).optional(),
-    })
-    .optional(),
-  healthy: z.boolean().default(true),
-  unhealthy_reason: z.string().optional(),
-  export: exportStateSchema.optional(),
-  delivery: deliveryStateSchema.optional(),
+      partitions: z.optional(intAtLeastOne),
+    }),
+  ),
+  healthy: z._default(z.boolean(), true),
+  unhealthy_reason: z.optional(z.string()),
+  export: z.optional(exportStateSchema),
+  delivery: z.optional(deliveryStateSchema),
   /** A run held by the mass-removal guard; the next run that finds the same confirms it. */
-  removal_hold: z
-    .object({ run_id: z.string(), at: z.string(), removals: z.number().int().min(0), previous: z.number().int().min(0) })
-    .optional(),
+  removal_hold: z.optional(z.object({ run_id: z.string(), at: z.string(), removals: nonNegativeInt, previous: nonNegativeInt })),
 });
 export type SyncState = z.infer<typeof syncStateSchema>;
 
@@ -175,7 +178,7 @@ export const initialSyncState = (): SyncState => ({ v: 1, healthy: true });
 
 export const failureRecordSchema = z.object({
   at: z.string(),
-  status: z.number().optional(),
+  status: z.optional(z.number()),
   error: z.string(),
   body: z.string(),
 });

@@ -1,5 +1,5 @@
 import { randomUUID } from "node:crypto";
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import { formatZodIssues, requireSetting } from "../config/env.js";
 import { ConfigError } from "../errors.js";
 import { realRetryDeps } from "../http/retry.js";
@@ -24,28 +24,28 @@ import { createS3Bucket } from "../aws/s3-bucket.js";
  */
 export const cohortSettingsSchema = z.object({
   /** Query API calls per rolling hour the relay may spend (Mixpanel allows 60 per project). */
-  COHORT_QUERIES_PER_HOUR: z.coerce.number().int().min(1).max(60).default(55),
+  COHORT_QUERIES_PER_HOUR: z._default(z.coerce.number().check(z.int(), z.gte(1), z.lte(60)), 55),
   /** Cap per export invocation. */
-  COHORT_QUERIES_PER_RUN: z.coerce.number().int().min(1).max(60).default(20),
+  COHORT_QUERIES_PER_RUN: z._default(z.coerce.number().check(z.int(), z.gte(1), z.lte(60)), 20),
   /** Query API calls in flight (Mixpanel allows 5 concurrent per project). */
-  COHORT_QUERY_CONCURRENCY: z.coerce.number().int().min(1).max(5).default(3),
+  COHORT_QUERY_CONCURRENCY: z._default(z.coerce.number().check(z.int(), z.gte(1), z.lte(5)), 3),
   /** A run whose pages are not all delivered after this is given up (old snapshot kept, sync unhealthy). */
-  COHORT_DELIVERY_TIMEOUT_HOURS: z.coerce.number().positive().default(24),
+  COHORT_DELIVERY_TIMEOUT_HOURS: z._default(z.coerce.number().check(z.positive()), 24),
   /** Deliveries DLQ: permanent refusals are sent here with the response body. Unset = SQS redrive. */
-  DELIVERIES_DLQ_URL: z.string().min(1).optional(),
+  DELIVERIES_DLQ_URL: z.optional(z.string().check(z.minLength(1))),
   /**
    * The deliveries queue's maxReceiveCount (serverless.yml params.deliveriesMaxReceiveCount):
    * on the last receive a page that still fails is recorded as failed and dead-lettered by
    * the function itself, so the export fails the run at its next tick instead of waiting
    * for COHORT_DELIVERY_TIMEOUT_HOURS.
    */
-  DELIVERIES_MAX_RECEIVE_COUNT: z.coerce.number().int().min(1).max(1000).default(5),
+  DELIVERIES_MAX_RECEIVE_COUNT: z._default(z.coerce.number().check(z.int(), z.gte(1), z.lte(1000)), 5),
   /** The cohort-export schedule (serverless.yml params.cohortExportSchedule), e.g. "rate(15 minutes)". */
-  COHORT_EXPORT_TICK: z.string().optional(),
+  COHORT_EXPORT_TICK: z.optional(z.string()),
   /** The local stack's tick in ms (it ticks faster than EventBridge's one-minute minimum); wins over COHORT_EXPORT_TICK. */
-  COHORT_EXPORT_TICK_MS: z.coerce.number().int().positive().optional(),
+  COHORT_EXPORT_TICK_MS: z.optional(z.coerce.number().check(z.int(), z.positive())),
   /** Data Views: workspace_id on Query API calls. */
-  MIXPANEL_WORKSPACE_ID: z.string().min(1).optional(),
+  MIXPANEL_WORKSPACE_ID: z.optional(z.string().check(z.minLength(1))),
 });
 export type CohortSettings = z.infer<typeof cohortSettingsSchema>;
 

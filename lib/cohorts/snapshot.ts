@@ -1,7 +1,7 @@
 import { hash } from "node:crypto";
 import { Readable } from "node:stream";
 import { constants, createGunzip, createGzip } from "node:zlib";
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import { ValidationError } from "../errors.js";
 import { canonicalJson } from "../util/json.js";
 
@@ -63,13 +63,13 @@ export const snapshotHeaderSchema = z.object({
   cohort_id: z.number(),
   run_id: z.string(),
   created_at: z.string(),
-  count: z.number().int().min(0),
+  count: z.number().check(z.int(), z.gte(0)),
   /** Partitioned snapshots (partition.ts): this object holds partition `partition` of `partitions`. */
-  partition: z.number().int().min(0).optional(),
-  partitions: z.number().int().min(1).optional(),
-  prop_hash: z.enum(["sha1-48", "fnv-52"]).optional(),
+  partition: z.optional(z.number().check(z.int(), z.gte(0))),
+  partitions: z.optional(z.number().check(z.int(), z.gte(1))),
+  prop_hash: z.optional(z.enum(["sha1-48", "fnv-52"])),
   /** The identity properties the identities were picked with (absent before they were recorded). */
-  identity_keys: z.array(z.string()).optional(),
+  identity_keys: z.optional(z.array(z.string())),
 });
 export type SnapshotHeader = z.infer<typeof snapshotHeaderSchema>;
 

@@ -1,7 +1,7 @@
 import { AwsCallError } from "../aws/aws-call.js";
 import type { S3BucketApi } from "../aws/s3-bucket.js";
 import { gunzipSync, gzipSync } from "node:zlib";
-import type * as z from "zod";
+import type * as z from "../util/zod.js";
 import { formatZodIssues } from "../config/env.js";
 import { RetryableError, ValidationError } from "../errors.js";
 import {

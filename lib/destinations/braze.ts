@@ -1,4 +1,4 @@
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import type { DeliveryPage, PageMember } from "../cohorts/messages.js";
 import type { BrazeDestination } from "../config/cohort-syncs.js";
 import { type SenderDeps, apiKeySecretSchema, chunkOf, text } from "./http.js";
@@ -53,8 +53,8 @@ export function brazeAttributeObjects(page: DeliveryPage, destination: BrazeDest
 }
 
 const brazeReplySchema = z.object({
-  message: z.string().optional(),
-  errors: z.array(z.unknown()).optional(),
+  message: z.optional(z.string()),
+  errors: z.optional(z.array(z.unknown())),
 });
 
 export async function sendBrazePage(page: DeliveryPage, destination: BrazeDestination, deps: SenderDeps): Promise<void> {

@@ -1,4 +1,4 @@
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import { RetryableError, UpstreamRejectedError } from "../errors.js";
 import type { HttpResult } from "../http/fetch.js";
 import type { DeliveryPage, PageMember } from "../cohorts/messages.js";
@@ -115,9 +115,9 @@ export interface ImportLedger {
   write(processIds: number[]): Promise<void>;
 }
 
-const importReplySchema = z.object({ processId: z.coerce.number().int() });
+const importReplySchema = z.object({ processId: z.coerce.number().check(z.int()) });
 /** `GET /v3/processes/{id}` (docs/vendors/cohort-sync.md §3): queued → in_process → completed. */
-const processSchema = z.looseObject({ id: z.coerce.number().optional(), status: z.string(), name: z.string().optional() });
+const processSchema = z.looseObject({ id: z.optional(z.coerce.number()), status: z.string(), name: z.optional(z.string()) });
 const PROCESS_PENDING = new Set(["queued", "in_process"]);
 
 export async function sendBrevoPage(

@@ -1,4 +1,4 @@
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import { formatZodIssues } from "../config/env.js";
 import { ConfigError, RetryableError, UpstreamRejectedError, ValidationError, describeError } from "../errors.js";
 import { type DeliveryMessage, type DeliveryPage, deliveryMessageSchema } from "../cohorts/messages.js";
@@ -48,7 +48,7 @@ export interface DeliveryDeps extends SenderDeps {
   readonly maxReceives?: number;
 }
 
-const importLedgerSchema = z.object({ process_ids: z.array(z.number().int()) });
+const importLedgerSchema = z.object({ process_ids: z.array(z.number().check(z.int())) });
 
 export type DeliveryOutcome = "delivered" | "duplicate" | "dead_lettered" | "stale";
 
@@ -187,5 +187,5 @@ async function recordFailure(
 
 export const deadLetterRecordSchema = z.object({
   message: deliveryMessageSchema,
-  failure: z.object({ status: z.number().optional(), error: z.string(), body: z.string() }),
+  failure: z.object({ status: z.optional(z.number()), error: z.string(), body: z.string() }),
 });

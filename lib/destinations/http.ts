@@ -1,4 +1,4 @@
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import { UpstreamRejectedError } from "../errors.js";
 import { type FetchLike, type HttpResult, throwForStatus } from "../http/fetch.js";
 import type { RetryDeps, RetryPolicy } from "../http/retry.js";
@@ -23,9 +23,9 @@ export interface SenderDeps {
   readonly warn: (message: string, extra?: Record<string, unknown>) => void;
 }
 
-export const apiKeySecretSchema = z.object({ api_key: z.string().min(1) });
-export const signingSecretSchema = z.object({ secret: z.string().min(16) });
-export const basicAuthSecretSchema = z.object({ username: z.string().min(1), password: z.string() });
+export const apiKeySecretSchema = z.object({ api_key: z.string().check(z.minLength(1)) });
+export const signingSecretSchema = z.object({ secret: z.string().check(z.minLength(16)) });
+export const basicAuthSecretSchema = z.object({ username: z.string().check(z.minLength(1)), password: z.string() });
 
 export const basicAuth = (username: string, password: string) =>
   `Basic ${Buffer.from(`${username}:${password}`).toString("base64")}`;

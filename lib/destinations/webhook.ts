@@ -1,4 +1,4 @@
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import { RetryableError, UpstreamRejectedError } from "../errors.js";
 import type { DeliveryPage, PageMember } from "../cohorts/messages.js";
 import type { CohortSync, WebhookDestination } from "../config/cohort-syncs.js";
@@ -93,9 +93,9 @@ export function buildWebhookBody(page: DeliveryPage, sync: CohortSync): WebhookB
  * is a failure, whatever the rest looks like. `error.code` may be a number or a
  * numeric string (400 when absent or not a 4xx/5xx code); `error` may be a plain string.
  */
-const replySchema = z.looseObject({ status: z.unknown().optional(), error: z.unknown().optional() });
-const replyCodeSchema = z.coerce.number().int().min(400).max(599).catch(400);
-const replyErrorSchema = z.looseObject({ message: z.unknown().optional(), code: z.unknown().optional() });
+const replySchema = z.looseObject({ status: z.optional(z.unknown()), error: z.optional(z.unknown()) });
+const replyCodeSchema = z.catch(z.coerce.number().check(z.int(), z.gte(400), z.lte(599)), 400);
+const replyErrorSchema = z.looseObject({ message: z.optional(z.unknown()), code: z.optional(z.unknown()) });
 
 /** undefined = delivered; otherwise the failure the receiver reported. */
 export function readWebhookReply(body: string): { code: number; message: string } | undefined {

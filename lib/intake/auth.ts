@@ -1,11 +1,11 @@
 import { hash, timingSafeEqual } from "node:crypto";
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import type { Env } from "../config/env.js";
 import { ConfigError } from "../errors.js";
 import type { SecretReader } from "../secrets/secrets.js";
 
 /** Intake tokens secret: `{"tokens": ["…", "…"]}` (several, so tokens can be rotated without downtime). */
-export const intakeTokensSecretSchema = z.object({ tokens: z.array(z.string().min(16)).min(1) });
+export const intakeTokensSecretSchema = z.object({ tokens: z.array(z.string().check(z.minLength(16))).check(z.minLength(1)) });
 
 export type TokenSource = () => Promise<readonly string[]>;
 

@@ -1,4 +1,4 @@
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import { RetryableError, UpstreamRejectedError, ValidationError } from "../errors.js";
 import { type FetchLike, fetchText, throwForStatus } from "../http/fetch.js";
 import { type RetryDeps, type RetryPolicy, DEFAULT_RETRY_POLICY, withRetry } from "../http/retry.js";
@@ -62,13 +62,13 @@ export function createQueryBudget(calls: number, concurrency: number): QueryBudg
 }
 
 const cohortSchema = z.object({
-  id: z.coerce.number().int(),
+  id: z.coerce.number().check(z.int()),
   name: z.string(),
-  count: z.number().nullish(),
-  description: z.string().nullish(),
-  created: z.string().nullish(),
-  is_visible: z.union([z.number(), z.boolean()]).nullish(),
-  project_id: z.coerce.number().nullish(),
+  count: z.nullish(z.number()),
+  description: z.nullish(z.string()),
+  created: z.nullish(z.string()),
+  is_visible: z.nullish(z.union([z.number(), z.boolean()])),
+  project_id: z.nullish(z.coerce.number()),
 });
 const cohortListSchema = z.array(cohortSchema);
 export type CohortInfo = z.infer<typeof cohortSchema>;
@@ -79,25 +79,28 @@ export type CohortInfo = z.infer<typeof cohortSchema>;
  * (see quoteUnsafeDistinctIds). A number that still is not a safe integer (1e21,
  * 1.5) fails the page loudly instead of becoming another id.
  */
-const distinctIdSchema = z
-  .union([
+const distinctIdSchema = z.pipe(
+  z.union([
     z.string(),
-    z.number().refine(Number.isSafeInteger, {
-      message: "numeric $distinct_id is not a safe integer; refusing to alter the id",
-    }),
-  ])
-  .transform(String);
+    z.number().check(
+      z.refine(Number.isSafeInteger, {
+        message: "numeric $distinct_id is not a safe integer; refusing to alter the id",
+      }),
+    ),
+  ]),
+  z.transform(String),
+);
 
 const engageResultSchema = z.object({
   $distinct_id: distinctIdSchema,
-  $properties: z.record(z.string(), z.unknown()).default({}),
+  $properties: z._default(z.record(z.string(), z.unknown()), {}),
 });
 const engagePageSchema = z.object({
-  page: z.number().int().min(0),
-  page_size: z.number().int().positive().default(1000),
-  session_id: z.string().min(1).optional(),
-  status: z.string().optional(),
-  total: z.number().int().optional(),
+  page: z.number().check(z.int(), z.gte(0)),
+  page_size: z._default(z.number().check(z.int(), z.positive()), 1000),
+  session_id: z.optional(z.string().check(z.minLength(1))),
+  status: z.optional(z.string()),
+  total: z.optional(z.number().check(z.int())),
   results: z.array(engageResultSchema),
 });
 export type EngagePage = z.infer<typeof engagePageSchema>;

@@ -1,6 +1,6 @@
 import { createHash, randomUUID } from "node:crypto";
 import { parseJsonWith } from "../util/json.js";
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import type { Residency } from "../config/stage.js";
 import { ConfigError, RetryableError, UpstreamRejectedError } from "../errors.js";
 import { type FetchLike, fetchText, throwForStatus } from "../http/fetch.js";
@@ -42,13 +42,13 @@ export const auditRecordSchema = z.object({
   idDigests: z.array(z.string()),
   mixpanel: z.array(
     z.object({
-      taskId: z.string().optional(),
-      ids: z.number().int(),
+      taskId: z.optional(z.string()),
+      ids: z.number().check(z.int()),
       status: z.string(),
-      error: z.string().optional(),
+      error: z.optional(z.string()),
     }),
   ),
-  brevo: z.object({ deleted: z.number().int(), absent: z.number().int(), failed: z.number().int(), errors: z.array(z.string()), skipped: z.boolean() }),
+  brevo: z.object({ deleted: z.number().check(z.int()), absent: z.number().check(z.int()), failed: z.number().check(z.int()), errors: z.array(z.string()), skipped: z.boolean() }),
 });
 export type AuditRecord = z.infer<typeof auditRecordSchema>;
 
@@ -64,7 +64,7 @@ export function chunkIds(ids: readonly string[], size = MAX_IDS_PER_DELETION): s
 }
 
 const createReplySchema = z.object({
-  results: z.union([z.object({ task_id: z.string() }), z.array(z.object({ tracking_id: z.string() })).min(1)]),
+  results: z.union([z.object({ task_id: z.string() }), z.array(z.object({ tracking_id: z.string() })).check(z.minLength(1))]),
 });
 const statusReplySchema = z.object({ results: z.object({ status: z.string() }) });
 

@@ -1,6 +1,6 @@
 import { AwsCallError } from "../aws/aws-call.js";
 import type { S3Api } from "../aws/s3.js";
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import { RetryableError, describeError } from "../errors.js";
 import { parseJsonWith } from "../util/json.js";
 import { idDigest } from "./gdpr.js";

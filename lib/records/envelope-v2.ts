@@ -1,5 +1,5 @@
 import { crc32, gunzipSync, gzipSync, constants as zlibConstants } from "node:zlib";
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import { groupByCaps } from "../util/batching.js";
 import { type Envelope, type RecordKind, parseEnvelope, recordKindSchema } from "./envelope.js";
 
@@ -21,16 +21,16 @@ import { type Envelope, type RecordKind, parseEnvelope, recordKindSchema } from 
 export const envelopeV2Schema = z.object({
   v: z.literal(2),
   kind: recordKindSchema,
-  source: z.string().min(1),
-  correlationId: z.string().min(1),
+  source: z.string().check(z.minLength(1)),
+  correlationId: z.string().check(z.minLength(1)),
   /** Records in the body. */
-  count: z.number().int().positive(),
+  count: z.number().check(z.int(), z.positive()),
   /** Uncompressed bytes of the NDJSON body (the quantity Mixpanel's byte cap counts, §3). */
-  bytes: z.number().int().positive(),
+  bytes: z.number().check(z.int(), z.positive()),
   /** base64 of gzip(NDJSON). */
-  gzip: z.string().min(1),
+  gzip: z.string().check(z.minLength(1)),
   /** Re-queues of unsent records so far, as in v1. */
-  attempt: z.number().int().nonnegative().optional(),
+  attempt: z.optional(z.number().check(z.int(), z.nonnegative())),
 });
 
 export type EnvelopeV2 = z.infer<typeof envelopeV2Schema>;
@@ -227,7 +227,7 @@ export function parseQueuedRecords(body: string): QueuedRecords {
   const parsed: unknown = JSON.parse(body);
   const version = parsed !== null && typeof parsed === "object" && "v" in parsed ? parsed.v : undefined;
   if (version !== 2) return fromV1(parseEnvelope(body));
-  const envelope = envelopeV2Schema.parse(parsed);
+  const envelope = z.parseOrThrow(envelopeV2Schema, parsed);
   const gzipped = Buffer.from(envelope.gzip, "base64");
   // A cheap integrity check before the body is sent as is: gzip magic, and the trailer's
   // ISIZE (uncompressed length mod 2^32, RFC 1952 §2.3.1) against the header's byte count.

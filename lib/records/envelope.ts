@@ -1,4 +1,4 @@
-import * as z from "zod";
+import * as z from "../util/zod.js";
 
 /**
  * What sits on the events queue: records already mapped to Mixpanel's shape,
@@ -13,17 +13,17 @@ export const envelopeSchema = z.object({
   v: z.literal(1),
   kind: recordKindSchema,
   /** Which intake route or reader produced the records (native, braze, adobe, …). */
-  source: z.string().min(1),
+  source: z.string().check(z.minLength(1)),
   /** Follows the records from intake to Mixpanel in every log line. */
-  correlationId: z.string().min(1),
+  correlationId: z.string().check(z.minLength(1)),
   /** One serialized Mixpanel record per entry (an /import event, /engage or /groups update). */
-  records: z.array(z.string().min(2)).min(1),
+  records: z.array(z.string().check(z.minLength(2))).check(z.minLength(1)),
   /**
    * How many times the forwarder re-queued the records of this envelope that were left
    * unsent after the rest went through (absent = never). Bounds those retries, since a
    * re-queued message starts a fresh SQS receive count.
    */
-  attempt: z.number().int().nonnegative().optional(),
+  attempt: z.optional(z.number().check(z.int(), z.nonnegative())),
 });
 
 export type Envelope = z.infer<typeof envelopeSchema>;
@@ -50,7 +50,7 @@ export function serializeEnvelope(envelope: Envelope): string {
 }
 
 export function parseEnvelope(body: string): Envelope {
-  return envelopeSchema.parse(JSON.parse(body));
+  return z.parseOrThrow(envelopeSchema, JSON.parse(body));
 }
 
 /** Byte length of an envelope once serialized, without building it: used to pack messages. */

@@ -1,4 +1,4 @@
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import { ValidationError } from "../errors.js";
 import { MAX_CONTAINER_DEPTH, applyEventRules, deriveInsertId } from "../mixpanel/event-rules.js";
 import { applyIdentityMode, isIdentityEvent } from "./identity.js";
@@ -16,15 +16,15 @@ import { parseJson } from "../util/json.js";
  */
 
 /** One key/value row of the extension's "Event Properties" table; `key` may be a dotted / `[n]` path. */
-const keyValueRowSchema = z.object({ key: z.string().min(1), value: z.unknown() });
+const keyValueRowSchema = z.object({ key: z.string().check(z.minLength(1)), value: z.unknown() });
 /** Built once: constructing a zod schema per event cost more than parsing with it (issue 12 profile). */
 const keyValueRowsSchema = z.array(keyValueRowSchema);
 const customObjectSchema = z.record(z.string(), z.unknown());
 
 const adobeEventSchema = z.looseObject({
-  event: z.string().trim().min(1, "event (the event type) is required"),
-  properties: z.record(z.string(), z.unknown()).optional(),
-  custom_properties: z.unknown().optional(),
+  event: z.string().check(z.trim(), z.minLength(1, "event (the event type) is required")),
+  properties: z.optional(z.record(z.string(), z.unknown())),
+  custom_properties: z.optional(z.unknown()),
 });
 
 /**

@@ -1,4 +1,4 @@
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import { ValidationError } from "../errors.js";
 import { applyEventRules } from "../mixpanel/event-rules.js";
 import {
@@ -44,16 +44,16 @@ const EVENT_ENVELOPE_FIELDS = new Set(["event_type", "id", "time", "user", "prop
  * and event types without notice and the contract is to pass them through (§1).
  */
 const brazeUserSchema = z.looseObject({
-  external_user_id: z.string().nullish(),
-  device_id: z.unknown().optional(),
+  external_user_id: z.nullish(z.string()),
+  device_id: z.optional(z.unknown()),
 });
 
 const brazeEventSchema = z.looseObject({
-  event_type: z.string().min(1),
-  id: z.string().nullish(),
-  time: z.unknown().optional(),
-  user: brazeUserSchema.nullish(),
-  properties: jsonObjectSchema.nullish(),
+  event_type: z.string().check(z.minLength(1)),
+  id: z.nullish(z.string()),
+  time: z.optional(z.unknown()),
+  user: z.nullish(brazeUserSchema),
+  properties: z.nullish(jsonObjectSchema),
 });
 
 export type BrazeEvent = z.infer<typeof brazeEventSchema>;

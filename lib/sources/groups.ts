@@ -1,4 +1,4 @@
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import type { MapContext, MappedItem } from "./types.js";
 import { completeUpdate, modifiersSchema, parseUpdate, rejectUpdate as reject, unwrapUpdates } from "./updates.js";
 
@@ -11,9 +11,9 @@ import { completeUpdate, modifiersSchema, parseUpdate, rejectUpdate as reject, u
  */
 export const UNSUPPORTED_GROUP_OPERATIONS = new Set(["$add", "$append"]);
 
-const groupUpdateSchema = modifiersSchema.extend({
-  $group_key: z.string().trim().min(1, "must not be empty"),
-  $group_id: z.union([z.string().trim().min(1, "must not be empty"), z.number()]),
+const groupUpdateSchema = z.extend(modifiersSchema, {
+  $group_key: z.string().check(z.trim(), z.minLength(1, "must not be empty")),
+  $group_id: z.union([z.string().check(z.trim(), z.minLength(1, "must not be empty")), z.number()]),
 });
 
 const GROUP_FIELDS = new Set([...Object.keys(groupUpdateSchema.shape), "$token"]);

@@ -1,4 +1,4 @@
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import { ValidationError } from "../errors.js";
 import { applyEventRules } from "../mixpanel/event-rules.js";
 import { applyIdentityMode, isIdentityEvent } from "./identity.js";
@@ -19,7 +19,10 @@ const nativeEventSchema = z.object({
 
 const nativeBatchSchema = z.union([
   z.array(z.unknown()),
-  z.object({ events: z.array(z.unknown()) }).transform((body) => body.events),
+  z.pipe(
+    z.object({ events: z.array(z.unknown()) }),
+    z.transform((body) => body.events),
+  ),
 ]);
 
 export function unwrapNativeBatch(body: unknown): unknown[] {

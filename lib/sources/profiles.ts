@@ -1,4 +1,4 @@
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import { isBannedId } from "../mixpanel/event-rules.js";
 import type { MapContext, MappedItem } from "./types.js";
 import { completeUpdate, modifiersSchema, parseUpdate, rejectUpdate as reject, unwrapUpdates } from "./updates.js";
@@ -9,9 +9,12 @@ import { completeUpdate, modifiersSchema, parseUpdate, rejectUpdate as reject, u
  * `$ip: "0"` unless the sender set `$ip`, so profiles are not geolocated to the Lambda's
  * region (§5). A sent `$token` is dropped: the forwarder adds the project's own.
  */
-const profileUpdateSchema = modifiersSchema.extend({
-  $distinct_id: z.union([z.string(), z.number()]).transform(String).pipe(z.string().trim().min(1, "must not be empty")),
-  $ignore_alias: z.boolean().optional(),
+const profileUpdateSchema = z.extend(modifiersSchema, {
+  $distinct_id: z.pipe(
+    z.pipe(z.union([z.string(), z.number()]), z.transform(String)),
+    z.string().check(z.trim(), z.minLength(1, "must not be empty")),
+  ),
+  $ignore_alias: z.optional(z.boolean()),
 });
 
 const PROFILE_FIELDS = new Set([...Object.keys(profileUpdateSchema.shape), "$token"]);

@@ -1,4 +1,4 @@
-import * as z from "zod";
+import * as z from "../util/zod.js";
 import { ValidationError } from "../errors.js";
 import { INVALID_NUMBER, findNonFiniteNumber, nonFiniteReason } from "../mixpanel/event-rules.js";
 import { INVALID_PROPERTY_NAME, findProtoKey, protoKeyReason, rejectProtoKey } from "./property-names.js";
@@ -23,16 +23,16 @@ export function isUpdateOperation(key: string): key is UpdateOperation {
 
 /** Top-level modifiers Mixpanel documents next to the operation. */
 export const modifiersSchema = z.object({
-  $ip: z.string().min(1).optional(),
-  $ignore_time: z.boolean().optional(),
-  $latitude: z.number().min(-90).max(90).optional(),
-  $longitude: z.number().min(-180).max(180).optional(),
+  $ip: z.optional(z.string().check(z.minLength(1))),
+  $ignore_time: z.optional(z.boolean()),
+  $latitude: z.optional(z.number().check(z.gte(-90), z.lte(90))),
+  $longitude: z.optional(z.number().check(z.gte(-180), z.lte(180))),
 });
 
 const propertiesSchema = z.record(z.string(), z.unknown());
-const numericPropertiesSchema = z.record(z.string(), z.number().refine(Number.isFinite, "must be a finite number"));
+const numericPropertiesSchema = z.record(z.string(), z.number().check(z.refine(Number.isFinite, "must be a finite number")));
 const listPropertiesSchema = z.record(z.string(), z.array(z.unknown()));
-const propertyNamesSchema = z.array(z.string().min(1));
+const propertyNamesSchema = z.array(z.string().check(z.minLength(1)));
 
 /**
  * Why a numeric id cannot be used, or undefined when it can. JSON.parse has already rounded an
@@ -126,7 +126,7 @@ export function rejectUpdate(index: number, payload: unknown, code: string, reas
 }
 
 /** The first zod issue of an update, as `path: message`. */
-export function describeFirstIssue(error: z.ZodError): string {
+export function describeFirstIssue(error: z.core.$ZodError): string {
   const issue = error.issues[0];
   return `${issue?.path.join(".") || "(update)"}: ${issue?.message ?? "invalid"}`;
 }

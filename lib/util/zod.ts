@@ -16,8 +16,21 @@ z.config(en());
 export * from "zod/mini";
 
 /**
- * A schema of either zod API (`zod` or `zod/mini`) as far as checking a value goes, and its
- * answer: what lib/util/json.ts's parseJsonWith takes while both APIs are in use.
+ * A schema as far as checking a value goes, and its answer: what lib/util/json.ts's
+ * parseJsonWith and the secret reader take (any zod schema would do; the product builds all
+ * of its schemas with this module, so no function bundle carries the classic API).
  */
 export type ZodType<T> = z.core.$ZodType<T> & { safeParse(data: unknown): ZodSafeParseResult<NoInfer<T>> };
 export type ZodSafeParseResult<T> = z.core.util.SafeParseResult<T>;
+
+/**
+ * `schema.parse(value)` as the classic API throws it: zod/mini names its error "$ZodError" where
+ * the classic API says "ZodError", and a thrown parse error reaches operators as `name: message`
+ * (describeError: e.g. the forwarder's reason for a queue message it cannot read).
+ */
+export function parseOrThrow<T>(schema: ZodType<T>, value: unknown): T {
+  const result = schema.safeParse(value);
+  if (result.success) return result.data;
+  result.error.name = "ZodError";
+  throw result.error;
+}

@@ -338,11 +338,23 @@ describe("plain `osls package --stage dev` on a fresh clone (no `npm run build` 
       const entries = zipEntryNames(zip);
       expect(entries, fn).toContain(`dist/${fn}/index.mjs`);
       expect(entries, fn).toContain(`dist/${fn}/index.mjs.map`);
-      // The issue's empty packages were 846 bytes (config/*.json only); a bundle is hundreds of KiB.
-      expect(statSync(zip).size, fn).toBeGreaterThan(100_000);
+      // The issue's empty packages were 846 bytes (config/*.json only); a bundle and its map zip to
+      // ~100 KB or more (the forwarder's, the smallest, ~98 KB).
+      expect(statSync(zip).size, fn).toBeGreaterThan(50_000);
       const run = runFromZip(zip, fn, lambdaEnv(fn), 'if (typeof handler !== "function") throw new Error("no handler export"); console.log("HANDLER_OK");');
       expect(run.stdout + run.stderr, fn).toContain("HANDLER_OK");
       expect(run.status, fn).toBe(0);
+    }
+  });
+
+  it("leaves zod's classic API out of every bundle: every schema is built with zod/mini (lib/util/zod.ts)", () => {
+    // One classic-API schema anywhere in a function's imports brings ~60 KB and the classic
+    // module's first-use compile into every cold start (README "Performance"). zod registers
+    // its schema classes by name, so the names survive minification.
+    for (const fn of FUNCTION_NAMES) {
+      const bundle = readFileSync(join(freshDir, "dist", fn, "index.mjs"), "utf8");
+      expect(bundle, fn).toContain('"ZodMiniObject"');
+      expect(bundle, fn).not.toContain('"ZodObject"');
     }
   });
 

@@ -109,6 +109,9 @@ describe("forwardMessages", () => {
     expect(summary.invalidMessages).toBe(1);
     const stored = (await storedBatches()).find((batch) => batch.items[0]?.code === "invalid_envelope");
     expect(stored?.items[0]?.payload).toBe("{\"v\":2}");
+    // The reason an operator reads: the schema error by name, with the fields it found missing.
+    expect(stored?.items[0]?.reason).toMatch(/^ZodError: \[/);
+    expect(stored?.items[0]?.reason).toContain('"kind"');
   });
 
   it("keeps a message whose refused records cannot be stored, so nothing is lost", async () => {
