@@ -2,6 +2,7 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
+import * as z from "zod";
 import { coldStart } from "./cold-start.js";
 import { INSERT_ID_HASH_LENGTH } from "../../lib/observability/trace-ids.js";
 import { ASSUMPTIONS, type CostRow, PRICES_USD, costPerMillion } from "./cost-model.js";
@@ -307,5 +308,33 @@ for (const row of table) console.log(row.map((cell, i) => cell.padEnd(widths[i] 
 results.table = table;
 mkdirSync(join(repo, "bench", "results"), { recursive: true });
 const file = join(repo, "bench", "results", `${new Date().toISOString().slice(0, 10)}.json`);
-writeFileSync(file, `${JSON.stringify(results, null, 2)}\n`);
+writeFileSync(file, `${JSON.stringify(mergeWithEarlierRun(file, results), null, 2)}\n`);
 console.log(`written ${file}`);
+
+/**
+ * A run of some sections (BENCH_SECTIONS) keeps the other sections of the same day's file, each
+ * with the date of the run that measured it (`sectionDates`), instead of overwriting them.
+ */
+function mergeWithEarlierRun(path: string, current: Record<string, unknown>): Record<string, unknown> {
+  const measured = Object.keys(current).filter((key) => !["date", "node", "machine", "baselineRef", "repeats", "note", "table"].includes(key));
+  const sectionDates = Object.fromEntries(measured.map((key) => [key, current.date]));
+  if (!existsSync(path)) return { ...current, sectionDates };
+  let earlier: Record<string, unknown>;
+  try {
+    earlier = z.record(z.string(), z.unknown()).parse(JSON.parse(readFileSync(path, "utf8")));
+  } catch {
+    return { ...current, sectionDates };
+  }
+  const earlierDates = z.record(z.string(), z.unknown()).catch({}).parse(earlier.sectionDates);
+  const kept = Object.fromEntries(Object.entries(earlier).filter(([key]) => !measured.includes(key) && !["table", "sectionDates"].includes(key) && key in earlierDates));
+  // Table rows start with their section's word ("forwarder", "intake", "bundle", "cohort", "cost"): keep the earlier rows of sections not re-measured.
+  const prefixOf = (row: unknown): string => (Array.isArray(row) && typeof row[0] === "string" ? (row[0].split(" ")[0] ?? "") : "");
+  const measuredPrefixes = new Set(table.map(prefixOf));
+  const earlierTable = Array.isArray(earlier.table) ? earlier.table.filter((row) => !measuredPrefixes.has(prefixOf(row))) : [];
+  return {
+    ...kept,
+    ...current,
+    table: [...earlierTable, ...table],
+    sectionDates: { ...Object.fromEntries(Object.keys(kept).map((key) => [key, earlierDates[key]])), ...sectionDates },
+  };
+}
