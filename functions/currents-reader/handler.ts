@@ -2,6 +2,7 @@ import type { S3Event } from "aws-lambda";
 import { requireSetting } from "../../lib/config/env.js";
 import { invocationClock, withTelemetry } from "../../lib/observability/handler.js";
 import { count, logger } from "../../lib/observability/telemetry.js";
+import { logInsertIdHashes } from "../../lib/observability/trace-ids.js";
 import { createQueueSender } from "../../lib/queue/sqs-sender.js";
 import { piiPolicySource } from "../../lib/pii/source.js";
 import { brevoQueueUrlFor, createLiteRuntimeContext, once, rejectedStoreFor } from "../../lib/runtime/lite-context.js";
@@ -51,7 +52,9 @@ export const handler = withTelemetry(
       count("EventsAccepted", summary.accepted);
       count("EventsRejected", summary.rejected);
       count("EventsDropped", summary.dropped);
-      logger.info("currents avro object", { ...summary });
+      // With the queued events' hashed insert ids, for `npm run trace` (lib/observability/trace-ids.ts).
+      const { insertIdHashes, ...counts } = summary;
+      logInsertIdHashes("currents avro object", counts, insertIdHashes ?? [], { evenWithout: true });
     }
   },
   { failureMessage: "currents reader failed; Lambda will retry the S3 event" },

@@ -5,6 +5,7 @@ import { correlationIdFor, crashResponse, handleIntake } from "../../lib/intake/
 import { intakeDepsFrom } from "../../lib/intake/runtime.js";
 import { invocationClock, withTelemetry } from "../../lib/observability/handler.js";
 import { count, logger } from "../../lib/observability/telemetry.js";
+import { logInsertIdHashes } from "../../lib/observability/trace-ids.js";
 import { createLiteRuntimeContext, once } from "../../lib/runtime/lite-context.js";
 
 const deps = once(() => intakeDepsFrom(createLiteRuntimeContext()));
@@ -57,7 +58,8 @@ export const handler = withTelemetry(
       count("EventsAccepted", result.summary.accepted);
       count("EventsRejected", result.summary.rejected);
       count("EventsDropped", result.summary.dropped);
-      logger.info("intake batch", { source: result.source, ...result.summary });
+      // With the queued events' hashed insert ids, for `npm run trace` (lib/observability/trace-ids.ts).
+      logInsertIdHashes("intake batch", { source: result.source, ...result.summary }, result.insertIdHashes ?? [], { evenWithout: true });
     } else if (status >= 500) {
       count(INTAKE_5XX_METRIC, 1);
       logger.error("intake answered 5xx", { status, path: request.path, cause: result.cause ?? "unknown" });

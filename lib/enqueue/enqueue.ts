@@ -2,7 +2,7 @@ import type { BrevoConfig } from "../config/brevo.js";
 import { brevoQueueBodies, sendToBrevoQueue } from "../brevo/fanout.js";
 import { protectItems } from "../pii/items.js";
 import type { PiiPolicy } from "../pii/policy.js";
-import { insertIdHash, logInsertIdHashes } from "../observability/trace-ids.js";
+import { insertIdHash } from "../observability/trace-ids.js";
 import type { RejectedItemRecord, RejectedStore } from "../queue/rejected-store.js";
 import type { QueueSender } from "../queue/sqs-sender.js";
 import type { RecordKind } from "../records/envelope.js";
@@ -20,9 +20,8 @@ import type { MappedItem, RejectedItem } from "../sources/types.js";
  * re-queue it once the limit allows; the mappers' rejections keep the input as `payload`.
  *
  * Throws RetryableError/ConfigError when SQS or S3 fail: the intake answers 503, the reader
- * lets Lambda retry. Nothing is queued without the PII rules applied. Once queued, the events'
- * hashed `$insert_id`s are logged with the correlation id, for `npm run trace`
- * (lib/observability/trace-ids.ts).
+ * lets Lambda retry. Nothing is queued without the PII rules applied. The queued events' hashed
+ * `$insert_id`s come back for the edge's log line (`npm run trace`, lib/observability/trace-ids.ts).
  */
 export interface EnqueueDeps {
   readonly config: { readonly brevo?: BrevoConfig | undefined };
@@ -48,6 +47,8 @@ export interface EnqueueResult {
   readonly accepted: number;
   /** Every rejection, in input order, for the sender's answer (oversized records included). */
   readonly rejections: readonly RejectedItem[];
+  /** Hashed `$insert_id`s of the events queued, for the edge's log line (never the ids themselves). */
+  readonly insertIdHashes: readonly string[];
 }
 
 export const RECORD_TOO_LARGE = "record_too_large_for_queue";
@@ -116,6 +117,5 @@ export async function enqueueMappedItems(items: readonly MappedItem[], batch: En
       }),
     ),
   ]);
-  logInsertIdHashes("queued records", { correlationId, source }, queuedInsertIdHashes);
-  return { accepted, rejections };
+  return { accepted, rejections, insertIdHashes: queuedInsertIdHashes };
 }

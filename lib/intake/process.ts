@@ -59,6 +59,8 @@ export interface IntakeResult {
   readonly source?: string;
   /** Why a 5xx was answered (our own dependency failed): logged beside the correlation id, never sent. */
   readonly cause?: string;
+  /** Hashed `$insert_id`s of the events queued, for the handler's log line (`npm run trace`). */
+  readonly insertIdHashes?: readonly string[];
 }
 
 function json(statusCode: number, correlationId: string, body: unknown): HttpResponse {
@@ -149,7 +151,7 @@ export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Prom
 
   const enqueued = await enqueueMapped(items, route.source, correlationId, deps);
   if (!enqueued.ok) return errorResponse(503, correlationId, "unavailable", enqueued.message, enqueued.cause);
-  const { accepted: acceptedCount, rejections } = enqueued;
+  const { accepted: acceptedCount, rejections, insertIdHashes } = enqueued;
 
   const dropped = rejections.filter((item) => item.dropped).length;
   const summary = { accepted: acceptedCount, rejected: rejections.length - dropped, dropped };
@@ -157,6 +159,7 @@ export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Prom
     correlationId,
     source: route.source,
     summary,
+    insertIdHashes,
     response: json(acceptedCount > 0 ? 202 : 200, correlationId, {
       ...summary,
       errors: rejections
@@ -171,7 +174,7 @@ export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Prom
 }
 
 export type EnqueueOutcome =
-  | { readonly ok: true; readonly accepted: number; readonly rejections: readonly RejectedItem[] }
+  | { readonly ok: true; readonly accepted: number; readonly rejections: readonly RejectedItem[]; readonly insertIdHashes: readonly string[] }
   /** `message` is safe to answer; `cause` is our dependency's failure, logged beside the correlation id. */
   | { readonly ok: false; readonly message: string; readonly cause: string };
 
@@ -193,8 +196,7 @@ export async function enqueueMapped(
     return { ok: false, message: "cannot protect personal data right now; retry later", cause: `pii hash key: ${describeError(error)}` };
   }
   try {
-    const { accepted, rejections } = await enqueueMappedItems(items, { source, correlationId, stageOfFailure: "intake", policy }, deps);
-    return { ok: true, accepted, rejections };
+    return { ok: true, ...(await enqueueMappedItems(items, { source, correlationId, stageOfFailure: "intake", policy }, deps)) };
   } catch (error) {
     if (error instanceof RetryableError || error instanceof ConfigError) {
       return { ok: false, message: "could not queue the batch; retry later", cause: `queue or rejected store: ${describeError(error)}` };

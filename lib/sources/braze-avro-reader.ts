@@ -49,6 +49,8 @@ export interface CurrentsReadSummary {
   readonly dropped: number;
   /** Set when the object as a whole could not be read (stored in the rejected store, not retried). */
   readonly unreadable?: string;
+  /** Hashed `$insert_id`s of the events queued, for the handler's log line (`npm run trace`). */
+  readonly insertIdHashes?: readonly string[];
 }
 
 /** S3 notifications URL-encode keys with `+` for spaces. */
@@ -101,7 +103,7 @@ export async function readCurrentsObject(ref: CurrentsObjectRef, deps: CurrentsR
     throw error;
   }
 
-  const { accepted, rejections } = await enqueueMappedItems(items, { source: BRAZE_AVRO_SOURCE, correlationId, stageOfFailure: "reader", policy }, deps);
+  const { accepted, rejections, insertIdHashes } = await enqueueMappedItems(items, { source: BRAZE_AVRO_SOURCE, correlationId, stageOfFailure: "reader", policy }, deps);
   const dropped = rejections.filter((item) => item.dropped).length;
-  return { key: ref.key, correlationId, records: items.length, accepted, rejected: rejections.length - dropped, dropped };
+  return { key: ref.key, correlationId, records: items.length, accepted, rejected: rejections.length - dropped, dropped, insertIdHashes };
 }

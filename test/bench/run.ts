@@ -285,7 +285,7 @@ if (sections.has("forwarder") && sections.has("intake")) {
             Math.floor(6_291_456 / (intake.sqsBytesPerEvent / intake.sqsMessagesPerEvent)),
           ),
           forwarderEventsPerSecond: fwd.eventsPerSecond,
-          // Today's code logs no per-event hash; the new one logs `"<16 hex>",` per queued event (lib/observability/trace-ids.ts).
+          // Today's code logs no per-event hash; the new one logs `"<8 base64url>",` per queued event (lib/observability/trace-ids.ts).
           logBytesPerEvent: variant === "old" ? 0 : INSERT_ID_HASH_LENGTH + 3,
         }),
       );

@@ -91,9 +91,9 @@ afterAll(async () => {
 describe("logs for trace", () => {
   const parsed = (lines: string[]) => lines.map((line) => JSON.parse(line) as Record<string, unknown>);
 
-  it("intake logs each queued event's hashed insert id with the request's correlation id, never the id or the distinct id", () => {
-    expect(parsed(intakeLines).filter((line) => line.message === "queued records")).toEqual([
-      expect.objectContaining({ correlationId, source: "native", insertIdHashes: [insertIdHash(DELIVERED_INSERT_ID)] }),
+  it("intake's line for the request carries each queued event's hashed insert id and its correlation id, never the id or the distinct id", () => {
+    expect(parsed(intakeLines).filter((line) => line.message === "intake batch")).toEqual([
+      expect.objectContaining({ correlationId, source: "native", accepted: 1, rejected: 1, insertIdHashes: [insertIdHash(DELIVERED_INSERT_ID)] }),
     ]);
     const text = intakeLines.join("\n");
     expect(text).not.toContain(DELIVERED_INSERT_ID);
@@ -236,9 +236,8 @@ describe("trace runs its Logs Insights queries when it can", () => {
   const REQUEST = "op-request-from-logs";
   const at = "2026-11-27 10:00:00.000";
   const lines: StoredLogLine[] = [
-    { logGroup: INTAKE, timestamp: at, message: { level: "INFO", message: "intake batch", correlationId: REQUEST, accepted: 1 } },
-    { logGroup: INTAKE, timestamp: at, message: { level: "INFO", message: "queued records", correlationId: REQUEST, insertIdHashes: [insertIdHash(LOGGED_INSERT_ID)] } },
-    { logGroup: INTAKE, timestamp: at, message: { level: "INFO", message: "queued records", correlationId: "someone-else", insertIdHashes: [insertIdHash("another-event")] } },
+    { logGroup: INTAKE, timestamp: at, message: { level: "INFO", message: "intake batch", correlationId: REQUEST, accepted: 1, insertIdHashes: [insertIdHash(LOGGED_INSERT_ID)] } },
+    { logGroup: INTAKE, timestamp: at, message: { level: "INFO", message: "intake batch", correlationId: "someone-else", accepted: 1, insertIdHashes: [insertIdHash("another-event")] } },
     { logGroup: FORWARDER, timestamp: at, message: { level: "INFO", message: "forwarded batch", correlationIds: [REQUEST], imported: 1 } },
     { logGroup: FORWARDER, timestamp: at, message: { level: "INFO", message: "forwarded batch", correlationIds: ["someone-else"], imported: 1 } },
   ];
@@ -258,10 +257,10 @@ describe("trace runs its Logs Insights queries when it can", () => {
         [INTAKE, FORWARDER, READER],
       ]);
       if (typeof report.logs === "string") throw new Error(report.logs);
-      expect(report.logs[0]?.rows).toEqual([expect.objectContaining({ "@log": `000000000000:${INTAKE}`, message: "queued records", correlationId: REQUEST })]);
+      expect(report.logs[0]?.rows).toEqual([expect.objectContaining({ "@log": `000000000000:${INTAKE}`, message: "intake batch", correlationId: REQUEST })]);
       expect(report.correlationIds).toEqual([REQUEST]);
-      expect(report.logs[1]?.rows.map((row) => row.message).sort()).toEqual(["forwarded batch", "intake batch", "queued records"]);
-      expect(renderTrace(report, "local")).toMatch(/1 line\(s\) for: \| filter @message like "[0-9a-f]{16}"/);
+      expect(report.logs[1]?.rows.map((row) => row.message).sort()).toEqual(["forwarded batch", "intake batch"]);
+      expect(renderTrace(report, "local")).toMatch(/1 line\(s\) for: \| filter @message like "[\w-]{8}"/);
     } finally {
       logs.destroy();
       await server.stop();

@@ -6,8 +6,10 @@ import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command, PutObjectC
 import { CreateQueueCommand, ReceiveMessageCommand, SQSClient } from "@aws-sdk/client-sqs";
 import type { S3Event } from "aws-lambda";
 import { buildApp } from "fauxqs";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { s3ObjectCreatedEvent } from "../../infra/local/s3-notifier.js";
+import { logger } from "../../lib/observability/telemetry.js";
+import { insertIdHash } from "../../lib/observability/trace-ids.js";
 import { parseQueuedRecords } from "../../lib/records/envelope-v2.js";
 import { rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
 import { type Flat, avroFile, currentsKey, flattenHttpEvent, schemaFor } from "../unit/sources/avro-support.js";
@@ -96,7 +98,22 @@ describe("currents-reader handler", () => {
     const body = await avroFile(schemaFor("Send", [good]), [good, anonymous, future]);
     await s3.send(new PutObjectCommand({ Bucket: SOURCE_BUCKET, Key: key, Body: body }));
 
-    await handler(s3Event(key));
+    // The object's log line, with the queued event's hashed insert id for `npm run trace`.
+    logger.setLogLevel("INFO");
+    const logged: string[] = [];
+    const spy = vi.spyOn(process.stdout, "write").mockImplementation((chunk: string | Uint8Array) => {
+      logged.push(typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8"));
+      return true;
+    });
+    try {
+      await handler(s3Event(key));
+    } finally {
+      spy.mockRestore();
+      logger.setLogLevel("WARN");
+    }
+    const objectLines = logged.join("").split("\n").filter((line) => line.includes('"currents avro object"')).map((line) => JSON.parse(line) as Record<string, unknown>);
+    expect(objectLines).toEqual([expect.objectContaining({ accepted: 1, rejected: 1, dropped: 1, insertIdHashes: [insertIdHash(String(good.id))] })]);
+    expect(logged.join("")).not.toContain(String(good.id));
 
     const envelopes = (await drainQueue()).map(parseQueuedRecords);
     expect(envelopes).toHaveLength(1);

@@ -144,6 +144,7 @@ export async function handleMixpanelCompat(request: CompatHttpRequest, endpoint:
     correlationId,
     source,
     summary,
+    insertIdHashes: enqueued.insertIdHashes,
     response: answer({
       status: strictFailure ? 400 : 200,
       style,

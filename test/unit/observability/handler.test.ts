@@ -2,7 +2,7 @@ import type { Context } from "aws-lambda";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { invocationClock, withTelemetry } from "../../../lib/observability/handler.js";
 import { count, logger } from "../../../lib/observability/telemetry.js";
-import { insertIdHash } from "../../../lib/observability/trace-ids.js";
+import { HASH_BYTES_PER_LOG_LINE, insertIdHash, logInsertIdHashes } from "../../../lib/observability/trace-ids.js";
 
 // What Lambda sets for an on-demand container; Powertools reads it when the logger is built.
 vi.hoisted(() => {
@@ -133,10 +133,37 @@ describe("withTelemetry", () => {
 });
 
 describe("insertIdHash", () => {
-  it("is a stable 16-hex-character digest that does not contain the id", () => {
+  it("is a stable 8-character base64url digest (48 bits) that does not contain the id", () => {
     const hash = insertIdHash("user-42@example.com:signup");
-    expect(hash).toMatch(/^[0-9a-f]{16}$/);
+    expect(hash).toMatch(/^[\w-]{8}$/);
     expect(insertIdHash("user-42@example.com:signup")).toBe(hash);
     expect(insertIdHash("user-43@example.com:signup")).not.toBe(hash);
+  });
+});
+
+describe("logInsertIdHashes", () => {
+  const INFO = async (run: () => void) => {
+    logger.setLogLevel("INFO");
+    try {
+      return await captureLines(async () => run());
+    } finally {
+      logger.setLogLevel("WARN");
+    }
+  };
+
+  it("puts the counts on one line and the hashes past CloudWatch's event size on continuation lines", async () => {
+    const hashes = Array.from({ length: 8_000 }, (_, i) => insertIdHash(`event-${i}`));
+    const lines = await INFO(() => logInsertIdHashes("intake batch", { accepted: 8_000 }, hashes, { evenWithout: true }));
+    expect(lines.map((line) => line.message)).toEqual(["intake batch", "intake batch (insert ids continued)"]);
+    expect(lines[0]).toMatchObject({ accepted: 8_000 });
+    expect(lines[1]).not.toHaveProperty("accepted");
+    expect(lines.flatMap((line) => line.insertIdHashes as string[])).toEqual(hashes);
+    for (const line of lines) expect(JSON.stringify(line.insertIdHashes).length).toBeLessThanOrEqual(HASH_BYTES_PER_LOG_LINE + 2);
+  });
+
+  it("writes the edge's line even with no hash, and nothing for the forwarder's empty lists", async () => {
+    const edge = await INFO(() => logInsertIdHashes("intake batch", { accepted: 0 }, [], { evenWithout: true }));
+    expect(edge).toEqual([expect.objectContaining({ message: "intake batch", accepted: 0, insertIdHashes: [] })]);
+    expect(await INFO(() => logInsertIdHashes("forwarded records", { outcome: "pending" }, []))).toEqual([]);
   });
 });
