@@ -9,10 +9,10 @@
  * 3. the logs: prints the CloudWatch Logs Insights query over the intake, forwarder
  *    and currents-reader log groups, and runs it when AWS credentials allow.
  *
- * The logs never hold insert ids, distinct ids or any property: the enqueue step (intake,
- * Currents reader) logs a hash of each queued event's `$insert_id` beside its request's
- * correlation id, and the forwarder logs the hashes of the events Mixpanel refused or that
- * wait for a retry beside its batch's correlation ids (lib/observability/trace-ids.ts). An
+ * The logs never hold insert ids, distinct ids or any property: the line intake writes per
+ * request and the Currents reader per object carry a hash of each queued event's `$insert_id`
+ * beside the correlation id, and the forwarder logs the hashes of the events Mixpanel refused or
+ * that wait for a retry beside its batch's correlation ids (lib/observability/trace-ids.ts). An
  * insert id is found by its hash, then its correlation id leads to every intake and
  * forwarder line of the request. A distinct id is traced through the rejected store and
  * the DLQ, and from there by the correlation ids found.
