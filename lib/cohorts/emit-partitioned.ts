@@ -6,6 +6,7 @@ import { DEFAULT_INVOCATION_WORK_MS, isPartitionedRun, runPartitions, partitionO
 import { chunk, pagesFor, planPages, totalPages } from "./plan.js";
 import { promote } from "./settle.js";
 import { PROP_HASH_DEFAULT, emptyColumns, encodeSnapshot, idHash } from "./snapshot.js";
+import { utf8Bytes } from "./snapshot-v3.js";
 import { type StagedRows, diffStaged, lineMember, parseStagedText, stagedObjectText, stagedText } from "./staged-rows.js";
 import { type CohortStore, keys } from "./store.js";
 import { type CohortSync, identityProperties } from "../config/cohort-syncs.js";
@@ -111,7 +112,7 @@ async function emitPartitioned(
       }
     }
     await Promise.all(
-      buckets.map((lines, part) => store.putBytes(keys.partChunk(sync.id, run.run_id, part, plan.chunks), Buffer.from(stagedText(lines)))),
+      buckets.map((lines, part) => store.putBytes(keys.partChunk(sync.id, run.run_id, part, plan.chunks), utf8Bytes(stagedText(lines)))),
     );
     plan.chunks += 1;
     plan.spilled_pages = last;
@@ -157,7 +158,6 @@ async function emitPartitioned(
       { v: 2, sync_id: sync.id, cohort_id: sync.cohort_id, run_id: run.run_id, created_at: iso(deps.now()), count: 0, partition: part, partitions: parts, prop_hash: propHash, identity_keys: wanted },
       current,
       diff.nextSnapshotRows,
-      { previous, previousRow: diff.previousRow },
     );
     await store.putBytes(keys.pendingSnapshotPart(sync.id, run.run_id, part, parts), snapshot);
     const send: PageMember[] = [];

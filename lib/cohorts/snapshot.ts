@@ -4,6 +4,7 @@ import { constants, createGunzip, createGzip } from "node:zlib";
 import * as z from "zod";
 import { ValidationError } from "../errors.js";
 import { canonicalJson } from "../util/json.js";
+import { type SnapshotV3Header, decodeSnapshotV3, encodeSnapshotV3, isGzip } from "./snapshot-v3.js";
 
 /**
  * Member sets in compact, column form, and the diff between the last delivered
@@ -284,8 +285,21 @@ export function diffMembers(current: MemberColumns, previous: MemberColumns, ful
   return { send, sendCount, removedRows, nextSnapshotRows, previousRow };
 }
 
-/** Gzipped JSON lines, built in chunks so 10 M members never form one giant string. */
-export async function encodeSnapshot(
+/**
+ * The snapshot of `rows` of `columns` as this release stores it: v3 columns
+ * (snapshot-v3.ts). `header.v` and `header.count` are ignored (the writer's
+ * version, the rows' count); `prop_hash` defaults like propertyHash's algorithm.
+ */
+export async function encodeSnapshot(header: SnapshotHeader, columns: MemberColumns, rows: ArrayLike<number>): Promise<Buffer> {
+  const { v: _version, count: _count, ...fields } = header;
+  return encodeSnapshotV3({ ...fields, count: rows.length, prop_hash: header.prop_hash ?? PROP_HASH_DEFAULT }, columns, rows);
+}
+
+/**
+ * v2: gzipped JSON lines, as the release before v3 wrote them. Kept so tests and
+ * benches can write what an earlier deploy left in S3; the product writes v3.
+ */
+export async function encodeSnapshotV2(
   header: SnapshotHeader,
   columns: MemberColumns,
   rows: ArrayLike<number>,
@@ -356,7 +370,8 @@ function parseLine(line: string, lineNo: number): [string, number, string] {
 export async function decodeSnapshot(
   data: Uint8Array,
   keep?: (keyHash: number) => boolean,
-): Promise<{ header: SnapshotHeader; columns: MemberColumns }> {
+): Promise<{ header: SnapshotHeader | SnapshotV3Header; columns: MemberColumns }> {
+  if (!isGzip(data)) return decodeColumns(data, keep);
   const lines: string[] = [];
   const keyHashes: number[] = [];
   const columns: MemberColumns = { ids: [], hashes: [], identities: [], lines, keyHashes };
@@ -420,4 +435,38 @@ export async function decodeSnapshot(
     return { header, columns: sorted };
   }
   return { header, columns: { ...columns, propHash, ...(identityKeys !== undefined ? { identityKeys } : {}) } };
+}
+
+/**
+ * A v3 snapshot (snapshot-v3.ts) as member columns: the order checked as v2's is,
+ * and `keep` applied, while the id hashes the diff needs are computed.
+ */
+function decodeColumns(data: Uint8Array, keep?: (keyHash: number) => boolean): { header: SnapshotV3Header; columns: MemberColumns } {
+  const { header, ids, hashes, identities } = decodeSnapshotV3(data);
+  const keyHashes = new Array<number>(ids.length);
+  let kept = 0;
+  let previousHash = -1;
+  let previous: string | undefined;
+  for (let i = 0; i < ids.length; i++) {
+    const id = ids[i] ?? "";
+    const h = idHash(id);
+    if (previous !== undefined && compareKeys(previousHash, previous, h, id) >= 0) throw new ValidationError("snapshot is not sorted by member key");
+    previous = id;
+    previousHash = h;
+    keyHashes[i] = h;
+    if (!keep || keep(h)) kept++;
+  }
+  const meta = { propHash: header.prop_hash, ...(header.identity_keys ? { identityKeys: JSON.stringify(header.identity_keys) } : {}) };
+  if (kept === ids.length) return { header, columns: { ids, hashes, identities, keyHashes, ...meta } };
+  // One hash range of a snapshot stored in other partitions (partition-layout.ts readPrevious).
+  const columns: MemberColumns = { ids: [], hashes: [], identities: [], keyHashes: [], ...meta };
+  for (let i = 0; i < ids.length; i++) {
+    const h = keyHashes[i] ?? 0;
+    if (keep && !keep(h)) continue;
+    columns.ids.push(ids[i] ?? "");
+    columns.hashes.push(hashes[i] ?? 0);
+    columns.identities.push(identities[i] ?? "");
+    columns.keyHashes?.push(h);
+  }
+  return { header, columns };
 }
