@@ -290,9 +290,14 @@ export function diffMembers(current: MemberColumns, previous: MemberColumns, ful
  * (snapshot-v3.ts). `header.v` and `header.count` are ignored (the writer's
  * version, the rows' count); `prop_hash` defaults like propertyHash's algorithm.
  */
-export async function encodeSnapshot(header: SnapshotHeader, columns: MemberColumns, rows: ArrayLike<number>): Promise<Buffer> {
+export async function encodeSnapshot(
+  header: SnapshotHeader,
+  columns: MemberColumns,
+  rows: ArrayLike<number>,
+  previous?: { readonly ids: readonly string[]; readonly previousRow: Int32Array },
+): Promise<Buffer> {
   const { v: _version, count: _count, ...fields } = header;
-  return encodeSnapshotV3({ ...fields, count: rows.length, prop_hash: header.prop_hash ?? PROP_HASH_DEFAULT }, columns, rows);
+  return encodeSnapshotV3({ ...fields, count: rows.length, prop_hash: header.prop_hash ?? PROP_HASH_DEFAULT }, columns, rows, previous);
 }
 
 /**
@@ -360,6 +365,8 @@ function parseLine(line: string, lineNo: number): [string, number, string] {
   ) {
     throw new ValidationError(`snapshot line ${lineNo} has the wrong shape`);
   }
+  // Identities are JSON.stringify output, which never holds a raw newline; v3 relies on it (snapshot-v3.ts).
+  if (raw[2].includes("\n")) throw new ValidationError(`snapshot line ${lineNo} has an identity that is not JSON text`);
   return [raw[0], raw[1], raw[2]];
 }
 

@@ -2,7 +2,7 @@ import { gunzipSync } from "node:zlib";
 import { ValidationError } from "../errors.js";
 import { canonicalObjectJson } from "../util/json.js";
 import { type PageMember, parseMembers } from "./messages.js";
-import { type DiffResult, type MemberColumns, type PropHashAlgorithm, diffMembers, identityOf, propertyHashOfText } from "./snapshot.js";
+import { type DiffResult, type MemberColumns, type PropHashAlgorithm, diffMembers, idHash, identityOf, propertyHashOfText } from "./snapshot.js";
 
 /**
  * Staged export pages and partition chunks as the relay stores them (v2): a header
@@ -90,7 +90,7 @@ export function parseStagedText(text: string, what: string, into: StagedRows = {
   return into;
 }
 
-function lineId(line: string, what: string): string {
+export function lineId(line: string, what: string): string {
   const tab = line.indexOf("\t");
   if (tab < 2 || line.charCodeAt(0) !== 34 || line.charCodeAt(tab - 1) !== 34) throw new ValidationError(`${what}: a member line has no id`);
   const text = line.slice(0, tab);
@@ -173,3 +173,69 @@ export function diffStaged(
   }
   return { current, diff };
 }
+
+/**
+ * The spill step's split of staged objects by partition, on their bytes: a v2 line is
+ * copied to its partition without being decoded to a string, and its id hash (FNV-1a
+ * over UTF-16 code units, snapshot.ts idHash) is taken over the id's bytes, which are
+ * those code units when the id is ASCII without escapes (nearly always); any other id
+ * is decoded and hashed as a string. v1 objects (gzipped JSON) are turned into lines first.
+ */
+export class PartitionSplitter {
+  private readonly sources: Buffer[] = [];
+  /** Per partition: (source, start, end) of each line, end excluding the newline. */
+  private readonly spans: number[][];
+
+  constructor(
+    parts: number,
+    private readonly partitionOfHash: (keyHash: number) => number,
+  ) {
+    this.spans = Array.from({ length: parts }, () => []);
+  }
+
+  add(data: Uint8Array, what: string): void {
+    let bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    if (bytes[0] === 0x1f && bytes[1] === 0x8b) bytes = Buffer.from(stagedText(parseStagedText(stagedObjectText(bytes, what), what).lines));
+    if (bytes.length < HEADER_BYTES.length || bytes.compare(HEADER_BYTES, 0, HEADER_BYTES.length, 0, HEADER_BYTES.length) !== 0) {
+      // Not v2 lines: the text reader names what is wrong (or reads a v1 document).
+      bytes = Buffer.from(stagedText(parseStagedText(stagedObjectText(bytes, what), what).lines));
+    }
+    const source = this.sources.push(bytes) - 1;
+    let start = HEADER_BYTES.length;
+    while (start < bytes.length) {
+      let end = bytes.indexOf(10, start);
+      if (end < 0) end = bytes.length;
+      if (end > start) this.spans[this.partitionOfHash(this.lineIdHash(bytes, start, end, what))]?.push(source, start, end);
+      start = end + 1;
+    }
+  }
+
+  private lineIdHash(bytes: Buffer, start: number, end: number, what: string): number {
+    const tab = bytes.indexOf(9, start);
+    if (tab < 0 || tab > end || tab - start < 2 || bytes[start] !== 34 || bytes[tab - 1] !== 34) throw new ValidationError(`${what}: a member line has no id`);
+    let h = 0x811c9dc5;
+    for (let i = start + 1; i < tab - 1; i++) {
+      const c = bytes[i] ?? 0;
+      if (c >= 0x80 || c === 92) return idHash(lineId(bytes.toString("utf8", start, end), what));
+      h ^= c;
+      h = Math.imul(h, 0x01000193);
+    }
+    return h >>> 0;
+  }
+
+  /** Partition `part`'s lines as a v2 object. */
+  object(part: number): Buffer {
+    const spans = this.spans[part] ?? [];
+    let size = HEADER_BYTES.length;
+    for (let k = 0; k < spans.length; k += 3) size += (spans[k + 2] ?? 0) - (spans[k + 1] ?? 0) + 1;
+    const out = Buffer.allocUnsafe(size);
+    let at = HEADER_BYTES.copy(out, 0);
+    for (let k = 0; k < spans.length; k += 3) {
+      at += this.sources[spans[k] ?? 0]?.copy(out, at, spans[k + 1], spans[k + 2]) ?? 0;
+      out[at++] = 10;
+    }
+    return out;
+  }
+}
+
+const HEADER_BYTES = Buffer.from(`${STAGED_HEADER}\n`);
