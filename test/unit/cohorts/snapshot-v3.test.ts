@@ -9,6 +9,7 @@ import {
   idHash,
   identityOf,
   propertyHash,
+  propertyHashOfText,
   sortedUniqueRows,
 } from "../../../lib/cohorts/snapshot.js";
 import { isGzip } from "../../../lib/cohorts/snapshot-v3.js";
@@ -130,5 +131,37 @@ describe("spill on bytes", () => {
         }
       }),
     );
+  });
+});
+
+describe("hash functions", () => {
+  // The definitions as the snapshots in S3 were written with them, one code unit at a time.
+  const fnv52 = (text: string) => {
+    let a = 0x811c9dc5;
+    let b = 0x01000193 ^ text.length;
+    for (let i = 0; i < text.length; i++) {
+      const c = text.charCodeAt(i);
+      a = Math.imul(a ^ c, 0x01000193);
+      b = Math.imul(b ^ c, 0x5bd1e995);
+    }
+    b ^= b >>> 15;
+    return (a >>> 0) * 1_048_576 + ((b >>> 0) >>> 12);
+  };
+  const fnv32 = (id: string) => {
+    let h = 0x811c9dc5;
+    for (let i = 0; i < id.length; i++) h = Math.imul(h ^ id.charCodeAt(i), 0x01000193);
+    return h >>> 0;
+  };
+
+  it("the unrolled property and id hashes give the values stored snapshots hold", () => {
+    fc.assert(
+      fc.property(fc.string({ unit: "binary", maxLength: 40 }), (text) => {
+        expect(propertyHashOfText(text, "fnv-52")).toBe(fnv52(text));
+        expect(idHash(text)).toBe(fnv32(text));
+      }),
+      { numRuns: 500 },
+    );
+    expect(propertyHashOfText('{"$email":"a@x","plan":"pro"}', "fnv-52")).toBe(fnv52('{"$email":"a@x","plan":"pro"}'));
+    expect(idHash("d-1")).toBe(fnv32("d-1"));
   });
 });
