@@ -160,7 +160,7 @@ async function emitPartitioned(
       { v: 2, sync_id: sync.id, cohort_id: sync.cohort_id, run_id: run.run_id, created_at: iso(deps.now()), count: 0, partition: part, partitions: parts, prop_hash: propHash, identity_keys: wanted },
       current,
       diff.nextSnapshotRows,
-      { ids: previous.ids, previousRow: diff.previousRow },
+      { ids: previous.ids, previousRow: diff.previousRow, ...(previous.plainIds ? { plainIds: true } : {}) },
     );
     await store.putBytes(keys.pendingSnapshotPart(sync.id, run.run_id, part, parts), snapshot);
     const send: PageMember[] = [];

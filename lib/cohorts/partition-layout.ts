@@ -66,12 +66,14 @@ export async function readPrevious(
   let out: MemberColumns = { ids: [], hashes: [], identities: [], keyHashes };
   // Kept identities need one list of identity properties across the objects read.
   const identityKeys = new Set<string | undefined>();
+  let plain = true;
   for (const key of wanted) {
     const bytes = await store.getBytes(key);
     if (bytes === undefined) return undefined;
     const { columns } = await decodeSnapshot(bytes, keep);
     if (wanted.length === 1) return columns;
     if (columns.propHash) out = { ...out, propHash: columns.propHash };
+    plain = plain && columns.plainIds === true;
     identityKeys.add(columns.identityKeys);
     for (let i = 0; i < columns.ids.length; i++) {
       out.ids.push(columns.ids[i] ?? "");
@@ -81,5 +83,6 @@ export async function readPrevious(
     }
   }
   const [onlyKeys] = identityKeys;
+  if (plain) out = { ...out, plainIds: true };
   return identityKeys.size === 1 && onlyKeys !== undefined ? { ...out, identityKeys: onlyKeys } : out;
 }

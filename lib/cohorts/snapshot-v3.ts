@@ -76,8 +76,10 @@ export function encodeSnapshotV3(
   fields: SnapshotV3Fields,
   columns: SnapshotV3Columns,
   rows: ArrayLike<number>,
-  previous?: { readonly ids: readonly string[]; readonly previousRow: Int32Array },
+  previous?: { readonly ids: readonly string[]; readonly previousRow: Int32Array; readonly plainIds?: boolean },
 ): Buffer {
+  // A snapshot whose ids were all stored as they are (plainIds) needs no check of its ids again.
+  const previousPlain = previous?.plainIds === true;
   const count = rows.length;
   const ids = new Array<string>(count);
   const identities = new Array<string>(count);
@@ -86,7 +88,7 @@ export function encodeSnapshotV3(
     const row = rows[i] ?? 0;
     const j = previous ? (previous.previousRow[row] ?? -1) : -1;
     const id = (j >= 0 ? previous?.ids[j] : columns.ids[row]) ?? "";
-    ids[i] = NEEDS_JSON.test(id) ? JSON.stringify(id) : id;
+    ids[i] = (j < 0 || !previousPlain) && NEEDS_JSON.test(id) ? JSON.stringify(id) : id;
     identities[i] = columns.identities[row] ?? "";
     hashes.writeDoubleLE(columns.hashes[row] ?? 0, i * 8);
   }
@@ -99,6 +101,8 @@ export function encodeSnapshotV3(
 export interface DecodedV3 {
   readonly header: SnapshotV3Header;
   readonly ids: string[];
+  /** Every id was stored as it is (none as JSON): each can be written so again without a check. */
+  readonly plainIds: boolean;
   readonly hashes: number[];
   readonly identities: string[];
 }
@@ -133,9 +137,11 @@ export function decodeSnapshotV3(data: Uint8Array): DecodedV3 {
   const hashesAt = identitiesAt + header.identities_bytes;
   if (bytes.length !== hashesAt + count * 8) throw new ValidationError(`snapshot is ${bytes.length} bytes, its header says ${hashesAt + count * 8}`);
   const ids = entries(bytes, idsAt, header.ids_bytes, count, "id");
+  let plainIds = true;
   for (let i = 0; i < count; i++) {
     const entry = ids[i] ?? "";
     if (entry.charCodeAt(0) !== 34) continue;
+    plainIds = false;
     let id: unknown;
     try {
       id = JSON.parse(entry);
@@ -152,5 +158,5 @@ export function decodeSnapshotV3(data: Uint8Array): DecodedV3 {
     if (!Number.isSafeInteger(hash) || hash < 0) throw new ValidationError(`snapshot hash ${i + 1} is not a property hash`);
     hashes[i] = hash;
   }
-  return { header, ids, hashes, identities };
+  return { header, ids, plainIds, hashes, identities };
 }

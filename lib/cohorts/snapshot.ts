@@ -35,6 +35,8 @@ export interface MemberColumns {
   readonly lines?: string[];
   /** Decoded snapshots only: idHash of each id (computed while checking the order). */
   readonly keyHashes?: number[];
+  /** Decoded v3 snapshots only: every id was stored as it is (snapshot-v3.ts), so it can be written again unchecked. */
+  readonly plainIds?: boolean;
   /** Decoded snapshots only: the property hash its rows were written with. */
   readonly propHash?: PropHashAlgorithm;
   /**
@@ -101,6 +103,35 @@ export function propertyHashOfText(text: string, algorithm: PropHashAlgorithm): 
     const c = text.charCodeAt(i);
     a = Math.imul(a ^ c, 0x01000193);
     b = Math.imul(b ^ c, 0x5bd1e995);
+  }
+  b ^= b >>> 15;
+  return (a >>> 0) * 1_048_576 + ((b >>> 0) >>> 12);
+}
+
+/**
+ * propertyHashOfText(pieces.join(""), "fnv-52") without joining them first: staging
+ * hashes the canonical text from its parts, each a flat string, where hashing the
+ * joined text would first flatten it (issue 12 profile). `length` is the joined length.
+ */
+export function propertyHashOfPieces(pieces: readonly string[], length: number): number {
+  let a = 0x811c9dc5;
+  let b = 0x01000193 ^ length;
+  for (const piece of pieces) {
+    const n = piece.length;
+    let i = 0;
+    for (; i + 3 < n; i += 4) {
+      const c0 = piece.charCodeAt(i);
+      const c1 = piece.charCodeAt(i + 1);
+      const c2 = piece.charCodeAt(i + 2);
+      const c3 = piece.charCodeAt(i + 3);
+      a = Math.imul(Math.imul(Math.imul(Math.imul(a ^ c0, 0x01000193) ^ c1, 0x01000193) ^ c2, 0x01000193) ^ c3, 0x01000193);
+      b = Math.imul(Math.imul(Math.imul(Math.imul(b ^ c0, 0x5bd1e995) ^ c1, 0x5bd1e995) ^ c2, 0x5bd1e995) ^ c3, 0x5bd1e995);
+    }
+    for (; i < n; i++) {
+      const c = piece.charCodeAt(i);
+      a = Math.imul(a ^ c, 0x01000193);
+      b = Math.imul(b ^ c, 0x5bd1e995);
+    }
   }
   b ^= b >>> 15;
   return (a >>> 0) * 1_048_576 + ((b >>> 0) >>> 12);
@@ -315,7 +346,7 @@ export async function encodeSnapshot(
   header: SnapshotHeader,
   columns: MemberColumns,
   rows: ArrayLike<number>,
-  previous?: { readonly ids: readonly string[]; readonly previousRow: Int32Array },
+  previous?: { readonly ids: readonly string[]; readonly previousRow: Int32Array; readonly plainIds?: boolean },
 ): Promise<Buffer> {
   const { v: _version, count: _count, ...fields } = header;
   return encodeSnapshotV3({ ...fields, count: rows.length, prop_hash: header.prop_hash ?? PROP_HASH_DEFAULT }, columns, rows, previous);
@@ -470,7 +501,7 @@ export async function decodeSnapshot(
  * and `keep` applied, while the id hashes the diff needs are computed.
  */
 function decodeColumns(data: Uint8Array, keep?: (keyHash: number) => boolean): { header: SnapshotV3Header; columns: MemberColumns } {
-  const { header, ids, hashes, identities } = decodeSnapshotV3(data);
+  const { header, ids, plainIds, hashes, identities } = decodeSnapshotV3(data);
   const keyHashes = new Array<number>(ids.length);
   let kept = 0;
   let previousHash = -1;
@@ -484,7 +515,7 @@ function decodeColumns(data: Uint8Array, keep?: (keyHash: number) => boolean): {
     keyHashes[i] = h;
     if (!keep || keep(h)) kept++;
   }
-  const meta = { propHash: header.prop_hash, ...(header.identity_keys ? { identityKeys: JSON.stringify(header.identity_keys) } : {}) };
+  const meta = { propHash: header.prop_hash, plainIds, ...(header.identity_keys ? { identityKeys: JSON.stringify(header.identity_keys) } : {}) };
   if (kept === ids.length) return { header, columns: { ids, hashes, identities, keyHashes, ...meta } };
   // One hash range of a snapshot stored in other partitions (partition-layout.ts readPrevious).
   const columns: MemberColumns = { ids: [], hashes: [], identities: [], keyHashes: [], ...meta };

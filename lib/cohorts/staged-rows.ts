@@ -1,8 +1,8 @@
 import { gunzipSync } from "node:zlib";
 import { ValidationError } from "../errors.js";
-import { canonicalObjectJson } from "../util/json.js";
+import { canonicalJson } from "../util/json.js";
 import { type PageMember, parseMembers } from "./messages.js";
-import { type DiffResult, type MemberColumns, type PropHashAlgorithm, diffMembers, idHash, identityOf, propertyHashOfText } from "./snapshot.js";
+import { type DiffResult, type MemberColumns, type PropHashAlgorithm, diffMembers, idHash, identityOf, propertyHashOfPieces, propertyHashOfText } from "./snapshot.js";
 
 /**
  * Staged export pages and partition chunks as the relay stores them (v2): a header
@@ -34,16 +34,82 @@ export interface StagedRows {
 }
 
 export function stagedLine(member: PageMember): string {
-  // canonicalObjectJson writes the same text as canonicalJson (the stored hashes depend on it)
-  // at about half its CPU for the flat property objects /engage returns (issue 12 profile).
-  const record = member.props;
-  const props = canonicalObjectJson(Object.keys(record), (key) => record[key]);
-  return `${JSON.stringify(member.id)}\t${propertyHashOfText(props, "fnv-52")}\t${props}`;
+  const pieces = canonicalPieces(member.props);
+  let length = 0;
+  for (const piece of pieces) length += piece.length;
+  return `${JSON.stringify(member.id)}\t${propertyHashOfPieces(pieces, length)}\t${pieces.join("")}`;
+}
+
+/**
+ * canonicalJson(record) (util/json.ts) as its parts: "{", then `"key":` and the value's
+ * JSON per key in sorted order with "," between, then "}". The joined parts are the same
+ * text, so the property hash is the one stored snapshots hold; writing the top level by
+ * hand costs about a third of canonicalJson's sorted copy and JSON.stringify for the flat
+ * property objects /engage returns, and the parts are hashed without joining them first.
+ * Values other than strings, numbers, booleans and null are written by canonicalJson.
+ */
+function canonicalPieces(record: Record<string, unknown>): string[] {
+  const sorted = sortedKeysOf(record);
+  const pieces: string[] = ["{"];
+  for (const key of sorted) {
+    const value = record[key];
+    let text: string;
+    switch (typeof value) {
+      case "undefined":
+        continue;
+      case "string":
+        text = JSON.stringify(value);
+        break;
+      case "number":
+        // Number-to-string is JSON's number format for finite numbers; JSON writes the others as null.
+        text = Number.isFinite(value) ? String(value) : "null";
+        break;
+      case "boolean":
+        text = value ? "true" : "false";
+        break;
+      default:
+        text = value === null ? "null" : canonicalJson(value);
+    }
+    if (pieces.length > 1) pieces.push(",");
+    pieces.push(keyPrefix(key), text);
+  }
+  pieces.push("}");
+  return pieces;
+}
+
+/** The members of a page share their keys: the last key list and its sorted order are kept. */
+let lastKeys: string[] = [];
+let lastSorted: string[] = [];
+
+function sortedKeysOf(record: Record<string, unknown>): string[] {
+  const keys = Object.keys(record);
+  if (keys.length === lastKeys.length) {
+    let same = true;
+    for (let i = 0; i < keys.length && same; i++) same = keys[i] === lastKeys[i];
+    if (same) return lastSorted;
+  }
+  lastKeys = keys;
+  // Default sort: UTF-16 code unit order, as canonicalJson sorts.
+  lastSorted = [...keys].sort();
+  return lastSorted;
+}
+
+/** `"key":`, for the keys of the last few pages (bounded: keys come from Mixpanel profiles). */
+const KEY_PREFIXES = new Map<string, string>();
+
+function keyPrefix(key: string): string {
+  const cached = KEY_PREFIXES.get(key);
+  if (cached !== undefined) return cached;
+  const prefix = `${JSON.stringify(key)}:`;
+  if (KEY_PREFIXES.size >= 4096) KEY_PREFIXES.clear();
+  if (key.length <= 128) KEY_PREFIXES.set(key, prefix);
+  return prefix;
 }
 
 /** The text of a staged page or partition chunk. */
 export function stagedText(lines: readonly string[]): string {
-  return lines.length === 0 ? `${STAGED_HEADER}\n` : `${STAGED_HEADER}\n${lines.join("\n")}\n`;
+  // One join (a flat string), not a template around it: encoding a concatenation flattens it first.
+  return [STAGED_HEADER, ...lines, ""].join("\n");
 }
 
 export function stagedTextOfMembers(members: readonly PageMember[]): string {
@@ -231,7 +297,12 @@ export class PartitionSplitter {
     const out = Buffer.allocUnsafe(size);
     let at = HEADER_BYTES.copy(out, 0);
     for (let k = 0; k < spans.length; k += 3) {
-      at += this.sources[spans[k] ?? 0]?.copy(out, at, spans[k + 1], spans[k + 2]) ?? 0;
+      const start = spans[k + 1] ?? 0;
+      const end = spans[k + 2] ?? 0;
+      // Uint8Array#set, not Buffer#copy: the same copy without its argument checks per line.
+      const source = this.sources[spans[k] ?? 0];
+      if (source) out.set(source.subarray(start, end), at);
+      at += end - start;
       out[at++] = 10;
     }
     return out;

@@ -110,6 +110,14 @@ describe("across the deploy", () => {
         const second = diffStaged(staged, again, false, again.propHash ?? "sha1-48", wanted);
         expect(second.diff.sendCount).toBe(0);
         expect(second.diff.removedRows).toEqual([]);
+        // A v3 snapshot written from a v3 one (ids taken unchecked when every id was stored as it is) reads back the same.
+        expect(again.plainIds).toBe(previous.ids.every((id) => !/^"|[\n\ud800-\udfff]/.test(id)));
+        const third = await encodeSnapshot({ ...header, identity_keys: wanted }, second.current, second.diff.nextSnapshotRows, {
+          ids: again.ids,
+          previousRow: second.diff.previousRow,
+          ...(again.plainIds ? { plainIds: true } : {}),
+        });
+        expect((await decodeSnapshot(third)).columns.ids).toEqual(previous.ids);
       }),
     );
   });
