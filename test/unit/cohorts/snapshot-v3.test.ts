@@ -4,6 +4,7 @@ import { canonicalJson } from "../../../lib/util/json.js";
 import {
   type MemberColumns,
   decodeSnapshot,
+  diffMembers,
   encodeSnapshot,
   encodeSnapshotV2,
   idHash,
@@ -171,5 +172,30 @@ describe("hash functions", () => {
     );
     expect(propertyHashOfText('{"$email":"a@x","plan":"pro"}', "fnv-52")).toBe(fnv52('{"$email":"a@x","plan":"pro"}'));
     expect(idHash("d-1")).toBe(fnv32("d-1"));
+  });
+});
+
+describe("diff lookup with id hash collisions", () => {
+  // FNV-1a 32 collisions (found by search): each pair has one id hash.
+  const [a, b, c, d] = ["u31992", "u605430", "u31993", "u605431"];
+
+  it("the pairs collide, so the lookup must compare ids", () => {
+    expect(idHash(a!)).toBe(idHash(b!));
+    expect(idHash(c!)).toBe(idHash(d!));
+  });
+
+  it("tells colliding ids apart in either order, with duplicates and members that joined or left", async () => {
+    const cols = (ids: string[], hash = 1): MemberColumns => ({ ids, hashes: ids.map(() => hash), identities: ids.map((id) => `{"id":"${id}"}`) });
+    const prevCols = cols([a!, b!, c!, "x"]);
+    const previous = (await decodeSnapshot(await encodeSnapshot(header, prevCols, sortedUniqueRows(prevCols)))).columns;
+    // b (second of its chain) and a; d joins beside c, which left; b again (a duplicate row).
+    const current = cols([b!, d!, a!, "x", b!]);
+    const diff = diffMembers(current, previous, false);
+    expect(Array.from(diff.previousRow, (j) => (j >= 0 ? previous.ids[j] : null))).toEqual([b, null, a, "x", null]);
+    expect([...diff.send]).toEqual([0, 1, 0, 0, 0]);
+    expect(diff.removedRows.map((j) => previous.ids[j])).toEqual([c]);
+    const next = Array.from(diff.nextSnapshotRows, (r) => current.ids[r]);
+    expect([...next].sort()).toEqual([a, b, d, "x"].sort());
+    expect(next).toEqual((await decodeSnapshot(await encodeSnapshot(header, current, diff.nextSnapshotRows))).columns.ids);
   });
 });
