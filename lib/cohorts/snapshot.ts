@@ -292,7 +292,7 @@ export function diffMembers(current: MemberColumns, previous: MemberColumns, ful
     const h = idHash(current.ids[row] ?? "") | 0;
     keyHashes[row] = h;
     let found = -1;
-    for (let slot = slotOf(h); ; slot = (slot + 1) & mask) {
+    for (let slot = Math.imul(h, 0x9e3779b1) >>> (32 - bits); ; slot = (slot + 1) & mask) {
       const j = table[2 * slot + 1] ?? -1;
       if (j < 0) break;
       if (table[2 * slot] === h) {
@@ -302,19 +302,22 @@ export function diffMembers(current: MemberColumns, previous: MemberColumns, ful
     }
     candidate[row] = found;
   }
-  const lookUp = (row: number, id: string): number => {
-    const first = candidate[row] ?? -1;
-    if (first < 0 || prevIds[first] === id) return first;
-    const h = keyHashes[row] ?? 0;
-    for (let slot = slotOf(h); ; slot = (slot + 1) & mask) {
-      const j = table[2 * slot + 1] ?? -1;
-      if (j < 0) return -1;
-      if (table[2 * slot] === h && prevIds[j] === id) return j;
-    }
-  };
   for (let row = 0; row < n; row++) {
     const id = current.ids[row] ?? "";
-    const j = lookUp(row, id);
+    let j = candidate[row] ?? -1;
+    if (j >= 0 && prevIds[j] !== id) {
+      // A collision: another id with this hash came first in the chain.
+      const h = keyHashes[row] ?? 0;
+      j = -1;
+      for (let slot = Math.imul(h, 0x9e3779b1) >>> (32 - bits); ; slot = (slot + 1) & mask) {
+        const k = table[2 * slot + 1] ?? -1;
+        if (k < 0) break;
+        if (table[2 * slot] === h && prevIds[k] === id) {
+          j = k;
+          break;
+        }
+      }
+    }
     if (j >= 0) {
       if ((takenBy[j] ?? -1) >= 0) continue; // a duplicate row: the first one wins
       takenBy[j] = row;
