@@ -271,7 +271,13 @@ export class PartitionSplitter {
     while (start < bytes.length) {
       let end = bytes.indexOf(10, start);
       if (end < 0) end = bytes.length;
-      if (end > start) this.spans[this.partitionOfHash(this.lineIdHash(bytes, start, end, what))]?.push(source, start, end);
+      if (end > start) {
+        const spans = this.spans[this.partitionOfHash(this.lineIdHash(bytes, start, end, what))];
+        const last = spans ? spans.length - 3 : -1;
+        // The line right after this partition's last one (same object): one longer copy, newline included.
+        if (spans && last >= 0 && spans[last] === source && spans[last + 2] === start - 1) spans[last + 2] = end;
+        else spans?.push(source, start, end);
+      }
       start = end + 1;
     }
   }
