@@ -10,10 +10,12 @@ import { type SnapshotV3Header, decodeSnapshotV3, encodeSnapshotV3, isGzip } fro
  * Member sets in compact, column form, and the diff between the last delivered
  * snapshot and this run's export (docs/vendors/cohort-sync.md §2).
  *
- * A snapshot is gzipped JSON lines: a header line, then one `[id, hash, identity]`
- * line per member. `hash` is 48 bits of SHA-1 over the exported properties (so a
- * property change re-sends the member); `identity` holds only what a later
- * removal needs (`$email`, Braze external id property).
+ * A snapshot holds per member `[id, hash, identity]`: `hash` is a property hash over
+ * the exported properties (so a property change re-sends the member; PropHashAlgorithm);
+ * `identity` holds only what a later removal needs (`$email`, Braze external id
+ * property). This release writes v3, the three as columns (snapshot-v3.ts); v1 and v2
+ * (gzipped JSON lines: a header line, then one `[id, hash, identity]` line per
+ * member) are still read.
  *
  * Row order: v2 snapshots are sorted by **member key** = (FNV-1a 32 of the id,
  * then the id): sorting by a 32-bit number is a radix sort (linear) where
