@@ -1,12 +1,12 @@
 import { gunzipSync, gzipSync, constants } from "node:zlib";
-import { ValidationError } from "../errors.js";
+import { RetryableError, ValidationError } from "../errors.js";
 import { applyGuardVerdict, movedRows, parseIdentity, removalGuard, stagedSource } from "./emit.js";
 import { type DeliveryMessage, type DeliveryPage, type ExpectedPages, type PageMember, type SyncAction, type SyncState, parseMembers } from "./messages.js";
 import { DEFAULT_INVOCATION_WORK_MS, isPartitionedRun, runPartitions, partitionOf, readPrevious, snapshotKeys } from "./partition-layout.js";
 import { chunk, pagesFor, planPages, totalPages } from "./plan.js";
 import { promote } from "./settle.js";
-import { PROP_HASH_DEFAULT, emptyColumns, encodeSnapshot, idHash } from "./snapshot.js";
-import { type StagedRows, diffStaged, lineMember, parseStagedText, stagedObjectText, stagedText } from "./staged-rows.js";
+import { PROP_HASH_DEFAULT, emptyColumns, encodeSnapshot } from "./snapshot.js";
+import { PartitionSplitter, type StagedRows, diffStaged, lineMember, parseStagedText, stagedObjectText } from "./staged-rows.js";
 import { type CohortStore, keys } from "./store.js";
 import { type CohortSync, identityProperties } from "../config/cohort-syncs.js";
 import { type ExportDeps, type SyncReport, type TickContext, iso } from "./tick.js";
@@ -100,18 +100,21 @@ async function emitPartitioned(
     if (!hasTime()) return deferred(entry, `spilled ${plan.spilled_pages}/${run.staged_pages} staged pages`);
     const first = plan.spilled_pages;
     const last = Math.min(run.staged_pages, first + SPILL_PAGES_PER_CHUNK);
-    // A member moves to its partition as its stored line: only its id is read.
-    const buckets: string[][] = Array.from({ length: parts }, () => []);
+    // A member moves to its partition as its stored line's bytes: only its id is read.
+    const splitter = new PartitionSplitter(parts, (keyHash) => partitionOf(keyHash, parts));
     for (let n = first; n < last; n += 10) {
       const pages = await Promise.all(
-        Array.from({ length: Math.min(10, last - n) }, (_, k) => store.getStagedRows(source.sync, source.run, n + k)),
+        Array.from({ length: Math.min(10, last - n) }, async (_, k) => {
+          const key = keys.staged(source.sync, source.run, n + k);
+          const bytes = await store.getBytes(key);
+          if (!bytes) throw new RetryableError(`staged page ${key} is missing`);
+          return { key, bytes };
+        }),
       );
-      for (const page of pages) {
-        for (let i = 0; i < page.ids.length; i++) buckets[partitionOf(idHash(page.ids[i] ?? ""), parts)]?.push(page.lines[i] ?? "");
-      }
+      for (const { key, bytes } of pages) splitter.add(bytes, key);
     }
     await Promise.all(
-      buckets.map((lines, part) => store.putBytes(keys.partChunk(sync.id, run.run_id, part, plan.chunks), Buffer.from(stagedText(lines)))),
+      Array.from({ length: parts }, (_, part) => store.putBytes(keys.partChunk(sync.id, run.run_id, part, plan.chunks), splitter.object(part))),
     );
     plan.chunks += 1;
     plan.spilled_pages = last;
@@ -157,7 +160,7 @@ async function emitPartitioned(
       { v: 2, sync_id: sync.id, cohort_id: sync.cohort_id, run_id: run.run_id, created_at: iso(deps.now()), count: 0, partition: part, partitions: parts, prop_hash: propHash, identity_keys: wanted },
       current,
       diff.nextSnapshotRows,
-      { previous, previousRow: diff.previousRow },
+      { ids: previous.ids, previousRow: diff.previousRow, ...(previous.plainIds ? { plainIds: true } : {}) },
     );
     await store.putBytes(keys.pendingSnapshotPart(sync.id, run.run_id, part, parts), snapshot);
     const send: PageMember[] = [];

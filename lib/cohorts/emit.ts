@@ -210,7 +210,7 @@ async function emitRun(sync: CohortSync, state: SyncState, deps: ExportDeps, ent
       { v: 2, sync_id: sync.id, cohort_id: sync.cohort_id, run_id: run.run_id, created_at: iso(deps.now()), count: 0, prop_hash: propHash, identity_keys: wanted },
       current,
       diff.nextSnapshotRows,
-      { previous, previousRow: diff.previousRow },
+      { ids: previous.ids, previousRow: diff.previousRow, ...(previous.plainIds ? { plainIds: true } : {}) },
     );
     await store.putBytes(pendingKey, snapshot);
   }

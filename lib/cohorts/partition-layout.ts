@@ -1,5 +1,5 @@
 import type { ExportState, SyncState } from "./messages.js";
-import { type MemberColumns, decodeSnapshot } from "./snapshot.js";
+import { type MemberColumns, decodeSnapshot, idHash } from "./snapshot.js";
 import { type CohortStore, keys } from "./store.js";
 import type { ExportLimits } from "./tick.js";
 
@@ -62,24 +62,27 @@ export async function readPrevious(
   const keep = parts === 1 ? undefined : (keyHash: number) => partitionOf(keyHash, parts) === part;
   const all = snapshotKeys(syncId, snapshot);
   const wanted = stored === 1 ? all : all.slice(partitionOf(low, stored), partitionOf(high, stored) + 1);
-  const lines: string[] = [];
-  let out: MemberColumns = { ids: [], hashes: [], identities: [], lines };
+  const keyHashes: number[] = [];
+  let out: MemberColumns = { ids: [], hashes: [], identities: [], keyHashes };
   // Kept identities need one list of identity properties across the objects read.
   const identityKeys = new Set<string | undefined>();
+  let plain = true;
   for (const key of wanted) {
     const bytes = await store.getBytes(key);
     if (bytes === undefined) return undefined;
     const { columns } = await decodeSnapshot(bytes, keep);
     if (wanted.length === 1) return columns;
     if (columns.propHash) out = { ...out, propHash: columns.propHash };
+    plain = plain && columns.plainIds === true;
     identityKeys.add(columns.identityKeys);
     for (let i = 0; i < columns.ids.length; i++) {
       out.ids.push(columns.ids[i] ?? "");
       out.hashes.push(columns.hashes[i] ?? 0);
       out.identities.push(columns.identities[i] ?? "");
-      lines.push(columns.lines?.[i] ?? "");
+      keyHashes.push(columns.keyHashes?.[i] ?? idHash(columns.ids[i] ?? ""));
     }
   }
   const [onlyKeys] = identityKeys;
+  if (plain) out = { ...out, plainIds: true };
   return identityKeys.size === 1 && onlyKeys !== undefined ? { ...out, identityKeys: onlyKeys } : out;
 }

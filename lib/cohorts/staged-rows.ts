@@ -2,7 +2,7 @@ import { gunzipSync } from "node:zlib";
 import { ValidationError } from "../errors.js";
 import { canonicalJson } from "../util/json.js";
 import { type PageMember, parseMembers } from "./messages.js";
-import { type DiffResult, type MemberColumns, type PropHashAlgorithm, diffMembers, identityOf, propertyHashOfText } from "./snapshot.js";
+import { type DiffResult, type MemberColumns, type PropHashAlgorithm, diffMembers, idHash, identityOf, propertyHashOfPieces, propertyHashOfText } from "./snapshot.js";
 
 /**
  * Staged export pages and partition chunks as the relay stores them (v2): a header
@@ -34,13 +34,82 @@ export interface StagedRows {
 }
 
 export function stagedLine(member: PageMember): string {
-  const props = canonicalJson(member.props);
-  return `${JSON.stringify(member.id)}\t${propertyHashOfText(props, "fnv-52")}\t${props}`;
+  const pieces = canonicalPieces(member.props);
+  let length = 0;
+  for (const piece of pieces) length += piece.length;
+  return `${JSON.stringify(member.id)}\t${propertyHashOfPieces(pieces, length)}\t${pieces.join("")}`;
+}
+
+/**
+ * canonicalJson(record) (util/json.ts) as its parts: "{", then `"key":` and the value's
+ * JSON per key in sorted order with "," between, then "}". The joined parts are the same
+ * text, so the property hash is the one stored snapshots hold; writing the top level by
+ * hand costs about a third of canonicalJson's sorted copy and JSON.stringify for the flat
+ * property objects /engage returns, and the parts are hashed without joining them first.
+ * Values other than strings, numbers, booleans and null are written by canonicalJson.
+ */
+function canonicalPieces(record: Record<string, unknown>): string[] {
+  const sorted = sortedKeysOf(record);
+  const pieces: string[] = ["{"];
+  for (const key of sorted) {
+    const value = record[key];
+    let text: string;
+    switch (typeof value) {
+      case "undefined":
+        continue;
+      case "string":
+        text = JSON.stringify(value);
+        break;
+      case "number":
+        // Number-to-string is JSON's number format for finite numbers; JSON writes the others as null.
+        text = Number.isFinite(value) ? String(value) : "null";
+        break;
+      case "boolean":
+        text = value ? "true" : "false";
+        break;
+      default:
+        text = value === null ? "null" : canonicalJson(value);
+    }
+    if (pieces.length > 1) pieces.push(",");
+    pieces.push(keyPrefix(key), text);
+  }
+  pieces.push("}");
+  return pieces;
+}
+
+/** The members of a page share their keys: the last key list and its sorted order are kept. */
+let lastKeys: string[] = [];
+let lastSorted: string[] = [];
+
+function sortedKeysOf(record: Record<string, unknown>): string[] {
+  const keys = Object.keys(record);
+  if (keys.length === lastKeys.length) {
+    let same = true;
+    for (let i = 0; i < keys.length && same; i++) same = keys[i] === lastKeys[i];
+    if (same) return lastSorted;
+  }
+  lastKeys = keys;
+  // Default sort: UTF-16 code unit order, as canonicalJson sorts.
+  lastSorted = [...keys].sort();
+  return lastSorted;
+}
+
+/** `"key":`, for the keys of the last few pages (bounded: keys come from Mixpanel profiles). */
+const KEY_PREFIXES = new Map<string, string>();
+
+function keyPrefix(key: string): string {
+  const cached = KEY_PREFIXES.get(key);
+  if (cached !== undefined) return cached;
+  const prefix = `${JSON.stringify(key)}:`;
+  if (KEY_PREFIXES.size >= 4096) KEY_PREFIXES.clear();
+  if (key.length <= 128) KEY_PREFIXES.set(key, prefix);
+  return prefix;
 }
 
 /** The text of a staged page or partition chunk. */
 export function stagedText(lines: readonly string[]): string {
-  return lines.length === 0 ? `${STAGED_HEADER}\n` : `${STAGED_HEADER}\n${lines.join("\n")}\n`;
+  // One join (a flat string), not a template around it: encoding a concatenation flattens it first.
+  return [STAGED_HEADER, ...lines, ""].join("\n");
 }
 
 export function stagedTextOfMembers(members: readonly PageMember[]): string {
@@ -87,7 +156,7 @@ export function parseStagedText(text: string, what: string, into: StagedRows = {
   return into;
 }
 
-function lineId(line: string, what: string): string {
+export function lineId(line: string, what: string): string {
   const tab = line.indexOf("\t");
   if (tab < 2 || line.charCodeAt(0) !== 34 || line.charCodeAt(tab - 1) !== 34) throw new ValidationError(`${what}: a member line has no id`);
   const text = line.slice(0, tab);
@@ -170,3 +239,80 @@ export function diffStaged(
   }
   return { current, diff };
 }
+
+/**
+ * The spill step's split of staged objects by partition, on their bytes: a v2 line is
+ * copied to its partition without being decoded to a string, and its id hash (FNV-1a
+ * over UTF-16 code units, snapshot.ts idHash) is taken over the id's bytes, which are
+ * those code units when the id is ASCII without escapes (nearly always); any other id
+ * is decoded and hashed as a string. v1 objects (gzipped JSON) are turned into lines first.
+ */
+export class PartitionSplitter {
+  private readonly sources: Buffer[] = [];
+  /** Per partition: (source, start, end) of each line, end excluding the newline. */
+  private readonly spans: number[][];
+
+  constructor(
+    parts: number,
+    private readonly partitionOfHash: (keyHash: number) => number,
+  ) {
+    this.spans = Array.from({ length: parts }, () => []);
+  }
+
+  add(data: Uint8Array, what: string): void {
+    let bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+    if (bytes[0] === 0x1f && bytes[1] === 0x8b) bytes = Buffer.from(stagedText(parseStagedText(stagedObjectText(bytes, what), what).lines));
+    if (bytes.length < HEADER_BYTES.length || bytes.compare(HEADER_BYTES, 0, HEADER_BYTES.length, 0, HEADER_BYTES.length) !== 0) {
+      // Not v2 lines: the text reader names what is wrong (or reads a v1 document).
+      bytes = Buffer.from(stagedText(parseStagedText(stagedObjectText(bytes, what), what).lines));
+    }
+    const source = this.sources.push(bytes) - 1;
+    let start = HEADER_BYTES.length;
+    while (start < bytes.length) {
+      let end = bytes.indexOf(10, start);
+      if (end < 0) end = bytes.length;
+      if (end > start) {
+        const spans = this.spans[this.partitionOfHash(this.lineIdHash(bytes, start, end, what))];
+        const last = spans ? spans.length - 3 : -1;
+        // The line right after this partition's last one (same object): one longer copy, newline included.
+        if (spans && last >= 0 && spans[last] === source && spans[last + 2] === start - 1) spans[last + 2] = end;
+        else spans?.push(source, start, end);
+      }
+      start = end + 1;
+    }
+  }
+
+  private lineIdHash(bytes: Buffer, start: number, end: number, what: string): number {
+    const tab = bytes.indexOf(9, start);
+    if (tab < 0 || tab > end || tab - start < 2 || bytes[start] !== 34 || bytes[tab - 1] !== 34) throw new ValidationError(`${what}: a member line has no id`);
+    let h = 0x811c9dc5;
+    for (let i = start + 1; i < tab - 1; i++) {
+      const c = bytes[i] ?? 0;
+      if (c >= 0x80 || c === 92) return idHash(lineId(bytes.toString("utf8", start, end), what));
+      h ^= c;
+      h = Math.imul(h, 0x01000193);
+    }
+    return h >>> 0;
+  }
+
+  /** Partition `part`'s lines as a v2 object. */
+  object(part: number): Buffer {
+    const spans = this.spans[part] ?? [];
+    let size = HEADER_BYTES.length;
+    for (let k = 0; k < spans.length; k += 3) size += (spans[k + 2] ?? 0) - (spans[k + 1] ?? 0) + 1;
+    const out = Buffer.allocUnsafe(size);
+    let at = HEADER_BYTES.copy(out, 0);
+    for (let k = 0; k < spans.length; k += 3) {
+      const start = spans[k + 1] ?? 0;
+      const end = spans[k + 2] ?? 0;
+      // Uint8Array#set, not Buffer#copy: the same copy without its argument checks per line.
+      const source = this.sources[spans[k] ?? 0];
+      if (source) out.set(source.subarray(start, end), at);
+      at += end - start;
+      out[at++] = 10;
+    }
+    return out;
+  }
+}
+
+const HEADER_BYTES = Buffer.from(`${STAGED_HEADER}\n`);

@@ -41,7 +41,7 @@ import type { S3BucketApi } from "../../lib/aws/s3-bucket.js";
 import { type ExportDeps, runCohortExport } from "../../lib/cohorts/export.js";
 import { PAGE_SIZE, type PageMember, type SyncState } from "../../lib/cohorts/messages.js";
 import { partitionCount, partitionOf } from "../../lib/cohorts/partition-layout.js";
-import { emptyColumns, encodeSnapshot, idHash, identityOf, propertyHash, sortedUniqueRows } from "../../lib/cohorts/snapshot.js";
+import { emptyColumns, encodeSnapshot, encodeSnapshotV2, idHash, identityOf, propertyHash, sortedUniqueRows } from "../../lib/cohorts/snapshot.js";
 import { createCohortStore, keys } from "../../lib/cohorts/store.js";
 import { cohortSyncsSchemaFor, identityProperties } from "../../lib/config/cohort-syncs.js";
 
@@ -134,7 +134,8 @@ async function worker(members: number): Promise<DiffBenchResult> {
         cols.hashes.push(propertyHash(p));
         cols.identities.push(identityOf(p, identityKeys));
       }
-      // As this release writes it (identity_keys recorded); BENCH_LEGACY_SNAPSHOT=1: as the release before did.
+      // As this release writes it (v3 columns); BENCH_LEGACY_SNAPSHOT=1: as the release before did (v2 gzipped
+      // lines with identity_keys), i.e. the first run after the deploy; =v1header: v2 lines without identity_keys.
       const header = {
         v: 2 as const,
         sync_id: SYNC,
@@ -144,10 +145,11 @@ async function worker(members: number): Promise<DiffBenchResult> {
         count: 0,
         partition: part,
         partitions: parts,
-        ...(process.env.BENCH_LEGACY_SNAPSHOT === "1" ? {} : { identity_keys: identityKeys }),
+        ...(process.env.BENCH_LEGACY_SNAPSHOT === "v1header" ? {} : { identity_keys: identityKeys }),
       };
       const key = parts === 1 ? keys.snapshot(SYNC) : keys.snapshotPart(SYNC, part, parts);
-      await store.putBytes(key, await encodeSnapshot(header, cols, sortedUniqueRows(cols)));
+      const legacy = process.env.BENCH_LEGACY_SNAPSHOT !== undefined && process.env.BENCH_LEGACY_SNAPSHOT !== "";
+      await store.putBytes(key, await (legacy ? encodeSnapshotV2 : encodeSnapshot)(header, cols, sortedUniqueRows(cols)));
       byPart[part] = [];
     }
   }

@@ -1,9 +1,9 @@
 import { SendMessageBatchCommand } from "@aws-sdk/client-sqs";
-import { gunzipSync, gzipSync } from "node:zlib";
+import { gzipSync } from "node:zlib";
 import { afterEach, describe, expect, it } from "vitest";
 import type { ExportDeps } from "../../lib/cohorts/export.js";
 import { type CohortStore, keys } from "../../lib/cohorts/store.js";
-import { identityOf, propertyHash } from "../../lib/cohorts/snapshot.js";
+import { decodeSnapshot, encodeSnapshotV2, identityOf, propertyHash } from "../../lib/cohorts/snapshot.js";
 import { lineMember, parseStagedText, stagedObjectText } from "../../lib/cohorts/staged-rows.js";
 import { identityProperties } from "../../lib/config/cohort-syncs.js";
 import { type Harness, startHarness } from "../unit/cohorts/harness.js";
@@ -292,13 +292,58 @@ describe("partitioned cohort runs", () => {
     await tick();
     // The diff run kept SHA-1; the next full run moves the snapshot to the fast hash.
     const part0 = await h.store.getBytes(keys.snapshotPart(SYNC, 0, 3));
-    expect(JSON.parse(gunzipSync(part0 ?? new Uint8Array()).toString("utf8").split("\n")[0] ?? "{}").prop_hash).toBe("sha1-48");
+    expect((await decodeSnapshot(part0 ?? new Uint8Array())).header).toMatchObject({ v: 3, prop_hash: "sha1-48" });
     h.clock.advance(MIN);
     expect((await h.runExport({ force: [SYNC], full: true }, { limits: limits() })).syncs[SYNC]?.outcome).toBe("enqueued");
     await h.drain();
     await tick();
     const full0 = await h.store.getBytes(keys.snapshotPart(SYNC, 0, 3));
-    expect(JSON.parse(gunzipSync(full0 ?? new Uint8Array()).toString("utf8").split("\n")[0] ?? "{}").prop_hash).toBe("fnv-52");
+    expect((await decodeSnapshot(full0 ?? new Uint8Array())).header).toMatchObject({ v: 3, prop_hash: "fnv-52" });
     expect(replicaIds()).toEqual(ids(1, 60));
+  });
+  it("a partitioned snapshot written by the release before (v2: gzipped JSON lines) is diffed cleanly after the deploy, then stored as v3", async () => {
+    await setup();
+    await tickUntilEnqueued();
+    await h.drain();
+    await tick();
+    // Rewrite each partition object as the release before wrote it (v2 lines, identity_keys recorded).
+    const state = await h.store.readState(SYNC);
+    expect(state.snapshot?.partitions).toBe(3);
+    for (let part = 0; part < 3; part++) {
+      const key = keys.snapshotPart(SYNC, part, 3);
+      const { header, columns } = await decodeSnapshot((await h.store.getBytes(key)) ?? new Uint8Array());
+      expect(header.v).toBe(3);
+      const rows = Uint32Array.from(columns.ids, (_, i) => i);
+      const { ids_bytes: _ids, identities_bytes: _identities, ...fields } = header.v === 3 ? header : { ...header, ids_bytes: 0, identities_bytes: 0 };
+      const v2 = await encodeSnapshotV2({ ...fields, v: 2, identity_keys: identityProperties(h.syncs[0]!.destination) }, columns, rows);
+      expect(v2[0]).toBe(0x1f); // gzip
+      await h.store.putBytes(key, v2);
+    }
+
+    h.profiles.set("u9", { plan: "pro", seats: 5, $email: "u9@example.com" });
+    h.profiles.delete("u10");
+    h.profiles.set("u61", { plan: "pro", seats: 1, $email: "u61@example.com" });
+    h.clock.advance(30 * MIN);
+    receiver.pages.length = 0;
+    await tickUntilEnqueued();
+    await h.drain();
+    const sent = (action: string) =>
+      receiver.pages.filter((p) => p.payload.action === action).flatMap((p) => p.payload.parameters.members.map((m) => m.mixpanel_distinct_id)).sort();
+    expect(sent("add_members")).toEqual(["u61", "u9"]);
+    expect(sent("remove_members")).toEqual(["u10"]);
+    await tick();
+    const after = await h.store.readState(SYNC);
+    expect(after.snapshot?.count).toBe(60);
+    for (let part = 0; part < 3; part++) {
+      expect((await decodeSnapshot((await h.store.getBytes(keys.snapshotPart(SYNC, part, 3))) ?? new Uint8Array())).header.v).toBe(3);
+    }
+    // And the run after that, on v3 only, has nothing to send.
+    h.clock.advance(30 * MIN);
+    receiver.pages.length = 0;
+    await tickUntilEnqueued();
+    await h.drain();
+    expect(sent("add_members")).toEqual([]);
+    expect(sent("remove_members")).toEqual([]);
+    expect(replicaIds()).toEqual([...ids(1, 9), ...ids(11, 61)].sort());
   });
 });

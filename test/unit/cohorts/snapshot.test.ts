@@ -7,6 +7,7 @@ import {
   decodeSnapshot,
   diffMembers,
   encodeSnapshot,
+  encodeSnapshotV2,
   idHash,
   identityOf,
   propertyHash,
@@ -66,7 +67,10 @@ describe("snapshot diff", () => {
     const ascending = compareKeys(idHash("b"), "b", idHash("a"), "a") < 0 ? [0, 1] : [1, 0];
     const descending = [...ascending].reverse();
     await expect(decodeSnapshot(await encodeSnapshot(header, cols, descending))).rejects.toThrow(/not sorted/);
-    expect((await decodeSnapshot(await encodeSnapshot(header, cols, ascending))).header.v).toBe(2);
+    expect((await decodeSnapshot(await encodeSnapshot(header, cols, ascending))).header.v).toBe(3);
+    // And so is a v2 snapshot (gzipped JSON lines) of an earlier release.
+    await expect(decodeSnapshot(await encodeSnapshotV2(header, cols, descending))).rejects.toThrow(/not sorted/);
+    expect((await decodeSnapshot(await encodeSnapshotV2(header, cols, ascending))).header.v).toBe(2);
   });
 
   it("reads a v1 snapshot (id order, earlier release) and re-sorts it into member-key order", async () => {
