@@ -63,7 +63,7 @@ export const envSchema = z.object({
   /** Byte cap per /import request, uncompressed (docs/vendors/mixpanel-api.md §3: 10 MB; older docs 2 MB). */
   IMPORT_MAX_BYTES: positiveInt(10_000_000),
   /** Requests in flight per forwarder invocation. */
-  IMPORT_CONCURRENCY: z._default(z.coerce.number().check(z.int(), z.gte(1), z.lte(10)), 3),
+  IMPORT_CONCURRENCY: z._default(z.coerce.number().check(z.int(), z.gte(1), z.lte(10)), 5),
   /** Largest SQS message we build; the queues set MaximumMessageSize to the same value. */
   SQS_MAX_MESSAGE_BYTES: z._default(z.coerce.number().check(z.int(), z.gte(1024), z.lte(1_048_576)), 262_144),
   /** Body cap at intake; API Gateway → Lambda tops out at 6 MB. */

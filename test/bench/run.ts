@@ -27,6 +27,8 @@ const repeats = Number(process.env.BENCH_REPEATS ?? 3);
 const events = Number(process.env.BENCH_EVENTS ?? 200_000);
 const latencies = (process.env.BENCH_LATENCIES ?? "0,100").split(",").map(Number);
 const newConcurrency = Number(process.env.BENCH_NEW_CONCURRENCY ?? 10);
+/** serverless.yml's importConcurrency (and IMPORT_CONCURRENCY's default in lib/config/env.ts). */
+const DEPLOYED_IMPORT_CONCURRENCY = 5;
 const sections = new Set((process.env.BENCH_SECTIONS ?? "forwarder,intake,coldstart").split(","));
 
 function prepareBaseline(): string {
@@ -107,17 +109,21 @@ const forwarderMedians: Record<string, { eventsPerSecond: number; cpuMsPer10k: n
 
 if (sections.has("forwarder")) {
   const fake = await startFake();
-  // old: today's code and settings; new3: the new code at today's 3 requests in flight (the
-  // deployed default); new: the new code with more in flight. The -braze variants queue
-  // 100-event intake requests (one small message each), as Braze Currents sends them.
-  type Variant = "old" | "new3" | "new" | "old-braze" | "new3-braze";
+  // old: today's code and deployed settings (3 requests in flight); new3: the new code at today's
+  // 3 in flight; deployed: the new code at its deployed IMPORT_CONCURRENCY (serverless.yml
+  // importConcurrency, with forwarderMaxConcurrency lowered so a project sees the same 15 clients);
+  // new: more in flight. The -braze variants queue 100-event intake requests (one small message
+  // each), as Braze Currents sends them.
+  type Variant = "old" | "new3" | "deployed" | "new" | "old-braze" | "deployed-braze";
   const labels: Record<Variant, string> = {
     old: "today (v1, ≤20 msg/inv, 2000-event intake requests, 3 in flight)",
     new3: "new (v2, ≤100 msg/inv, 2000-event intake requests, 3 in flight)",
+    deployed: `new (v2, ≤100 msg/inv, 2000-event intake requests, ${DEPLOYED_IMPORT_CONCURRENCY} in flight, deployed)`,
     new: `new (v2, ≤100 msg/inv, 2000-event intake requests, ${newConcurrency} in flight)`,
     "old-braze": "today (v1, ≤20 msg/inv, 100-event intake requests, 3 in flight)",
-    "new3-braze": "new (v2, ≤100 msg/inv, 100-event intake requests, 3 in flight)",
+    "deployed-braze": `new (v2, ≤100 msg/inv, 100-event intake requests, ${DEPLOYED_IMPORT_CONCURRENCY} in flight, deployed)`,
   };
+  const concurrencyOf: Record<Variant, number> = { old: 3, new3: 3, deployed: DEPLOYED_IMPORT_CONCURRENCY, new: newConcurrency, "old-braze": 3, "deployed-braze": DEPLOYED_IMPORT_CONCURRENCY };
   const forwarderEnv = (variant: Variant): Record<string, string> => ({
     BENCH_ROOT: variant.startsWith("old") ? baseline : repo,
     // Each tree reads its own stage config: today's schema refuses keys added since.
@@ -127,7 +133,7 @@ if (sections.has("forwarder")) {
     BENCH_INTAKE_BATCH: variant.endsWith("braze") ? "100" : "2000",
     // serverless.yml batchSize: 20 today, 100 now (Lambda's 6 MB payload cap applies to both).
     BENCH_MESSAGES_PER_INVOCATION: variant.startsWith("old") ? "20" : "100",
-    IMPORT_CONCURRENCY: variant === "new" ? String(newConcurrency) : "3",
+    IMPORT_CONCURRENCY: String(concurrencyOf[variant]),
     MIXPANEL_API_URL: fake.url,
     MIXPANEL_PROJECT_ID: "1",
     MIXPANEL_SERVICE_ACCOUNT_USERNAME: "bench",
@@ -143,7 +149,7 @@ if (sections.has("forwarder")) {
   try {
     for (const latency of latencies) {
       await fake.setLatency(latency);
-      const variants: Variant[] = latency === 100 ? ["old", "new3", "new", "old-braze", "new3-braze"] : ["old", "new3", "new"];
+      const variants: Variant[] = latency === 100 ? ["old", "new3", "deployed", "new", "old-braze", "deployed-braze"] : ["old", "new3", "deployed", "new"];
       const runs: Partial<Record<Variant, ForwarderRun[]>> = {};
       for (let i = 0; i < repeats; i++) {
         for (const variant of variants) {
@@ -270,7 +276,7 @@ if (sections.has("forwarder") && sections.has("intake")) {
       ["bulk native (2000-event requests, ~600 B events)", "native", ""],
     ] as const) {
       const intake = intakeMedians[`${variant}:${intakeKey}`];
-      const fwd = forwarderMedians[`${variant === "old" ? "old" : "new3"}${forwarderKey ? "-braze" : ""}@100`];
+      const fwd = forwarderMedians[`${variant === "old" ? "old" : "deployed"}${forwarderKey ? "-braze" : ""}@100`];
       if (!intake || !fwd) continue;
       rows.push(
         costPerMillion({

@@ -41,12 +41,12 @@ interface Variant {
 const CURRENTS_BUCKET = "acme-braze-currents";
 const VARIANTS: readonly Variant[] = [
   { id: "dev", stage: "dev", params: {}, expect: { logRetentionDays: 14, forwarderMaxConcurrency: 2, schedule: "rate(1 hour)", currents: false } },
-  { id: "prod", stage: "prod", params: {}, expect: { logRetentionDays: 90, forwarderMaxConcurrency: 5, schedule: "rate(15 minutes)", currents: false } },
+  { id: "prod", stage: "prod", params: {}, expect: { logRetentionDays: 90, forwarderMaxConcurrency: 3, schedule: "rate(15 minutes)", currents: false } },
   {
     id: "prod-with-currents",
     stage: "prod",
     params: { currentsBucket: CURRENTS_BUCKET, alarmEmail: "ops@example.com", tracing: "true" },
-    expect: { logRetentionDays: 90, forwarderMaxConcurrency: 5, schedule: "rate(15 minutes)", currents: true, tracing: true },
+    expect: { logRetentionDays: 90, forwarderMaxConcurrency: 3, schedule: "rate(15 minutes)", currents: true, tracing: true },
   },
 ];
 
