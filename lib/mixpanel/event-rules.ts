@@ -76,12 +76,17 @@ export function deriveInsertId(content: unknown): string {
  * without building those objects: the same canonical text, so the same id.
  */
 function deriveEventInsertId(event: string, properties: Record<string, unknown>, ownKeys: readonly string[], timeMs: number, distinctId: string): string {
-  const missing = ["time", "distinct_id"].filter((key) => !Object.hasOwn(properties, key));
-  const keys = missing.length === 0 ? ownKeys : [...ownKeys, ...missing];
+  const hasTime = Object.hasOwn(properties, "time");
+  const hasDistinctId = Object.hasOwn(properties, "distinct_id");
+  const keys =
+    hasTime && hasDistinctId ? ownKeys : [...ownKeys, ...(hasTime ? [] : ["time"]), ...(hasDistinctId ? [] : ["distinct_id"])];
   // $insert_id is left out of its own hash: canonicalObjectJson leaves out a key whose value is undefined.
-  const valueOf = (key: string) =>
-    key === "time" ? timeMs : key === "distinct_id" ? distinctId : key === "$insert_id" ? undefined : properties[key];
-  return sha256Id(`{"event":${JSON.stringify(event)},"properties":${canonicalObjectJson(keys, valueOf)}}`);
+  // (The value reader is an inline arrow, not a named const: one closure per event, nothing more.)
+  return sha256Id(
+    `{"event":${JSON.stringify(event)},"properties":${canonicalObjectJson(keys, (key) =>
+      key === "time" ? timeMs : key === "distinct_id" ? distinctId : key === "$insert_id" ? undefined : properties[key],
+    )}}`,
+  );
 }
 
 export type TimeResult = { ok: true; ms: number } | { ok: false; reason: string };
@@ -211,6 +216,11 @@ export interface EventRuleOptions {
  * serialized for /import: `time` in integer ms, `distinct_id` a string,
  * `$insert_id` present and well-formed (derived from content when missing).
  */
+/** 1 when `key` is not yet an own property of `object` (so setting it adds one), else 0. */
+function countIfAbsent(object: Record<string, unknown>, key: string): number {
+  return Object.hasOwn(object, key) ? 0 : 1;
+}
+
 export function applyEventRules(
   input: ImportEvent,
   nowMs: number,
@@ -283,13 +293,12 @@ export function applyEventRules(
     normalized = {};
     for (const key of keys) setOwn(normalized, key, properties[key]);
   } else normalized = Object.assign({}, properties);
-  const added = (key: string): number => (Object.hasOwn(normalized, key) ? 0 : 1);
-  let propertyCount = keys.length + added("time") + added("distinct_id") + added("$insert_id");
+  let propertyCount = keys.length + countIfAbsent(normalized, "time") + countIfAbsent(normalized, "distinct_id") + countIfAbsent(normalized, "$insert_id");
   normalized.time = time.ms;
   normalized.distinct_id = distinctId;
   normalized.$insert_id = insertId;
   if (options.defaultIpZero && normalized.ip === undefined) {
-    propertyCount += added("ip");
+    propertyCount += countIfAbsent(normalized, "ip");
     normalized.ip = "0";
   }
 
