@@ -1,6 +1,5 @@
 import { lookup as dnsLookup } from "node:dns/promises";
-import { Agent as HttpAgent, type IncomingMessage, request as httpRequest } from "node:http";
-import { Agent as HttpsAgent, request as httpsRequest } from "node:https";
+import type { IncomingMessage } from "node:http";
 import { type LookupFunction, isIP } from "node:net";
 import { ValidationError } from "../errors.js";
 import { type AddressPolicy, normalizeHost, resolvedAddressProblem } from "../util/address-policy.js";
@@ -19,6 +18,12 @@ import type { FetchLike } from "./fetch.js";
  * failed ledger and the DLQ with the reason, and the sync turns unhealthy).
  */
 export type Resolver = (host: string) => Promise<{ address: string; family: number }[]>;
+
+// node:http and node:https as CommonJS exports, not through an ESM `import`: on Node 24 the ESM
+// facade of node:http evaluates every export, including the lazy WebSocket getters that load
+// undici, ~25 ms of every webhook-delivery cold start (README "Performance"); this takes ~4.
+const { Agent: HttpAgent, request: httpRequest } = process.getBuiltinModule("node:http");
+const { Agent: HttpsAgent, request: httpsRequest } = process.getBuiltinModule("node:https");
 
 export interface GuardedFetchOptions {
   readonly policy: AddressPolicy;
