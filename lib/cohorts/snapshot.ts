@@ -87,27 +87,7 @@ export function propertyHash(properties: Record<string, unknown>, algorithm: Pro
 /** The property hash of properties given as their canonical JSON text (staged-rows.ts stores that text). */
 export function propertyHashOfText(text: string, algorithm: PropHashAlgorithm): number {
   if (algorithm === "sha1-48") return hash("sha1", text, "buffer").readUIntBE(0, 6);
-  // Four code units per turn (the same values as one at a time): the loop overhead, not the
-  // multiplications, was most of the ~1 µs per member this cost at staging (issue 12 profile).
-  const n = text.length;
-  let a = 0x811c9dc5;
-  let b = 0x01000193 ^ n;
-  let i = 0;
-  for (; i + 3 < n; i += 4) {
-    const c0 = text.charCodeAt(i);
-    const c1 = text.charCodeAt(i + 1);
-    const c2 = text.charCodeAt(i + 2);
-    const c3 = text.charCodeAt(i + 3);
-    a = Math.imul(Math.imul(Math.imul(Math.imul(a ^ c0, 0x01000193) ^ c1, 0x01000193) ^ c2, 0x01000193) ^ c3, 0x01000193);
-    b = Math.imul(Math.imul(Math.imul(Math.imul(b ^ c0, 0x5bd1e995) ^ c1, 0x5bd1e995) ^ c2, 0x5bd1e995) ^ c3, 0x5bd1e995);
-  }
-  for (; i < n; i++) {
-    const c = text.charCodeAt(i);
-    a = Math.imul(a ^ c, 0x01000193);
-    b = Math.imul(b ^ c, 0x5bd1e995);
-  }
-  b ^= b >>> 15;
-  return (a >>> 0) * 1_048_576 + ((b >>> 0) >>> 12);
+  return propertyHashOfPieces([text], text.length);
 }
 
 /**
@@ -116,6 +96,8 @@ export function propertyHashOfText(text: string, algorithm: PropHashAlgorithm): 
  * joined text would first flatten it (issue 12 profile). `length` is the joined length.
  */
 export function propertyHashOfPieces(pieces: readonly string[], length: number): number {
+  // Four code units per turn (the same values as one at a time): the loop overhead, not the
+  // multiplications, was most of the ~1 µs per member this cost at staging (issue 12 profile).
   let a = 0x811c9dc5;
   let b = 0x01000193 ^ length;
   for (const piece of pieces) {

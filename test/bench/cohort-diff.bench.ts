@@ -39,6 +39,7 @@ import { runInNewContext } from "node:vm";
 import { AwsCallError } from "../../lib/aws/aws-call.js";
 import type { S3BucketApi } from "../../lib/aws/s3-bucket.js";
 import { type ExportDeps, runCohortExport } from "../../lib/cohorts/export.js";
+import { benchExportDeps } from "./cohort-bench-deps.js";
 import { PAGE_SIZE, type PageMember, type SyncState } from "../../lib/cohorts/messages.js";
 import { partitionCount, partitionOf } from "../../lib/cohorts/partition-layout.js";
 import { emptyColumns, encodeSnapshot, encodeSnapshotV2, idHash, identityOf, propertyHash, sortedUniqueRows } from "../../lib/cohorts/snapshot.js";
@@ -46,7 +47,6 @@ import { createCohortStore, keys } from "../../lib/cohorts/store.js";
 import { cohortSyncsSchemaFor, identityProperties } from "../../lib/config/cohort-syncs.js";
 
 const SYNC = "bench";
-const LAMBDA_TIMEOUT_MS = 900_000;
 
 export interface DiffBenchResult {
   members: number;
@@ -219,22 +219,12 @@ async function worker(members: number): Promise<DiffBenchResult> {
     const before = (await store.readState(SYNC)).export?.partitioned;
     const started = Date.now();
     const start = process.cpuUsage();
-    const report = await runCohortExport(syncs, {
-      store,
-      createQueryClient: async () => {
-        throw new Error("the bench stages its pages; no Query API call is expected");
-      },
-      enqueue: async (messages) => {
-        pagesEnqueued += messages.length;
-      },
-      projectId: "1",
-      now: Date.now,
-      newId: () => "unused",
-      remainingMs: () => LAMBDA_TIMEOUT_MS - (Date.now() - started),
-      limits,
-      log: { info: () => {}, warn: () => {}, error: (message, extra) => console.error(message, extra) },
-      metric: () => {},
-    });
+    const report = await runCohortExport(
+      syncs,
+      benchExportDeps(store, limits, started, (pages) => {
+        pagesEnqueued += pages;
+      }),
+    );
     // What the unit was, from the checkpoint it moved (a single-partition run diffs and emits in one unit: counted as diff).
     const after = (await store.readState(SYNC)).export?.partitioned;
     const step =

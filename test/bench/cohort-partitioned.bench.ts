@@ -25,10 +25,10 @@ import { partitionCount, partitionOf } from "../../lib/cohorts/partition-layout.
 import { emptyColumns, encodeSnapshot, idHash, identityOf, propertyHash, sortedUniqueRows } from "../../lib/cohorts/snapshot.js";
 import { keys } from "../../lib/cohorts/store.js";
 import { cohortSyncsSchemaFor } from "../../lib/config/cohort-syncs.js";
+import { benchExportDeps } from "./cohort-bench-deps.js";
 import { createFsCohortStore } from "./cohort-fs-store.js";
 
 const SYNC = "bench";
-const LAMBDA_TIMEOUT_MS = 900_000;
 // BENCH_UNITS=1: one unit (spill chunk, partition diff, partition emit) per invocation, to see each unit's cost.
 const limits: ExportDeps["limits"] = {
   ...(process.env.BENCH_UNITS === "1" ? { invocationWorkMs: 0 } : {}),
@@ -111,22 +111,9 @@ async function invoke(dir: string): Promise<void> {
   const started = Date.now();
   const cpu = process.cpuUsage();
   let enqueued = 0;
-  const deps: ExportDeps = {
-    store,
-    createQueryClient: async () => {
-      throw new Error("the bench stages its pages; no Query API call is expected");
-    },
-    enqueue: async (messages) => {
-      enqueued += messages.length;
-    },
-    projectId: "1",
-    now: Date.now,
-    newId: () => "unused",
-    remainingMs: () => LAMBDA_TIMEOUT_MS - (Date.now() - started),
-    limits,
-    log: { info: () => {}, warn: () => {}, error: (message, extra) => console.error(message, extra) },
-    metric: () => {},
-  };
+  const deps = benchExportDeps(store, limits, started, (pages) => {
+    enqueued += pages;
+  });
   const report = await runCohortExport(syncs, deps);
   const used = process.cpuUsage(cpu);
   const entry = report.syncs[SYNC];
