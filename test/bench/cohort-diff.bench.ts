@@ -39,8 +39,8 @@ import { runInNewContext } from "node:vm";
 import { AwsCallError } from "../../lib/aws/aws-call.js";
 import type { S3BucketApi } from "../../lib/aws/s3-bucket.js";
 import { type ExportDeps, runCohortExport } from "../../lib/cohorts/export.js";
-import { benchExportDeps } from "./cohort-bench-deps.js";
-import { PAGE_SIZE, type PageMember, type SyncState } from "../../lib/cohorts/messages.js";
+import { benchExportDeps, stagedRunState } from "./cohort-bench-deps.js";
+import { PAGE_SIZE, type PageMember } from "../../lib/cohorts/messages.js";
 import { partitionCount, partitionOf } from "../../lib/cohorts/partition-layout.js";
 import { emptyColumns, encodeSnapshot, encodeSnapshotV2, idHash, identityOf, propertyHash, sortedUniqueRows } from "../../lib/cohorts/snapshot.js";
 import { createCohortStore, keys } from "../../lib/cohorts/store.js";
@@ -189,27 +189,7 @@ async function worker(members: number): Promise<DiffBenchResult> {
     }
     cpu.stage = stageCpu;
   }
-  const now = new Date().toISOString();
-  const state: SyncState = {
-    v: 1,
-    healthy: true,
-    last_started_at: now,
-    snapshot: { run_id: "prev", created_at: now, count: members, ...(parts > 1 ? { partitions: parts } : {}) },
-    export: {
-      run_id: "next",
-      started_at: now,
-      full: false,
-      operator_full: false,
-      cohort: { id: 1, name: "Bench", description: "" },
-      project_id: "1",
-      phase: "emit",
-      next_page: pages,
-      staged_pages: pages,
-      staged_members: members,
-      total: members,
-      emitted_pages: 0,
-    },
-  };
+  const state = stagedRunState(members, parts, pages);
   await store.writeState(SYNC, state);
 
   let pagesEnqueued = 0;

@@ -25,7 +25,7 @@ import { partitionCount, partitionOf } from "../../lib/cohorts/partition-layout.
 import { emptyColumns, encodeSnapshot, idHash, identityOf, propertyHash, sortedUniqueRows } from "../../lib/cohorts/snapshot.js";
 import { keys } from "../../lib/cohorts/store.js";
 import { cohortSyncsSchemaFor } from "../../lib/config/cohort-syncs.js";
-import { benchExportDeps } from "./cohort-bench-deps.js";
+import { benchExportDeps, stagedRunState } from "./cohort-bench-deps.js";
 import { createFsCohortStore } from "./cohort-fs-store.js";
 
 const SYNC = "bench";
@@ -83,27 +83,7 @@ async function setup(dir: string, members: number): Promise<void> {
     }
   }
   if (page.length > 0) await store.putStaged(SYNC, "next", n++, { members: page });
-  const now = new Date().toISOString();
-  await store.writeState(SYNC, {
-    v: 1,
-    healthy: true,
-    last_started_at: now,
-    snapshot: { run_id: "prev", created_at: now, count: members, ...(parts > 1 ? { partitions: parts } : {}) },
-    export: {
-      run_id: "next",
-      started_at: now,
-      full: false,
-      operator_full: false,
-      cohort: { id: 1, name: "Bench", description: "" },
-      project_id: "1",
-      phase: "emit",
-      next_page: n,
-      staged_pages: n,
-      staged_members: members,
-      total: members,
-      emitted_pages: 0,
-    },
-  });
+  await store.writeState(SYNC, stagedRunState(members, parts, n));
 }
 
 async function invoke(dir: string): Promise<void> {
