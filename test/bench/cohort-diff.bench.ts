@@ -38,15 +38,15 @@ import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
 import { AwsCallError } from "../../lib/aws/aws-call.js";
 import type { S3BucketApi } from "../../lib/aws/s3-bucket.js";
-import { type ExportDeps, runCohortExport } from "../../lib/cohorts/export.js";
-import { benchExportDeps, stagedRunState } from "./cohort-bench-deps.js";
+import { runCohortExport } from "../../lib/cohorts/export.js";
 import { PAGE_SIZE, type PageMember } from "../../lib/cohorts/messages.js";
-import { partitionCount, partitionOf } from "../../lib/cohorts/partition-layout.js";
-import { emptyColumns, encodeSnapshot, encodeSnapshotV2, idHash, identityOf, propertyHash, sortedUniqueRows } from "../../lib/cohorts/snapshot.js";
+import { partitionCount } from "../../lib/cohorts/partition-layout.js";
+import { encodeSnapshot, encodeSnapshotV2, sortedUniqueRows } from "../../lib/cohorts/snapshot.js";
 import { createCohortStore, keys } from "../../lib/cohorts/store.js";
-import { cohortSyncsSchemaFor, identityProperties } from "../../lib/config/cohort-syncs.js";
+import { identityProperties } from "../../lib/config/cohort-syncs.js";
+import { BENCH_SYNC, benchExportDeps, benchLimits, benchMemberId, benchProps, benchSync, membersByPartition, previousSnapshotColumns, stagedRunState } from "./cohort-bench-fixture.js";
 
-const SYNC = "bench";
+const SYNC = BENCH_SYNC;
 
 export interface DiffBenchResult {
   members: number;
@@ -86,15 +86,6 @@ function memoryBucket(): S3BucketApi {
   };
 }
 
-const props = (i: number, changed: boolean): Record<string, unknown> => ({
-  $email: `user${i}@example.com`,
-  $first_name: `First${i}`,
-  $last_name: `Last${i}`,
-  plan: changed ? "free" : "pro",
-  seats: i % 50,
-});
-const memberId = (i: number) => `d-${(i * 2654435761) % 4294967296}-${i}`;
-
 function collectGarbage(): void {
   setFlagsFromString("--expose-gc");
   const gc: unknown = runInNewContext("gc");
@@ -102,38 +93,22 @@ function collectGarbage(): void {
 }
 
 async function worker(members: number): Promise<DiffBenchResult> {
-  const limits: ExportDeps["limits"] = {
+  const limits = benchLimits({
     // One unit (spill chunk, partition diff, partition emit) per tick, so each is measured alone.
     invocationWorkMs: 0,
     ...(process.env.BENCH_PARTITION_MEMBERS ? { partitionMembers: Number(process.env.BENCH_PARTITION_MEMBERS) } : {}),
-    queriesPerHour: 55,
-    queriesPerRun: 20,
-    concurrency: 3,
-    deliveryTimeoutMs: 86_400_000,
-    fetchMarginMs: 45_000,
-    emitMarginMs: 120_000,
-  };
-  const syncs = cohortSyncsSchemaFor({ localStage: false }).parse([
-    { id: SYNC, cohort_id: 1, properties: ["plan", "seats"], destination: { type: "webhook", url: "https://hooks.example.com/cohorts", signing_secret: "bench/hook" } },
-  ]);
+  });
+  const sync = benchSync();
+  const syncs = [sync];
   const store = createCohortStore(memoryBucket(), "bench");
   const parts = partitionCount(members, limits);
-  const sync = syncs[0];
-  if (!sync) throw new Error("no sync");
   const identityKeys = identityProperties(sync.destination);
 
   // Setup (not measured): the delivered snapshot, partition by partition.
   {
-    const byPart: number[][] = Array.from({ length: parts }, () => []);
-    for (let i = 0; i < members; i++) byPart[partitionOf(idHash(memberId(i)), parts)]?.push(i);
+    const byPart = membersByPartition(members, parts);
     for (let part = 0; part < parts; part++) {
-      const cols = emptyColumns();
-      for (const i of byPart[part] ?? []) {
-        const p = props(i, false);
-        cols.ids.push(memberId(i));
-        cols.hashes.push(propertyHash(p));
-        cols.identities.push(identityOf(p, identityKeys));
-      }
+      const cols = previousSnapshotColumns(byPart[part] ?? [], identityKeys);
       // As this release writes it (v3 columns); BENCH_LEGACY_SNAPSHOT=1: as the release before did (v2 gzipped
       // lines with identity_keys), i.e. the first run after the deploy; =v1header: v2 lines without identity_keys.
       const header = {
@@ -179,7 +154,7 @@ async function worker(members: number): Promise<DiffBenchResult> {
     let page: PageMember[] = [];
     let stageCpu = 0;
     for (let i = from; i < members + from; i++) {
-      page.push({ id: memberId(i), props: props(i, i % 100 === 50) });
+      page.push({ id: benchMemberId(i), props: benchProps(i, i % 100 === 50) });
       if (page.length === PAGE_SIZE || i === members + from - 1) {
         const start = process.cpuUsage();
         await store.putStaged(SYNC, "next", pages++, { members: page });

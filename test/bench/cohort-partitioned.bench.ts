@@ -19,53 +19,26 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { type ExportDeps, runCohortExport } from "../../lib/cohorts/export.js";
+import { runCohortExport } from "../../lib/cohorts/export.js";
 import { PAGE_SIZE, type PageMember } from "../../lib/cohorts/messages.js";
-import { partitionCount, partitionOf } from "../../lib/cohorts/partition-layout.js";
-import { emptyColumns, encodeSnapshot, idHash, identityOf, propertyHash, sortedUniqueRows } from "../../lib/cohorts/snapshot.js";
+import { partitionCount } from "../../lib/cohorts/partition-layout.js";
+import { encodeSnapshot, sortedUniqueRows } from "../../lib/cohorts/snapshot.js";
 import { keys } from "../../lib/cohorts/store.js";
-import { cohortSyncsSchemaFor } from "../../lib/config/cohort-syncs.js";
-import { benchExportDeps, stagedRunState } from "./cohort-bench-deps.js";
+import { BENCH_SYNC, benchExportDeps, benchLimits, benchMemberId, benchProps, benchSync, membersByPartition, previousSnapshotColumns, stagedRunState } from "./cohort-bench-fixture.js";
 import { createFsCohortStore } from "./cohort-fs-store.js";
 
-const SYNC = "bench";
+const SYNC = BENCH_SYNC;
 // BENCH_UNITS=1: one unit (spill chunk, partition diff, partition emit) per invocation, to see each unit's cost.
-const limits: ExportDeps["limits"] = {
-  ...(process.env.BENCH_UNITS === "1" ? { invocationWorkMs: 0 } : {}),
-  queriesPerHour: 55,
-  queriesPerRun: 20,
-  concurrency: 3,
-  deliveryTimeoutMs: 86_400_000,
-  fetchMarginMs: 45_000,
-  emitMarginMs: 120_000,
-};
-const syncs = cohortSyncsSchemaFor({ localStage: false }).parse([
-  { id: SYNC, cohort_id: 1, properties: ["plan", "seats"], destination: { type: "webhook", url: "https://hooks.example.com/cohorts", signing_secret: "bench/hook" } },
-]);
-
-const props = (i: number, changed: boolean): Record<string, unknown> => ({
-  $email: `user${i}@example.com`,
-  $first_name: `First${i}`,
-  $last_name: `Last${i}`,
-  plan: changed ? "free" : "pro",
-  seats: i % 50,
-});
-const memberId = (i: number) => `d-${(i * 2654435761) % 4294967296}-${i}`;
+const limits = benchLimits(process.env.BENCH_UNITS === "1" ? { invocationWorkMs: 0 } : {});
+const syncs = [benchSync()];
 
 async function setup(dir: string, members: number): Promise<void> {
   const store = createFsCohortStore(dir);
   const parts = partitionCount(members, limits);
   // Previous snapshot, partition by partition (never all members at once).
-  const byPart: number[][] = Array.from({ length: parts }, () => []);
-  for (let i = 0; i < members; i++) byPart[partitionOf(idHash(memberId(i)), parts)]?.push(i);
+  const byPart = membersByPartition(members, parts);
   for (let part = 0; part < parts; part++) {
-    const cols = emptyColumns();
-    for (const i of byPart[part] ?? []) {
-      const p = props(i, false);
-      cols.ids.push(memberId(i));
-      cols.hashes.push(propertyHash(p));
-      cols.identities.push(identityOf(p, ["$email"]));
-    }
+    const cols = previousSnapshotColumns(byPart[part] ?? [], ["$email"]);
     const header = { v: 2 as const, sync_id: SYNC, cohort_id: 1, run_id: "prev", created_at: new Date().toISOString(), count: 0, partition: part, partitions: parts };
     const key = parts === 1 ? keys.snapshot(SYNC) : keys.snapshotPart(SYNC, part, parts);
     await store.putBytes(key, await encodeSnapshot(header, cols, sortedUniqueRows(cols)));
@@ -76,7 +49,7 @@ async function setup(dir: string, members: number): Promise<void> {
   let n = 0;
   const from = Math.floor(members * 0.01);
   for (let i = from; i < members + from; i++) {
-    page.push({ id: memberId(i), props: props(i, i % 100 === 50) });
+    page.push({ id: benchMemberId(i), props: benchProps(i, i % 100 === 50) });
     if (page.length === PAGE_SIZE) {
       await store.putStaged(SYNC, "next", n++, { members: page });
       page = [];
