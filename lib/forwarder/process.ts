@@ -45,8 +45,8 @@ export interface ForwardSummary {
   /**
    * Hashed `$insert_id`s of the event records Mixpanel refused or that wait for a retry
    * (lib/observability/trace-ids.ts), for `npm run trace`. Imported records are not listed:
-   * the enqueue step logged their hashes with their correlation id, and finding them here
-   * would mean decompressing and parsing every line sent as built.
+   * the edge that queued them logged their hashes with their correlation id, and finding them
+   * here would mean decompressing and parsing every line sent as built.
    */
   readonly insertIdHashes: { readonly rejected: string[]; readonly pending: string[] };
   /** Records the destination does not take by design (e.g. a Brevo event without a mapping), by code. */
