@@ -256,7 +256,7 @@ export async function traceRecord(deps: TraceDeps, key: TraceKey): Promise<Trace
   const correlationIds = [...new Set([...rejected.matches.map((m) => m.correlationId), ...deadLetters.matches.map((m) => m.correlationId)])];
   const queries = logsQueries(deps.target.stage, key, correlationIds);
   const logs = await runQueries(deps, queries);
-  // An insert id's lines name its request's correlation id (enqueue) or its batch's (forwarder):
+  // An insert id's lines name its request's correlation id (intake, Currents reader) or its batch's (forwarder):
   // follow them to every line of the request.
   if (key.kind === "insert-id" && Array.isArray(logs)) {
     const found = new Set<string>();
