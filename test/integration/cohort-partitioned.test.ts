@@ -54,6 +54,9 @@ describe("partitioned cohort runs", () => {
     h.clock.advance(MIN);
     return h.runExport({}, { limits: limits(limitOverrides), ...overrides });
   };
+  /** The distinct ids the receiver got in pages of this action, in arrival order. */
+  const sent = (action: string) =>
+    receiver.pages.filter((p) => p.payload.action === action).flatMap((p) => p.payload.parameters.members.map((m) => String(m.mixpanel_distinct_id)));
   /** Ticks until the run is out (bounded), returning every outcome seen. */
   async function tickUntilEnqueued(overrides: Partial<ExportDeps> = {}, limitOverrides: Partial<ExportDeps["limits"]> = {}) {
     const outcomes: string[] = [];
@@ -97,8 +100,6 @@ describe("partitioned cohort runs", () => {
     h.clock.advance(30 * MIN);
     expect(await tickUntilEnqueued()).toEqual(["enqueued"]);
     await h.drain();
-    const sent = (action: string) =>
-      receiver.pages.filter((p) => p.payload.action === action).flatMap((p) => p.payload.parameters.members.map((m) => String(m.mixpanel_distinct_id)));
     expect(sent("add_members").sort()).toEqual(["u5", "u61"]);
     expect(sent("remove_members")).toEqual(["u7"]);
     expect(replicaIds()).toEqual([...ids(1, 61)].filter((id) => id !== "u7").sort());
@@ -256,8 +257,6 @@ describe("partitioned cohort runs", () => {
     }
     expect(await tickUntilEnqueued()).toEqual(["enqueued"]);
     await h.drain();
-    const sent = (action: string) =>
-      receiver.pages.filter((p) => p.payload.action === action).flatMap((p) => p.payload.parameters.members.map((m) => String(m.mixpanel_distinct_id)));
     expect(sent("add_members").sort()).toEqual(["u5", "u61"]);
     expect(sent("remove_members")).toEqual(["u7"]);
     expect(replicaIds()).toEqual([...ids(1, 61)].filter((id) => id !== "u7").sort());
