@@ -106,6 +106,193 @@ function keyPrefix(key: string): string {
   return prefix;
 }
 
+/**
+ * utf8Bytes(stagedTextOfMembers(members)), the same bytes, written straight into a
+ * buffer: a member whose id and string values are printable ASCII without `"` or `\`
+ * (nearly every profile) is copied character by character and hashed over those bytes,
+ * which for ASCII are the UTF-16 code units propertyHashOfPieces reads; any other member
+ * is written by stagedLine. Building each line as strings, joining them and encoding the
+ * page was most of the staging step's ~1.9 µs per member (issue 12 profile).
+ */
+export function stagedPageBytes(members: readonly PageMember[]): Buffer {
+  const out = new ByteWriter(256 + members.length * 160);
+  out.ascii(STAGED_HEADER);
+  out.byte(10);
+  for (const member of members) {
+    if (!writePlainLine(out, member)) {
+      out.utf8(stagedLine(member));
+    }
+    out.byte(10);
+  }
+  return out.result();
+}
+
+/** The member's v2 line, when it is plain (see stagedPageBytes); false, with nothing written, otherwise. */
+function writePlainLine(out: ByteWriter, member: PageMember): boolean {
+  const props = PROPS_SCRATCH;
+  props.reset();
+  const record = member.props;
+  props.byte(123); // {
+  let first = true;
+  for (const key of sortedKeysOf(record)) {
+    const value = record[key];
+    if (value === undefined) continue;
+    if (!first) props.byte(44); // ,
+    first = false;
+    if (!props.quoted(key)) return false;
+    props.byte(58); // :
+    switch (typeof value) {
+      case "string":
+        if (!props.quoted(value)) return false;
+        break;
+      case "number":
+        // JSON's number format for finite numbers is Number-to-string; it writes the others as null.
+        if (Number.isSafeInteger(value)) props.integer(value);
+        else props.ascii(Number.isFinite(value) ? String(value) : "null");
+        break;
+      case "boolean":
+        props.ascii(value ? "true" : "false");
+        break;
+      default:
+        if (value !== null) return false;
+        props.ascii("null");
+    }
+  }
+  props.byte(125); // }
+  const mark = out.length;
+  if (!out.quoted(member.id)) {
+    out.length = mark;
+    return false;
+  }
+  out.byte(9);
+  out.integer(propertyHashOfBytes(props.bytes, props.length));
+  out.byte(9);
+  out.append(props);
+  return true;
+}
+
+/** propertyHashOfPieces over ASCII bytes (each byte is the UTF-16 code unit it stands for). */
+function propertyHashOfBytes(bytes: Uint8Array, n: number): number {
+  let a = 0x811c9dc5;
+  let b = 0x01000193 ^ n;
+  let i = 0;
+  for (; i + 3 < n; i += 4) {
+    const c0 = bytes[i] ?? 0;
+    const c1 = bytes[i + 1] ?? 0;
+    const c2 = bytes[i + 2] ?? 0;
+    const c3 = bytes[i + 3] ?? 0;
+    a = Math.imul(Math.imul(Math.imul(Math.imul(a ^ c0, 0x01000193) ^ c1, 0x01000193) ^ c2, 0x01000193) ^ c3, 0x01000193);
+    b = Math.imul(Math.imul(Math.imul(Math.imul(b ^ c0, 0x5bd1e995) ^ c1, 0x5bd1e995) ^ c2, 0x5bd1e995) ^ c3, 0x5bd1e995);
+  }
+  for (; i < n; i++) {
+    const c = bytes[i] ?? 0;
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x5bd1e995);
+  }
+  b ^= b >>> 15;
+  return (a >>> 0) * 1_048_576 + ((b >>> 0) >>> 12);
+}
+
+/** A growing byte buffer for stagedPageBytes. */
+class ByteWriter {
+  bytes: Buffer;
+  length = 0;
+
+  constructor(capacity: number) {
+    this.bytes = Buffer.allocUnsafe(capacity);
+  }
+
+  reset(): void {
+    this.length = 0;
+  }
+
+  private room(n: number): void {
+    if (this.length + n <= this.bytes.length) return;
+    const grown = Buffer.allocUnsafe(Math.max(this.bytes.length * 2, this.length + n));
+    grown.set(this.bytes.subarray(0, this.length));
+    this.bytes = grown;
+  }
+
+  byte(b: number): void {
+    this.room(1);
+    this.bytes[this.length++] = b;
+  }
+
+  /** Text known to be ASCII. */
+  ascii(text: string): void {
+    this.room(text.length);
+    for (let i = 0; i < text.length; i++) this.bytes[this.length++] = text.charCodeAt(i);
+  }
+
+  /** A safe integer's decimal digits (String(value), without the string). */
+  integer(value: number): void {
+    this.room(17);
+    let rest = value;
+    if (rest < 0) {
+      this.bytes[this.length++] = 45; // -
+      rest = -rest;
+    }
+    // Eight digits at a time keeps each part a small integer.
+    const high = Math.floor(rest / 100_000_000);
+    const low = rest - high * 100_000_000;
+    if (high > 0) {
+      this.digits(high, 0);
+      this.digits(low, 8);
+    } else this.digits(low, 0);
+  }
+
+  /** The digits of 0 ≤ value < 10^8, zero-padded to `width`. */
+  private digits(value: number, width: number): void {
+    let count = 1;
+    for (let v = value; v >= 10; v = Math.floor(v / 10)) count++;
+    if (count < width) count = width;
+    let at = this.length + count;
+    this.length = at;
+    let v = value;
+    for (let k = 0; k < count; k++) {
+      const q = Math.floor(v / 10);
+      this.bytes[--at] = 48 + v - q * 10;
+      v = q;
+    }
+  }
+
+  /** JSON.stringify(text) when that is the text between quotes (printable ASCII, no `"` or `\`); else false. */
+  quoted(text: string): boolean {
+    const n = text.length;
+    this.room(n + 2);
+    const bytes = this.bytes;
+    let at = this.length;
+    bytes[at++] = 34;
+    for (let i = 0; i < n; i++) {
+      const c = text.charCodeAt(i);
+      if (c < 0x20 || c > 0x7e || c === 34 || c === 92) return false;
+      bytes[at++] = c;
+    }
+    bytes[at++] = 34;
+    this.length = at;
+    return true;
+  }
+
+  utf8(text: string): void {
+    this.room(Buffer.byteLength(text, "utf8"));
+    this.length += this.bytes.write(text, this.length, "utf8");
+  }
+
+  append(other: ByteWriter): void {
+    this.room(other.length);
+    this.bytes.set(other.bytes.subarray(0, other.length), this.length);
+    this.length += other.length;
+  }
+
+  /** The bytes written, copied out (the writer's buffer is larger). */
+  result(): Buffer {
+    return Buffer.from(this.bytes.subarray(0, this.length));
+  }
+}
+
+/** One member's properties while they are written (reused: staging is synchronous per page). */
+const PROPS_SCRATCH = new ByteWriter(4096);
+
 /** The text of a staged page or partition chunk. */
 export function stagedText(lines: readonly string[]): string {
   // One join (a flat string), not a template around it: encoding a concatenation flattens it first.

@@ -16,8 +16,7 @@ import {
   initialSyncState,
   syncStateSchema,
 } from "./messages.js";
-import { utf8Bytes } from "./snapshot-v3.js";
-import { type StagedRows, lineMember, parseStagedText, stagedObjectText, stagedTextOfMembers } from "./staged-rows.js";
+import { type StagedRows, lineMember, parseStagedText, stagedObjectText, stagedPageBytes } from "./staged-rows.js";
 
 /**
  * S3 layout of cohort state (bucket SNAPSHOT_BUCKET, prefixes `cohorts/` and `cohort-runs/`):
@@ -162,7 +161,7 @@ export function createCohortStore(s3: S3BucketApi, bucket: string): CohortStore 
     },
     writeBudget: (calls) => putJson(keys.budget(), { calls }, false),
     // Plain text, not gzipped: staged-rows.ts says why.
-    putStaged: (sync, run, n, page) => putBytes(keys.staged(sync, run, n), utf8Bytes(stagedTextOfMembers(page.members)), "application/x-ndjson"),
+    putStaged: (sync, run, n, page) => putBytes(keys.staged(sync, run, n), stagedPageBytes(page.members), "application/x-ndjson"),
     async getStaged(sync, run, n) {
       const rows = await getStagedRows(sync, run, n);
       return { members: rows.lines.map((line, i) => lineMember(rows.ids[i] ?? "", line)) };

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSy
 import { dirname, join, relative } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { type StagedPage, deliveryPageSchema, failureRecordSchema, initialSyncState, syncStateSchema, budgetStateSchema } from "../../lib/cohorts/messages.js";
-import { type StagedRows, lineMember, parseStagedText, stagedObjectText, stagedTextOfMembers } from "../../lib/cohorts/staged-rows.js";
+import { type StagedRows, lineMember, parseStagedText, stagedObjectText, stagedPageBytes } from "../../lib/cohorts/staged-rows.js";
 import { type CohortStore, keys } from "../../lib/cohorts/store.js";
 
 /**
@@ -46,7 +46,7 @@ export function createFsCohortStore(root: string): CohortStore {
       put(keys.budget(), JSON.stringify({ calls }));
     },
     async putStaged(sync, run, n, page: StagedPage) {
-      put(keys.staged(sync, run, n), stagedTextOfMembers(page.members));
+      put(keys.staged(sync, run, n), stagedPageBytes(page.members));
     },
     async getStaged(sync, run, n) {
       const rows = await this.getStagedRows(sync, run, n);

@@ -21,6 +21,7 @@ import {
   parseStagedText,
   stagedLine,
   stagedObjectText,
+  stagedPageBytes,
   stagedText,
   stagedTextOfMembers,
 } from "../../../lib/cohorts/staged-rows.js";
@@ -46,6 +47,31 @@ describe("staged rows (v2 lines)", () => {
         });
       }),
     );
+  });
+
+  it("writes a page as bytes that are exactly the UTF-8 of its text, for plain members and every other kind", () => {
+    // Plain ASCII keys and values (the byte path) mixed with escapes, non-ASCII, nested values, huge and odd numbers (the line path).
+    const plainText = fc.string({ unit: fc.integer({ min: 0x20, max: 0x7e }).map((c) => String.fromCharCode(c)), maxLength: 12 });
+    const number = fc.oneof(fc.integer(), fc.maxSafeInteger(), fc.double(), fc.constantFrom(-0, 2 ** 53, -(2 ** 53) - 2, 1e21, 1e-7, 99_999_999, 100_000_000, Number.NaN, Infinity));
+    const value = fc.oneof(plainText, number, fc.boolean(), fc.constant(null), fc.constant(undefined), jsonValue);
+    const member = fc.record({
+      id: fc.oneof(plainText, memberId),
+      props: fc.oneof(fc.dictionary(plainText, value, { maxKeys: 6 }), props),
+    });
+    fc.assert(
+      fc.property(fc.array(member, { maxLength: 6 }), (members) => {
+        expect(stagedPageBytes(members).equals(Buffer.from(stagedTextOfMembers(members), "utf8"))).toBe(true);
+      }),
+      { numRuns: 500 },
+    );
+  });
+
+  it("writes a page larger than its first buffer guess (a member with long values) whole", () => {
+    const members = [
+      { id: "a", props: { note: "x".repeat(300_000), n: 12_345_678_901 } },
+      { id: "b", props: { note: "é".repeat(10), ok: true } },
+    ];
+    expect(stagedPageBytes(members).equals(Buffer.from(stagedTextOfMembers(members), "utf8"))).toBe(true);
   });
 
   it("reads a v1 object (gzipped {members}) from before the deploy as the same lines", () => {
