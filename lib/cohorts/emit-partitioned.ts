@@ -6,7 +6,7 @@ import { DEFAULT_INVOCATION_WORK_MS, isPartitionedRun, runPartitions, partitionO
 import { chunk, pagesFor, planPages, totalPages } from "./plan.js";
 import { promote } from "./settle.js";
 import { PROP_HASH_DEFAULT, emptyColumns, encodeSnapshot } from "./snapshot.js";
-import { PartitionSplitter, type StagedRows, diffStaged, lineMember, parseStagedText, stagedObjectText } from "./staged-rows.js";
+import { PartitionSplitter, StagedRows, diffStaged, lineMember } from "./staged-rows.js";
 import { type CohortStore, keys } from "./store.js";
 import { type CohortSync, identityProperties } from "../config/cohort-syncs.js";
 import { type ExportDeps, type SyncReport, type TickContext, iso } from "./tick.js";
@@ -144,12 +144,12 @@ async function emitPartitioned(
       break;
     }
     if (!hasTime()) return deferred(entry, `diffed ${part}/${parts} partitions`);
-    const rows: StagedRows = { ids: [], lines: [] };
+    const rows = new StagedRows();
     for (let c = 0; c < plan.chunks; c++) {
       const key = keys.partChunk(sync.id, run.run_id, part, c);
       const bytes = await store.getBytes(key);
       if (bytes === undefined) throw new ValidationError(`${key} is missing`);
-      parseStagedText(stagedObjectText(bytes, key), key, rows);
+      rows.add(bytes, key);
     }
     const previous = (await readPrevious(store, sync.id, state.snapshot, part, parts)) ?? emptyColumns();
     // Every partition of a snapshot is written with one algorithm: the previous one's on a diff run.
@@ -164,7 +164,7 @@ async function emitPartitioned(
     );
     await store.putBytes(keys.pendingSnapshotPart(sync.id, run.run_id, part, parts), snapshot);
     const send: PageMember[] = [];
-    for (let row = 0; row < rows.lines.length; row++) if (diff.send[row] === 1) send.push(lineMember(rows.ids[row] ?? "", rows.lines[row] ?? ""));
+    for (let row = 0; row < rows.count; row++) if (diff.send[row] === 1) send.push(lineMember(rows.ids[row] ?? "", rows.line(row)));
     const remove = [...diff.removedRows, ...moved].map(
       (j): PageMember => ({ id: previous.ids[j] ?? "", props: parseIdentity(previous.identities[j] ?? "") }),
     );

@@ -2,7 +2,7 @@ import type { DeliveryMessage, DeliveryPage, ExportState, PageMember, SyncAction
 import { chunk, planPages, totalPages } from "./plan.js";
 import { isPartitionedRun, readPrevious } from "./partition-layout.js";
 import { type DiffResult, type MemberColumns, PROP_HASH_DEFAULT, emptyColumns, encodeSnapshot } from "./snapshot.js";
-import { type StagedRows, diffStaged, lineMember } from "./staged-rows.js";
+import { StagedRows, diffStaged, lineMember } from "./staged-rows.js";
 import { type CohortStore, keys } from "./store.js";
 import { type CohortSync, identityProperties } from "../config/cohort-syncs.js";
 import { promote } from "./settle.js";
@@ -109,7 +109,7 @@ export function stagedSource(sync: CohortSync, run: ExportState): { sync: string
 
 /** This run's staged members as stored lines (staged-rows.ts), in staging order. */
 async function readStaged(sync: CohortSync, run: ExportState, store: CohortStore): Promise<StagedRows> {
-  const rows: StagedRows = { ids: [], lines: [] };
+  const rows = new StagedRows();
   const source = stagedSource(sync, run);
   for (let n = 0; n < run.staged_pages; n++) await store.getStagedRows(source.sync, source.run, n, rows);
   return rows;
@@ -247,8 +247,8 @@ async function emitRun(sync: CohortSync, state: SyncState, deps: ExportDeps, ent
   if (primaryPages > 0) {
     let page = 0;
     let pending: PageMember[] = [];
-    for (let row = 0; row < staged.lines.length; row++) {
-      if (diff.send[row] === 1) pending.push(lineMember(staged.ids[row] ?? "", staged.lines[row] ?? ""));
+    for (let row = 0; row < staged.count; row++) {
+      if (diff.send[row] === 1) pending.push(lineMember(staged.ids[row] ?? "", staged.line(row)));
       if (pending.length === 1000) {
         await emit(plan.primary, ++page, primaryPages, pending);
         pending = [];

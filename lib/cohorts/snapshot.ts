@@ -35,7 +35,7 @@ export interface MemberColumns {
    * line is written to the next snapshot as it is (encodeSnapshot `reuse`).
    */
   readonly lines?: string[];
-  /** Decoded snapshots only: idHash of each id (computed while checking the order). */
+  /** idHash of each id, where the reader had it: decoded snapshots (while checking the order), staged rows (read from their bytes). */
   readonly keyHashes?: number[];
   /** Decoded v3 snapshots only: every id was stored as it is (snapshot-v3.ts), so it can be written again unchecked. */
   readonly plainIds?: boolean;
@@ -172,22 +172,7 @@ export function idHashes(ids: readonly string[]): Uint32Array {
  */
 export function sortedUniqueRows(columns: MemberColumns, keyHashes: Uint32Array = idHashes(columns.ids)): Uint32Array {
   const n = columns.ids.length;
-  let order = new Uint32Array(n);
-  let scratch = new Uint32Array(n);
-  for (let i = 0; i < n; i++) order[i] = i;
-  const counts = new Uint32Array(65_537);
-  for (const shift of [0, 16]) {
-    counts.fill(0);
-    for (let i = 0; i < n; i++) (counts[(((keyHashes[order[i] ?? 0] ?? 0) >>> shift) & 0xffff) + 1] as number)++;
-    for (let b = 1; b < counts.length; b++) counts[b] = (counts[b] ?? 0) + (counts[b - 1] ?? 0);
-    for (let i = 0; i < n; i++) {
-      const row = order[i] ?? 0;
-      const bucket = ((keyHashes[row] ?? 0) >>> shift) & 0xffff;
-      scratch[counts[bucket] ?? 0] = row;
-      counts[bucket] = (counts[bucket] ?? 0) + 1;
-    }
-    [order, scratch] = [scratch, order];
-  }
+  const order = rowsInHashOrder(keyHashes, n);
   const ids = columns.ids;
   let out = 0;
   for (let i = 0; i < n; ) {
@@ -232,117 +217,121 @@ export interface DiffResult {
  * order, unique, as decodeSnapshot returns it). `full`: every current member is
  * sent; removals are still computed (Brevo/Braze need them even on a full sync).
  *
- * By id lookup rather than by sorting both sides: the previous snapshot is in key
- * order already and most members are in it, so only the members that joined are
- * sorted (sortedUniqueRows) and merged into the previous order for the next
- * snapshot. Sorting a million rows and walking them in random order cost more
- * than the rest of the diff (issue 12 profile), and so does a Map keyed by the id
- * strings; the lookup is an open-addressing table of previous rows keyed by the
- * 32-bit id hash, the ids compared only where the hashes are equal.
+ * A merge of both sides in member-key order: the current rows are put in id-hash
+ * order (a radix sort of their 32-bit id hashes, linear), then walked beside the
+ * previous snapshot, which is in that order already, so the previous columns are
+ * read front to back and the next snapshot's rows come out in order. The ids are
+ * compared only where the hashes are equal. A lookup table of previous rows cost
+ * more: each of a million lookups was a few cache misses in random order (the
+ * diff's largest cost in the issue 12 profile).
  */
 export function diffMembers(current: MemberColumns, previous: MemberColumns, full: boolean): DiffResult {
   const n = current.ids.length;
+  const ids = current.ids;
   const prevIds = previous.ids;
   const prevCount = prevIds.length;
   const prevHashes = previous.keyHashes ?? idHashes(prevIds);
-  let bits = 1;
-  while (1 << bits < prevCount * 2) bits++;
-  const mask = (1 << bits) - 1;
-  const slotOf = (h: number) => Math.imul(h, 0x9e3779b1) >>> (32 - bits);
-  // Slot k holds (id hash, previous row) at 2k, 2k+1: a probe reads one cache line, not the hash column too.
-  const table = new Int32Array(2 * (mask + 1)).fill(-1);
-  for (let j = 0; j < prevCount; j++) {
-    const h = prevHashes[j] ?? 0;
-    let slot = slotOf(h);
-    while ((table[2 * slot + 1] ?? -1) >= 0) slot = (slot + 1) & mask;
-    table[2 * slot] = h | 0;
-    table[2 * slot + 1] = j;
-  }
-  // The current row that took each previous row (the first one with its id), else -1.
-  const takenBy = new Int32Array(prevCount).fill(-1);
+  const keyHashes = current.keyHashes ?? idHashes(ids);
+  const order = rowsInHashOrder(keyHashes, n);
   const send = new Uint8Array(n);
   const previousRow = new Int32Array(n).fill(-1);
-  const joined: number[] = [];
-  const joinedIds = new Set<string>();
+  const removedRows: number[] = [];
+  const next = new Uint32Array(n);
   let sendCount = 0;
-  // Two passes: first the previous row whose id hash matches (the table only), then the ids
-  // compared. Each comparison then depends on nothing of the one before, so the CPU overlaps
-  // their cache misses (a million strings in random order; the lookup was the diff's largest
-  // cost in the issue 12 profile). An id that differs from its hash's first match (a hash
-  // collision) walks the chain comparing ids, as a lookup in one pass would.
-  const keyHashes = new Int32Array(n);
-  const candidate = new Int32Array(n);
-  for (let row = 0; row < n; row++) {
-    const h = idHash(current.ids[row] ?? "") | 0;
-    keyHashes[row] = h;
-    let found = -1;
-    for (let slot = Math.imul(h, 0x9e3779b1) >>> (32 - bits); ; slot = (slot + 1) & mask) {
-      const j = table[2 * slot + 1] ?? -1;
-      if (j < 0) break;
-      if (table[2 * slot] === h) {
-        found = j;
-        break;
-      }
-    }
-    candidate[row] = found;
-  }
-  for (let row = 0; row < n; row++) {
-    const id = current.ids[row] ?? "";
-    let j = candidate[row] ?? -1;
-    if (j >= 0 && prevIds[j] !== id) {
-      // A collision: another id with this hash came first in the chain.
-      const h = keyHashes[row] ?? 0;
-      j = -1;
-      for (let slot = Math.imul(h, 0x9e3779b1) >>> (32 - bits); ; slot = (slot + 1) & mask) {
-        const k = table[2 * slot + 1] ?? -1;
-        if (k < 0) break;
-        if (table[2 * slot] === h && prevIds[k] === id) {
-          j = k;
-          break;
-        }
-      }
-    }
-    if (j >= 0) {
-      if ((takenBy[j] ?? -1) >= 0) continue; // a duplicate row: the first one wins
-      takenBy[j] = row;
-      previousRow[row] = j;
-      if (full || previous.hashes[j] !== current.hashes[row]) {
-        send[row] = 1;
-        sendCount++;
-      }
-    } else {
-      if (joinedIds.has(id)) continue;
-      joinedIds.add(id);
-      joined.push(row);
+  let out = 0;
+  const take = (row: number, j: number) => {
+    previousRow[row] = j;
+    if (full || previous.hashes[j] !== current.hashes[row]) {
       send[row] = 1;
       sendCount++;
     }
-  }
-  const removedRows: number[] = [];
-  for (let j = 0; j < prevCount; j++) if ((takenBy[j] ?? -1) < 0) removedRows.push(j);
-
-  // Next snapshot: the previous rows still present (in key order already) merged with the joined rows, sorted.
-  const joinedIdList = joined.map((row) => current.ids[row] ?? "");
-  const joinedHashes = idHashes(joinedIdList);
-  const joinedOrder = sortedUniqueRows({ ids: joinedIdList, hashes: [], identities: [] }, joinedHashes);
-  const nextSnapshotRows = new Uint32Array(prevCount - removedRows.length + joined.length);
-  let out = 0;
-  let k = 0;
-  for (let j = 0; j < prevCount; j++) {
-    const row = takenBy[j] ?? -1;
-    if (row < 0) continue;
-    const h = prevHashes[j] ?? 0;
-    const id = prevIds[j] ?? "";
-    while (k < joinedOrder.length) {
-      const q = joinedOrder[k] ?? 0;
-      if (compareKeys(joinedHashes[q] ?? 0, joinedIdList[q] ?? "", h, id) > 0) break;
-      nextSnapshotRows[out++] = joined[q] ?? 0;
-      k++;
+  };
+  let j = 0;
+  for (let i = 0; i < n; ) {
+    const first = order[i] ?? 0;
+    const h = keyHashes[first] ?? 0;
+    // Previous members with a smaller key left the cohort.
+    while (j < prevCount && (prevHashes[j] ?? 0) < h) removedRows.push(j++);
+    let end = i + 1;
+    while (end < n && keyHashes[order[end] ?? 0] === h) end++;
+    let prevEnd = j;
+    while (prevEnd < prevCount && prevHashes[prevEnd] === h) prevEnd++;
+    if (end - i === 1 && prevEnd - j <= 1 && (prevEnd === j || prevIds[j] === ids[first])) {
+      // Nearly every member: the only one with its hash on either side.
+      if (prevEnd > j) take(first, j);
+      else {
+        send[first] = 1;
+        sendCount++;
+      }
+      next[out++] = first;
+    } else {
+      out = mergeSameHash(order.subarray(i, end), j, prevEnd, ids, prevIds, next, out, removedRows, take, (row) => {
+        send[row] = 1;
+        sendCount++;
+      });
     }
-    nextSnapshotRows[out++] = row;
+    j = prevEnd;
+    i = end;
   }
-  for (; k < joinedOrder.length; k++) nextSnapshotRows[out++] = joined[joinedOrder[k] ?? 0] ?? 0;
-  return { send, sendCount, removedRows, nextSnapshotRows, previousRow };
+  while (j < prevCount) removedRows.push(j++);
+  return { send, sendCount, removedRows, nextSnapshotRows: next.subarray(0, out), previousRow };
+}
+
+/**
+ * One id hash shared by several members (a duplicate row, or a hash collision): current
+ * `rows` (in row order) against previous rows [from, to) (sorted by id). The first row of
+ * an id wins; the members' rows go to `next` sorted by id, as member-key order has them.
+ */
+function mergeSameHash(
+  rows: Uint32Array,
+  from: number,
+  to: number,
+  ids: readonly string[],
+  prevIds: readonly string[],
+  next: Uint32Array,
+  out: number,
+  removedRows: number[],
+  take: (row: number, j: number) => void,
+  join: (row: number) => void,
+): number {
+  const firstRows = new Map<string, number>();
+  const taken = new Set<number>();
+  for (const row of rows) {
+    const id = ids[row] ?? "";
+    if (firstRows.has(id)) continue; // a duplicate row: the first one wins
+    firstRows.set(id, row);
+    let match = -1;
+    for (let k = from; k < to && match < 0; k++) if (prevIds[k] === id) match = k;
+    if (match >= 0) {
+      taken.add(match);
+      take(row, match);
+    } else join(row);
+  }
+  for (let k = from; k < to; k++) if (!taken.has(k)) removedRows.push(k);
+  const sorted = [...firstRows.entries()].sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  for (const [, row] of sorted) next[out++] = row;
+  return out;
+}
+
+/** Rows 0 … n−1 sorted by their 32-bit key hash, stably: an LSD radix sort, two 16-bit passes. */
+export function rowsInHashOrder(keyHashes: ArrayLike<number>, n: number): Uint32Array {
+  let order = new Uint32Array(n);
+  let scratch = new Uint32Array(n);
+  for (let i = 0; i < n; i++) order[i] = i;
+  const counts = new Uint32Array(65_537);
+  for (const shift of [0, 16]) {
+    counts.fill(0);
+    for (let i = 0; i < n; i++) (counts[(((keyHashes[order[i] ?? 0] ?? 0) >>> shift) & 0xffff) + 1] as number)++;
+    for (let b = 1; b < counts.length; b++) counts[b] = (counts[b] ?? 0) + (counts[b - 1] ?? 0);
+    for (let i = 0; i < n; i++) {
+      const row = order[i] ?? 0;
+      const bucket = ((keyHashes[row] ?? 0) >>> shift) & 0xffff;
+      scratch[counts[bucket] ?? 0] = row;
+      counts[bucket] = (counts[bucket] ?? 0) + 1;
+    }
+    [order, scratch] = [scratch, order];
+  }
+  return order;
 }
 
 /**

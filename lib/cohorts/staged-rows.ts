@@ -2,7 +2,7 @@ import { gunzipSync } from "node:zlib";
 import { ValidationError } from "../errors.js";
 import { canonicalJson } from "../util/json.js";
 import { type PageMember, parseMembers } from "./messages.js";
-import { type DiffResult, type MemberColumns, type PropHashAlgorithm, diffMembers, idHash, identityOf, propertyHashOfPieces, propertyHashOfText } from "./snapshot.js";
+import { type DiffResult, type MemberColumns, type PropHashAlgorithm, diffMembers, idHash, identityOf, propertyHashOfPieces, propertyHashOfText, rowsInHashOrder } from "./snapshot.js";
 
 /**
  * Staged export pages and partition chunks as the relay stores them (v2): a header
@@ -27,7 +27,8 @@ import { type DiffResult, type MemberColumns, type PropHashAlgorithm, diffMember
  */
 export const STAGED_HEADER = '{"staged":2}';
 
-export interface StagedRows {
+/** Staged members as text: their ids and v2 lines (parseStagedText). */
+export interface StagedLines {
   readonly ids: string[];
   /** One v2 line per member (without the newline). */
   readonly lines: string[];
@@ -315,7 +316,7 @@ export function stagedObjectText(bytes: Uint8Array, what: string): string {
 }
 
 /** Reads v2 lines or a v1 document; throws ValidationError naming `what` on anything else. */
-export function parseStagedText(text: string, what: string, into: StagedRows = { ids: [], lines: [] }): StagedRows {
+export function parseStagedText(text: string, what: string, into: StagedLines = { ids: [], lines: [] }): StagedLines {
   if (!text.startsWith(`${STAGED_HEADER}\n`)) {
     let raw: unknown;
     try {
@@ -411,20 +412,130 @@ export function diffStaged(
   propHash: PropHashAlgorithm,
   identityKeys: readonly string[],
 ): { current: MemberColumns; diff: DiffResult } {
-  const { ids, lines } = rows;
-  const hashes: number[] = [];
-  for (const line of lines) hashes.push(lineHash(line, propHash));
+  const { ids } = rows;
+  let hashes = rows.storedHashes;
+  if (propHash !== "fnv-52") {
+    // The snapshot was written with another algorithm: its hashes are computed from the stored properties.
+    hashes = [];
+    for (let row = 0; row < rows.count; row++) hashes.push(propertyHashOfText(lineProps(rows.line(row)), propHash));
+  }
   const identities: string[] = [];
-  const current: MemberColumns = { ids, hashes, identities };
+  const current: MemberColumns = { ids, hashes, identities, keyHashes: rows.keyHashes };
   const diff = diffMembers(current, previous, full);
   const keep = previous.identityKeys === JSON.stringify(identityKeys) && (previous.propHash ?? "sha1-48") === propHash;
-  for (let row = 0; row < lines.length; row++) {
+  for (let row = 0; row < rows.count; row++) {
     const j = keep ? (diff.previousRow[row] ?? -1) : -1;
-    identities.push(
-      j >= 0 && previous.hashes[j] === hashes[row] ? (previous.identities[j] ?? "") : identityOf(lineRecord(lines[row] ?? ""), identityKeys),
-    );
+    identities.push(j >= 0 && previous.hashes[j] === hashes[row] ? (previous.identities[j] ?? "") : identityOf(lineRecord(rows.line(row)), identityKeys));
   }
   return { current, diff };
+}
+
+/**
+ * Staged pages or partition chunks as the diff reads them, on their bytes: per member
+ * its id, its id hash (snapshot.ts idHash) and the property hash its line stores, read
+ * without decoding the line; the line itself is decoded only for the few members whose
+ * properties are needed (sent, or an identity to pick). Decoding every line to a
+ * string and slicing it was a third of the diff step (issue 12 profile).
+ */
+export class StagedRows {
+  readonly ids: string[] = [];
+  readonly keyHashes: number[] = [];
+  /** The fnv-52 property hash each line stores. */
+  readonly storedHashes: number[] = [];
+  private readonly sources: Buffer[] = [];
+  /** Per row: (source, start, end) of its line, end excluding the newline. */
+  private readonly spans: number[] = [];
+
+  get count(): number {
+    return this.ids.length;
+  }
+
+  /**
+   * Appends the members of a stored staged object (v2 lines, or a v1 document turned into
+   * them) in id-hash order, stably (lines of one id keep their order, so the first still wins):
+   * the diff merges them with the snapshot in that order (snapshot.ts diffMembers), and
+   * strings made in that order are read front to back there, not a cache miss each.
+   */
+  add(data: Uint8Array, what: string): this {
+    const bytes = v2Bytes(data, what);
+    const source = this.sources.push(bytes) - 1;
+    // Where each line and its id end, and the id's hash (-1 marks an id to decode: not plain ASCII).
+    const lines: number[] = [];
+    const keyHashes: number[] = [];
+    let start = HEADER_BYTES.length;
+    while (start < bytes.length) {
+      let end = bytes.indexOf(10, start);
+      if (end < 0) end = bytes.length;
+      if (end > start) {
+        const tab = idEnd(bytes, start, end, what);
+        const plainHash = plainIdHash(bytes, start + 1, tab - 1);
+        lines.push(start, tab, end, plainHash);
+        keyHashes.push(plainHash >= 0 ? plainHash : idHash(lineId(bytes.toString("utf8", start, end), what)));
+      }
+      start = end + 1;
+    }
+
+    for (const i of rowsInHashOrder(keyHashes, keyHashes.length)) {
+      const lineStart = lines[4 * i] ?? 0;
+      const tab = lines[4 * i + 1] ?? 0;
+      const end = lines[4 * i + 2] ?? 0;
+      this.ids.push((lines[4 * i + 3] ?? -1) >= 0 ? bytes.toString("latin1", lineStart + 1, tab - 1) : lineId(bytes.toString("utf8", lineStart, end), what));
+      this.keyHashes.push(keyHashes[i] ?? 0);
+      this.storedHashes.push(storedHash(bytes, tab, end, what));
+      this.spans.push(source, lineStart, end);
+    }
+    return this;
+  }
+
+  /** The row's v2 line. */
+  line(row: number): string {
+    const k = 3 * row;
+    return this.sources[this.spans[k] ?? 0]?.toString("utf8", this.spans[k + 1], this.spans[k + 2]) ?? "";
+  }
+}
+
+/** The property hash a v2 line stores: decimal digits from after the id's tab up to the next tab. */
+function storedHash(bytes: Buffer, tab: number, end: number, what: string): number {
+  let hash = 0;
+  let at = tab + 1;
+  for (; at < end; at++) {
+    const c = bytes[at] ?? 0;
+    if (c === 9) break;
+    if (c < 48 || c > 57) at = end;
+    else hash = hash * 10 + (c - 48);
+  }
+  if (at >= end || at === tab + 1 || !Number.isSafeInteger(hash)) throw new ValidationError(`${what}: a staged member line has no property hash`);
+  return hash;
+}
+
+/** A v1 object (gzipped JSON) or any other text, as v2 bytes; a v2 object as it is. */
+function v2Bytes(data: Uint8Array, what: string): Buffer {
+  const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
+  if (bytes.length >= HEADER_BYTES.length && bytes.compare(HEADER_BYTES, 0, HEADER_BYTES.length, 0, HEADER_BYTES.length) === 0) return bytes;
+  // Not v2 lines: the text reader names what is wrong (or reads a v1 document).
+  return Buffer.from(stagedText(parseStagedText(stagedObjectText(bytes, what), what).lines));
+}
+
+/** The tab that ends a v2 line's id (a JSON string); throws when the line has none. */
+function idEnd(bytes: Buffer, start: number, end: number, what: string): number {
+  let tab = start;
+  while (tab < end && bytes[tab] !== 9) tab++;
+  if (tab >= end || tab - start < 2 || bytes[start] !== 34 || bytes[tab - 1] !== 34) throw new ValidationError(`${what}: a member line has no id`);
+  return tab;
+}
+
+/**
+ * idHash of the id stored in bytes[from, to) when it is ASCII without escapes: its bytes
+ * are then its UTF-16 code units (nearly every id). -1 for any other id, to be decoded.
+ */
+function plainIdHash(bytes: Buffer, from: number, to: number): number {
+  let h = 0x811c9dc5;
+  for (let i = from; i < to; i++) {
+    const c = bytes[i] ?? 0;
+    if (c >= 0x80 || c === 92) return -1;
+    h = Math.imul(h ^ c, 0x01000193);
+  }
+  return h >>> 0;
 }
 
 /**
@@ -434,6 +545,13 @@ export function diffStaged(
  * those code units when the id is ASCII without escapes (nearly always); any other id
  * is decoded and hashed as a string. v1 objects (gzipped JSON) are turned into lines first.
  */
+/** idHash of the id of the v2 line bytes[start, end). */
+function lineIdHash(bytes: Buffer, start: number, end: number, what: string): number {
+  const tab = idEnd(bytes, start, end, what);
+  const plainHash = plainIdHash(bytes, start + 1, tab - 1);
+  return plainHash >= 0 ? plainHash : idHash(lineId(bytes.toString("utf8", start, end), what));
+}
+
 export class PartitionSplitter {
   private readonly sources: Buffer[] = [];
   /** Per partition: (source, start, end) of each line, end excluding the newline. */
@@ -447,19 +565,14 @@ export class PartitionSplitter {
   }
 
   add(data: Uint8Array, what: string): void {
-    let bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
-    if (bytes[0] === 0x1f && bytes[1] === 0x8b) bytes = Buffer.from(stagedText(parseStagedText(stagedObjectText(bytes, what), what).lines));
-    if (bytes.length < HEADER_BYTES.length || bytes.compare(HEADER_BYTES, 0, HEADER_BYTES.length, 0, HEADER_BYTES.length) !== 0) {
-      // Not v2 lines: the text reader names what is wrong (or reads a v1 document).
-      bytes = Buffer.from(stagedText(parseStagedText(stagedObjectText(bytes, what), what).lines));
-    }
+    const bytes = v2Bytes(data, what);
     const source = this.sources.push(bytes) - 1;
     let start = HEADER_BYTES.length;
     while (start < bytes.length) {
       let end = bytes.indexOf(10, start);
       if (end < 0) end = bytes.length;
       if (end > start) {
-        const spans = this.spans[this.partitionOfHash(this.lineIdHash(bytes, start, end, what))];
+        const spans = this.spans[this.partitionOfHash(lineIdHash(bytes, start, end, what))];
         const last = spans ? spans.length - 3 : -1;
         // The line right after this partition's last one (same object): one longer copy, newline included.
         if (spans && last >= 0 && spans[last] === source && spans[last + 2] === start - 1) spans[last + 2] = end;
@@ -467,19 +580,6 @@ export class PartitionSplitter {
       }
       start = end + 1;
     }
-  }
-
-  private lineIdHash(bytes: Buffer, start: number, end: number, what: string): number {
-    const tab = bytes.indexOf(9, start);
-    if (tab < 0 || tab > end || tab - start < 2 || bytes[start] !== 34 || bytes[tab - 1] !== 34) throw new ValidationError(`${what}: a member line has no id`);
-    let h = 0x811c9dc5;
-    for (let i = start + 1; i < tab - 1; i++) {
-      const c = bytes[i] ?? 0;
-      if (c >= 0x80 || c === 92) return idHash(lineId(bytes.toString("utf8", start, end), what));
-      h ^= c;
-      h = Math.imul(h, 0x01000193);
-    }
-    return h >>> 0;
   }
 
   /** Partition `part`'s lines as a v2 object. */

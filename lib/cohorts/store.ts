@@ -16,7 +16,7 @@ import {
   initialSyncState,
   syncStateSchema,
 } from "./messages.js";
-import { type StagedRows, lineMember, parseStagedText, stagedObjectText, stagedPageBytes } from "./staged-rows.js";
+import { StagedRows, lineMember, stagedPageBytes } from "./staged-rows.js";
 
 /**
  * S3 layout of cohort state (bucket SNAPSHOT_BUCKET, prefixes `cohorts/` and `cohort-runs/`):
@@ -140,7 +140,7 @@ export function createCohortStore(s3: S3BucketApi, bucket: string): CohortStore 
     const bytes = await getBytes(key);
     if (!bytes) throw new RetryableError(`staged page ${key} is missing`);
     const what = `s3://${bucket}/${key}`;
-    return parseStagedText(stagedObjectText(bytes, what), what, into);
+    return (into ?? new StagedRows()).add(bytes, what);
   }
 
   async function exists(key: string): Promise<boolean> {
@@ -164,7 +164,7 @@ export function createCohortStore(s3: S3BucketApi, bucket: string): CohortStore 
     putStaged: (sync, run, n, page) => putBytes(keys.staged(sync, run, n), stagedPageBytes(page.members), "application/x-ndjson"),
     async getStaged(sync, run, n) {
       const rows = await getStagedRows(sync, run, n);
-      return { members: rows.lines.map((line, i) => lineMember(rows.ids[i] ?? "", line)) };
+      return { members: rows.ids.map((id, row) => lineMember(id, rows.line(row))) };
     },
     getStagedRows,
     putBytes: (key, body) => putBytes(key, body),

@@ -2,7 +2,7 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSy
 import { dirname, join, relative } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { type StagedPage, deliveryPageSchema, failureRecordSchema, initialSyncState, syncStateSchema, budgetStateSchema } from "../../lib/cohorts/messages.js";
-import { type StagedRows, lineMember, parseStagedText, stagedObjectText, stagedPageBytes } from "../../lib/cohorts/staged-rows.js";
+import { StagedRows, lineMember, stagedPageBytes } from "../../lib/cohorts/staged-rows.js";
 import { type CohortStore, keys } from "../../lib/cohorts/store.js";
 
 /**
@@ -50,12 +50,12 @@ export function createFsCohortStore(root: string): CohortStore {
     },
     async getStaged(sync, run, n) {
       const rows = await this.getStagedRows(sync, run, n);
-      return { members: rows.lines.map((line, i) => lineMember(rows.ids[i] ?? "", line)) };
+      return { members: rows.ids.map((id, row) => lineMember(id, rows.line(row))) };
     },
     async getStagedRows(sync, run, n, into?: StagedRows) {
       const bytes = get(keys.staged(sync, run, n));
       if (!bytes) throw new Error(`staged page ${n} is missing`);
-      return parseStagedText(stagedObjectText(bytes, "staged page"), "staged page", into);
+      return (into ?? new StagedRows()).add(bytes, "staged page");
     },
     async putBytes(key, body) {
       put(key, body);

@@ -14,7 +14,7 @@ import {
   sortedUniqueRows,
 } from "../../../lib/cohorts/snapshot.js";
 import { isGzip } from "../../../lib/cohorts/snapshot-v3.js";
-import { PartitionSplitter, diffStaged, lineId, parseStagedText, stagedLine, stagedTextOfMembers } from "../../../lib/cohorts/staged-rows.js";
+import { PartitionSplitter, StagedRows, diffStaged, lineId, parseStagedText, stagedLine, stagedTextOfMembers } from "../../../lib/cohorts/staged-rows.js";
 import { partitionOf } from "../../../lib/cohorts/partition-layout.js";
 
 // Ids a v3 entry must escape (leading quote, newline, lone and paired surrogates) and ones it stores as they are.
@@ -97,7 +97,7 @@ describe("across the deploy", () => {
         expect(isGzip(old)).toBe(true);
         const previous = (await decodeSnapshot(old)).columns;
         // This release stages the same members, diffs, and writes its snapshot (v3).
-        const staged = parseStagedText(stagedTextOfMembers(members), "t");
+        const staged = new StagedRows().add(Buffer.from(stagedTextOfMembers(members)), "t");
         const { current, diff } = diffStaged(staged, previous, false, previous.propHash ?? "sha1-48", wanted);
         expect(diff.sendCount).toBe(0);
         expect(diff.removedRows).toEqual([]);

@@ -14,12 +14,14 @@ import {
   sortedUniqueRows,
 } from "../../../lib/cohorts/snapshot.js";
 import {
+  StagedRows,
   diffStaged,
   lineHash,
   lineMember,
   lineProps,
   parseStagedText,
   stagedLine,
+  STAGED_HEADER,
   stagedObjectText,
   stagedPageBytes,
   stagedText,
@@ -66,6 +68,48 @@ describe("staged rows (v2 lines)", () => {
     );
   });
 
+  it("reads staged objects on their bytes as the text reader reads them, each object's members in id-hash order (stable): ids, lines, id hashes, stored property hashes", () => {
+    // Ids that share a hash ("costarring"/"liquid"), and duplicates, keep their order within an object.
+    const id = fc.oneof(memberId, fc.constantFrom("costarring", "liquid", "a"));
+    fc.assert(
+      fc.property(fc.array(fc.array(fc.record({ id, props }), { maxLength: 6 }), { maxLength: 3 }), (pages) => {
+        const rows = new StagedRows();
+        const expected = { ids: [] as string[], lines: [] as string[] };
+        for (const members of pages) {
+          rows.add(stagedPageBytes(members), "page");
+          const text = parseStagedText(stagedTextOfMembers(members), "page");
+          // Array#sort is stable.
+          const order = text.ids.map((_, row) => row).sort((a, b) => idHash(text.ids[a]!) - idHash(text.ids[b]!));
+          for (const row of order) {
+            expected.ids.push(text.ids[row]!);
+            expected.lines.push(text.lines[row]!);
+          }
+        }
+        expect(rows.count).toBe(expected.ids.length);
+        expect(rows.ids).toEqual(expected.ids);
+        expect(expected.lines.map((_, row) => rows.line(row))).toEqual(expected.lines);
+        expect(rows.keyHashes).toEqual(expected.ids.map(idHash));
+        expect(rows.storedHashes).toEqual(expected.lines.map((line) => lineHash(line, "fnv-52")));
+      }),
+      { numRuns: 300 },
+    );
+  });
+
+  it("reads a v1 object (gzipped JSON) on the byte path too, and refuses lines without an id or a property hash", () => {
+    const members = [{ id: "a", props: { b: 1 } }, { id: 'q"x', props: {} }];
+    const v1 = new StagedRows().add(gzipSync(JSON.stringify({ members })), "v1");
+    expect(v1.ids).toEqual(["a", 'q"x']);
+    expect(v1.line(0)).toBe(stagedLine(members[0]!));
+    const page = (line: string) => () => new StagedRows().add(Buffer.from(`${STAGED_HEADER}\n${line}\n`), "bad");
+    expect(page('"a"\t\t{}')).toThrow(/no property hash/);
+    expect(page('"a"\t12x\t{}')).toThrow(/no property hash/);
+    expect(page('"a"\t12')).toThrow(/no property hash/);
+    expect(page('"a"\t99999999999999999\t{}')).toThrow(/no property hash/);
+    expect(page('a\t1\t{}')).toThrow(/no id/);
+    expect(page('"a"')).toThrow(/no id/);
+    expect(new StagedRows().add(Buffer.from(`${STAGED_HEADER}\n"a"\t7\t{}\n`), "ok").storedHashes).toEqual([7]);
+  });
+
   it("writes a page larger than its first buffer guess (a member with long values) whole", () => {
     const members = [
       { id: "a", props: { note: "x".repeat(300_000), n: 12_345_678_901 } },
@@ -96,7 +140,7 @@ describe("staged rows (v2 lines)", () => {
 });
 
 /** The diff by the book: first row of an id wins, previous rows not seen are removed, next = unique ids in key order. */
-function referenceDiff(current: MemberColumns, previous: MemberColumns, full: boolean) {
+function referenceDiff(current: MemberColumns, previous: MemberColumns, full: boolean, keyOf: (id: string) => number = idHash) {
   const prev = new Map(previous.ids.map((id, j) => [id, j]));
   const first = new Map<string, number>();
   current.ids.forEach((id, row) => {
@@ -108,8 +152,9 @@ function referenceDiff(current: MemberColumns, previous: MemberColumns, full: bo
     return j === undefined || full || previous.hashes[j] !== current.hashes[row] ? 1 : 0;
   });
   const removed = previous.ids.flatMap((id, j) => (first.has(id) ? [] : [j]));
-  const next = [...first.keys()].sort((a, b) => compareKeys(idHash(a), a, idHash(b), b)).map((id) => first.get(id)!);
-  return { send, removed, next };
+  const next = [...first.keys()].sort((a, b) => compareKeys(keyOf(a), a, keyOf(b), b)).map((id) => first.get(id)!);
+  const previousRow = current.ids.map((id, row) => (first.get(id) === row ? (prev.get(id) ?? -1) : -1));
+  return { send, removed, next, previousRow };
 }
 
 describe("diffMembers", () => {
@@ -135,12 +180,42 @@ describe("diffMembers", () => {
           expect(diff.sendCount).toBe(expected.send.filter((x) => x === 1).length);
           expect(diff.removedRows).toEqual(expected.removed);
           expect([...diff.nextSnapshotRows]).toEqual(expected.next);
-          current.ids.forEach((id, row) => {
-            const j = diff.previousRow[row]!;
-            if (j >= 0) expect(previous.ids[j]).toBe(id);
-          });
+          expect([...diff.previousRow]).toEqual(expected.previousRow);
         },
       ),
+    );
+  });
+
+  it("matches it where ids share a hash: real FNV-1a collisions, and key hashes forced to a few values", () => {
+    // "costarring"/"liquid" and "declinate"/"macallums" have the same FNV-1a 32 hash (idHash).
+    const colliding = fc.constantFrom("costarring", "liquid", "declinate", "macallums", "a", "b", "c");
+    fc.assert(
+      fc.property(
+        fc.array(fc.tuple(colliding, fc.integer({ min: 0, max: 1 })), { maxLength: 14 }),
+        fc.uniqueArray(fc.tuple(colliding, fc.integer({ min: 0, max: 1 })), { selector: ([id]) => id, maxLength: 7 }),
+        fc.boolean(),
+        fc.boolean(),
+        (cur, prevRows, full, forced) => {
+          // Forced: a reader's key hashes (MemberColumns.keyHashes) where most ids collide.
+          const keyOf = forced ? (id: string) => id.length % 3 : idHash;
+          const current: MemberColumns = { ids: cur.map(([id]) => id), hashes: cur.map(([, h]) => h), identities: cur.map(() => ""), keyHashes: cur.map(([id]) => keyOf(id)) };
+          const sortedPrev = [...prevRows].sort(([a], [b]) => compareKeys(keyOf(a), a, keyOf(b), b));
+          const previous: MemberColumns = {
+            ids: sortedPrev.map(([id]) => id),
+            hashes: sortedPrev.map(([, h]) => h),
+            identities: sortedPrev.map(() => ""),
+            keyHashes: sortedPrev.map(([id]) => keyOf(id)),
+          };
+          const diff = diffMembers(current, previous, full);
+          const expected = referenceDiff(current, previous, full, keyOf);
+          expect([...diff.send]).toEqual(expected.send);
+          expect(diff.sendCount).toBe(expected.send.filter((x) => x === 1).length);
+          expect(diff.removedRows).toEqual(expected.removed);
+          expect([...diff.nextSnapshotRows]).toEqual(expected.next);
+          expect([...diff.previousRow]).toEqual(expected.previousRow);
+        },
+      ),
+      { numRuns: 500 },
     );
   });
 });
@@ -155,7 +230,7 @@ describe("diffStaged identities", () => {
     const header = { v: 2 as const, sync_id: "s", cohort_id: 1, run_id: "r", created_at: "", count: 0, ...(keys ? { identity_keys: keys } : {}) };
     return (await decodeSnapshot(await encodeSnapshot(header, cols, sortedUniqueRows(cols)))).columns;
   };
-  const staged = (members: { id: string; props: Record<string, unknown> }[]) => parseStagedText(stagedTextOfMembers(members), "t");
+  const staged = (members: { id: string; props: Record<string, unknown> }[]) => new StagedRows().add(stagedPageBytes(members), "t");
 
   it("keeps an unchanged member's identity from the snapshot only when it was picked with the same identity properties", async () => {
     // The snapshot's identity for "a" differs from what its properties give under ["$email", "ext"]:
