@@ -459,8 +459,8 @@ export class StagedRows {
   add(data: Uint8Array, what: string): this {
     const bytes = v2Bytes(data, what);
     const source = this.sources.push(bytes) - 1;
-    // Where each line and its id end, and the id's hash (-1 marks an id to decode: not plain ASCII).
-    const lines: number[] = [];
+    // Per line: where it starts, where its id ends (the tab) and where it ends, and whether its id is plain ASCII.
+    const lineFields: number[] = [];
     const keyHashes: number[] = [];
     let start = HEADER_BYTES.length;
     while (start < bytes.length) {
@@ -469,17 +469,17 @@ export class StagedRows {
       if (end > start) {
         const tab = idEnd(bytes, start, end, what);
         const plainHash = plainIdHash(bytes, start + 1, tab - 1);
-        lines.push(start, tab, end, plainHash);
+        lineFields.push(start, tab, end, plainHash >= 0 ? 1 : 0);
         keyHashes.push(plainHash >= 0 ? plainHash : idHash(lineId(bytes.toString("utf8", start, end), what)));
       }
       start = end + 1;
     }
-
     for (const i of rowsInHashOrder(keyHashes, keyHashes.length)) {
-      const lineStart = lines[4 * i] ?? 0;
-      const tab = lines[4 * i + 1] ?? 0;
-      const end = lines[4 * i + 2] ?? 0;
-      this.ids.push((lines[4 * i + 3] ?? -1) >= 0 ? bytes.toString("latin1", lineStart + 1, tab - 1) : lineId(bytes.toString("utf8", lineStart, end), what));
+      const lineStart = lineFields[4 * i] ?? 0;
+      const tab = lineFields[4 * i + 1] ?? 0;
+      const end = lineFields[4 * i + 2] ?? 0;
+      const plain = lineFields[4 * i + 3] === 1;
+      this.ids.push(plain ? bytes.toString("latin1", lineStart + 1, tab - 1) : lineId(bytes.toString("utf8", lineStart, end), what));
       this.keyHashes.push(keyHashes[i] ?? 0);
       this.storedHashes.push(storedHash(bytes, tab, end, what));
       this.spans.push(source, lineStart, end);
@@ -499,12 +499,11 @@ function storedHash(bytes: Buffer, tab: number, end: number, what: string): numb
   let hash = 0;
   let at = tab + 1;
   for (; at < end; at++) {
-    const c = bytes[at] ?? 0;
-    if (c === 9) break;
-    if (c < 48 || c > 57) at = end;
-    else hash = hash * 10 + (c - 48);
+    const digit = (bytes[at] ?? 0) - 48;
+    if (digit < 0 || digit > 9) break;
+    hash = hash * 10 + digit;
   }
-  if (at >= end || at === tab + 1 || !Number.isSafeInteger(hash)) throw new ValidationError(`${what}: a staged member line has no property hash`);
+  if (at === tab + 1 || at >= end || bytes[at] !== 9 || !Number.isSafeInteger(hash)) throw new ValidationError(`${what}: a staged member line has no property hash`);
   return hash;
 }
 
