@@ -300,6 +300,7 @@ export function stagedText(lines: readonly string[]): string {
   return [STAGED_HEADER, ...lines, ""].join("\n");
 }
 
+/** A page of members as text: the definition stagedPageBytes' bytes are held to (its tests), and what tests stage by hand. */
 export function stagedTextOfMembers(members: readonly PageMember[]): string {
   return stagedText(members.map(stagedLine));
 }
