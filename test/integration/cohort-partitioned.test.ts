@@ -37,13 +37,13 @@ describe("partitioned cohort runs", () => {
   let h: Harness;
   let receiver: WebhookReceiver;
 
-  async function setup(members = 60) {
+  async function setup(members = 60, properties = ["seats"]) {
     receiver = new WebhookReceiver({ signingSecret: SIGNING, now: () => h.clock.now() });
     const url = await receiver.start();
     h = await startHarness({
       cohorts: [{ id: 7, name: "Power users", where: (p) => p.plan === "pro" }],
       syncs: [
-        { id: SYNC, cohort_id: 7, schedule: "rate(30 minutes)", properties: ["seats"], destination: { type: "webhook", url, signing_secret: "s/hook" } },
+        { id: SYNC, cohort_id: 7, schedule: "rate(30 minutes)", properties, destination: { type: "webhook", url, signing_secret: "s/hook" } },
       ],
       pageSize: 10,
     });
@@ -106,6 +106,42 @@ describe("partitioned cohort runs", () => {
     expect(receiver.members(7).get("u5")?.seats).toBe(9);
     expect((await tick()).syncs[SYNC]?.outcome).toBe("advanced");
     expect((await h.store.readState(SYNC)).snapshot?.count).toBe(60);
+  });
+
+  it.each([
+    ["partitioned (3 partitions: staged and spilled on bytes)", 20],
+    ["one object (single-partition diff)", 500_000],
+  ])("hostile members through the %s path: emoji, escapes, colliding id hashes and nested values arrive exactly, and a diff re-sends only the changed ones", async (_path, partitionMembers) => {
+    await setup(40, ["seats", "note"]);
+    // Ids a JSON string escapes, outside the BMP, with the same FNV-1a hash ("costarring"/"liquid"), and ordinary ones.
+    const hostile: Record<string, Record<string, unknown>> = {
+      "emoji-😀-user": { plan: "pro", seats: 2, note: "café 🎉", $email: "e@example.com" },
+      'quote"back\\slash': { plan: "pro", seats: 3, note: { deep: [{ deeper: { n: 1 } }] }, $email: "q@example.com" },
+      "tab\tand\nnewline": { plan: "pro", seats: 4, note: "line\nbreak\t\"q\"", $email: "t@example.com" },
+      costarring: { plan: "pro", seats: 5, note: 2 ** 53, $email: "c@example.com" },
+      liquid: { plan: "pro", seats: 6, note: null, $email: "l@example.com" },
+      "\u2028sep": { plan: "pro", seats: 7, note: -0.5, $email: "s@example.com" },
+    };
+    for (const [id, props] of Object.entries(hostile)) h.profiles.set(id, props);
+    expect(await tickUntilEnqueued({}, { partitionMembers })).toEqual(["enqueued"]);
+    expect((await h.drain()).every((o) => o === "delivered")).toBe(true);
+    const replica = receiver.members(7);
+    expect([...replica.keys()].sort()).toEqual([...ids(1, 40), ...Object.keys(hostile)].sort());
+    for (const [id, props] of Object.entries(hostile)) expect(replica.get(id)).toMatchObject({ seats: props.seats, note: props.note, email: props.$email });
+    expect((await tick({}, { partitionMembers })).syncs[SYNC]?.outcome).toBe("advanced");
+
+    // One colliding id changes, the other leaves, the emoji member stays as it was, a hostile id joins.
+    h.profiles.set("costarring", { plan: "pro", seats: 50, note: 2 ** 53, $email: "c@example.com" });
+    h.profiles.set("liquid", { plan: "free", seats: 6, note: null, $email: "l@example.com" });
+    h.profiles.set("joined-👋", { plan: "pro", seats: 8, $email: "j@example.com" });
+    receiver.pages.length = 0;
+    h.clock.advance(30 * MIN);
+    expect(await tickUntilEnqueued({}, { partitionMembers })).toEqual(["enqueued"]);
+    await h.drain();
+    expect(sent("add_members").sort()).toEqual(["costarring", "joined-👋"].sort());
+    expect(sent("remove_members")).toEqual(["liquid"]);
+    expect(receiver.members(7).get("costarring")?.seats).toBe(50);
+    expect(receiver.members(7).has("emoji-😀-user")).toBe(true);
   });
 
   it("spreads the work over invocations (one unit each when time is short) and sends nothing before every partition is diffed", async () => {
