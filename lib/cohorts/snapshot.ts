@@ -136,6 +136,42 @@ export function idHash(id: string): number {
   return h >>> 0;
 }
 
+/** propertyHashOfPieces over the first n bytes of ASCII text (each byte is the UTF-16 code unit it stands for): staging hashes the bytes it writes. */
+export function propertyHashOfAsciiBytes(bytes: Uint8Array, n: number): number {
+  let a = 0x811c9dc5;
+  let b = 0x01000193 ^ n;
+  let i = 0;
+  for (; i + 3 < n; i += 4) {
+    const c0 = bytes[i] ?? 0;
+    const c1 = bytes[i + 1] ?? 0;
+    const c2 = bytes[i + 2] ?? 0;
+    const c3 = bytes[i + 3] ?? 0;
+    a = Math.imul(Math.imul(Math.imul(Math.imul(a ^ c0, 0x01000193) ^ c1, 0x01000193) ^ c2, 0x01000193) ^ c3, 0x01000193);
+    b = Math.imul(Math.imul(Math.imul(Math.imul(b ^ c0, 0x5bd1e995) ^ c1, 0x5bd1e995) ^ c2, 0x5bd1e995) ^ c3, 0x5bd1e995);
+  }
+  for (; i < n; i++) {
+    const c = bytes[i] ?? 0;
+    a = Math.imul(a ^ c, 0x01000193);
+    b = Math.imul(b ^ c, 0x5bd1e995);
+  }
+  b ^= b >>> 15;
+  return (a >>> 0) * 1_048_576 + ((b >>> 0) >>> 12);
+}
+
+/**
+ * idHash of the id stored in bytes[from, to) when it is ASCII without escapes: its bytes
+ * are then its UTF-16 code units (nearly every id). -1 for any other id, to be decoded.
+ */
+export function idHashOfAsciiBytes(bytes: Uint8Array, from: number, to: number): number {
+  let h = 0x811c9dc5;
+  for (let i = from; i < to; i++) {
+    const c = bytes[i] ?? 0;
+    if (c >= 0x80 || c === 92) return -1;
+    h = Math.imul(h ^ c, 0x01000193);
+  }
+  return h >>> 0;
+}
+
 /** Member key order: (idHash, id). */
 export function compareKeys(hashA: number, idA: string, hashB: number, idB: string): number {
   if (hashA !== hashB) return hashA < hashB ? -1 : 1;

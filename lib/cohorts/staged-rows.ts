@@ -2,7 +2,7 @@ import { gunzipSync } from "node:zlib";
 import { ValidationError } from "../errors.js";
 import { canonicalJson } from "../util/json.js";
 import { type PageMember, parseMembers } from "./messages.js";
-import { type DiffResult, type MemberColumns, type PropHashAlgorithm, diffMembers, idHash, identityOf, propertyHashOfPieces, propertyHashOfText, rowsInHashOrder } from "./snapshot.js";
+import { type DiffResult, type MemberColumns, type PropHashAlgorithm, diffMembers, idHash, idHashOfAsciiBytes, identityOf, propertyHashOfAsciiBytes, propertyHashOfPieces, propertyHashOfText, rowsInHashOrder } from "./snapshot.js";
 
 /**
  * Staged export pages and partition chunks as the relay stores them (v2): a header
@@ -166,32 +166,10 @@ function writePlainLine(out: ByteWriter, member: PageMember): boolean {
     return false;
   }
   out.byte(9);
-  out.integer(propertyHashOfBytes(props.bytes, props.length));
+  out.integer(propertyHashOfAsciiBytes(props.bytes, props.length));
   out.byte(9);
   out.append(props);
   return true;
-}
-
-/** propertyHashOfPieces over ASCII bytes (each byte is the UTF-16 code unit it stands for). */
-function propertyHashOfBytes(bytes: Uint8Array, n: number): number {
-  let a = 0x811c9dc5;
-  let b = 0x01000193 ^ n;
-  let i = 0;
-  for (; i + 3 < n; i += 4) {
-    const c0 = bytes[i] ?? 0;
-    const c1 = bytes[i + 1] ?? 0;
-    const c2 = bytes[i + 2] ?? 0;
-    const c3 = bytes[i + 3] ?? 0;
-    a = Math.imul(Math.imul(Math.imul(Math.imul(a ^ c0, 0x01000193) ^ c1, 0x01000193) ^ c2, 0x01000193) ^ c3, 0x01000193);
-    b = Math.imul(Math.imul(Math.imul(Math.imul(b ^ c0, 0x5bd1e995) ^ c1, 0x5bd1e995) ^ c2, 0x5bd1e995) ^ c3, 0x5bd1e995);
-  }
-  for (; i < n; i++) {
-    const c = bytes[i] ?? 0;
-    a = Math.imul(a ^ c, 0x01000193);
-    b = Math.imul(b ^ c, 0x5bd1e995);
-  }
-  b ^= b >>> 15;
-  return (a >>> 0) * 1_048_576 + ((b >>> 0) >>> 12);
 }
 
 /** A growing byte buffer for stagedPageBytes. */
@@ -361,25 +339,12 @@ export function lineId(line: string, what: string): string {
   return id;
 }
 
-function fields(line: string): { hashAt: number; propsAt: number } {
+/** The canonical JSON text of the member's properties (after the id's and the hash's tabs). */
+export function lineProps(line: string): string {
   const hashAt = line.indexOf("\t") + 1;
   const propsAt = line.indexOf("\t", hashAt) + 1;
   if (hashAt === 0 || propsAt === 0) throw new ValidationError("staged member line has the wrong shape");
-  return { hashAt, propsAt };
-}
-
-/** The canonical JSON text of the member's properties. */
-export function lineProps(line: string): string {
-  return line.slice(fields(line).propsAt);
-}
-
-/** The member's property hash under `algorithm` (fnv-52 is stored; sha1-48 is computed from the same text). */
-export function lineHash(line: string, algorithm: PropHashAlgorithm): number {
-  const { hashAt, propsAt } = fields(line);
-  if (algorithm !== "fnv-52") return propertyHashOfText(line.slice(propsAt), algorithm);
-  const hash = Number(line.slice(hashAt, propsAt - 1));
-  if (!Number.isSafeInteger(hash) || hash < 0) throw new ValidationError("staged member line has no property hash");
-  return hash;
+  return line.slice(propsAt);
 }
 
 /** The member's properties, parsed (only for members that are sent or need their identity). */
@@ -469,7 +434,7 @@ export class StagedRows {
       if (end < 0) end = bytes.length;
       if (end > start) {
         const tab = idEnd(bytes, start, end, what);
-        const plainHash = plainIdHash(bytes, start + 1, tab - 1);
+        const plainHash = idHashOfAsciiBytes(bytes, start + 1, tab - 1);
         lineFields.push(start, tab, end, plainHash >= 0 ? 1 : 0);
         keyHashes.push(plainHash >= 0 ? plainHash : idHash(lineId(bytes.toString("utf8", start, end), what)));
       }
@@ -525,20 +490,6 @@ function idEnd(bytes: Buffer, start: number, end: number, what: string): number 
 }
 
 /**
- * idHash of the id stored in bytes[from, to) when it is ASCII without escapes: its bytes
- * are then its UTF-16 code units (nearly every id). -1 for any other id, to be decoded.
- */
-function plainIdHash(bytes: Buffer, from: number, to: number): number {
-  let h = 0x811c9dc5;
-  for (let i = from; i < to; i++) {
-    const c = bytes[i] ?? 0;
-    if (c >= 0x80 || c === 92) return -1;
-    h = Math.imul(h ^ c, 0x01000193);
-  }
-  return h >>> 0;
-}
-
-/**
  * The spill step's split of staged objects by partition, on their bytes: a v2 line is
  * copied to its partition without being decoded to a string, and its id hash (FNV-1a
  * over UTF-16 code units, snapshot.ts idHash) is taken over the id's bytes, which are
@@ -548,7 +499,7 @@ function plainIdHash(bytes: Buffer, from: number, to: number): number {
 /** idHash of the id of the v2 line bytes[start, end). */
 function lineIdHash(bytes: Buffer, start: number, end: number, what: string): number {
   const tab = idEnd(bytes, start, end, what);
-  const plainHash = plainIdHash(bytes, start + 1, tab - 1);
+  const plainHash = idHashOfAsciiBytes(bytes, start + 1, tab - 1);
   return plainHash >= 0 ? plainHash : idHash(lineId(bytes.toString("utf8", start, end), what));
 }
 
