@@ -313,7 +313,9 @@ describe("status reads CloudWatch where the stage has it", () => {
         { name: "mixpanel-relay-local-events-dlq-not-empty", state: "ALARM", since: hoursAgo(50).toISOString(), reason: "Threshold Crossed: 1 datapoint [1.0]" },
         { name: "mixpanel-relay-local-events-queue-backlog", state: "OK", since: hoursAgo(2).toISOString(), reason: "Threshold Crossed: back to normal" },
       ]);
+      expect(report.dashboardUrl).toBe(`https://${LOCAL_REGION}.console.aws.amazon.com/cloudwatch/home?region=${LOCAL_REGION}#dashboards/dashboard/mixpanel-relay-local`);
       const screen = renderStatus(report);
+      expect(screen).toContain(`\nDashboard: ${report.dashboardUrl}\n`);
       expect(screen).toMatch(/^mixpanel-relay-local-events-dlq +\d+ +\d+ +\d+ +90 min/m);
       expect(screen).toMatch(/^mixpanel-relay-local-events-dlq-not-empty +ALARM /m);
       expect(server.calls.sort()).toEqual(["GraniteServiceVersion20100801.DescribeAlarms", "GraniteServiceVersion20100801.GetMetricData"]);
