@@ -97,5 +97,4 @@ describe("across the deploy", () => {
       }),
     );
   });
-
 });
