@@ -14,7 +14,7 @@ import { STAGED_HEADER, stagedText } from "./staged-format.js";
 export class StagedPageWriter {
   private lastKeys: string[] = [];
   private lastSorted: string[] = [];
-  /** `"key":` per key, bounded: keys come from Mixpanel profiles, which a sender controls. */
+  /** `"key":` per key for the keys of the last few pages, bounded: keys come from Mixpanel profiles. */
   private readonly keyPrefixes = new Map<string, string>();
   /** One member's properties while they are written. */
   private readonly props = new JsonByteWriter(4096);

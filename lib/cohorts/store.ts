@@ -26,7 +26,7 @@ import { StagedRows } from "./staged-rows.js";
  *   cohorts/_budget.json                                 Query API calls of the last hour
  *   cohorts/<sync>/state.json                            checkpoint + snapshot pointer + health
  *   cohorts/<sync>/snapshot.jsonl.gz                     last delivered snapshot
- *   cohorts/<sync>/snapshot/<p>-of-<P>.jsonl.gz           last delivered snapshot of a partitioned sync (partitions.ts)
+ *   cohorts/<sync>/snapshot/<p>-of-<P>.jsonl.gz           last delivered snapshot of a partitioned sync (partition-layout.ts)
  *   cohort-runs/<sync>/<run>/pages/<n>.json.gz          staged /engage pages (export checkpoint; staged-format.ts lines)
  *   cohort-runs/<sync>/<run>/parts/<p>/<c>.json.gz      partitioned run: staged lines split by id-hash range
  *   cohort-runs/<sync>/<run>/outbox/<p>.json.gz         partitioned run: members to send / remove, per partition
