@@ -4,6 +4,7 @@ import type { RecordKind } from "../records/envelope.js";
 import { setOwn } from "../sources/renames.js";
 import { type PiiAction, type PiiConfig, needsHashKey } from "../config/pii.js";
 import { parseJson } from "../util/json.js";
+import { SOURCE_PROPERTY_PREFIXES } from "../vocabulary/braze-property-prefixes.js";
 
 /**
  * Personal-data controls applied at the edge (README "Personal data"). Pure: the key comes in.
@@ -14,8 +15,10 @@ import { parseJson } from "../util/json.js";
  */
 export interface PiiPolicy {
   readonly rules: ReadonlyMap<string, PiiAction>;
-  /** Raw input names that map to a rule's (Mixpanel) name: property_mapping and Braze's prefixes. */
+  /** Raw input names that map to a rule's (Mixpanel) name: property_mapping. */
   readonly inputAliases: readonly ((name: string) => string)[];
+  /** Prefixes the relay's mappers put before a sender's names (Braze's, lib/vocabulary): a rule on a name covers it under each. */
+  readonly sourcePrefixes: readonly string[];
   readonly hash: (text: string) => string;
 }
 
@@ -31,6 +34,7 @@ export function createPiiPolicy(
   return {
     rules: new Map(Object.entries(config.properties)),
     inputAliases,
+    sourcePrefixes: SOURCE_PROPERTY_PREFIXES,
     hash: (text) => createHmac("sha256", key ?? "").update(text, "utf8").digest("hex"),
   };
 }
@@ -59,63 +63,98 @@ function hashValue(value: unknown, policy: PiiPolicy, depth: number): unknown {
   return policy.hash(canonical(value, depth));
 }
 
-type RuleLookup = (name: string) => PiiAction | undefined;
+/** When two rules reach one value (a prefixed name and its alias, two segments of an Adobe key), dropping wins. */
+function strictest(a: PiiAction | undefined, b: PiiAction | undefined): PiiAction | undefined {
+  return a === "drop" || b === "drop" ? "drop" : (a ?? b);
+}
 
 /**
- * Copies a JSON value with every rule applied at any depth. `lookup` says which rule a property
- * name falls under. Past MAX_DEPTH the rest is replaced by a note rather than copied unchecked.
+ * The rule a property name falls under, the one decision every copy shares (accepted records,
+ * the Brevo queue built from them, rejected payloads, cohort members): the name as it is, the
+ * name without a source prefix the relay adds (`[Custom event property] email` is `email`) or
+ * with one (a rule on the prefixed name covers the name as sent), and each of those under the
+ * input aliases (a name property_mapping renames to a ruled one). The strictest rule wins.
  */
-function protectValue(value: unknown, policy: PiiPolicy, lookup: RuleLookup, depth: number, scrubText: boolean): unknown {
-  if (depth > MAX_DEPTH) return TOO_DEEP_TO_CHECK;
-  if (typeof value === "string") return scrubText ? scrubJsonText(value, policy, depth) : value;
-  if (Array.isArray(value)) return value.map((item) => protectValue(item, policy, lookup, depth + 1, scrubText));
+export function ruleFor(name: string, policy: PiiPolicy): PiiAction | undefined {
+  let action = ruleForBareName(name, policy);
+  for (const prefix of policy.sourcePrefixes) {
+    if (name.startsWith(prefix)) action = strictest(action, ruleForBareName(name.slice(prefix.length), policy));
+  }
+  return action;
+}
+
+function ruleForBareName(name: string, policy: PiiPolicy): PiiAction | undefined {
+  let action = policy.rules.get(name);
+  for (const alias of policy.inputAliases) action = strictest(action, policy.rules.get(alias(name)));
+  // A rule written on the prefixed name covers the name as the sender sent it (Braze's `custom_properties.email`).
+  for (const prefix of policy.sourcePrefixes) action = strictest(action, policy.rules.get(`${prefix}${name}`));
+  return action;
+}
+
+/** Whether any rule touched the value being copied, so untouched JSON text is kept byte for byte. */
+interface ScrubState {
+  changed: boolean;
+}
+
+/**
+ * Copies a JSON value with every rule applied at any depth: properties by name (ruleFor),
+ * `{key, value}` rows by their key, JSON text inside strings. Past MAX_DEPTH the rest is
+ * replaced by a note rather than copied unchecked.
+ */
+function protectValue(value: unknown, policy: PiiPolicy, depth: number, state: ScrubState): unknown {
+  if (depth > MAX_DEPTH) {
+    state.changed = true;
+    return TOO_DEEP_TO_CHECK;
+  }
+  if (typeof value === "string") return scrubJsonText(value, policy, depth, state);
+  if (Array.isArray(value)) return value.map((item) => protectValue(item, policy, depth + 1, state));
   if (value === null || typeof value !== "object") return value;
   const copy: Record<string, unknown> = {};
-  const row = scrubText ? keyValueRowName(value) : undefined;
+  const rowAction = keyValueRowRule(value, policy);
   for (const [name, inner] of Object.entries(value)) {
-    const action = lookup(name) ?? (row !== undefined && name === "value" ? lookup(row) : undefined);
+    const action = name === "value" && rowAction !== undefined ? strictest(rowAction, ruleFor(name, policy)) : ruleFor(name, policy);
+    if (action !== undefined) state.changed = true;
     if (action === "drop") continue;
-    const next = action === "hash" ? hashValue(inner, policy, depth + 1) : protectValue(inner, policy, lookup, depth + 1, scrubText);
+    const next = action === "hash" ? hashValue(inner, policy, depth + 1) : protectValue(inner, policy, depth + 1, state);
     setOwn(copy, name, next);
   }
   return copy;
 }
 
-/** Adobe's extension sends properties as `{key, value}` rows; `key` may be a dotted path (its first segment is the property). */
-function keyValueRowName(value: object): string | undefined {
+/**
+ * Adobe's extension sends properties as `{key, value}` rows whose `key` is a dotted / `[n]`
+ * path (`user.email`, `list[1].phone`): the mapper turns it into nested objects, where a rule on
+ * any segment reaches the value, so a rule on any named segment applies to the row's `value`.
+ */
+function keyValueRowRule(value: object, policy: PiiPolicy): PiiAction | undefined {
   if (!("key" in value) || !("value" in value) || typeof value.key !== "string") return undefined;
-  return value.key.split(/[.[]/)[0];
+  let action = ruleFor(value.key, policy);
+  for (const segment of value.key.split(/[.[\]]/)) {
+    if (segment !== "" && !/^\d+$/.test(segment)) action = strictest(action, ruleFor(segment, policy));
+  }
+  return action;
 }
 
-/** JSON text inside a raw payload (Braze Avro `properties`, Adobe `custom_properties` text) is checked too. */
-function scrubJsonText(text: string, policy: PiiPolicy, depth: number): string {
+/**
+ * JSON text inside a string (a sender's serialized object, Braze Avro `properties`, Adobe
+ * `custom_properties` text) is checked with the same rules. Text no rule touches is kept exactly
+ * as sent; text a rule touched is written back as compact JSON.
+ */
+function scrubJsonText(text: string, policy: PiiPolicy, depth: number, state: ScrubState): string {
   const trimmed = text.trim();
   if (!trimmed.startsWith("{") && !trimmed.startsWith("[")) return text;
   const json = parseJson(trimmed);
   if (!json.ok) return text;
-  return JSON.stringify(protectValue(json.value, policy, inputLookup(policy), depth + 1, true));
-}
-
-const exactLookup =
-  (policy: PiiPolicy): RuleLookup =>
-  (name) =>
-    policy.rules.get(name);
-
-function inputLookup(policy: PiiPolicy): RuleLookup {
-  return (name) => {
-    const direct = policy.rules.get(name);
-    if (direct !== undefined) return direct;
-    for (const alias of policy.inputAliases) {
-      const action = policy.rules.get(alias(name));
-      if (action !== undefined) return action;
-    }
-    return undefined;
-  };
+  const inner: ScrubState = { changed: false };
+  const scrubbed = protectValue(json.value, policy, depth + 1, inner);
+  if (!inner.changed) return text;
+  state.changed = true;
+  return JSON.stringify(scrubbed);
 }
 
 /** A Mixpanel property object (event properties, a cohort member's `$properties`) with the rules applied. */
 export function protectProperties(properties: Record<string, unknown>, policy: PiiPolicy): Record<string, unknown> {
-  const protectedValue = protectValue(properties, policy, exactLookup(policy), 0, false);
+  const protectedValue = protectValue(properties, policy, 0, { changed: false });
   return protectedValue !== null && typeof protectedValue === "object" && !Array.isArray(protectedValue) ? { ...protectedValue } : {};
 }
 
@@ -140,7 +179,7 @@ export function protectRecord(kind: RecordKind, record: Record<string, unknown>,
     if (PROPERTY_OPERATIONS.has(field) && value !== null && typeof value === "object" && !Array.isArray(value)) {
       next = protectProperties({ ...value }, policy);
     } else if (field === "$add" && value !== null && typeof value === "object" && !Array.isArray(value)) {
-      next = Object.fromEntries(Object.entries(value).filter(([name]) => !policy.rules.has(name)));
+      next = Object.fromEntries(Object.entries(value).filter(([name]) => ruleFor(name, policy) === undefined));
     } else if ((field === "$distinct_id" || field === "$group_id") && policy.rules.get(field) === "hash") {
       next = hashValue(value, policy, 0);
     }
@@ -157,11 +196,10 @@ export function protectLine(kind: RecordKind, line: string, policy: PiiPolicy): 
 }
 
 /**
- * A raw input item (what a sender sent, kept in the rejected store) with the rules applied as
- * far as its shape can be known: names are matched as sent and under the names the mappers give
- * them (property_mapping, Braze's prefixes), `{key, value}` rows by their key, and JSON text
- * inside strings is checked too.
+ * A raw input item (what a sender sent, kept in the rejected store) with the same rules as an
+ * accepted record: the one scrubber (protectValue) with names matched as sent, under the
+ * relay's source prefixes and input aliases, `{key, value}` rows by their key, JSON text inside strings.
  */
 export function scrubPayload(payload: unknown, policy: PiiPolicy): unknown {
-  return protectValue(payload, policy, inputLookup(policy), 0, true);
+  return protectValue(payload, policy, 0, { changed: false });
 }

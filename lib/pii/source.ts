@@ -2,7 +2,6 @@ import type { Env } from "../config/env.js";
 import type { StageConfig } from "../config/stage.js";
 import { ConfigError } from "../errors.js";
 import type { SecretReader } from "../secrets/secrets.js";
-import { CUSTOM_EVENT_PROPERTY_PREFIX, PURCHASE_PROPERTY_PREFIX } from "../vocabulary/braze-property-prefixes.js";
 import { renamed } from "../sources/renames.js";
 import { needsHashKey, piiKeySecretSchema } from "../config/pii.js";
 import { type PiiPolicy, createPiiPolicy } from "./policy.js";
@@ -17,12 +16,8 @@ export type PiiPolicySource = () => Promise<PiiPolicy | undefined>;
  */
 export function piiPolicySource(config: StageConfig, env: Env, secrets: SecretReader): PiiPolicySource {
   const pii = config.pii;
-  // How raw input names become the Mixpanel names the rules use, for rejected payloads.
-  const aliases = [
-    (name: string) => renamed(name, config.property_mapping),
-    (name: string) => `${CUSTOM_EVENT_PROPERTY_PREFIX}${name}`,
-    (name: string) => `${PURCHASE_PROPERTY_PREFIX}${name}`,
-  ];
+  // How a sender's names become the Mixpanel names the rules use (Braze's prefixes are the policy's own).
+  const aliases = [(name: string) => renamed(name, config.property_mapping)];
   if (!needsHashKey(pii)) {
     const policy = createPiiPolicy(pii, undefined, aliases);
     return async () => policy;
