@@ -17,6 +17,8 @@ export interface PiiPolicy {
   readonly rules: ReadonlyMap<string, PiiAction>;
   /** Raw input names that map to a rule's (Mixpanel) name: property_mapping. */
   readonly inputAliases: readonly ((name: string) => string)[];
+  /** The names the input aliases map to a ruled name; unset = unknown (JSON text is then always parsed to be checked). */
+  readonly aliasedNames?: readonly string[];
   /** Prefixes the relay's mappers put before a sender's names (Braze's, lib/vocabulary): a rule on a name covers it under each. */
   readonly sourcePrefixes: readonly string[];
   readonly hash: (text: string) => string;
@@ -26,6 +28,7 @@ export function createPiiPolicy(
   config: PiiConfig | undefined,
   key: string | undefined,
   inputAliases: readonly ((name: string) => string)[] = [],
+  aliasedNames?: readonly string[],
 ): PiiPolicy | undefined {
   if (config === undefined || Object.keys(config.properties).length === 0) return undefined;
   if (needsHashKey(config) && (key === undefined || key.length < 32)) {
@@ -34,6 +37,7 @@ export function createPiiPolicy(
   return {
     rules: new Map(Object.entries(config.properties)),
     inputAliases,
+    ...(aliasedNames !== undefined ? { aliasedNames } : {}),
     sourcePrefixes: SOURCE_PROPERTY_PREFIXES,
     hash: (text) => createHmac("sha256", key ?? "").update(text, "utf8").digest("hex"),
   };
@@ -143,6 +147,12 @@ function keyValueRowRule(value: object, policy: PiiPolicy): PiiAction | undefine
 function scrubJsonText(text: string, policy: PiiPolicy, depth: number, state: ScrubState): string {
   const trimmed = text.trim();
   if (!trimmed.startsWith("{") && !trimmed.startsWith("[")) return text;
+  if (!mayHoldRuledName(trimmed, policy)) return text;
+  // A string's text is not part of the body's nesting check: it is measured before it is parsed.
+  if (nestingDepthExceeds(trimmed, MAX_DEPTH - depth)) {
+    state.changed = true;
+    return TOO_DEEP_TO_CHECK;
+  }
   const json = parseJson(trimmed);
   if (!json.ok) return text;
   const inner: ScrubState = { changed: false };
@@ -150,6 +160,49 @@ function scrubJsonText(text: string, policy: PiiPolicy, depth: number, state: Sc
   if (!inner.changed) return text;
   state.changed = true;
   return JSON.stringify(scrubbed);
+}
+
+/**
+ * Whether a ruled property could be named in the text: a rule's name (without its source
+ * prefix), a name an alias maps to one, or any JSON escape (`\\u0065mail` is `email`). Text with
+ * none of them is left as it is without being parsed.
+ */
+function mayHoldRuledName(text: string, policy: PiiPolicy): boolean {
+  if (policy.inputAliases.length > 0 && policy.aliasedNames === undefined) return true;
+  if (text.includes("\\")) return true;
+  for (const name of ruledNeedles(policy)) if (text.includes(name)) return true;
+  return false;
+}
+
+const needlesByPolicy = new WeakMap<PiiPolicy, readonly string[]>();
+function ruledNeedles(policy: PiiPolicy): readonly string[] {
+  const cached = needlesByPolicy.get(policy);
+  if (cached !== undefined) return cached;
+  const needles = new Set<string>(policy.aliasedNames ?? []);
+  for (const name of policy.rules.keys()) {
+    const prefix = policy.sourcePrefixes.find((candidate) => name.startsWith(candidate));
+    needles.add(prefix !== undefined ? name.slice(prefix.length) : name);
+  }
+  const list = [...needles];
+  needlesByPolicy.set(policy, list);
+  return list;
+}
+
+/** Whether brackets outside strings nest deeper than `limit`, in one pass without building anything. */
+function nestingDepthExceeds(text: string, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (inString) {
+      if (code === 0x5c) i++;
+      else if (code === 0x22) inString = false;
+    } else if (code === 0x22) inString = true;
+    else if (code === 0x5b || code === 0x7b) {
+      if (++depth > limit) return true;
+    } else if (code === 0x5d || code === 0x7d) depth--;
+  }
+  return false;
 }
 
 /** A Mixpanel property object (event properties, a cohort member's `$properties`) with the rules applied. */

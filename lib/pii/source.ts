@@ -18,15 +18,16 @@ export function piiPolicySource(config: StageConfig, env: Env, secrets: SecretRe
   const pii = config.pii;
   // How a sender's names become the Mixpanel names the rules use (Braze's prefixes are the policy's own).
   const aliases = [(name: string) => renamed(name, config.property_mapping)];
+  const aliasedNames = Object.keys(config.property_mapping);
   if (!needsHashKey(pii)) {
-    const policy = createPiiPolicy(pii, undefined, aliases);
+    const policy = createPiiPolicy(pii, undefined, aliases, aliasedNames);
     return async () => policy;
   }
   const secretId = pii?.hash_key_secret;
-  if (secretId) return async () => createPiiPolicy(pii, (await secrets.getJson(secretId, piiKeySecretSchema)).key, aliases);
+  if (secretId) return async () => createPiiPolicy(pii, (await secrets.getJson(secretId, piiKeySecretSchema)).key, aliases, aliasedNames);
   const key = env.PII_HASH_KEY;
   return async () => {
     if (key === undefined) throw new ConfigError("pii: hash rules need a key: set pii.hash_key_secret, or PII_HASH_KEY locally");
-    return createPiiPolicy(pii, key, aliases);
+    return createPiiPolicy(pii, key, aliases, aliasedNames);
   };
 }

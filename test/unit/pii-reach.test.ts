@@ -62,4 +62,18 @@ describe("a rule's reach", () => {
       expect(scrubPayload({ text }, policy)).toEqual({ text });
     }
   });
+
+  it("does not build a tree for JSON text nested past the check's depth: unchanged without a ruled name, replaced by a note with one", () => {
+    const deepWithout = `${"[".repeat(200_000)}${"]".repeat(200_000)}`;
+    expect(protectProperties({ deepWithout }, policy).deepWithout).toBe(deepWithout);
+    const deepWith = `${"[".repeat(200_000)}{"email":"d@x.y"}${"]".repeat(200_000)}`;
+    const scrubbed = protectProperties({ deepWith }, policy).deepWith;
+    expect(scrubbed).not.toContain("d@x.y");
+    expect(scrubPayload({ deepWith }, policy)).toEqual({ deepWith: scrubbed });
+  });
+
+  it("finds a ruled name written with JSON escapes inside text", () => {
+    const escaped = '{"em\\u0061il":"esc@x.y"}';
+    expect(JSON.stringify(protectProperties({ escaped }, policy))).not.toContain("esc@x.y");
+  });
 });
