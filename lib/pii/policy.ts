@@ -98,6 +98,18 @@ function ruleForBareName(name: string, policy: PiiPolicy): PiiAction | undefined
 /** Whether any rule touched the value being copied, so untouched JSON text is kept byte for byte. */
 interface ScrubState {
   changed: boolean;
+  /** The scalar values a rule hashed or dropped, as text, so a rejection's reason can be kept from quoting them. */
+  readonly removedTexts?: string[];
+}
+
+/** Enough for any reason the mappers write (they quote one id); a hostile payload cannot grow it. */
+const MAX_REMEMBERED_TEXTS = 256;
+
+function remember(state: ScrubState, value: unknown): void {
+  const texts = state.removedTexts;
+  if (texts === undefined || texts.length >= MAX_REMEMBERED_TEXTS) return;
+  if (typeof value === "string" || typeof value === "number") texts.push(String(value));
+  else if (Array.isArray(value)) for (const item of value) remember(state, item);
 }
 
 /**
@@ -117,7 +129,10 @@ function protectValue(value: unknown, policy: PiiPolicy, depth: number, state: S
   const rowAction = keyValueRowRule(value, policy);
   for (const [name, inner] of Object.entries(value)) {
     const action = name === "value" && rowAction !== undefined ? strictest(rowAction, ruleFor(name, policy)) : ruleFor(name, policy);
-    if (action !== undefined) state.changed = true;
+    if (action !== undefined) {
+      state.changed = true;
+      remember(state, inner);
+    }
     if (action === "drop") continue;
     const next = action === "hash" ? hashValue(inner, policy, depth + 1) : protectValue(inner, policy, depth + 1, state);
     setOwn(copy, name, next);
@@ -155,7 +170,7 @@ function scrubJsonText(text: string, policy: PiiPolicy, depth: number, state: Sc
   }
   const json = parseJson(trimmed);
   if (!json.ok) return text;
-  const inner: ScrubState = { changed: false };
+  const inner: ScrubState = { changed: false, ...(state.removedTexts !== undefined ? { removedTexts: state.removedTexts } : {}) };
   const scrubbed = protectValue(json.value, policy, depth + 1, inner);
   if (!inner.changed) return text;
   state.changed = true;
@@ -255,4 +270,18 @@ export function protectLine(kind: RecordKind, line: string, policy: PiiPolicy): 
  */
 export function scrubPayload(payload: unknown, policy: PiiPolicy): unknown {
   return protectValue(payload, policy, 0, { changed: false });
+}
+
+/**
+ * A rejected item's payload scrubbed, and its reason with every value a rule removed from the
+ * payload replaced by `[removed]` (reasons quote an id that could not be used, for one).
+ */
+export function scrubRejection(payload: unknown, reason: string, policy: PiiPolicy): { payload: unknown; reason: string } {
+  const removedTexts: string[] = [];
+  const scrubbed = protectValue(payload, policy, 0, { changed: false, removedTexts });
+  let safeReason = reason;
+  for (const text of removedTexts.sort((a, b) => b.length - a.length)) {
+    if (text.length > 0) safeReason = safeReason.split(text).join("[removed]");
+  }
+  return { payload: scrubbed, reason: safeReason };
 }

@@ -77,3 +77,17 @@ describe("a rule's reach", () => {
     expect(JSON.stringify(protectProperties({ escaped }, policy))).not.toContain("esc@x.y");
   });
 });
+
+describe("a rejected item's reason", () => {
+  it("never quotes a ruled value the payload had in clear", async () => {
+    const { protectItems } = await import("../../lib/pii/items.js");
+    const { mapProfileUpdates } = await import("../../lib/sources/profiles.js");
+    const { parseStageConfig } = await import("../../lib/config/stage.js");
+    const idPolicy = createPiiPolicy(piiConfigSchema.parse({ properties: { $distinct_id: "hash" } }), KEY);
+    const items = mapProfileUpdates([{ $distinct_id: 12345678901234567890, $set: { plan: "pro" } }], { nowMs: 0, config: parseStageConfig({}, "test") });
+    expect(items[0]?.ok).toBe(false);
+    const [item] = protectItems(items, idPolicy);
+    expect(JSON.stringify(item)).not.toContain("1234567890123456");
+    expect(item?.ok === false && item.reason).toContain("[removed]");
+  });
+});
