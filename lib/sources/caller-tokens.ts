@@ -3,8 +3,9 @@ import { setOwn } from "./renames.js";
 /**
  * A sender's own project token inside a record's properties (`token`, `$token`). The relay
  * authenticates to Mixpanel with the stage's credentials and adds the project's token itself
- * (docs/vendors/mixpanel-api.md §3, §6, §10 and "A caller's project token"), so a token a caller put in the properties, possibly another
- * project's, is never forwarded. How many were removed is counted (metric CallerTokensRemoved).
+ * (docs/vendors/mixpanel-api.md §3, §6, §10 and "A caller's project token"), so a token a
+ * caller put in the properties, possibly another project's, is never forwarded. How many were
+ * removed is counted (metric CallerTokensRemoved).
  */
 export const CALLER_TOKEN_NAMES: readonly string[] = ["token", "$token"];
 
