@@ -81,18 +81,49 @@ function strictest(a: PiiAction | undefined, b: PiiAction | undefined): PiiActio
  */
 export function ruleFor(name: string, policy: PiiPolicy): PiiAction | undefined {
   let action = ruleForBareName(name, policy);
-  for (const prefix of policy.sourcePrefixes) {
-    if (name.startsWith(prefix)) action = strictest(action, ruleForBareName(name.slice(prefix.length), policy));
+  // Every source prefix starts with "[": one character test keeps ordinary names on the fast path.
+  if (name.charCodeAt(0) === 0x5b) {
+    for (const prefix of policy.sourcePrefixes) {
+      if (name.startsWith(prefix)) action = strictest(action, ruleForBareName(name.slice(prefix.length), policy));
+    }
   }
   return action;
 }
 
 function ruleForBareName(name: string, policy: PiiPolicy): PiiAction | undefined {
-  let action = policy.rules.get(name);
-  for (const alias of policy.inputAliases) action = strictest(action, policy.rules.get(alias(name)));
-  // A rule written on the prefixed name covers the name as the sender sent it (Braze's `custom_properties.email`).
-  for (const prefix of policy.sourcePrefixes) action = strictest(action, policy.rules.get(`${prefix}${name}`));
+  const effective = effectiveRules(policy);
+  let action = effective.get(name);
+  if (policy.aliasedNames === undefined) {
+    for (const alias of policy.inputAliases) action = strictest(action, effective.get(alias(name)));
+  }
   return action;
+}
+
+const effectiveByPolicy = new WeakMap<PiiPolicy, ReadonlyMap<string, PiiAction>>();
+
+/**
+ * The rules as one map from every name they cover to the strictest action, built once per
+ * policy (the lookup runs for every property of every record): each rule's name, the bare name
+ * of a rule written with a source prefix, and each name the input aliases map to a covered one.
+ */
+function effectiveRules(policy: PiiPolicy): ReadonlyMap<string, PiiAction> {
+  const cached = effectiveByPolicy.get(policy);
+  if (cached !== undefined) return cached;
+  const effective = new Map<string, PiiAction>();
+  const add = (name: string, action: PiiAction | undefined) => {
+    const merged = strictest(effective.get(name), action);
+    if (merged !== undefined) effective.set(name, merged);
+  };
+  for (const [name, action] of policy.rules) {
+    add(name, action);
+    for (const prefix of policy.sourcePrefixes) if (name.startsWith(prefix)) add(name.slice(prefix.length), action);
+  }
+  const direct = new Map(effective);
+  for (const name of policy.aliasedNames ?? []) {
+    for (const alias of policy.inputAliases) add(name, direct.get(alias(name)));
+  }
+  effectiveByPolicy.set(policy, effective);
+  return effective;
 }
 
 /** Whether any rule touched the value being copied, so untouched JSON text is kept byte for byte. */
