@@ -91,3 +91,18 @@ describe("a rejected item's reason", () => {
     expect(item?.ok === false && item.reason).toContain("[removed]");
   });
 });
+
+describe("the stage's policy with property_mapping", () => {
+  it("covers a name the mapping renames to a ruled one, in properties, rows and JSON text", async () => {
+    const { piiPolicySource } = await import("../../lib/pii/source.js");
+    const { parseStageConfig } = await import("../../lib/config/stage.js");
+    const { envSchema } = await import("../../lib/config/env.js");
+    const stage = parseStageConfig({ property_mapping: { mail: "$email" }, pii: { properties: { $email: "hash" } } }, "test");
+    const env = envSchema.parse({ ...process.env, PII_HASH_KEY: KEY });
+    const stagePolicy = await piiPolicySource(stage, env, { getJson: async () => Promise.reject(new Error("no secrets here")) } as never)();
+    if (!stagePolicy) throw new Error("policy expected");
+    const text = JSON.stringify(protectProperties({ mail: "m1@x.y", blob: JSON.stringify({ deep: { mail: "m2@x.y" } }), rows: [{ key: "a.mail", value: "m3@x.y" }] }, stagePolicy));
+    expect(text).not.toMatch(/m[123]@x\.y/);
+    expect(text).toContain(hmac("m1@x.y"));
+  });
+});
