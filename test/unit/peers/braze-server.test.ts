@@ -1,3 +1,4 @@
+import fc from "fast-check";
 import { afterEach, describe, expect, it } from "vitest";
 import { BrazeServer } from "../../../infra/local/peers/braze-server.js";
 
@@ -88,5 +89,21 @@ describe("local Braze /users/track", () => {
       expect(response.status, body).toBeLessThan(500);
       expect(await response.json()).toBeTypeOf("object");
     }
+  });
+
+  it("any JSON body gets a 2xx or 4xx JSON answer, never a 5xx (property-based)", async () => {
+    const url = await start();
+    const bodies = fc.oneof(
+      fc.jsonValue(),
+      fc.record({ attributes: fc.array(fc.dictionary(fc.constantFrom("external_id", "email", "user_alias", "mixpanel_cohorts", "_update_existing_only", "x"), fc.jsonValue()), { maxLength: 80 }) }),
+    );
+    await fc.assert(
+      fc.asyncProperty(bodies, async (body) => {
+        const response = await post(url, JSON.stringify(body));
+        const parsed: unknown = await response.json();
+        return response.status < 500 && typeof parsed === "object" && parsed !== null;
+      }),
+      { seed: 19, numRuns: 150 },
+    );
   });
 });
