@@ -139,8 +139,14 @@ describe("npm run status -- --stage local", () => {
     expect(queues["mixpanel-relay-local-events"]).toMatchObject({ visible: 0, deadLetter: false });
     const today = new Date().toISOString().slice(0, 10);
     expect(report.rejected.counts).toEqual([{ source: "native", code: "invalid_shape", day: today, items: 1 }]);
-    // config/local.json's one sync, never run in this stack.
-    expect(report.cohorts).toEqual([{ id: "local-pro-users", destination: "webhook", schedule: "rate(1 minute)", nextDue: "now", healthy: true, phase: "idle" }]);
+    // config/local.json's syncs (one per destination kind), never run in this stack.
+    expect(report.cohorts).toEqual(
+      [
+        ["local-pro-users", "webhook"],
+        ["local-email-brevo", "brevo"],
+        ["local-pro-braze", "braze"],
+      ].map(([id, destination]) => ({ id, destination, schedule: "rate(1 minute)", nextDue: "now", healthy: true, phase: "idle" })),
+    );
     expect(report.alarms).toMatch(/local stack has no CloudWatch/);
   });
 
@@ -152,6 +158,7 @@ describe("npm run status -- --stage local", () => {
     expect(screen).toMatch(/^mixpanel-relay-local-events-dlq +1 +0 +0 +- +<- dead letters/m);
     expect(screen).toMatch(/^\d{4}-\d{2}-\d{2} +native +invalid_shape +1$/m);
     expect(screen).toMatch(/^local-pro-users +webhook +rate\(1 minute\) +never +now +healthy +idle$/m);
+    expect(screen).toMatch(/^local-pro-braze +braze +rate\(1 minute\) +never +now +healthy +idle$/m);
   });
 
   it("says how to reach the local stack when none is running", async () => {
