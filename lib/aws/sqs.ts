@@ -1,10 +1,13 @@
-import * as z from "../util/zod.js";
-import { type AwsTarget, awsJsonCall, createAwsCaller } from "./aws-call.js";
+import { SQSClient, SendMessageBatchCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
+import { NodeHttpHandler } from "@smithy/node-http-handler";
+import { type AwsTarget, type CallPath, SMALL_CALL_TIMEOUT_MS, awsCall, clientConfig, httpHandlerOptions } from "./aws-call.js";
 
 /**
- * The SQS calls the functions make, over SQS's JSON 1.0 protocol
- * (`X-Amz-Target: AmazonSQS.<Operation>`), which AWS SQS and fauxqs both speak.
- * Requests go to the configured (or regional) endpoint, never to the queue URL's host.
+ * The SQS calls the functions make (SendMessage, SendMessageBatch) through the SDK's SQSClient
+ * with only those two commands imported, so the bundle carries no other operation. The SDK
+ * checks SQS's MD5OfMessageBody of every sent message (middleware-sdk-sqs) and throws on a
+ * mismatch. Requests go to the configured (or regional) endpoint, never to the queue URL's
+ * host (`useQueueUrlAsEndpoint: false`): the local stack serves every queue from one server.
  */
 export interface SqsEntry {
   readonly Id: string;
@@ -23,25 +26,24 @@ export interface SqsApi {
   sendMessageBatch(queueUrl: string, entries: readonly SqsEntry[]): Promise<SqsFailedEntry[]>;
 }
 
-const sendMessageBatchResultSchema = z.object({
-  Failed: z.nullish(z.array(z.object({ Id: z.string(), Code: z.optional(z.string()), Message: z.optional(z.string()) }))),
-});
-
-export function createSqs(target: AwsTarget): SqsApi {
-  const caller = createAwsCaller("sqs", target);
+export function createSqs(target: AwsTarget, path: CallPath = "consumer"): SqsApi {
+  // Built at the first call, as the SDK resolves credentials at the first call anyway.
+  let client: SQSClient | undefined;
+  const sqs = (): SQSClient =>
+    (client ??= new SQSClient({
+      ...clientConfig(target, path),
+      useQueueUrlAsEndpoint: false,
+      requestHandler: new NodeHttpHandler(httpHandlerOptions(SMALL_CALL_TIMEOUT_MS)),
+    }));
   return {
     async sendMessage(queueUrl, body, delaySeconds) {
-      await awsJsonCall(caller, "1.0", "AmazonSQS.SendMessage", {
-        QueueUrl: queueUrl,
-        MessageBody: body,
-        ...(delaySeconds !== undefined ? { DelaySeconds: delaySeconds } : {}),
-      });
+      await awsCall(() =>
+        sqs().send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: body, ...(delaySeconds !== undefined ? { DelaySeconds: delaySeconds } : {}) })),
+      );
     },
     async sendMessageBatch(queueUrl, entries) {
-      const answer = await awsJsonCall(caller, "1.0", "AmazonSQS.SendMessageBatch", { QueueUrl: queueUrl, Entries: entries });
-      const parsed = sendMessageBatchResultSchema.safeParse(answer);
-      if (!parsed.success) throw new Error("SQS SendMessageBatch answered an unexpected shape");
-      return (parsed.data.Failed ?? []).map((failure) => ({ Id: failure.Id, Code: failure.Code ?? "?", Message: failure.Message ?? "" }));
+      const answer = await awsCall(() => sqs().send(new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: entries.map((entry) => ({ ...entry })) })));
+      return (answer.Failed ?? []).map((failure) => ({ Id: failure.Id ?? "", Code: failure.Code ?? "?", Message: failure.Message ?? "" }));
     },
   };
 }
