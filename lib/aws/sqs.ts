@@ -1,13 +1,13 @@
-import { SQSClient, SendMessageBatchCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
-import { NodeHttpHandler } from "@smithy/node-http-handler";
-import { type AwsTarget, type CallPath, SMALL_CALL_TIMEOUT_MS, awsCall, clientConfig, httpHandlerOptions } from "./aws-call.js";
+import { type AwsTarget, type CallPath, awsCall } from "./aws-call.js";
 
 /**
  * The SQS calls the functions make (SendMessage, SendMessageBatch) through the SDK's SQSClient
- * with only those two commands imported, so the bundle carries no other operation. The SDK
- * checks SQS's MD5OfMessageBody of every sent message (middleware-sdk-sqs) and throws on a
- * mismatch. Requests go to the configured (or regional) endpoint, never to the queue URL's
- * host (`useQueueUrlAsEndpoint: false`): the local stack serves every queue from one server.
+ * with only those two commands imported (sqs-calls.ts), loaded at the first call: the intake
+ * sends on its first request anyway, and the other functions send only to requeue, dead-letter
+ * or queue pages. The SDK checks SQS's MD5OfMessageBody of every sent message
+ * (middleware-sdk-sqs) and throws on a mismatch. Requests go to the configured (or regional)
+ * endpoint, never to the queue URL's host (`useQueueUrlAsEndpoint: false`): the local stack
+ * serves every queue from one server.
  */
 export interface SqsEntry {
   readonly Id: string;
@@ -27,23 +27,15 @@ export interface SqsApi {
 }
 
 export function createSqs(target: AwsTarget, path: CallPath = "consumer"): SqsApi {
-  // Built at the first call, as the SDK resolves credentials at the first call anyway.
-  let client: SQSClient | undefined;
-  const sqs = (): SQSClient =>
-    (client ??= new SQSClient({
-      ...clientConfig(target, path),
-      useQueueUrlAsEndpoint: false,
-      requestHandler: new NodeHttpHandler(httpHandlerOptions(SMALL_CALL_TIMEOUT_MS)),
-    }));
+  const calls = () => import("./sqs-calls.js");
   return {
     async sendMessage(queueUrl, body, delaySeconds) {
-      await awsCall(() =>
-        sqs().send(new SendMessageCommand({ QueueUrl: queueUrl, MessageBody: body, ...(delaySeconds !== undefined ? { DelaySeconds: delaySeconds } : {}) })),
-      );
+      const { sendMessage } = await calls();
+      await awsCall(() => sendMessage(target, path, queueUrl, body, delaySeconds));
     },
     async sendMessageBatch(queueUrl, entries) {
-      const answer = await awsCall(() => sqs().send(new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: entries.map((entry) => ({ ...entry })) })));
-      return (answer.Failed ?? []).map((failure) => ({ Id: failure.Id ?? "", Code: failure.Code ?? "?", Message: failure.Message ?? "" }));
+      const { sendMessageBatch } = await calls();
+      return awsCall(() => sendMessageBatch(target, path, queueUrl, entries));
     },
   };
 }
