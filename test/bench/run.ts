@@ -97,7 +97,14 @@ const median = (values: number[]): number => {
   return sorted.length % 2 ? (sorted[middle] ?? Number.NaN) : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
 };
 
-const baseline = sections.has("forwarder") || sections.has("intake") ? prepareBaseline(baselineRef) : "";
+/** Prepared on first use: a run of only some variants (BENCH_FORWARDER_VARIANTS, BENCH_INTAKE_VARIANTS) may not need it. */
+let baselineDir: string | undefined;
+const baseline = (): string => (baselineDir ??= prepareBaseline(baselineRef));
+/** A comma-separated subset of a section's variants, from the environment (all when unset). */
+const chosen = <T extends string>(variable: string, all: readonly T[]): T[] => {
+  const names = process.env[variable]?.split(",");
+  return names ? all.filter((variant) => names.includes(variant)) : [...all];
+};
 /** The code before the AWS SDK clients (BENCH_COLDSTART_BASELINE_REF): the deployed settings' forwarder and the intake run on it too. */
 const sdkBaseline = prepareBaseline(coldStartBaselineRef);
 const results: Record<string, unknown> = {
@@ -131,7 +138,7 @@ if (sections.has("forwarder")) {
     "deployed-braze": `new (v2, ≤100 msg/inv, 100-event intake requests, ${DEPLOYED_IMPORT_CONCURRENCY} in flight, deployed)`,
   };
   const concurrencyOf: Record<Variant, number> = { old: 3, new3: 3, deployed: DEPLOYED_IMPORT_CONCURRENCY, "base-deployed": DEPLOYED_IMPORT_CONCURRENCY, new: newConcurrency, "old-braze": 3, "deployed-braze": DEPLOYED_IMPORT_CONCURRENCY };
-  const rootOf = (variant: Variant): string => (variant.startsWith("old") ? baseline : variant.startsWith("base") ? sdkBaseline : repo);
+  const rootOf = (variant: Variant): string => (variant.startsWith("old") ? baseline() : variant.startsWith("base") ? sdkBaseline : repo);
   const forwarderEnv = (variant: Variant): Record<string, string> => ({
     BENCH_ROOT: rootOf(variant),
     // Each tree reads its own stage config: today's schema refuses keys added since.
@@ -157,8 +164,10 @@ if (sections.has("forwarder")) {
   try {
     for (const latency of latencies) {
       await fake.setLatency(latency);
-      const variants: Variant[] =
-        latency === 100 ? ["old", "new3", "base-deployed", "deployed", "new", "old-braze", "deployed-braze"] : ["old", "new3", "base-deployed", "deployed", "new"];
+      const variants: Variant[] = chosen<Variant>(
+        "BENCH_FORWARDER_VARIANTS",
+        latency === 100 ? ["old", "new3", "base-deployed", "deployed", "new", "old-braze", "deployed-braze"] : ["old", "new3", "base-deployed", "deployed", "new"],
+      );
       const runs: Partial<Record<Variant, ForwarderRun[]>> = {};
       for (let i = 0; i < repeats; i++) {
         for (const variant of variants) {
@@ -202,14 +211,15 @@ const intakeMedians: Record<string, { cpuMsPer10k: number; sqsBytesPerEvent: num
 if (sections.has("intake")) {
   type IntakeRow = { label: string; events: number; requests: number; requestBytes: number; cpuMsPer10k: number; p50Ms: number; p99Ms: number; sqsMessages: number; sqsBytes: number };
   const runs: Record<"old" | "base" | "new", IntakeRow[][]> = { old: [], base: [], new: [] };
-  const intakeRoot = { old: baseline, base: sdkBaseline, new: repo };
+  const intakeRoot = { old: baseline, base: () => sdkBaseline, new: () => repo };
+  const intakeVariants = chosen("BENCH_INTAKE_VARIANTS", ["old", "base", "new"] as const);
   for (let i = 0; i < repeats; i++) {
-    for (const variant of ["old", "base", "new"] as const) {
-      runs[variant].push((await runWorker("intake-worker.ts", { BENCH_ROOT: intakeRoot[variant] })) as IntakeRow[]);
+    for (const variant of intakeVariants) {
+      runs[variant].push((await runWorker("intake-worker.ts", { BENCH_ROOT: intakeRoot[variant]() })) as IntakeRow[]);
     }
   }
   results.intake = runs;
-  for (const variant of ["old", "base", "new"] as const) {
+  for (const variant of intakeVariants) {
     (runs[variant][0] ?? []).forEach((row, index) => {
       const rows = runs[variant].map((run) => run[index] as IntakeRow);
       const key = row.label.includes("~300") ? "native-small" : (row.label.split(" ")[0] ?? "");
@@ -223,7 +233,7 @@ if (sections.has("intake")) {
     });
   }
   results.intakeMedians = intakeMedians;
-  for (const variant of ["old", "base", "new"] as const) {
+  for (const variant of intakeVariants) {
     const labels = runs[variant][0]?.map((row) => row.label) ?? [];
     labels.forEach((label, index) => {
       const rows = runs[variant].map((run) => run[index] as IntakeRow);
