@@ -146,6 +146,21 @@ describe("a server clock 20 minutes ahead", () => {
   });
 });
 
+describe("SQS answers", () => {
+  it("refuses a send whose MD5OfMessageBody does not match the body sent", async () => {
+    const proxy = await startAwsProxy(aws.address, {
+      change(request, answer) {
+        if (request.headers["x-amz-target"] !== "AmazonSQS.SendMessage" || answer.status !== 200) return;
+        const parsed = JSON.parse(answer.body.toString("utf8")) as Record<string, unknown>;
+        answer.body = Buffer.from(JSON.stringify({ ...parsed, MD5OfMessageBody: "0".repeat(32) }));
+      },
+    });
+    stops.push(proxy.stop);
+    await expect(createSqs({ region: "us-east-1", endpoint: proxy.url }).sendMessage(queueUrls.requeue ?? "", "md5-checked")).rejects.toThrow(/md5|checksum/i);
+    await received("requeue");
+  });
+});
+
 describe("S3 objects", () => {
   it("keeps a key with . and .. segments literally (no path normalisation)", async () => {
     const objects = createS3({ region: "us-east-1", endpoint: aws.address });
