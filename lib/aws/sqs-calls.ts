@@ -1,7 +1,6 @@
 import { SQSClient, SendMessageBatchCommand, SendMessageCommand } from "@aws-sdk/client-sqs";
 import { NodeHttpHandler } from "@smithy/node-http-handler";
 import { type AwsTarget, type CallPath, SMALL_CALL_TIMEOUT_MS, clientConfig, httpHandlerOptions } from "./aws-call.js";
-import type { SqsEntry, SqsFailedEntry } from "./sqs.js";
 
 /** The SQSClient and its two commands: what sqs.ts loads at its first call. */
 const clients = new Map<string, SQSClient>();
@@ -26,7 +25,7 @@ export async function sendMessage(target: AwsTarget, path: CallPath, queueUrl: s
   );
 }
 
-export async function sendMessageBatch(target: AwsTarget, path: CallPath, queueUrl: string, entries: readonly SqsEntry[]): Promise<SqsFailedEntry[]> {
+export async function sendMessageBatch(target: AwsTarget, path: CallPath, queueUrl: string, entries: readonly { readonly Id: string; readonly MessageBody: string }[]): Promise<{ Id: string; Code: string; Message: string }[]> {
   const answer = await sqsClientFor(target, path).send(new SendMessageBatchCommand({ QueueUrl: queueUrl, Entries: entries.map((entry) => ({ ...entry })) }));
   return (answer.Failed ?? []).map((failure) => ({ Id: failure.Id ?? "", Code: failure.Code ?? "?", Message: failure.Message ?? "" }));
 }
