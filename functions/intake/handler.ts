@@ -8,7 +8,7 @@ import { count, logger } from "../../lib/observability/telemetry.js";
 import { logInsertIdHashes } from "../../lib/observability/trace-ids.js";
 import { createLiteRuntimeContext, once } from "../../lib/runtime/lite-context.js";
 
-const deps = once(() => intakeDepsFrom(createLiteRuntimeContext()));
+const deps = once(() => intakeDepsFrom(createLiteRuntimeContext(process.env, "intake")));
 
 function toRequest(event: APIGatewayProxyEventV2): CompatHttpRequest {
   const headers: Record<string, string | undefined> = {};

@@ -14,11 +14,12 @@ import type { S3BucketApi } from "../../lib/aws/s3-bucket.js";
 import type { SqsApi } from "../../lib/aws/sqs.js";
 
 /**
- * The AWS SDK client factories, for the code that still uses the SDK: the operator commands
- * (infra/), the local stack and the tests' setup. No function uses them: every function calls
- * lib/aws/s3.ts and lib/aws/sqs.ts (SigV4 over fetch, no SDK in any bundle; issue 12). The
- * clients also offer the SqsApi / S3Api calls so operator code can hand them to lib/ modules
- * (the cohort store, the erased-ids list), with the SDK's errors turned into AwsCallError.
+ * The AWS SDK client factories of the operator commands (infra/), the local stack and the tests'
+ * setup, which need operations the functions never make (CreateQueue, ReceiveMessage, …). The
+ * functions call lib/aws/s3.ts and lib/aws/sqs.ts (the same SDK clients, configured with the
+ * relay's timeouts and attempts and loaded at their first call). These clients also offer the
+ * SqsApi / S3Api calls so operator code can hand them to lib/ modules (the cohort store, the
+ * erased-ids list), with the SDK's errors turned into AwsCallError.
  */
 /** An SQS SDK client that also offers the SqsApi calls. */
 export function createSqsClient(region: string, endpoint?: string): SQSClient & SqsApi {

@@ -1,23 +1,19 @@
-import { AwsClient } from "aws4fetch";
-import { ConfigError } from "../errors.js";
-import { parseJsonOrUndefined } from "../util/json.js";
+import type { NodeHttpHandlerOptions } from "@smithy/node-http-handler";
 
 /**
- * The one path for the few AWS calls the functions make at run time (SQS SendMessage and
- * SendMessageBatch; S3 PutObject, GetObject, HeadObject, CopyObject, DeleteObject and
- * ListObjectsV2; Secrets Manager GetSecretValue): SigV4
- * signing by `aws4fetch` (~6 KB) over Node's fetch, instead of the AWS SDK v3 clients that
- * made up ~75% of every bundle and most of its import time (issue 12; README "Performance").
+ * What the relay's AWS clients share (lib/aws/sqs.ts, s3.ts, s3-bucket.ts and
+ * lib/secrets/secrets.ts): the region and endpoint, the relay's rules as client
+ * configuration, and the AWS error as the one type lib/ modules check.
  *
- * Like the SDK's defaults: credentials from the environment Lambda sets
- * (AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN), regional endpoints unless
- * an endpoint is configured (the local stack, tests), 3 attempts with jittered backoff on
- * network errors, 5xx, 429 and throttling codes. Unlike the SDK it never follows a
- * redirect (PROJECT standards: a 3xx on a signed request is a refusal).
+ * Every call goes through the official AWS SDK v3 clients (@aws-sdk/client-sqs, client-s3,
+ * client-secrets-manager), bundled into each function, so signing, clock-skew correction,
+ * checksums, credentials (environment, container endpoint, …), endpoints and retries are the
+ * vendor's. This file imports no SDK code at run time (types only), so a function whose S3
+ * client is off its hot path does not load S3 at cold start.
  */
 export interface AwsTarget {
   readonly region: string;
-  /** Explicit endpoint (e.g. http://127.0.0.1:4566); absent = the service's regional endpoint. */
+  /** Explicit endpoint (e.g. http://127.0.0.1:4566); absent = the SDK's endpoint rules. */
   readonly endpoint?: string;
 }
 
@@ -33,130 +29,58 @@ export class AwsCallError extends Error {
   }
 }
 
-const MAX_ATTEMPTS = 3;
-const BASE_DELAY_MS = 50;
-const REQUEST_TIMEOUT_MS = 10_000;
-const THROTTLING_CODES = new Set([
-  "Throttling",
-  "ThrottlingException",
-  "ThrottledException",
-  "RequestThrottledException",
-  "TooManyRequestsException",
-  "ProvisionedThroughputExceededException",
-  "RequestLimitExceeded",
-  "SlowDown",
-  "RequestThrottled",
-  "InternalError",
-  "InternalFailure",
-  "ServiceUnavailable",
-  "RequestTimeout",
-  "RequestTimeoutException",
-]);
-
-export function regionalEndpoint(service: string, region: string): string {
-  // The China partition has its own domain; every other commercial region uses amazonaws.com.
-  const domain = region.startsWith("cn-") ? "amazonaws.com.cn" : "amazonaws.com";
-  return `https://${service}.${region}.${domain}`;
+/**
+ * The SDK's `NodeHttpHandler` options every client gets. The SDK's default is no timeout at all
+ * (https://github.com/smithy-lang/smithy-typescript/blob/main/packages/types/src/http/httpHandlerInitialization.ts),
+ * so a stalled connection would hold a Lambda until its own timeout; `throwOnRequestTimeout`
+ * makes a breach an error the retry strategy sees instead of a logged warning.
+ */
+export function httpHandlerOptions(requestTimeoutMs: number): NodeHttpHandlerOptions {
+  return { connectionTimeout: CONNECTION_TIMEOUT_MS, requestTimeout: requestTimeoutMs, throwOnRequestTimeout: true };
 }
 
-function credentialsFromEnv(): { accessKeyId: string; secretAccessKey: string; sessionToken?: string } {
-  const accessKeyId = process.env.AWS_ACCESS_KEY_ID;
-  const secretAccessKey = process.env.AWS_SECRET_ACCESS_KEY;
-  if (!accessKeyId) throw new ConfigError("environment variable AWS_ACCESS_KEY_ID is required (Lambda sets it from the function's role)");
-  if (!secretAccessKey) throw new ConfigError("environment variable AWS_SECRET_ACCESS_KEY is required (Lambda sets it from the function's role)");
-  const sessionToken = process.env.AWS_SESSION_TOKEN;
-  return { accessKeyId, secretAccessKey, ...(sessionToken ? { sessionToken } : {}) };
+/** A TCP/TLS handshake to an AWS endpoint in the function's own region takes milliseconds. */
+export const CONNECTION_TIMEOUT_MS = 3_000;
+/** SQS and Secrets Manager answers are small. */
+export const SMALL_CALL_TIMEOUT_MS = 10_000;
+
+/**
+ * Attempts per call (the SDK's standard retry strategy: exponential backoff from 100 ms with
+ * jitter, 1 s base for throttling, a shared retry-token budget, and one extra attempt after it
+ * corrected its clock offset from the server's `Date` header):
+ *  - the intake answers API Gateway, which gives up after 30 s
+ *    (https://docs.aws.amazon.com/apigateway/latest/developerguide/http-api-quotas.html):
+ *    3 attempts of ≤ 10 s each, the SDK's default count, is the most that fits;
+ *  - the queue consumers (forwarder, Brevo forwarder, webhook delivery) and the cohort export
+ *    run for minutes, and what they cannot write makes SQS redeliver the whole batch, so they
+ *    get 5.
+ */
+export const MAX_ATTEMPTS = { intake: 3, consumer: 5 } as const;
+export type CallPath = keyof typeof MAX_ATTEMPTS;
+
+/** The SDK's client settings shared by every client of one target. */
+export function clientConfig(target: AwsTarget, path: CallPath): { region: string; endpoint?: string; maxAttempts: number } {
+  return { region: target.region, ...(target.endpoint ? { endpoint: target.endpoint } : {}), maxAttempts: MAX_ATTEMPTS[path] };
 }
 
-/** AWS JSON protocols (SQS, Secrets Manager) and S3 REST name the error in one of these places. */
-function errorCodeOf(response: Response, text: string): { code: string; message: string } {
-  const header = response.headers.get("x-amzn-errortype") ?? response.headers.get("x-amzn-query-error");
-  let code = header?.split(/[:;]/)[0] ?? "";
-  let message = text.slice(0, 300);
-  if (text.startsWith("{")) {
-    // Not JSON: keep the text.
-    const parsed = parseJsonOrUndefined(text);
-    if (parsed && typeof parsed === "object") {
-      if (!code && "__type" in parsed && typeof parsed.__type === "string") code = parsed.__type;
-      const said = "message" in parsed ? parsed.message : "Message" in parsed ? parsed.Message : undefined;
-      if (typeof said === "string") message = said;
-    }
-  } else {
-    // S3's XML: <Error><Code>NoSuchKey</Code><Message>…</Message></Error>
-    code ||= /<Code>([^<]+)<\/Code>/.exec(text)?.[1] ?? "";
-    message = /<Message>([^<]*)<\/Message>/.exec(text)?.[1] ?? message;
+/**
+ * The SDK's service error (it carries `$metadata.httpStatusCode` and `$fault`) as an
+ * AwsCallError; anything else (no answer: timeout, refused connection; a checksum mismatch)
+ * unchanged. Only the code, the message and the status are kept: never the request.
+ */
+export function asAwsCallError(error: unknown): unknown {
+  if (error instanceof Error && "$fault" in error && "$metadata" in error) {
+    const metadata = error.$metadata as { httpStatusCode?: number } | undefined;
+    return new AwsCallError(error.name, error.message, metadata?.httpStatusCode ?? 0);
   }
-  // JSON 1.0 types may be namespaced ("com.amazonaws.sqs#QueueDoesNotExist").
-  code = code.slice(code.lastIndexOf("#") + 1) || `Http${response.status}`;
-  return { code, message };
+  return error;
 }
 
-export interface AwsResponse {
-  readonly status: number;
-  readonly headers: Headers;
-  readonly body: Uint8Array;
-}
-
-export interface AwsCaller {
-  /** Signs and sends; answers 2xx, or throws AwsCallError (AWS refused) or another Error (network). */
-  call(url: string, init: { method: string; headers?: Record<string, string>; body?: string | Uint8Array }): Promise<AwsResponse>;
-  readonly baseUrl: string;
-}
-
-export function createAwsCaller(service: string, target: AwsTarget, options: { timeoutMs?: number } = {}): AwsCaller {
-  let client: AwsClient | undefined;
-  const baseUrl = (target.endpoint ?? regionalEndpoint(service, target.region)).replace(/\/+$/, "");
-  const timeoutMs = options.timeoutMs ?? REQUEST_TIMEOUT_MS;
-  return {
-    baseUrl,
-    async call(url, init) {
-      // Resolved at the first call (as the SDK does), then kept for the container's life.
-      client ??= new AwsClient({ ...credentialsFromEnv(), service, region: target.region, retries: 0 });
-      let lastError: unknown;
-      for (let attempt = 0; attempt < MAX_ATTEMPTS; attempt++) {
-        if (attempt > 0) await new Promise((resolve) => setTimeout(resolve, Math.random() * BASE_DELAY_MS * 2 ** attempt));
-        let response: Response;
-        try {
-          const request = await client.sign(url, {
-            method: init.method,
-            ...(init.headers ? { headers: init.headers } : {}),
-            // fetch's types take bytes only over a plain ArrayBuffer (a Buffer may sit on a shared one).
-            ...(init.body !== undefined ? { body: typeof init.body === "string" ? init.body : new Uint8Array(init.body) } : {}),
-            redirect: "manual",
-            signal: AbortSignal.timeout(timeoutMs),
-          });
-          response = await fetch(request);
-        } catch (error) {
-          lastError = error;
-          continue;
-        }
-        const bytes = new Uint8Array(await response.arrayBuffer());
-        if (response.status >= 200 && response.status < 300) return { status: response.status, headers: response.headers, body: bytes };
-        const text = new TextDecoder().decode(bytes);
-        if (response.status >= 300 && response.status < 400) {
-          throw new AwsCallError("Redirect", `${service} answered ${response.status} (redirects are not followed): ${text.slice(0, 200)}`, response.status);
-        }
-        const { code, message } = errorCodeOf(response, text);
-        lastError = new AwsCallError(code, message, response.status);
-        if (!(response.status >= 500 || response.status === 429 || THROTTLING_CODES.has(code))) throw lastError;
-      }
-      throw lastError;
-    },
-  };
-}
-
-/** One AWS JSON-protocol operation (SQS: JSON 1.0, Secrets Manager: JSON 1.1). */
-export async function awsJsonCall(
-  caller: AwsCaller,
-  jsonVersion: "1.0" | "1.1",
-  target: string,
-  input: unknown,
-): Promise<unknown> {
-  const response = await caller.call(`${caller.baseUrl}/`, {
-    method: "POST",
-    headers: { "content-type": `application/x-amz-json-${jsonVersion}`, "x-amz-target": target },
-    body: JSON.stringify(input),
-  });
-  const text = new TextDecoder().decode(response.body);
-  return text === "" ? {} : JSON.parse(text);
+/** Runs one SDK call; its service errors come out as AwsCallError. */
+export async function awsCall<T>(call: () => Promise<T>): Promise<T> {
+  try {
+    return await call();
+  } catch (error) {
+    throw asAwsCallError(error);
+  }
 }

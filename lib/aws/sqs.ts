@@ -1,10 +1,13 @@
-import * as z from "../util/zod.js";
-import { type AwsTarget, awsJsonCall, createAwsCaller } from "./aws-call.js";
+import { type AwsTarget, type CallPath, awsCall } from "./aws-call.js";
 
 /**
- * The SQS calls the functions make, over SQS's JSON 1.0 protocol
- * (`X-Amz-Target: AmazonSQS.<Operation>`), which AWS SQS and fauxqs both speak.
- * Requests go to the configured (or regional) endpoint, never to the queue URL's host.
+ * The SQS calls the functions make (SendMessage, SendMessageBatch) through the SDK's SQSClient
+ * with only those two commands imported (sqs-calls.ts), loaded at the first call: the intake
+ * sends on its first request anyway, and the other functions send only to requeue, dead-letter
+ * or queue pages. The SDK checks SQS's MD5OfMessageBody of every sent message
+ * (middleware-sdk-sqs) and throws on a mismatch. Requests go to the configured (or regional)
+ * endpoint, never to the queue URL's host (`useQueueUrlAsEndpoint: false`): the local stack
+ * serves every queue from one server.
  */
 export interface SqsEntry {
   readonly Id: string;
@@ -23,25 +26,16 @@ export interface SqsApi {
   sendMessageBatch(queueUrl: string, entries: readonly SqsEntry[]): Promise<SqsFailedEntry[]>;
 }
 
-const sendMessageBatchResultSchema = z.object({
-  Failed: z.nullish(z.array(z.object({ Id: z.string(), Code: z.optional(z.string()), Message: z.optional(z.string()) }))),
-});
-
-export function createSqs(target: AwsTarget): SqsApi {
-  const caller = createAwsCaller("sqs", target);
+export function createSqs(target: AwsTarget, path: CallPath = "consumer"): SqsApi {
+  const calls = () => import("./sqs-calls.js");
   return {
     async sendMessage(queueUrl, body, delaySeconds) {
-      await awsJsonCall(caller, "1.0", "AmazonSQS.SendMessage", {
-        QueueUrl: queueUrl,
-        MessageBody: body,
-        ...(delaySeconds !== undefined ? { DelaySeconds: delaySeconds } : {}),
-      });
+      const { sendMessage } = await calls();
+      await awsCall(() => sendMessage(target, path, queueUrl, body, delaySeconds));
     },
     async sendMessageBatch(queueUrl, entries) {
-      const answer = await awsJsonCall(caller, "1.0", "AmazonSQS.SendMessageBatch", { QueueUrl: queueUrl, Entries: entries });
-      const parsed = sendMessageBatchResultSchema.safeParse(answer);
-      if (!parsed.success) throw new Error("SQS SendMessageBatch answered an unexpected shape");
-      return (parsed.data.Failed ?? []).map((failure) => ({ Id: failure.Id, Code: failure.Code ?? "?", Message: failure.Message ?? "" }));
+      const { sendMessageBatch } = await calls();
+      return awsCall(() => sendMessageBatch(target, path, queueUrl, entries));
     },
   };
 }

@@ -19,7 +19,7 @@ import { createS3Bucket } from "../aws/s3-bucket.js";
 
 /**
  * Wiring for the two cohort functions from the shared runtime context (env,
- * stage config, the SigV4 S3 and SQS calls of lib/aws, secret reader). Settings
+ * stage config, the S3 and SQS calls of lib/aws, secret reader). Settings
  * only these functions read are validated here, once.
  */
 export const cohortSettingsSchema = z.object({

@@ -4,6 +4,12 @@ import { groupByCaps } from "../util/batching.js";
 
 /** SendMessageBatch takes at most 10 entries, and their total size counts against the message cap. */
 export const MAX_BATCH_ENTRIES = 10;
+/**
+ * Sends of the entries SQS refused inside a successful answer (the SDK does not retry those).
+ * A call that failed as a whole was already retried by the SDK client (lib/aws/aws-call.ts sets
+ * its attempts per call path), so it is not retried again here: on the intake that would
+ * multiply the attempts past API Gateway's 30 s.
+ */
 const MAX_ATTEMPTS = 3;
 
 export interface QueueSender {
@@ -30,8 +36,7 @@ export function createQueueSender(client: SqsApi, maxBatchBytes: number): QueueS
         }
       } catch (error) {
         if (error instanceof RetryableError) throw error;
-        if (attempt >= MAX_ATTEMPTS) throw new RetryableError(`SQS SendMessageBatch failed: ${String(error)}`);
-        failedIds = new Set(pending.map((entry) => entry.Id));
+        throw new RetryableError(`SQS SendMessageBatch failed: ${String(error)}`);
       }
       pending = pending.filter((entry) => failedIds.has(entry.Id));
     }

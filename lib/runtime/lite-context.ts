@@ -1,4 +1,4 @@
-import type { AwsTarget } from "../aws/aws-call.js";
+import type { AwsTarget, CallPath } from "../aws/aws-call.js";
 import { type S3Api, createS3 } from "../aws/s3.js";
 import { type SqsApi, createSqs } from "../aws/sqs.js";
 import { type Env, readEnv, requireSetting } from "../config/env.js";
@@ -10,8 +10,9 @@ export { once } from "./once.js";
 
 /**
  * What every function builds once per container (cold start): validated env and stage
- * config, the SQS and S3 calls it makes (lib/aws, SigV4 over fetch, no AWS SDK in any
- * bundle; issue 12), the secret reader with its TTL cache.
+ * config, the SQS and S3 calls it makes (lib/aws: the AWS SDK's clients, S3's loaded at its
+ * first call), the secret reader with its TTL cache. `path` sets the attempts and timeouts of
+ * the AWS calls (lib/aws/aws-call.ts): the intake answers API Gateway within 30 s.
  */
 export interface LiteRuntimeContext {
   readonly env: Env;
@@ -23,7 +24,7 @@ export interface LiteRuntimeContext {
   readonly secrets: SecretReader;
 }
 
-export function createLiteRuntimeContext(source: NodeJS.ProcessEnv = process.env): LiteRuntimeContext {
+export function createLiteRuntimeContext(source: NodeJS.ProcessEnv = process.env, path: CallPath = "consumer"): LiteRuntimeContext {
   const env = readEnv(source);
   const config = loadStageConfig(stageConfigPath(env.RELAY_STAGE, env.RELAY_CONFIG_FILE), env.RELAY_STAGE);
   const aws = { region: env.AWS_REGION, ...(env.AWS_ENDPOINT_URL ? { endpoint: env.AWS_ENDPOINT_URL } : {}) };
@@ -31,8 +32,8 @@ export function createLiteRuntimeContext(source: NodeJS.ProcessEnv = process.env
     env,
     config,
     aws,
-    sqs: createSqs(aws),
-    s3: createS3(aws),
+    sqs: createSqs(aws, path),
+    s3: createS3(aws, path),
     secrets: createSecretReader({
       region: env.AWS_REGION,
       ttlSeconds: env.SECRETS_TTL_SECONDS,

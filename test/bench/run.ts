@@ -3,7 +3,7 @@ import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
 import * as z from "zod";
-import { coldStart } from "./cold-start.js";
+import { FIRST_CALL, coldStart } from "./cold-start.js";
 import { INSERT_ID_HASH_LENGTH } from "../../lib/observability/trace-ids.js";
 import { ASSUMPTIONS, type CostRow, PRICES_USD, costPerMillion } from "./cost-model.js";
 
@@ -17,7 +17,9 @@ import { ASSUMPTIONS, type CostRow, PRICES_USD, costPerMillion } from "./cost-mo
  *  - forwarder: the real Lambda handler, invocation by invocation, against a loopback
  *    Mixpanel fake (own process) answering after 0 ms and 100 ms;
  *  - intake: CPU per 10k events and handler latency (p50/p99) per source;
- *  - cold start: bundle sizes and module import time of every function;
+ *  - cold start: bundle sizes, and import + first AWS call of every function's bundle against the
+ *    code at BENCH_COLDSTART_BASELINE_REF (default 9d4a7d1, the last code that signed its own AWS
+ *    requests), on BENCH_COLD_NODE (set it to a Node 24 binary: Lambda's runtime);
  *  - cohorts (opt-in, BENCH_SECTIONS=cohorts): CPU of diffing a 1 M-member cohort through the
  *    real export path (cohort-diff.bench.ts), BENCH_COHORT_MEMBERS to change the size.
  */
@@ -31,7 +33,9 @@ const newConcurrency = Number(process.env.BENCH_NEW_CONCURRENCY ?? 10);
 const DEPLOYED_IMPORT_CONCURRENCY = 5;
 const sections = new Set((process.env.BENCH_SECTIONS ?? "forwarder,intake,coldstart").split(","));
 
-function prepareBaseline(): string {
+const coldStartBaselineRef = process.env.BENCH_COLDSTART_BASELINE_REF ?? "9d4a7d1";
+
+function prepareBaseline(baselineRef: string): string {
   const dir = join(tmpdir(), `relay-bench-baseline-${baselineRef}`);
   if (!existsSync(join(dir, "package.json"))) {
     rmSync(dir, { recursive: true, force: true });
@@ -93,7 +97,16 @@ const median = (values: number[]): number => {
   return sorted.length % 2 ? (sorted[middle] ?? Number.NaN) : ((sorted[middle - 1] ?? 0) + (sorted[middle] ?? 0)) / 2;
 };
 
-const baseline = prepareBaseline();
+/** Prepared on first use: a run of only some variants (BENCH_FORWARDER_VARIANTS, BENCH_INTAKE_VARIANTS) may not need it. */
+let baselineDir: string | undefined;
+const baseline = (): string => (baselineDir ??= prepareBaseline(baselineRef));
+/** A comma-separated subset of a section's variants, from the environment (all when unset). */
+const chosen = <T extends string>(variable: string, all: readonly T[]): T[] => {
+  const names = process.env[variable]?.split(",");
+  return names ? all.filter((variant) => names.includes(variant)) : [...all];
+};
+/** The code before the AWS SDK clients (BENCH_COLDSTART_BASELINE_REF): the deployed settings' forwarder and the intake run on it too. */
+const sdkBaseline = prepareBaseline(coldStartBaselineRef);
 const results: Record<string, unknown> = {
   date: new Date().toISOString(),
   node: process.version,
@@ -114,20 +127,22 @@ if (sections.has("forwarder")) {
   // importConcurrency, with forwarderMaxConcurrency lowered so a project sees the same 15 clients);
   // new: more in flight. The -braze variants queue 100-event intake requests (one small message
   // each), as Braze Currents sends them.
-  type Variant = "old" | "new3" | "deployed" | "new" | "old-braze" | "deployed-braze";
+  type Variant = "old" | "new3" | "deployed" | "base-deployed" | "new" | "old-braze" | "deployed-braze";
   const labels: Record<Variant, string> = {
     old: "today (v1, ≤20 msg/inv, 2000-event intake requests, 3 in flight)",
     new3: "new (v2, ≤100 msg/inv, 2000-event intake requests, 3 in flight)",
     deployed: `new (v2, ≤100 msg/inv, 2000-event intake requests, ${DEPLOYED_IMPORT_CONCURRENCY} in flight, deployed)`,
+    "base-deployed": `${coldStartBaselineRef} (v2, ≤100 msg/inv, 2000-event intake requests, ${DEPLOYED_IMPORT_CONCURRENCY} in flight, deployed)`,
     new: `new (v2, ≤100 msg/inv, 2000-event intake requests, ${newConcurrency} in flight)`,
     "old-braze": "today (v1, ≤20 msg/inv, 100-event intake requests, 3 in flight)",
     "deployed-braze": `new (v2, ≤100 msg/inv, 100-event intake requests, ${DEPLOYED_IMPORT_CONCURRENCY} in flight, deployed)`,
   };
-  const concurrencyOf: Record<Variant, number> = { old: 3, new3: 3, deployed: DEPLOYED_IMPORT_CONCURRENCY, new: newConcurrency, "old-braze": 3, "deployed-braze": DEPLOYED_IMPORT_CONCURRENCY };
+  const concurrencyOf: Record<Variant, number> = { old: 3, new3: 3, deployed: DEPLOYED_IMPORT_CONCURRENCY, "base-deployed": DEPLOYED_IMPORT_CONCURRENCY, new: newConcurrency, "old-braze": 3, "deployed-braze": DEPLOYED_IMPORT_CONCURRENCY };
+  const rootOf = (variant: Variant): string => (variant.startsWith("old") ? baseline() : variant.startsWith("base") ? sdkBaseline : repo);
   const forwarderEnv = (variant: Variant): Record<string, string> => ({
-    BENCH_ROOT: variant.startsWith("old") ? baseline : repo,
+    BENCH_ROOT: rootOf(variant),
     // Each tree reads its own stage config: today's schema refuses keys added since.
-    RELAY_CONFIG_FILE: join(variant.startsWith("old") ? baseline : repo, "config/local.json"),
+    RELAY_CONFIG_FILE: join(rootOf(variant), "config/local.json"),
     BENCH_ENVELOPE: variant.startsWith("old") ? "v1" : "v2",
     BENCH_EVENTS: String(variant.endsWith("braze") ? Math.min(events, 100_000) : events),
     BENCH_INTAKE_BATCH: variant.endsWith("braze") ? "100" : "2000",
@@ -149,7 +164,10 @@ if (sections.has("forwarder")) {
   try {
     for (const latency of latencies) {
       await fake.setLatency(latency);
-      const variants: Variant[] = latency === 100 ? ["old", "new3", "deployed", "new", "old-braze", "deployed-braze"] : ["old", "new3", "deployed", "new"];
+      const variants: Variant[] = chosen<Variant>(
+        "BENCH_FORWARDER_VARIANTS",
+        latency === 100 ? ["old", "new3", "base-deployed", "deployed", "new", "old-braze", "deployed-braze"] : ["old", "new3", "base-deployed", "deployed", "new"],
+      );
       const runs: Partial<Record<Variant, ForwarderRun[]>> = {};
       for (let i = 0; i < repeats; i++) {
         for (const variant of variants) {
@@ -192,14 +210,16 @@ const intakeMedians: Record<string, { cpuMsPer10k: number; sqsBytesPerEvent: num
 
 if (sections.has("intake")) {
   type IntakeRow = { label: string; events: number; requests: number; requestBytes: number; cpuMsPer10k: number; p50Ms: number; p99Ms: number; sqsMessages: number; sqsBytes: number };
-  const runs: Record<"old" | "new", IntakeRow[][]> = { old: [], new: [] };
+  const runs: Record<"old" | "base" | "new", IntakeRow[][]> = { old: [], base: [], new: [] };
+  const intakeRoot = { old: baseline, base: () => sdkBaseline, new: () => repo };
+  const intakeVariants = chosen("BENCH_INTAKE_VARIANTS", ["old", "base", "new"] as const);
   for (let i = 0; i < repeats; i++) {
-    for (const variant of ["old", "new"] as const) {
-      runs[variant].push((await runWorker("intake-worker.ts", { BENCH_ROOT: variant === "old" ? baseline : repo })) as IntakeRow[]);
+    for (const variant of intakeVariants) {
+      runs[variant].push((await runWorker("intake-worker.ts", { BENCH_ROOT: intakeRoot[variant]() })) as IntakeRow[]);
     }
   }
   results.intake = runs;
-  for (const variant of ["old", "new"] as const) {
+  for (const variant of intakeVariants) {
     (runs[variant][0] ?? []).forEach((row, index) => {
       const rows = runs[variant].map((run) => run[index] as IntakeRow);
       const key = row.label.includes("~300") ? "native-small" : (row.label.split(" ")[0] ?? "");
@@ -213,12 +233,12 @@ if (sections.has("intake")) {
     });
   }
   results.intakeMedians = intakeMedians;
-  for (const variant of ["old", "new"] as const) {
+  for (const variant of intakeVariants) {
     const labels = runs[variant][0]?.map((row) => row.label) ?? [];
     labels.forEach((label, index) => {
       const rows = runs[variant].map((run) => run[index] as IntakeRow);
       table.push([
-        `intake ${variant === "old" ? "today" : "new"}: ${label}`,
+        `intake ${variant === "old" ? "today" : variant === "base" ? coldStartBaselineRef : "new"}: ${label}`,
         `${median(rows.map((r) => r.cpuMsPer10k)).toFixed(0)} CPU-ms/10k`,
         `p50 ${formatMs(median(rows.map((r) => r.p50Ms)))} ms`,
         `p99 ${formatMs(median(rows.map((r) => r.p99Ms)))} ms`,
@@ -229,19 +249,19 @@ if (sections.has("intake")) {
 }
 
 if (sections.has("coldstart")) {
-  const cold = await coldStart(baseline, repo, repeats);
-  results.coldStart = cold;
+  const cold = await coldStart(prepareBaseline(coldStartBaselineRef), repo, repeats);
+  results.coldStart = { baselineRef: coldStartBaselineRef, ...cold };
   for (const row of cold.rows) {
     const share =
-      row.shareOfToday === undefined || row.shareOfTodayWithSourceMaps === undefined
+      row.shareOfBaseline === undefined || row.cpuShareOfBaseline === undefined
         ? ""
-        : `${(row.shareOfToday * 100).toFixed(0)} % / ${(row.shareOfTodayWithSourceMaps * 100).toFixed(0)} % of today's${row.comparedWith === row.name ? "" : ` ${row.comparedWith} (no baseline of its own)`}`;
+        : `${row.shareOfBaseline.toFixed(2)}× / ${row.cpuShareOfBaseline.toFixed(2)}× CPU of ${coldStartBaselineRef}`;
     table.push([
-      `bundle ${row.variant === "old" ? "today" : "new"}: ${row.name}`,
-      `${row.kib} KiB (${row.bytes} B)`,
-      `import ${row.importMs.toFixed(0)} ms / ${row.importMsWithSourceMaps.toFixed(0)} ms with --enable-source-maps (medians)`,
+      `bundle ${row.variant === "old" ? coldStartBaselineRef : "new"}: ${row.name}`,
+      `${row.kib} KiB (${row.startupKib} KiB at start)`,
+      `import ${row.importMs.toFixed(0)} ms, + first AWS call ${row.coldMs.toFixed(0)} ms (${row.coldCpuMs.toFixed(0)} CPU-ms), ${cold.node} --enable-source-maps (medians)`,
       share,
-      "",
+      FIRST_CALL[row.name] ?? "",
     ]);
   }
 }

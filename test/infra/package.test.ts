@@ -343,6 +343,11 @@ describe("plain `osls package --stage dev` on a fresh clone (no `npm run build` 
       const entries = zipEntryNames(zip);
       expect(entries, fn).toContain(`dist/${fn}/index.mjs`);
       expect(entries, fn).toContain(`dist/${fn}/index.mjs.map`);
+      // The modules a function imports at its first AWS call (the SDK's clients) are chunk files
+      // beside index.mjs: every one the build made must be in the zip, or that call fails in Lambda.
+      const chunks = readdirSync(join(freshDir, "dist", fn)).filter((file) => /^chunk-.*\.mjs$/.test(file));
+      expect(chunks.length, fn).toBeGreaterThan(0);
+      for (const chunk of chunks) expect(entries, fn).toContain(`dist/${fn}/${chunk}`);
       // The issue's empty packages were 846 bytes (config/*.json only); a bundle and its map zip to
       // ~100 KB or more (the forwarder's, the smallest, ~98 KB).
       expect(statSync(zip).size, fn).toBeGreaterThan(50_000);
