@@ -116,9 +116,13 @@ export interface ImportLedger {
 }
 
 const importReplySchema = z.object({ processId: z.coerce.number().check(z.int()) });
-/** `GET /v3/processes/{id}` (docs/vendors/cohort-sync.md §3): queued → in_process → completed. */
+/**
+ * `GET /v3/processes/{id}` (docs/vendors/cohort-sync.md §3, https://developers.brevo.com/reference/get-process):
+ * queued → processing (older specs: in_process) → completed, or the failures failed / cancelled.
+ * Only those three end a process; any other status, known or not, means it is still running.
+ */
 const processSchema = z.looseObject({ id: z.optional(z.coerce.number()), status: z.string(), name: z.optional(z.string()) });
-const PROCESS_PENDING = new Set(["queued", "in_process"]);
+const PROCESS_FAILED = new Set(["failed", "cancelled"]);
 
 export async function sendBrevoPage(
   page: DeliveryPage,
@@ -196,7 +200,7 @@ export async function sendBrevoPage(
       if (!process.success) throw new RetryableError(`Brevo process ${processId}: unreadable status answer ${result.body.slice(0, 200)}`);
       const { status } = process.data;
       if (status === "completed") continue;
-      if (PROCESS_PENDING.has(status)) {
+      if (!PROCESS_FAILED.has(status)) {
         // Not delivered yet: SQS hands the page back after its visibility timeout and the
         // next receive checks again (no re-import); the last receive records it as failed.
         throw new RetryableError(`Brevo import process ${processId} is still ${status}; checked again on the next receive`);

@@ -87,8 +87,13 @@ export class BrevoServer {
   private readonly processQueue = new Map<number, string[]>();
   private processWindowStart = 0;
   private processCalls = 0;
-  /** Statuses each new import's process answers before "completed" (e.g. ["queued", "in_process"]). */
+  /**
+   * Statuses each new import's process answers before its last one (Brevo's get-process
+   * reference: queued, processing, then completed, failed or cancelled; older specs said in_process).
+   */
   importProgress: string[] = [];
+  /** The status an import ends with once `importProgress` is used up. */
+  importOutcome: "completed" | "failed" | "cancelled" = "completed";
   private windowStart = 0;
   private used = 0;
   private server: Server | undefined;
@@ -598,18 +603,19 @@ export class BrevoServer {
     }
     const processId = this.imports.length + 1;
     this.imports.push({ processId, bytes, contacts: contacts.length, listIds: Array.isArray(listIds) ? listIds.map(Number) : [] });
-    this.processQueue.set(processId, [...this.importProgress]);
+    this.processQueue.set(processId, [...this.importProgress, this.importOutcome]);
     answer(202, { processId });
   }
 
   /**
    * `GET /v3/processes/{processId}` (docs/vendors/cohort-sync.md §3): `{id, status, name}` with
-   * status `queued` | `in_process` | `completed`; 404 `document_not_found` for an unknown id.
+   * status `queued` | `processing` | `completed` | `failed` | `cancelled`; the last status
+   * repeats once reached; 404 `document_not_found` for an unknown id.
    */
   private processStatus(processId: number, answer: (status: number, payload?: unknown) => void): void {
     const queue = this.processQueue.get(processId);
     if (!queue) return answer(404, { code: "document_not_found", message: `Process ${processId} does not exist` });
-    const status = queue.shift() ?? "completed";
+    const status = queue.length > 1 ? (queue.shift() ?? "completed") : (queue[0] ?? "completed");
     answer(200, { id: processId, status, name: `import-${processId}` });
   }
 }
