@@ -133,7 +133,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
         records.push(updated);
         log(
           `${updated.requestId}  ${updated.createdAt}  ${updated.compliance}  ${updated.idDigests.length} id(s)  ${overallStatus(updated)}  ` +
-            `mixpanel: ${updated.mixpanel.map((task) => task.status).join(",")}  brevo: ${updated.brevo.skipped ? "not configured" : `${updated.brevo.deleted} deleted, ${updated.brevo.absent} absent, ${updated.brevo.failed} failed`}`,
+            `mixpanel: ${updated.mixpanel.map((task) => (task.status === "NOT_FOUND" ? "NOT_FOUND (nothing to delete)" : task.status)).join(",")}  brevo: ${updated.brevo.skipped ? "not configured" : `${updated.brevo.deleted} deleted, ${updated.brevo.absent} absent, ${updated.brevo.failed} failed`}`,
         );
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;

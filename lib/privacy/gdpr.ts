@@ -26,7 +26,14 @@ export const GDPR_BASES: Record<Residency, string> = {
 };
 export const MAX_IDS_PER_DELETION = 1999;
 export const GDPR_PREFIX = "gdpr/";
-export const FINAL_TASK_STATES = new Set(["SUCCESS", "FAILURE", "REVOKED"]);
+/**
+ * Task states that never change again (docs/vendors/mixpanel-api.md "GDPR deletion"): besides
+ * SUCCESS, FAILURE and REVOKED, Mixpanel answers NOT_FOUND (no data for the ids: nothing to
+ * delete) and UNKNOWN (Mixpanel cannot say); polling either again only repeats it.
+ */
+export const FINAL_TASK_STATES = new Set(["SUCCESS", "FAILURE", "REVOKED", "NOT_FOUND", "UNKNOWN"]);
+/** Final states that mean the ids hold no data in Mixpanel any more. */
+const DONE_TASK_STATES = new Set(["SUCCESS", "NOT_FOUND"]);
 
 export const complianceSchema = z.enum(["GDPR", "CCPA"]);
 export type Compliance = z.infer<typeof complianceSchema>;
@@ -115,10 +122,12 @@ export function createGdprClient(options: GdprClientOptions) {
       if (taskId === undefined) throw new UpstreamRejectedError(`Mixpanel GDPR reply has no task id: ${body.slice(0, 300)}`, 200, body);
       return taskId;
     },
+    /** The task's state; an unreadable answer is an UpstreamRejectedError (not taken for Mixpanel's own UNKNOWN). */
     async taskStatus(taskId: string): Promise<string> {
       const body = await call("GET", `/data-deletions/v3.0/${encodeURIComponent(taskId)}?token=${token}`);
       const reply = parseJsonWith(statusReplySchema, body);
-      return reply.success ? reply.data.results.status : "UNKNOWN";
+      if (!reply.success) throw new UpstreamRejectedError(`Mixpanel GDPR status reply has no results.status: ${body.slice(0, 300)}`, 200, body);
+      return reply.data.results.status;
     },
   };
 }
@@ -199,7 +208,14 @@ export async function refreshStatus(record: AuditRecord, gdpr: GdprClient, now: 
       continue;
     }
     if (calls++ > 0) await pause();
-    mixpanel.push({ ...task, status: await gdpr.taskStatus(task.taskId) });
+    try {
+      const { error: _previous, ...rest } = task;
+      mixpanel.push({ ...rest, status: await gdpr.taskStatus(task.taskId) });
+    } catch (error) {
+      if (error instanceof ConfigError) throw error;
+      // Kept as it was (polled again next time), with the reason beside it.
+      mixpanel.push({ ...task, error: (error instanceof Error ? error.message : String(error)).slice(0, 500) });
+    }
   }
   return { ...record, mixpanel, updatedAt: now().toISOString() };
 }
@@ -207,8 +223,8 @@ export async function refreshStatus(record: AuditRecord, gdpr: GdprClient, now: 
 export function overallStatus(record: AuditRecord): string {
   const states = record.mixpanel.map((task) => task.status);
   const brevoDone = record.brevo.skipped || record.brevo.failed === 0;
-  if (states.every((state) => state === "SUCCESS") && brevoDone) return "complete";
-  if (states.some((state) => state === "FAILURE" || state === "NOT_FILED" || state === "REVOKED") || !brevoDone) return "needs attention";
+  if (states.every((state) => DONE_TASK_STATES.has(state)) && brevoDone) return "complete";
+  if (states.some((state) => state === "FAILURE" || state === "NOT_FILED" || state === "REVOKED" || state === "UNKNOWN") || !brevoDone) return "needs attention";
   return "in progress";
 }
 
