@@ -11,15 +11,17 @@ import type { BrevoConfig } from "../config/brevo.js";
 import { type ContactKey, type ContactOperation, attributesAfter, mapProfileToContact } from "./contacts.js";
 import { type BrevoEvent, mapEventToBrevo } from "./events.js";
 import { idDigest } from "../privacy/gdpr.js";
+import { groupByCaps } from "../util/batching.js";
 
 /**
  * The Brevo forwarder's sends (docs/vendors/brevo-connector.md §1–§4): one outcome per queued
  * Mixpanel record, for lib/forwarder/process.ts `consumeEnvelopes`, which stores refusals,
  * re-queues only what was not sent and reports SQS partial batch failures.
  *
- * - Events: `POST /v3/events/batch` `{events:[…]}` in chunks of `eventsBatchSize` (Brevo documents
- *   no maximum, §1). 202 = all taken; 207/400 list the failed `eventIndex`es, which are refused
- *   for good (validation errors fail again, §1) while the rest count as sent.
+ * - Events: `POST /v3/events/batch` `{events:[…]}` in requests of at most `eventsBatchSize` (≤ 200)
+ *   events and 512 KB of body (§1). 202 = all taken; 207/400 list the failed `eventIndex`es, which
+ *   are refused for good (validation errors fail again, §1) while the rest count as sent; any other
+ *   refusal is bisected down to the event Brevo refuses.
  * - Profiles: one contact call (or a read then a write) per record, in queue order, so operations
  *   on one contact apply in the order Mixpanel would apply them.
  * - Groups: companies found by their marker attribute (cached per container: the companies bucket
@@ -47,6 +49,15 @@ export interface BrevoSenderDeps {
 }
 
 const MAX_REMEMBERED_INSERT_IDS = 100_000;
+
+/**
+ * `POST /v3/events/batch` takes at most 200 events and 512 KB of body per request
+ * (https://developers.brevo.com/docs/event-endpoints, "Create events in batch" limits).
+ */
+export const MAX_EVENTS_PER_BATCH = 200;
+export const MAX_EVENTS_BATCH_BYTES = 512 * 1024;
+/** `{"events":[` + `]}` around the comma-separated events. */
+const BATCH_ENVELOPE_BYTES = Buffer.byteLength('{"events":[]}');
 
 const MAX_CACHED_COMPANIES = 10_000;
 
@@ -110,36 +121,53 @@ async function sendEvents(lines: readonly string[], deps: BrevoSenderDeps, suppr
     else if (mapped.status === "skip") outcomes[position] = { status: "skipped", code: mapped.code };
     else outcomes[position] = { status: "rejected", reason: `${mapped.code}: ${mapped.reason}` };
   });
+  type Pending = (typeof pending)[number];
   let blocked: Outcome | undefined;
-  for (let start = 0; start < pending.length; start += deps.eventsBatchSize) {
-    const chunk = pending.slice(start, start + deps.eventsBatchSize);
-    if (blocked) {
-      for (const { position } of chunk) outcomes[position] = blocked;
-      continue;
+  const accept = (items: readonly Pending[]) => {
+    for (const { position, insertId } of items) {
+      outcomes[position] = sent;
+      remember(insertId);
     }
+  };
+  /**
+   * Sends one request's events. A refusal that names no event (a 413, a 400 `{code, message}`)
+   * says nothing about single events (§1): the group is halved and each half sent again, down to
+   * the one event Brevo refuses, so one bad event never takes the other 199 with it.
+   */
+  const sendGroup = async (items: readonly Pending[]): Promise<void> => {
+    if (blocked) {
+      for (const { position } of items) outcomes[position] = blocked;
+      return;
+    }
+    let result: HttpResult;
     try {
-      const result = await deps.client.call("POST", "/events/batch", { events: chunk.map(({ event }) => event) });
-      if (result.status >= 200 && result.status < 300 && result.status !== 207) {
-        for (const { position, insertId } of chunk) {
-          outcomes[position] = sent;
-          remember(insertId);
-        }
-        continue;
-      }
-      const refusals = result.status === 207 || result.status === 400 ? batchRefusals(result, chunk.length) : undefined;
-      chunk.forEach(({ position, insertId }, index) => {
-        if (refusals) {
-          const reason = refusals.get(index);
-          if (reason === undefined) remember(insertId);
-          outcomes[position] = reason === undefined ? sent : { status: "rejected", reason };
-        } else {
-          outcomes[position] = { status: "rejected", reason: brevoMessage(result) };
-        }
-      });
+      result = await deps.client.call("POST", "/events/batch", { events: items.map(({ event }) => event) });
     } catch (error) {
       blocked = failureOutcome(error);
-      for (const { position } of chunk) outcomes[position] = blocked;
+      for (const { position } of items) outcomes[position] = blocked;
+      return;
     }
+    if (result.status >= 200 && result.status < 300 && result.status !== 207) return accept(items);
+    const refusals = result.status === 207 || result.status === 400 ? batchRefusals(result, items.length) : undefined;
+    if (refusals) {
+      items.forEach(({ position, insertId }, index) => {
+        const reason = refusals.get(index);
+        if (reason === undefined) remember(insertId);
+        outcomes[position] = reason === undefined ? sent : { status: "rejected", reason };
+      });
+      return;
+    }
+    if (items.length === 1) {
+      for (const { position } of items) outcomes[position] = { status: "rejected", reason: brevoMessage(result) };
+      return;
+    }
+    const half = Math.ceil(items.length / 2);
+    await sendGroup(items.slice(0, half));
+    await sendGroup(items.slice(half));
+  };
+  const batchSize = Math.min(deps.eventsBatchSize, MAX_EVENTS_PER_BATCH);
+  for (const group of groupByCaps(pending, ({ event }) => Buffer.byteLength(JSON.stringify(event)) + 1, batchSize, MAX_EVENTS_BATCH_BYTES - BATCH_ENVELOPE_BYTES)) {
+    await sendGroup(group);
   }
   return outcomes;
 }

@@ -53,6 +53,8 @@ const BREVO_NAME = /^[A-Za-z0-9_-]{1,255}$/;
 const ISO_WITH_OFFSET = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
 const EVENT_IDENTIFIERS = new Set(["contact_id", "email_id", "ext_id", "phone_id", "whatsapp_id", "landline_number_id"]);
 const MAX_EVENT_PROPERTIES_BYTES = 50 * 1024;
+export const MAX_EVENTS_PER_BATCH = 200;
+export const MAX_EVENTS_BATCH_BYTES = 512 * 1024;
 
 export interface BrevoEventRecord {
   readonly event_name: string;
@@ -74,7 +76,14 @@ export class BrevoServer {
   /** Connector side: contact key (email, or "ext:<ext_id>" for contacts without one) → id and ext_id. */
   readonly contactIds = new Map<string, { id: number; extId?: string }>();
   readonly events: BrevoEventRecord[] = [];
+  /** Each /v3/events/batch request that passed the size limits: its event count and body bytes. */
+  readonly eventBatches: { readonly events: number; readonly bytes: number }[] = [];
   readonly companies = new Map<string, BrevoCompany>();
+  /**
+   * Fault injection: a batch holding an event this matches is refused whole with a 400
+   * `{code, message}` that names no event (a refusal the batch answer table does not cover).
+   */
+  refuseBatchWhen: ((event: unknown) => boolean) | undefined;
   /** When set, every /v3 call answers this status (an outage); `undefined` = up. */
   outage: number | undefined;
   private nextContactId = 1;
@@ -236,6 +245,7 @@ export class BrevoServer {
         listIds: [...this.lists].filter(([, members]) => members.has(key)).map(([id]) => id),
       })),
       "/_sandbox/companies": [...this.companies.values()],
+      "/_sandbox/event-batches": this.eventBatches,
     };
     if (!(path in views)) return this.send(response, 404, { error: "not_found" }, {});
     this.send(response, 200, views[path], {});
@@ -360,11 +370,25 @@ export class BrevoServer {
       return true;
     }
     if (path === "/v3/events/batch" && method === "POST") {
+      // "Create events in batch" limits (developers.brevo.com/docs/event-endpoints): ≤ 512 KB, ≤ 200 events.
+      if (raw.length > MAX_EVENTS_BATCH_BYTES) {
+        answer(413, { code: "payload_too_large", message: `request body is ${raw.length} bytes; at most ${MAX_EVENTS_BATCH_BYTES}` });
+        return true;
+      }
       const events = record.events;
       if (!Array.isArray(events) || events.length === 0) {
         bad("events must be a non-empty array");
         return true;
       }
+      if (events.length > MAX_EVENTS_PER_BATCH) {
+        bad(`events holds ${events.length} events; at most ${MAX_EVENTS_PER_BATCH} per request`);
+        return true;
+      }
+      if (this.refuseBatchWhen !== undefined && events.some((event) => this.refuseBatchWhen?.(event) === true)) {
+        answer(400, { code: "invalid_parameter", message: "events batch could not be processed" });
+        return true;
+      }
+      this.eventBatches.push({ events: events.length, bytes: raw.length });
       const errors: { eventIndex: number[]; message: string }[] = [];
       events.forEach((event, index) => {
         const error = BrevoServer.checkEvent(event);
