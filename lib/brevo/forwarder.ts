@@ -219,6 +219,7 @@ async function linkCompanies(operation: ContactOperation, contactId: number | un
   for (const marker of operation.companyLinks) {
     const company = await findCompany(marker, deps, cache);
     if (company === undefined) continue;
+    if (isRefusal(company)) return { status: "rejected", reason: `contact upserted; ${company.refusal}` };
     if (typeof company !== "string") return { status: "rejected", reason: `contact upserted; company lookup refused: ${brevoMessage(company)}` };
     const result = await deps.client.call("PATCH", `/companies/link-unlink/${encodeURIComponent(company)}`, { linkContactIds: [id] });
     if (!isOk(result) && result.status !== 404) return { status: "rejected", reason: `contact upserted; link to ${marker} refused: ${brevoMessage(result)}` };
@@ -338,22 +339,50 @@ function sendProfiles(lines: readonly string[], deps: BrevoSenderDeps, suppresse
 }
 
 const companyIdSchema = z.pipe(z.union([z.string(), z.number()]), z.transform(String));
-const companyListSchema = z.object({ items: z.optional(z.array(z.object({ id: companyIdSchema }))) });
+const companyListSchema = z.object({
+  items: z.optional(z.array(z.object({ id: companyIdSchema, attributes: z.optional(z.record(z.string(), z.unknown())) }))),
+});
 const companyCreatedSchema = z.object({ id: companyIdSchema });
+/** Companies asked for per lookup: enough to see several that carry the marker (an ambiguity) at once. */
+const COMPANY_LOOKUP_LIMIT = 50;
 
-async function findCompany(marker: string, deps: BrevoSenderDeps, cache: Map<string, string>): Promise<string | undefined | HttpResult> {
+/** A lookup that found nothing the relay may safely act on; the record is refused with this reason. */
+interface CompanyRefusal {
+  readonly refusal: string;
+}
+
+/**
+ * The Brevo company of a group. `GET /v3/companies?filters[attributes.<x>]=` is documented for
+ * `name` and `owner` only (§3): a server may ignore a filter on a custom attribute and answer
+ * arbitrary companies. So a company is used only when its returned attribute equals the marker;
+ * several that do, or an answer of companies none of which does (the filter was not applied, so
+ * the company may exist further on), is a refusal, never a guess. An empty answer means absent.
+ */
+async function findCompany(marker: string, deps: BrevoSenderDeps, cache: Map<string, string>): Promise<string | undefined | HttpResult | CompanyRefusal> {
   const cached = cache.get(marker);
   if (cached !== undefined) return cached;
   const attribute = deps.config.companies.id_attribute;
-  const query = `filters${encodeURIComponent(`[attributes.${attribute}]`)}=${encodeURIComponent(marker)}&limit=1`;
+  const query = `filters${encodeURIComponent(`[attributes.${attribute}]`)}=${encodeURIComponent(marker)}&limit=${COMPANY_LOOKUP_LIMIT}`;
   const result = await deps.client.call("GET", `/companies?${query}`);
   if (result.status === 404) return undefined;
   if (!isOk(result)) return result;
   const list = parseJsonWith(companyListSchema, result.body);
-  const id = list.success ? list.data.items?.[0]?.id : undefined;
-  if (id !== undefined) remember(cache, marker, id);
-  return id;
+  if (!list.success) return { refusal: `company lookup for ${marker}: unreadable answer from Brevo` };
+  const items = list.data.items ?? [];
+  if (items.length === 0) return undefined;
+  const matching = items.filter((item) => item.attributes !== undefined && Object.hasOwn(item.attributes, attribute) && item.attributes[attribute] === marker);
+  if (matching.length > 1) {
+    return { refusal: `company lookup for ${marker}: ${matching.length} Brevo companies (${matching.map((item) => item.id).join(", ")}) carry ${attribute}=${marker}; merge them in Brevo` };
+  }
+  const [match] = matching;
+  if (match === undefined) {
+    return { refusal: `company lookup for ${marker}: Brevo answered ${items.length} companies, none with ${attribute}=${marker} (the filter on ${attribute} was not applied); not guessing` };
+  }
+  remember(cache, marker, match.id);
+  return match.id;
 }
+
+const isRefusal = (found: unknown): found is CompanyRefusal => found !== null && typeof found === "object" && "refusal" in found;
 
 function remember(cache: Map<string, string>, marker: string, id: string): void {
   if (cache.size >= MAX_CACHED_COMPANIES) cache.delete(cache.keys().next().value ?? "");
@@ -363,6 +392,7 @@ function remember(cache: Map<string, string>, marker: string, id: string): void 
 async function applyCompany(operation: CompanyOperation, deps: BrevoSenderDeps, cache: Map<string, string>): Promise<Outcome> {
   const refused = (result: HttpResult): Outcome => ({ status: "rejected", reason: brevoMessage(result) });
   const found = await findCompany(operation.marker, deps, cache);
+  if (isRefusal(found)) return { status: "rejected", reason: found.refusal };
   if (found !== undefined && typeof found !== "string") return refused(found);
   const id = found;
   const path = (companyId: string) => `/companies/${encodeURIComponent(companyId)}`;

@@ -514,15 +514,15 @@ export class BrevoServer {
       return false;
     }
     if (path === "/v3/companies" && method === "GET") {
-      const filters = [...url.searchParams].filter(([name]) => name.startsWith("filters[attributes."));
+      // Brevo documents filters on attributes.name and attributes.owner only (get-all-companies):
+      // a filter on any other attribute is ignored here, as a real server may, and every company answers.
+      const filters = [...url.searchParams].filter(([name]) => /^filters\[attributes\.(name|owner)\]$/.test(name));
       const items = [...this.companies.values()].filter((company) =>
-        filters.every(([name, value]) => {
-          const attribute = name.slice("filters[attributes.".length, -1);
-          return attribute === "name" ? company.name === value : String(company.attributes[attribute]) === value;
-        }),
+        filters.every(([name, value]) => (name === "filters[attributes.name]" ? company.name === value : String(company.attributes.owner) === value)),
       );
-      const limit = Number(url.searchParams.get("limit") ?? 50);
-      answer(200, { items: items.slice(0, limit) });
+      const limit = Math.max(1, Math.min(100, Number(url.searchParams.get("limit") ?? 50) || 50));
+      const page = Math.max(1, Number(url.searchParams.get("page") ?? 1) || 1);
+      answer(200, { items: items.slice((page - 1) * limit, page * limit) });
       return true;
     }
     if (path === "/v3/companies" && method === "POST") {
