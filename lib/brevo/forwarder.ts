@@ -177,6 +177,7 @@ function contactPath(key: ContactKey): string {
 }
 
 const contactSchema = z.object({ id: z.optional(z.number()), attributes: z.optional(z.record(z.string(), z.unknown())) });
+const contactEmailSchema = z.object({ email: z.optional(z.string().check(z.minLength(1))) });
 
 /** The contact's current attributes, or undefined when Brevo has no such contact. */
 async function readContact(key: ContactKey, client: BrevoClient): Promise<{ attributes: Record<string, unknown> } | undefined | HttpResult> {
@@ -266,8 +267,29 @@ async function applyContact(operation: ContactOperation, deps: BrevoSenderDeps):
       return isOk(result) || result.status === 404 ? sent : refused(result);
     }
     case "unset": {
-      const result = await client.call("PUT", contactPath(operation.key), { attributes: attributesAfter(operation, undefined) });
-      return isOk(result) || result.status === 404 ? sent : refused(result);
+      // Brevo ignores a value of the wrong type such as null (update-contact reference); the one
+      // documented erase is an import with emptyContactsAttributes: true, which names a list and
+      // identifies the contact by email (import-contacts reference).
+      const listId = deps.config.lists.all_users;
+      if (listId === undefined) {
+        return { status: "rejected", reason: "$unset needs brevo.lists.all_users: Brevo erases attributes only through /contacts/import, which names a list" };
+      }
+      let address = operation.key.type === "email_id" ? operation.key.value : undefined;
+      if (address === undefined) {
+        const result = await client.call("GET", contactPath(operation.key));
+        if (result.status === 404) return sent; // no contact, nothing to clear
+        if (result.status !== 200) return refused(result);
+        const contact = parseJsonWith(contactEmailSchema, result.body);
+        address = contact.success ? contact.data.email : undefined;
+        if (address === undefined) return { status: "rejected", reason: "$unset: the contact has no email, and Brevo's import (the documented way to erase attributes) identifies contacts by email" };
+      }
+      const result = await client.call("POST", "/contacts/import", {
+        jsonBody: [{ email: address, attributes: attributesAfter(operation, undefined) }],
+        listIds: [listId],
+        updateExistingContacts: true,
+        emptyContactsAttributes: true,
+      });
+      return isOk(result) ? sent : refused(result);
     }
     case "upsert":
       if (!operation.onlyIfAbsent) {

@@ -283,7 +283,22 @@ export class BrevoServer {
     for (const members of this.lists.values()) if (members.delete(from)) members.add(to);
   }
 
+  /**
+   * Contact attributes take string, number, boolean or an array of strings (multiple-choice);
+   * "values that don't match the attribute type will be ignored" (update-contact reference), so
+   * null, objects and mixed arrays change nothing.
+   */
   private static mergeAttributes(existing: Record<string, unknown>, attributes: Record<string, unknown>): Record<string, unknown> {
+    const merged = { ...existing };
+    for (const [name, value] of Object.entries(attributes)) {
+      const typed = typeof value === "string" || typeof value === "boolean" || (typeof value === "number" && Number.isFinite(value)) || (Array.isArray(value) && value.every((item) => typeof item === "string"));
+      if (typed) merged[name] = value;
+    }
+    return merged;
+  }
+
+  /** Company attributes (CRM): a null still clears here; Brevo documents no other way (unverified). */
+  private static mergeCompanyAttributes(existing: Record<string, unknown>, attributes: Record<string, unknown>): Record<string, unknown> {
     const merged = { ...existing };
     for (const [name, value] of Object.entries(attributes)) {
       if (value === null) delete merged[name];
@@ -576,7 +591,7 @@ export class BrevoServer {
             bad("attributes must be an object");
             return true;
           }
-          company.attributes = BrevoServer.mergeAttributes(company.attributes, record.attributes as Record<string, unknown>);
+          company.attributes = BrevoServer.mergeCompanyAttributes(company.attributes, record.attributes as Record<string, unknown>);
         }
         // PATCH replaces the whole list of linked contacts (§3).
         if (Array.isArray(record.linkedContactsIds)) company.linkedContactsIds = record.linkedContactsIds.map(Number);
@@ -618,11 +633,18 @@ export class BrevoServer {
       contacts.push({ email, attributes: { ...attributes } });
     }
     const update = record.updateExistingContacts !== false;
+    // "emptyContactsAttributes = true means the empty fields in your import will erase any attribute" (import-contacts reference).
+    const erase = update && record.emptyContactsAttributes === true;
     for (const { email, attributes } of contacts) {
       const key = email.toLowerCase();
       const existing = this.contacts.get(key);
-      if (!existing) this.contacts.set(key, attributes);
-      else if (update) this.contacts.set(key, { ...existing, ...attributes });
+      const filled = Object.fromEntries(Object.entries(attributes).filter(([, value]) => value !== "" && value !== null));
+      if (!existing) this.contacts.set(key, BrevoServer.mergeAttributes({}, filled));
+      else if (update) {
+        const merged = BrevoServer.mergeAttributes(existing, filled);
+        if (erase) for (const [name, value] of Object.entries(attributes)) if (value === "" || value === null) delete merged[name];
+        this.contacts.set(key, merged);
+      }
       for (const id of Array.isArray(listIds) ? listIds : []) this.lists.get(Number(id))?.add(key);
     }
     const processId = this.imports.length + 1;
