@@ -33,10 +33,29 @@ export interface BrevoClientOptions {
   readonly onRetry?: (what: string, error: RetryableError, delayMs: number) => void;
 }
 
+export interface BrevoCallOptions {
+  /**
+   * false: when this call's rate-limit bucket is closed, or Brevo answers 429 or a transient
+   * failure, throw at once (a BrevoBucketWaitError for a closed bucket) instead of waiting
+   * or retrying, so the caller can hand that work back while other buckets keep flowing.
+   */
+  readonly wait?: boolean;
+}
+
 export interface BrevoClient {
   /** The answer for 2xx and for refusals the caller must judge; throws RetryableError / ConfigError otherwise. */
-  call(method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE", path: string, body?: unknown): Promise<HttpResult>;
+  call(method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE", path: string, body?: unknown, options?: BrevoCallOptions): Promise<HttpResult>;
   readonly calls: () => number;
+}
+
+/** A call not made because its bucket is closed until Brevo's reset. */
+export class BrevoBucketWaitError extends RetryableError {
+  constructor(
+    readonly bucket: BrevoBucket,
+    waitMs: number,
+  ) {
+    super(`Brevo ${bucket} rate limit resets in ${Math.ceil(waitMs / 1000)} s`, waitMs, 429);
+  }
 }
 
 export const DEFAULT_BREVO_API_URL = "https://api.brevo.com/v3";
@@ -66,7 +85,7 @@ export function checkBrevoBaseUrl(raw: string): URL {
   return url;
 }
 
-function bucketOf(path: string): BrevoBucket {
+export function bucketOf(path: string): BrevoBucket {
   if (path.startsWith("/contacts")) return "contacts";
   if (path.startsWith("/events")) return "events";
   return "other";
@@ -83,8 +102,9 @@ export function createBrevoClient(options: BrevoClientOptions): BrevoClient {
   let calls = 0;
   const left = () => options.retryDeps.remainingMs();
 
-  async function once(method: string, path: string, body: unknown, bucket: BrevoBucket): Promise<HttpResult> {
+  async function once(method: string, path: string, body: unknown, bucket: BrevoBucket, mayWait: boolean): Promise<HttpResult> {
     const wait = gates[bucket] - options.now();
+    if (wait > 0 && !mayWait) throw new BrevoBucketWaitError(bucket, wait);
     if (wait > 0) {
       // A wait that does not fit hands the work back (SQS redelivers it) instead of sleeping past the deadline.
       if (wait >= left()) throw new RetryableError(`Brevo ${bucket} rate limit resets in ${Math.ceil(wait / 1000)} s, past this invocation's deadline`, wait, 429);
@@ -128,9 +148,10 @@ export function createBrevoClient(options: BrevoClientOptions): BrevoClient {
 
   return {
     calls: () => calls,
-    async call(method, path, body) {
+    async call(method, path, body, callOptions) {
       const bucket = bucketOf(path);
-      return withRetry(() => once(method, path, body, bucket), options.retryDeps, options.retryPolicy, (error, delayMs) =>
+      if (callOptions?.wait === false) return once(method, path, body, bucket, false);
+      return withRetry(() => once(method, path, body, bucket, true), options.retryDeps, options.retryPolicy, (error, delayMs) =>
         options.onRetry?.(`${method} ${path}`, error, delayMs),
       );
     },

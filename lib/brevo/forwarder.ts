@@ -5,7 +5,7 @@ import { ConfigError, RetryableError, describeError } from "../errors.js";
 import type { HttpResult } from "../http/fetch.js";
 import type { RecordOutcome } from "../forwarder/process.js";
 import type { RecordKind } from "../records/envelope.js";
-import { type BrevoClient, brevoMessage } from "./client.js";
+import { type BrevoCallOptions, type BrevoClient, brevoMessage } from "./client.js";
 import { type CompanyOperation, mapGroupToCompany } from "./companies.js";
 import type { BrevoConfig } from "../config/brevo.js";
 import { type ContactKey, type ContactOperation, attributesAfter, mapProfileToContact } from "./contacts.js";
@@ -209,6 +209,19 @@ const isOk = (result: HttpResult) => result.status >= 200 && result.status < 300
  */
 async function linkCompanies(operation: ContactOperation, contactId: number | undefined, deps: BrevoSenderDeps): Promise<Outcome> {
   if (operation.op !== "upsert" || !operation.companyLinks || operation.companyLinks.length === 0) return sent;
+  try {
+    return await linkCompaniesNow(operation, contactId, deps);
+  } catch (error) {
+    if (error instanceof ConfigError || !(error instanceof RetryableError)) throw error;
+    // Company calls fall under Brevo's "all other endpoints" bucket (100 requests per hour on the
+    // General tier, §3/§4): when it is closed or failing, this record is handed back (its contact
+    // upsert is repeatable) and the next records' contacts keep flowing on their own bucket.
+    return { status: "retry", reason: `contact upserted; company link waits: ${error.message}` };
+  }
+}
+
+async function linkCompaniesNow(operation: Extract<ContactOperation, { op: "upsert" }>, contactId: number | undefined, deps: BrevoSenderDeps): Promise<Outcome> {
+  const companyLinks = operation.companyLinks ?? [];
   let id = contactId;
   if (id === undefined) {
     const result = await deps.client.call("GET", contactPath(operation.key));
@@ -217,12 +230,12 @@ async function linkCompanies(operation: ContactOperation, contactId: number | un
     if (id === undefined) return sent;
   }
   const cache = deps.companyIds ?? new Map<string, string>();
-  for (const marker of operation.companyLinks) {
-    const company = await findCompany(marker, deps, cache);
+  for (const marker of companyLinks) {
+    const company = await findCompany(marker, deps, cache, { wait: false });
     if (company === undefined) continue;
     if (isRefusal(company)) return { status: "rejected", reason: `contact upserted; ${company.refusal}` };
     if (typeof company !== "string") return { status: "rejected", reason: `contact upserted; company lookup refused: ${brevoMessage(company)}` };
-    const result = await deps.client.call("PATCH", `/companies/link-unlink/${encodeURIComponent(company)}`, { linkContactIds: [id] });
+    const result = await deps.client.call("PATCH", `/companies/link-unlink/${encodeURIComponent(company)}`, { linkContactIds: [id] }, { wait: false });
     if (!isOk(result) && result.status !== 404) return { status: "rejected", reason: `contact upserted; link to ${marker} refused: ${brevoMessage(result)}` };
   }
   return sent;
@@ -380,12 +393,17 @@ interface CompanyRefusal {
  * several that do, or an answer of companies none of which does (the filter was not applied, so
  * the company may exist further on), is a refusal, never a guess. An empty answer means absent.
  */
-async function findCompany(marker: string, deps: BrevoSenderDeps, cache: Map<string, string>): Promise<string | undefined | HttpResult | CompanyRefusal> {
+async function findCompany(
+  marker: string,
+  deps: BrevoSenderDeps,
+  cache: Map<string, string>,
+  callOptions?: BrevoCallOptions,
+): Promise<string | undefined | HttpResult | CompanyRefusal> {
   const cached = cache.get(marker);
   if (cached !== undefined) return cached;
   const attribute = deps.config.companies.id_attribute;
   const query = `filters${encodeURIComponent(`[attributes.${attribute}]`)}=${encodeURIComponent(marker)}&limit=${COMPANY_LOOKUP_LIMIT}`;
-  const result = await deps.client.call("GET", `/companies?${query}`);
+  const result = await deps.client.call("GET", `/companies?${query}`, undefined, callOptions);
   if (result.status === 404) return undefined;
   if (!isOk(result)) return result;
   const list = parseJsonWith(companyListSchema, result.body);

@@ -8,11 +8,12 @@ import { closeServer, listenOnLoopback } from "./local-server.js";
  * jsonBody/fileBody/fileUrl, jsonBody a non-empty array of `{email, attributes}`, listIds
  * of existing lists or newList, updateExistingContacts default true; 202 `{processId}`,
  * applied at once and recorded in `imports`); list add/remove with ≤150 emails, contacts must exist;
- * /v3/contacts/batch refused (deprecated); a rate limit of `limit` calls per `windowMs`
- * with x-sib-ratelimit-{limit,remaining,reset} on every answer and 429 beyond.
+ * /v3/contacts/batch refused (deprecated); rate limits per bucket (contacts, events: `limit` calls
+ * per `windowMs`; all other endpoints: `otherLimit` per `otherWindowMs`, 100 per hour by default)
+ * with that bucket's x-sib-ratelimit-{limit,remaining,reset} on every answer and 429 beyond.
  * The clock is injectable so tests can advance time instead of sleeping.
  *
- * The connector's side (docs/vendors/brevo-connector.md §1–§4), added for issue 9:
+ * The connector's side (docs/vendors/brevo-connector.md §1–§4):
  * POST /v3/events and /v3/events/batch (name and key rules, identifiers, ISO event_date with an
  * offset, event_properties ≤ 50 KB; batch answers 202, 207 with the failed eventIndexes, or 400
  * when all fail); POST /v3/contacts with `email` and/or `ext_id`, GET/PUT/DELETE
@@ -24,8 +25,16 @@ import { closeServer, listenOnLoopback } from "./local-server.js";
 export interface BrevoServerOptions {
   readonly apiKey: string;
   readonly listIds: readonly number[];
+  /** Requests per `windowMs` on each of the contacts (`/v3/contacts*`) and events (`/v3/events*`) buckets (default 10 per 1 s). */
   readonly limit?: number;
   readonly windowMs?: number;
+  /**
+   * The "all other endpoints" bucket (companies, link-unlink, processes, CRM attributes):
+   * `otherLimit` requests per `otherWindowMs`, Brevo's General tier by default (100 per hour,
+   * developers.brevo.com/docs/api-limits); tests scale the window down.
+   */
+  readonly otherLimit?: number;
+  readonly otherWindowMs?: number;
   readonly now?: () => number;
   /** Port on 127.0.0.1; 0 (default) picks a free one. */
   readonly port?: number;
@@ -55,6 +64,15 @@ const EVENT_IDENTIFIERS = new Set(["contact_id", "email_id", "ext_id", "phone_id
 const MAX_EVENT_PROPERTIES_BYTES = 50 * 1024;
 export const MAX_EVENTS_PER_BATCH = 200;
 export const MAX_EVENTS_BATCH_BYTES = 512 * 1024;
+
+/** Brevo's rate-limit buckets (docs/api-limits): contacts, events, and "all other endpoints". */
+type RateBucket = "contacts" | "events" | "other";
+function rateBucketOf(path: string): RateBucket {
+  if (path.startsWith("/v3/contacts")) return "contacts";
+  // /v3/events/batch is not in Brevo's table; counted with POST /v3/events here (unverified).
+  if (path.startsWith("/v3/events")) return "events";
+  return "other";
+}
 
 export interface BrevoEventRecord {
   readonly event_name: string;
@@ -94,8 +112,8 @@ export class BrevoServer {
   private readonly faults: { status: number; body?: string; path?: string }[] = [];
   /** Process id → statuses still to answer before "completed" (GET /v3/processes/{id}). */
   private readonly processQueue = new Map<number, string[]>();
-  private processWindowStart = 0;
-  private processCalls = 0;
+  /** Per rate-limit bucket: the current window's start and the calls counted in it. */
+  private readonly buckets = new Map<RateBucket, { start: number; used: number }>();
   /**
    * Statuses each new import's process answers before its last one (Brevo's get-process
    * reference: queued, processing, then completed, failed or cancelled; older specs said in_process).
@@ -103,8 +121,6 @@ export class BrevoServer {
   importProgress: string[] = [];
   /** The status an import ends with once `importProgress` is used up. */
   importOutcome: "completed" | "failed" | "cancelled" = "completed";
-  private windowStart = 0;
-  private used = 0;
   private server: Server | undefined;
   url = "";
 
@@ -153,37 +169,31 @@ export class BrevoServer {
     }
     if (request.method === "GET" && path.startsWith("/_sandbox/")) return this.sandboxView(path, response);
     const now = (this.options.now ?? Date.now)();
-    const windowMs = this.options.windowMs ?? 1000;
-    const limit = this.options.limit ?? 10;
-    if (now - this.windowStart >= windowMs) {
-      this.windowStart = now;
-      this.used = 0;
+    const bucketName = rateBucketOf(path);
+    const windowMs = bucketName === "other" ? (this.options.otherWindowMs ?? 3_600_000) : (this.options.windowMs ?? 1000);
+    const limit = bucketName === "other" ? (this.options.otherLimit ?? 100) : (this.options.limit ?? 10);
+    const bucket = this.buckets.get(bucketName) ?? { start: now, used: 0 };
+    this.buckets.set(bucketName, bucket);
+    if (now - bucket.start >= windowMs) {
+      bucket.start = now;
+      bucket.used = 0;
     }
     const answer = (status: number, payload?: unknown) => {
-      const resetSeconds = Math.max(0, Math.ceil((this.windowStart + windowMs - now) / 1000));
+      const resetSeconds = Math.max(0, Math.ceil((bucket.start + windowMs - now) / 1000));
       this.calls.push({ path, status, body });
       this.options.onCall?.({ method: request.method ?? "GET", path, status, body });
       this.send(response, status, payload, {
         "x-sib-ratelimit-limit": String(limit),
-        "x-sib-ratelimit-remaining": String(Math.max(0, limit - this.used)),
+        "x-sib-ratelimit-remaining": String(Math.max(0, limit - bucket.used)),
         "x-sib-ratelimit-reset": String(resetSeconds),
       });
     };
     if (this.outage !== undefined) return answer(this.outage, { code: "unavailable", message: "scripted outage" });
     if (request.headers["api-key"] !== this.options.apiKey) return answer(401, { code: "unauthorized", message: "Key not found" });
+    if (bucket.used >= limit) return answer(429, { code: "too_many_requests", message: "rate limit exceeded" });
+    bucket.used += 1;
     const processMatch = /^\/v3\/processes\/(\d+)$/.exec(path);
-    if (processMatch && request.method === "GET") {
-      // Processes are under "all other endpoints" (100 requests per hour), not the contacts limit.
-      if (now - this.processWindowStart >= 3_600_000) {
-        this.processWindowStart = now;
-        this.processCalls = 0;
-      }
-      if (this.processCalls >= 100) return answer(429, { code: "too_many_requests", message: "rate limit exceeded" });
-      this.processCalls += 1;
-      return this.processStatus(Number(processMatch[1]), answer);
-    }
-    if (this.used >= limit) return answer(429, { code: "too_many_requests", message: "rate limit exceeded" });
-    this.used += 1;
+    if (processMatch && request.method === "GET") return this.processStatus(Number(processMatch[1]), answer);
     const fault = this.faults.findIndex((f) => !f.path || f.path === path);
     if (fault >= 0) {
       const [f] = this.faults.splice(fault, 1);
