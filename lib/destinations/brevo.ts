@@ -6,6 +6,7 @@ import type { BrevoDestination } from "../config/cohort-syncs.js";
 import { type SenderDeps, apiKeySecretSchema, chunkOf, text } from "./http.js";
 import { OutOfTime, sendToDestination } from "./send.js";
 import { parseJsonWith } from "../util/json.js";
+import { idDigest } from "../privacy/gdpr.js";
 
 /**
  * Brevo lists (docs/vendors/cohort-sync.md §3). A page is at most a handful of calls,
@@ -130,6 +131,8 @@ export async function sendBrevoPage(
   deps: SenderDeps,
   contactsGate: RateGate = { blockedUntil: 0 },
   imports?: ImportLedger,
+  /** Digests of erased ids (lib/privacy/suppression.ts): such members are never imported (that would recreate the contact). */
+  suppressed?: () => Promise<ReadonlySet<string>>,
 ): Promise<void> {
   const { api_key: apiKey } = await deps.secrets.getJson(destination.api_key_secret, apiKeySecretSchema);
   const base = destination.base_url.replace(/\/+$/, "");
@@ -184,6 +187,16 @@ export async function sendBrevoPage(
   }
   const skipped = page.members.length - members.length;
   if (skipped > 0) deps.warn("brevo: members without email skipped", { skipped, action: page.action, page: page.page });
+  if (page.action !== "remove_members" && suppressed) {
+    // Fails closed: an unreadable erased-ids list throws (RetryableError) and nothing is imported.
+    const erased = await suppressed();
+    if (erased.size > 0) {
+      const before = members.length;
+      const kept = members.filter(({ email, member }) => !erased.has(idDigest(member.id)) && !erased.has(idDigest(email)) && !erased.has(idDigest(email.toLowerCase())));
+      members.splice(0, members.length, ...kept);
+      if (kept.length < before) deps.warn("brevo: erased members not imported", { suppressed: before - kept.length, action: page.action, page: page.page });
+    }
+  }
 
   if (page.action === "remove_members") {
     const path = `/contacts/lists/${destination.list_id}/contacts/remove`;
