@@ -390,8 +390,9 @@ interface CompanyRefusal {
  * The Brevo company of a group. `GET /v3/companies?filters[attributes.<x>]=` is documented for
  * `name` and `owner` only (§3): a server may ignore a filter on a custom attribute and answer
  * arbitrary companies. So a company is used only when its returned attribute equals the marker;
- * several that do, or an answer of companies none of which does (the filter was not applied, so
- * the company may exist further on), is a refusal, never a guess. An empty answer means absent.
+ * several that do, or a full page of companies none of which does (the filter was not applied, so
+ * the company may be on a later page), is a refusal, never a guess. A short page without it (every
+ * company Brevo has was in the answer) means absent.
  */
 async function findCompany(
   marker: string,
@@ -415,6 +416,8 @@ async function findCompany(
     return { refusal: `company lookup for ${marker}: ${matching.length} Brevo companies (${matching.map((item) => item.id).join(", ")}) carry ${attribute}=${marker}; merge them in Brevo` };
   }
   const [match] = matching;
+  // A short page is the last one: every company there is (filtered or not) was seen, so absent.
+  if (match === undefined && items.length < COMPANY_LOOKUP_LIMIT) return undefined;
   if (match === undefined) {
     return { refusal: `company lookup for ${marker}: Brevo answered ${items.length} companies, none with ${attribute}=${marker} (the filter on ${attribute} was not applied); not guessing` };
   }

@@ -41,13 +41,21 @@ const company = (id: string, marker: string | undefined, domain: string) =>
   brevo.companies.set(id, { id, name: id, attributes: { domain, ...(marker !== undefined ? { mixpanel_group: marker } : {}) }, linkedContactsIds: [] });
 
 describe("Brevo company lookup", () => {
-  it("an update for a group whose company Brevo cannot find by its marker touches no other company: refused with a reason", async () => {
+  it("an update for a group whose company is not among the answered ones touches no other company: with every company seen, it is created", async () => {
     company("c-acme", "company_id:acme", "acme.io");
+    const outcomes = await send()("group", [group("globex", { $set: { domain: "globex.io" } }), group("globex", { $delete: "" })]);
+    expect(outcomes).toEqual([{ status: "imported" }, { status: "imported" }]);
+    expect(brevo.companies.get("c-acme")?.attributes).toEqual({ domain: "acme.io", mixpanel_group: "company_id:acme" });
+    expect([...brevo.companies.keys()]).toEqual(["c-acme"]); // globex created, then deleted; acme untouched
+  });
+
+  it("a full page of companies none of which carries the marker is a refusal: the company may be on a later page", async () => {
+    for (let i = 0; i < 60; i++) company(`c${i}`, `company_id:other-${i}`, `o${i}.io`);
     const outcomes = await send()("group", [group("globex", { $set: { domain: "globex.io" } }), group("globex", { $delete: "" })]);
     expect(outcomes[0]).toMatchObject({ status: "rejected", reason: expect.stringMatching(/none with mixpanel_group=company_id:globex.*not guessing/) });
     expect(outcomes[1]).toMatchObject({ status: "rejected" });
-    expect(brevo.companies.get("c-acme")?.attributes).toEqual({ domain: "acme.io", mixpanel_group: "company_id:acme" });
-    expect(brevo.companies.has("c-acme")).toBe(true);
+    expect(brevo.companies.size).toBe(60);
+    expect(brevo.companies.get("c0")?.attributes.domain).toBe("o0.io");
   });
 
   it("finds the company whose attribute equals the marker among the answered ones", async () => {
@@ -70,8 +78,12 @@ describe("Brevo company lookup", () => {
   it("a contact is never linked to a company that does not carry its group's marker", async () => {
     company("c-acme", "company_id:acme", "acme.io");
     const [outcome] = await send()("profile", [JSON.stringify({ $distinct_id: "u1", $set: { $first_name: "Ada", company_id: "globex" } })]);
-    expect(outcome).toMatchObject({ status: "rejected", reason: expect.stringMatching(/contact upserted; company lookup for company_id:globex/) });
+    expect(outcome).toEqual({ status: "imported" }); // globex does not exist yet: nothing to link
     expect(brevo.companies.get("c-acme")?.linkedContactsIds).toEqual([]);
+    for (let i = 0; i < 60; i++) company(`c${i}`, `company_id:other-${i}`, `o${i}.io`);
+    const [again] = await send()("profile", [JSON.stringify({ $distinct_id: "u1", $set: { $first_name: "Ada", company_id: "globex" } })]);
+    expect(again).toMatchObject({ status: "rejected", reason: expect.stringMatching(/contact upserted; company lookup for company_id:globex/) });
+    expect([...brevo.companies.values()].every((c) => c.linkedContactsIds.length === 0)).toBe(true);
   });
 
   it("with no company in Brevo, a $set creates one carrying the marker", async () => {
