@@ -31,6 +31,8 @@ export interface BrevoClientOptions {
   readonly retryPolicy?: RetryPolicy;
   readonly now: () => number;
   readonly onRetry?: (what: string, error: RetryableError, delayMs: number) => void;
+  /** Shared rate-limit state (default: the client's own). */
+  readonly gates?: BrevoRateGates;
 }
 
 export interface BrevoCallOptions {
@@ -96,9 +98,31 @@ function seconds(header: string | null): number | undefined {
   return Math.round(Number(header) * 1000);
 }
 
+/**
+ * Brevo's rate-limit state, one gate per bucket (§4): the epoch ms before which no call in that
+ * bucket may be made. The one gate every Brevo caller shares (the connector's client and the
+ * cohort list sender), kept per container.
+ */
+export type BrevoRateGates = Record<BrevoBucket, number>;
+export const newBrevoRateGates = (): BrevoRateGates => ({ contacts: 0, events: 0, other: 0 });
+
+/**
+ * Reads an answer's `x-sib-ratelimit-*` headers: a 429, or `remaining` 0, closes the bucket's gate
+ * for `reset` seconds (Brevo sends no Retry-After; one a proxy adds is honoured; 1 s when neither).
+ * Returns the wait in ms when the answer closed the gate.
+ */
+export function noteRateLimit(gates: BrevoRateGates, bucket: BrevoBucket, status: number, headers: Headers, now: number): number | undefined {
+  const resetMs = seconds(headers.get("x-sib-ratelimit-reset"));
+  const remaining = headers.get("x-sib-ratelimit-remaining");
+  if (status !== 429 && (remaining === null || remaining.trim() === "" || Number(remaining) > 0)) return undefined;
+  const wait = resetMs ?? parseRetryAfterMs(headers.get("retry-after"), now) ?? 1000;
+  gates[bucket] = Math.max(gates[bucket], now + wait);
+  return wait;
+}
+
 export function createBrevoClient(options: BrevoClientOptions): BrevoClient {
   const base = checkBrevoBaseUrl(options.baseUrl).toString().replace(/\/+$/, "");
-  const gates: Record<BrevoBucket, number> = { contacts: 0, events: 0, other: 0 };
+  const gates = options.gates ?? newBrevoRateGates();
   let calls = 0;
   const left = () => options.retryDeps.remainingMs();
 
@@ -126,18 +150,10 @@ export function createBrevoClient(options: BrevoClientOptions): BrevoClient {
       },
       options.timeoutMs,
     );
-    const now = options.now();
-    const resetMs = seconds(result.headers.get("x-sib-ratelimit-reset"));
-    const remaining = result.headers.get("x-sib-ratelimit-remaining");
     const status = result.status;
-    if (status === 429 || (remaining !== null && remaining.trim() !== "" && Number(remaining) <= 0)) {
-      const retryAfter = resetMs ?? parseRetryAfterMs(result.headers.get("retry-after"), now) ?? 1000;
-      gates[bucket] = Math.max(gates[bucket], now + retryAfter);
-    }
+    const closedFor = noteRateLimit(gates, bucket, status, result.headers, options.now());
     const excerpt = result.body.slice(0, 500);
-    if (status === 429) {
-      throw new RetryableError(`Brevo ${method} ${path} rate limited (429): ${excerpt}`, resetMs ?? parseRetryAfterMs(result.headers.get("retry-after"), now) ?? 1000, 429);
-    }
+    if (status === 429) throw new RetryableError(`Brevo ${method} ${path} rate limited (429): ${excerpt}`, closedFor ?? 1000, 429);
     if (status >= 300 && status < 400) {
       throw new ConfigError(`Brevo ${method} ${path} answered a redirect (${status}) to ${result.headers.get("location") ?? "?"}; check BREVO_API_URL`, status);
     }

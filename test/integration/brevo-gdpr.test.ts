@@ -1,3 +1,4 @@
+import { newBrevoRateGates } from "../../lib/brevo/client.js";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createBrevoClient } from "../../lib/brevo/client.js";
 import type { DeliveryPage } from "../../lib/cohorts/messages.js";
@@ -111,7 +112,7 @@ describe("GDPR erasure in Brevo", () => {
       warn: () => {},
     };
     const erased = new Set([idDigest("erased-by-id"), idDigest("erased@example.com")]);
-    await sendBrevoPage(page, sync.destination, deps, { blockedUntil: 0 }, undefined, async () => erased);
+    await sendBrevoPage(page, sync.destination, deps, newBrevoRateGates(), undefined, async () => erased);
     expect([...brevo.contacts.keys()]).toEqual(["kept@example.com"]);
   });
 });
