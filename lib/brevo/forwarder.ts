@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import * as z from "../util/zod.js";
 import { parseJsonWith } from "../util/json.js";
 import type { IdentityMode } from "../config/mapping.js";
@@ -46,6 +47,11 @@ export interface BrevoSenderDeps {
   readonly sentInsertIds?: Map<string, true>;
   /** Digests of erased ids (lib/privacy/suppression.ts): their records are skipped (`suppressed`). */
   readonly suppressed?: () => Promise<ReadonlySet<string>>;
+  /**
+   * Profile records whose contact was upserted but whose company links wait for the companies
+   * bucket, per container (bounded): record digest → Brevo contact id.
+   */
+  readonly pendingLinks?: Map<string, number>;
 }
 
 const MAX_REMEMBERED_INSERT_IDS = 100_000;
@@ -60,6 +66,7 @@ export const MAX_EVENTS_BATCH_BYTES = 512 * 1024;
 const BATCH_ENVELOPE_BYTES = Buffer.byteLength('{"events":[]}');
 
 const MAX_CACHED_COMPANIES = 10_000;
+const MAX_PENDING_LINKS = 100_000;
 
 type Outcome = RecordOutcome;
 const sent: Outcome = { status: "imported" };
@@ -207,21 +214,8 @@ const isOk = (result: HttpResult) => result.status >= 200 && result.status < 300
  * Brevo, with `PATCH /v3/companies/link-unlink/{id}` (`linkContactIds` adds, never replaces, §3).
  * A company not created yet is not linked (and not linked later when it is created).
  */
-async function linkCompanies(operation: ContactOperation, contactId: number | undefined, deps: BrevoSenderDeps): Promise<Outcome> {
+async function linkCompanies(operation: ContactOperation, contactId: number | undefined, deps: BrevoSenderDeps, line: string): Promise<Outcome> {
   if (operation.op !== "upsert" || !operation.companyLinks || operation.companyLinks.length === 0) return sent;
-  try {
-    return await linkCompaniesNow(operation, contactId, deps);
-  } catch (error) {
-    if (error instanceof ConfigError || !(error instanceof RetryableError)) throw error;
-    // Company calls fall under Brevo's "all other endpoints" bucket (100 requests per hour on the
-    // General tier, §3/§4): when it is closed or failing, this record is handed back (its contact
-    // upsert is repeatable) and the next records' contacts keep flowing on their own bucket.
-    return { status: "retry", reason: `contact upserted; company link waits: ${error.message}` };
-  }
-}
-
-async function linkCompaniesNow(operation: Extract<ContactOperation, { op: "upsert" }>, contactId: number | undefined, deps: BrevoSenderDeps): Promise<Outcome> {
-  const companyLinks = operation.companyLinks ?? [];
   let id = contactId;
   if (id === undefined) {
     const result = await deps.client.call("GET", contactPath(operation.key));
@@ -229,6 +223,31 @@ async function linkCompaniesNow(operation: Extract<ContactOperation, { op: "upse
     id = parseContactId(result.body);
     if (id === undefined) return sent;
   }
+  const pending = deps.pendingLinks;
+  const key = pendingKey(line);
+  try {
+    const outcome = await linkToCompanies(operation.companyLinks, id, deps);
+    pending?.delete(key);
+    return outcome;
+  } catch (error) {
+    if (error instanceof ConfigError || !(error instanceof RetryableError)) throw error;
+    // Company calls fall under Brevo's "all other endpoints" bucket (100 requests per hour on the
+    // General tier, §3/§4): when it is closed or failing, this record is handed back and the next
+    // records' contacts keep flowing on their own bucket. The contact id is remembered, so when the
+    // record comes back to this container only the links are tried, not the contact again.
+    if (pending) {
+      if (pending.size >= MAX_PENDING_LINKS) pending.delete(pending.keys().next().value ?? "");
+      pending.set(key, id);
+    }
+    return { status: "retry", reason: `contact upserted; company link waits: ${error.message}` };
+  }
+}
+
+function pendingKey(line: string): string {
+  return createHash("sha256").update(line).digest("base64");
+}
+
+async function linkToCompanies(companyLinks: readonly string[], id: number, deps: BrevoSenderDeps): Promise<Outcome> {
   const cache = deps.companyIds ?? new Map<string, string>();
   for (const marker of companyLinks) {
     const company = await findCompany(marker, deps, cache, { wait: false });
@@ -251,8 +270,11 @@ function parseContactId(body: string): number | undefined {
   return parsed.success ? parsed.data.id : undefined;
 }
 
-async function applyContact(operation: ContactOperation, deps: BrevoSenderDeps): Promise<Outcome> {
+async function applyContact(operation: ContactOperation, deps: BrevoSenderDeps, line: string): Promise<Outcome> {
   const client = deps.client;
+  const linkOnly = operation.op === "upsert" ? deps.pendingLinks?.get(pendingKey(line)) : undefined;
+  // This record's contact was upserted on an earlier pass; only its company links were left.
+  if (linkOnly !== undefined) return linkCompanies(operation, linkOnly, deps, line);
   let contactId: number | undefined;
   const refused = (result: HttpResult): Outcome => ({ status: "rejected", reason: brevoMessage(result) });
   const extId = operation.key.type === "ext_id" ? operation.key.value : undefined;
@@ -308,7 +330,7 @@ async function applyContact(operation: ContactOperation, deps: BrevoSenderDeps):
       if (!operation.onlyIfAbsent) {
         const result = await client.call("POST", "/contacts", createBody(operation, operation.attributes));
         if (!isOk(result)) return refused(result);
-        return linkCompanies(operation, createdId(result), deps);
+        return linkCompanies(operation, createdId(result), deps, line);
       }
     // $set_once falls through to read-modify-write.
     // eslint-disable-next-line no-fallthrough
@@ -319,7 +341,7 @@ async function applyContact(operation: ContactOperation, deps: BrevoSenderDeps):
       const attributes = attributesAfter(operation, current?.attributes);
       const listIds = operation.listIds;
       const outcome = current === undefined ? await create(attributes, listIds, operation.op === "upsert" ? operation.email : undefined) : await update(attributes, listIds);
-      return outcome.status === "imported" ? linkCompanies(operation, contactId, deps) : outcome;
+      return outcome.status === "imported" ? linkCompanies(operation, contactId, deps, line) : outcome;
     }
   }
 }
@@ -336,7 +358,7 @@ function notSent(mapped: { readonly status: "skip" | "reject"; readonly code: st
  * failureOutcome describes (an outage, a rate limit, a refused key), the rest get the same
  * outcome without being tried, so a bad minute costs one failed call, not one per record.
  */
-async function applyEach<T>(lines: readonly string[], prepare: (line: string) => Prepared<T>, apply: (operation: T) => Promise<Outcome>): Promise<Outcome[]> {
+async function applyEach<T>(lines: readonly string[], prepare: (line: string) => Prepared<T>, apply: (operation: T, line: string) => Promise<Outcome>): Promise<Outcome[]> {
   const outcomes: Outcome[] = [];
   let blocked: Outcome | undefined;
   for (const line of lines) {
@@ -350,7 +372,7 @@ async function applyEach<T>(lines: readonly string[], prepare: (line: string) =>
       continue;
     }
     try {
-      outcomes.push(await apply(prepared.operation));
+      outcomes.push(await apply(prepared.operation, line));
     } catch (error) {
       blocked = failureOutcome(error);
       outcomes.push(blocked);
@@ -369,7 +391,7 @@ function sendProfiles(lines: readonly string[], deps: BrevoSenderDeps, suppresse
       if (isSuppressed([operation.key.value, "email" in operation ? operation.email : undefined], suppressed)) return { outcome: { status: "skipped", code: "suppressed" } };
       return { operation };
     },
-    (operation) => applyContact(operation, deps),
+    (operation, line) => applyContact(operation, deps, line),
   );
 }
 

@@ -35,7 +35,7 @@ async function setup(otherLimit: number) {
     retryDeps: { sleep: async (ms) => { sleeps.push(ms); now += ms; }, random: () => 0, remainingMs: () => 300_000 },
     now: () => now,
   });
-  const send = createBrevoSend({ client, config, identityMode: "simplified", eventsBatchSize: 100, companyIds: new Map() });
+  const send = createBrevoSend({ client, config, identityMode: "simplified", eventsBatchSize: 100, companyIds: new Map(), pendingLinks: new Map() });
   return { send, sleeps, advance: (ms: number) => void (now += ms) };
 }
 
@@ -72,5 +72,17 @@ describe("Brevo rate-limit buckets", () => {
     expect(brevo.contacts.size).toBe(6);
     expect(brevo.companies.get("c-acme")?.linkedContactsIds).toHaveLength(5);
     expect(brevo.throttled).toBe(0);
+  });
+
+  it("a handed-back record that comes back while the companies bucket is still closed costs no call at all", async () => {
+    const { send } = await setup(3);
+    const lines = profiles(20);
+    const first = await send("profile", lines);
+    const handedBack = lines.filter((_, i) => first[i]?.status === "retry");
+    const callsBefore = brevo.calls.length;
+    const again = await send("profile", handedBack);
+    expect(again.every((o) => o.status === "retry")).toBe(true);
+    // Neither the contact upsert nor its read-back is repeated: contacts stay free for new records.
+    expect(brevo.calls.length).toBe(callsBefore);
   });
 });
