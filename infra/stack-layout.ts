@@ -32,6 +32,15 @@ export function functionName(stage: string, fn: FunctionName): string {
   return `${SERVICE_NAME}-${stage}-${fn}`;
 }
 
+/** The stage's CloudWatch dashboard (infra/resources/dashboard.yml). */
+export function dashboardName(stage: string): string {
+  return `${SERVICE_NAME}-${stage}`;
+}
+
+export function dashboardUrl(stage: string, region: string): string {
+  return `https://${region}.console.aws.amazon.com/cloudwatch/home?region=${region}#dashboards/dashboard/${dashboardName(stage)}`;
+}
+
 export function queueName(stage: string, queue: RedrivableQueue): string {
   return `${SERVICE_NAME}-${stage}-${queue}`;
 }

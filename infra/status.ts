@@ -18,7 +18,7 @@ import { rateToMs } from "../lib/config/cohort-syncs.js";
 import { loadStageConfig, stageConfigPath } from "../lib/config/stage.js";
 import { type AwsTarget, awsTargetOptions, parseArgs, resolveAwsTarget, scanLimits, runWhenExecuted, withStageClients } from "./cli-args.js";
 import { findRejectedBucket, findStageBucket, listKeys, parseRejectedKey, readBatch } from "./replay-rejected.js";
-import { REJECTED_PREFIX, SERVICE_NAME, queueNamePrefix, snapshotBucketPrefix } from "./stack-layout.js";
+import { REJECTED_PREFIX, SERVICE_NAME, dashboardUrl, queueNamePrefix, snapshotBucketPrefix } from "./stack-layout.js";
 
 export interface QueueStatus {
   readonly name: string;
@@ -62,6 +62,8 @@ export interface StatusReport {
   readonly stage: string;
   readonly region: string;
   readonly endpoint?: string;
+  /** The stage's CloudWatch dashboard; absent for the local stack, which has none. */
+  readonly dashboardUrl?: string;
   readonly generatedAt: string;
   readonly queues: QueueStatus[];
   readonly rejected: { readonly since: string; readonly counts: RejectedCount[]; readonly objectsRead: number; readonly truncated: boolean; readonly error?: string };
@@ -242,6 +244,7 @@ export async function collectStatus(deps: StatusDeps): Promise<StatusReport> {
     stage: deps.target.stage,
     region: deps.target.region,
     ...(deps.target.endpoint ? { endpoint: deps.target.endpoint } : {}),
+    ...(deps.target.local ? {} : { dashboardUrl: dashboardUrl(deps.target.stage, deps.target.region) }),
     generatedAt: deps.now().toISOString(),
     queues,
     rejected,
@@ -267,6 +270,7 @@ function age(seconds: number | undefined): string {
 export function renderStatus(report: StatusReport): string {
   const out: string[] = [];
   out.push(`mixpanel-relay ${report.stage} (${report.region}${report.endpoint ? ` via ${report.endpoint}` : ""}) at ${report.generatedAt}`);
+  if (report.dashboardUrl) out.push(`Dashboard: ${report.dashboardUrl}`);
   out.push("", "Queues");
   out.push(
     report.queues.length === 0

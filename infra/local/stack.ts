@@ -21,7 +21,15 @@ import { createCohortQueryApi, type CohortFixture, type CohortQueryApi } from ".
 import { SecretsManagerServer } from "./peers/secrets-manager-server.js";
 import { closeServer, listenOnLoopback } from "./peers/local-server.js";
 import { WebhookReceiver } from "./peers/webhook-server.js";
-import { LOCAL_COHORTS, LOCAL_COHORT_EXPORT_PATH, LOCAL_WEBHOOK_SIGNING_SECRET, LOCAL_WEBHOOK_SIGNING_SECRET_NAME } from "./cohorts.js";
+import { BrazeServer } from "./peers/braze-server.js";
+import {
+  LOCAL_BRAZE_API_KEY,
+  LOCAL_COHORTS,
+  LOCAL_COHORT_EXPORT_PATH,
+  LOCAL_WEBHOOK_SIGNING_SECRET,
+  LOCAL_WEBHOOK_SIGNING_SECRET_NAME,
+  localSecrets,
+} from "./cohorts.js";
 import { LocalRetention } from "./retention.js";
 import { S3Notifier } from "./s3-notifier.js";
 import { SqsPoller, lambdaContext } from "./sqs-poller.js";
@@ -58,6 +66,8 @@ export interface LocalStackOptions {
   /** Send to a real (or other) Brevo instead of the local Brevo sandbox (then set BREVO_API_KEY). */
   readonly brevoApiUrl?: string;
   readonly brevoPort?: number;
+  /** The local Braze fake's port (0 = any free one). */
+  readonly brazePort?: number;
   /** The local Brevo sandbox's rate limit (calls per second); Brevo's General tier allows 10 (README "Brevo"). */
   readonly brevoRateLimit?: number;
   readonly intakeToken?: string;
@@ -80,9 +90,10 @@ export interface LocalStackOptions {
   /** Serve the intake over https with this key and certificate (PEM), e.g. for the Node SDK's `import`. */
   readonly tls?: { readonly key: string; readonly cert: string };
   /**
-   * Run the cohort side too: a local Secrets Manager with the webhook signing
-   * secret, the sandbox's Query API over the profiles it received, a webhook
-   * receiver, the deliveries poller and an export tick every `tickMs`.
+   * Run the cohort side too: a local Secrets Manager serving every secret the
+   * stage config names (infra/local/cohorts.ts localSecrets), the sandbox's Query
+   * API over the profiles it received, a webhook receiver, a local Braze, the
+   * deliveries poller and an export tick every `tickMs`.
    */
   readonly cohorts?: {
     readonly tickMs?: number;
@@ -105,6 +116,8 @@ export interface LocalStackOptions {
 
 export interface LocalCohortSide {
   readonly receiver: WebhookReceiver;
+  /** The local Braze /users/track (the cohort Braze destinations of config/local.json point at it). */
+  readonly braze: BrazeServer;
   /** Absent when MIXPANEL_API_URL points at a real Mixpanel. */
   readonly queryApi: CohortQueryApi | undefined;
   readonly secrets: SecretsManagerServer;
@@ -280,10 +293,19 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   let queryApi: CohortQueryApi | undefined;
   let secretsServer: SecretsManagerServer | undefined;
   let receiver: WebhookReceiver | undefined;
+  let braze: BrazeServer | undefined;
+  const stageName = options.stage ?? "local";
+  const stageConfig = loadStageConfig(stageConfigPath(stageName, options.configFile), stageName);
   if (options.cohorts) {
     secretsServer = new SecretsManagerServer();
     await secretsServer.start();
     secretsServer.setSecret(LOCAL_WEBHOOK_SIGNING_SECRET_NAME, { secret: LOCAL_WEBHOOK_SIGNING_SECRET });
+    braze = new BrazeServer({
+      apiKey: process.env.BRAZE_API_KEY ?? LOCAL_BRAZE_API_KEY,
+      port: options.brazePort ?? 0,
+      onCall: (call) => log(`braze     POST /users/track → ${call.status} (${call.attributes} attribute object(s))`),
+    });
+    await braze.start();
     receiver = new WebhookReceiver({
       signingSecret: LOCAL_WEBHOOK_SIGNING_SECRET,
       port: options.cohorts.webhookPort ?? 0,
@@ -321,11 +343,12 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   let brevoSandbox: BrevoServer | undefined;
   let brevoUrl = options.brevoApiUrl ?? "";
   if (!options.brevoApiUrl) {
-    const stageConfig = loadStageConfig(stageConfigPath(options.stage ?? "local", options.configFile), options.stage ?? "local");
     const allUsers = stageConfig.brevo?.lists.all_users;
+    // The lists the connector and the cohort Brevo destinations name exist in the sandbox.
+    const cohortLists = stageConfig.cohort_syncs.flatMap((sync) => (sync.destination.type === "brevo" ? [sync.destination.list_id] : []));
     brevoSandbox = new BrevoServer({
       apiKey: LOCAL_BREVO_API_KEY,
-      listIds: allUsers !== undefined ? [allUsers] : [],
+      listIds: [...new Set([...(allUsers !== undefined ? [allUsers] : []), ...cohortLists])],
       limit: options.brevoRateLimit ?? 10,
       windowMs: 1000,
       port: options.brevoPort ?? 0,
@@ -334,6 +357,17 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       },
     });
     brevoUrl = await brevoSandbox.start();
+  }
+
+  // Every secret the stage config names, so each destination kind can be tried locally.
+  if (secretsServer) {
+    const served = localSecrets(stageConfig, process.env, {
+      brevoSandboxKey: brevoSandbox ? LOCAL_BREVO_API_KEY : undefined,
+      brazeKey: process.env.BRAZE_API_KEY ?? LOCAL_BRAZE_API_KEY,
+      signingSecret: LOCAL_WEBHOOK_SIGNING_SECRET,
+    });
+    for (const secret of served.secrets) secretsServer.setSecret(secret.name, secret.value);
+    for (const name of served.missing) log(`secrets   not served: ${name}`);
   }
 
   const intakeToken = options.intakeToken ?? DEFAULT_LOCAL_INTAKE_TOKEN;
@@ -466,7 +500,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
 
   let cohorts: LocalCohortSide | undefined;
   let exportTimer: NodeJS.Timeout | undefined;
-  if (options.cohorts && receiver && secretsServer) {
+  if (options.cohorts && receiver && secretsServer && braze) {
     const cohortExport = await import("../../functions/cohort-export/handler.js");
     const webhookDelivery = await import("../../functions/webhook-delivery/handler.js");
     const deliveryPoller = addConsumer({
@@ -491,7 +525,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         tick().catch((error: unknown) => log(`cohort-export error: ${String(error)}`));
       }, options.cohorts.tickMs ?? 10_000);
     }
-    cohorts = { receiver, queryApi, secrets: secretsServer, deliveryPoller, tick };
+    cohorts = { receiver, braze, queryApi, secrets: secretsServer, deliveryPoller, tick };
   }
 
   let retention: LocalRetention | undefined;
@@ -549,6 +583,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       await sandbox?.stop();
       await brevoSandbox?.close();
       await receiver?.close();
+      await braze?.close();
       await secretsServer?.stop();
       await app.close();
       sqs.destroy();

@@ -1,7 +1,7 @@
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
-import { retargetLocalReceiver } from "./cohorts.js";
+import { DEFAULT_LOCAL_BRAZE_PORT, DEFAULT_LOCAL_BREVO_PORT, DEFAULT_LOCAL_RECEIVER_PORT, retargetLocalPeers } from "./cohorts.js";
 import { LOCAL_MIXPANEL_CREDENTIALS, LOCAL_REGION, startLocalStack } from "./stack.js";
 import { generateLocalCertificate } from "./tls.js";
 import { localStackFilePath, removeLocalStackFile, writeLocalStackFile } from "./stack-file.js";
@@ -14,7 +14,9 @@ import { localStackFilePath, removeLocalStackFile, writeLocalStackFile } from ".
  * INTAKE_TOKEN (default below), RELAY_STAGE / RELAY_CONFIG_FILE, INTAKE_TLS=1 (serve the
  * intake over https with a self-signed certificate made at start, for the Node SDK's import),
  * BREVO_API_URL (send to a real
- * Brevo instead of the local Brevo sandbox; then also set BREVO_API_KEY).
+ * Brevo instead of the local Brevo sandbox; then also set BREVO_API_KEY), BRAZE_API_KEY (the key
+ * served for the config's Braze secrets and taken by the local Braze fake), and the peers' ports
+ * WEBHOOK_RECEIVER_PORT, BREVO_SANDBOX_PORT, BRAZE_SANDBOX_PORT (config/local.json follows them).
  */
 /** A positive integer from the environment, or the default. */
 function envCount(name: string, fallback: number): number {
@@ -32,12 +34,13 @@ const retention = {
 const timestamp = () => new Date().toISOString().slice(11, 19);
 const log = (line: string) => console.log(`${timestamp()}  ${line}`);
 
-const webhookPort = Number(process.env.WEBHOOK_RECEIVER_PORT ?? 3002);
+const webhookPort = Number(process.env.WEBHOOK_RECEIVER_PORT ?? DEFAULT_LOCAL_RECEIVER_PORT);
+const brevoPort = Number(process.env.BREVO_SANDBOX_PORT ?? DEFAULT_LOCAL_BREVO_PORT);
+const brazePort = Number(process.env.BRAZE_SANDBOX_PORT ?? DEFAULT_LOCAL_BRAZE_PORT);
 const stage = process.env.RELAY_STAGE ?? "local";
-/** config/local.json names the receiver on its default port; a different WEBHOOK_RECEIVER_PORT moves it. */
+/** config/local.json names the local peers on their default ports; other *_PORT values move them. */
 function localConfigFile(): string | undefined {
   if (process.env.RELAY_CONFIG_FILE) return process.env.RELAY_CONFIG_FILE;
-  if (webhookPort === 0) return undefined; // a port picked at random cannot be written into the config beforehand
   const path = `config/${stage}.json`;
   let raw: unknown;
   try {
@@ -45,11 +48,17 @@ function localConfigFile(): string | undefined {
   } catch {
     return undefined; // the stack reports a missing or broken config itself
   }
-  const { config, moved } = retargetLocalReceiver(raw, webhookPort);
+  // A port picked at random (0) cannot be written into the config beforehand.
+  const ports = {
+    ...(webhookPort !== 0 ? { webhook: webhookPort } : {}),
+    ...(brevoPort !== 0 && !process.env.BREVO_API_URL ? { brevo: brevoPort } : {}),
+    ...(brazePort !== 0 ? { braze: brazePort } : {}),
+  };
+  const { config, moved } = retargetLocalPeers(raw, ports);
   if (moved.length === 0) return undefined;
   const file = join(mkdtempSync(join(tmpdir(), "relay-local-config-")), `${stage}.json`);
   writeFileSync(file, JSON.stringify(config, null, 2));
-  log(`config    ${path}: webhook destination(s) moved to WEBHOOK_RECEIVER_PORT ${webhookPort}: ${moved.join(", ")}`);
+  log(`config    ${path}: destination(s) moved to the local peers' ports: ${moved.join(", ")}`);
   return file;
 }
 const configFile = localConfigFile();
@@ -63,7 +72,8 @@ const stack = await startLocalStack({
   mixpanelPort: Number(process.env.MIXPANEL_SANDBOX_PORT ?? 3001),
   ...(process.env.MIXPANEL_API_URL ? { mixpanelApiUrl: process.env.MIXPANEL_API_URL } : {}),
   ...(process.env.BREVO_API_URL ? { brevoApiUrl: process.env.BREVO_API_URL } : {}),
-  brevoPort: Number(process.env.BREVO_SANDBOX_PORT ?? 3003),
+  brevoPort,
+  brazePort,
   ...(process.env.INTAKE_TOKEN ? { intakeToken: process.env.INTAKE_TOKEN } : {}),
   ...(configFile ? { configFile } : {}),
   stage,
@@ -91,7 +101,9 @@ mixpanel-relay local stack is up
   events DLQ        ${stack.events.dlqUrl}
   rejected store    s3://${stack.rejectedBucket}/rejected/
   webhook receiver  ${stack.cohorts?.receiver.url ?? "-"}   (GET shows the cohort pages that arrived)
-  cohort export     every ${Number(process.env.COHORT_TICK_MS ?? 10_000) / 1000} s; syncs in config/local.json (cohort 1 "Pro users" = profiles with plan "pro")
+  braze             ${stack.cohorts?.braze.url ?? "-"}        (local Braze /users/track; GET /_sandbox/users)
+  secrets           ${stack.cohorts?.secrets.url ?? "-"}        (local Secrets Manager: every secret config/${stage}.json names)
+  cohort export     every ${Number(process.env.COHORT_TICK_MS ?? 10_000) / 1000} s; syncs in config/local.json: cohort 1 "Pro users" (plan "pro") → webhook and Braze, cohort 2 (has $email) → Brevo list 16
   braze currents    s3://${stack.currentsBucket}/  (Avro files put here are read like S3 notifications would)
   intake token      ${stack.intakeToken}
   mixpanel SDKs     ${stack.intakeUrl}/track, /engage, /groups, /import  (project token ${LOCAL_MIXPANEL_CREDENTIALS.projectToken}; README "Point Mixpanel SDKs at the relay")${certificate ? `\n  tls certificate   ${certificate.certPath}  (self-signed; trust it with NODE_EXTRA_CA_CERTS=${certificate.certPath})` : ""}
@@ -114,7 +126,9 @@ Brevo (config/local.json "brevo"): a Purchase arrives as order_completed, a prof
 Cohorts: make a profile "pro", wait for the export (members), then change it (add/remove_members):
   curl -s -X POST ${stack.intakeUrl}/v1/profiles -H 'Authorization: Bearer ${stack.intakeToken}' \
     -d '[{"$distinct_id":"user-1","$set":{"plan":"pro","$email":"user-1@example.com"}}]'
-  curl -s ${stack.cohorts?.receiver.url.replace(/\/hook$/, "/") ?? ""}
+  curl -s ${stack.cohorts?.receiver.url.replace(/\/hook$/, "/") ?? ""}                     # webhook pages
+  curl -s ${stack.cohorts?.braze.url ?? ""}/_sandbox/users        # Braze: mixpanel_cohorts ["Pro users"]
+  curl -s ${stack.brevoUrl.replace(/\/v3$/, "")}/_sandbox/contacts     # Brevo: the contact on list 16
 
 Everything lives in this process's memory: stopping it (Ctrl-C, a crash) loses what is still
 queued, the DLQ, the rejected store and the cohort state. To stay bounded in a long session it

@@ -5,8 +5,13 @@ import { type DeliveryMessage, type DeliveryPage, type ExpectedPages, type PageM
 import { DEFAULT_INVOCATION_WORK_MS, isPartitionedRun, runPartitions, partitionOf, readPrevious, snapshotKeys } from "./partition-layout.js";
 import { chunk, pagesFor, planPages, totalPages } from "./plan.js";
 import { promote } from "./settle.js";
-import { PROP_HASH_DEFAULT, emptyColumns, encodeSnapshot } from "./snapshot.js";
-import { PartitionSplitter, StagedRows, diffStaged, lineMember } from "./staged-rows.js";
+import { diffStaged } from "./diff.js";
+import { PROP_HASH_DEFAULT } from "./hash.js";
+import { emptyColumns } from "./member-columns.js";
+import { PartitionSplitter } from "./partition-splitter.js";
+import { encodeSnapshot } from "./snapshot-codec.js";
+import { lineMember } from "./staged-line-reader.js";
+import { StagedRows } from "./staged-rows.js";
 import { type CohortStore, keys } from "./store.js";
 import { type CohortSync, identityProperties } from "../config/cohort-syncs.js";
 import { type ExportDeps, type SyncReport, type TickContext, iso } from "./tick.js";

@@ -1,8 +1,12 @@
 import type { DeliveryMessage, DeliveryPage, ExportState, PageMember, SyncAction, SyncState } from "./messages.js";
 import { chunk, planPages, totalPages } from "./plan.js";
 import { isPartitionedRun, readPrevious } from "./partition-layout.js";
-import { type DiffResult, type MemberColumns, PROP_HASH_DEFAULT, emptyColumns, encodeSnapshot } from "./snapshot.js";
-import { StagedRows, diffStaged, lineMember } from "./staged-rows.js";
+import { type DiffResult, diffStaged } from "./diff.js";
+import { PROP_HASH_DEFAULT } from "./hash.js";
+import { type MemberColumns, emptyColumns } from "./member-columns.js";
+import { encodeSnapshot } from "./snapshot-codec.js";
+import { lineMember } from "./staged-line-reader.js";
+import { StagedRows } from "./staged-rows.js";
 import { type CohortStore, keys } from "./store.js";
 import { type CohortSync, identityProperties } from "../config/cohort-syncs.js";
 import { promote } from "./settle.js";

@@ -6,6 +6,7 @@ import { openTickBudget } from "./budget.js";
 import { fetchPages, joinSharedExports } from "./fetch-pages.js";
 import { isDue, startRuns } from "./schedule.js";
 import { settleDelivery } from "./settle.js";
+import { checkBrazeArrays } from "./braze-arrays.js";
 import type { CohortSync } from "../config/cohort-syncs.js";
 import type { ExportDeps, ExportOptions, ExportReport, SyncReport, TickContext } from "./tick.js";
 
@@ -94,4 +95,5 @@ async function runTick(tick: TickContext, syncs: readonly CohortSync[]): Promise
   await joinSharedExports(tick, active);
   await emitRuns(tick, active);
   await emitPartitionedRuns(tick, active);
+  await checkBrazeArrays(tick.syncs, states, report, deps);
 }

@@ -1,12 +1,14 @@
 import type { ExportState, SyncState } from "./messages.js";
-import { type MemberColumns, decodeSnapshot, idHash } from "./snapshot.js";
+import { idHash } from "./hash.js";
+import type { MemberColumns } from "./member-columns.js";
+import { decodeSnapshot } from "./snapshot-codec.js";
 import { type CohortStore, keys } from "./store.js";
 import type { ExportLimits } from "./tick.js";
 
 /**
  * Hash-range partitions of a cohort's id space (pure parts and the snapshot
  * reader). Partition `p` of `P` holds the members whose 32-bit id hash
- * (snapshot.ts idHash) falls in [p·2³²/P, (p+1)·2³²/P): a range, not a modulo,
+ * (hash.ts idHash) falls in [p·2³²/P, (p+1)·2³²/P): a range, not a modulo,
  * so partitions 0…P−1 read one after another are in member-key order, a
  * snapshot stored in P₁ partitions can be read by a run that uses P₂ (each new
  * partition reads only the old partitions overlapping its range), and the

@@ -3,8 +3,8 @@ import * as z from "../util/zod.js";
 
 /**
  * Snapshot v3: the member columns stored as columns, so a snapshot is read and
- * written without a JSON value per member (issue 12 profile: decoding and
- * re-encoding the v2 JSON lines, and gzip of them, were a third of the diff):
+ * written without a JSON value per member (decoding and re-encoding v2's JSON lines,
+ * and gzip of them, cost a third of the diff):
  *
  *     <header as one JSON line> \n
  *     <ids>         UTF-8, one entry per member joined by "\n"
@@ -15,15 +15,15 @@ import * as z from "../util/zod.js";
  * surrogate (nearly every distinct id is stored as it is); those are stored as JSON
  * strings, so a newline or a lone surrogate survives: an entry starting with `"` is
  * JSON. An identity is JSON text or "", which never holds a raw newline
- * (snapshot.ts identityOf writes it with JSON.stringify; older snapshots are checked
- * when read).
+ * (identity.ts identityOf writes it with JSON.stringify; v1/v2 snapshots are checked
+ * when read, snapshot-v2.ts).
  * The header gives the byte length of each section, so a truncated object is
  * refused rather than read short.
  *
  * Not gzipped: a snapshot is about 60 bytes per member, S3 storage of 10 M members
  * is ~0.6 GB (cents per month), and gzip plus gunzip cost more CPU than the rest of
  * reading and writing it. Row order, hashes and identities mean what they mean in
- * v2 (snapshot.ts); v1/v2 objects (gzip) are told apart by their first two bytes.
+ * v2 (snapshot-codec.ts); v1/v2 objects (gzip) are told apart by their first two bytes.
  */
 export const SNAPSHOT_V3 = 3;
 

@@ -16,7 +16,9 @@ import {
   initialSyncState,
   syncStateSchema,
 } from "./messages.js";
-import { StagedRows, lineMember, stagedPageBytes } from "./staged-rows.js";
+import { lineMember } from "./staged-line-reader.js";
+import { StagedPageWriter } from "./staged-page-writer.js";
+import { StagedRows } from "./staged-rows.js";
 
 /**
  * S3 layout of cohort state (bucket SNAPSHOT_BUCKET, prefixes `cohorts/` and `cohort-runs/`):
@@ -24,8 +26,8 @@ import { StagedRows, lineMember, stagedPageBytes } from "./staged-rows.js";
  *   cohorts/_budget.json                                 Query API calls of the last hour
  *   cohorts/<sync>/state.json                            checkpoint + snapshot pointer + health
  *   cohorts/<sync>/snapshot.jsonl.gz                     last delivered snapshot
- *   cohorts/<sync>/snapshot/<p>-of-<P>.jsonl.gz           last delivered snapshot of a partitioned sync (partitions.ts)
- *   cohort-runs/<sync>/<run>/pages/<n>.json.gz          staged /engage pages (export checkpoint; staged-rows.ts lines)
+ *   cohorts/<sync>/snapshot/<p>-of-<P>.jsonl.gz           last delivered snapshot of a partitioned sync (partition-layout.ts)
+ *   cohort-runs/<sync>/<run>/pages/<n>.json.gz          staged /engage pages (export checkpoint; staged-format.ts lines)
  *   cohort-runs/<sync>/<run>/parts/<p>/<c>.json.gz      partitioned run: staged lines split by id-hash range
  *   cohort-runs/<sync>/<run>/outbox/<p>.json.gz         partitioned run: members to send / remove, per partition
  *   cohort-runs/<sync>/<run>/snapshot/<p>-of-<P>.jsonl.gz  partitioned run: pending snapshot partitions
@@ -73,7 +75,7 @@ export interface CohortStore {
   writeBudget(calls: number[]): Promise<void>;
   putStaged(sync: string, run: string, n: number, page: StagedPage): Promise<void>;
   getStaged(sync: string, run: string, n: number): Promise<StagedPage>;
-  /** A staged page as stored lines (staged-rows.ts), appended to `into` when given. */
+  /** A staged page as stored lines (staged-format.ts), appended to `into` when given. */
   getStagedRows(sync: string, run: string, n: number, into?: StagedRows): Promise<StagedRows>;
   putBytes(key: string, body: Uint8Array): Promise<void>;
   /** undefined when absent. */
@@ -105,6 +107,8 @@ function parse<T>(schema: z.ZodType<T>, raw: unknown, what: string): T {
 }
 
 export function createCohortStore(s3: S3BucketApi, bucket: string): CohortStore {
+  // One per store: it keeps the key orders and key texts that repeat from page to page.
+  const pageWriter = new StagedPageWriter();
   async function getBytes(key: string): Promise<Uint8Array | undefined> {
     try {
       return await s3.getObject(bucket, key);
@@ -160,8 +164,8 @@ export function createCohortStore(s3: S3BucketApi, bucket: string): CohortStore 
       return (await getJson(keys.budget(), budgetStateSchema, false))?.calls ?? [];
     },
     writeBudget: (calls) => putJson(keys.budget(), { calls }, false),
-    // Plain text, not gzipped: staged-rows.ts says why.
-    putStaged: (sync, run, n, page) => putBytes(keys.staged(sync, run, n), stagedPageBytes(page.members), "application/x-ndjson"),
+    // Plain text, not gzipped: staged-format.ts says why.
+    putStaged: (sync, run, n, page) => putBytes(keys.staged(sync, run, n), pageWriter.pageBytes(page.members), "application/x-ndjson"),
     async getStaged(sync, run, n) {
       const rows = await getStagedRows(sync, run, n);
       return { members: rows.ids.map((id, row) => lineMember(id, rows.line(row))) };

@@ -82,6 +82,11 @@ export interface SyncReport {
   pagesFetched: number;
   pagesEnqueued: number;
   detail?: string;
+  /**
+   * Braze lanes whose array attribute can pass the workspace's array length: users whose
+   * cohort values outnumber `limit` (Braze would drop the excess), braze-arrays.ts.
+   */
+  brazeArrayOverflow?: { users: number; limit: number; attribute: string };
 }
 
 export interface ExportReport {

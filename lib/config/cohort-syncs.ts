@@ -124,6 +124,12 @@ const brazeDestinationSchema = z.strictObject({
   api_key_secret: secretName,
   /** Profile property → Braze custom attribute, sent with the membership when a member is added. */
   attributes: z._default(nameTable, {}),
+  /**
+   * Elements the Braze workspace keeps in an array attribute (Braze: 25 by default, settable up
+   * to 100). A user whose `attribute` would hold more cohort values than this is reported
+   * (run report and the BrazeArrayOverflow metric), since Braze would silently drop the excess.
+   */
+  array_length_max: z._default(z.number().check(z.int(), z.gte(1), z.lte(100)), 25),
   allow_private_network: allowPrivateNetwork,
 });
 

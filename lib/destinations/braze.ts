@@ -1,4 +1,7 @@
 import * as z from "../util/zod.js";
+import { RetryableError } from "../errors.js";
+import { parseRetryAfterMs } from "../http/retry.js";
+import type { HttpResult } from "../http/fetch.js";
 import type { DeliveryPage, PageMember } from "../cohorts/messages.js";
 import type { BrazeDestination } from "../config/cohort-syncs.js";
 import { type SenderDeps, apiKeySecretSchema, chunkOf, text } from "./http.js";
@@ -52,6 +55,36 @@ export function brazeAttributeObjects(page: DeliveryPage, destination: BrazeDest
   return out;
 }
 
+/**
+ * How long a Braze 429 asks the sender to wait. Braze documents `X-RateLimit-Reset` as the UTC
+ * epoch time (seconds) when the rate-limit window resets and `X-RateLimit-Retry-After` as
+ * seconds to wait (https://www.braze.com/docs/api/api_limits); a plain `Retry-After` is read
+ * too. The longest stated wait wins; undefined when none says anything usable.
+ */
+export function brazeRetryAfterMs(headers: Headers, nowMs: number): number | undefined {
+  const waits: number[] = [];
+  const retryAfter = parseRetryAfterMs(headers.get("retry-after"), nowMs);
+  if (retryAfter !== undefined) waits.push(retryAfter);
+  const brazeRetryAfter = headers.get("x-ratelimit-retry-after")?.trim() ?? "";
+  if (/^\d+(\.\d+)?$/.test(brazeRetryAfter)) waits.push(Math.round(Number(brazeRetryAfter) * 1000));
+  const reset = headers.get("x-ratelimit-reset")?.trim() ?? "";
+  if (/^\d+(\.\d+)?$/.test(reset)) {
+    const untilReset = Math.ceil(Number(reset) * 1000 - nowMs);
+    if (untilReset > 0) waits.push(untilReset);
+  }
+  return waits.length > 0 ? Math.max(...waits) : undefined;
+}
+
+/** A 429 becomes a RetryableError carrying Braze's own wait, so the shared retry policy honours it. */
+function throwForBrazeRateLimit(result: HttpResult, nowMs: number): undefined {
+  if (result.status !== 429) return undefined;
+  throw new RetryableError(
+    `Braze /users/track answered 429: ${result.body.slice(0, 500)}`,
+    brazeRetryAfterMs(result.headers, nowMs),
+    429,
+  );
+}
+
 const brazeReplySchema = z.object({
   message: z.optional(z.string()),
   errors: z.optional(z.array(z.unknown())),
@@ -71,6 +104,7 @@ export async function sendBrazePage(page: DeliveryPage, destination: BrazeDestin
         allowPrivate: destination.allow_private_network,
         body: JSON.stringify({ attributes }),
         headers: () => ({ authorization: `Bearer ${apiKey}`, "content-type": "application/json" }),
+        inspect: (result) => throwForBrazeRateLimit(result, deps.now()),
         onSuccess: (result) => {
           // A 2xx without JSON is delivered: it fails the schema and warns of nothing.
           const reply = parseJsonWith(brazeReplySchema, result.body);

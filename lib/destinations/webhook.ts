@@ -68,7 +68,17 @@ function destinationMapping(sync: CohortSync): MemberMapping {
     : {};
 }
 
-/** Pure builder of the request body. The session id is the relay run id. */
+/**
+ * One session per action of a run: Mixpanel defines `page_info.total_pages` as the number of
+ * messages for the given `mixpanel_session_id` (https://docs.mixpanel.com/docs/cohort-sync/webhooks),
+ * and each action's pages are counted on their own, so each action gets its own session.
+ * The run id leads, so an operator can trace a session back to its run.
+ */
+export function webhookSessionId(page: Pick<DeliveryPage, "run_id" | "action">): string {
+  return `${page.run_id}.${page.action}`;
+}
+
+/** Pure builder of the request body. */
 export function buildWebhookBody(page: DeliveryPage, sync: CohortSync): WebhookBody {
   return {
     action: page.action,
@@ -77,7 +87,7 @@ export function buildWebhookBody(page: DeliveryPage, sync: CohortSync): WebhookB
       mixpanel_cohort_id: String(page.cohort.id),
       mixpanel_cohort_name: page.cohort.name,
       mixpanel_cohort_description: page.cohort.description,
-      mixpanel_session_id: page.run_id,
+      mixpanel_session_id: webhookSessionId(page),
       page_info: { total_pages: page.total_pages, page_count: page.page },
       members: page.members.map((m) =>
         webhookMember(m, sync.properties, destinationMapping(sync)),

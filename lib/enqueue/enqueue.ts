@@ -2,6 +2,7 @@ import type { BrevoConfig } from "../config/brevo.js";
 import { brevoQueueBodies, sendToBrevoQueue } from "../brevo/fanout.js";
 import { protectItems } from "../pii/items.js";
 import type { PiiPolicy } from "../pii/policy.js";
+import { count } from "../observability/telemetry.js";
 import { insertIdHash } from "../observability/trace-ids.js";
 import type { RejectedItemRecord, RejectedStore } from "../queue/rejected-store.js";
 import type { QueueSender } from "../queue/sqs-sender.js";
@@ -78,6 +79,9 @@ export async function enqueueMappedItems(items: readonly MappedItem[], batch: En
     group.insertIds.push(item.insertId);
     linesByKind.set(item.kind, group);
   }
+
+  // Senders' own `token` / `$token` properties the mappers removed (lib/sources/caller-tokens.ts).
+  count("CallerTokensRemoved", items.reduce((sum, item) => sum + (item.ok ? (item.callerTokensRemoved ?? 0) : 0), 0));
 
   const bodies: string[] = [];
   const queuedInsertIdHashes: string[] = [];

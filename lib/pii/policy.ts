@@ -4,6 +4,7 @@ import type { RecordKind } from "../records/envelope.js";
 import { setOwn } from "../sources/renames.js";
 import { type PiiAction, type PiiConfig, needsHashKey } from "../config/pii.js";
 import { parseJson } from "../util/json.js";
+import { SOURCE_PROPERTY_PREFIXES } from "../vocabulary/braze-property-prefixes.js";
 
 /**
  * Personal-data controls applied at the edge (README "Personal data"). Pure: the key comes in.
@@ -14,8 +15,12 @@ import { parseJson } from "../util/json.js";
  */
 export interface PiiPolicy {
   readonly rules: ReadonlyMap<string, PiiAction>;
-  /** Raw input names that map to a rule's (Mixpanel) name: property_mapping and Braze's prefixes. */
+  /** Raw input names that map to a rule's (Mixpanel) name: property_mapping. */
   readonly inputAliases: readonly ((name: string) => string)[];
+  /** The names the input aliases map to a ruled name; unset = unknown (JSON text is then always parsed to be checked). */
+  readonly aliasedNames?: readonly string[];
+  /** Prefixes the relay's mappers put before a sender's names (Braze's, lib/vocabulary): a rule on a name covers it under each. */
+  readonly sourcePrefixes: readonly string[];
   readonly hash: (text: string) => string;
 }
 
@@ -23,6 +28,7 @@ export function createPiiPolicy(
   config: PiiConfig | undefined,
   key: string | undefined,
   inputAliases: readonly ((name: string) => string)[] = [],
+  aliasedNames?: readonly string[],
 ): PiiPolicy | undefined {
   if (config === undefined || Object.keys(config.properties).length === 0) return undefined;
   if (needsHashKey(config) && (key === undefined || key.length < 32)) {
@@ -31,6 +37,8 @@ export function createPiiPolicy(
   return {
     rules: new Map(Object.entries(config.properties)),
     inputAliases,
+    ...(aliasedNames !== undefined ? { aliasedNames } : {}),
+    sourcePrefixes: SOURCE_PROPERTY_PREFIXES,
     hash: (text) => createHmac("sha256", key ?? "").update(text, "utf8").digest("hex"),
   };
 }
@@ -59,63 +67,193 @@ function hashValue(value: unknown, policy: PiiPolicy, depth: number): unknown {
   return policy.hash(canonical(value, depth));
 }
 
-type RuleLookup = (name: string) => PiiAction | undefined;
+/** When two rules reach one value (a prefixed name and its alias, two segments of an Adobe key), dropping wins. */
+function strictest(a: PiiAction | undefined, b: PiiAction | undefined): PiiAction | undefined {
+  return a === "drop" || b === "drop" ? "drop" : (a ?? b);
+}
 
 /**
- * Copies a JSON value with every rule applied at any depth. `lookup` says which rule a property
- * name falls under. Past MAX_DEPTH the rest is replaced by a note rather than copied unchecked.
+ * The rule a property name falls under, the one decision every copy shares (accepted records,
+ * the Brevo queue built from them, rejected payloads, cohort members): the name as it is, the
+ * name without a source prefix the relay adds (`[Custom event property] email` is `email`) or
+ * with one (a rule on the prefixed name covers the name as sent), and each of those under the
+ * input aliases (a name property_mapping renames to a ruled one). The strictest rule wins.
  */
-function protectValue(value: unknown, policy: PiiPolicy, lookup: RuleLookup, depth: number, scrubText: boolean): unknown {
-  if (depth > MAX_DEPTH) return TOO_DEEP_TO_CHECK;
-  if (typeof value === "string") return scrubText ? scrubJsonText(value, policy, depth) : value;
-  if (Array.isArray(value)) return value.map((item) => protectValue(item, policy, lookup, depth + 1, scrubText));
+export function ruleFor(name: string, policy: PiiPolicy): PiiAction | undefined {
+  let action = ruleForBareName(name, policy);
+  // Every source prefix starts with "[": one character test keeps ordinary names on the fast path.
+  if (name.charCodeAt(0) === 0x5b) {
+    for (const prefix of policy.sourcePrefixes) {
+      if (name.startsWith(prefix)) action = strictest(action, ruleForBareName(name.slice(prefix.length), policy));
+    }
+  }
+  return action;
+}
+
+function ruleForBareName(name: string, policy: PiiPolicy): PiiAction | undefined {
+  const effective = effectiveRules(policy);
+  let action = effective.get(name);
+  if (policy.aliasedNames === undefined) {
+    for (const alias of policy.inputAliases) action = strictest(action, effective.get(alias(name)));
+  }
+  return action;
+}
+
+const effectiveByPolicy = new WeakMap<PiiPolicy, ReadonlyMap<string, PiiAction>>();
+
+/**
+ * The rules as one map from every name they cover to the strictest action, built once per
+ * policy (the lookup runs for every property of every record): each rule's name, the bare name
+ * of a rule written with a source prefix, and each name the input aliases map to a covered one.
+ */
+function effectiveRules(policy: PiiPolicy): ReadonlyMap<string, PiiAction> {
+  const cached = effectiveByPolicy.get(policy);
+  if (cached !== undefined) return cached;
+  const effective = new Map<string, PiiAction>();
+  const add = (name: string, action: PiiAction | undefined) => {
+    const merged = strictest(effective.get(name), action);
+    if (merged !== undefined) effective.set(name, merged);
+  };
+  for (const [name, action] of policy.rules) {
+    add(name, action);
+    for (const prefix of policy.sourcePrefixes) if (name.startsWith(prefix)) add(name.slice(prefix.length), action);
+  }
+  const direct = new Map(effective);
+  for (const name of policy.aliasedNames ?? []) {
+    for (const alias of policy.inputAliases) add(name, direct.get(alias(name)));
+  }
+  effectiveByPolicy.set(policy, effective);
+  return effective;
+}
+
+/** Whether any rule touched the value being copied, so untouched JSON text is kept byte for byte. */
+interface ScrubState {
+  changed: boolean;
+  /** The scalar values a rule hashed or dropped, as text, so a rejection's reason can be kept from quoting them. */
+  readonly removedTexts?: string[];
+}
+
+/** Enough for any reason the mappers write (they quote one id); a hostile payload cannot grow it. */
+const MAX_REMEMBERED_TEXTS = 256;
+
+function remember(state: ScrubState, value: unknown): void {
+  const texts = state.removedTexts;
+  if (texts === undefined || texts.length >= MAX_REMEMBERED_TEXTS) return;
+  if (typeof value === "string" || typeof value === "number") texts.push(String(value));
+  else if (Array.isArray(value)) for (const item of value) remember(state, item);
+}
+
+/**
+ * Copies a JSON value with every rule applied at any depth: properties by name (ruleFor),
+ * `{key, value}` rows by their key, JSON text inside strings. Past MAX_DEPTH the rest is
+ * replaced by a note rather than copied unchecked.
+ */
+function protectValue(value: unknown, policy: PiiPolicy, depth: number, state: ScrubState): unknown {
+  if (depth > MAX_DEPTH) {
+    state.changed = true;
+    return TOO_DEEP_TO_CHECK;
+  }
+  if (typeof value === "string") return scrubJsonText(value, policy, depth, state);
+  if (Array.isArray(value)) return value.map((item) => protectValue(item, policy, depth + 1, state));
   if (value === null || typeof value !== "object") return value;
   const copy: Record<string, unknown> = {};
-  const row = scrubText ? keyValueRowName(value) : undefined;
+  const rowAction = keyValueRowRule(value, policy);
   for (const [name, inner] of Object.entries(value)) {
-    const action = lookup(name) ?? (row !== undefined && name === "value" ? lookup(row) : undefined);
+    const action = name === "value" && rowAction !== undefined ? strictest(rowAction, ruleFor(name, policy)) : ruleFor(name, policy);
+    if (action !== undefined) {
+      state.changed = true;
+      remember(state, inner);
+    }
     if (action === "drop") continue;
-    const next = action === "hash" ? hashValue(inner, policy, depth + 1) : protectValue(inner, policy, lookup, depth + 1, scrubText);
+    const next = action === "hash" ? hashValue(inner, policy, depth + 1) : protectValue(inner, policy, depth + 1, state);
     setOwn(copy, name, next);
   }
   return copy;
 }
 
-/** Adobe's extension sends properties as `{key, value}` rows; `key` may be a dotted path (its first segment is the property). */
-function keyValueRowName(value: object): string | undefined {
+/**
+ * Adobe's extension sends properties as `{key, value}` rows whose `key` is a dotted / `[n]`
+ * path (`user.email`, `list[1].phone`): the mapper turns it into nested objects, where a rule on
+ * any segment reaches the value, so a rule on any named segment applies to the row's `value`.
+ */
+function keyValueRowRule(value: object, policy: PiiPolicy): PiiAction | undefined {
   if (!("key" in value) || !("value" in value) || typeof value.key !== "string") return undefined;
-  return value.key.split(/[.[]/)[0];
+  let action = ruleFor(value.key, policy);
+  for (const segment of value.key.split(/[.[\]]/)) {
+    if (segment !== "" && !/^\d+$/.test(segment)) action = strictest(action, ruleFor(segment, policy));
+  }
+  return action;
 }
 
-/** JSON text inside a raw payload (Braze Avro `properties`, Adobe `custom_properties` text) is checked too. */
-function scrubJsonText(text: string, policy: PiiPolicy, depth: number): string {
+/**
+ * JSON text inside a string (a sender's serialized object, Braze Avro `properties`, Adobe
+ * `custom_properties` text) is checked with the same rules. Text no rule touches is kept exactly
+ * as sent; text a rule touched is written back as compact JSON.
+ */
+function scrubJsonText(text: string, policy: PiiPolicy, depth: number, state: ScrubState): string {
   const trimmed = text.trim();
   if (!trimmed.startsWith("{") && !trimmed.startsWith("[")) return text;
+  if (!mayHoldRuledName(trimmed, policy)) return text;
+  // A string's text is not part of the body's nesting check: it is measured before it is parsed.
+  if (nestingDepthExceeds(trimmed, MAX_DEPTH - depth)) {
+    state.changed = true;
+    return TOO_DEEP_TO_CHECK;
+  }
   const json = parseJson(trimmed);
   if (!json.ok) return text;
-  return JSON.stringify(protectValue(json.value, policy, inputLookup(policy), depth + 1, true));
+  const inner: ScrubState = { changed: false, ...(state.removedTexts !== undefined ? { removedTexts: state.removedTexts } : {}) };
+  const scrubbed = protectValue(json.value, policy, depth + 1, inner);
+  if (!inner.changed) return text;
+  state.changed = true;
+  return JSON.stringify(scrubbed);
 }
 
-const exactLookup =
-  (policy: PiiPolicy): RuleLookup =>
-  (name) =>
-    policy.rules.get(name);
+/**
+ * Whether a ruled property could be named in the text: a rule's name (without its source
+ * prefix), a name an alias maps to one, or any JSON escape (`\\u0065mail` is `email`). Text with
+ * none of them is left as it is without being parsed.
+ */
+function mayHoldRuledName(text: string, policy: PiiPolicy): boolean {
+  if (policy.inputAliases.length > 0 && policy.aliasedNames === undefined) return true;
+  if (text.includes("\\")) return true;
+  for (const name of ruledNeedles(policy)) if (text.includes(name)) return true;
+  return false;
+}
 
-function inputLookup(policy: PiiPolicy): RuleLookup {
-  return (name) => {
-    const direct = policy.rules.get(name);
-    if (direct !== undefined) return direct;
-    for (const alias of policy.inputAliases) {
-      const action = policy.rules.get(alias(name));
-      if (action !== undefined) return action;
-    }
-    return undefined;
-  };
+const needlesByPolicy = new WeakMap<PiiPolicy, readonly string[]>();
+function ruledNeedles(policy: PiiPolicy): readonly string[] {
+  const cached = needlesByPolicy.get(policy);
+  if (cached !== undefined) return cached;
+  const needles = new Set<string>(policy.aliasedNames ?? []);
+  for (const name of policy.rules.keys()) {
+    const prefix = policy.sourcePrefixes.find((candidate) => name.startsWith(candidate));
+    needles.add(prefix !== undefined ? name.slice(prefix.length) : name);
+  }
+  const list = [...needles];
+  needlesByPolicy.set(policy, list);
+  return list;
+}
+
+/** Whether brackets outside strings nest deeper than `limit`, in one pass without building anything. */
+function nestingDepthExceeds(text: string, limit: number): boolean {
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    if (inString) {
+      if (code === 0x5c) i++;
+      else if (code === 0x22) inString = false;
+    } else if (code === 0x22) inString = true;
+    else if (code === 0x5b || code === 0x7b) {
+      if (++depth > limit) return true;
+    } else if (code === 0x5d || code === 0x7d) depth--;
+  }
+  return false;
 }
 
 /** A Mixpanel property object (event properties, a cohort member's `$properties`) with the rules applied. */
 export function protectProperties(properties: Record<string, unknown>, policy: PiiPolicy): Record<string, unknown> {
-  const protectedValue = protectValue(properties, policy, exactLookup(policy), 0, false);
+  const protectedValue = protectValue(properties, policy, 0, { changed: false });
   return protectedValue !== null && typeof protectedValue === "object" && !Array.isArray(protectedValue) ? { ...protectedValue } : {};
 }
 
@@ -140,7 +278,7 @@ export function protectRecord(kind: RecordKind, record: Record<string, unknown>,
     if (PROPERTY_OPERATIONS.has(field) && value !== null && typeof value === "object" && !Array.isArray(value)) {
       next = protectProperties({ ...value }, policy);
     } else if (field === "$add" && value !== null && typeof value === "object" && !Array.isArray(value)) {
-      next = Object.fromEntries(Object.entries(value).filter(([name]) => !policy.rules.has(name)));
+      next = Object.fromEntries(Object.entries(value).filter(([name]) => ruleFor(name, policy) === undefined));
     } else if ((field === "$distinct_id" || field === "$group_id") && policy.rules.get(field) === "hash") {
       next = hashValue(value, policy, 0);
     }
@@ -157,11 +295,24 @@ export function protectLine(kind: RecordKind, line: string, policy: PiiPolicy): 
 }
 
 /**
- * A raw input item (what a sender sent, kept in the rejected store) with the rules applied as
- * far as its shape can be known: names are matched as sent and under the names the mappers give
- * them (property_mapping, Braze's prefixes), `{key, value}` rows by their key, and JSON text
- * inside strings is checked too.
+ * A raw input item (what a sender sent, kept in the rejected store) with the same rules as an
+ * accepted record: the one scrubber (protectValue) with names matched as sent, under the
+ * relay's source prefixes and input aliases, `{key, value}` rows by their key, JSON text inside strings.
  */
 export function scrubPayload(payload: unknown, policy: PiiPolicy): unknown {
-  return protectValue(payload, policy, inputLookup(policy), 0, true);
+  return protectValue(payload, policy, 0, { changed: false });
+}
+
+/**
+ * A rejected item's payload scrubbed, and its reason with every value a rule removed from the
+ * payload replaced by `[removed]` (reasons quote an id that could not be used, for one).
+ */
+export function scrubRejection(payload: unknown, reason: string, policy: PiiPolicy): { payload: unknown; reason: string } {
+  const removedTexts: string[] = [];
+  const scrubbed = protectValue(payload, policy, 0, { changed: false, removedTexts });
+  let safeReason = reason;
+  for (const text of removedTexts.sort((a, b) => b.length - a.length)) {
+    if (text.length > 0) safeReason = safeReason.split(text).join("[removed]");
+  }
+  return { payload: scrubbed, reason: safeReason };
 }

@@ -2,7 +2,6 @@ import type { Env } from "../config/env.js";
 import type { StageConfig } from "../config/stage.js";
 import { ConfigError } from "../errors.js";
 import type { SecretReader } from "../secrets/secrets.js";
-import { CUSTOM_EVENT_PROPERTY_PREFIX, PURCHASE_PROPERTY_PREFIX } from "../vocabulary/braze-property-prefixes.js";
 import { renamed } from "../sources/renames.js";
 import { needsHashKey, piiKeySecretSchema } from "../config/pii.js";
 import { type PiiPolicy, createPiiPolicy } from "./policy.js";
@@ -17,21 +16,18 @@ export type PiiPolicySource = () => Promise<PiiPolicy | undefined>;
  */
 export function piiPolicySource(config: StageConfig, env: Env, secrets: SecretReader): PiiPolicySource {
   const pii = config.pii;
-  // How raw input names become the Mixpanel names the rules use, for rejected payloads.
-  const aliases = [
-    (name: string) => renamed(name, config.property_mapping),
-    (name: string) => `${CUSTOM_EVENT_PROPERTY_PREFIX}${name}`,
-    (name: string) => `${PURCHASE_PROPERTY_PREFIX}${name}`,
-  ];
+  // How a sender's names become the Mixpanel names the rules use (Braze's prefixes are the policy's own).
+  const aliases = [(name: string) => renamed(name, config.property_mapping)];
+  const aliasedNames = Object.keys(config.property_mapping);
   if (!needsHashKey(pii)) {
-    const policy = createPiiPolicy(pii, undefined, aliases);
+    const policy = createPiiPolicy(pii, undefined, aliases, aliasedNames);
     return async () => policy;
   }
   const secretId = pii?.hash_key_secret;
-  if (secretId) return async () => createPiiPolicy(pii, (await secrets.getJson(secretId, piiKeySecretSchema)).key, aliases);
+  if (secretId) return async () => createPiiPolicy(pii, (await secrets.getJson(secretId, piiKeySecretSchema)).key, aliases, aliasedNames);
   const key = env.PII_HASH_KEY;
   return async () => {
     if (key === undefined) throw new ConfigError("pii: hash rules need a key: set pii.hash_key_secret, or PII_HASH_KEY locally");
-    return createPiiPolicy(pii, key, aliases);
+    return createPiiPolicy(pii, key, aliases, aliasedNames);
   };
 }

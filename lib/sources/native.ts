@@ -1,6 +1,7 @@
 import * as z from "../util/zod.js";
 import { ValidationError } from "../errors.js";
 import { applyEventRules } from "../mixpanel/event-rules.js";
+import { withoutCallerTokens } from "./caller-tokens.js";
 import { applyIdentityMode, isIdentityEvent } from "./identity.js";
 import { jsonObjectSchema } from "./json-object.js";
 import { rejectProtoKey } from "./property-names.js";
@@ -48,14 +49,15 @@ export function mapNativeEvent(item: unknown, index: number, ctx: MapContext): M
       payload: item,
     };
   }
-  const { event, properties } = parsed.data;
+  const { event } = parsed.data;
+  const { properties, removed } = withoutCallerTokens(parsed.data.properties);
   const identity = applyIdentityMode(event, properties, ctx.config.identity_mode);
   if (!identity.ok) return { ok: false, index, code: identity.code, reason: identity.reason, payload: item };
   // Identity events keep their reserved names; only ordinary events follow event_mapping.
   const name = isIdentityEvent(event) ? event : renamed(event, ctx.config.event_mapping);
   const result = applyEventRules({ event: name, properties: identity.properties }, ctx.nowMs);
   if (!result.ok) return { ok: false, index, code: result.code, reason: result.reason, payload: item };
-  return { ok: true, index, kind: "event", line: result.line, insertId: result.insertId };
+  return { ok: true, index, kind: "event", line: result.line, insertId: result.insertId, ...(removed > 0 ? { callerTokensRemoved: removed } : {}) };
 }
 
 export function mapNativeEvents(body: unknown, ctx: MapContext): MappedItem[] {

@@ -22,6 +22,8 @@ export interface MappedRecord {
   readonly line: string;
   /** An event's `properties.$insert_id` (as in `line`), for the hashed trace log of the enqueue step. */
   readonly insertId?: string;
+  /** How many `token` / `$token` properties the sender put in the record and the mapper removed (lib/sources/caller-tokens.ts). */
+  readonly callerTokensRemoved?: number;
 }
 
 export interface RejectedItem {

@@ -1,6 +1,7 @@
 import * as z from "../util/zod.js";
 import { ValidationError } from "../errors.js";
 import { INVALID_NUMBER, findNonFiniteNumber, nonFiniteReason } from "../mixpanel/event-rules.js";
+import { withoutCallerTokens } from "./caller-tokens.js";
 import { INVALID_PROPERTY_NAME, findProtoKey, protoKeyReason, rejectProtoKey } from "./property-names.js";
 import { rejectTooDeep } from "./nesting.js";
 import { renamed, setOwn } from "./renames.js";
@@ -150,9 +151,12 @@ export function completeUpdate(
   if (!operation.ok) return rejectUpdate(index, item, operation.code, operation.reason);
   const nonFinite = findNonFiniteNumber(operation.value, found.op);
   if (nonFinite !== undefined) return rejectUpdate(index, item, INVALID_NUMBER, nonFiniteReason(nonFinite));
-  const serialized = serializeUpdate({ ...head, [found.op]: operation.value });
+  // A caller's `token` / `$token` as a property is never forwarded (lib/sources/caller-tokens.ts).
+  const isPropertyObject = operation.value !== null && typeof operation.value === "object" && !Array.isArray(operation.value);
+  const { properties: value, removed } = isPropertyObject ? withoutCallerTokens(operation.value as Record<string, unknown>) : { properties: operation.value, removed: 0 };
+  const serialized = serializeUpdate({ ...head, [found.op]: value });
   if (!serialized.ok) return rejectUpdate(index, item, serialized.code, serialized.reason);
-  return { ok: true, index, kind, line: serialized.line };
+  return { ok: true, index, kind, line: serialized.line, ...(removed > 0 ? { callerTokensRemoved: removed } : {}) };
 }
 
 /**

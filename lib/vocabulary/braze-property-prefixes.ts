@@ -6,3 +6,6 @@
  */
 export const CUSTOM_EVENT_PROPERTY_PREFIX = "[Custom event property] ";
 export const PURCHASE_PROPERTY_PREFIX = "[Purchase property] ";
+
+/** Every prefix the relay puts before a sender's property names: a PII rule on a name covers it under each (lib/pii/policy.ts). */
+export const SOURCE_PROPERTY_PREFIXES: readonly string[] = [CUSTOM_EVENT_PROPERTY_PREFIX, PURCHASE_PROPERTY_PREFIX];

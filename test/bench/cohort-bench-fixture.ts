@@ -1,7 +1,9 @@
 import type { ExportDeps } from "../../lib/cohorts/export.js";
 import type { SyncState } from "../../lib/cohorts/messages.js";
 import { partitionOf } from "../../lib/cohorts/partition-layout.js";
-import { type MemberColumns, emptyColumns, idHash, identityOf, propertyHash } from "../../lib/cohorts/snapshot.js";
+import { idHash, propertyHash } from "../../lib/cohorts/hash.js";
+import { identityOf } from "../../lib/cohorts/identity.js";
+import { type MemberColumns, emptyColumns } from "../../lib/cohorts/member-columns.js";
 import { type CohortSync, cohortSyncsSchemaFor } from "../../lib/config/cohort-syncs.js";
 
 /** What the cohort benches (cohort-diff, cohort-partitioned) share: one webhook sync, its members, its export. */

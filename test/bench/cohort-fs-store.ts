@@ -2,7 +2,9 @@ import { existsSync, mkdirSync, readFileSync, readdirSync, statSync, writeFileSy
 import { dirname, join, relative } from "node:path";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { type StagedPage, deliveryPageSchema, failureRecordSchema, initialSyncState, syncStateSchema, budgetStateSchema } from "../../lib/cohorts/messages.js";
-import { StagedRows, lineMember, stagedPageBytes } from "../../lib/cohorts/staged-rows.js";
+import { lineMember } from "../../lib/cohorts/staged-line-reader.js";
+import { StagedPageWriter } from "../../lib/cohorts/staged-page-writer.js";
+import { StagedRows } from "../../lib/cohorts/staged-rows.js";
 import { type CohortStore, keys } from "../../lib/cohorts/store.js";
 
 /**
@@ -13,6 +15,7 @@ import { type CohortStore, keys } from "../../lib/cohorts/store.js";
  */
 export function createFsCohortStore(root: string): CohortStore {
   const path = (key: string) => join(root, key);
+  const pageWriter = new StagedPageWriter();
   const put = (key: string, body: Uint8Array | string) => {
     mkdirSync(dirname(path(key)), { recursive: true });
     writeFileSync(path(key), body);
@@ -46,7 +49,7 @@ export function createFsCohortStore(root: string): CohortStore {
       put(keys.budget(), JSON.stringify({ calls }));
     },
     async putStaged(sync, run, n, page: StagedPage) {
-      put(keys.staged(sync, run, n), stagedPageBytes(page.members));
+      put(keys.staged(sync, run, n), pageWriter.pageBytes(page.members));
     },
     async getStaged(sync, run, n) {
       const rows = await this.getStagedRows(sync, run, n);

@@ -139,8 +139,14 @@ describe("npm run status -- --stage local", () => {
     expect(queues["mixpanel-relay-local-events"]).toMatchObject({ visible: 0, deadLetter: false });
     const today = new Date().toISOString().slice(0, 10);
     expect(report.rejected.counts).toEqual([{ source: "native", code: "invalid_shape", day: today, items: 1 }]);
-    // config/local.json's one sync, never run in this stack.
-    expect(report.cohorts).toEqual([{ id: "local-pro-users", destination: "webhook", schedule: "rate(1 minute)", nextDue: "now", healthy: true, phase: "idle" }]);
+    // config/local.json's syncs (one per destination kind), never run in this stack.
+    expect(report.cohorts).toEqual(
+      [
+        ["local-pro-users", "webhook"],
+        ["local-email-brevo", "brevo"],
+        ["local-pro-braze", "braze"],
+      ].map(([id, destination]) => ({ id, destination, schedule: "rate(1 minute)", nextDue: "now", healthy: true, phase: "idle" })),
+    );
     expect(report.alarms).toMatch(/local stack has no CloudWatch/);
   });
 
@@ -152,6 +158,7 @@ describe("npm run status -- --stage local", () => {
     expect(screen).toMatch(/^mixpanel-relay-local-events-dlq +1 +0 +0 +- +<- dead letters/m);
     expect(screen).toMatch(/^\d{4}-\d{2}-\d{2} +native +invalid_shape +1$/m);
     expect(screen).toMatch(/^local-pro-users +webhook +rate\(1 minute\) +never +now +healthy +idle$/m);
+    expect(screen).toMatch(/^local-pro-braze +braze +rate\(1 minute\) +never +now +healthy +idle$/m);
   });
 
   it("says how to reach the local stack when none is running", async () => {
@@ -313,7 +320,9 @@ describe("status reads CloudWatch where the stage has it", () => {
         { name: "mixpanel-relay-local-events-dlq-not-empty", state: "ALARM", since: hoursAgo(50).toISOString(), reason: "Threshold Crossed: 1 datapoint [1.0]" },
         { name: "mixpanel-relay-local-events-queue-backlog", state: "OK", since: hoursAgo(2).toISOString(), reason: "Threshold Crossed: back to normal" },
       ]);
+      expect(report.dashboardUrl).toBe(`https://${LOCAL_REGION}.console.aws.amazon.com/cloudwatch/home?region=${LOCAL_REGION}#dashboards/dashboard/mixpanel-relay-local`);
       const screen = renderStatus(report);
+      expect(screen).toContain(`\nDashboard: ${report.dashboardUrl}\n`);
       expect(screen).toMatch(/^mixpanel-relay-local-events-dlq +\d+ +\d+ +\d+ +90 min/m);
       expect(screen).toMatch(/^mixpanel-relay-local-events-dlq-not-empty +ALARM /m);
       expect(server.calls.sort()).toEqual(["GraniteServiceVersion20100801.DescribeAlarms", "GraniteServiceVersion20100801.GetMetricData"]);

@@ -191,6 +191,11 @@ function resourcesOfType(template: Template, type: string): [string, Resource][]
   return Object.entries(template.Resources).filter(([, resource]) => resource.Type === type);
 }
 
+/** Every .ts file below a folder: the dashboard test reads which metrics the code emits. */
+function sourceFiles(dir: string): string[] {
+  return readdirSync(dir, { recursive: true, encoding: "utf8" }).filter((name) => name.endsWith(".ts")).map((name) => join(dir, name));
+}
+
 interface Packaged {
   readonly template: Template;
   readonly dir: string;
@@ -639,10 +644,46 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
 
   it("keeps the dead-letter queues and their messages when the stack is removed or a queue replaced", () => {
     const { template } = get();
-    for (const id of ["EventsDeadLetterQueue", "DeliveriesDeadLetterQueue", "CurrentsReaderFailuresQueue"]) {
+    for (const id of ["EventsDeadLetterQueue", "DeliveriesDeadLetterQueue", "BrevoDeadLetterQueue", "CurrentsReaderFailuresQueue"]) {
       expect(template.Resources[id]?.DeletionPolicy, id).toBe("Retain");
       expect((template.Resources[id] as { UpdateReplacePolicy?: string }).UpdateReplacePolicy, id).toBe("Retain");
     }
+  });
+
+  it("has a dashboard whose widgets read metrics the code emits and every queue and DLQ of the stage, its URL an output", () => {
+    const { template } = get();
+    const dashboard = template.Resources.OperationsDashboard;
+    expect(dashboard?.Type).toBe("AWS::CloudWatch::Dashboard");
+    expect(dashboard?.Properties.DashboardName).toBe(`mixpanel-relay-${stage}`);
+    const sub = dashboard?.Properties.DashboardBody["Fn::Sub"];
+    expect(typeof sub).toBe("string");
+    // CloudFormation substitutes ${Resource.Attr} and ${AWS::Region}; the rest must already be JSON.
+    const references = [...(sub as string).matchAll(/\$\{([^}]+)\}/g)].map((match) => match[1] as string);
+    for (const reference of references) {
+      const [logicalId] = reference.split(".");
+      if (logicalId?.startsWith("AWS::")) continue;
+      expect(template.Resources[logicalId as string], `dashboard references ${reference}`).toBeDefined();
+    }
+    const body = JSON.parse((sub as string).replace(/\$\{[^}]+\}/g, "X")) as { widgets: { type: string; properties: { metrics?: unknown[][] } }[] };
+    const emitted = new Set<string>();
+    for (const file of sourceFiles(join(repoRoot, "lib")).concat(sourceFiles(join(repoRoot, "functions")))) {
+      for (const match of readFileSync(file, "utf8").matchAll(/(?:\b(?:count|metric|syncMetric)\(\s*|_METRIC = )"([A-Za-z0-9]+)"/g)) emitted.add(match[1] as string);
+    }
+    // A row's "." repeats the row above's value in that position (CloudWatch's dashboard shorthand).
+    const relayMetrics = body.widgets.flatMap((widget) => {
+      let namespace = "";
+      return (widget.properties.metrics ?? []).flatMap((row) => {
+        if (typeof row[0] !== "string" || row[0] === "...") return [];
+        if (row[0] !== ".") namespace = row[0];
+        return namespace === "MixpanelRelay" ? [row[1] as string] : [];
+      });
+    });
+    expect(relayMetrics.length).toBeGreaterThan(10);
+    for (const name of relayMetrics) expect(emitted.has(name), `${name} is emitted by lib/ or functions/`).toBe(true);
+    for (const queue of ["EventsQueue", "DeliveriesQueue", "BrevoQueue", "EventsDeadLetterQueue", "DeliveriesDeadLetterQueue", "BrevoDeadLetterQueue", "CurrentsReaderFailuresQueue"]) {
+      expect(references, queue).toContain(`${queue}.QueueName`);
+    }
+    expect(JSON.stringify(template.Outputs?.DashboardUrl)).toContain("OperationsDashboard");
   });
 
   it("turns X-Ray tracing on only where the stage asks for it", () => {

@@ -2,7 +2,7 @@ import { afterEach, describe, expect, it } from "vitest";
 import { keys } from "../../lib/cohorts/store.js";
 import { type Harness, startHarness } from "../unit/cohorts/harness.js";
 import { BrevoServer } from "../../infra/local/peers/brevo-server.js";
-import { BrazeServer } from "../support/braze-server.js";
+import { BrazeServer } from "../../infra/local/peers/braze-server.js";
 
 const MIN = 60_000;
 

@@ -94,6 +94,7 @@ describe("local stack: a redirecting webhook, then recovery", () => {
     expect(elapsed).toBeLessThanOrEqual(SCHEDULE_MS);
     const page = cohorts.receiver.pages[0];
     expect(page?.payload.action).toBe("members");
-    expect(page?.payload.parameters.mixpanel_session_id).not.toBe(firstRun);
+    expect(page?.payload.parameters.mixpanel_session_id).toMatch(/\.members$/);
+    expect(page?.payload.parameters.mixpanel_session_id).not.toBe(`${firstRun}.members`);
   }, 120_000);
 });

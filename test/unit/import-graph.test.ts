@@ -136,6 +136,35 @@ describe("import graph", () => {
   });
 
 
+  it("keeps the local fakes apart from the product: infra/local/peers imports nothing from lib/ or functions/, directly or through another file", () => {
+    const PEERS = "infra/local/peers/";
+    const peers = [...GRAPH.keys()].filter((file) => file.startsWith(PEERS));
+    expect(peers).toContain("infra/local/peers/mixpanel-server.ts");
+    expect(peers).toContain("infra/local/peers/braze-server.ts");
+    const reached = (start: string): string[] => {
+      const seen = new Set<string>();
+      const queue = [start];
+      while (queue.length > 0) {
+        const file = queue.pop() ?? "";
+        for (const target of GRAPH.get(file) ?? []) {
+          if (seen.has(target)) continue;
+          seen.add(target);
+          queue.push(target);
+        }
+      }
+      return [...seen];
+    };
+    const intoProduct = peers.flatMap((file) =>
+      reached(file)
+        .filter((target) => target.startsWith("lib/") || target.startsWith("functions/"))
+        .map((target) => `${file} → ${target}`),
+    );
+    expect(intoProduct).toEqual([]);
+    // Only other peers, so no file outside the folder can carry the product in later.
+    const outward = peers.flatMap((file) => (GRAPH.get(file) ?? []).filter((target) => !target.startsWith(PEERS)).map((target) => `${file} → ${target}`));
+    expect(outward).toEqual([]);
+  });
+
   it("has no import cycle between product files", () => {
     const cycles: string[] = [];
     const state = new Map<string, "open" | "done">();

@@ -1,7 +1,7 @@
 import { type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { closeServer, createRoutedServer, listenOnLoopback } from "./local-server.js";
 import { gunzipSync } from "node:zlib";
-import { applyEventRules } from "../../../lib/mixpanel/event-rules.js";
+import { importEventRefusal } from "./mixpanel-rules.js";
 
 /**
  * A strict local Mixpanel: enforces the documented ingestion contract
@@ -68,6 +68,7 @@ export interface MixpanelSandboxOptions {
 const PROFILE_OPS = ["$set", "$set_once", "$add", "$union", "$append", "$remove", "$unset", "$delete"] as const;
 const GROUP_OPS = ["$set", "$set_once", "$union", "$remove", "$unset", "$delete"] as const;
 const MAX_RECORDS = 2000;
+const MAX_REQUEST_BYTES = 32 * 1024 * 1024;
 
 type JsonObject = Record<string, unknown>;
 
@@ -120,7 +121,14 @@ export class MixpanelSandbox {
   private async route(request: IncomingMessage, response: ServerResponse): Promise<void> {
     const url = new URL(request.url ?? "/", "http://sandbox");
     const chunks: Buffer[] = [];
-    for await (const chunk of request) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk));
+    let size = 0;
+    for await (const chunk of request) {
+      const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(chunk);
+      size += buffer.length;
+      // Bounded memory: far past /import's 10 MB cap, the body is not read further.
+      if (size > MAX_REQUEST_BYTES) return send(response, 413, { code: 413, error: "request body too large", status: 0 });
+      chunks.push(buffer);
+    }
     const body = Buffer.concat(chunks);
 
     for (const extra of this.options.extraRoutes ?? []) {
@@ -198,7 +206,7 @@ export class MixpanelSandbox {
     const failed: JsonObject[] = [];
     const accepted: ImportedEvent[] = [];
     events.forEach((candidate, index) => {
-      const problem = validateImportEvent(candidate, nowMs);
+      const problem = importEventRefusal(candidate, nowMs);
       if (problem) {
         const insertId = isObject(candidate) && isObject(candidate.properties) ? candidate.properties.$insert_id : undefined;
         failed.push({ index, insert_id: typeof insertId === "string" ? insertId : "", field: problem.field, message: problem.message });
@@ -309,20 +317,6 @@ function toArray(value: unknown): unknown[] {
 function send(response: ServerResponse, status: number, body: unknown): void {
   response.writeHead(status, { "content-type": "application/json" });
   response.end(JSON.stringify(body));
-}
-
-/** Mixpanel's own per-event checks, reusing the documented rules; time must already be in ms or s. */
-function validateImportEvent(candidate: unknown, nowMs: number): { field: string; message: string } | undefined {
-  if (!isObject(candidate) || typeof candidate.event !== "string" || !isObject(candidate.properties)) {
-    return { field: "event", message: "event must be {event, properties}" };
-  }
-  const { properties } = candidate;
-  if (properties.$insert_id === undefined) return { field: "properties.$insert_id", message: "'properties.$insert_id' is required with strict=1" };
-  if (properties.time === undefined) return { field: "properties.time", message: "'properties.time' is required" };
-  const verdict = applyEventRules({ event: candidate.event, properties }, nowMs, { defaultIpZero: false });
-  if (verdict.ok) return undefined;
-  const field = verdict.code.includes("time") ? "properties.time" : verdict.code.includes("distinct") ? "properties.distinct_id" : "properties";
-  return { field, message: `'${field}' is invalid: ${verdict.reason}` };
 }
 
 function validateUpdate(update: unknown, path: string, ops: readonly string[], token: string): string | undefined {

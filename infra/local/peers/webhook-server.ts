@@ -1,7 +1,7 @@
 import { type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { closeServer, createRoutedServer, listenOnLoopback } from "./local-server.js";
+import { createHmac, timingSafeEqual } from "node:crypto";
 import * as z from "zod";
-import { DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verifySignature } from "../../../lib/destinations/signature.js";
 
 /**
  * A local receiver built for Mixpanel's custom-webhook cohort sync
@@ -11,7 +11,50 @@ import { DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, verifySignature
  * cohort the way a real receiver would (multi-page `members` replaces the copy
  * once all pages of the session arrived; add/remove apply directly).
  * GET / shows what arrived (for the local stack).
+ *
+ * Written from the published contracts only, sharing no code with the relay:
+ *  - the signature scheme as the README gives it to receivers: `X-Relay-Timestamp: <unix
+ *    seconds>`, `X-Relay-Signature: v1=<hex HMAC-SHA256(secret, "<timestamp>.<raw body>")>`,
+ *    compared in constant time, timestamps older than the tolerance refused;
+ *  - Mixpanel's paging rule: `page_info.total_pages` is the number of messages of one
+ *    `mixpanel_session_id`, so every page of a session carries the same `total_pages`, and a
+ *    session never has more distinct messages than that (400 otherwise).
  */
+export const TIMESTAMP_HEADER = "x-relay-timestamp";
+export const SIGNATURE_HEADER = "x-relay-signature";
+export const DELIVERY_ID_HEADER = "x-relay-delivery-id";
+const DEFAULT_TOLERANCE_SECONDS = 300;
+/** Bounded memory: the sessions and delivery ids remembered (oldest forgotten first). */
+const REMEMBERED = 10_000;
+
+/** The receiver's own check of a relay signature; the reason when it fails. */
+export function signatureProblem(input: {
+  secret: string;
+  rawBody: Buffer;
+  timestamp: string | undefined;
+  signature: string | undefined;
+  nowSeconds: number;
+  toleranceSeconds: number;
+}): string | undefined {
+  const { timestamp, signature } = input;
+  if (timestamp === undefined || !/^[0-9]{1,12}$/.test(timestamp)) return "missing or bad timestamp";
+  if (Math.abs(input.nowSeconds - Number(timestamp)) > input.toleranceSeconds) return "timestamp outside tolerance";
+  if (signature === undefined || !signature.startsWith("v1=")) return "missing signature";
+  const mac = createHmac("sha256", input.secret).update(`${timestamp}.`).update(input.rawBody).digest();
+  const given = Buffer.from(signature.slice(3), "utf8");
+  const wanted = Buffer.from(mac.toString("hex"), "utf8");
+  if (given.length !== wanted.length || !timingSafeEqual(given, wanted)) return "signature mismatch";
+  return undefined;
+}
+
+function remember<K, V>(map: Map<K, V>, key: K, value: V): void {
+  map.delete(key);
+  map.set(key, value);
+  if (map.size > REMEMBERED) {
+    const oldest = map.keys().next();
+    if (!oldest.done) map.delete(oldest.value);
+  }
+}
 const memberSchema = z
   .object({
     email: z.string(),
@@ -40,6 +83,7 @@ export const webhookPayloadSchema = z
   .strict()
   .refine((p) => p.parameters.page_info.page_count <= p.parameters.page_info.total_pages, "page_count > total_pages");
 export type WebhookPayload = z.infer<typeof webhookPayloadSchema>;
+const MAX_BODY_BYTES = 8 * 1024 * 1024;
 
 export interface ReceivedPage {
   readonly at: number;
@@ -75,7 +119,9 @@ export class WebhookReceiver {
   readonly refusals: Refusal[] = [];
   private readonly replicas = new Map<string, Map<string, Record<string, unknown>>>();
   private readonly pendingFull = new Map<string, { total: number; pages: Map<number, WebhookPayload> }>();
-  private readonly seen = new Set<string>();
+  private readonly seen = new Map<string, true>();
+  /** Per session: its total_pages and the distinct messages (action + page_count) seen. */
+  private readonly sessions = new Map<string, { total: number; messages: Set<string> }>();
   private readonly faults: Fault[] = [];
   private redirectTo: string | undefined;
   private server: Server | undefined;
@@ -145,8 +191,15 @@ export class WebhookReceiver {
       return;
     }
     const chunks: Buffer[] = [];
-    for await (const chunk of request) chunks.push(Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk)));
-    const body = Buffer.concat(chunks).toString("utf8");
+    let size = 0;
+    for await (const chunk of request) {
+      const buffer = Buffer.isBuffer(chunk) ? chunk : Buffer.from(String(chunk));
+      size += buffer.length;
+      if (size > MAX_BODY_BYTES) return this.refuse(response, 413, "body too large");
+      chunks.push(buffer);
+    }
+    const rawBody = Buffer.concat(chunks);
+    const body = rawBody.toString("utf8");
     if (request.method !== "POST") return this.refuse(response, 405, "POST only");
     if (this.redirectTo !== undefined) {
       this.refusals.push({ status: 302, reason: `redirect to ${this.redirectTo}` });
@@ -165,15 +218,15 @@ export class WebhookReceiver {
       const value = request.headers[name];
       return Array.isArray(value) ? value[0] : value;
     };
-    const verdict = verifySignature({
+    const problem = signatureProblem({
       secret: this.options.signingSecret,
-      body,
+      rawBody,
       timestamp: header(TIMESTAMP_HEADER),
       signature: header(SIGNATURE_HEADER),
       nowSeconds: Math.floor((this.options.now ?? Date.now)() / 1000),
-      ...(this.options.toleranceSeconds !== undefined ? { toleranceSeconds: this.options.toleranceSeconds } : {}),
+      toleranceSeconds: this.options.toleranceSeconds ?? DEFAULT_TOLERANCE_SECONDS,
     });
-    if (!verdict.ok) return this.refuse(response, 401, `signature: ${verdict.reason}`);
+    if (problem) return this.refuse(response, 401, `signature: ${problem}`);
     let raw: unknown;
     try {
       raw = JSON.parse(body);
@@ -183,6 +236,8 @@ export class WebhookReceiver {
     const parsed = webhookPayloadSchema.safeParse(raw);
     if (!parsed.success) return this.refuse(response, 400, `payload: ${parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ")}`);
     const payload = parsed.data;
+    const sessionProblem = this.countInSession(payload);
+    if (sessionProblem) return this.refuse(response, 400, sessionProblem, payload.action);
     const fault = this.faults.shift();
     if (fault?.raw) {
       this.refusals.push({ status: fault.status, reason: fault.body ?? "" });
@@ -195,13 +250,29 @@ export class WebhookReceiver {
     const { parameters } = payload;
     const deliveryId = header(DELIVERY_ID_HEADER) ?? `${parameters.mixpanel_session_id}:${payload.action}:${parameters.page_info.page_count}`;
     const duplicate = this.seen.has(deliveryId);
-    this.seen.add(deliveryId);
+    remember(this.seen, deliveryId, true);
     const page: ReceivedPage = { at: Date.now(), deliveryId, duplicate, payload };
     this.pages.push(page);
     this.options.onPage?.(page);
     if (!duplicate) this.apply(payload);
     response.writeHead(200, { "content-type": "application/json" });
     response.end(JSON.stringify({ action: payload.action, status: "success" }));
+  }
+
+  /** Mixpanel: `total_pages` = the number of messages for the session. */
+  private countInSession(payload: WebhookPayload): string | undefined {
+    const { mixpanel_session_id: session, page_info: info } = payload.parameters;
+    const known = this.sessions.get(session) ?? { total: info.total_pages, messages: new Set<string>() };
+    if (known.total !== info.total_pages) {
+      return `session ${session}: total_pages ${info.total_pages} differs from ${known.total} on its earlier pages`;
+    }
+    const message = `${payload.action}:${info.page_count}`;
+    if (!known.messages.has(message) && known.messages.size >= known.total) {
+      return `session ${session}: message ${known.messages.size + 1} (${message}) but total_pages is ${known.total}`;
+    }
+    known.messages.add(message);
+    remember(this.sessions, session, known);
+    return undefined;
   }
 
   private apply(payload: WebhookPayload): void {

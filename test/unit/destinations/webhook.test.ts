@@ -40,7 +40,7 @@ describe("webhook payload and signature", () => {
         mixpanel_cohort_id: "42",
         mixpanel_cohort_name: "VIP",
         mixpanel_cohort_description: "big spenders",
-        mixpanel_session_id: "run-1",
+        mixpanel_session_id: "run-1.add_members",
         page_info: { total_pages: 3, page_count: 2 },
         members: [
           { email: "a@x", mixpanel_distinct_id: "u1", first_name: "A", last_name: "B", phone_number: "+33", plan: "pro", $city: "Paris" },
