@@ -1,6 +1,7 @@
 import type { SyncState } from "./messages.js";
 import { readPrevious } from "./partition-layout.js";
-import { type MemberColumns, decodeSnapshot } from "./snapshot.js";
+import type { MemberColumns } from "./member-columns.js";
+import { decodeSnapshot } from "./snapshot-codec.js";
 import { keys } from "./store.js";
 import type { BrazeDestination, CohortSync } from "../config/cohort-syncs.js";
 import { destinationKey, parseIdentity } from "./emit.js";
