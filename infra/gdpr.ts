@@ -1,11 +1,14 @@
 /**
  * `npm run gdpr:delete -- --stage <stage> --distinct-id <id> [--distinct-id <id2>] [--distinct-ids-file f]
- *    [--compliance gdpr|ccpa] [--bucket B] [--region R] [--endpoint URL] [--config file]`
+ *    [--email <address>]… [--phone <number>]… [--compliance gdpr|ccpa] [--bucket B] [--region R] [--endpoint URL] [--config file]`
  * `npm run gdpr:status -- --stage <stage> [--bucket B] [--region R] [--endpoint URL]`
  *
  * Erasure across the relay's destinations (lib/privacy/gdpr.ts): files a deletion task with
  * Mixpanel's data-deletion API (≤ 1999 ids per task, 1 request/s), deletes the Brevo contacts
- * (when the stage config has a brevo block) and writes an audit record with SHA-256 digests of
+ * (when the stage config has a brevo block) by every identifier the relay may have used for the
+ * person: the distinct ids as ext_id (and as email/phone when the connector takes those from the
+ * distinct id), the --email and --phone values, and the email and number Brevo holds for a contact
+ * found by ext_id; each identifier's outcome is reported. It writes an audit record with SHA-256 digests of
  * the ids (never the ids) to the stage's snapshot bucket under gdpr/. `gdpr:status` polls the
  * tasks not yet final and prints each request's progress.
  *
@@ -48,7 +51,7 @@ import { SERVICE_NAME } from "./stack-layout.js";
 import { parseJsonWith } from "../lib/util/json.js";
 
 const USAGE = [
-  "usage: npm run gdpr:delete -- --stage <stage> --distinct-id <id> [--distinct-ids-file f] [--compliance gdpr|ccpa] [--bucket B] [--region R] [--endpoint URL]",
+  "usage: npm run gdpr:delete -- --stage <stage> --distinct-id <id> [--distinct-ids-file f] [--email a@b.c] [--phone +33…] [--compliance gdpr|ccpa] [--bucket B] [--region R] [--endpoint URL]",
   "       npm run gdpr:status -- --stage <stage> [--bucket B] [--region R] [--endpoint URL]",
 ].join("\n");
 
@@ -85,6 +88,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       ...awsTargetOptions,
       "distinct-id": { type: "string", multiple: true },
       "distinct-ids-file": { type: "string" },
+      email: { type: "string", multiple: true },
+      phone: { type: "string", multiple: true },
       compliance: { type: "string" },
       bucket: { type: "string" },
       config: { type: "string" },
@@ -133,7 +138,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
         records.push(updated);
         log(
           `${updated.requestId}  ${updated.createdAt}  ${updated.compliance}  ${updated.idDigests.length} id(s)  ${overallStatus(updated)}  ` +
-            `mixpanel: ${updated.mixpanel.map((task) => task.status).join(",")}  brevo: ${updated.brevo.skipped ? "not configured" : `${updated.brevo.deleted} deleted, ${updated.brevo.absent} absent, ${updated.brevo.failed} failed`}`,
+            `mixpanel: ${updated.mixpanel.map((task) => (task.status === "NOT_FOUND" ? "NOT_FOUND (nothing to delete)" : task.status)).join(",")}  brevo: ${updated.brevo.skipped ? "not configured" : `${updated.brevo.deleted} deleted, ${updated.brevo.absent} absent, ${updated.brevo.failed} failed`}`,
         );
       }
       token = page.IsTruncated ? page.NextContinuationToken : undefined;
@@ -163,14 +168,35 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   }
   // Before anything is deleted: the Brevo forwarder stops sending these ids (lib/privacy/suppression.ts).
   const cleanIds = ids.map((id) => id.trim()).filter((id) => id !== "");
-  const listed = await addSuppressedIds(s3, bucket, cleanIds);
+  const emails = (values.email ?? []).map((email) => email.trim()).filter((email) => email !== "");
+  const phones = (values.phone ?? []).map((phone) => phone.trim()).filter((phone) => phone !== "");
+  // Emails twice (as given and lower-cased): Brevo matches emails without regard to case.
+  const listed = await addSuppressedIds(s3, bucket, [...cleanIds, ...emails, ...emails.map((email) => email.toLowerCase()), ...phones]);
   log(`erased-ids list s3://${bucket}/${SUPPRESSION_KEY}: ${listed} id(s)`);
-  const record = await runDeletion(cleanIds, compliance.data, { gdpr, brevo, stage: target.stage, now: () => new Date(), pause });
+  const record = await runDeletion(
+    cleanIds,
+    compliance.data,
+    {
+      gdpr,
+      brevo,
+      ...(brevoConfig ? { brevoIdentity: brevoConfig.identifiers } : {}),
+      onDerivedIdentifiers: async (found) => {
+        await addSuppressedIds(s3, bucket, [...found, ...found.map((value) => value.toLowerCase())]);
+      },
+      stage: target.stage,
+      now: () => new Date(),
+      pause,
+    },
+    { emails, phones },
+  );
   const key = await writeAudit(s3, bucket, record);
   log(
     `GDPR request ${record.requestId}: ${record.idDigests.length} id(s); mixpanel task(s) ${record.mixpanel.map((task) => `${task.taskId ?? "-"} ${task.status}`).join(", ")}; ` +
       `brevo ${record.brevo.skipped ? "not configured" : `${record.brevo.deleted} deleted, ${record.brevo.absent} absent, ${record.brevo.failed} failed`}; audit s3://${bucket}/${key}`,
   );
+  for (const line of record.brevo.identifiers ?? []) {
+    log(`  brevo ${line.type} ${line.digest.slice(0, 12)}… (${line.source === "request" ? "from the request" : "read from the contact"}): ${line.outcome}${line.error ? ` (${line.error})` : ""}`);
+  }
   return [record];
 }
 

@@ -8,6 +8,8 @@ import { createDestinationNetwork } from "../../lib/destinations/send.js";
 import { RetryableError } from "../../lib/errors.js";
 import { realRetryDeps } from "../../lib/http/retry.js";
 import { logger } from "../../lib/observability/telemetry.js";
+import { cachedSuppression, readSuppressedDigests } from "../../lib/privacy/suppression.js";
+import { newBrevoRateGates } from "../../lib/brevo/client.js";
 import type { LiteRuntimeContext } from "../../lib/runtime/lite-context.js";
 
 /**
@@ -36,7 +38,8 @@ export function deliveryDepsFrom(
     metric: syncMetric,
     maxReceives: settings.DELIVERIES_MAX_RECEIVE_COUNT,
     // Built once per container: the Brevo rate gate outlives an invocation.
-    brevoGate: { blockedUntil: 0 },
+    brevoGate: newBrevoRateGates(),
+    brevoSuppressed: cachedSuppression(() => readSuppressedDigests(runtime.s3, requireSetting(env, "SNAPSHOT_BUCKET")), env.SECRETS_TTL_SECONDS * 1000, Date.now),
     ...(dlq
       ? {
           deadLetter: async (body: string) => {

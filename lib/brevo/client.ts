@@ -31,12 +31,33 @@ export interface BrevoClientOptions {
   readonly retryPolicy?: RetryPolicy;
   readonly now: () => number;
   readonly onRetry?: (what: string, error: RetryableError, delayMs: number) => void;
+  /** Shared rate-limit state (default: the client's own). */
+  readonly gates?: BrevoRateGates;
+}
+
+export interface BrevoCallOptions {
+  /**
+   * false: when this call's rate-limit bucket is closed, or Brevo answers 429 or a transient
+   * failure, throw at once (a BrevoBucketWaitError for a closed bucket) instead of waiting
+   * or retrying, so the caller can hand that work back while other buckets keep flowing.
+   */
+  readonly wait?: boolean;
 }
 
 export interface BrevoClient {
   /** The answer for 2xx and for refusals the caller must judge; throws RetryableError / ConfigError otherwise. */
-  call(method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE", path: string, body?: unknown): Promise<HttpResult>;
+  call(method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE", path: string, body?: unknown, options?: BrevoCallOptions): Promise<HttpResult>;
   readonly calls: () => number;
+}
+
+/** A call not made because its bucket is closed until Brevo's reset. */
+export class BrevoBucketWaitError extends RetryableError {
+  constructor(
+    readonly bucket: BrevoBucket,
+    waitMs: number,
+  ) {
+    super(`Brevo ${bucket} rate limit resets in ${Math.ceil(waitMs / 1000)} s`, waitMs, 429);
+  }
 }
 
 export const DEFAULT_BREVO_API_URL = "https://api.brevo.com/v3";
@@ -66,7 +87,7 @@ export function checkBrevoBaseUrl(raw: string): URL {
   return url;
 }
 
-function bucketOf(path: string): BrevoBucket {
+export function bucketOf(path: string): BrevoBucket {
   if (path.startsWith("/contacts")) return "contacts";
   if (path.startsWith("/events")) return "events";
   return "other";
@@ -77,14 +98,37 @@ function seconds(header: string | null): number | undefined {
   return Math.round(Number(header) * 1000);
 }
 
+/**
+ * Brevo's rate-limit state, one gate per bucket (§4): the epoch ms before which no call in that
+ * bucket may be made. The one gate every Brevo caller shares (the connector's client and the
+ * cohort list sender), kept per container.
+ */
+export type BrevoRateGates = Record<BrevoBucket, number>;
+export const newBrevoRateGates = (): BrevoRateGates => ({ contacts: 0, events: 0, other: 0 });
+
+/**
+ * Reads an answer's `x-sib-ratelimit-*` headers: a 429, or `remaining` 0, closes the bucket's gate
+ * for `reset` seconds (Brevo sends no Retry-After; one a proxy adds is honoured; 1 s when neither).
+ * Returns the wait in ms when the answer closed the gate.
+ */
+export function noteRateLimit(gates: BrevoRateGates, bucket: BrevoBucket, status: number, headers: Headers, now: number): number | undefined {
+  const resetMs = seconds(headers.get("x-sib-ratelimit-reset"));
+  const remaining = headers.get("x-sib-ratelimit-remaining");
+  if (status !== 429 && (remaining === null || remaining.trim() === "" || Number(remaining) > 0)) return undefined;
+  const wait = resetMs ?? parseRetryAfterMs(headers.get("retry-after"), now) ?? 1000;
+  gates[bucket] = Math.max(gates[bucket], now + wait);
+  return wait;
+}
+
 export function createBrevoClient(options: BrevoClientOptions): BrevoClient {
   const base = checkBrevoBaseUrl(options.baseUrl).toString().replace(/\/+$/, "");
-  const gates: Record<BrevoBucket, number> = { contacts: 0, events: 0, other: 0 };
+  const gates = options.gates ?? newBrevoRateGates();
   let calls = 0;
   const left = () => options.retryDeps.remainingMs();
 
-  async function once(method: string, path: string, body: unknown, bucket: BrevoBucket): Promise<HttpResult> {
+  async function once(method: string, path: string, body: unknown, bucket: BrevoBucket, mayWait: boolean): Promise<HttpResult> {
     const wait = gates[bucket] - options.now();
+    if (wait > 0 && !mayWait) throw new BrevoBucketWaitError(bucket, wait);
     if (wait > 0) {
       // A wait that does not fit hands the work back (SQS redelivers it) instead of sleeping past the deadline.
       if (wait >= left()) throw new RetryableError(`Brevo ${bucket} rate limit resets in ${Math.ceil(wait / 1000)} s, past this invocation's deadline`, wait, 429);
@@ -106,18 +150,10 @@ export function createBrevoClient(options: BrevoClientOptions): BrevoClient {
       },
       options.timeoutMs,
     );
-    const now = options.now();
-    const resetMs = seconds(result.headers.get("x-sib-ratelimit-reset"));
-    const remaining = result.headers.get("x-sib-ratelimit-remaining");
     const status = result.status;
-    if (status === 429 || (remaining !== null && remaining.trim() !== "" && Number(remaining) <= 0)) {
-      const retryAfter = resetMs ?? parseRetryAfterMs(result.headers.get("retry-after"), now) ?? 1000;
-      gates[bucket] = Math.max(gates[bucket], now + retryAfter);
-    }
+    const closedFor = noteRateLimit(gates, bucket, status, result.headers, options.now());
     const excerpt = result.body.slice(0, 500);
-    if (status === 429) {
-      throw new RetryableError(`Brevo ${method} ${path} rate limited (429): ${excerpt}`, resetMs ?? parseRetryAfterMs(result.headers.get("retry-after"), now) ?? 1000, 429);
-    }
+    if (status === 429) throw new RetryableError(`Brevo ${method} ${path} rate limited (429): ${excerpt}`, closedFor ?? 1000, 429);
     if (status >= 300 && status < 400) {
       throw new ConfigError(`Brevo ${method} ${path} answered a redirect (${status}) to ${result.headers.get("location") ?? "?"}; check BREVO_API_URL`, status);
     }
@@ -128,9 +164,10 @@ export function createBrevoClient(options: BrevoClientOptions): BrevoClient {
 
   return {
     calls: () => calls,
-    async call(method, path, body) {
+    async call(method, path, body, callOptions) {
       const bucket = bucketOf(path);
-      return withRetry(() => once(method, path, body, bucket), options.retryDeps, options.retryPolicy, (error, delayMs) =>
+      if (callOptions?.wait === false) return once(method, path, body, bucket, false);
+      return withRetry(() => once(method, path, body, bucket, true), options.retryDeps, options.retryPolicy, (error, delayMs) =>
         options.onRetry?.(`${method} ${path}`, error, delayMs),
       );
     },

@@ -16,7 +16,9 @@ import { identifierValue } from "./identity.js";
  * | `$union`    | read; `PUT` the multiple-choice attribute = current ∪ values (strings)                  |
  * | `$append`   | as `$union`: a Brevo multiple-choice attribute is a set, so a repeated value is kept once |
  * | `$remove`   | read; `PUT` the attribute = current without the values                                  |
- * | `$unset`    | `PUT` the mapped attributes as `null` (the email cannot be unset)                       |
+ * | `$unset`    | `POST /v3/contacts/import` of the contact's email with the mapped attributes empty and  |
+ * |             | `emptyContactsAttributes: true` (the documented way to erase; `null` is a wrong-typed    |
+ * |             | value Brevo ignores); needs `brevo.lists.all_users` (the import names a list)           |
  * | `$delete`   | `DELETE /v3/contacts/{id}` (404 = already gone)                                          |
  *
  * Only properties named in `brevo.property_mapping` reach Brevo (attributes must already exist
@@ -205,7 +207,8 @@ export function attributesAfter(operation: ContactOperation, current: Readonly<R
         }),
       );
     case "unset":
-      return Object.fromEntries(operation.attributes.map((name) => [name, null]));
+      // An empty field erases the attribute in an import with emptyContactsAttributes: true (§2 "Attributes").
+      return Object.fromEntries(operation.attributes.map((name) => [name, ""]));
     case "delete":
       return {};
   }

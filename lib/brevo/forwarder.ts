@@ -1,3 +1,4 @@
+import { createHash } from "node:crypto";
 import * as z from "../util/zod.js";
 import { parseJsonWith } from "../util/json.js";
 import type { IdentityMode } from "../config/mapping.js";
@@ -5,21 +6,23 @@ import { ConfigError, RetryableError, describeError } from "../errors.js";
 import type { HttpResult } from "../http/fetch.js";
 import type { RecordOutcome } from "../forwarder/process.js";
 import type { RecordKind } from "../records/envelope.js";
-import { type BrevoClient, brevoMessage } from "./client.js";
+import { type BrevoCallOptions, type BrevoClient, brevoMessage } from "./client.js";
 import { type CompanyOperation, mapGroupToCompany } from "./companies.js";
 import type { BrevoConfig } from "../config/brevo.js";
 import { type ContactKey, type ContactOperation, attributesAfter, mapProfileToContact } from "./contacts.js";
 import { type BrevoEvent, mapEventToBrevo } from "./events.js";
 import { idDigest } from "../privacy/gdpr.js";
+import { groupByCaps } from "../util/batching.js";
 
 /**
  * The Brevo forwarder's sends (docs/vendors/brevo-connector.md §1–§4): one outcome per queued
  * Mixpanel record, for lib/forwarder/process.ts `consumeEnvelopes`, which stores refusals,
  * re-queues only what was not sent and reports SQS partial batch failures.
  *
- * - Events: `POST /v3/events/batch` `{events:[…]}` in chunks of `eventsBatchSize` (Brevo documents
- *   no maximum, §1). 202 = all taken; 207/400 list the failed `eventIndex`es, which are refused
- *   for good (validation errors fail again, §1) while the rest count as sent.
+ * - Events: `POST /v3/events/batch` `{events:[…]}` in requests of at most `eventsBatchSize` (≤ 200)
+ *   events and 512 KB of body (§1). 202 = all taken; 207/400 list the failed `eventIndex`es, which
+ *   are refused for good (validation errors fail again, §1) while the rest count as sent; any other
+ *   refusal is bisected down to the event Brevo refuses.
  * - Profiles: one contact call (or a read then a write) per record, in queue order, so operations
  *   on one contact apply in the order Mixpanel would apply them.
  * - Groups: companies found by their marker attribute (cached per container: the companies bucket
@@ -44,11 +47,26 @@ export interface BrevoSenderDeps {
   readonly sentInsertIds?: Map<string, true>;
   /** Digests of erased ids (lib/privacy/suppression.ts): their records are skipped (`suppressed`). */
   readonly suppressed?: () => Promise<ReadonlySet<string>>;
+  /**
+   * Profile records whose contact was upserted but whose company links wait for the companies
+   * bucket, per container (bounded): record digest → Brevo contact id.
+   */
+  readonly pendingLinks?: Map<string, number>;
 }
 
 const MAX_REMEMBERED_INSERT_IDS = 100_000;
 
+/**
+ * `POST /v3/events/batch` takes at most 200 events and 512 KB of body per request
+ * (https://developers.brevo.com/docs/event-endpoints, "Create events in batch" limits).
+ */
+export const MAX_EVENTS_PER_BATCH = 200;
+export const MAX_EVENTS_BATCH_BYTES = 512 * 1024;
+/** `{"events":[` + `]}` around the comma-separated events. */
+const BATCH_ENVELOPE_BYTES = Buffer.byteLength('{"events":[]}');
+
 const MAX_CACHED_COMPANIES = 10_000;
+const MAX_PENDING_LINKS = 100_000;
 
 type Outcome = RecordOutcome;
 const sent: Outcome = { status: "imported" };
@@ -110,36 +128,53 @@ async function sendEvents(lines: readonly string[], deps: BrevoSenderDeps, suppr
     else if (mapped.status === "skip") outcomes[position] = { status: "skipped", code: mapped.code };
     else outcomes[position] = { status: "rejected", reason: `${mapped.code}: ${mapped.reason}` };
   });
+  type Pending = (typeof pending)[number];
   let blocked: Outcome | undefined;
-  for (let start = 0; start < pending.length; start += deps.eventsBatchSize) {
-    const chunk = pending.slice(start, start + deps.eventsBatchSize);
-    if (blocked) {
-      for (const { position } of chunk) outcomes[position] = blocked;
-      continue;
+  const accept = (items: readonly Pending[]) => {
+    for (const { position, insertId } of items) {
+      outcomes[position] = sent;
+      remember(insertId);
     }
+  };
+  /**
+   * Sends one request's events. A refusal that names no event (a 413, a 400 `{code, message}`)
+   * says nothing about single events (§1): the group is halved and each half sent again, down to
+   * the one event Brevo refuses, so one bad event never takes the other 199 with it.
+   */
+  const sendGroup = async (items: readonly Pending[]): Promise<void> => {
+    if (blocked) {
+      for (const { position } of items) outcomes[position] = blocked;
+      return;
+    }
+    let result: HttpResult;
     try {
-      const result = await deps.client.call("POST", "/events/batch", { events: chunk.map(({ event }) => event) });
-      if (result.status >= 200 && result.status < 300 && result.status !== 207) {
-        for (const { position, insertId } of chunk) {
-          outcomes[position] = sent;
-          remember(insertId);
-        }
-        continue;
-      }
-      const refusals = result.status === 207 || result.status === 400 ? batchRefusals(result, chunk.length) : undefined;
-      chunk.forEach(({ position, insertId }, index) => {
-        if (refusals) {
-          const reason = refusals.get(index);
-          if (reason === undefined) remember(insertId);
-          outcomes[position] = reason === undefined ? sent : { status: "rejected", reason };
-        } else {
-          outcomes[position] = { status: "rejected", reason: brevoMessage(result) };
-        }
-      });
+      result = await deps.client.call("POST", "/events/batch", { events: items.map(({ event }) => event) });
     } catch (error) {
       blocked = failureOutcome(error);
-      for (const { position } of chunk) outcomes[position] = blocked;
+      for (const { position } of items) outcomes[position] = blocked;
+      return;
     }
+    if (result.status >= 200 && result.status < 300 && result.status !== 207) return accept(items);
+    const refusals = result.status === 207 || result.status === 400 ? batchRefusals(result, items.length) : undefined;
+    if (refusals) {
+      items.forEach(({ position, insertId }, index) => {
+        const reason = refusals.get(index);
+        if (reason === undefined) remember(insertId);
+        outcomes[position] = reason === undefined ? sent : { status: "rejected", reason };
+      });
+      return;
+    }
+    if (items.length === 1) {
+      for (const { position } of items) outcomes[position] = { status: "rejected", reason: brevoMessage(result) };
+      return;
+    }
+    const half = Math.ceil(items.length / 2);
+    await sendGroup(items.slice(0, half));
+    await sendGroup(items.slice(half));
+  };
+  const batchSize = Math.min(deps.eventsBatchSize, MAX_EVENTS_PER_BATCH);
+  for (const group of groupByCaps(pending, ({ event }) => Buffer.byteLength(JSON.stringify(event)) + 1, batchSize, MAX_EVENTS_BATCH_BYTES - BATCH_ENVELOPE_BYTES)) {
+    await sendGroup(group);
   }
   return outcomes;
 }
@@ -149,6 +184,7 @@ function contactPath(key: ContactKey): string {
 }
 
 const contactSchema = z.object({ id: z.optional(z.number()), attributes: z.optional(z.record(z.string(), z.unknown())) });
+const contactEmailSchema = z.object({ email: z.optional(z.string().check(z.minLength(1))) });
 
 /** The contact's current attributes, or undefined when Brevo has no such contact. */
 async function readContact(key: ContactKey, client: BrevoClient): Promise<{ attributes: Record<string, unknown> } | undefined | HttpResult> {
@@ -178,7 +214,7 @@ const isOk = (result: HttpResult) => result.status >= 200 && result.status < 300
  * Brevo, with `PATCH /v3/companies/link-unlink/{id}` (`linkContactIds` adds, never replaces, §3).
  * A company not created yet is not linked (and not linked later when it is created).
  */
-async function linkCompanies(operation: ContactOperation, contactId: number | undefined, deps: BrevoSenderDeps): Promise<Outcome> {
+async function linkCompanies(operation: ContactOperation, contactId: number | undefined, deps: BrevoSenderDeps, line: string): Promise<Outcome> {
   if (operation.op !== "upsert" || !operation.companyLinks || operation.companyLinks.length === 0) return sent;
   let id = contactId;
   if (id === undefined) {
@@ -187,12 +223,38 @@ async function linkCompanies(operation: ContactOperation, contactId: number | un
     id = parseContactId(result.body);
     if (id === undefined) return sent;
   }
+  const pending = deps.pendingLinks;
+  const key = pendingKey(line);
+  try {
+    const outcome = await linkToCompanies(operation.companyLinks, id, deps);
+    pending?.delete(key);
+    return outcome;
+  } catch (error) {
+    if (error instanceof ConfigError || !(error instanceof RetryableError)) throw error;
+    // Company calls fall under Brevo's "all other endpoints" bucket (100 requests per hour on the
+    // General tier, §3/§4): when it is closed or failing, this record is handed back and the next
+    // records' contacts keep flowing on their own bucket. The contact id is remembered, so when the
+    // record comes back to this container only the links are tried, not the contact again.
+    if (pending) {
+      if (pending.size >= MAX_PENDING_LINKS) pending.delete(pending.keys().next().value ?? "");
+      pending.set(key, id);
+    }
+    return { status: "retry", reason: `contact upserted; company link waits: ${error.message}` };
+  }
+}
+
+function pendingKey(line: string): string {
+  return createHash("sha256").update(line).digest("base64");
+}
+
+async function linkToCompanies(companyLinks: readonly string[], id: number, deps: BrevoSenderDeps): Promise<Outcome> {
   const cache = deps.companyIds ?? new Map<string, string>();
-  for (const marker of operation.companyLinks) {
-    const company = await findCompany(marker, deps, cache);
+  for (const marker of companyLinks) {
+    const company = await findCompany(marker, deps, cache, { wait: false });
     if (company === undefined) continue;
+    if (isRefusal(company)) return { status: "rejected", reason: `contact upserted; ${company.refusal}` };
     if (typeof company !== "string") return { status: "rejected", reason: `contact upserted; company lookup refused: ${brevoMessage(company)}` };
-    const result = await deps.client.call("PATCH", `/companies/link-unlink/${encodeURIComponent(company)}`, { linkContactIds: [id] });
+    const result = await deps.client.call("PATCH", `/companies/link-unlink/${encodeURIComponent(company)}`, { linkContactIds: [id] }, { wait: false });
     if (!isOk(result) && result.status !== 404) return { status: "rejected", reason: `contact upserted; link to ${marker} refused: ${brevoMessage(result)}` };
   }
   return sent;
@@ -208,8 +270,11 @@ function parseContactId(body: string): number | undefined {
   return parsed.success ? parsed.data.id : undefined;
 }
 
-async function applyContact(operation: ContactOperation, deps: BrevoSenderDeps): Promise<Outcome> {
+async function applyContact(operation: ContactOperation, deps: BrevoSenderDeps, line: string): Promise<Outcome> {
   const client = deps.client;
+  const linkOnly = operation.op === "upsert" ? deps.pendingLinks?.get(pendingKey(line)) : undefined;
+  // This record's contact was upserted on an earlier pass; only its company links were left.
+  if (linkOnly !== undefined) return linkCompanies(operation, linkOnly, deps, line);
   let contactId: number | undefined;
   const refused = (result: HttpResult): Outcome => ({ status: "rejected", reason: brevoMessage(result) });
   const extId = operation.key.type === "ext_id" ? operation.key.value : undefined;
@@ -237,14 +302,35 @@ async function applyContact(operation: ContactOperation, deps: BrevoSenderDeps):
       return isOk(result) || result.status === 404 ? sent : refused(result);
     }
     case "unset": {
-      const result = await client.call("PUT", contactPath(operation.key), { attributes: attributesAfter(operation, undefined) });
-      return isOk(result) || result.status === 404 ? sent : refused(result);
+      // Brevo ignores a value of the wrong type such as null (update-contact reference); the one
+      // documented erase is an import with emptyContactsAttributes: true, which names a list and
+      // identifies the contact by email (import-contacts reference).
+      const listId = deps.config.lists.all_users;
+      if (listId === undefined) {
+        return { status: "rejected", reason: "$unset needs brevo.lists.all_users: Brevo erases attributes only through /contacts/import, which names a list" };
+      }
+      let address = operation.key.type === "email_id" ? operation.key.value : undefined;
+      if (address === undefined) {
+        const result = await client.call("GET", contactPath(operation.key));
+        if (result.status === 404) return sent; // no contact, nothing to clear
+        if (result.status !== 200) return refused(result);
+        const contact = parseJsonWith(contactEmailSchema, result.body);
+        address = contact.success ? contact.data.email : undefined;
+        if (address === undefined) return { status: "rejected", reason: "$unset: the contact has no email, and Brevo's import (the documented way to erase attributes) identifies contacts by email" };
+      }
+      const result = await client.call("POST", "/contacts/import", {
+        jsonBody: [{ email: address, attributes: attributesAfter(operation, undefined) }],
+        listIds: [listId],
+        updateExistingContacts: true,
+        emptyContactsAttributes: true,
+      });
+      return isOk(result) ? sent : refused(result);
     }
     case "upsert":
       if (!operation.onlyIfAbsent) {
         const result = await client.call("POST", "/contacts", createBody(operation, operation.attributes));
         if (!isOk(result)) return refused(result);
-        return linkCompanies(operation, createdId(result), deps);
+        return linkCompanies(operation, createdId(result), deps, line);
       }
     // $set_once falls through to read-modify-write.
     // eslint-disable-next-line no-fallthrough
@@ -255,7 +341,7 @@ async function applyContact(operation: ContactOperation, deps: BrevoSenderDeps):
       const attributes = attributesAfter(operation, current?.attributes);
       const listIds = operation.listIds;
       const outcome = current === undefined ? await create(attributes, listIds, operation.op === "upsert" ? operation.email : undefined) : await update(attributes, listIds);
-      return outcome.status === "imported" ? linkCompanies(operation, contactId, deps) : outcome;
+      return outcome.status === "imported" ? linkCompanies(operation, contactId, deps, line) : outcome;
     }
   }
 }
@@ -272,7 +358,7 @@ function notSent(mapped: { readonly status: "skip" | "reject"; readonly code: st
  * failureOutcome describes (an outage, a rate limit, a refused key), the rest get the same
  * outcome without being tried, so a bad minute costs one failed call, not one per record.
  */
-async function applyEach<T>(lines: readonly string[], prepare: (line: string) => Prepared<T>, apply: (operation: T) => Promise<Outcome>): Promise<Outcome[]> {
+async function applyEach<T>(lines: readonly string[], prepare: (line: string) => Prepared<T>, apply: (operation: T, line: string) => Promise<Outcome>): Promise<Outcome[]> {
   const outcomes: Outcome[] = [];
   let blocked: Outcome | undefined;
   for (const line of lines) {
@@ -286,7 +372,7 @@ async function applyEach<T>(lines: readonly string[], prepare: (line: string) =>
       continue;
     }
     try {
-      outcomes.push(await apply(prepared.operation));
+      outcomes.push(await apply(prepared.operation, line));
     } catch (error) {
       blocked = failureOutcome(error);
       outcomes.push(blocked);
@@ -305,27 +391,63 @@ function sendProfiles(lines: readonly string[], deps: BrevoSenderDeps, suppresse
       if (isSuppressed([operation.key.value, "email" in operation ? operation.email : undefined], suppressed)) return { outcome: { status: "skipped", code: "suppressed" } };
       return { operation };
     },
-    (operation) => applyContact(operation, deps),
+    (operation, line) => applyContact(operation, deps, line),
   );
 }
 
 const companyIdSchema = z.pipe(z.union([z.string(), z.number()]), z.transform(String));
-const companyListSchema = z.object({ items: z.optional(z.array(z.object({ id: companyIdSchema }))) });
+const companyListSchema = z.object({
+  items: z.optional(z.array(z.object({ id: companyIdSchema, attributes: z.optional(z.record(z.string(), z.unknown())) }))),
+});
 const companyCreatedSchema = z.object({ id: companyIdSchema });
+/** Companies asked for per lookup: enough to see several that carry the marker (an ambiguity) at once. */
+const COMPANY_LOOKUP_LIMIT = 50;
 
-async function findCompany(marker: string, deps: BrevoSenderDeps, cache: Map<string, string>): Promise<string | undefined | HttpResult> {
+/** A lookup that found nothing the relay may safely act on; the record is refused with this reason. */
+interface CompanyRefusal {
+  readonly refusal: string;
+}
+
+/**
+ * The Brevo company of a group. `GET /v3/companies?filters[attributes.<x>]=` is documented for
+ * `name` and `owner` only (§3): a server may ignore a filter on a custom attribute and answer
+ * arbitrary companies. So a company is used only when its returned attribute equals the marker;
+ * several that do, or a full page of companies none of which does (the filter was not applied, so
+ * the company may be on a later page), is a refusal, never a guess. A short page without it (every
+ * company Brevo has was in the answer) means absent.
+ */
+async function findCompany(
+  marker: string,
+  deps: BrevoSenderDeps,
+  cache: Map<string, string>,
+  callOptions?: BrevoCallOptions,
+): Promise<string | undefined | HttpResult | CompanyRefusal> {
   const cached = cache.get(marker);
   if (cached !== undefined) return cached;
   const attribute = deps.config.companies.id_attribute;
-  const query = `filters${encodeURIComponent(`[attributes.${attribute}]`)}=${encodeURIComponent(marker)}&limit=1`;
-  const result = await deps.client.call("GET", `/companies?${query}`);
+  const query = `filters${encodeURIComponent(`[attributes.${attribute}]`)}=${encodeURIComponent(marker)}&limit=${COMPANY_LOOKUP_LIMIT}`;
+  const result = await deps.client.call("GET", `/companies?${query}`, undefined, callOptions);
   if (result.status === 404) return undefined;
   if (!isOk(result)) return result;
   const list = parseJsonWith(companyListSchema, result.body);
-  const id = list.success ? list.data.items?.[0]?.id : undefined;
-  if (id !== undefined) remember(cache, marker, id);
-  return id;
+  if (!list.success) return { refusal: `company lookup for ${marker}: unreadable answer from Brevo` };
+  const items = list.data.items ?? [];
+  if (items.length === 0) return undefined;
+  const matching = items.filter((item) => item.attributes !== undefined && Object.hasOwn(item.attributes, attribute) && item.attributes[attribute] === marker);
+  if (matching.length > 1) {
+    return { refusal: `company lookup for ${marker}: ${matching.length} Brevo companies (${matching.map((item) => item.id).join(", ")}) carry ${attribute}=${marker}; merge them in Brevo` };
+  }
+  const [match] = matching;
+  // A short page is the last one: every company there is (filtered or not) was seen, so absent.
+  if (match === undefined && items.length < COMPANY_LOOKUP_LIMIT) return undefined;
+  if (match === undefined) {
+    return { refusal: `company lookup for ${marker}: Brevo answered ${items.length} companies, none with ${attribute}=${marker} (the filter on ${attribute} was not applied); not guessing` };
+  }
+  remember(cache, marker, match.id);
+  return match.id;
 }
+
+const isRefusal = (found: unknown): found is CompanyRefusal => found !== null && typeof found === "object" && "refusal" in found;
 
 function remember(cache: Map<string, string>, marker: string, id: string): void {
   if (cache.size >= MAX_CACHED_COMPANIES) cache.delete(cache.keys().next().value ?? "");
@@ -335,6 +457,7 @@ function remember(cache: Map<string, string>, marker: string, id: string): void 
 async function applyCompany(operation: CompanyOperation, deps: BrevoSenderDeps, cache: Map<string, string>): Promise<Outcome> {
   const refused = (result: HttpResult): Outcome => ({ status: "rejected", reason: brevoMessage(result) });
   const found = await findCompany(operation.marker, deps, cache);
+  if (isRefusal(found)) return { status: "rejected", reason: found.refusal };
   if (found !== undefined && typeof found !== "string") return refused(found);
   const id = found;
   const path = (companyId: string) => `/companies/${encodeURIComponent(companyId)}`;

@@ -48,6 +48,7 @@ export function brevoForwarderDepsFrom(runtime: LiteRuntimeContext, remainingMs:
     eventsBatchSize: env.BREVO_EVENTS_BATCH_SIZE,
     companyIds: new Map(),
     sentInsertIds: new Map(),
+    pendingLinks: new Map(),
     ...(snapshotBucket
       ? { suppressed: cachedSuppression(() => readSuppressedDigests(runtime.s3, snapshotBucket), env.SECRETS_TTL_SECONDS * 1000, Date.now) }
       : {}),

@@ -35,7 +35,8 @@ export const envSchema = z.object({
   /** Brevo API key for the local stack; unset = read brevo.api_key_secret from Secrets Manager. */
   BREVO_API_KEY: optionalNonEmpty,
   /** Events per POST /v3/events/batch (Brevo documents no maximum; docs/vendors/brevo-connector.md §1). */
-  BREVO_EVENTS_BATCH_SIZE: z._default(z.coerce.number().check(z.int(), z.gte(1), z.lte(1000)), 100),
+  // Brevo's /v3/events/batch takes at most 200 events (developers.brevo.com/docs/event-endpoints).
+  BREVO_EVENTS_BATCH_SIZE: z._default(z.coerce.number().check(z.int(), z.gte(1), z.lte(200)), 100),
   /** Bucket for the rejected-events store (S3 prefix `rejected/`). */
   REJECTED_BUCKET: optionalNonEmpty,
   REJECTED_PREFIX: z._default(z.string(), "rejected/"),

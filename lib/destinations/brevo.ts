@@ -6,6 +6,8 @@ import type { BrevoDestination } from "../config/cohort-syncs.js";
 import { type SenderDeps, apiKeySecretSchema, chunkOf, text } from "./http.js";
 import { OutOfTime, sendToDestination } from "./send.js";
 import { parseJsonWith } from "../util/json.js";
+import { idDigest } from "../privacy/gdpr.js";
+import { type BrevoBucket, type BrevoRateGates, bucketOf, newBrevoRateGates, noteRateLimit } from "../brevo/client.js";
 
 /**
  * Brevo lists (docs/vendors/cohort-sync.md §3). A page is at most a handful of calls,
@@ -34,12 +36,11 @@ export const BREVO_LIST_CHUNK = 150;
 /** Brevo caps an import body at 10 MB and advises 8 MB. */
 export const BREVO_IMPORT_MAX_BYTES = 8_000_000;
 
-export interface RateGate {
-  /** Epoch ms before which no call may be made. */
-  blockedUntil: number;
-  /** `/processes` is under Brevo's "all other endpoints" limit (100 per hour), not the contacts one: its own gate. */
-  processes?: RateGate;
-}
+/**
+ * The Brevo rate-limit gates (lib/brevo/client.ts): `/contacts/*` calls wait on the contacts
+ * bucket, `/processes/{id}` on "all other endpoints" (100 per hour on the General tier).
+ */
+export type RateGate = BrevoRateGates;
 
 export function brevoAttributes(member: PageMember, mapping: Record<string, string>): Record<string, unknown> {
   const attributes: Record<string, unknown> = {};
@@ -95,16 +96,6 @@ function isHarmlessListRefusal(result: HttpResult): boolean {
   return result.status === 400 && /already (in|removed)|does not exist/i.test(result.body);
 }
 
-function readGate(result: HttpResult, gate: RateGate, now: number): number | undefined {
-  const remaining = result.headers.get("x-sib-ratelimit-remaining");
-  const reset = result.headers.get("x-sib-ratelimit-reset");
-  const resetMs = reset !== null && /^\d+(\.\d+)?$/.test(reset.trim()) ? Math.round(Number(reset) * 1000) : undefined;
-  if (result.status === 429 || (remaining !== null && Number(remaining) <= 0)) {
-    gate.blockedUntil = Math.max(gate.blockedUntil, now + (resetMs ?? 1000));
-  }
-  return resetMs;
-}
-
 /**
  * Where a page's import process ids are kept between receives (the run's
  * `imports/` ledger): a page accepted with 202 counts as delivered only once
@@ -116,24 +107,30 @@ export interface ImportLedger {
 }
 
 const importReplySchema = z.object({ processId: z.coerce.number().check(z.int()) });
-/** `GET /v3/processes/{id}` (docs/vendors/cohort-sync.md §3): queued → in_process → completed. */
+/**
+ * `GET /v3/processes/{id}` (docs/vendors/cohort-sync.md §3, https://developers.brevo.com/reference/get-process):
+ * queued → processing (older specs: in_process) → completed, or the failures failed / cancelled.
+ * Only those three end a process; any other status, known or not, means it is still running.
+ */
 const processSchema = z.looseObject({ id: z.optional(z.coerce.number()), status: z.string(), name: z.optional(z.string()) });
-const PROCESS_PENDING = new Set(["queued", "in_process"]);
+const PROCESS_FAILED = new Set(["failed", "cancelled"]);
 
 export async function sendBrevoPage(
   page: DeliveryPage,
   destination: BrevoDestination,
   deps: SenderDeps,
-  contactsGate: RateGate = { blockedUntil: 0 },
+  gates: RateGate = newBrevoRateGates(),
   imports?: ImportLedger,
+  /** Digests of erased ids (lib/privacy/suppression.ts): such members are never imported (that would recreate the contact). */
+  suppressed?: () => Promise<ReadonlySet<string>>,
 ): Promise<void> {
   const { api_key: apiKey } = await deps.secrets.getJson(destination.api_key_secret, apiKeySecretSchema);
   const base = destination.base_url.replace(/\/+$/, "");
   const left = () => deps.retryDeps.remainingMs();
 
   /** Waits for the gate when the wait fits; throws OutOfTime when it or the call itself does not. */
-  async function passGate(what: string, gate: RateGate): Promise<void> {
-    const wait = gate.blockedUntil - deps.now();
+  async function passGate(what: string, bucket: BrevoBucket): Promise<void> {
+    const wait = gates[bucket] - deps.now();
     if (wait > 0) {
       if (wait >= left()) {
         throw new OutOfTime(`Brevo ${what}: rate limit resets in ${Math.ceil(wait / 1000)} s, past this invocation's deadline; left for redelivery`, wait);
@@ -144,7 +141,7 @@ export async function sendBrevoPage(
   }
 
   async function call(path: string, body: string | undefined, what: string, harmless?: (r: HttpResult) => boolean): Promise<HttpResult> {
-    const gate = path.startsWith("/processes/") ? (contactsGate.processes ??= { blockedUntil: 0 }) : contactsGate;
+    const bucket = bucketOf(path);
     return sendToDestination(
       {
         what: `Brevo ${what}`,
@@ -152,11 +149,11 @@ export async function sendBrevoPage(
         allowPrivate: destination.allow_private_network,
         ...(body === undefined ? { method: "GET" as const } : { body }),
         headers: () => ({ "api-key": apiKey, "content-type": "application/json", accept: "application/json" }),
-        beforeAttempt: () => passGate(what, gate),
+        beforeAttempt: () => passGate(what, bucket),
         inspect: (result) => {
-          const resetMs = readGate(result, gate, deps.now());
+          const resetMs = noteRateLimit(gates, bucket, result.status, result.headers, deps.now());
           if (result.status === 429) {
-            const wait = gate.blockedUntil - deps.now();
+            const wait = gates[bucket] - deps.now();
             const message = `Brevo ${what} rate limited (429), reset in ${Math.ceil(wait / 1000)} s`;
             if (wait >= left()) throw new OutOfTime(`${message}, past this invocation's deadline; left for redelivery`, wait);
             throw new RetryableError(message, resetMs ?? 1000, 429);
@@ -180,6 +177,16 @@ export async function sendBrevoPage(
   }
   const skipped = page.members.length - members.length;
   if (skipped > 0) deps.warn("brevo: members without email skipped", { skipped, action: page.action, page: page.page });
+  if (page.action !== "remove_members" && suppressed) {
+    // Fails closed: an unreadable erased-ids list throws (RetryableError) and nothing is imported.
+    const erased = await suppressed();
+    if (erased.size > 0) {
+      const before = members.length;
+      const kept = members.filter(({ email, member }) => !erased.has(idDigest(member.id)) && !erased.has(idDigest(email)) && !erased.has(idDigest(email.toLowerCase())));
+      members.splice(0, members.length, ...kept);
+      if (kept.length < before) deps.warn("brevo: erased members not imported", { suppressed: before - kept.length, action: page.action, page: page.page });
+    }
+  }
 
   if (page.action === "remove_members") {
     const path = `/contacts/lists/${destination.list_id}/contacts/remove`;
@@ -196,7 +203,7 @@ export async function sendBrevoPage(
       if (!process.success) throw new RetryableError(`Brevo process ${processId}: unreadable status answer ${result.body.slice(0, 200)}`);
       const { status } = process.data;
       if (status === "completed") continue;
-      if (PROCESS_PENDING.has(status)) {
+      if (!PROCESS_FAILED.has(status)) {
         // Not delivered yet: SQS hands the page back after its visibility timeout and the
         // next receive checks again (no re-import); the last receive records it as failed.
         throw new RetryableError(`Brevo import process ${processId} is still ${status}; checked again on the next receive`);

@@ -44,6 +44,8 @@ export interface DeliveryDeps extends SenderDeps {
   readonly deadLetter?: (body: string) => Promise<void>;
   /** Brevo rate-limit state shared by every record a warm container delivers (records run one at a time). */
   readonly brevoGate?: RateGate;
+  /** Digests of erased ids (lib/privacy/suppression.ts), honoured by Brevo list imports. */
+  readonly brevoSuppressed?: () => Promise<ReadonlySet<string>>;
   /** The deliveries queue's maxReceiveCount; unset = never treat a receive as the last one. */
   readonly maxReceives?: number;
 }
@@ -69,7 +71,7 @@ async function sendPage(page: DeliveryPage, sync: CohortSync, deps: DeliveryDeps
           return parsed.data.process_ids;
         },
         write: (processIds) => deps.store.putBytes(key, Buffer.from(JSON.stringify({ process_ids: processIds }))),
-      });
+      }, deps.brevoSuppressed);
     }
     case "braze":
       return sendBrazePage(page, destination, deps);

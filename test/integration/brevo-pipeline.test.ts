@@ -179,7 +179,13 @@ describe("Mixpanel and Brevo from one intake", () => {
     const lines: string[] = [];
     const [record] = (await gdpr(["delete", "--stage", "local", "--distinct-id", "erase-me", "--distinct-id", "never-seen", "--compliance", "ccpa"], env, (line) => lines.push(line))) ?? [];
     expect(brevo.contacts.has("erase-me@example.com")).toBe(false);
-    expect(record?.brevo).toMatchObject({ deleted: 1, absent: 1, failed: 0 });
+    // By ext_id: erase-me deleted, never-seen absent; then the email read from erase-me's contact: already gone with it.
+    expect(record?.brevo).toMatchObject({ deleted: 1, absent: 2, failed: 0 });
+    expect(record?.brevo.identifiers?.map((line) => [line.type, line.outcome, line.source])).toEqual([
+      ["ext_id", "deleted", "request"],
+      ["email_id", "absent", "contact"],
+      ["ext_id", "absent", "request"],
+    ]);
     const [task] = [...gdprApi.tasks.values()];
     expect(task).toMatchObject({ distinctIds: ["erase-me", "never-seen"], compliance: "CCPA", status: "PENDING" });
 
@@ -191,7 +197,8 @@ describe("Mixpanel and Brevo from one intake", () => {
     const suppressedList = await stack.s3.send(new GetObjectCommand({ Bucket: stack.snapshotBucket, Key: SUPPRESSION_KEY }));
     const suppressedText = (await suppressedList.Body?.transformToString()) ?? "";
     expect(suppressedText).not.toContain("erase-me");
-    expect(JSON.parse(suppressedText).digests).toEqual([idDigest("erase-me"), idDigest("never-seen")].sort());
+    // The email read from the contact joins the list too.
+    expect(JSON.parse(suppressedText).digests).toEqual([idDigest("erase-me"), idDigest("never-seen"), idDigest("erase-me@example.com")].sort());
     const got = await stack.s3.send(new GetObjectCommand({ Bucket: stack.snapshotBucket, Key: audits[0] }));
     const text = (await got.Body?.transformToString()) ?? "";
     expect(text).not.toContain("erase-me");

@@ -8,11 +8,12 @@ import { closeServer, listenOnLoopback } from "./local-server.js";
  * jsonBody/fileBody/fileUrl, jsonBody a non-empty array of `{email, attributes}`, listIds
  * of existing lists or newList, updateExistingContacts default true; 202 `{processId}`,
  * applied at once and recorded in `imports`); list add/remove with ≤150 emails, contacts must exist;
- * /v3/contacts/batch refused (deprecated); a rate limit of `limit` calls per `windowMs`
- * with x-sib-ratelimit-{limit,remaining,reset} on every answer and 429 beyond.
+ * /v3/contacts/batch refused (deprecated); rate limits per bucket (contacts, events: `limit` calls
+ * per `windowMs`; all other endpoints: `otherLimit` per `otherWindowMs`, 100 per hour by default)
+ * with that bucket's x-sib-ratelimit-{limit,remaining,reset} on every answer and 429 beyond.
  * The clock is injectable so tests can advance time instead of sleeping.
  *
- * The connector's side (docs/vendors/brevo-connector.md §1–§4), added for issue 9:
+ * The connector's side (docs/vendors/brevo-connector.md §1–§4):
  * POST /v3/events and /v3/events/batch (name and key rules, identifiers, ISO event_date with an
  * offset, event_properties ≤ 50 KB; batch answers 202, 207 with the failed eventIndexes, or 400
  * when all fail); POST /v3/contacts with `email` and/or `ext_id`, GET/PUT/DELETE
@@ -24,8 +25,16 @@ import { closeServer, listenOnLoopback } from "./local-server.js";
 export interface BrevoServerOptions {
   readonly apiKey: string;
   readonly listIds: readonly number[];
+  /** Requests per `windowMs` on each of the contacts (`/v3/contacts*`) and events (`/v3/events*`) buckets (default 10 per 1 s). */
   readonly limit?: number;
   readonly windowMs?: number;
+  /**
+   * The "all other endpoints" bucket (companies, link-unlink, processes, CRM attributes):
+   * `otherLimit` requests per `otherWindowMs`, Brevo's General tier by default (100 per hour,
+   * developers.brevo.com/docs/api-limits); tests scale the window down.
+   */
+  readonly otherLimit?: number;
+  readonly otherWindowMs?: number;
   readonly now?: () => number;
   /** Port on 127.0.0.1; 0 (default) picks a free one. */
   readonly port?: number;
@@ -53,6 +62,17 @@ const BREVO_NAME = /^[A-Za-z0-9_-]{1,255}$/;
 const ISO_WITH_OFFSET = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/;
 const EVENT_IDENTIFIERS = new Set(["contact_id", "email_id", "ext_id", "phone_id", "whatsapp_id", "landline_number_id"]);
 const MAX_EVENT_PROPERTIES_BYTES = 50 * 1024;
+export const MAX_EVENTS_PER_BATCH = 200;
+export const MAX_EVENTS_BATCH_BYTES = 512 * 1024;
+
+/** Brevo's rate-limit buckets (docs/api-limits): contacts, events, and "all other endpoints". */
+type RateBucket = "contacts" | "events" | "other";
+function rateBucketOf(path: string): RateBucket {
+  if (path.startsWith("/v3/contacts")) return "contacts";
+  // /v3/events/batch is not in Brevo's table; counted with POST /v3/events here (unverified).
+  if (path.startsWith("/v3/events")) return "events";
+  return "other";
+}
 
 export interface BrevoEventRecord {
   readonly event_name: string;
@@ -74,7 +94,14 @@ export class BrevoServer {
   /** Connector side: contact key (email, or "ext:<ext_id>" for contacts without one) → id and ext_id. */
   readonly contactIds = new Map<string, { id: number; extId?: string }>();
   readonly events: BrevoEventRecord[] = [];
+  /** Each /v3/events/batch request that passed the size limits: its event count and body bytes. */
+  readonly eventBatches: { readonly events: number; readonly bytes: number }[] = [];
   readonly companies = new Map<string, BrevoCompany>();
+  /**
+   * Fault injection: a batch holding an event this matches is refused whole with a 400
+   * `{code, message}` that names no event (a refusal the batch answer table does not cover).
+   */
+  refuseBatchWhen: ((event: unknown) => boolean) | undefined;
   /** When set, every /v3 call answers this status (an outage); `undefined` = up. */
   outage: number | undefined;
   private nextContactId = 1;
@@ -85,12 +112,15 @@ export class BrevoServer {
   private readonly faults: { status: number; body?: string; path?: string }[] = [];
   /** Process id → statuses still to answer before "completed" (GET /v3/processes/{id}). */
   private readonly processQueue = new Map<number, string[]>();
-  private processWindowStart = 0;
-  private processCalls = 0;
-  /** Statuses each new import's process answers before "completed" (e.g. ["queued", "in_process"]). */
+  /** Per rate-limit bucket: the current window's start and the calls counted in it. */
+  private readonly buckets = new Map<RateBucket, { start: number; used: number }>();
+  /**
+   * Statuses each new import's process answers before its last one (Brevo's get-process
+   * reference: queued, processing, then completed, failed or cancelled; older specs said in_process).
+   */
   importProgress: string[] = [];
-  private windowStart = 0;
-  private used = 0;
+  /** The status an import ends with once `importProgress` is used up. */
+  importOutcome: "completed" | "failed" | "cancelled" = "completed";
   private server: Server | undefined;
   url = "";
 
@@ -139,37 +169,31 @@ export class BrevoServer {
     }
     if (request.method === "GET" && path.startsWith("/_sandbox/")) return this.sandboxView(path, response);
     const now = (this.options.now ?? Date.now)();
-    const windowMs = this.options.windowMs ?? 1000;
-    const limit = this.options.limit ?? 10;
-    if (now - this.windowStart >= windowMs) {
-      this.windowStart = now;
-      this.used = 0;
+    const bucketName = rateBucketOf(path);
+    const windowMs = bucketName === "other" ? (this.options.otherWindowMs ?? 3_600_000) : (this.options.windowMs ?? 1000);
+    const limit = bucketName === "other" ? (this.options.otherLimit ?? 100) : (this.options.limit ?? 10);
+    const bucket = this.buckets.get(bucketName) ?? { start: now, used: 0 };
+    this.buckets.set(bucketName, bucket);
+    if (now - bucket.start >= windowMs) {
+      bucket.start = now;
+      bucket.used = 0;
     }
     const answer = (status: number, payload?: unknown) => {
-      const resetSeconds = Math.max(0, Math.ceil((this.windowStart + windowMs - now) / 1000));
+      const resetSeconds = Math.max(0, Math.ceil((bucket.start + windowMs - now) / 1000));
       this.calls.push({ path, status, body });
       this.options.onCall?.({ method: request.method ?? "GET", path, status, body });
       this.send(response, status, payload, {
         "x-sib-ratelimit-limit": String(limit),
-        "x-sib-ratelimit-remaining": String(Math.max(0, limit - this.used)),
+        "x-sib-ratelimit-remaining": String(Math.max(0, limit - bucket.used)),
         "x-sib-ratelimit-reset": String(resetSeconds),
       });
     };
     if (this.outage !== undefined) return answer(this.outage, { code: "unavailable", message: "scripted outage" });
     if (request.headers["api-key"] !== this.options.apiKey) return answer(401, { code: "unauthorized", message: "Key not found" });
+    if (bucket.used >= limit) return answer(429, { code: "too_many_requests", message: "rate limit exceeded" });
+    bucket.used += 1;
     const processMatch = /^\/v3\/processes\/(\d+)$/.exec(path);
-    if (processMatch && request.method === "GET") {
-      // Processes are under "all other endpoints" (100 requests per hour), not the contacts limit.
-      if (now - this.processWindowStart >= 3_600_000) {
-        this.processWindowStart = now;
-        this.processCalls = 0;
-      }
-      if (this.processCalls >= 100) return answer(429, { code: "too_many_requests", message: "rate limit exceeded" });
-      this.processCalls += 1;
-      return this.processStatus(Number(processMatch[1]), answer);
-    }
-    if (this.used >= limit) return answer(429, { code: "too_many_requests", message: "rate limit exceeded" });
-    this.used += 1;
+    if (processMatch && request.method === "GET") return this.processStatus(Number(processMatch[1]), answer);
     const fault = this.faults.findIndex((f) => !f.path || f.path === path);
     if (fault >= 0) {
       const [f] = this.faults.splice(fault, 1);
@@ -231,6 +255,7 @@ export class BrevoServer {
         listIds: [...this.lists].filter(([, members]) => members.has(key)).map(([id]) => id),
       })),
       "/_sandbox/companies": [...this.companies.values()],
+      "/_sandbox/event-batches": this.eventBatches,
     };
     if (!(path in views)) return this.send(response, 404, { error: "not_found" }, {});
     this.send(response, 200, views[path], {});
@@ -268,7 +293,22 @@ export class BrevoServer {
     for (const members of this.lists.values()) if (members.delete(from)) members.add(to);
   }
 
+  /**
+   * Contact attributes take string, number, boolean or an array of strings (multiple-choice);
+   * "values that don't match the attribute type will be ignored" (update-contact reference), so
+   * null, objects and mixed arrays change nothing.
+   */
   private static mergeAttributes(existing: Record<string, unknown>, attributes: Record<string, unknown>): Record<string, unknown> {
+    const merged = { ...existing };
+    for (const [name, value] of Object.entries(attributes)) {
+      const typed = typeof value === "string" || typeof value === "boolean" || (typeof value === "number" && Number.isFinite(value)) || (Array.isArray(value) && value.every((item) => typeof item === "string"));
+      if (typed) merged[name] = value;
+    }
+    return merged;
+  }
+
+  /** Company attributes (CRM): a null still clears here; Brevo documents no other way (unverified). */
+  private static mergeCompanyAttributes(existing: Record<string, unknown>, attributes: Record<string, unknown>): Record<string, unknown> {
     const merged = { ...existing };
     for (const [name, value] of Object.entries(attributes)) {
       if (value === null) delete merged[name];
@@ -355,11 +395,25 @@ export class BrevoServer {
       return true;
     }
     if (path === "/v3/events/batch" && method === "POST") {
+      // "Create events in batch" limits (developers.brevo.com/docs/event-endpoints): ≤ 512 KB, ≤ 200 events.
+      if (raw.length > MAX_EVENTS_BATCH_BYTES) {
+        answer(413, { code: "payload_too_large", message: `request body is ${raw.length} bytes; at most ${MAX_EVENTS_BATCH_BYTES}` });
+        return true;
+      }
       const events = record.events;
       if (!Array.isArray(events) || events.length === 0) {
         bad("events must be a non-empty array");
         return true;
       }
+      if (events.length > MAX_EVENTS_PER_BATCH) {
+        bad(`events holds ${events.length} events; at most ${MAX_EVENTS_PER_BATCH} per request`);
+        return true;
+      }
+      if (this.refuseBatchWhen !== undefined && events.some((event) => this.refuseBatchWhen?.(event) === true)) {
+        answer(400, { code: "invalid_parameter", message: "events batch could not be processed" });
+        return true;
+      }
+      this.eventBatches.push({ events: events.length, bytes: raw.length });
       const errors: { eventIndex: number[]; message: string }[] = [];
       events.forEach((event, index) => {
         const error = BrevoServer.checkEvent(event);
@@ -485,15 +539,15 @@ export class BrevoServer {
       return false;
     }
     if (path === "/v3/companies" && method === "GET") {
-      const filters = [...url.searchParams].filter(([name]) => name.startsWith("filters[attributes."));
+      // Brevo documents filters on attributes.name and attributes.owner only (get-all-companies):
+      // a filter on any other attribute is ignored here, as a real server may, and every company answers.
+      const filters = [...url.searchParams].filter(([name]) => /^filters\[attributes\.(name|owner)\]$/.test(name));
       const items = [...this.companies.values()].filter((company) =>
-        filters.every(([name, value]) => {
-          const attribute = name.slice("filters[attributes.".length, -1);
-          return attribute === "name" ? company.name === value : String(company.attributes[attribute]) === value;
-        }),
+        filters.every(([name, value]) => (name === "filters[attributes.name]" ? company.name === value : String(company.attributes.owner) === value)),
       );
-      const limit = Number(url.searchParams.get("limit") ?? 50);
-      answer(200, { items: items.slice(0, limit) });
+      const limit = Math.max(1, Math.min(100, Number(url.searchParams.get("limit") ?? 50) || 50));
+      const page = Math.max(1, Number(url.searchParams.get("page") ?? 1) || 1);
+      answer(200, { items: items.slice((page - 1) * limit, page * limit) });
       return true;
     }
     if (path === "/v3/companies" && method === "POST") {
@@ -547,7 +601,7 @@ export class BrevoServer {
             bad("attributes must be an object");
             return true;
           }
-          company.attributes = BrevoServer.mergeAttributes(company.attributes, record.attributes as Record<string, unknown>);
+          company.attributes = BrevoServer.mergeCompanyAttributes(company.attributes, record.attributes as Record<string, unknown>);
         }
         // PATCH replaces the whole list of linked contacts (§3).
         if (Array.isArray(record.linkedContactsIds)) company.linkedContactsIds = record.linkedContactsIds.map(Number);
@@ -589,27 +643,35 @@ export class BrevoServer {
       contacts.push({ email, attributes: { ...attributes } });
     }
     const update = record.updateExistingContacts !== false;
+    // "emptyContactsAttributes = true means the empty fields in your import will erase any attribute" (import-contacts reference).
+    const erase = update && record.emptyContactsAttributes === true;
     for (const { email, attributes } of contacts) {
       const key = email.toLowerCase();
       const existing = this.contacts.get(key);
-      if (!existing) this.contacts.set(key, attributes);
-      else if (update) this.contacts.set(key, { ...existing, ...attributes });
+      const filled = Object.fromEntries(Object.entries(attributes).filter(([, value]) => value !== "" && value !== null));
+      if (!existing) this.contacts.set(key, BrevoServer.mergeAttributes({}, filled));
+      else if (update) {
+        const merged = BrevoServer.mergeAttributes(existing, filled);
+        if (erase) for (const [name, value] of Object.entries(attributes)) if (value === "" || value === null) delete merged[name];
+        this.contacts.set(key, merged);
+      }
       for (const id of Array.isArray(listIds) ? listIds : []) this.lists.get(Number(id))?.add(key);
     }
     const processId = this.imports.length + 1;
     this.imports.push({ processId, bytes, contacts: contacts.length, listIds: Array.isArray(listIds) ? listIds.map(Number) : [] });
-    this.processQueue.set(processId, [...this.importProgress]);
+    this.processQueue.set(processId, [...this.importProgress, this.importOutcome]);
     answer(202, { processId });
   }
 
   /**
    * `GET /v3/processes/{processId}` (docs/vendors/cohort-sync.md §3): `{id, status, name}` with
-   * status `queued` | `in_process` | `completed`; 404 `document_not_found` for an unknown id.
+   * status `queued` | `processing` | `completed` | `failed` | `cancelled`; the last status
+   * repeats once reached; 404 `document_not_found` for an unknown id.
    */
   private processStatus(processId: number, answer: (status: number, payload?: unknown) => void): void {
     const queue = this.processQueue.get(processId);
     if (!queue) return answer(404, { code: "document_not_found", message: `Process ${processId} does not exist` });
-    const status = queue.shift() ?? "completed";
+    const status = queue.length > 1 ? (queue.shift() ?? "completed") : (queue[0] ?? "completed");
     answer(200, { id: processId, status, name: `import-${processId}` });
   }
 }

@@ -165,7 +165,7 @@ describe("/engage operations → Brevo contacts", () => {
   it("$unset clears mapped attributes (never the email), $delete deletes", () => {
     const unset = send({ $unset: ["plan", "$email", "nope"] });
     expect(unset).toEqual({ op: "unset", key: { type: "ext_id", value: "user-1" }, attributes: ["PLAN_TYPE"] });
-    expect(attributesAfter(unset, { PLAN_TYPE: "pro" })).toEqual({ PLAN_TYPE: null });
+    expect(attributesAfter(unset, { PLAN_TYPE: "pro" })).toEqual({ PLAN_TYPE: "" });
     expect(send({ $delete: "" })).toEqual({ op: "delete", key: { type: "ext_id", value: "user-1" } });
   });
 

@@ -1,3 +1,4 @@
+import { newBrevoRateGates } from "../../../lib/brevo/client.js";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import type { DeliveryPage, PageMember, SyncAction } from "../../../lib/cohorts/messages.js";
 import { cohortSyncsSchemaFor, type BrevoDestination } from "../../../lib/config/cohort-syncs.js";
@@ -79,7 +80,7 @@ const page = (action: SyncAction, list: PageMember[], n = 1): DeliveryPage => ({
 describe("Brevo sender: a page always fits in one invocation", () => {
   it("a 1000-member page is one /contacts/import (upsert + list membership); a 1000-member removal is 7 calls of ≤150", async () => {
     const destination = await startBrevo(10, 1000);
-    const gate: RateGate = { blockedUntil: 0 };
+    const gate: RateGate = newBrevoRateGates();
     await sendBrevoPage(page("add_members", members(1000)), destination, deps(), gate);
     const imports = brevo.calls.filter((c) => c.path === "/v3/contacts/import");
     expect(imports).toHaveLength(1);
@@ -118,9 +119,9 @@ describe("Brevo sender: a page always fits in one invocation", () => {
 
   it("a long x-sib-ratelimit-reset with little time left throws RetryableError at once instead of sleeping", async () => {
     const destination = await startBrevo(1, 3_600_000); // hourly limit of 1 call
-    const gate: RateGate = { blockedUntil: 0 };
+    const gate: RateGate = newBrevoRateGates();
     await sendBrevoPage(page("add_members", members(3)), destination, deps(), gate);
-    expect(gate.blockedUntil - clock.now()).toBe(3_600_000); // remaining 0, reset 3600 s
+    expect(gate.contacts - clock.now()).toBe(3_600_000); // remaining 0, reset 3600 s
 
     remaining = 120_000;
     const error = await sendBrevoPage(page("add_members", members(3, 3), 2), destination, deps(), gate).catch((e: unknown) => e);
@@ -132,10 +133,10 @@ describe("Brevo sender: a page always fits in one invocation", () => {
 
   it("a 429 whose reset does not fit in the time left is handed back to SQS without a backoff sleep", async () => {
     const destination = await startBrevo(1, 3_600_000);
-    await sendBrevoPage(page("add_members", members(1)), destination, deps(), { blockedUntil: 0 });
+    await sendBrevoPage(page("add_members", members(1)), destination, deps(), newBrevoRateGates());
     remaining = 120_000;
     // A fresh gate (another container): the call is made and answered 429 with a 3600 s reset.
-    const error = await sendBrevoPage(page("remove_members", members(1)), destination, deps(), { blockedUntil: 0 }).catch((e: unknown) => e);
+    const error = await sendBrevoPage(page("remove_members", members(1)), destination, deps(), newBrevoRateGates()).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(RetryableError);
     expect(brevo.throttled).toBe(1);
     expect(sleeps).toEqual([]);

@@ -1,0 +1,118 @@
+import { newBrevoRateGates } from "../../lib/brevo/client.js";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
+import { createBrevoClient } from "../../lib/brevo/client.js";
+import type { DeliveryPage } from "../../lib/cohorts/messages.js";
+import { cohortSyncsSchemaFor } from "../../lib/config/cohort-syncs.js";
+import { sendBrevoPage } from "../../lib/destinations/brevo.js";
+import { createDestinationNetwork } from "../../lib/destinations/send.js";
+import { type GdprClient, idDigest, runDeletion } from "../../lib/privacy/gdpr.js";
+import { createSecretReader } from "../../lib/secrets/secrets.js";
+import { BrevoServer } from "../../infra/local/peers/brevo-server.js";
+import { SecretsManagerServer } from "../../infra/local/peers/secrets-manager-server.js";
+
+/**
+ * GDPR erasure in Brevo: contacts the relay created by ext_id, by email (cohort list imports) or by
+ * phone are all deleted, each identifier reported; a cohort list import never re-creates an erased person.
+ */
+const API_KEY = "xkeysib-gdpr";
+let brevo: BrevoServer;
+const secrets = new SecretsManagerServer();
+let secretsUrl = "";
+beforeAll(async () => {
+  secretsUrl = await secrets.start();
+  secrets.setSecret("relay/brevo", { api_key: API_KEY });
+  process.env.AWS_ACCESS_KEY_ID ??= "test";
+  process.env.AWS_SECRET_ACCESS_KEY ??= "test";
+});
+afterAll(() => secrets.stop());
+afterEach(() => brevo?.close());
+
+async function start() {
+  brevo = new BrevoServer({ apiKey: API_KEY, listIds: [12], limit: 100_000 });
+  await brevo.start();
+  return createBrevoClient({
+    fetch: globalThis.fetch,
+    baseUrl: brevo.url,
+    apiKey: async () => API_KEY,
+    timeoutMs: 5_000,
+    retryDeps: { sleep: async () => undefined, random: () => 0, remainingMs: () => 60_000 },
+    now: Date.now,
+  });
+}
+
+const mixpanel: GdprClient = { fileDeletion: async () => "task-1", taskStatus: async () => "PENDING" };
+
+async function contact(body: Record<string, unknown>) {
+  const response = await fetch(`${brevo.url}/contacts`, { method: "POST", headers: { "api-key": API_KEY, "content-type": "application/json" }, body: JSON.stringify({ updateEnabled: true, ...body }) });
+  expect(response.status).toBe(201);
+}
+
+describe("GDPR erasure in Brevo", () => {
+  it("deletes by every identifier the relay used (ext_id, email, phone, and the email the ext_id contact holds) and reports each", async () => {
+    const client = await start();
+    await contact({ email: "ann@example.com", attributes: { FIRSTNAME: "Ann" } }); // a cohort import: by email only
+    await contact({ ext_id: "u2", email: "bob@example.com" });
+    await contact({ attributes: { SMS: "+33600000001" } }); // the connector with a phone identifier
+    await contact({ ext_id: "keep", email: "keep@example.com" });
+    const derived: string[] = [];
+    const record = await runDeletion(
+      ["u1", "u2"],
+      "GDPR",
+      {
+        gdpr: mixpanel,
+        brevo: client,
+        brevoIdentity: { ext_id: "distinct_id", email_id: "$email", phone_id: "$phone" },
+        onDerivedIdentifiers: async (values) => void derived.push(...values),
+        stage: "test",
+        now: () => new Date(0),
+        pause: async () => {},
+      },
+      { emails: ["Ann@Example.com"], phones: ["+33600000001"] },
+    );
+    expect([...brevo.contacts.keys()]).toEqual(["keep@example.com"]);
+    expect(record.brevo).toMatchObject({ deleted: 3, absent: 2, failed: 0 });
+    expect(record.brevo.identifiers).toEqual([
+      { type: "ext_id", digest: idDigest("u1"), outcome: "absent", source: "request" },
+      { type: "ext_id", digest: idDigest("u2"), outcome: "deleted", source: "request" },
+      { type: "email_id", digest: idDigest("bob@example.com"), outcome: "absent", source: "contact" },
+      { type: "email_id", digest: idDigest("Ann@Example.com"), outcome: "deleted", source: "request" },
+      { type: "phone_id", digest: idDigest("+33600000001"), outcome: "deleted", source: "request" },
+    ]);
+    expect(derived).toEqual(["bob@example.com"]);
+    expect(JSON.stringify(record)).not.toMatch(/ann@|bob@|\+336|"u2"/i);
+  });
+
+  it("the cohort Brevo list import skips members on the erased-ids list (by distinct id or email)", async () => {
+    await start();
+    const [sync] = cohortSyncsSchemaFor({ localStage: true }).parse([
+      { id: "b", cohort_id: 1, destination: { type: "brevo", list_id: 12, base_url: brevo.url, api_key_secret: "relay/brevo", attributes: {} } },
+    ]);
+    if (sync?.destination.type !== "brevo") throw new Error("config");
+    const page: DeliveryPage = {
+      v: 1,
+      sync_id: "b",
+      run_id: "r",
+      project_id: "1",
+      cohort: { id: 1, name: "C", description: "" },
+      action: "add_members",
+      page: 1,
+      total_pages: 1,
+      members: [
+        { id: "erased-by-id", props: { $email: "one@example.com" } },
+        { id: "x2", props: { $email: "Erased@Example.com" } },
+        { id: "x3", props: { $email: "kept@example.com" } },
+      ],
+    };
+    const deps = {
+      network: createDestinationNetwork({ localStage: true }),
+      timeoutMs: 5_000,
+      retryDeps: { sleep: async () => {}, random: () => 0.5, remainingMs: () => 60_000 },
+      now: Date.now,
+      secrets: createSecretReader({ region: "us-east-1", endpoint: secretsUrl, ttlSeconds: 300 }),
+      warn: () => {},
+    };
+    const erased = new Set([idDigest("erased-by-id"), idDigest("erased@example.com")]);
+    await sendBrevoPage(page, sync.destination, deps, newBrevoRateGates(), undefined, async () => erased);
+    expect([...brevo.contacts.keys()]).toEqual(["kept@example.com"]);
+  });
+});

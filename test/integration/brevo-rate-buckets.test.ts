@@ -1,0 +1,88 @@
+import { afterEach, describe, expect, it } from "vitest";
+import { createBrevoClient } from "../../lib/brevo/client.js";
+import { brevoConfigSchema } from "../../lib/config/brevo.js";
+import { createBrevoSend } from "../../lib/brevo/forwarder.js";
+import { BrevoServer } from "../../infra/local/peers/brevo-server.js";
+
+/**
+ * Brevo's rate-limit buckets are separate (docs/api-limits): contacts at 10 RPS, companies and
+ * link-unlink under "all other endpoints" at 100 per hour. The local Brevo enforces both, the
+ * companies bucket scaled down to a few calls per hour; contacts must keep flowing when it closes.
+ */
+const API_KEY = "xkeysib-buckets";
+const config = brevoConfigSchema.parse({
+  api_key_secret: "s",
+  sync: { profiles: true, groups: true },
+  identifiers: { ext_id: "distinct_id" },
+  property_mapping: { $first_name: "FIRSTNAME" },
+  companies: { group_keys: ["company_id"] },
+});
+let brevo: BrevoServer;
+afterEach(() => brevo.close());
+
+async function setup(otherLimit: number) {
+  let now = Date.UTC(2026, 0, 1);
+  const sleeps: number[] = [];
+  brevo = new BrevoServer({ apiKey: API_KEY, listIds: [], limit: 100_000, windowMs: 1000, otherLimit, otherWindowMs: 3_600_000, now: () => now });
+  await brevo.start();
+  brevo.companies.set("c-acme", { id: "c-acme", name: "Acme", attributes: { mixpanel_group: "company_id:acme" }, linkedContactsIds: [] });
+  const client = createBrevoClient({
+    fetch: globalThis.fetch,
+    baseUrl: brevo.url,
+    apiKey: async () => API_KEY,
+    timeoutMs: 5_000,
+    // A Lambda invocation: a few minutes left, far less than the hour the companies bucket needs.
+    retryDeps: { sleep: async (ms) => { sleeps.push(ms); now += ms; }, random: () => 0, remainingMs: () => 300_000 },
+    now: () => now,
+  });
+  const send = createBrevoSend({ client, config, identityMode: "simplified", eventsBatchSize: 100, companyIds: new Map(), pendingLinks: new Map() });
+  return { send, sleeps, advance: (ms: number) => void (now += ms) };
+}
+
+const profiles = (count: number) =>
+  Array.from({ length: count }, (_, i) => JSON.stringify({ $distinct_id: `u${i}`, $set: { $first_name: `F${i}`, company_id: "acme" } }));
+
+describe("Brevo rate-limit buckets", () => {
+  it("when the companies bucket closes, every contact still reaches Brevo; only the company links wait (handed back)", async () => {
+    const { send, sleeps } = await setup(3);
+    const outcomes = await send("profile", profiles(50));
+    expect(brevo.contacts.size).toBe(50);
+    // Lookup + 2 links fit in the companies bucket's 3 calls; the other links are handed back.
+    expect(brevo.companies.get("c-acme")?.linkedContactsIds).toHaveLength(2);
+    expect(outcomes.filter((o) => o.status === "imported")).toHaveLength(2);
+    const waiting = outcomes.filter((o) => o.status === "retry");
+    expect(waiting).toHaveLength(48);
+    expect(waiting[0]).toMatchObject({ reason: expect.stringMatching(/contact upserted; company link waits: Brevo other rate limit resets in/) });
+    // No call walked into the closed bucket, and nobody slept on it.
+    expect(brevo.throttled).toBe(0);
+    expect(sleeps).toEqual([]);
+    expect(brevo.calls.filter((c) => c.path.startsWith("/v3/companies"))).toHaveLength(3);
+  });
+
+  it("the handed-back records link once the companies bucket reopens, without duplicating contacts", async () => {
+    const { send, advance } = await setup(3);
+    const lines = profiles(6);
+    const first = await send("profile", lines);
+    const handedBack = lines.filter((_, i) => first[i]?.status === "retry");
+    expect(handedBack).toHaveLength(4);
+    advance(3_600_000); // the companies bucket's window
+    const second = await send("profile", handedBack);
+    // The company id is cached: all 3 calls of the new window are links.
+    expect(second.map((o) => o.status)).toEqual(["imported", "imported", "imported", "retry"]);
+    expect(brevo.contacts.size).toBe(6);
+    expect(brevo.companies.get("c-acme")?.linkedContactsIds).toHaveLength(5);
+    expect(brevo.throttled).toBe(0);
+  });
+
+  it("a handed-back record that comes back while the companies bucket is still closed costs no call at all", async () => {
+    const { send } = await setup(3);
+    const lines = profiles(20);
+    const first = await send("profile", lines);
+    const handedBack = lines.filter((_, i) => first[i]?.status === "retry");
+    const callsBefore = brevo.calls.length;
+    const again = await send("profile", handedBack);
+    expect(again.every((o) => o.status === "retry")).toBe(true);
+    // Neither the contact upsert nor its read-back is repeated: contacts stay free for new records.
+    expect(brevo.calls.length).toBe(callsBefore);
+  });
+});
