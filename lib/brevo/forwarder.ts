@@ -11,7 +11,7 @@ import { type CompanyOperation, mapGroupToCompany } from "./companies.js";
 import type { BrevoConfig } from "../config/brevo.js";
 import { type ContactKey, type ContactOperation, attributesAfter, mapProfileToContact } from "./contacts.js";
 import { type BrevoEvent, mapEventToBrevo } from "./events.js";
-import { idDigest } from "../privacy/gdpr.js";
+import { idDigest } from "../privacy/suppression.js";
 import { groupByCaps } from "../util/batching.js";
 
 /**

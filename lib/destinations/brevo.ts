@@ -6,7 +6,7 @@ import type { BrevoDestination } from "../config/cohort-syncs.js";
 import { type SenderDeps, apiKeySecretSchema, chunkOf, text } from "./http.js";
 import { OutOfTime, sendToDestination } from "./send.js";
 import { parseJsonWith } from "../util/json.js";
-import { idDigest } from "../privacy/gdpr.js";
+import { idDigest } from "../privacy/suppression.js";
 import { type BrevoBucket, type BrevoRateGates, bucketOf, newBrevoRateGates, noteRateLimit } from "../brevo/client.js";
 
 /**

@@ -1,6 +1,7 @@
-import { createHash, randomUUID } from "node:crypto";
+import { randomUUID } from "node:crypto";
 import { parseJsonWith } from "../util/json.js";
 import * as z from "../util/zod.js";
+import { idDigest } from "./suppression.js";
 import type { Residency } from "../config/stage.js";
 import { ConfigError, RetryableError, UpstreamRejectedError } from "../errors.js";
 import { type FetchLike, fetchText, throwForStatus } from "../http/fetch.js";
@@ -77,10 +78,6 @@ export const auditRecordSchema = z.object({
   }),
 });
 export type AuditRecord = z.infer<typeof auditRecordSchema>;
-
-export function idDigest(id: string): string {
-  return createHash("sha256").update(id).digest("hex");
-}
 
 export function chunkIds(ids: readonly string[], size = MAX_IDS_PER_DELETION): string[][] {
   const unique = [...new Set(ids.map((id) => id.trim()).filter((id) => id !== ""))];

@@ -3,7 +3,7 @@ import type { S3Api } from "../aws/s3.js";
 import * as z from "../util/zod.js";
 import { RetryableError, describeError } from "../errors.js";
 import { parseJsonWith } from "../util/json.js";
-import { idDigest } from "./gdpr.js";
+import { createHash } from "node:crypto";
 
 /**
  * The erased-ids list: SHA-256 digests of every id `npm run gdpr:delete` erased, in the snapshot
@@ -11,6 +11,11 @@ import { idDigest } from "./gdpr.js";
  * creating it again (docs/vendors/brevo-connector.md §2), so the Brevo forwarder skips records
  * for these ids (`suppressed`), and gdpr:delete writes the list before it deletes anything.
  */
+/** An erased id as the list keeps it: SHA-256, hex, so the list never holds the id itself. */
+export function idDigest(id: string): string {
+  return createHash("sha256").update(id).digest("hex");
+}
+
 export const SUPPRESSION_KEY = "gdpr/suppressed-ids.json";
 
 const suppressionSchema = z.object({ v: z.literal(1), digests: z.array(z.string()) });

@@ -12,7 +12,7 @@ import { serializeEnvelope } from "../../lib/records/envelope.js";
 import { parseQueuedRecords } from "../../lib/records/envelope-v2.js";
 import { BrevoServer } from "../../infra/local/peers/brevo-server.js";
 import { RetryableError } from "../../lib/errors.js";
-import { idDigest } from "../../lib/privacy/gdpr.js";
+import { idDigest } from "../../lib/privacy/suppression.js";
 import { startLocalAws } from "../support/fauxqs.js";
 
 /** The Brevo forwarder's decisions per SQS message, against the strict local Brevo and a real S3/SQS protocol server. */
