@@ -3,7 +3,7 @@
  *    [--email <address>]… [--phone <number>]… [--compliance gdpr|ccpa] [--bucket B] [--region R] [--endpoint URL] [--config file]`
  * `npm run gdpr:status -- --stage <stage> [--bucket B] [--region R] [--endpoint URL]`
  *
- * Erasure across the relay's destinations (lib/privacy/gdpr.ts): files a deletion task with
+ * Erasure across the relay's destinations (lib/gdpr/deletion.ts): files a deletion task with
  * Mixpanel's data-deletion API (≤ 1999 ids per task, 1 request/s), deletes the Brevo contacts
  * (when the stage config has a brevo block) by every identifier the relay may have used for the
  * person: the distinct ids as ext_id (and as email/phone when the connector takes those from the
@@ -43,7 +43,7 @@ import {
   overallStatus,
   refreshStatus,
   runDeletion,
-} from "../lib/privacy/gdpr.js";
+} from "../lib/gdpr/deletion.js";
 import { SUPPRESSION_KEY, addSuppressedIds } from "../lib/privacy/suppression.js";
 import { createSecretReader, type SecretReader } from "../lib/secrets/secrets.js";
 import { UsageError, awsTargetOptions, parseArgs, resolveAwsTarget } from "./cli-args.js";

@@ -18,7 +18,7 @@
  * Items without `line` never became a Mixpanel record (unparseable input): fix
  * the sender or mapper and have the sender resend; replay reports how many.
  *
- * Records Brevo refused (`destination: "brevo"`, lib/brevo/forwarder.ts) go back to the Brevo
+ * Records Brevo refused (`destination: "brevo"`, lib/forwarder/brevo.ts) go back to the Brevo
  * queue instead, so fixing a Brevo attribute or a mapping never re-sends them to Mixpanel.
  * When the stage has no Brevo queue they stay in place (`left.noQueue`).
  */

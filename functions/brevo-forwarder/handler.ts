@@ -1,12 +1,12 @@
 import type { SQSBatchResponse, SQSEvent } from "aws-lambda";
-import { brevoForwarderDepsFrom } from "../../lib/brevo/runtime.js";
+import { brevoForwarderDepsFrom } from "../../lib/runtime/brevo-forwarder.js";
 import { consumeEnvelopes } from "../../lib/forwarder/process.js";
 import { invocationClock, withTelemetry } from "../../lib/observability/handler.js";
 import { count, logger } from "../../lib/observability/telemetry.js";
 import { createLiteRuntimeContext, once } from "../../lib/runtime/lite-context.js";
 
 /**
- * Brevo queue → Brevo events, contacts and companies (lib/brevo/forwarder.ts). Thin adapter:
+ * Brevo queue → Brevo events, contacts and companies (lib/forwarder/brevo.ts). Thin adapter:
  * SQS partial batch failures, metrics, logs. `BrevoRecordsBlockedByConfig` drives the
  * credentials alarm (infra/resources/alarms.yml).
  */

@@ -1,6 +1,6 @@
 import * as z from "../../lib/util/zod.js";
 import { type ExportReport, runCohortExport } from "../../lib/cohorts/export.js";
-import { exportDepsFrom } from "../../lib/cohorts/runtime.js";
+import { exportDepsFrom } from "../../lib/runtime/cohorts.js";
 import { invocationClock, withTelemetry } from "../../lib/observability/handler.js";
 import { logger } from "../../lib/observability/telemetry.js";
 import { createLiteRuntimeContext, once } from "../../lib/runtime/lite-context.js";

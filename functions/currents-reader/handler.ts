@@ -12,11 +12,11 @@ import {
   correlationIdFor,
   decodeS3EventKey,
   readCurrentsObject,
-} from "../../lib/sources/braze-avro-reader.js";
+} from "../../lib/currents/reader.js";
 
 /**
  * S3 ObjectCreated → Braze Currents Avro file → events queue. Thin adapter over
- * lib/sources/braze-avro-reader.ts. S3 invokes Lambda asynchronously: a thrown error
+ * lib/currents/reader.ts. S3 invokes Lambda asynchronously: a thrown error
  * makes Lambda retry the whole event (then its on-failure destination); re-reading a
  * file re-queues identical records, which Mixpanel dedupes on `$insert_id`.
  */

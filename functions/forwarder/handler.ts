@@ -1,6 +1,6 @@
 import type { SQSBatchResponse, SQSEvent } from "aws-lambda";
 import { forwardMessages } from "../../lib/forwarder/process.js";
-import { forwarderDepsFrom } from "../../lib/forwarder/runtime.js";
+import { forwarderDepsFrom } from "../../lib/runtime/forwarder.js";
 import { invocationClock, withTelemetry } from "../../lib/observability/handler.js";
 import { count, logger } from "../../lib/observability/telemetry.js";
 import { logInsertIdHashes } from "../../lib/observability/trace-ids.js";

@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { APIGatewayProxyEventV2, APIGatewayProxyStructuredResultV2 } from "aws-lambda";
 import { type CompatHttpRequest, handleMixpanelCompat, matchCompatEndpoint } from "../../lib/intake/mixpanel-compat/handler.js";
 import { correlationIdFor, crashResponse, handleIntake } from "../../lib/intake/process.js";
-import { intakeDepsFrom } from "../../lib/intake/runtime.js";
+import { intakeDepsFrom } from "../../lib/runtime/intake.js";
 import { invocationClock, withTelemetry } from "../../lib/observability/handler.js";
 import { count, logger } from "../../lib/observability/telemetry.js";
 import { logInsertIdHashes } from "../../lib/observability/trace-ids.js";

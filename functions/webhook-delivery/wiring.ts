@@ -1,6 +1,6 @@
 import { requireSetting } from "../../lib/config/env.js";
 import { LOCAL_STAGE } from "../../lib/config/stage.js";
-import { type CohortSettings, readCohortSettings, syncMetric } from "../../lib/cohorts/runtime.js";
+import { type CohortSettings, readCohortSettings, syncMetric } from "../../lib/runtime/cohorts.js";
 import { createS3Bucket } from "../../lib/aws/s3-bucket.js";
 import { createCohortStore } from "../../lib/cohorts/store.js";
 import type { DeliveryDeps } from "../../lib/destinations/deliver.js";

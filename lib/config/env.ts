@@ -27,7 +27,7 @@ export const envSchema = z.object({
   EVENTS_DLQ_URL: optionalNonEmpty,
   /** Re-queues of a message's unsent records before they go to the events DLQ. */
   FORWARDER_MAX_REQUEUES: z._default(z.coerce.number().check(z.int(), z.gte(1), z.lte(20)), 6),
-  /** The Brevo connector's queue and DLQ (lib/brevo/fanout.ts, functions/brevo-forwarder). */
+  /** The Brevo connector's queue and DLQ (lib/enqueue/brevo-fanout.ts, functions/brevo-forwarder). */
   BREVO_QUEUE_URL: optionalNonEmpty,
   BREVO_DLQ_URL: optionalNonEmpty,
   /** Brevo API base; unset = https://api.brevo.com/v3. Locally the stack points it at its sandbox. */

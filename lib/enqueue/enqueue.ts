@@ -1,5 +1,5 @@
 import type { BrevoConfig } from "../config/brevo.js";
-import { brevoQueueBodies, sendToBrevoQueue } from "../brevo/fanout.js";
+import { brevoQueueBodies, sendToBrevoQueue } from "./brevo-fanout.js";
 import { protectItems } from "../pii/items.js";
 import type { PiiPolicy } from "../pii/policy.js";
 import { count } from "../observability/telemetry.js";
@@ -28,7 +28,7 @@ export interface EnqueueDeps {
   readonly config: { readonly brevo?: BrevoConfig | undefined };
   readonly queue: QueueSender;
   readonly queueUrl: string;
-  /** The Brevo queue; set when the stage config has a `brevo` block (lib/brevo/fanout.ts). */
+  /** The Brevo queue; set when the stage config has a `brevo` block (lib/enqueue/brevo-fanout.ts). */
   readonly brevoQueueUrl?: string | undefined;
   readonly rejected: RejectedStore;
   readonly maxMessageBytes: number;

@@ -20,7 +20,7 @@ import { type QueuedRecords, packEnvelopesV2, parseQueuedRecords } from "../reco
  * handed back to SQS, whose redrive policy moves it to the DLQ in time.
  *
  * `consumeEnvelopes` is that behaviour for any destination (the Brevo forwarder uses it with
- * its own send, lib/brevo/forwarder.ts); `forwardMessages` is it for Mixpanel.
+ * its own send, lib/forwarder/brevo.ts); `forwardMessages` is it for Mixpanel.
  */
 export interface QueueMessage {
   readonly messageId: string;

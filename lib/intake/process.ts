@@ -35,7 +35,7 @@ export interface IntakeDeps {
   readonly tokens: TokenSource;
   readonly queue: QueueSender;
   readonly queueUrl: string;
-  /** The Brevo queue; set when the stage config has a `brevo` block (lib/brevo/fanout.ts). */
+  /** The Brevo queue; set when the stage config has a `brevo` block (lib/enqueue/brevo-fanout.ts). */
   readonly brevoQueueUrl?: string | undefined;
   readonly rejected: RejectedStore;
   readonly maxMessageBytes: number;

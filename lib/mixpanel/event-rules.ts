@@ -1,5 +1,5 @@
 import { hash } from "node:crypto";
-import { setOwn } from "../sources/renames.js";
+import { setOwn } from "../util/renames.js";
 import { canonicalJson, canonicalObjectJson } from "../util/json.js";
 
 /**

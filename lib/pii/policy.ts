@@ -1,7 +1,7 @@
 import { createHmac } from "node:crypto";
 import { ConfigError } from "../errors.js";
 import type { RecordKind } from "../records/envelope.js";
-import { setOwn } from "../sources/renames.js";
+import { setOwn } from "../util/renames.js";
 import { type PiiAction, type PiiConfig, needsHashKey } from "../config/pii.js";
 import { parseJson } from "../util/json.js";
 import { SOURCE_PROPERTY_PREFIXES } from "../vocabulary/braze-property-prefixes.js";

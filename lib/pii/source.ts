@@ -2,7 +2,7 @@ import type { Env } from "../config/env.js";
 import type { StageConfig } from "../config/stage.js";
 import { ConfigError } from "../errors.js";
 import type { SecretReader } from "../secrets/secrets.js";
-import { renamed } from "../sources/renames.js";
+import { renamed } from "../util/renames.js";
 import { needsHashKey, piiKeySecretSchema } from "../config/pii.js";
 import { type PiiPolicy, createPiiPolicy } from "./policy.js";
 

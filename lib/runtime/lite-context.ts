@@ -6,7 +6,7 @@ import { type StageConfig, loadStageConfig, stageConfigPath } from "../config/st
 import { createRejectedStore, type RejectedStore } from "../queue/rejected-store.js";
 import { createSecretReader, type SecretReader } from "../secrets/secrets.js";
 
-export { once } from "./once.js";
+export { once } from "../util/once.js";
 
 /**
  * What every function builds once per container (cold start): validated env and stage

@@ -4,7 +4,7 @@ import { MAX_CONTAINER_DEPTH, applyEventRules, deriveInsertId } from "../mixpane
 import { applyIdentityMode, isIdentityEvent } from "./identity.js";
 import { INVALID_PROPERTY_NAME, findProtoKey, protoKeyReason, rejectProtoKey } from "./property-names.js";
 import { findTooDeep, TOO_DEEP } from "./nesting.js";
-import { renamed, setOwn } from "./renames.js";
+import { renamed, setOwn } from "../util/renames.js";
 import type { MapContext, MappedItem, RejectedItem } from "./types.js";
 import { parseJson } from "../util/json.js";
 

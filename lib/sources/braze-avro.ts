@@ -8,7 +8,7 @@ import avroTypes from "avsc/lib/types.js";
 import { ValidationError } from "../errors.js";
 import { mapBrazeEvent } from "./braze-currents.js";
 import { CUSTOM_EVENT_TYPE, PURCHASE_EVENT_TYPE, normalizeBrazeEventType } from "../vocabulary/braze-labels.js";
-import { setOwn } from "./renames.js";
+import { setOwn } from "../util/renames.js";
 import type { MapContext, MappedItem } from "./types.js";
 
 /**

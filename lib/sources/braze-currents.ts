@@ -9,8 +9,8 @@ import {
   type BrazeEventType,
 } from "../vocabulary/braze-labels.js";
 import { INVALID_PROPERTY_NAME, findProtoKey, protoKeyReason, rejectProtoKey } from "./property-names.js";
-import { jsonObjectSchema } from "./json-object.js";
-import { renamed } from "./renames.js";
+import { jsonObjectSchema } from "../util/json-object.js";
+import { renamed } from "../util/renames.js";
 import type { MapContext, MappedItem, RejectedItem } from "./types.js";
 import { parseJsonOrUndefined } from "../util/json.js";
 import { CUSTOM_EVENT_PROPERTY_PREFIX, PURCHASE_PROPERTY_PREFIX } from "../vocabulary/braze-property-prefixes.js";

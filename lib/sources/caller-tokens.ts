@@ -1,4 +1,4 @@
-import { setOwn } from "./renames.js";
+import { setOwn } from "../util/renames.js";
 
 /**
  * A sender's own project token inside a record's properties (`token`, `$token`). The relay

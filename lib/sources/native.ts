@@ -3,9 +3,9 @@ import { ValidationError } from "../errors.js";
 import { applyEventRules } from "../mixpanel/event-rules.js";
 import { withoutCallerTokens } from "./caller-tokens.js";
 import { applyIdentityMode, isIdentityEvent } from "./identity.js";
-import { jsonObjectSchema } from "./json-object.js";
+import { jsonObjectSchema } from "../util/json-object.js";
 import { rejectProtoKey } from "./property-names.js";
-import { renamed } from "./renames.js";
+import { renamed } from "../util/renames.js";
 import type { MapContext, MappedItem } from "./types.js";
 
 /**

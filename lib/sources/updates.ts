@@ -4,7 +4,7 @@ import { INVALID_NUMBER, findNonFiniteNumber, nonFiniteReason } from "../mixpane
 import { withoutCallerTokens } from "./caller-tokens.js";
 import { INVALID_PROPERTY_NAME, findProtoKey, protoKeyReason, rejectProtoKey } from "./property-names.js";
 import { rejectTooDeep } from "./nesting.js";
-import { renamed, setOwn } from "./renames.js";
+import { renamed, setOwn } from "../util/renames.js";
 import type { MappedItem, RejectedItem } from "./types.js";
 
 /**

@@ -3,7 +3,7 @@ import { performance } from "node:perf_hooks";
 import { CreateBucketCommand } from "@aws-sdk/client-s3";
 import { createBrevoClient } from "../../lib/brevo/client.js";
 import { brevoConfigSchema } from "../../lib/config/brevo.js";
-import { createBrevoSend } from "../../lib/brevo/forwarder.js";
+import { createBrevoSend } from "../../lib/forwarder/brevo.js";
 import { consumeEnvelopes } from "../../lib/forwarder/process.js";
 import { createRejectedStore } from "../../lib/queue/rejected-store.js";
 import { packEnvelopes } from "../../lib/records/envelope.js";

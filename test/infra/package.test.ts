@@ -19,7 +19,7 @@ import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { envSchema } from "../../lib/config/env.js";
-import { cohortSettingsSchema } from "../../lib/cohorts/runtime.js";
+import { cohortSettingsSchema } from "../../lib/runtime/cohorts.js";
 import { oslsBin } from "../../infra/package.js";
 import { FUNCTION_NAMES, type FunctionName } from "../../infra/stack-layout.js";
 import { zipEntryNames } from "./zip-listing.js";
@@ -428,7 +428,7 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
       expect(props.MemorySize).toBeGreaterThanOrEqual(512);
       const env = props.Environment.Variables as Record<string, unknown>;
       expect(Object.keys(env).sort(), name).toEqual([...COMMON_ENV, ...FUNCTION_ENV[name]].sort());
-      for (const key of Object.keys(env)) expect(knownEnv.has(key), `${name}: ${key} is read by lib/config/env.ts or lib/cohorts/runtime.ts`).toBe(true);
+      for (const key of Object.keys(env)) expect(knownEnv.has(key), `${name}: ${key} is read by lib/config/env.ts or lib/runtime/cohorts.ts`).toBe(true);
       expect(env.RELAY_STAGE).toBe(stage);
       expect(env.RELAY_CONFIG_FILE).toBe(`config/${stage}.json`);
       expect(env.POWERTOOLS_SERVICE_NAME).toBe("mixpanel-relay");

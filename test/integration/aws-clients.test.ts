@@ -5,9 +5,9 @@ import { CreateQueueCommand, ReceiveMessageCommand, SQSClient } from "@aws-sdk/c
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { createS3 } from "../../lib/aws/s3.js";
 import { createSqs } from "../../lib/aws/sqs.js";
-import { sqsRequeue } from "../../lib/forwarder/runtime.js";
+import { sqsRequeue } from "../../lib/runtime/forwarder.js";
 import { handleIntake } from "../../lib/intake/process.js";
-import { intakeDepsFrom } from "../../lib/intake/runtime.js";
+import { intakeDepsFrom } from "../../lib/runtime/intake.js";
 import { createLiteRuntimeContext, rejectedStoreFor } from "../../lib/runtime/lite-context.js";
 import { type ProxiedAnswer, type ProxiedRequest, startAwsProxy } from "../support/aws-proxy.js";
 import { startLocalAws } from "../support/fauxqs.js";

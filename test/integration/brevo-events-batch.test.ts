@@ -1,7 +1,7 @@
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { createBrevoClient } from "../../lib/brevo/client.js";
 import { brevoConfigSchema } from "../../lib/config/brevo.js";
-import { createBrevoSend } from "../../lib/brevo/forwarder.js";
+import { createBrevoSend } from "../../lib/forwarder/brevo.js";
 import { BrevoServer, MAX_EVENTS_BATCH_BYTES, MAX_EVENTS_PER_BATCH } from "../../infra/local/peers/brevo-server.js";
 
 /** `POST /v3/events/batch` against the local Brevo, which enforces 200 events and 512 KB per request. */

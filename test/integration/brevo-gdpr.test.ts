@@ -5,7 +5,7 @@ import type { DeliveryPage } from "../../lib/cohorts/messages.js";
 import { cohortSyncsSchemaFor } from "../../lib/config/cohort-syncs.js";
 import { sendBrevoPage } from "../../lib/destinations/brevo.js";
 import { createDestinationNetwork } from "../../lib/destinations/send.js";
-import { type GdprClient, runDeletion } from "../../lib/privacy/gdpr.js";
+import { type GdprClient, runDeletion } from "../../lib/gdpr/deletion.js";
 import { idDigest } from "../../lib/privacy/suppression.js";
 import { createSecretReader } from "../../lib/secrets/secrets.js";
 import { BrevoServer } from "../../infra/local/peers/brevo-server.js";

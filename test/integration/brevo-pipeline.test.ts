@@ -8,7 +8,7 @@ import { type LocalStack, startLocalStack } from "../../infra/local/stack.js";
 import { replayRejected } from "../../infra/replay-rejected.js";
 import { main as gdpr } from "../../infra/gdpr.js";
 import { LOCAL_GDPR_TOKEN, LOCAL_MIXPANEL_CREDENTIALS } from "../../infra/local/stack.js";
-import { auditRecordSchema } from "../../lib/privacy/gdpr.js";
+import { auditRecordSchema } from "../../lib/gdpr/deletion.js";
 import { idDigest } from "../../lib/privacy/suppression.js";
 import { SUPPRESSION_KEY } from "../../lib/privacy/suppression.js";
 import { type RejectedBatch, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";

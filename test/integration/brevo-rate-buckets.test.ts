@@ -1,7 +1,7 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { createBrevoClient } from "../../lib/brevo/client.js";
 import { brevoConfigSchema } from "../../lib/config/brevo.js";
-import { createBrevoSend } from "../../lib/brevo/forwarder.js";
+import { createBrevoSend } from "../../lib/forwarder/brevo.js";
 import { BrevoServer } from "../../infra/local/peers/brevo-server.js";
 
 /**

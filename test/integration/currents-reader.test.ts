@@ -161,7 +161,7 @@ describe("currents-reader handler", () => {
     const key = currentsKey("users.behaviors.CustomEvent");
     const withName = { ...record, name: "Opened", properties: "{}" };
     await s3.send(new PutObjectCommand({ Bucket: SOURCE_BUCKET, Key: key, Body: await avroFile(schemaFor("Custom", [withName]), [withName]) }));
-    const { readCurrentsObject } = await import("../../lib/sources/braze-avro-reader.js");
+    const { readCurrentsObject } = await import("../../lib/currents/reader.js");
     const { parseStageConfig } = await import("../../lib/config/stage.js");
     await expect(
       readCurrentsObject(

@@ -10,7 +10,7 @@ import { insertIdHash } from "../../lib/observability/trace-ids.js";
 import { createRejectedStore, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
 import { serializeEnvelope } from "../../lib/records/envelope.js";
 import { packEnvelopesV2, parseQueuedRecords } from "../../lib/records/envelope-v2.js";
-import { sqsRequeue } from "../../lib/forwarder/runtime.js";
+import { sqsRequeue } from "../../lib/runtime/forwarder.js";
 import { CreateQueueCommand } from "@aws-sdk/client-sqs";
 import { MixpanelSandbox } from "../../infra/local/peers/mixpanel-server.js";
 

@@ -12,7 +12,7 @@ import { handleIntake } from "../../lib/intake/process.js";
 import { createRejectedStore, rejectedBatchSchema, type RejectedBatch } from "../../lib/queue/rejected-store.js";
 import { createQueueSender } from "../../lib/queue/sqs-sender.js";
 import { parseQueuedRecords } from "../../lib/records/envelope-v2.js";
-import { readCurrentsObject } from "../../lib/sources/braze-avro-reader.js";
+import { readCurrentsObject } from "../../lib/currents/reader.js";
 import { type Flat, avroFile, currentsKey, flattenHttpEvent, schemaFor } from "../unit/sources/avro-support.js";
 import { brazeFixtures } from "../unit/sources/support.js";
 

@@ -12,64 +12,47 @@ import { describe, expect, it } from "vitest";
 const ROOT = resolve(import.meta.dirname, "../..");
 
 /**
- * Bottom to top. A path is relative to the root, without `.ts`; one ending in `/` is a folder.
- * Keep in step with README "Layout".
+ * Bottom to top: each folder is one layer (a path ending in `/`; `lib/errors.ts` is the one
+ * file on its own). Keep in step with docs/architecture.md.
  */
 const LAYERS: readonly { readonly name: string; readonly paths: readonly string[] }[] = [
-  {
-    // Leaves: no I/O, no configuration; vendor vocabularies (Mixpanel's event rules, Braze's labels).
-    name: "foundation",
-    paths: [
-      "lib/errors",
-      "lib/util/",
-      "lib/records/",
-      "lib/observability/",
-      "lib/runtime/once",
-      "lib/mixpanel/event-rules",
-      "lib/vocabulary/",
-      "lib/sources/renames",
-      "lib/sources/json-object",
-    ],
-  },
-  {
-    // The stage config, and each area's config schema, which the stage config composes: leaves over foundation.
-    name: "config",
-    paths: ["lib/config/"],
-  },
+  // Leaves: no I/O, no configuration; generic helpers, queue envelopes, telemetry, vendors' vocabularies.
+  { name: "foundation", paths: ["lib/errors.ts", "lib/util/", "lib/records/", "lib/observability/", "lib/vocabulary/"] },
+  // The stage config, and each area's config schema, which the stage config composes.
+  { name: "config", paths: ["lib/config/"] },
+  // AWS clients, HTTP with the relay's rules, secrets.
   { name: "platform", paths: ["lib/aws/", "lib/http/", "lib/secrets/"] },
-  { name: "clients", paths: ["lib/queue/", "lib/mixpanel/", "lib/brevo/client", "lib/privacy/gdpr"] },
-  // Pure mappers and the PII rules (mapped records → protected records), the Brevo fan-out.
-  { name: "mapping", paths: ["lib/sources/", "lib/pii/", "lib/brevo/identity", "lib/brevo/events", "lib/brevo/contacts", "lib/brevo/companies", "lib/brevo/fanout"] },
-  // One step of a function: the enqueue step, the forwarders' batch logic, cohort export and delivery.
-  {
-    name: "steps",
-    paths: ["lib/enqueue/", "lib/forwarder/process", "lib/brevo/forwarder", "lib/privacy/", "lib/cohorts/", "lib/destinations/"],
-  },
-  // Where a request or an object comes in: HTTP intake, Currents Avro reader.
-  { name: "edges", paths: ["lib/intake/", "lib/sources/braze-avro-reader"] },
+  // One vendor or store each: the queue and rejected store, Mixpanel, Brevo, the erased-ids list.
+  { name: "clients", paths: ["lib/queue/", "lib/mixpanel/", "lib/brevo/", "lib/privacy/"] },
+  // Pure mappers (sources → records) and the personal-data rules.
+  { name: "mapping", paths: ["lib/sources/", "lib/pii/"] },
+  // One step of a function: enqueue (with the Brevo fan-out), the forwarders, cohorts, delivery, GDPR deletion.
+  { name: "steps", paths: ["lib/enqueue/", "lib/forwarder/", "lib/cohorts/", "lib/destinations/", "lib/gdpr/"] },
+  // Where a request or an object comes in: the HTTP intake, the Currents Avro reader.
+  { name: "edges", paths: ["lib/intake/", "lib/currents/"] },
   // Each function's wiring: clients, config and secrets put together once per container.
-  { name: "wiring", paths: ["lib/runtime/", "lib/intake/runtime", "lib/forwarder/runtime", "lib/brevo/runtime", "lib/cohorts/runtime"] },
+  { name: "wiring", paths: ["lib/runtime/"] },
   { name: "handlers", paths: ["functions/"] },
   { name: "operator", paths: ["infra/"] },
 ];
 
-/** A file's layer: the rule naming the file itself, else the rule with the longest matching folder. */
+/** A file's layer: the folder (or the one file) it sits in. */
 function layerOf(file: string): number {
-  const bare = file.replace(/\.(ts|cjs|mjs|js)$/, "");
-  const exact = LAYERS.findIndex((layer) => layer.paths.includes(bare));
-  if (exact >= 0) return exact;
-  let best = -1;
-  let bestLength = 0;
-  for (const [index, layer] of LAYERS.entries()) {
-    for (const path of layer.paths) {
-      if (path.endsWith("/") && bare.startsWith(path) && path.length > bestLength) {
-        best = index;
-        bestLength = path.length;
-      }
+  const index = LAYERS.findIndex((layer) => layer.paths.some((path) => (path.endsWith("/") ? file.startsWith(path) : file === path)));
+  if (index < 0) throw new Error(`${file} is in no layer: put it in a folder of LAYERS (test/unit/import-graph.test.ts) and docs/architecture.md`);
+  return index;
+}
+
+/** Every arrow from a file to a product file in a higher layer. */
+function upwardImports(graph: ReadonlyMap<string, readonly string[]>): string[] {
+  const upward: string[] = [];
+  for (const [file, targets] of graph) {
+    for (const target of targets) {
+      if (!/^(lib|functions|infra)\//.test(target)) continue;
+      if (layerOf(target) > layerOf(file)) upward.push(`${file} (${LAYERS[layerOf(file)]?.name}) → ${target} (${LAYERS[layerOf(target)]?.name})`);
     }
   }
-  if (best < 0) throw new Error(`${file} is in no layer: add it to LAYERS (test/unit/import-graph.test.ts) and README "Layout"`);
-  return best;
+  return upward;
 }
 
 function sourceFiles(folder: string): string[] {
@@ -105,8 +88,8 @@ describe("import graph", () => {
     expect(GRAPH.get("lib/intake/process.ts")).toContain("lib/enqueue/enqueue.ts");
     expect(GRAPH.get("lib/config/stage.ts")).toContain("lib/config/cohort-syncs.ts");
     expect(GRAPH.get("functions/intake/handler.ts")?.some((target) => target.startsWith("lib/"))).toBe(true);
-    expect(layerOf("lib/sources/braze-avro-reader.ts")).toBeGreaterThan(layerOf("lib/enqueue/enqueue.ts"));
-    expect(layerOf("lib/cohorts/runtime.ts")).toBeGreaterThan(layerOf("lib/destinations/deliver.ts"));
+    expect(layerOf("lib/currents/reader.ts")).toBeGreaterThan(layerOf("lib/enqueue/enqueue.ts"));
+    expect(layerOf("lib/runtime/cohorts.ts")).toBeGreaterThan(layerOf("lib/destinations/deliver.ts"));
   });
 
   it("keeps lib/config free of arrows into area folders (each area's schema lives in lib/config)", () => {
@@ -118,16 +101,14 @@ describe("import graph", () => {
   });
 
   it("has every product file in a layer and no arrow running back up", () => {
-    const upward: string[] = [];
-    for (const [file, targets] of GRAPH) {
-      for (const target of targets) {
-        if (!target.startsWith("lib/") && !target.startsWith("functions/") && !target.startsWith("infra/")) continue;
-        if (layerOf(target) > layerOf(file)) {
-          upward.push(`${file} (${LAYERS[layerOf(file)]?.name}) → ${target} (${LAYERS[layerOf(target)]?.name})`);
-        }
-      }
-    }
-    expect(upward).toEqual([]);
+    expect(upwardImports(GRAPH)).toEqual([]);
+  });
+
+  it("names an upward arrow when there is one, and layers are folders only", () => {
+    const planted = new Map([...GRAPH, ["lib/util/planted.ts", ["lib/intake/process.ts"]]]);
+    expect(upwardImports(planted)).toEqual(["lib/util/planted.ts (foundation) → lib/intake/process.ts (edges)"]);
+    const files = LAYERS.flatMap((layer) => layer.paths.filter((path) => !path.endsWith("/")));
+    expect(files).toEqual(["lib/errors.ts"]);
   });
 
   it("never imports test/ from the product", () => {

@@ -2,13 +2,13 @@ import { createS3Client, createSqsClient } from "../../../infra/aws/sdk-clients.
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { CreateQueueCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { sendToBrevoQueue } from "../../../lib/brevo/fanout.js";
+import { sendToBrevoQueue } from "../../../lib/enqueue/brevo-fanout.js";
 import { RetryableError } from "../../../lib/errors.js";
 import { createRejectedStore, rejectedBatchSchema } from "../../../lib/queue/rejected-store.js";
 import { createQueueSender } from "../../../lib/queue/sqs-sender.js";
 import { startLocalAws } from "../../support/fauxqs.js";
 import { brevoConfigSchema } from "../../../lib/config/brevo.js";
-import { brevoQueueBodies } from "../../../lib/brevo/fanout.js";
+import { brevoQueueBodies } from "../../../lib/enqueue/brevo-fanout.js";
 import { randomBytes } from "node:crypto";
 import { packEnvelopesV2, parseQueuedRecords } from "../../../lib/records/envelope-v2.js";
 

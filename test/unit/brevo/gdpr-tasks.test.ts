@@ -1,7 +1,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
-import { type AuditRecord, createGdprClient, overallStatus, refreshStatus } from "../../../lib/privacy/gdpr.js";
+import { type AuditRecord, createGdprClient, overallStatus, refreshStatus } from "../../../lib/gdpr/deletion.js";
 import { createGdprApi, type GdprApi } from "../../../infra/local/peers/mixpanel-gdpr.js";
 
 /** Mixpanel GDPR task states against the local GDPR API: NOT_FOUND and UNKNOWN are final and reported. */

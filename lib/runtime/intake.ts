@@ -1,10 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { requireSetting } from "../config/env.js";
 import { createQueueSender } from "../queue/sqs-sender.js";
-import { type LiteRuntimeContext, brevoQueueUrlFor, rejectedStoreFor } from "../runtime/lite-context.js";
+import { type LiteRuntimeContext, brevoQueueUrlFor, rejectedStoreFor } from "./lite-context.js";
 import { piiPolicySource } from "../pii/source.js";
-import { intakeTokenSource } from "./auth.js";
-import type { IntakeDeps } from "./process.js";
+import { intakeTokenSource } from "../intake/auth.js";
+import type { IntakeDeps } from "../intake/process.js";
 
 /** Wires the intake's dependencies from the runtime context (once per container). */
 export function intakeDepsFrom(runtime: LiteRuntimeContext): IntakeDeps {

@@ -4,13 +4,13 @@ import { parseJsonWith } from "../util/json.js";
 import type { IdentityMode } from "../config/mapping.js";
 import { ConfigError, RetryableError, describeError } from "../errors.js";
 import type { HttpResult } from "../http/fetch.js";
-import type { RecordOutcome } from "../forwarder/process.js";
+import type { RecordOutcome } from "./process.js";
 import type { RecordKind } from "../records/envelope.js";
-import { type BrevoCallOptions, type BrevoClient, brevoMessage } from "./client.js";
-import { type CompanyOperation, mapGroupToCompany } from "./companies.js";
+import { type BrevoCallOptions, type BrevoClient, brevoMessage } from "../brevo/client.js";
+import { type CompanyOperation, mapGroupToCompany } from "../brevo/companies.js";
 import type { BrevoConfig } from "../config/brevo.js";
-import { type ContactKey, type ContactOperation, attributesAfter, mapProfileToContact } from "./contacts.js";
-import { type BrevoEvent, mapEventToBrevo } from "./events.js";
+import { type ContactKey, type ContactOperation, attributesAfter, mapProfileToContact } from "../brevo/contacts.js";
+import { type BrevoEvent, mapEventToBrevo } from "../brevo/events.js";
 import { idDigest } from "../privacy/suppression.js";
 import { groupByCaps } from "../util/batching.js";
 

@@ -1,4 +1,4 @@
-import * as z from "../util/zod.js";
+import * as z from "./zod.js";
 
 /**
  * A JSON object (not an array, not null) taken as it is. `z.record(z.string(), z.unknown())`

@@ -4,8 +4,8 @@ import { mixpanelCredentialsSource } from "../mixpanel/credentials.js";
 import { ingestionBaseUrl } from "../mixpanel/hosts.js";
 import { createIngestionClient } from "../mixpanel/ingestion.js";
 import { logger } from "../observability/telemetry.js";
-import { type LiteRuntimeContext, rejectedStoreFor } from "../runtime/lite-context.js";
-import type { ForwarderDeps } from "./process.js";
+import { type LiteRuntimeContext, rejectedStoreFor } from "./lite-context.js";
+import type { ForwarderDeps } from "../forwarder/process.js";
 
 /** Stop retrying this long before the Lambda deadline so failures can still be reported. */
 export const DEADLINE_MARGIN_MS = 5_000;

@@ -10,11 +10,11 @@ import { MetricUnit, logger, metrics } from "../observability/telemetry.js";
 import { protectProperties } from "../pii/policy.js";
 import { piiPolicySource } from "../pii/source.js";
 import { createQueueSender } from "../queue/sqs-sender.js";
-import type { LiteRuntimeContext } from "../runtime/lite-context.js";
-import type { ExportDeps } from "./export.js";
+import type { LiteRuntimeContext } from "./lite-context.js";
+import type { ExportDeps } from "../cohorts/export.js";
 import { rateToMs, scheduleProblems } from "../config/cohort-syncs.js";
-import { DEFAULT_TICK_MS } from "./tick.js";
-import { createCohortStore } from "./store.js";
+import { DEFAULT_TICK_MS } from "../cohorts/tick.js";
+import { createCohortStore } from "../cohorts/store.js";
 import { createS3Bucket } from "../aws/s3-bucket.js";
 
 /**

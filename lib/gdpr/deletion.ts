@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { parseJsonWith } from "../util/json.js";
 import * as z from "../util/zod.js";
-import { idDigest } from "./suppression.js";
+import { idDigest } from "../privacy/suppression.js";
 import type { Residency } from "../config/stage.js";
 import { ConfigError, RetryableError, UpstreamRejectedError } from "../errors.js";
 import { type FetchLike, fetchText, throwForStatus } from "../http/fetch.js";

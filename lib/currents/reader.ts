@@ -7,8 +7,8 @@ import type { RejectedStore } from "../queue/rejected-store.js";
 import type { QueueSender } from "../queue/sqs-sender.js";
 import { enqueueMappedItems } from "../enqueue/enqueue.js";
 import type { PiiPolicySource } from "../pii/source.js";
-import { mapBrazeAvroFile } from "./braze-avro.js";
-import type { MappedItem } from "./types.js";
+import { mapBrazeAvroFile } from "../sources/braze-avro.js";
+import type { MappedItem } from "../sources/types.js";
 
 /**
  * Reads one Currents Avro object from S3 and puts its events on the events queue,
@@ -31,7 +31,7 @@ export interface CurrentsReaderDeps {
   readonly config: StageConfig;
   readonly queue: QueueSender;
   readonly queueUrl: string;
-  /** The Brevo queue; set when the stage config has a `brevo` block (lib/brevo/fanout.ts). */
+  /** The Brevo queue; set when the stage config has a `brevo` block (lib/enqueue/brevo-fanout.ts). */
   readonly brevoQueueUrl?: string | undefined;
   readonly rejected: RejectedStore;
   readonly maxMessageBytes: number;

@@ -1,13 +1,13 @@
 import { ConfigError } from "../errors.js";
 import { apiKeySecretSchema } from "../destinations/http.js";
 import type { EnvelopeConsumerDeps } from "../forwarder/process.js";
-import { DEADLINE_MARGIN_MS, sqsRequeue } from "../forwarder/runtime.js";
+import { DEADLINE_MARGIN_MS, sqsRequeue } from "./forwarder.js";
 import { realRetryDeps } from "../http/retry.js";
 import { logger } from "../observability/telemetry.js";
-import { type LiteRuntimeContext, rejectedStoreFor } from "../runtime/lite-context.js";
-import { DEFAULT_BREVO_API_URL, createBrevoClient, type BrevoClient } from "./client.js";
+import { type LiteRuntimeContext, rejectedStoreFor } from "./lite-context.js";
+import { DEFAULT_BREVO_API_URL, createBrevoClient, type BrevoClient } from "../brevo/client.js";
 import type { BrevoConfig } from "../config/brevo.js";
-import { createBrevoSend } from "./forwarder.js";
+import { createBrevoSend } from "../forwarder/brevo.js";
 import { cachedSuppression, readSuppressedDigests } from "../privacy/suppression.js";
 
 /**
