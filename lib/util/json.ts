@@ -16,6 +16,49 @@ export function parseJson(text: string): JsonText {
   }
 }
 
+/**
+ * The deepest nesting of lists and objects a request body may have. Mixpanel keeps three
+ * levels of object nesting in a property value (docs/vendors/mixpanel-wire.md §7), and a batch
+ * adds a few levels around its records; anything deeper is refused before JSON.parse builds
+ * it, so a small body nested millions deep never becomes a tree millions of nodes deep.
+ */
+export const MAX_JSON_DEPTH = 64;
+
+export type BoundedJsonText = JsonText | { readonly ok: false; readonly tooDeep: true; readonly error: string };
+
+/**
+ * Where `text` first opens a list or object deeper than `maxDepth`, or undefined. A scan over
+ * the characters that knows strings and escapes, so `"[[["` inside a string is not nesting;
+ * it builds nothing, and stops at the first level too deep.
+ */
+export function firstTooDeepOffset(text: string, maxDepth: number): number | undefined {
+  let depth = 0;
+  let inString = false;
+  for (let offset = 0; offset < text.length; offset++) {
+    const code = text.charCodeAt(offset);
+    if (inString) {
+      if (code === 0x5c) offset++;
+      else if (code === 0x22) inString = false;
+    } else if (code === 0x22) {
+      inString = true;
+    } else if (code === 0x5b || code === 0x7b) {
+      if (++depth > maxDepth) return offset;
+    } else if ((code === 0x5d || code === 0x7d) && depth > 0) {
+      depth--;
+    }
+  }
+  return undefined;
+}
+
+/** parseJson for untrusted bodies: text nested deeper than `maxDepth` is refused without parsing it. */
+export function parseJsonBounded(text: string, maxDepth = MAX_JSON_DEPTH): BoundedJsonText {
+  const tooDeepAt = firstTooDeepOffset(text, maxDepth);
+  if (tooDeepAt !== undefined) {
+    return { ok: false, tooDeep: true, error: `lists and objects nest more than ${maxDepth} levels deep (at character ${tooDeepAt})` };
+  }
+  return parseJson(text);
+}
+
 /** JSON.parse that answers undefined for text that is not JSON (vendor bodies are not trusted). */
 export function parseJsonOrUndefined(text: string): unknown {
   const parsed = parseJson(text);

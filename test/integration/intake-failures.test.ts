@@ -86,9 +86,16 @@ describe("intake when its peers fail", () => {
     expect(odds.map((e) => e.properties.note)).toEqual([odd]);
   });
 
-  it("answers 202 for a hostile, deeply nested item, storing its reason instead of crashing", async () => {
+  it("answers 400 too_deep for a hostile, deeply nested body, without parsing it", async () => {
     const bomb = `[{"event":"Bomb","properties":{"distinct_id":"u","time":${Math.floor(Date.now() / 1000)},"x":${"[".repeat(100_000)}${"]".repeat(100_000)}}}]`;
     const result = await handleIntake({ ...request([]), body: Buffer.from(bomb) }, deps());
+    expect(result.response.statusCode).toBe(400);
+    expect(JSON.parse(result.response.body)).toMatchObject({ error: "too_deep" });
+  });
+
+  it("stores an item nested deeper than Mixpanel keeps, but within the body limit, with its reason", async () => {
+    const deep = `[{"event":"Deep","properties":{"distinct_id":"u","time":${Math.floor(Date.now() / 1000)},"x":${"[".repeat(40)}${"]".repeat(40)}}}]`;
+    const result = await handleIntake({ ...request([]), body: Buffer.from(deep) }, deps());
     expect(result.response.statusCode).toBe(200);
     expect(JSON.parse(result.response.body)).toMatchObject({ accepted: 0, rejected: 1, errors: [{ index: 0, code: "too_deep" }] });
   });
