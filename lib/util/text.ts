@@ -96,6 +96,27 @@ export function declaredCharset(contentType: string | undefined): string | undef
 /** Labels read as UTF-8 (US-ASCII is a subset: its bytes must be valid UTF-8 too). */
 const UTF8_LABELS = new Set(["utf-8", "utf8", "unicode-1-1-utf-8", "us-ascii", "ascii"]);
 
+/** The Encoding Standard's labels for windows-1252 (https://encoding.spec.whatwg.org/#names-and-labels). */
+const WINDOWS_1252_LABELS = new Set([
+  "ansi_x3.4-1968", "cp1252", "cp819", "csisolatin1", "ibm819", "iso-8859-1", "iso-ir-100", "iso8859-1", "iso88591",
+  "iso_8859-1", "iso_8859-1:1987", "l1", "latin1", "windows-1252", "x-cp1252",
+]);
+
+/**
+ * 0x80..0x9F in windows-1252 (https://encoding.spec.whatwg.org/index-windows-1252.txt); the other
+ * bytes are their own code points. Written out because Node's TextDecoder (20.x) reads these
+ * labels as ISO-8859-1, turning 0x80 into U+0080 instead of €.
+ */
+const WINDOWS_1252_HIGH = [
+  0x20ac, 0x81, 0x201a, 0x192, 0x201e, 0x2026, 0x2020, 0x2021, 0x2c6, 0x2030, 0x160, 0x2039, 0x152, 0x8d, 0x17d, 0x8f,
+  0x90, 0x2018, 0x2019, 0x201c, 0x201d, 0x2022, 0x2013, 0x2014, 0x2dc, 0x2122, 0x161, 0x203a, 0x153, 0x9d, 0x17e, 0x178,
+];
+
+function decodeWindows1252(bytes: Uint8Array): string {
+  const text = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString("latin1");
+  return text.replace(/[\u0080-\u009f]/g, (char) => String.fromCharCode(WINDOWS_1252_HIGH[char.charCodeAt(0) - 0x80] ?? 0xfffd));
+}
+
 /**
  * A body's bytes as text, in the charset its Content-Type declares: none or UTF-8 → decodeUtf8;
  * any other label the WHATWG Encoding Standard knows (ISO-8859-1, latin1 and windows-1252 all
@@ -104,6 +125,7 @@ const UTF8_LABELS = new Set(["utf-8", "utf8", "unicode-1-1-utf-8", "us-ascii", "
  */
 export function decodeText(bytes: Uint8Array, charset: string | undefined): TextDecodeResult {
   if (charset === undefined || UTF8_LABELS.has(charset)) return decodeUtf8(bytes);
+  if (WINDOWS_1252_LABELS.has(charset)) return { ok: true, text: decodeWindows1252(bytes), loneSurrogates: 0 };
   let decoder: TextDecoder;
   try {
     decoder = new TextDecoder(charset, { fatal: true });
