@@ -169,7 +169,14 @@ function objectText(entries: readonly (readonly [string, string])[]): string {
  * limit depends on the stack). Values nested just around it are the hardest case for anything
  * that serializes a rejected payload inside a larger object.
  */
+let stringifyLimit: number | undefined;
+
 export function jsonStringifyDepthLimit(): number {
+  stringifyLimit ??= searchStringifyDepthLimit();
+  return stringifyLimit;
+}
+
+function searchStringifyDepthLimit(): number {
   let fits = 1;
   let fails = 200_000;
   while (fails - fits > 1) {
