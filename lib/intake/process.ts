@@ -144,7 +144,7 @@ export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Prom
   } else {
     const json = parseJsonBounded(text);
     if (!json.ok) {
-      if ("tooDeep" in json) return errorResponse(400, correlationId, "too_deep", `body refused: ${json.error}`);
+      if ("code" in json) return errorResponse(json.code === "too_deep" ? 400 : 413, correlationId, json.code, `body refused: ${json.error}`);
       return errorResponse(400, correlationId, "invalid_json", `body is not valid JSON: ${json.error}`);
     }
     parsed = json.value;

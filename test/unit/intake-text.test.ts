@@ -1,7 +1,7 @@
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { MAX_STORED_ITEM_CHARS, rejectedBatchSchema, serializeBatch } from "../../lib/queue/rejected-store.js";
-import { firstTooDeepOffset, parseJsonBounded } from "../../lib/util/json.js";
+import { MAX_JSON_CONTAINERS, MAX_JSON_VALUES, jsonShapeRefusal, parseJsonBounded } from "../../lib/util/json.js";
 import { declaredCharset, decodeText, decodeUtf8 } from "../../lib/util/text.js";
 
 /** mixpanel-browser's own encoder: each UTF-16 code unit on its own, so a pair becomes two 3-byte sequences. */
@@ -65,13 +65,21 @@ describe("parseJsonBounded", () => {
     fc.assert(
       fc.property(fc.jsonValue({ maxDepth: 6 }), fc.integer({ min: 0, max: 6 }), (value, limit) => {
         const text = JSON.stringify(value);
-        const parsed = parseJsonBounded(text, limit);
-        expect(parsed.ok || !("tooDeep" in parsed)).toBe(depthOf(value) <= limit);
+        const parsed = parseJsonBounded(text, { maxDepth: limit, maxContainers: 1000, maxValues: 10_000 });
+        expect(parsed.ok || !("code" in parsed) || parsed.code !== "too_deep").toBe(depthOf(value) <= limit);
       }),
       { seed: 64, numRuns: 500 },
     );
-    expect(firstTooDeepOffset('["[[[\\"[["]', 1)).toBeUndefined();
-    expect(firstTooDeepOffset(`${"[".repeat(65)}${"]".repeat(65)}`, 64)).toBe(64);
+    const limits = { maxDepth: 64, maxContainers: MAX_JSON_CONTAINERS, maxValues: MAX_JSON_VALUES };
+    expect(jsonShapeRefusal('["[[[\\"[["]', { ...limits, maxDepth: 1 })).toBeUndefined();
+    expect(jsonShapeRefusal(`${"[".repeat(65)}${"]".repeat(65)}`, limits)).toEqual({ code: "too_deep", error: expect.stringContaining("at character 64") });
+  });
+
+  it("refuses bodies wider than the limits: millions of empty objects or numbers", () => {
+    expect(parseJsonBounded(`[${Array.from({ length: MAX_JSON_CONTAINERS }, () => "{}").join(",")}]`)).toMatchObject({ ok: false, code: "too_many_values" });
+    expect(parseJsonBounded(`[${"0,".repeat(MAX_JSON_VALUES)}0]`)).toMatchObject({ ok: false, code: "too_many_values" });
+    expect(parseJsonBounded(`[${"0,".repeat(MAX_JSON_VALUES - 2)}0]`)).toMatchObject({ ok: true });
+    expect(parseJsonBounded(JSON.stringify([{ s: ",".repeat(2 * MAX_JSON_VALUES) }]))).toMatchObject({ ok: true });
   });
 });
 

@@ -122,7 +122,7 @@ type Decoded = { ok: true; value: unknown; loneSurrogates: number } | { ok: fals
 function parseBody(text: string, what: string, loneSurrogates: number): Decoded {
   const parsed = parseJsonBounded(text);
   if (parsed.ok) return { ok: true, value: parsed.value, loneSurrogates };
-  if ("tooDeep" in parsed) return { ok: false, code: "too_deep", message: `${what}: ${parsed.error}` };
+  if ("code" in parsed) return { ok: false, code: parsed.code, message: `${what}: ${parsed.error}` };
   return { ok: false, code: "invalid_data", message: `${what} is not JSON` };
 }
 
@@ -147,7 +147,7 @@ export function decodeDataValue(value: string): Decoded {
 /** NDJSON (or a single JSON document): one record per non-empty line. */
 function parseJsonBody(text: string, loneSurrogates: number): Decoded {
   const whole = parseBody(text, "body", loneSurrogates);
-  if (whole.ok || whole.code === "too_deep") return whole;
+  if (whole.ok || whole.code === "too_deep" || whole.code === "too_many_values") return whole;
   const lines = text.split(/\r?\n/).filter((line) => line.trim() !== "");
   if (lines.length < 2) return { ok: false, code: "invalid_data", message: "body is not valid JSON" };
   const records: unknown[] = [];
@@ -212,7 +212,7 @@ export function decodeCompatRequest(input: DecodeInput): DecodeResult {
       decoded = data.ok ? { ...data, loneSurrogates: data.loneSurrogates + body.loneSurrogates + form.fields.loneSurrogates } : data;
     }
   }
-  if (!decoded.ok) return fail(400, decoded.code, decoded.message);
+  if (!decoded.ok) return fail(decoded.code === "too_many_values" ? 413 : 400, decoded.code, decoded.message);
   const value = decoded.value;
   const records = Array.isArray(value) ? value : value !== null && typeof value === "object" ? [value] : undefined;
   if (records === undefined) return fail(400, "invalid_data", "data must be one JSON object or an array of them");
