@@ -1,3 +1,4 @@
+import { isUtf8 } from "node:buffer";
 import { createS3Client, createSqsClient } from "../aws/sdk-clients.js";
 import { createServer, type IncomingMessage, type ServerResponse } from "node:http";
 import { createServer as createHttpsServer } from "node:https";
@@ -226,12 +227,14 @@ export function toApiGatewayEvent(request: IncomingMessage, body: Buffer): APIGa
   const now = new Date();
   const contentType = headers["content-type"] ?? "";
   // A compressed body is bytes whatever its Content-Type says (gzip on the Mixpanel-compatible routes).
-  const textual = !headers["content-encoding"] && (contentType === "" || /json|text|x-www-form-urlencoded/.test(contentType));
+  // Bytes that are not UTF-8 (Latin-1, CESU-8 pairs) go base64 too, so the handler sees them as sent.
+  const textual = !headers["content-encoding"] && (contentType === "" || /json|text|x-www-form-urlencoded/.test(contentType)) && isUtf8(body);
   return {
     version: "2.0",
     routeKey: "$default",
     rawPath: url.pathname,
-    rawQueryString: url.searchParams.toString(),
+    // As sent (API Gateway's rawQueryString): re-serializing the parsed parameters would replace escapes that are not UTF-8.
+    rawQueryString: url.search.slice(1),
     headers,
     queryStringParameters: url.searchParams.size > 0 ? Object.fromEntries(url.searchParams) : undefined,
     requestContext: {

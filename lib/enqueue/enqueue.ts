@@ -108,10 +108,10 @@ export async function enqueueMappedItems(items: readonly MappedItem[], batch: En
     ? brevoQueueBodies(deps.config.brevo, new Map([...linesByKind].map(([kind, group]) => [kind, group.lines])), source, correlationId, deps.maxMessageBytes)
     : [];
 
-  await Promise.all([
-    bodies.length > 0 ? deps.queue.send(deps.queueUrl, bodies) : Promise.resolve(),
-    deps.brevoQueueUrl ? sendToBrevoQueue(deps, deps.brevoQueueUrl, brevoBodies, stageOfFailure) : Promise.resolve(),
-    ...[...storedByKind].map(([kind, stored]) =>
+  // The rejections are stored before anything is queued: when the store fails the caller answers
+  // 503 with nothing queued, so the sender's retry queues each good record once, not once per try.
+  await Promise.all(
+    [...storedByKind].map(([kind, stored]) =>
       deps.rejected.put({
         source,
         ...(kind !== undefined ? { kind } : {}),
@@ -120,6 +120,10 @@ export async function enqueueMappedItems(items: readonly MappedItem[], batch: En
         items: stored.sort((a, b) => a.index - b.index),
       }),
     ),
+  );
+  await Promise.all([
+    bodies.length > 0 ? deps.queue.send(deps.queueUrl, bodies) : Promise.resolve(),
+    deps.brevoQueueUrl ? sendToBrevoQueue(deps, deps.brevoQueueUrl, brevoBodies, stageOfFailure) : Promise.resolve(),
   ]);
   return { accepted, rejections, insertIdHashes: queuedInsertIdHashes };
 }

@@ -8,13 +8,17 @@ import type { PiiPolicy } from "../pii/policy.js";
 import type { PiiPolicySource } from "../pii/source.js";
 import { bearerToken, tokenMatches, type TokenSource } from "./auth.js";
 import { findRoute, type IntakeRequest } from "./routes.js";
-import { parseJson } from "../util/json.js";
+import { parseJsonBounded } from "../util/json.js";
+import { declaredCharset, decodeText } from "../util/text.js";
+import { count } from "../observability/telemetry.js";
+import { LONE_SURROGATES_METRIC } from "./text-metrics.js";
 
 /**
  * The intake's whole behaviour, independent of API Gateway: auth, body limits,
  * parsing, mapping, queueing and the rejected store, and the status codes the
  * senders' retry rules expect (docs/vendors/braze-currents.md §2):
- * 2xx only once records are durably queued; 400 only for an unparseable body;
+ * 2xx only once records are durably queued; 400 only for an unparseable body (not JSON, not
+ * valid text in its declared charset, or nested deeper than MAX_JSON_DEPTH);
  * 401 bad token; 413 body too big; 503 when SQS, S3 or secrets fail.
  */
 export interface HttpRequest extends IntakeRequest {
@@ -129,14 +133,20 @@ export async function handleIntake(request: HttpRequest, deps: IntakeDeps): Prom
   if (bodyBytes > deps.maxBodyBytes) {
     return errorResponse(413, correlationId, "payload_too_large", `body is ${bodyBytes} bytes; the limit is ${deps.maxBodyBytes}`);
   }
-  const text = request.body?.toString("utf8").trim() ?? "";
+  const decoded = decodeText(request.body ?? new Uint8Array(0), declaredCharset(request.headers["content-type"]));
+  if (!decoded.ok) return errorResponse(decoded.code === "unsupported_charset" ? 415 : 400, correlationId, decoded.code, decoded.message);
+  count(LONE_SURROGATES_METRIC, decoded.loneSurrogates);
+  const text = decoded.text.trim();
   let parsed: unknown;
   if (text === "") {
     if (!route.allowEmptyBody) return errorResponse(400, correlationId, "invalid_body", "body is empty");
     parsed = undefined;
   } else {
-    const json = parseJson(text);
-    if (!json.ok) return errorResponse(400, correlationId, "invalid_json", `body is not valid JSON: ${json.error}`);
+    const json = parseJsonBounded(text);
+    if (!json.ok) {
+      if ("code" in json) return errorResponse(json.code === "too_deep" ? 400 : 413, correlationId, json.code, `body refused: ${json.error}`);
+      return errorResponse(400, correlationId, "invalid_json", `body is not valid JSON: ${json.error}`);
+    }
     parsed = json.value;
   }
 

@@ -60,3 +60,62 @@ export function stringifyAnyDepth(value: unknown): string {
     throw error;
   }
 }
+
+/**
+ * JSON.stringify's text of `value`, cut once it reaches `maxChars`: the whole text with
+ * `complete: true` when it fits, else its first `maxChars` characters. Walks without recursion
+ * and stops writing at the cap, so a value of any size or depth costs at most about `maxChars`.
+ */
+export function stringifyBounded(value: unknown, maxChars: number): { readonly text: string; readonly complete: boolean } {
+  if (value === null || typeof value !== "object") {
+    const text = isSkipped(value) ? "null" : (JSON.stringify(value) ?? "null");
+    return text.length <= maxChars ? { text, complete: true } : { text: text.slice(0, maxChars), complete: false };
+  }
+  const out: string[] = [];
+  let length = 0;
+  const write = (piece: string): boolean => {
+    out.push(piece);
+    length += piece.length;
+    return length <= maxChars;
+  };
+  const stack: Frame[] = [];
+  const open = (current: unknown): boolean => {
+    if (current === null || typeof current !== "object") return write(isSkipped(current) ? "null" : (JSON.stringify(current) ?? "null"));
+    if (Array.isArray(current)) {
+      stack.push({ items: current, next: 0 });
+      return write("[");
+    }
+    const entries: [string, unknown][] = [];
+    for (const key in current) {
+      if (!Object.hasOwn(current, key)) continue;
+      const inner = (current as Record<string, unknown>)[key];
+      if (!isSkipped(inner)) entries.push([key, inner]);
+    }
+    stack.push({ entries, next: 0 });
+    return write("{");
+  };
+  let fits = open(value);
+  for (let top = stack.at(-1); fits && top !== undefined; top = stack.at(-1)) {
+    if ("items" in top) {
+      if (top.next >= top.items.length) {
+        fits = write("]");
+        stack.pop();
+        continue;
+      }
+      if (top.next > 0 && !write(",")) break;
+      const item = top.items[top.next++];
+      fits = open(isSkipped(item) ? null : item);
+    } else {
+      if (top.next >= top.entries.length) {
+        fits = write("}");
+        stack.pop();
+        continue;
+      }
+      if (top.next > 0 && !write(",")) break;
+      const [key, inner] = top.entries[top.next++] ?? ["", null];
+      fits = write(`${JSON.stringify(key)}:`) && open(inner);
+    }
+  }
+  const text = out.join("");
+  return fits && stack.length === 0 ? { text, complete: true } : { text: text.slice(0, maxChars), complete: false };
+}

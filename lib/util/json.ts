@@ -16,6 +16,75 @@ export function parseJson(text: string): JsonText {
   }
 }
 
+/**
+ * The deepest nesting of lists and objects a request body may have. Mixpanel keeps three
+ * levels of object nesting in a property value (docs/vendors/mixpanel-wire.md §7), and a batch
+ * adds a few levels around its records; anything deeper is refused before JSON.parse builds
+ * it, so a small body nested millions deep never becomes a tree millions of nodes deep.
+ */
+export const MAX_JSON_DEPTH = 64;
+
+/**
+ * How many lists, objects and values a request body may hold. Wide is as costly as deep: 10 MB
+ * of `[{},{},…]` parses into 3.3 million objects (~300 MB of heap). Mixpanel takes 2000 records a
+ * request with fewer than 255 properties each (docs/vendors/mixpanel-wire.md §7), so a real body
+ * stays far below these; they keep one parse to a few tens of MB.
+ */
+export const MAX_JSON_CONTAINERS = 200_000;
+export const MAX_JSON_VALUES = 1_000_000;
+
+export interface JsonShapeLimits {
+  readonly maxDepth: number;
+  readonly maxContainers: number;
+  readonly maxValues: number;
+}
+export const BODY_SHAPE_LIMITS: JsonShapeLimits = { maxDepth: MAX_JSON_DEPTH, maxContainers: MAX_JSON_CONTAINERS, maxValues: MAX_JSON_VALUES };
+
+export type JsonShapeRefusal = { readonly code: "too_deep" | "too_many_values"; readonly error: string };
+
+export type BoundedJsonText = JsonText | ({ readonly ok: false } & JsonShapeRefusal);
+
+/**
+ * Why `text` is refused before parsing (nesting past `maxDepth`, more lists and objects than
+ * `maxContainers`, more values than `maxValues`), or undefined. A scan over the characters that
+ * knows strings and escapes, so `"[[["` inside a string is not nesting; it builds nothing and
+ * stops at the first limit passed. Values are counted by their separators, which is exact for
+ * valid JSON and an upper bound's worth for anything else (JSON.parse refuses that anyway).
+ */
+export function jsonShapeRefusal(text: string, limits: JsonShapeLimits): JsonShapeRefusal | undefined {
+  let depth = 0;
+  let containers = 0;
+  let values = 1;
+  let inString = false;
+  for (let offset = 0; offset < text.length; offset++) {
+    const code = text.charCodeAt(offset);
+    if (inString) {
+      if (code === 0x5c) offset++;
+      else if (code === 0x22) inString = false;
+    } else if (code === 0x22) {
+      inString = true;
+    } else if (code === 0x5b || code === 0x7b) {
+      if (++depth > limits.maxDepth) {
+        return { code: "too_deep", error: `lists and objects nest more than ${limits.maxDepth} levels deep (at character ${offset})` };
+      }
+      if (++containers > limits.maxContainers) {
+        return { code: "too_many_values", error: `more than ${limits.maxContainers} lists and objects (at character ${offset})` };
+      }
+    } else if ((code === 0x5d || code === 0x7d) && depth > 0) {
+      depth--;
+    } else if (code === 0x2c && ++values > limits.maxValues) {
+      return { code: "too_many_values", error: `more than ${limits.maxValues} values (at character ${offset})` };
+    }
+  }
+  return undefined;
+}
+
+/** parseJson for untrusted bodies: text past the shape limits is refused without parsing it. */
+export function parseJsonBounded(text: string, limits: JsonShapeLimits = BODY_SHAPE_LIMITS): BoundedJsonText {
+  const refusal = jsonShapeRefusal(text, limits);
+  return refusal ? { ok: false, ...refusal } : parseJson(text);
+}
+
 /** JSON.parse that answers undefined for text that is not JSON (vendor bodies are not trusted). */
 export function parseJsonOrUndefined(text: string): unknown {
   const parsed = parseJson(text);

@@ -1,5 +1,6 @@
 import fc from "fast-check";
 import { CUSTOM_EVENT_TYPE, brazeEventLabel } from "../../lib/vocabulary/braze-labels.js";
+import { MAX_JSON_DEPTH } from "../../lib/util/json.js";
 
 /**
  * Hostile request bodies for the five intake routes, shared by the fuzz properties in
@@ -168,7 +169,14 @@ function objectText(entries: readonly (readonly [string, string])[]): string {
  * limit depends on the stack). Values nested just around it are the hardest case for anything
  * that serializes a rejected payload inside a larger object.
  */
+let stringifyLimit: number | undefined;
+
 export function jsonStringifyDepthLimit(): number {
+  stringifyLimit ??= searchStringifyDepthLimit();
+  return stringifyLimit;
+}
+
+function searchStringifyDepthLimit(): number {
   let fits = 1;
   let fails = 200_000;
   while (fails - fits > 1) {
@@ -183,12 +191,14 @@ export function jsonStringifyDepthLimit(): number {
   return fits;
 }
 
-let stringifyLimit: number | undefined;
 
-/** Nesting depths for hostile values: anywhere past Mixpanel's limits, and right at JSON.stringify's. */
+/**
+ * Nesting depths for hostile values: past Mixpanel's limits, yet with the whole body within
+ * MAX_JSON_DEPTH (a few levels sit around a value: the batch, the item, `properties`), so the
+ * item is refused on its own; deeper bodies are refused whole (hostileBodyBytes).
+ */
 function deepDepth(min: number): fc.Arbitrary<number> {
-  stringifyLimit ??= jsonStringifyDepthLimit();
-  return fc.oneof(fc.integer({ min, max: 20_000 }), fc.integer({ min: stringifyLimit - 12, max: stringifyLimit + 4 }));
+  return fc.integer({ min, max: MAX_JSON_DEPTH - 8 });
 }
 
 /** Containers nested `depth` levels deep, of arrays or objects. */
@@ -553,6 +563,13 @@ function hostileBodyBytes(route: Route, options: CorpusOptions): fc.Arbitrary<Bu
   return fc.oneof(
     { weight: 4, arbitrary: hostileValueText(options).map((text) => Buffer.from(text)) },
     { weight: 2, arbitrary: fc.array(hostile(route, options), { maxLength: 4 }).map((items) => Buffer.from(wrapBatch(route, items, 0))) },
+    {
+      weight: 1,
+      // Nested past MAX_JSON_DEPTH: refused whole (400 too_deep) before it is parsed.
+      arbitrary: fc
+        .tuple(fc.oneof(fc.integer({ min: MAX_JSON_DEPTH + 1, max: 20_000 }), fc.constant(jsonStringifyDepthLimit())), fc.constantFrom("array" as const, "object" as const))
+        .map(([depth, kind]) => Buffer.from(wrapBatch(route, [deepText(depth, kind)], 0))),
+    },
     { weight: 1, arbitrary: fc.constantFrom("", " ", "{", "[1,", "nul", "\"\\ud800", "[]", "{}", '{"events":null}', "\u0000").map((text) => Buffer.from(text)) },
     {
       weight: 1,

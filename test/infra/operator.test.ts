@@ -221,8 +221,9 @@ describe("npm run trace -- --stage local", () => {
     expect(none.text).toMatch(/distinct ids are never logged/);
   });
 
-  it("reads a rejected payload nested deeper than JSON.stringify goes (the rejected store keeps it as received)", async () => {
-    const depth = 20_000;
+  it("reads a rejected payload refused as too deep (the rejected store keeps it as received)", async () => {
+    // Past Mixpanel's nesting, within the intake's body limit (deeper bodies are refused whole, never stored).
+    const depth = 40;
     const body = `[{"event":"Deep","properties":{"distinct_id":"op-deep-user","time":${NOW_S()},"p":${"[".repeat(depth)}${"]".repeat(depth)}}}]`;
     const response = await fetch(`${stack.intakeUrl}/v1/events`, {
       method: "POST",

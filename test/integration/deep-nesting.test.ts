@@ -2,14 +2,19 @@ import { GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.js";
 import { rejectedBatchSchema, type RejectedBatch } from "../../lib/queue/rejected-store.js";
+import { MAX_JSON_DEPTH } from "../../lib/util/json.js";
 import { eventually } from "../support/eventually.js";
 
 /**
- * Hostile nesting on the update and Adobe routes, through the real handler and queue: the deep
- * item is refused on its own (too_deep, kept in the rejected store), the rest of the batch goes on.
+ * Hostile nesting on the update and Adobe routes, through the real handler and queue: an item
+ * nested deeper than Mixpanel keeps is refused on its own (too_deep, kept in the rejected store),
+ * the rest of the batch goes on; a body nested deeper than MAX_JSON_DEPTH is refused whole
+ * (400 too_deep) before it is parsed.
  */
 let stack: LocalStack;
 const NOW_S = () => Math.floor(Date.now() / 1000);
+/** Deeper than Mixpanel's values go (MAX_CONTAINER_DEPTH), within what a body may nest. */
+const ITEM_LEVELS = 40;
 const nested = (levels: number) => `${"[".repeat(levels)}${"]".repeat(levels)}`;
 
 async function postRaw(path: string, body: string) {
@@ -42,21 +47,21 @@ describe("deep nesting is one bad item, never a 503", () => {
     [
       "/v1/profiles",
       "profiles",
-      `{"$distinct_id":"a","$set":{"x":${nested(4111)}}}`,
+      `{"$distinct_id":"a","$set":{"x":${nested(ITEM_LEVELS)}}}`,
       `{"$distinct_id":"deep-ok-profile","$set":{"plan":"pro"}}`,
       () => stack.sandbox?.profiles.get("deep-ok-profile"),
     ],
     [
       "/v1/groups",
       "groups",
-      `{"$group_key":"company","$group_id":"a","$set":{"x":${nested(4111)}}}`,
+      `{"$group_key":"company","$group_id":"a","$set":{"x":${nested(ITEM_LEVELS)}}}`,
       `{"$group_key":"company","$group_id":"deep-ok-group","$set":{"plan":"pro"}}`,
       () => stack.sandbox?.groups.get("company:deep-ok-group"),
     ],
     [
       "/v1/adobe/events",
       "adobe",
-      `{"event":"Deep","properties":{"distinct_id":"a","x":${nested(10_000)}}}`,
+      `{"event":"Deep","properties":{"distinct_id":"a","x":${nested(ITEM_LEVELS)}}}`,
       `{"event":"Deep OK","properties":{"distinct_id":"deep-ok-adobe","time":${NOW_S()}}}`,
       () => stack.sandbox?.events.find((e) => e.event === "Deep OK"),
     ],
@@ -68,14 +73,25 @@ describe("deep nesting is one bad item, never a 503", () => {
       await eventually((): unknown => arrived());
       const batch = await eventually(() => rejectedFor(source, response.json.correlationId));
       expect(batch.items.map((item) => [item.index, item.code])).toEqual([[0, "too_deep"]]);
-      // The payload is kept as received, however deep (walked without recursion).
+      // The payload is kept as received.
       let levels = 0;
       let inner: unknown = batch.items[0]?.payload;
       while (inner !== null && typeof inner === "object") {
         inner = Array.isArray(inner) ? inner[0] : "x" in inner ? inner.x : "properties" in inner ? inner.properties : "$set" in inner ? inner.$set : undefined;
         levels++;
       }
-      expect(levels).toBeGreaterThan(3000);
+      expect(levels).toBeGreaterThan(ITEM_LEVELS);
+    });
+  }
+
+  for (const path of ["/v1/events", "/v1/profiles", "/v1/groups", "/v1/adobe/events", "/v1/braze/currents"]) {
+    it(`${path}: a body nested deeper than ${MAX_JSON_DEPTH} levels is refused whole, before parsing`, async () => {
+      const response = await postRaw(path, `[{"x":${nested(100_000)}}]`);
+      expect(response.status).toBe(400);
+      expect(response.json).toMatchObject({ error: "too_deep" });
+      // A deep string is text, not nesting.
+      const text = await postRaw(path, JSON.stringify([{ x: "[".repeat(100_000) }]));
+      expect(text.json.error).not.toBe("too_deep");
     });
   }
 

@@ -151,3 +151,16 @@ describe("intake 5xx are explained", () => {
     expect(metricNames(capture)).not.toContain("Intake5xx");
   });
 });
+
+describe("text the intake had to change is counted", () => {
+  it("a surrogate half without its partner becomes U+FFFD, is queued, and counts IntakeLoneSurrogates", async () => {
+    const handler = await freshHandler({ AWS_ACCESS_KEY_ID: "local", AWS_SECRET_ACCESS_KEY: "local" });
+    capture = captureOutput();
+    const [before, after] = JSON.stringify(goodEvent()).split('"u"');
+    // "u" followed by a high surrogate half written on its own as three bytes (ED A0 BD).
+    const bytes = Buffer.concat([Buffer.from(`${before}"u`), Buffer.from([0xed, 0xa0, 0xbd]), Buffer.from(`"${after}`)]);
+    const result = await handler({ ...apiEvent(null), body: bytes.toString("base64"), isBase64Encoded: true });
+    expect(result.statusCode, JSON.stringify(capture.jsonLines().filter((line) => line.level === "ERROR"))).toBe(202);
+    expect(metricNames(capture)).toContain("IntakeLoneSurrogates");
+  });
+});

@@ -9,8 +9,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseStageConfig } from "../../lib/config/stage.js";
 import { ConfigError, RetryableError } from "../../lib/errors.js";
 import { handleIntake, type HttpRequest, type IntakeDeps } from "../../lib/intake/process.js";
-import { createRejectedStore } from "../../lib/queue/rejected-store.js";
-import { createQueueSender } from "../../lib/queue/sqs-sender.js";
+import { MAX_REJECTED_OBJECT_BYTES, createRejectedStore, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
+import { type QueueSender, createQueueSender } from "../../lib/queue/sqs-sender.js";
 import { parseQueuedRecords } from "../../lib/records/envelope-v2.js";
 
 /** The intake's status codes when its peers fail, against a real SQS/S3 protocol server. */
@@ -68,6 +68,39 @@ describe("intake when its peers fail", () => {
     expect(result.response.statusCode).toBe(503);
   });
 
+  it("queues nothing of a batch whose rejections cannot be stored, so the sender's retry queues each good record once", async () => {
+    const rejected = createRejectedStore({ s3: createS3({ region: "us-east-1", endpoint }), bucket: "no-such-bucket", prefix: "rejected/", stage: "test", now: () => new Date() });
+    const sent: number[] = [];
+    const inner = createQueueSender(createSqs({ region: "us-east-1", endpoint }), 262_144);
+    const queue: QueueSender = { send: async (url, bodies) => { sent.push(bodies.length); return inner.send(url, bodies); } };
+    const mixed = [...good(), { event: "E", properties: { distinct_id: "null", time: 1 } }];
+    const result = await handleIntake(request(mixed), deps({ rejected, queue }));
+    expect(result.response.statusCode).toBe(503);
+    expect(sent).toEqual([]);
+  });
+
+  it("stores a large rejected batch as objects of at most 4 MB, every item kept, and answers", async () => {
+    const s3 = createS3({ region: "us-east-1", endpoint });
+    const objects: { key: string; text: string }[] = [];
+    const recording = { putObject: async (bucket: string, key: string, body: string | Uint8Array, type: string) => {
+      objects.push({ key, text: typeof body === "string" ? body : Buffer.from(body).toString("utf8") });
+      return s3.putObject(bucket, key, body, type);
+    } };
+    const rejected = createRejectedStore({ s3: recording, bucket: "rejected-ok", prefix: "rejected/", stage: "test", now: () => new Date() });
+    const filler = "é".repeat(5000);
+    const bad = Array.from({ length: 1000 }, (_, n) => ({ event: "Bad", properties: { distinct_id: `u${n}`, time: 1, filler } }));
+    const result = await handleIntake(request([...good(), ...bad]), deps({ rejected, maxBodyBytes: 20_000_000 }));
+    expect(result.response.statusCode).toBe(202);
+    expect(objects.length).toBeGreaterThan(1);
+    const batches = objects.map(({ text }) => {
+      expect(Buffer.byteLength(text)).toBeLessThanOrEqual(MAX_REJECTED_OBJECT_BYTES);
+      return rejectedBatchSchema.parse(JSON.parse(text));
+    });
+    expect(batches.flatMap((batch) => batch.items.map((item) => item.index))).toEqual(bad.map((_, n) => n + 1));
+    expect(batches.map((batch) => batch.part)).toEqual(batches.map((_, n) => ({ number: n + 1, of: batches.length })));
+    expect(new Set(objects.map(({ key }) => key)).size).toBe(objects.length);
+  });
+
   it("answers 503, not 401, when the token secret cannot be read", async () => {
     const retryable = await handleIntake(request(good()), deps({ tokens: async () => Promise.reject(new RetryableError("throttled")) }));
     expect(retryable.response.statusCode).toBe(503);
@@ -86,9 +119,16 @@ describe("intake when its peers fail", () => {
     expect(odds.map((e) => e.properties.note)).toEqual([odd]);
   });
 
-  it("answers 202 for a hostile, deeply nested item, storing its reason instead of crashing", async () => {
+  it("answers 400 too_deep for a hostile, deeply nested body, without parsing it", async () => {
     const bomb = `[{"event":"Bomb","properties":{"distinct_id":"u","time":${Math.floor(Date.now() / 1000)},"x":${"[".repeat(100_000)}${"]".repeat(100_000)}}}]`;
     const result = await handleIntake({ ...request([]), body: Buffer.from(bomb) }, deps());
+    expect(result.response.statusCode).toBe(400);
+    expect(JSON.parse(result.response.body)).toMatchObject({ error: "too_deep" });
+  });
+
+  it("stores an item nested deeper than Mixpanel keeps, but within the body limit, with its reason", async () => {
+    const deep = `[{"event":"Deep","properties":{"distinct_id":"u","time":${Math.floor(Date.now() / 1000)},"x":${"[".repeat(40)}${"]".repeat(40)}}}]`;
+    const result = await handleIntake({ ...request([]), body: Buffer.from(deep) }, deps());
     expect(result.response.statusCode).toBe(200);
     expect(JSON.parse(result.response.body)).toMatchObject({ accepted: 0, rejected: 1, errors: [{ index: 0, code: "too_deep" }] });
   });

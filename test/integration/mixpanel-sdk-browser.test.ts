@@ -7,17 +7,18 @@ import { type Browser, chromium } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LOCAL_MIXPANEL_CREDENTIALS, type LocalStack, startLocalStack } from "../../infra/local/stack.js";
 import { closeServer, listenOnLoopback } from "../../infra/local/peers/local-server.js";
+import { chromiumExecutable } from "../support/chromium.js";
 import { eventually } from "../support/eventually.js";
 
 /**
- * mixpanel-browser, unmodified, in a real headless Chromium (Debian's `chromium`): a page on
+ * mixpanel-browser, unmodified, in a real headless Chromium (test/support/chromium.ts): a page on
  * 127.0.0.1 loads the SDK bundle from node_modules with `api_host` = the relay (another origin,
  * so CORS with credentials is exercised), batches events over XHR, identifies a user, sets
  * people properties, and flushes with sendBeacon when the page goes away. Everything must
- * arrive in the local Mixpanel through the relay's queue.
+ * arrive in the local Mixpanel through the relay's queue, emoji included (the SDK's default
+ * base64 payload writes each half of a surrogate pair as its own 3-byte sequence).
  */
 const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), "../..");
-const CHROMIUM = "/usr/bin/chromium";
 const RUN = `web-${Date.now().toString(36)}`;
 const SDK_BUNDLE = readFileSync(join(repoRoot, "node_modules/mixpanel-browser/dist/mixpanel.umd.js"));
 const SDK_VERSION = (JSON.parse(readFileSync(join(repoRoot, "node_modules/mixpanel-browser/package.json"), "utf8")) as { version: string }).version;
@@ -32,10 +33,11 @@ const relayRequests: { url: string; method: string; contentType: string; origin:
 function testPage(relay: string): string {
   return `<!doctype html><html><head><meta charset="utf-8"><script src="/mixpanel.umd.js"></script></head><body>
 <script>
-  const flush = Number(new URLSearchParams(location.search).get("flush"));
+  const search = new URLSearchParams(location.search);
+  const flush = Number(search.get("flush"));
   mixpanel.init(${JSON.stringify(LOCAL_MIXPANEL_CREDENTIALS.projectToken)}, {
     api_host: ${JSON.stringify(relay)},
-    batch_requests: true,
+    batch_requests: search.get("batch") !== "0",
     batch_flush_interval_ms: flush,
     track_pageview: false,
     persistence: "localStorage",
@@ -89,7 +91,7 @@ beforeAll(async () => {
   relay = stack.intakeUrl;
 
   browser = await chromium.launch({
-    executablePath: CHROMIUM,
+    executablePath: await chromiumExecutable(),
     args: [
       "--no-sandbox",
       "--disable-gpu",
@@ -162,6 +164,34 @@ describe("mixpanel-browser in headless Chromium against the relay", () => {
     await context.close();
   });
 
+  for (const batch of ["1", "0"]) {
+    it(`keeps emoji intact with the SDK's default payload, batching ${batch === "1" ? "on" : "off"}`, async () => {
+      const context = await browser.newContext();
+      const page = await context.newPage();
+      await page.goto(`${pageOrigin}/?flush=200&batch=${batch}`);
+      await page.waitForFunction(() => "mixpanelLoaded" in window, undefined, { timeout: 10_000 });
+      const user = `${RUN}-emoji-${batch} 😀`;
+      await page.evaluate((id) => {
+        const mp = (window as unknown as { mixpanel: { identify(id: string): void; track(name: string, props: object): void; people: { set(props: object): void } } }).mixpanel;
+        mp.identify(id);
+        mp.people.set({ mood: "😀 𝄞" });
+        mp.track("Launched 🚀", { rocket: "🚀", grin: "😀", clef: "𝄞", mixed: "a🚀b😀c𝄞d" });
+      }, user);
+      const [launched] = await eventually(() => {
+        const found = eventsNamed("Launched 🚀").filter((event) => event.properties.distinct_id === user);
+        return found.length > 0 ? found : undefined;
+      });
+      expect(launched?.properties).toMatchObject({ rocket: "🚀", grin: "😀", clef: "𝄞", mixed: "a🚀b😀c𝄞d" });
+      // The SDK's own $set_once of referrers may land first: wait for the update that carries `mood`.
+      const profile = await eventually(() => {
+        const found = stack.sandbox?.profiles.get(user);
+        return found && "mood" in found ? found : undefined;
+      });
+      expect(profile).toMatchObject({ mood: "😀 𝄞" });
+      await context.close();
+    });
+  }
+
   it("flushes the queued batch with sendBeacon when the page goes away", async () => {
     const context = await browser.newContext();
     const page = await context.newPage();
@@ -171,7 +201,7 @@ describe("mixpanel-browser in headless Chromium against the relay", () => {
     await page.evaluate((user) => {
       const mp = (window as unknown as { mixpanel: { identify(id: string): void; track(name: string, props: object): void } }).mixpanel;
       mp.identify(user);
-      for (let n = 0; n < 3; n += 1) mp.track("Left Page", { n });
+      for (let n = 0; n < 3; n += 1) mp.track("Left Page", { n, rocket: "🚀" });
     }, `${RUN}-leaver`);
     await new Promise((resolveSleep) => setTimeout(resolveSleep, 500));
     expect(eventsNamed("Left Page")).toHaveLength(0);
@@ -180,6 +210,7 @@ describe("mixpanel-browser in headless Chromium against the relay", () => {
     const left = await eventually(() => (eventsNamed("Left Page").length >= 3 ? eventsNamed("Left Page") : undefined));
     expect(new Set(left.map((event) => event.properties.n))).toEqual(new Set([0, 1, 2]));
     expect(left[0]?.properties.distinct_id).toBe(`${RUN}-leaver`);
+    expect(left.map((event) => event.properties.rocket)).toEqual(["🚀", "🚀", "🚀"]);
     // sendBeacon posts its string body as text/plain (docs/vendors/mixpanel-wire.md §4.5).
     const beacons = relayRequests.filter((request) => request.url.startsWith("/track/") && request.contentType.startsWith("text/plain"));
     expect(beacons.length).toBeGreaterThan(0);

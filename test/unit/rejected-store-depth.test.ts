@@ -28,7 +28,8 @@ describe("rejected store serialization near JSON.stringify's depth limit", () =>
   it("stores every depth around the limit with the payload as received, never a throw", () => {
     const limit = jsonStringifyDepthLimit();
     for (let depth = limit - 24; depth <= limit + 8; depth++) {
-      const text = serializeBatch(batchWith(nested(depth)));
+      const [text = "", ...more] = serializeBatch(batchWith(nested(depth)));
+      expect(more).toEqual([]);
       const stored = rejectedBatchSchema.parse(JSON.parse(text));
       expect(stored.items.map((item) => [item.index, item.code, item.reason])).toEqual([
         [0, "invalid_time", "a good neighbour"],

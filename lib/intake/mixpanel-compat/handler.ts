@@ -2,6 +2,8 @@ import type { StageConfig } from "../../config/stage.js";
 import { ConfigError, describeError } from "../../errors.js";
 import { tokenMatches } from "../auth.js";
 import { correlationIdFor, enqueueMapped, type HttpRequest, type IntakeDeps, type IntakeResult } from "../process.js";
+import { LONE_SURROGATES_METRIC } from "../text-metrics.js";
+import { count } from "../../observability/telemetry.js";
 import { type CompatAnswer, refusal, writeAnswer } from "./answers.js";
 import { corsFor, preflightHeaders } from "./cors.js";
 import { MAX_DECOMPRESSED_BYTES, decodeCompatRequest, queryParams } from "./decode.js";
@@ -68,9 +70,10 @@ export async function handleMixpanelCompat(request: CompatHttpRequest, endpoint:
     return { correlationId, response: refusal(405, "use GET or POST", { ...headers, allow: "GET, POST, OPTIONS" }) };
   }
 
-  const query = queryParams(request.rawQuery, request.query);
+  const queryFields = queryParams(request.rawQuery, request.query);
+  const verboseQuery = queryFields.ok ? queryFields.fields.values.get("verbose") : new URLSearchParams(request.rawQuery).get("verbose");
   const answer = (fields: Omit<CompatAnswer, "style" | "verbose"> & Partial<Pick<CompatAnswer, "style" | "verbose">>) =>
-    writeAnswer({ style: "legacy", verbose: query.get("verbose") === "1", ...fields }, headers);
+    writeAnswer({ style: "legacy", verbose: verboseQuery === "1", ...fields }, headers);
 
   if (endpoint === "import") {
     let accepted: readonly string[];
@@ -86,9 +89,12 @@ export async function handleMixpanelCompat(request: CompatHttpRequest, endpoint:
     }
   }
 
+  if (!queryFields.ok) {
+    return { correlationId, response: answer({ status: queryFields.status, accepted: 0, success: false, error: `${queryFields.code}: ${queryFields.message}` }) };
+  }
   const decoded = decodeCompatRequest({
     headers: request.headers,
-    query,
+    query: queryFields.fields,
     body: request.body,
     maxBodyBytes: deps.maxBodyBytes,
     maxDecompressedBytes: MAX_DECOMPRESSED_BYTES,
@@ -110,6 +116,7 @@ export async function handleMixpanelCompat(request: CompatHttpRequest, endpoint:
   }
 
   const { flags, records, style } = decoded;
+  count(LONE_SURROGATES_METRIC, decoded.loneSurrogates);
   const nowMs = deps.nowMs();
   const clientIp = compat.client_ip && (flags.ip ?? ipFlagDefault(endpoint)) === "1" ? request.sourceIp : undefined;
   const ctx = { nowMs, config: deps.config, projectTokens: new Set(compat.project_tokens), clientIp };

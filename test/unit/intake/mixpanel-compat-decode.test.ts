@@ -1,14 +1,18 @@
 import { gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
-import { decodeCompatRequest, decodeDataValue, queryParams } from "../../../lib/intake/mixpanel-compat/decode.js";
+import { type FormFields, decodeCompatRequest, decodeDataValue, parseFormFields, queryParams } from "../../../lib/intake/mixpanel-compat/decode.js";
 import { importCredential } from "../../../lib/intake/mixpanel-compat/handler.js";
 
 const payload = [{ event: "E", properties: { s: "a>b?c~d ü 日本" } }];
 const base64 = Buffer.from(JSON.stringify(payload)).toString("base64");
+function fieldsOf(result: ReturnType<typeof parseFormFields>): FormFields {
+  if (!result.ok) throw new Error(result.message);
+  return result.fields;
+}
 const decode = (options: { query?: string; body?: Buffer | string; headers?: Record<string, string>; maxBodyBytes?: number }) =>
   decodeCompatRequest({
     headers: options.headers ?? {},
-    query: new URLSearchParams(options.query ?? ""),
+    query: fieldsOf(parseFormFields(options.query ?? "")),
     body: typeof options.body === "string" ? Buffer.from(options.body) : options.body,
     maxBodyBytes: options.maxBodyBytes ?? 1_000_000,
     maxDecompressedBytes: 10_000,
@@ -17,10 +21,10 @@ const decode = (options: { query?: string; body?: Buffer | string; headers?: Rec
 describe("decodeDataValue", () => {
   it("reads JSON, padded and unpadded base64, and base64 whose '+' became a space in form decoding", () => {
     expect(base64).toContain("+");
-    expect(decodeDataValue(JSON.stringify(payload))).toEqual({ ok: true, value: payload });
-    expect(decodeDataValue(base64)).toEqual({ ok: true, value: payload });
-    expect(decodeDataValue(base64.replace(/=+$/, ""))).toEqual({ ok: true, value: payload });
-    expect(decodeDataValue(base64.replaceAll("+", " "))).toEqual({ ok: true, value: payload });
+    expect(decodeDataValue(JSON.stringify(payload))).toEqual({ ok: true, value: payload, loneSurrogates: 0 });
+    expect(decodeDataValue(base64)).toEqual({ ok: true, value: payload, loneSurrogates: 0 });
+    expect(decodeDataValue(base64.replace(/=+$/, ""))).toEqual({ ok: true, value: payload, loneSurrogates: 0 });
+    expect(decodeDataValue(base64.replaceAll("+", " "))).toEqual({ ok: true, value: payload, loneSurrogates: 0 });
   });
 
   it("refuses what is neither", () => {
@@ -39,7 +43,7 @@ describe("decodeCompatRequest", () => {
   });
 
   it("reads a raw '+' from a rawQuery string (API Gateway's rawQueryString)", () => {
-    const query = queryParams(`data=${base64}`, {});
+    const query = fieldsOf(queryParams(`data=${base64}`, {}));
     expect(decodeCompatRequest({ headers: {}, query, body: undefined, maxBodyBytes: 1000, maxDecompressedBytes: 1000 })).toMatchObject({ ok: true, records: payload });
   });
 
@@ -60,7 +64,7 @@ describe("decodeCompatRequest", () => {
     expect(decode({ body: "data=xxxx", maxBodyBytes: 4 })).toMatchObject({ ok: false, status: 413 });
     expect(decode({ body: JSON.stringify(Array.from({ length: 2001 }, () => ({}))) })).toMatchObject({ ok: false, status: 413, code: "too_many_records" });
     expect(decode({})).toMatchObject({ ok: false, status: 400 });
-    expect(decode({ query: "data=42" })).toMatchObject({ ok: false, status: 400, code: "invalid_data" });
+    expect(decode({ query: "data=42" })).toMatchObject({ ok: false, status: 400, code: "invalid_utf8" });
     expect(decode({ body: "verbose=1" })).toMatchObject({ ok: false, status: 400, flags: { verbose: true } });
   });
 });
