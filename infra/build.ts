@@ -81,7 +81,7 @@ for (const name of names) {
     sourcemap: true,
     // Lambda runs with --enable-source-maps (serverless.yml), so Node reads and parses this map
     // at every cold start: mappings and file names are all a stack trace needs, the sources'
-    // text (three quarters of the map) is left out (issue 12).
+    // text (three quarters of the map) is left out.
     sourcesContent: false,
     metafile: true,
     legalComments: "none",

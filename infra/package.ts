@@ -4,7 +4,7 @@
  * Checks the stage config file, then runs `osls package` for the stage, whose
  * build plugin (infra/osls-build-plugin.cjs) runs `npm run build` and refuses
  * zips without a handler; then lists the zips. Needs no AWS credentials and
- * makes no network calls: deploying is a separate step (README "## Deploying").
+ * makes no network calls: deploying is a separate step (docs/deployment.md).
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, readdirSync, statSync } from "node:fs";

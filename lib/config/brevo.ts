@@ -1,7 +1,7 @@
 import * as z from "../util/zod.js";
 
 /**
- * The `brevo` block of the stage config (README "Brevo"): which record kinds the
+ * The `brevo` block of the stage config (docs/brevo.md): which record kinds the
  * Mixpanel → Brevo connector forwards and how they are named. Every object is
  * `.strict()` so a misspelt key is named in the error, and every name is checked
  * against Brevo's own rules here, at build and cold start, instead of at Brevo

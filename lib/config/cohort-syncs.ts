@@ -2,9 +2,9 @@ import * as z from "../util/zod.js";
 import { destinationUrlProblem } from "../util/address-policy.js";
 
 /**
- * Cohort sync declarations of the stage config (`cohort_syncs`), issue #4.
+ * Cohort sync declarations of the stage config (`cohort_syncs`).
  * Secrets are referenced by Secrets Manager *name* only; their values never
- * appear in config or logs. See README "Cohort export and delivery".
+ * appear in config or logs. See docs/cohorts.md.
  */
 
 /** Secrets Manager names: letters, digits and /_+=.@- (AWS rule). */

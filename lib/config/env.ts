@@ -12,7 +12,7 @@ const optionalNonEmpty = z.optional(nonEmpty);
 
 export const envSchema = z.object({
   RELAY_STAGE: z._default(nonEmpty, "local"),
-  /** Path of the per-stage config file (see config/*.json and README "Configuration"). */
+  /** Path of the per-stage config file (see config/*.json and docs/configuration.md). */
   RELAY_CONFIG_FILE: optionalNonEmpty,
 
   /** Endpoint override for every AWS SDK client (the local stack's in-process SQS/S3). */

@@ -2,7 +2,7 @@ import * as z from "../util/zod.js";
 import { BRAZE_EVENT_TYPES, normalizeBrazeEventType } from "../vocabulary/braze-labels.js";
 
 /**
- * Mapping keys of the stage config (issue #3): event renames, profile property
+ * Mapping keys of the stage config: event renames, profile property
  * renames, the Braze event allow-list, the ID-merge mode and Adobe settings.
  * Every object is `.strict()` so a misspelt key is named in the error, like the
  * stage schema it is merged into (lib/config/stage.ts). Documented in README

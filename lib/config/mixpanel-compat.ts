@@ -1,7 +1,7 @@
 import * as z from "../util/zod.js";
 
 /**
- * Stage config key `mixpanel_compat` (issue #11): serve Mixpanel's own ingestion endpoints
+ * Stage config key `mixpanel_compat`: serve Mixpanel's own ingestion endpoints
  * (`/track`, `/engage`, `/groups`, `/import`) so an official SDK's `api_host` / `host` /
  * `serverURL` can point at the relay (docs/vendors/mixpanel-wire.md §1). Absent = those
  * routes answer 404 like any unknown path.

@@ -1,7 +1,7 @@
 import * as z from "../util/zod.js";
 
 /**
- * The per-stage `pii` setting (config/<stage>.json, README "Personal data"): what happens to
+ * The per-stage `pii` setting (config/<stage>.json, docs/pii.md): what happens to
  * properties that carry personal data before anything is queued or stored.
  *   "pii": {"properties": {"$email": "hash", "phone": "drop"}, "hash_key_secret": "mixpanel-relay/prod/pii-hash-key"}
  * `hash` = HMAC-SHA256 hex with the stage's key (same input, same output, so joins still work);

@@ -12,7 +12,7 @@ import { parseJson } from "../util/json.js";
 /**
  * The per-stage config file (config/<stage>.json): one zod schema, validated by
  * `npm run build` for every stage and again at cold start. Errors name the bad key.
- * Every key is documented in README "Configuration".
+ * Every key is documented in docs/configuration.md.
  */
 export const residencySchema = z.enum(["us", "eu", "in"]);
 export type Residency = z.infer<typeof residencySchema>;
@@ -23,9 +23,9 @@ export const stageConfigSchema = z.strictObject({
   cohort_syncs: z._default(cohortSyncsSchema, []),
   /** Mixpanel-compatible /track, /engage, /groups, /import for official SDKs (lib/config/mixpanel-compat.ts). */
   mixpanel_compat: z.optional(mixpanelCompatConfigSchema),
-  /** Personal-data rules applied at the edge (lib/config/pii.ts, README "Personal data"). */
+  /** Personal-data rules applied at the edge (lib/config/pii.ts, docs/pii.md). */
   pii: z.optional(piiConfigSchema),
-  /** Mixpanel → Brevo connector: events, profiles, groups (README "Brevo"). Absent = off. */
+  /** Mixpanel → Brevo connector: events, profiles, groups (docs/brevo.md). Absent = off. */
   brevo: z.optional(brevoConfigSchema),
   ...mappingConfigSchema.shape,
 });

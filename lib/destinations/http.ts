@@ -45,7 +45,7 @@ export function chunkOf<T>(items: readonly T[], size: number): T[][] {
 }
 
 /**
- * The status rule for every destination (README "Cohort export and delivery"):
+ * The status rule for every destination (docs/cohorts.md):
  * 2xx fine; 408/429/5xx transient (RetryableError); **every other 4xx, 401 and
  * 403 included, permanent** (UpstreamRejectedError with the response body). A
  * refused credential is treated like Mixpanel treats it (docs/vendors/cohort-sync.md

@@ -6,7 +6,7 @@ import { packEnvelopesV2, parseQueuedRecords } from "../records/envelope-v2.js";
 import type { BrevoConfig } from "../config/brevo.js";
 
 /**
- * The fan-out to Brevo (README "Brevo"): the records the intake (or the Currents reader) has
+ * The fan-out to Brevo (docs/brevo.md): the records the intake (or the Currents reader) has
  * accepted for Mixpanel, exactly as they go on the events queue, are also put on the Brevo
  * queue when `brevo.sync` enables their kind, in the same versioned envelope. The Brevo
  * forwarder maps them (lib/brevo/events.ts, contacts.ts, companies.ts), so both destinations

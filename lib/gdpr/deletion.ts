@@ -10,7 +10,7 @@ import type { BrevoClient } from "../brevo/client.js";
 import { brevoMessage } from "../brevo/client.js";
 
 /**
- * GDPR / CCPA erasure across the relay's destinations (README "Brevo" → GDPR):
+ * GDPR / CCPA erasure across the relay's destinations (docs/brevo.md, GDPR deletion):
  * Mixpanel's data-deletion API v3.0 (docs/vendors/mixpanel-api.md §9 and "GDPR deletion":
  * `POST {gdpr}/data-deletions/v3.0/?token=` with a Bearer OAuth token, ≤ 1999 ids per
  * request, 1 request/s, tasks that take up to 30 days) and the Brevo contacts, deleted by every

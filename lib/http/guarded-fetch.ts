@@ -21,7 +21,7 @@ export type Resolver = (host: string) => Promise<{ address: string; family: numb
 
 // node:http and node:https as CommonJS exports, not through an ESM `import`: on Node 24 the ESM
 // facade of node:http evaluates every export, including the lazy WebSocket getters that load
-// undici, ~25 ms of every webhook-delivery cold start (README "Performance"); this takes ~4.
+// undici, ~25 ms of every webhook-delivery cold start (docs/performance.md); this takes ~4.
 const { Agent: HttpAgent, request: httpRequest } = process.getBuiltinModule("node:http");
 const { Agent: HttpsAgent, request: httpsRequest } = process.getBuiltinModule("node:https");
 

@@ -146,7 +146,7 @@ type ValueScan = number;
 /**
  * The answer of checkNested (violation or not) and of findNonFiniteNumber (a number or not) for
  * one property value, in one pass and without building a path string per entry: on the intake's
- * hot path the two path-building walks cost more than the rest of the checks (issue 12 profile).
+ * hot path the two path-building walks cost more than the rest of the checks (CPU profile of the intake).
  * Only a value this refuses is walked again by those two, for the reason's exact path.
  * Recursion stops past MAX_CONTAINER_DEPTH containers, so hostile nesting cannot overflow the stack.
  */
@@ -285,8 +285,8 @@ export function applyEventRules(
 
   // The same object as `{...properties, time, distinct_id, $insert_id}` (same keys, same order),
   // built by Object.assign and plain stores: measured here, spreading a parsed-JSON object and then
-  // adding keys to the copy cost twice as much, and was the intake's largest single cost (issue 12
-  // profile). Object.assign would set the copy's prototype from an own "__proto__" key, so an
+  // adding keys to the copy cost twice as much, and was the intake's largest single cost in
+  // its CPU profile. Object.assign would set the copy's prototype from an own "__proto__" key, so an
   // object with one is copied key by key as an own property instead.
   let normalized: Record<string, unknown>;
   if (Object.hasOwn(properties, "__proto__")) {

@@ -7,7 +7,7 @@ import { parseJson } from "../util/json.js";
 import { SOURCE_PROPERTY_PREFIXES } from "../vocabulary/braze-property-prefixes.js";
 
 /**
- * Personal-data controls applied at the edge (README "Personal data"). Pure: the key comes in.
+ * Personal-data controls applied at the edge (docs/pii.md). Pure: the key comes in.
  * A rule names a property; it applies wherever a property of that name appears, at any depth:
  * - `hash`: HMAC-SHA256 hex of the value (strings as they are, numbers and booleans as their
  *   text, each item of a list on its own, an object as its canonical JSON); null stays null;

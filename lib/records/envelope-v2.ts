@@ -7,7 +7,7 @@ import { type Envelope, type RecordKind, parseEnvelope, recordKindSchema } from 
  * Envelope v2: the records of a message travel as one gzip-compressed NDJSON body
  * (one serialized record per line, each line ending in "\n"), base64-encoded.
  *
- * Why (issue 12): compressed, a 256 KiB message carries a whole 2000-event /import
+ * Why: compressed, a 256 KiB message carries a whole 2000-event /import
  * request instead of ~430 events, so an invocation moves ~5× more events, SQS bills
  * fewer 64 KiB units, and the forwarder sends the body as it is (`Content-Encoding:
  * gzip`, docs/vendors/mixpanel-api.md §3) instead of joining and compressing it again.
@@ -136,7 +136,7 @@ export function packEnvelopesV2(
   const maxRecords = options.maxRecords ?? MAX_RECORDS_PER_MESSAGE;
   const maxRaw = options.maxRawBytes ?? MAX_RAW_BYTES_PER_MESSAGE;
   // Built without object spread: for one-event requests (Adobe) spreading these small objects was a
-  // visible part of the intake's CPU (issue 12 profile).
+  // visible part of the intake's CPU in profiles.
   const header: Header = options.attempt !== undefined ? { kind, source, correlationId, attempt: options.attempt } : { kind, source, correlationId };
   // Header and JSON punctuation around the base64 body; generous digits for count/bytes (JSON leaves out an undefined attempt).
   const overhead = asciiJson({ v: 2, kind, source, correlationId, count: 1e9, bytes: 1e12, gzip: "", attempt: options.attempt }).length;

@@ -17,7 +17,7 @@ import { parseJson } from "../util/json.js";
 
 /** One key/value row of the extension's "Event Properties" table; `key` may be a dotted / `[n]` path. */
 const keyValueRowSchema = z.object({ key: z.string().check(z.minLength(1)), value: z.unknown() });
-/** Built once: constructing a zod schema per event cost more than parsing with it (issue 12 profile). */
+/** Built once: constructing a zod schema per event cost more than parsing with it (CPU profile of the intake). */
 const keyValueRowsSchema = z.array(keyValueRowSchema);
 const customObjectSchema = z.record(z.string(), z.unknown());
 
@@ -161,7 +161,7 @@ export function mapAdobeEvent(item: unknown, index: number, ctx: MapContext): Ma
 
   // Shallow merge, custom keys win: what Adobe's extension sends (§2). The same object as
   // `const { token, ...merged } = { ...properties, ...custom.properties }` (same keys, same order),
-  // built without spreads, which were a visible cost of a one-event call (issue 12 profile); no
+  // built without spreads, which were a visible cost of a one-event call in profiles; no
   // "__proto__" key is left in either (refused above), so plain stores copy every key.
   const merged: Record<string, unknown> = {};
   for (const source of [properties, custom.properties]) {

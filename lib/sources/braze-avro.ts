@@ -2,7 +2,7 @@ import { Readable } from "node:stream";
 import type avro from "avsc";
 // avsc's entry point also loads its RPC services and IDL parser, which decoding a container file
 // never uses: importing only the type system and the container decoder keeps them out of the
-// currents-reader bundle (about 40 KB, and nearly half of avsc's load time; README "Performance").
+// currents-reader bundle (about 40 KB, and nearly half of avsc's load time; docs/performance.md).
 import avroContainers from "avsc/lib/containers.js";
 import avroTypes from "avsc/lib/types.js";
 import { ValidationError } from "../errors.js";

@@ -59,7 +59,7 @@ const brazeEventSchema = z.looseObject({
 export type BrazeEvent = z.infer<typeof brazeEventSchema>;
 
 const brazeBatchSchema = z.looseObject({ events: z.array(z.unknown()) });
-/** Built once: constructing a zod schema per event cost more than parsing with it (issue 12 profile). */
+/** Built once: constructing a zod schema per event cost more than parsing with it (CPU profile of the intake). */
 const customPropertiesSchema = z.record(z.string(), z.unknown());
 
 type CustomPropertiesResult = { ok: true; properties: Record<string, unknown> } | { ok: false; code: string; reason: string };
@@ -169,7 +169,7 @@ export function mapBrazeEvent(item: unknown, index: number, ctx: MapContext): Ma
   // The properties are collected as entries and made an object once (Object.fromEntries: a later
   // entry for a key replaces the earlier value in its place, as the assignments it replaces did).
   // Assigned one by one, the ~30 keys of a Braze event turned the object into a slow dictionary,
-  // which made copying and serializing it a large part of the intake's CPU (issue 12 profile).
+  // which made copying and serializing it a large part of the intake's CPU in profiles.
   const entries: [string, unknown][] = [];
   const skipInProperties = new Set<string>();
   // The custom event name lives in the event label; Braze's glossary lists no `name` property in its Mixpanel tab.

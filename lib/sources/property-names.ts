@@ -17,8 +17,8 @@ const PROTO_KEY = "__proto__";
  * value sits in its item. Iterative, so a deeply nested body cannot overflow the stack.
  */
 export function findProtoKey(value: unknown, prefix = ""): string | undefined {
-  // Nearly every item has no such key: a scan without paths answers that cheaply (issue 12
-  // profile), and only a hit pays for the walk that names where the key is.
+  // Nearly every item has no such key: a scan without paths answers that cheaply (it showed in
+  // CPU profiles), and only a hit pays for the walk that names where the key is.
   return hasProtoKey(value) ? findProtoKeyPath(value, prefix) : undefined;
 }
 
@@ -31,7 +31,7 @@ function hasProtoKey(value: unknown): boolean {
 
 /**
  * The recursive scan without a stack of pending values or a set of seen ones (allocations that
- * made this check a visible cost per item, issue 12 profile). It gives up (undefined) past a
+ * made this check a visible cost per item in CPU profiles). It gives up (undefined) past a
  * depth that could strain the call stack, or past a number of visits that only shared references
  * (not parsed JSON) can reach, and the iterative walk below answers instead.
  */

@@ -5,7 +5,7 @@ import * as z from "zod/mini";
  * zod's functional API (`zod/mini`): the same parser and checks as `import * as z from "zod"`,
  * without the classic API's chainable methods and per-schema JSON-Schema hooks. Building a schema
  * costs about half, its first use compiles less of zod, and a bundle without any classic-API schema
- * leaves out ~60 KB (issue 12, README "Performance").
+ * leaves out ~60 KB (docs/performance.md).
  *
  * zod/mini leaves the choice of error messages to the caller; English is what the classic API
  * installs, so a schema gives the same messages through either API. (Imported on its own:
