@@ -1,5 +1,5 @@
 /**
- * The README's cost model, derived from one bench run's measured figures and AWS list
+ * The cost model of docs/performance.md, derived from one bench run's measured figures and AWS list
  * prices. Prices: us-east-1, arm64, on-demand, as published by AWS in 2024–2025 and known
  * to the author without internet access from this machine: check them at
  * https://aws.amazon.com/lambda/pricing/, /sqs/pricing/, /api-gateway/pricing/,
@@ -13,7 +13,7 @@ export const PRICES_USD = {
   logsPerGb: 0.5, // CloudWatch Logs ingestion
 } as const;
 
-/** What the model assumes beyond the measurements (stated in the README). */
+/** What the model assumes beyond the measurements (stated in docs/performance.md). */
 export const ASSUMPTIONS = {
   /** Lambda gives 1 vCPU at 1769 MB; at 1024 MB a CPU-bound stretch takes 1769/1024 longer than on one full core. */
   vcpuShareAt1024Mb: 1024 / 1769,

@@ -359,7 +359,7 @@ describe("plain `osls package --stage dev` on a fresh clone (no `npm run build` 
 
   it("leaves zod's classic API out of every bundle: every schema is built with zod/mini (lib/util/zod.ts)", () => {
     // One classic-API schema anywhere in a function's imports brings ~60 KB and the classic
-    // module's first-use compile into every cold start (README "Performance"). zod registers
+    // module's first-use compile into every cold start (docs/performance.md). zod registers
     // its schema classes by name, so the names survive minification.
     for (const fn of FUNCTION_NAMES) {
       const bundle = readFileSync(join(freshDir, "dist", fn, "index.mjs"), "utf8");

@@ -3,8 +3,8 @@ import { dirname, join, relative, resolve } from "node:path";
 import { describe, expect, it } from "vitest";
 
 /**
- * The import graph of the product (lib/, functions/, infra/) against the layering in README
- * "Layout": every file sits in one layer, and a file imports only from its own layer or lower
+ * The import graph of the product (lib/, functions/, infra/) against the layering in
+ * docs/architecture.md ("Folders and layers"): every file sits in one layer (its folder), and a file imports only from its own layer or lower
  * ones; the product never imports test/; and no two files import each other (directly or round
  * a loop). The imports are read from the source text (static `import`/`export … from` and
  * dynamic `import("…")`), so a new arrow fails here before review.

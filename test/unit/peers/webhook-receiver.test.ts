@@ -4,7 +4,7 @@ import { WebhookReceiver } from "../../../infra/local/peers/webhook-server.js";
 
 /**
  * The local webhook receiver against the published contracts: the signature scheme receivers
- * are told to verify (README "Cohort export and delivery"), computed here with node:crypto
+ * are told to verify (docs/cohorts.md), computed here with node:crypto
  * alone, and Mixpanel's rule that total_pages counts the messages of one session.
  */
 const SECRET = "receiver-test-secret-0123";
