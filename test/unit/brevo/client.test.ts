@@ -19,7 +19,7 @@ function clock() {
 
 function client(options: Partial<BrevoClientOptions> & { baseUrl: string }, time = clock(), remainingMs = 600_000) {
   return createBrevoClient({
-    fetch: globalThis.fetch,
+    addressPolicy: { allowPrivate: false, localStage: true },
     apiKey: async () => "k",
     timeoutMs: 5_000,
     retryDeps: { sleep: time.sleep, random: () => 0, remainingMs: () => remainingMs },
