@@ -2,7 +2,8 @@ import { ConfigError, RetryableError, ValidationError } from "../errors.js";
 import { parseJsonOrUndefined } from "../util/json.js";
 import type { FetchLike, HttpResult } from "../http/fetch.js";
 import { createGuardedFetch } from "../http/guarded-fetch.js";
-import { type RetryDeps, type RetryPolicy, parseRetryAfterMs, withRetry } from "../http/retry.js";
+import { type RetryDeps, type RetryPolicy, withRetry } from "../http/retry.js";
+import { type BrevoBucket, type BrevoRateGates, bucketOf, newBrevoRateGates, noteRateLimit } from "./rate-limits.js";
 import { type AddressPolicy, destinationUrlProblem } from "../util/address-policy.js";
 import type { BrevoOperationCall, BrevoRawAnswer, BrevoSdk } from "./sdk.js";
 
@@ -30,7 +31,8 @@ import type { BrevoOperationCall, BrevoRawAnswer, BrevoSdk } from "./sdk.js";
  * Rate limits are per bucket (§4 table): `/v3/contacts/*`, `/v3/events`, and "all other
  * endpoints" (companies, processes); one gate each.
  */
-export type BrevoBucket = "contacts" | "events" | "other";
+// The rate-limit gates live apart so the cohort lists' sender shares them without loading this client.
+export { type BrevoBucket, type BrevoRateGates, bucketOf, newBrevoRateGates, noteRateLimit } from "./rate-limits.js";
 
 export interface BrevoClientOptions {
   /**
@@ -88,39 +90,6 @@ export function checkBrevoBaseUrl(raw: string, policy: AddressPolicy): URL {
   const problem = destinationUrlProblem(raw, "BREVO_API_URL", policy);
   if (problem !== undefined) throw new ConfigError(problem);
   return new URL(raw);
-}
-
-export function bucketOf(path: string): BrevoBucket {
-  if (path.startsWith("/contacts")) return "contacts";
-  if (path.startsWith("/events")) return "events";
-  return "other";
-}
-
-function seconds(header: string | null): number | undefined {
-  if (header === null || !/^\d+(\.\d+)?$/.test(header.trim())) return undefined;
-  return Math.round(Number(header) * 1000);
-}
-
-/**
- * Brevo's rate-limit state, one gate per bucket (§4): the epoch ms before which no call in that
- * bucket may be made. The one gate every Brevo caller shares (the connector's client and the
- * cohort list sender), kept per container.
- */
-export type BrevoRateGates = Record<BrevoBucket, number>;
-export const newBrevoRateGates = (): BrevoRateGates => ({ contacts: 0, events: 0, other: 0 });
-
-/**
- * Reads an answer's `x-sib-ratelimit-*` headers: a 429, or `remaining` 0, closes the bucket's gate
- * for `reset` seconds (Brevo sends no Retry-After; one a proxy adds is honoured; 1 s when neither).
- * Returns the wait in ms when the answer closed the gate.
- */
-export function noteRateLimit(gates: BrevoRateGates, bucket: BrevoBucket, status: number, headers: Headers, now: number): number | undefined {
-  const resetMs = seconds(headers.get("x-sib-ratelimit-reset"));
-  const remaining = headers.get("x-sib-ratelimit-remaining");
-  if (status !== 429 && (remaining === null || remaining.trim() === "" || Number(remaining) > 0)) return undefined;
-  const wait = resetMs ?? parseRetryAfterMs(headers.get("retry-after"), now) ?? 1000;
-  gates[bucket] = Math.max(gates[bucket], now + wait);
-  return wait;
 }
 
 /**
