@@ -2,6 +2,8 @@ import { describe, expect, it } from "vitest";
 import { createBrevoClient, type BrevoClientOptions } from "../../../lib/brevo/client.js";
 import { ConfigError, RetryableError, ValidationError } from "../../../lib/errors.js";
 import { BrevoServer } from "../../../infra/local/peers/brevo-server.js";
+import { createBrevoClientFor } from "../../../lib/runtime/brevo-forwarder.js";
+import { brevoConfigSchema } from "../../../lib/config/brevo.js";
 
 /** The Brevo send path's status meanings, rate gate and deadline, against the strict local Brevo and a scripted fetch. */
 function clock() {
@@ -178,5 +180,19 @@ describe("Brevo client", () => {
   it("a 2xx answer that is not JSON reaches the caller as its text", async () => {
     const brevoClient = client({ baseUrl: "https://api.brevo.com/v3", fetch: async () => new Response("accepted", { status: 202 }) });
     expect(await brevoClient.call("POST", "/contacts/import", { jsonBody: [] })).toMatchObject({ status: 202, body: "accepted" });
+  });
+
+  it("the one factory (Brevo forwarder, gdpr:delete) allows the loopback sandbox on the local stage only", () => {
+    const settings = {
+      config: brevoConfigSchema.parse({ api_key_secret: "mixpanel-relay/prod/brevo" }),
+      apiKey: "k",
+      apiUrl: "http://127.0.0.1:3003/v3",
+      secrets: { getJson: async () => ({}) } as never,
+      timeoutMs: 1000,
+      remainingMs: () => 60_000,
+    };
+    expect(() => createBrevoClientFor({ ...settings, stage: "local" })).not.toThrow();
+    expect(() => createBrevoClientFor({ ...settings, stage: "prod" })).toThrow(ConfigError);
+    expect(() => createBrevoClientFor({ ...settings, stage: "prod", apiUrl: "https://[::ffff:169.254.169.254]/v3" })).toThrow(ConfigError);
   });
 });
