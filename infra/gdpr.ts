@@ -28,9 +28,9 @@ import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import { GetObjectCommand, ListBucketsCommand, ListObjectsV2Command, PutObjectCommand, type S3Client } from "@aws-sdk/client-s3";
 import * as z from "zod";
-import { DEFAULT_BREVO_API_URL, createBrevoClient, type BrevoClient } from "../lib/brevo/client.js";
+import type { BrevoClient } from "../lib/brevo/client.js";
+import { createBrevoClientFor } from "../lib/runtime/brevo-forwarder.js";
 import { loadStageConfig, stageConfigPath } from "../lib/config/stage.js";
-import { apiKeySecretSchema } from "../lib/destinations/http.js";
 import { realRetryDeps } from "../lib/http/retry.js";
 import {
   type AuditRecord,
@@ -156,14 +156,14 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   let brevo: BrevoClient | undefined;
   const brevoConfig = config.brevo;
   if (brevoConfig) {
-    const localKey = env.BREVO_API_KEY;
-    brevo = createBrevoClient({
-      fetch: globalThis.fetch,
-      baseUrl: env.BREVO_API_URL ?? DEFAULT_BREVO_API_URL,
-      apiKey: async () => localKey ?? (await secrets.getJson(brevoConfig.api_key_secret, apiKeySecretSchema)).api_key,
+    brevo = createBrevoClientFor({
+      config: brevoConfig,
+      stage: target.stage,
+      ...(env.BREVO_API_KEY ? { apiKey: env.BREVO_API_KEY } : {}),
+      ...(env.BREVO_API_URL ? { apiUrl: env.BREVO_API_URL } : {}),
+      secrets,
       timeoutMs: 15_000,
-      retryDeps: realRetryDeps(() => 120_000),
-      now: Date.now,
+      remainingMs: () => 120_000,
     });
   }
   // Before anything is deleted: the Brevo forwarder stops sending these ids (lib/privacy/suppression.ts).

@@ -9,7 +9,7 @@ import { RetryableError } from "../../lib/errors.js";
 import { realRetryDeps } from "../../lib/http/retry.js";
 import { logger } from "../../lib/observability/telemetry.js";
 import { cachedSuppression, readSuppressedDigests } from "../../lib/privacy/suppression.js";
-import { newBrevoRateGates } from "../../lib/brevo/client.js";
+import { newBrevoRateGates } from "../../lib/brevo/rate-limits.js";
 import type { LiteRuntimeContext } from "../../lib/runtime/lite-context.js";
 
 /**

@@ -1,28 +1,47 @@
-import { ConfigError, RetryableError } from "../errors.js";
+import { ConfigError, RetryableError, ValidationError } from "../errors.js";
 import { parseJsonOrUndefined } from "../util/json.js";
-import { type FetchLike, type HttpResult, fetchText } from "../http/fetch.js";
-import { type RetryDeps, type RetryPolicy, parseRetryAfterMs, withRetry } from "../http/retry.js";
+import type { FetchLike, HttpResult } from "../http/fetch.js";
+import { createGuardedFetch } from "../http/guarded-fetch.js";
+import { type RetryDeps, type RetryPolicy, withRetry } from "../http/retry.js";
+import { type BrevoBucket, type BrevoRateGates, bucketOf, newBrevoRateGates, noteRateLimit } from "./rate-limits.js";
+import { type AddressPolicy, destinationUrlProblem } from "../util/address-policy.js";
+import type { BrevoOperationCall, BrevoRawAnswer, BrevoSdk } from "./sdk.js";
 
 /**
- * The one send path to Brevo's API for the connector (docs/vendors/brevo-connector.md §4):
- * `api-key` header, a hard timeout per try, no redirects followed (`redirect: "manual"`; a 3xx
- * is a wrong base URL, so a ConfigError), retries through the shared policy (lib/http/retry.ts)
- * bounded by the invocation's remaining time, and Brevo's status meanings:
+ * The one client of Brevo's API (the connector and `npm run gdpr:delete`; the cohort lists'
+ * sender shares its rate gates), docs/vendors/brevo-connector.md §4 and "The vendor's client".
+ * Brevo's official SDK (`@getbrevo/brevo`, lib/brevo/sdk.ts) makes every call; this module keeps
+ * the relay's rules around it:
  *
- * - 429: wait `x-sib-ratelimit-reset` seconds (Brevo sends no Retry-After, §4; honoured when a
- *   proxy adds one), then retry; the wait also closes a per-bucket gate so other calls in the
- *   container do not walk into the same limit. `x-sib-ratelimit-remaining: 0` closes it too.
- * - 408, 425 (Too Early, meaning undocumented), 5xx, network errors, timeouts: RetryableError.
- * - 401, 402 (no credits), 403: ConfigError (kept for redelivery and alarmed, never dropped).
- * - any other status is returned to the caller, which decides what a 4xx means for its record.
+ * - the address policy of the cohort destinations (lib/util/address-policy.ts: https to a public
+ *   host, IPv4 hidden in IPv6 forms included; plain http and loopback only on the local stage),
+ *   checked on the base URL when the client is built and on every DNS answer at send time by the
+ *   guarded fetch (lib/http/guarded-fetch.ts), which is the SDK's `fetch`; redirects are never
+ *   followed (a 3xx is a wrong base URL, so a ConfigError);
+ * - one try per SDK call (`maxRetries: 0`), a hard timeout per try (`timeoutInSeconds`), retries
+ *   through the shared policy (lib/http/retry.ts) bounded by the invocation's remaining time;
+ * - Brevo's status meanings, read from the SDK's answer or error (status, body, raw headers):
+ *   - 429: wait `x-sib-ratelimit-reset` seconds (Brevo sends no Retry-After, §4; honoured when a
+ *     proxy adds one), then retry; the wait also closes a per-bucket gate so other calls in the
+ *     container do not walk into the same limit. `x-sib-ratelimit-remaining: 0` closes it too.
+ *   - 408, 425 (Too Early, meaning undocumented), 5xx, network errors, timeouts: RetryableError.
+ *   - 401, 402 (no credits), 403: ConfigError (kept for redelivery and alarmed, never dropped).
+ *   - any other status is returned to the caller, which decides what a 4xx means for its record.
  *
  * Rate limits are per bucket (§4 table): `/v3/contacts/*`, `/v3/events`, and "all other
- * endpoints" (companies); one gate each.
+ * endpoints" (companies, processes); one gate each.
  */
-export type BrevoBucket = "contacts" | "events" | "other";
+// The rate-limit gates live apart so the cohort lists' sender shares them without loading this client.
+export { type BrevoBucket, type BrevoRateGates, bucketOf, newBrevoRateGates, noteRateLimit } from "./rate-limits.js";
 
 export interface BrevoClientOptions {
-  readonly fetch: FetchLike;
+  /**
+   * The address rule: the local stage allows plain http and loopback (the local sandbox); a
+   * deployed stage allows neither, nor any other non-public address.
+   */
+  readonly addressPolicy: AddressPolicy;
+  /** The transport under the SDK (default: the guarded fetch of `addressPolicy`). Redirects are never followed, whatever it is. */
+  readonly fetch?: FetchLike;
   /** e.g. https://api.brevo.com/v3 */
   readonly baseUrl: string;
   readonly apiKey: () => Promise<string>;
@@ -62,69 +81,107 @@ export class BrevoBucketWaitError extends RetryableError {
 
 export const DEFAULT_BREVO_API_URL = "https://api.brevo.com/v3";
 
-const PRIVATE_V4 = [/^10\./, /^127\./, /^169\.254\./, /^192\.168\./, /^172\.(1[6-9]|2\d|3[01])\./, /^0\./, /^100\.(6[4-9]|[7-9]\d|1[01]\d|12[0-7])\./];
-const LOOPBACK_HOSTS = new Set(["127.0.0.1", "localhost", "[::1]"]);
+/**
+ * The Brevo base URL under the cohort destinations' address rule (lib/util/address-policy.ts);
+ * a private address would turn the forwarder into a way into the VPC. Checked when the client is
+ * built; every DNS answer is checked again at send time by the guarded fetch.
+ */
+export function checkBrevoBaseUrl(raw: string, policy: AddressPolicy): URL {
+  const problem = destinationUrlProblem(raw, "BREVO_API_URL", policy);
+  if (problem !== undefined) throw new ConfigError(problem);
+  return new URL(raw);
+}
 
 /**
- * The Brevo base URL must be https to a public host; plain http only to a loopback host (the
- * local sandbox). A private or link-local address literal is refused (it would turn the
- * forwarder into a way into the VPC). Checked when the client is built and before every call.
+ * The SDK hands back parsed JSON (or the text of an answer that is not JSON); the relay's callers
+ * read text. A 2xx answer that is not JSON comes back from the SDK as `{ok: false, error: {rawBody}}`.
  */
-export function checkBrevoBaseUrl(raw: string): URL {
-  let url: URL;
-  try {
-    url = new URL(raw);
-  } catch {
-    throw new ConfigError(`BREVO_API_URL ${JSON.stringify(raw)} is not a URL`);
+function bodyText(data: unknown): string {
+  if (data === undefined || data === null) return "";
+  if (typeof data === "string") return data;
+  if (typeof data === "object" && "ok" in data && data.ok === false && "error" in data) {
+    const error: unknown = data.error;
+    if (error !== null && typeof error === "object" && "rawBody" in error && typeof error.rawBody === "string") return error.rawBody;
   }
-  const host = url.hostname.toLowerCase();
-  if (url.protocol === "http:" && LOOPBACK_HOSTS.has(host)) return url;
-  if (url.protocol !== "https:") throw new ConfigError(`BREVO_API_URL must be https (http only for 127.0.0.1, localhost or [::1]), got ${url.protocol}`);
-  const bare = host.replace(/^\[|\]$/g, "");
-  if (PRIVATE_V4.some((range) => range.test(bare)) || LOOPBACK_HOSTS.has(host) || /^(fc|fd|fe8|fe9|fea|feb)/.test(bare) || bare === "::1" || bare.startsWith("::ffff:")) {
-    throw new ConfigError(`BREVO_API_URL points at a private address (${host})`);
-  }
-  return url;
+  return JSON.stringify(data);
 }
 
-export function bucketOf(path: string): BrevoBucket {
-  if (path.startsWith("/contacts")) return "contacts";
-  if (path.startsWith("/events")) return "events";
-  return "other";
+function answerOf(answer: BrevoRawAnswer): HttpResult {
+  return { status: answer.rawResponse.status, headers: answer.rawResponse.headers, body: bodyText(answer.data) };
 }
 
-function seconds(header: string | null): number | undefined {
-  if (header === null || !/^\d+(\.\d+)?$/.test(header.trim())) return undefined;
-  return Math.round(Number(header) * 1000);
+interface SdkError {
+  readonly statusCode?: number;
+  readonly body?: unknown;
+  readonly rawResponse?: { readonly status: number; readonly headers: Headers };
+  readonly cause?: unknown;
+  readonly message: string;
 }
 
-/**
- * Brevo's rate-limit state, one gate per bucket (§4): the epoch ms before which no call in that
- * bucket may be made. The one gate every Brevo caller shares (the connector's client and the
- * cohort list sender), kept per container.
- */
-export type BrevoRateGates = Record<BrevoBucket, number>;
-export const newBrevoRateGates = (): BrevoRateGates => ({ contacts: 0, events: 0, other: 0 });
+/** The SDK's errors: BrevoError (with `statusCode`, `body`, `rawResponse`), its per-status subclasses, BrevoTimeoutError. */
+function sdkError(error: unknown): SdkError | undefined {
+  if (!(error instanceof Error)) return undefined;
+  if (!("rawResponse" in error) && !("statusCode" in error) && error.name !== "BrevoTimeoutError") return undefined;
+  return error;
+}
 
-/**
- * Reads an answer's `x-sib-ratelimit-*` headers: a 429, or `remaining` 0, closes the bucket's gate
- * for `reset` seconds (Brevo sends no Retry-After; one a proxy adds is honoured; 1 s when neither).
- * Returns the wait in ms when the answer closed the gate.
- */
-export function noteRateLimit(gates: BrevoRateGates, bucket: BrevoBucket, status: number, headers: Headers, now: number): number | undefined {
-  const resetMs = seconds(headers.get("x-sib-ratelimit-reset"));
-  const remaining = headers.get("x-sib-ratelimit-remaining");
-  if (status !== 429 && (remaining === null || remaining.trim() === "" || Number(remaining) > 0)) return undefined;
-  const wait = resetMs ?? parseRetryAfterMs(headers.get("retry-after"), now) ?? 1000;
-  gates[bucket] = Math.max(gates[bucket], now + wait);
-  return wait;
+class BrevoRequestTimeout extends Error {
+  override readonly name = "BrevoRequestTimeout";
 }
 
 export function createBrevoClient(options: BrevoClientOptions): BrevoClient {
-  const base = checkBrevoBaseUrl(options.baseUrl).toString().replace(/\/+$/, "");
+  const baseUrl = checkBrevoBaseUrl(options.baseUrl, options.addressPolicy);
+  const base = baseUrl.toString().replace(/\/+$/, "");
+  const basePath = baseUrl.pathname.replace(/\/+$/, "");
   const gates = options.gates ?? newBrevoRateGates();
+  const transport = options.fetch ?? createGuardedFetch({ policy: options.addressPolicy });
+  // Whatever the transport, no redirect is followed: a followed 307/308 would send the api-key
+  // header and the contacts' data on to a host nobody validated.
+  const sdkFetch = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
+    try {
+      return await transport(typeof input === "string" || input instanceof URL ? input : input.url, { ...init, redirect: "manual" });
+    } catch (error) {
+      if (init?.signal?.aborted && !(error instanceof ValidationError)) throw new BrevoRequestTimeout(`timed out after ${options.timeoutMs} ms`);
+      throw error;
+    }
+  };
+  let sdk: Promise<BrevoSdk> | undefined;
+  // The SDK is read at the first call: a chunk of its own in the bundles (infra/build.ts).
+  const loadSdk = () =>
+    (sdk ??= import("./sdk.js").then(({ createBrevoSdk }) =>
+      createBrevoSdk({ baseUrl: base, apiKey: options.apiKey, timeoutMs: options.timeoutMs, fetch: sdkFetch as typeof fetch }),
+    ));
   let calls = 0;
   const left = () => options.retryDeps.remainingMs();
+
+  function operationOf(method: string, path: string, body: unknown): BrevoOperationCall {
+    const url = new URL(`${base}${path}`);
+    const segments = url.pathname
+      .slice(basePath.length)
+      .split("/")
+      .filter((segment) => segment !== "")
+      .map((segment) => decodeURIComponent(segment));
+    return { method, segments, query: Object.fromEntries(url.searchParams), body };
+  }
+
+  async function send(method: string, path: string, body: unknown): Promise<HttpResult> {
+    const pending = (await loadSdk())(operationOf(method, path, body));
+    // A path the relay never builds: a programming error, not Brevo's answer.
+    if (pending === undefined) throw new Error(`no Brevo SDK operation for ${method} ${path}`);
+    try {
+      return answerOf(await pending);
+    } catch (error) {
+      const failure = sdkError(error);
+      if (failure === undefined) throw error;
+      if (failure.statusCode !== undefined && failure.rawResponse !== undefined) {
+        return { status: failure.statusCode, headers: failure.rawResponse.headers, body: bodyText(failure.body) };
+      }
+      // No answer: the transport refused the address (configuration), or the network or the timeout failed.
+      if (failure.cause instanceof ValidationError) throw new ConfigError(`BREVO_API_URL: ${failure.cause.message}`);
+      const reason = failure.cause instanceof Error ? failure.cause.message : failure.message;
+      throw new RetryableError(`request to ${baseUrl.host} failed: ${reason}`);
+    }
+  }
 
   async function once(method: string, path: string, body: unknown, bucket: BrevoBucket, mayWait: boolean): Promise<HttpResult> {
     const wait = gates[bucket] - options.now();
@@ -135,21 +192,8 @@ export function createBrevoClient(options: BrevoClientOptions): BrevoClient {
       await options.retryDeps.sleep(wait);
     }
     if (left() <= 0) throw new RetryableError("no time left in this invocation for another Brevo call");
-    const url = `${base}${path}`;
-    checkBrevoBaseUrl(url);
-    const apiKey = await options.apiKey();
     calls++;
-    const result = await fetchText(
-      options.fetch,
-      url,
-      {
-        method,
-        redirect: "manual",
-        headers: { "api-key": apiKey, accept: "application/json", ...(body !== undefined ? { "content-type": "application/json" } : {}) },
-        ...(body !== undefined ? { body: JSON.stringify(body) } : {}),
-      },
-      options.timeoutMs,
-    );
+    const result = await send(method, path, body);
     const status = result.status;
     const closedFor = noteRateLimit(gates, bucket, status, result.headers, options.now());
     const excerpt = result.body.slice(0, 500);

@@ -7,7 +7,7 @@ import { type SenderDeps, apiKeySecretSchema, chunkOf, text } from "./http.js";
 import { OutOfTime, sendToDestination } from "./send.js";
 import { parseJsonWith } from "../util/json.js";
 import { idDigest } from "../privacy/suppression.js";
-import { type BrevoBucket, type BrevoRateGates, bucketOf, newBrevoRateGates, noteRateLimit } from "../brevo/client.js";
+import { type BrevoBucket, type BrevoRateGates, bucketOf, newBrevoRateGates, noteRateLimit } from "../brevo/rate-limits.js";
 
 /**
  * Brevo lists (docs/vendors/cohort-sync.md §3). A page is at most a handful of calls,
@@ -37,7 +37,7 @@ export const BREVO_LIST_CHUNK = 150;
 export const BREVO_IMPORT_MAX_BYTES = 8_000_000;
 
 /**
- * The Brevo rate-limit gates (lib/brevo/client.ts): `/contacts/*` calls wait on the contacts
+ * The Brevo rate-limit gates (lib/brevo/rate-limits.ts, shared with the connector's client): `/contacts/*` calls wait on the contacts
  * bucket, `/processes/{id}` on "all other endpoints" (100 per hour on the General tier).
  */
 export type RateGate = BrevoRateGates;

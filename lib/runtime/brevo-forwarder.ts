@@ -5,7 +5,9 @@ import { DEADLINE_MARGIN_MS, sqsRequeue } from "./forwarder.js";
 import { realRetryDeps } from "../http/retry.js";
 import { logger } from "../observability/telemetry.js";
 import { type LiteRuntimeContext, rejectedStoreFor } from "./lite-context.js";
-import { DEFAULT_BREVO_API_URL, createBrevoClient, type BrevoClient } from "../brevo/client.js";
+import { DEFAULT_BREVO_API_URL, createBrevoClient, type BrevoClient, type BrevoClientOptions } from "../brevo/client.js";
+import { LOCAL_STAGE } from "../config/stage.js";
+import type { SecretReader } from "../secrets/secrets.js";
 import type { BrevoConfig } from "../config/brevo.js";
 import { createBrevoSend } from "../forwarder/brevo.js";
 import { cachedSuppression, readSuppressedDigests } from "../privacy/suppression.js";
@@ -21,18 +23,46 @@ export function brevoConfigOf(runtime: LiteRuntimeContext): BrevoConfig {
   return config;
 }
 
+export interface BrevoClientSettings {
+  readonly config: BrevoConfig;
+  /** The stage the client runs for: the local stage may reach the loopback sandbox over plain http. */
+  readonly stage: string;
+  /** BREVO_API_KEY (the local stack) instead of the secret `brevo.api_key_secret`. */
+  readonly apiKey?: string;
+  /** BREVO_API_URL (the local sandbox) instead of Brevo's API. */
+  readonly apiUrl?: string;
+  readonly secrets: SecretReader;
+  readonly timeoutMs: number;
+  /** Milliseconds left for starting another try (the deadline minus margins). */
+  readonly remainingMs: () => number;
+  readonly onRetry?: BrevoClientOptions["onRetry"];
+}
+
+/** The one way a Brevo client is built (the Brevo forwarder, `npm run gdpr:delete`). */
+export function createBrevoClientFor(settings: BrevoClientSettings): BrevoClient {
+  const { apiKey, config } = settings;
+  return createBrevoClient({
+    addressPolicy: { allowPrivate: false, localStage: settings.stage === LOCAL_STAGE },
+    baseUrl: settings.apiUrl ?? DEFAULT_BREVO_API_URL,
+    apiKey: async () => apiKey ?? (await settings.secrets.getJson(config.api_key_secret, apiKeySecretSchema)).api_key,
+    timeoutMs: settings.timeoutMs,
+    retryDeps: realRetryDeps(settings.remainingMs),
+    now: Date.now,
+    ...(settings.onRetry ? { onRetry: settings.onRetry } : {}),
+  });
+}
+
 export function brevoClientFrom(runtime: LiteRuntimeContext, remainingMs: () => number): BrevoClient {
   const { env } = runtime;
-  const config = brevoConfigOf(runtime);
-  const localKey = env.BREVO_API_KEY;
-  return createBrevoClient({
-    fetch: globalThis.fetch,
-    baseUrl: env.BREVO_API_URL ?? DEFAULT_BREVO_API_URL,
-    apiKey: async () => localKey ?? (await runtime.secrets.getJson(config.api_key_secret, apiKeySecretSchema)).api_key,
+  return createBrevoClientFor({
+    config: brevoConfigOf(runtime),
+    stage: env.RELAY_STAGE,
+    ...(env.BREVO_API_KEY !== undefined ? { apiKey: env.BREVO_API_KEY } : {}),
+    ...(env.BREVO_API_URL !== undefined ? { apiUrl: env.BREVO_API_URL } : {}),
+    secrets: runtime.secrets,
     timeoutMs: env.HTTP_TIMEOUT_MS,
     // A try may take up to HTTP_TIMEOUT_MS: only start one when it can finish before the deadline.
-    retryDeps: realRetryDeps(() => remainingMs() - DEADLINE_MARGIN_MS - env.HTTP_TIMEOUT_MS),
-    now: Date.now,
+    remainingMs: () => remainingMs() - DEADLINE_MARGIN_MS - env.HTTP_TIMEOUT_MS,
     onRetry: (what, error, delayMs) => logger.warn("Brevo call will be retried", { what, status: error.status, delayMs: Math.round(delayMs) }),
   });
 }

@@ -42,7 +42,7 @@ async function run(label: string, kind: "event" | "profile", lines: string[], li
   const brevo = new BrevoServer({ apiKey: "k", listIds: [15], limit, windowMs: 1000 });
   const url = await brevo.start();
   const client = createBrevoClient({
-    fetch: globalThis.fetch,
+    addressPolicy: { allowPrivate: false, localStage: true },
     baseUrl: url,
     apiKey: async () => "k",
     timeoutMs: 30_000,

@@ -26,7 +26,7 @@ afterEach(() => brevo.close());
 
 function send() {
   const client = createBrevoClient({
-    fetch: globalThis.fetch,
+    addressPolicy: { allowPrivate: false, localStage: true },
     baseUrl: brevo.url,
     apiKey: async () => API_KEY,
     timeoutMs: 5_000,

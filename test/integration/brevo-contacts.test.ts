@@ -21,7 +21,7 @@ afterEach(() => brevo.close());
 
 function send(config: BrevoConfig) {
   const client = createBrevoClient({
-    fetch: globalThis.fetch,
+    addressPolicy: { allowPrivate: false, localStage: true },
     baseUrl: brevo.url,
     apiKey: async () => API_KEY,
     timeoutMs: 5_000,

@@ -22,7 +22,7 @@ afterEach(() => brevo.close());
 
 function send(eventsBatchSize: number) {
   const client = createBrevoClient({
-    fetch: globalThis.fetch,
+    addressPolicy: { allowPrivate: false, localStage: true },
     baseUrl: brevo.url,
     apiKey: async () => API_KEY,
     timeoutMs: 5_000,

@@ -57,7 +57,7 @@ beforeEach(async () => {
 
 function deps(options: { apiKey?: string; maxAttempts?: number; baseUrl?: string } = {}): EnvelopeConsumerDeps {
   const client = createBrevoClient({
-    fetch: globalThis.fetch,
+    addressPolicy: { allowPrivate: false, localStage: true },
     baseUrl: options.baseUrl ?? brevo.url,
     apiKey: async () => options.apiKey ?? API_KEY,
     timeoutMs: 5_000,
@@ -112,7 +112,7 @@ describe("Brevo forwarder", () => {
   it("does not send an event twice when the same record arrives again in a warm container", async () => {
     const warm = deps();
     const sentInsertIds = new Map<string, true>();
-    const client = createBrevoClient({ fetch: globalThis.fetch, baseUrl: brevo.url, apiKey: async () => API_KEY, timeoutMs: 5_000, retryDeps: { sleep: async () => undefined, random: () => 0, remainingMs: () => 60_000 }, now: Date.now });
+    const client = createBrevoClient({ addressPolicy: { allowPrivate: false, localStage: true }, baseUrl: brevo.url, apiKey: async () => API_KEY, timeoutMs: 5_000, retryDeps: { sleep: async () => undefined, random: () => 0, remainingMs: () => 60_000 }, now: Date.now });
     const withMemory = { ...warm, send: createBrevoSend({ client, config, identityMode: "simplified", eventsBatchSize: 2, sentInsertIds }) };
     const first = await consumeEnvelopes([message("d1", "event", [event("Purchase", "same"), event("Purchase", "same")])], withMemory);
     const again = await consumeEnvelopes([message("d2", "event", [event("Purchase", "same")])], withMemory);
@@ -122,7 +122,7 @@ describe("Brevo forwarder", () => {
   });
 
   it("skips records of erased ids and sends nothing while the erased-ids list cannot be read", async () => {
-    const client = createBrevoClient({ fetch: globalThis.fetch, baseUrl: brevo.url, apiKey: async () => API_KEY, timeoutMs: 5_000, retryDeps: { sleep: async () => undefined, random: () => 0, remainingMs: () => 60_000 }, now: Date.now });
+    const client = createBrevoClient({ addressPolicy: { allowPrivate: false, localStage: true }, baseUrl: brevo.url, apiKey: async () => API_KEY, timeoutMs: 5_000, retryDeps: { sleep: async () => undefined, random: () => 0, remainingMs: () => 60_000 }, now: Date.now });
     const base = deps();
     const erased = { ...base, send: createBrevoSend({ client, config, identityMode: "simplified", eventsBatchSize: 2, suppressed: async () => new Set([idDigest("gone")]) }) };
     const summary = await consumeEnvelopes(

@@ -32,7 +32,7 @@ async function start() {
   brevo = new BrevoServer({ apiKey: API_KEY, listIds: [12], limit: 100_000 });
   await brevo.start();
   return createBrevoClient({
-    fetch: globalThis.fetch,
+    addressPolicy: { allowPrivate: false, localStage: true },
     baseUrl: brevo.url,
     apiKey: async () => API_KEY,
     timeoutMs: 5_000,

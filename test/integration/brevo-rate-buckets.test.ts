@@ -27,7 +27,7 @@ async function setup(otherLimit: number) {
   await brevo.start();
   brevo.companies.set("c-acme", { id: "c-acme", name: "Acme", attributes: { mixpanel_group: "company_id:acme" }, linkedContactsIds: [] });
   const client = createBrevoClient({
-    fetch: globalThis.fetch,
+    addressPolicy: { allowPrivate: false, localStage: true },
     baseUrl: brevo.url,
     apiKey: async () => API_KEY,
     timeoutMs: 5_000,
