@@ -158,10 +158,10 @@ class UnreadableIdentities {
 
 interface DiffedPartition {
   readonly counts: PartCounts & { readonly count: number };
-  readonly send: PageMember[];
-  readonly remove: PageMember[];
   /** The partition's pending snapshot object (snapshot-codec.ts). */
   pendingSnapshot(): Promise<Uint8Array>;
+  /** Its members to send and to remove, built once the snapshot is written (the two are not held at once). */
+  members(): { send: PageMember[]; remove: PageMember[] };
 }
 
 /**
@@ -199,18 +199,20 @@ async function diffPartition(
     const previousRows = { ids: previous.ids, previousRow: diff.previousRow, ...(previous.plainIds ? { plainIds: true } : {}) };
     return encodeSnapshot(header, current, diff.nextSnapshotRows, previousRows);
   };
-  // Only the members sent have their properties parsed.
-  const send: PageMember[] = [];
-  for (let row = 0; row < rows.count; row++) if (diff.send[row] === 1) send.push(lineMember(rows.ids[row] ?? "", rows.line(row)));
-  const remove = [...diff.removedRows, ...moved].map(
-    (j): PageMember => ({ id: previous.ids[j] ?? "", props: unreadable.props(previous.identities[j] ?? "") ?? {} }),
-  );
-  unreadable.report(sync, run, deps, partition?.part ?? 0);
+  const members = () => {
+    // Only the members sent have their properties parsed.
+    const send: PageMember[] = [];
+    for (let row = 0; row < rows.count; row++) if (diff.send[row] === 1) send.push(lineMember(rows.ids[row] ?? "", rows.line(row)));
+    const remove = [...diff.removedRows, ...moved].map(
+      (j): PageMember => ({ id: previous.ids[j] ?? "", props: unreadable.props(previous.identities[j] ?? "") ?? {} }),
+    );
+    unreadable.report(sync, run, deps, partition?.part ?? 0);
+    return { send, remove };
+  };
   return {
     counts: { send: diff.sendCount, removed: diff.removedRows.length, moved: moved.length, count: diff.nextSnapshotRows.length },
-    send,
-    remove,
     pendingSnapshot,
+    members,
   };
 }
 
@@ -259,7 +261,8 @@ async function emitOnePartition(sync: CohortSync, state: SyncState, run: ExportS
   // A retried emit keeps the snapshot its first attempt wrote, unless it is gone.
   if (run.emitted_pages === 0 || !(await store.exists(pendingKey))) await store.putBytes(pendingKey, await diffed.pendingSnapshot());
   const layout = pageLayout(sync, full, [diffed.counts]);
-  await new PageEmitter(sync, state, run, deps, entry, layout).emitPart(0, diffed.send, diffed.remove);
+  const { send, remove } = diffed.members();
+  await new PageEmitter(sync, state, run, deps, entry, layout).emitPart(0, send, remove);
   await finishRun(sync, state, run, deps, entry, { full, layout, count: diffed.counts.count });
 }
 
@@ -353,7 +356,7 @@ async function emitPartitioned(
     const previous = (await readPrevious(store, sync.id, state.snapshot, part, parts)) ?? emptyColumns();
     const diffed = await diffPartition(sync, run, deps, rows, previous, plan.full, { part, parts });
     await store.putBytes(keys.pendingSnapshotPart(sync.id, run.run_id, part, parts), await diffed.pendingSnapshot());
-    await putGzJson(store, keys.outbox(sync.id, run.run_id, part), { send: diffed.send, remove: diffed.remove });
+    await putGzJson(store, keys.outbox(sync.id, run.run_id, part), diffed.members());
     plan.parts.push(diffed.counts);
     await store.writeState(sync.id, state);
   }
