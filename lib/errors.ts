@@ -6,7 +6,21 @@
 
 /** Bad input. Permanent: retrying the same data can never succeed. */
 export class ValidationError extends Error {
-  override readonly name = "ValidationError";
+  override readonly name: string = "ValidationError";
+}
+
+/**
+ * An object the relay wrote itself and still needs (a staged page, a partition
+ * chunk, an outbox, a delivery page) is not in the store. S3 reads are strongly
+ * consistent after a write (https://docs.aws.amazon.com/AmazonS3/latest/userguide/Welcome.html#ConsistencyModel),
+ * so asking again reads the same absence: permanent, like other bad input.
+ */
+export class MissingObjectError extends ValidationError {
+  override readonly name = "MissingObjectError";
+  /** `what` names the object for an operator (its kind and key). */
+  constructor(what: string) {
+    super(`${what} is missing`);
+  }
 }
 
 /** Transient trouble (429, 5xx, network, timeouts). Safe to retry later. */

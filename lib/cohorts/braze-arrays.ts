@@ -4,7 +4,7 @@ import type { MemberColumns } from "./member-columns.js";
 import { decodeSnapshot } from "./snapshot-codec.js";
 import { keys } from "./store.js";
 import type { BrazeDestination, CohortSync } from "../config/cohort-syncs.js";
-import { destinationKey, parseIdentity } from "./emit.js";
+import { CorruptIdentityError, destinationKey, parseIdentity } from "./identity.js";
 import type { ExportDeps, SyncReport } from "./tick.js";
 
 /**
@@ -103,9 +103,23 @@ async function latestMembership(sync: CohortSync, state: SyncState, deps: Export
   if (!columns) return [];
   const out: string[] = [];
   for (let row = 0; row < columns.ids.length; row++) {
-    out.push(destinationKey(sync, parseIdentity(columns.identities[row] ?? "")) ?? columns.ids[row] ?? "");
+    out.push(userKey(sync, columns.ids[row] ?? "", columns.identities[row] ?? ""));
   }
   return out;
+}
+
+/**
+ * The user a member's array value lands on. This check only counts users over the
+ * limit, so a stored identity that cannot be read counts under the member's id (the
+ * key Braze falls back to without an external id) instead of stopping the report.
+ */
+function userKey(sync: CohortSync, id: string, identity: string): string {
+  try {
+    return destinationKey(sync, parseIdentity(identity)) ?? id;
+  } catch (error) {
+    if (error instanceof CorruptIdentityError) return id;
+    throw error;
+  }
 }
 
 /**

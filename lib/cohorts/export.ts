@@ -1,7 +1,6 @@
 import { describeError } from "../errors.js";
 import type { SyncState } from "./messages.js";
 import { emitRuns } from "./emit.js";
-import { emitPartitionedRuns } from "./emit-partitioned.js";
 import { openTickBudget } from "./budget.js";
 import { fetchPages, joinSharedExports } from "./fetch-pages.js";
 import { isDue, startRuns } from "./schedule.js";
@@ -11,7 +10,7 @@ import type { CohortSync } from "../config/cohort-syncs.js";
 import type { ExportDeps, ExportOptions, ExportReport, SyncReport, TickContext } from "./tick.js";
 
 export { isDue, needsFullSync } from "./schedule.js";
-export { removalGuard } from "./emit.js";
+export { removalGuard } from "./removal-guard.js";
 export type { ExportDeps, ExportLog, ExportOptions, ExportReport, SyncOutcome, SyncReport } from "./tick.js";
 
 /**
@@ -21,9 +20,9 @@ export type { ExportDeps, ExportLog, ExportOptions, ExportReport, SyncOutcome, S
  *  2. schedule (schedule.ts): start a run when due or forced, after one
  *     /cohorts/list call for the tick;
  *  3. fetch (fetch-pages.ts): /engage pages within the Query API budget (budget.ts);
- *  4. emit (emit.ts): diff, mass-removal guard, pages to the deliveries queue;
- *     an export over `partitionMembers` is emitted partition by partition
- *     across invocations (emit-partitioned.ts).
+ *  4. emit (emit.ts): diff, mass-removal guard (removal-guard.ts), pages to the
+ *     deliveries queue (page-layout.ts); an export over `partitionMembers` is
+ *     emitted partition by partition across invocations.
  */
 export async function runCohortExport(
   syncs: readonly CohortSync[],
@@ -94,6 +93,5 @@ async function runTick(tick: TickContext, syncs: readonly CohortSync[]): Promise
   await fetchPages(tick, active);
   await joinSharedExports(tick, active);
   await emitRuns(tick, active);
-  await emitPartitionedRuns(tick, active);
   await checkBrazeArrays(tick.syncs, states, report, deps);
 }

@@ -1,3 +1,6 @@
+import { ValidationError } from "../errors.js";
+import type { CohortSync } from "../config/cohort-syncs.js";
+
 /**
  * A member's identity: the JSON of the identity properties it has (`$email`, the Braze
  * external id property), "" when it has none. A snapshot keeps it so a member who leaves
@@ -16,4 +19,54 @@ export function identityOf(properties: Record<string, unknown>, identityKeys: re
     }
   }
   return any ? JSON.stringify(picked) : "";
+}
+
+/**
+ * A stored identity that is not the JSON object identityOf writes. The member's
+ * id is still known, so the caller decides what it can still do without the
+ * properties, and says so; it never reads as "no identity properties".
+ */
+export class CorruptIdentityError extends ValidationError {
+  override readonly name = "CorruptIdentityError";
+  constructor(readonly reason: string) {
+    super(`stored identity ${reason}`);
+  }
+}
+
+/** The properties of a stored identity ("" = none); CorruptIdentityError with its reason otherwise. */
+export function parseIdentity(identity: string): Record<string, unknown> {
+  if (identity === "") return {};
+  let value: unknown;
+  try {
+    value = JSON.parse(identity);
+  } catch {
+    throw new CorruptIdentityError("is not JSON");
+  }
+  if (value === null || typeof value !== "object" || Array.isArray(value)) throw new CorruptIdentityError("is not a JSON object");
+  return { ...value };
+}
+
+/**
+ * The key a destination finds a member by, when it is not the distinct id:
+ * Brevo the email, Braze the external id property. undefined = keyed by id.
+ */
+export function destinationKey(sync: CohortSync, props: Record<string, unknown>): string | undefined {
+  const destination = sync.destination;
+  switch (destination.type) {
+    case "webhook":
+      return undefined;
+    case "brevo": {
+      const email = props[destination.email_property];
+      return typeof email === "string" ? email.trim().toLowerCase() : undefined;
+    }
+    case "braze": {
+      if (!destination.external_id_property) return undefined;
+      const id = props[destination.external_id_property];
+      return id === undefined || id === null ? undefined : String(id);
+    }
+    default: {
+      const unhandled: never = destination;
+      throw new Error(`unhandled destination ${JSON.stringify(unhandled)}`);
+    }
+  }
 }

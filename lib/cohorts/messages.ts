@@ -108,7 +108,7 @@ const exportStateSchema = z.object({
   shared_from: z.optional(z.object({ sync: z.string(), run_id: z.string() })),
   /** Output pages already enqueued by an interrupted emit (deterministic, so a retry skips them). */
   emitted_pages: z._default(nonNegativeInt, 0),
-  /** A large export diffed and emitted partition by partition across invocations (partitions.ts). */
+  /** A large export diffed and emitted partition by partition across invocations (emit.ts). */
   partitioned: z.optional(
     z.object({
       /** Hash-range partitions of the id space. */

@@ -33,7 +33,7 @@ export function runPartitions(run: ExportState, state: SyncState, limits: Export
   return partitionCount(Math.max(run.staged_members, state.snapshot?.count ?? 0), limits);
 }
 
-/** Whether an export in its emit phase is handled partition by partition (emit-partitioned.ts). */
+/** Whether an export in its emit phase is handled partition by partition across invocations (emit.ts). */
 export function isPartitionedRun(run: ExportState, state: SyncState, limits: ExportLimits): boolean {
   return run.partitioned !== undefined || runPartitions(run, state, limits) > 1;
 }

@@ -6,7 +6,7 @@
  *
  * Why lines and not one JSON document (v1, `{"members":[...]}`): the property hash
  * is computed once, when the page is staged, from the canonical text that is also
- * the stored properties; the spill step (emit-partitioned.ts) moves a member to its
+ * the stored properties; the spill step (emit.ts) moves a member to its
  * partition by reading only its id and copying the line as it is; and the diff
  * parses the properties of the members it sends (a few percent of a run) only.
  * A JSON string never holds a raw tab or newline (JSON.stringify escapes them), so

@@ -3,7 +3,7 @@ import type { S3BucketApi } from "../aws/s3-bucket.js";
 import { gunzipSync, gzipSync } from "node:zlib";
 import type * as z from "../util/zod.js";
 import { formatZodIssues } from "../config/env.js";
-import { RetryableError, ValidationError } from "../errors.js";
+import { MissingObjectError, RetryableError, ValidationError } from "../errors.js";
 import {
   type DeliveryPage,
   type FailureRecord,
@@ -142,7 +142,7 @@ export function createCohortStore(s3: S3BucketApi, bucket: string): CohortStore 
   async function getStagedRows(sync: string, run: string, n: number, into?: StagedRows): Promise<StagedRows> {
     const key = keys.staged(sync, run, n);
     const bytes = await getBytes(key);
-    if (!bytes) throw new RetryableError(`staged page ${key} is missing`);
+    if (!bytes) throw new MissingObjectError(`staged page ${key}`);
     const what = `s3://${bucket}/${key}`;
     return (into ?? new StagedRows()).add(bytes, what);
   }
@@ -183,7 +183,7 @@ export function createCohortStore(s3: S3BucketApi, bucket: string): CohortStore 
     putPage: (key, page) => putJson(key, page, true),
     async getPage(key) {
       const page = await getJson(key, deliveryPageSchema, true);
-      if (!page) throw new ValidationError(`delivery page s3://${bucket}/${key} is missing`);
+      if (!page) throw new MissingObjectError(`delivery page s3://${bucket}/${key}`);
       return page;
     },
     exists,

@@ -35,7 +35,7 @@ export interface ExportLimits {
    */
   readonly tickMs?: number;
   /**
-   * Largest partition of a partitioned run (partitions.ts): an export of more
+   * Largest partition of a partitioned run (partition-layout.ts): an export of more
    * members is diffed and emitted in ceil(members / this) hash-range partitions,
    * a few per invocation. Default 500 000.
    */

@@ -10,7 +10,7 @@
  *
  *   stage   the fetch step's work after the /engage answer is parsed: each page of
  *           1000 members written as its staged object (fetch-pages.ts putStaged);
- *   spill   staged pages split into hash-range partition chunks (emit-partitioned.ts);
+ *   spill   staged pages split into hash-range partition chunks (emit.ts);
  *   diff    per partition: property hash + identity per member, previous snapshot
  *           decoded, merge diff, pending snapshot encoded and written, outbox of the
  *           members to send/remove written.

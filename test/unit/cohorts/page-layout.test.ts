@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { pageLayout } from "../../../lib/cohorts/emit-partitioned.js";
+import { pageLayout } from "../../../lib/cohorts/page-layout.js";
 import { partitionOf } from "../../../lib/cohorts/partition-layout.js";
 import { parseSyncs } from "./harness.js";
 
