@@ -29,8 +29,9 @@ export const handler = withTelemetry(
     count("BrevoMessagesDeadLettered", summary.deadLettered);
     for (const reason of summary.configErrors) logger.error("Brevo configuration error: records kept for redelivery", { reason });
     // Trace hashes are for the Mixpanel forwarder's trace lines (this variant names no trace id).
-    const { traceHashes: _hashes, ...counts } = summary;
-    logger.info("brevo batch", { messages: messages.length, ...counts, failedMessageIds: summary.failedMessageIds.length });
+    // The log keeps its field names (`imported`), which operators' log queries read.
+    const { traceHashes: _hashes, sent, ...counts } = summary;
+    logger.info("brevo batch", { messages: messages.length, imported: sent, ...counts, failedMessageIds: summary.failedMessageIds.length });
     return { batchItemFailures: summary.failedMessageIds.map((itemIdentifier) => ({ itemIdentifier })) };
   },
   {

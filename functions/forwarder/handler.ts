@@ -29,8 +29,9 @@ export const handler = withTelemetry(
     for (const reason of summary.configErrors) {
       logger.error("Mixpanel configuration error: records kept for redelivery", { reason });
     }
-    const { traceHashes, ...counts } = summary;
-    logger.info("forwarded batch", { messages: messages.length, ...counts, failedMessageIds: summary.failedMessageIds.length });
+    // The log keeps its field names (`imported`), which operators' log queries and `npm run trace` read.
+    const { traceHashes, sent, ...counts } = summary;
+    logger.info("forwarded batch", { messages: messages.length, imported: sent, ...counts, failedMessageIds: summary.failedMessageIds.length });
     // Events refused or waiting for a retry, by hashed $insert_id (`npm run trace -- --insert-id`); never the ids themselves.
     for (const [outcome, hashes] of Object.entries(traceHashes)) {
       logInsertIdHashes("forwarded records", { outcome, correlationIds: summary.correlationIds }, hashes);
