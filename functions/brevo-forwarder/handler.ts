@@ -1,6 +1,6 @@
 import type { SQSBatchResponse, SQSEvent } from "aws-lambda";
 import { brevoForwarderDepsFrom } from "../../lib/runtime/brevo-forwarder.js";
-import { consumeEnvelopes } from "../../lib/forwarder/process.js";
+import { consumeEnvelopes } from "../../lib/queue/envelope-consumer.js";
 import { invocationClock, withTelemetry } from "../../lib/observability/handler.js";
 import { count, logger } from "../../lib/observability/telemetry.js";
 import { createLiteRuntimeContext, once } from "../../lib/runtime/lite-context.js";
@@ -19,7 +19,7 @@ export const handler = withTelemetry(
     const messages = event.Records.map((record) => ({ messageId: record.messageId, body: record.body }));
     count("BrevoMessagesReceived", messages.length);
     const summary = await consumeEnvelopes(messages, deps());
-    count("BrevoRecordsSent", summary.imported);
+    count("BrevoRecordsSent", summary.sent);
     count("BrevoRecordsRejected", summary.rejected);
     count("BrevoRecordsSkipped", Object.values(summary.skipped).reduce((a, b) => a + b, 0));
     count("BrevoRecordsRetried", summary.retried);
@@ -28,9 +28,10 @@ export const handler = withTelemetry(
     count("BrevoMessagesRequeued", summary.requeued);
     count("BrevoMessagesDeadLettered", summary.deadLettered);
     for (const reason of summary.configErrors) logger.error("Brevo configuration error: records kept for redelivery", { reason });
-    // The per-event insert-id hashes are for the Mixpanel forwarder's trace lines, not this summary.
-    const { insertIdHashes: _hashes, ...counts } = summary;
-    logger.info("brevo batch", { messages: messages.length, ...counts, failedMessageIds: summary.failedMessageIds.length });
+    // Trace hashes are for the Mixpanel forwarder's trace lines (this variant names no trace id).
+    // The log keeps its field names (`imported`), which operators' log queries read.
+    const { traceHashes: _hashes, sent, ...counts } = summary;
+    logger.info("brevo batch", { messages: messages.length, imported: sent, ...counts, failedMessageIds: summary.failedMessageIds.length });
     return { batchItemFailures: summary.failedMessageIds.map((itemIdentifier) => ({ itemIdentifier })) };
   },
   {

@@ -1,5 +1,5 @@
 import type { SQSBatchResponse, SQSEvent } from "aws-lambda";
-import { forwardMessages } from "../../lib/forwarder/process.js";
+import { forwardMessages } from "../../lib/forwarder/mixpanel.js";
 import { forwarderDepsFrom } from "../../lib/runtime/forwarder.js";
 import { invocationClock, withTelemetry } from "../../lib/observability/handler.js";
 import { count, logger } from "../../lib/observability/telemetry.js";
@@ -19,7 +19,7 @@ export const handler = withTelemetry(
     const messages = event.Records.map((record) => ({ messageId: record.messageId, body: record.body }));
     count("MessagesReceived", messages.length);
     const summary = await forwardMessages(messages, deps());
-    count("EventsImported", summary.imported);
+    count("EventsImported", summary.sent);
     count("EventsRejected", summary.rejected);
     count("RecordsRetried", summary.retried);
     count("RecordsBlockedByConfig", summary.blockedByConfig);
@@ -29,10 +29,11 @@ export const handler = withTelemetry(
     for (const reason of summary.configErrors) {
       logger.error("Mixpanel configuration error: records kept for redelivery", { reason });
     }
-    const { insertIdHashes, ...counts } = summary;
-    logger.info("forwarded batch", { messages: messages.length, ...counts, failedMessageIds: summary.failedMessageIds.length });
+    // The log keeps its field names (`imported`), which operators' log queries and `npm run trace` read.
+    const { traceHashes, sent, ...counts } = summary;
+    logger.info("forwarded batch", { messages: messages.length, imported: sent, ...counts, failedMessageIds: summary.failedMessageIds.length });
     // Events refused or waiting for a retry, by hashed $insert_id (`npm run trace -- --insert-id`); never the ids themselves.
-    for (const [outcome, hashes] of Object.entries(insertIdHashes)) {
+    for (const [outcome, hashes] of Object.entries(traceHashes)) {
       logInsertIdHashes("forwarded records", { outcome, correlationIds: summary.correlationIds }, hashes);
     }
     return { batchItemFailures: summary.failedMessageIds.map((itemIdentifier) => ({ itemIdentifier })) };

@@ -23,7 +23,7 @@ export const envSchema = z.object({
 
   EVENTS_QUEUE_URL: optionalNonEmpty,
   DELIVERIES_QUEUE_URL: optionalNonEmpty,
-  /** Events DLQ: the forwarder dead-letters re-queued records that keep failing (lib/forwarder/process.ts). */
+  /** Events DLQ: the forwarder dead-letters re-queued records that keep failing (lib/queue/envelope-consumer.ts). */
   EVENTS_DLQ_URL: optionalNonEmpty,
   /** Re-queues of a message's unsent records before they go to the events DLQ. */
   FORWARDER_MAX_REQUEUES: z._default(z.coerce.number().check(z.int(), z.gte(1), z.lte(20)), 6),

@@ -4,7 +4,7 @@ import { parseJsonWith } from "../util/json.js";
 import type { IdentityMode } from "../config/mapping.js";
 import { ConfigError, RetryableError, describeError } from "../errors.js";
 import type { HttpResult } from "../http/fetch.js";
-import type { RecordOutcome } from "./process.js";
+import type { RecordOutcome } from "../queue/envelope-consumer.js";
 import type { RecordKind } from "../records/envelope.js";
 import { type BrevoCallOptions, type BrevoClient, brevoMessage } from "../brevo/client.js";
 import { type CompanyOperation, mapGroupToCompany } from "../brevo/companies.js";
@@ -15,9 +15,9 @@ import { idDigest } from "../privacy/suppression.js";
 import { groupByCaps } from "../util/batching.js";
 
 /**
- * The Brevo forwarder's sends (docs/vendors/brevo-connector.md §1–§4): one outcome per queued
- * Mixpanel record, for lib/forwarder/process.ts `consumeEnvelopes`, which stores refusals,
- * re-queues only what was not sent and reports SQS partial batch failures.
+ * The Brevo forwarder's send step (docs/vendors/brevo-connector.md §1–§4): one outcome per queued
+ * Mixpanel record, for the envelope consumer (lib/queue/envelope-consumer.ts), which stores
+ * refusals, re-queues only what was not sent and reports SQS partial batch failures.
  *
  * - Events: `POST /v3/events/batch` `{events:[…]}` in requests of at most `eventsBatchSize` (≤ 200)
  *   events and 512 KB of body (§1). 202 = all taken; 207/400 list the failed `eventIndex`es, which
@@ -30,7 +30,10 @@ import { groupByCaps } from "../util/batching.js";
  *
  * Once a call fails transiently (or the key is refused) every later record of the batch is left
  * unsent with the same outcome: the rate limit or outage applies to them too, and they are
- * re-queued, not resent, by the consumer.
+ * re-queued, not resent, by the consumer. A record held back by a closed rate-limit bucket says
+ * when the bucket reopens (Brevo's `x-sib-ratelimit-reset`, §4), so the consumer waits for it
+ * without counting the wait toward the DLQ; records not tried because the invocation ran out of
+ * time say so, and come back at once.
  */
 export interface BrevoSenderDeps {
   readonly client: BrevoClient;
@@ -52,6 +55,13 @@ export interface BrevoSenderDeps {
    * bucket, per container (bounded): record digest → Brevo contact id.
    */
   readonly pendingLinks?: Map<string, number>;
+  /**
+   * Time left for another Brevo call in this invocation (default unbounded); at 0 or below the
+   * remaining records are not tried and come back at once.
+   */
+  readonly timeLeftMs?: () => number;
+  /** Epoch ms, for when a closed bucket reopens (default Date.now). */
+  readonly now?: () => number;
 }
 
 const MAX_REMEMBERED_INSERT_IDS = 100_000;
@@ -69,17 +79,33 @@ const MAX_CACHED_COMPANIES = 10_000;
 const MAX_PENDING_LINKS = 100_000;
 
 type Outcome = RecordOutcome;
-const sent: Outcome = { status: "imported" };
+const sent: Outcome = { status: "sent" };
+const untried: Outcome = { status: "retry", reason: "not tried: no time left in this invocation", cause: { kind: "untried" } };
+
+const timeIsUp = (deps: BrevoSenderDeps) => deps.timeLeftMs !== undefined && deps.timeLeftMs() <= 0;
+
+/**
+ * A transient failure's retry: one that carries a rate-limit wait (a 429, or a bucket the client
+ * keeps closed until Brevo's `x-sib-ratelimit-reset`, §4) waits for that window to reopen.
+ */
+function retryOf(error: RetryableError, reason: string, deps: BrevoSenderDeps): Outcome {
+  if (error.status === 429 && error.retryAfterMs !== undefined) {
+    return { status: "retry", reason, cause: { kind: "window", reopensAt: (deps.now ?? Date.now)() + error.retryAfterMs } };
+  }
+  return { status: "retry", reason };
+}
 
 /**
  * A call that threw: the key or settings (ConfigError) or transient trouble. Anything else is a
  * fault of ours; it too leaves this and the later records unsent (re-queued, not resent whole),
- * so records already applied are never applied again.
+ * so records already applied are never applied again. A failure with no time left afterwards is
+ * the invocation's deadline, not the record's: the record is counted as not tried.
  */
-function failureOutcome(error: unknown): Outcome {
+function failureOutcome(error: unknown, deps: BrevoSenderDeps): Outcome {
   if (error instanceof ConfigError) return { status: "config", reason: error.message };
-  if (error instanceof RetryableError) return { status: "retry", reason: error.message };
-  return { status: "retry", reason: describeError(error) };
+  const retry = error instanceof RetryableError ? retryOf(error, error.message, deps) : { status: "retry" as const, reason: describeError(error) };
+  if (retry.status === "retry" && retry.cause === undefined && timeIsUp(deps)) return untried;
+  return retry;
 }
 
 const batchErrorSchema = z.object({
@@ -142,6 +168,7 @@ async function sendEvents(lines: readonly string[], deps: BrevoSenderDeps, suppr
    * the one event Brevo refuses, so one bad event never takes the other 199 with it.
    */
   const sendGroup = async (items: readonly Pending[]): Promise<void> => {
+    if (!blocked && timeIsUp(deps)) blocked = untried;
     if (blocked) {
       for (const { position } of items) outcomes[position] = blocked;
       return;
@@ -150,7 +177,7 @@ async function sendEvents(lines: readonly string[], deps: BrevoSenderDeps, suppr
     try {
       result = await deps.client.call("POST", "/events/batch", { events: items.map(({ event }) => event) });
     } catch (error) {
-      blocked = failureOutcome(error);
+      blocked = failureOutcome(error, deps);
       for (const { position } of items) outcomes[position] = blocked;
       return;
     }
@@ -239,7 +266,7 @@ async function linkCompanies(operation: ContactOperation, contactId: number | un
       if (pending.size >= MAX_PENDING_LINKS) pending.delete(pending.keys().next().value ?? "");
       pending.set(key, id);
     }
-    return { status: "retry", reason: `contact upserted; company link waits: ${error.message}` };
+    return retryOf(error, `contact upserted; company link waits: ${error.message}`, deps);
   }
 }
 
@@ -341,7 +368,7 @@ async function applyContact(operation: ContactOperation, deps: BrevoSenderDeps, 
       const attributes = attributesAfter(operation, current?.attributes);
       const listIds = operation.listIds;
       const outcome = current === undefined ? await create(attributes, listIds, operation.op === "upsert" ? operation.email : undefined) : await update(attributes, listIds);
-      return outcome.status === "imported" ? linkCompanies(operation, contactId, deps, line) : outcome;
+      return outcome.status === "sent" ? linkCompanies(operation, contactId, deps, line) : outcome;
     }
   }
 }
@@ -358,10 +385,16 @@ function notSent(mapped: { readonly status: "skip" | "reject"; readonly code: st
  * failureOutcome describes (an outage, a rate limit, a refused key), the rest get the same
  * outcome without being tried, so a bad minute costs one failed call, not one per record.
  */
-async function applyEach<T>(lines: readonly string[], prepare: (line: string) => Prepared<T>, apply: (operation: T, line: string) => Promise<Outcome>): Promise<Outcome[]> {
+async function applyEach<T>(
+  lines: readonly string[],
+  deps: BrevoSenderDeps,
+  prepare: (line: string) => Prepared<T>,
+  apply: (operation: T, line: string) => Promise<Outcome>,
+): Promise<Outcome[]> {
   const outcomes: Outcome[] = [];
   let blocked: Outcome | undefined;
   for (const line of lines) {
+    if (!blocked && timeIsUp(deps)) blocked = untried;
     if (blocked) {
       outcomes.push(blocked);
       continue;
@@ -374,7 +407,7 @@ async function applyEach<T>(lines: readonly string[], prepare: (line: string) =>
     try {
       outcomes.push(await apply(prepared.operation, line));
     } catch (error) {
-      blocked = failureOutcome(error);
+      blocked = failureOutcome(error, deps);
       outcomes.push(blocked);
     }
   }
@@ -384,6 +417,7 @@ async function applyEach<T>(lines: readonly string[], prepare: (line: string) =>
 function sendProfiles(lines: readonly string[], deps: BrevoSenderDeps, suppressed: ReadonlySet<string>): Promise<Outcome[]> {
   return applyEach(
     lines,
+    deps,
     (line) => {
       const mapped = mapProfileToContact(line, deps.config, deps.identityMode);
       if (mapped.status !== "send") return notSent(mapped);
@@ -499,6 +533,7 @@ function sendGroups(lines: readonly string[], deps: BrevoSenderDeps): Promise<Ou
   const cache = deps.companyIds ?? new Map<string, string>();
   return applyEach(
     lines,
+    deps,
     (line) => {
       const mapped = mapGroupToCompany(line, deps.config);
       return mapped.status === "send" ? { operation: mapped.operation } : notSent(mapped);

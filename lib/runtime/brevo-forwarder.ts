@@ -1,6 +1,6 @@
 import { ConfigError } from "../errors.js";
 import { apiKeySecretSchema } from "../destinations/http.js";
-import type { EnvelopeConsumerDeps } from "../forwarder/process.js";
+import type { EnvelopeConsumerDeps } from "../queue/envelope-consumer.js";
 import { DEADLINE_MARGIN_MS, sqsRequeue } from "./forwarder.js";
 import { realRetryDeps } from "../http/retry.js";
 import { logger } from "../observability/telemetry.js";
@@ -73,6 +73,9 @@ export function brevoForwarderDepsFrom(runtime: LiteRuntimeContext, remainingMs:
   const snapshotBucket = env.SNAPSHOT_BUCKET;
   const send = createBrevoSend({
     client: brevoClientFrom(runtime, remainingMs),
+    // The client's own bound: a try may take up to HTTP_TIMEOUT_MS before the deadline margin.
+    timeLeftMs: () => remainingMs() - DEADLINE_MARGIN_MS - env.HTTP_TIMEOUT_MS,
+    now: Date.now,
     config,
     identityMode: runtime.config.identity_mode,
     eventsBatchSize: env.BREVO_EVENTS_BATCH_SIZE,
@@ -89,6 +92,7 @@ export function brevoForwarderDepsFrom(runtime: LiteRuntimeContext, remainingMs:
     rejectedCode: "brevo_rejected",
     stageOfFailure: "brevo",
     destination: "brevo",
+    now: Date.now,
     ...(env.BREVO_QUEUE_URL && env.BREVO_DLQ_URL
       ? { requeue: sqsRequeue(runtime.sqs, env.BREVO_QUEUE_URL, env.BREVO_DLQ_URL, env.FORWARDER_MAX_REQUEUES) }
       : {}),

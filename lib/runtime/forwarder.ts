@@ -5,7 +5,8 @@ import { ingestionBaseUrl } from "../mixpanel/hosts.js";
 import { createIngestionClient } from "../mixpanel/ingestion.js";
 import { logger } from "../observability/telemetry.js";
 import { type LiteRuntimeContext, rejectedStoreFor } from "./lite-context.js";
-import type { ForwarderDeps } from "../forwarder/process.js";
+import type { ForwarderDeps } from "../forwarder/mixpanel.js";
+import type { RequeueTarget } from "../queue/envelope-consumer.js";
 
 /** Stop retrying this long before the Lambda deadline so failures can still be reported. */
 export const DEADLINE_MARGIN_MS = 5_000;
@@ -35,7 +36,7 @@ export function forwarderDepsFrom(runtime: LiteRuntimeContext, remainingMs: () =
   };
 }
 
-export function sqsRequeue(sqs: SqsApi, queueUrl: string, deadLetterUrl: string, maxRequeues: number): NonNullable<ForwarderDeps["requeue"]> {
+export function sqsRequeue(sqs: SqsApi, queueUrl: string, deadLetterUrl: string, maxRequeues: number): RequeueTarget {
   return {
     maxRequeues,
     async send(body, delaySeconds) {

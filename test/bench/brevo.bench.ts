@@ -4,7 +4,7 @@ import { CreateBucketCommand } from "@aws-sdk/client-s3";
 import { createBrevoClient } from "../../lib/brevo/client.js";
 import { brevoConfigSchema } from "../../lib/config/brevo.js";
 import { createBrevoSend } from "../../lib/forwarder/brevo.js";
-import { consumeEnvelopes } from "../../lib/forwarder/process.js";
+import { consumeEnvelopes } from "../../lib/queue/envelope-consumer.js";
 import { createRejectedStore } from "../../lib/queue/rejected-store.js";
 import { packEnvelopes } from "../../lib/records/envelope.js";
 import { BrevoServer } from "../../infra/local/peers/brevo-server.js";
@@ -64,7 +64,7 @@ async function run(label: string, kind: "event" | "profile", lines: string[], li
       bodies.slice(i, i + 10).map((body, j) => ({ messageId: `${i + j}`, body })),
       deps,
     );
-    sent += summary.imported;
+    sent += summary.sent;
   }
   const ms = performance.now() - start;
   console.log(

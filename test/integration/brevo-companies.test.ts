@@ -44,7 +44,7 @@ describe("Brevo company lookup", () => {
   it("an update for a group whose company is not among the answered ones touches no other company: with every company seen, it is created", async () => {
     company("c-acme", "company_id:acme", "acme.io");
     const outcomes = await send()("group", [group("globex", { $set: { domain: "globex.io" } }), group("globex", { $delete: "" })]);
-    expect(outcomes).toEqual([{ status: "imported" }, { status: "imported" }]);
+    expect(outcomes).toEqual([{ status: "sent" }, { status: "sent" }]);
     expect(brevo.companies.get("c-acme")?.attributes).toEqual({ domain: "acme.io", mixpanel_group: "company_id:acme" });
     expect([...brevo.companies.keys()]).toEqual(["c-acme"]); // globex created, then deleted; acme untouched
   });
@@ -62,7 +62,7 @@ describe("Brevo company lookup", () => {
     company("c-other", "company_id:other", "other.io");
     company("c-acme", "company_id:acme", "acme.io");
     const outcomes = await send()("group", [group("acme", { $set: { domain: "acme.com" } })]);
-    expect(outcomes).toEqual([{ status: "imported" }]);
+    expect(outcomes).toEqual([{ status: "sent" }]);
     expect(brevo.companies.get("c-acme")?.attributes.domain).toBe("acme.com");
     expect(brevo.companies.get("c-other")?.attributes.domain).toBe("other.io");
   });
@@ -78,7 +78,7 @@ describe("Brevo company lookup", () => {
   it("a contact is never linked to a company that does not carry its group's marker", async () => {
     company("c-acme", "company_id:acme", "acme.io");
     const [outcome] = await send()("profile", [JSON.stringify({ $distinct_id: "u1", $set: { $first_name: "Ada", company_id: "globex" } })]);
-    expect(outcome).toEqual({ status: "imported" }); // globex does not exist yet: nothing to link
+    expect(outcome).toEqual({ status: "sent" }); // globex does not exist yet: nothing to link
     expect(brevo.companies.get("c-acme")?.linkedContactsIds).toEqual([]);
     for (let i = 0; i < 60; i++) company(`c${i}`, `company_id:other-${i}`, `o${i}.io`);
     const [again] = await send()("profile", [JSON.stringify({ $distinct_id: "u1", $set: { $first_name: "Ada", company_id: "globex" } })]);
@@ -87,7 +87,7 @@ describe("Brevo company lookup", () => {
   });
 
   it("with no company in Brevo, a $set creates one carrying the marker", async () => {
-    expect(await send()("group", [group("acme", { $set: { $name: "Acme", domain: "acme.io" } })])).toEqual([{ status: "imported" }]);
+    expect(await send()("group", [group("acme", { $set: { $name: "Acme", domain: "acme.io" } })])).toEqual([{ status: "sent" }]);
     expect([...brevo.companies.values()].map((c) => [c.name, c.attributes])).toEqual([["Acme", { domain: "acme.io", mixpanel_group: "company_id:acme" }]]);
   });
 });

@@ -37,7 +37,7 @@ describe("Brevo $unset", () => {
     const forward = send(brevoConfigSchema.parse({ ...base, lists: { all_users: 15 } }));
     await forward("profile", [profile({ $set: { $email: "u1@example.com", plan: "pro", $first_name: "Ada" } })]);
     expect(brevo.contacts.get("u1@example.com")).toEqual({ PLAN_TYPE: "pro", FIRSTNAME: "Ada" });
-    expect(await forward("profile", [profile({ $unset: ["plan"] })])).toEqual([{ status: "imported" }]);
+    expect(await forward("profile", [profile({ $unset: ["plan"] })])).toEqual([{ status: "sent" }]);
     expect(brevo.contacts.get("u1@example.com")).toEqual({ FIRSTNAME: "Ada" });
     const read = await fetch(`${brevo.url}/contacts/user-1?identifierType=ext_id`, { headers: { "api-key": API_KEY } });
     expect(((await read.json()) as { attributes: Record<string, unknown> }).attributes).not.toHaveProperty("PLAN_TYPE");
@@ -47,7 +47,7 @@ describe("Brevo $unset", () => {
 
   it("a contact Brevo does not have is nothing to clear", async () => {
     const forward = send(brevoConfigSchema.parse({ ...base, lists: { all_users: 15 } }));
-    expect(await forward("profile", [profile({ $unset: ["plan"] })])).toEqual([{ status: "imported" }]);
+    expect(await forward("profile", [profile({ $unset: ["plan"] })])).toEqual([{ status: "sent" }]);
     expect(brevo.imports).toHaveLength(0);
   });
 

@@ -40,7 +40,7 @@ describe("Brevo events batch limits", () => {
   it("450 events of ~3 KB go in requests of ≤ 200 events and ≤ 512 KB, all taken", async () => {
     const lines = Array.from({ length: 450 }, (_, i) => viewed(i, 3000));
     const outcomes = await send(200)("event", lines);
-    expect(outcomes.every((o) => o.status === "imported")).toBe(true);
+    expect(outcomes.every((o) => o.status === "sent")).toBe(true);
     expect(brevo.events).toHaveLength(450);
     expect(brevo.eventBatches.every((b) => b.events <= MAX_EVENTS_PER_BATCH && b.bytes <= MAX_EVENTS_BATCH_BYTES)).toBe(true);
     // ~3 KB each: 512 KB holds ~170, so bytes cut the requests before the count does.
@@ -51,14 +51,14 @@ describe("Brevo events batch limits", () => {
   it("a batch size above Brevo's 200 is capped at 200 events per request", async () => {
     const lines = Array.from({ length: 450 }, (_, i) => viewed(i, 10));
     const outcomes = await send(1000)("event", lines);
-    expect(outcomes.filter((o) => o.status === "imported")).toHaveLength(450);
+    expect(outcomes.filter((o) => o.status === "sent")).toHaveLength(450);
     expect(brevo.eventBatches.map((b) => b.events)).toEqual([200, 200, 50]);
   });
 
   it("events of up to 50 KB of properties are split by bytes (never a 413)", async () => {
     const lines = Array.from({ length: 100 }, (_, i) => viewed(i, 45_000));
     const outcomes = await send(100)("event", lines);
-    expect(outcomes.filter((o) => o.status === "imported")).toHaveLength(100);
+    expect(outcomes.filter((o) => o.status === "sent")).toHaveLength(100);
     expect(brevo.calls.some((c) => c.status === 413)).toBe(false);
     expect(Math.max(...brevo.eventBatches.map((b) => b.bytes))).toBeLessThanOrEqual(MAX_EVENTS_BATCH_BYTES);
     expect(brevo.eventBatches.length).toBeGreaterThanOrEqual(9);
@@ -68,7 +68,7 @@ describe("Brevo events batch limits", () => {
     brevo.failNext({ status: 413, body: JSON.stringify({ code: "payload_too_large", message: "Request Entity Too Large" }), path: "/v3/events/batch" });
     const lines = Array.from({ length: 40 }, (_, i) => viewed(i, 100));
     const outcomes = await send(100)("event", lines);
-    expect(outcomes.filter((o) => o.status === "imported")).toHaveLength(40);
+    expect(outcomes.filter((o) => o.status === "sent")).toHaveLength(40);
     expect(brevo.events.map((e) => e.event_properties?.n)).toEqual(Array.from({ length: 40 }, (_, i) => i));
     expect(brevo.eventBatches.map((b) => b.events)).toEqual([20, 20]);
   });

@@ -5,7 +5,7 @@ import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
 import { createBrevoClient } from "../../lib/brevo/client.js";
 import { brevoConfigSchema } from "../../lib/config/brevo.js";
 import { createBrevoSend } from "../../lib/forwarder/brevo.js";
-import { consumeEnvelopes, type EnvelopeConsumerDeps } from "../../lib/forwarder/process.js";
+import { consumeEnvelopes, type EnvelopeConsumerDeps } from "../../lib/queue/envelope-consumer.js";
 import { sqsRequeue } from "../../lib/runtime/forwarder.js";
 import { createRejectedStore, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
 import { serializeEnvelope } from "../../lib/records/envelope.js";
@@ -101,7 +101,7 @@ describe("Brevo forwarder", () => {
       [message("m1", "event", [event("Purchase", "a", { amount: 5, $os: "iOS" }), event("Viewed", "b"), event("Purchase", "c"), event("Purchase", "d", { distinct_id: "$device:x", $device_id: "x" })])],
       deps(),
     );
-    expect(summary).toMatchObject({ imported: 2, failedMessageIds: [], skipped: { unmapped_event: 1, no_identifier: 1 } });
+    expect(summary).toMatchObject({ sent: 2, failedMessageIds: [], skipped: { unmapped_event: 1, no_identifier: 1 } });
     expect(brevo.events.map((e) => [e.event_name, e.identifiers, e.event_date])).toEqual([
       ["order_completed", { ext_id: "user-1" }, new Date(T).toISOString()],
       ["order_completed", { ext_id: "user-1" }, new Date(T).toISOString()],
@@ -116,8 +116,8 @@ describe("Brevo forwarder", () => {
     const withMemory = { ...warm, send: createBrevoSend({ client, config, identityMode: "simplified", eventsBatchSize: 2, sentInsertIds }) };
     const first = await consumeEnvelopes([message("d1", "event", [event("Purchase", "same"), event("Purchase", "same")])], withMemory);
     const again = await consumeEnvelopes([message("d2", "event", [event("Purchase", "same")])], withMemory);
-    expect(first).toMatchObject({ imported: 1, skipped: { already_sent: 1 } });
-    expect(again).toMatchObject({ imported: 0, skipped: { already_sent: 1 } });
+    expect(first).toMatchObject({ sent: 1, skipped: { already_sent: 1 } });
+    expect(again).toMatchObject({ sent: 0, skipped: { already_sent: 1 } });
     expect(brevo.events).toHaveLength(1);
   });
 
@@ -129,13 +129,13 @@ describe("Brevo forwarder", () => {
       [message("e1", "event", [event("Purchase", "g1", { distinct_id: "gone" }), event("Purchase", "k1")]), message("e2", "profile", [profile({ $set: { plan: "x" } }, "gone")])],
       erased,
     );
-    expect(summary).toMatchObject({ imported: 1, skipped: { suppressed: 2 } });
+    expect(summary).toMatchObject({ sent: 1, skipped: { suppressed: 2 } });
     expect(brevo.events.map((e) => e.identifiers.ext_id)).toEqual(["user-1"]);
     expect(brevo.contacts.size).toBe(0);
 
     const unreadable = { ...base, send: createBrevoSend({ client, config, identityMode: "simplified", eventsBatchSize: 2, suppressed: async () => Promise.reject(new RetryableError("S3 down")) }) };
     const blocked = await consumeEnvelopes([message("e3", "event", [event("Purchase", "k2")])], unreadable);
-    expect(blocked).toMatchObject({ imported: 0, retried: 1, failedMessageIds: ["e3"] });
+    expect(blocked).toMatchObject({ sent: 0, retried: 1, failedMessageIds: ["e3"] });
     expect(brevo.events).toHaveLength(1);
   });
 
@@ -150,7 +150,7 @@ describe("Brevo forwarder", () => {
       profile({ $remove: { tags: "a" } }),
     ];
     const summary = await consumeEnvelopes([message("p1", "profile", lines)], deps());
-    expect(summary).toMatchObject({ imported: 7, rejected: 0, failedMessageIds: [] });
+    expect(summary).toMatchObject({ sent: 7, rejected: 0, failedMessageIds: [] });
     expect(brevo.contacts.get("u1@example.com")).toEqual({ FIRSTNAME: "Ada", PLAN_TYPE: "free", LTV: 12.5, TAGS: ["b", "c"] });
     expect(brevo.contactIds.get("u1@example.com")?.extId).toBe("user-1");
     expect(brevo.lists.get(15)?.has("u1@example.com")).toBe(true);
@@ -188,14 +188,14 @@ describe("Brevo forwarder", () => {
   it("waits x-sib-ratelimit-reset on 429 and retries 5xx, sending each record once", async () => {
     brevo.failNext({ status: 429, path: "/v3/events/batch" }, { status: 503, path: "/v3/events/batch" });
     const summary = await consumeEnvelopes([message("r1", "event", [event("Purchase", "x")])], deps());
-    expect(summary).toMatchObject({ imported: 1, failedMessageIds: [] });
+    expect(summary).toMatchObject({ sent: 1, failedMessageIds: [] });
     expect(brevo.events).toHaveLength(1);
     expect(sleeps[0]).toBeGreaterThanOrEqual(1000);
   });
 
   it("keeps records for redelivery on a bad key (401) and stores nothing as refused", async () => {
     const summary = await consumeEnvelopes([message("k1", "event", [event("Purchase", "k")])], deps({ apiKey: "wrong" }));
-    expect(summary).toMatchObject({ imported: 0, blockedByConfig: 1, failedMessageIds: ["k1"] });
+    expect(summary).toMatchObject({ sent: 0, blockedByConfig: 1, failedMessageIds: ["k1"] });
     expect(summary.configErrors[0]).toMatch(/401/);
     expect(await storedBatches()).toEqual([]);
   });
@@ -211,7 +211,7 @@ describe("Brevo forwarder", () => {
       [message("v1", "profile", [profile({ $set: { $email: "not-an-email" } }, "bad"), profile({ $set: { plan: "x" } }, "good")])],
       deps(),
     );
-    expect(summary).toMatchObject({ imported: 1, rejected: 1, failedMessageIds: [] });
+    expect(summary).toMatchObject({ sent: 1, rejected: 1, failedMessageIds: [] });
     const [batch] = await storedBatches();
     expect(batch).toMatchObject({ destination: "brevo", stageOfFailure: "brevo", kind: "profile", correlationId: "corr-v1" });
     expect(batch?.items[0]).toMatchObject({ index: 0, code: "brevo_rejected", reason: expect.stringMatching(/400 invalid_parameter: email is not valid/) });
@@ -221,7 +221,7 @@ describe("Brevo forwarder", () => {
   it("refuses only the failed indexes of a 207 batch", async () => {
     brevo.failNext({ status: 207, path: "/v3/events/batch", body: JSON.stringify({ status: "partial", errors: [{ eventIndex: [1], message: "event_properties invalid" }] }) });
     const summary = await consumeEnvelopes([message("b1", "event", [event("Purchase", "1"), event("Purchase", "2")])], deps());
-    expect(summary).toMatchObject({ imported: 1, rejected: 1 });
+    expect(summary).toMatchObject({ sent: 1, rejected: 1 });
     const [batch] = await storedBatches();
     expect(batch?.items).toMatchObject([{ index: 1, reason: "Brevo 207: event_properties invalid" }]);
   });
@@ -246,7 +246,7 @@ describe("Brevo forwarder", () => {
       requeue: { maxRequeues: 3, send: async (body, delaySeconds) => void requeued.push({ body, delaySeconds }), deadLetter: async () => undefined },
     });
     brevo.outage = undefined;
-    expect(summary).toMatchObject({ imported: 1, retried: 1, requeued: 1, failedMessageIds: [] });
+    expect(summary).toMatchObject({ sent: 1, retried: 1, requeued: 1, failedMessageIds: [] });
     expect(brevo.contacts.get("s@example.com")?.LTV).toBe(5);
     expect(requeued).toHaveLength(1);
     const envelope = parseQueuedRecords(requeued[0]?.body ?? "");
@@ -261,7 +261,7 @@ describe("Brevo forwarder", () => {
     brevo.outage = 503;
     const summary = await consumeEnvelopes([message("o1", "event", [event("Purchase", "o")])], deps({ maxAttempts: 2 }));
     brevo.outage = undefined;
-    expect(summary).toMatchObject({ imported: 0, retried: 1, requeued: 0, failedMessageIds: ["o1"] });
+    expect(summary).toMatchObject({ sent: 0, retried: 1, requeued: 0, failedMessageIds: ["o1"] });
   });
 });
 

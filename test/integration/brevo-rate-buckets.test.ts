@@ -49,7 +49,7 @@ describe("Brevo rate-limit buckets", () => {
     expect(brevo.contacts.size).toBe(50);
     // Lookup + 2 links fit in the companies bucket's 3 calls; the other links are handed back.
     expect(brevo.companies.get("c-acme")?.linkedContactsIds).toHaveLength(2);
-    expect(outcomes.filter((o) => o.status === "imported")).toHaveLength(2);
+    expect(outcomes.filter((o) => o.status === "sent")).toHaveLength(2);
     const waiting = outcomes.filter((o) => o.status === "retry");
     expect(waiting).toHaveLength(48);
     expect(waiting[0]).toMatchObject({ reason: expect.stringMatching(/contact upserted; company link waits: Brevo other rate limit resets in/) });
@@ -68,7 +68,7 @@ describe("Brevo rate-limit buckets", () => {
     advance(3_600_000); // the companies bucket's window
     const second = await send("profile", handedBack);
     // The company id is cached: all 3 calls of the new window are links.
-    expect(second.map((o) => o.status)).toEqual(["imported", "imported", "imported", "retry"]);
+    expect(second.map((o) => o.status)).toEqual(["sent", "sent", "sent", "retry"]);
     expect(brevo.contacts.size).toBe(6);
     expect(brevo.companies.get("c-acme")?.linkedContactsIds).toHaveLength(5);
     expect(brevo.throttled).toBe(0);

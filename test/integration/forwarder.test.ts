@@ -4,7 +4,7 @@ import { createSqs } from "../../lib/aws/sqs.js";
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { buildApp } from "fauxqs";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { forwardMessages, type ForwarderDeps } from "../../lib/forwarder/process.js";
+import { forwardMessages, type ForwarderDeps } from "../../lib/forwarder/mixpanel.js";
 import { createIngestionClient } from "../../lib/mixpanel/ingestion.js";
 import { insertIdHash } from "../../lib/observability/trace-ids.js";
 import { createRejectedStore, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
@@ -84,7 +84,7 @@ describe("forwardMessages", () => {
       ],
       deps(),
     );
-    expect(summary).toMatchObject({ failedMessageIds: [], imported: 4, rejected: 0, retried: 0 });
+    expect(summary).toMatchObject({ failedMessageIds: [], sent: 4, rejected: 0, retried: 0 });
     expect(summary.correlationIds.sort()).toEqual(["corr-m1", "corr-m2", "corr-m3"]);
     expect(sandbox.events.map((e) => e.properties.$insert_id)).toEqual(["a1", "a2"]);
     expect(sandbox.profiles.get("u")).toEqual({ plan: "pro" });
@@ -124,7 +124,7 @@ describe("forwardMessages", () => {
   it("stores refused records with Mixpanel's reason and the line to replay", async () => {
     const refused = eventLine("bad-2", { time: 5 });
     const summary = await forwardMessages([message("m9", "event", [eventLine("d1"), refused])], deps());
-    expect(summary).toMatchObject({ failedMessageIds: [], imported: 1, rejected: 1 });
+    expect(summary).toMatchObject({ failedMessageIds: [], sent: 1, rejected: 1 });
     const stored = (await storedBatches()).find((batch) => batch.correlationId === "corr-m9");
     expect(stored?.stageOfFailure).toBe("forwarder");
     expect(stored?.items).toEqual([{ index: 1, code: "mixpanel_rejected", reason: expect.stringContaining("properties.time"), line: refused }]);
@@ -159,7 +159,7 @@ describe("partly sent messages", () => {
     // 100-byte cap: each event (~80 bytes) is its own /import request; the first one fails transiently.
     sandbox.failNext({ path: "/import", status: 503 });
     const summary = await forwardMessages([message("p1", "event", [eventLine("e1"), eventLine("e2"), eventLine("e3")])], withRequeue(6));
-    expect(summary).toMatchObject({ failedMessageIds: [], imported: 2, retried: 1, requeued: 1, deadLettered: 0 });
+    expect(summary).toMatchObject({ failedMessageIds: [], sent: 2, retried: 1, requeued: 1, deadLettered: 0 });
     expect(sandbox.events.map((e) => e.properties.$insert_id)).toEqual(["e2", "e3"]);
     // Re-queued as envelope v2 (compressed), whatever version it came as.
     const requeued = (await queuedBodies("fwd-events")).map(parseQueuedRecords);
@@ -195,7 +195,7 @@ describe("envelope v2 (issue 12)", () => {
     const records = Array.from({ length: 1500 }, (_, i) => eventLine(`v2-${i}`, { note: "\uFFFE😀 é" }));
     const sent = v2Message("v2a", records);
     const summary = await forwardMessages([sent], deps());
-    expect(summary).toMatchObject({ failedMessageIds: [], imported: 1500, rejected: 0 });
+    expect(summary).toMatchObject({ failedMessageIds: [], sent: 1500, rejected: 0 });
     const imports = sandbox.requests.filter((r) => r.path === "/import");
     expect(imports).toHaveLength(1);
     expect(imports[0]?.records).toBe(1500);
@@ -210,7 +210,7 @@ describe("envelope v2 (issue 12)", () => {
       [message("old-1", "event", [eventLine("o1"), eventLine("o2")]), v2Message("new-1", [eventLine("n1"), eventLine("n2"), eventLine("n3")])],
       deps(),
     );
-    expect(summary).toMatchObject({ failedMessageIds: [], imported: 5, invalidMessages: 0 });
+    expect(summary).toMatchObject({ failedMessageIds: [], sent: 5, invalidMessages: 0 });
     expect(summary.correlationIds.sort()).toEqual(["corr-new-1", "corr-old-1"]);
     expect(sandbox.events.map((e) => e.properties.$insert_id).sort()).toEqual(["n1", "n2", "n3", "o1", "o2"]);
   });
@@ -221,17 +221,17 @@ describe("envelope v2 (issue 12)", () => {
     const refused = eventLine("v2-bad", { time: 5 });
     const records = [eventLine("v2-ok"), refused, ...Array.from({ length: 998 }, (_, i) => eventLine(`v2-more-${i}`))];
     const summary = await forwardMessages([v2Message("v2b", records)], deps());
-    expect(summary).toMatchObject({ failedMessageIds: [], imported: 999, rejected: 1 });
+    expect(summary).toMatchObject({ failedMessageIds: [], sent: 999, rejected: 1 });
     expect(sandbox.requests.filter((r) => r.path === "/import")).toHaveLength(1);
     const stored = (await storedBatches()).find((batch) => batch.correlationId === "corr-v2b");
     expect(stored?.items).toEqual([{ index: 1, code: "mixpanel_rejected", reason: expect.stringContaining("properties.time"), line: refused }]);
     // For `npm run trace`: the refused record's hashed insert id; the 999 imported ones were logged when queued.
-    expect(summary.insertIdHashes).toEqual({ rejected: [insertIdHash("v2-bad")], pending: [] });
+    expect(summary.traceHashes).toEqual({ rejected: [insertIdHash("v2-bad")], pending: [] });
   });
 
   it("splits a v2 message above this stage's byte cap instead of sending it whole", async () => {
     const summary = await forwardMessages([v2Message("v2c", [eventLine("c1"), eventLine("c2"), eventLine("c3")])], deps("rejected", { importMaxBytes: 100 }));
-    expect(summary).toMatchObject({ failedMessageIds: [], imported: 3 });
+    expect(summary).toMatchObject({ failedMessageIds: [], sent: 3 });
     expect(sandbox.requests.filter((r) => r.path === "/import")).toHaveLength(3);
   });
 
@@ -242,7 +242,7 @@ describe("envelope v2 (issue 12)", () => {
       requeue: sqsRequeue(createSqs({ region: "us-east-1", endpoint }), eventsUrl, deadLetterUrl, 6),
     };
     const summary = await forwardMessages([v2Message("v2d", [eventLine("r1"), eventLine("r2")])], withRequeue);
-    expect(summary).toMatchObject({ failedMessageIds: [], imported: 1, retried: 1, requeued: 1 });
+    expect(summary).toMatchObject({ failedMessageIds: [], sent: 1, retried: 1, requeued: 1 });
     const requeued = (await queuedBodies("fwd-events")).map(parseQueuedRecords).find((e) => e.correlationId === "corr-v2d");
     expect(requeued?.lines()).toEqual([eventLine("r1")]);
     expect(requeued?.attempt).toBe(1);
@@ -252,7 +252,7 @@ describe("envelope v2 (issue 12)", () => {
     const good = JSON.parse(v2Message("v2e", [eventLine("x1")]).body) as Record<string, unknown>;
     const tampered = JSON.stringify({ ...good, bytes: Number(good.bytes) + 1 });
     const summary = await forwardMessages([{ messageId: "v2e", body: tampered }], deps());
-    expect(summary).toMatchObject({ failedMessageIds: [], imported: 0, invalidMessages: 1 });
+    expect(summary).toMatchObject({ failedMessageIds: [], sent: 0, invalidMessages: 1 });
     expect(sandbox.requests).toHaveLength(0);
   });
 });
@@ -265,7 +265,7 @@ describe("small v2 messages", () => {
       return { messageId: `s${m}`, body: bodies[0] ?? "" };
     });
     const summary = await forwardMessages(messages, deps());
-    expect(summary).toMatchObject({ failedMessageIds: [], imported: 500 });
+    expect(summary).toMatchObject({ failedMessageIds: [], sent: 500 });
     expect(sandbox.requests.filter((r) => r.path === "/import").map((r) => r.records)).toEqual([500]);
   });
 });
@@ -283,7 +283,7 @@ describe("v2 profile and group messages", () => {
       ],
       deps(),
     );
-    expect(summary).toMatchObject({ failedMessageIds: [], imported: 2, rejected: 0 });
+    expect(summary).toMatchObject({ failedMessageIds: [], sent: 2, rejected: 0 });
     expect(sandbox.profiles.get("u-v2")).toEqual({ plan: "team", name: "Zoë 😀" });
     expect(sandbox.groups.get("company:c-v2")).toEqual({ tier: 2 });
     expect(sandbox.requests.map((r) => [r.path, r.headers["content-encoding"]])).toEqual([
