@@ -145,10 +145,22 @@ export async function* readRows(ref: FileRef, options: ReadRowsOptions, counter:
         return;
       }
       case "csv": {
-        const parser = (await decodedStream(ref, counter)).pipe(parseCsv({ columns: true, bom: true, skip_empty_lines: true, info: true }));
-        for await (const record of parser as AsyncIterable<{ record: Record<string, string>; info: { lines: number } }>) {
+        // The header is checked here rather than by csv-parse's own column count, so every row
+        // before a ragged one is delivered and the message names the ragged row's line.
+        const parser = (await decodedStream(ref, counter)).pipe(parseCsv({ bom: true, skip_empty_lines: true, info: true, relax_column_count: true }));
+        let header: string[] | undefined;
+        for await (const { record, info } of parser as AsyncIterable<{ record: string[]; info: { lines: number } }>) {
+          if (header === undefined) {
+            header = record;
+            continue;
+          }
+          if (record.length !== header.length) {
+            throw new ImportFileError(ref.path, `line ${info.lines}, record ${position + 1}`, `ragged row: ${record.length} fields where the header has ${header.length}`);
+          }
           position += 1;
-          yield { position, value: record.record };
+          const value: Record<string, string> = {};
+          header.forEach((column, at) => Object.defineProperty(value, column, { value: record[at], enumerable: true, writable: true, configurable: true }));
+          yield { position, value };
         }
         return;
       }
