@@ -1,6 +1,6 @@
 /**
  * `npm run import -- --stage <stage> <source>… [--format F] [--kind events|profiles|groups]
- *   [--source native|braze|adobe] [--map column=property]… [--via queue] [--dry-run]
+ *   [--source native|braze|adobe] [--map column=property]… [--via queue|direct] [--concurrency N] [--dry-run]
  *   [--from T] [--to T] [--event NAME]… [--exclude-event NAME]… [--resume] [--checkpoint FILE]
  *   [--batch-rows N] [--config FILE] [--region R] [--endpoint URL]`
  *
@@ -18,6 +18,11 @@ import { createRejectedStore } from "../lib/queue/rejected-store.js";
 import { createQueueSender } from "../lib/queue/sqs-sender.js";
 import { piiPolicySource } from "../lib/pii/source.js";
 import { createSecretReader } from "../lib/secrets/secrets.js";
+import { realRetryDeps } from "../lib/http/retry.js";
+import { mixpanelCredentialsSource } from "../lib/mixpanel/credentials.js";
+import { ingestionBaseUrl } from "../lib/mixpanel/hosts.js";
+import { IMPORT_MAX_RECORDS, createIngestionClient } from "../lib/mixpanel/ingestion.js";
+import { directSender } from "../lib/import/direct.js";
 import { EVENT_SOURCES, type EventSource, IMPORT_KINDS, type ImportKind } from "../lib/import/map-rows.js";
 import { IMPORT_FORMATS, type ImportFormat } from "../lib/import/read-rows.js";
 import { type ImportProgress, type ImportReport, formatReport, runImport } from "../lib/import/run.js";
@@ -30,11 +35,17 @@ import { REJECTED_PREFIX, queueName } from "./stack-layout.js";
 /** The queues' MaximumMessageSize (infra/resources/queues.yml). */
 const SQS_MAX_MESSAGE_BYTES = 262_144;
 const DEFAULT_BATCH_ROWS = 2_000;
+/** `--via direct`: requests in flight (the forwarder's IMPORT_CONCURRENCY allows at most 10). */
+const DEFAULT_DIRECT_CONCURRENCY = 10;
+const MAX_DIRECT_CONCURRENCY = 10;
+/** /import takes 10 MB uncompressed per request (docs/vendors/mixpanel-api.md §3). */
+const DIRECT_MAX_BYTES = 10_000_000;
+const DIRECT_TIMEOUT_MS = 15_000;
 /** Exit status when the run finished but some files could not be read to the end. */
 export const SOME_FILES_FAILED = 3;
 
 const USAGE =
-  "usage: npm run import -- --stage <stage> <file|glob|folder|->… [--format ndjson|json|csv|parquet|braze-avro] [--kind events|profiles|groups] [--source native|braze|adobe] [--map column=property]… [--via queue] [--dry-run] [--from TIME] [--to TIME] [--event NAME]… [--exclude-event NAME]… [--resume] [--checkpoint FILE] [--batch-rows N] [--config FILE] [--region R] [--endpoint URL]";
+  "usage: npm run import -- --stage <stage> <file|glob|folder|->… [--format ndjson|json|csv|parquet|braze-avro] [--kind events|profiles|groups] [--source native|braze|adobe] [--map column=property]… [--via queue|direct] [--concurrency N] [--dry-run] [--from TIME] [--to TIME] [--event NAME]… [--exclude-event NAME]… [--resume] [--checkpoint FILE] [--batch-rows N] [--config FILE] [--region R] [--endpoint URL]";
 
 function oneOf<T extends string>(value: string | undefined, allowed: readonly T[], flag: string, fallback: T): T {
   if (value === undefined) return fallback;
@@ -116,6 +127,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       "batch-rows": { type: "string" },
       config: { type: "string" },
       "progress-interval-ms": { type: "string" },
+      concurrency: { type: "string" },
     },
     allowPositionals: true,
     strict: true,
@@ -125,7 +137,9 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     return undefined;
   }
   if (positionals.length === 0) throw new UsageError("name at least one source: a file, a glob, a folder or - for standard input");
-  const via = oneOf(values.via, ["queue"] as const, "--via", "queue");
+  const via = oneOf(values.via, ["queue", "direct"] as const, "--via", "queue");
+  const concurrency = parsePositiveInt(values.concurrency, "--concurrency") ?? DEFAULT_DIRECT_CONCURRENCY;
+  if (concurrency > MAX_DIRECT_CONCURRENCY) throw new UsageError(`--concurrency is at most ${MAX_DIRECT_CONCURRENCY}`);
   const format = values.format === undefined ? undefined : oneOf<ImportFormat>(values.format, IMPORT_FORMATS, "--format", "ndjson");
   const kind = oneOf<ImportKind>(values.kind, IMPORT_KINDS, "--kind", "events");
   const source = oneOf<EventSource>(values.source, EVENT_SOURCES, "--source", "native");
@@ -133,7 +147,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   const fromMs = parseTime(values.from, "--from");
   const toMs = parseTime(values.to, "--to");
   const dryRun = values["dry-run"] ?? false;
-  const batchRows = parsePositiveInt(values["batch-rows"], "--batch-rows") ?? DEFAULT_BATCH_ROWS;
+  // Direct: one batch fills every request in flight, so the client keeps `concurrency` requests going.
+  const batchRows = parsePositiveInt(values["batch-rows"], "--batch-rows") ?? (via === "direct" ? IMPORT_MAX_RECORDS * concurrency : DEFAULT_BATCH_ROWS);
 
   const target = resolveAwsTarget(values, env);
   const config = loadStageConfig(stageConfigPath(target.stage, values.config), target.stage);
@@ -154,7 +169,23 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   const s3 = createS3Client(target.region, target.endpoint);
   try {
     let enqueue;
-    if (!dryRun) {
+    let sendBatch;
+    if (!dryRun && via === "direct") {
+      const bucket = await findRejectedBucket(s3, target.stage);
+      const client = createIngestionClient({
+        fetch: globalThis.fetch,
+        baseUrl: ingestionBaseUrl(config.residency, env.MIXPANEL_API_URL),
+        credentials: mixpanelCredentialsSource(env, secrets),
+        importMaxBytes: DIRECT_MAX_BYTES,
+        concurrency,
+        timeoutMs: DIRECT_TIMEOUT_MS,
+        retryDeps: realRetryDeps(),
+        nowMs: Date.now,
+        onRetry: (endpoint, error, delayMs) => log(`Mixpanel ${endpoint} answered ${error.status}: retrying in ${Math.round(delayMs)} ms`),
+      });
+      sendBatch = directSender({ client, rejected: createRejectedStore({ s3, bucket, prefix: REJECTED_PREFIX, stage: target.stage, now: () => new Date() }) });
+      log(`import ${files.length} file(s) → Mixpanel /import (strict, ${concurrency} requests in flight), rejections → s3://${bucket}/${REJECTED_PREFIX}; checkpoint ${checkpointPath ?? "none"}`);
+    } else if (!dryRun) {
       const queue = queueName(target.stage, "events");
       const queueUrl = (await sqs.send(new GetQueueUrlCommand({ QueueName: queue }))).QueueUrl;
       if (!queueUrl) throw new Error(`queue ${queue} not found`);
@@ -195,7 +226,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
           resume: values.resume ?? false,
           runKey,
         },
-        { config, policy, enqueue, nowMs: Date.now, log, onProgress: (snapshot) => progress.update(snapshot) },
+        { config, policy, enqueue, sendBatch, nowMs: Date.now, log, onProgress: (snapshot) => progress.update(snapshot) },
       );
     } finally {
       progress.stop();

@@ -176,6 +176,22 @@ describe("npm run import", () => {
     await eventually(() => (stack.sandbox?.events.filter((event) => String(event.properties.distinct_id).startsWith("after-")).length === 7 ? true : undefined));
   }, 60_000);
 
+  it("--via direct sends straight to /import in strict mode, backs off a 429 and stores what Mixpanel refuses", async () => {
+    const file = join(dir, "direct.ndjson.gz");
+    writeFileSync(file, gzipSync(ndjsonEvents(5_000, "direct") + `${JSON.stringify({ event: "Bad", properties: { distinct_id: "undefined", time: NOW_S } })}\n`));
+    stack.sandbox?.failNext({ path: "/import", status: 429, body: '{"error":"rate limited"}' });
+    const run = await importRun([file, "--via", "direct", "--concurrency", "3", "--batch-rows", "2500", "--checkpoint", join(dir, "direct.json")]);
+    expect(run.exitCode).toBe(0);
+    expect(run.report).toMatchObject({ read: 5_001, accepted: 5_000, rejected: 1, sent: 5_000 });
+    expect(run.output).toMatch(/answered 429: retrying/);
+    expect(uniqueInsertIds("direct-").size).toBe(5_000);
+    const imports = stack.sandbox?.requests.filter((request) => request.path === "/import") ?? [];
+    expect(imports.some((request) => request.status === 429)).toBe(true);
+    expect(imports.every((request) => request.status === 429 || request.query.strict === "1")).toBe(true);
+    const stored = (await rejectedBatches()).filter((batch) => batch.correlationId.startsWith("import-")).flatMap((batch) => batch.items.map((item) => [item.index, item.code]));
+    expect(stored).toContainEqual([5_001, "banned_distinct_id"]);
+  }, 60_000);
+
   it("resumes a run killed with SIGKILL halfway: every row in Mixpanel exactly once after dedupe", async () => {
     const total = 60_000;
     const file = join(dir, "killed.ndjson.gz");
