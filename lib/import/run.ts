@@ -172,6 +172,9 @@ export async function runImport(options: ImportRunOptions, deps: ImportRunDeps):
     };
 
     let batch: SourceRow[] = [];
+    // One batch in flight while the next is read: reading and mapping overlap Mixpanel's or SQS's
+    // latency. Batches are sent, and checkpointed, in file order.
+    let inFlight: Promise<void> | undefined;
     try {
       for await (const row of readRows(file.ref, { format: file.format }, counter)) {
         if (row.position <= progress.rowsDone) {
@@ -182,17 +185,21 @@ export async function runImport(options: ImportRunOptions, deps: ImportRunDeps):
         fileReport.rows += 1;
         report.read += 1;
         if (batch.length >= options.batchRows) {
-          await flush(batch);
+          const full = batch;
           batch = [];
+          await inFlight;
+          inFlight = flush(full);
           deps.onProgress?.({ filesDone, filesTotal: options.files.length, rowsRead: report.read, bytesRead: bytesBefore + counter.bytes });
         }
       }
+      await inFlight;
       await flush(batch);
       progress.finished = true;
       save();
     } catch (error) {
       if (!(error instanceof ImportFileError)) throw error;
       // The rows before the failure are sent; the file is reported and the run moves on.
+      await inFlight;
       await flush(batch);
       fileReport.failed = error.message;
       progress.failed = error.message;
