@@ -132,8 +132,9 @@ export async function runImport(options: ImportRunOptions, deps: ImportRunDeps):
     const mapping = { format: file.format, kind: options.kind, source: options.source, columns: options.columns };
     const counter = { bytes: 0, gzip: false };
 
-    const flush = async (rows: readonly SourceRow[]) => {
-      if (rows.length === 0) return;
+    /** Maps `rows` now, then sends them once `previous` (the batch before) is done, so batches go in file order. */
+    const flush = async (rows: readonly SourceRow[], previous?: Promise<void>) => {
+      if (rows.length === 0) return previous;
       const ctx = { nowMs: deps.nowMs(), config: deps.config };
       const items: MappedItem[] = [];
       for (const row of rows) {
@@ -148,6 +149,7 @@ export async function runImport(options: ImportRunOptions, deps: ImportRunDeps):
         }
         items.push(item);
       }
+      await previous;
       const correlationId = `import-${checkpoint.runId}-f${fileIndex + 1}-r${rows[0]?.position ?? 0}`;
       let accepted: number;
       let rejections: readonly RejectedItem[];
@@ -172,8 +174,8 @@ export async function runImport(options: ImportRunOptions, deps: ImportRunDeps):
     };
 
     let batch: SourceRow[] = [];
-    // One batch in flight while the next is read: reading and mapping overlap Mixpanel's or SQS's
-    // latency. Batches are sent, and checkpointed, in file order.
+    // One batch in flight while the next is read and mapped: reading and mapping overlap Mixpanel's
+    // or SQS's latency, and at most two batches are held. Batches are sent, and checkpointed, in file order.
     let inFlight: Promise<void> | undefined;
     try {
       for await (const row of readRows(file.ref, { format: file.format }, counter)) {
@@ -187,8 +189,11 @@ export async function runImport(options: ImportRunOptions, deps: ImportRunDeps):
         if (batch.length >= options.batchRows) {
           const full = batch;
           batch = [];
-          await inFlight;
-          inFlight = flush(full);
+          const previous = inFlight;
+          inFlight = flush(full, previous);
+          // Awaited below or at the end of the file; marked handled so a failure is reported once.
+          inFlight.catch(() => undefined);
+          await previous;
           deps.onProgress?.({ filesDone, filesTotal: options.files.length, rowsRead: report.read, bytesRead: bytesBefore + counter.bytes });
         }
       }
