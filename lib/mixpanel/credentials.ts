@@ -34,7 +34,10 @@ export type MixpanelCredentials = z.infer<typeof mixpanelSecretSchema>;
 
 export type CredentialsSource = () => Promise<MixpanelCredentials>;
 
-export function mixpanelCredentialsSource(env: Env, secrets: SecretReader): CredentialsSource {
+export function mixpanelCredentialsSource(
+  env: Pick<Env, "MIXPANEL_SECRET_ID" | "MIXPANEL_PROJECT_ID" | "MIXPANEL_PROJECT_TOKEN" | "MIXPANEL_SERVICE_ACCOUNT_USERNAME" | "MIXPANEL_SERVICE_ACCOUNT_SECRET">,
+  secrets: SecretReader,
+): CredentialsSource {
   const secretId = env.MIXPANEL_SECRET_ID;
   if (secretId) return () => secrets.getJson(secretId, mixpanelSecretSchema);
   const parsed = mixpanelSecretSchema.safeParse({

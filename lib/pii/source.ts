@@ -14,7 +14,7 @@ export type PiiPolicySource = () => Promise<PiiPolicy | undefined>;
  * has no `pii` rules. Throws (a 503 at intake, a retry in the reader) when the key cannot be read:
  * records are never queued unprotected.
  */
-export function piiPolicySource(config: StageConfig, env: Env, secrets: SecretReader): PiiPolicySource {
+export function piiPolicySource(config: StageConfig, env: Pick<Env, "PII_HASH_KEY">, secrets: SecretReader): PiiPolicySource {
   const pii = config.pii;
   // How a sender's names become the Mixpanel names the rules use (Braze's prefixes are the policy's own).
   const aliases = [(name: string) => renamed(name, config.property_mapping)];

@@ -30,7 +30,9 @@ const server = createServer((request, response) => {
     const raw = Buffer.concat(chunks);
     const body = request.headers["content-encoding"] === "gzip" ? gunzipSync(raw) : raw;
     let lines = 0;
-    for (let at = body.indexOf(10); at !== -1; at = body.indexOf(10, at + 1)) lines++;
+    // /import takes NDJSON (the relay) or a JSON array (mixpanel-import); count records either way.
+    if (body[0] === 0x5b) lines = (JSON.parse(body.toString("utf8")) as unknown[]).length;
+    else for (let at = body.indexOf(10); at !== -1; at = body.indexOf(10, at + 1)) lines++;
     received += lines;
     requests++;
     const answer = () => {

@@ -2,6 +2,7 @@ import { type ChildProcess, execFileSync, spawn } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, rmSync, symlinkSync, writeFileSync } from "node:fs";
 import { cpus, tmpdir, totalmem } from "node:os";
 import { join, resolve } from "node:path";
+import { gzipSync } from "node:zlib";
 import * as z from "zod";
 import { FIRST_CALL, coldStart } from "./cold-start.js";
 import { INSERT_ID_HASH_LENGTH } from "../../lib/observability/trace-ids.js";
@@ -20,6 +21,8 @@ import { ASSUMPTIONS, type CostRow, PRICES_USD, costPerMillion } from "./cost-mo
  *  - cold start: bundle sizes, and import + first AWS call of every function's bundle against the
  *    code at BENCH_COLDSTART_BASELINE_REF (default 9d4a7d1, the last code that signed its own AWS
  *    requests), on BENCH_COLD_NODE (set it to a Node 24 binary: Lambda's runtime);
+ *  - import (opt-in, BENCH_SECTIONS=import): `npm run import --via direct` beside mixpanel-import
+ *    3.1.43 on a 1 M-event NDJSON.gz (BENCH_IMPORT_EVENTS) against the fake at 100 ms, 10 in flight;
  *  - cohorts (opt-in, BENCH_SECTIONS=cohorts): CPU of diffing a 1 M-member cohort through the
  *    real export path (cohort-diff.bench.ts), BENCH_COHORT_MEMBERS to change the size.
  */
@@ -286,6 +289,56 @@ if (sections.has("cohorts")) {
     `emit ${m((r) => r.cpuS.emit).toFixed(2)} s CPU`,
     `peak RSS ${m((r) => r.peakRssMb)} MB`,
   ]);
+}
+
+if (sections.has("import")) {
+  // `npm run import --via direct` beside mixpanel-import 3.1.43 on the same NDJSON.gz and the same
+  // fake at 100 ms, both with 10 requests in flight, interleaved (relay, mixpanel-import, …).
+  const count = Number(process.env.BENCH_IMPORT_EVENTS ?? 1_000_000);
+  const importFile = join(tmpdir(), `relay-import-bench-${count}.ndjson.gz`);
+  if (!existsSync(importFile)) writeFileSync(importFile, importFixture(count));
+  const fake = await startFake();
+  await fake.setLatency(100);
+  type ImportRun = { tool: string; received: number; eventsPerSecond: number; cpuUsPerEvent: number; peakRssMb: number };
+  const runs: Record<string, ImportRun[]> = { relay: [], "mixpanel-import": [] };
+  try {
+    for (let i = 0; i < repeats; i++) {
+      for (const tool of ["relay", "mixpanel-import"] as const) {
+        const run = (await runWorker("import-worker.ts", { BENCH_IMPORT_FILE: importFile, BENCH_FAKE_URL: fake.url, BENCH_IMPORT_TOOL: tool, BENCH_IMPORT_CONCURRENCY: "10" })) as ImportRun;
+        if (run.received !== count) throw new Error(`${tool} delivered ${run.received} of ${count} events`);
+        runs[tool]?.push(run);
+        console.error(`import ${tool}: ${Math.round(run.eventsPerSecond)} events/s, ${run.cpuUsPerEvent.toFixed(1)} µs CPU/event, peak RSS ${run.peakRssMb} MB`);
+      }
+    }
+  } finally {
+    fake.child.kill("SIGTERM");
+  }
+  const summary = Object.fromEntries(
+    Object.entries(runs).map(([tool, list]) => [
+      tool,
+      { eventsPerSecond: median(list.map((r) => r.eventsPerSecond)), cpuUsPerEvent: median(list.map((r) => r.cpuUsPerEvent)), peakRssMb: Math.max(...list.map((r) => r.peakRssMb)) },
+    ]),
+  );
+  results.import = { events: count, latencyMs: 100, inFlight: 10, runs, median: summary };
+  for (const [tool, m] of Object.entries(summary)) {
+    table.push([
+      `import ${tool === "relay" ? "npm run import --via direct" : "mixpanel-import 3.1.43 (got transport)"}, ${count.toLocaleString("en-US")} events NDJSON.gz @100 ms, 10 in flight`,
+      `${Math.round(m.eventsPerSecond)} events/s`,
+      `${m.cpuUsPerEvent.toFixed(1)} µs CPU/event`,
+      `peak RSS ${m.peakRssMb} MB`,
+      "",
+    ]);
+  }
+}
+
+/** Native events like an export's: ~200 B each, 50k users, an `$insert_id` on each. */
+function importFixture(count: number): Buffer {
+  const start = Math.floor(Date.now() / 1000) - 30 * 86_400;
+  const lines: string[] = [];
+  for (let i = 0; i < count; i++) {
+    lines.push(JSON.stringify({ event: "Viewed Page", properties: { distinct_id: `user-${i % 50_000}`, time: start + (i % 86_400), $insert_id: `b${i.toString(36).padStart(10, "0")}`, page: `/p/${i % 1000}`, plan: i % 3 ? "pro" : "free", n: i } }));
+  }
+  return gzipSync(`${lines.join("\n")}\n`);
 }
 
 if (sections.has("forwarder") && sections.has("intake")) {

@@ -1,0 +1,261 @@
+import { createReadStream } from "node:fs";
+import { open } from "node:fs/promises";
+import { createInterface } from "node:readline";
+import { Readable } from "node:stream";
+import { createGunzip } from "node:zlib";
+import { parse as parseCsv } from "csv-parse";
+import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema, type AsyncBuffer, type SchemaTree } from "hyparquet";
+import { brazeAvroRecordToEvent, brazeEventTypeFromKey, decodeAvroContainer } from "../sources/braze-avro.js";
+
+/**
+ * Reads the rows of one history file, streamed where the format allows it (NDJSON and CSV
+ * line by line, Parquet row group by row group), so memory stays bounded by a batch, not a
+ * file. Every row carries its 1-based position in the file (line for NDJSON, record for CSV,
+ * row for Parquet, element for JSON, record for Avro), which is what a resumed run skips and
+ * what every message names.
+ */
+export const IMPORT_FORMATS = ["ndjson", "json", "csv", "parquet", "braze-avro"] as const;
+export type ImportFormat = (typeof IMPORT_FORMATS)[number];
+
+/** Where a file comes from: a local path, or standard input (`-`). */
+export type FileRef = { readonly kind: "local"; readonly path: string } | { readonly kind: "stdin"; readonly path: "-" } | { readonly kind: "stream"; readonly path: string; readonly open: () => Promise<Readable> };
+
+export type SourceRow =
+  | { readonly position: number; readonly value: unknown }
+  /** A row that could not be parsed on its own (a bad NDJSON line): a rejection, not a failed file. */
+  | { readonly position: number; readonly unparseable: string; readonly text: string };
+
+/** A file that cannot be read any further: named with the position reached. */
+export class ImportFileError extends Error {
+  override readonly name = "ImportFileError";
+  constructor(
+    readonly file: string,
+    readonly position: string,
+    readonly detail: string,
+  ) {
+    super(`${file}: ${detail} (${position})`);
+  }
+}
+
+const GZIP_MAGIC = [0x1f, 0x8b] as const;
+
+/** The format a file's name says (after a `.gz`), or undefined. */
+export function formatFromName(path: string): ImportFormat | undefined {
+  const name = path.toLowerCase().replace(/\.gz$/, "");
+  if (name.endsWith(".ndjson") || name.endsWith(".jsonl")) return "ndjson";
+  if (name.endsWith(".json")) return "json";
+  if (name.endsWith(".csv")) return "csv";
+  if (name.endsWith(".parquet")) return "parquet";
+  if (name.endsWith(".avro")) return "braze-avro";
+  return undefined;
+}
+
+interface ByteCounter {
+  /** Bytes read from the file as stored (compressed when gzipped). */
+  bytes: number;
+  gzip: boolean;
+}
+
+async function rawStream(ref: FileRef): Promise<Readable> {
+  if (ref.kind === "stdin") return process.stdin;
+  if (ref.kind === "stream") return ref.open();
+  return createReadStream(ref.path, { highWaterMark: 256 * 1024 });
+}
+
+/** The file's bytes, gunzipped when its name ends in .gz or its first bytes are gzip's magic. */
+async function decodedStream(ref: FileRef, counter: ByteCounter): Promise<Readable> {
+  const source = await rawStream(ref);
+  const iterator = source[Symbol.asyncIterator]() as AsyncIterator<Buffer>;
+  const first = await iterator.next();
+  if (first.done) return Readable.from([]);
+  const head = Buffer.from(first.value);
+  counter.gzip = ref.path.toLowerCase().endsWith(".gz") || (head[0] === GZIP_MAGIC[0] && head[1] === GZIP_MAGIC[1]);
+  const counted = Readable.from(
+    (async function* () {
+      counter.bytes += head.length;
+      yield head;
+      for (;;) {
+        const next = await iterator.next();
+        if (next.done) return;
+        counter.bytes += next.value.length;
+        yield Buffer.from(next.value);
+      }
+    })(),
+    { objectMode: false },
+  );
+  if (!counter.gzip) return counted;
+  // Large output chunks: fewer thread-pool round trips per MB decompressed.
+  const gunzip = createGunzip({ chunkSize: 256 * 1024 });
+  counted.on("error", (error) => gunzip.destroy(error));
+  return counted.pipe(gunzip);
+}
+
+async function readAll(stream: Readable): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(Buffer.from(chunk as Buffer));
+  return Buffer.concat(chunks);
+}
+
+function describe(error: unknown): string {
+  if (error instanceof Error) return (error as { code?: string }).code === "Z_BUF_ERROR" ? "truncated gzip: unexpected end of file" : error.message;
+  return String(error);
+}
+
+export interface ReadRowsOptions {
+  readonly format: ImportFormat;
+}
+
+/** Every row of the file, in order; throws ImportFileError when the file cannot be read further. */
+export async function* readRows(ref: FileRef, options: ReadRowsOptions, counter: ByteCounter = { bytes: 0, gzip: false }): AsyncGenerator<SourceRow> {
+  let position = 0;
+  const where = () => `after row ${position}, byte ${counter.bytes} of the ${counter.gzip ? "compressed " : ""}file`;
+  try {
+    switch (options.format) {
+      case "ndjson": {
+        const lines = createInterface({ input: await decodedStream(ref, counter), crlfDelay: Number.POSITIVE_INFINITY });
+        for await (const line of lines) {
+          position += 1;
+          if (line.trim() === "") continue;
+          let value: unknown;
+          try {
+            value = JSON.parse(line);
+          } catch (error) {
+            yield { position, unparseable: `line ${position} is not JSON: ${describe(error)}`, text: line };
+            continue;
+          }
+          yield { position, value };
+        }
+        return;
+      }
+      case "json": {
+        // One JSON document cannot be streamed row by row without a streaming parser; large
+        // histories belong in NDJSON (docs/import.md).
+        const text = (await readAll(await decodedStream(ref, counter))).toString("utf8");
+        let body: unknown;
+        try {
+          body = JSON.parse(text);
+        } catch (error) {
+          throw new ImportFileError(ref.path, "the whole document", `not JSON: ${describe(error)}`);
+        }
+        const rows = Array.isArray(body) ? body : typeof body === "object" && body !== null && Array.isArray((body as { events?: unknown }).events) ? (body as { events: unknown[] }).events : undefined;
+        if (!rows) throw new ImportFileError(ref.path, "the whole document", 'must be a JSON array or an object {"events": [...]}');
+        for (const value of rows) {
+          position += 1;
+          yield { position, value };
+        }
+        return;
+      }
+      case "csv": {
+        // The header is checked here rather than by csv-parse's own column count, so every row
+        // before a ragged one is delivered and the message names the ragged row's line.
+        const parser = (await decodedStream(ref, counter)).pipe(parseCsv({ bom: true, skip_empty_lines: true, info: true, relax_column_count: true }));
+        let header: string[] | undefined;
+        for await (const { record, info } of parser as AsyncIterable<{ record: string[]; info: { lines: number } }>) {
+          if (header === undefined) {
+            header = record;
+            continue;
+          }
+          if (record.length !== header.length) {
+            throw new ImportFileError(ref.path, `line ${info.lines}, record ${position + 1}`, `ragged row: ${record.length} fields where the header has ${header.length}`);
+          }
+          position += 1;
+          const value: Record<string, string> = {};
+          header.forEach((column, at) => Object.defineProperty(value, column, { value: record[at], enumerable: true, writable: true, configurable: true }));
+          yield { position, value };
+        }
+        return;
+      }
+      case "parquet": {
+        yield* readParquet(ref, counter, (reached) => (position = reached));
+        return;
+      }
+      case "braze-avro": {
+        const eventType = brazeEventTypeFromKey(ref.path.replace(/\\/g, "/"));
+        if (eventType === undefined) throw new ImportFileError(ref.path, "its path", "has no event_type=<type>/ segment (as Braze Currents writes), so its events cannot be named");
+        const bytes = await readAll(await decodedStream(ref, counter));
+        let records: unknown[];
+        try {
+          records = await decodeAvroContainer(bytes);
+        } catch (error) {
+          throw new ImportFileError(ref.path, "the container", describe(error));
+        }
+        for (const record of records) {
+          position += 1;
+          yield { position, value: brazeAvroRecordToEvent(record, eventType) };
+        }
+        return;
+      }
+    }
+  } catch (error) {
+    if (error instanceof ImportFileError) throw error;
+    const csvLine = (error as { lines?: number }).lines;
+    throw new ImportFileError(ref.path, csvLine !== undefined ? `line ${csvLine}, record ${position + 1}` : where(), describe(error));
+  }
+}
+
+/** Parquet physical types whose values become JSON without guessing (https://parquet.apache.org/docs/file-format/types/). */
+const READABLE_PHYSICAL = new Set(["BOOLEAN", "INT32", "INT64", "FLOAT", "DOUBLE", "INT96"]);
+/** BYTE_ARRAY / FIXED_LEN_BYTE_ARRAY only when annotated as text, JSON, a UUID or a decimal. */
+const READABLE_ANNOTATIONS = new Set(["UTF8", "STRING", "JSON", "ENUM", "UUID", "DECIMAL"]);
+
+function unsupportedColumn(tree: SchemaTree, path: string[] = []): string | undefined {
+  for (const child of tree.children) {
+    const name = [...path, child.element.name];
+    if (child.children.length > 0) {
+      return `column ${name.join(".")} is a nested group (${child.element.converted_type ?? "struct"}); flatten it to scalar columns`;
+    }
+    const physical = child.element.type ?? "";
+    const annotation = child.element.logical_type?.type ?? child.element.converted_type ?? "";
+    if (READABLE_PHYSICAL.has(physical)) continue;
+    if ((physical === "BYTE_ARRAY" || physical === "FIXED_LEN_BYTE_ARRAY") && READABLE_ANNOTATIONS.has(annotation)) continue;
+    return `column ${name.join(".")} has the unsupported type ${physical}${annotation ? ` (${annotation})` : " without a text annotation"}`;
+  }
+  return undefined;
+}
+
+const PARQUET_ROWS_PER_READ = 5_000;
+
+async function* readParquet(ref: FileRef, counter: ByteCounter, reached: (position: number) => void): AsyncGenerator<SourceRow> {
+  let file: AsyncBuffer;
+  if (ref.kind === "local" && !ref.path.toLowerCase().endsWith(".gz") && !(await startsWithGzip(ref.path))) {
+    file = await asyncBufferFromFile(ref.path);
+    counter.bytes = file.byteLength;
+  } else {
+    // Parquet needs random access (the footer first): a compressed or piped file is read whole.
+    const bytes = await readAll(await decodedStream(ref, counter));
+    file = { byteLength: bytes.byteLength, slice: async (start, end) => new Uint8Array(bytes.subarray(start, end ?? bytes.byteLength)).buffer };
+  }
+  let metadata;
+  try {
+    metadata = await parquetMetadataAsync(file);
+  } catch (error) {
+    throw new ImportFileError(ref.path, "the footer", `not a readable Parquet file: ${describe(error)}`);
+  }
+  const unsupported = unsupportedColumn(parquetSchema(metadata));
+  if (unsupported) throw new ImportFileError(ref.path, "the schema", unsupported);
+  const total = Number(metadata.num_rows);
+  for (let start = 0; start < total; start += PARQUET_ROWS_PER_READ) {
+    const end = Math.min(total, start + PARQUET_ROWS_PER_READ);
+    let rows: Record<string, unknown>[];
+    try {
+      rows = await parquetReadObjects({ file, metadata, rowStart: start, rowEnd: end });
+    } catch (error) {
+      throw new ImportFileError(ref.path, `rows ${start + 1}–${end}`, describe(error));
+    }
+    for (const [offset, value] of rows.entries()) {
+      reached(start + offset + 1);
+      yield { position: start + offset + 1, value };
+    }
+  }
+}
+
+async function startsWithGzip(path: string): Promise<boolean> {
+  const handle = await open(path, "r");
+  try {
+    const head = Buffer.alloc(2);
+    await handle.read(head, 0, 2, 0);
+    return head[0] === GZIP_MAGIC[0] && head[1] === GZIP_MAGIC[1];
+  } finally {
+    await handle.close();
+  }
+}

@@ -1,0 +1,237 @@
+import { randomUUID } from "node:crypto";
+import type { StageConfig } from "../config/stage.js";
+import { type EnqueueDeps, enqueueMappedItems } from "../enqueue/enqueue.js";
+import { protectItems } from "../pii/items.js";
+import type { PiiPolicy } from "../pii/policy.js";
+import type { MappedItem, RejectedItem } from "../sources/types.js";
+import { type Checkpoint, readCheckpoint, writeCheckpoint } from "./checkpoint.js";
+import { type EventFilter, type EventSource, type ImportKind, filteredOut, hasEventFilter, mapRow, rejectedSourceName } from "./map-rows.js";
+import { type FileRef, type ImportFormat, ImportFileError, readRows, type SourceRow } from "./read-rows.js";
+
+/**
+ * One history import: every file's rows through the live mappers, the run's filters, and then
+ * either the one enqueue step (the events queue, the Brevo fan-out, the rejected store — what
+ * the intake does with a request) or, for a dry run, only the PII rules and the counting.
+ * A file that cannot be read further is reported with its position and the run goes on with
+ * the next file; the report says which files failed.
+ */
+export interface ImportFile {
+  readonly ref: FileRef;
+  readonly format: ImportFormat;
+}
+
+/** Sends a batch another way than the events queue (`--via direct`); answers what was taken and refused. */
+export type BatchSender = (items: readonly MappedItem[], batch: { readonly source: string; readonly correlationId: string; readonly policy: PiiPolicy | undefined }) => Promise<{ accepted: number; rejections: readonly RejectedItem[] }>;
+
+export interface ImportRunOptions {
+  readonly files: readonly ImportFile[];
+  readonly kind: ImportKind;
+  readonly source: EventSource;
+  readonly columns: Readonly<Record<string, string>>;
+  readonly filter: EventFilter;
+  readonly dryRun: boolean;
+  /** Rows mapped and sent together; also how often the checkpoint is written. */
+  readonly batchRows: number;
+  /** Where the checkpoint lives; absent = no checkpoint (stdin, dry runs). */
+  readonly checkpointPath?: string | undefined;
+  readonly resume: boolean;
+  /** The run's options as one string: a checkpoint of other options is not resumed. */
+  readonly runKey: string;
+  /** How many examples to keep per rejection reason. */
+  readonly examplesPerReason?: number;
+}
+
+export interface ImportRunDeps {
+  readonly config: StageConfig;
+  readonly policy: PiiPolicy | undefined;
+  /** The enqueue step's dependencies (`--via queue`); unused on a dry run. */
+  readonly enqueue?: EnqueueDeps | undefined;
+  /** `--via direct`: replaces the enqueue step. */
+  readonly sendBatch?: BatchSender | undefined;
+  readonly nowMs: () => number;
+  readonly log: (line: string) => void;
+  readonly onProgress?: ((progress: ImportProgress) => void) | undefined;
+}
+
+export interface ImportProgress {
+  readonly filesDone: number;
+  readonly filesTotal: number;
+  readonly rowsRead: number;
+  readonly bytesRead: number;
+}
+
+export interface RejectionExample {
+  readonly file: string;
+  readonly position: number;
+  readonly reason: string;
+}
+
+export interface FileReport {
+  readonly file: string;
+  readonly format: ImportFormat;
+  rows: number;
+  accepted: number;
+  rejected: number;
+  skipped: number;
+  /** Rows skipped because an earlier (killed) run already sent them. */
+  resumedPast: number;
+  failed?: string;
+}
+
+export interface ImportReport {
+  readonly dryRun: boolean;
+  read: number;
+  accepted: number;
+  rejected: number;
+  /** Rejections (and expected drops) by code, with the first few examples. */
+  readonly byReason: Record<string, { count: number; examples: RejectionExample[] }>;
+  /** Rows left out by `--from` / `--to` / `--event`, by why. */
+  readonly skipped: Record<string, number>;
+  /** Records handed to the queue (or Mixpanel); 0 on a dry run. */
+  sent: number;
+  bytes: number;
+  wallMs: number;
+  readonly files: FileReport[];
+  readonly failedFiles: string[];
+}
+
+export async function runImport(options: ImportRunOptions, deps: ImportRunDeps): Promise<ImportReport> {
+  const started = deps.nowMs();
+  const examplesPerReason = options.examplesPerReason ?? 3;
+  const previous = options.resume && options.checkpointPath ? readCheckpoint(options.checkpointPath) : undefined;
+  if (options.resume && options.checkpointPath && !previous) deps.log(`no checkpoint at ${options.checkpointPath}: starting from the top`);
+  if (previous && previous.runKey !== options.runKey) {
+    throw new Error(`${options.checkpointPath} belongs to a run with other sources or options; run again without --resume, or with the same options`);
+  }
+  const checkpoint: Checkpoint = previous ?? { v: 1, runKey: options.runKey, runId: randomUUID().slice(0, 8), files: {} };
+  const report: ImportReport = { dryRun: options.dryRun, read: 0, accepted: 0, rejected: 0, byReason: {}, skipped: {}, sent: 0, bytes: 0, wallMs: 0, files: [], failedFiles: [] };
+  const save = () => {
+    if (options.checkpointPath && !options.dryRun) writeCheckpoint(options.checkpointPath, checkpoint);
+  };
+  const filtering = hasEventFilter(options.filter);
+  let filesDone = 0;
+  let bytesBefore = 0;
+
+  const noteRejection = (file: string, item: RejectedItem) => {
+    const entry = (report.byReason[item.code] ??= { count: 0, examples: [] });
+    entry.count += 1;
+    if (entry.examples.length < examplesPerReason) entry.examples.push({ file, position: item.index, reason: item.reason });
+  };
+
+  for (const [fileIndex, file] of options.files.entries()) {
+    const name = file.ref.path;
+    const fileReport: FileReport = { file: name, format: file.format, rows: 0, accepted: 0, rejected: 0, skipped: 0, resumedPast: 0 };
+    report.files.push(fileReport);
+    const progress = (checkpoint.files[name] ??= { rowsDone: 0, finished: false });
+    if (progress.finished) {
+      deps.log(`${name}: finished by the earlier run, skipped`);
+      filesDone += 1;
+      continue;
+    }
+    const source = rejectedSourceName({ format: file.format, kind: options.kind, source: options.source });
+    const mapping = { format: file.format, kind: options.kind, source: options.source, columns: options.columns };
+    const counter = { bytes: 0, gzip: false };
+
+    /** Maps `rows` now, then sends them once `previous` (the batch before) is done, so batches go in file order. */
+    const flush = async (rows: readonly SourceRow[], previous?: Promise<void>) => {
+      if (rows.length === 0) return previous;
+      const ctx = { nowMs: deps.nowMs(), config: deps.config };
+      const items: MappedItem[] = [];
+      for (const row of rows) {
+        const item = mapRow(row, mapping, ctx);
+        if (filtering && item.ok && item.kind === "event") {
+          const why = filteredOut(item.line, options.filter);
+          if (why) {
+            report.skipped[why] = (report.skipped[why] ?? 0) + 1;
+            fileReport.skipped += 1;
+            continue;
+          }
+        }
+        items.push(item);
+      }
+      await previous;
+      const correlationId = `import-${checkpoint.runId}-f${fileIndex + 1}-r${rows[0]?.position ?? 0}`;
+      let accepted: number;
+      let rejections: readonly RejectedItem[];
+      if (options.dryRun) {
+        const protectedItems = protectItems(items, deps.policy);
+        accepted = protectedItems.filter((item) => item.ok).length;
+        rejections = protectedItems.filter((item): item is RejectedItem => !item.ok);
+      } else if (deps.sendBatch) {
+        ({ accepted, rejections } = await deps.sendBatch(items, { source, correlationId, policy: deps.policy }));
+      } else {
+        if (!deps.enqueue) throw new Error("no enqueue dependencies for a run that sends");
+        ({ accepted, rejections } = await enqueueMappedItems(items, { source, correlationId, stageOfFailure: "intake", policy: deps.policy }, deps.enqueue));
+      }
+      for (const rejection of rejections) noteRejection(name, rejection);
+      fileReport.accepted += accepted;
+      fileReport.rejected += rejections.length;
+      report.accepted += accepted;
+      report.rejected += rejections.length;
+      if (!options.dryRun) report.sent += accepted;
+      progress.rowsDone = rows[rows.length - 1]?.position ?? progress.rowsDone;
+      save();
+    };
+
+    let batch: SourceRow[] = [];
+    // One batch in flight while the next is read and mapped: reading and mapping overlap Mixpanel's
+    // or SQS's latency, and at most two batches are held. Batches are sent, and checkpointed, in file order.
+    let inFlight: Promise<void> | undefined;
+    try {
+      for await (const row of readRows(file.ref, { format: file.format }, counter)) {
+        if (row.position <= progress.rowsDone) {
+          fileReport.resumedPast += 1;
+          continue;
+        }
+        batch.push(row);
+        fileReport.rows += 1;
+        report.read += 1;
+        if (batch.length >= options.batchRows) {
+          const full = batch;
+          batch = [];
+          const previous = inFlight;
+          inFlight = flush(full, previous);
+          // Awaited below or at the end of the file; marked handled so a failure is reported once.
+          inFlight.catch(() => undefined);
+          await previous;
+          deps.onProgress?.({ filesDone, filesTotal: options.files.length, rowsRead: report.read, bytesRead: bytesBefore + counter.bytes });
+        }
+      }
+      await inFlight;
+      await flush(batch);
+      progress.finished = true;
+      save();
+    } catch (error) {
+      if (!(error instanceof ImportFileError)) throw error;
+      // The rows before the failure are sent; the file is reported and the run moves on.
+      await inFlight;
+      await flush(batch);
+      fileReport.failed = error.message;
+      progress.failed = error.message;
+      save();
+      report.failedFiles.push(name);
+      deps.log(`failed: ${error.message}; going on with the next file`);
+    }
+    bytesBefore += counter.bytes;
+    report.bytes = bytesBefore;
+    filesDone += 1;
+    deps.onProgress?.({ filesDone, filesTotal: options.files.length, rowsRead: report.read, bytesRead: bytesBefore });
+  }
+  report.wallMs = deps.nowMs() - started;
+  return report;
+}
+
+/** The report as the lines an operator reads. */
+export function formatReport(report: ImportReport): string[] {
+  const lines: string[] = [];
+  const seconds = Math.max(report.wallMs, 1) / 1000;
+  lines.push(`${report.dryRun ? "dry run (nothing sent): " : ""}read ${report.read} rows, accepted ${report.accepted}, rejected ${report.rejected}, ${report.dryRun ? `would send ${report.accepted}` : `sent ${report.sent}`}, ${report.bytes} bytes in ${seconds.toFixed(1)} s (${Math.round(report.read / seconds)} rows/s)`);
+  for (const [code, entry] of Object.entries(report.byReason).sort((a, b) => b[1].count - a[1].count)) {
+    lines.push(`  rejected ${code}: ${entry.count}`);
+    for (const example of entry.examples) lines.push(`    ${example.file} row ${example.position}: ${example.reason}`);
+  }
+  for (const [why, count] of Object.entries(report.skipped)) lines.push(`  skipped ${why}: ${count}`);
+  for (const file of report.files) if (file.failed) lines.push(`  FAILED ${file.failed}`);
+  if (report.failedFiles.length > 0) lines.push(`${report.failedFiles.length} of ${report.files.length} file(s) failed`);
+  return lines;
+}
