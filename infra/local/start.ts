@@ -1,10 +1,11 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { DEFAULT_LOCAL_BRAZE_PORT, DEFAULT_LOCAL_BREVO_PORT, DEFAULT_LOCAL_RECEIVER_PORT, retargetLocalPeers } from "./cohorts.js";
 import { LOCAL_MIXPANEL_CREDENTIALS, LOCAL_REGION, startLocalStack } from "./stack.js";
 import { generateLocalCertificate } from "./tls.js";
-import { localStackFilePath, removeLocalStackFile, writeLocalStackFile } from "./stack-file.js";
+import { localStackFilePath, previousStack, removeLocalStackFileOf, writeLocalStackFile } from "./stack-file.js";
+import { isProcessAlive, makeConfigCopyDir, removeOrphanedConfigCopies, watchLaunchChain } from "./lifetime.js";
 
 /**
  * `npm start`: the whole pipeline locally with embedded defaults. Nothing to
@@ -17,6 +18,11 @@ import { localStackFilePath, removeLocalStackFile, writeLocalStackFile } from ".
  * Brevo instead of the local Brevo sandbox; then also set BREVO_API_KEY), BRAZE_API_KEY (the key
  * served for the config's Braze secrets and taken by the local Braze fake), and the peers' ports
  * WEBHOOK_RECEIVER_PORT, BREVO_SANDBOX_PORT, BRAZE_SANDBOX_PORT (config/local.json follows them).
+ *
+ * It stops on Ctrl-C, SIGTERM, SIGHUP and when npm (or anything else of the chain that launched
+ * it) ends, even by SIGKILL (./lifetime.ts), so no process is left holding the ports; it removes
+ * its stack file and config copy on the way out, and a start after a crash reports and replaces
+ * the stale stack file and removes the orphaned config copies.
  */
 /** A positive integer from the environment, or the default. */
 function envCount(name: string, fallback: number): number {
@@ -33,6 +39,15 @@ const retention = {
 
 const timestamp = () => new Date().toISOString().slice(11, 19);
 const log = (line: string) => console.log(`${timestamp()}  ${line}`);
+
+const stackFile = localStackFilePath(process.env);
+for (const removed of removeOrphanedConfigCopies(tmpdir())) log(`cleanup   removed ${removed} (left by a stack that is no longer running)`);
+const previous = previousStack(stackFile, isProcessAlive);
+if (previous.kind === "stale") log(`cleanup   ${stackFile} announced pid ${previous.file.pid}, which is no longer running: replacing it`);
+if (previous.kind === "unreadable") log(`cleanup   ${stackFile} is unreadable: replacing it`);
+if (previous.kind === "running") {
+  log(`warning   another local stack (pid ${previous.file.pid}, intake ${previous.file.intakeUrl}) is running; stop it (kill ${previous.file.pid}) if the ports clash`);
+}
 
 const webhookPort = Number(process.env.WEBHOOK_RECEIVER_PORT ?? DEFAULT_LOCAL_RECEIVER_PORT);
 const brevoPort = Number(process.env.BREVO_SANDBOX_PORT ?? DEFAULT_LOCAL_BREVO_PORT);
@@ -56,7 +71,7 @@ function localConfigFile(): string | undefined {
   };
   const { config, moved } = retargetLocalPeers(raw, ports);
   if (moved.length === 0) return undefined;
-  const file = join(mkdtempSync(join(tmpdir(), "relay-local-config-")), `${stage}.json`);
+  const file = join(makeConfigCopyDir(tmpdir(), process.pid), `${stage}.json`);
   writeFileSync(file, JSON.stringify(config, null, 2));
   log(`config    ${path}: destination(s) moved to the local peers' ports: ${moved.join(", ")}`);
   return file;
@@ -65,28 +80,41 @@ const configFile = localConfigFile();
 /** A copy this script wrote (removed at shutdown), not a RELAY_CONFIG_FILE the user gave. */
 const configCopy = configFile !== undefined && configFile !== process.env.RELAY_CONFIG_FILE ? configFile : undefined;
 
+/** What this process leaves on disk, removed however it ends (synchronous: also runs on `exit`). */
+function removeOwnFiles(): void {
+  removeLocalStackFileOf(stackFile, process.pid);
+  if (configCopy) rmSync(dirname(configCopy), { recursive: true, force: true });
+}
+process.on("exit", removeOwnFiles);
+
 const certificate = process.env.INTAKE_TLS === "1" ? generateLocalCertificate() : undefined;
-const stack = await startLocalStack({
-  ...(certificate ? { tls: certificate } : {}),
-  intakePort: Number(process.env.PORT ?? 3000),
-  mixpanelPort: Number(process.env.MIXPANEL_SANDBOX_PORT ?? 3001),
-  ...(process.env.MIXPANEL_API_URL ? { mixpanelApiUrl: process.env.MIXPANEL_API_URL } : {}),
-  ...(process.env.BREVO_API_URL ? { brevoApiUrl: process.env.BREVO_API_URL } : {}),
-  brevoPort,
-  brazePort,
-  ...(process.env.INTAKE_TOKEN ? { intakeToken: process.env.INTAKE_TOKEN } : {}),
-  ...(configFile ? { configFile } : {}),
-  stage,
-  cohorts: {
-    webhookPort,
-    tickMs: Number(process.env.COHORT_TICK_MS ?? 10_000),
-  },
-  retention,
-  log,
-});
+let stack: Awaited<ReturnType<typeof startLocalStack>>;
+try {
+  stack = await startLocalStack({
+    ...(certificate ? { tls: certificate } : {}),
+    intakePort: Number(process.env.PORT ?? 3000),
+    mixpanelPort: Number(process.env.MIXPANEL_SANDBOX_PORT ?? 3001),
+    ...(process.env.MIXPANEL_API_URL ? { mixpanelApiUrl: process.env.MIXPANEL_API_URL } : {}),
+    ...(process.env.BREVO_API_URL ? { brevoApiUrl: process.env.BREVO_API_URL } : {}),
+    brevoPort,
+    brazePort,
+    ...(process.env.INTAKE_TOKEN ? { intakeToken: process.env.INTAKE_TOKEN } : {}),
+    ...(configFile ? { configFile } : {}),
+    stage,
+    cohorts: {
+      webhookPort,
+      tickMs: Number(process.env.COHORT_TICK_MS ?? 10_000),
+    },
+    retention,
+    log,
+  });
+} catch (error) {
+  const inUse = (error as NodeJS.ErrnoException).code === "EADDRINUSE";
+  log(`failed    ${String(error)}${inUse ? " (a port is taken: another npm start? see PORT and the *_PORT variables)" : ""}`);
+  process.exit(1);
+}
 
 // `npm run status|trace|redrive|replay -- --stage local` find the stack through this file.
-const stackFile = localStackFilePath(process.env);
 writeLocalStackFile(stackFile, { stage: "local", region: LOCAL_REGION, awsEndpoint: stack.awsEndpoint, intakeUrl: stack.intakeUrl, pid: process.pid });
 
 const now = Math.floor(Date.now() / 1000);
@@ -140,15 +168,29 @@ Operator commands against this stack: npm run status -- --stage local; npm run t
 Ctrl-C stops everything.
 `);
 
+/** Stops everything once; a stop that hangs does not keep the ports: the process exits anyway. */
 let stopping = false;
-const shutdown = async () => {
+const shutdown = (reason: string, exitCode = 0) => {
   if (stopping) return;
   stopping = true;
-  log("stopping…");
-  removeLocalStackFile(stackFile);
-  if (configCopy) rmSync(dirname(configCopy), { recursive: true, force: true });
-  await stack.stop();
-  process.exit(0);
+  log(`stopping (${reason})…`);
+  removeOwnFiles();
+  setTimeout(() => process.exit(exitCode), 5_000).unref();
+  stack.stop().then(
+    () => process.exit(exitCode),
+    (error: unknown) => {
+      log(`stop failed: ${String(error)}`);
+      process.exit(1);
+    },
+  );
 };
-process.on("SIGINT", () => void shutdown());
-process.on("SIGTERM", () => void shutdown());
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => shutdown(signal));
+process.on("uncaughtException", (error) => {
+  log(`crashed   ${error.stack ?? String(error)}`);
+  shutdown("crash", 1);
+});
+process.on("unhandledRejection", (error) => {
+  log(`crashed   ${String(error)}`);
+  shutdown("crash", 1);
+});
+watchLaunchChain({ pid: process.pid, intervalMs: 500, onGone: (gone) => shutdown(`launcher ${gone.join(", ")} ended`) });
