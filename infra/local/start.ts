@@ -118,6 +118,7 @@ try {
 writeLocalStackFile(stackFile, { stage: "local", region: LOCAL_REGION, awsEndpoint: stack.awsEndpoint, intakeUrl: stack.intakeUrl, pid: process.pid });
 
 const now = Math.floor(Date.now() / 1000);
+const tickSeconds = Number(process.env.COHORT_TICK_MS ?? 10_000) / 1000;
 console.log(`
 mixpanel-relay local stack is up
   intake            ${stack.intakeUrl}        (POST /v1/events, GET /healthz)
@@ -128,10 +129,10 @@ mixpanel-relay local stack is up
   events queue      ${stack.events.url}
   events DLQ        ${stack.events.dlqUrl}
   rejected store    s3://${stack.rejectedBucket}/rejected/
-  webhook receiver  ${stack.cohorts?.receiver.url ?? "-"}   (GET shows the cohort pages that arrived)
+  webhook receiver  ${stack.cohorts?.receiver.url ?? "-"}   (GET / lists each page that arrived with who it added and removed)
   braze             ${stack.cohorts?.braze.url ?? "-"}        (local Braze /users/track; GET /_sandbox/users)
   secrets           ${stack.cohorts?.secrets.url ?? "-"}        (local Secrets Manager: every secret config/${stage}.json names)
-  cohort export     every ${Number(process.env.COHORT_TICK_MS ?? 10_000) / 1000} s; syncs in config/local.json: cohort 1 "Pro users" (plan "pro") → webhook and Braze, cohort 2 (has $email) → Brevo list 16
+  cohort export     every ${tickSeconds} s; syncs in config/local.json: cohort 1 "Pro users" (plan "pro") → webhook and Braze, cohort 2 (has $email) → Brevo list 16
   braze currents    s3://${stack.currentsBucket}/  (Avro files put here are read like S3 notifications would)
   intake token      ${stack.intakeToken}
   mixpanel SDKs     ${stack.intakeUrl}/track, /engage, /groups, /import  (project token ${LOCAL_MIXPANEL_CREDENTIALS.projectToken}; README "Point Mixpanel SDKs at the relay")${certificate ? `\n  tls certificate   ${certificate.certPath}  (self-signed; trust it with NODE_EXTRA_CA_CERTS=${certificate.certPath})` : ""}
@@ -151,10 +152,11 @@ Brevo (config/local.json "brevo"): a Purchase arrives as order_completed, a prof
     -d '[{"$group_key":"company_id","$group_id":"acme","$set":{"$name":"Acme Inc","domain":"acme.io"}}]'
   curl -s ${stack.brevoUrl.replace(/\/v3$/, "")}/_sandbox/events; curl -s ${stack.brevoUrl.replace(/\/v3$/, "")}/_sandbox/contacts
 
-Cohorts: make a profile "pro", wait for the export (members), then change it (add/remove_members):
-  curl -s -X POST ${stack.intakeUrl}/v1/profiles -H 'Authorization: Bearer ${stack.intakeToken}' \
-    -d '[{"$distinct_id":"user-1","$set":{"plan":"pro","$email":"user-1@example.com"}}]'
-  curl -s ${stack.cohorts?.receiver.url.replace(/\/hook$/, "/") ?? ""}                     # webhook pages
+Cohorts: the first export runs in about ${tickSeconds} s (a "members" page with whoever is pro by then, usually nobody);
+each later run, a minute apart, sends add_members / remove_members. Make a profile pro, then watch who was added:
+  curl -s -X POST ${stack.intakeUrl}/v1/profiles -H 'Authorization: Bearer ${stack.intakeToken}' \\
+    -d '[{"$distinct_id":"ada","$set":{"plan":"pro","$email":"ada@example.com"}}]'
+  curl -s ${stack.cohorts?.receiver.url.replace(/\/hook$/, "/") ?? ""}                     # webhook pages: "added": ["ada"], "removed": [...]
   curl -s ${stack.cohorts?.braze.url ?? ""}/_sandbox/users        # Braze: mixpanel_cohorts ["Pro users"]
   curl -s ${stack.brevoUrl.replace(/\/v3$/, "")}/_sandbox/contacts     # Brevo: the contact on list 16
 
@@ -165,7 +167,7 @@ files (LOCAL_MAX_CURRENTS_OBJECTS), cohort runs for ${retention.cohortRunMaxAgeM
 newest ${retention.maxSandboxEvents} events in the sandbox (LOCAL_MAX_SANDBOX_EVENTS). Queues drain as the forwarder runs.
 Operator commands against this stack: npm run status -- --stage local; npm run trace -- --stage local --correlation-id <id>
 
-Ctrl-C stops everything.
+Ctrl-C (or kill ${process.pid}, or ending npm) stops everything.
 `);
 
 /** Stops everything once; a stop that hangs does not keep the ports: the process exits anyway. */
