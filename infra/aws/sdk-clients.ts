@@ -21,11 +21,18 @@ import type { SqsApi } from "../../lib/aws/sqs.js";
  * SqsApi / S3Api calls so operator code can hand them to lib/ modules (the cohort store, the
  * erased-ids list), with the SDK's errors turned into AwsCallError.
  */
+/** Static credentials (the local stack's; elsewhere the SDK's default chain finds them). */
+export interface StaticCredentials {
+  readonly accessKeyId: string;
+  readonly secretAccessKey: string;
+}
+
 /** An SQS SDK client that also offers the SqsApi calls. */
-export function createSqsClient(region: string, endpoint?: string): SQSClient & SqsApi {
+export function createSqsClient(region: string, endpoint?: string, credentials?: StaticCredentials): SQSClient & SqsApi {
   const client = new SQSClient({
     region,
     ...(endpoint ? { endpoint } : {}),
+    ...(credentials ? { credentials } : {}),
     // The queue URL's host is not an endpoint we want the SDK to dial: the local stack serves
     // every queue from one in-process server.
     useQueueUrlAsEndpoint: false,
@@ -53,8 +60,8 @@ async function asAwsCallError<T>(call: () => Promise<T>): Promise<T> {
 }
 
 /** An S3 SDK client that also offers the S3BucketApi calls. */
-export function createS3Client(region: string, endpoint?: string): S3Client & S3BucketApi {
-  const client = new S3Client({ region, ...(endpoint ? { endpoint, forcePathStyle: true } : {}) });
+export function createS3Client(region: string, endpoint?: string, credentials?: StaticCredentials): S3Client & S3BucketApi {
+  const client = new S3Client({ region, ...(endpoint ? { endpoint, forcePathStyle: true } : {}), ...(credentials ? { credentials } : {}) });
   const api: S3BucketApi = {
     putObject: (bucket, key, body, contentType) =>
       asAwsCallError(async () => {

@@ -44,3 +44,31 @@ export function readLocalStackFile(path: string): LocalStackFile | undefined {
   const parsed = parseJsonWith(localStackFileSchema, text);
   return parsed.success ? parsed.data : undefined;
 }
+
+/**
+ * What a start finds in the stack file: nothing, a stack that is still running, or a stale
+ * announcement from a stack that ended without removing it (a crash, a SIGKILL).
+ */
+export type PreviousStack =
+  | { readonly kind: "none" }
+  | { readonly kind: "running"; readonly file: LocalStackFile }
+  | { readonly kind: "stale"; readonly file: LocalStackFile }
+  | { readonly kind: "unreadable" };
+
+export function previousStack(path: string, isAlive: (pid: number) => boolean): PreviousStack {
+  let exists = true;
+  try {
+    readFileSync(path);
+  } catch {
+    exists = false;
+  }
+  if (!exists) return { kind: "none" };
+  const file = readLocalStackFile(path);
+  if (!file) return { kind: "unreadable" };
+  return isAlive(file.pid) ? { kind: "running", file } : { kind: "stale", file };
+}
+
+/** Removes the stack file only while it still announces `pid` (a newer stack may have replaced it). */
+export function removeLocalStackFileOf(path: string, pid: number): void {
+  if (readLocalStackFile(path)?.pid === pid) removeLocalStackFile(path);
+}

@@ -21,7 +21,7 @@ import { loadStageConfig, stageConfigPath } from "../../lib/config/stage.js";
 import { createCohortQueryApi, type CohortFixture, type CohortQueryApi } from "./peers/mixpanel-query.js";
 import { SecretsManagerServer } from "./peers/secrets-manager-server.js";
 import { closeServer, listenOnLoopback } from "./peers/local-server.js";
-import { WebhookReceiver } from "./peers/webhook-server.js";
+import { type ReceivedPage, WebhookReceiver } from "./peers/webhook-server.js";
 import { BrazeServer } from "./peers/braze-server.js";
 import {
   LOCAL_BRAZE_API_KEY,
@@ -34,6 +34,8 @@ import {
 import { LocalRetention } from "./retention.js";
 import { S3Notifier } from "./s3-notifier.js";
 import { SqsPoller, lambdaContext } from "./sqs-poller.js";
+import { LOCAL_STAGE, type StageConfig } from "../../lib/config/stage.js";
+import { SERVICE_NAME, type FunctionName, deadLetterQueueName, queueName, rejectedBucketPrefix, snapshotBucketPrefix, type RedrivableQueue } from "../stack-layout.js";
 
 /**
  * The whole pipeline on one machine: an in-process SQS/S3 server (fauxqs, bound
@@ -85,6 +87,11 @@ export interface LocalStackOptions {
   readonly sandboxRoutes?: ExtraRouteHandler[];
   /** Extra environment for the handlers (e.g. IMPORT_MAX_BYTES). */
   readonly env?: Record<string, string>;
+  /**
+   * The caller's environment, read (never written) for BRAZE_API_KEY, BREVO_API_KEY, PII_HASH_KEY
+   * and the POWERTOOLS_* settings the handlers inherit; default process.env.
+   */
+  readonly callerEnv?: Readonly<Record<string, string | undefined>>;
   readonly log?: (line: string) => void;
   /** Sees every intake request as it arrives (tests check what a real client put on the wire). */
   readonly onIntakeRequest?: (request: IncomingMessage) => void;
@@ -173,14 +180,17 @@ export interface LocalStack {
   stop(): Promise<void>;
 }
 
-async function createQueuePair(
-  sqs: SQSClient,
-  name: string,
-  options: { maxReceiveCount: number; visibilityTimeoutSeconds: number },
-): Promise<QueuePair> {
+interface QueueOptions {
+  readonly maxReceiveCount: number;
+  readonly visibilityTimeoutSeconds: number;
+}
+
+/** A queue and its DLQ with the stage's names (infra/stack-layout.ts) and the same redrive as in AWS. */
+async function createQueuePair(sqs: SQSClient, kind: RedrivableQueue, options: QueueOptions): Promise<QueuePair> {
+  const name = queueName(LOCAL_STAGE, kind);
   const dlq = await sqs.send(
     new CreateQueueCommand({
-      QueueName: `${name}-dlq`,
+      QueueName: deadLetterQueueName(LOCAL_STAGE, kind),
       Attributes: { MessageRetentionPeriod: "1209600", MaximumMessageSize: String(LOCAL_MAX_MESSAGE_BYTES) },
     }),
   );
@@ -267,140 +277,204 @@ function writeResult(response: ServerResponse, result: APIGatewayProxyStructured
   response.end(result.isBase64Encoded && result.body ? Buffer.from(result.body, "base64") : (result.body ?? ""));
 }
 
-export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
-  const log = options.log ?? (() => undefined);
-  const app = buildApp({ logger: false });
-  const awsEndpoint = await app.listen({ port: options.sqsPort ?? 0, host: "127.0.0.1" });
+/** The SDK insists on credentials even for a local endpoint; these never leave the machine. */
+const LOCAL_AWS_CREDENTIALS = { accessKeyId: "local", secretAccessKey: "local" };
 
-  // The SDK insists on credentials even for a local endpoint; these never leave the machine.
-  process.env.AWS_ACCESS_KEY_ID ??= "local";
-  process.env.AWS_SECRET_ACCESS_KEY ??= "local";
-  const sqs = createSqsClient(LOCAL_REGION, awsEndpoint);
-  const s3 = createS3Client(LOCAL_REGION, awsEndpoint);
+/**
+ * The local stack's resources carry the "local" stage's names (infra/stack-layout.ts) whatever
+ * stage config it runs, so `--stage local` of the operator commands finds them. One account on
+ * one machine: the buckets drop the account-id suffix AWS names carry.
+ */
+const LOCAL_BUCKETS = {
+  rejected: rejectedBucketPrefix(LOCAL_STAGE).replace(/-$/, ""),
+  snapshots: snapshotBucketPrefix(LOCAL_STAGE).replace(/-$/, ""),
+  currents: `${SERVICE_NAME}-${LOCAL_STAGE}-braze-currents`,
+} as const;
 
-  const queueOptions = {
-    maxReceiveCount: options.maxReceiveCount ?? 3,
-    visibilityTimeoutSeconds: options.visibilityTimeoutSeconds ?? 30,
+interface LocalAws {
+  readonly server: ReturnType<typeof buildApp>;
+  readonly endpoint: string;
+  readonly sqs: ReturnType<typeof createSqsClient>;
+  readonly s3: S3Client & S3BucketApi;
+}
+
+/** Step 1: the in-process SQS/S3 server (fauxqs) on 127.0.0.1 and the stack's own SDK clients. */
+async function startLocalAws(port: number): Promise<LocalAws> {
+  const server = buildApp({ logger: false });
+  const endpoint = await server.listen({ port, host: "127.0.0.1" });
+  return {
+    server,
+    endpoint,
+    sqs: createSqsClient(LOCAL_REGION, endpoint, LOCAL_AWS_CREDENTIALS),
+    s3: createS3Client(LOCAL_REGION, endpoint, LOCAL_AWS_CREDENTIALS),
   };
-  const events = await createQueuePair(sqs, "mixpanel-relay-local-events", queueOptions);
-  const deliveries = await createQueuePair(sqs, "mixpanel-relay-local-deliveries", queueOptions);
-  const brevo = await createQueuePair(sqs, "mixpanel-relay-local-brevo", queueOptions);
-  const rejectedBucket = "mixpanel-relay-local-rejected";
-  const snapshotBucket = "mixpanel-relay-local-snapshots";
-  await s3.send(new CreateBucketCommand({ Bucket: rejectedBucket }));
-  await s3.send(new CreateBucketCommand({ Bucket: snapshotBucket }));
-  const currentsBucket = "mixpanel-relay-local-braze-currents";
-  await s3.send(new CreateBucketCommand({ Bucket: currentsBucket }));
+}
 
-  let sandbox: MixpanelSandbox | undefined;
-  let queryApi: CohortQueryApi | undefined;
-  let secretsServer: SecretsManagerServer | undefined;
-  let receiver: WebhookReceiver | undefined;
-  let braze: BrazeServer | undefined;
-  const stageName = options.stage ?? "local";
-  const stageConfig = loadStageConfig(stageConfigPath(stageName, options.configFile), stageName);
-  if (options.cohorts) {
-    secretsServer = new SecretsManagerServer();
-    await secretsServer.start();
-    secretsServer.setSecret(LOCAL_WEBHOOK_SIGNING_SECRET_NAME, { secret: LOCAL_WEBHOOK_SIGNING_SECRET });
-    braze = new BrazeServer({
-      apiKey: process.env.BRAZE_API_KEY ?? LOCAL_BRAZE_API_KEY,
-      port: options.brazePort ?? 0,
-      onCall: (call) => log(`braze     POST /users/track → ${call.status} (${call.attributes} attribute object(s))`),
-    });
-    await braze.start();
-    receiver = new WebhookReceiver({
-      signingSecret: LOCAL_WEBHOOK_SIGNING_SECRET,
-      port: options.cohorts.webhookPort ?? 0,
-      onPage: (page) =>
-        log(
-          `webhook   ${page.payload.action} cohort ${page.payload.parameters.mixpanel_cohort_id} page ${page.payload.parameters.page_info.page_count}/${page.payload.parameters.page_info.total_pages}: ${page.payload.parameters.members.length} member(s)${page.duplicate ? " (duplicate, ignored)" : ""}`,
-        ),
-    });
-    await receiver.start();
-    if (!options.mixpanelApiUrl) {
-      queryApi = createCohortQueryApi({
-        profiles: () => sandbox?.profiles ?? new Map(),
-        cohorts: options.cohorts.fixtures ?? LOCAL_COHORTS,
+interface LocalResources {
+  readonly events: QueuePair;
+  readonly deliveries: QueuePair;
+  readonly brevo: QueuePair;
+  readonly rejectedBucket: string;
+  readonly snapshotBucket: string;
+  readonly currentsBucket: string;
+}
+
+/** Step 2: the queues with their DLQs and the buckets the stack's template declares. */
+async function createLocalResources(aws: LocalAws, queueOptions: QueueOptions): Promise<LocalResources> {
+  const events = await createQueuePair(aws.sqs, "events", queueOptions);
+  const deliveries = await createQueuePair(aws.sqs, "deliveries", queueOptions);
+  const brevo = await createQueuePair(aws.sqs, "brevo", queueOptions);
+  for (const bucket of Object.values(LOCAL_BUCKETS)) await aws.s3.send(new CreateBucketCommand({ Bucket: bucket }));
+  return { events, deliveries, brevo, rejectedBucket: LOCAL_BUCKETS.rejected, snapshotBucket: LOCAL_BUCKETS.snapshots, currentsBucket: LOCAL_BUCKETS.currents };
+}
+
+interface CohortPeers {
+  readonly secrets: SecretsManagerServer;
+  readonly braze: BrazeServer;
+  readonly receiver: WebhookReceiver;
+  readonly queryApi: CohortQueryApi | undefined;
+}
+
+/** One line per webhook page: who was added or removed, as the receiver's page shows them. */
+function describeWebhookPage(page: ReceivedPage): string {
+  const { action, parameters } = page.payload;
+  const ids = parameters.members.map((member) => String(member.mixpanel_distinct_id));
+  const shown = ids.length === 0 ? "no members" : `${ids.slice(0, 10).join(", ")}${ids.length > 10 ? ` and ${ids.length - 10} more` : ""}`;
+  return `webhook   ${action} cohort ${parameters.mixpanel_cohort_id} page ${parameters.page_info.page_count}/${parameters.page_info.total_pages}: ${shown}${page.duplicate ? " (duplicate, ignored)" : ""}`;
+}
+
+/** Step 3 (cohorts only): local Secrets Manager, Braze, webhook receiver and the sandbox's Query API. */
+async function startCohortPeers(
+  cohorts: NonNullable<LocalStackOptions["cohorts"]>,
+  options: { brazePort: number; brazeKey: string; profiles: () => Map<string, Record<string, unknown>>; queryApi: boolean },
+  log: (line: string) => void,
+): Promise<CohortPeers> {
+  const secrets = new SecretsManagerServer();
+  await secrets.start();
+  secrets.setSecret(LOCAL_WEBHOOK_SIGNING_SECRET_NAME, { secret: LOCAL_WEBHOOK_SIGNING_SECRET });
+  const braze = new BrazeServer({
+    apiKey: options.brazeKey,
+    port: options.brazePort,
+    onCall: (call) => log(`braze     POST /users/track → ${call.status} (${call.attributes} attribute object(s))`),
+  });
+  await braze.start();
+  const receiver = new WebhookReceiver({
+    signingSecret: LOCAL_WEBHOOK_SIGNING_SECRET,
+    port: cohorts.webhookPort ?? 0,
+    onPage: (page) => log(describeWebhookPage(page)),
+  });
+  await receiver.start();
+  const queryApi = options.queryApi
+    ? createCohortQueryApi({
+        profiles: options.profiles,
+        cohorts: cohorts.fixtures ?? LOCAL_COHORTS,
         projectId: LOCAL_MIXPANEL_CREDENTIALS.projectId,
         username: LOCAL_MIXPANEL_CREDENTIALS.serviceAccountUsername,
         secret: LOCAL_MIXPANEL_CREDENTIALS.serviceAccountSecret,
         onQuery: (query) => log(`mixpanel  query ${query.path} → ${query.status}`),
-      });
-    }
-  }
+      })
+    : undefined;
+  return { secrets, braze, receiver, queryApi };
+}
 
-  let mixpanelUrl = options.mixpanelApiUrl ?? "";
-  const gdprApi = options.mixpanelApiUrl ? undefined : createGdprApi({ oauthToken: LOCAL_GDPR_TOKEN, projectToken: LOCAL_MIXPANEL_CREDENTIALS.projectToken });
-  if (!options.mixpanelApiUrl) {
-    sandbox = new MixpanelSandbox({
-      credentials: LOCAL_MIXPANEL_CREDENTIALS,
-      port: options.mixpanelPort ?? 0,
-      extraRoutes: [...(queryApi ? [queryApi] : []), ...(gdprApi ? [gdprApi] : []), ...(options.sandboxRoutes ?? [])],
-      onImport: (imported) => log(`mixpanel  /import received ${imported.length} event(s): ${[...new Set(imported.map((e) => e.event))].slice(0, 5).join(", ")}`),
-    });
-    mixpanelUrl = await sandbox.start();
-  }
+interface MixpanelSide {
+  readonly sandbox: MixpanelSandbox | undefined;
+  readonly gdprApi: GdprApi | undefined;
+  readonly url: string;
+}
 
-  // The Brevo sandbox knows the lists the stage config names (brevo.lists.all_users).
-  let brevoSandbox: BrevoServer | undefined;
-  let brevoUrl = options.brevoApiUrl ?? "";
-  if (!options.brevoApiUrl) {
-    const allUsers = stageConfig.brevo?.lists.all_users;
-    // The lists the connector and the cohort Brevo destinations name exist in the sandbox.
-    const cohortLists = stageConfig.cohort_syncs.flatMap((sync) => (sync.destination.type === "brevo" ? [sync.destination.list_id] : []));
-    brevoSandbox = new BrevoServer({
-      apiKey: LOCAL_BREVO_API_KEY,
-      listIds: [...new Set([...(allUsers !== undefined ? [allUsers] : []), ...cohortLists])],
-      limit: options.brevoRateLimit ?? 10,
-      windowMs: 1000,
-      port: options.brevoPort ?? 0,
-      onCall: (call) => {
-        if (call.path.startsWith("/v3/")) log(`brevo     ${call.method} ${call.path} → ${call.status}`);
-      },
-    });
-    brevoUrl = await brevoSandbox.start();
-  }
+/** Step 4: the strict local Mixpanel (ingestion, Query and GDPR APIs), unless MIXPANEL_API_URL is given. */
+async function startMixpanelPeer(options: LocalStackOptions, queryApi: CohortQueryApi | undefined, log: (line: string) => void): Promise<MixpanelSide> {
+  if (options.mixpanelApiUrl) return { sandbox: undefined, gdprApi: undefined, url: options.mixpanelApiUrl };
+  const gdprApi = createGdprApi({ oauthToken: LOCAL_GDPR_TOKEN, projectToken: LOCAL_MIXPANEL_CREDENTIALS.projectToken });
+  const sandbox = new MixpanelSandbox({
+    credentials: LOCAL_MIXPANEL_CREDENTIALS,
+    port: options.mixpanelPort ?? 0,
+    extraRoutes: [...(queryApi ? [queryApi] : []), gdprApi, ...(options.sandboxRoutes ?? [])],
+    onImport: (imported) => log(`mixpanel  /import received ${imported.length} event(s): ${[...new Set(imported.map((e) => e.event))].slice(0, 5).join(", ")}`),
+  });
+  return { sandbox, gdprApi, url: await sandbox.start() };
+}
 
-  // Every secret the stage config names, so each destination kind can be tried locally.
-  if (secretsServer) {
-    const served = localSecrets(stageConfig, process.env, {
-      brevoSandboxKey: brevoSandbox ? LOCAL_BREVO_API_KEY : undefined,
-      brazeKey: process.env.BRAZE_API_KEY ?? LOCAL_BRAZE_API_KEY,
-      signingSecret: LOCAL_WEBHOOK_SIGNING_SECRET,
-    });
-    for (const secret of served.secrets) secretsServer.setSecret(secret.name, secret.value);
-    for (const name of served.missing) log(`secrets   not served: ${name}`);
-  }
+/** Step 5: the strict local Brevo, knowing every list the stage config names, unless BREVO_API_URL is given. */
+async function startBrevoPeer(options: LocalStackOptions, stageConfig: StageConfig, log: (line: string) => void): Promise<{ sandbox: BrevoServer | undefined; url: string }> {
+  if (options.brevoApiUrl) return { sandbox: undefined, url: options.brevoApiUrl };
+  const allUsers = stageConfig.brevo?.lists.all_users;
+  const cohortLists = stageConfig.cohort_syncs.flatMap((sync) => (sync.destination.type === "brevo" ? [sync.destination.list_id] : []));
+  const sandbox = new BrevoServer({
+    apiKey: LOCAL_BREVO_API_KEY,
+    listIds: [...new Set([...(allUsers !== undefined ? [allUsers] : []), ...cohortLists])],
+    limit: options.brevoRateLimit ?? 10,
+    windowMs: 1000,
+    port: options.brevoPort ?? 0,
+    onCall: (call) => {
+      if (call.path.startsWith("/v3/")) log(`brevo     ${call.method} ${call.path} → ${call.status}`);
+    },
+  });
+  return { sandbox, url: await sandbox.start() };
+}
 
-  const intakeToken = options.intakeToken ?? DEFAULT_LOCAL_INTAKE_TOKEN;
-  const env: Record<string, string> = {
-    RELAY_STAGE: options.stage ?? "local",
+/** Step 6: every secret the stage config names, so each destination kind can be tried locally. */
+function serveLocalSecrets(
+  secrets: SecretsManagerServer,
+  stageConfig: StageConfig,
+  callerEnv: Readonly<Record<string, string | undefined>>,
+  options: { brevoSandbox: boolean; brazeKey: string },
+  log: (line: string) => void,
+): void {
+  const served = localSecrets(stageConfig, callerEnv, {
+    brevoSandboxKey: options.brevoSandbox ? LOCAL_BREVO_API_KEY : undefined,
+    brazeKey: options.brazeKey,
+    signingSecret: LOCAL_WEBHOOK_SIGNING_SECRET,
+  });
+  for (const secret of served.secrets) secrets.setSecret(secret.name, secret.value);
+  for (const name of served.missing) log(`secrets   not served: ${name}`);
+}
+
+/** Step 7 (pure): the environment the handlers run with, as serverless.yml gives it to them in AWS. */
+export function handlerEnvironment(parts: {
+  readonly options: LocalStackOptions;
+  readonly callerEnv: Readonly<Record<string, string | undefined>>;
+  readonly awsEndpoint: string;
+  readonly resources: LocalResources;
+  readonly mixpanel: MixpanelSide;
+  readonly brevo: { sandbox: BrevoServer | undefined; url: string };
+  readonly secretsUrl: string | undefined;
+  readonly intakeToken: string;
+  readonly maxReceiveCount: number;
+}): Record<string, string> {
+  const { options, callerEnv, resources, mixpanel, brevo } = parts;
+  const brevoKey = brevo.sandbox ? LOCAL_BREVO_API_KEY : callerEnv.BREVO_API_KEY;
+  return {
+    RELAY_STAGE: options.stage ?? LOCAL_STAGE,
     ...(options.configFile ? { RELAY_CONFIG_FILE: options.configFile } : {}),
     AWS_REGION: LOCAL_REGION,
-    AWS_ENDPOINT_URL: awsEndpoint,
-    EVENTS_QUEUE_URL: events.url,
-    EVENTS_DLQ_URL: events.dlqUrl,
-    DELIVERIES_QUEUE_URL: deliveries.url,
-    BREVO_QUEUE_URL: brevo.url,
-    BREVO_DLQ_URL: brevo.dlqUrl,
-    BREVO_API_URL: brevoUrl,
-    ...(brevoSandbox ? { BREVO_API_KEY: LOCAL_BREVO_API_KEY } : process.env.BREVO_API_KEY ? { BREVO_API_KEY: process.env.BREVO_API_KEY } : {}),
-    REJECTED_BUCKET: rejectedBucket,
-    SNAPSHOT_BUCKET: snapshotBucket,
+    AWS_ENDPOINT_URL: parts.awsEndpoint,
+    // The handlers' SDK clients read credentials the SDK's way, from the environment.
+    AWS_ACCESS_KEY_ID: callerEnv.AWS_ACCESS_KEY_ID ?? LOCAL_AWS_CREDENTIALS.accessKeyId,
+    AWS_SECRET_ACCESS_KEY: callerEnv.AWS_SECRET_ACCESS_KEY ?? LOCAL_AWS_CREDENTIALS.secretAccessKey,
+    EVENTS_QUEUE_URL: resources.events.url,
+    EVENTS_DLQ_URL: resources.events.dlqUrl,
+    DELIVERIES_QUEUE_URL: resources.deliveries.url,
+    DELIVERIES_DLQ_URL: resources.deliveries.dlqUrl,
+    DELIVERIES_MAX_RECEIVE_COUNT: String(parts.maxReceiveCount),
+    BREVO_QUEUE_URL: resources.brevo.url,
+    BREVO_DLQ_URL: resources.brevo.dlqUrl,
+    BREVO_API_URL: brevo.url,
+    ...(brevoKey ? { BREVO_API_KEY: brevoKey } : {}),
+    REJECTED_BUCKET: resources.rejectedBucket,
+    SNAPSHOT_BUCKET: resources.snapshotBucket,
     SQS_MAX_MESSAGE_BYTES: String(LOCAL_MAX_MESSAGE_BYTES),
-    MIXPANEL_API_URL: mixpanelUrl,
+    MIXPANEL_API_URL: mixpanel.url,
     // The sandbox serves the Query API under /api/query, like Mixpanel's own hosts.
-    MIXPANEL_QUERY_URL: `${mixpanelUrl}/api/query`,
-    DELIVERIES_DLQ_URL: deliveries.dlqUrl,
-    DELIVERIES_MAX_RECEIVE_COUNT: String(queueOptions.maxReceiveCount),
-    ...(options.cohorts ? { COHORT_EXPORT_TICK_MS: String(options.cohorts.tickMs ?? 10_000) } : {}),
-    ...(secretsServer ? { SECRETS_ENDPOINT_URL: secretsServer.url } : {}),
-    INTAKE_TOKEN: intakeToken,
+    MIXPANEL_QUERY_URL: `${mixpanel.url}/api/query`,
+    ...(options.cohorts ? { COHORT_EXPORT_TICK_MS: String(options.cohorts.tickMs ?? LOCAL_EXPORT_TICK_MS) } : {}),
+    ...(parts.secretsUrl ? { SECRETS_ENDPOINT_URL: parts.secretsUrl } : {}),
+    INTAKE_TOKEN: parts.intakeToken,
     // The stack prints its own one-line summaries; the handlers' JSON logs stay for warnings.
-    POWERTOOLS_LOG_LEVEL: process.env.POWERTOOLS_LOG_LEVEL ?? "WARN",
-    POWERTOOLS_METRICS_DISABLED: process.env.POWERTOOLS_METRICS_DISABLED ?? "true",
-    ...(sandbox
+    POWERTOOLS_LOG_LEVEL: callerEnv.POWERTOOLS_LOG_LEVEL ?? "WARN",
+    POWERTOOLS_METRICS_DISABLED: callerEnv.POWERTOOLS_METRICS_DISABLED ?? "true",
+    ...(mixpanel.sandbox
       ? {
           MIXPANEL_PROJECT_ID: LOCAL_MIXPANEL_CREDENTIALS.projectId,
           MIXPANEL_PROJECT_TOKEN: LOCAL_MIXPANEL_CREDENTIALS.projectToken,
@@ -410,18 +484,56 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       : {}),
     ...options.env,
   };
-  // The handlers read their configuration once, at their first invocation, from process.env.
-  Object.assign(process.env, env);
-  const intake = await import("../../functions/intake/handler.js");
-  const forwarder = await import("../../functions/forwarder/handler.js");
-  const currentsReader = await import("../../functions/currents-reader/handler.js");
-  const brevoForwarder = await import("../../functions/brevo-forwarder/handler.js");
+}
 
+/**
+ * Step 8: hands the handlers their environment, the one place the stack writes process.env.
+ * The handler modules are the Lambda entry points unchanged: like Lambda, they read their
+ * configuration from process.env at their first invocation (lib/runtime/lite-context.ts), and
+ * Powertools (POWERTOOLS_*) and the AWS SDK's credential chain read nothing else. Answers a
+ * function that puts back what was there before.
+ */
+function exposeToHandlers(env: Record<string, string>): () => void {
+  const before = Object.fromEntries(Object.keys(env).map((key) => [key, process.env[key]]));
+  Object.assign(process.env, env);
+  return () => {
+    for (const [key, value] of Object.entries(before)) {
+      if (value === undefined) delete process.env[key];
+      else process.env[key] = value;
+    }
+  };
+}
+
+/** Step 9: the six handlers, imported once their environment is in place. */
+async function loadHandlers() {
+  return {
+    intake: (await import("../../functions/intake/handler.js")).handler,
+    forwarder: (await import("../../functions/forwarder/handler.js")).handler,
+    currentsReader: (await import("../../functions/currents-reader/handler.js")).handler,
+    brevoForwarder: (await import("../../functions/brevo-forwarder/handler.js")).handler,
+    cohortExport: (await import("../../functions/cohort-export/handler.js")).handler,
+    webhookDelivery: (await import("../../functions/webhook-delivery/handler.js")).handler,
+  };
+}
+type Handlers = Awaited<ReturnType<typeof loadHandlers>>;
+
+/** API Gateway's integration timeout: the intake's Lambda context gets this deadline. */
+const INTAKE_TIMEOUT_MS = 30_000;
+const LOCAL_EXPORT_TICK_MS = 10_000;
+
+/** Step 10: the intake over http(s), as API Gateway invokes it (its own Lambda context per request). */
+async function startIntakeServer(
+  options: LocalStackOptions,
+  intake: Handlers["intake"],
+  cohortTick: () => LocalCohortSide["tick"] | undefined,
+  log: (line: string) => void,
+) {
   const serveIntake = (request: IncomingMessage, response: ServerResponse) => {
     options.onIntakeRequest?.(request);
     void (async () => {
       const body = await readBody(request);
-      if (request.method === "POST" && request.url === LOCAL_COHORT_EXPORT_PATH && cohorts && body !== "too_large") {
+      const tick = cohortTick();
+      if (request.method === "POST" && request.url === LOCAL_COHORT_EXPORT_PATH && tick && body !== "too_large") {
         // `npm run cohorts:export -- --stage local`: one export tick with the given input, as an invoke would.
         let input: unknown = {};
         try {
@@ -432,7 +544,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
           return;
         }
         // The handler validates the input like an EventBridge/invoke payload.
-        const report = await cohorts.tick(input);
+        const report = await tick(input);
         response.writeHead(200, { "content-type": "application/json" });
         response.end(JSON.stringify(report ?? { busy: true }));
         return;
@@ -442,7 +554,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
         response.end(JSON.stringify({ error: "payload_too_large", message: "API Gateway limit is 10 MB" }));
         return;
       }
-      const result = await intake.handler(toApiGatewayEvent(request, body));
+      const result = await intake(toApiGatewayEvent(request, body), lambdaContext(localFunction("intake"), INTAKE_TIMEOUT_MS));
       writeResult(response, result);
       log(`intake    ${request.method} ${request.url} → ${result.statusCode} ${result.body ?? ""}`.slice(0, 300));
     })().catch((error: unknown) => {
@@ -450,13 +562,101 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       response.end(JSON.stringify({ error: "local_invoke_failed", message: String(error) }));
     });
   };
-  const intakeServer = options.tls ? createHttpsServer({ key: options.tls.key, cert: options.tls.cert }, serveIntake) : createServer(serveIntake);
-  const intakePort = await listenOnLoopback(intakeServer, options.intakePort ?? 0);
+  const server = options.tls ? createHttpsServer({ key: options.tls.key, cert: options.tls.cert }, serveIntake) : createServer(serveIntake);
+  const port = await listenOnLoopback(server, options.intakePort ?? 0);
+  return { server, url: `${options.tls ? "https" : "http"}://127.0.0.1:${port}` };
+}
 
+/** A function's key in serverless.yml, checked against infra/stack-layout.ts: its Lambda context and log lines carry it. */
+function localFunction(name: FunctionName): FunctionName {
+  return name;
+}
+
+/** Step 12 (cohorts only): the export tick on a timer, as the EventBridge schedule runs it. */
+function startCohortTick(cohortExport: Handlers["cohortExport"], tickMs: number, startTimer: boolean, log: (line: string) => void) {
+  let ticking = false;
+  const tick = async (input: unknown = {}) => {
+    if (ticking) return undefined;
+    ticking = true;
+    try {
+      return await cohortExport(input, lambdaContext(localFunction("cohort-export"), 900_000));
+    } finally {
+      ticking = false;
+    }
+  };
+  const timer = startTimer
+    ? setInterval(() => {
+        tick().catch((error: unknown) => log(`cohort-export error: ${String(error)}`));
+      }, tickMs)
+    : undefined;
+  return { tick, stop: () => clearInterval(timer) };
+}
+
+/** Step 13 (npm start): bounds what a long session keeps in memory. */
+function startRetention(bounds: NonNullable<LocalStackOptions["retention"]>, s3: S3Client, resources: LocalResources, sandbox: MixpanelSandbox | undefined, log: (line: string) => void) {
+  const retention = new LocalRetention({
+    s3,
+    intervalMs: bounds.intervalMs,
+    rules: [
+      { bucket: resources.rejectedBucket, prefix: "", maxObjects: bounds.maxRejectedObjects },
+      { bucket: resources.currentsBucket, prefix: "", maxObjects: bounds.maxCurrentsObjects },
+      { bucket: resources.snapshotBucket, prefix: "cohort-runs/", maxAgeMs: bounds.cohortRunMaxAgeMs },
+    ],
+    afterPass: () => {
+      for (const kept of [sandbox?.events, sandbox?.requests]) {
+        if (kept && kept.length > bounds.maxSandboxEvents) kept.splice(0, kept.length - bounds.maxSandboxEvents);
+      }
+    },
+    onPruned: (deleted) => log(`retention deleted ${deleted} old object(s) from the local S3`),
+    onError: (error) => log(`retention error: ${String(error)}`),
+  });
+  retention.start();
+  return retention;
+}
+
+export async function startLocalStack(options: LocalStackOptions = {}): Promise<LocalStack> {
+  const log = options.log ?? (() => undefined);
+  const callerEnv = options.callerEnv ?? process.env;
+  const startPollers = options.startPollers ?? true;
+  const queueOptions = { maxReceiveCount: options.maxReceiveCount ?? 3, visibilityTimeoutSeconds: options.visibilityTimeoutSeconds ?? 30 };
+  const stageName = options.stage ?? LOCAL_STAGE;
+  const stageConfig = loadStageConfig(stageConfigPath(stageName, options.configFile), stageName);
+  const brazeKey = callerEnv.BRAZE_API_KEY ?? LOCAL_BRAZE_API_KEY;
+
+  const aws = await startLocalAws(options.sqsPort ?? 0);
+  const resources = await createLocalResources(aws, queueOptions);
+  let sandbox: MixpanelSandbox | undefined;
+  const peers = options.cohorts
+    ? await startCohortPeers(options.cohorts, { brazePort: options.brazePort ?? 0, brazeKey, profiles: () => sandbox?.profiles ?? new Map(), queryApi: !options.mixpanelApiUrl }, log)
+    : undefined;
+  const mixpanel = await startMixpanelPeer(options, peers?.queryApi, log);
+  sandbox = mixpanel.sandbox;
+  const brevoPeer = await startBrevoPeer(options, stageConfig, log);
+  if (peers) serveLocalSecrets(peers.secrets, stageConfig, callerEnv, { brevoSandbox: brevoPeer.sandbox !== undefined, brazeKey }, log);
+
+  const intakeToken = options.intakeToken ?? DEFAULT_LOCAL_INTAKE_TOKEN;
+  const env = handlerEnvironment({
+    options,
+    callerEnv,
+    awsEndpoint: aws.endpoint,
+    resources,
+    mixpanel,
+    brevo: brevoPeer,
+    secretsUrl: peers?.secrets.url,
+    intakeToken,
+    maxReceiveCount: queueOptions.maxReceiveCount,
+  });
+  const restoreEnvironment = exposeToHandlers(env);
+  const handlers = await loadHandlers();
+
+  let cohortTick: ReturnType<typeof startCohortTick> | undefined;
+  const intakeServer = await startIntakeServer(options, handlers.intake, () => cohortTick?.tick, log);
+
+  // Step 11: the event source mappings (SQS pollers) and the S3 notifications.
   const pollers: SqsPoller[] = [];
   const addConsumer: LocalStack["addConsumer"] = (consumer) => {
     const poller = new SqsPoller({
-      sqs,
+      sqs: aws.sqs,
       queueUrl: consumer.queue.url,
       queueArn: consumer.queue.arn,
       region: LOCAL_REGION,
@@ -464,112 +664,49 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
       handler: consumer.handler,
       batchSize: consumer.batchSize,
       timeoutMs: consumer.timeoutMs,
-      onBatch: ({ received, failed, functionName }) =>
-        log(`${functionName.padEnd(9)} took ${received} message(s), ${failed} handed back to SQS`),
+      onBatch: ({ received, failed, functionName }) => log(`${functionName.padEnd(9)} took ${received} message(s), ${failed} handed back to SQS`),
       onError: (error) => log(`${consumer.functionName} poller error: ${String(error)}`),
     });
     pollers.push(poller);
-    if (options.startPollers ?? true) poller.start();
+    if (startPollers) poller.start();
     return poller;
   };
-  const forwarderPoller = addConsumer({
-    queue: events,
-    functionName: "forwarder",
-    handler: forwarder.handler,
-    batchSize: options.forwarderBatchSize ?? 10,
-    timeoutMs: options.forwarderTimeoutMs ?? 60_000,
-  });
-
-  const brevoPoller = addConsumer({
-    queue: brevo,
-    functionName: "brevo",
-    handler: brevoForwarder.handler,
-    batchSize: 10,
-    timeoutMs: options.forwarderTimeoutMs ?? 60_000,
-  });
-
+  const forwarderTimeoutMs = options.forwarderTimeoutMs ?? 60_000;
+  const forwarderPoller = addConsumer({ queue: resources.events, functionName: localFunction("forwarder"), handler: handlers.forwarder, batchSize: options.forwarderBatchSize ?? 10, timeoutMs: forwarderTimeoutMs });
+  const brevoPoller = addConsumer({ queue: resources.brevo, functionName: localFunction("brevo-forwarder"), handler: handlers.brevoForwarder, batchSize: 10, timeoutMs: forwarderTimeoutMs });
   const currentsNotifier = new S3Notifier({
-    s3,
-    bucket: currentsBucket,
+    s3: aws.s3,
+    bucket: resources.currentsBucket,
     region: LOCAL_REGION,
     intervalMs: 1_000,
     handler: async (event) => {
-      await currentsReader.handler(event);
-      log(`currents  read s3://${currentsBucket}/${event.Records[0]?.s3.object.key ?? ""}`);
+      await handlers.currentsReader(event, lambdaContext(localFunction("currents-reader"), 900_000));
+      log(`currents  read s3://${resources.currentsBucket}/${event.Records[0]?.s3.object.key ?? ""}`);
     },
     onError: (error) => log(`currents-reader error: ${String(error)}`),
   });
-  if (options.startPollers ?? true) currentsNotifier.start();
+  if (startPollers) currentsNotifier.start();
 
   let cohorts: LocalCohortSide | undefined;
-  let exportTimer: NodeJS.Timeout | undefined;
-  if (options.cohorts && receiver && secretsServer && braze) {
-    const cohortExport = await import("../../functions/cohort-export/handler.js");
-    const webhookDelivery = await import("../../functions/webhook-delivery/handler.js");
-    const deliveryPoller = addConsumer({
-      queue: deliveries,
-      functionName: "delivery",
-      handler: webhookDelivery.handler,
-      batchSize: 5,
-      timeoutMs: 120_000,
-    });
-    let ticking = false;
-    const tick = async (input: unknown = {}) => {
-      if (ticking) return undefined;
-      ticking = true;
-      try {
-        return await cohortExport.handler(input, lambdaContext("cohort-export", 900_000));
-      } finally {
-        ticking = false;
-      }
-    };
-    if (options.startPollers ?? true) {
-      exportTimer = setInterval(() => {
-        tick().catch((error: unknown) => log(`cohort-export error: ${String(error)}`));
-      }, options.cohorts.tickMs ?? 10_000);
-    }
-    cohorts = { receiver, braze, queryApi, secrets: secretsServer, deliveryPoller, tick };
+  if (options.cohorts && peers) {
+    const deliveryPoller = addConsumer({ queue: resources.deliveries, functionName: localFunction("webhook-delivery"), handler: handlers.webhookDelivery, batchSize: 5, timeoutMs: 120_000 });
+    cohortTick = startCohortTick(handlers.cohortExport, options.cohorts.tickMs ?? LOCAL_EXPORT_TICK_MS, startPollers, log);
+    cohorts = { receiver: peers.receiver, braze: peers.braze, queryApi: peers.queryApi, secrets: peers.secrets, deliveryPoller, tick: cohortTick.tick };
   }
-
-  let retention: LocalRetention | undefined;
-  if (options.retention) {
-    const bounds = options.retention;
-    retention = new LocalRetention({
-      s3,
-      intervalMs: bounds.intervalMs,
-      rules: [
-        { bucket: rejectedBucket, prefix: "", maxObjects: bounds.maxRejectedObjects },
-        { bucket: currentsBucket, prefix: "", maxObjects: bounds.maxCurrentsObjects },
-        { bucket: snapshotBucket, prefix: "cohort-runs/", maxAgeMs: bounds.cohortRunMaxAgeMs },
-      ],
-      afterPass: () => {
-        for (const kept of [sandbox?.events, sandbox?.requests]) {
-          if (kept && kept.length > bounds.maxSandboxEvents) kept.splice(0, kept.length - bounds.maxSandboxEvents);
-        }
-      },
-      onPruned: (deleted) => log(`retention deleted ${deleted} old object(s) from the local S3`),
-      onError: (error) => log(`retention error: ${String(error)}`),
-    });
-    retention.start();
-  }
+  const retention = options.retention ? startRetention(options.retention, aws.s3, resources, sandbox, log) : undefined;
 
   return {
-    intakeUrl: `${options.tls ? "https" : "http"}://127.0.0.1:${intakePort}`,
-    awsEndpoint,
-    mixpanelUrl,
+    intakeUrl: intakeServer.url,
+    awsEndpoint: aws.endpoint,
+    mixpanelUrl: mixpanel.url,
     sandbox,
-    sqs,
-    s3,
-    events,
-    deliveries,
-    brevo,
-    brevoSandbox,
-    brevoUrl,
+    sqs: aws.sqs,
+    s3: aws.s3,
+    ...resources,
+    brevoSandbox: brevoPeer.sandbox,
+    brevoUrl: brevoPeer.url,
     brevoPoller,
-    gdprApi,
-    rejectedBucket,
-    snapshotBucket,
-    currentsBucket,
+    gdprApi: mixpanel.gdprApi,
     currentsNotifier,
     intakeToken,
     forwarderPoller,
@@ -580,17 +717,18 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     async stop() {
       retention?.stop();
       currentsNotifier.stop();
-      if (exportTimer) clearInterval(exportTimer);
+      cohortTick?.stop();
       await Promise.all(pollers.map((poller) => poller.stop()));
-      await closeServer(intakeServer);
+      await closeServer(intakeServer.server);
       await sandbox?.stop();
-      await brevoSandbox?.close();
-      await receiver?.close();
-      await braze?.close();
-      await secretsServer?.stop();
-      await app.close();
-      sqs.destroy();
-      s3.destroy();
+      await brevoPeer.sandbox?.close();
+      await peers?.receiver.close();
+      await peers?.braze.close();
+      await peers?.secrets.stop();
+      await aws.server.close();
+      aws.sqs.destroy();
+      aws.s3.destroy();
+      restoreEnvironment();
     },
   };
 }

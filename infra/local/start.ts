@@ -1,10 +1,11 @@
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { DEFAULT_LOCAL_BRAZE_PORT, DEFAULT_LOCAL_BREVO_PORT, DEFAULT_LOCAL_RECEIVER_PORT, retargetLocalPeers } from "./cohorts.js";
 import { LOCAL_MIXPANEL_CREDENTIALS, LOCAL_REGION, startLocalStack } from "./stack.js";
 import { generateLocalCertificate } from "./tls.js";
-import { localStackFilePath, removeLocalStackFile, writeLocalStackFile } from "./stack-file.js";
+import { localStackFilePath, previousStack, removeLocalStackFileOf, writeLocalStackFile } from "./stack-file.js";
+import { isProcessAlive, makeConfigCopyDir, removeOrphanedConfigCopies, watchLaunchChain } from "./lifetime.js";
 
 /**
  * `npm start`: the whole pipeline locally with embedded defaults. Nothing to
@@ -17,6 +18,11 @@ import { localStackFilePath, removeLocalStackFile, writeLocalStackFile } from ".
  * Brevo instead of the local Brevo sandbox; then also set BREVO_API_KEY), BRAZE_API_KEY (the key
  * served for the config's Braze secrets and taken by the local Braze fake), and the peers' ports
  * WEBHOOK_RECEIVER_PORT, BREVO_SANDBOX_PORT, BRAZE_SANDBOX_PORT (config/local.json follows them).
+ *
+ * It stops on Ctrl-C, SIGTERM, SIGHUP and when npm (or anything else of the chain that launched
+ * it) ends, even by SIGKILL (./lifetime.ts), so no process is left holding the ports; it removes
+ * its stack file and config copy on the way out, and a start after a crash reports and replaces
+ * the stale stack file and removes the orphaned config copies.
  */
 /** A positive integer from the environment, or the default. */
 function envCount(name: string, fallback: number): number {
@@ -33,6 +39,15 @@ const retention = {
 
 const timestamp = () => new Date().toISOString().slice(11, 19);
 const log = (line: string) => console.log(`${timestamp()}  ${line}`);
+
+const stackFile = localStackFilePath(process.env);
+for (const removed of removeOrphanedConfigCopies(tmpdir())) log(`cleanup   removed ${removed} (left by a stack that is no longer running)`);
+const previous = previousStack(stackFile, isProcessAlive);
+if (previous.kind === "stale") log(`cleanup   ${stackFile} announced pid ${previous.file.pid}, which is no longer running: replacing it`);
+if (previous.kind === "unreadable") log(`cleanup   ${stackFile} is unreadable: replacing it`);
+if (previous.kind === "running") {
+  log(`warning   another local stack (pid ${previous.file.pid}, intake ${previous.file.intakeUrl}) is running; stop it (kill ${previous.file.pid}) if the ports clash`);
+}
 
 const webhookPort = Number(process.env.WEBHOOK_RECEIVER_PORT ?? DEFAULT_LOCAL_RECEIVER_PORT);
 const brevoPort = Number(process.env.BREVO_SANDBOX_PORT ?? DEFAULT_LOCAL_BREVO_PORT);
@@ -56,7 +71,7 @@ function localConfigFile(): string | undefined {
   };
   const { config, moved } = retargetLocalPeers(raw, ports);
   if (moved.length === 0) return undefined;
-  const file = join(mkdtempSync(join(tmpdir(), "relay-local-config-")), `${stage}.json`);
+  const file = join(makeConfigCopyDir(tmpdir(), process.pid), `${stage}.json`);
   writeFileSync(file, JSON.stringify(config, null, 2));
   log(`config    ${path}: destination(s) moved to the local peers' ports: ${moved.join(", ")}`);
   return file;
@@ -65,31 +80,45 @@ const configFile = localConfigFile();
 /** A copy this script wrote (removed at shutdown), not a RELAY_CONFIG_FILE the user gave. */
 const configCopy = configFile !== undefined && configFile !== process.env.RELAY_CONFIG_FILE ? configFile : undefined;
 
+/** What this process leaves on disk, removed however it ends (synchronous: also runs on `exit`). */
+function removeOwnFiles(): void {
+  removeLocalStackFileOf(stackFile, process.pid);
+  if (configCopy) rmSync(dirname(configCopy), { recursive: true, force: true });
+}
+process.on("exit", removeOwnFiles);
+
 const certificate = process.env.INTAKE_TLS === "1" ? generateLocalCertificate() : undefined;
-const stack = await startLocalStack({
-  ...(certificate ? { tls: certificate } : {}),
-  intakePort: Number(process.env.PORT ?? 3000),
-  mixpanelPort: Number(process.env.MIXPANEL_SANDBOX_PORT ?? 3001),
-  ...(process.env.MIXPANEL_API_URL ? { mixpanelApiUrl: process.env.MIXPANEL_API_URL } : {}),
-  ...(process.env.BREVO_API_URL ? { brevoApiUrl: process.env.BREVO_API_URL } : {}),
-  brevoPort,
-  brazePort,
-  ...(process.env.INTAKE_TOKEN ? { intakeToken: process.env.INTAKE_TOKEN } : {}),
-  ...(configFile ? { configFile } : {}),
-  stage,
-  cohorts: {
-    webhookPort,
-    tickMs: Number(process.env.COHORT_TICK_MS ?? 10_000),
-  },
-  retention,
-  log,
-});
+let stack: Awaited<ReturnType<typeof startLocalStack>>;
+try {
+  stack = await startLocalStack({
+    ...(certificate ? { tls: certificate } : {}),
+    intakePort: Number(process.env.PORT ?? 3000),
+    mixpanelPort: Number(process.env.MIXPANEL_SANDBOX_PORT ?? 3001),
+    ...(process.env.MIXPANEL_API_URL ? { mixpanelApiUrl: process.env.MIXPANEL_API_URL } : {}),
+    ...(process.env.BREVO_API_URL ? { brevoApiUrl: process.env.BREVO_API_URL } : {}),
+    brevoPort,
+    brazePort,
+    ...(process.env.INTAKE_TOKEN ? { intakeToken: process.env.INTAKE_TOKEN } : {}),
+    ...(configFile ? { configFile } : {}),
+    stage,
+    cohorts: {
+      webhookPort,
+      tickMs: Number(process.env.COHORT_TICK_MS ?? 10_000),
+    },
+    retention,
+    log,
+  });
+} catch (error) {
+  const inUse = (error as NodeJS.ErrnoException).code === "EADDRINUSE";
+  log(`failed    ${String(error)}${inUse ? " (a port is taken: another npm start? see PORT and the *_PORT variables)" : ""}`);
+  process.exit(1);
+}
 
 // `npm run status|trace|redrive|replay -- --stage local` find the stack through this file.
-const stackFile = localStackFilePath(process.env);
 writeLocalStackFile(stackFile, { stage: "local", region: LOCAL_REGION, awsEndpoint: stack.awsEndpoint, intakeUrl: stack.intakeUrl, pid: process.pid });
 
 const now = Math.floor(Date.now() / 1000);
+const tickSeconds = Number(process.env.COHORT_TICK_MS ?? 10_000) / 1000;
 console.log(`
 mixpanel-relay local stack is up
   intake            ${stack.intakeUrl}        (POST /v1/events, GET /healthz)
@@ -100,10 +129,10 @@ mixpanel-relay local stack is up
   events queue      ${stack.events.url}
   events DLQ        ${stack.events.dlqUrl}
   rejected store    s3://${stack.rejectedBucket}/rejected/
-  webhook receiver  ${stack.cohorts?.receiver.url ?? "-"}   (GET shows the cohort pages that arrived)
+  webhook receiver  ${stack.cohorts?.receiver.url ?? "-"}   (GET / lists each page that arrived with who it added and removed)
   braze             ${stack.cohorts?.braze.url ?? "-"}        (local Braze /users/track; GET /_sandbox/users)
   secrets           ${stack.cohorts?.secrets.url ?? "-"}        (local Secrets Manager: every secret config/${stage}.json names)
-  cohort export     every ${Number(process.env.COHORT_TICK_MS ?? 10_000) / 1000} s; syncs in config/local.json: cohort 1 "Pro users" (plan "pro") → webhook and Braze, cohort 2 (has $email) → Brevo list 16
+  cohort export     every ${tickSeconds} s; syncs in config/local.json: cohort 1 "Pro users" (plan "pro") → webhook and Braze, cohort 2 (has $email) → Brevo list 16
   braze currents    s3://${stack.currentsBucket}/  (Avro files put here are read like S3 notifications would)
   intake token      ${stack.intakeToken}
   mixpanel SDKs     ${stack.intakeUrl}/track, /engage, /groups, /import  (project token ${LOCAL_MIXPANEL_CREDENTIALS.projectToken}; README "Point Mixpanel SDKs at the relay")${certificate ? `\n  tls certificate   ${certificate.certPath}  (self-signed; trust it with NODE_EXTRA_CA_CERTS=${certificate.certPath})` : ""}
@@ -123,10 +152,11 @@ Brevo (config/local.json "brevo"): a Purchase arrives as order_completed, a prof
     -d '[{"$group_key":"company_id","$group_id":"acme","$set":{"$name":"Acme Inc","domain":"acme.io"}}]'
   curl -s ${stack.brevoUrl.replace(/\/v3$/, "")}/_sandbox/events; curl -s ${stack.brevoUrl.replace(/\/v3$/, "")}/_sandbox/contacts
 
-Cohorts: make a profile "pro", wait for the export (members), then change it (add/remove_members):
-  curl -s -X POST ${stack.intakeUrl}/v1/profiles -H 'Authorization: Bearer ${stack.intakeToken}' \
-    -d '[{"$distinct_id":"user-1","$set":{"plan":"pro","$email":"user-1@example.com"}}]'
-  curl -s ${stack.cohorts?.receiver.url.replace(/\/hook$/, "/") ?? ""}                     # webhook pages
+Cohorts: the first export runs in about ${tickSeconds} s (a "members" page with whoever is pro by then, usually nobody);
+each later run, a minute apart, sends add_members / remove_members. Make a profile pro, then watch who was added:
+  curl -s -X POST ${stack.intakeUrl}/v1/profiles -H 'Authorization: Bearer ${stack.intakeToken}' \\
+    -d '[{"$distinct_id":"ada","$set":{"plan":"pro","$email":"ada@example.com"}}]'
+  curl -s ${stack.cohorts?.receiver.url.replace(/\/hook$/, "/") ?? ""}                     # webhook pages: "added": ["ada"], "removed": [...]
   curl -s ${stack.cohorts?.braze.url ?? ""}/_sandbox/users        # Braze: mixpanel_cohorts ["Pro users"]
   curl -s ${stack.brevoUrl.replace(/\/v3$/, "")}/_sandbox/contacts     # Brevo: the contact on list 16
 
@@ -137,18 +167,32 @@ files (LOCAL_MAX_CURRENTS_OBJECTS), cohort runs for ${retention.cohortRunMaxAgeM
 newest ${retention.maxSandboxEvents} events in the sandbox (LOCAL_MAX_SANDBOX_EVENTS). Queues drain as the forwarder runs.
 Operator commands against this stack: npm run status -- --stage local; npm run trace -- --stage local --correlation-id <id>
 
-Ctrl-C stops everything.
+Ctrl-C (or kill ${process.pid}, or ending npm) stops everything.
 `);
 
+/** Stops everything once; a stop that hangs does not keep the ports: the process exits anyway. */
 let stopping = false;
-const shutdown = async () => {
+const shutdown = (reason: string, exitCode = 0) => {
   if (stopping) return;
   stopping = true;
-  log("stopping…");
-  removeLocalStackFile(stackFile);
-  if (configCopy) rmSync(dirname(configCopy), { recursive: true, force: true });
-  await stack.stop();
-  process.exit(0);
+  log(`stopping (${reason})…`);
+  removeOwnFiles();
+  setTimeout(() => process.exit(exitCode), 5_000).unref();
+  stack.stop().then(
+    () => process.exit(exitCode),
+    (error: unknown) => {
+      log(`stop failed: ${String(error)}`);
+      process.exit(1);
+    },
+  );
 };
-process.on("SIGINT", () => void shutdown());
-process.on("SIGTERM", () => void shutdown());
+for (const signal of ["SIGINT", "SIGTERM", "SIGHUP"] as const) process.on(signal, () => shutdown(signal));
+process.on("uncaughtException", (error) => {
+  log(`crashed   ${error.stack ?? String(error)}`);
+  shutdown("crash", 1);
+});
+process.on("unhandledRejection", (error) => {
+  log(`crashed   ${String(error)}`);
+  shutdown("crash", 1);
+});
+watchLaunchChain({ pid: process.pid, intervalMs: 500, onGone: (gone) => shutdown(`launcher ${gone.join(", ")} ended`) });

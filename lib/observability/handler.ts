@@ -1,12 +1,14 @@
 import type { Context } from "aws-lambda";
 import { describeError } from "../errors.js";
-import { logger, metrics, publishMetrics } from "./telemetry.js";
+import { createFunctionLogger, logger, metrics, publishMetrics, runWithFunctionLogger } from "./telemetry.js";
 
 /**
  * The one telemetry wrapper every Lambda handler goes through, instead of a
  * hand-written try/catch/finally per function:
  * - every log line of the invocation carries the Lambda context (request id,
  *   cold start, function name/version/memory, X-Ray trace id when tracing is on),
+ *   written through the function's own logger so that functions sharing a process
+ *   (the local stack) never stamp each other's context on a line,
  * - a `ColdStart` metric on the container's first invocation,
  * - the invocation's deadline for code that must stop in time (`remainingMs`),
  * - an optional correlation id on every later log line,
@@ -61,16 +63,17 @@ export function withTelemetry<E, R>(
   body: (event: E, invocation: Invocation, context: Context | undefined) => Promise<R>,
   options: TelemetryOptions<E, R>,
 ): (event: E, context?: Context) => Promise<R> {
+  const functionLogger = createFunctionLogger();
   const invocation: Invocation = {
     remainingMs: clock.remainingMs,
     correlate(correlationId) {
-      logger.appendKeys({ correlationId });
+      functionLogger.appendKeys({ correlationId });
     },
   };
-  return async (event, context) => {
+  const invoke = async (event: E, context: Context | undefined): Promise<R> => {
     clock.begin(context);
     if (context) {
-      logger.addContext(context);
+      functionLogger.addContext(context);
       metrics.captureColdStartMetric(context.functionName);
     }
     try {
@@ -82,8 +85,9 @@ export function withTelemetry<E, R>(
       throw error;
     } finally {
       publishMetrics();
-      logger.resetKeys();
+      functionLogger.resetKeys();
       clock.end();
     }
   };
+  return (event, context) => runWithFunctionLogger(functionLogger, () => invoke(event, context));
 }

@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from "node:async_hooks";
 import { Logger } from "@aws-lambda-powertools/logger";
 import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
 
@@ -9,7 +10,35 @@ import { Metrics, MetricUnit } from "@aws-lambda-powertools/metrics";
  */
 export const SERVICE_NAME = "mixpanel-relay";
 
-export const logger = new Logger({ serviceName: SERVICE_NAME });
+const rootLogger = new Logger({ serviceName: SERVICE_NAME });
+const functionLoggers = new AsyncLocalStorage<Logger>();
+
+/**
+ * The logger every module writes to. Inside an invocation (`withTelemetry`) it is that
+ * function's own logger, so the Lambda context and correlation id on a line are those of the
+ * function that wrote it even when several functions run in one process (the local stack);
+ * outside one it is the root logger. A Powertools Logger keeps the Lambda context as instance
+ * state, hence one instance per function rather than one shared.
+ */
+export const logger: Logger = new Proxy(rootLogger, {
+  get(root, key) {
+    const current = functionLoggers.getStore() ?? root;
+    const value: unknown = Reflect.get(current, key, current);
+    return typeof value === "function" ? (value as (...args: unknown[]) => unknown).bind(current) : value;
+  },
+});
+
+/** A function's own logger (one per handler module), at the root logger's level. */
+export function createFunctionLogger(): Logger {
+  return rootLogger.createChild();
+}
+
+/** Runs `body` with `functionLogger` behind `logger`, keeping the root logger's current level. */
+export function runWithFunctionLogger<R>(functionLogger: Logger, body: () => Promise<R>): Promise<R> {
+  const level = rootLogger.getLevelName();
+  if (functionLogger.getLevelName() !== level) functionLogger.setLogLevel(level);
+  return functionLoggers.run(functionLogger, body);
+}
 
 /** The stage dimension keeps stacks that share an account and region apart in metrics and alarms. */
 export const metrics = new Metrics({

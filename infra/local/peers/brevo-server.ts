@@ -65,6 +65,29 @@ const MAX_EVENT_PROPERTIES_BYTES = 50 * 1024;
 export const MAX_EVENTS_PER_BATCH = 200;
 export const MAX_EVENTS_BATCH_BYTES = 512 * 1024;
 
+/** One request to a connector endpoint, parsed once. */
+interface ConnectorCall {
+  readonly method: string;
+  readonly url: URL;
+  /** The JSON body's fields (empty for GET and DELETE). */
+  readonly record: Record<string, unknown>;
+  readonly now: number;
+  readonly bad: (message: string) => void;
+  readonly answer: (status: number, payload?: unknown) => void;
+  readonly raw: Buffer;
+}
+
+/**
+ * The connector's endpoints, tried in order; a handler answers and returns true, or returns
+ * false to leave the request to the legacy routes (405 / 404 as Brevo answers them).
+ */
+interface ConnectorRoute {
+  readonly method: "GET" | "POST" | "PUT" | "PATCH" | "DELETE" | "*";
+  readonly path: RegExp;
+  readonly handle: (server: BrevoServer, call: ConnectorCall, match: RegExpExecArray) => boolean;
+}
+
+
 /** Brevo's rate-limit buckets (docs/api-limits): contacts, events, and "all other endpoints". */
 type RateBucket = "contacts" | "events" | "other";
 function rateBucketOf(path: string): RateBucket {
@@ -90,6 +113,238 @@ export interface BrevoCompany {
 }
 
 export class BrevoServer {
+  /** The connector's endpoints (ConnectorRoute), in the order they are tried. */
+  private static readonly connectorRoutes: readonly ConnectorRoute[] = [
+    { method: "POST", path: /^\/v3\/events$/, handle: (server, call, match) => {
+      const { record, now, bad, answer } = call;
+      const error = BrevoServer.checkEvent(record);
+      if (error) bad(error);
+      else {
+        server.events.push({ ...(record as unknown as BrevoEventRecord), receivedAt: now });
+        answer(204);
+      }
+      return true;
+    } },
+    { method: "POST", path: /^\/v3\/events\/batch$/, handle: (server, call, match) => {
+      const { record, now, bad, answer, raw } = call;
+      // "Create events in batch" limits (developers.brevo.com/docs/event-endpoints): ≤ 512 KB, ≤ 200 events.
+      if (raw.length > MAX_EVENTS_BATCH_BYTES) {
+        answer(413, { code: "payload_too_large", message: `request body is ${raw.length} bytes; at most ${MAX_EVENTS_BATCH_BYTES}` });
+        return true;
+      }
+      const events = record.events;
+      if (!Array.isArray(events) || events.length === 0) {
+        bad("events must be a non-empty array");
+        return true;
+      }
+      if (events.length > MAX_EVENTS_PER_BATCH) {
+        bad(`events holds ${events.length} events; at most ${MAX_EVENTS_PER_BATCH} per request`);
+        return true;
+      }
+      if (server.refuseBatchWhen !== undefined && events.some((event) => server.refuseBatchWhen?.(event) === true)) {
+        answer(400, { code: "invalid_parameter", message: "events batch could not be processed" });
+        return true;
+      }
+      server.eventBatches.push({ events: events.length, bytes: raw.length });
+      const errors: { eventIndex: number[]; message: string }[] = [];
+      events.forEach((event, index) => {
+        const error = BrevoServer.checkEvent(event);
+        if (error) errors.push({ eventIndex: [index], message: error });
+        else server.events.push({ ...(event as BrevoEventRecord), receivedAt: now });
+      });
+      if (errors.length === 0) answer(202, { message: "events accepted", count: events.length });
+      else {
+        const summary = { status: "failed", total_events: events.length, successful_events: events.length - errors.length, failed_events: errors.length, errors };
+        answer(errors.length === events.length ? 400 : 207, summary);
+      }
+      return true;
+    } },
+    { method: "POST", path: /^\/v3\/contacts$/, handle: (server, call, match) => {
+      const { record, bad, answer } = call;
+      const email = record.email;
+      const extId = record.ext_id;
+      const sms = record.attributes !== null && typeof record.attributes === "object" ? (record.attributes as Record<string, unknown>).SMS : undefined;
+      if (email === undefined && extId === undefined && sms === undefined) {
+        bad("one of email, ext_id or attributes.SMS is required");
+        return true;
+      }
+      if (email !== undefined && (typeof email !== "string" || !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email))) {
+        bad("email is not valid");
+        return true;
+      }
+      if (extId !== undefined && (typeof extId !== "string" || extId === "")) {
+        bad("ext_id must be a non-empty string");
+        return true;
+      }
+      const attributes = record.attributes ?? {};
+      const attributeError = BrevoServer.checkAttributes(attributes);
+      if (attributeError) {
+        bad(attributeError);
+        return true;
+      }
+      const listIds = record.listIds ?? [];
+      if (!Array.isArray(listIds) || !listIds.every((id) => Number.isInteger(id))) {
+        bad("listIds must be an array of list ids");
+        return true;
+      }
+      const missingList = listIds.find((id) => !server.lists.has(Number(id)));
+      if (missingList !== undefined) {
+        answer(404, { code: "document_not_found", message: `List ID ${String(missingList)} does not exist` });
+        return true;
+      }
+      const byExt = typeof extId === "string" ? server.findContact(extId, "ext_id") : undefined;
+      const byEmail = typeof email === "string" && server.contacts.has(email.toLowerCase()) ? email.toLowerCase() : undefined;
+      if (byExt !== undefined && byEmail !== undefined && byExt !== byEmail) {
+        answer(400, { code: "duplicate_parameter", message: "email and ext_id belong to different contacts", metadata: { duplicate_identifiers: ["email", "ext_id"] } });
+        return true;
+      }
+      let key = byExt ?? byEmail;
+      if (key === "invalid") key = undefined;
+      if (key !== undefined && record.updateEnabled !== true) {
+        answer(400, { code: "duplicate_parameter", message: "Contact already exist" });
+        return true;
+      }
+      const existed = key !== undefined;
+      if (key === undefined) key = typeof email === "string" ? email.toLowerCase() : `ext:${String(extId ?? sms)}`;
+      else if (key.startsWith("ext:") && typeof email === "string") {
+        server.rekey(key, email.toLowerCase());
+        key = email.toLowerCase();
+      }
+      server.contacts.set(key, BrevoServer.mergeAttributes(server.contacts.get(key) ?? {}, attributes as Record<string, unknown>));
+      const id = server.idOf(key, typeof extId === "string" ? extId : undefined);
+      for (const list of listIds) server.lists.get(Number(list))?.add(key);
+      if (existed) answer(204);
+      else answer(201, { id });
+      return true;
+    } },
+    { method: "*", path: /^\/v3\/contacts\/([^/]+)$/, handle: (server, call, match) => {
+      const { method, url, record, bad, answer } = call;
+      const identifier = decodeURIComponent(match[1] ?? "");
+      const key = server.findContact(identifier, url.searchParams.get("identifierType"));
+      if (key === "invalid") {
+        bad("identifier needs identifierType (ext_id always does)");
+        return true;
+      }
+      if (key === undefined) {
+        answer(404, { code: "document_not_found", message: "Contact does not exist" });
+        return true;
+      }
+      if (method === "GET") {
+        const meta = server.contactIds.get(key);
+        answer(200, {
+          id: meta?.id,
+          email: key.startsWith("ext:") ? undefined : key,
+          ext_id: meta?.extId,
+          attributes: server.contacts.get(key) ?? {},
+          listIds: [...server.lists].filter(([, members]) => members.has(key)).map(([id]) => id),
+        });
+        return true;
+      }
+      if (method === "DELETE") {
+        server.contacts.delete(key);
+        server.contactIds.delete(key);
+        for (const members of server.lists.values()) members.delete(key);
+        answer(204);
+        return true;
+      }
+      if (method === "PUT") {
+        const attributes = record.attributes ?? {};
+        const attributeError = BrevoServer.checkAttributes(attributes);
+        if (attributeError) {
+          bad(attributeError);
+          return true;
+        }
+        for (const field of ["listIds", "unlinkListIds"] as const) {
+          const ids = record[field] ?? [];
+          if (!Array.isArray(ids) || !ids.every((id) => server.lists.has(Number(id)))) {
+            answer(404, { code: "document_not_found", message: `${field} names a list that does not exist` });
+            return true;
+          }
+        }
+        server.contacts.set(key, BrevoServer.mergeAttributes(server.contacts.get(key) ?? {}, attributes as Record<string, unknown>));
+        if (typeof record.ext_id === "string") server.idOf(key, record.ext_id);
+        for (const id of (record.listIds as unknown[] | undefined) ?? []) server.lists.get(Number(id))?.add(key);
+        for (const id of (record.unlinkListIds as unknown[] | undefined) ?? []) server.lists.get(Number(id))?.delete(key);
+        answer(204);
+        return true;
+      }
+      return false;
+    } },
+    { method: "GET", path: /^\/v3\/companies$/, handle: (server, call, match) => {
+      const { url, answer } = call;
+      // Brevo documents filters on attributes.name and attributes.owner only (get-all-companies):
+      // a filter on any other attribute is ignored here, as a real server may, and every company answers.
+      const filters = [...url.searchParams].filter(([name]) => /^filters\[attributes\.(name|owner)\]$/.test(name));
+      const items = [...server.companies.values()].filter((company) =>
+        filters.every(([name, value]) => (name === "filters[attributes.name]" ? company.name === value : String(company.attributes.owner) === value)),
+      );
+      const limit = Math.max(1, Math.min(100, Number(url.searchParams.get("limit") ?? 50) || 50));
+      const page = Math.max(1, Number(url.searchParams.get("page") ?? 1) || 1);
+      answer(200, { items: items.slice((page - 1) * limit, page * limit) });
+      return true;
+    } },
+    { method: "POST", path: /^\/v3\/companies$/, handle: (server, call, match) => {
+      const { record, bad, answer } = call;
+      if (typeof record.name !== "string" || record.name === "") {
+        bad("name is required");
+        return true;
+      }
+      const attributes = record.attributes ?? {};
+      if (attributes === null || typeof attributes !== "object" || Array.isArray(attributes)) {
+        bad("attributes must be an object");
+        return true;
+      }
+      const id = `c${server.nextCompanyId++}`;
+      server.companies.set(id, { id, name: record.name, attributes: { ...attributes }, linkedContactsIds: [] });
+      answer(200, { id });
+      return true;
+    } },
+    { method: "PATCH", path: /^\/v3\/companies\/link-unlink\/([^/]+)$/, handle: (server, call, match) => {
+      const { record, answer } = call;
+      const company = server.companies.get(decodeURIComponent(match[1] ?? ""));
+      if (!company) {
+        answer(404, { code: "document_not_found", message: "Company not found" });
+        return true;
+      }
+      const link = Array.isArray(record.linkContactIds) ? record.linkContactIds.map(Number) : [];
+      const unlink = new Set(Array.isArray(record.unlinkContactIds) ? record.unlinkContactIds.map(Number) : []);
+      company.linkedContactsIds = [...new Set([...company.linkedContactsIds, ...link])].filter((id) => !unlink.has(id));
+      answer(204);
+      return true;
+    } },
+    { method: "*", path: /^\/v3\/companies\/([^/]+)$/, handle: (server, call, match) => {
+      const { method, record, bad, answer } = call;
+      const id = decodeURIComponent(match[1] ?? "");
+      const company = server.companies.get(id);
+      if (!company) {
+        answer(404, { code: "document_not_found", message: "Company not found" });
+        return true;
+      }
+      if (method === "GET") answer(200, company);
+      else if (method === "DELETE") {
+        server.companies.delete(id);
+        answer(204);
+      } else if (method === "PATCH") {
+        if (record.name !== undefined && (typeof record.name !== "string" || record.name === "")) {
+          bad("name cannot be empty");
+          return true;
+        }
+        if (typeof record.name === "string") company.name = record.name;
+        if (record.attributes !== undefined) {
+          if (record.attributes === null || typeof record.attributes !== "object") {
+            bad("attributes must be an object");
+            return true;
+          }
+          company.attributes = BrevoServer.mergeCompanyAttributes(company.attributes, record.attributes as Record<string, unknown>);
+        }
+        // PATCH replaces the whole list of linked contacts (§3).
+        if (Array.isArray(record.linkedContactsIds)) company.linkedContactsIds = record.linkedContactsIds.map(Number);
+        answer(200, company);
+      } else return false;
+      return true;
+    } },
+  ];
+
   readonly contacts = new Map<string, Record<string, unknown>>();
   /** Connector side: contact key (email, or "ext:<ext_id>" for contacts without one) → id and ext_id. */
   readonly contactIds = new Map<string, { id: number; extId?: string }>();
@@ -384,230 +639,10 @@ export class BrevoServer {
     }
     const record: Record<string, unknown> = needsJson ? { ...(body as object) } : {};
     const now = (this.options.now ?? Date.now)();
-
-    if (path === "/v3/events" && method === "POST") {
-      const error = BrevoServer.checkEvent(record);
-      if (error) bad(error);
-      else {
-        this.events.push({ ...(record as unknown as BrevoEventRecord), receivedAt: now });
-        answer(204);
-      }
-      return true;
-    }
-    if (path === "/v3/events/batch" && method === "POST") {
-      // "Create events in batch" limits (developers.brevo.com/docs/event-endpoints): ≤ 512 KB, ≤ 200 events.
-      if (raw.length > MAX_EVENTS_BATCH_BYTES) {
-        answer(413, { code: "payload_too_large", message: `request body is ${raw.length} bytes; at most ${MAX_EVENTS_BATCH_BYTES}` });
-        return true;
-      }
-      const events = record.events;
-      if (!Array.isArray(events) || events.length === 0) {
-        bad("events must be a non-empty array");
-        return true;
-      }
-      if (events.length > MAX_EVENTS_PER_BATCH) {
-        bad(`events holds ${events.length} events; at most ${MAX_EVENTS_PER_BATCH} per request`);
-        return true;
-      }
-      if (this.refuseBatchWhen !== undefined && events.some((event) => this.refuseBatchWhen?.(event) === true)) {
-        answer(400, { code: "invalid_parameter", message: "events batch could not be processed" });
-        return true;
-      }
-      this.eventBatches.push({ events: events.length, bytes: raw.length });
-      const errors: { eventIndex: number[]; message: string }[] = [];
-      events.forEach((event, index) => {
-        const error = BrevoServer.checkEvent(event);
-        if (error) errors.push({ eventIndex: [index], message: error });
-        else this.events.push({ ...(event as BrevoEventRecord), receivedAt: now });
-      });
-      if (errors.length === 0) answer(202, { message: "events accepted", count: events.length });
-      else {
-        const summary = { status: "failed", total_events: events.length, successful_events: events.length - errors.length, failed_events: errors.length, errors };
-        answer(errors.length === events.length ? 400 : 207, summary);
-      }
-      return true;
-    }
-    if (path === "/v3/contacts") {
-      if (method !== "POST") return false;
-      const email = record.email;
-      const extId = record.ext_id;
-      const sms = record.attributes !== null && typeof record.attributes === "object" ? (record.attributes as Record<string, unknown>).SMS : undefined;
-      if (email === undefined && extId === undefined && sms === undefined) {
-        bad("one of email, ext_id or attributes.SMS is required");
-        return true;
-      }
-      if (email !== undefined && (typeof email !== "string" || !/^[^@\s]+@[^@\s]+\.[^@\s]+$/.test(email))) {
-        bad("email is not valid");
-        return true;
-      }
-      if (extId !== undefined && (typeof extId !== "string" || extId === "")) {
-        bad("ext_id must be a non-empty string");
-        return true;
-      }
-      const attributes = record.attributes ?? {};
-      const attributeError = BrevoServer.checkAttributes(attributes);
-      if (attributeError) {
-        bad(attributeError);
-        return true;
-      }
-      const listIds = record.listIds ?? [];
-      if (!Array.isArray(listIds) || !listIds.every((id) => Number.isInteger(id))) {
-        bad("listIds must be an array of list ids");
-        return true;
-      }
-      const missingList = listIds.find((id) => !this.lists.has(Number(id)));
-      if (missingList !== undefined) {
-        answer(404, { code: "document_not_found", message: `List ID ${String(missingList)} does not exist` });
-        return true;
-      }
-      const byExt = typeof extId === "string" ? this.findContact(extId, "ext_id") : undefined;
-      const byEmail = typeof email === "string" && this.contacts.has(email.toLowerCase()) ? email.toLowerCase() : undefined;
-      if (byExt !== undefined && byEmail !== undefined && byExt !== byEmail) {
-        answer(400, { code: "duplicate_parameter", message: "email and ext_id belong to different contacts", metadata: { duplicate_identifiers: ["email", "ext_id"] } });
-        return true;
-      }
-      let key = byExt ?? byEmail;
-      if (key === "invalid") key = undefined;
-      if (key !== undefined && record.updateEnabled !== true) {
-        answer(400, { code: "duplicate_parameter", message: "Contact already exist" });
-        return true;
-      }
-      const existed = key !== undefined;
-      if (key === undefined) key = typeof email === "string" ? email.toLowerCase() : `ext:${String(extId ?? sms)}`;
-      else if (key.startsWith("ext:") && typeof email === "string") {
-        this.rekey(key, email.toLowerCase());
-        key = email.toLowerCase();
-      }
-      this.contacts.set(key, BrevoServer.mergeAttributes(this.contacts.get(key) ?? {}, attributes as Record<string, unknown>));
-      const id = this.idOf(key, typeof extId === "string" ? extId : undefined);
-      for (const list of listIds) this.lists.get(Number(list))?.add(key);
-      if (existed) answer(204);
-      else answer(201, { id });
-      return true;
-    }
-    const contactMatch = /^\/v3\/contacts\/([^/]+)$/.exec(path);
-    if (contactMatch) {
-      const identifier = decodeURIComponent(contactMatch[1] ?? "");
-      const key = this.findContact(identifier, url.searchParams.get("identifierType"));
-      if (key === "invalid") {
-        bad("identifier needs identifierType (ext_id always does)");
-        return true;
-      }
-      if (key === undefined) {
-        answer(404, { code: "document_not_found", message: "Contact does not exist" });
-        return true;
-      }
-      if (method === "GET") {
-        const meta = this.contactIds.get(key);
-        answer(200, {
-          id: meta?.id,
-          email: key.startsWith("ext:") ? undefined : key,
-          ext_id: meta?.extId,
-          attributes: this.contacts.get(key) ?? {},
-          listIds: [...this.lists].filter(([, members]) => members.has(key)).map(([id]) => id),
-        });
-        return true;
-      }
-      if (method === "DELETE") {
-        this.contacts.delete(key);
-        this.contactIds.delete(key);
-        for (const members of this.lists.values()) members.delete(key);
-        answer(204);
-        return true;
-      }
-      if (method === "PUT") {
-        const attributes = record.attributes ?? {};
-        const attributeError = BrevoServer.checkAttributes(attributes);
-        if (attributeError) {
-          bad(attributeError);
-          return true;
-        }
-        for (const field of ["listIds", "unlinkListIds"] as const) {
-          const ids = record[field] ?? [];
-          if (!Array.isArray(ids) || !ids.every((id) => this.lists.has(Number(id)))) {
-            answer(404, { code: "document_not_found", message: `${field} names a list that does not exist` });
-            return true;
-          }
-        }
-        this.contacts.set(key, BrevoServer.mergeAttributes(this.contacts.get(key) ?? {}, attributes as Record<string, unknown>));
-        if (typeof record.ext_id === "string") this.idOf(key, record.ext_id);
-        for (const id of (record.listIds as unknown[] | undefined) ?? []) this.lists.get(Number(id))?.add(key);
-        for (const id of (record.unlinkListIds as unknown[] | undefined) ?? []) this.lists.get(Number(id))?.delete(key);
-        answer(204);
-        return true;
-      }
-      return false;
-    }
-    if (path === "/v3/companies" && method === "GET") {
-      // Brevo documents filters on attributes.name and attributes.owner only (get-all-companies):
-      // a filter on any other attribute is ignored here, as a real server may, and every company answers.
-      const filters = [...url.searchParams].filter(([name]) => /^filters\[attributes\.(name|owner)\]$/.test(name));
-      const items = [...this.companies.values()].filter((company) =>
-        filters.every(([name, value]) => (name === "filters[attributes.name]" ? company.name === value : String(company.attributes.owner) === value)),
-      );
-      const limit = Math.max(1, Math.min(100, Number(url.searchParams.get("limit") ?? 50) || 50));
-      const page = Math.max(1, Number(url.searchParams.get("page") ?? 1) || 1);
-      answer(200, { items: items.slice((page - 1) * limit, page * limit) });
-      return true;
-    }
-    if (path === "/v3/companies" && method === "POST") {
-      if (typeof record.name !== "string" || record.name === "") {
-        bad("name is required");
-        return true;
-      }
-      const attributes = record.attributes ?? {};
-      if (attributes === null || typeof attributes !== "object" || Array.isArray(attributes)) {
-        bad("attributes must be an object");
-        return true;
-      }
-      const id = `c${this.nextCompanyId++}`;
-      this.companies.set(id, { id, name: record.name, attributes: { ...attributes }, linkedContactsIds: [] });
-      answer(200, { id });
-      return true;
-    }
-    const linkMatch = /^\/v3\/companies\/link-unlink\/([^/]+)$/.exec(path);
-    if (linkMatch && method === "PATCH") {
-      const company = this.companies.get(decodeURIComponent(linkMatch[1] ?? ""));
-      if (!company) {
-        answer(404, { code: "document_not_found", message: "Company not found" });
-        return true;
-      }
-      const link = Array.isArray(record.linkContactIds) ? record.linkContactIds.map(Number) : [];
-      const unlink = new Set(Array.isArray(record.unlinkContactIds) ? record.unlinkContactIds.map(Number) : []);
-      company.linkedContactsIds = [...new Set([...company.linkedContactsIds, ...link])].filter((id) => !unlink.has(id));
-      answer(204);
-      return true;
-    }
-    const companyMatch = /^\/v3\/companies\/([^/]+)$/.exec(path);
-    if (companyMatch) {
-      const id = decodeURIComponent(companyMatch[1] ?? "");
-      const company = this.companies.get(id);
-      if (!company) {
-        answer(404, { code: "document_not_found", message: "Company not found" });
-        return true;
-      }
-      if (method === "GET") answer(200, company);
-      else if (method === "DELETE") {
-        this.companies.delete(id);
-        answer(204);
-      } else if (method === "PATCH") {
-        if (record.name !== undefined && (typeof record.name !== "string" || record.name === "")) {
-          bad("name cannot be empty");
-          return true;
-        }
-        if (typeof record.name === "string") company.name = record.name;
-        if (record.attributes !== undefined) {
-          if (record.attributes === null || typeof record.attributes !== "object") {
-            bad("attributes must be an object");
-            return true;
-          }
-          company.attributes = BrevoServer.mergeCompanyAttributes(company.attributes, record.attributes as Record<string, unknown>);
-        }
-        // PATCH replaces the whole list of linked contacts (§3).
-        if (Array.isArray(record.linkedContactsIds)) company.linkedContactsIds = record.linkedContactsIds.map(Number);
-        answer(200, company);
-      } else return false;
-      return true;
+    const call: ConnectorCall = { method, url, record, now, bad, answer, raw };
+    for (const route of BrevoServer.connectorRoutes) {
+      const match = route.path.exec(path);
+      if (match && (route.method === "*" || route.method === method) && route.handle(this, call, match)) return true;
     }
     return false;
   }

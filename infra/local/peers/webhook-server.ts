@@ -10,7 +10,8 @@ import * as z from "zod";
  * `{action, status}` reply, records every page, and keeps a replica of each
  * cohort the way a real receiver would (multi-page `members` replaces the copy
  * once all pages of the session arrived; add/remove apply directly).
- * GET / shows what arrived (for the local stack).
+ * GET / shows what arrived (for the local stack): each page with the ids it added, removed or
+ * listed, and each cohort's copy.
  *
  * Written from the published contracts only, sharing no code with the relay:
  *  - the signature scheme as the README gives it to receivers: `X-Relay-Timestamp: <unix
@@ -169,25 +170,7 @@ export class WebhookReceiver {
   private async route(request: IncomingMessage, response: ServerResponse): Promise<void> {
     if (request.method === "GET") {
       response.writeHead(200, { "content-type": "application/json" });
-      response.end(
-        JSON.stringify(
-          {
-            pages: this.pages.map((p) => ({
-              at: new Date(p.at).toISOString(),
-              action: p.payload.action,
-              cohort: p.payload.parameters.mixpanel_cohort_id,
-              session: p.payload.parameters.mixpanel_session_id,
-              page: `${p.payload.parameters.page_info.page_count}/${p.payload.parameters.page_info.total_pages}`,
-              members: p.payload.parameters.members.length,
-              duplicate: p.duplicate,
-            })),
-            cohorts: Object.fromEntries([...this.replicas].map(([id, m]) => [id, [...m.keys()].sort()])),
-            refusals: this.refusals,
-          },
-          null,
-          2,
-        ),
-      );
+      response.end(JSON.stringify(this.overview(), null, 2));
       return;
     }
     const chunks: Buffer[] = [];
@@ -257,6 +240,29 @@ export class WebhookReceiver {
     if (!duplicate) this.apply(payload);
     response.writeHead(200, { "content-type": "application/json" });
     response.end(JSON.stringify({ action: payload.action, status: "success" }));
+  }
+
+  /**
+   * GET /: what a person watching the local stack wants to know, oldest page first: per page who
+   * it named (`members` replaces the copy, `add_members` added, `remove_members` removed), and
+   * each cohort's copy as it stands.
+   */
+  overview(): Record<string, unknown> {
+    const ids = (payload: WebhookPayload) => payload.parameters.members.map((member) => String(member.mixpanel_distinct_id));
+    const named = { members: "members", add_members: "added", remove_members: "removed" } as const;
+    return {
+      pages: this.pages.map((p) => ({
+        at: new Date(p.at).toISOString(),
+        action: p.payload.action,
+        cohort: p.payload.parameters.mixpanel_cohort_id,
+        session: p.payload.parameters.mixpanel_session_id,
+        page: `${p.payload.parameters.page_info.page_count}/${p.payload.parameters.page_info.total_pages}`,
+        [named[p.payload.action]]: ids(p.payload),
+        ...(p.duplicate ? { duplicate: true } : {}),
+      })),
+      cohorts: Object.fromEntries([...this.replicas].map(([id, m]) => [id, [...m.keys()].sort()])),
+      refusals: this.refusals,
+    };
   }
 
   /** Mixpanel: `total_pages` = the number of messages for the session. */

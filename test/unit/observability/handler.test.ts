@@ -120,6 +120,53 @@ describe("withTelemetry", () => {
     expect(emf?.EventsImported).toBe(3);
   });
 
+  it("keeps each function's context on its own lines when functions share a process and overlap", async () => {
+    const named = (functionName: string, requestId: string): Context => ({ ...context(requestId), functionName });
+    let releaseForwarder: () => void = () => undefined;
+    const forwarderMayFinish = new Promise<void>((resolve) => {
+      releaseForwarder = resolve;
+    });
+    const forwarder = withTelemetry(
+      invocationClock(),
+      async () => {
+        logger.info("forwarder started");
+        await forwarderMayFinish;
+        logger.info("forwarder finished");
+      },
+      { failureMessage: "failed" },
+    );
+    const exporter = withTelemetry(
+      invocationClock(),
+      async (_event: unknown, invocation) => {
+        invocation.correlate("export-correlation");
+        logger.info("export ran");
+      },
+      { failureMessage: "failed" },
+    );
+    // The local stack's intake before it was given a context: it must not borrow another function's.
+    const intake = withTelemetry(
+      invocationClock(),
+      async () => {
+        logger.info("intake ran");
+      },
+      { failureMessage: "failed" },
+    );
+    const lines = await captureLines(async () => {
+      const running = forwarder({}, named("forwarder", "fwd-1"));
+      await exporter({}, named("cohort-export", "exp-1"));
+      releaseForwarder();
+      await running;
+      await intake({});
+    });
+    const byMessage = Object.fromEntries(lines.filter((line) => typeof line.message === "string").map((line) => [line.message, line]));
+    expect(byMessage["forwarder started"]).toMatchObject({ function_name: "forwarder", function_request_id: "fwd-1" });
+    expect(byMessage["export ran"]).toMatchObject({ function_name: "cohort-export", function_request_id: "exp-1", correlationId: "export-correlation" });
+    expect(byMessage["forwarder finished"]).toMatchObject({ function_name: "forwarder", function_request_id: "fwd-1" });
+    expect(byMessage["forwarder finished"]).not.toHaveProperty("correlationId");
+    expect(byMessage["intake ran"]).not.toHaveProperty("function_name");
+    expect(byMessage["intake ran"]).not.toHaveProperty("function_request_id");
+  });
+
   it("rethrows when the event source should retry (no onFailure)", async () => {
     const handler = withTelemetry(
       invocationClock(),

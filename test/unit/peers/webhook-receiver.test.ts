@@ -77,6 +77,25 @@ describe("local webhook receiver: signatures", () => {
   });
 });
 
+describe("local webhook receiver: its page", () => {
+  it("names who each page listed, added and removed, and each cohort's copy", async () => {
+    const url = await start();
+    const member = (id: string) => ({ email: `${id}@x`, mixpanel_distinct_id: id, first_name: "", last_name: "" });
+    expect((await send(url, payload("members", "full", 1, 1, []))).status).toBe(200);
+    expect((await send(url, payload("add_members", "diff-1", 1, 1, [member("ada"), member("bob")]))).status).toBe(200);
+    expect((await send(url, payload("remove_members", "diff-2", 1, 2, [member("bob")]))).status).toBe(200);
+    expect((await send(url, payload("add_members", "diff-2", 2, 2, [member("cy")]))).status).toBe(200);
+    const page = (await (await fetch(url.replace(/\/hook$/, "/"))).json()) as { pages: Record<string, unknown>[]; cohorts: Record<string, string[]> };
+    expect(page.pages.map(({ at: _at, session: _session, ...rest }) => rest)).toEqual([
+      { action: "members", cohort: "9", page: "1/1", members: [] },
+      { action: "add_members", cohort: "9", page: "1/1", added: ["ada", "bob"] },
+      { action: "remove_members", cohort: "9", page: "1/2", removed: ["bob"] },
+      { action: "add_members", cohort: "9", page: "2/2", added: ["cy"] },
+    ]);
+    expect(page.cohorts).toEqual({ "9": ["ada", "cy"] });
+  });
+});
+
 describe("local webhook receiver: total_pages is the number of messages of its session", () => {
   it("refuses a second action that reuses a session of total_pages 1", async () => {
     const url = await start();
