@@ -104,7 +104,7 @@ function csvRefusal(error: CsvError): LookupCsvError {
   const column = typeof error.index === "number" ? error.index + 1 : undefined;
   const where = row === undefined ? "" : column === undefined ? `row ${row}: ` : `row ${row}, column ${column}: `;
   if (error.code === "CSV_RECORD_INCONSISTENT_FIELDS_LENGTH") {
-    return new LookupCsvError(`${where}not RFC 4180: every row needs as many fields as the header (${error.message})`, row, column);
+    return new LookupCsvError(`row ${row ?? "?"}: not RFC 4180: every row needs as many fields as the header (${error.message})`, row);
   }
   return new LookupCsvError(`${where}not RFC 4180: ${error.message}`, row, column);
 }
