@@ -16,6 +16,7 @@ import { buildApp } from "fauxqs";
 import { MixpanelSandbox, type ExtraRouteHandler, type SandboxCredentials } from "./peers/mixpanel-server.js";
 import { BrevoServer } from "./peers/brevo-server.js";
 import { createGdprApi, type GdprApi } from "./peers/mixpanel-gdpr.js";
+import { createLookupTablesApi, type LookupTablesApi } from "./peers/mixpanel-lookup.js";
 import { loadStageConfig, stageConfigPath } from "../../lib/config/stage.js";
 import { createCohortQueryApi, type CohortFixture, type CohortQueryApi } from "./peers/mixpanel-query.js";
 import { SecretsManagerServer } from "./peers/secrets-manager-server.js";
@@ -53,6 +54,8 @@ export const DEFAULT_LOCAL_INTAKE_TOKEN = "local-intake-token-change-me";
 export const LOCAL_BREVO_API_KEY = "local-brevo-api-key";
 /** The local Mixpanel sandbox's GDPR OAuth token (`npm run gdpr:delete` against the local stack). */
 export const LOCAL_GDPR_TOKEN = "local-gdpr-oauth-token";
+/** The lookup table the local Mixpanel sandbox has from the start (Mixpanel tables are made in its UI). */
+export const LOCAL_LOOKUP_TABLE = { id: "local-products-table", name: "Products" } as const;
 /** The queues' MaximumMessageSize; the intake packs envelopes up to it (AWS's default is now 1 MiB). */
 export const LOCAL_MAX_MESSAGE_BYTES = 262_144;
 
@@ -150,6 +153,8 @@ export interface LocalStack {
   readonly brevoPoller: SqsPoller;
   /** The sandbox's GDPR data-deletion API under /api/app (absent with MIXPANEL_API_URL). */
   readonly gdprApi: GdprApi | undefined;
+  /** The sandbox's Lookup Tables API (absent with MIXPANEL_API_URL); one table, LOCAL_LOOKUP_TABLE, exists. */
+  readonly lookupApi: LookupTablesApi | undefined;
   readonly rejectedBucket: string;
   readonly snapshotBucket: string;
   /** Braze Currents' storage bucket: Avro files put here are read by the currents-reader handler. */
@@ -329,11 +334,20 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
 
   let mixpanelUrl = options.mixpanelApiUrl ?? "";
   const gdprApi = options.mixpanelApiUrl ? undefined : createGdprApi({ oauthToken: LOCAL_GDPR_TOKEN, projectToken: LOCAL_MIXPANEL_CREDENTIALS.projectToken });
+  const lookupApi = options.mixpanelApiUrl
+    ? undefined
+    : createLookupTablesApi({
+        projectId: LOCAL_MIXPANEL_CREDENTIALS.projectId,
+        username: LOCAL_MIXPANEL_CREDENTIALS.serviceAccountUsername,
+        secret: LOCAL_MIXPANEL_CREDENTIALS.serviceAccountSecret,
+        tables: [LOCAL_LOOKUP_TABLE],
+        onCall: (call) => log(`mixpanel  ${call.method} ${call.path} → ${call.status}`),
+      });
   if (!options.mixpanelApiUrl) {
     sandbox = new MixpanelSandbox({
       credentials: LOCAL_MIXPANEL_CREDENTIALS,
       port: options.mixpanelPort ?? 0,
-      extraRoutes: [...(queryApi ? [queryApi] : []), ...(gdprApi ? [gdprApi] : []), ...(options.sandboxRoutes ?? [])],
+      extraRoutes: [...(queryApi ? [queryApi] : []), ...(gdprApi ? [gdprApi] : []), ...(lookupApi ? [lookupApi] : []), ...(options.sandboxRoutes ?? [])],
       onImport: (imported) => log(`mixpanel  /import received ${imported.length} event(s): ${[...new Set(imported.map((e) => e.event))].slice(0, 5).join(", ")}`),
     });
     mixpanelUrl = await sandbox.start();
@@ -564,6 +578,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     brevoUrl,
     brevoPoller,
     gdprApi,
+    lookupApi,
     rejectedBucket,
     snapshotBucket,
     currentsBucket,
