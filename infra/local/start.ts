@@ -87,7 +87,7 @@ const stack = await startLocalStack({
 
 // `npm run status|trace|redrive|replay -- --stage local` find the stack through this file.
 const stackFile = localStackFilePath(process.env);
-writeLocalStackFile(stackFile, { stage: "local", region: LOCAL_REGION, awsEndpoint: stack.awsEndpoint, intakeUrl: stack.intakeUrl, pid: process.pid });
+writeLocalStackFile(stackFile, { stage: "local", region: LOCAL_REGION, awsEndpoint: stack.awsEndpoint, intakeUrl: stack.intakeUrl, ...(stack.sandbox ? { mixpanelUrl: stack.mixpanelUrl } : {}), pid: process.pid });
 
 const now = Math.floor(Date.now() / 1000);
 console.log(`
