@@ -447,7 +447,7 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
       expect(Object.keys(env).sort(), name).toEqual([...COMMON_ENV, ...FUNCTION_ENV[name]].sort());
       for (const key of Object.keys(env)) expect(knownEnv.has(key), `${name}: ${key} is read by lib/config/env.ts or lib/runtime/cohorts.ts`).toBe(true);
       expect(env.RELAY_STAGE).toBe(stage);
-      expect(env.RELAY_CONFIG_FILE).toBe(`config/${stage}.json`);
+      expect(env.RELAY_CONFIG_FILE).toBe(variant.params.configFile ?? `config/${stage}.json`);
       expect(env.POWERTOOLS_SERVICE_NAME).toBe("mixpanel-relay");
       expect(env.POWERTOOLS_METRICS_NAMESPACE).toBe("MixpanelRelay");
       if ("SQS_MAX_MESSAGE_BYTES" in env) expect(env.SQS_MAX_MESSAGE_BYTES).toBe("262144");
@@ -514,7 +514,21 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
     expect(rules[0]?.ScheduleExpression).toBe(variant.expect.schedule);
     expect(rules[0]?.Targets[0].Arn).toEqual(getAtt("CohortDashexportLambdaFunction"));
 
-    const currentsTrigger = resourcesOfType(template, "Custom::S3");
+    const s3Triggers = resourcesOfType(template, "Custom::S3");
+    const currentsTrigger = s3Triggers.filter(([, trigger]) => trigger.Properties.FunctionName === `mixpanel-relay-${stage}-currents-reader`);
+    const lookupTriggers = s3Triggers.filter(([, trigger]) => trigger.Properties.FunctionName === `mixpanel-relay-${stage}-cohort-export`);
+    expect(currentsTrigger.length + lookupTriggers.length).toBe(s3Triggers.length);
+    if (variant.expect.lookup) {
+      // Only the on_upload table's object, by its whole key; the scheduled table gets no trigger.
+      expect(lookupTriggers).toHaveLength(1);
+      const config = lookupTriggers[0]?.[1].Properties;
+      expect(config.BucketName).toBe("acme-catalog");
+      expect(config.BucketConfigs).toHaveLength(1);
+      expect(config.BucketConfigs[0].Event).toBe("s3:ObjectCreated:*");
+      expect(config.BucketConfigs[0].Rules).toEqual([{ Prefix: "catalog/stores.csv.gz" }, { Suffix: "catalog/stores.csv.gz" }]);
+    } else {
+      expect(lookupTriggers).toHaveLength(0);
+    }
     if (variant.expect.currents) {
       expect(currentsTrigger).toHaveLength(1);
       const config = currentsTrigger[0]?.[1].Properties;
