@@ -18,7 +18,7 @@ beforeAll(async () => {
 afterAll(() => sandbox.stop());
 
 const put = (body: string | Buffer, headers: Record<string, string> = {}, table = "t1") =>
-  fetch(`${base}/lookup-tables/${table}?project_id=9`, { method: "PUT", headers: { authorization: auth, "content-type": "text/csv", ...headers }, body });
+  fetch(`${base}/lookup-tables/${table}?project_id=9`, { method: "PUT", headers: { authorization: auth, "content-type": "text/csv", ...headers }, body: typeof body === "string" ? body : new Uint8Array(body) });
 
 describe("local Mixpanel lookup tables", () => {
   it("replaces all or nothing, with failed_records for bad rows (0-based data-row index)", async () => {
