@@ -1,12 +1,18 @@
 import * as z from "../../lib/util/zod.js";
 import { type ExportReport, runCohortExport } from "../../lib/cohorts/export.js";
 import { exportDepsFrom } from "../../lib/runtime/cohorts.js";
+import { lookupDepsFrom } from "../../lib/runtime/lookup.js";
+import { type LookupReport, refreshDueLookupTables, refreshUploadedLookupTables } from "../../lib/lookup/refresh.js";
+import { uploadedObjects } from "../../lib/lookup/uploads.js";
+import { DEFAULT_TICK_MS } from "../../lib/cohorts/tick.js";
 import { invocationClock, withTelemetry } from "../../lib/observability/handler.js";
 import { logger } from "../../lib/observability/telemetry.js";
 import { createLiteRuntimeContext, once } from "../../lib/runtime/lite-context.js";
 
 /**
- * EventBridge schedule (e.g. rate(5 minutes)) → one export tick. A rule may pass
+ * EventBridge schedule (e.g. rate(5 minutes)) → one export tick, then the lookup tables
+ * that are due (lib/lookup/refresh.ts). An S3 ObjectCreated notification (an `on_upload`
+ * lookup table's CSV was written) → that table only. A rule may pass
  * `{"force": ["sync-id"], "full": true}` as input to run a sync now / force a full resync
  * (`npm run cohorts:export` does this; see infra/cohorts-cli.ts).
  */
@@ -14,6 +20,7 @@ const runtime = once(() => createLiteRuntimeContext());
 const clock = invocationClock();
 /** Once per container: clients, settings (parsed at cold start), credential cache; time read per invocation. */
 const deps = once(() => exportDepsFrom(runtime(), clock.remainingMs));
+const lookupDeps = once(() => lookupDepsFrom(runtime()));
 
 const eventSchema = z.looseObject({
   force: z.optional(z.array(z.string().check(z.minLength(1)))),
@@ -22,9 +29,18 @@ const eventSchema = z.looseObject({
   include: z.optional(z.array(z.string().check(z.minLength(1)))),
 });
 
+/** A tick's report; an upload notification runs no cohort sync (`syncs` empty, no Query API call). */
+type HandlerReport = Partial<Omit<ExportReport, "syncs">> & Pick<ExportReport, "syncs"> & { lookupTables?: Record<string, LookupReport> };
+
 export const handler = withTelemetry(
   clock,
-  async (event: unknown): Promise<ExportReport> => {
+  async (event: unknown): Promise<HandlerReport> => {
+    const uploads = uploadedObjects(event);
+    if (uploads) {
+      const lookupTables = await refreshUploadedLookupTables(runtime().config.lookup_tables, uploads, lookupDeps());
+      logger.info("lookup tables: uploaded files", { lookupTables });
+      return { syncs: {}, lookupTables };
+    }
     const parsed = eventSchema.safeParse(event ?? {});
     const input = parsed.success ? parsed.data : {};
     const ctx = runtime();
@@ -34,7 +50,10 @@ export const handler = withTelemetry(
       ...(input.include ? { include: input.include } : {}),
     });
     logger.info("cohort export tick", { queries: report.queries, budgetLeft: report.budgetLeft, syncs: report.syncs });
-    return report;
+    if (ctx.config.lookup_tables.length === 0) return report;
+    const lookupTables = await refreshDueLookupTables(ctx.config.lookup_tables, lookupDeps(), deps().limits.tickMs ?? DEFAULT_TICK_MS);
+    logger.info("lookup tables: scheduled", { lookupTables });
+    return { ...report, lookupTables };
   },
   // State is checkpointed after every page; the next tick resumes.
   { failureMessage: "cohort export failed" },

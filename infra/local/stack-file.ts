@@ -16,6 +16,8 @@ export const localStackFileSchema = z.object({
   region: z.string().min(1),
   awsEndpoint: z.url(),
   intakeUrl: z.url(),
+  /** The local Mixpanel sandbox (absent when MIXPANEL_API_URL points elsewhere): `npm run lookup:* -- --stage local`. */
+  mixpanelUrl: z.optional(z.url()),
   pid: z.number().int(),
 });
 export type LocalStackFile = z.infer<typeof localStackFileSchema>;

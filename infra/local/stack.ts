@@ -17,6 +17,7 @@ import { buildApp } from "fauxqs";
 import { MixpanelSandbox, type ExtraRouteHandler, type SandboxCredentials } from "./peers/mixpanel-server.js";
 import { BrevoServer } from "./peers/brevo-server.js";
 import { createGdprApi, type GdprApi } from "./peers/mixpanel-gdpr.js";
+import { createLookupTablesApi, type LookupTablesApi } from "./peers/mixpanel-lookup.js";
 import { loadStageConfig, stageConfigPath } from "../../lib/config/stage.js";
 import { createCohortQueryApi, type CohortFixture, type CohortQueryApi } from "./peers/mixpanel-query.js";
 import { SecretsManagerServer } from "./peers/secrets-manager-server.js";
@@ -56,6 +57,8 @@ export const DEFAULT_LOCAL_INTAKE_TOKEN = "local-intake-token-change-me";
 export const LOCAL_BREVO_API_KEY = "local-brevo-api-key";
 /** The local Mixpanel sandbox's GDPR OAuth token (`npm run gdpr:delete` against the local stack). */
 export const LOCAL_GDPR_TOKEN = "local-gdpr-oauth-token";
+/** The lookup table the local Mixpanel sandbox has from the start (Mixpanel tables are made in its UI). */
+export const LOCAL_LOOKUP_TABLE = { id: "local-products-table", name: "Products" } as const;
 /** The queues' MaximumMessageSize; the intake packs envelopes up to it (AWS's default is now 1 MiB). */
 export const LOCAL_MAX_MESSAGE_BYTES = 262_144;
 
@@ -158,6 +161,8 @@ export interface LocalStack {
   readonly brevoPoller: SqsPoller;
   /** The sandbox's GDPR data-deletion API under /api/app (absent with MIXPANEL_API_URL). */
   readonly gdprApi: GdprApi | undefined;
+  /** The sandbox's Lookup Tables API (absent with MIXPANEL_API_URL); one table, LOCAL_LOOKUP_TABLE, exists. */
+  readonly lookupApi: LookupTablesApi | undefined;
   readonly rejectedBucket: string;
   readonly snapshotBucket: string;
   /** Braze Currents' storage bucket: Avro files put here are read by the currents-reader handler. */
@@ -380,20 +385,28 @@ async function startCohortPeers(
 interface MixpanelSide {
   readonly sandbox: MixpanelSandbox | undefined;
   readonly gdprApi: GdprApi | undefined;
+  readonly lookupApi: LookupTablesApi | undefined;
   readonly url: string;
 }
 
 /** Step 4: the strict local Mixpanel (ingestion, Query and GDPR APIs), unless MIXPANEL_API_URL is given. */
 async function startMixpanelPeer(options: LocalStackOptions, queryApi: CohortQueryApi | undefined, log: (line: string) => void): Promise<MixpanelSide> {
-  if (options.mixpanelApiUrl) return { sandbox: undefined, gdprApi: undefined, url: options.mixpanelApiUrl };
+  if (options.mixpanelApiUrl) return { sandbox: undefined, gdprApi: undefined, lookupApi: undefined, url: options.mixpanelApiUrl };
   const gdprApi = createGdprApi({ oauthToken: LOCAL_GDPR_TOKEN, projectToken: LOCAL_MIXPANEL_CREDENTIALS.projectToken });
+  const lookupApi = createLookupTablesApi({
+    projectId: LOCAL_MIXPANEL_CREDENTIALS.projectId,
+    username: LOCAL_MIXPANEL_CREDENTIALS.serviceAccountUsername,
+    secret: LOCAL_MIXPANEL_CREDENTIALS.serviceAccountSecret,
+    tables: [LOCAL_LOOKUP_TABLE],
+    onCall: (call) => log(`mixpanel  ${call.method} ${call.path} → ${call.status}`),
+  });
   const sandbox = new MixpanelSandbox({
     credentials: LOCAL_MIXPANEL_CREDENTIALS,
     port: options.mixpanelPort ?? 0,
-    extraRoutes: [...(queryApi ? [queryApi] : []), gdprApi, ...(options.sandboxRoutes ?? [])],
+    extraRoutes: [...(queryApi ? [queryApi] : []), gdprApi, lookupApi, ...(options.sandboxRoutes ?? [])],
     onImport: (imported) => log(`mixpanel  /import received ${imported.length} event(s): ${[...new Set(imported.map((e) => e.event))].slice(0, 5).join(", ")}`),
   });
-  return { sandbox, gdprApi, url: await sandbox.start() };
+  return { sandbox, gdprApi, lookupApi, url: await sandbox.start() };
 }
 
 /** Step 5: the strict local Brevo, knowing every list the stage config names, unless BREVO_API_URL is given. */
@@ -707,6 +720,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     brevoUrl: brevoPeer.url,
     brevoPoller,
     gdprApi: mixpanel.gdprApi,
+    lookupApi: mixpanel.lookupApi,
     currentsNotifier,
     intakeToken,
     forwarderPoller,

@@ -7,6 +7,7 @@ import { cohortSyncsSchema, cohortSyncsSchemaFor } from "./cohort-syncs.js";
 import { mixpanelCompatConfigSchema } from "./mixpanel-compat.js";
 import { piiConfigSchema } from "./pii.js";
 import { brevoConfigSchema } from "./brevo.js";
+import { lookupTablesSchema } from "./lookup-tables.js";
 import { parseJson } from "../util/json.js";
 
 /**
@@ -27,6 +28,8 @@ export const stageConfigSchema = z.strictObject({
   pii: z.optional(piiConfigSchema),
   /** Mixpanel → Brevo connector: events, profiles, groups (docs/brevo.md). Absent = off. */
   brevo: z.optional(brevoConfigSchema),
+  /** Mixpanel lookup tables kept in step with a CSV in S3 (lib/config/lookup-tables.ts, docs/configuration.md). */
+  lookup_tables: z._default(lookupTablesSchema, []),
   ...mappingConfigSchema.shape,
 });
 

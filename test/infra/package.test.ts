@@ -13,7 +13,7 @@
  * the packaging.
  */
 import { spawn, spawnSync } from "node:child_process";
-import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync } from "node:fs";
+import { cpSync, existsSync, mkdirSync, mkdtempSync, readFileSync, readdirSync, rmSync, statSync, symlinkSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join, resolve } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
@@ -35,10 +35,16 @@ interface Variant {
   readonly stage: string;
   readonly params: Record<string, string>;
   /** From serverless.yml params, to check the template follows them. */
-  readonly expect: { logRetentionDays: number; forwarderMaxConcurrency: number; schedule: string; currents: boolean; tracing?: boolean };
+  readonly expect: { logRetentionDays: number; forwarderMaxConcurrency: number; schedule: string; currents: boolean; tracing?: boolean; lookup?: boolean };
 }
 
 const CURRENTS_BUCKET = "acme-braze-currents";
+/** A stage config with two lookup tables: one on a schedule, one refreshed when its object is written. */
+const LOOKUP_CONFIG = "config/lookup-example.json";
+const LOOKUP_TABLES = [
+  { id: "products", table_id: "3f6a0c1e", source: { type: "s3", bucket: "acme-catalog", key: "catalog/products.csv" }, schedule: "rate(1 day)" },
+  { id: "stores", table_id: "77aa", source: { type: "s3", bucket: "acme-catalog", key: "catalog/stores.csv.gz" }, schedule: "on_upload" },
+];
 const VARIANTS: readonly Variant[] = [
   { id: "dev", stage: "dev", params: {}, expect: { logRetentionDays: 14, forwarderMaxConcurrency: 2, schedule: "rate(1 hour)", currents: false } },
   { id: "prod", stage: "prod", params: {}, expect: { logRetentionDays: 90, forwarderMaxConcurrency: 3, schedule: "rate(15 minutes)", currents: false } },
@@ -47,6 +53,12 @@ const VARIANTS: readonly Variant[] = [
     stage: "prod",
     params: { currentsBucket: CURRENTS_BUCKET, alarmEmail: "ops@example.com", tracing: "true" },
     expect: { logRetentionDays: 90, forwarderMaxConcurrency: 3, schedule: "rate(15 minutes)", currents: true, tracing: true },
+  },
+  {
+    id: "prod-with-lookup-tables",
+    stage: "prod",
+    params: { configFile: LOOKUP_CONFIG },
+    expect: { logRetentionDays: 90, forwarderMaxConcurrency: 3, schedule: "rate(15 minutes)", currents: false, lookup: true },
   },
 ];
 
@@ -85,7 +97,7 @@ const logGroupArn = (stage: string, fn: FunctionName) =>
 const secretArn = (name: string) => sub(`arn:\${AWS::Partition}:secretsmanager:\${AWS::Region}:\${AWS::AccountId}:secret:${name}`);
 
 /** Every Allow statement each role must have, and nothing else. */
-function expectedStatements(stage: string, currents: boolean, tracing: boolean): Record<string, { Sid: string; Action: string[]; Resource: unknown }[]> {
+function expectedStatements(stage: string, currents: boolean, tracing: boolean, lookup = false): Record<string, { Sid: string; Action: string[]; Resource: unknown }[]> {
   const logs = (fn: FunctionName) => ({ Sid: "WriteOwnLogs", Action: ["logs:CreateLogStream", "logs:PutLogEvents"], Resource: logGroupArn(stage, fn) });
   const rejected = { Sid: "StoreRejected", Action: ["s3:PutObject"], Resource: sub("${RejectedEventsBucket.Arn}/rejected/*") };
   const mixpanelSecret = { Sid: "ReadMixpanelCredentials", Action: ["secretsmanager:GetSecretValue"], Resource: secretArn(`mixpanel-relay/${stage}/mixpanel-??????`) };
@@ -127,6 +139,10 @@ function expectedStatements(stage: string, currents: boolean, tracing: boolean):
       { Sid: "ReadWriteCohortState", Action: ["s3:GetObject", "s3:PutObject"], Resource: [sub("${CohortSnapshotBucket.Arn}/cohorts/*"), sub("${CohortSnapshotBucket.Arn}/cohort-runs/*")] },
       listSnapshots,
       { Sid: "QueueDeliveries", Action: ["sqs:SendMessage"], Resource: getAtt("DeliveriesQueue") },
+      { Sid: "ReadWriteLookupState", Action: ["s3:GetObject", "s3:PutObject"], Resource: sub("${CohortSnapshotBucket.Arn}/lookup-tables/*") },
+      ...(lookup
+        ? [{ Sid: "ReadLookupSources", Action: ["s3:GetObject"], Resource: LOOKUP_TABLES.map((table) => sub(`arn:\${AWS::Partition}:s3:::${table.source.bucket}/${table.source.key}`)) }]
+        : []),
     ],
     WebhookDeliveryRole: [
       logs("webhook-delivery"),
@@ -287,6 +303,7 @@ beforeAll(async () => {
   cpSync(join(repoRoot, "infra/resources"), join(serviceDir, "infra/resources"), { recursive: true });
   cpSync(join(repoRoot, "infra/osls-build-plugin.cjs"), join(serviceDir, "infra/osls-build-plugin.cjs"));
   cpSync(join(repoRoot, "config"), join(serviceDir, "config"), { recursive: true });
+  writeFileSync(join(serviceDir, LOOKUP_CONFIG), JSON.stringify({ ...JSON.parse(readFileSync(join(repoRoot, "config/prod.json"), "utf8")), lookup_tables: LOOKUP_TABLES }));
 
   // 3. Without bundles and with the build skipped, the plugin must refuse.
   const noBundles = join(scratch, "service-no-bundles");
@@ -408,7 +425,7 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
   };
   const { stage } = variant;
   const tracing = variant.expect.tracing ?? false;
-  const conditions = { HasCurrentsBucket: variant.expect.currents, HasAlarmEmail: Boolean(variant.params.alarmEmail), TracingEnabled: tracing };
+  const conditions = { HasCurrentsBucket: variant.expect.currents, HasAlarmEmail: Boolean(variant.params.alarmEmail), TracingEnabled: tracing, HasLookupSources: variant.expect.lookup === true };
 
   it("has every function on nodejs24.x/arm64 with its own role, handler, env and log retention", () => {
     const { template } = get();
@@ -430,7 +447,7 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
       expect(Object.keys(env).sort(), name).toEqual([...COMMON_ENV, ...FUNCTION_ENV[name]].sort());
       for (const key of Object.keys(env)) expect(knownEnv.has(key), `${name}: ${key} is read by lib/config/env.ts or lib/runtime/cohorts.ts`).toBe(true);
       expect(env.RELAY_STAGE).toBe(stage);
-      expect(env.RELAY_CONFIG_FILE).toBe(`config/${stage}.json`);
+      expect(env.RELAY_CONFIG_FILE).toBe(variant.params.configFile ?? `config/${stage}.json`);
       expect(env.POWERTOOLS_SERVICE_NAME).toBe("mixpanel-relay");
       expect(env.POWERTOOLS_METRICS_NAMESPACE).toBe("MixpanelRelay");
       if ("SQS_MAX_MESSAGE_BYTES" in env) expect(env.SQS_MAX_MESSAGE_BYTES).toBe("262144");
@@ -497,7 +514,21 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
     expect(rules[0]?.ScheduleExpression).toBe(variant.expect.schedule);
     expect(rules[0]?.Targets[0].Arn).toEqual(getAtt("CohortDashexportLambdaFunction"));
 
-    const currentsTrigger = resourcesOfType(template, "Custom::S3");
+    const s3Triggers = resourcesOfType(template, "Custom::S3");
+    const currentsTrigger = s3Triggers.filter(([, trigger]) => trigger.Properties.FunctionName === `mixpanel-relay-${stage}-currents-reader`);
+    const lookupTriggers = s3Triggers.filter(([, trigger]) => trigger.Properties.FunctionName === `mixpanel-relay-${stage}-cohort-export`);
+    expect(currentsTrigger.length + lookupTriggers.length).toBe(s3Triggers.length);
+    if (variant.expect.lookup) {
+      // Only the on_upload table's object, by its whole key; the scheduled table gets no trigger.
+      expect(lookupTriggers).toHaveLength(1);
+      const config = lookupTriggers[0]?.[1].Properties;
+      expect(config.BucketName).toBe("acme-catalog");
+      expect(config.BucketConfigs).toHaveLength(1);
+      expect(config.BucketConfigs[0].Event).toBe("s3:ObjectCreated:*");
+      expect(config.BucketConfigs[0].Rules).toEqual([{ Prefix: "catalog/stores.csv.gz" }, { Suffix: "catalog/stores.csv.gz" }]);
+    } else {
+      expect(lookupTriggers).toHaveLength(0);
+    }
     if (variant.expect.currents) {
       expect(currentsTrigger).toHaveLength(1);
       const config = currentsTrigger[0]?.[1].Properties;
@@ -704,7 +735,7 @@ describe.each(VARIANTS.map((variant) => [variant.id, variant] as const))("osls p
 
   it("gives each function exactly its own IAM statements", () => {
     const { template } = get();
-    const expected = expectedStatements(stage, variant.expect.currents, tracing);
+    const expected = expectedStatements(stage, variant.expect.currents, tracing, variant.expect.lookup === true);
     for (const [role, statements] of Object.entries(expected)) {
       const actual = roleStatements(template, role, conditions);
       expect(actual.every((statement) => statement.Effect === "Allow"), role).toBe(true);
