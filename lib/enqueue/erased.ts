@@ -12,9 +12,10 @@ import { idDigest } from "../privacy/suppression.js";
  * properties the stage's Brevo connector reads its identifiers from (`brevo.identifiers`; email
  * values compared lower-cased, as gdpr:delete lists them and Brevo matches them).
  *
- * The records are already serialized (`line`), so the keys are found by one regex pass instead of
- * a second JSON.parse per record: in JSON text a `"name":` with unescaped quotes can only be a
- * key, never part of a string value. Each distinct value is hashed once per batch.
+ * The records are already serialized (`line`), so the keys are found by string search instead of
+ * a second JSON.parse per record (a tenth of its cost): in JSON text a `name":` with an unescaped
+ * quote can only end a key, never sit inside a string value. Each distinct value is hashed at most
+ * once per batch (and once per container while the list is unchanged); an empty list costs nothing.
  */
 const MIXPANEL_ID_KEYS = ["distinct_id", "$distinct_id", "$user_id", "$device_id", "$group_id", "external_user_id"];
 
@@ -24,16 +25,17 @@ export interface ErasedMatcher {
 }
 
 interface KeyPlan {
-  readonly pattern: RegExp;
+  /** Key names ending in `_id`, found by one search for `_id":` and a look back to the key's quote. */
+  readonly idKeys: ReadonlySet<string>;
+  readonly longestIdKey: number;
+  /** Other key names, each searched as `"name":`. */
+  readonly otherKeys: readonly string[];
   readonly emailKeys: ReadonlySet<string>;
 }
 
 const plans = new WeakMap<object, KeyPlan>();
 const NO_BREVO = {};
-
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
-}
+const ID_SUFFIX = '_id":';
 
 function keyPlan(brevo: BrevoConfig | undefined): KeyPlan {
   const cacheKey = brevo ?? NO_BREVO;
@@ -43,12 +45,18 @@ function keyPlan(brevo: BrevoConfig | undefined): KeyPlan {
   const emailKeys = new Set<string>();
   for (const [type, source] of Object.entries(brevo?.identifiers ?? {})) {
     if (typeof source !== "string") continue;
-    keys.add(source);
-    if (type === "email_id") emailKeys.add(source);
+    // As JSON.stringify writes the name in the record.
+    const written = JSON.stringify(source).slice(1, -1);
+    keys.add(written);
+    if (type === "email_id") emailKeys.add(written);
   }
-  // JSON.stringify writes key names with JSON escapes; names the relay matches never need one.
-  const alternatives = [...keys].map((key) => escapeRegExp(JSON.stringify(key).slice(1, -1))).join("|");
-  const plan = { pattern: new RegExp(`"(${alternatives})":`, "g"), emailKeys };
+  const idKeys = new Set([...keys].filter((key) => key.endsWith("_id") && !key.includes('"')));
+  const plan = {
+    idKeys,
+    longestIdKey: Math.max(...[...idKeys].map((key) => key.length)),
+    otherKeys: [...keys].filter((key) => !idKeys.has(key)).map((key) => `"${key}":`),
+    emailKeys,
+  };
   plans.set(cacheKey, plan);
   return plan;
 }
@@ -88,29 +96,56 @@ function valueAt(json: string, start: number): string | undefined {
 }
 
 /**
+ * Answers per value, kept for as long as the container holds the same list (the cached list is one
+ * Set until its next read), so the ids a container sees again and again are hashed once, not once
+ * per request; bounded, and cleared when full.
+ */
+const MAX_REMEMBERED_ANSWERS = 50_000;
+const answersByList = new WeakMap<ReadonlySet<string>, Map<string, boolean>>();
+function answersFor(digests: ReadonlySet<string>): Map<string, boolean> {
+  let answers = answersByList.get(digests);
+  if (answers === undefined) {
+    answers = new Map();
+    answersByList.set(digests, answers);
+  }
+  return answers;
+}
+
+/**
  * A matcher for one batch against the digests on the list, or undefined when the list is empty
  * (then no record is even scanned).
  */
 export function erasedMatcher(digests: ReadonlySet<string> | undefined, brevo: BrevoConfig | undefined): ErasedMatcher | undefined {
   if (digests === undefined || digests.size === 0) return undefined;
-  const { pattern, emailKeys } = keyPlan(brevo);
-  const seen = new Map<string, boolean>();
+  const { idKeys, longestIdKey, otherKeys, emailKeys } = keyPlan(brevo);
+  const seen = answersFor(digests);
   const listed = (value: string): boolean => {
     let erased = seen.get(value);
     if (erased === undefined) {
       erased = digests.has(idDigest(value));
+      if (seen.size >= MAX_REMEMBERED_ANSWERS) seen.clear();
       seen.set(value, erased);
     }
     return erased;
   };
+  const valueListed = (key: string, json: string, at: number): boolean => {
+    const value = valueAt(json, at);
+    if (value === undefined || value === "") return false;
+    return listed(value) || (emailKeys.has(key) && listed(value.trim().toLowerCase()));
+  };
   return {
     isErased(json) {
-      pattern.lastIndex = 0;
-      for (let match = pattern.exec(json); match !== null; match = pattern.exec(json)) {
-        const value = valueAt(json, pattern.lastIndex);
-        if (value === undefined || value === "") continue;
-        if (listed(value)) return true;
-        if (emailKeys.has(match[1] ?? "") && listed(value.trim().toLowerCase())) return true;
+      // `_id":` (unescaped quote) only ever ends a key; the key starts after the quote before it.
+      for (let at = json.indexOf(ID_SUFFIX); at !== -1; at = json.indexOf(ID_SUFFIX, at + ID_SUFFIX.length)) {
+        const quote = json.lastIndexOf('"', at);
+        if (quote === -1 || at + 3 - quote - 1 > longestIdKey) continue;
+        const key = json.slice(quote + 1, at + 3);
+        if (idKeys.has(key) && valueListed(key, json, at + ID_SUFFIX.length)) return true;
+      }
+      for (const needle of otherKeys) {
+        for (let at = json.indexOf(needle); at !== -1; at = json.indexOf(needle, at + needle.length)) {
+          if (valueListed(needle.slice(1, -2), json, at + needle.length)) return true;
+        }
       }
       return false;
     },

@@ -3,7 +3,7 @@ import type { S3Api } from "../aws/s3.js";
 import * as z from "../util/zod.js";
 import { RetryableError, describeError } from "../errors.js";
 import { parseJsonWith } from "../util/json.js";
-import { createHash } from "node:crypto";
+import { hash } from "node:crypto";
 
 /**
  * The erased-ids list: SHA-256 digests of every id `npm run gdpr:delete` erased, in the snapshot
@@ -19,7 +19,8 @@ import { createHash } from "node:crypto";
  */
 /** An erased id as the list keeps it: SHA-256, hex, so the list never holds the id itself. */
 export function idDigest(id: string): string {
-  return createHash("sha256").update(id).digest("hex");
+  // The one-shot form: about a quarter of createHash's cost, which the intake pays per distinct id.
+  return hash("sha256", id, "hex");
 }
 
 export const SUPPRESSION_KEY = "gdpr/suppressed-ids.json";
