@@ -211,7 +211,7 @@ export async function enqueueMapped(
     return { ok: true, ...(await enqueueMappedItems(items, { source, correlationId, stageOfFailure: "intake", policy }, deps)) };
   } catch (error) {
     if (error instanceof RetryableError || error instanceof ConfigError) {
-      return { ok: false, message: "could not queue the batch; retry later", cause: `queue, rejected store or erased-ids list: ${describeError(error)}` };
+      return { ok: false, message: "could not queue the batch; retry later", cause: `queue or rejected store: ${describeError(error)}` };
     }
     throw error;
   }
