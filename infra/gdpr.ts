@@ -1,7 +1,8 @@
 /**
  * `npm run gdpr:delete -- --stage <stage> --distinct-id <id> [--distinct-id <id2>] [--distinct-ids-file f]
- *    [--email <address>]… [--phone <number>]… [--compliance gdpr|ccpa] [--bucket B] [--region R] [--endpoint URL] [--config file]`
+ *    [--email <address>]… [--phone <number>]… [--compliance gdpr|ccpa] [--suppress-days N] [--bucket B] [--region R] [--endpoint URL] [--config file]`
  * `npm run gdpr:status -- --stage <stage> [--bucket B] [--region R] [--endpoint URL]`
+ * `npm run gdpr:cancel -- --stage <stage> --task <task id> [--bucket B] [--region R] [--endpoint URL]`
  *
  * Erasure across the relay's destinations (lib/gdpr/deletion.ts): files a deletion task with
  * Mixpanel's data-deletion API (≤ 1999 ids per task, 1 request/s), deletes the Brevo contacts
@@ -19,8 +20,12 @@
  * (the local stack's sandboxes).
  *
  * The ids are added to the erased-ids list (gdpr/suppressed-ids.json, digests only) first, so the
- * Brevo forwarder does not create the contact again; Mixpanel keeps receiving whatever senders
- * still send for the id: stop sending it at the source first.
+ * edges drop whatever senders still send for them (code `erased`) and the Brevo forwarder does not
+ * create the contact again: forever, or for `--suppress-days N` days.
+ *
+ * `gdpr:cancel` cancels a Mixpanel task while Mixpanel still allows it (PENDING or STAGING) and marks
+ * it REVOKED in its audit record. The ids stay on the erased-ids list and Brevo contacts already
+ * deleted stay deleted: cancelling only stops Mixpanel's side.
  */
 import { createS3Client } from "./aws/sdk-clients.js";
 import { readFileSync } from "node:fs";
@@ -40,6 +45,7 @@ import {
   complianceSchema,
   createGdprClient,
   gdprKey,
+  withCancelledTask,
   overallStatus,
   refreshStatus,
   runDeletion,
@@ -53,7 +59,30 @@ import { parseJsonWith } from "../lib/util/json.js";
 const USAGE = [
   "usage: npm run gdpr:delete -- --stage <stage> --distinct-id <id> [--distinct-ids-file f] [--email a@b.c] [--phone +33…] [--compliance gdpr|ccpa] [--bucket B] [--region R] [--endpoint URL]",
   "       npm run gdpr:status -- --stage <stage> [--bucket B] [--region R] [--endpoint URL]",
+  "       npm run gdpr:cancel -- --stage <stage> --task <task id> [--bucket B] [--region R] [--endpoint URL]",
+  "  --suppress-days N: drop the ids' records at the edges for N days instead of forever",
 ].join("\n");
+
+const DAY_MS = 86_400_000;
+
+/** `--suppress-days`: a whole number of days ≥ 1, or absent (forever). */
+export function suppressionExpiry(value: string | undefined, nowMs: number): number | undefined {
+  if (value === undefined) return undefined;
+  if (!/^[1-9][0-9]{0,5}$/.test(value.trim())) throw new UsageError(`--suppress-days must be a whole number of days ≥ 1, got "${value}"`);
+  return nowMs + Number(value.trim()) * DAY_MS;
+}
+
+async function eachAudit(s3: S3Client, bucket: string, visit: (key: string, record: AuditRecord) => Promise<void>): Promise<void> {
+  let token: string | undefined;
+  do {
+    const page = await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: GDPR_PREFIX, ContinuationToken: token }));
+    for (const object of page.Contents ?? []) {
+      const record = object.Key ? await readAudit(s3, bucket, object.Key) : undefined;
+      if (record && object.Key) await visit(object.Key, record);
+    }
+    token = page.IsTruncated ? page.NextContinuationToken : undefined;
+  } while (token);
+}
 
 const gdprSecretSchema = z.object({ oauth_token: z.string().min(1), project_token: z.string().min(1) });
 
@@ -81,7 +110,7 @@ const pause = () => new Promise<void>((done) => setTimeout(done, 1100));
 
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env, log: (line: string) => void = console.log): Promise<AuditRecord[] | undefined> {
   const [command, ...rest] = argv;
-  if (command !== "delete" && command !== "status") throw new UsageError(`unknown command ${command ?? "(none)"}`);
+  if (command !== "delete" && command !== "status" && command !== "cancel") throw new UsageError(`unknown command ${command ?? "(none)"}`);
   const { values } = parseArgs({
     args: rest,
     options: {
@@ -91,6 +120,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       email: { type: "string", multiple: true },
       phone: { type: "string", multiple: true },
       compliance: { type: "string" },
+      "suppress-days": { type: "string" },
+      task: { type: "string" },
       bucket: { type: "string" },
       config: { type: "string" },
       "gdpr-secret": { type: "string" },
@@ -125,6 +156,30 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     now: Date.now,
   });
 
+  if (command === "cancel") {
+    const taskId = values.task?.trim();
+    if (!taskId) throw new UsageError("pass --task <task id> (gdpr:status lists them)");
+    const outcome = await gdpr.cancelTask(taskId);
+    const records: AuditRecord[] = [];
+    if (outcome === "cancelled") {
+      await eachAudit(s3, bucket, async (_key, record) => {
+        if (!record.mixpanel.some((task) => task.taskId === taskId)) return;
+        const updated = withCancelledTask(record, taskId, () => new Date());
+        await writeAudit(s3, bucket, updated);
+        records.push(updated);
+      });
+    }
+    log(
+      outcome === "cancelled"
+        ? `Mixpanel task ${taskId} cancelled${records.length > 0 ? ` (request ${records.map((record) => record.requestId).join(", ")} updated)` : " (no audit record names it)"}; the ids stay on the erased-ids list`
+        : outcome === "too_late"
+          ? `Mixpanel task ${taskId} can no longer be cancelled (the deletion has started or finished)`
+          : `Mixpanel knows no task ${taskId}`,
+    );
+    if (outcome !== "cancelled") throw new Error(`task ${taskId} not cancelled`);
+    return records;
+  }
+
   if (command === "status") {
     const records: AuditRecord[] = [];
     let token: string | undefined;
@@ -151,6 +206,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   if (values["distinct-ids-file"]) ids.push(...readFileSync(values["distinct-ids-file"], "utf8").split(/\r?\n/));
   if (ids.every((id) => id.trim() === "")) throw new UsageError("pass --distinct-id or --distinct-ids-file");
   const compliance = complianceSchema.safeParse((values.compliance ?? "gdpr").toUpperCase());
+  const expiresAtMs = suppressionExpiry(values["suppress-days"], Date.now());
   if (!compliance.success) throw new UsageError(`--compliance must be gdpr or ccpa, got "${values.compliance}"`);
 
   let brevo: BrevoClient | undefined;
@@ -171,8 +227,11 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   const emails = (values.email ?? []).map((email) => email.trim()).filter((email) => email !== "");
   const phones = (values.phone ?? []).map((phone) => phone.trim()).filter((phone) => phone !== "");
   // Emails twice (as given and lower-cased): Brevo matches emails without regard to case.
-  const listed = await addSuppressedIds(s3, bucket, [...cleanIds, ...emails, ...emails.map((email) => email.toLowerCase()), ...phones]);
-  log(`erased-ids list s3://${bucket}/${SUPPRESSION_KEY}: ${listed} id(s)`);
+  const suppression = { expiresAtMs };
+  const listed = await addSuppressedIds(s3, bucket, [...cleanIds, ...emails, ...emails.map((email) => email.toLowerCase()), ...phones], suppression);
+  log(
+    `erased-ids list s3://${bucket}/${SUPPRESSION_KEY}: ${listed} id(s); these suppressed ${expiresAtMs === undefined ? "forever" : `until ${new Date(expiresAtMs).toISOString()}`}`,
+  );
   const record = await runDeletion(
     cleanIds,
     compliance.data,
@@ -181,7 +240,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
       brevo,
       ...(brevoConfig ? { brevoIdentity: brevoConfig.identifiers } : {}),
       onDerivedIdentifiers: async (found) => {
-        await addSuppressedIds(s3, bucket, [...found, ...found.map((value) => value.toLowerCase())]);
+        await addSuppressedIds(s3, bucket, [...found, ...found.map((value) => value.toLowerCase())], suppression);
       },
       stage: target.stage,
       now: () => new Date(),

@@ -6,6 +6,7 @@ import { logInsertIdHashes } from "../../lib/observability/trace-ids.js";
 import { createQueueSender } from "../../lib/queue/sqs-sender.js";
 import { piiPolicySource } from "../../lib/pii/source.js";
 import { brevoQueueUrlFor, createLiteRuntimeContext, once, rejectedStoreFor } from "../../lib/runtime/lite-context.js";
+import { erasedDigestsFor } from "../../lib/runtime/erased-ids.js";
 import {
   type CurrentsObjectRef,
   type CurrentsReaderDeps,
@@ -32,6 +33,7 @@ const deps = once((): CurrentsReaderDeps => {
     maxMessageBytes: runtime.env.SQS_MAX_MESSAGE_BYTES,
     nowMs: Date.now,
     pii: piiPolicySource(runtime.config, runtime.env, runtime.secrets),
+    ...erasedDigestsFor(runtime),
   };
 });
 

@@ -38,6 +38,8 @@ export interface CurrentsReaderDeps {
   readonly nowMs: () => number;
   /** The stage's personal-data rules, applied before anything is queued or stored; absent = none. */
   readonly pii?: PiiPolicySource;
+  /** The erased-ids list (lib/privacy/suppression.ts): their records are dropped as `erased`; absent = none. */
+  readonly erasedDigests?: () => Promise<ReadonlySet<string>>;
 }
 
 export interface CurrentsReadSummary {

@@ -1,5 +1,6 @@
 import type { BrevoConfig } from "../config/brevo.js";
 import { brevoQueueBodies, sendToBrevoQueue } from "./brevo-fanout.js";
+import { type ErasedMatcher, erasedMatcher } from "./erased.js";
 import { protectItems } from "../pii/items.js";
 import type { PiiPolicy } from "../pii/policy.js";
 import { count } from "../observability/telemetry.js";
@@ -20,7 +21,11 @@ import type { MappedItem, RejectedItem } from "../sources/types.js";
  * every rejection that became one) in a batch that names its `kind`, so `npm run replay` can
  * re-queue it once the limit allows; the mappers' rejections keep the input as `payload`.
  *
- * Throws RetryableError/ConfigError when SQS or S3 fail: the intake answers 503, the reader
+ * Records of erased people (lib/enqueue/erased.ts, the list `npm run gdpr:delete` writes) are
+ * dropped first, before the PII rules could hash their ids: answered as dropped with code
+ * `erased` and counted (`ErasedRecordsDropped`), never queued nor stored, their payload nowhere.
+ *
+ * Throws RetryableError/ConfigError when SQS or S3 fail (or the erased-ids list cannot be read): the intake answers 503, the reader
  * lets Lambda retry. Nothing is queued without the PII rules applied. The queued events' hashed
  * `$insert_id`s come back for the edge's log line (`npm run trace`, lib/observability/trace-ids.ts).
  */
@@ -32,6 +37,11 @@ export interface EnqueueDeps {
   readonly brevoQueueUrl?: string | undefined;
   readonly rejected: RejectedStore;
   readonly maxMessageBytes: number;
+  /**
+   * The SHA-256 digests of the ids erased now (lib/privacy/suppression.ts, cached per container);
+   * absent = no list. Throws RetryableError when the list cannot be read: nothing is accepted then.
+   */
+  readonly erasedDigests?: (() => Promise<ReadonlySet<string>>) | undefined;
 }
 
 export interface EnqueueBatch {
@@ -53,6 +63,29 @@ export interface EnqueueResult {
 }
 
 export const RECORD_TOO_LARGE = "record_too_large_for_queue";
+export const ERASED = "erased";
+export const ERASED_METRIC = "ErasedRecordsDropped";
+
+function payloadText(payload: unknown): string {
+  try {
+    return JSON.stringify(payload) ?? "";
+  } catch {
+    return "";
+  }
+}
+
+/** Replaces the records of erased people by payload-free drops. */
+function withoutErased(items: readonly MappedItem[], matcher: ErasedMatcher | undefined): readonly MappedItem[] {
+  if (matcher === undefined) return items;
+  let erased = 0;
+  const kept = items.map((item): MappedItem => {
+    if (!matcher.isErased(item.ok ? item.line : payloadText(item.payload))) return item;
+    erased++;
+    return { ok: false, index: item.index, code: ERASED, reason: "the person was erased (npm run gdpr:delete)", payload: undefined, dropped: true };
+  });
+  count(ERASED_METRIC, erased);
+  return kept;
+}
 
 export async function enqueueMappedItems(items: readonly MappedItem[], batch: EnqueueBatch, deps: EnqueueDeps): Promise<EnqueueResult> {
   const { source, correlationId, stageOfFailure } = batch;
@@ -66,9 +99,12 @@ export async function enqueueMappedItems(items: readonly MappedItem[], batch: En
     storedByKind.set(kind, group);
   };
 
-  for (const item of protectItems(items, batch.policy)) {
+  const matcher = erasedMatcher(await deps.erasedDigests?.(), deps.config.brevo);
+  for (const item of protectItems(withoutErased(items, matcher), batch.policy)) {
     if (!item.ok) {
       rejections.push(item);
+      // Never stored: the record of an erased person is kept nowhere.
+      if (item.code === ERASED && item.dropped === true) continue;
       const { index, code, reason, payload, dropped } = item;
       store(undefined, { index, code, reason, payload, ...(dropped ? { dropped } : {}) });
       continue;

@@ -113,7 +113,7 @@ export function createGdprClient(options: GdprClientOptions) {
   const base = options.baseUrl.replace(/\/+$/, "");
   const headers = { authorization: `Bearer ${options.oauthToken}`, accept: "application/json" };
   const token = encodeURIComponent(options.projectToken);
-  async function call(method: "POST" | "GET", path: string, body?: unknown): Promise<string> {
+  async function call(method: "POST" | "GET" | "DELETE", path: string, body?: unknown): Promise<string> {
     return withRetry(async () => {
       const result = await fetchText(
         options.fetch,
@@ -145,6 +145,32 @@ export function createGdprClient(options: GdprClientOptions) {
       if (!reply.success) throw new UpstreamRejectedError(`Mixpanel GDPR status reply has no results.status: ${body.slice(0, 300)}`, 200, body);
       return reply.data.results.status;
     },
+    /**
+     * Cancels a task while Mixpanel still allows it (PENDING or STAGING): `DELETE
+     * …/data-deletions/v3.0/{tracking_id}?token=` answers 204 (https://docs.mixpanel.com/reference/delete-deletion);
+     * Mixpanel's guide says 405 once the deletion can no longer be cancelled
+     * (https://docs.mixpanel.com/docs/privacy/end-user-data-management). 404 = no such task.
+     */
+    async cancelTask(taskId: string): Promise<CancelOutcome> {
+      try {
+        await call("DELETE", `/data-deletions/v3.0/${encodeURIComponent(taskId)}?token=${token}`);
+        return "cancelled";
+      } catch (error) {
+        if (error instanceof UpstreamRejectedError && error.status === 405) return "too_late";
+        if (error instanceof UpstreamRejectedError && error.status === 404) return "not_found";
+        throw error;
+      }
+    },
+  };
+}
+export type CancelOutcome = "cancelled" | "too_late" | "not_found";
+
+/** The audit record after a cancelled task: REVOKED is Mixpanel's state for a task that will not run. */
+export function withCancelledTask(record: AuditRecord, taskId: string, now: () => Date): AuditRecord {
+  return {
+    ...record,
+    updatedAt: now().toISOString(),
+    mixpanel: record.mixpanel.map((task) => (task.taskId === taskId ? { ...task, status: "REVOKED" } : task)),
   };
 }
 export type GdprClient = ReturnType<typeof createGdprClient>;
@@ -226,7 +252,7 @@ export interface ErasureRequest {
 }
 
 export interface DeletionDeps {
-  readonly gdpr: GdprClient;
+  readonly gdpr: Pick<GdprClient, "fileDeletion" | "taskStatus">;
   readonly brevo?: BrevoClient | undefined;
   /** The brevo block's identifiers; default: ext_id from the distinct id. */
   readonly brevoIdentity?: BrevoIdentitySources;
@@ -314,7 +340,7 @@ export async function runDeletion(ids: readonly string[], compliance: Compliance
 }
 
 /** Polls the Mixpanel tasks not yet final; returns the updated record. */
-export async function refreshStatus(record: AuditRecord, gdpr: GdprClient, now: () => Date, pause: () => Promise<void>): Promise<AuditRecord> {
+export async function refreshStatus(record: AuditRecord, gdpr: Pick<GdprClient, "taskStatus">, now: () => Date, pause: () => Promise<void>): Promise<AuditRecord> {
   const mixpanel: AuditRecord["mixpanel"] = [];
   let calls = 0;
   for (const task of record.mixpanel) {

@@ -48,6 +48,8 @@ export interface IntakeDeps {
   readonly newCorrelationId: () => string;
   /** The stage's personal-data rules, applied before anything is queued or stored; absent = none. */
   readonly pii?: PiiPolicySource;
+  /** The erased-ids list (lib/privacy/suppression.ts): their records are dropped as `erased`; absent = none. */
+  readonly erasedDigests?: () => Promise<ReadonlySet<string>>;
 }
 
 export interface IntakeSummary {
@@ -197,7 +199,7 @@ export async function enqueueMapped(
   items: readonly MappedItem[],
   source: string,
   correlationId: string,
-  deps: Pick<IntakeDeps, "config" | "queue" | "queueUrl" | "brevoQueueUrl" | "rejected" | "maxMessageBytes" | "pii">,
+  deps: Pick<IntakeDeps, "config" | "queue" | "queueUrl" | "brevoQueueUrl" | "rejected" | "maxMessageBytes" | "pii" | "erasedDigests">,
 ): Promise<EnqueueOutcome> {
   let policy: PiiPolicy | undefined;
   try {

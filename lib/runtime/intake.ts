@@ -5,6 +5,7 @@ import { type LiteRuntimeContext, brevoQueueUrlFor, rejectedStoreFor } from "./l
 import { piiPolicySource } from "../pii/source.js";
 import { intakeTokenSource } from "../intake/auth.js";
 import type { IntakeDeps } from "../intake/process.js";
+import { erasedDigestsFor } from "./erased-ids.js";
 
 /** Wires the intake's dependencies from the runtime context (once per container). */
 export function intakeDepsFrom(runtime: LiteRuntimeContext): IntakeDeps {
@@ -21,5 +22,6 @@ export function intakeDepsFrom(runtime: LiteRuntimeContext): IntakeDeps {
     nowMs: Date.now,
     newCorrelationId: randomUUID,
     pii: piiPolicySource(runtime.config, env, runtime.secrets),
+    ...erasedDigestsFor(runtime),
   };
 }

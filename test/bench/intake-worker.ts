@@ -20,6 +20,11 @@ const { handleIntake } = await load<{ handleIntake: Handle }>("lib/intake/proces
 const { parseStageConfig } = await load<{ parseStageConfig: (raw: unknown, stage: string) => unknown }>("lib/config/stage.ts");
 
 const TOKEN = "bench-intake-token-0123456789";
+// BENCH_ERASED_IDS (default 10000): digests on the erased-ids list, none of them a sender's id, so
+// every record is checked against a realistic list; code that predates the list ignores it.
+const erasedCount = Number(process.env.BENCH_ERASED_IDS ?? 10_000);
+const { createHash } = await import("node:crypto");
+const erased = new Set(Array.from({ length: erasedCount }, (_, i) => createHash("sha256").update(`erased-${i}`).digest("hex")));
 let queuedBytes = 0;
 let queuedMessages = 0;
 let nextId = 0;
@@ -38,6 +43,7 @@ const deps = {
   maxBodyBytes: 5_000_000,
   nowMs: Date.now,
   newCorrelationId: () => `bench-${nextId++}`,
+  erasedDigests: async () => erased,
 };
 const request = (path: string, body: unknown, headers: Record<string, string> = {}) => ({
   method: "POST",

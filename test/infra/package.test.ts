@@ -82,9 +82,9 @@ const ROLE_OF: Record<FunctionName, string> = {
 
 const COMMON_ENV = ["RELAY_STAGE", "RELAY_CONFIG_FILE", "POWERTOOLS_SERVICE_NAME", "POWERTOOLS_METRICS_NAMESPACE", "POWERTOOLS_LOG_LEVEL", "NODE_OPTIONS"];
 const FUNCTION_ENV: Record<FunctionName, string[]> = {
-  intake: ["EVENTS_QUEUE_URL", "REJECTED_BUCKET", "REJECTED_PREFIX", "INTAKE_TOKEN_SECRET_ID", "SQS_MAX_MESSAGE_BYTES", "BREVO_QUEUE_URL"],
+  intake: ["EVENTS_QUEUE_URL", "REJECTED_BUCKET", "REJECTED_PREFIX", "INTAKE_TOKEN_SECRET_ID", "SQS_MAX_MESSAGE_BYTES", "BREVO_QUEUE_URL", "SNAPSHOT_BUCKET"],
   forwarder: ["REJECTED_BUCKET", "REJECTED_PREFIX", "MIXPANEL_SECRET_ID", "EVENTS_QUEUE_URL", "EVENTS_DLQ_URL", "IMPORT_MAX_BYTES", "IMPORT_CONCURRENCY"],
-  "currents-reader": ["EVENTS_QUEUE_URL", "REJECTED_BUCKET", "REJECTED_PREFIX", "SQS_MAX_MESSAGE_BYTES", "BREVO_QUEUE_URL"],
+  "currents-reader": ["EVENTS_QUEUE_URL", "REJECTED_BUCKET", "REJECTED_PREFIX", "SQS_MAX_MESSAGE_BYTES", "BREVO_QUEUE_URL", "SNAPSHOT_BUCKET"],
   "cohort-export": ["MIXPANEL_SECRET_ID", "SNAPSHOT_BUCKET", "DELIVERIES_QUEUE_URL", "SQS_MAX_MESSAGE_BYTES", "COHORT_EXPORT_TICK"],
   "webhook-delivery": ["SNAPSHOT_BUCKET", "DELIVERIES_DLQ_URL", "DELIVERIES_MAX_RECEIVE_COUNT"],
   "brevo-forwarder": ["REJECTED_BUCKET", "REJECTED_PREFIX", "BREVO_QUEUE_URL", "BREVO_DLQ_URL", "SNAPSHOT_BUCKET"],
@@ -104,6 +104,10 @@ function expectedStatements(stage: string, currents: boolean, tracing: boolean, 
   const consume = (sid: string, queue: string) => ({ Sid: sid, Action: ["sqs:ReceiveMessage", "sqs:DeleteMessage", "sqs:GetQueueAttributes"], Resource: getAtt(queue) });
   const listSnapshots = { Sid: "ListCohortState", Action: ["s3:ListBucket"], Resource: getAtt("CohortSnapshotBucket") };
   const piiKey = { Sid: "ReadPiiHashKey", Action: ["secretsmanager:GetSecretValue"], Resource: secretArn(`mixpanel-relay/${stage}/pii-hash-key-??????`) };
+  const erasedIds = [
+    { Sid: "ReadErasedIds", Action: ["s3:GetObject"], Resource: sub("${CohortSnapshotBucket.Arn}/gdpr/suppressed-ids.json") },
+    { Sid: "ListSnapshots", Action: ["s3:ListBucket"], Resource: getAtt("CohortSnapshotBucket") },
+  ];
   const traces = tracing ? [{ Sid: "SendTraces", Action: ["xray:PutTraceSegments", "xray:PutTelemetryRecords"], Resource: "*" }] : [];
   const roles = {
     IntakeRole: [
@@ -113,6 +117,7 @@ function expectedStatements(stage: string, currents: boolean, tracing: boolean, 
       rejected,
       { Sid: "ReadIntakeTokens", Action: ["secretsmanager:GetSecretValue"], Resource: secretArn(`mixpanel-relay/${stage}/intake-tokens-??????`) },
       piiKey,
+      ...erasedIds,
     ],
     ForwarderRole: [
       logs("forwarder"),
@@ -128,6 +133,7 @@ function expectedStatements(stage: string, currents: boolean, tracing: boolean, 
       rejected,
       { Sid: "ReportFailedInvocations", Action: ["sqs:SendMessage"], Resource: getAtt("CurrentsReaderFailuresQueue") },
       piiKey,
+      ...erasedIds,
       ...(currents
         ? [{ Sid: "ReadCurrentsFiles", Action: ["s3:GetObject", "s3:GetObjectVersion"], Resource: sub(`arn:\${AWS::Partition}:s3:::${CURRENTS_BUCKET}/currents/*`) }]
         : []),

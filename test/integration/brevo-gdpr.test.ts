@@ -41,7 +41,7 @@ async function start() {
   });
 }
 
-const mixpanel: GdprClient = { fileDeletion: async () => "task-1", taskStatus: async () => "PENDING" };
+const mixpanel: GdprClient = { fileDeletion: async () => "task-1", taskStatus: async () => "PENDING", cancelTask: async () => "cancelled" };
 
 async function contact(body: Record<string, unknown>) {
   const response = await fetch(`${brevo.url}/contacts`, { method: "POST", headers: { "api-key": API_KEY, "content-type": "application/json" }, body: JSON.stringify({ updateEnabled: true, ...body }) });

@@ -6,8 +6,11 @@ import type { IncomingMessage, ServerResponse } from "node:http";
  * in the Mixpanel sandbox (`extraRoutes`) or a bare server: `POST {basePath}/data-deletions/v3.0/?token=`
  * with `Authorization: Bearer <oauth token>`, JSON `{distinct_ids: [1..1999 strings], compliance_type:
  * "GDPR"|"CCPA"}` → 201 `{"status":"ok","results":{"task_id"}}`; `GET …/v3.0/{task}?token=` →
- * `{"status":"ok","results":{"status"}}`; a second call within 1 s → 429; wrong token 401.
- * Tasks stay PENDING until `complete(taskId)` (or `completeAll()`).
+ * `{"status":"ok","results":{"status"}}`; `DELETE …/v3.0/{task}?token=` cancels a PENDING or
+ * STAGING task → 204 (https://docs.mixpanel.com/reference/delete-deletion; the task becomes
+ * REVOKED), 405 once it has STARTED or ended (the privacy guide's answer), 404 for an unknown task;
+ * a second call within 1 s → 429; wrong token 401. Tasks stay PENDING until `complete(taskId)`
+ * (or `completeAll()`; `complete(taskId, "STARTED")` makes one no longer cancellable).
  */
 export interface GdprTask {
   readonly taskId: string;
@@ -84,6 +87,19 @@ export function createGdprApi(options: GdprApiOptions) {
       if (request.method === "GET" && rest !== "") {
         const task = tasks.get(decodeURIComponent(rest));
         send(response, 200, { status: "ok", results: { status: task?.status ?? "NOT_FOUND" } });
+        return true;
+      }
+      if (request.method === "DELETE" && rest !== "") {
+        const task = tasks.get(decodeURIComponent(rest));
+        if (!task) {
+          send(response, 404, { status: "error", error: "task not found" });
+        } else if (task.status !== "PENDING" && task.status !== "STAGING") {
+          send(response, 405, { status: "error", error: `the deletion is ${task.status} and can no longer be cancelled` });
+        } else {
+          task.status = "REVOKED";
+          response.writeHead(204);
+          response.end();
+        }
         return true;
       }
       send(response, 405, { status: "error", error: "method not allowed" });
