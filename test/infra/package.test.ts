@@ -73,7 +73,7 @@ const FUNCTION_ENV: Record<FunctionName, string[]> = {
   intake: ["EVENTS_QUEUE_URL", "REJECTED_BUCKET", "REJECTED_PREFIX", "INTAKE_TOKEN_SECRET_ID", "SQS_MAX_MESSAGE_BYTES", "BREVO_QUEUE_URL"],
   forwarder: ["REJECTED_BUCKET", "REJECTED_PREFIX", "MIXPANEL_SECRET_ID", "EVENTS_QUEUE_URL", "EVENTS_DLQ_URL", "IMPORT_MAX_BYTES", "IMPORT_CONCURRENCY"],
   "currents-reader": ["EVENTS_QUEUE_URL", "REJECTED_BUCKET", "REJECTED_PREFIX", "SQS_MAX_MESSAGE_BYTES", "BREVO_QUEUE_URL"],
-  "cohort-export": ["MIXPANEL_SECRET_ID", "SNAPSHOT_BUCKET", "DELIVERIES_QUEUE_URL", "SQS_MAX_MESSAGE_BYTES", "COHORT_EXPORT_TICK"],
+  "cohort-export": ["MIXPANEL_SECRET_ID", "SNAPSHOT_BUCKET", "REJECTED_BUCKET", "REJECTED_PREFIX", "DELIVERIES_QUEUE_URL", "SQS_MAX_MESSAGE_BYTES", "COHORT_EXPORT_TICK"],
   "webhook-delivery": ["SNAPSHOT_BUCKET", "DELIVERIES_DLQ_URL", "DELIVERIES_MAX_RECEIVE_COUNT"],
   "brevo-forwarder": ["REJECTED_BUCKET", "REJECTED_PREFIX", "BREVO_QUEUE_URL", "BREVO_DLQ_URL", "SNAPSHOT_BUCKET"],
 };
@@ -127,6 +127,9 @@ function expectedStatements(stage: string, currents: boolean, tracing: boolean):
       { Sid: "ReadWriteCohortState", Action: ["s3:GetObject", "s3:PutObject"], Resource: [sub("${CohortSnapshotBucket.Arn}/cohorts/*"), sub("${CohortSnapshotBucket.Arn}/cohort-runs/*")] },
       listSnapshots,
       { Sid: "QueueDeliveries", Action: ["sqs:SendMessage"], Resource: getAtt("DeliveriesQueue") },
+      rejected,
+      { Sid: "ReadDestinationSecrets", Action: ["secretsmanager:GetSecretValue"], Resource: secretArn(`mixpanel-relay/${stage}/destinations/*`) },
+      { Sid: "ReadErasedIds", Action: ["s3:GetObject"], Resource: sub("${CohortSnapshotBucket.Arn}/gdpr/suppressed-ids.json") },
     ],
     WebhookDeliveryRole: [
       logs("webhook-delivery"),
