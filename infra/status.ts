@@ -15,6 +15,7 @@ import type { S3BucketApi } from "../lib/aws/s3-bucket.js";
 import { GetQueueAttributesCommand, ListQueuesCommand, type SQSClient } from "@aws-sdk/client-sqs";
 import { createCohortStore } from "../lib/cohorts/store.js";
 import { rateToMs } from "../lib/config/cohort-syncs.js";
+import { createQueryStore } from "../lib/queries/store.js";
 import { loadStageConfig, stageConfigPath } from "../lib/config/stage.js";
 import { type AwsTarget, awsTargetOptions, parseArgs, resolveAwsTarget, scanLimits, runWhenExecuted, withStageClients } from "./cli-args.js";
 import { findRejectedBucket, findStageBucket, listKeys, parseRejectedKey, readBatch } from "./replay-rejected.js";
@@ -58,6 +59,17 @@ export interface AlarmStatus {
   readonly reason: string;
 }
 
+export interface QuerySyncStatus {
+  readonly id: string;
+  readonly destination: string;
+  readonly schedule: string;
+  readonly enabled: boolean;
+  readonly lastStarted?: string;
+  /** The last run's outcome and counts (rows read / sent / unchanged / rejected / not delivered). */
+  readonly lastRun?: { outcome: string; rows_read: number; sent: number; unchanged: number; rejected: number; not_delivered: number; detail?: string };
+  readonly error?: string;
+}
+
 export interface StatusReport {
   readonly stage: string;
   readonly region: string;
@@ -68,6 +80,8 @@ export interface StatusReport {
   readonly queues: QueueStatus[];
   readonly rejected: { readonly since: string; readonly counts: RejectedCount[]; readonly objectsRead: number; readonly truncated: boolean; readonly error?: string };
   readonly cohorts: CohortSyncStatus[];
+  /** Query extracts: the last run of each (absent when the stage has none). */
+  readonly querySyncs?: QuerySyncStatus[];
   /** Alarms in ALARM now or changed state in the last 24 h; a string when they could not be read. */
   readonly alarms: AlarmStatus[] | string;
 }
@@ -211,6 +225,47 @@ async function cohortStatuses(deps: StatusDeps): Promise<CohortSyncStatus[]> {
   );
 }
 
+async function querySyncStatuses(deps: StatusDeps): Promise<QuerySyncStatus[]> {
+  const config = loadStageConfig(deps.configPath ?? stageConfigPath(deps.target.stage), deps.target.stage);
+  if (config.query_syncs.length === 0) return [];
+  let store: ReturnType<typeof createQueryStore> | undefined;
+  let storeError: string | undefined;
+  try {
+    store = createQueryStore(createCohortStore(deps.s3, await findStageBucket(deps.s3, snapshotBucketPrefix(deps.target.stage))));
+  } catch (error) {
+    storeError = errorText(error);
+  }
+  return Promise.all(
+    config.query_syncs.map(async (sync): Promise<QuerySyncStatus> => {
+      const base = { id: sync.id, destination: sync.destination.type, schedule: sync.schedule, enabled: sync.enabled };
+      if (!store) return { ...base, error: storeError ?? "no snapshot bucket" };
+      try {
+        const state = await store.readState(sync.id);
+        const run = state.last_run;
+        return {
+          ...base,
+          ...(state.last_started_at ? { lastStarted: state.last_started_at } : {}),
+          ...(run
+            ? {
+                lastRun: {
+                  outcome: run.outcome,
+                  rows_read: run.rows_read,
+                  sent: run.sent,
+                  unchanged: run.unchanged,
+                  rejected: run.rejected,
+                  not_delivered: run.not_delivered,
+                  ...(run.detail ? { detail: run.detail } : {}),
+                },
+              }
+            : {}),
+        };
+      } catch (error) {
+        return { ...base, error: errorText(error) };
+      }
+    }),
+  );
+}
+
 async function recentAlarms(deps: StatusDeps): Promise<StatusReport["alarms"]> {
   if (!deps.cloudwatch) return "the local stack has no CloudWatch alarms";
   const cutoff = deps.now().getTime() - DAY_MS;
@@ -239,7 +294,13 @@ async function recentAlarms(deps: StatusDeps): Promise<StatusReport["alarms"]> {
 }
 
 export async function collectStatus(deps: StatusDeps): Promise<StatusReport> {
-  const [queues, rejected, cohorts, alarms] = await Promise.all([queueStatuses(deps), rejectedCounts(deps), cohortStatuses(deps), recentAlarms(deps)]);
+  const [queues, rejected, cohorts, querySyncs, alarms] = await Promise.all([
+    queueStatuses(deps),
+    rejectedCounts(deps),
+    cohortStatuses(deps),
+    querySyncStatuses(deps),
+    recentAlarms(deps),
+  ]);
   return {
     stage: deps.target.stage,
     region: deps.target.region,
@@ -249,6 +310,7 @@ export async function collectStatus(deps: StatusDeps): Promise<StatusReport> {
     queues,
     rejected,
     cohorts,
+    ...(querySyncs.length > 0 ? { querySyncs } : {}),
     alarms,
   };
 }
@@ -309,6 +371,26 @@ export function renderStatus(report: StatusReport): string {
         ]),
       ),
     );
+  if (report.querySyncs && report.querySyncs.length > 0) {
+    out.push("", "Query syncs (last run: rows read / sent / unchanged / rejected / not delivered)");
+    out.push(
+      table(
+        ["sync", "destination", "schedule", "last started", "outcome", "read", "sent", "unchanged", "rejected", "not delivered"],
+        report.querySyncs.map((q) => [
+          q.enabled ? q.id : `${q.id} (disabled)`,
+          q.destination,
+          q.schedule,
+          q.lastStarted ?? "never",
+          q.error ? `? ${q.error}` : (q.lastRun?.outcome ?? "-") + (q.lastRun?.detail ? `: ${q.lastRun.detail.slice(0, 80)}` : ""),
+          String(q.lastRun?.rows_read ?? "-"),
+          String(q.lastRun?.sent ?? "-"),
+          String(q.lastRun?.unchanged ?? "-"),
+          String(q.lastRun?.rejected ?? "-"),
+          String(q.lastRun?.not_delivered ?? "-"),
+        ]),
+      ),
+    );
+  }
   out.push("", "Alarms (in ALARM, or changed in the last 24 h)");
   if (typeof report.alarms === "string") out.push(`  ${report.alarms}`);
   else if (report.alarms.length === 0) out.push("  none");

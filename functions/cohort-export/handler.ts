@@ -27,6 +27,14 @@ const eventSchema = z.looseObject({
   full: z.optional(z.boolean()),
   /** Process these syncs even when disabled, without starting a new run (the CLI's follow-up ticks). */
   include: z.optional(z.array(z.string().check(z.minLength(1)))),
+  /** `npm run queries:run`: run these query syncs now; `dry_run` sends nothing; `only` skips the cohort work. */
+  query_syncs: z.optional(
+    z.object({
+      force: z.optional(z.array(z.string().check(z.minLength(1)))),
+      dry_run: z.optional(z.boolean()),
+      only: z.optional(z.boolean()),
+    }),
+  ),
 });
 
 /** A tick's report; an upload notification runs no cohort sync (`syncs` empty, no Query API call). */
@@ -48,8 +56,11 @@ export const handler = withTelemetry(
       ...(input.force ? { force: input.force } : {}),
       ...(input.full !== undefined ? { full: input.full } : {}),
       ...(input.include ? { include: input.include } : {}),
+      ...(input.query_syncs
+        ? { querySyncs: { ...(input.query_syncs.force ? { force: input.query_syncs.force } : {}), dryRun: input.query_syncs.dry_run === true, only: input.query_syncs.only === true } }
+        : {}),
     });
-    logger.info("cohort export tick", { queries: report.queries, budgetLeft: report.budgetLeft, syncs: report.syncs });
+    logger.info("cohort export tick", { queries: report.queries, budgetLeft: report.budgetLeft, syncs: report.syncs, querySyncs: report.querySyncs });
     if (ctx.config.lookup_tables.length === 0) return report;
     const lookupTables = await refreshDueLookupTables(ctx.config.lookup_tables, lookupDeps(), deps().limits.tickMs ?? DEFAULT_TICK_MS);
     logger.info("lookup tables: scheduled", { lookupTables });

@@ -6,6 +6,7 @@ import { fetchPages, joinSharedExports } from "./fetch-pages.js";
 import { isDue, startRuns } from "./schedule.js";
 import { settleDelivery } from "./settle.js";
 import { checkBrazeArrays } from "./braze-arrays.js";
+import { runQuerySyncs } from "../queries/run.js";
 import type { CohortSync } from "../config/cohort-syncs.js";
 import type { ExportDeps, ExportOptions, ExportReport, SyncReport, TickContext } from "./tick.js";
 
@@ -46,9 +47,12 @@ export async function runCohortExport(
     persistBudget: tickBudget.persist,
   };
   try {
-    await runTick(tick, syncs);
+    if (!options.querySyncs?.only) await runTick(tick, syncs);
+    const queries = deps.querySyncs
+      ? await runQuerySyncs(deps.querySyncs.syncs, { queryClient: tickBudget.queryClient, remaining: () => tickBudget.budget.remaining(), startedAt }, deps.querySyncs.deps, options.querySyncs)
+      : undefined;
     await tickBudget.persist();
-    return { queries: tickBudget.spent(), budgetLeft: tickBudget.budget.remaining(), syncs: tick.report };
+    return { queries: tickBudget.spent(), budgetLeft: tickBudget.budget.remaining(), syncs: tick.report, ...(queries ? { querySyncs: queries } : {}) };
   } catch (error) {
     try {
       await tickBudget.persist();

@@ -2,6 +2,8 @@ import type { QueryBudget, QueryClient } from "../mixpanel/query.js";
 import type { DeliveryMessage, SyncState } from "./messages.js";
 import type { CohortStore } from "./store.js";
 import type { CohortSync } from "../config/cohort-syncs.js";
+import type { QuerySync } from "../config/query-syncs.js";
+import type { QueryRunDeps, QueryTickOptions, QueryTickReport } from "../queries/run.js";
 
 /**
  * What one export tick works with. `runCohortExport` (export.ts) builds one
@@ -56,6 +58,8 @@ export interface ExportDeps {
   readonly limits: ExportLimits;
   readonly log: ExportLog;
   readonly metric: (name: string, value: number, syncId: string) => void;
+  /** Query extracts (lib/queries), run after the cohort work on the same Query API budget. */
+  readonly querySyncs?: { readonly syncs: readonly QuerySync[]; readonly deps: QueryRunDeps };
 }
 
 export interface ExportOptions {
@@ -65,6 +69,8 @@ export interface ExportOptions {
   readonly include?: readonly string[];
   /** Forced runs are full `members` syncs (the "force full resync" lever; also releases a mass-removal hold). */
   readonly full?: boolean;
+  /** Forced query syncs, dry run, or only them (lib/queries/run.ts). */
+  readonly querySyncs?: QueryTickOptions;
 }
 
 export type SyncOutcome =
@@ -93,6 +99,7 @@ export interface ExportReport {
   readonly queries: number;
   readonly budgetLeft: number;
   readonly syncs: Record<string, SyncReport>;
+  readonly querySyncs?: Record<string, QueryTickReport>;
 }
 
 export interface TickContext {

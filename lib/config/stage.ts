@@ -4,6 +4,7 @@ import { ConfigError } from "../errors.js";
 import { formatZodIssues } from "./env.js";
 import { mappingConfigSchema } from "./mapping.js";
 import { cohortSyncsSchema, cohortSyncsSchemaFor } from "./cohort-syncs.js";
+import { querySyncsSchema, querySyncsSchemaFor } from "./query-syncs.js";
 import { mixpanelCompatConfigSchema } from "./mixpanel-compat.js";
 import { piiConfigSchema } from "./pii.js";
 import { brevoConfigSchema } from "./brevo.js";
@@ -22,6 +23,8 @@ export const stageConfigSchema = z.strictObject({
   /** Where the Mixpanel project lives; never falls back to the US host (docs/vendors/mixpanel-api.md §1). */
   residency: z._default(residencySchema, "us"),
   cohort_syncs: z._default(cohortSyncsSchema, []),
+  /** Scheduled Engage/JQL query extracts to Brevo attributes, webhooks or Braze (lib/config/query-syncs.ts). */
+  query_syncs: z._default(querySyncsSchema, []),
   /** Mixpanel-compatible /track, /engage, /groups, /import for official SDKs (lib/config/mixpanel-compat.ts). */
   mixpanel_compat: z.optional(mixpanelCompatConfigSchema),
   /** Personal-data rules applied at the edge (lib/config/pii.ts, docs/pii.md). */
@@ -39,7 +42,10 @@ export const LOCAL_STAGE = "local";
 /** Destination address rules depend on the stage (lib/util/address-policy.ts): the local stage allows loopback receivers. */
 export function stageConfigSchemaFor(stage: string) {
   if (stage !== LOCAL_STAGE) return stageConfigSchema;
-  return z.extend(stageConfigSchema, { cohort_syncs: z._default(cohortSyncsSchemaFor({ localStage: true }), []) });
+  return z.extend(stageConfigSchema, {
+    cohort_syncs: z._default(cohortSyncsSchemaFor({ localStage: true }), []),
+    query_syncs: z._default(querySyncsSchemaFor({ localStage: true }), []),
+  });
 }
 
 export type StageConfig = z.infer<typeof stageConfigSchema>;

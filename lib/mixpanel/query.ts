@@ -130,9 +130,28 @@ export interface QueryClientOptions {
   readonly protectMemberProperties?: (properties: Record<string, unknown>) => Record<string, unknown>;
 }
 
+/** An Engage query by expression (query extracts): `where` instead of a cohort. */
+export interface EngageWhereRequest {
+  /** Mixpanel's expression language, e.g. `properties["plan"] == "pro"`; absent = every profile. */
+  readonly where?: string;
+  readonly outputProperties: readonly string[];
+  readonly sessionId?: string;
+  readonly page: number;
+}
+
+/**
+ * A JQL answer: the script's output, a JSON array. Only the array is checked here; each
+ * element is judged on its own by the caller, so one bad row never fails the answer.
+ */
+const jqlAnswerSchema = z.array(z.unknown());
+
 export interface QueryClient {
   listCohorts(): Promise<CohortInfo[]>;
   engagePage(request: EngageRequest): Promise<EngagePage>;
+  /** `POST /engage` with `where` (https://docs.mixpanel.com/reference/engage-query). */
+  engageWherePage(request: EngageWhereRequest): Promise<EngagePage>;
+  /** `POST /jql` with `script` and `params` (https://docs.mixpanel.com/reference/query-jql). */
+  jql(script: string, params: Readonly<Record<string, unknown>>): Promise<unknown[]>;
 }
 
 /** Query API retries: 429 means the hourly budget is gone; a few quick tries, then stop the run. */
@@ -144,6 +163,18 @@ export function engageForm(request: EngageRequest): URLSearchParams {
   form.set("filter_by_cohort", JSON.stringify({ id: request.cohortId }));
   form.set("output_properties", JSON.stringify(request.outputProperties));
   form.set("include_all_users", String(request.includeAllUsers));
+  if (request.sessionId !== undefined) {
+    form.set("session_id", request.sessionId);
+    form.set("page", String(request.page));
+  }
+  return form;
+}
+
+/** The form body for an Engage query by expression (pure; exported for tests). */
+export function engageWhereForm(request: EngageWhereRequest): URLSearchParams {
+  const form = new URLSearchParams();
+  if (request.where !== undefined) form.set("where", request.where);
+  form.set("output_properties", JSON.stringify(request.outputProperties));
   if (request.sessionId !== undefined) {
     form.set("session_id", request.sessionId);
     form.set("page", String(request.page));
@@ -218,6 +249,21 @@ export function createQueryClient(options: QueryClientOptions): QueryClient {
       const protect = options.protectMemberProperties;
       if (!protect) return page;
       return { ...page, results: page.results.map((member) => ({ ...member, $properties: protect(member.$properties) })) };
+    },
+    async engageWherePage(request) {
+      const page = parseJson(await call("/engage", engageWhereForm(request)), engagePageSchema, "/engage");
+      const protect = options.protectMemberProperties;
+      if (!protect) return page;
+      return { ...page, results: page.results.map((member) => ({ ...member, $properties: protect(member.$properties) })) };
+    },
+    async jql(script, params) {
+      const form = new URLSearchParams();
+      form.set("script", script);
+      form.set("params", JSON.stringify(params));
+      const rows = parseJson(await call("/jql", form), jqlAnswerSchema, "/jql");
+      const protect = options.protectMemberProperties;
+      if (!protect) return rows;
+      return rows.map((row) => (row !== null && typeof row === "object" && !Array.isArray(row) ? protect(Object.fromEntries(Object.entries(row))) : row));
     },
   };
 }

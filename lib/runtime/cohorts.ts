@@ -16,6 +16,7 @@ import { rateToMs, scheduleProblems } from "../config/cohort-syncs.js";
 import { DEFAULT_TICK_MS } from "../cohorts/tick.js";
 import { createCohortStore } from "../cohorts/store.js";
 import { createS3Bucket } from "../aws/s3-bucket.js";
+import { querySyncDepsFrom } from "./query-syncs.js";
 
 /**
  * Wiring for the two cohort functions from the shared runtime context (env,
@@ -81,7 +82,11 @@ export function exportDepsFrom(runtime: LiteRuntimeContext, remainingMs: () => n
   const sender = createQueueSender(runtime.sqs, env.SQS_MAX_MESSAGE_BYTES);
   const credentials = mixpanelCredentialsSource(env, runtime.secrets);
   let projectId = env.MIXPANEL_PROJECT_ID ?? "";
+  const querySyncs = runtime.config.query_syncs.length > 0
+    ? { syncs: runtime.config.query_syncs, deps: querySyncDepsFrom(runtime, store, remainingMs, tickMs, () => projectId, syncMetric) }
+    : undefined;
   return {
+    ...(querySyncs ? { querySyncs } : {}),
     store,
     async createQueryClient(budget) {
       const creds = await credentials();

@@ -85,7 +85,7 @@ const FUNCTION_ENV: Record<FunctionName, string[]> = {
   intake: ["EVENTS_QUEUE_URL", "REJECTED_BUCKET", "REJECTED_PREFIX", "INTAKE_TOKEN_SECRET_ID", "SQS_MAX_MESSAGE_BYTES", "BREVO_QUEUE_URL", "SNAPSHOT_BUCKET"],
   forwarder: ["REJECTED_BUCKET", "REJECTED_PREFIX", "MIXPANEL_SECRET_ID", "EVENTS_QUEUE_URL", "EVENTS_DLQ_URL", "IMPORT_MAX_BYTES", "IMPORT_CONCURRENCY"],
   "currents-reader": ["EVENTS_QUEUE_URL", "REJECTED_BUCKET", "REJECTED_PREFIX", "SQS_MAX_MESSAGE_BYTES", "BREVO_QUEUE_URL", "SNAPSHOT_BUCKET"],
-  "cohort-export": ["MIXPANEL_SECRET_ID", "SNAPSHOT_BUCKET", "DELIVERIES_QUEUE_URL", "SQS_MAX_MESSAGE_BYTES", "COHORT_EXPORT_TICK"],
+  "cohort-export": ["MIXPANEL_SECRET_ID", "SNAPSHOT_BUCKET", "REJECTED_BUCKET", "REJECTED_PREFIX", "DELIVERIES_QUEUE_URL", "SQS_MAX_MESSAGE_BYTES", "COHORT_EXPORT_TICK"],
   "webhook-delivery": ["SNAPSHOT_BUCKET", "DELIVERIES_DLQ_URL", "DELIVERIES_MAX_RECEIVE_COUNT"],
   "brevo-forwarder": ["REJECTED_BUCKET", "REJECTED_PREFIX", "BREVO_QUEUE_URL", "BREVO_DLQ_URL", "SNAPSHOT_BUCKET"],
 };
@@ -149,6 +149,9 @@ function expectedStatements(stage: string, currents: boolean, tracing: boolean, 
       ...(lookup
         ? [{ Sid: "ReadLookupSources", Action: ["s3:GetObject"], Resource: LOOKUP_TABLES.map((table) => sub(`arn:\${AWS::Partition}:s3:::${table.source.bucket}/${table.source.key}`)) }]
         : []),
+      rejected,
+      { Sid: "ReadDestinationSecrets", Action: ["secretsmanager:GetSecretValue"], Resource: secretArn(`mixpanel-relay/${stage}/destinations/*`) },
+      { Sid: "ReadErasedIds", Action: ["s3:GetObject"], Resource: sub("${CohortSnapshotBucket.Arn}/gdpr/suppressed-ids.json") },
     ],
     WebhookDeliveryRole: [
       logs("webhook-delivery"),

@@ -86,11 +86,26 @@ describe("local Mixpanel Query API", () => {
 
   it("answers hostile forms with a 4xx JSON body", async () => {
     const { url } = await start();
-    const forms: Record<string, string>[] = [{}, { filter_by_cohort: "{" }, { filter_by_cohort: '{"id":"1"}' }, { filter_by_cohort: '{"id":99}' }, { filter_by_cohort: '{"id":1}', output_properties: "[1]" }, { filter_by_cohort: '{"id":1}', page: "3" }];
+    const forms: Record<string, string>[] = [{ where: 'properties["plan"' }, { where: 'properties["plan"] ~ "x"' }, { filter_by_cohort: "{" }, { filter_by_cohort: '{"id":"1"}' }, { filter_by_cohort: '{"id":99}' }, { filter_by_cohort: '{"id":1}', output_properties: "[1]" }, { filter_by_cohort: '{"id":1}', page: "3" }];
     for (const form of forms) {
       const response = await engage(url, form);
       expect(response.status, JSON.stringify(form)).toBe(400);
       expect(await response.json()).toHaveProperty("error");
     }
+    // Without a cohort or `where`, the Engage query matches every profile (Mixpanel's `where` is optional).
+    expect((await engage(url, {})).status).toBe(200);
+  });
+});
+
+describe("local Mixpanel Query API: where subset", () => {
+  it("evaluates the documented operators and refuses anything else", async () => {
+    const { evaluateWhere } = await import("../../../infra/local/peers/mixpanel-query.js");
+    const props = { plan: "pro", seats: 5, beta: true };
+    expect(evaluateWhere('properties["plan"] == "pro" and properties["seats"] >= 5', props)).toBe(true);
+    expect(evaluateWhere('properties["plan"] != "pro" or not defined(properties["missing"])', props)).toBe(true);
+    expect(evaluateWhere('(properties["seats"] < 3) or properties["beta"] == false', props)).toBe(false);
+    expect(evaluateWhere('properties["seats"] > "4"', props)).toBe(false); // different types never compare
+    expect(() => evaluateWhere('properties["plan"] in ["pro"]', props)).toThrow();
+    expect(() => evaluateWhere('"a\\nb" == "x"', props)).toThrow(/escape/);
   });
 });
