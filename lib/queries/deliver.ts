@@ -1,6 +1,6 @@
 import { UpstreamRejectedError, RetryableError, ValidationError, describeError } from "../errors.js";
 import type { QuerySync } from "../config/query-syncs.js";
-import type { RecordOutcome } from "../forwarder/process.js";
+import type { RecordOutcome } from "../queue/envelope-consumer.js";
 import { type SenderDeps, apiKeySecretSchema, basicAuth, basicAuthSecretSchema, chunkOf, signingSecretSchema } from "../destinations/http.js";
 import { sendToDestination } from "../destinations/send.js";
 import { DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signBody } from "../destinations/signature.js";
@@ -78,7 +78,7 @@ function failed(error: unknown): RowOutcome {
 function fromRecord(outcome: RecordOutcome | undefined): RowOutcome {
   if (outcome === undefined) return { status: "retry", reason: "no outcome from the Brevo sender" };
   switch (outcome.status) {
-    case "imported":
+    case "sent":
       return { status: "sent" };
     case "rejected":
       return { status: "rejected", reason: outcome.reason };

@@ -84,7 +84,7 @@ describe("query syncs: Engage/JQL rows to a destination", () => {
   const deps = (): QueryRunDeps => {
     const brevoSend: BrevoProfileSend = async (_kind, lines) => {
       sentLines.push([...lines]);
-      return lines.map(() => ({ status: "imported" }) as const);
+      return lines.map(() => ({ status: "sent" }) as const);
     };
     return {
       store: createQueryStore({ getBytes: async (key) => objects.get(key), putBytes: async (key, body) => void objects.set(key, body) }),
