@@ -37,8 +37,8 @@ const digest = (value: string): Buffer => hash("sha256", value, "buffer");
 
 /**
  * Digests of the configured tokens, kept per container: they change only when the secret does, and
- * hashing them again on every request was a visible part of a one-event request's CPU (issue 12
- * profile). Bounded, so a rotation that keeps adding tokens cannot grow it without limit.
+ * hashing them again on every request was a visible part of a one-event request's CPU in
+ * profiles. Bounded, so a rotation that keeps adding tokens cannot grow it without limit.
  */
 const acceptedDigests = new Map<string, Buffer>();
 const MAX_CACHED_DIGESTS = 64;
