@@ -45,7 +45,7 @@ function surrogateAt(bytes: Uint8Array, at: number): number | undefined {
 
 /**
  * UTF-8 bytes as text. mixpanel-browser's own encoder writes each half of a surrogate pair as
- * its own 3-byte sequence (CESU-8 style, mixpanel/mixpanel-js issue #385,
+ * its own 3-byte sequence (CESU-8 style, https://github.com/mixpanel/mixpanel-js/issues/385,
  * docs/vendors/mixpanel-wire.md §4): a high half followed by a low half becomes the real
  * character; a half without its partner becomes U+FFFD and is counted. Anything else that is
  * not UTF-8 is refused with the byte offset, never replaced.

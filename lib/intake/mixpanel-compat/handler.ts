@@ -10,7 +10,7 @@ import { MAX_DECOMPRESSED_BYTES, decodeCompatRequest, queryParams } from "./deco
 import { type CompatEndpoint, fieldOf, ipFlagDefault, mapCompatRecord, sentInsertId } from "./records.js";
 
 /**
- * Mixpanel's own ingestion endpoints on the relay (issue #11): an official SDK pointed
+ * Mixpanel's own ingestion endpoints on the relay: an official SDK pointed
  * at the relay (`api_host`, `host`, `serverURL`) gets the answers it expects, and its
  * records go through the same mappers, rules, queue and rejected store as /v1/*.
  */
