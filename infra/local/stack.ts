@@ -18,6 +18,7 @@ import { MixpanelSandbox, type ExtraRouteHandler, type SandboxCredentials } from
 import { BrevoServer } from "./peers/brevo-server.js";
 import { createGdprApi, type GdprApi } from "./peers/mixpanel-gdpr.js";
 import { createLookupTablesApi, type LookupTablesApi } from "./peers/mixpanel-lookup.js";
+import { createExportApi } from "./peers/mixpanel-export.js";
 import { loadStageConfig, stageConfigPath } from "../../lib/config/stage.js";
 import { createCohortQueryApi, type CohortFixture, type CohortQueryApi } from "./peers/mixpanel-query.js";
 import { SecretsManagerServer } from "./peers/secrets-manager-server.js";
@@ -400,12 +401,22 @@ async function startMixpanelPeer(options: LocalStackOptions, queryApi: CohortQue
     tables: [LOCAL_LOOKUP_TABLE],
     onCall: (call) => log(`mixpanel  ${call.method} ${call.path} → ${call.status}`),
   });
+  // The raw export serves what the sandbox received (`npm run brevo:backfill -- --stage local`).
+  const received: { events: readonly { event: string; properties: Record<string, unknown> }[] } = { events: [] };
+  const exportApi = createExportApi({
+    events: () => received.events,
+    projectId: LOCAL_MIXPANEL_CREDENTIALS.projectId,
+    username: LOCAL_MIXPANEL_CREDENTIALS.serviceAccountUsername,
+    secret: LOCAL_MIXPANEL_CREDENTIALS.serviceAccountSecret,
+    onCall: (call) => log(`mixpanel  GET /api/2.0/export ${call.query.from_date ?? "?"}..${call.query.to_date ?? "?"} → ${call.status}${call.status === 200 ? ` (${call.lines} event(s))` : ""}`),
+  });
   const sandbox = new MixpanelSandbox({
     credentials: LOCAL_MIXPANEL_CREDENTIALS,
     port: options.mixpanelPort ?? 0,
-    extraRoutes: [...(queryApi ? [queryApi] : []), gdprApi, lookupApi, ...(options.sandboxRoutes ?? [])],
+    extraRoutes: [...(queryApi ? [queryApi] : []), gdprApi, lookupApi, exportApi, ...(options.sandboxRoutes ?? [])],
     onImport: (imported) => log(`mixpanel  /import received ${imported.length} event(s): ${[...new Set(imported.map((e) => e.event))].slice(0, 5).join(", ")}`),
   });
+  received.events = sandbox.events;
   return { sandbox, gdprApi, lookupApi, url: await sandbox.start() };
 }
 
