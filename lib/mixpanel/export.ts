@@ -174,8 +174,8 @@ export function createExportClient(options: ExportClientOptions): ExportClient {
           const text = decoder.decode(chunk, { stream: true });
           let from = 0;
           for (let newline = text.indexOf("\n"); newline !== -1; newline = text.indexOf("\n", from)) {
-            if (skipping > 0) {
-              yield { kind: "too_long", chars: skipping + newline - from };
+            if (skipping > 0 || partial.length + newline - from > maxLineChars) {
+              yield { kind: "too_long", chars: skipping + partial.length + newline - from };
               skipping = 0;
             } else {
               const line = lineOf(partial + text.slice(from, newline));
@@ -192,7 +192,7 @@ export function createExportClient(options: ExportClientOptions): ExportClient {
           } else partial += rest;
         }
         const last = decoder.decode();
-        if (skipping > 0) yield { kind: "too_long", chars: skipping + last.length };
+        if (skipping > 0 || partial.length + last.length > maxLineChars) yield { kind: "too_long", chars: skipping + partial.length + last.length };
         else {
           const line = lineOf(partial + last);
           if (line) yield line;
