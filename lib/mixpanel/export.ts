@@ -19,8 +19,13 @@ export interface ExportPace {
   take(): Promise<void>;
 }
 
-const HOUR_MS = 3_600_000;
-const SECOND_MS = 1_000;
+/**
+ * The windows as the pace counts them: a request reaches Mixpanel some time after it leaves, so
+ * each window is kept a little longer than Mixpanel's own, lest two requests that left a second
+ * apart arrive within one.
+ */
+const HOUR_MS = 3_600_000 + 5_000;
+const SECOND_MS = 1_000 + 250;
 
 /**
  * Rolling windows of request starts: at most `perHour` in any hour and `perSecond` in any second.

@@ -48,7 +48,7 @@ function memoryEnqueue(queued: Queued[], erased: ReadonlySet<string> = new Set()
     config,
     queue: {
       send: async (url, bodies) => {
-        for (const body of bodies) queued.push({ url, lines: parseQueuedRecords(body).lines() });
+        for (const body of bodies) queued.push({ url, lines: [...parseQueuedRecords(body).lines()] });
       },
     },
     brevoQueueUrl: "brevo-queue",
