@@ -112,7 +112,6 @@ describe("npm run brevo:backfill", () => {
     await eventually(() => (brevoEventsByDay("kill")[DAYS[0] ?? ""] === PURCHASES_PER_DAY ? true : undefined), 30_000);
 
     const resumed = await backfill([...range, "--resume"]);
-    console.log("RESUMED OUTPUT", resumed.output);
     expect(resumed.exitCode).toBe(0);
     expect(resumed.report.days.map((day) => [day.day, day.resumed])).toEqual([[DAYS[0], true], [DAYS[1], false], [DAYS[2], false], [DAYS[3], false]]);
     expect(resumed.report).toMatchObject({ read: 6 * PURCHASES_PER_DAY, mapped: 3 * PURCHASES_PER_DAY, skippedUnmapped: 3 * PURCHASES_PER_DAY, queued: 3 * PURCHASES_PER_DAY });

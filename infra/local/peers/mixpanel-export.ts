@@ -96,8 +96,11 @@ export function createExportApi(options: ExportApiOptions): ExportApi {
       const at = now();
       while (starts.length > 0 && at - (starts[0] ?? 0) >= HOUR_MS) starts.shift();
       const lastSecond = starts.filter((start) => at - start < 1000).length;
-      if (starts.length >= (options.requestsPerHour ?? 60) || lastSecond >= (options.requestsPerSecond ?? 3) || open >= (options.concurrent ?? 3)) {
-        answer(response, query, 429, { error: "rate limit exceeded: 60 queries per hour, 3 per second, 3 at once", status: "error" }, { "retry-after": "60" });
+      const overHour = starts.length >= (options.requestsPerHour ?? 60);
+      if (overHour || lastSecond >= (options.requestsPerSecond ?? 3) || open >= (options.concurrent ?? 3)) {
+        // When the rolling window frees a place (Mixpanel documents no Retry-After for the export; a client must cope without).
+        const retryAfter = overHour ? Math.ceil(((starts[0] ?? at) + HOUR_MS - at) / 1000) : 1;
+        answer(response, query, 429, { error: "rate limit exceeded: 60 queries per hour, 3 per second, 3 at once", status: "error" }, { "retry-after": String(retryAfter) });
         return true;
       }
       starts.push(at);
