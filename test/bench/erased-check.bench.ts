@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { adobeBatch, brazeBatch, nativeEvents } from "./events.js";
+import { adobeBatch, brazeBatch, intakeRequest, nativeEvents } from "./events.js";
 
 /**
  * What the erased-ids check costs the intake, per route, as a share of the intake's own CPU per
@@ -46,13 +46,7 @@ const baseDeps = {
   newCorrelationId: () => "bench",
 };
 const withList = { ...baseDeps, erasedDigests: async () => list };
-const request = (path: string, body: unknown, headers: Record<string, string> = {}) => ({
-  method: "POST",
-  path,
-  headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json", ...headers },
-  query: {},
-  body: Buffer.from(JSON.stringify(body)),
-});
+const request = (path: string, body: unknown, headers: Record<string, string> = {}) => intakeRequest(TOKEN, path, body, headers);
 
 const nowS = Math.floor(Date.now() / 1000);
 const routes = [
