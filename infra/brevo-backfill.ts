@@ -148,15 +148,19 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     });
 
     let eventsRead = 0;
-    const started = Date.now();
-    const progress = createProgress({
-      unit: "days",
-      total: days.length,
-      eta: true,
-      sink: { isTTY: process.stderr.isTTY === true, write: (text) => process.stderr.write(text) },
-      ...(values["progress-interval-ms"] ? { intervalMs: parsePositiveInt(values["progress-interval-ms"], "--progress-interval-ms") } : {}),
-      detail: () => `${eventsRead} events (${Math.round(eventsRead / Math.max((Date.now() - started) / 1000, 0.001))} events/s)`,
-    });
+    let started = Date.now();
+    let resumedDays = 0;
+    // Made at the first day this run exports, so days an earlier run finished weigh on no rate or ETA.
+    let progress: ReturnType<typeof createProgress> | undefined;
+    const progressFor = () =>
+      (progress ??= createProgress({
+        unit: "days",
+        total: days.length - resumedDays,
+        eta: true,
+        sink: { isTTY: process.stderr.isTTY === true, write: (text) => process.stderr.write(text) },
+        ...(values["progress-interval-ms"] ? { intervalMs: parsePositiveInt(values["progress-interval-ms"], "--progress-interval-ms") } : {}),
+        detail: () => `${eventsRead} events (${Math.round(eventsRead / Math.max((Date.now() - started) / 1000, 0.001))} events/s)`,
+      }));
     let report: BackfillReport;
     try {
       report = await runBackfill(
@@ -170,13 +174,18 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
           nowMs: Date.now,
           log,
           onProgress: (snapshot) => {
+            if (snapshot.resumed) {
+              resumedDays += 1;
+              started = Date.now();
+              return;
+            }
             eventsRead = snapshot.eventsRead;
-            progress.advance(snapshot.dayFinished ? 1 : 0);
+            progressFor().advance(snapshot.dayFinished ? 1 : 0);
           },
         },
       );
     } finally {
-      progress.finish();
+      progress?.finish();
     }
     for (const line of formatBackfillReport(report)) log(line);
     return { report, exitCode: 0 };

@@ -54,6 +54,8 @@ export interface BackfillProgress {
   readonly eventsRead: number;
   /** A day finished with this update (the bar's count moves). */
   readonly dayFinished: boolean;
+  /** That day was finished by the earlier run (skipped now, in no rate or ETA). */
+  readonly resumed?: boolean;
 }
 
 export interface DayReport {
@@ -130,7 +132,7 @@ export async function runBackfill(options: BackfillOptions, deps: BackfillDeps):
     if (progress.finished) {
       report.days.push({ day, read: progress.rowsDone, queued: 0, resumed: true });
       daysDone += 1;
-      deps.onProgress?.({ daysDone, daysTotal: options.days.length, eventsRead: report.read, dayFinished: true });
+      deps.onProgress?.({ daysDone, daysTotal: options.days.length, eventsRead: report.read, dayFinished: true, resumed: true });
       continue;
     }
     const dayReport: DayReport = { day, read: 0, queued: 0, resumed: false };

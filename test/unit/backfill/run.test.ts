@@ -2,7 +2,7 @@ import { mkdtempSync, readFileSync, rmSync, existsSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { type BackfillDeps, daysBetween, formatBackfillReport, runBackfill } from "../../../lib/backfill/run.js";
+import { type BackfillDeps, type BackfillProgress, daysBetween, formatBackfillReport, runBackfill } from "../../../lib/backfill/run.js";
 import { parseStageConfig } from "../../../lib/config/stage.js";
 import type { EnqueueDeps } from "../../../lib/enqueue/enqueue.js";
 import type { ExportDayRequest, ExportLine } from "../../../lib/mixpanel/export.js";
@@ -146,7 +146,15 @@ describe("Brevo history backfill", () => {
       exported.push(request.day);
       for (const text of dayLines(request.day)) yield { kind: "line", text };
     };
-    const resumed = await runBackfill({ ...options, resume: true }, deps(queued, { exportDay: whole }));
+    const progress: BackfillProgress[] = [];
+    const resumed = await runBackfill({ ...options, resume: true }, deps(queued, { exportDay: whole, onProgress: (update) => progress.push(update) }));
+    // Days finished by the earlier run are reported as such (the bar leaves them out of its rate and ETA).
+    expect(progress.filter((update) => update.dayFinished).map((update) => [update.daysDone, update.resumed === true])).toEqual([
+      [1, true],
+      [2, true],
+      [3, false],
+      [4, false],
+    ]);
     // Finished days are neither exported nor queued again; the day cut off is sent again whole
     // (same $insert_ids, which the Brevo forwarder skips once sent).
     expect(exported).toEqual(["2026-03-03", "2026-03-04"]);
