@@ -2,7 +2,8 @@ import { readdirSync, existsSync, statSync, writeFileSync, rmSync, mkdirSync } f
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { readFileSync } from "node:fs";
-import { build, type Metafile } from "esbuild";
+import { build, type Metafile, type Plugin } from "esbuild";
+import { createRequire } from "node:module";
 import { loadStageConfig } from "../lib/config/stage.js";
 
 /**
@@ -12,7 +13,8 @@ import { loadStageConfig } from "../lib/config/stage.js";
  * size and its heaviest inputs so a new dependency's cost is visible.
  */
 const functionsDir = "functions";
-const outDir = "dist";
+// BUILD_OUT_DIR lets a test build into a folder of its own.
+const outDir = process.env.BUILD_OUT_DIR ?? "dist";
 
 for (const file of readdirSync("config").filter((name) => name.endsWith(".json"))) {
   loadStageConfig(join("config", file), file.replace(/\.json$/, ""));
@@ -55,6 +57,40 @@ function dropVendorOnlySourceMaps(metafile: Metafile): void {
   }
 }
 
+/**
+ * Node 24's `node:http` exports WebSocket, CloseEvent and MessageEvent as lazy getters backed by
+ * undici; an ESM `import` of `node:http` builds the module's facade, which reads every export and
+ * so loads and compiles all of undici (~15 ms of a cold start) for a function that never opens a
+ * WebSocket. The SDK's HTTP handler imports `http`/`https` that way, so the bundle takes them
+ * through `require` instead, exporting the plain (non-getter) members only.
+ */
+const requireHttpBuiltins: Plugin = {
+  name: "require-http-builtins",
+  setup(build) {
+    build.onResolve({ filter: /^(node:)?https?$/ }, (args) =>
+      args.kind === "require-call" ? { path: args.path, external: true } : { path: args.path.replace(/^node:/, ""), namespace: "require-builtin" },
+    );
+    build.onLoad({ filter: /.*/, namespace: "require-builtin" }, (args) => {
+      const module = createRequire(import.meta.url)(args.path) as Record<string, unknown>;
+      const plain = Object.keys(module).filter((key) => !Object.getOwnPropertyDescriptor(module, key)?.get && /^[A-Za-z_$][\w$]*$/.test(key));
+      return { contents: `const m = require("node:${args.path}");\nexport default m;\nexport const { ${plain.join(", ")} } = m;\n`, loader: "js" };
+    });
+  },
+};
+
+/**
+ * `bowser` parses a browser's user agent for the SDK's browser build; the SDK's Node code reaches
+ * it only through a dynamic import that never runs outside a browser, and reads it with a
+ * fallback when `parse` is absent. An empty module stands in for its 33 KiB.
+ */
+const browserOnlyModules: Plugin = {
+  name: "browser-only-modules",
+  setup(build) {
+    build.onResolve({ filter: /^bowser$/ }, (args) => ({ path: args.path, namespace: "browser-only" }));
+    build.onLoad({ filter: /.*/, namespace: "browser-only" }, () => ({ contents: "export default {};\n", loader: "js" }));
+  },
+};
+
 for (const name of names) {
   const outfile = join(outDir, name, "index.mjs");
   mkdirSync(join(outDir, name), { recursive: true });
@@ -88,6 +124,10 @@ for (const name of names) {
     // CommonJS dependencies bundled into ESM still call require() for Node built-ins.
     banner: { js: "import { createRequire as __relayCreateRequire } from 'node:module'; const require = __relayCreateRequire(import.meta.url);" },
     logLevel: "warning",
+    plugins: [requireHttpBuiltins, browserOnlyModules],
+    // Lambda's credentials come from the environment or the SnapStart container endpoint only;
+    // the SDK's default chain (SSO, profiles, STS) is left out of the bundles (lib/aws/lambda-credentials.ts).
+    alias: { "@aws-sdk/credential-provider-node": "./lib/aws/lambda-credentials.ts" },
   });
   writeFileSync(join(outDir, name, "meta.json"), JSON.stringify(result.metafile));
   dropVendorOnlySourceMaps(result.metafile);
