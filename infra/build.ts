@@ -2,6 +2,7 @@ import { readdirSync, existsSync, statSync, writeFileSync, rmSync, mkdirSync } f
 import { join } from "node:path";
 import { gzipSync } from "node:zlib";
 import { readFileSync } from "node:fs";
+import { decode, encode, type SourceMapSegment } from "@jridgewell/sourcemap-codec";
 import { build, type Metafile, type Plugin } from "esbuild";
 import { createRequire } from "node:module";
 import { loadStageConfig } from "../lib/config/stage.js";
@@ -42,18 +43,40 @@ function heaviestPackages(metafile: Metafile, top: number): string {
 
 /**
  * With --enable-source-maps Node reads, parses and indexes the map of every module file it loads,
- * at load time: for the chunks that hold only dependencies' code (the AWS SDK's, mostly) that is
- * a third of a cold start's extra cost and maps nothing of ours, so those chunks ship without a
- * map (a stack trace through them shows the chunk's name and position; ours stay mapped).
+ * at load time, in proportion to the map's segments. Most of a bundle is the dependencies' code
+ * (the AWS SDK's, mostly), whose positions say nothing a stack trace needs: each map keeps the
+ * segments of our sources only (a run of dependency code becomes one unmapped segment, so a frame
+ * in it is shown at the chunk's position), and a chunk of dependency code alone ships without a map.
  */
-function dropVendorOnlySourceMaps(metafile: Metafile): void {
-  for (const [file, output] of Object.entries(metafile.outputs)) {
-    if (!file.endsWith(".mjs") || !/\/chunk-[^/]+\.mjs$/.test(file)) continue;
-    const inputs = Object.keys(output.inputs);
-    if (inputs.length === 0 || !inputs.every((input) => input.includes("node_modules/"))) continue;
-    const text = readFileSync(file, "utf8").replace(/\n\/\/# sourceMappingURL=[^\n]*\n?$/, "\n");
-    writeFileSync(file, text);
-    rmSync(`${file}.map`, { force: true });
+function mapOurSourcesOnly(metafile: Metafile): void {
+  for (const file of Object.keys(metafile.outputs)) {
+    if (!file.endsWith(".mjs") || !existsSync(`${file}.map`)) continue;
+    const map = JSON.parse(readFileSync(`${file}.map`, "utf8")) as { sources: string[]; mappings: string; [key: string]: unknown };
+    const renumbered: (number | undefined)[] = [];
+    const sources: string[] = [];
+    map.sources.forEach((source, index) => {
+      if (source.includes("node_modules/")) return;
+      renumbered[index] = sources.length;
+      sources.push(source);
+    });
+    if (sources.length === 0) {
+      writeFileSync(file, readFileSync(file, "utf8").replace(/\n\/\/# sourceMappingURL=[^\n]*\n?$/, "\n"));
+      rmSync(`${file}.map`, { force: true });
+      continue;
+    }
+    const lines = decode(map.mappings).map((line) => {
+      const kept: SourceMapSegment[] = [];
+      for (const segment of line) {
+        const source = segment.length === 1 ? undefined : renumbered[segment[1]];
+        if (segment.length !== 1 && source !== undefined) {
+          kept.push(segment.length === 5 ? [segment[0], source, segment[2], segment[3], segment[4]] : [segment[0], source, segment[2], segment[3]]);
+        } else if (kept.at(-1)?.length !== 1) {
+          kept.push([segment[0]]);
+        }
+      }
+      return kept;
+    });
+    writeFileSync(`${file}.map`, JSON.stringify({ ...map, sources, mappings: encode(lines) }));
   }
 }
 
@@ -130,7 +153,7 @@ for (const name of names) {
     alias: { "@aws-sdk/credential-provider-node": "./lib/aws/lambda-credentials.ts" },
   });
   writeFileSync(join(outDir, name, "meta.json"), JSON.stringify(result.metafile));
-  dropVendorOnlySourceMaps(result.metafile);
+  mapOurSourcesOnly(result.metafile);
   const bytes = statSync(outfile).size;
   const gzipped = gzipSync(readFileSync(outfile)).length;
   const chunks = readdirSync(join(outDir, name)).filter((file) => file.startsWith("chunk-") && file.endsWith(".mjs"));

@@ -50,6 +50,17 @@ describe("function bundles", () => {
     for (const name of functionNames()) expect(inputsOf(name).filter((input) => input.includes("node_modules/bowser/")), name).toEqual([]);
   });
 
+  it("map our sources only, and every function's handler stays mapped", () => {
+    for (const name of functionNames()) {
+      const maps = readdirSync(join(out, name)).filter((file) => file.endsWith(".mjs.map"));
+      const sources = maps.flatMap((file) => (JSON.parse(readFileSync(join(out, name, file), "utf8")) as { sources: string[] }).sources);
+      expect(sources.filter((source) => source.includes("node_modules/")), name).toEqual([]);
+      const index = JSON.parse(readFileSync(join(out, name, "index.mjs.map"), "utf8")) as { sources: string[]; mappings: string };
+      expect(index.sources.some((source) => source.endsWith(`functions/${name}/handler.ts`)), name).toBe(true);
+      expect(index.mappings.length, name).toBeGreaterThan(1000);
+    }
+  });
+
   it("never import node:http or node:https as an ES module (its facade would load undici)", () => {
     for (const name of functionNames()) {
       for (const file of moduleFiles(name)) {
