@@ -114,6 +114,26 @@ const browserOnlyModules: Plugin = {
   },
 };
 
+/**
+ * The AWS SDK clients describe every operation's shapes in one `schemas/schemas_0.js` whose object
+ * keys are computed from string constants (`{ [_xN]: "Key" }`). esbuild cannot prove such a key
+ * free of side effects, so it keeps every shape of the service, used or not (58 KiB of S3's
+ * for a function that only gets and puts objects). Writing each constant's string in place of its
+ * name changes nothing at run time (the names are `const` strings) and lets esbuild drop the
+ * shapes of operations a function never calls.
+ */
+const inlineSdkSchemaNames: Plugin = {
+  name: "inline-sdk-schema-names",
+  setup(build) {
+    build.onLoad({ filter: /[\\/]@aws-sdk[\\/]client-[^\\/]+[\\/]dist-es[\\/]schemas[\\/]schemas_\d+\.js$/ }, (args) => {
+      const text = readFileSync(args.path, "utf8");
+      const strings = new Map<string, string>();
+      for (const match of text.matchAll(/^const (_\w+) = ("(?:[^"\\\n]|\\.)*");$/gm)) strings.set(match[1] ?? "", match[2] ?? "");
+      return { contents: text.replace(/\[(_\w+)\]/g, (whole, name: string) => (strings.has(name) ? `[${strings.get(name)}]` : whole)), loader: "js" };
+    });
+  },
+};
+
 for (const name of names) {
   const outfile = join(outDir, name, "index.mjs");
   mkdirSync(join(outDir, name), { recursive: true });
@@ -147,7 +167,7 @@ for (const name of names) {
     // CommonJS dependencies bundled into ESM still call require() for Node built-ins.
     banner: { js: "import { createRequire as __relayCreateRequire } from 'node:module'; const require = __relayCreateRequire(import.meta.url);" },
     logLevel: "warning",
-    plugins: [requireHttpBuiltins, browserOnlyModules],
+    plugins: [requireHttpBuiltins, browserOnlyModules, inlineSdkSchemaNames],
     // Lambda's credentials come from the environment or the SnapStart container endpoint only;
     // the SDK's default chain (SSO, profiles, STS) is left out of the bundles (lib/aws/lambda-credentials.ts).
     alias: { "@aws-sdk/credential-provider-node": "./lib/aws/lambda-credentials.ts" },

@@ -46,7 +46,7 @@ export const FIRST_CALL: Record<string, string> = {
   intake: "SQS SendMessageBatch (1 event, events + Brevo queues)",
   forwarder: "S3 PutObject (rejected store, unreadable message)",
   "brevo-forwarder": "S3 PutObject (rejected store, unreadable message)",
-  "webhook-delivery": "SQS SendMessage (dead-letters a message that is not a page)",
+  "webhook-delivery": "none: a message that is not a page goes back to SQS (its DLQ after maxReceiveCount)",
   "currents-reader": "S3 GetObject (a file that is gone)",
   "cohort-export": "none: a tick of a stage without syncs (import + tick)",
 };
