@@ -1,6 +1,5 @@
 import { newBrevoRateGates } from "../../lib/brevo/client.js";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { createBrevoClient } from "../../lib/brevo/client.js";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DeliveryPage } from "../../lib/cohorts/messages.js";
 import { cohortSyncsSchemaFor } from "../../lib/config/cohort-syncs.js";
 import { sendBrevoPage } from "../../lib/destinations/brevo.js";
@@ -8,8 +7,9 @@ import { createDestinationNetwork } from "../../lib/destinations/send.js";
 import { type GdprClient, runDeletion } from "../../lib/gdpr/deletion.js";
 import { idDigest } from "../../lib/privacy/suppression.js";
 import { createSecretReader } from "../../lib/secrets/secrets.js";
-import { BrevoServer } from "../../infra/local/peers/brevo-server.js";
+import type { BrevoServer } from "../../infra/local/peers/brevo-server.js";
 import { SecretsManagerServer } from "../../infra/local/peers/secrets-manager-server.js";
+import { localBrevoClient, localBrevos } from "../support/local-brevo.js";
 
 /**
  * GDPR erasure in Brevo: contacts the relay created by ext_id, by email (cohort list imports) or by
@@ -26,19 +26,11 @@ beforeAll(async () => {
   process.env.AWS_SECRET_ACCESS_KEY ??= "test";
 });
 afterAll(() => secrets.stop());
-afterEach(() => brevo?.close());
+const startBrevo = localBrevos();
 
 async function start() {
-  brevo = new BrevoServer({ apiKey: API_KEY, listIds: [12], limit: 100_000 });
-  await brevo.start();
-  return createBrevoClient({
-    addressPolicy: { allowPrivate: false, localStage: true },
-    baseUrl: brevo.url,
-    apiKey: async () => API_KEY,
-    timeoutMs: 5_000,
-    retryDeps: { sleep: async () => undefined, random: () => 0, remainingMs: () => 60_000 },
-    now: Date.now,
-  });
+  brevo = await startBrevo({ apiKey: API_KEY, listIds: [12] });
+  return localBrevoClient(brevo, API_KEY);
 }
 
 const mixpanel: GdprClient = { fileDeletion: async () => "task-1", taskStatus: async () => "PENDING", cancelTask: async () => "cancelled" };
