@@ -1,7 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { brevoConfigSchema } from "../../lib/config/brevo.js";
 import type { BrevoServer } from "../../infra/local/peers/brevo-server.js";
-import { localBrevoClient, localBrevoSend, localBrevos } from "../support/local-brevo.js";
+import { PROFILES_WITH_COMPANIES, localBrevoClient, localBrevoSend, localBrevos, startBrevoWithAcme } from "../support/local-brevo.js";
 
 /**
  * Brevo's rate-limit buckets are separate (docs/api-limits): contacts at 10 RPS, companies and
@@ -9,21 +8,14 @@ import { localBrevoClient, localBrevoSend, localBrevos } from "../support/local-
  * companies bucket scaled down to a few calls per hour; contacts must keep flowing when it closes.
  */
 const API_KEY = "xkeysib-buckets";
-const config = brevoConfigSchema.parse({
-  api_key_secret: "s",
-  sync: { profiles: true, groups: true },
-  identifiers: { ext_id: "distinct_id" },
-  property_mapping: { $first_name: "FIRSTNAME" },
-  companies: { group_keys: ["company_id"] },
-});
+const config = PROFILES_WITH_COMPANIES;
 const startBrevo = localBrevos();
 let brevo: BrevoServer;
 
 async function setup(otherLimit: number) {
   let now = Date.UTC(2026, 0, 1);
   const sleeps: number[] = [];
-  brevo = await startBrevo({ apiKey: API_KEY, windowMs: 1000, otherLimit, otherWindowMs: 3_600_000, now: () => now });
-  brevo.companies.set("c-acme", { id: "c-acme", name: "Acme", attributes: { mixpanel_group: "company_id:acme" }, linkedContactsIds: [] });
+  brevo = await startBrevoWithAcme(startBrevo, { apiKey: API_KEY, otherLimit, now: () => now });
   const client = localBrevoClient(brevo, API_KEY, {
     // A Lambda invocation: a few minutes left, far less than the hour the companies bucket needs.
     retryDeps: { sleep: async (ms) => { sleeps.push(ms); now += ms; }, random: () => 0, remainingMs: () => 300_000 },

@@ -1,10 +1,9 @@
 import { describe, expect, it } from "vitest";
-import { brevoConfigSchema } from "../../lib/config/brevo.js";
 import { consumeEnvelopes, type EnvelopeConsumerDeps, type QueueMessage } from "../../lib/queue/envelope-consumer.js";
 import { serializeEnvelope } from "../../lib/records/envelope.js";
 import { parseQueuedRecords } from "../../lib/records/envelope-v2.js";
 import type { BrevoServer } from "../../infra/local/peers/brevo-server.js";
-import { localBrevoClient, localBrevoSend, localBrevos } from "../support/local-brevo.js";
+import { PROFILES_WITH_COMPANIES, localBrevoClient, localBrevoSend, localBrevos, startBrevoWithAcme } from "../support/local-brevo.js";
 
 /**
  * Records that wait for Brevo's companies bucket ("all other endpoints", 100 requests per hour on
@@ -16,13 +15,7 @@ const API_KEY = "xkeysib-waits";
 const HOUR_MS = 3_600_000;
 const OTHER_LIMIT = 10;
 const MAX_REQUEUES = 6;
-const config = brevoConfigSchema.parse({
-  api_key_secret: "s",
-  sync: { profiles: true, groups: true },
-  identifiers: { ext_id: "distinct_id" },
-  property_mapping: { $first_name: "FIRSTNAME" },
-  companies: { group_keys: ["company_id"] },
-});
+const config = PROFILES_WITH_COMPANIES;
 const startBrevo = localBrevos();
 let brevo: BrevoServer;
 
@@ -34,8 +27,7 @@ interface Queued {
 
 async function setup() {
   let now = Date.UTC(2026, 0, 1);
-  brevo = await startBrevo({ apiKey: API_KEY, windowMs: 1000, otherLimit: OTHER_LIMIT, otherWindowMs: HOUR_MS, now: () => now });
-  brevo.companies.set("c-acme", { id: "c-acme", name: "Acme", attributes: { mixpanel_group: "company_id:acme" }, linkedContactsIds: [] });
+  brevo = await startBrevoWithAcme(startBrevo, { apiKey: API_KEY, otherLimit: OTHER_LIMIT, now: () => now });
   /** Contact calls this invocation has time for; then the deadline. */
   let contactCallsAllowed = Number.POSITIVE_INFINITY;
   const contactCalls = () => brevo.calls.filter((c) => c.path.startsWith("/v3/contacts")).length;

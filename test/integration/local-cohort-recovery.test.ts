@@ -2,7 +2,7 @@ import { ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LocalStack } from "../../infra/local/stack.js";
 import { createCohortStore } from "../../lib/cohorts/store.js";
-import { sendProfiles, startWebhookCohortStack } from "../support/local-stack.js";
+import { cohortSideOf, sendProfiles, startWebhookCohortStack } from "../support/local-stack.js";
 
 /**
  * End to end on the local stack (intake → sandbox → Query API → cohort-export
@@ -24,8 +24,7 @@ afterAll(() => stack.stop());
 
 describe("local stack: a redirecting webhook, then recovery", () => {
   it("a 302 is never counted delivered; members arrive within one schedule interval of the fix", async () => {
-    const cohorts = stack.cohorts;
-    if (!cohorts) throw new Error("cohort side not started");
+    const cohorts = cohortSideOf(stack);
     const store = createCohortStore(stack.s3, stack.snapshotBucket);
     await sendProfiles(stack, [
       { $distinct_id: "ada", $set: { plan: "pro", $email: "ada@example.com" } },

@@ -1,7 +1,7 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { LocalStack } from "../../infra/local/stack.js";
 import { eventually } from "../support/eventually.js";
-import { sendProfiles, startWebhookCohortStack } from "../support/local-stack.js";
+import { cohortSideOf, sendProfiles, startWebhookCohortStack } from "../support/local-stack.js";
 
 /**
  * The cohort side of `npm start`: profiles sent to the local intake reach the
@@ -18,8 +18,7 @@ afterAll(() => stack.stop());
 
 describe("local cohort export → webhook", () => {
   it("sends members first, then add_members / remove_members after profiles change", async () => {
-    const cohorts = stack.cohorts;
-    if (!cohorts) throw new Error("cohort side not started");
+    const cohorts = cohortSideOf(stack);
     await sendProfiles(stack, [
       { $distinct_id: "ada", $set: { plan: "pro", $email: "ada@example.com", $first_name: "Ada" } },
       { $distinct_id: "bob", $set: { plan: "pro", $email: "bob@example.com" } },

@@ -4,7 +4,7 @@ import { retargetLocalPeers } from "../../infra/local/cohorts.js";
 import { freeLoopbackPort } from "../../infra/local/peers/local-server.js";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.js";
 import { eventually } from "../support/eventually.js";
-import { sendProfiles, writeStageConfig } from "../support/local-stack.js";
+import { cohortSideOf, sendProfiles, writeStageConfig } from "../support/local-stack.js";
 
 /**
  * `npm start` with config/local.json as shipped (only moved to free ports, as `npm start` does
@@ -24,8 +24,7 @@ afterAll(() => stack.stop());
 
 describe("the local stack runs every destination kind of config/local.json", () => {
   it("webhook, Brevo list and Braze each receive the cohort, with the secrets served locally", async () => {
-    const cohorts = stack.cohorts;
-    if (!cohorts) throw new Error("cohort side not started");
+    const cohorts = cohortSideOf(stack);
     await sendProfiles(stack, [
       { $distinct_id: "ada", $set: { plan: "pro", $email: "ada@example.com", $first_name: "Ada" } },
       { $distinct_id: "bob", $set: { plan: "free", $email: "bob@example.com" } },

@@ -3,7 +3,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.js";
 import { runQueryNow } from "../../infra/queries-cli.js";
 import { eventually } from "../support/eventually.js";
-import { sendProfiles, writeStageConfig } from "../support/local-stack.js";
+import { cohortSideOf, sendProfiles, writeStageConfig } from "../support/local-stack.js";
 
 /**
  * The query side of `npm start` with config/local.json's example: profiles sent to the local
@@ -26,8 +26,7 @@ afterAll(() => stack.stop());
 
 describe("local query sync → Brevo attributes", () => {
   it("dry run shows the rows and sends nothing; runs send changed rows only", async () => {
-    const cohorts = stack.cohorts;
-    if (!cohorts) throw new Error("cohort side not started");
+    const cohorts = cohortSideOf(stack);
     await sendProfiles(stack, [
       { $distinct_id: "ada", $set: { plan: "pro", seats: 5, $email: "ada@example.com" } },
       { $distinct_id: "bob", $set: { plan: "free", seats: 1, $email: "bob@example.com" } },

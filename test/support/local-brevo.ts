@@ -1,6 +1,6 @@
 import { afterEach } from "vitest";
 import { type BrevoClient, type BrevoClientOptions, createBrevoClient } from "../../lib/brevo/client.js";
-import type { BrevoConfig } from "../../lib/config/brevo.js";
+import { type BrevoConfig, brevoConfigSchema } from "../../lib/config/brevo.js";
 import { type BrevoSenderDeps, createBrevoSend } from "../../lib/forwarder/brevo.js";
 import { BrevoServer, type BrevoServerOptions } from "../../infra/local/peers/brevo-server.js";
 
@@ -45,4 +45,26 @@ export function localBrevoClient(brevo: BrevoServer, apiKey: string, overrides: 
 /** The connector's sender on `client`: simplified identity, events in batches of 100 unless `overrides` say otherwise. */
 export function localBrevoSend(client: BrevoClient, config: BrevoConfig, overrides: Partial<BrevoSenderDeps> = {}): ReturnType<typeof createBrevoSend> {
   return createBrevoSend({ client, config, identityMode: "simplified", eventsBatchSize: 100, ...overrides });
+}
+
+/** The connector syncing profiles and their companies (group key `company_id`), first names as FIRSTNAME. */
+export const PROFILES_WITH_COMPANIES: BrevoConfig = brevoConfigSchema.parse({
+  api_key_secret: "s",
+  sync: { profiles: true, groups: true },
+  identifiers: { ext_id: "distinct_id" },
+  property_mapping: { $first_name: "FIRSTNAME" },
+  companies: { group_keys: ["company_id"] },
+});
+
+/**
+ * A local Brevo on the clock `now` whose "all other endpoints" bucket (companies, link-unlink)
+ * takes `otherLimit` calls an hour, holding the company of group `company_id:acme`.
+ */
+export async function startBrevoWithAcme(
+  start: ReturnType<typeof localBrevos>,
+  options: { readonly apiKey: string; readonly otherLimit: number; readonly now: () => number },
+): Promise<BrevoServer> {
+  const server = await start({ ...options, windowMs: 1000, otherWindowMs: 3_600_000 });
+  server.companies.set("c-acme", { id: "c-acme", name: "Acme", attributes: { mixpanel_group: "company_id:acme" }, linkedContactsIds: [] });
+  return server;
 }

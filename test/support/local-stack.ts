@@ -25,6 +25,12 @@ export async function sendProfiles(stack: LocalStack, updates: readonly unknown[
   expect(response.status).toBe(202);
 }
 
+/** The cohort side of a stack started with it (cohort syncs or query syncs configured). */
+export function cohortSideOf(stack: LocalStack): NonNullable<LocalStack["cohorts"]> {
+  if (!stack.cohorts) throw new Error("cohort side not started");
+  return stack.cohorts;
+}
+
 /**
  * The local stack with one cohort sync (cohort 1) to the local webhook receiver, signed with the
  * secret the local stack serves; the cohort ticks every `tickMs`.
