@@ -19,7 +19,7 @@ describe("snapshot v1 and v2 (JSON lines)", () => {
     const descending = [...ascending].reverse();
     await expect(decodeSnapshot(await encodeSnapshot(header, cols, descending))).rejects.toThrow(/not sorted/);
     expect((await decodeSnapshot(await encodeSnapshot(header, cols, ascending))).header.v).toBe(3);
-    // And so is a v2 snapshot (gzipped JSON lines) of an earlier release.
+    // And so is a v2 snapshot (gzipped JSON lines).
     await expect(decodeSnapshot(await encodeSnapshotV2(header, cols, descending))).rejects.toThrow(/not sorted/);
     expect((await decodeSnapshot(await encodeSnapshotV2(header, cols, ascending))).header.v).toBe(2);
   });

@@ -67,11 +67,11 @@ describe("snapshot v3 (columns)", () => {
 describe("across the deploy", () => {
   const props = memberProps(6);
 
-  it("a snapshot written by the release before (v2 lines, gzip) diffs cleanly against the same members: nothing sent, removed or recomputed", async () => {
+  it("a snapshot written by the v2 writer (JSON lines, gzip) diffs cleanly against the same members: nothing sent, removed or recomputed", async () => {
     await fc.assert(
       fc.asyncProperty(fc.uniqueArray(fc.record({ id: hostileId, props }), { selector: (m) => m.id, maxLength: 12 }), async (members) => {
         const wanted = ["$email"];
-        // What the previous release wrote after delivering these members.
+        // What the v2 writer stored after delivering these members.
         const cols: MemberColumns = {
           ids: members.map((m) => m.id),
           hashes: members.map((m) => propertyHash(m.props)),

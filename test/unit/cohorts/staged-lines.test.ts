@@ -81,7 +81,7 @@ describe("across the deploy", () => {
   const props = memberProps(6);
   const hostileId = hostileMemberId;
 
-  it("a staged line's hash is propertyHash of canonicalJson, for any properties (the hash today's snapshots hold)", () => {
+  it("a staged line's hash is propertyHash of canonicalJson, for any properties (the hash snapshots store)", () => {
     fc.assert(
       fc.property(hostileId, props, (id, p) => {
         const line = writer.line({ id, props: p });

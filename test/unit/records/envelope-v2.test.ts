@@ -93,7 +93,7 @@ describe("reading queued messages", () => {
   });
 });
 
-/** The implementation before issue 12, kept as the oracle: insert ids must not change across the deploy. */
+/** canonicalJson written plainly, kept as the oracle: insert ids must not change across a deploy. */
 function canonicalJsonBefore(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJsonBefore).join(",")}]`;
   if (value !== null && typeof value === "object") {
