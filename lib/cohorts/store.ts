@@ -1,6 +1,7 @@
 import { AwsCallError } from "../aws/aws-call.js";
 import type { S3BucketApi } from "../aws/s3-bucket.js";
 import { gunzipSync, gzipSync } from "node:zlib";
+import { parseJsonOrThrow } from "../util/json.js";
 import type * as z from "../util/zod.js";
 import { formatZodIssues } from "../config/env.js";
 import { MissingObjectError, RetryableError, ValidationError } from "../errors.js";
@@ -128,12 +129,7 @@ export function createCohortStore(s3: S3BucketApi, bucket: string): CohortStore 
     const bytes = await getBytes(key);
     if (bytes === undefined) return undefined;
     const text = (gz ? gunzipSync(bytes) : Buffer.from(bytes)).toString("utf8");
-    let raw: unknown;
-    try {
-      raw = JSON.parse(text);
-    } catch {
-      throw new ValidationError(`s3://${bucket}/${key} is not JSON`);
-    }
+    const raw = parseJsonOrThrow(text, () => new ValidationError(`s3://${bucket}/${key} is not JSON`));
     return parse(schema, raw, `s3://${bucket}/${key}`);
   }
   const putJson = (key: string, value: unknown, gz: boolean) =>
