@@ -1,4 +1,4 @@
-import { AwsCallError } from "../aws/aws-call.js";
+import { isMissingObject } from "../aws/aws-call.js";
 import type { S3BucketApi } from "../aws/s3-bucket.js";
 import { gunzipSync, gzipSync } from "node:zlib";
 import { parseJsonOrThrow } from "../util/json.js";
@@ -93,10 +93,6 @@ export interface CohortStore {
   readFailure(key: string): Promise<FailureRecord | undefined>;
 }
 
-function isMissing(error: unknown): boolean {
-  return error instanceof AwsCallError && (error.code === "NoSuchKey" || error.status === 404);
-}
-
 function s3Error(what: string, error: unknown): RetryableError {
   return new RetryableError(`S3 ${what} failed: ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}`);
 }
@@ -114,7 +110,7 @@ export function createCohortStore(s3: S3BucketApi, bucket: string): CohortStore 
     try {
       return await s3.getObject(bucket, key);
     } catch (error) {
-      if (isMissing(error)) return undefined;
+      if (isMissingObject(error)) return undefined;
       throw s3Error(`get ${key}`, error);
     }
   }
