@@ -25,7 +25,9 @@ const API_KEY = "local-limits-key";
 const CONTACTS_PER_SECOND = 50;
 const COMPANY_CALLS = 10;
 const COMPANY_WINDOW_MS = 20_000;
-const PROFILES = 5_000;
+/** 5,000 in the issue's check (BREVO_BURST_PROFILES=5000); fewer by default to keep the suite short. */
+const PROFILES = Number(process.env.BREVO_BURST_PROFILES ?? 1_000);
+const PROFILES_PER_REQUEST = 250;
 const EVENTS = 450;
 const COMPANIES = 5;
 
@@ -44,6 +46,9 @@ async function post(path: string, body: unknown): Promise<void> {
   expect(response.status).toBe(202);
   await response.arrayBuffer();
 }
+
+const companyCalls = () => brevo.calls.filter((c) => c.path.startsWith("/v3/companies")).length;
+const burstContacts = () => [...contactSeenAt.entries()].filter(([email]) => email.startsWith("burst-"));
 
 async function postAll(path: string, records: readonly unknown[], perRequest: number): Promise<void> {
   for (let i = 0; i < records.length; i += perRequest) await post(path, records.slice(i, i + perRequest));
@@ -123,36 +128,38 @@ describe("Brevo limits on the local stack", () => {
       $distinct_id: `burst-${i}`,
       $set: { $email: `burst-${i}@example.com`, $first_name: `F${i}`, company_id: `acme-${i % COMPANIES}` },
     }));
+    const companyCallsBefore = companyCalls();
     burstStart = Date.now();
-    for (let i = 0; i < PROFILES; i += 500) {
-      await post("/v1/profiles", profiles.slice(i, i + 500));
+    for (let i = 0; i < PROFILES; i += PROFILES_PER_REQUEST) {
+      await post("/v1/profiles", profiles.slice(i, i + PROFILES_PER_REQUEST));
       // Group updates arrive among the profiles, as they do from a live project.
-      await post("/v1/groups", [{ $group_key: "company_id", $group_id: `acme-${(i / 500) % COMPANIES}`, $set: { $name: `Acme ${i}`, industry: `i${i}` } }]);
+      await post("/v1/groups", [{ $group_key: "company_id", $group_id: `acme-${(i / PROFILES_PER_REQUEST) % COMPANIES}`, $set: { $name: `Acme ${i}`, industry: `i${i}` } }]);
     }
-    const companyCallsBefore = brevo.calls.filter((c) => c.path.startsWith("/v3/companies")).length;
-    const limitSeconds = PROFILES / CONTACTS_PER_SECOND;
-    await eventually(() => [...contactSeenAt.keys()].filter((e) => e.startsWith("burst-")).length >= PROFILES, limitSeconds * 1000 * 4 + 30_000);
+    await eventually(() => burstContacts().length >= PROFILES, (PROFILES / CONTACTS_PER_SECOND) * 4_000 + 30_000);
 
-    const times = [...contactSeenAt.entries()].filter(([email]) => email.startsWith("burst-")).map(([, at]) => at);
-    const first = Math.min(...times);
-    const last = Math.max(...times);
-    const perSecond = PROFILES / Math.max(1, (last - first) / 1000);
-    const bySecond = new Map<number, number>();
-    for (const at of times) bySecond.set(Math.floor((at - first) / 1000), (bySecond.get(Math.floor((at - first) / 1000)) ?? 0) + 1);
-    console.info(`contacts per second: ${[...Array(Math.floor((last - first) / 1000) + 1).keys()].map((s) => bySecond.get(s) ?? 0).join(" ")}`);
-    const companyCalls = brevo.calls.filter((c) => c.path.startsWith("/v3/companies")).length - companyCallsBefore;
+    const times = burstContacts().map(([, at]) => at).sort((a, b) => a - b);
+    const first = times[0] ?? 0;
+    const last = times.at(-1) ?? 0;
+    const seconds = Math.max(1, (last - first) / 1000);
+    const longestGap = Math.max(...times.slice(1).map((at, i) => at - (times[i] ?? at)));
+    const bySecond = new Array<number>(Math.floor((last - first) / 1000) + 1).fill(0);
+    for (const at of times) bySecond[Math.floor((at - first) / 1000)] = (bySecond[Math.floor((at - first) / 1000)] ?? 0) + 1;
+    const companyCallsDuringBurst = companyCalls() - companyCallsBefore;
     const linked = [...brevo.companies.values()].reduce((n, c) => n + c.linkedContactsIds.length, 0);
     console.info(
-      `profiles: ${PROFILES} contacts in ${((last - first) / 1000).toFixed(1)} s = ${perSecond.toFixed(0)}/s (contacts limit ${CONTACTS_PER_SECOND}/s); ` +
-        `company calls during the burst ${companyCalls} (bucket: ${COMPANY_CALLS} per ${COMPANY_WINDOW_MS / 1000} s), links made ${linked}, ` +
-        `429s ${brevo.throttled}`,
+      `profiles: ${PROFILES} contacts in ${seconds.toFixed(1)} s = ${(PROFILES / seconds).toFixed(1)}/s (contacts limit ${CONTACTS_PER_SECOND}/s), longest gap ${longestGap} ms; ` +
+        `company calls ${companyCallsDuringBurst} (bucket: ${COMPANY_CALLS} per ${COMPANY_WINDOW_MS / 1000} s), links made ${linked}, links still waiting ${PROFILES - linked}; ` +
+        `429s ${brevo.throttled}\ncontacts per second: ${bySecond.join(" ")}`,
     );
-    expect(brevo.contacts.size).toBeGreaterThanOrEqual(PROFILES);
-    // At the limit: no faster than the bucket allows (the sandbox answers 429 beyond it) and not held back by the company gate.
-    expect(perSecond).toBeGreaterThan(CONTACTS_PER_SECOND * 0.5);
-    // Company work waited for its own bucket: far fewer links than profiles so far, and never more calls than its windows allow.
-    const windows = Math.ceil((last - first) / COMPANY_WINDOW_MS) + 1;
-    expect(companyCalls).toBeLessThanOrEqual(windows * COMPANY_CALLS);
+    expect(brevo.throttled).toBe(0);
+    // The companies bucket was full during the burst, and company work stayed within it (waiting or re-queued) ...
+    expect(companyCallsDuringBurst).toBeGreaterThanOrEqual(COMPANY_CALLS);
+    expect(companyCallsDuringBurst).toBeLessThanOrEqual((Math.ceil((last - first) / COMPANY_WINDOW_MS) + 1) * COMPANY_CALLS);
     expect(linked).toBeLessThan(PROFILES);
-  }, 300_000);
+    // ... while the contacts never stopped for it: the only pauses are the contacts bucket's own
+    // one-second resets, never a companies window (a group record sleeping on its bucket held the
+    // contacts behind it for up to COMPANY_WINDOW_MS).
+    expect(longestGap).toBeLessThan(COMPANY_WINDOW_MS / 4);
+    expect(PROFILES / seconds).toBeGreaterThan(CONTACTS_PER_SECOND / 2);
+  }, 600_000);
 });
