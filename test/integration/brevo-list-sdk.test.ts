@@ -71,17 +71,8 @@ const deps = () => ({
   warn: () => {},
 });
 
-const page: DeliveryPage = {
-  v: 1,
-  sync_id: "list",
-  run_id: "run-1",
-  project_id: "1",
-  cohort: { id: 1, name: "C", description: "" },
-  action: "add_members",
-  page: 1,
-  total_pages: 1,
-  members: [{ id: "u1", props: { $email: "u1@example.com", $first_name: "Ada" } }],
-};
+const page: DeliveryPage = { v: 1, sync_id: "list", run_id: "run-1", project_id: "1", cohort: { id: 1, name: "C", description: "" }, action: "add_members", page: 1, total_pages: 1,
+  members: [{ id: "u1", props: { $email: "u1@example.com", $first_name: "Ada" } }] };
 
 const ledger = () => {
   let kept: number[] | undefined;
