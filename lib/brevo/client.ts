@@ -8,8 +8,8 @@ import { type AddressPolicy, destinationUrlProblem } from "../util/address-polic
 import type { BrevoOperationCall, BrevoRawAnswer, BrevoSdk } from "./sdk.js";
 
 /**
- * The one client of Brevo's API (the connector and `npm run gdpr:delete`; the cohort lists'
- * sender shares its rate gates), docs/vendors/brevo-connector.md §4 and "The vendor's client".
+ * The one client of Brevo's API (the connector, `npm run gdpr:delete` and the cohort Brevo lists'
+ * sender), docs/vendors/brevo-connector.md §4 and "The vendor's client".
  * Brevo's official SDK (`@getbrevo/brevo`, lib/brevo/sdk.ts) makes every call; this module keeps
  * the relay's rules around it:
  *
@@ -25,13 +25,14 @@ import type { BrevoOperationCall, BrevoRawAnswer, BrevoSdk } from "./sdk.js";
  *     proxy adds one), then retry; the wait also closes a per-bucket gate so other calls in the
  *     container do not walk into the same limit. `x-sib-ratelimit-remaining: 0` closes it too.
  *   - 408, 425 (Too Early, meaning undocumented), 5xx, network errors, timeouts: RetryableError.
- *   - 401, 402 (no credits), 403: ConfigError (kept for redelivery and alarmed, never dropped).
+ *   - 401, 402 (no credits), 403: ConfigError (kept for redelivery and alarmed, never dropped),
+ *     unless the caller judges such refusals itself (`refusalsJudgedBy: "caller"`, the cohort lists).
  *   - any other status is returned to the caller, which decides what a 4xx means for its record.
  *
  * Rate limits are per bucket (§4 table): `/v3/contacts/*`, `/v3/events`, and "all other
  * endpoints" (companies, processes); one gate each.
  */
-// The rate-limit gates live apart so the cohort lists' sender shares them without loading this client.
+// The rate-limit gates live apart: a function's wiring builds the container's shared gates without loading this client.
 export { type BrevoBucket, type BrevoRateGates, bucketOf, newBrevoRateGates, noteRateLimit } from "./rate-limits.js";
 
 /**
