@@ -2,7 +2,7 @@ import { newBrevoRateGates } from "../../../lib/brevo/client.js";
 import { beforeEach, describe, expect, it } from "vitest";
 import type { DeliveryPage, PageMember, SyncAction } from "../../../lib/cohorts/messages.js";
 import { cohortSyncsSchemaFor, type BrevoDestination } from "../../../lib/config/cohort-syncs.js";
-import { BREVO_IMPORT_MAX_BYTES, type RateGate, brevoImportBodies, sendBrevoPage } from "../../../lib/destinations/brevo.js";
+import { BREVO_IMPORT_MAX_BYTES, type RateGate, brevoImportRequests, sendBrevoPage } from "../../../lib/destinations/brevo.js";
 import type { SenderDeps } from "../../../lib/destinations/http.js";
 import { RetryableError } from "../../../lib/errors.js";
 import { type BrevoServer, MAX_IMPORT_BYTES } from "../../../infra/local/peers/brevo-server.js";
@@ -126,7 +126,7 @@ describe("Brevo sender: a page always fits in one invocation", () => {
 
   it("import bodies stay under the byte cap and keep every contact", () => {
     const contacts = Array.from({ length: 50 }, (_, i) => ({ email: `c${i}@x.io`, attributes: { FIRSTNAME: "é".repeat(100) } }));
-    const bodies = brevoImportBodies(contacts, 12, 3_000);
+    const bodies = brevoImportRequests(contacts, 12, 3_000).map((request) => JSON.stringify(request));
     expect(bodies.length).toBeGreaterThan(1);
     expect(bodies.every((b) => Buffer.byteLength(b) <= 3_000)).toBe(true);
     const parsed = bodies.map((b) => JSON.parse(b) as { jsonBody: unknown[]; listIds: number[] });
