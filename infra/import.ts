@@ -26,7 +26,10 @@ import { directSender } from "../lib/import/direct.js";
 import { EVENT_SOURCES, type EventSource, IMPORT_KINDS, type ImportKind } from "../lib/import/map-rows.js";
 import { IMPORT_FORMATS, type ImportFormat } from "../lib/import/read-rows.js";
 import { type ImportProgress, type ImportReport, formatReport, runImport } from "../lib/import/run.js";
-import { resolveLocalSources } from "../lib/import/sources.js";
+import { S3ListingError, isS3Source, resolveSources, type S3SourceApi } from "../lib/import/sources.js";
+import { type CheckpointStore, fileCheckpointStore, s3CheckpointStore } from "../lib/import/checkpoint.js";
+import { createS3, createS3ObjectStreams } from "../lib/aws/s3.js";
+import { createS3Bucket } from "../lib/aws/s3-bucket.js";
 import { createS3Client, createSqsClient } from "./aws/sdk-clients.js";
 import { UsageError, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget, runWhenExecuted } from "./cli-args.js";
 import { findRejectedBucket } from "./replay-rejected.js";
@@ -41,6 +44,8 @@ const MAX_DIRECT_CONCURRENCY = 10;
 /** /import takes 10 MB uncompressed per request (docs/vendors/mixpanel-api.md §3). */
 const DIRECT_MAX_BYTES = 10_000_000;
 const DIRECT_TIMEOUT_MS = 15_000;
+/** Checkpoints of runs that read S3 sources, in the stage's rejected bucket (outside its expiring `rejected/` and `replayed/` prefixes). */
+export const IMPORT_CHECKPOINT_PREFIX = "import-checkpoints/";
 /** Exit status when the run finished but some files could not be read to the end. */
 export const SOME_FILES_FAILED = 3;
 
@@ -152,15 +157,33 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
 
   const target = resolveAwsTarget(values, env);
   const config = loadStageConfig(stageConfigPath(target.stage, values.config), target.stage);
-  const files = await resolveLocalSources(positionals, format).catch((error: unknown) => {
+  const readsS3 = positionals.some(isS3Source);
+  // S3 sources are read with the stage's AWS credentials through the functions' own S3 client.
+  const s3Sources: S3SourceApi | undefined = readsS3
+    ? { listObjectsV2: createS3Bucket(target, createS3(target)).listObjectsV2, openObject: createS3ObjectStreams(target).openObject }
+    : undefined;
+  const files = await resolveSources(positionals, format, s3Sources).catch((error: unknown) => {
+    if (error instanceof S3ListingError) throw error;
     throw new UsageError(error instanceof Error ? error.message : String(error));
   });
 
   // The run's identity: the same sources and options resume the same checkpoint.
-  const runKey = JSON.stringify({ stage: target.stage, files: files.map((file) => resolve(file.ref.path)), format, kind, source, columns, fromMs, toMs, event: values.event, exclude: values["exclude-event"], via });
-  const checkpointPath =
-    values.checkpoint ?? (files.some((file) => file.ref.kind === "stdin") ? undefined : resolve(".import", `${target.stage}-${createHash("sha256").update(runKey).digest("hex").slice(0, 16)}.json`));
-  if (values.resume && !checkpointPath) throw new UsageError("--resume needs a checkpoint: standard input cannot be resumed");
+  const runKey = JSON.stringify({
+    stage: target.stage,
+    files: files.map((file) => (file.ref.kind === "local" ? resolve(file.ref.path) : file.ref.path)),
+    format,
+    kind,
+    source,
+    columns,
+    fromMs,
+    toMs,
+    event: values.event,
+    exclude: values["exclude-event"],
+    via,
+  });
+  const runHash = createHash("sha256").update(runKey).digest("hex").slice(0, 16);
+  const resumable = !files.some((file) => file.ref.kind === "stdin") || values.checkpoint !== undefined;
+  if (values.resume && !resumable) throw new UsageError("--resume needs a checkpoint: standard input cannot be resumed");
 
   const secrets = createSecretReader({ region: target.region, ttlSeconds: 300, ...(env.SECRETS_ENDPOINT_URL ? { endpoint: env.SECRETS_ENDPOINT_URL } : {}) });
   const policy = await piiPolicySource(config, { PII_HASH_KEY: env.PII_HASH_KEY }, secrets)();
@@ -168,6 +191,13 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   const sqs = createSqsClient(target.region, target.endpoint);
   const s3 = createS3Client(target.region, target.endpoint);
   try {
+    // Beside the run for local files; in the stage's bucket when a source is in S3 (a dry run writes none).
+    let checkpoint: CheckpointStore | undefined;
+    if (values.checkpoint !== undefined) checkpoint = fileCheckpointStore(values.checkpoint);
+    else if (!resumable) checkpoint = undefined;
+    else if (readsS3 && !dryRun) checkpoint = s3CheckpointStore(s3, await findRejectedBucket(s3, target.stage), `${IMPORT_CHECKPOINT_PREFIX}${target.stage}-${runHash}.json`);
+    else if (!readsS3) checkpoint = fileCheckpointStore(resolve(".import", `${target.stage}-${runHash}.json`));
+    const checkpointPath = checkpoint?.where;
     let enqueue;
     let sendBatch;
     if (!dryRun && via === "direct") {
@@ -222,7 +252,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
           },
           dryRun,
           batchRows,
-          checkpointPath,
+          checkpoint,
           resume: values.resume ?? false,
           runKey,
         },

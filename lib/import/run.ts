@@ -4,7 +4,7 @@ import { type EnqueueDeps, enqueueMappedItems } from "../enqueue/enqueue.js";
 import { protectItems } from "../pii/items.js";
 import type { PiiPolicy } from "../pii/policy.js";
 import type { MappedItem, RejectedItem } from "../sources/types.js";
-import { type Checkpoint, readCheckpoint, writeCheckpoint } from "./checkpoint.js";
+import type { Checkpoint, CheckpointStore } from "./checkpoint.js";
 import { type EventFilter, type EventSource, type ImportKind, filteredOut, hasEventFilter, mapRow, rejectedSourceName } from "./map-rows.js";
 import { type FileRef, type ImportFormat, ImportFileError, readRows, type SourceRow } from "./read-rows.js";
 
@@ -33,7 +33,7 @@ export interface ImportRunOptions {
   /** Rows mapped and sent together; also how often the checkpoint is written. */
   readonly batchRows: number;
   /** Where the checkpoint lives; absent = no checkpoint (stdin, dry runs). */
-  readonly checkpointPath?: string | undefined;
+  readonly checkpoint?: CheckpointStore | undefined;
   readonly resume: boolean;
   /** The run's options as one string: a checkpoint of other options is not resumed. */
   readonly runKey: string;
@@ -98,15 +98,16 @@ export interface ImportReport {
 export async function runImport(options: ImportRunOptions, deps: ImportRunDeps): Promise<ImportReport> {
   const started = deps.nowMs();
   const examplesPerReason = options.examplesPerReason ?? 3;
-  const previous = options.resume && options.checkpointPath ? readCheckpoint(options.checkpointPath) : undefined;
-  if (options.resume && options.checkpointPath && !previous) deps.log(`no checkpoint at ${options.checkpointPath}: starting from the top`);
+  const store = options.checkpoint;
+  const previous = options.resume && store ? await store.read() : undefined;
+  if (options.resume && store && !previous) deps.log(`no checkpoint at ${store.where}: starting from the top`);
   if (previous && previous.runKey !== options.runKey) {
-    throw new Error(`${options.checkpointPath} belongs to a run with other sources or options; run again without --resume, or with the same options`);
+    throw new Error(`${store?.where} belongs to a run with other sources or options; run again without --resume, or with the same options`);
   }
   const checkpoint: Checkpoint = previous ?? { v: 1, runKey: options.runKey, runId: randomUUID().slice(0, 8), files: {} };
   const report: ImportReport = { dryRun: options.dryRun, read: 0, accepted: 0, rejected: 0, byReason: {}, skipped: {}, sent: 0, bytes: 0, wallMs: 0, files: [], failedFiles: [] };
-  const save = () => {
-    if (options.checkpointPath && !options.dryRun) writeCheckpoint(options.checkpointPath, checkpoint);
+  const save = async () => {
+    if (store && !options.dryRun) await store.write(checkpoint);
   };
   const filtering = hasEventFilter(options.filter);
   let filesDone = 0;
@@ -170,7 +171,7 @@ export async function runImport(options: ImportRunOptions, deps: ImportRunDeps):
       report.rejected += rejections.length;
       if (!options.dryRun) report.sent += accepted;
       progress.rowsDone = rows[rows.length - 1]?.position ?? progress.rowsDone;
-      save();
+      await save();
     };
 
     let batch: SourceRow[] = [];
@@ -200,7 +201,7 @@ export async function runImport(options: ImportRunOptions, deps: ImportRunDeps):
       await inFlight;
       await flush(batch);
       progress.finished = true;
-      save();
+      await save();
     } catch (error) {
       if (!(error instanceof ImportFileError)) throw error;
       // The rows before the failure are sent; the file is reported and the run moves on.
@@ -208,7 +209,7 @@ export async function runImport(options: ImportRunOptions, deps: ImportRunDeps):
       await flush(batch);
       fileReport.failed = error.message;
       progress.failed = error.message;
-      save();
+      await save();
       report.failedFiles.push(name);
       deps.log(`failed: ${error.message}; going on with the next file`);
     }

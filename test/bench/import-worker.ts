@@ -2,6 +2,7 @@ import { createRequire } from "node:module";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { loadStageConfig, stageConfigPath } from "../../lib/config/stage.js";
+import { fileCheckpointStore } from "../../lib/import/checkpoint.js";
 import { directSender } from "../../lib/import/direct.js";
 import { runImport } from "../../lib/import/run.js";
 import { realRetryDeps } from "../../lib/http/retry.js";
@@ -49,7 +50,7 @@ if (tool === "relay") {
       filter: {},
       dryRun: false,
       batchRows: IMPORT_MAX_RECORDS * concurrency,
-      checkpointPath: join(tmpdir(), `relay-import-bench-${process.pid}.json`),
+      checkpoint: fileCheckpointStore(join(tmpdir(), `relay-import-bench-${process.pid}.json`)),
       resume: false,
       runKey: "bench",
     },
