@@ -22,6 +22,7 @@ import { realRetryDeps } from "../lib/http/retry.js";
 import { mixpanelCredentialsSource } from "../lib/mixpanel/credentials.js";
 import { ingestionBaseUrl } from "../lib/mixpanel/hosts.js";
 import { IMPORT_MAX_RECORDS, createIngestionClient } from "../lib/mixpanel/ingestion.js";
+import { MIXPANEL_IMPORT_BYTES_PER_MINUTE, ROLLING_WINDOW_MS, rollingByteBudget } from "../lib/import/byte-budget.js";
 import { directSender } from "../lib/import/direct.js";
 import { EVENT_SOURCES, type EventSource, IMPORT_KINDS, type ImportKind } from "../lib/import/map-rows.js";
 import { IMPORT_FORMATS, type ImportFormat } from "../lib/import/read-rows.js";
@@ -213,7 +214,12 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
         nowMs: Date.now,
         onRetry: (endpoint, error, delayMs) => log(`Mixpanel ${endpoint} answered ${error.status}: retrying in ${Math.round(delayMs)} ms`),
       });
-      sendBatch = directSender({ client, rejected: createRejectedStore({ s3, bucket, prefix: REJECTED_PREFIX, stage: target.stage, now: () => new Date() }) });
+      const importBudget = rollingByteBudget(MIXPANEL_IMPORT_BYTES_PER_MINUTE, ROLLING_WINDOW_MS, {
+        nowMs: Date.now,
+        sleep: (ms) => new Promise((done) => setTimeout(done, ms)),
+        onWait: (waitMs, spentBytes) => log(`Mixpanel's /import limit: ${(spentBytes / 1e9).toFixed(2)} GB sent in the last minute, waiting ${Math.ceil(waitMs / 1000)} s`),
+      });
+      sendBatch = directSender({ client, importBudget, rejected: createRejectedStore({ s3, bucket, prefix: REJECTED_PREFIX, stage: target.stage, now: () => new Date() }) });
       log(`import ${files.length} file(s) → Mixpanel /import (strict, ${concurrency} requests in flight), rejections → s3://${bucket}/${REJECTED_PREFIX}; checkpoint ${checkpointPath ?? "none"}`);
     } else if (!dryRun) {
       const queue = queueName(target.stage, "events");
