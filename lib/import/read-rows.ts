@@ -1,5 +1,5 @@
 import { createReadStream, createWriteStream } from "node:fs";
-import { mkdtemp, open, rm } from "node:fs/promises";
+import { type FileHandle, mkdtemp, open, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
@@ -7,7 +7,7 @@ import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import { parse as parseCsv } from "csv-parse";
-import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema, type SchemaTree } from "hyparquet";
+import { type AsyncBuffer, parquetMetadataAsync, parquetReadObjects, parquetSchema, type SchemaTree } from "hyparquet";
 import { brazeAvroRecordToEvent, brazeEventTypeFromKey } from "../sources/braze-avro.js";
 import { avroContainerRecords, jsonArrayElements } from "./stream-formats.js";
 
@@ -212,13 +212,15 @@ async function* readParquet(ref: FileRef, counter: ByteCounter, reached: (positi
   // written, decompressed, to a temporary file, never held in memory.
   const plainLocal = ref.kind === "local" && !ref.path.toLowerCase().endsWith(".gz") && !(await startsWithGzip(ref.path));
   const spool = plainLocal ? undefined : await mkdtemp(join(tmpdir(), "relay-import-parquet-"));
+  let handle: FileHandle | undefined;
   try {
     let path = ref.path;
     if (spool) {
       path = join(spool, "file.parquet");
       await pipeline(await decodedStream(ref, counter), createWriteStream(path));
     }
-    const file = await asyncBufferFromFile(path);
+    handle = await open(path, "r");
+    const file = fileSlices(handle, (await handle.stat()).size);
     if (!spool) counter.bytes = file.byteLength;
     let metadata;
     try {
@@ -241,8 +243,25 @@ async function* readParquet(ref: FileRef, counter: ByteCounter, reached: (positi
       }
     }
   } finally {
+    await handle?.close();
     if (spool) await rm(spool, { recursive: true, force: true });
   }
+}
+
+/** The file as hyparquet's AsyncBuffer: each slice one read into a buffer of its exact size, through one open handle. */
+function fileSlices(handle: FileHandle, byteLength: number): AsyncBuffer {
+  return {
+    byteLength,
+    async slice(start, end = byteLength) {
+      const bytes = new Uint8Array(Math.max(0, end - start));
+      for (let filled = 0; filled < bytes.length; ) {
+        const { bytesRead } = await handle.read(bytes, filled, bytes.length - filled, start + filled);
+        if (bytesRead === 0) throw new Error(`the file ends at byte ${start + filled}, before ${end}`);
+        filled += bytesRead;
+      }
+      return bytes.buffer;
+    },
+  };
 }
 
 async function startsWithGzip(path: string): Promise<boolean> {

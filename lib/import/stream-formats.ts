@@ -2,7 +2,7 @@ import { Readable, Transform } from "node:stream";
 import type avro from "avsc";
 import avroContainers from "avsc/lib/containers.js";
 import avroTypes from "avsc/lib/types.js";
-import { parser as jsonParser } from "stream-json";
+import Parser from "stream-json/Parser.js";
 import Pick from "stream-json/filters/Pick.js";
 import StreamArray from "stream-json/streamers/StreamArray.js";
 import { narrowFloats } from "../sources/braze-avro.js";
@@ -74,8 +74,8 @@ export async function* jsonArrayElements(source: Readable): AsyncGenerator<unkno
   });
   const elements =
     byte === OPEN_ARRAY
-      ? piped([stream, jsonParser(), StreamArray.streamArray()])
-      : piped([stream, jsonParser(), Pick.pick({ filter: (stack) => stack.length === 1 && stack[0] === "events", once: true }), noteEvents, StreamArray.streamArray()]);
+      ? piped([stream, Parser.parser(), StreamArray.streamArray()])
+      : piped([stream, Parser.parser(), Pick.pick({ filter: (stack) => stack.length === 1 && stack[0] === "events", once: true }), noteEvents, StreamArray.streamArray()]);
   for await (const element of elements as AsyncIterable<{ key: number; value: unknown }>) yield element.value;
   if (byte === OPEN_OBJECT && !sawEvents) throw new Error(`${SHAPE}; this object has no "events" key`);
 }
