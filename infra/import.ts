@@ -4,8 +4,8 @@
  *   [--from T] [--to T] [--event NAME]… [--exclude-event NAME]… [--resume] [--checkpoint FILE]
  *   [--batch-rows N] [--config FILE] [--region R] [--endpoint URL]`
  *
- * Imports history files (NDJSON, JSON, CSV, Parquet, Braze Currents Avro; gzipped or not)
- * through the relay's own mappers and enqueue step, so they meet the same rules as live
+ * Imports history files (NDJSON, JSON, CSV, Parquet, Braze Currents Avro; gzipped or not;
+ * local, `s3://bucket/prefix` or standard input) through the relay's own mappers and enqueue step, so they meet the same rules as live
  * traffic (lib/import/run.ts). Exit status: 0 when every file was read to the end, 3 when
  * some files failed (each named with its position in the report), 2 on a usage error.
  */
@@ -51,7 +51,7 @@ export const IMPORT_CHECKPOINT_PREFIX = "import-checkpoints/";
 export const SOME_FILES_FAILED = 3;
 
 const USAGE =
-  "usage: npm run import -- --stage <stage> <file|glob|folder|->… [--format ndjson|json|csv|parquet|braze-avro] [--kind events|profiles|groups] [--source native|braze|adobe] [--map column=property]… [--via queue|direct] [--concurrency N] [--dry-run] [--from TIME] [--to TIME] [--event NAME]… [--exclude-event NAME]… [--resume] [--checkpoint FILE] [--batch-rows N] [--config FILE] [--region R] [--endpoint URL]";
+  "usage: npm run import -- --stage <stage> <file|glob|folder|s3://bucket/prefix|->… [--format ndjson|json|csv|parquet|braze-avro] [--kind events|profiles|groups] [--source native|braze|adobe] [--map column=property]… [--via queue|direct] [--concurrency N] [--dry-run] [--from TIME] [--to TIME] [--event NAME]… [--exclude-event NAME]… [--resume] [--checkpoint FILE] [--batch-rows N] [--config FILE] [--region R] [--endpoint URL]";
 
 function oneOf<T extends string>(value: string | undefined, allowed: readonly T[], flag: string, fallback: T): T {
   if (value === undefined) return fallback;

@@ -9,12 +9,13 @@ import { createGunzip } from "node:zlib";
 import { parse as parseCsv } from "csv-parse";
 import { type AsyncBuffer, parquetMetadataAsync, parquetReadObjects, parquetSchema, type SchemaTree } from "hyparquet";
 import { brazeAvroRecordToEvent, brazeEventTypeFromKey } from "../sources/braze-avro.js";
+import { parseJson } from "../util/json.js";
 import { avroContainerRecords, jsonArrayElements } from "./stream-formats.js";
 
 /**
- * Reads the rows of one history file, streamed where the format allows it (NDJSON and CSV
- * line by line, Parquet row group by row group), so memory stays bounded by a batch, not a
- * file. Every row carries its 1-based position in the file (line for NDJSON, record for CSV,
+ * Reads the rows of one history file, streamed (NDJSON and CSV line by line, JSON element by
+ * element, Avro block by block, Parquet a slice of a row group at a time), so memory stays
+ * bounded by a batch, not a file. Every row carries its 1-based position in the file (line for NDJSON, record for CSV,
  * row for Parquet, element for JSON, record for Avro), which is what a resumed run skips and
  * what every message names.
  */
@@ -114,14 +115,9 @@ export async function* readRows(ref: FileRef, options: ReadRowsOptions, counter:
         for await (const line of lines) {
           position += 1;
           if (line.trim() === "") continue;
-          let value: unknown;
-          try {
-            value = JSON.parse(line);
-          } catch (error) {
-            yield { position, unparseable: `line ${position} is not JSON: ${describe(error)}`, text: line };
-            continue;
-          }
-          yield { position, value };
+          const parsed = parseJson(line);
+          if (parsed.ok) yield { position, value: parsed.value };
+          else yield { position, unparseable: `line ${position} is not JSON: ${parsed.error}`, text: line };
         }
         return;
       }
