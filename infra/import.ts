@@ -153,8 +153,11 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   const fromMs = parseTime(values.from, "--from");
   const toMs = parseTime(values.to, "--to");
   const dryRun = values["dry-run"] ?? false;
-  // Direct: one batch fills every request in flight, so the client keeps `concurrency` requests going.
-  const batchRows = parsePositiveInt(values["batch-rows"], "--batch-rows") ?? (via === "direct" ? IMPORT_MAX_RECORDS * concurrency : DEFAULT_BATCH_ROWS);
+  // Direct: one /import request per batch and `concurrency` batches in flight, so a request that
+  // ends is replaced at once (not when the slowest of a group ends); each batch's own requests go
+  // one at a time, so no more than `concurrency` are ever in flight.
+  const batchRows = parsePositiveInt(values["batch-rows"], "--batch-rows") ?? (via === "direct" ? IMPORT_MAX_RECORDS : DEFAULT_BATCH_ROWS);
+  const inFlightBatches = via === "direct" ? concurrency : 1;
 
   const target = resolveAwsTarget(values, env);
   const config = loadStageConfig(stageConfigPath(target.stage, values.config), target.stage);
@@ -208,7 +211,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
         baseUrl: ingestionBaseUrl(config.residency, env.MIXPANEL_API_URL),
         credentials: mixpanelCredentialsSource(env, secrets),
         importMaxBytes: DIRECT_MAX_BYTES,
-        concurrency,
+        concurrency: 1,
         timeoutMs: DIRECT_TIMEOUT_MS,
         retryDeps: realRetryDeps(),
         nowMs: Date.now,
@@ -258,6 +261,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
           },
           dryRun,
           batchRows,
+          inFlightBatches,
           checkpoint,
           resume: values.resume ?? false,
           runKey,

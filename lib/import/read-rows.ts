@@ -2,7 +2,6 @@ import { createReadStream, createWriteStream } from "node:fs";
 import { type FileHandle, mkdtemp, open, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { Readable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
@@ -10,7 +9,7 @@ import { parse as parseCsv } from "csv-parse";
 import { type AsyncBuffer, parquetMetadataAsync, parquetReadObjects, parquetSchema, type SchemaTree } from "hyparquet";
 import { brazeAvroRecordToEvent, brazeEventTypeFromKey } from "../sources/braze-avro.js";
 import { parseJson } from "../util/json.js";
-import { avroContainerRecords, jsonArrayElements } from "./stream-formats.js";
+import { MAX_LINE_BYTES, avroContainerRecords, jsonArrayElements, ndjsonLines } from "./stream-formats.js";
 
 /**
  * Reads the rows of one history file, streamed (NDJSON and CSV line by line, JSON element by
@@ -111,13 +110,16 @@ export async function* readRows(ref: FileRef, options: ReadRowsOptions, counter:
   try {
     switch (options.format) {
       case "ndjson": {
-        const lines = createInterface({ input: await decodedStream(ref, counter), crlfDelay: Number.POSITIVE_INFINITY });
-        for await (const line of lines) {
+        for await (const line of ndjsonLines(await decodedStream(ref, counter))) {
           position += 1;
-          if (line.trim() === "") continue;
-          const parsed = parseJson(line);
+          if ("tooLong" in line) {
+            yield { position, unparseable: `line ${position} is longer than ${MAX_LINE_BYTES} bytes (${line.tooLong}); Mixpanel takes at most 1 MB per event`, text: "" };
+            continue;
+          }
+          if (line.text.trim() === "") continue;
+          const parsed = parseJson(line.text);
           if (parsed.ok) yield { position, value: parsed.value };
-          else yield { position, unparseable: `line ${position} is not JSON: ${parsed.error}`, text: line };
+          else yield { position, unparseable: `line ${position} is not JSON: ${parsed.error}`, text: line.text };
         }
         return;
       }

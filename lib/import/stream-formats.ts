@@ -93,3 +93,73 @@ export async function* avroContainerRecords(source: Readable): AsyncGenerator<un
   });
   for await (const record of piped([source, decoder]) as AsyncIterable<unknown>) yield writerType ? narrowFloats(record, writerType) : record;
 }
+
+/**
+ * A line longer than this is refused, not held: Mixpanel takes at most 1 MB per event
+ * (docs/vendors/mixpanel-api.md §3), so a longer NDJSON line can never be sent, and an
+ * unbounded line would hold the whole file.
+ */
+export const MAX_LINE_BYTES = 16 * 2 ** 20;
+const NEWLINE = 0x0a;
+const CARRIAGE_RETURN = 0x0d;
+
+export type NdjsonLine = { readonly text: string } | { readonly tooLong: number };
+
+/**
+ * The lines of a byte stream split at `\n` (a `\r` before it dropped), decoded as UTF-8 once
+ * per line: cheaper per line than node:readline, which decodes every chunk and searches it
+ * again as text. A UTF-8 byte-order mark before the first line is dropped.
+ */
+export async function* ndjsonLines(source: AsyncIterable<Buffer>, maxLineBytes = MAX_LINE_BYTES): AsyncGenerator<NdjsonLine> {
+  let held: Buffer[] = [];
+  let heldBytes = 0;
+  /** Bytes of an over-long line skipped so far, until its newline. */
+  let skipping = -1;
+  let first = true;
+  const line = (bytes: Buffer, start: number, end: number): NdjsonLine => {
+    let stop = end;
+    if (stop > start && bytes[stop - 1] === CARRIAGE_RETURN) stop -= 1;
+    let begin = start;
+    if (first) {
+      first = false;
+      if (bytes[begin] === 0xef && bytes[begin + 1] === 0xbb && bytes[begin + 2] === 0xbf) begin += 3;
+    }
+    return { text: bytes.toString("utf8", begin, Math.max(begin, stop)) };
+  };
+  for await (const chunk of source) {
+    let start = 0;
+    for (let at = chunk.indexOf(NEWLINE); at !== -1; at = chunk.indexOf(NEWLINE, start)) {
+      if (skipping >= 0) {
+        yield { tooLong: skipping + at };
+        first = false;
+        skipping = -1;
+      } else if (heldBytes > 0) {
+        held.push(chunk.subarray(start, at));
+        const joined = Buffer.concat(held);
+        held = [];
+        heldBytes = 0;
+        yield line(joined, 0, joined.length);
+      } else {
+        yield line(chunk, start, at);
+      }
+      start = at + 1;
+    }
+    if (start >= chunk.length) continue;
+    if (skipping >= 0) {
+      skipping += chunk.length - start;
+      continue;
+    }
+    held.push(chunk.subarray(start));
+    heldBytes += chunk.length - start;
+    if (heldBytes > maxLineBytes) {
+      skipping = heldBytes;
+      held = [];
+      heldBytes = 0;
+    }
+  }
+  if (skipping >= 0) yield { tooLong: skipping };
+  else if (heldBytes > 0) {
+    const joined = Buffer.concat(held);
+    yield line(joined, 0, joined.length);
+  }
+}

@@ -1,4 +1,3 @@
-import { spawn } from "node:child_process";
 import { createReadStream, createWriteStream, mkdirSync, mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join, resolve } from "node:path";
@@ -8,6 +7,7 @@ import { constants as zlibConstants, createGzip } from "node:zlib";
 import avro from "avsc";
 import { ParquetWriter, fileWriter, schemaFromColumnData } from "hyparquet-writer";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { runResultChild } from "../support/result-child.js";
 import { currentsKey, schemaFor } from "../unit/sources/avro-support.js";
 
 /**
@@ -68,24 +68,10 @@ async function writeParquetGz(path: string): Promise<void> {
   rmSync(plain);
 }
 
-function importInChild(path: string, format: string): Promise<{ read: number; accepted: number; failed: string | null; loadedRssMb: number; peakRssMb: number }> {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, [`--max-old-space-size=${HEAP_MB}`, "--import", "tsx", resolve(import.meta.dirname, "import-memory-child.ts")], {
-      env: { ...process.env, IMPORT_MEMORY_FILE: path, IMPORT_MEMORY_FORMAT: format },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (err += chunk.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 120_000);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      const line = out.split("\n").find((candidate) => candidate.startsWith("RESULT "));
-      if (code === 0 && line) done(JSON.parse(line.slice(7)));
-      else fail(new Error(`the import exited ${code}: ${err.slice(-2_000)}`));
-    });
-  });
+async function importInChild(path: string, format: string): Promise<{ read: number; accepted: number; failed: string | null; loadedRssMb: number; peakRssMb: number }> {
+  const script = resolve(import.meta.dirname, "import-memory-child.ts");
+  const env = { ...process.env, IMPORT_MEMORY_FILE: path, IMPORT_MEMORY_FORMAT: format };
+  return (await runResultChild([`--max-old-space-size=${HEAP_MB}`, "--import", "tsx", script], { env, timeoutMs: 120_000 })) as Awaited<ReturnType<typeof importInChild>>;
 }
 
 beforeAll(() => {
