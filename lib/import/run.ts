@@ -167,6 +167,8 @@ export async function runImport(options: ImportRunOptions, deps: ImportRunDeps):
     // counted and checkpointed only after every batch before it, so the checkpoint never passes a
     // batch that was not taken (a failed batch stops the chain: `--resume` sends it again).
     const inFlight: Promise<void>[] = [];
+    /** The sends themselves: a commit can fail (a batch before it failed) while its send is still out. */
+    const sending = new Set<Promise<unknown>>();
     let lastCommit: Promise<void> = Promise.resolve();
     const flush = async (rows: readonly SourceRow[]) => {
       if (rows.length === 0) return;
@@ -174,6 +176,11 @@ export async function runImport(options: ImportRunOptions, deps: ImportRunDeps):
       while (inFlight.length >= inFlightBatches) await inFlight.shift();
       const correlationId = `import-${checkpoint.runId}-f${fileIndex + 1}-r${rows[0]?.position ?? 0}`;
       const sent = send(items, correlationId);
+      sending.add(sent);
+      void sent.then(
+        () => sending.delete(sent),
+        () => sending.delete(sent),
+      );
       const previous = lastCommit;
       const commit = (async () => {
         const [{ accepted, rejections }] = await Promise.all([sent, previous]);
@@ -221,7 +228,7 @@ export async function runImport(options: ImportRunOptions, deps: ImportRunDeps):
     } catch (error) {
       if (!(error instanceof ImportFileError)) {
         // Whatever else was in flight ends before the run stops, so no send outlives it.
-        await Promise.allSettled(inFlight);
+        await Promise.allSettled([...inFlight, ...sending]);
         await saver.idle().catch(() => undefined);
         throw error;
       }
