@@ -5,8 +5,8 @@
  *   [--batch-rows N] [--config FILE] [--region R] [--endpoint URL]`
  *
  * Imports history files (NDJSON, JSON, CSV, Parquet, Braze Currents Avro; gzipped or not;
- * local, `s3://bucket/prefix` or standard input) through the relay's own mappers and enqueue step, so they meet the same rules as live
- * traffic (lib/import/run.ts). Exit status: 0 when every file was read to the end, 3 when
+ * local, `s3://bucket/prefix` or standard input) through the relay's own mappers and enqueue
+ * step, so they meet the same rules as live traffic (lib/import/run.ts). Exit status: 0 when every file was read to the end, 3 when
  * some files failed (each named with its position in the report), 2 on a usage error.
  */
 import { createHash } from "node:crypto";

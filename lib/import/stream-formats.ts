@@ -15,9 +15,16 @@ import { narrowFloats } from "../sources/braze-avro.js";
  * the Currents reader does.
  */
 
-/** Pipes `streams` in order; an error in any of them ends the last one with that error. */
+/**
+ * Pipes `streams` in order; an error in any of them ends the last one with that error, and the
+ * last one closing (read to the end, or left early by its reader) closes them all, so a file
+ * left half-read releases its descriptor or connection.
+ */
 function piped(streams: readonly [Readable, ...NodeJS.ReadWriteStream[]]): Readable {
   const last = streams[streams.length - 1] as Readable;
+  last.once("close", () => {
+    for (const stream of streams) (stream as Readable).destroy();
+  });
   for (let at = 0; at < streams.length - 1; at += 1) {
     const from = streams[at] as Readable;
     from.on("error", (error) => last.destroy(error));
