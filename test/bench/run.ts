@@ -5,6 +5,7 @@ import { join, resolve } from "node:path";
 import { gzipSync } from "node:zlib";
 import * as z from "zod";
 import { FIRST_CALL, coldStart } from "./cold-start.js";
+import { runResultChild } from "../support/result-child.js";
 import { INSERT_ID_HASH_LENGTH } from "../../lib/observability/trace-ids.js";
 import { ASSUMPTIONS, type CostRow, PRICES_USD, costPerMillion } from "./cost-model.js";
 
@@ -58,24 +59,7 @@ function prepareBaseline(baselineRef: string): string {
 }
 
 function runWorker(script: string, env: Record<string, string>): Promise<unknown> {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, ["--import", "tsx", join(repo, "test/bench", script)], {
-      cwd: repo,
-      env: { ...process.env, ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (err += chunk.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 600_000);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      const line = out.split("\n").find((l) => l.startsWith("RESULT "));
-      if (code === 0 && line) done(JSON.parse(line.slice(7)));
-      else fail(new Error(`${script} exited ${code}: ${err.slice(-2000)}`));
-    });
-  });
+  return runResultChild(["--import", "tsx", join(repo, "test/bench", script)], { cwd: repo, env: { ...process.env, ...env }, timeoutMs: 600_000 });
 }
 
 async function startFake(): Promise<{ url: string; child: ChildProcess; setLatency(ms: number): Promise<void> }> {
