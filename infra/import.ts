@@ -4,9 +4,9 @@
  *   [--from T] [--to T] [--event NAME]… [--exclude-event NAME]… [--resume] [--checkpoint FILE]
  *   [--batch-rows N] [--config FILE] [--region R] [--endpoint URL]`
  *
- * Imports history files (NDJSON, JSON, CSV, Parquet, Braze Currents Avro; gzipped or not)
- * through the relay's own mappers and enqueue step, so they meet the same rules as live
- * traffic (lib/import/run.ts). Exit status: 0 when every file was read to the end, 3 when
+ * Imports history files (NDJSON, JSON, CSV, Parquet, Braze Currents Avro; gzipped or not;
+ * local, `s3://bucket/prefix` or standard input) through the relay's own mappers and enqueue
+ * step, so they meet the same rules as live traffic (lib/import/run.ts). Exit status: 0 when every file was read to the end, 3 when
  * some files failed (each named with its position in the report), 2 on a usage error.
  */
 import { createHash } from "node:crypto";
@@ -22,11 +22,15 @@ import { realRetryDeps } from "../lib/http/retry.js";
 import { mixpanelCredentialsSource } from "../lib/mixpanel/credentials.js";
 import { ingestionBaseUrl } from "../lib/mixpanel/hosts.js";
 import { IMPORT_MAX_RECORDS, createIngestionClient } from "../lib/mixpanel/ingestion.js";
+import { MIXPANEL_IMPORT_BYTES_PER_MINUTE, ROLLING_WINDOW_MS, rollingByteBudget } from "../lib/import/byte-budget.js";
 import { directSender } from "../lib/import/direct.js";
 import { EVENT_SOURCES, type EventSource, IMPORT_KINDS, type ImportKind } from "../lib/import/map-rows.js";
 import { IMPORT_FORMATS, type ImportFormat } from "../lib/import/read-rows.js";
 import { type ImportProgress, type ImportReport, formatReport, runImport } from "../lib/import/run.js";
-import { resolveLocalSources } from "../lib/import/sources.js";
+import { S3ListingError, isS3Source, resolveSources, type S3SourceApi } from "../lib/import/sources.js";
+import { type CheckpointStore, fileCheckpointStore, s3CheckpointStore } from "../lib/import/checkpoint.js";
+import { createS3, createS3ObjectStreams } from "../lib/aws/s3.js";
+import { createS3Bucket } from "../lib/aws/s3-bucket.js";
 import { createS3Client, createSqsClient } from "./aws/sdk-clients.js";
 import { UsageError, awsTargetOptions, parseArgs, parsePositiveInt, resolveAwsTarget, runWhenExecuted } from "./cli-args.js";
 import { findRejectedBucket } from "./replay-rejected.js";
@@ -41,11 +45,13 @@ const MAX_DIRECT_CONCURRENCY = 10;
 /** /import takes 10 MB uncompressed per request (docs/vendors/mixpanel-api.md §3). */
 const DIRECT_MAX_BYTES = 10_000_000;
 const DIRECT_TIMEOUT_MS = 15_000;
+/** Checkpoints of runs that read S3 sources, in the stage's rejected bucket (outside its expiring `rejected/` and `replayed/` prefixes). */
+export const IMPORT_CHECKPOINT_PREFIX = "import-checkpoints/";
 /** Exit status when the run finished but some files could not be read to the end. */
 export const SOME_FILES_FAILED = 3;
 
 const USAGE =
-  "usage: npm run import -- --stage <stage> <file|glob|folder|->… [--format ndjson|json|csv|parquet|braze-avro] [--kind events|profiles|groups] [--source native|braze|adobe] [--map column=property]… [--via queue|direct] [--concurrency N] [--dry-run] [--from TIME] [--to TIME] [--event NAME]… [--exclude-event NAME]… [--resume] [--checkpoint FILE] [--batch-rows N] [--config FILE] [--region R] [--endpoint URL]";
+  "usage: npm run import -- --stage <stage> <file|glob|folder|s3://bucket/prefix|->… [--format ndjson|json|csv|parquet|braze-avro] [--kind events|profiles|groups] [--source native|braze|adobe] [--map column=property]… [--via queue|direct] [--concurrency N] [--dry-run] [--from TIME] [--to TIME] [--event NAME]… [--exclude-event NAME]… [--resume] [--checkpoint FILE] [--batch-rows N] [--config FILE] [--region R] [--endpoint URL]";
 
 function oneOf<T extends string>(value: string | undefined, allowed: readonly T[], flag: string, fallback: T): T {
   if (value === undefined) return fallback;
@@ -147,20 +153,41 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   const fromMs = parseTime(values.from, "--from");
   const toMs = parseTime(values.to, "--to");
   const dryRun = values["dry-run"] ?? false;
-  // Direct: one batch fills every request in flight, so the client keeps `concurrency` requests going.
-  const batchRows = parsePositiveInt(values["batch-rows"], "--batch-rows") ?? (via === "direct" ? IMPORT_MAX_RECORDS * concurrency : DEFAULT_BATCH_ROWS);
+  // Direct: one /import request per batch and `concurrency` batches in flight, so a request that
+  // ends is replaced at once (not when the slowest of a group ends); each batch's own requests go
+  // one at a time, so no more than `concurrency` are ever in flight.
+  const batchRows = parsePositiveInt(values["batch-rows"], "--batch-rows") ?? (via === "direct" ? IMPORT_MAX_RECORDS : DEFAULT_BATCH_ROWS);
+  const inFlightBatches = via === "direct" ? concurrency : 1;
 
   const target = resolveAwsTarget(values, env);
   const config = loadStageConfig(stageConfigPath(target.stage, values.config), target.stage);
-  const files = await resolveLocalSources(positionals, format).catch((error: unknown) => {
+  const readsS3 = positionals.some(isS3Source);
+  // S3 sources are read with the stage's AWS credentials through the functions' own S3 client.
+  const s3Sources: S3SourceApi | undefined = readsS3
+    ? { listObjectsV2: createS3Bucket(target, createS3(target)).listObjectsV2, openObject: createS3ObjectStreams(target).openObject }
+    : undefined;
+  const files = await resolveSources(positionals, format, s3Sources).catch((error: unknown) => {
+    if (error instanceof S3ListingError) throw error;
     throw new UsageError(error instanceof Error ? error.message : String(error));
   });
 
   // The run's identity: the same sources and options resume the same checkpoint.
-  const runKey = JSON.stringify({ stage: target.stage, files: files.map((file) => resolve(file.ref.path)), format, kind, source, columns, fromMs, toMs, event: values.event, exclude: values["exclude-event"], via });
-  const checkpointPath =
-    values.checkpoint ?? (files.some((file) => file.ref.kind === "stdin") ? undefined : resolve(".import", `${target.stage}-${createHash("sha256").update(runKey).digest("hex").slice(0, 16)}.json`));
-  if (values.resume && !checkpointPath) throw new UsageError("--resume needs a checkpoint: standard input cannot be resumed");
+  const runKey = JSON.stringify({
+    stage: target.stage,
+    files: files.map((file) => (file.ref.kind === "local" ? resolve(file.ref.path) : file.ref.path)),
+    format,
+    kind,
+    source,
+    columns,
+    fromMs,
+    toMs,
+    event: values.event,
+    exclude: values["exclude-event"],
+    via,
+  });
+  const runHash = createHash("sha256").update(runKey).digest("hex").slice(0, 16);
+  const resumable = !files.some((file) => file.ref.kind === "stdin") || values.checkpoint !== undefined;
+  if (values.resume && !resumable) throw new UsageError("--resume needs a checkpoint: standard input cannot be resumed");
 
   const secrets = createSecretReader({ region: target.region, ttlSeconds: 300, ...(env.SECRETS_ENDPOINT_URL ? { endpoint: env.SECRETS_ENDPOINT_URL } : {}) });
   const policy = await piiPolicySource(config, { PII_HASH_KEY: env.PII_HASH_KEY }, secrets)();
@@ -168,6 +195,13 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   const sqs = createSqsClient(target.region, target.endpoint);
   const s3 = createS3Client(target.region, target.endpoint);
   try {
+    // Beside the run for local files; in the stage's bucket when a source is in S3 (a dry run writes none).
+    let checkpoint: CheckpointStore | undefined;
+    if (values.checkpoint !== undefined) checkpoint = fileCheckpointStore(values.checkpoint);
+    else if (!resumable) checkpoint = undefined;
+    else if (readsS3 && !dryRun) checkpoint = s3CheckpointStore(s3, await findRejectedBucket(s3, target.stage), `${IMPORT_CHECKPOINT_PREFIX}${target.stage}-${runHash}.json`);
+    else if (!readsS3) checkpoint = fileCheckpointStore(resolve(".import", `${target.stage}-${runHash}.json`));
+    const checkpointPath = checkpoint?.where;
     let enqueue;
     let sendBatch;
     if (!dryRun && via === "direct") {
@@ -177,13 +211,18 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
         baseUrl: ingestionBaseUrl(config.residency, env.MIXPANEL_API_URL),
         credentials: mixpanelCredentialsSource(env, secrets),
         importMaxBytes: DIRECT_MAX_BYTES,
-        concurrency,
+        concurrency: 1,
         timeoutMs: DIRECT_TIMEOUT_MS,
         retryDeps: realRetryDeps(),
         nowMs: Date.now,
         onRetry: (endpoint, error, delayMs) => log(`Mixpanel ${endpoint} answered ${error.status}: retrying in ${Math.round(delayMs)} ms`),
       });
-      sendBatch = directSender({ client, rejected: createRejectedStore({ s3, bucket, prefix: REJECTED_PREFIX, stage: target.stage, now: () => new Date() }) });
+      const importBudget = rollingByteBudget(MIXPANEL_IMPORT_BYTES_PER_MINUTE, ROLLING_WINDOW_MS, {
+        nowMs: Date.now,
+        sleep: (ms) => new Promise((done) => setTimeout(done, ms)),
+        onWait: (waitMs, spentBytes) => log(`Mixpanel's /import limit: ${(spentBytes / 1e9).toFixed(2)} GB sent in the last minute, waiting ${Math.ceil(waitMs / 1000)} s`),
+      });
+      sendBatch = directSender({ client, importBudget, rejected: createRejectedStore({ s3, bucket, prefix: REJECTED_PREFIX, stage: target.stage, now: () => new Date() }) });
       log(`import ${files.length} file(s) → Mixpanel /import (strict, ${concurrency} requests in flight), rejections → s3://${bucket}/${REJECTED_PREFIX}; checkpoint ${checkpointPath ?? "none"}`);
     } else if (!dryRun) {
       const queue = queueName(target.stage, "events");
@@ -222,7 +261,8 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
           },
           dryRun,
           batchRows,
-          checkpointPath,
+          inFlightBatches,
+          checkpoint,
           resume: values.resume ?? false,
           runKey,
         },

@@ -29,6 +29,11 @@ export class AwsCallError extends Error {
   }
 }
 
+/** S3's answer for an object that is not there: NoSuchKey, or a bare 404 (HEAD answers carry no error body). */
+export function isMissingObject(error: unknown): boolean {
+  return error instanceof AwsCallError && (error.code === "NoSuchKey" || error.status === 404);
+}
+
 /**
  * The SDK's `NodeHttpHandler` options every client gets. The SDK's default is no timeout at all
  * (https://github.com/smithy-lang/smithy-typescript/blob/main/packages/types/src/http/httpHandlerInitialization.ts),

@@ -1,4 +1,4 @@
-import { AwsCallError, type AwsTarget, type CallPath, awsCall } from "./aws-call.js";
+import { type AwsTarget, type CallPath, awsCall, isMissingObject } from "./aws-call.js";
 import type { S3Api } from "./s3.js";
 
 /**
@@ -34,7 +34,7 @@ export function createS3Bucket(target: AwsTarget, objects: S3Api, path: CallPath
         await awsCall(() => headObject(target, path, bucket, key));
         return true;
       } catch (error) {
-        if (error instanceof AwsCallError && error.status === 404) return false;
+        if (isMissingObject(error)) return false;
         throw error;
       }
     },

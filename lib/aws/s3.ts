@@ -1,3 +1,4 @@
+import type { Readable } from "node:stream";
 import { type AwsTarget, type CallPath, awsCall } from "./aws-call.js";
 
 /**
@@ -23,6 +24,21 @@ export function createS3(target: AwsTarget, path: CallPath = "consumer"): S3Api 
     async getObject(bucket, key, versionId) {
       const { getObject } = await calls();
       return awsCall(() => getObject(target, path, bucket, key, versionId));
+    },
+  };
+}
+
+/** GetObject streamed: history files (`npm run import s3://…`) can be larger than memory. */
+export interface S3ObjectStreams {
+  /** Throws AwsCallError (NoSuchKey, AccessDenied, …) when S3 refuses the object; the body's own errors come from the stream. */
+  openObject(bucket: string, key: string): Promise<Readable>;
+}
+
+export function createS3ObjectStreams(target: AwsTarget, path: CallPath = "consumer"): S3ObjectStreams {
+  return {
+    async openObject(bucket, key) {
+      const { getObjectStream } = await import("./s3-object-calls.js");
+      return awsCall(() => getObjectStream(target, path, bucket, key));
     },
   };
 }

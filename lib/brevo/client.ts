@@ -8,8 +8,8 @@ import { type AddressPolicy, destinationUrlProblem } from "../util/address-polic
 import type { BrevoOperationCall, BrevoRawAnswer, BrevoSdk } from "./sdk.js";
 
 /**
- * The one client of Brevo's API (the connector and `npm run gdpr:delete`; the cohort lists'
- * sender shares its rate gates), docs/vendors/brevo-connector.md §4 and "The vendor's client".
+ * The one client of Brevo's API (the connector, `npm run gdpr:delete` and the cohort Brevo lists'
+ * sender), docs/vendors/brevo-connector.md §4 and "The vendor's client".
  * Brevo's official SDK (`@getbrevo/brevo`, lib/brevo/sdk.ts) makes every call; this module keeps
  * the relay's rules around it:
  *
@@ -25,23 +25,37 @@ import type { BrevoOperationCall, BrevoRawAnswer, BrevoSdk } from "./sdk.js";
  *     proxy adds one), then retry; the wait also closes a per-bucket gate so other calls in the
  *     container do not walk into the same limit. `x-sib-ratelimit-remaining: 0` closes it too.
  *   - 408, 425 (Too Early, meaning undocumented), 5xx, network errors, timeouts: RetryableError.
- *   - 401, 402 (no credits), 403: ConfigError (kept for redelivery and alarmed, never dropped).
+ *   - 401, 402 (no credits), 403: ConfigError (kept for redelivery and alarmed, never dropped),
+ *     unless the caller judges such refusals itself (`refusalsJudgedBy: "caller"`, the cohort lists).
  *   - any other status is returned to the caller, which decides what a 4xx means for its record.
  *
  * Rate limits are per bucket (§4 table): `/v3/contacts/*`, `/v3/events`, and "all other
  * endpoints" (companies, processes); one gate each.
  */
-// The rate-limit gates live apart so the cohort lists' sender shares them without loading this client.
+// The rate-limit gates live apart: a function's wiring builds the container's shared gates without loading this client.
 export { type BrevoBucket, type BrevoRateGates, bucketOf, newBrevoRateGates, noteRateLimit } from "./rate-limits.js";
 
-export interface BrevoClientOptions {
-  /**
-   * The address rule: the local stage allows plain http and loopback (the local sandbox); a
-   * deployed stage allows neither, nor any other non-public address.
-   */
-  readonly addressPolicy: AddressPolicy;
-  /** The transport under the SDK (default: the guarded fetch of `addressPolicy`). Redirects are never followed, whatever it is. */
-  readonly fetch?: FetchLike;
+/**
+ * The transport's address rule. Either the client applies it (`addressPolicy`: the base URL is
+ * checked when the client is built, and the default transport is the guarded fetch of that policy),
+ * or the caller hands in a guarded `fetch` of its own and has checked the base URL where it was
+ * configured (a cohort destination's `base_url`, lib/config/cohort-syncs.ts).
+ */
+export type BrevoTransportOptions =
+  | {
+      /**
+       * The local stage allows plain http and loopback (the local sandbox); a deployed stage
+       * allows neither, nor any other non-public address.
+       */
+      readonly addressPolicy: AddressPolicy;
+      /** The transport under the SDK (default: the guarded fetch of `addressPolicy`). Redirects are never followed, whatever it is. */
+      readonly fetch?: FetchLike;
+    }
+  | { readonly addressPolicy?: undefined; readonly fetch: FetchLike };
+
+export type BrevoClientOptions = BrevoTransportOptions & BrevoCallRules;
+
+export interface BrevoCallRules {
   /** e.g. https://api.brevo.com/v3 */
   readonly baseUrl: string;
   readonly apiKey: () => Promise<string>;
@@ -52,6 +66,17 @@ export interface BrevoClientOptions {
   readonly onRetry?: (what: string, error: RetryableError, delayMs: number) => void;
   /** Shared rate-limit state (default: the client's own). */
   readonly gates?: BrevoRateGates;
+  /**
+   * Who judges a refusal of the request itself: a redirect (3xx), a refused key or account
+   * (401, 402, 403), or an address the policy refuses at send time.
+   * - "client" (default): a ConfigError naming BREVO_API_URL or the key, kept for redelivery and
+   *   alarmed (the connector, `npm run gdpr:delete`);
+   * - "caller": the answer is returned like any other 4xx, and the address refusal thrown as the
+   *   transport's ValidationError, for a caller with a status rule of its own (the cohort Brevo
+   *   list, lib/destinations/http.ts: a refused key or a redirect fails the sync's run at once, as
+   *   Mixpanel pauses a sync on them).
+   */
+  readonly refusalsJudgedBy?: "client" | "caller";
 }
 
 export interface BrevoCallOptions {
@@ -130,11 +155,17 @@ class BrevoRequestTimeout extends Error {
 }
 
 export function createBrevoClient(options: BrevoClientOptions): BrevoClient {
-  const baseUrl = checkBrevoBaseUrl(options.baseUrl, options.addressPolicy);
+  const { baseUrl, transport } =
+    options.addressPolicy === undefined
+      ? { baseUrl: new URL(options.baseUrl), transport: options.fetch }
+      : {
+          baseUrl: checkBrevoBaseUrl(options.baseUrl, options.addressPolicy),
+          transport: options.fetch ?? createGuardedFetch({ policy: options.addressPolicy }),
+        };
   const base = baseUrl.toString().replace(/\/+$/, "");
   const basePath = baseUrl.pathname.replace(/\/+$/, "");
   const gates = options.gates ?? newBrevoRateGates();
-  const transport = options.fetch ?? createGuardedFetch({ policy: options.addressPolicy });
+  const callerJudgesRefusals = options.refusalsJudgedBy === "caller";
   // Whatever the transport, no redirect is followed: a followed 307/308 would send the api-key
   // header and the contacts' data on to a host nobody validated.
   const sdkFetch = async (input: RequestInfo | URL, init?: RequestInit): Promise<Response> => {
@@ -177,7 +208,10 @@ export function createBrevoClient(options: BrevoClientOptions): BrevoClient {
         return { status: failure.statusCode, headers: failure.rawResponse.headers, body: bodyText(failure.body) };
       }
       // No answer: the transport refused the address (configuration), or the network or the timeout failed.
-      if (failure.cause instanceof ValidationError) throw new ConfigError(`BREVO_API_URL: ${failure.cause.message}`);
+      if (failure.cause instanceof ValidationError) {
+        if (callerJudgesRefusals) throw failure.cause;
+        throw new ConfigError(`BREVO_API_URL: ${failure.cause.message}`);
+      }
       const reason = failure.cause instanceof Error ? failure.cause.message : failure.message;
       throw new RetryableError(`request to ${baseUrl.host} failed: ${reason}`);
     }
@@ -198,11 +232,12 @@ export function createBrevoClient(options: BrevoClientOptions): BrevoClient {
     const closedFor = noteRateLimit(gates, bucket, status, result.headers, options.now());
     const excerpt = result.body.slice(0, 500);
     if (status === 429) throw new RetryableError(`Brevo ${method} ${path} rate limited (429): ${excerpt}`, closedFor ?? 1000, 429);
+    if (status === 408 || status === 425 || status >= 500) throw new RetryableError(`Brevo ${method} ${path} answered ${status}: ${excerpt}`, undefined, status);
+    if (callerJudgesRefusals) return result;
     if (status >= 300 && status < 400) {
       throw new ConfigError(`Brevo ${method} ${path} answered a redirect (${status}) to ${result.headers.get("location") ?? "?"}; check BREVO_API_URL`, status);
     }
     if (status === 401 || status === 402 || status === 403) throw new ConfigError(`Brevo refused the API key (${status}): ${excerpt}`, status);
-    if (status === 408 || status === 425 || status >= 500) throw new RetryableError(`Brevo ${method} ${path} answered ${status}: ${excerpt}`, undefined, status);
     return result;
   }
 

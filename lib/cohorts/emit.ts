@@ -1,5 +1,6 @@
 import { gunzipSync, gzipSync, constants } from "node:zlib";
 import { MissingObjectError, ValidationError } from "../errors.js";
+import { parseJsonOrThrow } from "../util/json.js";
 import { type ExportState, type PageMember, type SyncState, parseMembers } from "./messages.js";
 import { DEFAULT_INVOCATION_WORK_MS, isPartitionedRun, partitionOf, readPrevious, runPartitions, snapshotKeys } from "./partition-layout.js";
 import { totalPages } from "./plan.js";
@@ -278,11 +279,14 @@ async function putGzJson(store: CohortStore, key: string, value: unknown): Promi
 async function getGzJson(store: CohortStore, key: string): Promise<unknown> {
   const bytes = await store.getBytes(key);
   if (bytes === undefined) throw new MissingObjectError(key);
+  const notGzippedJson = () => new ValidationError(`${key} is not gzipped JSON`);
+  let text: string;
   try {
-    return JSON.parse(gunzipSync(bytes).toString("utf8"));
+    text = gunzipSync(bytes).toString("utf8");
   } catch {
-    throw new ValidationError(`${key} is not gzipped JSON`);
+    throw notGzippedJson();
   }
+  return parseJsonOrThrow(text, notGzippedJson);
 }
 
 /** A run of several partitions, unit by unit across invocations (the steps above). */

@@ -30,6 +30,8 @@ export async function runCohortExport(
   deps: ExportDeps,
   options: ExportOptions = {},
 ): Promise<ExportReport> {
+  // A stage with nothing to sync opens no budget: no store read or write, no Query API call.
+  if (syncs.length === 0 && (deps.querySyncs?.syncs.length ?? 0) === 0) return { queries: 0, budgetLeft: 0, syncs: {} };
   const startedAt = deps.now();
   const tickBudget = await openTickBudget(deps, startedAt);
   const forced = new Set(options.force ?? []);

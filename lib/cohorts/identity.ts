@@ -1,4 +1,5 @@
 import { ValidationError } from "../errors.js";
+import { parseJsonOrThrow } from "../util/json.js";
 import type { CohortSync } from "../config/cohort-syncs.js";
 
 /**
@@ -36,12 +37,7 @@ export class CorruptIdentityError extends ValidationError {
 /** The properties of a stored identity ("" = none); CorruptIdentityError with its reason otherwise. */
 export function parseIdentity(identity: string): Record<string, unknown> {
   if (identity === "") return {};
-  let value: unknown;
-  try {
-    value = JSON.parse(identity);
-  } catch {
-    throw new CorruptIdentityError("is not JSON");
-  }
+  const value = parseJsonOrThrow(identity, () => new CorruptIdentityError("is not JSON"));
   if (value === null || typeof value !== "object" || Array.isArray(value)) throw new CorruptIdentityError("is not a JSON object");
   return { ...value };
 }

@@ -2,6 +2,7 @@ import { Readable } from "node:stream";
 import { constants, createGunzip, createGzip } from "node:zlib";
 import * as z from "../util/zod.js";
 import { ValidationError } from "../errors.js";
+import { parseJsonOrThrow } from "../util/json.js";
 import { PROP_HASH_DEFAULT, idHash } from "./hash.js";
 import type { MemberColumns } from "./member-columns.js";
 import { compareKeys, sortedUniqueRows } from "./member-key.js";
@@ -80,12 +81,7 @@ export async function encodeSnapshotV2(
 }
 
 function parseLine(line: string, lineNo: number): [string, number, string] {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(line);
-  } catch {
-    throw new ValidationError(`snapshot line ${lineNo} is not JSON`);
-  }
+  const raw = parseJsonOrThrow(line, () => new ValidationError(`snapshot line ${lineNo} is not JSON`));
   // Hand-checked rather than zod: this runs up to 10 M times per export.
   if (
     !Array.isArray(raw) ||
@@ -120,13 +116,7 @@ export async function decodeSnapshotV2(data: Uint8Array, keep?: (keyHash: number
     lineNo++;
     if (line === "") return;
     if (!header) {
-      let raw: unknown;
-      try {
-        raw = JSON.parse(line);
-      } catch {
-        throw new ValidationError("snapshot header is not JSON");
-      }
-      const parsed = snapshotHeaderSchema.safeParse(raw);
+      const parsed = snapshotHeaderSchema.safeParse(parseJsonOrThrow(line, () => new ValidationError("snapshot header is not JSON")));
       if (!parsed.success) throw new ValidationError("snapshot header has the wrong shape");
       header = parsed.data;
       return;

@@ -1,4 +1,5 @@
 import { ValidationError } from "../errors.js";
+import { parseJsonOrThrow, parseJsonOrUndefined } from "../util/json.js";
 import * as z from "../util/zod.js";
 
 /**
@@ -122,13 +123,8 @@ export function decodeSnapshotV3(data: Uint8Array): DecodedV3 {
   const bytes = Buffer.from(data.buffer, data.byteOffset, data.byteLength);
   const end = bytes.indexOf(10);
   if (end < 0) throw new ValidationError("snapshot header is not one line");
-  let raw: unknown;
-  try {
-    raw = JSON.parse(bytes.toString("utf8", 0, end));
-  } catch {
-    throw new ValidationError("snapshot header is not JSON");
-  }
-  const parsed = snapshotV3HeaderSchema.safeParse(raw);
+  const headerText = bytes.toString("utf8", 0, end);
+  const parsed = snapshotV3HeaderSchema.safeParse(parseJsonOrThrow(headerText, () => new ValidationError("snapshot header is not JSON")));
   if (!parsed.success) throw new ValidationError("snapshot header has the wrong shape");
   const header = parsed.data;
   const { count } = header;
@@ -142,12 +138,8 @@ export function decodeSnapshotV3(data: Uint8Array): DecodedV3 {
     const entry = ids[i] ?? "";
     if (entry.charCodeAt(0) !== 34) continue;
     plainIds = false;
-    let id: unknown;
-    try {
-      id = JSON.parse(entry);
-    } catch {
-      id = undefined;
-    }
+    // Not JSON reads as undefined, which is not a string either.
+    const id = parseJsonOrUndefined(entry);
     if (typeof id !== "string") throw new ValidationError(`snapshot id ${i + 1} is not a JSON string`);
     ids[i] = id;
   }

@@ -1,5 +1,6 @@
 import { gunzipSync } from "node:zlib";
 import { ValidationError } from "../errors.js";
+import { parseJsonOrThrow, parseJsonOrUndefined } from "../util/json.js";
 import { idHash, idHashOfAsciiBytes } from "./hash.js";
 import { type PageMember, parseMembers } from "./messages.js";
 import { STAGED_HEADER, STAGED_HEADER_BYTES, stagedText } from "./staged-format.js";
@@ -31,12 +32,7 @@ export function stagedObjectText(bytes: Uint8Array, what: string): string {
 /** Reads v2 lines or a v1 document; throws ValidationError naming `what` on anything else. */
 export function parseStagedText(text: string, what: string, into: StagedLines = { ids: [], lines: [] }): StagedLines {
   if (!text.startsWith(`${STAGED_HEADER}\n`)) {
-    let raw: unknown;
-    try {
-      raw = JSON.parse(text);
-    } catch {
-      throw new ValidationError(`${what} is not a staged page`);
-    }
+    const raw = parseJsonOrThrow(text, () => new ValidationError(`${what} is not a staged page`));
     const list = raw !== null && typeof raw === "object" ? Reflect.get(raw, "members") : undefined;
     // A v1 document is rare (a run staged by an earlier deploy): a writer of its own suffices.
     const writer = new StagedPageWriter();
@@ -65,12 +61,8 @@ export function lineId(line: string, what: string): string {
   const text = line.slice(0, tab);
   // Most ids need no unescaping: the slice between the quotes is the id.
   if (text.indexOf("\\") < 0) return text.slice(1, -1);
-  let id: unknown;
-  try {
-    id = JSON.parse(text);
-  } catch {
-    throw new ValidationError(`${what}: a member id is not a JSON string`);
-  }
+  // Not JSON reads as undefined, which is not a string either.
+  const id = parseJsonOrUndefined(text);
   if (typeof id !== "string") throw new ValidationError(`${what}: a member id is not a JSON string`);
   return id;
 }
@@ -85,12 +77,7 @@ export function lineProps(line: string): string {
 
 /** The member's properties, parsed (only for members that are sent or need their identity). */
 export function lineRecord(line: string): Record<string, unknown> {
-  let raw: unknown;
-  try {
-    raw = JSON.parse(lineProps(line));
-  } catch {
-    throw new ValidationError("staged member properties are not JSON");
-  }
+  const raw = parseJsonOrThrow(lineProps(line), () => new ValidationError("staged member properties are not JSON"));
   if (raw === null || typeof raw !== "object" || Array.isArray(raw)) throw new ValidationError("staged member properties are not an object");
   // fromEntries defines own properties, so a "__proto__" key stays a property.
   return Object.fromEntries(Object.entries(raw));

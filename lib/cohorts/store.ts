@@ -1,6 +1,7 @@
-import { AwsCallError } from "../aws/aws-call.js";
+import { isMissingObject } from "../aws/aws-call.js";
 import type { S3BucketApi } from "../aws/s3-bucket.js";
 import { gunzipSync, gzipSync } from "node:zlib";
+import { parseJsonOrThrow } from "../util/json.js";
 import type * as z from "../util/zod.js";
 import { formatZodIssues } from "../config/env.js";
 import { MissingObjectError, RetryableError, ValidationError } from "../errors.js";
@@ -92,10 +93,6 @@ export interface CohortStore {
   readFailure(key: string): Promise<FailureRecord | undefined>;
 }
 
-function isMissing(error: unknown): boolean {
-  return error instanceof AwsCallError && (error.code === "NoSuchKey" || error.status === 404);
-}
-
 function s3Error(what: string, error: unknown): RetryableError {
   return new RetryableError(`S3 ${what} failed: ${error instanceof Error ? `${error.name}: ${error.message}` : String(error)}`);
 }
@@ -113,7 +110,7 @@ export function createCohortStore(s3: S3BucketApi, bucket: string): CohortStore 
     try {
       return await s3.getObject(bucket, key);
     } catch (error) {
-      if (isMissing(error)) return undefined;
+      if (isMissingObject(error)) return undefined;
       throw s3Error(`get ${key}`, error);
     }
   }
@@ -128,12 +125,7 @@ export function createCohortStore(s3: S3BucketApi, bucket: string): CohortStore 
     const bytes = await getBytes(key);
     if (bytes === undefined) return undefined;
     const text = (gz ? gunzipSync(bytes) : Buffer.from(bytes)).toString("utf8");
-    let raw: unknown;
-    try {
-      raw = JSON.parse(text);
-    } catch {
-      throw new ValidationError(`s3://${bucket}/${key} is not JSON`);
-    }
+    const raw = parseJsonOrThrow(text, () => new ValidationError(`s3://${bucket}/${key} is not JSON`));
     return parse(schema, raw, `s3://${bucket}/${key}`);
   }
   const putJson = (key: string, value: unknown, gz: boolean) =>

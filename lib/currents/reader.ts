@@ -1,5 +1,5 @@
 import { createHash } from "node:crypto";
-import { AwsCallError } from "../aws/aws-call.js";
+import { isMissingObject } from "../aws/aws-call.js";
 import type { S3Api } from "../aws/s3.js";
 import type { StageConfig } from "../config/stage.js";
 import { RetryableError, ValidationError, describeError } from "../errors.js";
@@ -64,10 +64,6 @@ export function decodeS3EventKey(key: string): string {
 export function correlationIdFor(ref: CurrentsObjectRef): string {
   const identity = [ref.bucket, ref.key, ref.versionId ?? "", ref.eTag ?? ""].join("\n");
   return `braze-avro-${createHash("sha256").update(identity).digest("hex").slice(0, 24)}`;
-}
-
-function isMissingObject(error: unknown): boolean {
-  return error instanceof AwsCallError && (error.code === "NoSuchKey" || error.status === 404);
 }
 
 async function fetchObject(ref: CurrentsObjectRef, s3: Pick<S3Api, "getObject">): Promise<Uint8Array | { missing: string }> {

@@ -92,29 +92,48 @@ const brazeReplySchema = z.object({
 
 export async function sendBrazePage(page: DeliveryPage, destination: BrazeDestination, deps: SenderDeps): Promise<void> {
   const { api_key: apiKey } = await deps.secrets.getJson(destination.api_key_secret, apiKeySecretSchema);
-  const url = `${destination.rest_endpoint.replace(/\/+$/, "")}/users/track`;
   const objects = brazeAttributeObjects(page, destination);
   const skipped = page.members.length - objects.length;
   if (skipped > 0) deps.warn("braze: members without external id skipped", { skipped, page: page.page });
   for (const attributes of chunkOf(objects, BRAZE_ATTRIBUTES_PER_CALL)) {
-    await sendToDestination(
-      {
-        what: "Braze /users/track",
-        url,
-        allowPrivate: destination.allow_private_network,
-        body: JSON.stringify({ attributes }),
-        headers: () => ({ authorization: `Bearer ${apiKey}`, "content-type": "application/json" }),
-        inspect: (result) => throwForBrazeRateLimit(result, deps.now()),
-        onSuccess: (result) => {
-          // A 2xx without JSON is delivered: it fails the schema and warns of nothing.
-          const reply = parseJsonWith(brazeReplySchema, result.body);
-          if (reply.success && reply.data.errors && reply.data.errors.length > 0) {
-            // Partial success: Braze applied the rest; per-object errors are logged, not retried.
-            deps.warn("braze: /users/track reported object errors", { errors: reply.data.errors.slice(0, 5) });
-          }
-        },
-      },
-      deps,
-    );
+    await postBrazeAttributes(destination, apiKey, attributes, deps, (result) => {
+      // A 2xx without JSON is delivered: it fails the schema and warns of nothing.
+      const reply = parseJsonWith(brazeReplySchema, result.body);
+      if (reply.success && reply.data.errors && reply.data.errors.length > 0) {
+        // Partial success: Braze applied the rest; per-object errors are logged, not retried.
+        deps.warn("braze: /users/track reported object errors", { errors: reply.data.errors.slice(0, 5) });
+      }
+    });
   }
+}
+
+/** Where Braze attributes go: what cohort and query Braze destinations share. */
+export interface BrazeTarget {
+  readonly rest_endpoint: string;
+  readonly allow_private_network: boolean;
+}
+
+/**
+ * One `POST {rest_endpoint}/users/track` of at most BRAZE_ATTRIBUTES_PER_CALL attribute objects;
+ * a 429 retries after Braze's own wait (brazeRetryAfterMs). `onSuccess` reads a 2xx answer.
+ */
+export async function postBrazeAttributes(
+  destination: BrazeTarget,
+  apiKey: string,
+  attributes: readonly unknown[],
+  deps: SenderDeps,
+  onSuccess?: (result: HttpResult) => void,
+): Promise<void> {
+  await sendToDestination(
+    {
+      what: "Braze /users/track",
+      url: `${destination.rest_endpoint.replace(/\/+$/, "")}/users/track`,
+      allowPrivate: destination.allow_private_network,
+      body: JSON.stringify({ attributes }),
+      headers: () => ({ authorization: `Bearer ${apiKey}`, "content-type": "application/json" }),
+      inspect: (result) => throwForBrazeRateLimit(result, deps.now()),
+      ...(onSuccess ? { onSuccess } : {}),
+    },
+    deps,
+  );
 }

@@ -3,11 +3,11 @@ import { RetryableError, UpstreamRejectedError } from "../errors.js";
 import type { HttpResult } from "../http/fetch.js";
 import type { DeliveryPage, PageMember } from "../cohorts/messages.js";
 import type { BrevoDestination } from "../config/cohort-syncs.js";
-import { type SenderDeps, apiKeySecretSchema, chunkOf, text } from "./http.js";
-import { OutOfTime, sendToDestination } from "./send.js";
+import { type SenderDeps, apiKeySecretSchema, chunkOf, text, throwForDestinationStatus } from "./http.js";
 import { parseJsonWith } from "../util/json.js";
 import { idDigest } from "../privacy/suppression.js";
-import { type BrevoBucket, type BrevoRateGates, bucketOf, newBrevoRateGates, noteRateLimit } from "../brevo/rate-limits.js";
+import { type BrevoRateGates, newBrevoRateGates } from "../brevo/rate-limits.js";
+import { createBrevoClient } from "../brevo/client.js";
 
 /**
  * Brevo lists (docs/vendors/cohort-sync.md §3). A page is at most a handful of calls,
@@ -25,12 +25,13 @@ import { type BrevoBucket, type BrevoRateGates, bucketOf, newBrevoRateGates, not
  *    (the import cannot remove), ≤ 7 calls per page of 1000.
  *
  * Never `/contacts/batch` (deprecated 2026-10-30). Members without an email are skipped.
- * Rate limits: `x-sib-ratelimit-remaining` 0 → no call before `x-sib-ratelimit-reset`
- * seconds; 429 → back off by the same header. The gate is shared by the records of a
- * warm container (processed one at a time). Before every call and every wait the
- * sender checks the invocation's remaining time (`retryDeps.remainingMs`): when the
- * wait or the call does not fit, it throws RetryableError at once so SQS redelivers
- * the page (idempotently) instead of sleeping past the Lambda deadline.
+ * Every call goes through the connector's client (lib/brevo/client.ts: Brevo's SDK, no
+ * redirects, one try per SDK call): its rate gate (`x-sib-ratelimit-remaining` 0 → no call
+ * before `x-sib-ratelimit-reset` seconds; 429 → back off by the same header), shared by the
+ * records of a warm container (processed one at a time), and its deadline rule: a wait or a
+ * call that does not fit in the invocation's remaining time (`retryDeps.remainingMs`) throws
+ * RetryableError at once so SQS redelivers the page (idempotently) instead of sleeping past
+ * the Lambda deadline. What a refusal means is the destinations' status rule (lib/destinations/http.ts).
  */
 export const BREVO_LIST_CHUNK = 150;
 /** Brevo caps an import body at 10 MB and advises 8 MB. */
@@ -61,34 +62,45 @@ export interface BrevoImportContact {
   attributes: Record<string, unknown>;
 }
 
+/** One `POST /contacts/import` request (docs/vendors/cohort-sync.md §3): upsert the contacts and add them to the list. */
+export interface BrevoImportRequest {
+  readonly jsonBody: BrevoImportContact[];
+  readonly listIds: [number];
+  readonly updateExistingContacts: true;
+  readonly emptyContactsAttributes: false;
+}
+
 /**
- * Pure: the `/contacts/import` bodies of one page, each at most `maxBytes` of JSON
- * (a single contact larger than that still gets its own body; Brevo judges it).
+ * Pure: the `/contacts/import` requests of one page, each at most `maxBytes` of JSON
+ * (a single contact larger than that still gets its own request; Brevo judges it).
  */
-export function brevoImportBodies(
+export function brevoImportRequests(
   contacts: readonly BrevoImportContact[],
   listId: number,
   maxBytes: number = BREVO_IMPORT_MAX_BYTES,
-): string[] {
-  const envelope = (json: string) =>
-    `{"jsonBody":[${json}],"listIds":[${listId}],"updateExistingContacts":true,"emptyContactsAttributes":false}`;
-  const overhead = Buffer.byteLength(envelope(""));
-  const bodies: string[] = [];
-  let parts: string[] = [];
+): BrevoImportRequest[] {
+  const request = (jsonBody: BrevoImportContact[]): BrevoImportRequest => ({
+    jsonBody,
+    listIds: [listId],
+    updateExistingContacts: true,
+    emptyContactsAttributes: false,
+  });
+  const overhead = Buffer.byteLength(JSON.stringify(request([])));
+  const requests: BrevoImportRequest[] = [];
+  let batch: BrevoImportContact[] = [];
   let bytes = overhead;
   for (const contact of contacts) {
-    const json = JSON.stringify(contact);
-    const size = Buffer.byteLength(json);
-    if (parts.length > 0 && bytes + 1 + size > maxBytes) {
-      bodies.push(envelope(parts.join(",")));
-      parts = [];
+    const size = Buffer.byteLength(JSON.stringify(contact));
+    if (batch.length > 0 && bytes + 1 + size > maxBytes) {
+      requests.push(request(batch));
+      batch = [];
       bytes = overhead;
     }
-    bytes += (parts.length > 0 ? 1 : 0) + size; // 1 = the comma
-    parts.push(json);
+    bytes += (batch.length > 0 ? 1 : 0) + size; // 1 = the comma
+    batch.push(contact);
   }
-  if (parts.length > 0) bodies.push(envelope(parts.join(",")));
-  return bodies;
+  if (batch.length > 0) requests.push(request(batch));
+  return requests;
 }
 
 /** Brevo's answer to an idempotent repeat ("already removed", "does not exist"). */
@@ -125,44 +137,27 @@ export async function sendBrevoPage(
   suppressed?: () => Promise<ReadonlySet<string>>,
 ): Promise<void> {
   const { api_key: apiKey } = await deps.secrets.getJson(destination.api_key_secret, apiKeySecretSchema);
-  const base = destination.base_url.replace(/\/+$/, "");
-  const left = () => deps.retryDeps.remainingMs();
+  // The connector's client (Brevo's SDK, the shared rate gates, the deadline and retry rules) over
+  // this destination's guarded fetch; its base_url was checked against the stage's address rule
+  // when the config was read. Refusals of the request itself come back to this sender, which
+  // judges them by the destinations' status rule.
+  const client = createBrevoClient({
+    fetch: deps.network.fetchFor(destination.allow_private_network),
+    baseUrl: destination.base_url,
+    apiKey: async () => apiKey,
+    timeoutMs: deps.timeoutMs,
+    retryDeps: deps.retryDeps,
+    ...(deps.retryPolicy !== undefined ? { retryPolicy: deps.retryPolicy } : {}),
+    now: deps.now,
+    gates,
+    refusalsJudgedBy: "caller",
+  });
 
-  /** Waits for the gate when the wait fits; throws OutOfTime when it or the call itself does not. */
-  async function passGate(what: string, bucket: BrevoBucket): Promise<void> {
-    const wait = gates[bucket] - deps.now();
-    if (wait > 0) {
-      if (wait >= left()) {
-        throw new OutOfTime(`Brevo ${what}: rate limit resets in ${Math.ceil(wait / 1000)} s, past this invocation's deadline; left for redelivery`, wait);
-      }
-      await deps.retryDeps.sleep(wait);
-    }
-    if (left() <= 0) throw new OutOfTime(`Brevo ${what}: no time left in this invocation for another call; left for redelivery`, undefined);
-  }
-
-  async function call(path: string, body: string | undefined, what: string, harmless?: (r: HttpResult) => boolean): Promise<HttpResult> {
-    const bucket = bucketOf(path);
-    return sendToDestination(
-      {
-        what: `Brevo ${what}`,
-        url: `${base}${path}`,
-        allowPrivate: destination.allow_private_network,
-        ...(body === undefined ? { method: "GET" as const } : { body }),
-        headers: () => ({ "api-key": apiKey, "content-type": "application/json", accept: "application/json" }),
-        beforeAttempt: () => passGate(what, bucket),
-        inspect: (result) => {
-          const resetMs = noteRateLimit(gates, bucket, result.status, result.headers, deps.now());
-          if (result.status === 429) {
-            const wait = gates[bucket] - deps.now();
-            const message = `Brevo ${what} rate limited (429), reset in ${Math.ceil(wait / 1000)} s`;
-            if (wait >= left()) throw new OutOfTime(`${message}, past this invocation's deadline; left for redelivery`, wait);
-            throw new RetryableError(message, resetMs ?? 1000, 429);
-          }
-          return harmless?.(result) ? "accept" : undefined;
-        },
-      },
-      deps,
-    );
+  async function call(method: "GET" | "POST", path: string, body: unknown, what: string, harmless?: (r: HttpResult) => boolean): Promise<HttpResult> {
+    const result = await client.call(method, path, body);
+    if (harmless?.(result)) return result;
+    throwForDestinationStatus(result, `Brevo ${what}`, deps.now());
+    return result;
   }
 
   const members: { email: string; member: PageMember }[] = [];
@@ -191,14 +186,14 @@ export async function sendBrevoPage(
   if (page.action === "remove_members") {
     const path = `/contacts/lists/${destination.list_id}/contacts/remove`;
     for (const emails of chunkOf(members.map((m) => m.email), BREVO_LIST_CHUNK)) {
-      await call(path, JSON.stringify({ emails }), "list remove", isHarmlessListRefusal);
+      await call("POST", path, { emails }, "list remove", isHarmlessListRefusal);
     }
     return;
   }
   /** Throws unless every import process of this page has completed. */
   async function checkProcesses(processIds: readonly number[]): Promise<void> {
     for (const processId of processIds) {
-      const result = await call(`/processes/${processId}`, undefined, "process status");
+      const result = await call("GET", `/processes/${processId}`, undefined, "process status");
       const process = parseJsonWith(processSchema, result.body);
       if (!process.success) throw new RetryableError(`Brevo process ${processId}: unreadable status answer ${result.body.slice(0, 200)}`);
       const { status } = process.data;
@@ -219,8 +214,8 @@ export async function sendBrevoPage(
   }
   const contacts = members.map(({ email, member }) => ({ email, attributes: brevoAttributes(member, destination.attributes) }));
   const processIds: number[] = [];
-  for (const body of brevoImportBodies(contacts, destination.list_id)) {
-    const result = await call("/contacts/import", body, "contact import");
+  for (const request of brevoImportRequests(contacts, destination.list_id)) {
+    const result = await call("POST", "/contacts/import", request, "contact import");
     const reply = parseJsonWith(importReplySchema, result.body);
     if (reply.success) processIds.push(reply.data.processId);
     else deps.warn("brevo: import accepted without a processId; its outcome cannot be checked", { status: result.status });

@@ -129,11 +129,46 @@ export async function sendWebhookPage(
   destination: WebhookDestination,
   deps: SenderDeps,
 ): Promise<void> {
+  await sendSignedWebhook(
+    destination,
+    {
+      body: JSON.stringify(buildWebhookBody(page, sync)),
+      deliveryId: `${page.run_id}:${page.action}:${page.page}`,
+      userAgent: "mixpanel-relay cohort-sync",
+    },
+    deps,
+  );
+}
+
+/** Where a signed webhook goes and with which secrets: what cohort and query webhook destinations share. */
+export interface SignedWebhookTarget {
+  readonly url: string;
+  /** Secret JSON `{"secret": "..."}`: key of the HMAC-SHA256 signature header. */
+  readonly signing_secret: string;
+  /** Optional secret JSON `{"username": "...", "password": "..."}` for Basic auth. */
+  readonly basic_auth_secret?: string | undefined;
+  readonly allow_private_network: boolean;
+}
+
+export interface SignedWebhookRequest {
+  readonly body: string;
+  /** Stays the same when the same page is sent again, so the receiver can drop a repeat. */
+  readonly deliveryId: string;
+  readonly userAgent: string;
+}
+
+/**
+ * POSTs one JSON body signed with the destination's secret (signature.ts), with Basic auth when
+ * the destination has it, and reads the receiver's reply as Mixpanel's webhook contract has it
+ * (readWebhookReply): a `"failure"` with 408, 429 or a 5xx code is retried (RetryableError), any
+ * other failure is refused for good (UpstreamRejectedError).
+ */
+export async function sendSignedWebhook(destination: SignedWebhookTarget, request: SignedWebhookRequest, deps: SenderDeps): Promise<void> {
   const { secret } = await deps.secrets.getJson(destination.signing_secret, signingSecretSchema);
   const auth = destination.basic_auth_secret
     ? await deps.secrets.getJson(destination.basic_auth_secret, basicAuthSecretSchema)
     : undefined;
-  const body = JSON.stringify(buildWebhookBody(page, sync));
+  const { body, deliveryId, userAgent } = request;
   const what = `webhook ${new URL(destination.url).host}`;
   await sendToDestination(
     {
@@ -145,10 +180,10 @@ export async function sendWebhookPage(
         const timestamp = Math.floor(deps.now() / 1000);
         const headers: Record<string, string> = {
           "content-type": "application/json",
-          "user-agent": "mixpanel-relay cohort-sync",
+          "user-agent": userAgent,
           [TIMESTAMP_HEADER]: String(timestamp),
           [SIGNATURE_HEADER]: signBody(secret, timestamp, body),
-          [DELIVERY_ID_HEADER]: `${page.run_id}:${page.action}:${page.page}`,
+          [DELIVERY_ID_HEADER]: deliveryId,
         };
         if (auth) headers.authorization = basicAuth(auth.username, auth.password);
         return headers;

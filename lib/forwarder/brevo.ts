@@ -85,6 +85,15 @@ const untried: Outcome = { status: "retry", reason: "not tried: no time left in 
 const timeIsUp = (deps: BrevoSenderDeps) => deps.timeLeftMs !== undefined && deps.timeLeftMs() <= 0;
 
 /**
+ * Company calls never wait in the invocation: they fall under Brevo's "all other endpoints" bucket
+ * (100 requests per hour on the General tier, https://developers.brevo.com/docs/api-limits), and a
+ * group record sleeping on it (or backing off a transient failure) would hold every contact and
+ * event record the invocation still has. A closed bucket hands the group records back to wait for
+ * its window (free of the DLQ count); other trouble hands them back with the usual backoff.
+ */
+const COMPANY_CALL: BrevoCallOptions = { wait: false };
+
+/**
  * A transient failure's retry: one that carries a rate-limit wait (a 429, or a bucket the client
  * keeps closed until Brevo's `x-sib-ratelimit-reset`, §4) waits for that window to reopen.
  */
@@ -277,11 +286,11 @@ function pendingKey(line: string): string {
 async function linkToCompanies(companyLinks: readonly string[], id: number, deps: BrevoSenderDeps): Promise<Outcome> {
   const cache = deps.companyIds ?? new Map<string, string>();
   for (const marker of companyLinks) {
-    const company = await findCompany(marker, deps, cache, { wait: false });
+    const company = await findCompany(marker, deps, cache, COMPANY_CALL);
     if (company === undefined) continue;
     if (isRefusal(company)) return { status: "rejected", reason: `contact upserted; ${company.refusal}` };
     if (typeof company !== "string") return { status: "rejected", reason: `contact upserted; company lookup refused: ${brevoMessage(company)}` };
-    const result = await deps.client.call("PATCH", `/companies/link-unlink/${encodeURIComponent(company)}`, { linkContactIds: [id] }, { wait: false });
+    const result = await deps.client.call("PATCH", `/companies/link-unlink/${encodeURIComponent(company)}`, { linkContactIds: [id] }, COMPANY_CALL);
     if (!isOk(result) && result.status !== 404) return { status: "rejected", reason: `contact upserted; link to ${marker} refused: ${brevoMessage(result)}` };
   }
   return sent;
@@ -490,7 +499,7 @@ function remember(cache: Map<string, string>, marker: string, id: string): void 
 
 async function applyCompany(operation: CompanyOperation, deps: BrevoSenderDeps, cache: Map<string, string>): Promise<Outcome> {
   const refused = (result: HttpResult): Outcome => ({ status: "rejected", reason: brevoMessage(result) });
-  const found = await findCompany(operation.marker, deps, cache);
+  const found = await findCompany(operation.marker, deps, cache, COMPANY_CALL);
   if (isRefusal(found)) return { status: "rejected", reason: found.refusal };
   if (found !== undefined && typeof found !== "string") return refused(found);
   const id = found;
@@ -499,27 +508,29 @@ async function applyCompany(operation: CompanyOperation, deps: BrevoSenderDeps, 
     case "delete": {
       if (id === undefined) return sent;
       cache.delete(operation.marker);
-      const result = await deps.client.call("DELETE", path(id));
+      const result = await deps.client.call("DELETE", path(id), undefined, COMPANY_CALL);
       return isOk(result) || result.status === 404 ? sent : refused(result);
     }
     case "unset": {
       if (id === undefined) return sent;
       const attributes = Object.fromEntries(operation.attributes.map((name) => [name, null]));
-      const result = await deps.client.call("PATCH", path(id), { attributes });
+      const result = await deps.client.call("PATCH", path(id), { attributes }, COMPANY_CALL);
       return isOk(result) || result.status === 404 ? sent : refused(result);
     }
     case "upsert": {
       if (id !== undefined) {
         if (operation.onlyOnCreate) return sent;
         // Never linkedContactsIds here: PATCH replaces the whole list (§3).
-        const result = await deps.client.call("PATCH", path(id), { name: operation.name, attributes: operation.attributes });
+        const result = await deps.client.call("PATCH", path(id), { name: operation.name, attributes: operation.attributes }, COMPANY_CALL);
         if (result.status !== 404) return isOk(result) ? sent : refused(result);
         cache.delete(operation.marker);
       }
-      const result = await deps.client.call("POST", "/companies", {
-        name: operation.name,
-        attributes: { ...operation.attributes, [deps.config.companies.id_attribute]: operation.marker },
-      });
+      const result = await deps.client.call(
+        "POST",
+        "/companies",
+        { name: operation.name, attributes: { ...operation.attributes, [deps.config.companies.id_attribute]: operation.marker } },
+        COMPANY_CALL,
+      );
       if (!isOk(result)) return refused(result);
       // Without an id in the reply the next update finds the company by its marker.
       const created = parseJsonWith(companyCreatedSchema, result.body);

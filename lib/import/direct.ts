@@ -4,6 +4,7 @@ import type { RejectedItemRecord, RejectedStore } from "../queue/rejected-store.
 import type { RecordKind } from "../records/envelope.js";
 import type { MappedItem, RejectedItem } from "../sources/types.js";
 import { RetryableError } from "../errors.js";
+import { type ByteBudget, ndjsonBytes } from "./byte-budget.js";
 import type { BatchSender } from "./run.js";
 
 /**
@@ -17,6 +18,8 @@ import type { BatchSender } from "./run.js";
 export interface DirectDeps {
   readonly client: IngestionClient;
   readonly rejected: RejectedStore;
+  /** Mixpanel's per-project /import bytes per rolling minute (byte-budget.ts); spent before each batch of events. */
+  readonly importBudget?: ByteBudget;
 }
 
 const SEND: Record<RecordKind, keyof Pick<IngestionClient, "importEvents" | "updateProfiles" | "updateGroups">> = {
@@ -44,6 +47,7 @@ export function directSender(deps: DirectDeps): BatchSender {
     let accepted = 0;
     const refused = new Map<RecordKind, RejectedItemRecord[]>();
     for (const [kind, group] of byKind) {
+      if (kind === "event") await deps.importBudget?.spend(ndjsonBytes(group.lines));
       const outcomes: LineOutcome[] = await deps.client[SEND[kind]](group.lines);
       outcomes.forEach((outcome, position) => {
         const index = group.indexes[position] ?? -1;

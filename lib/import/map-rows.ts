@@ -4,6 +4,7 @@ import { mapGroupUpdate } from "../sources/groups.js";
 import { mapNativeEvent } from "../sources/native.js";
 import { mapProfileUpdate } from "../sources/profiles.js";
 import type { MapContext, MappedItem } from "../sources/types.js";
+import { parseJsonOrUndefined } from "../util/json.js";
 import type { ImportFormat, SourceRow } from "./read-rows.js";
 
 /**
@@ -114,7 +115,8 @@ export function hasEventFilter(filter: EventFilter): boolean {
 
 /** Why a mapped event is skipped by the run's filters, or undefined to keep it (the line's time is ms after the rules). */
 export function filteredOut(line: string, filter: EventFilter): string | undefined {
-  const record = JSON.parse(line) as { event?: unknown; properties?: { time?: unknown } };
+  // The line is the mapper's own serialization, so it always parses.
+  const record = (parseJsonOrUndefined(line) ?? {}) as { event?: unknown; properties?: { time?: unknown } };
   const event = typeof record.event === "string" ? record.event : "";
   if (filter.include && !filter.include.has(event)) return "event_not_included";
   if (filter.exclude?.has(event)) return "event_excluded";

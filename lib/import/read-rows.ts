@@ -1,16 +1,20 @@
-import { createReadStream } from "node:fs";
-import { open } from "node:fs/promises";
-import { createInterface } from "node:readline";
+import { createReadStream, createWriteStream } from "node:fs";
+import { type FileHandle, mkdtemp, open, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { Readable } from "node:stream";
+import { pipeline } from "node:stream/promises";
 import { createGunzip } from "node:zlib";
 import { parse as parseCsv } from "csv-parse";
-import { asyncBufferFromFile, parquetMetadataAsync, parquetReadObjects, parquetSchema, type AsyncBuffer, type SchemaTree } from "hyparquet";
-import { brazeAvroRecordToEvent, brazeEventTypeFromKey, decodeAvroContainer } from "../sources/braze-avro.js";
+import { type AsyncBuffer, parquetMetadataAsync, parquetReadObjects, parquetSchema, type SchemaTree } from "hyparquet";
+import { brazeAvroRecordToEvent, brazeEventTypeFromKey } from "../sources/braze-avro.js";
+import { parseJson } from "../util/json.js";
+import { MAX_LINE_BYTES, avroContainerRecords, jsonArrayElements, ndjsonLines } from "./stream-formats.js";
 
 /**
- * Reads the rows of one history file, streamed where the format allows it (NDJSON and CSV
- * line by line, Parquet row group by row group), so memory stays bounded by a batch, not a
- * file. Every row carries its 1-based position in the file (line for NDJSON, record for CSV,
+ * Reads the rows of one history file, streamed (NDJSON and CSV line by line, JSON element by
+ * element, Avro block by block, Parquet a slice of a row group at a time), so memory stays
+ * bounded by a batch, not a file. Every row carries its 1-based position in the file (line for NDJSON, record for CSV,
  * row for Parquet, element for JSON, record for Avro), which is what a resumed run skips and
  * what every message names.
  */
@@ -90,12 +94,6 @@ async function decodedStream(ref: FileRef, counter: ByteCounter): Promise<Readab
   return counted.pipe(gunzip);
 }
 
-async function readAll(stream: Readable): Promise<Buffer> {
-  const chunks: Buffer[] = [];
-  for await (const chunk of stream) chunks.push(Buffer.from(chunk as Buffer));
-  return Buffer.concat(chunks);
-}
-
 function describe(error: unknown): string {
   if (error instanceof Error) return (error as { code?: string }).code === "Z_BUF_ERROR" ? "truncated gzip: unexpected end of file" : error.message;
   return String(error);
@@ -112,36 +110,23 @@ export async function* readRows(ref: FileRef, options: ReadRowsOptions, counter:
   try {
     switch (options.format) {
       case "ndjson": {
-        const lines = createInterface({ input: await decodedStream(ref, counter), crlfDelay: Number.POSITIVE_INFINITY });
-        for await (const line of lines) {
+        for await (const line of ndjsonLines(await decodedStream(ref, counter))) {
           position += 1;
-          if (line.trim() === "") continue;
-          let value: unknown;
-          try {
-            value = JSON.parse(line);
-          } catch (error) {
-            yield { position, unparseable: `line ${position} is not JSON: ${describe(error)}`, text: line };
+          if ("tooLong" in line) {
+            yield { position, unparseable: `line ${position} is longer than ${MAX_LINE_BYTES} bytes (${line.tooLong}); Mixpanel takes at most 1 MB per event`, text: "" };
             continue;
           }
-          yield { position, value };
+          if (line.text.trim() === "") continue;
+          const parsed = parseJson(line.text);
+          if (parsed.ok) yield { position, value: parsed.value };
+          else yield { position, unparseable: `line ${position} is not JSON: ${parsed.error}`, text: line.text };
         }
         return;
       }
       case "json": {
-        // One JSON document cannot be streamed row by row without a streaming parser; large
-        // histories belong in NDJSON (docs/import.md).
-        const text = (await readAll(await decodedStream(ref, counter))).toString("utf8");
-        let body: unknown;
-        try {
-          body = JSON.parse(text);
-        } catch (error) {
-          throw new ImportFileError(ref.path, "the whole document", `not JSON: ${describe(error)}`);
-        }
-        const rows = Array.isArray(body) ? body : typeof body === "object" && body !== null && Array.isArray((body as { events?: unknown }).events) ? (body as { events: unknown[] }).events : undefined;
-        if (!rows) throw new ImportFileError(ref.path, "the whole document", 'must be a JSON array or an object {"events": [...]}');
-        for (const value of rows) {
+        for await (const element of jsonArrayElements(await decodedStream(ref, counter))) {
           position += 1;
-          yield { position, value };
+          yield { position, value: element };
         }
         return;
       }
@@ -172,14 +157,7 @@ export async function* readRows(ref: FileRef, options: ReadRowsOptions, counter:
       case "braze-avro": {
         const eventType = brazeEventTypeFromKey(ref.path.replace(/\\/g, "/"));
         if (eventType === undefined) throw new ImportFileError(ref.path, "its path", "has no event_type=<type>/ segment (as Braze Currents writes), so its events cannot be named");
-        const bytes = await readAll(await decodedStream(ref, counter));
-        let records: unknown[];
-        try {
-          records = await decodeAvroContainer(bytes);
-        } catch (error) {
-          throw new ImportFileError(ref.path, "the container", describe(error));
-        }
-        for (const record of records) {
+        for await (const record of avroContainerRecords(await decodedStream(ref, counter))) {
           position += 1;
           yield { position, value: brazeAvroRecordToEvent(record, eventType) };
         }
@@ -213,40 +191,75 @@ function unsupportedColumn(tree: SchemaTree, path: string[] = []): string | unde
   return undefined;
 }
 
+/** Rows decoded per read: a read never spans two row groups, and skips the pages before its first row. */
 const PARQUET_ROWS_PER_READ = 5_000;
 
+/** [first row, end row) of each read, row group by row group. */
+export function parquetReads(groupRows: readonly number[], rowsPerRead = PARQUET_ROWS_PER_READ): [number, number][] {
+  const reads: [number, number][] = [];
+  let groupStart = 0;
+  for (const rows of groupRows) {
+    for (let start = groupStart; start < groupStart + rows; start += rowsPerRead) reads.push([start, Math.min(groupStart + rows, start + rowsPerRead)]);
+    groupStart += rows;
+  }
+  return reads;
+}
+
 async function* readParquet(ref: FileRef, counter: ByteCounter, reached: (position: number) => void): AsyncGenerator<SourceRow> {
-  let file: AsyncBuffer;
-  if (ref.kind === "local" && !ref.path.toLowerCase().endsWith(".gz") && !(await startsWithGzip(ref.path))) {
-    file = await asyncBufferFromFile(ref.path);
-    counter.bytes = file.byteLength;
-  } else {
-    // Parquet needs random access (the footer first): a compressed or piped file is read whole.
-    const bytes = await readAll(await decodedStream(ref, counter));
-    file = { byteLength: bytes.byteLength, slice: async (start, end) => new Uint8Array(bytes.subarray(start, end ?? bytes.byteLength)).buffer };
-  }
-  let metadata;
+  // Parquet needs random access (the footer first): a compressed, piped or S3 file is first
+  // written, decompressed, to a temporary file, never held in memory.
+  const plainLocal = ref.kind === "local" && !ref.path.toLowerCase().endsWith(".gz") && !(await startsWithGzip(ref.path));
+  const spool = plainLocal ? undefined : await mkdtemp(join(tmpdir(), "relay-import-parquet-"));
+  let handle: FileHandle | undefined;
   try {
-    metadata = await parquetMetadataAsync(file);
-  } catch (error) {
-    throw new ImportFileError(ref.path, "the footer", `not a readable Parquet file: ${describe(error)}`);
-  }
-  const unsupported = unsupportedColumn(parquetSchema(metadata));
-  if (unsupported) throw new ImportFileError(ref.path, "the schema", unsupported);
-  const total = Number(metadata.num_rows);
-  for (let start = 0; start < total; start += PARQUET_ROWS_PER_READ) {
-    const end = Math.min(total, start + PARQUET_ROWS_PER_READ);
-    let rows: Record<string, unknown>[];
+    let path = ref.path;
+    if (spool) {
+      path = join(spool, "file.parquet");
+      await pipeline(await decodedStream(ref, counter), createWriteStream(path));
+    }
+    handle = await open(path, "r");
+    const file = fileSlices(handle, (await handle.stat()).size);
+    if (!spool) counter.bytes = file.byteLength;
+    let metadata;
     try {
-      rows = await parquetReadObjects({ file, metadata, rowStart: start, rowEnd: end });
+      metadata = await parquetMetadataAsync(file);
     } catch (error) {
-      throw new ImportFileError(ref.path, `rows ${start + 1}–${end}`, describe(error));
+      throw new ImportFileError(ref.path, "the footer", `not a readable Parquet file: ${describe(error)}`);
     }
-    for (const [offset, value] of rows.entries()) {
-      reached(start + offset + 1);
-      yield { position: start + offset + 1, value };
+    const unsupported = unsupportedColumn(parquetSchema(metadata));
+    if (unsupported) throw new ImportFileError(ref.path, "the schema", unsupported);
+    for (const [start, end] of parquetReads(metadata.row_groups.map((group) => Number(group.num_rows)))) {
+      let rows: Record<string, unknown>[];
+      try {
+        rows = await parquetReadObjects({ file, metadata, rowStart: start, rowEnd: end });
+      } catch (error) {
+        throw new ImportFileError(ref.path, `rows ${start + 1}–${end}`, describe(error));
+      }
+      for (const [offset, value] of rows.entries()) {
+        reached(start + offset + 1);
+        yield { position: start + offset + 1, value };
+      }
     }
+  } finally {
+    await handle?.close();
+    if (spool) await rm(spool, { recursive: true, force: true });
   }
+}
+
+/** The file as hyparquet's AsyncBuffer: each slice one read into a buffer of its exact size, through one open handle. */
+function fileSlices(handle: FileHandle, byteLength: number): AsyncBuffer {
+  return {
+    byteLength,
+    async slice(start, end = byteLength) {
+      const bytes = new Uint8Array(Math.max(0, end - start));
+      for (let filled = 0; filled < bytes.length; ) {
+        const { bytesRead } = await handle.read(bytes, filled, bytes.length - filled, start + filled);
+        if (bytesRead === 0) throw new Error(`the file ends at byte ${start + filled}, before ${end}`);
+        filled += bytesRead;
+      }
+      return bytes.buffer;
+    },
+  };
 }
 
 async function startsWithGzip(path: string): Promise<boolean> {

@@ -4,7 +4,7 @@ import { type EnqueueDeps, enqueueMappedItems } from "../enqueue/enqueue.js";
 import { protectItems } from "../pii/items.js";
 import type { PiiPolicy } from "../pii/policy.js";
 import type { MappedItem, RejectedItem } from "../sources/types.js";
-import { type Checkpoint, readCheckpoint, writeCheckpoint } from "./checkpoint.js";
+import type { Checkpoint, CheckpointStore } from "./checkpoint.js";
 import { type EventFilter, type EventSource, type ImportKind, filteredOut, hasEventFilter, mapRow, rejectedSourceName } from "./map-rows.js";
 import { type FileRef, type ImportFormat, ImportFileError, readRows, type SourceRow } from "./read-rows.js";
 
@@ -33,10 +33,12 @@ export interface ImportRunOptions {
   /** Rows mapped and sent together; also how often the checkpoint is written. */
   readonly batchRows: number;
   /** Where the checkpoint lives; absent = no checkpoint (stdin, dry runs). */
-  readonly checkpointPath?: string | undefined;
+  readonly checkpoint?: CheckpointStore | undefined;
   readonly resume: boolean;
   /** The run's options as one string: a checkpoint of other options is not resumed. */
   readonly runKey: string;
+  /** Batches sent at once (default 1: one batch sent while the next is read and mapped). */
+  readonly inFlightBatches?: number;
   /** How many examples to keep per rejection reason. */
   readonly examplesPerReason?: number;
 }
@@ -98,16 +100,16 @@ export interface ImportReport {
 export async function runImport(options: ImportRunOptions, deps: ImportRunDeps): Promise<ImportReport> {
   const started = deps.nowMs();
   const examplesPerReason = options.examplesPerReason ?? 3;
-  const previous = options.resume && options.checkpointPath ? readCheckpoint(options.checkpointPath) : undefined;
-  if (options.resume && options.checkpointPath && !previous) deps.log(`no checkpoint at ${options.checkpointPath}: starting from the top`);
+  const store = options.checkpoint;
+  const previous = options.resume && store ? await store.read() : undefined;
+  if (options.resume && store && !previous) deps.log(`no checkpoint at ${store.where}: starting from the top`);
   if (previous && previous.runKey !== options.runKey) {
-    throw new Error(`${options.checkpointPath} belongs to a run with other sources or options; run again without --resume, or with the same options`);
+    throw new Error(`${store?.where} belongs to a run with other sources or options; run again without --resume, or with the same options`);
   }
   const checkpoint: Checkpoint = previous ?? { v: 1, runKey: options.runKey, runId: randomUUID().slice(0, 8), files: {} };
   const report: ImportReport = { dryRun: options.dryRun, read: 0, accepted: 0, rejected: 0, byReason: {}, skipped: {}, sent: 0, bytes: 0, wallMs: 0, files: [], failedFiles: [] };
-  const save = () => {
-    if (options.checkpointPath && !options.dryRun) writeCheckpoint(options.checkpointPath, checkpoint);
-  };
+  const saver = coalescedWrites(() => (store && !options.dryRun ? store.write(checkpoint) : Promise.resolve()));
+  const inFlightBatches = options.inFlightBatches ?? 1;
   const filtering = hasEventFilter(options.filter);
   let filesDone = 0;
   let bytesBefore = 0;
@@ -132,9 +134,8 @@ export async function runImport(options: ImportRunOptions, deps: ImportRunDeps):
     const mapping = { format: file.format, kind: options.kind, source: options.source, columns: options.columns };
     const counter = { bytes: 0, gzip: false };
 
-    /** Maps `rows` now, then sends them once `previous` (the batch before) is done, so batches go in file order. */
-    const flush = async (rows: readonly SourceRow[], previous?: Promise<void>) => {
-      if (rows.length === 0) return previous;
+    /** The rows as mapped items, the run's filters applied (CPU only: it overlaps the batches in flight). */
+    const mapBatch = (rows: readonly SourceRow[]): MappedItem[] => {
       const ctx = { nowMs: deps.nowMs(), config: deps.config };
       const items: MappedItem[] = [];
       for (const row of rows) {
@@ -149,34 +150,60 @@ export async function runImport(options: ImportRunOptions, deps: ImportRunDeps):
         }
         items.push(item);
       }
-      await previous;
-      const correlationId = `import-${checkpoint.runId}-f${fileIndex + 1}-r${rows[0]?.position ?? 0}`;
-      let accepted: number;
-      let rejections: readonly RejectedItem[];
+      return items;
+    };
+
+    const send = async (items: MappedItem[], correlationId: string): Promise<{ accepted: number; rejections: readonly RejectedItem[] }> => {
       if (options.dryRun) {
         const protectedItems = protectItems(items, deps.policy);
-        accepted = protectedItems.filter((item) => item.ok).length;
-        rejections = protectedItems.filter((item): item is RejectedItem => !item.ok);
-      } else if (deps.sendBatch) {
-        ({ accepted, rejections } = await deps.sendBatch(items, { source, correlationId, policy: deps.policy }));
-      } else {
-        if (!deps.enqueue) throw new Error("no enqueue dependencies for a run that sends");
-        ({ accepted, rejections } = await enqueueMappedItems(items, { source, correlationId, stageOfFailure: "intake", policy: deps.policy }, deps.enqueue));
+        return { accepted: protectedItems.filter((item) => item.ok).length, rejections: protectedItems.filter((item): item is RejectedItem => !item.ok) };
       }
-      for (const rejection of rejections) noteRejection(name, rejection);
-      fileReport.accepted += accepted;
-      fileReport.rejected += rejections.length;
-      report.accepted += accepted;
-      report.rejected += rejections.length;
-      if (!options.dryRun) report.sent += accepted;
-      progress.rowsDone = rows[rows.length - 1]?.position ?? progress.rowsDone;
-      save();
+      if (deps.sendBatch) return deps.sendBatch(items, { source, correlationId, policy: deps.policy });
+      if (!deps.enqueue) throw new Error("no enqueue dependencies for a run that sends");
+      return enqueueMappedItems(items, { source, correlationId, stageOfFailure: "intake", policy: deps.policy }, deps.enqueue);
+    };
+
+    // Up to `inFlightBatches` batches are sent at once while the next is read and mapped; each is
+    // counted and checkpointed only after every batch before it, so the checkpoint never passes a
+    // batch that was not taken (a failed batch stops the chain: `--resume` sends it again).
+    const inFlight: Promise<void>[] = [];
+    /** The sends themselves: a commit can fail (a batch before it failed) while its send is still out. */
+    const sending = new Set<Promise<unknown>>();
+    let lastCommit: Promise<void> = Promise.resolve();
+    const flush = async (rows: readonly SourceRow[]) => {
+      if (rows.length === 0) return;
+      const items = mapBatch(rows);
+      while (inFlight.length >= inFlightBatches) await inFlight.shift();
+      const correlationId = `import-${checkpoint.runId}-f${fileIndex + 1}-r${rows[0]?.position ?? 0}`;
+      const sent = send(items, correlationId);
+      sending.add(sent);
+      void sent.then(
+        () => sending.delete(sent),
+        () => sending.delete(sent),
+      );
+      const previous = lastCommit;
+      const commit = (async () => {
+        const [{ accepted, rejections }] = await Promise.all([sent, previous]);
+        for (const rejection of rejections) noteRejection(name, rejection);
+        fileReport.accepted += accepted;
+        fileReport.rejected += rejections.length;
+        report.accepted += accepted;
+        report.rejected += rejections.length;
+        if (!options.dryRun) report.sent += accepted;
+        progress.rowsDone = rows[rows.length - 1]?.position ?? progress.rowsDone;
+        saver.request();
+      })();
+      // Awaited through the window or at the end of the file; marked handled so a failure is reported once.
+      commit.catch(() => undefined);
+      lastCommit = commit;
+      inFlight.push(commit);
+    };
+    const drain = async () => {
+      while (inFlight.length > 0) await inFlight.shift();
+      await saver.idle();
     };
 
     let batch: SourceRow[] = [];
-    // One batch in flight while the next is read and mapped: reading and mapping overlap Mixpanel's
-    // or SQS's latency, and at most two batches are held. Batches are sent, and checkpointed, in file order.
-    let inFlight: Promise<void> | undefined;
     try {
       for await (const row of readRows(file.ref, { format: file.format }, counter)) {
         if (row.position <= progress.rowsDone) {
@@ -189,26 +216,29 @@ export async function runImport(options: ImportRunOptions, deps: ImportRunDeps):
         if (batch.length >= options.batchRows) {
           const full = batch;
           batch = [];
-          const previous = inFlight;
-          inFlight = flush(full, previous);
-          // Awaited below or at the end of the file; marked handled so a failure is reported once.
-          inFlight.catch(() => undefined);
-          await previous;
+          await flush(full);
           deps.onProgress?.({ filesDone, filesTotal: options.files.length, rowsRead: report.read, bytesRead: bytesBefore + counter.bytes });
         }
       }
-      await inFlight;
       await flush(batch);
+      await drain();
       progress.finished = true;
-      save();
+      saver.request();
+      await saver.idle();
     } catch (error) {
-      if (!(error instanceof ImportFileError)) throw error;
+      if (!(error instanceof ImportFileError)) {
+        // Whatever else was in flight ends before the run stops, so no send outlives it.
+        await Promise.allSettled([...inFlight, ...sending]);
+        await saver.idle().catch(() => undefined);
+        throw error;
+      }
       // The rows before the failure are sent; the file is reported and the run moves on.
-      await inFlight;
       await flush(batch);
+      await drain();
       fileReport.failed = error.message;
       progress.failed = error.message;
-      save();
+      saver.request();
+      await saver.idle();
       report.failedFiles.push(name);
       deps.log(`failed: ${error.message}; going on with the next file`);
     }
@@ -219,6 +249,46 @@ export async function runImport(options: ImportRunOptions, deps: ImportRunDeps):
   }
   report.wallMs = deps.nowMs() - started;
   return report;
+}
+
+/**
+ * Checkpoint writes one at a time: a request while a write is running is folded into one more
+ * write of the then-current state, so a slow store (an S3 PutObject) never holds the batches
+ * back, and each write still holds only what was committed when it started.
+ */
+function coalescedWrites(write: () => Promise<void>): { request(): void; idle(): Promise<void> } {
+  let running: Promise<void> | undefined;
+  let again = false;
+  let failure: unknown;
+  const start = (): Promise<void> =>
+    write()
+      .catch((error: unknown) => {
+        failure ??= error;
+      })
+      .then(() => {
+        if (!again) {
+          running = undefined;
+          return;
+        }
+        again = false;
+        running = start();
+        return running;
+      });
+  return {
+    request() {
+      if (running) again = true;
+      else running = start();
+    },
+    async idle() {
+      // Each pass awaits the write running at the time; a write requested meanwhile runs next.
+      while (running) await running;
+      if (failure !== undefined) {
+        const error = failure;
+        failure = undefined;
+        throw error;
+      }
+    },
+  };
 }
 
 /** The report as the lines an operator reads. */

@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { Readable, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip, createGzip } from "node:zlib";
-import { CsvError, parse } from "csv-parse";
+import type { CsvError as CsvParseError } from "csv-parse";
 import { ValidationError } from "../errors.js";
 
 /**
@@ -98,7 +98,7 @@ async function* plainBytes(input: LookupCsvInput): AsyncGenerator<Buffer> {
   }
 }
 
-function csvRefusal(error: CsvError): LookupCsvError {
+function csvRefusal(error: CsvParseError): LookupCsvError {
   const records = typeof error.records === "number" ? error.records : undefined;
   const row = records === undefined ? undefined : records + 1;
   const column = typeof error.index === "number" ? error.index + 1 : undefined;
@@ -142,6 +142,8 @@ export async function checkLookupCsv(
       done(null, chunk);
     },
   });
+  // Loaded on the first lookup-table run: the cohort-export function's cold start skips it.
+  const { CsvError, parse } = await import("csv-parse");
   const parser = parse({ bom: true, info: true, max_record_size: MAX_RECORD_BYTES, relax_quotes: false, relax_column_count: false });
   const check = new Writable({
     objectMode: true,

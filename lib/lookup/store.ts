@@ -1,5 +1,5 @@
 import * as z from "../util/zod.js";
-import { AwsCallError } from "../aws/aws-call.js";
+import { isMissingObject } from "../aws/aws-call.js";
 import type { S3Api } from "../aws/s3.js";
 import { RetryableError } from "../errors.js";
 import { parseJsonWith } from "../util/json.js";
@@ -39,15 +39,13 @@ export interface LookupStore {
   writeReplaces(calls: readonly number[]): Promise<void>;
 }
 
-const missing = (error: unknown) => error instanceof AwsCallError && (error.code === "NoSuchKey" || error.status === 404);
-
 export function createLookupStore(s3: S3Api, bucket: string): LookupStore {
   async function read<T>(key: string, schema: z.ZodType<T>): Promise<T | undefined> {
     let bytes: Uint8Array;
     try {
       bytes = await s3.getObject(bucket, key);
     } catch (error) {
-      if (missing(error)) return undefined;
+      if (isMissingObject(error)) return undefined;
       throw new RetryableError(`S3 read of s3://${bucket}/${key} failed: ${error instanceof Error ? error.message : String(error)}`);
     }
     const parsed = parseJsonWith(schema, Buffer.from(bytes).toString("utf8"));

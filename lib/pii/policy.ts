@@ -3,7 +3,7 @@ import { ConfigError } from "../errors.js";
 import type { RecordKind } from "../records/envelope.js";
 import { setOwn } from "../util/renames.js";
 import { type PiiAction, type PiiConfig, needsHashKey } from "../config/pii.js";
-import { parseJson } from "../util/json.js";
+import { parseJson, parseJsonOrThrow } from "../util/json.js";
 import { SOURCE_PROPERTY_PREFIXES } from "../vocabulary/braze-property-prefixes.js";
 
 /**
@@ -289,7 +289,7 @@ export function protectRecord(kind: RecordKind, record: Record<string, unknown>,
 
 /** protectRecord on a serialized record line; answers the line to queue. */
 export function protectLine(kind: RecordKind, line: string, policy: PiiPolicy): string {
-  const parsed: unknown = JSON.parse(line);
+  const parsed = parseJsonOrThrow(line, (reason) => new Error(`mapped record line is not JSON: ${reason}`));
   if (parsed === null || typeof parsed !== "object" || Array.isArray(parsed)) return line;
   return JSON.stringify(protectRecord(kind, { ...parsed }, policy));
 }

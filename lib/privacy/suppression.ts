@@ -1,4 +1,4 @@
-import { AwsCallError } from "../aws/aws-call.js";
+import { isMissingObject } from "../aws/aws-call.js";
 import type { S3Api } from "../aws/s3.js";
 import * as z from "../util/zod.js";
 import { RetryableError, describeError } from "../errors.js";
@@ -32,16 +32,12 @@ const suppressionSchema = z.object({
 });
 type SuppressionFile = z.infer<typeof suppressionSchema>;
 
-function isMissing(error: unknown): boolean {
-  return error instanceof AwsCallError && (error.code === "NoSuchKey" || error.status === 404);
-}
-
 async function readSuppressionFile(s3: Pick<S3Api, "getObject">, bucket: string): Promise<SuppressionFile> {
   let text: string;
   try {
     text = new TextDecoder().decode(await s3.getObject(bucket, SUPPRESSION_KEY));
   } catch (error) {
-    if (isMissing(error)) return { v: 1, digests: [] };
+    if (isMissingObject(error)) return { v: 1, digests: [] };
     // Fail closed: without the list nothing may be accepted or sent for anyone.
     throw new RetryableError(`cannot read the erased-ids list s3://${bucket}/${SUPPRESSION_KEY}: ${describeError(error)}`);
   }

@@ -1,11 +1,9 @@
-import { UpstreamRejectedError, RetryableError, ValidationError, describeError } from "../errors.js";
+import { UpstreamRejectedError, ValidationError, describeError } from "../errors.js";
 import type { QuerySync } from "../config/query-syncs.js";
 import type { RecordOutcome } from "../queue/envelope-consumer.js";
-import { type SenderDeps, apiKeySecretSchema, basicAuth, basicAuthSecretSchema, chunkOf, signingSecretSchema } from "../destinations/http.js";
-import { sendToDestination } from "../destinations/send.js";
-import { DELIVERY_ID_HEADER, SIGNATURE_HEADER, TIMESTAMP_HEADER, signBody } from "../destinations/signature.js";
-import { BRAZE_ATTRIBUTES_PER_CALL, brazeRetryAfterMs } from "../destinations/braze.js";
-import { readWebhookReply } from "../destinations/webhook.js";
+import { type SenderDeps, apiKeySecretSchema, chunkOf } from "../destinations/http.js";
+import { BRAZE_ATTRIBUTES_PER_CALL, postBrazeAttributes } from "../destinations/braze.js";
+import { sendSignedWebhook } from "../destinations/webhook.js";
 import { destinationValues } from "./diff.js";
 import type { QueryRow } from "./rows.js";
 
@@ -100,100 +98,59 @@ async function deliverBrevo(sync: QuerySync, rows: readonly QueryRow[], deps: Qu
   return outcomes;
 }
 
+/**
+ * Sends `chunks` one after the other, one outcome per row. An outage or a refused key applies
+ * to the next chunks too: once one is to be retried, the rest wait for the next run unsent.
+ */
+async function deliverChunks(chunks: readonly (readonly QueryRow[])[], send: (chunk: readonly QueryRow[], index: number) => Promise<void>): Promise<RowOutcome[]> {
+  const outcomes: RowOutcome[] = [];
+  let blocked: RowOutcome | undefined;
+  for (const [index, chunk] of chunks.entries()) {
+    let outcome: RowOutcome = { status: "sent" };
+    if (blocked) {
+      outcome = blocked;
+    } else {
+      try {
+        await send(chunk, index);
+      } catch (error) {
+        outcome = failed(error);
+        if (outcome.status === "retry") blocked = outcome;
+      }
+    }
+    for (let row = 0; row < chunk.length; row++) outcomes.push(outcome);
+  }
+  return outcomes;
+}
+
 async function deliverWebhook(sync: QuerySync, rows: readonly QueryRow[], runId: string, deps: QueryDeliveryDeps): Promise<RowOutcome[]> {
   const destination = sync.destination;
   if (destination.type !== "webhook") throw new Error("not a webhook destination");
-  const outcomes: RowOutcome[] = [];
   const pages = chunkOf(rows, WEBHOOK_ROWS_PER_PAGE);
-  let blocked: RowOutcome | undefined;
-  for (const [index, page] of pages.entries()) {
-    if (blocked) {
-      page.forEach(() => outcomes.push(blocked ?? { status: "retry", reason: "" }));
-      continue;
-    }
-    try {
-      const { secret } = await deps.secrets.getJson(destination.signing_secret, signingSecretSchema);
-      const auth = destination.basic_auth_secret ? await deps.secrets.getJson(destination.basic_auth_secret, basicAuthSecretSchema) : undefined;
-      const body = JSON.stringify(queryWebhookBody(sync, page, runId, index, pages.length, deps.projectId()));
-      const what = `webhook ${new URL(destination.url).host}`;
-      await sendToDestination(
-        {
-          what,
-          url: destination.url,
-          allowPrivate: destination.allow_private_network,
-          body,
-          headers: () => {
-            const timestamp = Math.floor(deps.now() / 1000);
-            return {
-              "content-type": "application/json",
-              "user-agent": "mixpanel-relay query-sync",
-              [TIMESTAMP_HEADER]: String(timestamp),
-              [SIGNATURE_HEADER]: signBody(secret, timestamp, body),
-              [DELIVERY_ID_HEADER]: `${runId}:query_rows:${index}`,
-              ...(auth ? { authorization: basicAuth(auth.username, auth.password) } : {}),
-            };
-          },
-          onSuccess: (result) => {
-            const failure = readWebhookReply(result.body);
-            if (!failure) return;
-            const message = `${what} answered status "failure" (${failure.code}): ${failure.message}`;
-            if (failure.code === 408 || failure.code === 429 || failure.code >= 500) throw new RetryableError(message, undefined, failure.code);
-            throw new UpstreamRejectedError(message, failure.code, result.body);
-          },
-        },
-        deps,
-      );
-      page.forEach(() => outcomes.push({ status: "sent" }));
-    } catch (error) {
-      const outcome = failed(error);
-      page.forEach(() => outcomes.push(outcome));
-      // An outage or a refused key applies to the next pages too: they wait for the next run.
-      if (outcome.status === "retry") blocked = outcome;
-    }
-  }
-  return outcomes;
+  return deliverChunks(pages, (page, index) =>
+    sendSignedWebhook(
+      destination,
+      {
+        body: JSON.stringify(queryWebhookBody(sync, page, runId, index, pages.length, deps.projectId())),
+        deliveryId: `${runId}:query_rows:${index}`,
+        userAgent: "mixpanel-relay query-sync",
+      },
+      deps,
+    ),
+  );
 }
 
 async function deliverBraze(sync: QuerySync, rows: readonly QueryRow[], deps: QueryDeliveryDeps): Promise<RowOutcome[]> {
   const destination = sync.destination;
   if (destination.type !== "braze_attributes") throw new Error("not a Braze destination");
-  const outcomes: RowOutcome[] = [];
-  const url = `${destination.rest_endpoint.replace(/\/+$/, "")}/users/track`;
-  let blocked: RowOutcome | undefined;
-  for (const chunk of chunkOf(rows, BRAZE_ATTRIBUTES_PER_CALL)) {
-    if (blocked) {
-      chunk.forEach(() => outcomes.push(blocked ?? { status: "retry", reason: "" }));
-      continue;
-    }
-    try {
-      const { api_key: apiKey } = await deps.secrets.getJson(destination.api_key_secret, apiKeySecretSchema);
-      const attributes = chunk.map((row) => ({
-        ...destinationValues(row, destination),
-        external_id: row.key,
-        _update_existing_only: destination.update_existing_only,
-      }));
-      await sendToDestination(
-        {
-          what: "Braze /users/track",
-          url,
-          allowPrivate: destination.allow_private_network,
-          body: JSON.stringify({ attributes }),
-          headers: () => ({ authorization: `Bearer ${apiKey}`, "content-type": "application/json" }),
-          inspect: (result) => {
-            if (result.status !== 429) return undefined;
-            throw new RetryableError(`Braze /users/track answered 429: ${result.body.slice(0, 500)}`, brazeRetryAfterMs(result.headers, deps.now()), 429);
-          },
-        },
-        deps,
-      );
-      chunk.forEach(() => outcomes.push({ status: "sent" }));
-    } catch (error) {
-      const outcome = failed(error);
-      chunk.forEach(() => outcomes.push(outcome));
-      if (outcome.status === "retry") blocked = outcome;
-    }
-  }
-  return outcomes;
+  return deliverChunks(chunkOf(rows, BRAZE_ATTRIBUTES_PER_CALL), async (chunk) => {
+    const { api_key: apiKey } = await deps.secrets.getJson(destination.api_key_secret, apiKeySecretSchema);
+    const attributes = chunk.map((row) => ({
+      ...destinationValues(row, destination),
+      external_id: row.key,
+      _update_existing_only: destination.update_existing_only,
+    }));
+    await postBrazeAttributes(destination, apiKey, attributes, deps);
+  });
 }
 
 /** One outcome per row, in order. Exhaustive on the destination type. */

@@ -1,7 +1,7 @@
 import { crc32, gunzipSync, gzipSync, constants as zlibConstants } from "node:zlib";
 import * as z from "../util/zod.js";
 import { groupByCaps } from "../util/batching.js";
-import { type Envelope, type RecordKind, parseEnvelope, recordKindSchema } from "./envelope.js";
+import { type Envelope, type RecordKind, envelopeSchema, queueMessageJson, recordKindSchema } from "./envelope.js";
 
 /**
  * Envelope v2: the records of a message travel as one gzip-compressed NDJSON body
@@ -222,11 +222,12 @@ function fromV1(envelope: Envelope): QueuedRecords {
   };
 }
 
-/** Reads a v1 or v2 queue message; throws (zod or Error) on anything else. */
+/** Reads a v1 or v2 queue message; throws (ValidationError, zod or Error) on anything else. */
 export function parseQueuedRecords(body: string): QueuedRecords {
-  const parsed: unknown = JSON.parse(body);
+  // Parsed once: a v1 body is checked from the same value, not read again.
+  const parsed = queueMessageJson(body);
   const version = parsed !== null && typeof parsed === "object" && "v" in parsed ? parsed.v : undefined;
-  if (version !== 2) return fromV1(parseEnvelope(body));
+  if (version !== 2) return fromV1(z.parseOrThrow(envelopeSchema, parsed));
   const envelope = z.parseOrThrow(envelopeV2Schema, parsed);
   const gzipped = Buffer.from(envelope.gzip, "base64");
   // A cheap integrity check before the body is sent as is: gzip magic, and the trailer's

@@ -1,3 +1,5 @@
+import { ValidationError } from "../errors.js";
+import { parseJsonOrThrow } from "../util/json.js";
 import * as z from "../util/zod.js";
 
 /**
@@ -50,7 +52,12 @@ export function serializeEnvelope(envelope: Envelope): string {
 }
 
 export function parseEnvelope(body: string): Envelope {
-  return z.parseOrThrow(envelopeSchema, JSON.parse(body));
+  return z.parseOrThrow(envelopeSchema, queueMessageJson(body));
+}
+
+/** The JSON value of a queue message's body; a body that is not JSON is bad input for good (ValidationError). */
+export function queueMessageJson(body: string): unknown {
+  return parseJsonOrThrow(body, (reason) => new ValidationError(`queue message is not JSON: ${reason}`));
 }
 
 /** Byte length of an envelope once serialized, without building it: used to pack messages. */

@@ -12,8 +12,25 @@ export function parseJson(text: string): JsonText {
   try {
     return { ok: true, value: JSON.parse(text) };
   } catch (error) {
-    return { ok: false, error: error instanceof Error ? error.message : String(error) };
+    return { ok: false, error: parserMessage(error) };
   }
+}
+
+/**
+ * JSON.parse that throws `failure(the parser's message)` for text that is not JSON: for text
+ * whose error class decides what happens next (a stored object, a queue message), so each
+ * reader names its own typed error (lib/errors.ts) in one line. Builds no result object.
+ */
+export function parseJsonOrThrow(text: string, failure: (parserMessage: string) => Error): unknown {
+  try {
+    return JSON.parse(text) as unknown;
+  } catch (error) {
+    throw failure(parserMessage(error));
+  }
+}
+
+function parserMessage(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
 }
 
 /**
@@ -85,10 +102,17 @@ export function parseJsonBounded(text: string, limits: JsonShapeLimits = BODY_SH
   return refusal ? { ok: false, ...refusal } : parseJson(text);
 }
 
-/** JSON.parse that answers undefined for text that is not JSON (vendor bodies are not trusted). */
+/**
+ * JSON.parse that answers undefined for text that is not JSON (vendor bodies are not trusted).
+ * JSON text never parses to undefined, so `=== undefined` means "not JSON". Builds no result
+ * object: readers call it once per stored member.
+ */
 export function parseJsonOrUndefined(text: string): unknown {
-  const parsed = parseJson(text);
-  return parsed.ok ? parsed.value : undefined;
+  try {
+    return JSON.parse(text) as unknown;
+  } catch {
+    return undefined;
+  }
 }
 
 /**

@@ -111,8 +111,8 @@ async function worker(members: number): Promise<DiffBenchResult> {
     const byPart = membersByPartition(members, parts);
     for (let part = 0; part < parts; part++) {
       const cols = previousSnapshotColumns(byPart[part] ?? [], identityKeys);
-      // As this release writes it (v3 columns); BENCH_LEGACY_SNAPSHOT=1: as the release before did (v2 gzipped
-      // lines with identity_keys), i.e. the first run after the deploy; =v1header: v2 lines without identity_keys.
+      // As the writer stores it (v3 columns); BENCH_LEGACY_SNAPSHOT=1: as the v2 writer did (gzipped
+      // lines with identity_keys), i.e. the first run after the deploy to v3; =v1header: v2 lines without identity_keys.
       const header = {
         v: 2 as const,
         sync_id: SYNC,

@@ -44,7 +44,7 @@ const events = {
   // An unreadable message: the rejected store's PutObject.
   forwarder: sqsEvent("not an envelope"),
   "brevo-forwarder": sqsEvent("not an envelope"),
-  // A page that is not a delivery message: dead-lettered with SendMessage.
+  // A message that is not a page: refused, left to SQS (no AWS call).
   "webhook-delivery": sqsEvent("not a page"),
   // A Currents file notification: GetObject.
   "currents-reader": {

@@ -46,7 +46,7 @@ export const FIRST_CALL: Record<string, string> = {
   intake: "SQS SendMessageBatch (1 event, events + Brevo queues)",
   forwarder: "S3 PutObject (rejected store, unreadable message)",
   "brevo-forwarder": "S3 PutObject (rejected store, unreadable message)",
-  "webhook-delivery": "SQS SendMessage (dead-letters a message that is not a page)",
+  "webhook-delivery": "none: a message that is not a page goes back to SQS (its DLQ after maxReceiveCount)",
   "currents-reader": "S3 GetObject (a file that is gone)",
   "cohort-export": "none: a tick of a stage without syncs (import + tick)",
 };
@@ -120,7 +120,8 @@ export async function coldStart(baseline: string, repo: string, repeats: number)
   const queue = async (name: string) => (await sqs.send(new CreateQueueCommand({ QueueName: name }))).QueueUrl ?? "";
   for (const bucket of ["bench-rejected", "bench-snapshots", "bench-currents"]) await s3.send(new CreateBucketCommand({ Bucket: bucket }));
   // Each tree reads its own stage config (the baseline's schema refuses keys added since); the
-  // cohort export gets the same config without cohort syncs, so its tick calls no Mixpanel API.
+  // cohort export gets the same config without cohort syncs, query syncs or lookup tables, so its
+  // tick calls no Mixpanel API.
   const configs = new Map<string, string>();
   const configFor = (root: string, name: string): string => {
     const source = join(root, "config/local.json");
@@ -128,7 +129,10 @@ export async function coldStart(baseline: string, repo: string, repeats: number)
     let file = configs.get(root);
     if (!file) {
       file = join(mkdtempSync(join(tmpdir(), "relay-coldstart-config-")), "local.json");
-      writeFileSync(file, JSON.stringify({ ...JSON.parse(readFileSync(source, "utf8")), cohort_syncs: [] }));
+      const config = JSON.parse(readFileSync(source, "utf8")) as Record<string, unknown>;
+      // Only the keys a tree's schema knows: the baseline has no query syncs or lookup tables.
+      for (const key of ["cohort_syncs", "query_syncs", "lookup_tables"]) if (key in config || key === "cohort_syncs") config[key] = [];
+      writeFileSync(file, JSON.stringify(config));
       configs.set(root, file);
     }
     return file;

@@ -1,7 +1,10 @@
+import { rmSync } from "node:fs";
 import { createRequire } from "node:module";
 import { join } from "node:path";
 import { tmpdir } from "node:os";
 import { loadStageConfig, stageConfigPath } from "../../lib/config/stage.js";
+import { fileCheckpointStore } from "../../lib/import/checkpoint.js";
+import { MIXPANEL_IMPORT_BYTES_PER_MINUTE, ROLLING_WINDOW_MS, rollingByteBudget } from "../../lib/import/byte-budget.js";
 import { directSender } from "../../lib/import/direct.js";
 import { runImport } from "../../lib/import/run.js";
 import { realRetryDeps } from "../../lib/http/retry.js";
@@ -10,7 +13,7 @@ import { IMPORT_MAX_RECORDS, createIngestionClient } from "../../lib/mixpanel/in
 /**
  * One import of BENCH_IMPORT_FILE (NDJSON.gz) into the loopback Mixpanel fake at BENCH_FAKE_URL,
  * by BENCH_IMPORT_TOOL: `relay` (lib/import with `--via direct`'s sender: strict /import,
- * Mixpanel's rules, insert ids, PII) or `mixpanel-import` (3.1.43, strict, no transforms),
+ * Mixpanel's rules, insert ids, PII, the 2 GB/minute budget, a checkpoint per batch) or `mixpanel-import` (3.1.43, strict, no transforms),
  * both with BENCH_IMPORT_CONCURRENCY requests in flight. Prints RESULT {…} with wall time,
  * CPU and peak RSS of this process.
  */
@@ -28,6 +31,7 @@ const cpuStart = process.cpuUsage();
 const started = performance.now();
 let processed = 0;
 
+const checkpointPath = join(tmpdir(), `relay-import-bench-${process.pid}.json`);
 if (tool === "relay") {
   const config = loadStageConfig(stageConfigPath("local"), "local");
   const client = createIngestionClient({
@@ -35,7 +39,7 @@ if (tool === "relay") {
     baseUrl: fakeUrl,
     credentials: async () => ({ project_id: "1", service_account_username: "bench", service_account_secret: "bench", project_token: "bench" }),
     importMaxBytes: 10_000_000,
-    concurrency,
+    concurrency: 1,
     timeoutMs: 15_000,
     retryDeps: realRetryDeps(),
     nowMs: Date.now,
@@ -48,20 +52,26 @@ if (tool === "relay") {
       columns: {},
       filter: {},
       dryRun: false,
-      batchRows: IMPORT_MAX_RECORDS * concurrency,
-      checkpointPath: join(tmpdir(), `relay-import-bench-${process.pid}.json`),
+      batchRows: IMPORT_MAX_RECORDS,
+      inFlightBatches: concurrency,
+      checkpoint: fileCheckpointStore(checkpointPath),
       resume: false,
       runKey: "bench",
     },
     {
       config,
       policy: undefined,
-      sendBatch: directSender({ client, rejected: { put: async () => "" } }),
+      sendBatch: directSender({
+        client,
+        rejected: { put: async () => "" },
+        importBudget: rollingByteBudget(MIXPANEL_IMPORT_BYTES_PER_MINUTE, ROLLING_WINDOW_MS, { nowMs: Date.now, sleep: (ms) => new Promise((done) => setTimeout(done, ms)) }),
+      }),
       nowMs: Date.now,
       log: () => undefined,
     },
   );
   processed = report.sent;
+  rmSync(checkpointPath, { force: true });
 } else {
   // mixpanel-import reads its endpoint from a getter on its Job class; its `got` transport honours
   // it (the default undici pool is bound to api.mixpanel.com), so the fake stands in for Mixpanel.

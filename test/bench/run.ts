@@ -5,12 +5,13 @@ import { join, resolve } from "node:path";
 import { gzipSync } from "node:zlib";
 import * as z from "zod";
 import { FIRST_CALL, coldStart } from "./cold-start.js";
+import { runResultChild } from "../support/result-child.js";
 import { INSERT_ID_HASH_LENGTH } from "../../lib/observability/trace-ids.js";
 import { ASSUMPTIONS, type CostRow, PRICES_USD, costPerMillion } from "./cost-model.js";
 
 /**
- * `npm run bench`: today's code (a git ref, default the commit issue 12 started from,
- * BENCH_BASELINE_REF) against the working tree, in the same run, interleaved
+ * `npm run bench`: a baseline (the git ref BENCH_BASELINE_REF, by default the last commit before
+ * the v2 envelope and the intake's one-pass record line) against the working tree, in the same run, interleaved
  * (old, new, old, new, …) so a busy machine slows both alike; medians are reported.
  * Every measurement runs in its own process. Prints a table and writes
  * bench/results/<date>.json. Loopback only.
@@ -45,7 +46,7 @@ function prepareBaseline(baselineRef: string): string {
     mkdirSync(dir, { recursive: true });
     const archive = execFileSync("git", ["archive", baselineRef], { cwd: repo, maxBuffer: 1 << 30 });
     execFileSync("tar", ["-x", "-C", dir], { input: archive });
-    // Today's code with today's packages: shared when the lockfiles match, else installed
+    // The baseline's code with its own packages: shared when the lockfiles match, else installed
     // from the baseline's own lockfile (npm's cache makes this quick after the first time).
     if (readFileSync(join(dir, "package-lock.json"), "utf8") === readFileSync(join(repo, "package-lock.json"), "utf8")) {
       symlinkSync(join(repo, "node_modules"), join(dir, "node_modules"));
@@ -58,24 +59,7 @@ function prepareBaseline(baselineRef: string): string {
 }
 
 function runWorker(script: string, env: Record<string, string>): Promise<unknown> {
-  return new Promise((done, fail) => {
-    const child = spawn(process.execPath, ["--import", "tsx", join(repo, "test/bench", script)], {
-      cwd: repo,
-      env: { ...process.env, ...env },
-      stdio: ["ignore", "pipe", "pipe"],
-    });
-    let out = "";
-    let err = "";
-    child.stdout.on("data", (chunk: Buffer) => (out += chunk.toString()));
-    child.stderr.on("data", (chunk: Buffer) => (err += chunk.toString()));
-    const timer = setTimeout(() => child.kill("SIGKILL"), 600_000);
-    child.on("close", (code) => {
-      clearTimeout(timer);
-      const line = out.split("\n").find((l) => l.startsWith("RESULT "));
-      if (code === 0 && line) done(JSON.parse(line.slice(7)));
-      else fail(new Error(`${script} exited ${code}: ${err.slice(-2000)}`));
-    });
-  });
+  return runResultChild(["--import", "tsx", join(repo, "test/bench", script)], { cwd: repo, env: { ...process.env, ...env }, timeoutMs: 600_000 });
 }
 
 async function startFake(): Promise<{ url: string; child: ChildProcess; setLatency(ms: number): Promise<void> }> {
@@ -125,31 +109,31 @@ const forwarderMedians: Record<string, { eventsPerSecond: number; cpuMsPer10k: n
 
 if (sections.has("forwarder")) {
   const fake = await startFake();
-  // old: today's code and deployed settings (3 requests in flight); new3: the new code at today's
-  // 3 in flight; deployed: the new code at its deployed IMPORT_CONCURRENCY (serverless.yml
+  // old: the baseline's code and settings (3 requests in flight); new3: the new code at the
+  // baseline's 3 in flight; deployed: the new code at its deployed IMPORT_CONCURRENCY (serverless.yml
   // importConcurrency, with forwarderMaxConcurrency lowered so a project sees the same 15 clients);
   // new: more in flight. The -braze variants queue 100-event intake requests (one small message
   // each), as Braze Currents sends them.
   type Variant = "old" | "new3" | "deployed" | "base-deployed" | "new" | "old-braze" | "deployed-braze";
   const labels: Record<Variant, string> = {
-    old: "today (v1, ≤20 msg/inv, 2000-event intake requests, 3 in flight)",
+    old: "baseline (v1, ≤20 msg/inv, 2000-event intake requests, 3 in flight)",
     new3: "new (v2, ≤100 msg/inv, 2000-event intake requests, 3 in flight)",
     deployed: `new (v2, ≤100 msg/inv, 2000-event intake requests, ${DEPLOYED_IMPORT_CONCURRENCY} in flight, deployed)`,
     "base-deployed": `${coldStartBaselineRef} (v2, ≤100 msg/inv, 2000-event intake requests, ${DEPLOYED_IMPORT_CONCURRENCY} in flight, deployed)`,
     new: `new (v2, ≤100 msg/inv, 2000-event intake requests, ${newConcurrency} in flight)`,
-    "old-braze": "today (v1, ≤20 msg/inv, 100-event intake requests, 3 in flight)",
+    "old-braze": "baseline (v1, ≤20 msg/inv, 100-event intake requests, 3 in flight)",
     "deployed-braze": `new (v2, ≤100 msg/inv, 100-event intake requests, ${DEPLOYED_IMPORT_CONCURRENCY} in flight, deployed)`,
   };
   const concurrencyOf: Record<Variant, number> = { old: 3, new3: 3, deployed: DEPLOYED_IMPORT_CONCURRENCY, "base-deployed": DEPLOYED_IMPORT_CONCURRENCY, new: newConcurrency, "old-braze": 3, "deployed-braze": DEPLOYED_IMPORT_CONCURRENCY };
   const rootOf = (variant: Variant): string => (variant.startsWith("old") ? baseline() : variant.startsWith("base") ? sdkBaseline : repo);
   const forwarderEnv = (variant: Variant): Record<string, string> => ({
     BENCH_ROOT: rootOf(variant),
-    // Each tree reads its own stage config: today's schema refuses keys added since.
+    // Each tree reads its own stage config: the baseline's schema refuses keys added since.
     RELAY_CONFIG_FILE: join(rootOf(variant), "config/local.json"),
     BENCH_ENVELOPE: variant.startsWith("old") ? "v1" : "v2",
     BENCH_EVENTS: String(variant.endsWith("braze") ? Math.min(events, 100_000) : events),
     BENCH_INTAKE_BATCH: variant.endsWith("braze") ? "100" : "2000",
-    // serverless.yml batchSize: 20 today, 100 now (Lambda's 6 MB payload cap applies to both).
+    // serverless.yml batchSize: 20 in the baseline, 100 now (Lambda's 6 MB payload cap applies to both).
     BENCH_MESSAGES_PER_INVOCATION: variant.startsWith("old") ? "20" : "100",
     IMPORT_CONCURRENCY: String(concurrencyOf[variant]),
     MIXPANEL_API_URL: fake.url,
@@ -241,7 +225,7 @@ if (sections.has("intake")) {
     labels.forEach((label, index) => {
       const rows = runs[variant].map((run) => run[index] as IntakeRow);
       table.push([
-        `intake ${variant === "old" ? "today" : variant === "base" ? coldStartBaselineRef : "new"}: ${label}`,
+        `intake ${variant === "old" ? "baseline" : variant === "base" ? coldStartBaselineRef : "new"}: ${label}`,
         `${median(rows.map((r) => r.cpuMsPer10k)).toFixed(0)} CPU-ms/10k`,
         `p50 ${formatMs(median(rows.map((r) => r.p50Ms)))} ms`,
         `p99 ${formatMs(median(rows.map((r) => r.p99Ms)))} ms`,
@@ -353,7 +337,7 @@ if (sections.has("forwarder") && sections.has("intake")) {
       if (!intake || !fwd) continue;
       rows.push(
         costPerMillion({
-          name: `${variant === "old" ? "today" : "new"}: ${load}`,
+          name: `${variant === "old" ? "baseline" : "new"}: ${load}`,
           eventsPerRequest: intake.eventsPerRequest,
           requestBytes: intake.requestBytes,
           intakeCpuMsPer10k: intake.cpuMsPer10k,

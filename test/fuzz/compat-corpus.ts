@@ -2,6 +2,7 @@ import { gzipSync } from "node:zlib";
 import fc from "fast-check";
 import { MAX_JSON_DEPTH } from "../../lib/util/json.js";
 import { deepText } from "./corpus.js";
+import { browserUtf8 } from "../support/browser-utf8.js";
 
 /**
  * Requests to the Mixpanel-compatible routes (/track, /engage, /groups, /import) in every
@@ -26,18 +27,6 @@ export interface CompatFuzzRequest {
   readonly expect: "accepted" | "too_deep" | "invalid_utf8" | "any";
   /** For `accepted`: the record's distinct id (or group id) and the label it must arrive with. */
   readonly sent?: { readonly id: string; readonly label: string };
-}
-
-/** mixpanel-browser's encoder: every UTF-16 code unit on its own, so a surrogate pair becomes two 3-byte sequences. */
-export function browserUtf8(text: string): Buffer {
-  const bytes: number[] = [];
-  for (let i = 0; i < text.length; i++) {
-    const unit = text.charCodeAt(i);
-    if (unit < 0x80) bytes.push(unit);
-    else if (unit < 0x800) bytes.push(0xc0 | (unit >> 6), 0x80 | (unit & 0x3f));
-    else bytes.push(0xe0 | (unit >> 12), 0x80 | ((unit >> 6) & 0x3f), 0x80 | (unit & 0x3f));
-  }
-  return Buffer.from(bytes);
 }
 
 const percentAll = (bytes: Buffer) => [...bytes].map((byte) => `%${byte.toString(16).padStart(2, "0")}`).join("");

@@ -1,10 +1,10 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
+import { dirname } from "node:path";
 import fc from "fast-check";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LOCAL_MIXPANEL_CREDENTIALS, type LocalStack, startLocalStack } from "../../infra/local/stack.js";
 import { eventually } from "../support/eventually.js";
+import { writeStageConfig } from "../support/local-stack.js";
 import { type CompatFuzzRequest, compatAnswerProblem, compatRequest } from "./compat-corpus.js";
 
 /**
@@ -20,9 +20,8 @@ let stack: LocalStack;
 let dir = "";
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "relay-compat-fuzz-"));
-  const configFile = join(dir, "config.json");
-  writeFileSync(configFile, JSON.stringify({ mixpanel_compat: { project_tokens: [LOCAL_MIXPANEL_CREDENTIALS.projectToken], cors_origins: [] } }));
+  const configFile = writeStageConfig({ mixpanel_compat: { project_tokens: [LOCAL_MIXPANEL_CREDENTIALS.projectToken], cors_origins: [] } }, "relay-compat-fuzz-");
+  dir = dirname(configFile);
   stack = await startLocalStack({ configFile, visibilityTimeoutSeconds: 2, env: { POWERTOOLS_LOG_LEVEL: "ERROR" } });
 });
 afterAll(async () => {

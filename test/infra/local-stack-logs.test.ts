@@ -1,6 +1,7 @@
-import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.js";
 import { logger } from "../../lib/observability/telemetry.js";
+import { jsonLinesWhile } from "../support/log-capture.js";
 
 let stack: LocalStack;
 beforeAll(async () => {
@@ -13,23 +14,11 @@ afterAll(async () => {
 /** The JSON lines the handlers of this process write at level INFO while `action` runs. */
 async function linesOf(action: () => Promise<unknown>): Promise<Record<string, unknown>[]> {
   logger.setLogLevel("INFO");
-  const chunks: string[] = [];
-  const capture = (chunk: string | Uint8Array) => {
-    chunks.push(typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8"));
-    return true;
-  };
-  const spies = [vi.spyOn(process.stdout, "write").mockImplementation(capture), vi.spyOn(process.stderr, "write").mockImplementation(capture)];
   try {
-    await action();
+    return await jsonLinesWhile(action);
   } finally {
-    for (const spy of spies) spy.mockRestore();
     logger.setLogLevel("WARN");
   }
-  return chunks
-    .join("")
-    .split("\n")
-    .filter((line) => line.startsWith("{"))
-    .map((line) => JSON.parse(line) as Record<string, unknown>);
 }
 
 const post = (distinctId: string) =>

@@ -1,8 +1,7 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createBrevoClient } from "../../lib/brevo/client.js";
+import { beforeEach, describe, expect, it } from "vitest";
 import { brevoConfigSchema } from "../../lib/config/brevo.js";
-import { createBrevoSend } from "../../lib/forwarder/brevo.js";
-import { BrevoServer } from "../../infra/local/peers/brevo-server.js";
+import type { BrevoServer } from "../../infra/local/peers/brevo-server.js";
+import { localBrevoClient, localBrevoSend, localBrevos } from "../support/local-brevo.js";
 
 /**
  * Company lookups against a local Brevo that, like a real server may, ignores the filter on a
@@ -17,24 +16,13 @@ const config = brevoConfigSchema.parse({
   property_mapping: { $first_name: "FIRSTNAME" },
   companies: { property_mapping: { domain: "domain" }, group_keys: ["company_id"] },
 });
+const startBrevo = localBrevos();
 let brevo: BrevoServer;
 beforeEach(async () => {
-  brevo = new BrevoServer({ apiKey: API_KEY, listIds: [], limit: 100_000 });
-  await brevo.start();
+  brevo = await startBrevo({ apiKey: API_KEY });
 });
-afterEach(() => brevo.close());
 
-function send() {
-  const client = createBrevoClient({
-    addressPolicy: { allowPrivate: false, localStage: true },
-    baseUrl: brevo.url,
-    apiKey: async () => API_KEY,
-    timeoutMs: 5_000,
-    retryDeps: { sleep: async () => undefined, random: () => 0, remainingMs: () => 60_000 },
-    now: Date.now,
-  });
-  return createBrevoSend({ client, config, identityMode: "simplified", eventsBatchSize: 100, companyIds: new Map() });
-}
+const send = () => localBrevoSend(localBrevoClient(brevo, API_KEY), config, { companyIds: new Map() });
 
 const group = (id: string, update: Record<string, unknown>) => JSON.stringify({ $group_key: "company_id", $group_id: id, ...update });
 const company = (id: string, marker: string | undefined, domain: string) =>

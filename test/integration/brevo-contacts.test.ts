@@ -1,8 +1,7 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createBrevoClient } from "../../lib/brevo/client.js";
+import { beforeEach, describe, expect, it } from "vitest";
 import { type BrevoConfig, brevoConfigSchema } from "../../lib/config/brevo.js";
-import { createBrevoSend } from "../../lib/forwarder/brevo.js";
-import { BrevoServer } from "../../infra/local/peers/brevo-server.js";
+import type { BrevoServer } from "../../infra/local/peers/brevo-server.js";
+import { localBrevoClient, localBrevoSend, localBrevos } from "../support/local-brevo.js";
 
 /** Contact attribute clearing against a local Brevo that ignores wrong-typed values (null) as Brevo documents. */
 const API_KEY = "xkeysib-contacts";
@@ -12,24 +11,13 @@ const base = {
   identifiers: { ext_id: "distinct_id", email_id: "$email" },
   property_mapping: { $email: "email", plan: "PLAN_TYPE", $first_name: "FIRSTNAME" },
 };
+const startBrevo = localBrevos();
 let brevo: BrevoServer;
 beforeEach(async () => {
-  brevo = new BrevoServer({ apiKey: API_KEY, listIds: [15], limit: 100_000 });
-  await brevo.start();
+  brevo = await startBrevo({ apiKey: API_KEY, listIds: [15] });
 });
-afterEach(() => brevo.close());
 
-function send(config: BrevoConfig) {
-  const client = createBrevoClient({
-    addressPolicy: { allowPrivate: false, localStage: true },
-    baseUrl: brevo.url,
-    apiKey: async () => API_KEY,
-    timeoutMs: 5_000,
-    retryDeps: { sleep: async () => undefined, random: () => 0, remainingMs: () => 60_000 },
-    now: Date.now,
-  });
-  return createBrevoSend({ client, config, identityMode: "simplified", eventsBatchSize: 100 });
-}
+const send = (config: BrevoConfig) => localBrevoSend(localBrevoClient(brevo, API_KEY), config);
 const profile = (update: Record<string, unknown>) => JSON.stringify({ $distinct_id: "user-1", ...update });
 
 describe("Brevo $unset", () => {

@@ -1,8 +1,7 @@
-import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createBrevoClient } from "../../lib/brevo/client.js";
+import { beforeEach, describe, expect, it } from "vitest";
 import { brevoConfigSchema } from "../../lib/config/brevo.js";
-import { createBrevoSend } from "../../lib/forwarder/brevo.js";
-import { BrevoServer, MAX_EVENTS_BATCH_BYTES, MAX_EVENTS_PER_BATCH } from "../../infra/local/peers/brevo-server.js";
+import { type BrevoServer, MAX_EVENTS_BATCH_BYTES, MAX_EVENTS_PER_BATCH } from "../../infra/local/peers/brevo-server.js";
+import { localBrevoClient, localBrevoSend, localBrevos } from "../support/local-brevo.js";
 
 /** `POST /v3/events/batch` against the local Brevo, which enforces 200 events and 512 KB per request. */
 const API_KEY = "xkeysib-batch";
@@ -13,24 +12,13 @@ const config = brevoConfigSchema.parse({
   event_mapping: { Viewed: "viewed" },
 });
 const T = Date.now() - 60_000;
+const startBrevo = localBrevos();
 let brevo: BrevoServer;
 beforeEach(async () => {
-  brevo = new BrevoServer({ apiKey: API_KEY, listIds: [], limit: 100_000 });
-  await brevo.start();
+  brevo = await startBrevo({ apiKey: API_KEY });
 });
-afterEach(() => brevo.close());
 
-function send(eventsBatchSize: number) {
-  const client = createBrevoClient({
-    addressPolicy: { allowPrivate: false, localStage: true },
-    baseUrl: brevo.url,
-    apiKey: async () => API_KEY,
-    timeoutMs: 5_000,
-    retryDeps: { sleep: async () => undefined, random: () => 0, remainingMs: () => 60_000 },
-    now: Date.now,
-  });
-  return createBrevoSend({ client, config, identityMode: "simplified", eventsBatchSize });
-}
+const send = (eventsBatchSize: number) => localBrevoSend(localBrevoClient(brevo, API_KEY), config, { eventsBatchSize });
 
 /** One Viewed event whose properties hold `bytes` of text. */
 const viewed = (i: number, bytes: number) =>

@@ -2,18 +2,17 @@ import { createS3Client, createSqsClient } from "../../infra/aws/sdk-clients.js"
 import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command } from "@aws-sdk/client-s3";
 import { CreateQueueCommand } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
-import { createBrevoClient } from "../../lib/brevo/client.js";
 import { brevoConfigSchema } from "../../lib/config/brevo.js";
-import { createBrevoSend } from "../../lib/forwarder/brevo.js";
 import { consumeEnvelopes, type EnvelopeConsumerDeps } from "../../lib/queue/envelope-consumer.js";
 import { sqsRequeue } from "../../lib/runtime/forwarder.js";
 import { createRejectedStore, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
 import { serializeEnvelope } from "../../lib/records/envelope.js";
 import { parseQueuedRecords } from "../../lib/records/envelope-v2.js";
-import { BrevoServer } from "../../infra/local/peers/brevo-server.js";
+import type { BrevoServer } from "../../infra/local/peers/brevo-server.js";
 import { RetryableError } from "../../lib/errors.js";
 import { idDigest } from "../../lib/privacy/suppression.js";
 import { startLocalAws } from "../support/fauxqs.js";
+import { localBrevoClient, localBrevoSend, localBrevos } from "../support/local-brevo.js";
 
 /** The Brevo forwarder's decisions per SQS message, against the strict local Brevo and a real S3/SQS protocol server. */
 const API_KEY = "xkeysib-local-test";
@@ -27,6 +26,7 @@ const config = brevoConfigSchema.parse({
   companies: { property_mapping: { domain: "domain" }, group_keys: ["company_id"] },
 });
 const T = Date.now() - 60_000;
+const startBrevo = localBrevos();
 let brevo: BrevoServer;
 let aws: { address: string; stop(): Promise<void> };
 let queueUrl = "";
@@ -47,26 +47,20 @@ afterAll(async () => {
 });
 let bucketCounter = 0;
 beforeEach(async () => {
-  await brevo?.close();
-  brevo = new BrevoServer({ apiKey: API_KEY, listIds: [15], limit: 1000 });
-  await brevo.start();
+  brevo = await startBrevo({ apiKey: API_KEY, listIds: [15], limit: 1000 });
   sleeps = [];
   bucket = `rejected-${++bucketCounter}`;
   await createS3Client("us-east-1", aws.address).send(new CreateBucketCommand({ Bucket: bucket }));
 });
 
 function deps(options: { apiKey?: string; maxAttempts?: number; baseUrl?: string } = {}): EnvelopeConsumerDeps {
-  const client = createBrevoClient({
-    addressPolicy: { allowPrivate: false, localStage: true },
-    baseUrl: options.baseUrl ?? brevo.url,
-    apiKey: async () => options.apiKey ?? API_KEY,
-    timeoutMs: 5_000,
+  const client = localBrevoClient(brevo, options.apiKey ?? API_KEY, {
+    ...(options.baseUrl !== undefined ? { baseUrl: options.baseUrl } : {}),
     retryDeps: { sleep: async (ms) => void sleeps.push(ms), random: () => 0, remainingMs: () => 60_000 },
     retryPolicy: { baseDelayMs: 1, maxDelayMs: 1, jitterMinMs: 0, jitterMaxMs: 0, maxAttempts: options.maxAttempts ?? 3 },
-    now: Date.now,
   });
   return {
-    send: createBrevoSend({ client, config, identityMode: "simplified", eventsBatchSize: 2, companyIds: new Map() }),
+    send: localBrevoSend(client, config, { eventsBatchSize: 2, companyIds: new Map() }),
     rejected: createRejectedStore({ s3: createS3Client("us-east-1", aws.address), bucket, prefix: "rejected/", stage: "test", now: () => new Date() }),
     rejectedCode: "brevo_rejected",
     stageOfFailure: "brevo",
@@ -112,8 +106,8 @@ describe("Brevo forwarder", () => {
   it("does not send an event twice when the same record arrives again in a warm container", async () => {
     const warm = deps();
     const sentInsertIds = new Map<string, true>();
-    const client = createBrevoClient({ addressPolicy: { allowPrivate: false, localStage: true }, baseUrl: brevo.url, apiKey: async () => API_KEY, timeoutMs: 5_000, retryDeps: { sleep: async () => undefined, random: () => 0, remainingMs: () => 60_000 }, now: Date.now });
-    const withMemory = { ...warm, send: createBrevoSend({ client, config, identityMode: "simplified", eventsBatchSize: 2, sentInsertIds }) };
+    const client = localBrevoClient(brevo, API_KEY);
+    const withMemory = { ...warm, send: localBrevoSend(client, config, { eventsBatchSize: 2, sentInsertIds }) };
     const first = await consumeEnvelopes([message("d1", "event", [event("Purchase", "same"), event("Purchase", "same")])], withMemory);
     const again = await consumeEnvelopes([message("d2", "event", [event("Purchase", "same")])], withMemory);
     expect(first).toMatchObject({ sent: 1, skipped: { already_sent: 1 } });
@@ -122,9 +116,9 @@ describe("Brevo forwarder", () => {
   });
 
   it("skips records of erased ids and sends nothing while the erased-ids list cannot be read", async () => {
-    const client = createBrevoClient({ addressPolicy: { allowPrivate: false, localStage: true }, baseUrl: brevo.url, apiKey: async () => API_KEY, timeoutMs: 5_000, retryDeps: { sleep: async () => undefined, random: () => 0, remainingMs: () => 60_000 }, now: Date.now });
+    const client = localBrevoClient(brevo, API_KEY);
     const base = deps();
-    const erased = { ...base, send: createBrevoSend({ client, config, identityMode: "simplified", eventsBatchSize: 2, suppressed: async () => new Set([idDigest("gone")]) }) };
+    const erased = { ...base, send: localBrevoSend(client, config, { eventsBatchSize: 2, suppressed: async () => new Set([idDigest("gone")]) }) };
     const summary = await consumeEnvelopes(
       [message("e1", "event", [event("Purchase", "g1", { distinct_id: "gone" }), event("Purchase", "k1")]), message("e2", "profile", [profile({ $set: { plan: "x" } }, "gone")])],
       erased,
@@ -133,7 +127,7 @@ describe("Brevo forwarder", () => {
     expect(brevo.events.map((e) => e.identifiers.ext_id)).toEqual(["user-1"]);
     expect(brevo.contacts.size).toBe(0);
 
-    const unreadable = { ...base, send: createBrevoSend({ client, config, identityMode: "simplified", eventsBatchSize: 2, suppressed: async () => Promise.reject(new RetryableError("S3 down")) }) };
+    const unreadable = { ...base, send: localBrevoSend(client, config, { eventsBatchSize: 2, suppressed: async () => Promise.reject(new RetryableError("S3 down")) }) };
     const blocked = await consumeEnvelopes([message("e3", "event", [event("Purchase", "k2")])], unreadable);
     expect(blocked).toMatchObject({ sent: 0, retried: 1, failedMessageIds: ["e3"] });
     expect(brevo.events).toHaveLength(1);

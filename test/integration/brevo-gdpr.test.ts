@@ -1,15 +1,13 @@
 import { newBrevoRateGates } from "../../lib/brevo/client.js";
-import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
-import { createBrevoClient } from "../../lib/brevo/client.js";
+import { describe, expect, it } from "vitest";
 import type { DeliveryPage } from "../../lib/cohorts/messages.js";
 import { cohortSyncsSchemaFor } from "../../lib/config/cohort-syncs.js";
 import { sendBrevoPage } from "../../lib/destinations/brevo.js";
-import { createDestinationNetwork } from "../../lib/destinations/send.js";
 import { type GdprClient, runDeletion } from "../../lib/gdpr/deletion.js";
 import { idDigest } from "../../lib/privacy/suppression.js";
-import { createSecretReader } from "../../lib/secrets/secrets.js";
-import { BrevoServer } from "../../infra/local/peers/brevo-server.js";
-import { SecretsManagerServer } from "../../infra/local/peers/secrets-manager-server.js";
+import type { BrevoServer } from "../../infra/local/peers/brevo-server.js";
+import { localSecrets, sendersOnTestTime } from "../support/destination-senders.js";
+import { localBrevoClient, localBrevos } from "../support/local-brevo.js";
 
 /**
  * GDPR erasure in Brevo: contacts the relay created by ext_id, by email (cohort list imports) or by
@@ -17,28 +15,12 @@ import { SecretsManagerServer } from "../../infra/local/peers/secrets-manager-se
  */
 const API_KEY = "xkeysib-gdpr";
 let brevo: BrevoServer;
-const secrets = new SecretsManagerServer();
-let secretsUrl = "";
-beforeAll(async () => {
-  secretsUrl = await secrets.start();
-  secrets.setSecret("relay/brevo", { api_key: API_KEY });
-  process.env.AWS_ACCESS_KEY_ID ??= "test";
-  process.env.AWS_SECRET_ACCESS_KEY ??= "test";
-});
-afterAll(() => secrets.stop());
-afterEach(() => brevo?.close());
+const secretsEndpoint = localSecrets({ "relay/brevo": { api_key: API_KEY } });
+const startBrevo = localBrevos();
 
 async function start() {
-  brevo = new BrevoServer({ apiKey: API_KEY, listIds: [12], limit: 100_000 });
-  await brevo.start();
-  return createBrevoClient({
-    addressPolicy: { allowPrivate: false, localStage: true },
-    baseUrl: brevo.url,
-    apiKey: async () => API_KEY,
-    timeoutMs: 5_000,
-    retryDeps: { sleep: async () => undefined, random: () => 0, remainingMs: () => 60_000 },
-    now: Date.now,
-  });
+  brevo = await startBrevo({ apiKey: API_KEY, listIds: [12] });
+  return localBrevoClient(brevo, API_KEY);
 }
 
 const mixpanel: GdprClient = { fileDeletion: async () => "task-1", taskStatus: async () => "PENDING", cancelTask: async () => "cancelled" };
@@ -104,14 +86,8 @@ describe("GDPR erasure in Brevo", () => {
         { id: "x3", props: { $email: "kept@example.com" } },
       ],
     };
-    const deps = {
-      network: createDestinationNetwork({ localStage: true }),
-      timeoutMs: 5_000,
-      retryDeps: { sleep: async () => {}, random: () => 0.5, remainingMs: () => 60_000 },
-      now: Date.now,
-      secrets: createSecretReader({ region: "us-east-1", endpoint: secretsUrl, ttlSeconds: 300 }),
-      warn: () => {},
-    };
+    // Real time; a retry's wait is not slept.
+    const deps = sendersOnTestTime({ now: Date.now, advance: () => {} }, [], () => 60_000, secretsEndpoint());
     const erased = new Set([idDigest("erased-by-id"), idDigest("erased@example.com")]);
     await sendBrevoPage(page, sync.destination, deps, newBrevoRateGates(), undefined, async () => erased);
     expect([...brevo.contacts.keys()]).toEqual(["kept@example.com"]);

@@ -1,20 +1,21 @@
 import { afterEach, describe, expect, it } from "vitest";
 import { keys } from "../../lib/cohorts/store.js";
 import { type Harness, startHarness } from "../unit/cohorts/harness.js";
-import { BrevoServer } from "../../infra/local/peers/brevo-server.js";
+import type { BrevoServer } from "../../infra/local/peers/brevo-server.js";
+import { localBrevos } from "../support/local-brevo.js";
 
 /** Brevo's import process statuses (get-process reference): only completed, failed and cancelled end a process. */
 describe("cohort Brevo list: import process statuses", () => {
   let h: Harness;
+  const startBrevo = localBrevos();
   let brevo: BrevoServer;
   afterEach(async () => {
-    await brevo?.close();
     await h?.close();
   });
 
   async function setup() {
-    brevo = new BrevoServer({ apiKey: "xkeysib-test", listIds: [12], limit: 100, windowMs: 1000, now: () => h.clock.now() });
-    const base = await brevo.start();
+    brevo = await startBrevo({ apiKey: "xkeysib-test", listIds: [12], limit: 100, windowMs: 1000, now: () => h.clock.now() });
+    const base = brevo.url;
     h = await startHarness({
       cohorts: [{ id: 3, name: "Trial", where: (p) => p.trial === true }],
       syncs: [{ id: "trial-brevo", cohort_id: 3, destination: { type: "brevo", list_id: 12, base_url: base, api_key_secret: "relay/brevo", attributes: {} } }],

@@ -1,6 +1,4 @@
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
 import { avroFile, schemaFor } from "../unit/sources/avro-support.js";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,6 +11,7 @@ import { idDigest } from "../../lib/privacy/suppression.js";
 import { SUPPRESSION_KEY } from "../../lib/privacy/suppression.js";
 import { type RejectedBatch, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
 import { eventually } from "../support/eventually.js";
+import { writeStageConfig } from "../support/local-stack.js";
 
 /**
  * HTTP intake → events queue → forwarder → local Mixpanel, and → Brevo queue → brevo-forwarder →
@@ -50,8 +49,7 @@ const mixpanelEvent = (insertId: string) => stack.sandbox?.events.find((e) => e.
 beforeAll(async () => {
   // config/local.json, plus forward_unmapped_events so a Braze Avro event (unmapped) reaches Brevo too.
   const local = JSON.parse(readFileSync("config/local.json", "utf8"));
-  const configFile = join(mkdtempSync(join(tmpdir(), "brevo-pipeline-")), "local.json");
-  writeFileSync(configFile, JSON.stringify({ ...local, brevo: { ...local.brevo, forward_unmapped_events: true } }));
+  const configFile = writeStageConfig({ ...local, brevo: { ...local.brevo, forward_unmapped_events: true } }, "brevo-pipeline-");
   stack = await startLocalStack({
     configFile,
     // Outages below last a few seconds: keep redelivering instead of dead-lettering.

@@ -1,8 +1,6 @@
-import { afterEach, describe, expect, it } from "vitest";
-import { createBrevoClient } from "../../lib/brevo/client.js";
-import { brevoConfigSchema } from "../../lib/config/brevo.js";
-import { createBrevoSend } from "../../lib/forwarder/brevo.js";
-import { BrevoServer } from "../../infra/local/peers/brevo-server.js";
+import { describe, expect, it } from "vitest";
+import type { BrevoServer } from "../../infra/local/peers/brevo-server.js";
+import { PROFILES_WITH_COMPANIES, localBrevoClient, localBrevoSend, localBrevos, startBrevoWithAcme } from "../support/local-brevo.js";
 
 /**
  * Brevo's rate-limit buckets are separate (docs/api-limits): contacts at 10 RPS, companies and
@@ -10,32 +8,20 @@ import { BrevoServer } from "../../infra/local/peers/brevo-server.js";
  * companies bucket scaled down to a few calls per hour; contacts must keep flowing when it closes.
  */
 const API_KEY = "xkeysib-buckets";
-const config = brevoConfigSchema.parse({
-  api_key_secret: "s",
-  sync: { profiles: true, groups: true },
-  identifiers: { ext_id: "distinct_id" },
-  property_mapping: { $first_name: "FIRSTNAME" },
-  companies: { group_keys: ["company_id"] },
-});
+const config = PROFILES_WITH_COMPANIES;
+const startBrevo = localBrevos();
 let brevo: BrevoServer;
-afterEach(() => brevo.close());
 
 async function setup(otherLimit: number) {
   let now = Date.UTC(2026, 0, 1);
   const sleeps: number[] = [];
-  brevo = new BrevoServer({ apiKey: API_KEY, listIds: [], limit: 100_000, windowMs: 1000, otherLimit, otherWindowMs: 3_600_000, now: () => now });
-  await brevo.start();
-  brevo.companies.set("c-acme", { id: "c-acme", name: "Acme", attributes: { mixpanel_group: "company_id:acme" }, linkedContactsIds: [] });
-  const client = createBrevoClient({
-    addressPolicy: { allowPrivate: false, localStage: true },
-    baseUrl: brevo.url,
-    apiKey: async () => API_KEY,
-    timeoutMs: 5_000,
+  brevo = await startBrevoWithAcme(startBrevo, { apiKey: API_KEY, otherLimit, now: () => now });
+  const client = localBrevoClient(brevo, API_KEY, {
     // A Lambda invocation: a few minutes left, far less than the hour the companies bucket needs.
     retryDeps: { sleep: async (ms) => { sleeps.push(ms); now += ms; }, random: () => 0, remainingMs: () => 300_000 },
     now: () => now,
   });
-  const send = createBrevoSend({ client, config, identityMode: "simplified", eventsBatchSize: 100, companyIds: new Map(), pendingLinks: new Map() });
+  const send = localBrevoSend(client, config, { companyIds: new Map(), pendingLinks: new Map() });
   return { send, sleeps, advance: (ms: number) => void (now += ms) };
 }
 

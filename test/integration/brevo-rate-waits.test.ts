@@ -1,11 +1,9 @@
-import { afterEach, describe, expect, it } from "vitest";
-import { createBrevoClient } from "../../lib/brevo/client.js";
-import { brevoConfigSchema } from "../../lib/config/brevo.js";
-import { createBrevoSend } from "../../lib/forwarder/brevo.js";
+import { describe, expect, it } from "vitest";
 import { consumeEnvelopes, type EnvelopeConsumerDeps, type QueueMessage } from "../../lib/queue/envelope-consumer.js";
 import { serializeEnvelope } from "../../lib/records/envelope.js";
 import { parseQueuedRecords } from "../../lib/records/envelope-v2.js";
-import { BrevoServer } from "../../infra/local/peers/brevo-server.js";
+import type { BrevoServer } from "../../infra/local/peers/brevo-server.js";
+import { PROFILES_WITH_COMPANIES, localBrevoClient, localBrevoSend, localBrevos, startBrevoWithAcme } from "../support/local-brevo.js";
 
 /**
  * Records that wait for Brevo's companies bucket ("all other endpoints", 100 requests per hour on
@@ -17,15 +15,9 @@ const API_KEY = "xkeysib-waits";
 const HOUR_MS = 3_600_000;
 const OTHER_LIMIT = 10;
 const MAX_REQUEUES = 6;
-const config = brevoConfigSchema.parse({
-  api_key_secret: "s",
-  sync: { profiles: true, groups: true },
-  identifiers: { ext_id: "distinct_id" },
-  property_mapping: { $first_name: "FIRSTNAME" },
-  companies: { group_keys: ["company_id"] },
-});
+const config = PROFILES_WITH_COMPANIES;
+const startBrevo = localBrevos();
 let brevo: BrevoServer;
-afterEach(() => brevo.close());
 
 interface Queued {
   readonly body: string;
@@ -35,19 +27,13 @@ interface Queued {
 
 async function setup() {
   let now = Date.UTC(2026, 0, 1);
-  brevo = new BrevoServer({ apiKey: API_KEY, listIds: [], limit: 100_000, windowMs: 1000, otherLimit: OTHER_LIMIT, otherWindowMs: HOUR_MS, now: () => now });
-  await brevo.start();
-  brevo.companies.set("c-acme", { id: "c-acme", name: "Acme", attributes: { mixpanel_group: "company_id:acme" }, linkedContactsIds: [] });
+  brevo = await startBrevoWithAcme(startBrevo, { apiKey: API_KEY, otherLimit: OTHER_LIMIT, now: () => now });
   /** Contact calls this invocation has time for; then the deadline. */
   let contactCallsAllowed = Number.POSITIVE_INFINITY;
   const contactCalls = () => brevo.calls.filter((c) => c.path.startsWith("/v3/contacts")).length;
   const timeLeftMs = () => (contactCalls() < contactCallsAllowed ? 300_000 : 0);
-  const client = createBrevoClient({
+  const client = localBrevoClient(brevo, API_KEY, {
     fetch: globalThis.fetch,
-    baseUrl: brevo.url,
-    apiKey: async () => API_KEY,
-    timeoutMs: 5_000,
-    addressPolicy: { allowPrivate: false, localStage: true },
     retryDeps: { sleep: async (ms) => void (now += ms), random: () => 0, remainingMs: timeLeftMs },
     now: () => now,
   });
@@ -55,7 +41,7 @@ async function setup() {
   const deadLettered: string[] = [];
   const stored: unknown[] = [];
   const deps: EnvelopeConsumerDeps = {
-    send: createBrevoSend({ client, config, identityMode: "simplified", eventsBatchSize: 100, companyIds: new Map(), pendingLinks: new Map(), timeLeftMs, now: () => now }),
+    send: localBrevoSend(client, config, { companyIds: new Map(), pendingLinks: new Map(), timeLeftMs, now: () => now }),
     rejected: {
       put: async (batch) => {
         stored.push(batch);

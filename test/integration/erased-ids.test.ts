@@ -1,11 +1,11 @@
-import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { rmSync } from "node:fs";
+import { dirname } from "node:path";
 import { GetObjectCommand, ListObjectsV2Command, PutObjectCommand } from "@aws-sdk/client-s3";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { LOCAL_MIXPANEL_CREDENTIALS, type LocalStack, startLocalStack } from "../../infra/local/stack.js";
 import { SUPPRESSION_KEY, withSuppressedIds } from "../../lib/privacy/suppression.js";
 import { eventually } from "../support/eventually.js";
+import { writeStageConfig } from "../support/local-stack.js";
 
 /**
  * Erased people stay erased: with ids on the erased-ids list, a late event, profile or group update
@@ -19,9 +19,8 @@ let stack: LocalStack;
 let dir = "";
 
 beforeAll(async () => {
-  dir = mkdtempSync(join(tmpdir(), "relay-erased-"));
-  const configFile = join(dir, "config.json");
-  writeFileSync(configFile, JSON.stringify({ mixpanel_compat: { path_prefix: PREFIX, project_tokens: [TOKEN] } }));
+  const configFile = writeStageConfig({ mixpanel_compat: { path_prefix: PREFIX, project_tokens: [TOKEN] } }, "relay-erased-");
+  dir = dirname(configFile);
   stack = await startLocalStack({ configFile, visibilityTimeoutSeconds: 2 });
   // Written before the first request, so the intake's first read of the list (then cached) sees it.
   let list = withSuppressedIds({ digests: [] }, ["erased-user", "erased@example.com"]);

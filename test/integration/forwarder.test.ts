@@ -184,7 +184,7 @@ describe("partly sent messages", () => {
   });
 });
 
-describe("envelope v2 (issue 12)", () => {
+describe("envelope v2", () => {
   const v2Message = (messageId: string, records: string[]) => {
     const { bodies } = packEnvelopesV2("event", "test", `corr-${messageId}`, records, { maxMessageBytes: 262_144 });
     expect(bodies).toHaveLength(1);

@@ -1,12 +1,8 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LOCAL_WEBHOOK_SIGNING_SECRET_NAME } from "../../infra/local/cohorts.js";
-import { type LocalStack, startLocalStack } from "../../infra/local/stack.js";
+import type { LocalStack } from "../../infra/local/stack.js";
 import { createCohortStore } from "../../lib/cohorts/store.js";
-import { freeLoopbackPort } from "../../infra/local/peers/local-server.js";
+import { cohortSideOf, sendProfiles, startWebhookCohortStack } from "../support/local-stack.js";
 
 /**
  * End to end on the local stack (intake → sandbox → Query API → cohort-export
@@ -19,44 +15,21 @@ let stack: LocalStack;
 const SYNC_ID = "moved-hook";
 const SCHEDULE_MS = 60_000;
 
-
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms));
 
 beforeAll(async () => {
-  const webhookPort = await freeLoopbackPort();
-  const configFile = join(mkdtempSync(join(tmpdir(), "relay-recovery-")), "local.json");
-  writeFileSync(
-    configFile,
-    JSON.stringify({
-      residency: "us",
-      cohort_syncs: [
-        {
-          id: SYNC_ID,
-          cohort_id: 1,
-          destination: { type: "webhook", url: `http://127.0.0.1:${webhookPort}/hook`, signing_secret: LOCAL_WEBHOOK_SIGNING_SECRET_NAME },
-          schedule: "rate(1 minute)",
-        },
-      ],
-    }),
-  );
-  stack = await startLocalStack({ configFile, cohorts: { webhookPort, tickMs: SCHEDULE_MS } });
+  stack = await startWebhookCohortStack({ id: SYNC_ID, schedule: "rate(1 minute)" }, SCHEDULE_MS);
 });
 afterAll(() => stack.stop());
 
 describe("local stack: a redirecting webhook, then recovery", () => {
   it("a 302 is never counted delivered; members arrive within one schedule interval of the fix", async () => {
-    const cohorts = stack.cohorts;
-    if (!cohorts) throw new Error("cohort side not started");
+    const cohorts = cohortSideOf(stack);
     const store = createCohortStore(stack.s3, stack.snapshotBucket);
-    const response = await fetch(`${stack.intakeUrl}/v1/profiles`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${stack.intakeToken}`, "content-type": "application/json" },
-      body: JSON.stringify([
-        { $distinct_id: "ada", $set: { plan: "pro", $email: "ada@example.com" } },
-        { $distinct_id: "bob", $set: { plan: "pro", $email: "bob@example.com" } },
-      ]),
-    });
-    expect(response.status).toBe(202);
+    await sendProfiles(stack, [
+      { $distinct_id: "ada", $set: { plan: "pro", $email: "ada@example.com" } },
+      { $distinct_id: "bob", $set: { plan: "pro", $email: "bob@example.com" } },
+    ]);
     for (let i = 0; i < 100 && stack.sandbox?.profiles.size !== 2; i++) await sleep(100);
 
     cohorts.receiver.setRedirect("http://127.0.0.1:9/moved");

@@ -1,11 +1,7 @@
-import { mkdtempSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { LOCAL_WEBHOOK_SIGNING_SECRET_NAME } from "../../infra/local/cohorts.js";
-import { type LocalStack, startLocalStack } from "../../infra/local/stack.js";
+import type { LocalStack } from "../../infra/local/stack.js";
 import { eventually } from "../support/eventually.js";
-import { freeLoopbackPort } from "../../infra/local/peers/local-server.js";
+import { cohortSideOf, sendProfiles, startWebhookCohortStack } from "../support/local-stack.js";
 
 /**
  * The cohort side of `npm start`: profiles sent to the local intake reach the
@@ -15,44 +11,15 @@ import { freeLoopbackPort } from "../../infra/local/peers/local-server.js";
 let stack: LocalStack;
 const SYNC_ID = "pro-users";
 
-
-
-async function sendProfiles(updates: unknown[]): Promise<void> {
-  const response = await fetch(`${stack.intakeUrl}/v1/profiles`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${stack.intakeToken}`, "content-type": "application/json" },
-    body: JSON.stringify(updates),
-  });
-  expect(response.status).toBe(202);
-}
-
 beforeAll(async () => {
-  const webhookPort = await freeLoopbackPort();
-  const configFile = join(mkdtempSync(join(tmpdir(), "relay-cohorts-")), "local.json");
-  writeFileSync(
-    configFile,
-    JSON.stringify({
-      residency: "us",
-      cohort_syncs: [
-        {
-          id: SYNC_ID,
-          cohort_id: 1,
-          destination: { type: "webhook", url: `http://127.0.0.1:${webhookPort}/hook`, signing_secret: LOCAL_WEBHOOK_SIGNING_SECRET_NAME },
-          properties: ["plan"],
-          schedule: "rate(1 hour)",
-        },
-      ],
-    }),
-  );
-  stack = await startLocalStack({ configFile, cohorts: { webhookPort, tickMs: 3_600_000 } });
+  stack = await startWebhookCohortStack({ id: SYNC_ID, properties: ["plan"], schedule: "rate(1 hour)" }, 3_600_000);
 });
 afterAll(() => stack.stop());
 
 describe("local cohort export → webhook", () => {
   it("sends members first, then add_members / remove_members after profiles change", async () => {
-    const cohorts = stack.cohorts;
-    if (!cohorts) throw new Error("cohort side not started");
-    await sendProfiles([
+    const cohorts = cohortSideOf(stack);
+    await sendProfiles(stack, [
       { $distinct_id: "ada", $set: { plan: "pro", $email: "ada@example.com", $first_name: "Ada" } },
       { $distinct_id: "bob", $set: { plan: "pro", $email: "bob@example.com" } },
       { $distinct_id: "cy", $set: { plan: "free", $email: "cy@example.com" } },
@@ -72,7 +39,7 @@ describe("local cohort export → webhook", () => {
     });
     expect(cohorts.receiver.refusals).toEqual([]);
 
-    await sendProfiles([
+    await sendProfiles(stack, [
       { $distinct_id: "bob", $set: { plan: "free" } },
       { $distinct_id: "cy", $set: { plan: "pro" } },
     ]);

@@ -1,11 +1,10 @@
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { retargetLocalPeers } from "../../infra/local/cohorts.js";
 import { freeLoopbackPort } from "../../infra/local/peers/local-server.js";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.js";
 import { eventually } from "../support/eventually.js";
+import { cohortSideOf, sendProfiles, writeStageConfig } from "../support/local-stack.js";
 
 /**
  * `npm start` with config/local.json as shipped (only moved to free ports, as `npm start` does
@@ -18,25 +17,18 @@ beforeAll(async () => {
   const [webhook, brevo, braze] = [await freeLoopbackPort(), await freeLoopbackPort(), await freeLoopbackPort()];
   const { config, moved } = retargetLocalPeers(JSON.parse(readFileSync("config/local.json", "utf8")), { webhook, brevo, braze });
   expect(moved).toHaveLength(3);
-  const configFile = join(mkdtempSync(join(tmpdir(), "relay-local-destinations-")), "local.json");
-  writeFileSync(configFile, JSON.stringify(config));
+  const configFile = writeStageConfig(config, "relay-local-destinations-");
   stack = await startLocalStack({ configFile, brevoPort: brevo, brazePort: braze, cohorts: { webhookPort: webhook, tickMs: 60_000 } });
 }, 60_000);
 afterAll(() => stack.stop());
 
 describe("the local stack runs every destination kind of config/local.json", () => {
   it("webhook, Brevo list and Braze each receive the cohort, with the secrets served locally", async () => {
-    const cohorts = stack.cohorts;
-    if (!cohorts) throw new Error("cohort side not started");
-    const response = await fetch(`${stack.intakeUrl}/v1/profiles`, {
-      method: "POST",
-      headers: { authorization: `Bearer ${stack.intakeToken}`, "content-type": "application/json" },
-      body: JSON.stringify([
-        { $distinct_id: "ada", $set: { plan: "pro", $email: "ada@example.com", $first_name: "Ada" } },
-        { $distinct_id: "bob", $set: { plan: "free", $email: "bob@example.com" } },
-      ]),
-    });
-    expect(response.status).toBe(202);
+    const cohorts = cohortSideOf(stack);
+    await sendProfiles(stack, [
+      { $distinct_id: "ada", $set: { plan: "pro", $email: "ada@example.com", $first_name: "Ada" } },
+      { $distinct_id: "bob", $set: { plan: "free", $email: "bob@example.com" } },
+    ]);
     await eventually(() => stack.sandbox?.profiles.size === 2);
     const report = (await cohorts.tick()) as { syncs: Record<string, { outcome: string }> };
     expect(Object.fromEntries(Object.entries(report.syncs).map(([id, entry]) => [id, entry.outcome]))).toEqual({

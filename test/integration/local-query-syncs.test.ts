@@ -1,10 +1,9 @@
-import { mkdtempSync, readFileSync, writeFileSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { readFileSync } from "node:fs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type LocalStack, startLocalStack } from "../../infra/local/stack.js";
 import { runQueryNow } from "../../infra/queries-cli.js";
 import { eventually } from "../support/eventually.js";
+import { cohortSideOf, sendProfiles, writeStageConfig } from "../support/local-stack.js";
 
 /**
  * The query side of `npm start` with config/local.json's example: profiles sent to the local
@@ -14,32 +13,21 @@ import { eventually } from "../support/eventually.js";
 let stack: LocalStack;
 const SYNC_ID = "local-plans-to-brevo";
 
-async function sendProfiles(updates: unknown[]): Promise<void> {
-  const response = await fetch(`${stack.intakeUrl}/v1/profiles`, {
-    method: "POST",
-    headers: { authorization: `Bearer ${stack.intakeToken}`, "content-type": "application/json" },
-    body: JSON.stringify(updates),
-  });
-  expect(response.status).toBe(202);
-}
-
 /** The local Brevo keys a contact with an email by that email. */
 const seatsOf = (name: string) => stack.brevoSandbox?.contacts.get(`${name}@example.com`)?.SEATS;
 
 beforeAll(async () => {
   const local = JSON.parse(readFileSync("config/local.json", "utf8"));
-  const configFile = join(mkdtempSync(join(tmpdir(), "relay-queries-")), "local.json");
   // The example query sync only: cohort syncs and the connector's own profile sync stay out of the way.
-  writeFileSync(configFile, JSON.stringify({ residency: "us", brevo: { ...local.brevo, sync: { events: false, profiles: false, groups: false } }, query_syncs: local.query_syncs }));
+  const configFile = writeStageConfig({ residency: "us", brevo: { ...local.brevo, sync: { events: false, profiles: false, groups: false } }, query_syncs: local.query_syncs }, "relay-queries-");
   stack = await startLocalStack({ configFile, cohorts: { tickMs: 3_600_000 }, brevoRateLimit: 1000 });
 });
 afterAll(() => stack.stop());
 
 describe("local query sync → Brevo attributes", () => {
   it("dry run shows the rows and sends nothing; runs send changed rows only", async () => {
-    const cohorts = stack.cohorts;
-    if (!cohorts) throw new Error("cohort side not started");
-    await sendProfiles([
+    const cohorts = cohortSideOf(stack);
+    await sendProfiles(stack, [
       { $distinct_id: "ada", $set: { plan: "pro", seats: 5, $email: "ada@example.com" } },
       { $distinct_id: "bob", $set: { plan: "free", seats: 1, $email: "bob@example.com" } },
       { $distinct_id: "cy", $set: { $email: "cy@example.com" } },
@@ -57,7 +45,7 @@ describe("local query sync → Brevo attributes", () => {
     expect(seatsOf("bob")).toBe(1);
     expect(seatsOf("cy")).toBeUndefined(); // no plan: not matched by the where expression
 
-    await sendProfiles([{ $distinct_id: "bob", $set: { seats: 3 } }]);
+    await sendProfiles(stack, [{ $distinct_id: "bob", $set: { seats: 3 } }]);
     await eventually(() => (stack.sandbox?.profiles.get("bob")?.seats === 3 ? true : undefined));
     const lines: string[] = [];
     await runQueryNow(invoke, SYNC_ID, false, (line) => lines.push(line));

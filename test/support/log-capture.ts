@@ -42,3 +42,14 @@ export function captureOutput(options: { echo?: boolean } = {}): LogCapture {
     },
   };
 }
+
+/** The JSON lines written to stdout and stderr while `run` runs (not echoed); what `run` throws is thrown. */
+export async function jsonLinesWhile(run: () => Promise<unknown>): Promise<Record<string, unknown>[]> {
+  const capture = captureOutput();
+  try {
+    await run();
+  } finally {
+    capture.stop();
+  }
+  return capture.jsonLines();
+}

@@ -119,7 +119,7 @@ describe("shape limits", () => {
   });
 });
 
-describe("the record line after the intake speed-up (issue 12)", () => {
+describe("the record line built in one pass", () => {
   it("is byte-identical to the line the spread-based implementation wrote (same keys, same order)", () => {
     const nowMs = Date.UTC(2026, 10, 27);
     const jsonValue = fc.jsonValue({ maxDepth: 2, stringUnit: "binary" });
@@ -143,7 +143,7 @@ describe("the record line after the intake speed-up (issue 12)", () => {
   });
 });
 
-/** The value checks before issue 12 (a path-building walk per rule), kept as the oracle for the one-pass scan. */
+/** The value checks as a path-building walk per rule: the oracle for the one-pass scan. */
 function checkNestedBefore(value: unknown, depth: number, path: string, containers = 1): { code: string; reason: string } | undefined {
   if (value === null || typeof value !== "object") return undefined;
   if (containers > MAX_CONTAINER_DEPTH) return { code: "too_deep", reason: `${path} nests lists or objects more than ${MAX_CONTAINER_DEPTH} levels deep` };
@@ -174,7 +174,7 @@ function valueVerdictBefore(properties: Record<string, unknown>): { code: string
   return nonFinite === undefined ? undefined : { code: "invalid_number", reason: expect.stringContaining(nonFinite) };
 }
 
-describe("property value checks after the intake speed-up (issue 12)", () => {
+describe("property value checks in one pass", () => {
   it("refuse exactly what the path-building walks refused, with the same code and path", () => {
     const nowMs = Date.UTC(2026, 10, 27);
     const leaf = fc.oneof(fc.jsonValue({ maxDepth: 0 }), fc.constantFrom(Number.POSITIVE_INFINITY, Number.NEGATIVE_INFINITY, Number.NaN));

@@ -3,18 +3,7 @@ import { describe, expect, it } from "vitest";
 import { MAX_STORED_ITEM_CHARS, rejectedBatchSchema, serializeBatch } from "../../lib/queue/rejected-store.js";
 import { MAX_JSON_CONTAINERS, MAX_JSON_VALUES, jsonShapeRefusal, parseJsonBounded } from "../../lib/util/json.js";
 import { declaredCharset, decodeText, decodeUtf8 } from "../../lib/util/text.js";
-
-/** mixpanel-browser's own encoder: each UTF-16 code unit on its own, so a pair becomes two 3-byte sequences. */
-function cesu8(text: string): Buffer {
-  const bytes: number[] = [];
-  for (let i = 0; i < text.length; i++) {
-    const unit = text.charCodeAt(i);
-    if (unit < 0x80) bytes.push(unit);
-    else if (unit < 0x800) bytes.push(0xc0 | (unit >> 6), 0x80 | (unit & 0x3f));
-    else bytes.push(0xe0 | (unit >> 12), 0x80 | ((unit >> 6) & 0x3f), 0x80 | (unit & 0x3f));
-  }
-  return Buffer.from(bytes);
-}
+import { browserUtf8 } from "../support/browser-utf8.js";
 
 function depthOf(value: unknown): number {
   if (value === null || typeof value !== "object") return 0;
@@ -26,7 +15,7 @@ describe("decodeUtf8", () => {
   it("turns surrogate pairs written as two 3-byte sequences into the real character, for any text", () => {
     fc.assert(
       fc.property(fc.string({ unit: "grapheme", maxLength: 40 }), (text) => {
-        expect(decodeUtf8(cesu8(text))).toEqual({ ok: true, text, loneSurrogates: 0 });
+        expect(decodeUtf8(browserUtf8(text))).toEqual({ ok: true, text, loneSurrogates: 0 });
         expect(decodeUtf8(Buffer.from(text))).toEqual({ ok: true, text, loneSurrogates: 0 });
       }),
       { seed: 18, numRuns: 300 },
@@ -35,8 +24,8 @@ describe("decodeUtf8", () => {
   });
 
   it("turns a half without its partner into U+FFFD and counts it", () => {
-    expect(decodeUtf8(cesu8("a\uD83Db"))).toEqual({ ok: true, text: "a\uFFFDb", loneSurrogates: 1 });
-    expect(decodeUtf8(cesu8("\uDE80\uD83D"))).toEqual({ ok: true, text: "\uFFFD\uFFFD", loneSurrogates: 2 });
+    expect(decodeUtf8(browserUtf8("a\uD83Db"))).toEqual({ ok: true, text: "a\uFFFDb", loneSurrogates: 1 });
+    expect(decodeUtf8(browserUtf8("\uDE80\uD83D"))).toEqual({ ok: true, text: "\uFFFD\uFFFD", loneSurrogates: 2 });
   });
 
   it("refuses other bytes that are not UTF-8, naming the offset", () => {

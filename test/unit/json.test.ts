@@ -1,6 +1,6 @@
 import * as z from "zod";
 import { describe, expect, it } from "vitest";
-import { parseJson, parseJsonOrUndefined, parseJsonWith } from "../../lib/util/json.js";
+import { parseJson, parseJsonOrThrow, parseJsonOrUndefined, parseJsonWith } from "../../lib/util/json.js";
 
 describe("lib/util/json", () => {
   it("parseJson says why text is not JSON instead of throwing", () => {
@@ -19,5 +19,19 @@ describe("lib/util/json", () => {
     expect(parseJsonWith(schema, '{"processId":"7"}').success).toBe(false);
     expect(parseJsonWith(schema, "").success).toBe(false);
     expect(parseJsonWith(schema.optional(), "not json")).toMatchObject({ success: true, data: undefined });
+  });
+
+  it("parseJsonOrThrow answers the value, or throws the caller's error with the parser's reason", () => {
+    class StoredObjectError extends Error {}
+    expect(parseJsonOrThrow('[1,{"a":null}]', () => new StoredObjectError("unused"))).toEqual([1, { a: null }]);
+    expect(parseJsonOrThrow("null", () => new StoredObjectError("unused"))).toBeNull();
+    let thrown: unknown;
+    try {
+      parseJsonOrThrow("{broken", (reason) => new StoredObjectError(`object is not JSON: ${reason}`));
+    } catch (error) {
+      thrown = error;
+    }
+    expect(thrown).toBeInstanceOf(StoredObjectError);
+    expect((thrown as Error).message).toMatch(/^object is not JSON: .*(JSON|property|token)/i);
   });
 });

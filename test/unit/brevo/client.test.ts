@@ -104,6 +104,16 @@ describe("Brevo client", () => {
     expect(seen).toHaveLength(4);
   });
 
+  it.each([302, 307, 401, 402, 403])("with refusalsJudgedBy caller, hands a %i back (not followed, not a ConfigError) and still retries 5xx", async (status) => {
+    const seen: RequestInit[] = [];
+    const judged = client({ baseUrl: "https://api.brevo.com/v3", fetch: scripted(status, { location: "https://elsewhere.example/" }, seen), refusalsJudgedBy: "caller" });
+    const result = await judged.call("POST", "/contacts/import", { jsonBody: [] });
+    expect(result.status).toBe(status);
+    expect(seen.map((init) => init.redirect)).toEqual(["manual"]);
+    const failing = client({ baseUrl: "https://api.brevo.com/v3", fetch: scripted(503), refusalsJudgedBy: "caller" });
+    await expect(failing.call("GET", "/processes/1")).rejects.toBeInstanceOf(RetryableError);
+  });
+
   it("returns other refusals to the caller", async () => {
     expect((await client({ baseUrl: "https://api.brevo.com/v3", fetch: scripted(404) }).call("GET", "/contacts/x")).status).toBe(404);
   });

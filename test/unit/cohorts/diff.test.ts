@@ -8,20 +8,13 @@ import { compareKeys, sortedUniqueRows } from "../../../lib/cohorts/member-key.j
 import { decodeSnapshot, encodeSnapshot } from "../../../lib/cohorts/snapshot-codec.js";
 import { StagedPageWriter } from "../../../lib/cohorts/staged-page-writer.js";
 import { StagedRows } from "../../../lib/cohorts/staged-rows.js";
+import { SNAPSHOT_HEADER_V1, SNAPSHOT_HEADER_WITH_IDENTITY_KEYS, memberColumns } from "../../support/cohort-members.js";
 
 const writer = new StagedPageWriter();
 
-function columns(members: [string, Record<string, unknown>][]): MemberColumns {
-  return {
-    ids: members.map(([id]) => id),
-    hashes: members.map(([, p]) => propertyHash(p)),
-    identities: members.map(([, p]) => identityOf(p, ["$email"])),
-  };
-}
-
-// encodeSnapshot writes v3 whatever `v` says (snapshot-codec.ts).
-const header = { v: 1 as const, sync_id: "s", cohort_id: 1, run_id: "r", created_at: "2026-01-01T00:00:00Z", count: 0 };
-const headerWithIdentityKeys = { v: 2 as const, sync_id: "s", cohort_id: 1, run_id: "r", created_at: "2026-11-27T00:00:00Z", count: 0, identity_keys: ["$email"] };
+const columns = memberColumns;
+const header = SNAPSHOT_HEADER_V1;
+const headerWithIdentityKeys = SNAPSHOT_HEADER_WITH_IDENTITY_KEYS;
 
 describe("snapshot diff", () => {
   it("adds new members, re-sends changed ones, removes the ones that left, ignores duplicate rows", async () => {

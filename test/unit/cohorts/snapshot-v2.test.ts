@@ -2,24 +2,15 @@ import { gzipSync } from "node:zlib";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { diffMembers } from "../../../lib/cohorts/diff.js";
-import { idHash, propertyHash } from "../../../lib/cohorts/hash.js";
-import { identityOf } from "../../../lib/cohorts/identity.js";
+import { idHash } from "../../../lib/cohorts/hash.js";
 import type { MemberColumns } from "../../../lib/cohorts/member-columns.js";
 import { compareKeys, sortedUniqueRows } from "../../../lib/cohorts/member-key.js";
 import { decodeSnapshot, encodeSnapshot } from "../../../lib/cohorts/snapshot-codec.js";
 import { encodeSnapshotV2 } from "../../../lib/cohorts/snapshot-v2.js";
+import { SNAPSHOT_HEADER_V1, memberColumns, memberId } from "../../support/cohort-members.js";
 
-// Ids with the characters a JSON string escapes (quote, backslash, tab, newline) and non-ASCII.
-const memberId = fc.oneof(fc.string({ maxLength: 8 }), fc.constantFrom('a"b', "a\\b", "t\tab", "n\nl", "é", "\u2028", ""));
-
-function columns(members: [string, Record<string, unknown>][]): MemberColumns {
-  return {
-    ids: members.map(([id]) => id),
-    hashes: members.map(([, p]) => propertyHash(p)),
-    identities: members.map(([, p]) => identityOf(p, ["$email"])),
-  };
-}
-const header = { v: 1 as const, sync_id: "s", cohort_id: 1, run_id: "r", created_at: "2026-01-01T00:00:00Z", count: 0 };
+const columns = memberColumns;
+const header = SNAPSHOT_HEADER_V1;
 
 describe("snapshot v1 and v2 (JSON lines)", () => {
   it("refuses a snapshot that is not sorted", async () => {
@@ -28,7 +19,7 @@ describe("snapshot v1 and v2 (JSON lines)", () => {
     const descending = [...ascending].reverse();
     await expect(decodeSnapshot(await encodeSnapshot(header, cols, descending))).rejects.toThrow(/not sorted/);
     expect((await decodeSnapshot(await encodeSnapshot(header, cols, ascending))).header.v).toBe(3);
-    // And so is a v2 snapshot (gzipped JSON lines) of an earlier release.
+    // And so is a v2 snapshot (gzipped JSON lines).
     await expect(decodeSnapshot(await encodeSnapshotV2(header, cols, descending))).rejects.toThrow(/not sorted/);
     expect((await decodeSnapshot(await encodeSnapshotV2(header, cols, ascending))).header.v).toBe(2);
   });

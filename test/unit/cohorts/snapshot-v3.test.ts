@@ -11,16 +11,12 @@ import { encodeSnapshotV2 } from "../../../lib/cohorts/snapshot-v2.js";
 import { isGzip } from "../../../lib/cohorts/snapshot-v3.js";
 import { StagedPageWriter } from "../../../lib/cohorts/staged-page-writer.js";
 import { StagedRows } from "../../../lib/cohorts/staged-rows.js";
+import { SNAPSHOT_HEADER_WITH_IDENTITY_KEYS, hostileMemberId, memberProps } from "../../support/cohort-members.js";
 
 const writer = new StagedPageWriter();
 
-// Ids a v3 entry must escape (leading quote, newline, lone and paired surrogates) and ones it stores as they are.
-const hostileId = fc.oneof(
-  fc.string({ maxLength: 8 }),
-  fc.string({ unit: "binary", maxLength: 6 }),
-  fc.constantFrom('"quoted', 'a"b', "a\\b", "n\nl", "\r\n", "lone\ud800", "\udc00x", "emoji😀", "é", "\u2028", "", '"', "\\"),
-);
-const header = { v: 2 as const, sync_id: "s", cohort_id: 1, run_id: "r", created_at: "2026-11-27T00:00:00Z", count: 0, identity_keys: ["$email"] };
+const hostileId = hostileMemberId;
+const header = SNAPSHOT_HEADER_WITH_IDENTITY_KEYS;
 
 describe("snapshot v3 (columns)", () => {
   it("decode reads back any ids, identities and 52-bit hashes, in order, with their id hashes", async () => {
@@ -69,13 +65,13 @@ describe("snapshot v3 (columns)", () => {
 });
 
 describe("across the deploy", () => {
-  const props = fc.dictionary(fc.string({ maxLength: 6 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 6 });
+  const props = memberProps(6);
 
-  it("a snapshot written by the release before (v2 lines, gzip) diffs cleanly against the same members: nothing sent, removed or recomputed", async () => {
+  it("a snapshot written by the v2 writer (JSON lines, gzip) diffs cleanly against the same members: nothing sent, removed or recomputed", async () => {
     await fc.assert(
       fc.asyncProperty(fc.uniqueArray(fc.record({ id: hostileId, props }), { selector: (m) => m.id, maxLength: 12 }), async (members) => {
         const wanted = ["$email"];
-        // What the previous release wrote after delivering these members.
+        // What the v2 writer stored after delivering these members.
         const cols: MemberColumns = {
           ids: members.map((m) => m.id),
           hashes: members.map((m) => propertyHash(m.props)),

@@ -6,16 +6,12 @@ import { propertyHash, propertyHashOfText } from "../../../lib/cohorts/hash.js";
 import { stagedText } from "../../../lib/cohorts/staged-format.js";
 import { lineMember, lineProps, parseStagedText, stagedObjectText } from "../../../lib/cohorts/staged-line-reader.js";
 import { StagedPageWriter } from "../../../lib/cohorts/staged-page-writer.js";
+import { hostileMemberId, memberId, memberProps, storedHashOf } from "../../support/cohort-members.js";
 
 const writer = new StagedPageWriter();
 
-/** The property hash field of a v2 line (a JSON id and JSON properties never hold a raw tab). */
-const storedHashOf = (line: string): number => Number(line.split("\t")[1]);
-
 const jsonValue = fc.jsonValue({ maxDepth: 2 });
-const props = fc.dictionary(fc.string({ maxLength: 6 }), jsonValue, { maxKeys: 5 });
-// Ids with the characters a JSON string escapes (quote, backslash, tab, newline) and non-ASCII.
-const memberId = fc.oneof(fc.string({ maxLength: 8 }), fc.constantFrom('a"b', "a\\b", "t\tab", "n\nl", "é", "\u2028", ""));
+const props = memberProps(5);
 
 describe("staged rows (v2 lines)", () => {
   it("round-trips any member: id, properties, and the same hashes as propertyHash of the parsed properties", () => {
@@ -82,14 +78,10 @@ describe("staged rows (v2 lines)", () => {
 });
 
 describe("across the deploy", () => {
-  const props = fc.dictionary(fc.string({ maxLength: 6 }), fc.jsonValue({ maxDepth: 2 }), { maxKeys: 6 });
-  const hostileId = fc.oneof(
-    fc.string({ maxLength: 8 }),
-    fc.string({ unit: "binary", maxLength: 6 }),
-    fc.constantFrom('"quoted', 'a"b', "a\\b", "n\nl", "\r\n", "lone\ud800", "\udc00x", "emoji😀", "é", "\u2028", "", '"', "\\"),
-  );
+  const props = memberProps(6);
+  const hostileId = hostileMemberId;
 
-  it("a staged line's hash is propertyHash of canonicalJson, for any properties (the hash today's snapshots hold)", () => {
+  it("a staged line's hash is propertyHash of canonicalJson, for any properties (the hash snapshots store)", () => {
     fc.assert(
       fc.property(hostileId, props, (id, p) => {
         const line = writer.line({ id, props: p });

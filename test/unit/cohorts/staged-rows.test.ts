@@ -6,16 +6,11 @@ import { STAGED_HEADER } from "../../../lib/cohorts/staged-format.js";
 import { parseStagedText } from "../../../lib/cohorts/staged-line-reader.js";
 import { StagedPageWriter } from "../../../lib/cohorts/staged-page-writer.js";
 import { StagedRows } from "../../../lib/cohorts/staged-rows.js";
+import { memberId, memberProps, storedHashOf } from "../../support/cohort-members.js";
 
 const writer = new StagedPageWriter();
 
-/** The property hash field of a v2 line (a JSON id and JSON properties never hold a raw tab). */
-const storedHashOf = (line: string): number => Number(line.split("\t")[1]);
-
-const jsonValue = fc.jsonValue({ maxDepth: 2 });
-const props = fc.dictionary(fc.string({ maxLength: 6 }), jsonValue, { maxKeys: 5 });
-// Ids with the characters a JSON string escapes (quote, backslash, tab, newline) and non-ASCII.
-const memberId = fc.oneof(fc.string({ maxLength: 8 }), fc.constantFrom('a"b', "a\\b", "t\tab", "n\nl", "é", "\u2028", ""));
+const props = memberProps(5);
 
 describe("staged rows (v2 lines)", () => {
   it("reads staged objects on their bytes as the text reader reads them, each object's members in id-hash order (stable): ids, lines, id hashes, stored property hashes", () => {

@@ -1,32 +1,20 @@
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import type { DeliveryPage, PageMember } from "../../../lib/cohorts/messages.js";
 import { type BrazeDestination, cohortSyncsSchemaFor } from "../../../lib/config/cohort-syncs.js";
 import { brazeRetryAfterMs, sendBrazePage } from "../../../lib/destinations/braze.js";
 import type { SenderDeps } from "../../../lib/destinations/http.js";
-import { createDestinationNetwork } from "../../../lib/destinations/send.js";
 import { RetryableError } from "../../../lib/errors.js";
-import { createSecretReader } from "../../../lib/secrets/secrets.js";
 import { BrazeServer } from "../../../infra/local/peers/braze-server.js";
-import { SecretsManagerServer } from "../../../infra/local/peers/secrets-manager-server.js";
 import { Clock } from "../cohorts/harness.js";
+import { localSecrets, sendersOnTestTime } from "../../support/destination-senders.js";
 
 /** sendBrazePage against the strict local Braze; time is a settable clock, sleeps advance it. */
-const secrets = new SecretsManagerServer();
-let secretsUrl = "";
+const secretsEndpoint = localSecrets({ "relay/braze": { api_key: "braze-key" } });
 let braze: BrazeServer | undefined;
 let clock: Clock;
 let sleeps: number[];
 let remaining: number;
 
-beforeAll(async () => {
-  secretsUrl = await secrets.start();
-  secrets.setSecret("relay/braze", { api_key: "braze-key" });
-  process.env.AWS_ACCESS_KEY_ID ??= "test";
-  process.env.AWS_SECRET_ACCESS_KEY ??= "test";
-});
-afterAll(async () => {
-  await secrets.stop();
-});
 beforeEach(() => {
   clock = new Clock();
   sleeps = [];
@@ -47,21 +35,7 @@ async function startBraze(options: Partial<ConstructorParameters<typeof BrazeSer
   return sync.destination;
 }
 
-const deps = (): SenderDeps => ({
-  network: createDestinationNetwork({ localStage: true }),
-  timeoutMs: 5_000,
-  retryDeps: {
-    sleep: async (ms) => {
-      sleeps.push(ms);
-      clock.advance(ms);
-    },
-    random: () => 0.5,
-    remainingMs: () => remaining,
-  },
-  now: () => clock.now(),
-  secrets: createSecretReader({ region: "us-east-1", endpoint: secretsUrl, ttlSeconds: 300 }),
-  warn: () => {},
-});
+const deps = (): SenderDeps => sendersOnTestTime(clock, sleeps, () => remaining, secretsEndpoint());
 
 const members = (n: number): PageMember[] => Array.from({ length: n }, (_, k) => ({ id: `u${k}`, props: {} }));
 const page = (list: PageMember[]): DeliveryPage => ({

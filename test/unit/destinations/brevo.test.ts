@@ -1,38 +1,27 @@
 import { newBrevoRateGates } from "../../../lib/brevo/client.js";
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from "vitest";
+import { beforeEach, describe, expect, it } from "vitest";
 import type { DeliveryPage, PageMember, SyncAction } from "../../../lib/cohorts/messages.js";
 import { cohortSyncsSchemaFor, type BrevoDestination } from "../../../lib/config/cohort-syncs.js";
-import { BREVO_IMPORT_MAX_BYTES, type RateGate, brevoImportBodies, sendBrevoPage } from "../../../lib/destinations/brevo.js";
+import { BREVO_IMPORT_MAX_BYTES, type RateGate, brevoImportRequests, sendBrevoPage } from "../../../lib/destinations/brevo.js";
 import type { SenderDeps } from "../../../lib/destinations/http.js";
-import { createDestinationNetwork } from "../../../lib/destinations/send.js";
 import { RetryableError } from "../../../lib/errors.js";
-import { createSecretReader } from "../../../lib/secrets/secrets.js";
-import { BrevoServer, MAX_IMPORT_BYTES } from "../../../infra/local/peers/brevo-server.js";
-import { SecretsManagerServer } from "../../../infra/local/peers/secrets-manager-server.js";
+import { type BrevoServer, MAX_IMPORT_BYTES } from "../../../infra/local/peers/brevo-server.js";
 import { Clock } from "../cohorts/harness.js";
+import { localSecrets, sendersOnTestTime } from "../../support/destination-senders.js";
+import { localBrevos } from "../../support/local-brevo.js";
 
 /** sendBrevoPage against the strict local Brevo; time is a settable clock, sleeps advance it. */
-const secrets = new SecretsManagerServer();
-let secretsUrl = "";
+const secretsEndpoint = localSecrets({ "relay/brevo": { api_key: "xkeysib-test" } });
+const startLocalBrevo = localBrevos();
 let brevo: BrevoServer;
 let clock: Clock;
 let sleeps: number[];
 let remaining: number;
 
-beforeAll(async () => {
-  secretsUrl = await secrets.start();
-  secrets.setSecret("relay/brevo", { api_key: "xkeysib-test" });
-  process.env.AWS_ACCESS_KEY_ID ??= "test";
-  process.env.AWS_SECRET_ACCESS_KEY ??= "test";
-});
-afterAll(async () => {
-  await secrets.stop();
-});
 
 async function startBrevo(limit: number, windowMs: number): Promise<BrevoDestination> {
-  await brevo?.close();
-  brevo = new BrevoServer({ apiKey: "xkeysib-test", listIds: [12], limit, windowMs, now: () => clock.now() });
-  const base = await brevo.start();
+  brevo = await startLocalBrevo({ apiKey: "xkeysib-test", listIds: [12], limit, windowMs, now: () => clock.now() });
+  const base = brevo.url;
   const [sync] = cohortSyncsSchemaFor({ localStage: true }).parse([
     { id: "b", cohort_id: 1, destination: { type: "brevo", list_id: 12, base_url: base, api_key_secret: "relay/brevo", attributes: { $first_name: "FIRSTNAME" } } },
   ]);
@@ -46,21 +35,7 @@ beforeEach(() => {
   remaining = 600_000;
 });
 
-const deps = (): SenderDeps => ({
-  network: createDestinationNetwork({ localStage: true }),
-  timeoutMs: 5_000,
-  retryDeps: {
-    sleep: async (ms) => {
-      sleeps.push(ms);
-      clock.advance(ms);
-    },
-    random: () => 0.5,
-    remainingMs: () => remaining,
-  },
-  now: clock.now,
-  secrets: createSecretReader({ region: "us-east-1", endpoint: secretsUrl, ttlSeconds: 300 }),
-  warn: () => {},
-});
+const deps = (): SenderDeps => sendersOnTestTime(clock, sleeps, () => remaining, secretsEndpoint());
 
 const members = (n: number, from = 0, name = (i: number) => `F${i}`): PageMember[] =>
   Array.from({ length: n }, (_, k) => ({ id: `u${from + k}`, props: { $email: `u${from + k}@example.com`, $first_name: name(from + k) } }));
@@ -151,7 +126,7 @@ describe("Brevo sender: a page always fits in one invocation", () => {
 
   it("import bodies stay under the byte cap and keep every contact", () => {
     const contacts = Array.from({ length: 50 }, (_, i) => ({ email: `c${i}@x.io`, attributes: { FIRSTNAME: "é".repeat(100) } }));
-    const bodies = brevoImportBodies(contacts, 12, 3_000);
+    const bodies = brevoImportRequests(contacts, 12, 3_000).map((request) => JSON.stringify(request));
     expect(bodies.length).toBeGreaterThan(1);
     expect(bodies.every((b) => Buffer.byteLength(b) <= 3_000)).toBe(true);
     const parsed = bodies.map((b) => JSON.parse(b) as { jsonBody: unknown[]; listIds: number[] });

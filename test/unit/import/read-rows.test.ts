@@ -2,7 +2,9 @@ import { Readable } from "node:stream";
 import { gzipSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
 import { filteredOut, tabularRecord } from "../../../lib/import/map-rows.js";
-import { type FileRef, ImportFileError, formatFromName, readRows } from "../../../lib/import/read-rows.js";
+import { parquetWriteBuffer } from "hyparquet-writer";
+import { type FileRef, ImportFileError, formatFromName, parquetReads, readRows } from "../../../lib/import/read-rows.js";
+import { avroFile, currentsKey, schemaFor } from "../sources/avro-support.js";
 
 const streamOf = (path: string, bytes: Buffer): FileRef => ({ kind: "stream", path, open: async () => Readable.from([bytes]) });
 
@@ -26,6 +28,44 @@ describe("readRows", () => {
     expect(await rows(streamOf("a.json", Buffer.from('[{"x":1}]')), "json")).toEqual([{ position: 1, value: { x: 1 } }]);
     expect(await rows(streamOf("b.json", Buffer.from('{"events":[{"x":2}]}')), "json")).toEqual([{ position: 1, value: { x: 2 } }]);
     await expect(rows(streamOf("c.json", Buffer.from('{"rows":[]}')), "json")).rejects.toThrow(/^c\.json: must be a JSON array/);
+  });
+
+  it("streams a JSON document: the elements before a syntax error arrive, then the file fails naming the element reached", async () => {
+    const seen: unknown[] = [];
+    const reading = (async () => {
+      for await (const row of readRows(streamOf("broken.json", Buffer.from('{"meta":{"events":[9]},"events":[{"x":1},{"x":2},{"x":')), { format: "json" })) seen.push(row);
+    })();
+    await expect(reading).rejects.toThrow(/^broken\.json: .*\(after row 2, byte \d+ of the file\)/);
+    expect(seen).toEqual([
+      { position: 1, value: { x: 1 } },
+      { position: 2, value: { x: 2 } },
+    ]);
+    await expect(rows(streamOf("d.json", Buffer.from('{"events":5}')), "json")).rejects.toThrow(/^d\.json: must be a JSON array .*its "events" is not an array/);
+    await expect(rows(streamOf("e.json", Buffer.from(' "text" ')), "json")).rejects.toThrow(/^e\.json: must be a JSON array/);
+    expect(await rows(streamOf("f.json", gzipSync(" \n[]")), "json")).toEqual([]);
+  });
+
+  it("streams an Avro container file record by record, and a gzipped or piped Parquet file through a temporary file", async () => {
+    const records = Array.from({ length: 3 }, (_, n) => ({ id: `id-${n}`, user_id: `u${n}`, external_user_id: `e${n}`, time: 1_700_000_000 + n, name: "Opened", properties: "{}" }));
+    const avro = await avroFile(schemaFor("CustomEvent", records), records);
+    const avroRows = await rows(streamOf(currentsKey("users.behaviors.CustomEvent", "part.avro"), gzipSync(avro)), "braze-avro");
+    expect(avroRows.map((row) => (row as { position: number }).position)).toEqual([1, 2, 3]);
+    expect(avroRows[2]).toMatchObject({ value: { id: "id-2", user: { external_user_id: "e2" } } });
+    await expect(rows(streamOf(currentsKey("users.behaviors.CustomEvent", "bad.avro"), Buffer.from("not avro at all")), "braze-avro")).rejects.toThrow(/bad\.avro: .*after row 0/);
+
+    const parquet = parquetWriteBuffer({ columnData: [{ name: "event", data: Array.from({ length: 12_000 }, (_, n) => `e${n}`), type: "STRING" }], rowGroupSize: 7_000 });
+    const parquetRows = await rows(streamOf("warehouse.parquet.gz", gzipSync(Buffer.from(parquet))), "parquet");
+    expect(parquetRows).toHaveLength(12_000);
+    expect(parquetRows[11_999]).toEqual({ position: 12_000, value: { event: "e11999" } });
+  });
+
+  it("reads Parquet in reads that never span two row groups", () => {
+    expect(parquetReads([7_000, 5_000], 5_000)).toEqual([
+      [0, 5_000],
+      [5_000, 7_000],
+      [7_000, 12_000],
+    ]);
+    expect(parquetReads([0, 3], 5_000)).toEqual([[0, 3]]);
   });
 
   it("delivers the CSV rows before a ragged one, then fails naming its line", async () => {

@@ -3,32 +3,15 @@ import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { invocationClock, withTelemetry } from "../../../lib/observability/handler.js";
 import { count, logger } from "../../../lib/observability/telemetry.js";
 import { HASH_BYTES_PER_LOG_LINE, insertIdHash, logInsertIdHashes } from "../../../lib/observability/trace-ids.js";
+import { jsonLinesWhile } from "../../support/log-capture.js";
 
 // What Lambda sets for an on-demand container; Powertools reads it when the logger is built.
 vi.hoisted(() => {
   process.env.AWS_LAMBDA_INITIALIZATION_TYPE = "on-demand";
 });
 
-/** The JSON lines Powertools writes while `run` runs. */
-async function captureLines(run: () => Promise<unknown>): Promise<Record<string, unknown>[]> {
-  const chunks: string[] = [];
-  const capture = (chunk: string | Uint8Array) => {
-    chunks.push(typeof chunk === "string" ? chunk : Buffer.from(chunk).toString("utf8"));
-    return true;
-  };
-  // Powertools writes info lines to stdout and errors to stderr.
-  const spies = [vi.spyOn(process.stdout, "write").mockImplementation(capture), vi.spyOn(process.stderr, "write").mockImplementation(capture)];
-  try {
-    await run().catch(() => undefined);
-  } finally {
-    for (const spy of spies) spy.mockRestore();
-  }
-  return chunks
-    .join("")
-    .split("\n")
-    .filter((line) => line.startsWith("{"))
-    .map((line) => JSON.parse(line) as Record<string, unknown>);
-}
+/** The JSON lines Powertools writes while `run` runs (info lines on stdout, errors on stderr); what it throws is left out. */
+const captureLines = (run: () => Promise<unknown>) => jsonLinesWhile(() => run().catch(() => undefined));
 
 function context(requestId: string, remaining = 42_000): Context {
   return {

@@ -3,6 +3,7 @@ import { gunzipSync, gzipSync } from "node:zlib";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { applyEventRules } from "../../../lib/mixpanel/event-rules.js";
+import { ValidationError } from "../../../lib/errors.js";
 import { canonicalJson } from "../../../lib/util/json.js";
 import { serializeEnvelope } from "../../../lib/records/envelope.js";
 import { MAX_RECORDS_PER_MESSAGE, gzipBody, packEnvelopesV2, parseQueuedRecords } from "../../../lib/records/envelope-v2.js";
@@ -83,9 +84,16 @@ describe("reading queued messages", () => {
     const wrongCount = parseQueuedRecords(JSON.stringify({ ...header, bytes: 6, gzip: wrongSize }));
     expect(() => wrongCount.lines()).toThrow(/says 1 records, body has 2/);
   });
+
+  it("refuses a body that is not JSON as bad input for good (ValidationError), saying why", () => {
+    for (const body of ["", "{\"v\":2,", "<html>busy</html>"]) {
+      expect(() => parseQueuedRecords(body)).toThrow(ValidationError);
+      expect(() => parseQueuedRecords(body)).toThrow(/^queue message is not JSON: ./);
+    }
+  });
 });
 
-/** The implementation before issue 12, kept as the oracle: insert ids must not change across the deploy. */
+/** canonicalJson written plainly, kept as the oracle: insert ids must not change across a deploy. */
 function canonicalJsonBefore(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonicalJsonBefore).join(",")}]`;
   if (value !== null && typeof value === "object") {

@@ -229,7 +229,7 @@ describe("Adobe identity events and ID-merge mode", () => {
   });
 });
 
-describe("the merged properties' key order (issue 12: merged without object spread)", () => {
+describe("the merged properties' key order (merged without object spread)", () => {
   it("keeps the spread order: properties first, custom keys after, a custom key replacing a property in its place, token left out", () => {
     const result = mapAdobeEvent(
       {

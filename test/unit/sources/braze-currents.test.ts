@@ -376,7 +376,7 @@ describe("Braze batch envelope", () => {
   });
 });
 
-describe("the record line's key order (issue 12: properties built once from entries)", () => {
+describe("the record line's key order (properties built once from entries)", () => {
   it("keeps the order of the field-by-field assignments: extras, user, properties, prefixed, then the fixed fields", () => {
     const event = {
       event_type: "users.behaviors.CustomEvent",
