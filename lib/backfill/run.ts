@@ -5,7 +5,7 @@ import { type EnqueueDeps, enqueueMappedItems } from "../enqueue/enqueue.js";
 import type { ExportDayRequest, ExportLine } from "../mixpanel/export.js";
 import type { PiiPolicy } from "../pii/policy.js";
 import type { MappedRecord } from "../sources/types.js";
-import { type Checkpoint, readCheckpoint, writeCheckpoint } from "../import/checkpoint.js";
+import { type Checkpoint, type CheckpointStore, fileCheckpointStore } from "../import/checkpoint.js";
 import { mapExportedLine } from "./map-export.js";
 
 /**
@@ -109,11 +109,11 @@ const discardingStore = { put: async () => "dry-run" };
 export async function runBackfill(options: BackfillOptions, deps: BackfillDeps): Promise<BackfillReport> {
   const started = deps.nowMs();
   const examplesPerReason = options.examplesPerReason ?? 3;
-  const checkpointPath = options.dryRun ? undefined : options.checkpointPath;
-  const previous = options.resume && checkpointPath ? readCheckpoint(checkpointPath) : undefined;
-  if (options.resume && checkpointPath && !previous) deps.log(`no checkpoint at ${checkpointPath}: starting from the first day`);
+  const store: CheckpointStore | undefined = options.dryRun || options.checkpointPath === undefined ? undefined : fileCheckpointStore(options.checkpointPath);
+  const previous = options.resume && store ? await store.read() : undefined;
+  if (options.resume && store && !previous) deps.log(`no checkpoint at ${store.where}: starting from the first day`);
   if (previous && previous.runKey !== options.runKey) {
-    throw new Error(`${checkpointPath} belongs to a run with other options; run again without --resume, or with the same options`);
+    throw new Error(`${store?.where ?? "the checkpoint"} belongs to a run with other options; run again without --resume, or with the same options`);
   }
   const checkpoint: Checkpoint = previous ?? { v: 1, runKey: options.runKey, runId: randomUUID().slice(0, 8), files: {} };
   const enqueue: EnqueueDeps = options.dryRun ? { ...deps.enqueue, queue: discardingQueue, rejected: discardingStore } : deps.enqueue;
@@ -173,7 +173,7 @@ export async function runBackfill(options: BackfillOptions, deps: BackfillDeps):
     await flush();
     progress.rowsDone = dayReport.read;
     progress.finished = true;
-    if (checkpointPath) writeCheckpoint(checkpointPath, checkpoint);
+    await store?.write(checkpoint);
     daysDone += 1;
     deps.onProgress?.({ daysDone, daysTotal: options.days.length, eventsRead: report.read, dayFinished: true });
   }
