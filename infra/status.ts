@@ -241,75 +241,84 @@ async function cohortStatuses(deps: StatusDeps): Promise<CohortSyncStatus[]> {
   );
 }
 
-async function querySyncStatuses(deps: StatusDeps): Promise<QuerySyncStatus[]> {
-  const config = loadStageConfig(deps.configPath ?? stageConfigPath(deps.target.stage), deps.target.stage);
-  if (config.query_syncs.length === 0) return [];
-  let store: ReturnType<typeof createQueryStore> | undefined;
-  let storeError: string | undefined;
+/**
+ * Each configured item's status from its state in the snapshot bucket: `base` always, `read`'s
+ * fields when its state could be read, an `error` (the bucket's or the item's) otherwise.
+ */
+async function statesOf<Item, Store, Base extends object, Status>(
+  deps: StatusDeps,
+  items: readonly Item[],
+  openStore: (bucket: string) => Store,
+  base: (item: Item) => Base,
+  read: (store: Store, item: Item) => Promise<Omit<Status, keyof Base>>,
+): Promise<(Base & (Omit<Status, keyof Base> | { error: string }))[]> {
+  if (items.length === 0) return [];
+  let store: Store | undefined;
+  let storeError = "no snapshot bucket";
   try {
-    store = createQueryStore(createCohortStore(deps.s3, await findStageBucket(deps.s3, snapshotBucketPrefix(deps.target.stage))));
+    store = openStore(await findStageBucket(deps.s3, snapshotBucketPrefix(deps.target.stage)));
   } catch (error) {
     storeError = errorText(error);
   }
   return Promise.all(
-    config.query_syncs.map(async (sync): Promise<QuerySyncStatus> => {
-      const base = { id: sync.id, destination: sync.destination.type, schedule: sync.schedule, enabled: sync.enabled };
-      if (!store) return { ...base, error: storeError ?? "no snapshot bucket" };
+    items.map(async (item) => {
+      if (store === undefined) return { ...base(item), error: storeError };
       try {
-        const state = await store.readState(sync.id);
-        const run = state.last_run;
-        return {
-          ...base,
-          ...(state.last_started_at ? { lastStarted: state.last_started_at } : {}),
-          ...(run
-            ? {
-                lastRun: {
-                  outcome: run.outcome,
-                  rows_read: run.rows_read,
-                  sent: run.sent,
-                  unchanged: run.unchanged,
-                  rejected: run.rejected,
-                  not_delivered: run.not_delivered,
-                  ...(run.detail ? { detail: run.detail } : {}),
-                },
-              }
-            : {}),
-        };
+        return { ...base(item), ...(await read(store, item)) };
       } catch (error) {
-        return { ...base, error: errorText(error) };
+        return { ...base(item), error: errorText(error) };
       }
     }),
   );
 }
 
+async function querySyncStatuses(deps: StatusDeps): Promise<QuerySyncStatus[]> {
+  const config = loadStageConfig(deps.configPath ?? stageConfigPath(deps.target.stage), deps.target.stage);
+  return statesOf(
+    deps,
+    config.query_syncs,
+    (bucket) => createQueryStore(createCohortStore(deps.s3, bucket)),
+    (sync) => ({ id: sync.id, destination: sync.destination.type, schedule: sync.schedule, enabled: sync.enabled }),
+    async (store, sync): Promise<Pick<QuerySyncStatus, "lastStarted" | "lastRun">> => {
+      const state = await store.readState(sync.id);
+      const run = state.last_run;
+      return {
+        ...(state.last_started_at ? { lastStarted: state.last_started_at } : {}),
+        ...(run
+          ? {
+              lastRun: {
+                outcome: run.outcome,
+                rows_read: run.rows_read,
+                sent: run.sent,
+                unchanged: run.unchanged,
+                rejected: run.rejected,
+                not_delivered: run.not_delivered,
+                ...(run.detail ? { detail: run.detail } : {}),
+              },
+            }
+          : {}),
+      };
+    },
+  );
+}
+
 async function lookupTableStatuses(deps: StatusDeps): Promise<LookupTableStatus[]> {
   const config = loadStageConfig(deps.configPath ?? stageConfigPath(deps.target.stage), deps.target.stage);
-  if (config.lookup_tables.length === 0) return [];
-  let store: ReturnType<typeof createLookupStore> | undefined;
-  let storeError: string | undefined;
-  try {
-    store = createLookupStore(deps.s3, await findStageBucket(deps.s3, snapshotBucketPrefix(deps.target.stage)));
-  } catch (error) {
-    storeError = errorText(error);
-  }
-  return Promise.all(
-    config.lookup_tables.map(async (table): Promise<LookupTableStatus> => {
-      const base = { id: table.id, tableId: table.table_id, schedule: table.schedule };
-      if (!store) return { ...base, error: storeError ?? "no snapshot bucket" };
-      try {
-        const state = await store.readState(table.id);
-        return {
-          ...base,
-          ...(state.checked_at ? { checkedAt: state.checked_at } : {}),
-          ...(state.last_outcome ? { lastOutcome: state.last_outcome } : {}),
-          ...(state.last_detail ? { lastDetail: state.last_detail } : {}),
-          ...(state.replaced_at ? { replacedAt: state.replaced_at } : {}),
-          ...(state.replaced_rows !== undefined ? { replacedRows: state.replaced_rows } : {}),
-        };
-      } catch (error) {
-        return { ...base, error: errorText(error) };
-      }
-    }),
+  return statesOf(
+    deps,
+    config.lookup_tables,
+    (bucket) => createLookupStore(deps.s3, bucket),
+    (table) => ({ id: table.id, tableId: table.table_id, schedule: table.schedule }),
+    async (store, table): Promise<Omit<LookupTableStatus, "id" | "tableId" | "schedule" | "error">> => {
+      const state = await store.readState(table.id);
+      return {
+        ...(state.checked_at ? { checkedAt: state.checked_at } : {}),
+        ...(state.last_outcome ? { lastOutcome: state.last_outcome } : {}),
+        ...(state.last_detail ? { lastDetail: state.last_detail } : {}),
+        ...(state.replaced_at ? { replacedAt: state.replaced_at } : {}),
+        ...(state.replaced_rows !== undefined ? { replacedRows: state.replaced_rows } : {}),
+      };
+    },
   );
 }
 
