@@ -6,7 +6,7 @@ import type { S3Client } from "@aws-sdk/client-s3";
 import type { S3BucketApi } from "../lib/aws/s3-bucket.js";
 import type { SQSClient } from "@aws-sdk/client-sqs";
 import { localStackFilePath, readLocalStackFile } from "./local/stack-file.js";
-import { assertStageName } from "./stack-layout.js";
+import { SERVICE_NAME, assertStageName } from "./stack-layout.js";
 
 /**
  * Options every operator CLI takes. The endpoint is explicit (flag or
@@ -95,4 +95,27 @@ export async function withStageClients<T>(target: AwsTarget, use: (clients: { sq
     sqs.destroy();
     s3.destroy();
   }
+}
+
+/** The local stack's sandbox service account (infra/local/stack.ts LOCAL_MIXPANEL_CREDENTIALS), never a real one. */
+const LOCAL_SERVICE_ACCOUNT = { MIXPANEL_PROJECT_ID: "424242", MIXPANEL_SERVICE_ACCOUNT_USERNAME: "relay-local.sa", MIXPANEL_SERVICE_ACCOUNT_SECRET: "local-service-account-secret" };
+
+/**
+ * The environment an operator command that calls Mixpanel with the service account reads its
+ * settings from: the caller's, over the running local sandbox's URL and credentials for
+ * `--stage local`; elsewhere, without MIXPANEL_PROJECT_ID, the stage's secret
+ * `mixpanel-relay/<stage>/mixpanel`. `localMixpanelUrl` is the sandbox, when there is one.
+ */
+export function mixpanelOperatorEnv(target: AwsTarget, env: NodeJS.ProcessEnv): { env: NodeJS.ProcessEnv; localMixpanelUrl?: string } {
+  const localMixpanelUrl = target.local ? readLocalStackFile(localStackFilePath(env))?.mixpanelUrl : undefined;
+  return {
+    env: {
+      ...(localMixpanelUrl ? { ...LOCAL_SERVICE_ACCOUNT, MIXPANEL_API_URL: localMixpanelUrl } : {}),
+      ...env,
+      RELAY_STAGE: target.stage,
+      AWS_REGION: target.region,
+      ...(env.MIXPANEL_PROJECT_ID || target.local ? {} : { MIXPANEL_SECRET_ID: `${SERVICE_NAME}/${target.stage}/mixpanel` }),
+    },
+    ...(localMixpanelUrl ? { localMixpanelUrl } : {}),
+  };
 }

@@ -27,19 +27,14 @@ import { refreshLookupTable } from "../lib/lookup/refresh.js";
 import { createLookupStore } from "../lib/lookup/store.js";
 import { createSecretReader } from "../lib/secrets/secrets.js";
 import { readLookupSettings } from "../lib/runtime/lookup.js";
-import { UsageError, awsTargetOptions, parseArgs, resolveAwsTarget } from "./cli-args.js";
+import { UsageError, awsTargetOptions, mixpanelOperatorEnv, parseArgs, resolveAwsTarget } from "./cli-args.js";
 import { findSnapshotBucket } from "./gdpr.js";
-import { localStackFilePath, readLocalStackFile } from "./local/stack-file.js";
 import { createProgress } from "./progress.js";
-import { SERVICE_NAME } from "./stack-layout.js";
 
 const USAGE = [
   "usage: npm run lookup:list -- --stage <stage> [--region R] [--endpoint URL]",
   "       npm run lookup:replace -- --stage <stage> --table <table_id> --file <csv> [--dry-run] [--bucket B] [--config file]",
 ].join("\n");
-
-/** The local stack's sandbox credentials (infra/local/stack.ts), never real ones. */
-const LOCAL_SERVICE_ACCOUNT = { MIXPANEL_PROJECT_ID: "424242", MIXPANEL_SERVICE_ACCOUNT_USERNAME: "relay-local.sa", MIXPANEL_SERVICE_ACCOUNT_SECRET: "local-service-account-secret" };
 
 export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = process.env, log: (line: string) => void = console.log): Promise<unknown> {
   const [command, ...rest] = argv;
@@ -62,15 +57,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
   }
   const target = resolveAwsTarget(values, env);
   const config = loadStageConfig(values.config ?? stageConfigPath(target.stage), target.stage);
-  const localMixpanel = target.local ? readLocalStackFile(localStackFilePath(env))?.mixpanelUrl : undefined;
-  const settingsEnv = {
-    ...(localMixpanel ? { ...LOCAL_SERVICE_ACCOUNT, MIXPANEL_API_URL: localMixpanel } : {}),
-    ...env,
-    RELAY_STAGE: target.stage,
-    AWS_REGION: target.region,
-    ...(env.MIXPANEL_PROJECT_ID || target.local ? {} : { MIXPANEL_SECRET_ID: `${SERVICE_NAME}/${target.stage}/mixpanel` }),
-  };
-  const relayEnv = readEnv(settingsEnv);
+  const relayEnv = readEnv(mixpanelOperatorEnv(target, env).env);
   const secrets = createSecretReader({ region: target.region, ttlSeconds: 300, ...(env.SECRETS_ENDPOINT_URL ? { endpoint: env.SECRETS_ENDPOINT_URL } : {}) });
   const credentials = mixpanelCredentialsSource(relayEnv, secrets);
   const client = async (): Promise<LookupTablesClient> => {

@@ -1,5 +1,5 @@
 /**
- * Progress for long operator runs (redrive, replay): a bar redrawn in place on a
+ * Progress for long operator runs (redrive, replay, backfill): a bar redrawn in place on a
  * terminal, a plain line every few seconds otherwise (CI logs, `| tee`), both
  * with the count, the total when known, and the rate; then one summary line.
  */
@@ -17,6 +17,10 @@ export interface ProgressOptions {
   /** Between plain lines when not on a TTY. */
   readonly intervalMs?: number;
   readonly now?: () => number;
+  /** More to show after the count (e.g. the events behind the days counted), read at each redraw. */
+  readonly detail?: () => string;
+  /** Show the time left at the rate so far (needs `total`). */
+  readonly eta?: boolean;
 }
 
 export interface Progress {
@@ -34,6 +38,14 @@ export function formatRate(count: number, elapsedMs: number): string {
   return `${(count / seconds).toFixed(count / seconds >= 10 ? 0 : 1)}/s`;
 }
 
+/** "45 s", "12 min", "3.5 h". */
+export function formatDuration(ms: number): string {
+  const seconds = Math.max(0, Math.round(ms / 1000));
+  if (seconds < 120) return `${seconds} s`;
+  if (seconds < 7200) return `${Math.round(seconds / 60)} min`;
+  return `${(seconds / 3600).toFixed(1)} h`;
+}
+
 export function createProgress(options: ProgressOptions): Progress {
   const sink = options.sink ?? process.stderr;
   const now = options.now ?? Date.now;
@@ -48,7 +60,10 @@ export function createProgress(options: ProgressOptions): Progress {
     const elapsed = now() - started;
     const of = options.total !== undefined ? `/${options.total}` : "";
     const percent = options.total ? ` (${Math.min(100, Math.floor((100 * done) / options.total))}%)` : "";
-    return `${done}${of} ${options.unit}${percent}, ${formatRate(done, elapsed)}`;
+    const extra = options.detail ? `, ${options.detail()}` : "";
+    // Remaining units at the rate so far; only once one is done, so the first guess has a basis.
+    const eta = options.eta === true && options.total !== undefined && done > 0 && done < options.total ? `, ETA ${formatDuration(((options.total - done) * elapsed) / done)}` : "";
+    return `${done}${of} ${options.unit}${percent}, ${formatRate(done, elapsed)}${extra}${eta}`;
   };
 
   const draw = (force: boolean) => {

@@ -16,6 +16,7 @@ import { GetQueueAttributesCommand, ListQueuesCommand, type SQSClient } from "@a
 import { createCohortStore } from "../lib/cohorts/store.js";
 import { rateToMs } from "../lib/config/cohort-syncs.js";
 import { createQueryStore } from "../lib/queries/store.js";
+import { createLookupStore } from "../lib/lookup/store.js";
 import { loadStageConfig, stageConfigPath } from "../lib/config/stage.js";
 import { type AwsTarget, awsTargetOptions, parseArgs, resolveAwsTarget, scanLimits, runWhenExecuted, withStageClients } from "./cli-args.js";
 import { findRejectedBucket, findStageBucket, listKeys, parseRejectedKey, readBatch } from "./replay-rejected.js";
@@ -70,6 +71,19 @@ export interface QuerySyncStatus {
   readonly error?: string;
 }
 
+export interface LookupTableStatus {
+  readonly id: string;
+  readonly tableId: string;
+  readonly schedule: string;
+  /** When the file was last looked at, and what came of it (replaced, unchanged, refused…). */
+  readonly checkedAt?: string;
+  readonly lastOutcome?: string;
+  readonly lastDetail?: string;
+  readonly replacedAt?: string;
+  readonly replacedRows?: number;
+  readonly error?: string;
+}
+
 export interface StatusReport {
   readonly stage: string;
   readonly region: string;
@@ -82,6 +96,8 @@ export interface StatusReport {
   readonly cohorts: CohortSyncStatus[];
   /** Query extracts: the last run of each (absent when the stage has none). */
   readonly querySyncs?: QuerySyncStatus[];
+  /** Lookup tables: each one's last check (absent when the stage has none). */
+  readonly lookupTables?: LookupTableStatus[];
   /** Alarms in ALARM now or changed state in the last 24 h; a string when they could not be read. */
   readonly alarms: AlarmStatus[] | string;
 }
@@ -225,44 +241,84 @@ async function cohortStatuses(deps: StatusDeps): Promise<CohortSyncStatus[]> {
   );
 }
 
-async function querySyncStatuses(deps: StatusDeps): Promise<QuerySyncStatus[]> {
-  const config = loadStageConfig(deps.configPath ?? stageConfigPath(deps.target.stage), deps.target.stage);
-  if (config.query_syncs.length === 0) return [];
-  let store: ReturnType<typeof createQueryStore> | undefined;
-  let storeError: string | undefined;
+/**
+ * Each configured item's status from its state in the snapshot bucket: `base` always, `read`'s
+ * fields when its state could be read, an `error` (the bucket's or the item's) otherwise.
+ */
+async function statesOf<Item, Store, Base extends object, Status>(
+  deps: StatusDeps,
+  items: readonly Item[],
+  openStore: (bucket: string) => Store,
+  base: (item: Item) => Base,
+  read: (store: Store, item: Item) => Promise<Omit<Status, keyof Base>>,
+): Promise<(Base & (Omit<Status, keyof Base> | { error: string }))[]> {
+  if (items.length === 0) return [];
+  let store: Store | undefined;
+  let storeError = "no snapshot bucket";
   try {
-    store = createQueryStore(createCohortStore(deps.s3, await findStageBucket(deps.s3, snapshotBucketPrefix(deps.target.stage))));
+    store = openStore(await findStageBucket(deps.s3, snapshotBucketPrefix(deps.target.stage)));
   } catch (error) {
     storeError = errorText(error);
   }
   return Promise.all(
-    config.query_syncs.map(async (sync): Promise<QuerySyncStatus> => {
-      const base = { id: sync.id, destination: sync.destination.type, schedule: sync.schedule, enabled: sync.enabled };
-      if (!store) return { ...base, error: storeError ?? "no snapshot bucket" };
+    items.map(async (item) => {
+      if (store === undefined) return { ...base(item), error: storeError };
       try {
-        const state = await store.readState(sync.id);
-        const run = state.last_run;
-        return {
-          ...base,
-          ...(state.last_started_at ? { lastStarted: state.last_started_at } : {}),
-          ...(run
-            ? {
-                lastRun: {
-                  outcome: run.outcome,
-                  rows_read: run.rows_read,
-                  sent: run.sent,
-                  unchanged: run.unchanged,
-                  rejected: run.rejected,
-                  not_delivered: run.not_delivered,
-                  ...(run.detail ? { detail: run.detail } : {}),
-                },
-              }
-            : {}),
-        };
+        return { ...base(item), ...(await read(store, item)) };
       } catch (error) {
-        return { ...base, error: errorText(error) };
+        return { ...base(item), error: errorText(error) };
       }
     }),
+  );
+}
+
+async function querySyncStatuses(deps: StatusDeps): Promise<QuerySyncStatus[]> {
+  const config = loadStageConfig(deps.configPath ?? stageConfigPath(deps.target.stage), deps.target.stage);
+  return statesOf(
+    deps,
+    config.query_syncs,
+    (bucket) => createQueryStore(createCohortStore(deps.s3, bucket)),
+    (sync) => ({ id: sync.id, destination: sync.destination.type, schedule: sync.schedule, enabled: sync.enabled }),
+    async (store, sync): Promise<Pick<QuerySyncStatus, "lastStarted" | "lastRun">> => {
+      const state = await store.readState(sync.id);
+      const run = state.last_run;
+      return {
+        ...(state.last_started_at ? { lastStarted: state.last_started_at } : {}),
+        ...(run
+          ? {
+              lastRun: {
+                outcome: run.outcome,
+                rows_read: run.rows_read,
+                sent: run.sent,
+                unchanged: run.unchanged,
+                rejected: run.rejected,
+                not_delivered: run.not_delivered,
+                ...(run.detail ? { detail: run.detail } : {}),
+              },
+            }
+          : {}),
+      };
+    },
+  );
+}
+
+async function lookupTableStatuses(deps: StatusDeps): Promise<LookupTableStatus[]> {
+  const config = loadStageConfig(deps.configPath ?? stageConfigPath(deps.target.stage), deps.target.stage);
+  return statesOf(
+    deps,
+    config.lookup_tables,
+    (bucket) => createLookupStore(deps.s3, bucket),
+    (table) => ({ id: table.id, tableId: table.table_id, schedule: table.schedule }),
+    async (store, table): Promise<Omit<LookupTableStatus, "id" | "tableId" | "schedule" | "error">> => {
+      const state = await store.readState(table.id);
+      return {
+        ...(state.checked_at ? { checkedAt: state.checked_at } : {}),
+        ...(state.last_outcome ? { lastOutcome: state.last_outcome } : {}),
+        ...(state.last_detail ? { lastDetail: state.last_detail } : {}),
+        ...(state.replaced_at ? { replacedAt: state.replaced_at } : {}),
+        ...(state.replaced_rows !== undefined ? { replacedRows: state.replaced_rows } : {}),
+      };
+    },
   );
 }
 
@@ -294,11 +350,12 @@ async function recentAlarms(deps: StatusDeps): Promise<StatusReport["alarms"]> {
 }
 
 export async function collectStatus(deps: StatusDeps): Promise<StatusReport> {
-  const [queues, rejected, cohorts, querySyncs, alarms] = await Promise.all([
+  const [queues, rejected, cohorts, querySyncs, lookupTables, alarms] = await Promise.all([
     queueStatuses(deps),
     rejectedCounts(deps),
     cohortStatuses(deps),
     querySyncStatuses(deps),
+    lookupTableStatuses(deps),
     recentAlarms(deps),
   ]);
   return {
@@ -311,6 +368,7 @@ export async function collectStatus(deps: StatusDeps): Promise<StatusReport> {
     rejected,
     cohorts,
     ...(querySyncs.length > 0 ? { querySyncs } : {}),
+    ...(lookupTables.length > 0 ? { lookupTables } : {}),
     alarms,
   };
 }
@@ -387,6 +445,23 @@ export function renderStatus(report: StatusReport): string {
           String(q.lastRun?.unchanged ?? "-"),
           String(q.lastRun?.rejected ?? "-"),
           String(q.lastRun?.not_delivered ?? "-"),
+        ]),
+      ),
+    );
+  }
+  if (report.lookupTables && report.lookupTables.length > 0) {
+    out.push("", "Lookup tables (last check)");
+    out.push(
+      table(
+        ["table", "Mixpanel id", "schedule", "last checked", "outcome", "last replaced", "rows"],
+        report.lookupTables.map((t) => [
+          t.id,
+          t.tableId,
+          t.schedule,
+          t.checkedAt ?? "never",
+          t.error ? `? ${t.error}` : (t.lastOutcome ?? "-") + (t.lastDetail ? `: ${t.lastDetail.slice(0, 80)}` : ""),
+          t.replacedAt ?? "never",
+          t.replacedRows === undefined ? "-" : String(t.replacedRows),
         ]),
       ),
     );

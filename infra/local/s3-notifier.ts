@@ -4,7 +4,7 @@ import type { S3Event } from "aws-lambda";
 /**
  * Plays the part of S3 event notifications for the local stack: polls a bucket
  * and invokes the handler with an `ObjectCreated:Put` S3Event for every new key,
- * as AWS would for the Braze Currents bucket.
+ * as AWS would for the Braze Currents bucket and the `on_upload` lookup tables' sources.
  */
 export class S3Notifier {
   private readonly seen = new Set<string>();
@@ -18,6 +18,8 @@ export class S3Notifier {
       region: string;
       handler: (event: S3Event) => Promise<void>;
       intervalMs: number;
+      /** The notification's configuration id, as the S3 event names it (default the Currents one). */
+      configurationId?: string;
       onError?: (error: unknown) => void;
     },
   ) {}
@@ -57,6 +59,7 @@ export class S3Notifier {
             region: this.options.region,
             size: object.Size ?? 0,
             eTag: (object.ETag ?? "").replace(/"/g, ""),
+            ...(this.options.configurationId ? { configurationId: this.options.configurationId } : {}),
           }),
         );
       }
@@ -68,7 +71,7 @@ export class S3Notifier {
 }
 
 /** The S3 `ObjectCreated:Put` notification Lambda receives for one object. */
-export function s3ObjectCreatedEvent(object: { bucket: string; key: string; region: string; size: number; eTag: string }): S3Event {
+export function s3ObjectCreatedEvent(object: { bucket: string; key: string; region: string; size: number; eTag: string; configurationId?: string }): S3Event {
   return {
     Records: [
       {
@@ -82,7 +85,7 @@ export function s3ObjectCreatedEvent(object: { bucket: string; key: string; regi
         responseElements: { "x-amz-request-id": "local", "x-amz-id-2": "local" },
         s3: {
           s3SchemaVersion: "1.0",
-          configurationId: "local-currents",
+          configurationId: object.configurationId ?? "local-currents",
           bucket: { name: object.bucket, ownerIdentity: { principalId: "local" }, arn: `arn:aws:s3:::${object.bucket}` },
           // S3 notifications URL-encode keys (spaces as '+'); the reader decodes them.
           object: {

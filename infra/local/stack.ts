@@ -18,6 +18,7 @@ import { MixpanelSandbox, type ExtraRouteHandler, type SandboxCredentials } from
 import { BrevoServer } from "./peers/brevo-server.js";
 import { createGdprApi, type GdprApi } from "./peers/mixpanel-gdpr.js";
 import { createLookupTablesApi, type LookupTablesApi } from "./peers/mixpanel-lookup.js";
+import { createExportApi } from "./peers/mixpanel-export.js";
 import { loadStageConfig, stageConfigPath } from "../../lib/config/stage.js";
 import { createCohortQueryApi, type CohortFixture, type CohortQueryApi } from "./peers/mixpanel-query.js";
 import { SecretsManagerServer } from "./peers/secrets-manager-server.js";
@@ -168,6 +169,8 @@ export interface LocalStack {
   /** Braze Currents' storage bucket: Avro files put here are read by the currents-reader handler. */
   readonly currentsBucket: string;
   readonly currentsNotifier: S3Notifier;
+  /** One per source bucket of the `on_upload` lookup tables (with `cohorts` only): the S3 trigger of cohort-export. */
+  readonly lookupNotifiers: readonly S3Notifier[];
   readonly intakeToken: string;
   readonly forwarderPoller: SqsPoller;
   readonly env: Record<string, string>;
@@ -400,12 +403,22 @@ async function startMixpanelPeer(options: LocalStackOptions, queryApi: CohortQue
     tables: [LOCAL_LOOKUP_TABLE],
     onCall: (call) => log(`mixpanel  ${call.method} ${call.path} → ${call.status}`),
   });
+  // The raw export serves what the sandbox received (`npm run brevo:backfill -- --stage local`).
+  const received: { events: readonly { event: string; properties: Record<string, unknown> }[] } = { events: [] };
+  const exportApi = createExportApi({
+    events: () => received.events,
+    projectId: LOCAL_MIXPANEL_CREDENTIALS.projectId,
+    username: LOCAL_MIXPANEL_CREDENTIALS.serviceAccountUsername,
+    secret: LOCAL_MIXPANEL_CREDENTIALS.serviceAccountSecret,
+    onCall: (call) => log(`mixpanel  GET /api/2.0/export ${call.query.from_date ?? "?"}..${call.query.to_date ?? "?"} → ${call.status}${call.status === 200 ? ` (${call.lines} event(s))` : ""}`),
+  });
   const sandbox = new MixpanelSandbox({
     credentials: LOCAL_MIXPANEL_CREDENTIALS,
     port: options.mixpanelPort ?? 0,
-    extraRoutes: [...(queryApi ? [queryApi] : []), gdprApi, lookupApi, ...(options.sandboxRoutes ?? [])],
+    extraRoutes: [...(queryApi ? [queryApi] : []), gdprApi, lookupApi, exportApi, ...(options.sandboxRoutes ?? [])],
     onImport: (imported) => log(`mixpanel  /import received ${imported.length} event(s): ${[...new Set(imported.map((e) => e.event))].slice(0, 5).join(", ")}`),
   });
+  received.events = sandbox.events;
   return { sandbox, gdprApi, lookupApi, url: await sandbox.start() };
 }
 
@@ -701,10 +714,29 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
   if (startPollers) currentsNotifier.start();
 
   let cohorts: LocalCohortSide | undefined;
+  const lookupNotifiers: S3Notifier[] = [];
   if (options.cohorts && peers) {
     const deliveryPoller = addConsumer({ queue: resources.deliveries, functionName: localFunction("webhook-delivery"), handler: handlers.webhookDelivery, batchSize: 5, timeoutMs: 120_000 });
     cohortTick = startCohortTick(handlers.cohortExport, options.cohorts.tickMs ?? LOCAL_EXPORT_TICK_MS, startPollers, log);
     cohorts = { receiver: peers.receiver, braze: peers.braze, queryApi: peers.queryApi, secrets: peers.secrets, deliveryPoller, tick: cohortTick.tick };
+    // The S3 trigger of `on_upload` lookup tables: a new object in a source bucket invokes cohort-export with it.
+    for (const bucket of new Set(stageConfig.lookup_tables.filter((table) => table.schedule === "on_upload").map((table) => table.source.bucket))) {
+      await aws.s3.send(new CreateBucketCommand({ Bucket: bucket })).catch((error: unknown) => log(`lookup    bucket ${bucket}: ${String(error)}`));
+      const notifier = new S3Notifier({
+        s3: aws.s3,
+        bucket,
+        region: LOCAL_REGION,
+        intervalMs: 1_000,
+        configurationId: "local-lookup-upload",
+        handler: async (event) => {
+          await handlers.cohortExport(event, lambdaContext(localFunction("cohort-export"), 900_000));
+          log(`lookup    uploaded s3://${bucket}/${decodeURIComponent(event.Records[0]?.s3.object.key ?? "")}`);
+        },
+        onError: (error) => log(`cohort-export (lookup upload) error: ${String(error)}`),
+      });
+      lookupNotifiers.push(notifier);
+      if (startPollers) notifier.start();
+    }
   }
   const retention = options.retention ? startRetention(options.retention, aws.s3, resources, sandbox, log) : undefined;
 
@@ -722,6 +754,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     gdprApi: mixpanel.gdprApi,
     lookupApi: mixpanel.lookupApi,
     currentsNotifier,
+    lookupNotifiers,
     intakeToken,
     forwarderPoller,
     env,
@@ -731,6 +764,7 @@ export async function startLocalStack(options: LocalStackOptions = {}): Promise<
     async stop() {
       retention?.stop();
       currentsNotifier.stop();
+      for (const notifier of lookupNotifiers) notifier.stop();
       cohortTick?.stop();
       await Promise.all(pollers.map((poller) => poller.stop()));
       await closeServer(intakeServer.server);

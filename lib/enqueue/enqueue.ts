@@ -32,7 +32,12 @@ import type { MappedItem, RejectedItem } from "../sources/types.js";
 export interface EnqueueDeps {
   readonly config: { readonly brevo?: BrevoConfig | undefined };
   readonly queue: QueueSender;
-  readonly queueUrl: string;
+  /**
+   * The events queue. Absent when the records are already in Mixpanel (the Brevo history
+   * backfill, lib/backfill): only the Brevo fan-out queues them, and a Brevo queue failure is
+   * thrown to the caller, as no other queue has taken the batch.
+   */
+  readonly queueUrl?: string | undefined;
   /** The Brevo queue; set when the stage config has a `brevo` block (lib/enqueue/brevo-fanout.ts). */
   readonly brevoQueueUrl?: string | undefined;
   readonly rejected: RejectedStore;
@@ -54,7 +59,7 @@ export interface EnqueueBatch {
 }
 
 export interface EnqueueResult {
-  /** Records put on the events queue. */
+  /** Records put on the events queue (on the Brevo queue when there is no events queue). */
   readonly accepted: number;
   /** Every rejection, in input order, for the sender's answer (oversized records included). */
   readonly rejections: readonly RejectedItem[];
@@ -158,8 +163,12 @@ export async function enqueueMappedItems(items: readonly MappedItem[], batch: En
     ),
   );
   await Promise.all([
-    bodies.length > 0 ? deps.queue.send(deps.queueUrl, bodies) : Promise.resolve(),
-    deps.brevoQueueUrl ? sendToBrevoQueue(deps, deps.brevoQueueUrl, brevoBodies, stageOfFailure) : Promise.resolve(),
+    bodies.length > 0 && deps.queueUrl !== undefined ? deps.queue.send(deps.queueUrl, bodies) : Promise.resolve(),
+    deps.brevoQueueUrl === undefined || brevoBodies.length === 0
+      ? Promise.resolve()
+      : deps.queueUrl === undefined
+        ? deps.queue.send(deps.brevoQueueUrl, brevoBodies)
+        : sendToBrevoQueue(deps, deps.brevoQueueUrl, brevoBodies, stageOfFailure),
   ]);
   return { accepted, rejections, insertIdHashes: queuedInsertIdHashes };
 }

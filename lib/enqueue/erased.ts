@@ -25,9 +25,8 @@ export interface ErasedMatcher {
 }
 
 interface KeyPlan {
-  /** Key names ending in `_id`, found by one search for `_id":` and a look back to the key's quote. */
-  readonly idKeys: ReadonlySet<string>;
-  readonly longestIdKey: number;
+  /** Key names ending in `_id`: found by one search for `_id":`, then compared in place. */
+  readonly idKeys: readonly string[];
   /** Other key names, each searched as `"name":`. */
   readonly otherKeys: readonly string[];
   readonly emailKeys: ReadonlySet<string>;
@@ -36,6 +35,9 @@ interface KeyPlan {
 const plans = new WeakMap<object, KeyPlan>();
 const NO_BREVO = {};
 const ID_SUFFIX = '_id":';
+const QUOTE = 0x22;
+const OPEN_BRACE = 0x7b;
+const COMMA = 0x2c;
 
 function keyPlan(brevo: BrevoConfig | undefined): KeyPlan {
   const cacheKey = brevo ?? NO_BREVO;
@@ -50,13 +52,9 @@ function keyPlan(brevo: BrevoConfig | undefined): KeyPlan {
     keys.add(written);
     if (type === "email_id") emailKeys.add(written);
   }
-  const idKeys = new Set([...keys].filter((key) => key.endsWith("_id") && !key.includes('"')));
-  const plan = {
-    idKeys,
-    longestIdKey: Math.max(...[...idKeys].map((key) => key.length)),
-    otherKeys: [...keys].filter((key) => !idKeys.has(key)).map((key) => `"${key}":`),
-    emailKeys,
-  };
+  const idKeys = [...keys].filter((key) => key.endsWith("_id") && !key.includes('"'));
+  const otherKeys = [...keys].filter((key) => !idKeys.includes(key)).map((key) => `"${key}":`);
+  const plan = { idKeys, otherKeys, emailKeys };
   plans.set(cacheKey, plan);
   return plan;
 }
@@ -117,14 +115,14 @@ function answersFor(digests: ReadonlySet<string>): Map<string, boolean> {
  */
 export function erasedMatcher(digests: ReadonlySet<string> | undefined, brevo: BrevoConfig | undefined): ErasedMatcher | undefined {
   if (digests === undefined || digests.size === 0) return undefined;
-  const { idKeys, longestIdKey, otherKeys, emailKeys } = keyPlan(brevo);
-  const seen = answersFor(digests);
+  const { idKeys, otherKeys, emailKeys } = keyPlan(brevo);
+  const answers = answersFor(digests);
   const listed = (value: string): boolean => {
-    let erased = seen.get(value);
+    let erased = answers.get(value);
     if (erased === undefined) {
       erased = digests.has(idDigest(value));
-      if (seen.size >= MAX_REMEMBERED_ANSWERS) seen.clear();
-      seen.set(value, erased);
+      if (answers.size >= MAX_REMEMBERED_ANSWERS) answers.clear();
+      answers.set(value, erased);
     }
     return erased;
   };
@@ -135,12 +133,17 @@ export function erasedMatcher(digests: ReadonlySet<string> | undefined, brevo: B
   };
   return {
     isErased(json) {
-      // `_id":` (unescaped quote) only ever ends a key; the key starts after the quote before it.
+      // `_id":` (unescaped quote) only ever ends a key. The records are JSON.stringify's text, so a key
+      // starts right after `{` or `,`: each wanted key of the right length is compared where it would
+      // start, without cutting the key out (records from Braze or Adobe hold many `*_id` keys).
       for (let at = json.indexOf(ID_SUFFIX); at !== -1; at = json.indexOf(ID_SUFFIX, at + ID_SUFFIX.length)) {
-        const quote = json.lastIndexOf('"', at);
-        if (quote === -1 || at + 3 - quote - 1 > longestIdKey) continue;
-        const key = json.slice(quote + 1, at + 3);
-        if (idKeys.has(key) && valueListed(key, json, at + ID_SUFFIX.length)) return true;
+        for (let k = 0; k < idKeys.length; k++) {
+          const key = idKeys[k] as string;
+          const start = at + 3 - key.length;
+          if (start < 2 || json.charCodeAt(start - 1) !== QUOTE) continue;
+          const before = json.charCodeAt(start - 2);
+          if ((before === OPEN_BRACE || before === COMMA) && json.startsWith(key, start) && valueListed(key, json, at + ID_SUFFIX.length)) return true;
+        }
       }
       for (const needle of otherKeys) {
         for (let at = json.indexOf(needle); at !== -1; at = json.indexOf(needle, at + needle.length)) {

@@ -75,3 +75,14 @@ export function smallNativeEvents(count: number, nowS: number): unknown[] {
     },
   }));
 }
+
+/** An intake request as the HTTP adapter hands it to handleIntake, with the bench's bearer token. */
+export function intakeRequest(token: string, path: string, body: unknown, headers: Record<string, string> = {}) {
+  return {
+    method: "POST",
+    path,
+    headers: { authorization: `Bearer ${token}`, "content-type": "application/json", ...headers },
+    query: {},
+    body: Buffer.from(JSON.stringify(body)),
+  };
+}

@@ -1,7 +1,7 @@
 import { performance } from "node:perf_hooks";
 import { join } from "node:path";
 import { pathToFileURL } from "node:url";
-import { adobeBatch, brazeBatch, nativeEvents, smallNativeEvents } from "./events.js";
+import { adobeBatch, brazeBatch, intakeRequest, nativeEvents, smallNativeEvents } from "./events.js";
 
 /**
  * Intake CPU and handler latency of BENCH_ROOT's code, in its own process: the real
@@ -45,13 +45,7 @@ const deps = {
   newCorrelationId: () => `bench-${nextId++}`,
   erasedDigests: async () => erased,
 };
-const request = (path: string, body: unknown, headers: Record<string, string> = {}) => ({
-  method: "POST",
-  path,
-  headers: { authorization: `Bearer ${TOKEN}`, "content-type": "application/json", ...headers },
-  query: {},
-  body: Buffer.from(JSON.stringify(body)),
-});
+const request = (path: string, body: unknown, headers: Record<string, string> = {}) => intakeRequest(TOKEN, path, body, headers);
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;

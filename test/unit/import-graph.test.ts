@@ -28,8 +28,8 @@ const LAYERS: readonly { readonly name: string; readonly paths: readonly string[
   { name: "mapping", paths: ["lib/sources/", "lib/pii/"] },
   // One step of a function: enqueue (with the Brevo fan-out), the forwarders, cohorts, delivery, GDPR deletion.
   { name: "steps", paths: ["lib/enqueue/", "lib/forwarder/", "lib/cohorts/", "lib/destinations/", "lib/gdpr/", "lib/lookup/", "lib/queries/"] },
-  // Where a request or an object comes in: the HTTP intake, the Currents Avro reader, history files.
-  { name: "edges", paths: ["lib/intake/", "lib/currents/", "lib/import/"] },
+  // Where a request or an object comes in: the HTTP intake, the Currents Avro reader, history files, the Brevo backfill.
+  { name: "edges", paths: ["lib/intake/", "lib/currents/", "lib/import/", "lib/backfill/"] },
   // Each function's wiring: clients, config and secrets put together once per container.
   { name: "wiring", paths: ["lib/runtime/"] },
   { name: "handlers", paths: ["functions/"] },

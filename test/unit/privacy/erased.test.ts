@@ -24,6 +24,14 @@ describe("erasedMatcher", () => {
     expect(matcher.isErased(JSON.stringify({ $distinct_id: "kept", $unset: ["distinct_id"] }))).toBe(false);
   });
 
+  it("matches a wanted key only whole, never the end of a longer key or of a key with an escaped quote", () => {
+    const matcher = erasedMatcher(digests("gone"), undefined)!;
+    expect(matcher.isErased(JSON.stringify({ event: "e", properties: { distinct_id: "kept", my_distinct_id: "gone", app_user_id: "gone" } }))).toBe(false);
+    expect(matcher.isErased(JSON.stringify({ event: "e", properties: { distinct_id: "kept", 'x"distinct_id': "gone", "x\\distinct_id": "gone" } }))).toBe(false);
+    expect(matcher.isErased(JSON.stringify({ event: "e", properties: { ad_id: "a", app_id: "b", device_id: "gone", distinct_id: "gone" } }))).toBe(true);
+    expect(matcher.isErased(JSON.stringify({ external_user_id: "gone" }))).toBe(true);
+  });
+
   it("checks the Brevo identifier properties of the stage, emails without regard to case", () => {
     const brevo = brevoConfigSchema.parse({ api_key_secret: "k", identifiers: { ext_id: "distinct_id", email_id: "$email", phone_id: "$phone" } });
     const matcher = erasedMatcher(digests("person@example.com", "+33612345678"), brevo)!;
