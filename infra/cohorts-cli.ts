@@ -25,7 +25,7 @@ import { pathToFileURL } from "node:url";
 import * as z from "zod";
 import { readEnv } from "../lib/config/env.js";
 import { LOCAL_STAGE, loadStageConfig, stageConfigPath } from "../lib/config/stage.js";
-import { describeError } from "../lib/errors.js";
+import { describeError } from "../lib/util/errors.js";
 import { realRetryDeps } from "../lib/http/retry.js";
 import { mixpanelCredentialsSource } from "../lib/mixpanel/credentials.js";
 import { queryBaseUrl } from "../lib/mixpanel/hosts.js";

@@ -16,7 +16,7 @@ import { resolve } from "node:path";
 import { pathToFileURL } from "node:url";
 import * as z from "zod";
 import { LOCAL_STAGE } from "../lib/config/stage.js";
-import { describeError } from "../lib/errors.js";
+import { describeError } from "../lib/util/errors.js";
 import { parseJsonWith } from "../lib/util/json.js";
 import { LOCAL_COHORT_EXPORT_PATH } from "./local/cohorts.js";
 import { UsageError, parseArgs } from "./cli-args.js";

@@ -1,7 +1,7 @@
 import { BatchProcessor, EventType, processPartialResponse } from "@aws-lambda-powertools/batch";
 import type { Context, SQSBatchResponse, SQSEvent, SQSRecord } from "aws-lambda";
 import { deliverMessage } from "../../lib/destinations/deliver.js";
-import { describeError } from "../../lib/errors.js";
+import { describeError } from "../../lib/util/errors.js";
 import { invocationClock, withTelemetry } from "../../lib/observability/handler.js";
 import { count, logger } from "../../lib/observability/telemetry.js";
 import { createLiteRuntimeContext, once } from "../../lib/runtime/lite-context.js";

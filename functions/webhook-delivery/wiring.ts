@@ -5,7 +5,7 @@ import { createS3Bucket } from "../../lib/aws/s3-bucket.js";
 import { createCohortStore } from "../../lib/cohorts/store.js";
 import type { DeliveryDeps } from "../../lib/destinations/deliver.js";
 import { createDestinationNetwork } from "../../lib/destinations/send.js";
-import { RetryableError } from "../../lib/errors.js";
+import { RetryableError } from "../../lib/util/errors.js";
 import { realRetryDeps } from "../../lib/http/retry.js";
 import { logger } from "../../lib/observability/telemetry.js";
 import { cachedSuppression, readSuppressedDigests } from "../../lib/privacy/suppression.js";

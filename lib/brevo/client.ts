@@ -1,4 +1,4 @@
-import { ConfigError, RetryableError, ValidationError } from "../errors.js";
+import { ConfigError, RetryableError, ValidationError } from "../util/errors.js";
 import { parseJsonOrUndefined } from "../util/json.js";
 import type { FetchLike, HttpResult } from "../http/fetch.js";
 import { createGuardedFetch } from "../http/guarded-fetch.js";

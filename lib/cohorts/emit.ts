@@ -1,5 +1,5 @@
 import { gunzipSync, gzipSync, constants } from "node:zlib";
-import { MissingObjectError, ValidationError } from "../errors.js";
+import { MissingObjectError, ValidationError } from "../util/errors.js";
 import { parseJsonOrThrow } from "../util/json.js";
 import { type ExportState, type PageMember, type SyncState, parseMembers } from "./messages.js";
 import { DEFAULT_INVOCATION_WORK_MS, isPartitionedRun, partitionOf, readPrevious, runPartitions, snapshotKeys } from "./partition-layout.js";

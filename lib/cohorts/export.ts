@@ -1,4 +1,4 @@
-import { describeError } from "../errors.js";
+import { describeError } from "../util/errors.js";
 import type { SyncState } from "./messages.js";
 import { emitRuns } from "./emit.js";
 import { openTickBudget } from "./budget.js";

@@ -1,4 +1,4 @@
-import { RetryableError, describeError } from "../errors.js";
+import { RetryableError, describeError } from "../util/errors.js";
 import { BudgetExhaustedError, type QueryClient, isSessionError } from "../mixpanel/query.js";
 import type { ExportState, PageMember, SyncState } from "./messages.js";
 import { type CohortSync, outputPropertiesFor } from "../config/cohort-syncs.js";

@@ -1,4 +1,4 @@
-import { ValidationError } from "../errors.js";
+import { ValidationError } from "../util/errors.js";
 import { parseJsonOrThrow } from "../util/json.js";
 import type { CohortSync } from "../config/cohort-syncs.js";
 

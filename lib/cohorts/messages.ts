@@ -1,5 +1,5 @@
 import * as z from "../util/zod.js";
-import { ValidationError } from "../errors.js";
+import { ValidationError } from "../util/errors.js";
 
 /**
  * Shapes that cross a boundary between the two functions or between runs:

@@ -1,4 +1,4 @@
-import { RetryableError, describeError } from "../errors.js";
+import { RetryableError, describeError } from "../util/errors.js";
 import { BudgetExhaustedError, type CohortInfo } from "../mixpanel/query.js";
 import type { SyncState } from "./messages.js";
 import { type CohortSync, ONCE, rateToMs } from "../config/cohort-syncs.js";

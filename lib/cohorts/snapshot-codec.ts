@@ -1,4 +1,4 @@
-import { ValidationError } from "../errors.js";
+import { ValidationError } from "../util/errors.js";
 import { PROP_HASH_DEFAULT, idHash } from "./hash.js";
 import type { MemberColumns } from "./member-columns.js";
 import { compareKeys } from "./member-key.js";

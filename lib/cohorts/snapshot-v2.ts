@@ -1,7 +1,7 @@
 import { Readable } from "node:stream";
 import { constants, createGunzip, createGzip } from "node:zlib";
 import * as z from "../util/zod.js";
-import { ValidationError } from "../errors.js";
+import { ValidationError } from "../util/errors.js";
 import { parseJsonOrThrow } from "../util/json.js";
 import { PROP_HASH_DEFAULT, idHash } from "./hash.js";
 import type { MemberColumns } from "./member-columns.js";

@@ -1,4 +1,4 @@
-import { ValidationError } from "../errors.js";
+import { ValidationError } from "../util/errors.js";
 import { parseJsonOrThrow, parseJsonOrUndefined } from "../util/json.js";
 import * as z from "../util/zod.js";
 

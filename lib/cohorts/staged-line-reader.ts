@@ -1,5 +1,5 @@
 import { gunzipSync } from "node:zlib";
-import { ValidationError } from "../errors.js";
+import { ValidationError } from "../util/errors.js";
 import { parseJsonOrThrow, parseJsonOrUndefined } from "../util/json.js";
 import { idHash, idHashOfAsciiBytes } from "./hash.js";
 import { type PageMember, parseMembers } from "./messages.js";

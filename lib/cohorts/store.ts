@@ -4,7 +4,7 @@ import { gunzipSync, gzipSync } from "node:zlib";
 import { parseJsonOrThrow } from "../util/json.js";
 import type * as z from "../util/zod.js";
 import { formatZodIssues } from "../config/env.js";
-import { MissingObjectError, RetryableError, ValidationError } from "../errors.js";
+import { MissingObjectError, RetryableError, ValidationError } from "../util/errors.js";
 import {
   type DeliveryPage,
   type FailureRecord,

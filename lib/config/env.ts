@@ -1,5 +1,5 @@
 import * as z from "../util/zod.js";
-import { ConfigError } from "../errors.js";
+import { ConfigError } from "../util/errors.js";
 
 /**
  * Every environment variable the functions read, validated once at cold start.

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import * as z from "../util/zod.js";
-import { ConfigError } from "../errors.js";
+import { ConfigError } from "../util/errors.js";
 import { formatZodIssues } from "./env.js";
 import { mappingConfigSchema } from "./mapping.js";
 import { cohortSyncsSchema, cohortSyncsSchemaFor } from "./cohort-syncs.js";

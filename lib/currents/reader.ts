@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import { isMissingObject } from "../aws/aws-call.js";
 import type { S3Api } from "../aws/s3.js";
 import type { StageConfig } from "../config/stage.js";
-import { RetryableError, ValidationError, describeError } from "../errors.js";
+import { RetryableError, ValidationError, describeError } from "../util/errors.js";
 import type { RejectedStore } from "../queue/rejected-store.js";
 import type { QueueSender } from "../queue/sqs-sender.js";
 import { enqueueMappedItems } from "../enqueue/enqueue.js";

@@ -1,5 +1,5 @@
 import * as z from "../util/zod.js";
-import { RetryableError } from "../errors.js";
+import { RetryableError } from "../util/errors.js";
 import { parseRetryAfterMs } from "../http/retry.js";
 import type { HttpResult } from "../http/fetch.js";
 import type { DeliveryPage, PageMember } from "../cohorts/messages.js";

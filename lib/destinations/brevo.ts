@@ -1,5 +1,5 @@
 import * as z from "../util/zod.js";
-import { RetryableError, UpstreamRejectedError } from "../errors.js";
+import { RetryableError, UpstreamRejectedError } from "../util/errors.js";
 import type { HttpResult } from "../http/fetch.js";
 import type { DeliveryPage, PageMember } from "../cohorts/messages.js";
 import type { BrevoDestination } from "../config/cohort-syncs.js";

@@ -1,6 +1,6 @@
 import * as z from "../util/zod.js";
 import { formatZodIssues } from "../config/env.js";
-import { ConfigError, RetryableError, UpstreamRejectedError, ValidationError, describeError } from "../errors.js";
+import { ConfigError, RetryableError, UpstreamRejectedError, ValidationError, describeError } from "../util/errors.js";
 import { type DeliveryMessage, type DeliveryPage, deliveryMessageSchema } from "../cohorts/messages.js";
 import { type CohortStore, keys } from "../cohorts/store.js";
 import type { CohortSync } from "../config/cohort-syncs.js";

@@ -1,5 +1,5 @@
 import * as z from "../util/zod.js";
-import { UpstreamRejectedError } from "../errors.js";
+import { UpstreamRejectedError } from "../util/errors.js";
 import { type FetchLike, type HttpResult, throwForStatus } from "../http/fetch.js";
 import type { RetryDeps, RetryPolicy } from "../http/retry.js";
 import type { SecretReader } from "../secrets/secrets.js";

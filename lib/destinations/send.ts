@@ -1,4 +1,4 @@
-import { RetryableError } from "../errors.js";
+import { RetryableError } from "../util/errors.js";
 import { type FetchLike, type HttpResult, fetchText } from "../http/fetch.js";
 import { type Resolver, createGuardedFetch } from "../http/guarded-fetch.js";
 import { withRetry } from "../http/retry.js";

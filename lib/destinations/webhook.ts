@@ -1,5 +1,5 @@
 import * as z from "../util/zod.js";
-import { RetryableError, UpstreamRejectedError } from "../errors.js";
+import { RetryableError, UpstreamRejectedError } from "../util/errors.js";
 import type { DeliveryPage, PageMember } from "../cohorts/messages.js";
 import type { CohortSync, WebhookDestination } from "../config/cohort-syncs.js";
 import { type SenderDeps, basicAuth, basicAuthSecretSchema, signingSecretSchema, text } from "./http.js";

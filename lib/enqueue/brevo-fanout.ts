@@ -1,4 +1,4 @@
-import { RetryableError, describeError } from "../errors.js";
+import { RetryableError, describeError } from "../util/errors.js";
 import type { RejectedStore } from "../queue/rejected-store.js";
 import type { QueueSender } from "../queue/sqs-sender.js";
 import type { RecordKind } from "../records/envelope.js";

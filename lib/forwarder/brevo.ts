@@ -2,7 +2,7 @@ import { createHash } from "node:crypto";
 import * as z from "../util/zod.js";
 import { parseJsonWith } from "../util/json.js";
 import type { IdentityMode } from "../config/mapping.js";
-import { ConfigError, RetryableError, describeError } from "../errors.js";
+import { ConfigError, RetryableError, describeError } from "../util/errors.js";
 import type { HttpResult } from "../http/fetch.js";
 import type { RecordOutcome } from "../queue/envelope-consumer.js";
 import type { RecordKind } from "../records/envelope.js";

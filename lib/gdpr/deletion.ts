@@ -3,7 +3,7 @@ import { parseJsonWith } from "../util/json.js";
 import * as z from "../util/zod.js";
 import { idDigest } from "../privacy/suppression.js";
 import type { Residency } from "../config/stage.js";
-import { ConfigError, RetryableError, UpstreamRejectedError } from "../errors.js";
+import { ConfigError, RetryableError, UpstreamRejectedError } from "../util/errors.js";
 import { type FetchLike, fetchText, throwForStatus } from "../http/fetch.js";
 import { type RetryDeps, withRetry } from "../http/retry.js";
 import type { BrevoClient } from "../brevo/client.js";

@@ -1,4 +1,4 @@
-import { ConfigError, RetryableError, UpstreamRejectedError, ValidationError } from "../errors.js";
+import { ConfigError, RetryableError, UpstreamRejectedError, ValidationError } from "../util/errors.js";
 import { parseRetryAfterMs } from "./retry.js";
 
 export type FetchLike = (input: string | URL, init?: RequestInit) => Promise<Response>;

@@ -1,7 +1,7 @@
 import { lookup as dnsLookup } from "node:dns/promises";
 import type { IncomingMessage } from "node:http";
 import { type LookupFunction, isIP } from "node:net";
-import { ValidationError } from "../errors.js";
+import { ValidationError } from "../util/errors.js";
 import { type AddressPolicy, normalizeHost, resolvedAddressProblem } from "../util/address-policy.js";
 import type { FetchLike } from "./fetch.js";
 

@@ -1,4 +1,4 @@
-import { RetryableError } from "../errors.js";
+import { RetryableError } from "../util/errors.js";
 
 /**
  * One retry policy for every outbound call (Mixpanel, Brevo, Braze, webhooks).

@@ -3,7 +3,7 @@ import { protectItems } from "../pii/items.js";
 import type { RejectedItemRecord, RejectedStore } from "../queue/rejected-store.js";
 import type { RecordKind } from "../records/envelope.js";
 import type { MappedItem, RejectedItem } from "../sources/types.js";
-import { RetryableError } from "../errors.js";
+import { RetryableError } from "../util/errors.js";
 import { type ByteBudget, ndjsonBytes } from "./byte-budget.js";
 import type { BatchSender } from "./run.js";
 

@@ -1,7 +1,7 @@
 import { hash, timingSafeEqual } from "node:crypto";
 import * as z from "../util/zod.js";
 import type { Env } from "../config/env.js";
-import { ConfigError } from "../errors.js";
+import { ConfigError } from "../util/errors.js";
 import type { SecretReader } from "../secrets/secrets.js";
 
 /** Intake tokens secret: `{"tokens": ["…", "…"]}` (several, so tokens can be rotated without downtime). */

@@ -1,6 +1,6 @@
 import type { StageConfig } from "../config/stage.js";
 import { enqueueMappedItems } from "../enqueue/enqueue.js";
-import { ConfigError, RetryableError, ValidationError, describeError } from "../errors.js";
+import { ConfigError, RetryableError, ValidationError, describeError } from "../util/errors.js";
 import type { QueueSender } from "../queue/sqs-sender.js";
 import type { RejectedStore } from "../queue/rejected-store.js";
 import type { MappedItem, RejectedItem } from "../sources/types.js";

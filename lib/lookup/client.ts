@@ -1,5 +1,5 @@
 import * as z from "../util/zod.js";
-import { ConfigError, RetryableError, UpstreamRejectedError } from "../errors.js";
+import { ConfigError, RetryableError, UpstreamRejectedError } from "../util/errors.js";
 import { type FetchLike, fetchText, throwForStatus } from "../http/fetch.js";
 import { formatZodIssues } from "../config/env.js";
 import { parseJson } from "../util/json.js";

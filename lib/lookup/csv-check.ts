@@ -3,7 +3,7 @@ import { Readable, Transform, Writable } from "node:stream";
 import { pipeline } from "node:stream/promises";
 import { createGunzip, createGzip } from "node:zlib";
 import type { CsvError as CsvParseError } from "csv-parse";
-import { ValidationError } from "../errors.js";
+import { ValidationError } from "../util/errors.js";
 
 /**
  * Checks a lookup-table CSV the way Mixpanel will before a replace is spent on it

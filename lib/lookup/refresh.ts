@@ -1,4 +1,4 @@
-import { ConfigError, RetryableError, UpstreamRejectedError, describeError } from "../errors.js";
+import { ConfigError, RetryableError, UpstreamRejectedError, describeError } from "../util/errors.js";
 import { type LookupTable, ON_UPLOAD } from "../config/lookup-tables.js";
 import { rateToMs } from "../config/cohort-syncs.js";
 import { type LookupCsvInput, type LookupCsvProgress, type LookupCsvSummary, LookupCsvError, checkLookupCsv } from "./csv-check.js";

@@ -1,7 +1,7 @@
 import * as z from "../util/zod.js";
 import { isMissingObject } from "../aws/aws-call.js";
 import type { S3Api } from "../aws/s3.js";
-import { RetryableError } from "../errors.js";
+import { RetryableError } from "../util/errors.js";
 import { parseJsonWith } from "../util/json.js";
 
 /**

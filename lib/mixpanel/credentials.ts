@@ -1,6 +1,6 @@
 import * as z from "../util/zod.js";
 import type { Env } from "../config/env.js";
-import { ConfigError } from "../errors.js";
+import { ConfigError } from "../util/errors.js";
 import type { SecretReader } from "../secrets/secrets.js";
 
 /**

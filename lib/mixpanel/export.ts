@@ -1,4 +1,4 @@
-import { RetryableError } from "../errors.js";
+import { RetryableError } from "../util/errors.js";
 import { type FetchLike, throwForStatus } from "../http/fetch.js";
 import { type RetryDeps, type RetryPolicy, DEFAULT_RETRY_POLICY, withRetry } from "../http/retry.js";
 import type { QueryCredentials } from "./query.js";

@@ -1,7 +1,7 @@
 import { promisify } from "node:util";
 import { gzip as gzipCallback, constants as zlibConstants } from "node:zlib";
 import * as z from "../util/zod.js";
-import { ConfigError, RetryableError, describeError } from "../errors.js";
+import { ConfigError, RetryableError, describeError } from "../util/errors.js";
 import { type FetchLike, type HttpResult, fetchText, throwForStatus } from "../http/fetch.js";
 import { DEFAULT_RETRY_POLICY, type RetryDeps, type RetryPolicy, withRetry } from "../http/retry.js";
 import { groupByCaps } from "../util/batching.js";

@@ -1,5 +1,5 @@
 import * as z from "../util/zod.js";
-import { RetryableError, UpstreamRejectedError, ValidationError } from "../errors.js";
+import { RetryableError, UpstreamRejectedError, ValidationError } from "../util/errors.js";
 import { type FetchLike, fetchText, throwForStatus } from "../http/fetch.js";
 import { type RetryDeps, type RetryPolicy, DEFAULT_RETRY_POLICY, withRetry } from "../http/retry.js";
 import { formatZodIssues } from "../config/env.js";

@@ -1,5 +1,5 @@
 import type { Context } from "aws-lambda";
-import { describeError } from "../errors.js";
+import { describeError } from "../util/errors.js";
 import { createFunctionLogger, logger, metrics, publishMetrics, runWithFunctionLogger } from "./telemetry.js";
 
 /**

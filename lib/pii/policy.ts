@@ -1,5 +1,5 @@
 import { createHmac } from "node:crypto";
-import { ConfigError } from "../errors.js";
+import { ConfigError } from "../util/errors.js";
 import type { RecordKind } from "../records/envelope.js";
 import { setOwn } from "../util/renames.js";
 import { type PiiAction, type PiiConfig, needsHashKey } from "../config/pii.js";

@@ -1,6 +1,6 @@
 import type { Env } from "../config/env.js";
 import type { StageConfig } from "../config/stage.js";
-import { ConfigError } from "../errors.js";
+import { ConfigError } from "../util/errors.js";
 import type { SecretReader } from "../secrets/secrets.js";
 import { renamed } from "../util/renames.js";
 import { needsHashKey, piiKeySecretSchema } from "../config/pii.js";

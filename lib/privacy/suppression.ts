@@ -1,7 +1,7 @@
 import { isMissingObject } from "../aws/aws-call.js";
 import type { S3Api } from "../aws/s3.js";
 import * as z from "../util/zod.js";
-import { RetryableError, describeError } from "../errors.js";
+import { RetryableError, describeError } from "../util/errors.js";
 import { parseJsonWith } from "../util/json.js";
 import { hash } from "node:crypto";
 

@@ -1,4 +1,4 @@
-import { UpstreamRejectedError, ValidationError, describeError } from "../errors.js";
+import { UpstreamRejectedError, ValidationError, describeError } from "../util/errors.js";
 import type { QuerySync } from "../config/query-syncs.js";
 import type { RecordOutcome } from "../queue/envelope-consumer.js";
 import { type SenderDeps, apiKeySecretSchema, chunkOf } from "../destinations/http.js";

@@ -1,5 +1,5 @@
 import { BudgetExhaustedError, type QueryClient } from "../mixpanel/query.js";
-import { describeError } from "../errors.js";
+import { describeError } from "../util/errors.js";
 import type { QuerySync } from "../config/query-syncs.js";
 import { planRows, destinationValues } from "./diff.js";
 import { type QueryDeliveryDeps, deliverRows } from "./deliver.js";

@@ -2,7 +2,7 @@ import { gunzipSync, gzipSync } from "node:zlib";
 import * as z from "../util/zod.js";
 import { parseJsonWith } from "../util/json.js";
 import { formatZodIssues } from "../config/env.js";
-import { ValidationError } from "../errors.js";
+import { ValidationError } from "../util/errors.js";
 
 /**
  * Where a query sync keeps its state, in the cohort snapshot bucket beside the cohort syncs

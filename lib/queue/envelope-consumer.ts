@@ -1,4 +1,4 @@
-import { describeError } from "../errors.js";
+import { describeError } from "../util/errors.js";
 import { insertIdHash } from "../observability/trace-ids.js";
 import { type RecordKind, serializeEnvelope } from "../records/envelope.js";
 import { type QueuedRecords, packEnvelopesV2, parseQueuedRecords } from "../records/envelope-v2.js";

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import * as z from "../util/zod.js";
 import type { S3Api } from "../aws/s3.js";
-import { RetryableError } from "../errors.js";
+import { RetryableError } from "../util/errors.js";
 import { recordKindSchema } from "../records/envelope.js";
 import { stringifyBounded } from "../util/deep-json.js";
 

@@ -1,5 +1,5 @@
 import type { SqsApi, SqsEntry } from "../aws/sqs.js";
-import { RetryableError } from "../errors.js";
+import { RetryableError } from "../util/errors.js";
 import { groupByCaps } from "../util/batching.js";
 
 /** SendMessageBatch takes at most 10 entries, and their total size counts against the message cap. */

@@ -1,4 +1,4 @@
-import { ConfigError } from "../errors.js";
+import { ConfigError } from "../util/errors.js";
 import { apiKeySecretSchema } from "../destinations/http.js";
 import type { EnvelopeConsumerDeps } from "../queue/envelope-consumer.js";
 import { DEADLINE_MARGIN_MS, sqsRequeue } from "./forwarder.js";

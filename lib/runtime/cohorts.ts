@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import * as z from "../util/zod.js";
 import { formatZodIssues, requireSetting } from "../config/env.js";
-import { ConfigError } from "../errors.js";
+import { ConfigError } from "../util/errors.js";
 import { realRetryDeps } from "../http/retry.js";
 import { mixpanelCredentialsSource } from "../mixpanel/credentials.js";
 import { queryBaseUrl } from "../mixpanel/hosts.js";

@@ -1,6 +1,6 @@
 import * as z from "../util/zod.js";
 import { formatZodIssues, requireSetting } from "../config/env.js";
-import { ConfigError } from "../errors.js";
+import { ConfigError } from "../util/errors.js";
 import { mixpanelCredentialsSource } from "../mixpanel/credentials.js";
 import { ingestionBaseUrl } from "../mixpanel/hosts.js";
 import { MetricUnit, logger, metrics } from "../observability/telemetry.js";

@@ -4,7 +4,7 @@ import { readFile } from "node:fs/promises";
 import { resolve } from "node:path";
 import { requireSetting } from "../config/env.js";
 import { LOCAL_STAGE } from "../config/stage.js";
-import { ConfigError } from "../errors.js";
+import { ConfigError } from "../util/errors.js";
 import { realRetryDeps } from "../http/retry.js";
 import { logger } from "../observability/telemetry.js";
 import { createDestinationNetwork } from "../destinations/send.js";

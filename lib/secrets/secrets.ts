@@ -1,6 +1,6 @@
 import * as z from "../util/zod.js";
 import { AwsCallError, type AwsTarget, asAwsCallError } from "../aws/aws-call.js";
-import { ConfigError, RetryableError } from "../errors.js";
+import { ConfigError, RetryableError } from "../util/errors.js";
 import { formatZodIssues } from "../config/env.js";
 import { parseJson } from "../util/json.js";
 

@@ -1,5 +1,5 @@
 import * as z from "../util/zod.js";
-import { ValidationError } from "../errors.js";
+import { ValidationError } from "../util/errors.js";
 import { MAX_CONTAINER_DEPTH, applyEventRules, deriveInsertId } from "../mixpanel/event-rules.js";
 import { applyIdentityMode, isIdentityEvent } from "./identity.js";
 import { INVALID_PROPERTY_NAME, findProtoKey, protoKeyReason, rejectProtoKey } from "./property-names.js";

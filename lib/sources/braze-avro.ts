@@ -5,7 +5,7 @@ import type avro from "avsc";
 // currents-reader bundle (about 40 KB, and nearly half of avsc's load time; docs/performance.md).
 import avroContainers from "avsc/lib/containers.js";
 import avroTypes from "avsc/lib/types.js";
-import { ValidationError } from "../errors.js";
+import { ValidationError } from "../util/errors.js";
 import { mapBrazeEvent } from "./braze-currents.js";
 import { CUSTOM_EVENT_TYPE, PURCHASE_EVENT_TYPE, normalizeBrazeEventType } from "../vocabulary/braze-labels.js";
 import { setOwn } from "../util/renames.js";

@@ -1,5 +1,5 @@
 import * as z from "../util/zod.js";
-import { ValidationError } from "../errors.js";
+import { ValidationError } from "../util/errors.js";
 import { applyEventRules } from "../mixpanel/event-rules.js";
 import { withoutCallerTokens } from "./caller-tokens.js";
 import { applyIdentityMode, isIdentityEvent } from "./identity.js";

@@ -1,5 +1,5 @@
 import * as z from "../util/zod.js";
-import { ValidationError } from "../errors.js";
+import { ValidationError } from "../util/errors.js";
 import { INVALID_NUMBER, findNonFiniteNumber, nonFiniteReason } from "../mixpanel/event-rules.js";
 import { withoutCallerTokens } from "./caller-tokens.js";
 import { INVALID_PROPERTY_NAME, findProtoKey, protoKeyReason, rejectProtoKey } from "./property-names.js";

@@ -19,7 +19,7 @@ export function parseJson(text: string): JsonText {
 /**
  * JSON.parse that throws `failure(the parser's message)` for text that is not JSON: for text
  * whose error class decides what happens next (a stored object, a queue message), so each
- * reader names its own typed error (lib/errors.ts) in one line. Builds no result object.
+ * reader names its own typed error (lib/util/errors.ts) in one line. Builds no result object.
  */
 export function parseJsonOrThrow(text: string, failure: (parserMessage: string) => Error): unknown {
   try {

@@ -9,7 +9,7 @@ import { createRejectedStore, rejectedBatchSchema } from "../../lib/queue/reject
 import { serializeEnvelope } from "../../lib/records/envelope.js";
 import { parseQueuedRecords } from "../../lib/records/envelope-v2.js";
 import type { BrevoServer } from "../../infra/local/peers/brevo-server.js";
-import { RetryableError } from "../../lib/errors.js";
+import { RetryableError } from "../../lib/util/errors.js";
 import { idDigest } from "../../lib/privacy/suppression.js";
 import { startLocalAws } from "../support/fauxqs.js";
 import { localBrevoClient, localBrevoSend, localBrevos } from "../support/local-brevo.js";

@@ -5,7 +5,7 @@ import type { DeliveryPage } from "../../lib/cohorts/messages.js";
 import { cohortSyncsSchemaFor, type BrevoDestination } from "../../lib/config/cohort-syncs.js";
 import { sendBrevoPage } from "../../lib/destinations/brevo.js";
 import { createDestinationNetwork } from "../../lib/destinations/send.js";
-import { UpstreamRejectedError, ValidationError } from "../../lib/errors.js";
+import { UpstreamRejectedError, ValidationError } from "../../lib/util/errors.js";
 import type { SecretReader } from "../../lib/secrets/secrets.js";
 import * as z from "../../lib/util/zod.js";
 

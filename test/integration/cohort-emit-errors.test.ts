@@ -4,7 +4,7 @@ import type { ExportDeps, ExportLog } from "../../lib/cohorts/export.js";
 import { CorruptIdentityError, parseIdentity } from "../../lib/cohorts/identity.js";
 import { decodeSnapshot, encodeSnapshot } from "../../lib/cohorts/snapshot-codec.js";
 import { keys } from "../../lib/cohorts/store.js";
-import { MissingObjectError, RetryableError, ValidationError } from "../../lib/errors.js";
+import { MissingObjectError, RetryableError, ValidationError } from "../../lib/util/errors.js";
 import { WebhookReceiver } from "../../infra/local/peers/webhook-server.js";
 import { type Harness, startHarness } from "../unit/cohorts/harness.js";
 

@@ -2,7 +2,7 @@ import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, describe, expect, it } from "vitest";
 import { keys } from "../../lib/cohorts/store.js";
-import { UpstreamRejectedError } from "../../lib/errors.js";
+import { UpstreamRejectedError } from "../../lib/util/errors.js";
 import { fetchText, throwForStatus } from "../../lib/http/fetch.js";
 import { createQueryBudget, createQueryClient } from "../../lib/mixpanel/query.js";
 import { type Harness, startHarness } from "../unit/cohorts/harness.js";

@@ -7,7 +7,7 @@ import { CreateQueueCommand, DeleteMessageCommand, ReceiveMessageCommand } from 
 import { buildApp } from "fauxqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { parseStageConfig } from "../../lib/config/stage.js";
-import { ConfigError, RetryableError } from "../../lib/errors.js";
+import { ConfigError, RetryableError } from "../../lib/util/errors.js";
 import { handleIntake, type HttpRequest, type IntakeDeps } from "../../lib/intake/process.js";
 import { MAX_REJECTED_OBJECT_BYTES, createRejectedStore, rejectedBatchSchema } from "../../lib/queue/rejected-store.js";
 import { type QueueSender, createQueueSender } from "../../lib/queue/sqs-sender.js";

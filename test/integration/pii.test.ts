@@ -173,7 +173,7 @@ describe("PII rules at the edge", () => {
 
   it("answers 503 and queues nothing when the hash key cannot be read", async () => {
     const { handleIntake } = await import("../../lib/intake/process.js");
-    const { RetryableError } = await import("../../lib/errors.js");
+    const { RetryableError } = await import("../../lib/util/errors.js");
     const { parseStageConfig } = await import("../../lib/config/stage.js");
     const sent: string[][] = [];
     const result = await handleIntake(

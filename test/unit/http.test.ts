@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError, RetryableError, UpstreamRejectedError, ValidationError } from "../../lib/errors.js";
+import { ConfigError, RetryableError, UpstreamRejectedError, ValidationError } from "../../lib/util/errors.js";
 import { throwForStatus } from "../../lib/http/fetch.js";
 import { DEFAULT_RETRY_POLICY, backoffDelayMs, parseRetryAfterMs, withRetry } from "../../lib/http/retry.js";
 

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseStageConfig } from "../../lib/config/stage.js";
-import { ValidationError } from "../../lib/errors.js";
+import { ValidationError } from "../../lib/util/errors.js";
 import { mapNativeEvents } from "../../lib/sources/native.js";
 
 const nowMs = Date.UTC(2026, 10, 22, 12);

@@ -1,6 +1,6 @@
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import * as z from "zod";
-import { ConfigError, RetryableError } from "../../lib/errors.js";
+import { ConfigError, RetryableError } from "../../lib/util/errors.js";
 import { mixpanelCredentialsSource } from "../../lib/mixpanel/credentials.js";
 import { readEnv } from "../../lib/config/env.js";
 import { createSecretReader } from "../../lib/secrets/secrets.js";

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { SqsApi, SqsEntry } from "../../lib/aws/sqs.js";
-import { RetryableError } from "../../lib/errors.js";
+import { RetryableError } from "../../lib/util/errors.js";
 import { createQueueSender } from "../../lib/queue/sqs-sender.js";
 
 function recordingSqs(answers: ((entries: readonly SqsEntry[]) => Promise<{ Id: string; Code: string; Message: string }[]>)[]): SqsApi & { calls: string[][] } {

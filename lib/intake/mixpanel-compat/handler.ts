@@ -1,5 +1,5 @@
 import type { StageConfig } from "../../config/stage.js";
-import { ConfigError, describeError } from "../../errors.js";
+import { ConfigError, describeError } from "../../util/errors.js";
 import { tokenMatches } from "../auth.js";
 import { correlationIdFor, enqueueMapped, type HttpRequest, type IntakeDeps, type IntakeResult } from "../process.js";
 import { LONE_SURROGATES_METRIC } from "../text-metrics.js";

@@ -1,6 +1,6 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import { afterEach, describe, expect, it } from "vitest";
-import { RetryableError } from "../../../lib/errors.js";
+import { RetryableError } from "../../../lib/util/errors.js";
 import { type ExportLine, createExportClient, createExportPace } from "../../../lib/mixpanel/export.js";
 
 /** The raw export reader against a loopback server that writes its answer in awkward pieces. */

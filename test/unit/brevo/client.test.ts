@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { createBrevoClient, type BrevoClientOptions } from "../../../lib/brevo/client.js";
-import { ConfigError, RetryableError, ValidationError } from "../../../lib/errors.js";
+import { ConfigError, RetryableError, ValidationError } from "../../../lib/util/errors.js";
 import { BrevoServer } from "../../../infra/local/peers/brevo-server.js";
 import { createBrevoClientFor } from "../../../lib/runtime/brevo-forwarder.js";
 import { brevoConfigSchema } from "../../../lib/config/brevo.js";

@@ -3,7 +3,7 @@ import { CreateBucketCommand, GetObjectCommand, ListObjectsV2Command } from "@aw
 import { CreateQueueCommand, ReceiveMessageCommand } from "@aws-sdk/client-sqs";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { sendToBrevoQueue } from "../../../lib/enqueue/brevo-fanout.js";
-import { RetryableError } from "../../../lib/errors.js";
+import { RetryableError } from "../../../lib/util/errors.js";
 import { createRejectedStore, rejectedBatchSchema } from "../../../lib/queue/rejected-store.js";
 import { createQueueSender } from "../../../lib/queue/sqs-sender.js";
 import { startLocalAws } from "../../support/fauxqs.js";

@@ -1,7 +1,7 @@
 import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { ConfigError, RetryableError, ValidationError } from "../../../lib/errors.js";
+import { ConfigError, RetryableError, ValidationError } from "../../../lib/util/errors.js";
 import { BudgetExhaustedError, createQueryBudget, createQueryClient, engageForm, quoteUnsafeDistinctIds } from "../../../lib/mixpanel/query.js";
 import { type CohortQueryApi, createCohortQueryApi } from "../../../infra/local/peers/mixpanel-query.js";
 

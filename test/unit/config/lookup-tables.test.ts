@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ConfigError } from "../../../lib/errors.js";
+import { ConfigError } from "../../../lib/util/errors.js";
 import { parseStageConfig } from "../../../lib/config/stage.js";
 
 const entry = { id: "products", table_id: "3f6a0c1e", source: { type: "s3", bucket: "acme-catalog", key: "catalog/products.csv" }, schedule: "rate(1 day)" };

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { parseStageConfig } from "../../../lib/config/stage.js";
-import { ConfigError } from "../../../lib/errors.js";
+import { ConfigError } from "../../../lib/util/errors.js";
 
 function configError(raw: unknown): string {
   try {

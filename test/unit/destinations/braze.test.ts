@@ -3,7 +3,7 @@ import type { DeliveryPage, PageMember } from "../../../lib/cohorts/messages.js"
 import { type BrazeDestination, cohortSyncsSchemaFor } from "../../../lib/config/cohort-syncs.js";
 import { brazeRetryAfterMs, sendBrazePage } from "../../../lib/destinations/braze.js";
 import type { SenderDeps } from "../../../lib/destinations/http.js";
-import { RetryableError } from "../../../lib/errors.js";
+import { RetryableError } from "../../../lib/util/errors.js";
 import { BrazeServer } from "../../../infra/local/peers/braze-server.js";
 import { Clock } from "../cohorts/harness.js";
 import { localSecrets, sendersOnTestTime } from "../../support/destination-senders.js";

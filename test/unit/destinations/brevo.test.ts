@@ -4,7 +4,7 @@ import type { DeliveryPage, PageMember, SyncAction } from "../../../lib/cohorts/
 import { cohortSyncsSchemaFor, type BrevoDestination } from "../../../lib/config/cohort-syncs.js";
 import { BREVO_IMPORT_MAX_BYTES, type RateGate, brevoImportRequests, sendBrevoPage } from "../../../lib/destinations/brevo.js";
 import type { SenderDeps } from "../../../lib/destinations/http.js";
-import { RetryableError } from "../../../lib/errors.js";
+import { RetryableError } from "../../../lib/util/errors.js";
 import { type BrevoServer, MAX_IMPORT_BYTES } from "../../../infra/local/peers/brevo-server.js";
 import { Clock } from "../cohorts/harness.js";
 import { localSecrets, sendersOnTestTime } from "../../support/destination-senders.js";

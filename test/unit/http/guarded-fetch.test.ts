@@ -1,7 +1,7 @@
 import { createServer, type IncomingMessage } from "node:http";
 import type { AddressInfo } from "node:net";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { ValidationError } from "../../../lib/errors.js";
+import { ValidationError } from "../../../lib/util/errors.js";
 import { createGuardedFetch, type Resolver } from "../../../lib/http/guarded-fetch.js";
 
 /**

@@ -3,7 +3,7 @@ import { gunzipSync, gzipSync } from "node:zlib";
 import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { applyEventRules } from "../../../lib/mixpanel/event-rules.js";
-import { ValidationError } from "../../../lib/errors.js";
+import { ValidationError } from "../../../lib/util/errors.js";
 import { canonicalJson } from "../../../lib/util/json.js";
 import { serializeEnvelope } from "../../../lib/records/envelope.js";
 import { MAX_RECORDS_PER_MESSAGE, gzipBody, packEnvelopesV2, parseQueuedRecords } from "../../../lib/records/envelope-v2.js";

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ValidationError } from "../../../lib/errors.js";
+import { ValidationError } from "../../../lib/util/errors.js";
 import { mapAdobeBatch, mapAdobeEvent, resolveCustomProperties } from "../../../lib/sources/adobe.js";
 import { NOW_MS, context, expectRecord, expectRejected, parseEventLine } from "./support.js";
 

@@ -1,6 +1,6 @@
 import { deflateRawSync } from "node:zlib";
 import { describe, expect, it } from "vitest";
-import { ValidationError } from "../../../lib/errors.js";
+import { ValidationError } from "../../../lib/util/errors.js";
 import {
   brazeAvroRecordToEvent,
   brazeEventTypeFromKey,

@@ -1,6 +1,6 @@
 import { describe, expect, it } from "vitest";
 import * as z from "zod";
-import { ValidationError } from "../../../lib/errors.js";
+import { ValidationError } from "../../../lib/util/errors.js";
 import { mapBrazeCurrentsBatch, mapBrazeEvent } from "../../../lib/sources/braze-currents.js";
 import {
   FIXTURES_DIR,

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { ValidationError } from "../../../lib/errors.js";
+import { ValidationError } from "../../../lib/util/errors.js";
 import { mapGroupUpdates } from "../../../lib/sources/groups.js";
 import { mapProfileUpdates } from "../../../lib/sources/profiles.js";
 import { context, expectRecord, expectRejected, parseUpdateLine } from "./support.js";
