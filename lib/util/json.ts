@@ -72,14 +72,10 @@ export function jsonShapeRefusal(text: string, limits: JsonShapeLimits): JsonSha
   let depth = 0;
   let containers = 0;
   let values = 1;
-  let inString = false;
   for (let offset = 0; offset < text.length; offset++) {
     const code = text.charCodeAt(offset);
-    if (inString) {
-      if (code === 0x5c) offset++;
-      else if (code === 0x22) inString = false;
-    } else if (code === 0x22) {
-      inString = true;
+    if (code === 0x22) {
+      offset = closingQuote(text, offset);
     } else if (code === 0x5b || code === 0x7b) {
       if (++depth > limits.maxDepth) {
         return { code: "too_deep", error: `lists and objects nest more than ${limits.maxDepth} levels deep (at character ${offset})` };
@@ -94,6 +90,22 @@ export function jsonShapeRefusal(text: string, limits: JsonShapeLimits): JsonSha
     }
   }
   return undefined;
+}
+
+/**
+ * The offset of the quote that closes the string opened at `open` (text.length when none does).
+ * indexOf skips a string's characters natively; a quote preceded by an odd run of backslashes is
+ * escaped and the search goes on past it.
+ */
+function closingQuote(text: string, open: number): number {
+  let quote = text.indexOf('"', open + 1);
+  while (quote !== -1) {
+    let backslashes = 0;
+    while (text.charCodeAt(quote - 1 - backslashes) === 0x5c) backslashes++;
+    if (backslashes % 2 === 0) return quote;
+    quote = text.indexOf('"', quote + 1);
+  }
+  return text.length;
 }
 
 /** parseJson for untrusted bodies: text past the shape limits is refused without parsing it. */
