@@ -119,3 +119,20 @@ export function mixpanelOperatorEnv(target: AwsTarget, env: NodeJS.ProcessEnv): 
     ...(localMixpanelUrl ? { localMixpanelUrl } : {}),
   };
 }
+
+/** The local sandboxes' GDPR OAuth token, project token and Brevo key (infra/local/stack.ts), never real ones. */
+const LOCAL_GDPR = { MIXPANEL_GDPR_TOKEN: "local-gdpr-oauth-token", MIXPANEL_PROJECT_TOKEN: "local-project-token", BREVO_API_KEY: "local-brevo-api-key" };
+
+/**
+ * The environment `gdpr:*` reads its hosts and tokens from: the caller's, over the running local
+ * stack's Mixpanel GDPR API and Brevo sandbox for `--stage local` (so the command needs no
+ * environment there); elsewhere the caller's alone.
+ */
+export function gdprOperatorEnv(target: AwsTarget, env: NodeJS.ProcessEnv): NodeJS.ProcessEnv {
+  const local = target.local ? readLocalStackFile(localStackFilePath(env)) : undefined;
+  return {
+    ...(local?.mixpanelUrl ? { MIXPANEL_GDPR_URL: `${local.mixpanelUrl}/api/app`, MIXPANEL_GDPR_TOKEN: LOCAL_GDPR.MIXPANEL_GDPR_TOKEN, MIXPANEL_PROJECT_TOKEN: LOCAL_GDPR.MIXPANEL_PROJECT_TOKEN } : {}),
+    ...(local?.brevoUrl ? { BREVO_API_URL: local.brevoUrl, BREVO_API_KEY: LOCAL_GDPR.BREVO_API_KEY } : {}),
+    ...env,
+  };
+}

@@ -52,7 +52,7 @@ import {
 } from "../lib/gdpr/deletion.js";
 import { SUPPRESSION_KEY, addSuppressedIds } from "../lib/privacy/suppression.js";
 import { createSecretReader, type SecretReader } from "../lib/secrets/secrets.js";
-import { UsageError, awsTargetOptions, parseArgs, resolveAwsTarget } from "./cli-args.js";
+import { UsageError, awsTargetOptions, gdprOperatorEnv, parseArgs, resolveAwsTarget } from "./cli-args.js";
 import { SERVICE_NAME } from "./stack-layout.js";
 import { parseJsonWith } from "../lib/util/json.js";
 
@@ -133,6 +133,7 @@ export async function main(argv: readonly string[], env: NodeJS.ProcessEnv = pro
     return undefined;
   }
   const target = resolveAwsTarget(values, env);
+  env = gdprOperatorEnv(target, env);
   const config = loadStageConfig(values.config ?? stageConfigPath(target.stage), target.stage);
   const s3 = createS3Client(target.region, target.endpoint);
   const bucket = values.bucket ?? (await findSnapshotBucket(s3, target.stage));

@@ -18,6 +18,8 @@ export const localStackFileSchema = z.object({
   intakeUrl: z.url(),
   /** The local Mixpanel sandbox (absent when MIXPANEL_API_URL points elsewhere): `npm run lookup:* -- --stage local`. */
   mixpanelUrl: z.optional(z.url()),
+  /** The local Brevo sandbox's /v3 base (absent when BREVO_API_URL points elsewhere): `npm run gdpr:delete -- --stage local`. */
+  brevoUrl: z.optional(z.url()),
   pid: z.number().int(),
 });
 export type LocalStackFile = z.infer<typeof localStackFileSchema>;

@@ -496,6 +496,9 @@ export function handlerEnvironment(parts: {
     MIXPANEL_QUERY_URL: `${mixpanel.url}/api/query`,
     ...(options.cohorts ? { COHORT_EXPORT_TICK_MS: String(options.cohorts.tickMs ?? LOCAL_EXPORT_TICK_MS) } : {}),
     ...(parts.secretsUrl ? { SECRETS_ENDPOINT_URL: parts.secretsUrl } : {}),
+    // Secrets and the erased-ids list are re-read every few seconds locally (5 minutes in AWS),
+    // so a changed secret or a \`gdpr:delete\` shows at once when trying things out.
+    SECRETS_TTL_SECONDS: callerEnv.SECRETS_TTL_SECONDS ?? "5",
     INTAKE_TOKEN: parts.intakeToken,
     // The stack prints its own one-line summaries; the handlers' JSON logs stay for warnings.
     POWERTOOLS_LOG_LEVEL: callerEnv.POWERTOOLS_LOG_LEVEL ?? "WARN",

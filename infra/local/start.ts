@@ -115,7 +115,7 @@ try {
 }
 
 // `npm run status|trace|redrive|replay -- --stage local` find the stack through this file.
-writeLocalStackFile(stackFile, { stage: "local", region: LOCAL_REGION, awsEndpoint: stack.awsEndpoint, intakeUrl: stack.intakeUrl, ...(stack.sandbox ? { mixpanelUrl: stack.mixpanelUrl } : {}), pid: process.pid });
+writeLocalStackFile(stackFile, { stage: "local", region: LOCAL_REGION, awsEndpoint: stack.awsEndpoint, intakeUrl: stack.intakeUrl, ...(stack.sandbox ? { mixpanelUrl: stack.mixpanelUrl } : {}), ...(stack.brevoSandbox ? { brevoUrl: stack.brevoUrl } : {}), pid: process.pid });
 
 const now = Math.floor(Date.now() / 1000);
 const tickSeconds = Number(process.env.COHORT_TICK_MS ?? 10_000) / 1000;
