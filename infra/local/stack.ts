@@ -603,19 +603,23 @@ function localFunction(name: FunctionName): FunctionName {
 
 /** Step 12 (cohorts only): the export tick on a timer, as the EventBridge schedule runs it. */
 function startCohortTick(cohortExport: Handlers["cohortExport"], tickMs: number, startTimer: boolean, log: (line: string) => void) {
-  let ticking = false;
+  let running: Promise<unknown> | undefined;
+  const run = (input: unknown): Promise<unknown> => {
+    const invocation = cohortExport(input, lambdaContext(localFunction("cohort-export"), 900_000)).finally(() => {
+      if (running === invocation) running = undefined;
+    });
+    running = invocation;
+    return invocation;
+  };
+  // An operator's tick (`cohorts:export`, `queries:run`) waits for the one in flight, then runs.
   const tick = async (input: unknown = {}) => {
-    if (ticking) return undefined;
-    ticking = true;
-    try {
-      return await cohortExport(input, lambdaContext(localFunction("cohort-export"), 900_000));
-    } finally {
-      ticking = false;
-    }
+    while (running) await running.catch(() => undefined);
+    return run(input);
   };
   const timer = startTimer
     ? setInterval(() => {
-        tick().catch((error: unknown) => log(`cohort-export error: ${String(error)}`));
+        // The schedule skips a beat while a tick is still running.
+        if (!running) run({}).catch((error: unknown) => log(`cohort-export error: ${String(error)}`));
       }, tickMs)
     : undefined;
   return { tick, stop: () => clearInterval(timer) };

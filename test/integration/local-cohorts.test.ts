@@ -58,4 +58,10 @@ describe("local cohort export → webhook", () => {
     expect(added.payload.parameters.mixpanel_session_id).not.toBe(first.payload.parameters.mixpanel_session_id);
     expect([...cohorts.receiver.members(1).keys()].sort()).toEqual(["ada", "cy"]);
   });
+
+  it("runs an operator's tick after the one in flight instead of answering busy", async () => {
+    const cohorts = cohortSideOf(stack);
+    const reports = await Promise.all([cohorts.tick({}), cohorts.tick({ force: [SYNC_ID] })]);
+    for (const report of reports) expect(report).toMatchObject({ syncs: { [SYNC_ID]: expect.any(Object) } });
+  });
 });
