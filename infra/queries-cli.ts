@@ -17,19 +17,15 @@ import { pathToFileURL } from "node:url";
 import * as z from "zod";
 import { LOCAL_STAGE } from "../lib/config/stage.js";
 import { describeError } from "../lib/util/errors.js";
+import { queryRunReportSchema } from "../lib/queries/store.js";
 import { parseJsonWith } from "../lib/util/json.js";
+import * as zm from "../lib/util/zod.js";
 import { LOCAL_COHORT_EXPORT_PATH } from "./local/cohorts.js";
 import { UsageError, parseArgs } from "./cli-args.js";
 
-const queryReportSchema = z.object({
+// A tick's report of one query sync: the stored run's counters, plus a dry run's samples.
+const queryReportSchema = zm.extend(zm.pick(queryRunReportSchema, { rows_read: true, sent: true, unchanged: true, rejected: true, not_delivered: true, queries: true, detail: true }), {
   outcome: z.string(),
-  rows_read: z.number(),
-  sent: z.number(),
-  unchanged: z.number(),
-  rejected: z.number(),
-  not_delivered: z.number(),
-  queries: z.number(),
-  detail: z.string().optional(),
   would_send: z.object({ count: z.number(), rows: z.array(z.object({ key: z.string(), values: z.record(z.string(), z.unknown()) })) }).optional(),
   would_reject: z.array(z.object({ index: z.number(), code: z.string(), reason: z.string() })).optional(),
 });
