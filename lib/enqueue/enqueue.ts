@@ -79,17 +79,20 @@ function payloadText(payload: unknown): string {
   }
 }
 
-/** Replaces the records of erased people by payload-free drops. */
+/** Replaces the records of erased people by payload-free drops; the same list when there are none. */
 function withoutErased(items: readonly MappedItem[], matcher: ErasedMatcher | undefined): readonly MappedItem[] {
   if (matcher === undefined) return items;
+  let kept: MappedItem[] | undefined;
   let erased = 0;
-  const kept = items.map((item): MappedItem => {
-    if (!matcher.isErased(item.ok ? item.line : payloadText(item.payload))) return item;
+  for (let position = 0; position < items.length; position++) {
+    const item = items[position] as MappedItem;
+    if (!matcher.isErased(item.ok ? item.line : payloadText(item.payload))) continue;
+    kept ??= [...items];
+    kept[position] = { ok: false, index: item.index, code: ERASED, reason: "the person was erased (npm run gdpr:delete)", payload: undefined, dropped: true };
     erased++;
-    return { ok: false, index: item.index, code: ERASED, reason: "the person was erased (npm run gdpr:delete)", payload: undefined, dropped: true };
-  });
+  }
   count(ERASED_METRIC, erased);
-  return kept;
+  return kept ?? items;
 }
 
 export async function enqueueMappedItems(items: readonly MappedItem[], batch: EnqueueBatch, deps: EnqueueDeps): Promise<EnqueueResult> {
@@ -105,6 +108,8 @@ export async function enqueueMappedItems(items: readonly MappedItem[], batch: En
   };
 
   const matcher = erasedMatcher(await deps.erasedDigests?.(), deps.config.brevo);
+  // Senders' own `token` / `$token` properties the mappers removed (lib/sources/caller-tokens.ts).
+  let callerTokensRemoved = 0;
   for (const item of protectItems(withoutErased(items, matcher), batch.policy)) {
     if (!item.ok) {
       rejections.push(item);
@@ -114,6 +119,7 @@ export async function enqueueMappedItems(items: readonly MappedItem[], batch: En
       store(undefined, { index, code, reason, payload, ...(dropped ? { dropped } : {}) });
       continue;
     }
+    callerTokensRemoved += item.callerTokensRemoved ?? 0;
     const group = linesByKind.get(item.kind) ?? { lines: [], indexes: [], insertIds: [] };
     group.lines.push(item.line);
     group.indexes.push(item.index);
@@ -121,8 +127,7 @@ export async function enqueueMappedItems(items: readonly MappedItem[], batch: En
     linesByKind.set(item.kind, group);
   }
 
-  // Senders' own `token` / `$token` properties the mappers removed (lib/sources/caller-tokens.ts).
-  count("CallerTokensRemoved", items.reduce((sum, item) => sum + (item.ok ? (item.callerTokensRemoved ?? 0) : 0), 0));
+  count("CallerTokensRemoved", callerTokensRemoved);
 
   const bodies: string[] = [];
   const queuedInsertIdHashes: string[] = [];

@@ -25,24 +25,16 @@ export interface ErasedMatcher {
 }
 
 interface KeyPlan {
-  /** Key names ending in `_id`: found by one search for `_id":`, then compared in place. */
-  readonly idKeys: readonly string[];
-  /** Other key names, each searched as `"name":`. */
-  readonly otherKeys: readonly string[];
+  /** `"name":` for every wanted key, in one pattern: one native pass over a record finds them all. */
+  readonly keys: RegExp;
   readonly emailKeys: ReadonlySet<string>;
 }
 
-const plans = new WeakMap<object, KeyPlan>();
 const NO_BREVO = {};
-const ID_SUFFIX = '_id":';
-const QUOTE = 0x22;
 const OPEN_BRACE = 0x7b;
 const COMMA = 0x2c;
 
 function keyPlan(brevo: BrevoConfig | undefined): KeyPlan {
-  const cacheKey = brevo ?? NO_BREVO;
-  const known = plans.get(cacheKey);
-  if (known) return known;
   const keys = new Set(MIXPANEL_ID_KEYS);
   const emailKeys = new Set<string>();
   for (const [type, source] of Object.entries(brevo?.identifiers ?? {})) {
@@ -52,11 +44,8 @@ function keyPlan(brevo: BrevoConfig | undefined): KeyPlan {
     keys.add(written);
     if (type === "email_id") emailKeys.add(written);
   }
-  const idKeys = [...keys].filter((key) => key.endsWith("_id") && !key.includes('"'));
-  const otherKeys = [...keys].filter((key) => !idKeys.includes(key)).map((key) => `"${key}":`);
-  const plan = { idKeys, otherKeys, emailKeys };
-  plans.set(cacheKey, plan);
-  return plan;
+  const alternatives = [...keys].map((key) => key.replace(/[.*+?^${}()|[\]\\/]/g, "\\$&")).join("|");
+  return { keys: new RegExp(`"(?:${alternatives})":`, "g"), emailKeys };
 }
 
 const NUMBER_CHARS = new Set([..."0123456789eE+-."].map((char) => char.charCodeAt(0)));
@@ -94,29 +83,36 @@ function valueAt(json: string, start: number): string | undefined {
 }
 
 /**
- * Answers per value, kept for as long as the container holds the same list (the cached list is one
- * Set until its next read), so the ids a container sees again and again are hashed once, not once
- * per request; bounded, and cleared when full.
+ * Answers per value are kept in the matcher, for as long as the container holds the same list (the
+ * cached list is one Set until its next read), so the ids a container sees again and again are
+ * hashed once, not once per request; bounded, and cleared when full.
  */
 const MAX_REMEMBERED_ANSWERS = 50_000;
-const answersByList = new WeakMap<ReadonlySet<string>, Map<string, boolean>>();
-function answersFor(digests: ReadonlySet<string>): Map<string, boolean> {
-  let answers = answersByList.get(digests);
-  if (answers === undefined) {
-    answers = new Map();
-    answersByList.set(digests, answers);
-  }
-  return answers;
-}
 
 /**
- * A matcher for one batch against the digests on the list, or undefined when the list is empty
- * (then no record is even scanned).
+ * The matcher for the digests on the list, or undefined when the list is empty (then no record is
+ * even scanned). One per list and stage config, kept while the container holds that list: a
+ * one-event request should not pay for building it.
  */
+const matchersByList = new WeakMap<ReadonlySet<string>, WeakMap<object, ErasedMatcher>>();
 export function erasedMatcher(digests: ReadonlySet<string> | undefined, brevo: BrevoConfig | undefined): ErasedMatcher | undefined {
   if (digests === undefined || digests.size === 0) return undefined;
-  const { idKeys, otherKeys, emailKeys } = keyPlan(brevo);
-  const answers = answersFor(digests);
+  let byConfig = matchersByList.get(digests);
+  if (byConfig === undefined) {
+    byConfig = new WeakMap();
+    matchersByList.set(digests, byConfig);
+  }
+  const configKey = brevo ?? NO_BREVO;
+  let matcher = byConfig.get(configKey);
+  if (matcher === undefined) {
+    matcher = buildMatcher(digests, keyPlan(brevo));
+    byConfig.set(configKey, matcher);
+  }
+  return matcher;
+}
+
+function buildMatcher(digests: ReadonlySet<string>, { keys, emailKeys }: KeyPlan): ErasedMatcher {
+  const answers = new Map<string, boolean>();
   const listed = (value: string): boolean => {
     let erased = answers.get(value);
     if (erased === undefined) {
@@ -126,29 +122,19 @@ export function erasedMatcher(digests: ReadonlySet<string> | undefined, brevo: B
     }
     return erased;
   };
-  const valueListed = (key: string, json: string, at: number): boolean => {
-    const value = valueAt(json, at);
-    if (value === undefined || value === "") return false;
-    return listed(value) || (emailKeys.has(key) && listed(value.trim().toLowerCase()));
-  };
   return {
     isErased(json) {
-      // `_id":` (unescaped quote) only ever ends a key. The records are JSON.stringify's text, so a key
-      // starts right after `{` or `,`: each wanted key of the right length is compared where it would
-      // start, without cutting the key out (records from Braze or Adobe hold many `*_id` keys).
-      for (let at = json.indexOf(ID_SUFFIX); at !== -1; at = json.indexOf(ID_SUFFIX, at + ID_SUFFIX.length)) {
-        for (let k = 0; k < idKeys.length; k++) {
-          const key = idKeys[k] as string;
-          const start = at + 3 - key.length;
-          if (start < 2 || json.charCodeAt(start - 1) !== QUOTE) continue;
-          const before = json.charCodeAt(start - 2);
-          if ((before === OPEN_BRACE || before === COMMA) && json.startsWith(key, start) && valueListed(key, json, at + ID_SUFFIX.length)) return true;
-        }
-      }
-      for (const needle of otherKeys) {
-        for (let at = json.indexOf(needle); at !== -1; at = json.indexOf(needle, at + needle.length)) {
-          if (valueListed(needle.slice(1, -2), json, at + needle.length)) return true;
-        }
+      // The records are JSON.stringify's text: a key starts right after `{` or `,`, and its closing
+      // `":` has an unescaped quote, which only ever ends a key. A match after anything else is the
+      // end of a longer key (an escaped quote before it) and is skipped.
+      keys.lastIndex = 0;
+      for (let match = keys.exec(json); match !== null; match = keys.exec(json)) {
+        const before = json.charCodeAt(match.index - 1);
+        if (before !== OPEN_BRACE && before !== COMMA) continue;
+        const value = valueAt(json, keys.lastIndex);
+        if (value === undefined || value === "") continue;
+        if (listed(value)) return true;
+        if (emailKeys.size > 0 && emailKeys.has(json.slice(match.index + 1, keys.lastIndex - 2)) && listed(value.trim().toLowerCase())) return true;
       }
       return false;
     },

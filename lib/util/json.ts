@@ -108,10 +108,63 @@ function closingQuote(text: string, open: number): number {
   return text.length;
 }
 
-/** parseJson for untrusted bodies: text past the shape limits is refused without parsing it. */
+/**
+ * parseJson for untrusted bodies, refused past the shape limits. Width is what costs memory, so
+ * it is settled before JSON.parse builds anything: a container takes at least two characters and
+ * a value one plus its separator, so a body short enough cannot pass `maxContainers` or
+ * `maxValues` at all; a longer one is bounded by counting its `{`/`[` and `,` characters (strings
+ * included, so an upper bound), and only a body that bound does not clear gets the exact scan
+ * (jsonShapeRefusal). Depth is then checked on the parsed value: V8's JSON.parse is iterative, so
+ * deep nesting costs it nothing but the (already bounded) containers, and the walk stops at
+ * `maxDepth`, so nothing recursive downstream ever sees a deeper value. Walking the parsed value
+ * costs a fraction of scanning the text (measured per intake request shape, docs/performance.md).
+ */
 export function parseJsonBounded(text: string, limits: JsonShapeLimits = BODY_SHAPE_LIMITS): BoundedJsonText {
-  const refusal = jsonShapeRefusal(text, limits);
-  return refusal ? { ok: false, ...refusal } : parseJson(text);
+  if (!widthBoundedByCounts(text, limits)) {
+    const refusal = jsonShapeRefusal(text, limits);
+    // The exact scan has checked the depth too.
+    return refusal ? { ok: false, ...refusal } : parseJson(text);
+  }
+  const parsed = parseJson(text);
+  if (parsed.ok && nestsDeeperThan(parsed.value, limits.maxDepth)) {
+    return { ok: false, code: "too_deep", error: `lists and objects nest more than ${limits.maxDepth} levels deep` };
+  }
+  return parsed;
+}
+
+/** True when `text` cannot hold more lists, objects or values than `limits` allow, by length or by character counts. */
+function widthBoundedByCounts(text: string, limits: JsonShapeLimits): boolean {
+  const containersBounded =
+    text.length <= 2 * limits.maxContainers || countChars(text, "{", limits.maxContainers) + countChars(text, "[", limits.maxContainers) <= limits.maxContainers;
+  return containersBounded && (text.length < 2 * limits.maxValues || countChars(text, ",", limits.maxValues) < limits.maxValues);
+}
+
+/** How many times `char` occurs in `text`, counting stopped once past `stopAfter`. */
+function countChars(text: string, char: string, stopAfter: number): number {
+  let found = 0;
+  for (let at = text.indexOf(char); at !== -1 && found <= stopAfter; at = text.indexOf(char, at + 1)) found++;
+  return found;
+}
+
+/** True when a list or object inside `value` sits more than `maxDepth` levels deep (`[]` is one level). */
+export function nestsDeeperThan(value: unknown, maxDepth: number): boolean {
+  return value !== null && typeof value === "object" && containerDeeperThan(value, 1, maxDepth);
+}
+
+function containerDeeperThan(container: object, depth: number, maxDepth: number): boolean {
+  if (depth > maxDepth) return true;
+  if (Array.isArray(container)) {
+    for (let i = 0; i < container.length; i++) {
+      const inner: unknown = container[i];
+      if (inner !== null && typeof inner === "object" && containerDeeperThan(inner, depth + 1, maxDepth)) return true;
+    }
+    return false;
+  }
+  for (const key in container) {
+    const inner: unknown = (container as Record<string, unknown>)[key];
+    if (inner !== null && typeof inner === "object" && containerDeeperThan(inner, depth + 1, maxDepth)) return true;
+  }
+  return false;
 }
 
 /**

@@ -51,7 +51,7 @@ function surrogateAt(bytes: Uint8Array, at: number): number | undefined {
  * not UTF-8 is refused with the byte offset, never replaced.
  */
 export function decodeUtf8(bytes: Uint8Array): TextDecodeResult {
-  const buffer = Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const buffer = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   if (isUtf8(buffer)) return { ok: true, text: buffer.toString("utf8"), loneSurrogates: 0 };
   let loneSurrogates = 0;
   let copiedUpTo = 0;

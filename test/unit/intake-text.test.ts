@@ -64,6 +64,20 @@ describe("parseJsonBounded", () => {
     expect(jsonShapeRefusal(`${"[".repeat(65)}${"]".repeat(65)}`, limits)).toEqual({ code: "too_deep", error: expect.stringContaining("at character 64") });
   });
 
+  it("refuses deep nesting however the body gets past the width check: by its length, by its character counts or by the exact scan", () => {
+    const deep = (levels: number, padding = "") => `${'{"__proto__":'.repeat(levels)}"${padding}"${"}".repeat(levels)}`;
+    // Short enough that width cannot pass the limits: parsed, then walked.
+    expect(parseJsonBounded(`${"[".repeat(100_000)}${"]".repeat(100_000)}`)).toMatchObject({ ok: false, code: "too_deep" });
+    expect(parseJsonBounded(deep(65))).toMatchObject({ ok: false, code: "too_deep" });
+    expect(parseJsonBounded(deep(64))).toMatchObject({ ok: true });
+    // Long, with few braces and commas: bounded by counting them, then walked.
+    expect(parseJsonBounded(deep(65, "x".repeat(3_000_000)))).toMatchObject({ ok: false, code: "too_deep" });
+    expect(parseJsonBounded(deep(64, "x".repeat(3_000_000)))).toMatchObject({ ok: true });
+    // Long, with braces and commas in a string past the counts: the exact scan.
+    expect(parseJsonBounded(deep(65, "{[,".repeat(1_000_000)))).toMatchObject({ ok: false, code: "too_deep" });
+    expect(parseJsonBounded(deep(64, "{[,".repeat(1_000_000)))).toMatchObject({ ok: true });
+  });
+
   it("refuses bodies wider than the limits: millions of empty objects or numbers", () => {
     expect(parseJsonBounded(`[${Array.from({ length: MAX_JSON_CONTAINERS }, () => "{}").join(",")}]`)).toMatchObject({ ok: false, code: "too_many_values" });
     expect(parseJsonBounded(`[${"0,".repeat(MAX_JSON_VALUES)}0]`)).toMatchObject({ ok: false, code: "too_many_values" });
