@@ -20,11 +20,21 @@ const { handleIntake } = await load<{ handleIntake: Handle }>("lib/intake/proces
 const { parseStageConfig } = await load<{ parseStageConfig: (raw: unknown, stage: string) => unknown }>("lib/config/stage.ts");
 
 const TOKEN = "bench-intake-token-0123456789";
-// BENCH_ERASED_IDS (default 10000): digests on the erased-ids list, none of them a sender's id, so
-// every record is checked against a realistic list; code that predates the list ignores it.
+// BENCH_ERASED_IDS (default 10000): ids on the erased-ids list, none of them a sender's id, so every
+// record is checked against a realistic list, built and read by BENCH_ROOT's own code as
+// gdpr:delete writes it and the intake reads it; code that predates the list ignores it.
 const erasedCount = Number(process.env.BENCH_ERASED_IDS ?? 10_000);
-const { createHash } = await import("node:crypto");
-const erased = new Set(Array.from({ length: erasedCount }, (_, i) => createHash("sha256").update(`erased-${i}`).digest("hex")));
+type ListFile = { digests: string[] };
+type SuppressionModule = {
+  activeDigests?: (file: ListFile, nowMs: number) => ReadonlySet<string>;
+  withSuppressedIds?: (file: ListFile, ids: readonly string[]) => ListFile;
+};
+const suppression = await load<SuppressionModule>("lib/privacy/suppression.ts").catch((): SuppressionModule => ({}));
+const erasedIds = Array.from({ length: erasedCount }, (_, i) => `erased-${i}`);
+const erased =
+  suppression.activeDigests && suppression.withSuppressedIds
+    ? suppression.activeDigests(suppression.withSuppressedIds({ digests: [] }, erasedIds), Date.now())
+    : new Set<string>();
 let queuedBytes = 0;
 let queuedMessages = 0;
 let nextId = 0;

@@ -2,9 +2,12 @@ import fc from "fast-check";
 import { describe, expect, it } from "vitest";
 import { brevoConfigSchema } from "../../../lib/config/brevo.js";
 import { erasedMatcher } from "../../../lib/enqueue/erased.js";
-import { activeDigests, idDigest, withSuppressedIds } from "../../../lib/privacy/suppression.js";
+import { SuppressedDigests, activeDigests, idDigest, idHint, withSuppressedIds } from "../../../lib/privacy/suppression.js";
 
 const digests = (...ids: string[]) => new Set(ids.map(idDigest));
+/** The list as the edges read it from a file gdpr:delete wrote: digests with their hints. */
+const hinted = (...ids: string[]) => activeDigests(withSuppressedIds({ digests: [] }, ids), Date.now());
+const sorted = (set: ReadonlySet<string>) => [...set].sort();
 
 describe("erasedMatcher", () => {
   it("is absent for an empty or missing list, so nothing is scanned", () => {
@@ -61,7 +64,7 @@ describe("erasedMatcher", () => {
 
 describe("the erased-ids list", () => {
   it("reads the old format (no expiry) as suppressed forever", () => {
-    expect(activeDigests({ digests: [idDigest("a")] }, Date.now())).toEqual(digests("a"));
+    expect(sorted(activeDigests({ digests: [idDigest("a")] }, Date.now()))).toEqual(sorted(digests("a")));
   });
 
   it("keeps an expiry per digest; an expired one is no longer active; forever wins over an expiry", () => {
@@ -71,10 +74,57 @@ describe("the erased-ids list", () => {
     list = withSuppressedIds(list, ["past"], { expiresAtMs: now - 1 });
     expect(list.v).toBe(1);
     expect(list.expires?.[idDigest("forever")]).toBeUndefined();
-    expect(activeDigests(list, now)).toEqual(digests("forever", "short"));
-    expect(activeDigests(list, now + 10)).toEqual(digests("forever"));
+    expect(sorted(activeDigests(list, now))).toEqual(sorted(digests("forever", "short")));
+    expect(sorted(activeDigests(list, now + 10))).toEqual(sorted(digests("forever")));
     // A later erasure without --suppress-days makes it permanent.
-    expect(activeDigests(withSuppressedIds(list, ["short"]), now + 10)).toEqual(digests("forever", "short"));
+    expect(sorted(activeDigests(withSuppressedIds(list, ["short"]), now + 10))).toEqual(sorted(digests("forever", "short")));
     expect(JSON.stringify(list)).not.toContain("forever");
+  });
+
+  it("keeps a hint per digest, and offers the hints only when every active digest has one", () => {
+    const list = withSuppressedIds({ digests: [] }, ["a", "b"]);
+    expect(list.hints).toEqual({ [idDigest("a")]: idHint("a"), [idDigest("b")]: idHint("b") });
+    expect(JSON.stringify(list)).not.toMatch(/"a"|"b"/);
+    expect(activeDigests(list, Date.now()).hints).toEqual(new Set([idHint("a"), idHint("b")]));
+    // A list written before hints, then added to: the old digest has none, so digests alone decide.
+    const mixed = withSuppressedIds({ digests: [idDigest("old")] }, ["new"]);
+    expect(activeDigests(mixed, Date.now()).hints).toBeUndefined();
+    // An expired digest without a hint does not stop the others' hints from being used.
+    const expired = { ...withSuppressedIds({ digests: [] }, ["a"]), digests: [idDigest("a"), idDigest("gone")], expires: { [idDigest("gone")]: 1 } };
+    expect(activeDigests(expired, Date.now()).hints).toEqual(new Set([idHint("a")]));
+  });
+});
+
+describe("erasedMatcher with the list's hints", () => {
+  it("finds erased ids through their hints, emails lower-cased, and a list without hints by digest alone", () => {
+    const brevo = brevoConfigSchema.parse({ api_key_secret: "k", identifiers: { email_id: "$email" } });
+    for (const list of [hinted("gone", "person@example.com"), activeDigests({ digests: [idDigest("gone"), idDigest("person@example.com")] }, Date.now())]) {
+      const matcher = erasedMatcher(list, brevo)!;
+      expect(matcher.isErased(JSON.stringify({ event: "e", properties: { distinct_id: "gone" } }))).toBe(true);
+      expect(matcher.isErased(JSON.stringify({ $distinct_id: "x", $set: { $email: " Person@Example.COM" } }))).toBe(true);
+      expect(matcher.isErased(JSON.stringify({ event: "e", properties: { distinct_id: "kept" } }))).toBe(false);
+    }
+  });
+
+  it("takes a listed hint as a reason to check the digest, never as proof", () => {
+    // "kept"'s hint is listed (as a colliding id's would be), its digest is not.
+    const list = new SuppressedDigests([idDigest("gone")], new Set([idHint("gone"), idHint("kept")]));
+    const matcher = erasedMatcher(list, undefined)!;
+    expect(matcher.isErased(JSON.stringify({ event: "e", properties: { distinct_id: "kept" } }))).toBe(false);
+    expect(matcher.isErased(JSON.stringify({ event: "e", properties: { distinct_id: "gone" } }))).toBe(true);
+  });
+
+  it("answers as the digests alone do, for any ids (property-based)", () => {
+    fc.assert(
+      fc.property(fc.uniqueArray(fc.string({ maxLength: 10 }), { minLength: 1, maxLength: 20 }), fc.array(fc.string({ maxLength: 10 }), { maxLength: 20 }), (erasedIds, seen) => {
+        const withHints = erasedMatcher(hinted(...erasedIds), undefined)!;
+        const byDigest = erasedMatcher(digests(...erasedIds), undefined)!;
+        for (const id of [...erasedIds, ...seen]) {
+          const record = JSON.stringify({ event: "e", properties: { distinct_id: id } });
+          expect(withHints.isErased(record)).toBe(byDigest.isErased(record));
+        }
+      }),
+      { seed: 2026, numRuns: 300 },
+    );
   });
 });
