@@ -4,104 +4,158 @@ import { pathToFileURL } from "node:url";
 import { adobeBatch, brazeBatch, intakeRequest, nativeEvents, smallNativeEvents } from "./events.js";
 
 /**
- * Intake CPU and handler latency of BENCH_ROOT's code, in its own process: the real
- * handleIntake (auth, body parse, validate, map, $insert_id, pack) with the SQS sender and
- * rejected store replaced by in-memory sinks, so what is timed is the relay's own work and
- * not a queue's round trip (in AWS, add one SQS SendMessageBatch per 10 messages).
- * Prints one RESULT line.
+ * Intake CPU and handler latency of several code trees, in one process, taking turns: the real
+ * handleIntake of each (auth, body parse, validate, map, $insert_id, pack) with the SQS sender and
+ * rejected store replaced by in-memory sinks, so what is timed is the relay's own work and not a
+ * queue's round trip (in AWS, add one SQS SendMessageBatch per 10 messages).
+ *
+ * BENCH_INTAKE_ROOTS is a JSON object {variant: code root}. The requests of each shape are cut into
+ * slices, and every slice is handled by each variant in turn (the order rotating from slice to
+ * slice), so a busy neighbour slows the variants alike: on a shared machine one process's CPU per
+ * event varies by a third from run to run, while two variants measured slice by slice side by side
+ * agree within a few per cent. Besides each variant's totals, every row carries the median over the
+ * slices of its CPU against BENCH_INTAKE_REFERENCE's on the same slice (`sliceRatios`).
+ * Prints one RESULT line: {variant: rows}.
  */
-const root = process.env.BENCH_ROOT ?? process.cwd();
+const roots = JSON.parse(process.env.BENCH_INTAKE_ROOTS ?? JSON.stringify({ new: process.cwd() })) as Record<string, string>;
+const variants = Object.keys(roots);
+const reference = process.env.BENCH_INTAKE_REFERENCE ?? variants[0] ?? "new";
 const rounds = Number(process.env.BENCH_INTAKE_ROUNDS ?? 1);
-const load = async <T>(path: string): Promise<T> => (await import(pathToFileURL(join(root, path)).href)) as T;
+const SLICES_PER_ROUND = 5;
+const TOKEN = "bench-intake-token-0123456789";
+// BENCH_ERASED_IDS (default 10000): ids on the erased-ids list, none of them a sender's id, so every
+// record is checked against a realistic list, built and read by each root's own code as
+// gdpr:delete writes it and the intake reads it; code that predates the list ignores it.
+const erasedCount = Number(process.env.BENCH_ERASED_IDS ?? 10_000);
+const erasedIds = Array.from({ length: erasedCount }, (_, i) => `erased-${i}`);
 
 interface Response { statusCode: number; body: string }
 type Handle = (request: unknown, deps: unknown) => Promise<{ response: Response }>;
-const { handleIntake } = await load<{ handleIntake: Handle }>("lib/intake/process.ts");
-const { parseStageConfig } = await load<{ parseStageConfig: (raw: unknown, stage: string) => unknown }>("lib/config/stage.ts");
-
-const TOKEN = "bench-intake-token-0123456789";
-// BENCH_ERASED_IDS (default 10000): ids on the erased-ids list, none of them a sender's id, so every
-// record is checked against a realistic list, built and read by BENCH_ROOT's own code as
-// gdpr:delete writes it and the intake reads it; code that predates the list ignores it.
-const erasedCount = Number(process.env.BENCH_ERASED_IDS ?? 10_000);
 type ListFile = { digests: string[] };
 type SuppressionModule = {
   activeDigests?: (file: ListFile, nowMs: number) => ReadonlySet<string>;
   withSuppressedIds?: (file: ListFile, ids: readonly string[]) => ListFile;
 };
-const suppression = await load<SuppressionModule>("lib/privacy/suppression.ts").catch((): SuppressionModule => ({}));
-const erasedIds = Array.from({ length: erasedCount }, (_, i) => `erased-${i}`);
-const erased =
-  suppression.activeDigests && suppression.withSuppressedIds
-    ? suppression.activeDigests(suppression.withSuppressedIds({ digests: [] }, erasedIds), Date.now())
-    : new Set<string>();
-let queuedBytes = 0;
-let queuedMessages = 0;
-let nextId = 0;
-const deps = {
-  config: parseStageConfig({}, "bench"),
-  tokens: async () => [TOKEN],
-  queue: {
-    send: async (_url: string, bodies: readonly string[]) => {
-      queuedMessages += bodies.length;
-      for (const body of bodies) queuedBytes += body.length;
+
+interface Sink { bytes: number; messages: number }
+
+async function loadVariant(root: string): Promise<{ handle: (request: unknown) => Promise<{ response: Response }>; sink: Sink }> {
+  const load = async <T>(path: string): Promise<T> => (await import(pathToFileURL(join(root, path)).href)) as T;
+  const { handleIntake } = await load<{ handleIntake: Handle }>("lib/intake/process.ts");
+  const { parseStageConfig } = await load<{ parseStageConfig: (raw: unknown, stage: string) => unknown }>("lib/config/stage.ts");
+  const suppression = await load<SuppressionModule>("lib/privacy/suppression.ts").catch((): SuppressionModule => ({}));
+  const erased =
+    suppression.activeDigests && suppression.withSuppressedIds
+      ? suppression.activeDigests(suppression.withSuppressedIds({ digests: [] }, erasedIds), Date.now())
+      : new Set<string>();
+  const sink: Sink = { bytes: 0, messages: 0 };
+  let nextId = 0;
+  const deps = {
+    config: parseStageConfig({}, "bench"),
+    tokens: async () => [TOKEN],
+    queue: {
+      send: async (_url: string, bodies: readonly string[]) => {
+        sink.messages += bodies.length;
+        for (const body of bodies) sink.bytes += body.length;
+      },
     },
-  },
-  queueUrl: "bench",
-  rejected: { put: async () => "key" },
-  maxMessageBytes: 262_144,
-  maxBodyBytes: 5_000_000,
-  nowMs: Date.now,
-  newCorrelationId: () => `bench-${nextId++}`,
-  erasedDigests: async () => erased,
-};
-const request = (path: string, body: unknown, headers: Record<string, string> = {}) => intakeRequest(TOKEN, path, body, headers);
+    queueUrl: "bench",
+    rejected: { put: async () => "key" },
+    maxMessageBytes: 262_144,
+    maxBodyBytes: 5_000_000,
+    nowMs: Date.now,
+    newCorrelationId: () => `bench-${nextId++}`,
+    erasedDigests: async () => erased,
+  };
+  return { handle: (request) => handleIntake(request, deps), sink };
+}
+
+const loaded = Object.fromEntries(await Promise.all(variants.map(async (variant) => [variant, await loadVariant(roots[variant] as string)] as const)));
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
+const median = (values: number[]): number => percentile([...values].sort((a, b) => a - b), 50);
 
-async function run(label: string, requests: ReturnType<typeof request>[], eventsPerRequest: number) {
-  // Warm-up (JIT) on the first tenth, not measured.
-  for (const r of requests.slice(0, Math.ceil(requests.length / 10))) await handleIntake(r, deps);
-  queuedBytes = 0;
-  queuedMessages = 0;
-  const latencies: number[] = [];
+type Request = ReturnType<typeof intakeRequest>;
+
+async function handleAll(label: string, variant: string, requests: readonly Request[], latencies?: number[]): Promise<number> {
+  const { handle } = loaded[variant] as Awaited<ReturnType<typeof loadVariant>>;
   const cpuStart = process.cpuUsage();
-  for (let round = 0; round < rounds; round++) {
-    for (const r of requests) {
-      const began = performance.now();
-      const result = await handleIntake(r, deps);
-      latencies.push(performance.now() - began);
-      if (result.response.statusCode !== 202) throw new Error(`${label}: ${result.response.statusCode} ${result.response.body.slice(0, 200)}`);
-    }
+  for (const r of requests) {
+    const began = performance.now();
+    const result = await handle(r);
+    latencies?.push(performance.now() - began);
+    if (result.response.statusCode !== 202) throw new Error(`${variant} ${label}: ${result.response.statusCode} ${result.response.body.slice(0, 200)}`);
   }
   const cpu = process.cpuUsage(cpuStart);
+  return (cpu.user + cpu.system) / 1000;
+}
+
+async function run(label: string, requests: Request[], eventsPerRequest: number) {
+  // Warm-up (JIT) on the first tenth, not measured.
+  for (const variant of variants) await handleAll(label, variant, requests.slice(0, Math.ceil(requests.length / 10)));
+  const state = Object.fromEntries(variants.map((variant) => [variant, { cpuMs: 0, latencies: [] as number[], sliceCpuMs: [] as number[], bytes0: 0, messages0: 0 }]));
+  for (const variant of variants) {
+    const sink = (loaded[variant] as Awaited<ReturnType<typeof loadVariant>>).sink;
+    const s = state[variant] as (typeof state)[string];
+    s.bytes0 = sink.bytes;
+    s.messages0 = sink.messages;
+  }
+  const sliceSize = Math.ceil(requests.length / SLICES_PER_ROUND);
+  let turn = 0;
+  for (let round = 0; round < rounds; round++) {
+    for (let from = 0; from < requests.length; from += sliceSize) {
+      const slice = requests.slice(from, from + sliceSize);
+      const order = variants.map((_, i) => variants[(i + turn) % variants.length] as string);
+      turn++;
+      for (const variant of order) {
+        const s = state[variant] as (typeof state)[string];
+        const cpuMs = await handleAll(label, variant, slice, s.latencies);
+        s.cpuMs += cpuMs;
+        s.sliceCpuMs.push(cpuMs);
+      }
+    }
+  }
   const events = requests.length * eventsPerRequest * rounds;
-  latencies.sort((a, b) => a - b);
-  return {
-    label,
-    events,
-    requests: requests.length * rounds,
-    requestBytes: requests.reduce((sum, r) => sum + r.body.length, 0) / requests.length,
-    cpuMsPer10k: ((cpu.user + cpu.system) / 1000 / events) * 10_000,
-    p50Ms: percentile(latencies, 50),
-    p99Ms: percentile(latencies, 99),
-    sqsMessages: queuedMessages,
-    sqsBytes: queuedBytes,
-  };
+  const referenceSlices = (state[reference] as (typeof state)[string] | undefined)?.sliceCpuMs;
+  return Object.fromEntries(
+    variants.map((variant) => {
+      const s = state[variant] as (typeof state)[string];
+      const sink = (loaded[variant] as Awaited<ReturnType<typeof loadVariant>>).sink;
+      s.latencies.sort((a, b) => a - b);
+      return [
+        variant,
+        {
+          label,
+          events,
+          requests: requests.length * rounds,
+          requestBytes: requests.reduce((sum, r) => sum + r.body.length, 0) / requests.length,
+          cpuMsPer10k: (s.cpuMs / events) * 10_000,
+          p50Ms: percentile(s.latencies, 50),
+          p99Ms: percentile(s.latencies, 99),
+          sqsMessages: sink.messages - s.messages0,
+          sqsBytes: sink.bytes - s.bytes0,
+          /** Each slice's CPU over the reference variant's on the same slice (absent for the reference itself). */
+          sliceRatios: variant === reference || !referenceSlices ? undefined : s.sliceCpuMs.map((cpu, i) => cpu / (referenceSlices[i] ?? Number.NaN)),
+          medianSliceRatio: variant === reference || !referenceSlices ? undefined : median(s.sliceCpuMs.map((cpu, i) => cpu / (referenceSlices[i] ?? Number.NaN))),
+        },
+      ];
+    }),
+  );
 }
 
 const nowS = Math.floor(Date.now() / 1000);
+const request = (path: string, body: unknown, headers: Record<string, string> = {}) => intakeRequest(TOKEN, path, body, headers);
 const native = Array.from({ length: 25 }, (_, i) => request("/v1/events", nativeEvents(2000, nowS - i)));
 const nativeSmall = Array.from({ length: 25 }, (_, i) => request("/v1/events", smallNativeEvents(2000, nowS - i)));
-const braze = Array.from({ length: 300 }, (_, i) =>
-  request("/v1/braze/currents", brazeBatch(100, i, process.cwd()), { "braze-currents-version": "1" }),
-);
+const braze = Array.from({ length: 300 }, (_, i) => request("/v1/braze/currents", brazeBatch(100, i, process.cwd()), { "braze-currents-version": "1" }));
 const adobe = Array.from({ length: 3000 }, (_, i) => request("/v1/adobe/events", adobeBatch(1, nowS, i)));
 
-const results = [
+const shapes = [
   await run("native (2000-event requests, ~600 B events)", native, 2000),
   await run("native (2000-event requests, ~300 B events as in the issue)", nativeSmall, 2000),
-  await run("braze (100-event requests)", braze, 100), await run("adobe (1-event calls)", adobe, 1)];
-process.stdout.write(`RESULT ${JSON.stringify(results)}\n`);
+  await run("braze (100-event requests)", braze, 100),
+  await run("adobe (1-event calls)", adobe, 1),
+];
+process.stdout.write(`RESULT ${JSON.stringify(Object.fromEntries(variants.map((variant) => [variant, shapes.map((shape) => shape[variant])])))}\n`);

@@ -18,7 +18,9 @@ import { ASSUMPTIONS, type CostRow, PRICES_USD, costPerMillion } from "./cost-mo
  *
  *  - forwarder: the real Lambda handler, invocation by invocation, against a loopback
  *    Mixpanel fake (own process) answering after 0 ms and 100 ms;
- *  - intake: CPU per 10k events and handler latency (p50/p99) per source;
+ *  - intake: CPU per 10k events and handler latency (p50/p99) per source, the variants taking
+ *    turns slice by slice in one process per repeat (intake-worker.ts), with the median ratio of
+ *    each slice's CPU to BENCH_COLDSTART_BASELINE_REF's;
  *  - cold start: bundle sizes, and import + first AWS call of every function's bundle against the
  *    code at BENCH_COLDSTART_BASELINE_REF (default 9d4a7d1, the last code that signed its own AWS
  *    requests), on BENCH_COLD_NODE (set it to a Node 24 binary: Lambda's runtime);
@@ -196,16 +198,23 @@ const formatMs = (ms: number): string => (ms < 1 ? ms.toPrecision(2) : ms.toFixe
 const intakeMedians: Record<string, { cpuMsPer10k: number; sqsBytesPerEvent: number; sqsMessagesPerEvent: number; eventsPerRequest: number; requestBytes: number }> = {};
 
 if (sections.has("intake")) {
-  type IntakeRow = { label: string; events: number; requests: number; requestBytes: number; cpuMsPer10k: number; p50Ms: number; p99Ms: number; sqsMessages: number; sqsBytes: number };
+  type IntakeRow = {
+    label: string; events: number; requests: number; requestBytes: number; cpuMsPer10k: number; p50Ms: number; p99Ms: number;
+    sqsMessages: number; sqsBytes: number; sliceRatios?: number[];
+  };
   const runs: Record<"old" | "base" | "new", IntakeRow[][]> = { old: [], base: [], new: [] };
   const intakeRoot = { old: baseline, base: () => sdkBaseline, new: () => repo };
   const intakeVariants = chosen("BENCH_INTAKE_VARIANTS", ["old", "base", "new"] as const);
+  // Every repeat is one process running the variants slice by slice in turn (intake-worker.ts);
+  // the slice ratios are against the code before the AWS SDK clients, the issue's reference.
+  const reference = intakeVariants.includes("base") ? "base" : intakeVariants[0];
   for (let i = 0; i < repeats; i++) {
-    for (const variant of intakeVariants) {
-      runs[variant].push((await runWorker("intake-worker.ts", { BENCH_ROOT: intakeRoot[variant]() })) as IntakeRow[]);
-    }
+    const roots = Object.fromEntries(intakeVariants.map((variant) => [variant, intakeRoot[variant]()]));
+    const result = (await runWorker("intake-worker.ts", { BENCH_INTAKE_ROOTS: JSON.stringify(roots), BENCH_INTAKE_REFERENCE: reference ?? "" })) as Record<string, IntakeRow[]>;
+    for (const variant of intakeVariants) runs[variant].push(result[variant] ?? []);
   }
   results.intake = runs;
+  const variantName = (variant: "old" | "base" | "new") => (variant === "old" ? "baseline" : variant === "base" ? coldStartBaselineRef : "new");
   for (const variant of intakeVariants) {
     (runs[variant][0] ?? []).forEach((row, index) => {
       const rows = runs[variant].map((run) => run[index] as IntakeRow);
@@ -224,9 +233,11 @@ if (sections.has("intake")) {
     const labels = runs[variant][0]?.map((row) => row.label) ?? [];
     labels.forEach((label, index) => {
       const rows = runs[variant].map((run) => run[index] as IntakeRow);
+      const sliceRatios = rows.flatMap((r) => r.sliceRatios ?? []);
       table.push([
-        `intake ${variant === "old" ? "baseline" : variant === "base" ? coldStartBaselineRef : "new"}: ${label}`,
+        `intake ${variantName(variant)}: ${label}`,
         `${median(rows.map((r) => r.cpuMsPer10k)).toFixed(0)} CPU-ms/10k`,
+        sliceRatios.length > 0 ? `${median(sliceRatios).toFixed(2)}× ${variantName(reference ?? "base")} (median of ${sliceRatios.length} slices side by side)` : "",
         `p50 ${formatMs(median(rows.map((r) => r.p50Ms)))} ms`,
         `p99 ${formatMs(median(rows.map((r) => r.p99Ms)))} ms`,
         `${rows[0]?.sqsMessages ?? 0} SQS msgs, ${((rows[0]?.sqsBytes ?? 0) / 1e6).toFixed(1)} MB`,

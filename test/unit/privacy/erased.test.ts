@@ -41,6 +41,10 @@ describe("erasedMatcher", () => {
     expect(matcher.isErased(JSON.stringify({ $distinct_id: "x", $set: { $email: " Person@Example.COM" } }))).toBe(true);
     expect(matcher.isErased(JSON.stringify({ event: "e", properties: { distinct_id: "x", $phone: "+33612345678" } }))).toBe(true);
     expect(matcher.isErased(JSON.stringify({ event: "e", properties: { distinct_id: "x", $email: "other@example.com" } }))).toBe(false);
+    // A property name is matched as written, never as a pattern.
+    const dotted = erasedMatcher(digests("gone"), brevoConfigSchema.parse({ api_key_secret: "k", identifiers: { ext_id: "user.id" } }))!;
+    expect(dotted.isErased(JSON.stringify({ event: "e", properties: { distinct_id: "x", "user.id": "gone" } }))).toBe(true);
+    expect(dotted.isErased(JSON.stringify({ event: "e", properties: { distinct_id: "x", userXid: "gone" } }))).toBe(false);
     // Without the connector, $email is not an identifier the relay uses.
     expect(erasedMatcher(digests("person@example.com"), undefined)!.isErased(JSON.stringify({ $distinct_id: "x", $set: { $email: "person@example.com" } }))).toBe(false);
   });
