@@ -156,17 +156,19 @@ export async function enqueueMappedItems(items: readonly MappedItem[], batch: En
 
   // The rejections are stored before anything is queued: when the store fails the caller answers
   // 503 with nothing queued, so the sender's retry queues each good record once, not once per try.
-  await Promise.all(
-    [...storedByKind].map(([kind, stored]) =>
-      deps.rejected.put({
-        source,
-        ...(kind !== undefined ? { kind } : {}),
-        correlationId,
-        stageOfFailure,
-        items: stored.sort((a, b) => a.index - b.index),
-      }),
-    ),
-  );
+  if (storedByKind.size > 0) {
+    await Promise.all(
+      [...storedByKind].map(([kind, stored]) =>
+        deps.rejected.put({
+          source,
+          ...(kind !== undefined ? { kind } : {}),
+          correlationId,
+          stageOfFailure,
+          items: stored.sort((a, b) => a.index - b.index),
+        }),
+      ),
+    );
+  }
   await Promise.all([
     bodies.length > 0 && deps.queueUrl !== undefined ? deps.queue.send(deps.queueUrl, bodies) : Promise.resolve(),
     deps.brevoQueueUrl === undefined || brevoBodies.length === 0
