@@ -95,6 +95,19 @@ function valueAt(json: string, start: number): string | undefined {
  */
 const MAX_REMEMBERED_ANSWERS = 50_000;
 
+function rememberingDigestCheck(digests: ReadonlySet<string>): (value: string) => boolean {
+  const answers = new Map<string, boolean>();
+  return (value) => {
+    let erased = answers.get(value);
+    if (erased === undefined) {
+      erased = digests.has(idDigest(value));
+      if (answers.size >= MAX_REMEMBERED_ANSWERS) answers.clear();
+      answers.set(value, erased);
+    }
+    return erased;
+  };
+}
+
 /**
  * The matcher for the digests on the list, or undefined when the list is empty (then no record is
  * even scanned). One per list and stage config, kept while the container holds that list: a
@@ -119,20 +132,11 @@ export function erasedMatcher(digests: ReadonlySet<string> | undefined, brevo: B
 
 function buildMatcher(digests: ReadonlySet<string>, { keys, emailKeys }: KeyPlan): ErasedMatcher {
   const hints = digests instanceof SuppressedDigests ? digests.hints : undefined;
-  const answers = new Map<string, boolean>();
   const listed =
     hints !== undefined
       ? // Nearly every id's hint is not on the list: a few nanoseconds, no digest, nothing kept.
         (value: string): boolean => hints.has(idHint(value)) && digests.has(idDigest(value))
-      : (value: string): boolean => {
-          let erased = answers.get(value);
-          if (erased === undefined) {
-            erased = digests.has(idDigest(value));
-            if (answers.size >= MAX_REMEMBERED_ANSWERS) answers.clear();
-            answers.set(value, erased);
-          }
-          return erased;
-        };
+      : rememberingDigestCheck(digests);
   return {
     isErased(json) {
       // The records are JSON.stringify's text: a key starts right after `{` or `,`, and its closing
