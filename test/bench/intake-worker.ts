@@ -38,8 +38,9 @@ type SuppressionModule = {
 };
 
 interface Sink { bytes: number; messages: number }
+interface Variant { handle: (request: unknown) => Promise<{ response: Response }>; sink: Sink }
 
-async function loadVariant(root: string): Promise<{ handle: (request: unknown) => Promise<{ response: Response }>; sink: Sink }> {
+async function loadVariant(root: string): Promise<Variant> {
   const load = async <T>(path: string): Promise<T> => (await import(pathToFileURL(join(root, path)).href)) as T;
   const { handleIntake } = await load<{ handleIntake: Handle }>("lib/intake/process.ts");
   const { parseStageConfig } = await load<{ parseStageConfig: (raw: unknown, stage: string) => unknown }>("lib/config/stage.ts");
@@ -70,7 +71,9 @@ async function loadVariant(root: string): Promise<{ handle: (request: unknown) =
   return { handle: (request) => handleIntake(request, deps), sink };
 }
 
-const loaded = Object.fromEntries(await Promise.all(variants.map(async (variant) => [variant, await loadVariant(roots[variant] as string)] as const)));
+const loaded = new Map<string, Variant>();
+for (const variant of variants) loaded.set(variant, await loadVariant(roots[variant] as string));
+const variantOf = (name: string): Variant => loaded.get(name) as Variant;
 
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
@@ -79,8 +82,9 @@ const median = (values: number[]): number => percentile([...values].sort((a, b) 
 
 type Request = ReturnType<typeof intakeRequest>;
 
+/** CPU-ms `variant` spends on `requests`, one after the other; each latency is pushed to `latencies`. */
 async function handleAll(label: string, variant: string, requests: readonly Request[], latencies?: number[]): Promise<number> {
-  const { handle } = loaded[variant] as Awaited<ReturnType<typeof loadVariant>>;
+  const { handle } = variantOf(variant);
   const cpuStart = process.cpuUsage();
   for (const r of requests) {
     const began = performance.now();
@@ -92,17 +96,15 @@ async function handleAll(label: string, variant: string, requests: readonly Requ
   return (cpu.user + cpu.system) / 1000;
 }
 
+interface Measured { cpuMs: number; latencies: number[]; sliceCpuMs: number[]; sinkAtStart: Sink }
+
 async function run(label: string, requests: Request[], eventsPerRequest: number) {
   // Warm-up, not measured: one whole pass per variant, so what is measured is the steady cost per
   // event of a warm container, not V8 compiling the code (cold start is its own section).
   for (const variant of variants) await handleAll(label, variant, requests);
-  const state = Object.fromEntries(variants.map((variant) => [variant, { cpuMs: 0, latencies: [] as number[], sliceCpuMs: [] as number[], bytes0: 0, messages0: 0 }]));
-  for (const variant of variants) {
-    const sink = (loaded[variant] as Awaited<ReturnType<typeof loadVariant>>).sink;
-    const s = state[variant] as (typeof state)[string];
-    s.bytes0 = sink.bytes;
-    s.messages0 = sink.messages;
-  }
+  const measured = new Map<string, Measured>(
+    variants.map((variant) => [variant, { cpuMs: 0, latencies: [], sliceCpuMs: [], sinkAtStart: { ...variantOf(variant).sink } }]),
+  );
   const sliceSize = Math.ceil(requests.length / SLICES_PER_ROUND);
   let turn = 0;
   for (let round = 0; round < rounds; round++) {
@@ -111,39 +113,36 @@ async function run(label: string, requests: Request[], eventsPerRequest: number)
       const order = variants.map((_, i) => variants[(i + turn) % variants.length] as string);
       turn++;
       for (const variant of order) {
-        const s = state[variant] as (typeof state)[string];
-        const cpuMs = await handleAll(label, variant, slice, s.latencies);
-        s.cpuMs += cpuMs;
-        s.sliceCpuMs.push(cpuMs);
+        const m = measured.get(variant) as Measured;
+        const cpuMs = await handleAll(label, variant, slice, m.latencies);
+        m.cpuMs += cpuMs;
+        m.sliceCpuMs.push(cpuMs);
       }
     }
   }
   const events = requests.length * eventsPerRequest * rounds;
-  const referenceSlices = (state[reference] as (typeof state)[string] | undefined)?.sliceCpuMs;
-  return Object.fromEntries(
-    variants.map((variant) => {
-      const s = state[variant] as (typeof state)[string];
-      const sink = (loaded[variant] as Awaited<ReturnType<typeof loadVariant>>).sink;
-      s.latencies.sort((a, b) => a - b);
-      return [
-        variant,
-        {
-          label,
-          events,
-          requests: requests.length * rounds,
-          requestBytes: requests.reduce((sum, r) => sum + r.body.length, 0) / requests.length,
-          cpuMsPer10k: (s.cpuMs / events) * 10_000,
-          p50Ms: percentile(s.latencies, 50),
-          p99Ms: percentile(s.latencies, 99),
-          sqsMessages: sink.messages - s.messages0,
-          sqsBytes: sink.bytes - s.bytes0,
-          /** Each slice's CPU over the reference variant's on the same slice (absent for the reference itself). */
-          sliceRatios: variant === reference || !referenceSlices ? undefined : s.sliceCpuMs.map((cpu, i) => cpu / (referenceSlices[i] ?? Number.NaN)),
-          medianSliceRatio: variant === reference || !referenceSlices ? undefined : median(s.sliceCpuMs.map((cpu, i) => cpu / (referenceSlices[i] ?? Number.NaN))),
-        },
-      ];
-    }),
-  );
+  const referenceSlices = measured.get(reference)?.sliceCpuMs;
+  const rowOf = (variant: string) => {
+    const m = measured.get(variant) as Measured;
+    const { sink } = variantOf(variant);
+    m.latencies.sort((a, b) => a - b);
+    // Each slice's CPU over the reference variant's on the same slice (none for the reference itself).
+    const sliceRatios = variant === reference || !referenceSlices ? undefined : m.sliceCpuMs.map((cpu, i) => cpu / (referenceSlices[i] ?? Number.NaN));
+    return {
+      label,
+      events,
+      requests: requests.length * rounds,
+      requestBytes: requests.reduce((sum, r) => sum + r.body.length, 0) / requests.length,
+      cpuMsPer10k: (m.cpuMs / events) * 10_000,
+      p50Ms: percentile(m.latencies, 50),
+      p99Ms: percentile(m.latencies, 99),
+      sqsMessages: sink.messages - m.sinkAtStart.messages,
+      sqsBytes: sink.bytes - m.sinkAtStart.bytes,
+      sliceRatios,
+      medianSliceRatio: sliceRatios && median(sliceRatios),
+    };
+  };
+  return new Map(variants.map((variant) => [variant, rowOf(variant)]));
 }
 
 const nowS = Math.floor(Date.now() / 1000);
@@ -159,4 +158,4 @@ const shapes = [
   await run("braze (100-event requests)", braze, 100),
   await run("adobe (1-event calls)", adobe, 1),
 ];
-process.stdout.write(`RESULT ${JSON.stringify(Object.fromEntries(variants.map((variant) => [variant, shapes.map((shape) => shape[variant])])))}\n`);
+process.stdout.write(`RESULT ${JSON.stringify(Object.fromEntries(variants.map((variant) => [variant, shapes.map((shape) => shape.get(variant))])))}\n`);
