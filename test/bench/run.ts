@@ -206,7 +206,7 @@ if (sections.has("intake")) {
   const intakeRoot = { old: baseline, base: () => sdkBaseline, new: () => repo };
   const intakeVariants = chosen("BENCH_INTAKE_VARIANTS", ["old", "base", "new"] as const);
   // Every repeat is one process running the variants slice by slice in turn (intake-worker.ts);
-  // the slice ratios are against the code before the AWS SDK clients, the reference.
+  // the slice ratios are against the code before the AWS SDK clients (BENCH_COLDSTART_BASELINE_REF).
   const reference = intakeVariants.includes("base") ? "base" : intakeVariants[0];
   for (let i = 0; i < repeats; i++) {
     const roots = Object.fromEntries(intakeVariants.map((variant) => [variant, intakeRoot[variant]()]));
