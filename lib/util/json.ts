@@ -147,7 +147,7 @@ function countChars(text: string, char: string, stopAfter: number): number {
 }
 
 /** True when a list or object inside `value` sits more than `maxDepth` levels deep (`[]` is one level). */
-export function nestsDeeperThan(value: unknown, maxDepth: number): boolean {
+function nestsDeeperThan(value: unknown, maxDepth: number): boolean {
   return value !== null && typeof value === "object" && containerDeeperThan(value, 1, maxDepth);
 }
 
