@@ -13,8 +13,8 @@ import { adobeBatch, brazeBatch, intakeRequest, nativeEvents, smallNativeEvents 
  * slices, and every slice is handled by each variant in turn (the order rotating from slice to
  * slice), so a busy neighbour slows the variants alike: on a shared machine one process's CPU per
  * event varies by a third from run to run, while two variants measured slice by slice side by side
- * agree within a few per cent. Besides each variant's totals, every row carries the median over the
- * slices of its CPU against BENCH_INTAKE_REFERENCE's on the same slice (`sliceRatios`).
+ * agree within a few per cent. Besides each variant's totals, every row carries each slice's CPU
+ * against BENCH_INTAKE_REFERENCE's on the same slice (`sliceRatios`; run.ts reports their median).
  * Prints one RESULT line: {variant: rows}.
  */
 const roots = JSON.parse(process.env.BENCH_INTAKE_ROOTS ?? JSON.stringify({ new: process.cwd() })) as Record<string, string>;
@@ -78,7 +78,6 @@ const variantOf = (name: string): Variant => loaded.get(name) as Variant;
 function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
-const median = (values: number[]): number => percentile([...values].sort((a, b) => a - b), 50);
 
 type Request = ReturnType<typeof intakeRequest>;
 
@@ -139,7 +138,6 @@ async function run(label: string, requests: Request[], eventsPerRequest: number)
       sqsMessages: sink.messages - m.sinkAtStart.messages,
       sqsBytes: sink.bytes - m.sinkAtStart.bytes,
       sliceRatios,
-      medianSliceRatio: sliceRatios && median(sliceRatios),
     };
   };
   return new Map(variants.map((variant) => [variant, rowOf(variant)]));
